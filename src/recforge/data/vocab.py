@@ -1,0 +1,144 @@
+"""IdVocab: the one place where raw ids become contiguous indices and back.
+
+Raw ids (``user_id``/``item_id``) are whatever the input file holds: integers or strings. Indices
+(``user_idx``/``item_idx``) are positions in embedding tables and score vectors. Indices never leave
+the library; everything public speaks raw ids.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from recforge.errors import DataError, UnknownIdError
+
+MissingPolicy = Literal["error", "negative"]
+
+
+class IdVocab:
+    """Immutable bijection between raw ids and ``0..n-1``.
+
+    Args:
+        ids: the raw ids, in index order. Must be unique.
+        name: what the ids are ("user" or "item"); used in error messages.
+    """
+
+    __slots__ = ("_ids", "_index", "name")
+
+    def __init__(self, ids: Sequence[Any] | npt.ArrayLike, name: str = "id") -> None:
+        arr = _as_id_array(ids)
+        index = pd.Index(arr)
+        if not index.is_unique:
+            dup = index[index.duplicated()][0]
+            raise DataError(f"{name} vocabulary has duplicate id {dup!r}")
+        arr.flags.writeable = False
+        self._ids = arr
+        self._index = index
+        self.name = name
+
+    @classmethod
+    def from_values(cls, values: npt.ArrayLike, name: str = "id") -> IdVocab:
+        """Vocabulary of the distinct values, sorted (so it is independent of row order)."""
+        return cls(_unique_sorted(_as_id_array(values)), name=name)
+
+    @property
+    def ids(self) -> npt.NDArray[Any]:
+        """Raw ids in index order (read-only)."""
+        return self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __contains__(self, raw_id: object) -> bool:
+        return bool(self._index.__contains__(raw_id))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, IdVocab) and np.array_equal(self._ids, other._ids)
+
+    def __hash__(self) -> int:
+        return hash((self.name, len(self)))
+
+    def __repr__(self) -> str:
+        return f"IdVocab({self.name}, n={len(self)})"
+
+    def index(self, ids: Iterable[Any] | npt.ArrayLike, missing: MissingPolicy = "error") -> npt.NDArray[np.int64]:
+        """Map raw ids to indices.
+
+        Args:
+            ids: raw ids.
+            missing: ``"error"`` raises :class:`UnknownIdError` naming the first unknown id;
+                ``"negative"`` returns -1 for unknown ids.
+        """
+        arr = _as_id_array(list(ids) if not isinstance(ids, np.ndarray | pd.Series | pd.Index) else ids)
+        if arr.dtype.kind in "iu" and self._ids.dtype.kind not in "iuO":
+            arr = arr.astype(self._ids.dtype)
+        idx = self._index.get_indexer(arr).astype(np.int64)
+        if missing == "error" and (idx < 0).any():
+            bad = arr[np.flatnonzero(idx < 0)[0]]
+            raise UnknownIdError(f"unknown {self.name} id {_plain(bad)!r}")
+        return idx
+
+    def index_one(self, raw_id: Any) -> int:
+        """Index of one raw id; :class:`UnknownIdError` if absent."""
+        return int(self.index([raw_id])[0])
+
+    def lookup(self, idx: npt.ArrayLike) -> npt.NDArray[Any]:
+        """Raw ids at the given indices."""
+        return self._ids[np.asarray(idx, dtype=np.int64)]
+
+    def extend(self, ids: npt.ArrayLike) -> IdVocab:
+        """A new vocabulary with ``ids`` not yet present appended; existing indices are unchanged."""
+        arr = _as_id_array(ids)
+        new = _unique_sorted(arr[self._index.get_indexer(arr) < 0])
+        if len(new) == 0:
+            return self
+        base = self._ids
+        if base.dtype.kind != new.dtype.kind:
+            base, new = base.astype(object), new.astype(object)
+        return IdVocab(np.concatenate([base, new]), name=self.name)
+
+    def to_json(self) -> str:
+        """Serialise (ids as JSON numbers or strings, kind recorded so ints stay ints)."""
+        kind = "int" if self._ids.dtype.kind in "iu" else "str"
+        ids = self._ids.tolist() if kind == "int" else [str(x) for x in self._ids]
+        return json.dumps({"name": self.name, "kind": kind, "ids": ids})
+
+    @classmethod
+    def from_json(cls, text: str) -> IdVocab:
+        """Inverse of :meth:`to_json`."""
+        obj = json.loads(text)
+        ids = np.asarray(obj["ids"], dtype=np.int64) if obj["kind"] == "int" else np.asarray(obj["ids"], dtype=object)
+        if obj["kind"] == "int" and len(obj["ids"]) == 0:
+            ids = np.zeros(0, dtype=np.int64)
+        return cls(ids, name=obj.get("name", "id"))
+
+
+def _as_id_array(ids: Any) -> npt.NDArray[Any]:
+    arr = np.asarray(ids)
+    if arr.ndim != 1:
+        arr = arr.reshape(-1)
+    if arr.dtype.kind in "iu":
+        return arr.astype(np.int64, copy=False)
+    if arr.dtype.kind == "f":
+        if not (np.all(np.isfinite(arr)) and np.all(arr == np.round(arr))):
+            raise DataError("ids must be integers or strings, got non-integral numbers")
+        return arr.astype(np.int64)
+    return arr.astype(object)
+
+
+def _unique_sorted(arr: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """Distinct values, sorted where they can be ordered (mixed types keep first-seen order)."""
+    uniq = np.asarray(pd.unique(pd.Series(arr, dtype=arr.dtype)), dtype=arr.dtype)
+    try:
+        return np.sort(uniq)
+    except TypeError:
+        return uniq
+
+
+def _plain(x: Any) -> Any:
+    return x.item() if isinstance(x, np.generic) else x

@@ -1,0 +1,369 @@
+"""The Recommender interface shared by every model family (scikit-learn conventions).
+
+Hyper-parameters live in ``self.config`` (a frozen :class:`~recforge.config.ModelConfig`);
+nothing is computed in ``__init__``; learned state lives in attributes ending in ``_``.
+Families implement only :meth:`Recommender._fit` and :meth:`Recommender.score_items` (plus,
+optionally, a faster :meth:`Recommender.predict_idx`, fold-in for new users and item vectors);
+everything that turns scores into recommendations is implemented once, here.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import scipy.sparse as sp
+
+from recforge.config import ModelConfig, config_from_mapping
+from recforge.data.interactions import Interactions
+from recforge.data.vocab import IdVocab
+from recforge.errors import ConfigError, DataError, NotFittedError
+
+FloatArray = npt.NDArray[np.float32]
+IndexArray = npt.NDArray[np.int64]
+
+#: Users scored per chunk by the default batched paths; bounded so (chunk × items) floats fit easily.
+DEFAULT_SCORE_CHUNK = 1024
+
+
+@dataclass(frozen=True)
+class RecList:
+    """Ranked recommendations for one user: raw item ids and their scores, best first."""
+
+    user_id: Any
+    item_ids: npt.NDArray[Any]
+    scores: npt.NDArray[np.float32]
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+    def to_frame(self) -> pd.DataFrame:
+        """Columns ``user_id, rank, item_id, score`` (rank starts at 1)."""
+        return pd.DataFrame(
+            {
+                "user_id": [self.user_id] * len(self),
+                "rank": np.arange(1, len(self) + 1),
+                "item_id": self.item_ids,
+                "score": self.scores,
+            }
+        )
+
+
+def reclists_to_frame(recs: Sequence[RecList]) -> pd.DataFrame:
+    """Stack many RecLists into one ``user_id, rank, item_id, score`` frame."""
+    if not recs:
+        return pd.DataFrame({"user_id": [], "rank": [], "item_id": [], "score": []})
+    return pd.concat([r.to_frame() for r in recs], ignore_index=True)
+
+
+def topk_rows(
+    scores: npt.NDArray[np.floating[Any]], k: int
+) -> tuple[IndexArray, npt.NDArray[np.float32]]:
+    """Top-``k`` column indices and values of each row, best first; ties broken by lower index.
+
+    ``-inf`` entries mark excluded items; callers drop them. ``k`` is capped at the row length.
+    """
+    n = scores.shape[1]
+    k = min(k, n)
+    if k <= 0:
+        return np.zeros((scores.shape[0], 0), np.int64), np.zeros((scores.shape[0], 0), np.float32)
+    if k < n:
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    else:
+        part = np.broadcast_to(np.arange(n), scores.shape).copy()
+    vals = np.take_along_axis(scores, part, axis=1)
+    # lexsort: last key is primary -> sort by -value, then by index for deterministic ties.
+    order = np.lexsort((part, -vals), axis=1)
+    idx = np.take_along_axis(part, order, axis=1).astype(np.int64)
+    return idx, np.take_along_axis(vals, order, axis=1).astype(np.float32)
+
+
+class Recommender(ABC):
+    """Abstract base of every recforge model.
+
+    Subclasses set ``name`` (the registry key), ``Config`` (their config class) and
+    ``predicts_ratings`` (True when scores are ratings on the training scale).
+
+    Fitted attributes set by :meth:`fit` for every model:
+        users_, items_: the training vocabularies.
+        seen_: user × item CSR (binary) of training interactions; used to exclude seen items.
+        global_mean_: mean training rating; rating_scale_: (low, high) or None.
+        item_meta_: item metadata frame (titles, genres) or None.
+    """
+
+    name: ClassVar[str] = "base"
+    Config: ClassVar[type[ModelConfig]] = ModelConfig
+    predicts_ratings: ClassVar[bool] = True
+
+    users_: IdVocab
+    items_: IdVocab
+    seen_: sp.csr_matrix
+    global_mean_: float
+    rating_scale_: tuple[float, float] | None
+    item_meta_: pd.DataFrame | None
+
+    def __init__(self, config: ModelConfig | Mapping[str, Any] | None = None, **overrides: Any) -> None:
+        if isinstance(config, ModelConfig):
+            values = config.model_dump()
+        else:
+            values = dict(config or {})
+        values.update(overrides)
+        self.config = config_from_mapping(self.Config, values, where=f"model {self.name}")
+
+    def __repr__(self) -> str:
+        changed = {k: v for k, v in self.config.model_dump().items() if v != self.Config.model_fields[k].default}
+        args = ", ".join(f"{k}={v!r}" for k, v in changed.items())
+        return f"{type(self).__name__}({args})"
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, train: Interactions, valid: Interactions | None = None) -> Self:
+        """Learn from ``train`` (and use ``valid`` for early stopping where supported)."""
+        if len(train) == 0:
+            raise DataError(f"{train.source}: cannot fit {self.name} on an empty training set")
+        self.users_ = train.users
+        self.items_ = train.items
+        self.seen_ = train.csr("binary")
+        self.global_mean_ = train.global_mean
+        self.rating_scale_ = train.rating_scale
+        self.item_meta_ = train.item_meta
+        if valid is not None and (valid.users is not train.users or valid.items is not train.items):
+            # Validation must speak train's indices; unknown ids cannot be scored and are dropped.
+            valid = valid.reencode(train.users, train.items, unknown="drop")
+        self._fit(train, valid)
+        return self
+
+    @abstractmethod
+    def _fit(self, train: Interactions, valid: Interactions | None) -> None:
+        """Family-specific learning. ``valid`` (if any) is encoded with train's vocabularies."""
+
+    @property
+    def is_fitted(self) -> bool:
+        """True once :meth:`fit` (or :meth:`load`) has run."""
+        return hasattr(self, "items_")
+
+    def _check_fitted(self) -> None:
+        if not self.is_fitted:
+            raise NotFittedError(f"{self.name} is not fitted yet; call fit(train) or load a saved run first")
+
+    @property
+    def n_users(self) -> int:
+        self._check_fitted()
+        return len(self.users_)
+
+    @property
+    def n_items(self) -> int:
+        self._check_fitted()
+        return len(self.items_)
+
+    # ------------------------------------------------------------------ scoring (index space)
+    @abstractmethod
+    def score_items(self, user_idx: npt.NDArray[np.integer[Any]]) -> FloatArray:
+        """Scores of every item for a batch of user indices: shape ``(len(user_idx), n_items)``.
+
+        Higher is better. For rating models the score is the predicted rating (unclipped).
+        """
+
+    def predict_idx(
+        self, user_idx: npt.NDArray[np.integer[Any]], item_idx: npt.NDArray[np.integer[Any]]
+    ) -> FloatArray:
+        """Scores of (user, item) index pairs. Default gathers from :meth:`score_items` per user chunk."""
+        user_idx = np.asarray(user_idx, dtype=np.int64)
+        item_idx = np.asarray(item_idx, dtype=np.int64)
+        out = np.empty(len(user_idx), dtype=np.float32)
+        uniq, inverse = np.unique(user_idx, return_inverse=True)
+        for start in range(0, len(uniq), DEFAULT_SCORE_CHUNK):
+            chunk = uniq[start : start + DEFAULT_SCORE_CHUNK]
+            scores = self.score_items(chunk)
+            rows = (inverse >= start) & (inverse < start + len(chunk))
+            out[rows] = scores[inverse[rows] - start, item_idx[rows]]
+        return out
+
+    # ------------------------------------------------------------------ public API (raw ids)
+    def predict(self, user_ids: npt.ArrayLike, item_ids: npt.ArrayLike) -> FloatArray:
+        """Predicted ratings (clipped to the rating scale) for raw id pairs; NaN where unknown."""
+        self._check_fitted()
+        u = self.users_.index(np.asarray(user_ids).reshape(-1), missing="negative")
+        i = self.items_.index(np.asarray(item_ids).reshape(-1), missing="negative")
+        if len(u) != len(i):
+            raise ConfigError(f"predict: {len(u)} user ids but {len(i)} item ids")
+        out = np.full(len(u), np.nan, dtype=np.float32)
+        known = (u >= 0) & (i >= 0)
+        if known.any():
+            out[known] = self.predict_idx(u[known], i[known])
+        return self._clip(out)
+
+    def _clip(self, values: FloatArray) -> FloatArray:
+        if self.predicts_ratings and self.rating_scale_ is not None:
+            lo, hi = self.rating_scale_
+            return np.clip(values, lo, hi).astype(np.float32)
+        return values.astype(np.float32, copy=False)
+
+    def recommend_idx(
+        self,
+        user_idx: npt.NDArray[np.integer[Any]],
+        k: int,
+        *,
+        exclude_seen: bool = True,
+        candidates: npt.NDArray[np.bool_] | None = None,
+    ) -> tuple[IndexArray, FloatArray]:
+        """Top-``k`` item indices and scores for user indices, in chunks.
+
+        Returns arrays of shape ``(len(user_idx), min(k, n_items))``; positions that could not be
+        filled (every allowed item already used) hold index -1 and score -inf.
+        """
+        self._check_fitted()
+        if k < 1:
+            raise ConfigError(f"k must be >= 1, got {k}")
+        user_idx = np.asarray(user_idx, dtype=np.int64)
+        width = min(k, self.n_items)
+        all_idx = np.empty((len(user_idx), width), dtype=np.int64)
+        all_val = np.empty((len(user_idx), width), dtype=np.float32)
+        for start in range(0, len(user_idx), DEFAULT_SCORE_CHUNK):
+            chunk = user_idx[start : start + DEFAULT_SCORE_CHUNK]
+            scores = np.array(self.score_items(chunk), dtype=np.float32, copy=True)
+            scores[~np.isfinite(scores)] = np.float32(-np.finfo(np.float32).max)
+            if candidates is not None:
+                scores[:, ~candidates] = -np.inf
+            if exclude_seen:
+                mask_seen(scores, self.seen_, chunk)
+            idx, val = topk_rows(scores, width)
+            idx[~np.isfinite(val)] = -1
+            all_idx[start : start + len(chunk)] = idx
+            all_val[start : start + len(chunk)] = val
+        return all_idx, all_val
+
+    def recommend(
+        self,
+        user_ids: npt.ArrayLike,
+        k: int = 10,
+        *,
+        exclude_seen: bool = True,
+        candidates: npt.ArrayLike | None = None,
+    ) -> list[RecList]:
+        """Top-``k`` recommendations for each raw user id (UnknownIdError for unknown users).
+
+        Args:
+            user_ids: raw user ids (a scalar is accepted too).
+            k: list length; larger than the catalogue is fine (you get every allowed item).
+            exclude_seen: drop items the user interacted with in training.
+            candidates: optional raw item ids to restrict the ranking to (unknown ids ignored).
+        """
+        self._check_fitted()
+        ids = np.atleast_1d(np.asarray(user_ids))
+        u = self.users_.index(ids)
+        cand_mask = None
+        if candidates is not None:
+            ci = self.items_.index(np.atleast_1d(np.asarray(candidates)), missing="negative")
+            cand_mask = np.zeros(self.n_items, dtype=bool)
+            cand_mask[ci[ci >= 0]] = True
+        idx, val = self.recommend_idx(u, k, exclude_seen=exclude_seen, candidates=cand_mask)
+        return [self._to_reclist(uid, row_i, row_v) for uid, row_i, row_v in zip(ids, idx, val, strict=True)]
+
+    def _to_reclist(self, user_id: Any, idx: IndexArray, val: FloatArray) -> RecList:
+        ok = idx >= 0
+        raw = user_id.item() if isinstance(user_id, np.generic) else user_id
+        return RecList(raw, self.items_.lookup(idx[ok]), val[ok])
+
+    # ------------------------------------------------------------------ new users (fold-in)
+    def fold_in_scores(self, item_idx: IndexArray, ratings: FloatArray) -> FloatArray:
+        """Scores of every item for an unseen user who rated ``item_idx`` with ``ratings``.
+
+        Families override this (least squares for MF, encoding for autoencoders, ...).
+        """
+        raise ConfigError(f"model {self.name} does not support recommendations for new users")
+
+    def _fold_in_inputs(self, ratings: Mapping[Any, float]) -> tuple[IndexArray, FloatArray]:
+        self._check_fitted()
+        if not ratings:
+            raise DataError("new-user ratings are empty; give at least one {item_id: rating}")
+        ids = list(ratings.keys())
+        idx = self.items_.index(ids, missing="negative")
+        vals = np.asarray([ratings[i] for i in ids], dtype=np.float32)
+        if not np.all(np.isfinite(vals)):
+            raise DataError("new-user ratings must be finite numbers")
+        keep = idx >= 0
+        if not keep.any():
+            raise DataError("none of the rated items is known to the model")
+        return idx[keep], vals[keep]
+
+    def recommend_for_ratings(
+        self, ratings: Mapping[Any, float], k: int = 10, *, exclude_rated: bool = True
+    ) -> RecList:
+        """Recommendations for a new user given ``{item_id: rating}``, without retraining.
+
+        Items unknown to the model are ignored.
+        """
+        item_idx, vals = self._fold_in_inputs(ratings)
+        scores = np.array(self.fold_in_scores(item_idx, vals), dtype=np.float32, copy=True)[None, :]
+        if k < 1:
+            raise ConfigError(f"k must be >= 1, got {k}")
+        scores[~np.isfinite(scores)] = np.float32(-np.finfo(np.float32).max)
+        if exclude_rated:
+            scores[0, item_idx] = -np.inf
+        idx, val = topk_rows(scores, min(k, self.n_items))
+        idx[~np.isfinite(val)] = -1
+        return self._to_reclist(None, idx[0], val[0])
+
+    def predict_for_ratings(self, ratings: Mapping[Any, float], item_ids: npt.ArrayLike) -> FloatArray:
+        """Predicted ratings of ``item_ids`` for a new user given ``{item_id: rating}``; NaN if unknown."""
+        item_idx, vals = self._fold_in_inputs(ratings)
+        scores = self.fold_in_scores(item_idx, vals)
+        target = self.items_.index(np.atleast_1d(np.asarray(item_ids)), missing="negative")
+        out = np.full(len(target), np.nan, dtype=np.float32)
+        out[target >= 0] = scores[target[target >= 0]]
+        return self._clip(out)
+
+    # ------------------------------------------------------------------ item similarity
+    def item_vectors(self) -> FloatArray | None:
+        """Item representation matrix ``(n_items, d)`` for similarity and ANN retrieval, if any."""
+        return None
+
+    def similar_items(self, item_id: Any, k: int = 10) -> RecList:
+        """The ``k`` items most cosine-similar to ``item_id`` (itself excluded)."""
+        self._check_fitted()
+        vecs = self.item_vectors()
+        if vecs is None:
+            raise ConfigError(f"model {self.name} has no item vectors; similar items need an embedding model")
+        i = self.items_.index_one(item_id)
+        norms = np.linalg.norm(vecs, axis=1)
+        norms[norms == 0] = 1.0
+        sims = (vecs @ vecs[i]) / (norms * norms[i])
+        sims = sims.astype(np.float32)[None, :]
+        sims[0, i] = -np.inf
+        idx, val = topk_rows(sims, min(k, self.n_items))
+        idx[~np.isfinite(val)] = -1
+        return self._to_reclist(item_id, idx[0], val[0])
+
+    # ------------------------------------------------------------------ persistence
+    def get_state(self) -> dict[str, npt.NDArray[Any]]:
+        """Learned arrays of this family (saved to safetensors). Base state is added by artifacts."""
+        return {}
+
+    def set_state(self, state: Mapping[str, npt.NDArray[Any]]) -> None:
+        """Restore what :meth:`get_state` returned."""
+
+    def save(self, path: str | Path) -> Path:
+        """Save to a run directory (see :func:`recforge.artifacts.save_run`)."""
+        from recforge.artifacts import save_run
+
+        return save_run(path, self)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Recommender:
+        """Load a model saved with :meth:`save` (see :func:`recforge.artifacts.load_run`)."""
+        from recforge.artifacts import load_run
+
+        return load_run(path).model
+
+
+def mask_seen(scores: npt.NDArray[np.float32], seen: sp.csr_matrix, user_idx: IndexArray) -> None:
+    """Set ``scores[r, j] = -inf`` for every item ``j`` user ``user_idx[r]`` has seen (in place)."""
+    rows = seen[user_idx]
+    counts = np.diff(rows.indptr)
+    scores[np.repeat(np.arange(len(user_idx)), counts), rows.indices] = -np.inf
