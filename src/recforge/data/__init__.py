@@ -13,7 +13,7 @@ _EXPORTS = {
     "Interactions": "recforge.data.interactions",
     "read_ratings": "recforge.data.io",
     "load_movielens": "recforge.data.movielens",
-    "load_dataset": "recforge.data.movielens",
+    "load_dataset": "recforge.data.sources",
     "MOVIELENS": "recforge.data.movielens",
     "Split": "recforge.data.split",
     "make_interactions": "recforge.data.synthetic",

@@ -1,0 +1,230 @@
+"""Command definitions. Each command parses options, calls one library function, prints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(
+    name="recforge",
+    help="Train, evaluate, explain and serve deep-learning recommenders.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Inspect and split rating data.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of text.")]
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        from recforge import __version__
+
+        typer.echo(f"recforge {__version__}")
+        raise typer.Exit(0)
+
+
+# ---------------------------------------------------------------------------- data
+@data_app.command("describe")
+def data_describe(
+    source: Annotated[str, typer.Argument(help="A ratings file or a MovieLens name (ml-100k, ...).")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Users, items, ratings, density, rating histogram and per-user count quantiles."""
+    from recforge.cli._output import console, emit_json
+    from recforge.data.describe import describe
+    from recforge.data.sources import load_dataset
+
+    stats = describe(load_dataset(source))
+    if json_out:
+        emit_json(stats)
+        return
+    con = console()
+    con.print(f"[bold]{stats['source']}[/bold]")
+    con.print(f"users    {stats['n_users']}")
+    con.print(f"items    {stats['n_items']}")
+    con.print(f"ratings  {stats['n_ratings']}")
+    con.print(f"density  {stats['density']:.4%}")
+    if stats["explicit"]:
+        lo, hi = stats["rating_scale"]
+        con.print(f"scale    {lo:g}..{hi:g}   mean {stats['rating_mean']:.3f}")
+        total = max(stats["n_ratings"], 1)
+        for value, count in stats["rating_histogram"].items():
+            bar = "█" * round(40 * count / total)
+            con.print(f"  {value:>4} {count:>9}  {bar}")
+    q = stats["ratings_per_user"]
+    con.print(
+        "ratings per user: "
+        + "  ".join(f"{k}={v:g}" for k, v in q.items() if k != "mean")
+        + f"  mean={q['mean']:.1f}"
+    )
+
+
+@data_app.command("split")
+def data_split(
+    source: Annotated[str, typer.Argument(help="A ratings file or a MovieLens name.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write train.csv and test.csv into.")],
+    protocol: Annotated[
+        str, typer.Option("--protocol", "-p", help="random:0.2 | temporal-user:0.2 | global-temporal:0.2 | loo | ml100k:u1 ...")
+    ] = "random:0.2",
+    json_out: JsonOpt = False,
+) -> None:
+    """Split a dataset with a named, seeded protocol and write its parts as CSV (atomically)."""
+    from recforge.cli._output import console, emit_json
+    from recforge.data.sources import load_dataset
+    from recforge.data.split_io import write_split
+    from recforge.pipeline import resolve_split
+
+    split = resolve_split(load_dataset(source), protocol)
+    written = write_split(split, out)
+    summary = {"protocol": split.protocol.describe(), "files": {k: str(v) for k, v in written.items()}}
+    summary |= {f"n_{name}": len(getattr(split, name)) for name in ("train", "test")}
+    if json_out:
+        emit_json(summary)
+        return
+    con = console()
+    con.print(f"protocol {summary['protocol']}")
+    for name, path in written.items():
+        con.print(f"  {name:<6} {len(getattr(split, name)):>9} rows -> {path}")
+
+
+# ---------------------------------------------------------------------------- models
+@app.command("models")
+def list_models(json_out: JsonOpt = False) -> None:
+    """List registered models."""
+    from recforge.cli._output import emit_json
+    from recforge.models.registry import available
+
+    names = available()
+    if json_out:
+        emit_json(names)
+    else:
+        typer.echo("\n".join(names))
+
+
+@app.command("train")
+def train(
+    model: Annotated[str, typer.Option("--model", "-m", help="Registered model name (see `recforge models`).")],
+    data: Annotated[str, typer.Option("--data", "-d", help="Ratings file or MovieLens name.")] = "ml-100k",
+    split: Annotated[str, typer.Option("--split", "-s", help="Split spec, e.g. random:0.2, ml100k:u1.")] = "random:0.2",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run directory to write.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML/JSON file of hyper-parameters.")] = None,
+    sets: Annotated[
+        list[str] | None, typer.Option("--set", help="Override one hyper-parameter: key=value (repeatable).")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs (neural models).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate (neural models).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size (neural models).")] = None,
+    n_factors: Annotated[int | None, typer.Option(help="Embedding size (factor models).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Train a model, evaluate it on the split's test part, and save the run."""
+    from recforge.cli._output import emit_json, parse_sets
+    from recforge.config import load_config_file
+    from recforge.pipeline import train_run
+
+    params: dict[str, Any] = load_config_file(config) if config else {}
+    params.pop("model", None)
+    flags = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "n_factors": n_factors, "seed": seed}
+    params |= {k: v for k, v in flags.items() if v is not None}
+    params |= parse_sets(sets)
+    result = train_run(model, data, split=split, config=params, out=out)
+    if json_out:
+        emit_json({"run_dir": str(result.run_dir) if result.run_dir else None, **result.metrics})
+        return
+    from recforge.cli.render import render_train_result
+
+    render_train_result(result)
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    run: Annotated[Path, typer.Argument(help="Run directory written by `recforge train`.")],
+    data: Annotated[str | None, typer.Option("--data", "-d", help="Dataset (default: the run's).")] = None,
+    split: Annotated[str | None, typer.Option("--split", "-s", help="Split spec (default: the run's).")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Re-evaluate a saved run on a split of its data (never trains)."""
+    from recforge.artifacts import load_run
+    from recforge.cli._output import console, emit_json
+    from recforge.cli.render import render_metrics
+    from recforge.data.sources import load_dataset
+    from recforge.errors import ConfigError
+    from recforge.pipeline import evaluate_model, resolve_split
+
+    loaded = load_run(run)
+    data_spec = data or loaded.manifest.get("data")
+    split_spec = split or loaded.manifest.get("split_spec")
+    if not data_spec or not split_spec:
+        raise ConfigError(f"{run}: the run does not record its data/split; pass --data and --split")
+    sp = resolve_split(load_dataset(data_spec), split_spec)
+    metrics = evaluate_model(loaded.model, sp)
+    if json_out:
+        emit_json(metrics)
+    else:
+        render_metrics(console(), metrics)
+
+
+@app.command("recommend")
+def recommend(
+    run: Annotated[Path, typer.Argument(help="Run directory.")],
+    user: Annotated[list[str], typer.Option("--user", "-u", help="Raw user id (repeatable).")],
+    k: Annotated[int, typer.Option("-k", "--k", min=1, max=100000, help="How many items.")] = 10,
+    include_seen: Annotated[bool, typer.Option(help="Also recommend items the user already rated.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Top-k recommendations for existing users, with titles when metadata exists."""
+    from recforge.artifacts import load_run
+    from recforge.cli._output import console, emit_json
+    from recforge.cli.render import coerce_ids, render_reclist
+
+    model = load_run(run).model
+    ids = coerce_ids(user, model.users_.ids)
+    recs = model.recommend(ids, k, exclude_seen=not include_seen)
+    if json_out:
+        emit_json([_reclist_json(r, model) for r in recs])
+        return
+    con = console()
+    for rec in recs:
+        render_reclist(con, f"Top {k} for user {rec.user_id}", rec, model.item_meta_)
+
+
+@app.command("similar")
+def similar(
+    run: Annotated[Path, typer.Argument(help="Run directory.")],
+    item: Annotated[str, typer.Option("--item", "-i", help="Raw item id.")],
+    k: Annotated[int, typer.Option("-k", "--k", min=1, max=100000)] = 10,
+    json_out: JsonOpt = False,
+) -> None:
+    """Items most similar to one item (cosine over the model's item vectors)."""
+    from recforge.artifacts import load_run
+    from recforge.cli._output import console, emit_json
+    from recforge.cli.render import coerce_ids, render_reclist
+
+    model = load_run(run).model
+    item_id = coerce_ids([item], model.items_.ids)[0]
+    rec = model.similar_items(item_id, k)
+    if json_out:
+        emit_json(_reclist_json(rec, model))
+        return
+    render_reclist(console(), f"Items similar to {item_id}", rec, model.item_meta_, score_label="cosine")
+
+
+def _reclist_json(rec: Any, model: Any) -> dict[str, Any]:
+    from recforge.cli.render import item_info
+
+    return {
+        "user_id": rec.user_id,
+        "items": [
+            {"item_id": iid, "score": float(s), **item_info(model.item_meta_, iid)}
+            for iid, s in zip(rec.item_ids.tolist(), rec.scores.tolist(), strict=True)
+        ],
+    }

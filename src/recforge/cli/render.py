@@ -1,0 +1,107 @@
+"""Human-readable rendering of CLI results (rich tables)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+def coerce_ids(raw: list[str], known: np.ndarray[Any, Any]) -> list[Any]:
+    """CLI ids arrive as strings; convert to int when the vocabulary holds integers."""
+    if known.dtype.kind in "iu":
+        out: list[Any] = []
+        for value in raw:
+            try:
+                out.append(int(value))
+            except ValueError:
+                from recforge.errors import UnknownIdError
+
+                raise UnknownIdError(f"unknown id {value!r}: this model's ids are integers") from None
+        return out
+    return list(raw)
+
+
+def item_info(meta: pd.DataFrame | None, item_id: Any) -> dict[str, Any]:
+    """Title/year/genres of one item, when metadata knows it."""
+    if meta is None or item_id not in meta.index:
+        return {}
+    row = meta.loc[item_id]
+    info: dict[str, Any] = {}
+    if "title" in row.index:
+        info["title"] = str(row["title"])
+    if "year" in row.index and pd.notna(row["year"]):
+        info["year"] = int(row["year"])
+    if "genres" in row.index and row["genres"] is not None:
+        info["genres"] = [str(g) for g in row["genres"]]
+    return info
+
+
+def render_reclist(con: Any, heading: str, rec: Any, meta: pd.DataFrame | None, score_label: str = "score") -> None:
+    """Print a ranked list with titles and genres."""
+    from rich.table import Table
+
+    table = Table(title=heading, title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("item", justify="right")
+    table.add_column("title")
+    table.add_column("genres")
+    table.add_column(score_label, justify="right")
+    for rank, (iid, score) in enumerate(zip(rec.item_ids.tolist(), rec.scores.tolist(), strict=True), 1):
+        info = item_info(meta, iid)
+        title = info.get("title", "")
+        if "year" in info:
+            title = f"{title} ({info['year']})"
+        table.add_row(str(rank), str(iid), title, ", ".join(info.get("genres", [])), f"{score:.3f}")
+    con.print(table)
+
+
+def render_metrics(con: Any, metrics: dict[str, Any]) -> None:
+    """Print rating and ranking metric summaries, each with its protocol."""
+    con.print(f"[bold]protocol[/bold] {metrics.get('protocol', '?')}")
+    for part in ("rating", "ranking"):
+        report = metrics.get(part)
+        if not report:
+            continue
+        summary = report.get("summary", {})
+        proto = report.get("protocol", {})
+        extra = ", ".join(f"{k}={v}" for k, v in proto.items() if k not in {"name", "split"})
+        con.print(f"[bold]{part} metrics[/bold] ({extra})" if extra else f"[bold]{part} metrics[/bold]")
+        for name, value in summary.items():
+            if isinstance(value, float):
+                con.print(f"  {name:<22} {value:.4f}")
+            else:
+                con.print(f"  {name:<22} {value}")
+
+
+def render_train_result(result: Any) -> None:
+    """Learning-curve summary, test metrics and where the run was saved."""
+    con = _console()
+    model = result.model
+    con.print(f"[bold]{model.name}[/bold] {model!r}")
+    hist = result.history
+    if hist is not None and len(hist):
+        cols = [c for c in ("epoch", "train_loss", "valid_loss", "valid_rmse", "lr", "seconds") if c in hist.columns]
+        step = max(1, len(hist) // 10)
+        shown = pd.concat([hist.iloc[::step], hist.iloc[[-1]]]).drop_duplicates()
+        con.print("learning curve:")
+        for _, row in shown[cols].iterrows():
+            con.print("  " + "  ".join(f"{c}={_fmt(row[c])}" for c in cols))
+    render_metrics(con, result.metrics)
+    t = result.timings
+    con.print(f"fit {t.get('fit_s', 0):.2f}s, evaluate {t.get('evaluate_s', 0):.2f}s")
+    if result.run_dir is not None:
+        con.print(f"saved run -> {result.run_dir}")
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float | np.floating):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _console() -> Any:
+    from recforge.cli._output import console
+
+    return console()
