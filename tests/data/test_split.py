@@ -1,0 +1,672 @@
+"""Tests of the evaluation split protocols (recforge.data.split).
+
+Leak and order properties are checked here *independently* of ``check_no_leak`` (on raw ids with
+pandas), so a bug in the checker cannot hide a bug in a protocol.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from recforge.data import split as S
+from recforge.data.interactions import Interactions
+from recforge.data.synthetic import make_interactions
+from recforge.data.vocab import IdVocab
+from recforge.errors import ConfigError, DataError
+
+
+# ----------------------------------------------------------------------------------------- helpers
+def frame(rows: list[tuple[Any, ...]]) -> pd.DataFrame:
+    cols = ["user_id", "item_id", "rating", "timestamp"][: len(rows[0])]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def inter(rows: list[tuple[Any, ...]], **kw: Any) -> Interactions:
+    return Interactions.from_frame(frame(rows), **kw)
+
+
+def row_set(x: Interactions | None) -> Counter[tuple[Any, ...]]:
+    if x is None:
+        return Counter()
+    f = x.to_frame()
+    return Counter(zip(f.user_id, f.item_id, f.rating, f.timestamp, strict=True))
+
+
+def pairs(x: Interactions) -> set[tuple[Any, Any]]:
+    f = x.to_frame()
+    return set(zip(f.user_id, f.item_id, strict=True))
+
+
+def canon(*parts: Interactions | None) -> pd.DataFrame:
+    """All rows of the parts as one frame in a canonical order (a multiset, compared fast)."""
+    df = pd.concat([p.to_frame() for p in parts if p is not None], ignore_index=True)
+    return df.sort_values(list(df.columns), kind="mergesort").reset_index(drop=True)
+
+
+def assert_partition(data: Interactions, split: S.Split) -> None:
+    """Every row of data is in exactly one part, with its rating and timestamp intact."""
+    pd.testing.assert_frame_equal(canon(split.train, split.test, split.valid), canon(data))
+
+
+def assert_no_shared_pairs(split: S.Split) -> None:
+    parts = [split.train, split.test] + ([split.valid] if split.valid is not None else [])
+    for a in range(len(parts)):
+        for b in range(a + 1, len(parts)):
+            assert not pairs(parts[a]) & pairs(parts[b])
+
+
+def assert_time_ordered(earlier: Interactions, later: Interactions) -> None:
+    """No user has an event in ``later`` strictly before one of theirs in ``earlier``."""
+    e = earlier.to_frame().groupby("user_id")["timestamp"].max()
+    lt = later.to_frame().groupby("user_id")["timestamp"].min()
+    common = e.index.intersection(lt.index)
+    assert (lt[common] >= e[common]).all()
+
+
+def assert_encoding_rule(split: S.Split) -> None:
+    tr = split.train
+    # train is compact: every vocabulary entry occurs
+    assert np.all(tr.user_counts() > 0) and np.all(tr.item_counts() > 0)
+    for part in (split.test, split.valid):
+        if part is None:
+            continue
+        np.testing.assert_array_equal(part.users.ids[: tr.n_users], tr.users.ids)
+        np.testing.assert_array_equal(part.items.ids[: tr.n_items], tr.items.ids)
+        # known raw ids have the same index as in train; unknown ones are beyond train's range
+        f = part.to_frame()
+        u_tr = tr.users.index(f.user_id.to_numpy(), missing="negative")
+        i_tr = tr.items.index(f.item_id.to_numpy(), missing="negative")
+        known_u, known_i = u_tr >= 0, i_tr >= 0
+        np.testing.assert_array_equal(part.user_idx[known_u], u_tr[known_u])
+        np.testing.assert_array_equal(part.item_idx[known_i], i_tr[known_i])
+        assert np.all(part.user_idx[~known_u] >= tr.n_users)
+        assert np.all(part.item_idx[~known_i] >= tr.n_items)
+        # ... and the result equals the library's own reencode
+        ref = part.reencode(tr.users, tr.items, unknown="extend")
+        np.testing.assert_array_equal(ref.user_idx, part.user_idx)
+        np.testing.assert_array_equal(ref.item_idx, part.item_idx)
+        assert ref.users == part.users and ref.items == part.items
+
+
+@pytest.fixture(scope="module")
+def syn() -> Interactions:
+    return make_interactions(150, 90, density=0.1, seed=11).interactions
+
+
+# All single-Split protocols, for the shared property tests.
+PROTOCOLS: dict[str, Callable[[Interactions], S.Split]] = {
+    "random": lambda d: S.random_holdout(d, 0.2, seed=1),
+    "random+valid": lambda d: S.random_holdout(d, 0.2, seed=1, valid_ratio=0.1),
+    "kfold-0": lambda d: S.kfold(d, 4, seed=2)[0],
+    "kfold-3": lambda d: S.kfold(d, 4, seed=2)[3],
+    "temporal-user": lambda d: S.temporal_user(d, 0.25, min_events=3),
+    "temporal-user-n": lambda d: S.temporal_user(d, test_n=2, min_events=3),
+    "global-temporal": lambda d: S.global_temporal(d, test_ratio=0.3),
+    "loo": lambda d: S.leave_latest_out(d),
+    "loo+valid": lambda d: S.leave_latest_out(d, n=1, valid=True),
+}
+TEMPORAL = {"temporal-user", "temporal-user-n", "global-temporal", "loo", "loo+valid"}
+
+
+# ---------------------------------------------------------------------------------------- protocol
+def test_protocol_describe_and_round_trip() -> None:
+    params = {"test_ratio": 0.2, "seed": np.int64(42)}
+    p = S.Protocol("random-holdout", params)
+    assert p.describe() == "random-holdout(test_ratio=0.2, seed=42)"
+    assert str(p) == p.describe()
+    assert type(p.params["seed"]) is int  # numpy scalars become plain values
+    params["seed"] = 7  # the protocol keeps its own copy
+    assert p.params["seed"] == 42
+    assert S.Protocol.from_dict(p.to_dict()) == p
+    assert hash(S.Protocol.from_dict(p.to_dict())) == hash(p)
+    assert S.Protocol("ml100k-u1").describe() == "ml100k-u1"
+    assert pickle.loads(pickle.dumps(p)) == p
+
+
+# ------------------------------------------------------------------------------- shared properties
+@pytest.mark.parametrize("name", list(PROTOCOLS))
+def test_protocol_partitions_rows_without_leaks(syn: Interactions, name: str) -> None:
+    split = PROTOCOLS[name](syn)
+    assert isinstance(split, S.Split)
+    assert len(split.train) > 0 and len(split.test) > 0
+    assert_partition(syn, split)
+    assert_no_shared_pairs(split)
+    assert_encoding_rule(split)
+    if name in TEMPORAL:
+        assert split.protocol.temporal
+        assert_time_ordered(split.train, split.test)
+        if split.valid is not None:
+            assert_time_ordered(split.train, split.valid)
+            assert_time_ordered(split.valid, split.test)
+    # metadata carries over to every part
+    for part in (split.train, split.test, split.valid):
+        if part is not None:
+            assert part.item_meta is syn.item_meta
+            assert part.rating_scale == syn.rating_scale
+            assert part.source == syn.source
+    s = split.summary()
+    assert s["n_train"] + s["n_test"] + s["n_valid"] == len(syn)
+    assert s["protocol"] == split.protocol.describe()
+
+
+uids = st.integers(1, 8)
+iids = st.integers(1, 12)
+
+
+@st.composite
+def small_data(draw: st.DrawFn) -> Interactions:
+    keys = draw(st.lists(st.tuples(uids, iids), min_size=6, max_size=60, unique=True))
+    # few distinct timestamps, so ties are common
+    ts = draw(st.lists(st.integers(0, 5), min_size=len(keys), max_size=len(keys)))
+    rows = [(u, i, float((u * i) % 5 + 1), t) for (u, i), t in zip(keys, ts, strict=True)]
+    return inter(rows, rating_scale=(1.0, 5.0))
+
+
+@settings(max_examples=40, deadline=None)
+@given(small_data(), st.sampled_from(sorted(PROTOCOLS)))
+def test_protocols_property(data: Interactions, name: str) -> None:
+    try:
+        split = PROTOCOLS[name](data)
+    except DataError as exc:
+        # tiny data may leave a part empty; that must be refused with a clear message, not a leak
+        assert "no event in test" in str(exc) or "too few" in str(exc) or "every event" in str(exc)
+        return
+    assert_partition(data, split)
+    assert_no_shared_pairs(split)
+    assert_encoding_rule(split)
+    if name in TEMPORAL:
+        assert_time_ordered(split.train, split.test)
+        if split.valid is not None:
+            assert_time_ordered(split.valid, split.test)
+
+
+# --------------------------------------------------------------------------------- random hold-out
+def tiny(n: int = 10) -> Interactions:
+    return inter([(u, 100 + u, 3.0, u) for u in range(n)])
+
+
+@pytest.mark.parametrize(
+    ("n", "ratio", "valid", "expected"),
+    [
+        (10, 0.2, 0.0, (8, 2, 0)),
+        (10, 0.25, 0.0, (7, 3, 0)),
+        (10, 0.2, 0.1, (7, 2, 1)),
+        (7, 0.5, 0.0, (3, 4, 0)),
+    ],
+)
+def test_random_holdout_counts(
+    n: int, ratio: float, valid: float, expected: tuple[int, int, int]
+) -> None:
+    split = S.random_holdout(tiny(n), ratio, seed=0, valid_ratio=valid)
+    n_valid = 0 if split.valid is None else len(split.valid)
+    assert (len(split.train), len(split.test), n_valid) == expected
+    assert split.protocol.name == "random-holdout"
+    assert split.protocol.params["test_ratio"] == ratio
+
+
+def test_random_holdout_seeds(syn: Interactions) -> None:
+    a = S.random_holdout(syn, seed=5)
+    b = S.random_holdout(syn, seed=5)
+    c = S.random_holdout(syn, seed=6)
+    assert row_set(a.test) == row_set(b.test)
+    assert a.train.fingerprint() == b.train.fingerprint()
+    assert row_set(a.test) != row_set(c.test)
+    assert a.protocol.describe() == "random-holdout(test_ratio=0.2, seed=5)"
+
+
+@pytest.mark.parametrize("kw", [{"test_ratio": 0.0}, {"test_ratio": 1.0}, {"valid_ratio": 0.8}])
+def test_random_holdout_bad_ratios(kw: dict[str, float]) -> None:
+    with pytest.raises(ConfigError):
+        S.random_holdout(tiny(), **kw)
+
+
+def test_too_little_data_is_a_data_error() -> None:
+    with pytest.raises(DataError, match="too few"):
+        S.random_holdout(tiny(2), 0.1)
+
+
+def test_duplicate_pairs_are_refused() -> None:
+    data = inter([(1, 1, 3.0, 0), (1, 1, 4.0, 1), (2, 1, 3.0, 0), (2, 2, 3.0, 0)])
+    for fn in (S.random_holdout, S.leave_latest_out, S.temporal_user):
+        with pytest.raises(DataError, match=r"duplicate \(user_id, item_id\) rows, e.g. \(1, 1\)"):
+            fn(data)
+
+
+# ------------------------------------------------------------------------------------------ k-fold
+def test_kfold_covers_each_row_exactly_once(syn: Interactions) -> None:
+    folds = S.kfold(syn, k=4, seed=3)
+    assert len(folds) == 4
+    total: Counter[tuple[Any, ...]] = Counter()
+    for f, split in enumerate(folds):
+        total += row_set(split.test)
+        assert_partition(syn, split)
+        assert split.protocol.params == {"k": 4, "fold": f, "seed": 3}
+    assert total == row_set(syn)
+    sizes = sorted(len(s.test) for s in folds)
+    assert sizes[-1] - sizes[0] <= 1
+
+
+def test_kfold_seeds_and_bad_k(syn: Interactions) -> None:
+    a = S.kfold(syn, 3, seed=1)
+    b = S.kfold(syn, 3, seed=1)
+    c = S.kfold(syn, 3, seed=2)
+    assert [row_set(x.test) for x in a] == [row_set(x.test) for x in b]
+    assert row_set(a[0].test) != row_set(c[0].test)
+    with pytest.raises(ConfigError):
+        S.kfold(syn, 1)
+    with pytest.raises(DataError):
+        S.kfold(tiny(3), 5)
+
+
+# -------------------------------------------------------------------------------------- predefined
+def test_predefined_unknown_counts_and_encoding_by_hand() -> None:
+    train = frame([(1, 10, 4.0, 1), (1, 20, 3.0, 2), (2, 10, 5.0, 3)])
+    test = frame(
+        [
+            (2, 20, 1.0, 4),  # known user, known item
+            (3, 10, 2.0, 5),  # unknown user
+            (1, 30, 3.0, 6),  # unknown item
+            (4, 40, 4.0, 7),  # unknown user and item
+            (3, 20, 5.0, 8),  # unknown user
+        ]
+    )
+    split = S.predefined(train, test, name="hand-u1", rating_scale=(1.0, 5.0), source="hand")
+    assert split.protocol.describe() == "hand-u1"
+    assert split.train.users.ids.tolist() == [1, 2]
+    assert split.test.users.ids.tolist() == [1, 2, 3, 4]
+    assert split.test.items.ids.tolist() == [10, 20, 30, 40]
+    assert split.test.user_idx.tolist() == [1, 2, 0, 3, 2]
+    assert split.test.item_idx.tolist() == [1, 0, 2, 3, 1]
+    assert split.n_test_unknown_users == 3
+    assert split.n_test_unknown_items == 2
+    assert split.known_test_mask().tolist() == [True, False, False, False, False]
+    known = split.test_known()
+    assert known.users is split.train.users and known.items is split.train.items
+    assert known.to_frame()[["user_id", "item_id"]].values.tolist() == [[2, 20]]
+    s = split.summary()
+    assert (s["n_test_unknown_user_ids"], s["n_test_unknown_item_ids"]) == (2, 2)
+    assert (s["n_test_users"], s["n_test_items"]) == (4, 4)
+    for part in (split.train, split.test):
+        assert part.rating_scale == (1.0, 5.0) and part.source == "hand"
+
+
+def test_predefined_accepts_interactions_and_carries_their_metadata(syn: Interactions) -> None:
+    base = S.random_holdout(syn, seed=0)
+    again = S.predefined(base.train, base.test, name="copy")
+    assert row_set(again.test) == row_set(base.test)
+    assert again.test.item_meta is syn.item_meta
+    assert again.train.source == syn.source
+
+
+def test_predefined_refuses_overlapping_files() -> None:
+    train = frame([(1, 10, 4.0, 1), (2, 10, 5.0, 3)])
+    test = frame([(2, 10, 1.0, 4)])
+    with pytest.raises(DataError, match=r"pair \(user 2, item 10\) is in both train and test"):
+        S.predefined(train, test, name="bad")
+
+
+def test_split_constructor_enforces_the_encoding_rule() -> None:
+    train = inter([(1, 10, 4.0, 1), (2, 20, 5.0, 3)])
+    test = inter([(2, 10, 1.0, 4)], users=IdVocab([2, 1]), items=train.items)
+    with pytest.raises(DataError, match="not encoded against train"):
+        S.Split(train, test, None, S.Protocol("x"))
+
+
+# ------------------------------------------------------------------------------- temporal per user
+def test_temporal_user_by_hand() -> None:
+    rows = [("A", i, 3.0, t) for i, t in zip([1, 2, 3, 4, 5], [5, 1, 3, 2, 4], strict=True)]
+    rows += [
+        ("B", i, 3.0, i) for i in range(1, 26)
+    ]  # 25 events: 0.28 · 25 = 7, not 8 by float noise
+    rows += [("C", i, 3.0, i) for i in range(1, 4)]  # 3 events < min_events: all train
+    rows += [("D", i, 3.0, 7) for i in (50, 10, 40, 20, 30)]  # all tied: ties by item id
+    data = inter(rows)
+    split = S.temporal_user(data, 0.28)
+    test = split.test.to_frame()
+    got = {u: sorted(g.item_id) for u, g in test.groupby("user_id")}
+    assert got == {"A": [1, 5], "B": list(range(19, 26)), "D": [40, 50]}  # ceil(0.28·5) = 2
+    assert split.protocol.describe() == "temporal-user(test_ratio=0.28, min_events=5)"
+    by_n = S.temporal_user(data, test_n=1).test.to_frame()
+    assert sorted(zip(by_n.user_id, by_n.item_id, strict=True)) == [("A", 1), ("B", 25), ("D", 50)]
+    # test_n is capped so each user keeps one training event
+    big = S.temporal_user(data, test_n=50, min_events=1)
+    assert sorted(big.train.to_frame().groupby("user_id").size().tolist()) == [1, 1, 1, 1]
+
+
+def test_temporal_ties_use_raw_item_id_not_index() -> None:
+    # A vocabulary whose index order (30, 10, 20) differs from raw-id order.
+    items = IdVocab([30, 10, 20], name="item")
+    users = IdVocab(["u"], name="user")
+    data = Interactions(
+        np.zeros(3, np.int32),
+        np.array([0, 1, 2], np.int32),
+        np.ones(3, np.float32),
+        np.full(3, 5, np.int64),
+        users,
+        items,
+    )
+    split = S.temporal_user(data, test_n=1, min_events=2)
+    assert split.test.to_frame().item_id.tolist() == [30]
+
+
+def test_temporal_user_seeded_tie_breaking() -> None:
+    rows = [(u, i, 3.0, 0) for u in range(1, 21) for i in range(1, 11)]  # no timestamps at all
+    data = inter(rows)
+    by_id = S.temporal_user(data, test_n=2)
+    assert set(by_id.test.to_frame().item_id) == {9, 10}  # deterministic: highest item ids
+    a, b = S.temporal_user(data, test_n=2, seed=1), S.temporal_user(data, test_n=2, seed=1)
+    c = S.temporal_user(data, test_n=2, seed=2)
+    assert row_set(a.test) == row_set(b.test) != row_set(c.test)
+    assert len(set(a.test.to_frame().item_id)) > 2
+    assert a.protocol.params["seed"] == 1
+
+
+def test_temporal_user_argument_errors(syn: Interactions) -> None:
+    with pytest.raises(ConfigError, match="not both"):
+        S.temporal_user(syn, 0.2, test_n=2)
+    with pytest.raises(ConfigError):
+        S.temporal_user(syn, test_n=0)
+    with pytest.raises(DataError, match="no event in test"):
+        S.temporal_user(tiny(), 0.2)  # every user has one event
+
+
+# -------------------------------------------------------------------------------------- global cut
+def test_global_temporal_by_hand() -> None:
+    data = inter([(u % 3, u, 3.0, u) for u in range(1, 11)])  # timestamps 1..10
+    split = S.global_temporal(data, test_ratio=0.2)
+    assert sorted(split.test.timestamp.tolist()) == [9, 10]
+    assert split.protocol.describe() == "global-temporal(test_ratio=0.2, cutoff=9)"
+    cut = S.global_temporal(data, cutoff=8)
+    assert sorted(cut.test.timestamp.tolist()) == [8, 9, 10]
+    assert cut.protocol.params == {"cutoff": 8}
+    ties = inter([(1, 1, 3.0, 1), (1, 2, 3.0, 2), (2, 1, 3.0, 3), (2, 2, 3.0, 3), (3, 1, 3.0, 3)])
+    assert len(S.global_temporal(ties, test_ratio=0.2).test) == 3  # ties at the cut go to test
+    with pytest.raises(DataError, match="timestamps missing"):
+        S.global_temporal(inter([(1, 1, 3.0, 0), (2, 2, 3.0, 0)]))
+    with pytest.raises(ConfigError):
+        S.global_temporal(data, cutoff=3, test_ratio=0.2)
+
+
+def test_global_temporal_counts_new_users_and_items() -> None:
+    data = inter([(1, 1, 3.0, 1), (2, 2, 3.0, 2), (3, 1, 3.0, 10), (1, 3, 3.0, 11)])
+    split = S.global_temporal(data, cutoff=10)
+    assert split.n_test_unknown_users == 1  # user 3 appears only after the cut
+    assert split.n_test_unknown_items == 1  # item 3 too
+    assert split.known_test_mask().tolist() == [False, False]
+
+
+# -------------------------------------------------------------------------------- leave latest out
+def test_leave_latest_out_by_hand() -> None:
+    rows = [("solo", 1, 3.0, 1)]
+    rows += [("two", 1, 3.0, 1), ("two", 2, 3.0, 2)]
+    rows += [("three", 3, 3.0, 30), ("three", 1, 3.0, 10), ("three", 2, 3.0, 20)]
+    data = inter(rows)
+
+    def rows_by_user(x: Interactions | None) -> dict[str, list[int]]:
+        assert x is not None
+        return {u: sorted(g.item_id) for u, g in x.to_frame().groupby("user_id")}
+
+    plain = S.leave_latest_out(data)
+    assert rows_by_user(plain.test) == {"three": [3], "two": [2]}
+    assert rows_by_user(plain.train) == {"solo": [1], "three": [1, 2], "two": [1]}
+    assert plain.valid is None
+    with_valid = S.leave_latest_out(data, valid=True)
+    assert rows_by_user(with_valid.test) == {"three": [3], "two": [2]}
+    assert rows_by_user(with_valid.valid) == {"three": [2]}  # "two" would be left with no train
+    assert rows_by_user(with_valid.train) == {"solo": [1], "three": [1], "two": [1]}
+    assert with_valid.protocol.describe() == "leave-latest-out(n=1, valid=True)"
+
+
+# ---------------------------------------------------------------------------------- held-out users
+def test_heldout_users_structure(syn: Interactions) -> None:
+    h = S.heldout_users(syn, valid_users=10, test_users=0.1, seed=3)
+    assert isinstance(h, S.HeldOutSplit)
+    assert h.valid_foldin is not None and h.valid_target is not None
+    train_users = set(h.train.users.ids)
+    test_users = set(h.test_foldin.to_frame().user_id) | set(h.test_target.to_frame().user_id)
+    valid_users = set(h.valid_foldin.to_frame().user_id)
+    assert len(test_users) == 15 and len(valid_users) == 10
+    assert not train_users & test_users and not train_users & valid_users
+    assert not test_users & valid_users
+    assert train_users | test_users | valid_users == set(syn.users.ids)
+    for foldin, target in ((h.test_foldin, h.test_target), (h.valid_foldin, h.valid_target)):
+        assert foldin.users is target.users  # rows of their CSR line up
+        assert foldin.items == h.train.items  # train's item index space
+        assert not pairs(foldin) & pairs(target)
+        # 80/20 per user: target = ceil(0.2 n) of each user's events
+        n_f = foldin.user_counts()
+        n_t = target.user_counts()
+        n = n_f + n_t
+        np.testing.assert_array_equal(
+            n_t, np.minimum(np.maximum(np.ceil(0.2 * n - 1e-9), 1), n - 1)
+        )
+    # nothing lost: all held-out rows are in fold-in or target (no unknown items in this data)
+    assert h.n_dropped_unknown_items == 0
+    total = row_set(h.train) + row_set(h.test_foldin) + row_set(h.test_target)
+    total += row_set(h.valid_foldin) + row_set(h.valid_target)
+    assert total == row_set(syn)
+    assert h.summary()["n_test_users"] == 15
+
+
+def test_heldout_users_seeds_and_min_events(syn: Interactions) -> None:
+    a = S.heldout_users(syn, seed=1)
+    b = S.heldout_users(syn, seed=1)
+    c = S.heldout_users(syn, seed=2)
+    assert row_set(a.test_target) == row_set(b.test_target)
+    assert set(a.test_foldin.users.ids) != set(c.test_foldin.users.ids)
+    counts = syn.user_counts()
+    big = S.heldout_users(syn, min_events=int(np.median(counts)))
+    held = big.test_foldin.users.index(syn.users.ids, missing="negative") >= 0
+    assert np.all(counts[held] >= np.median(counts))
+
+
+def test_heldout_users_drops_unknown_items_by_hand() -> None:
+    # Three users with >= 5 events (eligible) are all held out; two small users stay in train.
+    rows = [(u, i, 3.0, 0) for u in ("e1", "e2", "e3") for i in (1, 2, 3, 4, 5)]
+    rows += [("e1", 99, 3.0, 0)]  # item 99 only rated by a held-out user
+    rows += [("s1", 1, 3.0, 0), ("s1", 2, 3.0, 0), ("s2", 3, 3.0, 0), ("s2", 4, 3.0, 0)]
+    rows += [("s2", 5, 3.0, 0)]
+    h = S.heldout_users(inter(rows), valid_users=1, test_users=2, seed=0, min_events=5)
+    assert set(h.train.users.ids) == {"s1", "s2"}
+    assert h.n_dropped_unknown_items == 1
+    assert h.valid_foldin is not None and h.valid_target is not None
+    assert h.valid_foldin.n_users == 1 and h.test_foldin.n_users == 2
+    # 5 events each: ceil(0.2 · 5) = 1 target per user, 4 fold-in
+    assert len(h.test_target) == 2 and len(h.test_foldin) == 8
+    assert 99 not in set(h.test_foldin.items.ids)
+
+
+def test_heldout_users_too_many_users(syn: Interactions) -> None:
+    with pytest.raises(DataError, match="too few"):
+        S.heldout_users(syn, valid_users=100, test_users=100)
+    with pytest.raises(ConfigError):
+        S.heldout_users(syn, test_users=1.5)
+
+
+# -------------------------------------------------------------------------------------- leak check
+def test_check_no_leak_catches_shared_pair() -> None:
+    data = inter([(1, 10, 4.0, 1), (2, 10, 5.0, 3), (2, 20, 5.0, 2)])
+    bad = S.Split.from_parts(
+        data.subset(np.array([0, 1])),
+        data.subset(np.array([1, 2])),
+        protocol=S.Protocol("planted"),
+        check=False,
+    )
+    with pytest.raises(
+        DataError, match=r"planted: pair \(user 2, item 10\) is in both train and test"
+    ):
+        S.check_no_leak(bad)
+
+
+def test_check_no_leak_catches_shared_pair_between_valid_and_test_with_unknown_ids() -> None:
+    # Unknown ids are extended separately in valid and test, so they must be compared by raw id.
+    data = inter([(1, 10, 4.0, 1), (2, 20, 5.0, 3), (3, 30, 5.0, 4)])
+    bad = S.Split.from_parts(
+        data.subset(np.array([0])),
+        data.subset(np.array([2])),
+        data.subset(np.array([1, 2])),
+        protocol=S.Protocol("planted"),
+        check=False,
+    )
+    with pytest.raises(DataError, match=r"pair \(user 3, item 30\) is in both valid and test"):
+        S.check_no_leak(bad)
+
+
+def test_check_no_leak_temporal_order() -> None:
+    data = inter([(1, 10, 4.0, 5), (1, 20, 5.0, 3), (2, 20, 5.0, 1)])
+    train, test = data.subset(np.array([0, 2])), data.subset(np.array([1]))
+    fine = S.Split.from_parts(train, test, protocol=S.Protocol("untimed"), check=False)
+    S.check_no_leak(fine)  # order is only checked for temporal protocols
+    bad = S.Split.from_parts(train, test, protocol=S.Protocol("timed", temporal=True), check=False)
+    with pytest.raises(DataError, match="user 1 has a test event at 3 before a train event at 5"):
+        S.check_no_leak(bad)
+
+
+def test_check_no_leak_heldout_user_in_train(syn: Interactions) -> None:
+    h = S.heldout_users(syn, seed=0)
+    leaky = S.HeldOutSplit(syn, None, None, h.test_foldin, h.test_target, h.protocol)
+    with pytest.raises(DataError, match=r"held-out test user .* also occurs in train"):
+        S.check_no_leak(leaky)
+
+
+# -------------------------------------------------------------------------------------- validation
+@pytest.mark.parametrize("name", ["random", "temporal-user", "global-temporal", "loo", "kfold-0"])
+def test_carve_validation_uses_train_only(syn: Interactions, name: str) -> None:
+    parent = PROTOCOLS[name](syn)
+    val = S.carve_validation(parent)
+    assert row_set(val.train) + row_set(val.test) == row_set(parent.train)
+    assert not pairs(val.test) & pairs(parent.test)
+    assert val.protocol.params["from_train_of"] == parent.protocol.describe()
+    expected = {"kfold-0": "random-holdout", "random": "random-holdout", "loo": "leave-latest-out"}
+    assert val.protocol.name == expected.get(name, name)
+    if name == "kfold-0":
+        assert val.protocol.params["test_ratio"] == pytest.approx(0.25)
+
+
+def test_carve_validation_explicit_protocol_and_alias(syn: Interactions) -> None:
+    parent = S.random_holdout(syn, seed=0)
+    val = S.validation_split(parent.train, "random", test_ratio=0.1, seed=3)
+    assert val.protocol.name == "random-holdout"
+    assert len(val.test) == round(0.1 * len(parent.train))
+    assert val.protocol.params["seed"] == 3
+    loo = S.carve_validation(parent, "loo")
+    assert loo.protocol.name == "leave-latest-out"
+    with pytest.raises(ConfigError):
+        S.carve_validation(parent, "kfold")
+
+
+# ------------------------------------------------------------------------------------------- specs
+@pytest.mark.parametrize(
+    ("spec", "describe"),
+    [
+        ("random:0.2", "random-holdout(test_ratio=0.2, seed=42)"),
+        ("random:0.2:seed=7", "random-holdout(test_ratio=0.2, seed=7)"),
+        (
+            "random-holdout:test_ratio=0.3:valid_ratio=0.1",
+            "random-holdout(test_ratio=0.3, seed=42, valid_ratio=0.1)",
+        ),
+        ("kfold:5:fold=2", "kfold(k=5, fold=2, seed=42)"),
+        ("temporal-user:0.2", "temporal-user(test_ratio=0.2, min_events=5)"),
+        ("temporal-user:test_n=2:min_events=3", "temporal-user(test_n=2, min_events=3)"),
+        ("global-temporal:0.2", None),
+        ("loo", "leave-latest-out(n=1, valid=False)"),
+        ("LOO:valid=true", "leave-latest-out(n=1, valid=True)"),
+        (
+            "heldout-users",
+            "heldout-users(valid_users=0.1, test_users=0.1, foldin_ratio=0.8, seed=42, "
+            "min_events=5)",
+        ),
+    ],
+)
+def test_make_split_specs(syn: Interactions, spec: str, describe: str | None) -> None:
+    result = S.make_split(syn, spec)
+    assert isinstance(result, S.Split | S.HeldOutSplit)
+    if describe is not None:
+        assert result.protocol.describe() == describe
+    else:
+        assert result.protocol.name == "global-temporal"
+
+
+def test_make_split_kfold_gives_all_folds(syn: Interactions) -> None:
+    folds = S.make_split(syn, "kfold:5")
+    assert isinstance(folds, list) and len(folds) == 5
+    assert [f.protocol.params["fold"] for f in folds] == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize(
+    ("spec", "match"),
+    [
+        ("ml100k:u1", r"unknown split 'ml100k'; valid specs: random:0\.2.*handled by the CLI"),
+        ("bogus", "unknown split 'bogus'"),
+        ("random:0.2:sed=7", "unknown parameter 'sed'; valid: test_ratio, seed, valid_ratio"),
+        ("random:0.2:0.3", "expected key=value"),
+        ("random:1.5", "test_ratio must be a number in"),
+        ("kfold:5:fold=9", "fold must be an integer in 0..4"),
+        ("random:0.2:seed=1:seed=2", "seed given twice"),
+    ],
+)
+def test_make_split_bad_specs(syn: Interactions, spec: str, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        S.make_split(syn, spec)
+
+
+def test_parse_split_spec_values() -> None:
+    assert S.parse_split_spec("random") == ("random-holdout", {})
+    assert S.parse_split_spec("temporal_user:0.5:seed=none") == (
+        "temporal-user",
+        {"test_ratio": 0.5, "seed": None},
+    )
+    assert S.parse_split_spec("kfold:3:fold=1") == ("kfold", {"k": 3, "fold": 1})
+    assert len(S.valid_split_specs()) == 6
+
+
+def test_split_pickles(syn: Interactions) -> None:
+    split = S.random_holdout(syn, seed=0)
+    back = pickle.loads(pickle.dumps(split))
+    assert back.protocol == split.protocol
+    assert back.test.fingerprint() == split.test.fingerprint()
+
+
+# ------------------------------------------------------------------------------------- MovieLens
+def _ml100k_dir() -> Path:
+    root = os.environ.get("RECFORGE_DATA_DIR")
+    folder = Path(root) / "ml-100k" if root else None
+    if folder is None or not (folder / "u1.base").is_file():
+        pytest.skip("RECFORGE_DATA_DIR is unset or holds no ml-100k/ folder")
+    return folder
+
+
+def _read_ml100k(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, sep="\t", names=["user_id", "item_id", "rating", "timestamp"])
+
+
+@pytest.mark.movielens
+def test_ml100k_predefined_folds_partition_u_data() -> None:
+    folder = _ml100k_dir()
+    full = Interactions.from_frame(_read_ml100k(folder / "u.data"))
+    tests: list[Interactions] = []
+    for fold in ("u1", "u2", "u3", "u4", "u5"):
+        split = S.predefined(
+            _read_ml100k(folder / f"{fold}.base"),
+            _read_ml100k(folder / f"{fold}.test"),
+            name=f"ml100k-{fold}",
+            rating_scale=(1.0, 5.0),
+        )
+        assert (len(split.train), len(split.test)) == (80_000, 20_000)
+        assert split.n_test_unknown_users == 0  # every user is in every base file
+        assert_partition(full, split)
+        assert_encoding_rule(split)
+        tests.append(split.test)
+    # the five test files are disjoint and together cover u.data
+    pd.testing.assert_frame_equal(canon(*tests), canon(full))
