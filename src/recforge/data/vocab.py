@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -35,7 +35,7 @@ class IdVocab:
         index = pd.Index(arr)
         if not index.is_unique:
             dup = index[index.duplicated()][0]
-            raise DataError(f"{name} vocabulary has duplicate id {dup!r}")
+            raise DataError(f"{name} vocabulary has duplicate id {_plain(dup)!r}")
         arr.flags.writeable = False
         self._ids = arr
         self._index = index
@@ -61,7 +61,8 @@ class IdVocab:
         return isinstance(other, IdVocab) and np.array_equal(self._ids, other._ids)
 
     def __hash__(self) -> int:
-        return hash((self.name, len(self)))
+        # Must agree with __eq__, which ignores the name.
+        return hash(len(self))
 
     def __repr__(self) -> str:
         return f"IdVocab({self.name}, n={len(self)})"
@@ -74,10 +75,11 @@ class IdVocab:
             missing: ``"error"`` raises :class:`UnknownIdError` naming the first unknown id;
                 ``"negative"`` returns -1 for unknown ids.
         """
-        arr = _as_id_array(list(ids) if not isinstance(ids, np.ndarray | pd.Series | pd.Index) else ids)
+        is_array = isinstance(ids, np.ndarray | pd.Series | pd.Index)
+        arr = _as_id_array(ids if is_array else list(cast(Iterable[Any], ids)))
         if arr.dtype.kind in "iu" and self._ids.dtype.kind not in "iuO":
             arr = arr.astype(self._ids.dtype)
-        idx = self._index.get_indexer(arr).astype(np.int64)
+        idx: npt.NDArray[np.int64] = self._index.get_indexer(arr).astype(np.int64)
         if missing == "error" and (idx < 0).any():
             bad = arr[np.flatnonzero(idx < 0)[0]]
             raise UnknownIdError(f"unknown {self.name} id {_plain(bad)!r}")
@@ -106,6 +108,11 @@ class IdVocab:
         """Serialise (ids as JSON numbers or strings, kind recorded so ints stay ints)."""
         kind = "int" if self._ids.dtype.kind in "iu" else "str"
         ids = self._ids.tolist() if kind == "int" else [str(x) for x in self._ids]
+        if kind == "str" and any(not isinstance(x, str) for x in self._ids):
+            # Mixed ids (e.g. an int vocabulary extended with strings): keep each id's JSON type,
+            # otherwise 1 would come back as "1" and no longer match.
+            kind = "mixed"
+            ids = [_plain(x) if isinstance(_plain(x), int) else str(x) for x in self._ids]
         return json.dumps({"name": self.name, "kind": kind, "ids": ids})
 
     @classmethod
@@ -120,6 +127,13 @@ class IdVocab:
 
 def _as_id_array(ids: Any) -> npt.NDArray[Any]:
     arr = np.asarray(ids)
+    if (
+        arr.dtype.kind == "U"
+        and isinstance(ids, list | tuple)
+        and not all(isinstance(x, str) for x in ids)
+    ):
+        # numpy turns [1, "a"] into ["1", "a"]; keep each id's own type so 1 never matches "1".
+        arr = np.asarray(ids, dtype=object)
     if arr.ndim != 1:
         arr = arr.reshape(-1)
     if arr.dtype.kind in "iu":
