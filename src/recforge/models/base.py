@@ -75,6 +75,17 @@ def topk_rows(
         return np.zeros((scores.shape[0], 0), np.int64), np.zeros((scores.shape[0], 0), np.float32)
     if k < n:
         part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        # argpartition keeps an arbitrary subset of the items tied at the k-th score; re-pick the
+        # lowest indices among them (only in rows where the tie straddles the cut) as documented.
+        kth = np.take_along_axis(scores, part, axis=1).min(axis=1, keepdims=True)
+        tied = scores == kth
+        need = k - (scores > kth).sum(axis=1)
+        rows = np.flatnonzero(tied.sum(axis=1) > need)
+        if len(rows):
+            t = tied[rows]
+            first = np.cumsum(t, axis=1, dtype=np.int32) <= need[rows, None]
+            keep = (scores[rows] > kth[rows]) | (t & first)
+            part[rows] = np.nonzero(keep)[1].reshape(len(rows), k)
     else:
         part = np.broadcast_to(np.arange(n), scores.shape).copy()
     vals = np.take_along_axis(scores, part, axis=1)
@@ -362,7 +373,9 @@ class Recommender(ABC):
         return load_run(path).model
 
 
-def mask_seen(scores: npt.NDArray[np.float32], seen: sp.csr_matrix, user_idx: IndexArray) -> None:
+def mask_seen(
+    scores: npt.NDArray[np.float32], seen: sp.csr_matrix, user_idx: npt.NDArray[np.integer[Any]]
+) -> None:
     """Set ``scores[r, j] = -inf`` for every item ``j`` user ``user_idx[r]`` has seen (in place)."""
     rows = seen[user_idx]
     counts = np.diff(rows.indptr)
