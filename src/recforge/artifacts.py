@@ -38,6 +38,10 @@ from recforge.models.base import Recommender
 
 FORMAT_VERSION = 1
 _BASE_PREFIX = "_base."
+_MANIFEST_KEYS = frozenset(
+    {"format_version", "model_name", "created_at", "versions", "data_fingerprint", "n_users"}
+    | {"n_items", "files"}
+)
 
 
 @dataclass
@@ -90,6 +94,9 @@ def save_run(
     from safetensors.numpy import save_file
 
     model._check_fitted()
+    clash = sorted(set(extra or {}) & _MANIFEST_KEYS)
+    if clash:
+        raise ArtifactError(f"save_run: extra keys {clash} are reserved manifest fields; rename")
     target = Path(path)
     state = {k: np.ascontiguousarray(v) for k, v in model.get_state().items()}
     if any(k.startswith(_BASE_PREFIX) for k in state):
@@ -102,7 +109,9 @@ def save_run(
         (tmp / "config.json").write_text(json.dumps(model.config.model_dump(), indent=2), encoding="utf-8")
         save_file(state, str(tmp / "weights.safetensors"))
         if model.item_meta_ is not None:
-            model.item_meta_.reset_index().to_parquet(tmp / "items.parquet", index=False)
+            # load_run re-indexes by "item_id"; an unnamed index would otherwise become "index".
+            meta = model.item_meta_.rename_axis("item_id").reset_index()
+            meta.to_parquet(tmp / "items.parquet", index=False)
         if metrics is not None:
             (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_json_default), encoding="utf-8")
         if history is not None:
@@ -172,6 +181,16 @@ def _checked(root: Path, manifest: dict[str, Any], name: str, *, required: bool 
     return p
 
 
+def _read_item_meta(path: Path) -> pd.DataFrame:
+    meta = pd.read_parquet(path).set_index("item_id")
+    # Parquet list columns (genres, tags) come back as numpy arrays; restore the lists the model
+    # was fitted with, so a loaded model's metadata equals the fitted one's.
+    for col in meta.columns:
+        if meta[col].dtype == object:
+            meta[col] = [v.tolist() if isinstance(v, np.ndarray) else v for v in meta[col]]
+    return meta
+
+
 def load_run(path: str | Path) -> Run:
     """Load a run directory written by :func:`save_run`."""
     from safetensors import SafetensorError
@@ -192,7 +211,7 @@ def load_run(path: str | Path) -> Run:
         users = IdVocab.from_json(users_path.read_text(encoding="utf-8"))
         items = IdVocab.from_json(items_path.read_text(encoding="utf-8"))
         state = load_file(str(weights_path))
-    except (ValueError, KeyError, SafetensorError) as exc:
+    except (ValueError, KeyError, TypeError, SafetensorError) as exc:
         raise ArtifactError(f"{root}: cannot parse run files ({exc})") from None
     model = cls(config)
     model.users_ = users
@@ -211,7 +230,7 @@ def load_run(path: str | Path) -> Run:
     )
     model.rating_scale_ = None if np.isnan(scale).any() else (float(scale[0]), float(scale[1]))
     meta_path = _checked(root, manifest, "items.parquet", required=False)
-    model.item_meta_ = pd.read_parquet(meta_path).set_index("item_id") if meta_path else None
+    model.item_meta_ = _read_item_meta(meta_path) if meta_path else None
     try:
         model.set_state(state)
     except (KeyError, ValueError, RuntimeError) as exc:

@@ -1,0 +1,340 @@
+"""Run directories: round trips, refusal of newer/corrupt/unsafe runs, atomic writes."""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import io
+import json
+import os
+import pickle
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recforge._atomic import atomic_dir
+from recforge.artifacts import FORMAT_VERSION, load_run, read_manifest, save_run
+from recforge.data.interactions import Interactions
+from recforge.errors import ArtifactError, RecError
+from recforge.models import create
+from recforge.models.base import Recommender
+
+
+def _string_id_data() -> Interactions:
+    """Tiny explicit data with string ids and item metadata (titles, genre lists, years)."""
+    frame = pd.DataFrame(
+        {
+            "user_id": ["ann", "ann", "bob", "bob", "bob", "cy", "cy", "dee"],
+            "item_id": ["m1", "m2", "m1", "m3", "m4", "m2", "m4", "m3"],
+            "rating": [5.0, 3.0, 4.0, 2.0, 5.0, 1.0, 4.0, 3.0],
+            "timestamp": np.arange(8, dtype=np.int64),
+        }
+    )
+    meta = pd.DataFrame(
+        {
+            "title": ["Alpha", "Beta", "Gamma", "Delta"],
+            "genres": [["Action"], ["Comedy", "Drama"], [], ["Horror"]],
+            "year": [1994, 2001, 1999, 2010],
+        },
+        index=pd.Index(["m1", "m2", "m3", "m4"], name="item_id"),
+    )
+    return Interactions.from_frame(frame, item_meta=meta, rating_scale=(1.0, 5.0))
+
+
+@pytest.fixture
+def fitted() -> Recommender:
+    return create("biases", epochs=5).fit(_string_id_data())
+
+
+@pytest.fixture
+def run_dir(fitted: Recommender, tmp_path: Path) -> Path:
+    history = pd.DataFrame({"epoch": [1, 2], "train_loss": [0.9, 0.8]})
+    return save_run(
+        tmp_path / "run",
+        fitted,
+        metrics={"rmse": np.float32(0.5), "per_k": np.array([1, 2])},
+        history=history,
+        data_fingerprint="abc123",
+    )
+
+
+def _rewrite_manifest(run: Path, **changes: Any) -> None:
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest.update(changes)
+    (run / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# ---------------------------------------------------------------------- round trip
+def test_round_trip_keeps_scores_vocab_and_metadata(fitted: Recommender, run_dir: Path) -> None:
+    run = load_run(run_dir)
+    model = run.model
+    assert type(model) is type(fitted) and model.config == fitted.config
+    assert model.users_ == fitted.users_ and model.items_ == fitted.items_
+    assert model.users_.ids.tolist() == ["ann", "bob", "cy", "dee"]
+    assert model.items_.ids.tolist() == ["m1", "m2", "m3", "m4"]
+    users = np.arange(fitted.n_users)
+    np.testing.assert_array_equal(model.score_items(users), fitted.score_items(users))
+    assert model.global_mean_ == fitted.global_mean_
+    assert model.rating_scale_ == (1.0, 5.0)
+    assert (model.seen_ != fitted.seen_).nnz == 0
+    # Seen items survive: bob rated m1, m3, m4, so only m2 is left to recommend.
+    (rec,) = model.recommend(["bob"], k=10)
+    assert rec.item_ids.tolist() == ["m2"]
+    assert model.item_meta_ is not None and fitted.item_meta_ is not None
+    pd.testing.assert_frame_equal(model.item_meta_, fitted.item_meta_, check_dtype=False)
+    assert model.item_meta_.loc["m2", "genres"] == ["Comedy", "Drama"]
+    assert isinstance(model.item_meta_.loc["m3", "genres"], list)
+    assert run.metrics == {"rmse": 0.5, "per_k": [1, 2]}
+    assert run.history is not None and run.history["train_loss"].tolist() == [0.9, 0.8]
+    assert run.manifest["format_version"] == FORMAT_VERSION
+    assert run.manifest["model_name"] == "biases"
+    assert run.manifest["data_fingerprint"] == "abc123"
+    assert (run.manifest["n_users"], run.manifest["n_items"]) == (4, 4)
+
+
+def test_every_file_is_listed_with_its_checksum(run_dir: Path) -> None:
+    manifest = read_manifest(run_dir)
+    on_disk = {p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*") if p.is_file()} - {
+        "manifest.json"
+    }
+    assert set(manifest["files"]) == on_disk
+    for name, digest in manifest["files"].items():
+        assert _sha(run_dir / name) == digest
+    assert not [p for p in run_dir.rglob("*") if p.suffix in {".pkl", ".pickle", ".pt", ".pth"}]
+
+
+def test_model_save_and_load_methods(fitted: Recommender, tmp_path: Path) -> None:
+    path = fitted.save(tmp_path / "r")
+    loaded = type(fitted).load(path)
+    np.testing.assert_array_equal(
+        loaded.predict(["ann", "dee"], ["m4", "m1"]), fitted.predict(["ann", "dee"], ["m4", "m1"])
+    )
+
+
+def test_implicit_run_without_metadata(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"user_id": [1, 1, 2, 3], "item_id": [10, 20, 20, 30]})
+    model = create("popularity").fit(Interactions.from_frame(frame))
+    run = load_run(save_run(tmp_path / "r", model))
+    assert run.model.rating_scale_ is None and run.model.item_meta_ is None
+    assert run.metrics == {} and run.history is None
+    assert run.model.items_.ids.tolist() == [10, 20, 30]
+    assert run.model.items_.ids.dtype.kind == "i"
+    assert run.model.recommend([3], k=2)[0].item_ids.tolist() == [20, 10]
+
+
+def test_unnamed_metadata_index_round_trips(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"user_id": [1, 2], "item_id": [7, 8], "rating": [4.0, 2.0]})
+    meta = pd.DataFrame({"title": ["Seven", "Eight"]}, index=[7, 8])  # index has no name
+    inter = Interactions.from_frame(frame, item_meta=meta, rating_scale=(1.0, 5.0))
+    run = load_run(save_run(tmp_path / "r", create("global_mean").fit(inter)))
+    assert run.model.item_meta_ is not None
+    assert run.model.item_meta_.loc[8, "title"] == "Eight"
+
+
+def test_saving_over_an_existing_run_replaces_it(fitted: Recommender, run_dir: Path) -> None:
+    other = create("popularity").fit(_string_id_data())
+    save_run(run_dir, other)
+    assert load_run(run_dir).manifest["model_name"] == "popularity"
+    assert not (run_dir / "metrics.json").exists()
+    assert [p.name for p in run_dir.parent.iterdir()] == ["run"]
+
+
+def test_extra_manifest_keys_cannot_override_reserved_ones(
+    fitted: Recommender, tmp_path: Path
+) -> None:
+    path = save_run(tmp_path / "ok", fitted, extra={"dataset": "toy"})
+    assert read_manifest(path)["dataset"] == "toy"
+    with pytest.raises(ArtifactError, match="format_version"):
+        save_run(tmp_path / "bad", fitted, extra={"format_version": 99})
+    assert not (tmp_path / "bad").exists()
+
+
+# ---------------------------------------------------------------------- refusals
+def test_newer_format_version_is_refused(run_dir: Path) -> None:
+    _rewrite_manifest(run_dir, format_version=FORMAT_VERSION + 1)
+    with pytest.raises(ArtifactError, match="newer"):
+        load_run(run_dir)
+
+
+@pytest.mark.parametrize("value", ["1", None, 1.5])
+def test_non_integer_format_version_is_refused(run_dir: Path, value: object) -> None:
+    _rewrite_manifest(run_dir, format_version=value)
+    with pytest.raises(ArtifactError, match="format_version"):
+        load_run(run_dir)
+
+
+def test_corrupt_weights_byte_is_refused(run_dir: Path) -> None:
+    weights = run_dir / "weights.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0x01  # one bit in the last weight
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="checksum"):
+        load_run(run_dir)
+
+
+@pytest.mark.parametrize("name", ["weights.safetensors", "vocab/items.json", "config.json"])
+def test_missing_file_is_refused(run_dir: Path, name: str) -> None:
+    (run_dir / name).unlink()
+    with pytest.raises(ArtifactError, match="missing"):
+        load_run(run_dir)
+
+
+def test_missing_or_unlisted_manifest_entries_are_refused(run_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ArtifactError, match="not a run directory"):
+        load_run(tmp_path / "nope")
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    del manifest["files"]["vocab/users.json"]
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match=r"vocab/users\.json"):
+        load_run(run_dir)
+    (run_dir / "manifest.json").write_text("{not json")
+    with pytest.raises(ArtifactError, match="corrupt manifest"):
+        load_run(run_dir)
+    (run_dir / "manifest.json").unlink()
+    with pytest.raises(ArtifactError, match=r"no manifest\.json"):
+        load_run(run_dir)
+
+
+def test_weights_of_the_wrong_shape_are_refused(fitted: Recommender, tmp_path: Path) -> None:
+    from safetensors.numpy import load_file, save_file
+
+    run = save_run(tmp_path / "r", fitted)
+    weights = run / "weights.safetensors"
+    state = load_file(str(weights))
+    state["item_bias"] = state["item_bias"][:2]
+    save_file(state, str(weights))
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["files"]["weights.safetensors"] = _sha(weights)
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="do not fit model biases"):
+        load_run(run)
+
+
+class _CreatesFileWhenUnpickled:
+    """Unpickling this calls ``Path.touch(marker)``: proof that a loader executed code."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Path.touch, (self.marker,))
+
+
+def test_pickle_in_place_of_weights_is_refused_and_never_executed(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    marker = tmp_path / "pwned"
+    payload = pickle.dumps(_CreatesFileWhenUnpickled(marker), protocol=4)
+    pickle.loads(payload)  # sanity check: unpickling really does create the marker
+    assert marker.exists()
+    marker.unlink()
+    weights = run_dir / "weights.safetensors"
+    weights.write_bytes(payload)
+    # The attacker also fixes the checksum, so only the format itself protects us.
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest["files"]["weights.safetensors"] = _sha(weights)
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError):
+        load_run(run_dir)
+    assert not marker.exists()
+
+
+@pytest.fixture
+def opened_paths(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Path]]:
+    """Record every path opened through Python's ``open`` (pathlib, json, pandas' csv...)."""
+    seen: list[Path] = []
+    real_open = io.open
+
+    def spy(file: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(file, str | os.PathLike):
+            seen.append(Path(file).resolve())
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", spy)
+    monkeypatch.setattr(io, "open", spy)
+    yield seen
+
+
+def test_manifest_entry_outside_the_run_is_never_read(
+    run_dir: Path, tmp_path: Path, opened_paths: list[Path]
+) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_text("secret")
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest["files"]["../outside.txt"] = _sha(outside)
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    opened_paths.clear()
+    run = load_run(run_dir)  # the extra entry is ignored: only fixed names are ever read
+    assert run.model.is_fitted
+    assert opened_paths, "the spy saw no reads at all"
+    assert outside.resolve() not in opened_paths
+    assert all(p.is_relative_to(run_dir.resolve()) for p in opened_paths)
+
+
+def test_symlink_out_of_the_run_is_refused_and_not_read(
+    run_dir: Path, tmp_path: Path, opened_paths: list[Path]
+) -> None:
+    outside = tmp_path / "outside.json"
+    config = run_dir / "config.json"
+    outside.write_bytes(config.read_bytes())  # same bytes, so the checksum would match
+    config.unlink()
+    config.symlink_to(outside)
+    opened_paths.clear()
+    with pytest.raises(ArtifactError, match="outside the run directory"):
+        load_run(run_dir)
+    assert outside.resolve() not in opened_paths
+
+
+def test_errors_are_rec_errors() -> None:
+    assert issubclass(ArtifactError, RecError) and issubclass(ArtifactError, ValueError)
+
+
+# ---------------------------------------------------------------------- atomicity
+def test_atomic_dir_leaves_no_target_on_exception(tmp_path: Path) -> None:
+    target = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="boom"), atomic_dir(target) as tmp:
+        (tmp / "half.txt").write_text("half")
+        raise RuntimeError("boom")
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_save_keeps_the_previous_run(fitted: Recommender, run_dir: Path) -> None:
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    with pytest.raises(TypeError):
+        save_run(run_dir, fitted, metrics={"bad": object()})  # not JSON-serialisable
+    after = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    assert after == before
+    assert load_run(run_dir).metrics["rmse"] == 0.5
+    assert [p.name for p in run_dir.parent.iterdir()] == ["run"]
+
+
+def test_save_refuses_an_unfitted_model(tmp_path: Path) -> None:
+    from recforge.errors import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        save_run(tmp_path / "r", create("biases"))
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", '{"kind": "int"}', "not json"])
+def test_malformed_vocabulary_is_refused(run_dir: Path, text: str) -> None:
+    vocab = run_dir / "vocab" / "users.json"
+    vocab.write_text(text)
+    _rewrite_manifest(
+        run_dir,
+        files={
+            **json.loads((run_dir / "manifest.json").read_text())["files"],
+            "vocab/users.json": _sha(vocab),
+        },
+    )
+    with pytest.raises(ArtifactError, match="cannot parse"):
+        load_run(run_dir)
