@@ -1,0 +1,127 @@
+"""Every registered model runs the shared contract (recforge.testing.ModelContract).
+
+Add one small class per model: ``model_name``, fast ``config`` overrides, ``explicit``, and any
+threshold the model needs changed (with a comment saying why).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recforge.data.interactions import Interactions
+from recforge.models import registry
+from recforge.models.base import Recommender
+from recforge.models.baselines import Biases, Popularity
+from recforge.testing import ModelContract, _FitOutcome
+
+
+class TestGlobalMean(ModelContract):
+    model_name = "global_mean"
+    explicit = True
+    # Every item ties, so it cannot rank; and it *is* the RMSE baseline (ratio exactly 1).
+    check_ranking = False
+    max_rmse_ratio = 1.0
+
+
+class TestBiases(ModelContract):
+    model_name = "biases"
+    explicit = True
+
+
+class TestPopularity(ModelContract):
+    model_name = "popularity"
+    explicit = False
+    # It is the reference ranking, so it can only tie with itself.
+    hit_rate_margin = 0.0
+
+
+# ---------------------------------------------------------------------- the contract checks itself
+# Deliberately broken models: each must trip the check written for its defect, so a contract
+# that silently stopped checking would fail here.
+
+
+class _Unseeded(Biases):
+    name = "_unseeded"
+
+    def _fit(self, train: Interactions, valid: Interactions | None) -> None:
+        super()._fit(train, valid)
+        self.item_bias_ = self.item_bias_ + np.random.default_rng().normal(0, 0.1, train.n_items)
+
+
+class _ForgetsUsers(Biases):
+    name = "_forgets_users"
+
+    def set_state(self, state: dict[str, np.ndarray]) -> None:  # type: ignore[override]
+        super().set_state(state)
+        self.user_bias_ = np.zeros_like(self.user_bias_)
+
+
+class _Inconsistent(Biases):
+    name = "_inconsistent"
+
+    def predict_idx(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:  # type: ignore[override]
+        return super().predict_idx(user_idx, item_idx) + np.float32(0.25)
+
+
+class _NotSelf(Biases):
+    name = "_not_self"
+
+    def fit(self, train: Interactions, valid: Interactions | None = None) -> None:  # type: ignore[override]
+        super().fit(train, valid)
+
+
+class _Shuffled(Popularity):
+    name = "_shuffled"
+
+    def _fit(self, train: Interactions, valid: Interactions | None) -> None:
+        self.item_popularity_ = np.random.default_rng(0).random(train.n_items)
+
+
+def _fitted_contract(
+    monkeypatch: pytest.MonkeyPatch, cls: type[Recommender], *, explicit: bool = True
+) -> tuple[ModelContract, Recommender, object]:
+    monkeypatch.setitem(registry._MODELS, cls.name, f"{__name__}:{cls.__name__}")
+    contract = type(
+        f"Contract{cls.__name__}", (ModelContract,), {"model_name": cls.name, "explicit": explicit}
+    )
+    data = contract.known_answer_data()
+    model = contract.make_model()
+    returned = contract.fit_model(model, data.train)
+    return contract(), model, returned
+
+
+def test_contract_catches_nondeterministic_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    contract, model, _ = _fitted_contract(monkeypatch, _Unseeded)
+    with pytest.raises(AssertionError):
+        contract.test_same_seed_gives_identical_scores(model, contract.known_answer_data())
+
+
+def test_contract_catches_state_lost_on_load(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    contract, model, _ = _fitted_contract(monkeypatch, _ForgetsUsers)
+    with pytest.raises(AssertionError):
+        contract.test_save_load_gives_identical_scores(
+            model, contract.known_answer_data(), tmp_path
+        )
+
+
+def test_contract_catches_predict_disagreeing_with_scores(monkeypatch: pytest.MonkeyPatch) -> None:
+    contract, model, _ = _fitted_contract(monkeypatch, _Inconsistent)
+    with pytest.raises(AssertionError):
+        contract.test_predict_agrees_with_score_items(model, contract.known_answer_data())
+
+
+def test_contract_catches_fit_not_returning_self(monkeypatch: pytest.MonkeyPatch) -> None:
+    contract, model, returned = _fitted_contract(monkeypatch, _NotSelf)
+    with pytest.raises(AssertionError):
+        contract.test_fit_returns_self(_FitOutcome(model, returned))
+
+
+def test_contract_catches_a_model_that_ranks_at_random(monkeypatch: pytest.MonkeyPatch) -> None:
+    contract, model, _ = _fitted_contract(monkeypatch, _Shuffled, explicit=False)
+    with pytest.raises(AssertionError, match="hit-rate@10"):
+        contract.test_known_answer_ranking(model, contract.known_answer_data())
