@@ -571,13 +571,14 @@ class ModelContract:
 
     def test_similar_items(self, fitted: Recommender, planted: KnownAnswerSplit) -> None:
         item = planted.train.items.ids[0]
-        if fitted.item_vectors() is None:
-            with pytest.raises(ConfigError):
-                fitted.similar_items(item, k=5)
+        try:
+            rec = fitted.similar_items(item, k=5)
+        except ConfigError:
+            # Refusing is fine for a model without item vectors (and no similarity of its own).
+            assert fitted.item_vectors() is None, "item_vectors() exist but similar_items refuses"
             return
         vecs = fitted.item_vectors()
-        assert vecs is not None and vecs.shape[0] == planted.train.n_items
-        rec = fitted.similar_items(item, k=5)
+        assert vecs is None or vecs.shape[0] == planted.train.n_items
         assert rec.user_id == item
         assert 0 < len(rec) <= 5 and item not in set(rec.item_ids.tolist())
         assert np.all(np.diff(rec.scores) <= 0)
