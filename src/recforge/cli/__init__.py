@@ -16,24 +16,16 @@ def main(argv: list[str] | None = None) -> int:
     from recforge.errors import RecError
 
     try:
-        app(args=argv, prog_name="recforge", standalone_mode=False)
+        # Standalone mode: the parser reports usage errors itself and exits 2 via SystemExit.
+        app(args=argv, prog_name="recforge", standalone_mode=True)
     except RecError as exc:
         sys.stderr.write(f"recforge: error: {exc}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("recforge: interrupted\n")
         return 130
-    except SystemExit as exc:  # typer/click exits (e.g. --help) carry their own code
-        return int(exc.code or 0) if not isinstance(exc.code, str) else 1
-    except Exception as exc:
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            return 2
-        if isinstance(exc, click.exceptions.Abort):
-            return 1
-        raise
+    except SystemExit as exc:  # the parser's own exits (--help, usage errors) carry their code
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     return 0
 
 
