@@ -1,0 +1,842 @@
+"""Reading rating files into the canonical frame.
+
+:func:`read_ratings` is the one entry point from a file on disk to the canonical frame
+(``user_id, item_id, rating, timestamp``) that :meth:`Interactions.from_frame` encodes.
+
+How it works, and why:
+
+* **Sniff on a sample, parse with the C engine.** The first 64 KiB (decompressed) decide the
+  compression, encoding, delimiter, header and column mapping; the whole file is then parsed once by
+  pandas' C parser (no per-row Python), so a 20M-row file costs what ``pd.read_csv`` costs.
+* **MovieLens ``::``.** pandas only runs multi-character separators in its slow Python engine, so
+  ``::`` files are parsed with ``sep=":"`` by the C engine; the empty fields between the two colons
+  are read too and must be empty, which proves no value contained a stray ``:``.
+* **Line numbers are file lines.** Blank lines are kept as all-empty rows while parsing
+  (``skip_blank_lines=False``) and dropped afterwards, so row ``k`` of the parse is line
+  ``first_data_line + k`` of the file and every error can name the line a user sees in an editor
+  (quoted values spanning several lines would shift this; rating files do not have them).
+* **Errors are one line.** Every problem a user can cause raises
+  :class:`~recforge.errors.DataError` with the file, the 1-based line (or Parquet row), the column
+  and a fix. Non-UTF-8 bytes are an error naming the encoding and the ``encoding=`` fix rather than
+  a silent latin-1 fallback: guessing an encoding would quietly change string ids, which then never
+  match the ids a user types.
+* **Ids.** Ids are ``int64`` when every value is integral, else strings (so ``"007"`` and ``7``
+  are the same id only in files where all ids are numbers; pass string ids through Parquet to keep
+  them exact).
+"""
+
+from __future__ import annotations
+
+import bz2
+import codecs
+import csv
+import gzip
+import lzma
+import os
+import re
+import warnings
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from recforge.errors import ConfigError, DataError, DataWarning
+
+__all__ = ["CANONICAL_COLUMNS", "COLUMN_ALIASES", "DuplicatePolicy", "read_ratings"]
+
+CANONICAL_COLUMNS = ("user_id", "item_id", "rating", "timestamp")
+DuplicatePolicy = Literal["error", "last", "mean"]
+
+#: Header names recognised for each canonical column, compared case-insensitively with
+#: ``_``, ``-``, spaces and dots removed (so ``userId``, ``user_id`` and ``User ID`` all match).
+COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
+    "user_id": ("user_id", "userId", "user", "uid", "users", "customer_id", "visitor_id"),
+    "item_id": ("item_id", "itemId", "item", "movieId", "movie_id", "movie", "iid", "product_id"),
+    "rating": ("rating", "ratings", "score", "stars", "preference"),
+    "timestamp": ("timestamp", "time", "ts", "datetime", "date", "unix_time"),
+}
+
+_SAMPLE_BYTES = 1 << 16
+_WHITESPACE = r"\s+"
+_SNIFF_ORDER = ("\t", ",", ";", "|")
+_MAX_SHOWN = 40  # longest cell value quoted in an error message
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[\s_\-.]", "", name).lower()
+
+
+_ALIAS_LOOKUP = {canon: {_norm(a) for a in aliases} for canon, aliases in COLUMN_ALIASES.items()}
+_ALL_ALIASES = set().union(*_ALIAS_LOOKUP.values())
+
+
+# ---------------------------------------------------------------------------------------------
+# public entry point
+# ---------------------------------------------------------------------------------------------
+def read_ratings(
+    path: str | os.PathLike[str],
+    *,
+    sep: str | None = None,
+    columns: Mapping[str, str | int] | None = None,
+    header: bool | None = None,
+    rating_scale: tuple[float, float] | None = None,
+    duplicates: DuplicatePolicy = "last",
+    encoding: str | None = None,
+    implicit: bool = False,
+) -> pd.DataFrame:
+    """Read a ratings file into the canonical frame.
+
+    Formats: CSV, TSV, MovieLens ``.dat`` (``::``), whitespace-separated (ML-100k ``u.data``),
+    Parquet (by content, whatever the suffix), and gzip/bz2/xz-compressed text (by content).
+
+    Args:
+        path: the file.
+        sep: field separator; ``None`` sniffs one of ``","``, ``"\\t"``, ``"::"``, ``";"``,
+            ``"|"`` or whitespace (``" "`` or ``r"\\s+"``) from the first lines.
+        columns: canonical name → source column name (files with a header) or 0-based position,
+            e.g. ``{"user_id": "userId", "item_id": "movieId"}``. Unmapped canonical columns are
+            found by :data:`COLUMN_ALIASES` (header) or by position 0..3 (no header: 2 columns are
+            user, item; 3 add rating; 4 or more add timestamp).
+        header: whether the first non-blank line names the columns; ``None`` detects it (a first
+            row with a known column name, or with text where the second row has numbers).
+        rating_scale: declared ``(low, high)``; ratings outside it are a :class:`DataError`.
+        duplicates: repeated (user, item) pairs: ``"error"``, keep the ``"last"`` in file order
+            (the default; warns with the count), or ``"mean"`` of the ratings (latest timestamp;
+            warns too).
+        encoding: text encoding; ``None`` means UTF-8, with a UTF-8 or UTF-16 byte-order mark
+            honoured transparently.
+        implicit: ignore any rating column and set every rating to 1.0 (also the behaviour when
+            the file has no rating column).
+
+    Returns:
+        A frame with columns ``user_id`` and ``item_id`` (``int64`` when all integral, else
+        strings), ``rating`` (``float32``) and ``timestamp`` (``int64`` seconds, 0 when absent),
+        in file order with a fresh ``RangeIndex``. ``attrs["source"]`` holds the path.
+
+    Raises:
+        DataError: the file is missing, empty, binary, truncated, wrongly delimited or encoded,
+            lacks a column, or has an empty, non-numeric or out-of-scale value, or a duplicate
+            under ``duplicates="error"``. The message names the file, line and column.
+        ConfigError: an argument is invalid (unknown policy, bad mapping key, bad scale).
+    """
+    _check_arguments(columns, rating_scale, duplicates)
+    p = Path(path)
+    label = str(p)
+    if not p.exists():
+        raise DataError(f"{label}: file not found; check the path (relative to {Path.cwd()})")
+    if p.is_dir():
+        raise DataError(f"{label}: is a directory; pass the ratings file inside it")
+    with open(p, "rb") as fh:
+        magic = fh.read(8)
+    if not magic:
+        raise DataError(f"{label}: file is empty; expected a header and/or rating rows")
+    if magic[:4] == b"PAR1" or p.suffix.lower() in (".parquet", ".pq"):
+        raw = _read_parquet(p, label, columns)
+    else:
+        raw = _read_text(p, label, magic, sep, columns, header, encoding)
+    frame = _canonicalize(raw, implicit=implicit, rating_scale=rating_scale)
+    frame = _apply_duplicates(frame, raw, duplicates)
+    frame.attrs["source"] = label
+    return frame
+
+
+# ---------------------------------------------------------------------------------------------
+# shared plumbing
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class _Raw:
+    """A parsed file before validation: canonical-named columns plus how to name a row."""
+
+    label: str
+    # canonical name -> column, for the canonical columns the file has; the columns share one
+    # index, the parse row number (a dict, not a DataFrame: building a frame copies every column).
+    columns: dict[str, pd.Series]
+    source_names: dict[str, str]  # canonical -> "column 'userId' (user_id)", for messages
+    first_line: int  # file line (1-based) of parse row 0; 0 means rows are not lines (Parquet)
+
+    def __len__(self) -> int:
+        return len(next(iter(self.columns.values())))
+
+    def row(self, pos: int) -> Any:
+        """Parse row number of the ``pos``-th kept row."""
+        return next(iter(self.columns.values())).index[pos]
+
+    def position(self, row: Any) -> str:
+        """``line N`` of a text file or ``row N`` of a Parquet file, for parse row ``row``."""
+        return f"line {self.first_line + int(row)}" if self.first_line else f"row {int(row) + 1}"
+
+    def where(self, row: Any, canon: str | None = None) -> str:
+        pos = self.position(row)
+        if canon is None:
+            return f"{self.label}, {pos}"
+        return f"{self.label}, {pos}, {self.source_names.get(canon, f'column {canon!r}')}"
+
+
+def _check_arguments(
+    columns: Mapping[str, str | int] | None,
+    rating_scale: tuple[float, float] | None,
+    duplicates: str,
+) -> None:
+    if duplicates not in ("error", "last", "mean"):
+        raise ConfigError(f"duplicates must be 'error', 'last' or 'mean', got {duplicates!r}")
+    if columns is not None:
+        for key, value in columns.items():
+            if key not in CANONICAL_COLUMNS:
+                raise ConfigError(
+                    f"columns: unknown key {key!r}; use {', '.join(CANONICAL_COLUMNS)}"
+                )
+            if isinstance(value, bool) or not isinstance(value, str | int):
+                raise ConfigError(f"columns[{key!r}] must be a column name or a 0-based position")
+    if rating_scale is not None:
+        lo, hi = rating_scale
+        if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+            raise ConfigError(
+                f"rating_scale must be (low, high) with low < high, got {rating_scale}"
+            )
+
+
+def _shown(value: Any) -> str:
+    text = repr(value.item() if isinstance(value, np.generic) else value)
+    return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 3] + "..."
+
+
+def _resolve_columns(
+    label: str,
+    names: list[str] | None,
+    n_fields: int,
+    columns: Mapping[str, str | int] | None,
+    header_line: int,
+) -> tuple[dict[str, int], dict[str, str]]:
+    """Map canonical names to 0-based field positions; also return how to call each one."""
+    mapping = dict(columns or {})
+    where = f"{label}, line {header_line}" if header_line else label
+    positions: dict[str, int] = {}
+    for canon, ref in mapping.items():
+        if isinstance(ref, int):
+            if not 0 <= ref < n_fields:
+                raise DataError(
+                    f"{where}: columns[{canon!r}] = {ref} is out of range; the file has "
+                    f"{n_fields} columns (positions 0..{n_fields - 1})"
+                )
+            positions[canon] = ref
+        elif names is None:
+            raise DataError(
+                f"{where}: the file has no header row, so columns[{canon!r}] = {ref!r} cannot be "
+                f"found; map by position (e.g. {{'{canon}': 0}}) or pass header=True"
+            )
+        else:
+            hits = [i for i, n in enumerate(names) if n == ref]
+            if not hits:
+                hits = [i for i, n in enumerate(names) if _norm(n) == _norm(ref)]
+            if not hits:
+                raise DataError(
+                    f"{where}: missing column {ref!r} for {canon} (found: {', '.join(names)}); "
+                    f"fix columns[{canon!r}]"
+                )
+            positions[canon] = hits[0]
+    taken = set(positions.values())
+    for canon in CANONICAL_COLUMNS:
+        if canon in positions:
+            continue
+        if names is not None:
+            hit = next(
+                (
+                    i
+                    for i, n in enumerate(names)
+                    if i not in taken and _norm(n) in _ALIAS_LOOKUP[canon]
+                ),
+                None,
+            )
+        else:
+            default = CANONICAL_COLUMNS.index(canon)
+            hit = default if default < n_fields and default not in taken else None
+        if hit is not None:
+            positions[canon] = hit
+            taken.add(hit)
+    for canon in ("user_id", "item_id"):
+        if canon not in positions:
+            found = ", ".join(names) if names is not None else f"{n_fields} unnamed columns"
+            raise DataError(
+                f"{where}: missing column {canon!r} (looked for "
+                f"{', '.join(COLUMN_ALIASES[canon][:5])}; found: {found}); "
+                f"pass columns={{'{canon}': '<your column>'}}"
+            )
+    shown = {}
+    for canon, pos in positions.items():
+        if names is None:
+            shown[canon] = f"column {pos} ({canon})"
+        elif names[pos] == canon:
+            shown[canon] = f"column {canon!r}"
+        else:
+            shown[canon] = f"column {names[pos]!r} ({canon})"
+    return positions, shown
+
+
+# ---------------------------------------------------------------------------------------------
+# text files
+# ---------------------------------------------------------------------------------------------
+_COMPRESSIONS: dict[bytes, str] = {
+    b"\x1f\x8b": "gzip",
+    b"BZh": "bz2",
+    b"\xfd7zXZ\x00": "xz",
+}
+_OPENERS: dict[str, Callable[[Path], Any]] = {
+    "gzip": lambda p: gzip.open(p, "rb"),  # noqa: SIM115 - callers use the result in `with`
+    "bz2": lambda p: bz2.open(p, "rb"),  # noqa: SIM115
+    "xz": lambda p: lzma.open(p, "rb"),  # noqa: SIM115
+}
+_CORRUPT = (EOFError, zlib.error, OSError, lzma.LZMAError)
+
+
+def _read_text(
+    p: Path,
+    label: str,
+    magic: bytes,
+    sep: str | None,
+    columns: Mapping[str, str | int] | None,
+    header: bool | None,
+    encoding: str | None,
+) -> _Raw:
+    compression = next((c for m, c in _COMPRESSIONS.items() if magic.startswith(m)), None)
+    if magic.startswith(b"PK\x03\x04"):
+        raise DataError(
+            f"{label}: is a zip archive; extract the ratings file first "
+            "(for MovieLens releases use recforge.data.load_movielens)"
+        )
+    if magic.startswith(b"\x28\xb5\x2f\xfd"):
+        raise DataError(f"{label}: is zstd-compressed; decompress it or convert it to gzip")
+    sample, complete = _read_sample(p, label, compression)
+    if not sample.strip():
+        raise DataError(f"{label}: file is empty; expected a header and/or rating rows")
+
+    enc = encoding or _encoding_from_bom(sample)
+    if encoding is None and not enc.startswith("utf-16"):
+        _refuse_binary(label, sample)
+    text = _decode_sample(label, sample, enc, complete, explicit=encoding is not None)
+    if text.startswith("\ufeff"):
+        text = text[1:]
+
+    lines = text.splitlines()
+    if not complete and lines:
+        lines = lines[:-1]  # the last line of a cut sample may be partial
+    nonblank = [(i + 1, ln) for i, ln in enumerate(lines) if ln.strip()]
+    if not nonblank:
+        raise DataError(f"{label}: file is empty; expected a header and/or rating rows")
+    first_line = nonblank[0][0]
+    probe = [ln for _, ln in nonblank[:50]]
+
+    sep = _normalise_sep(sep) if sep is not None else _sniff_sep(label, probe)
+    rows = [_split(ln, sep) for ln in probe[:2]]
+    width = max(len(_split(ln, sep)) for ln in probe)
+    if width < 2:
+        guess = _sniff_sep(None, probe)
+        hint = (
+            f"is the delimiter {_sep_name(guess)}? (pass sep={guess!r}, or sep=None to detect it)"
+            if guess is not None and guess != sep
+            else "expected at least user and item columns; pass sep= with the file's delimiter"
+        )
+        raise DataError(f"{label}, line {first_line}: only 1 column found with sep={sep!r}; {hint}")
+
+    has_header = _detect_header(rows) if header is None else header
+    names = [_clean_name(n) for n in rows[0]] if has_header else None
+    n_fields = len(names) if names is not None else len(rows[0])
+    for line_no, line in nonblank[1:50]:
+        if len(_split(line, sep)) > n_fields:
+            raise DataError(
+                f"{label}, line {line_no}: {len(_split(line, sep))} fields where line "
+                f"{first_line} has {n_fields}; fix the line or quote values containing the "
+                "separator"
+            )
+    positions, shown = _resolve_columns(label, names, n_fields, columns, first_line)
+    data_line = first_line + (1 if has_header else 0)
+    if has_header and complete and len(nonblank) == 1:
+        raise DataError(
+            f"{label}: has a header (line {first_line}) but no data rows; "
+            "add rating rows or check that the right file was given"
+        )
+
+    cols = _parse(p, label, sep, positions, n_fields, data_line - 1, enc, compression)
+    n_rows = len(next(iter(cols.values())))
+    if has_header and n_rows == 0:
+        raise DataError(
+            f"{label}: has a header (line {first_line}) but no data rows; "
+            "add rating rows or check that the right file was given"
+        )
+    if n_rows == 0:
+        raise DataError(f"{label}: file is empty; expected a header and/or rating rows")
+    return _Raw(label, cols, shown, data_line)
+
+
+def _read_sample(p: Path, label: str, compression: str | None) -> tuple[bytes, bool]:
+    """First 64 KiB of (decompressed) content and whether that is the whole file."""
+    try:
+        opener = _OPENERS[compression](p) if compression else open(p, "rb")  # noqa: SIM115
+        with opener as fh:
+            data = fh.read(_SAMPLE_BYTES + 1)
+    except _CORRUPT as exc:
+        raise _corrupt_error(label, compression, exc) from None
+    return data[:_SAMPLE_BYTES], len(data) <= _SAMPLE_BYTES
+
+
+def _corrupt_error(label: str, compression: str | None, exc: BaseException) -> DataError:
+    kind = compression or "compressed"
+    return DataError(
+        f"{label}: {kind} stream is truncated or corrupt ({type(exc).__name__}: {exc}); "
+        "re-download or re-create the file"
+    )
+
+
+def _encoding_from_bom(sample: bytes) -> str:
+    if sample.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    return "utf-8"
+
+
+def _refuse_binary(label: str, sample: bytes) -> None:
+    arr = np.frombuffer(sample, dtype=np.uint8)
+    control = (arr < 32) & (arr != 9) & (arr != 10) & (arr != 13)
+    if (arr == 0).any() or control.mean() > 0.01:
+        offset = int(np.flatnonzero(control)[0])
+        raise DataError(
+            f"{label}: does not look like a text ratings file (binary byte 0x{arr[offset]:02x} "
+            f"at offset {offset}); expected CSV, TSV, .dat, Parquet or gzip-compressed text"
+        )
+
+
+def _decode_sample(label: str, sample: bytes, enc: str, complete: bool, *, explicit: bool) -> str:
+    try:
+        decoder = codecs.getincrementaldecoder(enc)(errors="strict")
+    except LookupError:
+        raise ConfigError(f"unknown encoding {enc!r}; use e.g. 'utf-8' or 'latin-1'") from None
+    try:
+        return str(decoder.decode(sample, final=complete))
+    except UnicodeDecodeError as exc:
+        raise _encoding_error(label, sample, exc, enc, explicit=explicit) from None
+
+
+def _encoding_error(
+    label: str, raw: bytes, exc: UnicodeDecodeError, enc: str, *, explicit: bool
+) -> DataError:
+    line = raw.count(b"\n", 0, exc.start) + 1
+    bad = raw[exc.start : exc.start + 1]
+    name = "UTF-8" if enc.replace("-", "").lower().startswith("utf8") else enc
+    fix = (
+        "pass the file's real encoding"
+        if explicit
+        else "pass encoding='latin-1' (or the file's real encoding), or re-save it as UTF-8"
+    )
+    return DataError(f"{label}, line {line}: byte 0x{bad.hex()} is not valid {name}; {fix}")
+
+
+def _normalise_sep(sep: str) -> str:
+    if sep == "" or (sep.strip() == "" and sep != "\t") or sep in (r"\s+", r"\s"):
+        return _WHITESPACE
+    return sep
+
+
+def _sep_name(sep: str | None) -> str:
+    if sep == _WHITESPACE:
+        return "whitespace"
+    return repr(sep)
+
+
+def _split(line: str, sep: str) -> list[str]:
+    if sep == _WHITESPACE:
+        return line.split()
+    if len(sep) == 1:
+        return next(csv.reader([line], delimiter=sep, skipinitialspace=True))
+    return line.split(sep)
+
+
+def _sniff_sep(label: str | None, lines: list[str]) -> str:
+    """The separator that splits every sample line into the same number (>= 2) of fields."""
+    if all("::" in ln for ln in lines):
+        return "::"
+    loose: str | None = None
+    for cand in _SNIFF_ORDER:
+        counts = {len(_split(ln, cand)) for ln in lines}
+        if min(counts) >= 2:
+            if len(counts) == 1:
+                return cand
+            loose = loose or cand
+    if loose is not None:
+        return loose
+    if all(len(ln.split()) >= 2 for ln in lines):
+        return _WHITESPACE
+    if label is None:
+        return ""  # used only to build a hint
+    raise DataError(
+        f"{label}: only 1 column found; separate user and item columns by ',', tab, '::', ';', "
+        "'|' or spaces (or pass sep=)"
+    )
+
+
+def _is_number(field: str) -> bool:
+    try:
+        float(field)
+    except ValueError:
+        return False
+    return True
+
+
+def _clean_name(name: str) -> str:
+    return name.strip().strip('"').strip()
+
+
+def _detect_header(rows: list[list[str]]) -> bool:
+    """A header names a known column, or is all text where the next row has a number.
+
+    A first row holding any number is data (``u1,i9,4``: string ids with a rating).
+    """
+    first = [_clean_name(f) for f in rows[0]]
+    if any(_norm(f) in _ALL_ALIASES for f in first):
+        return True
+    if any(_is_number(f) for f in first):
+        return False
+    if len(rows) < 2:
+        return True
+    return any(_is_number(b) for b in rows[1])
+
+
+def _parse(
+    p: Path,
+    label: str,
+    sep: str,
+    positions: dict[str, int],
+    n_fields: int,
+    skiprows: int,
+    enc: str,
+    compression: str | None,
+) -> dict[str, pd.Series]:
+    """Parse with the C engine; blank lines dropped, index = row number.
+
+    Every field is parsed (no ``usecols``) so that a line with more fields than the first one is
+    an error rather than silently cut: extra fields mean a separator inside a value.
+    """
+    kwargs: dict[str, Any] = {
+        "header": None,
+        "names": list(range(2 * n_fields - 1 if sep == "::" else n_fields)),
+        "index_col": False,
+        "skiprows": skiprows,
+        "skip_blank_lines": False,
+        "engine": "c",
+        "encoding": enc,
+        "encoding_errors": "strict",
+        "compression": compression,
+        "low_memory": False,
+    }
+    if sep == "::":
+        # Field k of "a::b::c" is field 2k of "a:b:c"; the odd fields between must stay empty.
+        kwargs.update(sep=":", quoting=csv.QUOTE_NONE)
+    elif sep == _WHITESPACE:
+        kwargs.update(sep=_WHITESPACE)
+    elif len(sep) == 1:
+        kwargs.update(sep=sep, skipinitialspace=True)
+    else:  # other multi-character separators need the (slower) Python engine
+        kwargs.update(sep=re.escape(sep), engine="python")
+        kwargs.pop("low_memory")
+    try:
+        df = pd.read_csv(p, **kwargs)
+    except UnicodeDecodeError:
+        raw = _read_all(p, compression)
+        try:
+            raw.decode(enc)
+        except UnicodeDecodeError as exc:
+            raise _encoding_error(label, raw, exc, enc, explicit=False) from None
+        raise
+    except pd.errors.EmptyDataError:
+        return {c: pd.Series([], dtype=float) for c in positions}
+    except pd.errors.ParserError as exc:
+        found = re.search(r"line (\d+), saw (\d+)", str(exc))
+        expected = re.search(r"Expected (\d+) fields", str(exc))
+        if found and sep == "::":
+            raise DataError(
+                f"{label}, line {found.group(1)}: a value contains ':' inside a '::' file; "
+                "remove it or convert the file to CSV"
+            ) from None
+        if found and expected:
+            raise DataError(
+                f"{label}, line {found.group(1)}: {found.group(2)} fields where earlier lines "
+                f"have {expected.group(1)}; fix the line or quote values containing the separator"
+            ) from None
+        raise DataError(f"{label}: cannot be parsed ({exc}); check sep= and quoting") from None
+    except ValueError as exc:  # usecols beyond a short file
+        raise DataError(f"{label}: cannot be parsed ({exc}); check sep= and columns=") from None
+    except _CORRUPT as exc:
+        raise _corrupt_error(label, compression, exc) from None
+
+    if sep == "::":
+        gap_cols = [c for c in df.columns if int(c) % 2 == 1]
+        bad = df[gap_cols].notna().any(axis=1).to_numpy() if gap_cols else np.zeros(0, bool)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise DataError(
+                f"{label}, line {skiprows + 1 + row}: a value contains ':' inside a '::' file; "
+                "remove it or convert the file to CSV"
+            )
+        df = df.drop(columns=gap_cols)
+        df.columns = [int(c) // 2 for c in df.columns]
+    blank = df.isna().all(axis=1).to_numpy()
+    if blank.any():
+        df = df[~blank]
+    return {canon: df[pos] for canon, pos in positions.items()}
+
+
+def _read_all(p: Path, compression: str | None) -> bytes:
+    if compression:
+        with _OPENERS[compression](p) as fh:
+            return bytes(fh.read())
+    return p.read_bytes()
+
+
+# ---------------------------------------------------------------------------------------------
+# Parquet
+# ---------------------------------------------------------------------------------------------
+def _read_parquet(p: Path, label: str, columns: Mapping[str, str | int] | None) -> _Raw:
+    import pyarrow as pa  # type: ignore[import-untyped]
+    import pyarrow.parquet as pq  # type: ignore[import-untyped]
+
+    try:
+        pf = pq.ParquetFile(p)
+        names = list(pf.schema_arrow.names)
+        positions, shown = _resolve_columns(label, names, len(names), columns, 0)
+        table = pf.read(columns=[names[i] for i in sorted(set(positions.values()))])
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(
+            f"{label}: not a readable Parquet file ({exc}); re-export it or check the path"
+        ) from None
+    if table.num_rows == 0:
+        raise DataError(f"{label}: Parquet file has columns but no rows")
+    cols = {canon: table.column(names[pos]).to_pandas() for canon, pos in positions.items()}
+    return _Raw(label, cols, shown, 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# validation and canonical dtypes
+# ---------------------------------------------------------------------------------------------
+def _first(mask: npt.NDArray[np.bool_]) -> tuple[int, int]:
+    """Position of the first True and how many there are."""
+    hits = np.flatnonzero(mask)
+    return int(hits[0]), len(hits)
+
+
+def _more(n: int) -> str:
+    return f" ({n - 1} more rows like it)" if n > 1 else ""
+
+
+def _check_missing(raw: _Raw, canon: str, col: pd.Series) -> None:
+    mask = col.isna().to_numpy()
+    if col.dtype.kind in "OUT" or isinstance(col.dtype, pd.StringDtype):
+        mask = mask | (col.astype(str).str.strip() == "").to_numpy()
+    if mask.any():
+        pos, n = _first(mask)
+        raise DataError(
+            f"{raw.where(col.index[pos], canon)}: empty or NaN cell{_more(n)}; "
+            "fill it in or drop the row"
+        )
+
+
+def _ids(raw: _Raw, canon: str) -> pd.Series:
+    col = raw.columns[canon]
+    _check_missing(raw, canon, col)
+    values = col.to_numpy()
+    if values.dtype.kind in "iu":
+        return pd.Series(values.astype(np.int64, copy=False))
+    if values.dtype.kind == "f":
+        if np.all(np.isfinite(values)) and np.all(values == np.round(values)):
+            return pd.Series(values.astype(np.int64))
+        return pd.Series(col.astype(str).to_numpy(), dtype="str")
+    if values.dtype.kind == "b":
+        raise DataError(f"{raw.where(col.index[0], canon)}: ids are booleans; map the id column")
+    text = col.astype(str).str.strip()
+    return pd.Series(text.to_numpy(), dtype="str")
+
+
+def _numeric(raw: _Raw, canon: str, what: str) -> npt.NDArray[np.float64]:
+    col = raw.columns[canon]
+    _check_missing(raw, canon, col)
+    if col.dtype.kind in "iufb":
+        values = col.to_numpy(dtype=np.float64)
+    else:
+        coerced = pd.to_numeric(col.astype(str).str.strip(), errors="coerce")
+        bad = coerced.isna().to_numpy()
+        if bad.any():
+            pos, n = _first(bad)
+            raise DataError(
+                f"{raw.where(col.index[pos], canon)}: {_shown(col.iloc[pos])} is not a "
+                f"number{_more(n)}; {what}"
+            )
+        values = coerced.to_numpy(dtype=np.float64)
+    nonfinite = ~np.isfinite(values)
+    if nonfinite.any():
+        pos, n = _first(nonfinite)
+        raise DataError(
+            f"{raw.where(col.index[pos], canon)}: {_shown(col.iloc[pos])} is not a finite "
+            f"number{_more(n)}; {what}"
+        )
+    return values
+
+
+def _timestamps(raw: _Raw) -> npt.NDArray[np.int64]:
+    col = raw.columns["timestamp"]
+    if isinstance(col.dtype, pd.DatetimeTZDtype) or col.dtype.kind == "M":
+        _check_missing(raw, "timestamp", col)
+        return _epoch_seconds(pd.to_datetime(col, utc=True))
+    if col.dtype.kind in "iu":
+        _check_missing(raw, "timestamp", col)
+        return col.to_numpy(dtype=np.int64)
+    if col.dtype.kind != "f":
+        _check_missing(raw, "timestamp", col)
+        text = col.astype(str).str.strip()
+        # The first value decides: epoch numbers throughout, or dates throughout.
+        if _is_number(str(text.iloc[0])):
+            values = _numeric(raw, "timestamp", "timestamps must be epoch seconds or dates")
+            secs: npt.NDArray[np.int64] = np.floor(values).astype(np.int64)
+            return secs
+        parsed = pd.to_datetime(text, errors="coerce", utc=True, format="mixed")
+        bad = parsed.isna().to_numpy()
+        if bad.any():
+            pos, n = _first(bad)
+            raise DataError(
+                f"{raw.where(col.index[pos], 'timestamp')}: {_shown(col.iloc[pos])} is neither "
+                f"epoch seconds nor a date{_more(n)}; fix it or drop the timestamp column"
+            )
+        return _epoch_seconds(parsed)
+    values = _numeric(raw, "timestamp", "timestamps must be epoch seconds or dates")
+    floored: npt.NDArray[np.int64] = np.floor(values).astype(np.int64)
+    return floored
+
+
+def _epoch_seconds(parsed: pd.Series) -> npt.NDArray[np.int64]:
+    delta = parsed - pd.Timestamp(0, tz="UTC")
+    secs: npt.NDArray[np.int64] = np.asarray(
+        (delta // pd.Timedelta(seconds=1)).to_numpy(), dtype=np.int64
+    )
+    return secs
+
+
+def _canonicalize(
+    raw: _Raw, *, implicit: bool, rating_scale: tuple[float, float] | None
+) -> pd.DataFrame:
+    n = len(raw)
+    has_rating = "rating" in raw.columns and not implicit
+    if rating_scale is not None and not has_rating:
+        reason = "implicit=True ignores ratings" if implicit else "no rating column was found"
+        raise DataError(
+            f"{raw.label}: missing column 'rating' but rating_scale={rating_scale} was declared "
+            f"({reason}); pass columns={{'rating': '<your column>'}} or drop rating_scale"
+        )
+    users = _ids(raw, "user_id")
+    items = _ids(raw, "item_id")
+    if has_rating:
+        values = _numeric(
+            raw, "rating", "ratings must be numbers (pass implicit=True to ignore them)"
+        )
+        if rating_scale is not None:
+            lo, hi = rating_scale
+            out = (values < lo) | (values > hi)
+            if out.any():
+                pos, k = _first(out)
+                raise DataError(
+                    f"{raw.where(raw.row(pos), 'rating')}: {values[pos]:g} is outside "
+                    f"the rating scale [{lo:g}, {hi:g}]{_more(k)}; fix the value or widen "
+                    "rating_scale"
+                )
+        rating = values.astype(np.float32)
+    else:
+        rating = np.ones(n, dtype=np.float32)
+    ts = _timestamps(raw) if "timestamp" in raw.columns else np.zeros(n, dtype=np.int64)
+    return pd.DataFrame(
+        {
+            "user_id": users,
+            "item_id": items,
+            "rating": rating,
+            "timestamp": ts,
+        }
+    )
+
+
+def _pair_keys(frame: pd.DataFrame) -> npt.NDArray[np.int64]:
+    """One int64 key per (user, item): packed ids when small integers, else packed codes."""
+    u, i = frame["user_id"], frame["item_id"]
+    if u.dtype.kind == "i" and i.dtype.kind == "i" and len(frame):
+        uv, iv = u.to_numpy(), i.to_numpy()
+        umin, umax, imin, imax = int(uv.min()), int(uv.max()), int(iv.min()), int(iv.max())
+        span = imax - imin + 1
+        if umin >= 0 and imin >= 0 and (umax - umin + 1) * span < 2**62:
+            packed: npt.NDArray[np.int64] = (uv - umin) * span + (iv - imin)
+            return packed
+    # General ids: factorize each side, then pack the two dense codes (< rows**2 < 2**62).
+    cu, _ = pd.factorize(u)
+    ci, _ = pd.factorize(i)
+    codes: npt.NDArray[np.int64] = cu.astype(np.int64) * (int(ci.max()) + 1) + ci.astype(np.int64)
+    return codes
+
+
+def _apply_duplicates(frame: pd.DataFrame, raw: _Raw, policy: DuplicatePolicy) -> pd.DataFrame:
+    n = len(frame)
+    key = _pair_keys(frame)
+    # Sorting beats hashing here: one sort answers "any duplicates?" for the common clean file.
+    srt = np.sort(key)
+    if not (srt[1:] == srt[:-1]).any():
+        return frame
+    del srt
+    # Within a group of equal keys, the row positions tell first/last occurrence, so the sort
+    # needs no stability: min/max of the positions per group.
+    order = np.argsort(key)
+    ks = key[order]
+    new_group = np.ones(n, dtype=bool)
+    new_group[1:] = ks[1:] != ks[:-1]
+    starts = np.flatnonzero(new_group)
+    first = np.minimum.reduceat(order, starts)
+    n_dup = n - len(starts)
+    if policy == "error":
+        is_first = np.zeros(n, dtype=bool)
+        is_first[first] = True
+        pos = int(np.flatnonzero(~is_first)[0])
+        earlier = int(first[np.searchsorted(ks[starts], key[pos])])
+        raise DataError(
+            f"{raw.where(raw.row(pos))}: duplicate (user_id, item_id) = "
+            f"({_shown(frame['user_id'].iloc[pos])}, {_shown(frame['item_id'].iloc[pos])}), "
+            f"first on {raw.position(raw.row(earlier))} ({n_dup} duplicate rows in all); "
+            "remove them or pass duplicates='last' or 'mean'"
+        )
+    if policy == "last":
+        out = _take(frame, np.sort(np.maximum.reduceat(order, starts)))
+        how = "kept the last rating of each pair"
+    else:
+        group = np.cumsum(new_group) - 1
+        counts = np.bincount(group)
+        sums = np.bincount(group, weights=frame["rating"].to_numpy()[order].astype(np.float64))
+        ts_max = np.maximum.reduceat(frame["timestamp"].to_numpy()[order], starts)
+        perm = np.argsort(first)  # groups in order of first appearance
+        out = _take(frame, first[perm])
+        out["rating"] = (sums / counts)[perm].astype(np.float32)
+        out["timestamp"] = ts_max[perm]
+        how = "averaged their ratings (latest timestamp kept)"
+    warnings.warn(
+        f"{raw.label}: merged {n_dup} duplicate (user_id, item_id) rows; {how} "
+        "(pass duplicates='error' to reject them)",
+        DataWarning,
+        stacklevel=3,
+    )
+    return out
+
+
+def _take(frame: pd.DataFrame, rows: npt.NDArray[np.int64]) -> pd.DataFrame:
+    """Rows by position; numpy gathers (pandas' ``iloc`` is several times slower here)."""
+    out = {}
+    for c in frame.columns:
+        col = frame[c]
+        if col.dtype.kind in "iuf":
+            out[c] = pd.Series(col.to_numpy().take(rows))
+        else:
+            out[c] = col.iloc[rows].reset_index(drop=True)
+    return pd.DataFrame(out)

@@ -1,0 +1,535 @@
+"""read_ratings: formats, column mapping, canonical dtypes, and one test per bad-input case."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from recforge.data.interactions import Interactions
+from recforge.data.io import read_ratings
+from recforge.errors import ConfigError, DataError, DataWarning
+
+CANON = ["user_id", "item_id", "rating", "timestamp"]
+
+
+def write(tmp_path: Path, name: str, content: str | bytes) -> Path:
+    path = tmp_path / name
+    if isinstance(content, str):
+        path.write_text(content, encoding="utf-8")
+    else:
+        path.write_bytes(content)
+    return path
+
+
+def one_line(exc: pytest.ExceptionInfo[DataError]) -> str:
+    text = str(exc.value)
+    assert "\n" not in text
+    return text
+
+
+# ----------------------------------------------------------------------------------- formats
+def test_u_data_style_tab_file_headerless(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, "u.data", "196\t242\t3\t881250949\n186\t302\t3\t891717742\n22\t377\t1\t1\n"
+    )
+    df = read_ratings(path)
+    assert list(df.columns) == CANON
+    assert df.dtypes.to_dict() == {
+        "user_id": np.dtype(np.int64),
+        "item_id": np.dtype(np.int64),
+        "rating": np.dtype(np.float32),
+        "timestamp": np.dtype(np.int64),
+    }
+    assert df["user_id"].tolist() == [196, 186, 22]
+    assert df["item_id"].tolist() == [242, 302, 377]
+    assert df["rating"].tolist() == [3.0, 3.0, 1.0]
+    assert df["timestamp"].tolist() == [881250949, 891717742, 1]
+    assert isinstance(df.index, pd.RangeIndex)
+    assert df.attrs["source"] == str(path)
+
+
+def test_csv_with_movielens_header(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "ratings.csv",
+        "userId,movieId,rating,timestamp\n1,1,4.0,964982703\n1,3,4.5,964981247\n2,1,0.5,5\n",
+    )
+    df = read_ratings(path, rating_scale=(0.5, 5.0))
+    assert df["user_id"].tolist() == [1, 1, 2]
+    assert df["item_id"].tolist() == [1, 3, 1]
+    assert df["rating"].tolist() == [4.0, 4.5, 0.5]
+    assert df["timestamp"].tolist() == [964982703, 964981247, 5]
+
+
+def test_movielens_dat_double_colon(tmp_path: Path) -> None:
+    path = write(tmp_path, "ratings.dat", "1::1193::5::978300760\n1::661::3::978302109\n")
+    df = read_ratings(path)
+    assert df.values.tolist() == [[1, 1193, 5, 978300760], [1, 661, 3, 978302109]]
+    assert df["rating"].dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    ("sep", "text"),
+    [
+        (";", "user;item;rating\n1;2;3\n4;5;1\n"),
+        ("|", "1|2|3\n4|5|1\n"),
+        (" ", "1   2 3\n4 5    1\n"),
+        ("\t", "user\titem\trating\n1\t2\t3\n4\t5\t1\n"),
+    ],
+)
+def test_delimiters_are_sniffed(tmp_path: Path, sep: str, text: str) -> None:
+    df = read_ratings(write(tmp_path, "r.txt", text))
+    assert df[["user_id", "item_id", "rating"]].values.tolist() == [[1, 2, 3], [4, 5, 1]]
+    assert (df["timestamp"] == 0).all()
+
+
+def test_explicit_sep_is_used(tmp_path: Path) -> None:
+    df = read_ratings(write(tmp_path, "r.txt", "1;2;3\n4;5;1\n"), sep=";")
+    assert df["item_id"].tolist() == [2, 5]
+
+
+def test_gzip_by_suffix_and_by_content(tmp_path: Path) -> None:
+    body = b"userId,movieId,rating\n7,8,2.5\n9,10,3\n"
+    for name in ("r.csv.gz", "no_suffix.bin"):
+        path = write(tmp_path, name, gzip.compress(body))
+        df = read_ratings(path)
+        assert df[["user_id", "item_id"]].values.tolist() == [[7, 8], [9, 10]]
+        assert df["rating"].tolist() == [2.5, 3.0]
+
+
+def test_bz2_by_content(tmp_path: Path) -> None:
+    path = write(tmp_path, "r.csv.bz2", bz2.compress(b"1,2,3\n"))
+    assert read_ratings(path)["rating"].tolist() == [3.0]
+
+
+def test_parquet_with_column_mapping(tmp_path: Path) -> None:
+    src = pd.DataFrame(
+        {
+            "who": np.array([3, 1], dtype=np.int32),
+            "what": ["a", "b"],
+            "stars": [4.5, 2.0],
+            "when": [10, 20],
+        }
+    )
+    path = tmp_path / "events.parquet"
+    src.to_parquet(path)
+    df = read_ratings(
+        path, columns={"user_id": "who", "item_id": "what", "rating": "stars", "timestamp": 3}
+    )
+    assert df["user_id"].dtype == np.int64
+    assert df["user_id"].tolist() == [3, 1]
+    assert df["item_id"].tolist() == ["a", "b"]
+    assert df["rating"].tolist() == [4.5, 2.0]
+    assert df["timestamp"].tolist() == [10, 20]
+
+
+def test_parquet_detected_by_magic_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "events.data"
+    pd.DataFrame({"user": [1], "item": [2], "rating": [5.0]}).to_parquet(path)
+    assert read_ratings(path)[["user_id", "item_id"]].values.tolist() == [[1, 2]]
+
+
+def test_parquet_bad_value_names_row(tmp_path: Path) -> None:
+    path = tmp_path / "e.parquet"
+    pd.DataFrame({"user": [1, 2, 3], "item": [1, 2, 3], "rating": [1.0, None, 2.0]}).to_parquet(
+        path
+    )
+    with pytest.raises(DataError) as exc:
+        read_ratings(path)
+    assert "row 2, column 'rating'" in one_line(exc)
+
+
+# ------------------------------------------------------------------------- column mapping
+def test_aliases_are_case_insensitive(tmp_path: Path) -> None:
+    path = write(tmp_path, "r.csv", "TS,Score,ITEM_ID,User\n100,2,20,1\n200,5,30,2\n")
+    df = read_ratings(path)
+    assert df.values.tolist() == [[1, 20, 2, 100], [2, 30, 5, 200]]
+
+
+def test_mapping_by_position_headerless(tmp_path: Path) -> None:
+    path = write(tmp_path, "r.csv", "x,9,1,4\ny,8,2,5\n")
+    df = read_ratings(path, columns={"user_id": 2, "item_id": 1, "rating": 3})
+    assert df[["user_id", "item_id", "rating"]].values.tolist() == [[1, 9, 4], [2, 8, 5]]
+    with pytest.raises(DataError) as exc:
+        read_ratings(path, columns={"user_id": 2, "item_id": 1, "rating": 0})
+    assert "line 1, column 0 (rating): 'x' is not a number" in one_line(exc)
+
+
+def test_mapping_by_position_and_name(tmp_path: Path) -> None:
+    path = write(tmp_path, "r.csv", "a,b,c,d\n9,1,4,100\n8,2,5,200\n")
+    df = read_ratings(path, columns={"user_id": "b", "item_id": 0, "rating": "d", "timestamp": 2})
+    assert df.values.tolist() == [[1, 9, 100, 4], [2, 8, 200, 5]]
+
+
+def test_headerless_two_columns_is_implicit(tmp_path: Path) -> None:
+    df = read_ratings(write(tmp_path, "clicks.tsv", "1\t10\n2\t20\n"))
+    assert df["rating"].tolist() == [1.0, 1.0]
+    assert df["rating"].dtype == np.float32
+    assert df["timestamp"].tolist() == [0, 0]
+
+
+def test_implicit_flag_ignores_ratings(tmp_path: Path) -> None:
+    df = read_ratings(write(tmp_path, "r.csv", "user,item,rating\n1,2,five\n"), implicit=True)
+    assert df["rating"].tolist() == [1.0]
+
+
+def test_header_without_rating_is_implicit(tmp_path: Path) -> None:
+    df = read_ratings(write(tmp_path, "r.csv", "user_id,item_id,timestamp\n1,2,3\n"))
+    assert df.values.tolist() == [[1, 2, 1, 3]]
+
+
+def test_string_ids_stay_strings(tmp_path: Path) -> None:
+    df = read_ratings(write(tmp_path, "r.csv", "u1,i9,4\nu2,10,3\n"))
+    assert df["user_id"].tolist() == ["u1", "u2"]
+    assert df["item_id"].tolist() == ["i9", "10"]  # one non-integer id makes the column text
+    inter = Interactions.from_frame(df)
+    assert inter.users.ids.tolist() == ["u1", "u2"]
+
+
+def test_integral_float_ids_become_int64(tmp_path: Path) -> None:
+    df = read_ratings(write(tmp_path, "r.csv", "user,item\n1.0,2.0\n3.0,4\n"))
+    assert df["user_id"].dtype == np.int64
+    assert df["item_id"].tolist() == [2, 4]
+
+
+def test_iso_dates_become_epoch_seconds(tmp_path: Path) -> None:
+    path = write(tmp_path, "r.csv", "user,item,rating,time\n1,2,3,2020-01-01T00:00:00Z\n")
+    assert read_ratings(path)["timestamp"].tolist() == [1577836800]
+
+
+def test_utf8_bom_is_transparent(tmp_path: Path) -> None:
+    with_header = write(tmp_path, "h.csv", b"\xef\xbb\xbfuserId,movieId,rating\n1,2,3\n")
+    assert read_ratings(with_header).values.tolist() == [[1, 2, 3, 0]]
+    headerless = write(tmp_path, "n.csv", b"\xef\xbb\xbf1,2,3\n4,5,1\n")
+    assert read_ratings(headerless)["user_id"].tolist() == [1, 4]
+
+
+def test_utf16_with_bom_is_transparent(tmp_path: Path) -> None:
+    path = write(tmp_path, "r.csv", "user,item,rating\n1,2,3\n".encode("utf-16"))
+    assert read_ratings(path).values.tolist() == [[1, 2, 3, 0]]
+
+
+def test_explicit_latin1_encoding(tmp_path: Path) -> None:
+    path = write(tmp_path, "r.csv", b"user,item\n1,caf\xe9\n")
+    assert read_ratings(path, encoding="latin-1")["item_id"].tolist() == ["café"]
+
+
+def test_blank_lines_are_skipped_and_line_numbers_stay_true(tmp_path: Path) -> None:
+    path = write(tmp_path, "r.csv", "\nuser,item,rating\n1,2,3\n\n   \n4,5,bad\n\n")
+    with pytest.raises(DataError) as exc:
+        read_ratings(path)
+    assert "line 6, column 'rating'" in one_line(exc)
+    ok = write(tmp_path, "ok.csv", "\nuser,item,rating\n1,2,3\n\n4,5,1\n\n")
+    assert read_ratings(ok)["user_id"].tolist() == [1, 4]
+
+
+def test_result_encodes_into_interactions(tmp_path: Path) -> None:
+    df = read_ratings(write(tmp_path, "r.csv", "1,10,5\n2,10,3\n2,30,4\n"))
+    inter = Interactions.from_frame(df, rating_scale=(1, 5))
+    assert (inter.n_users, inter.n_items, len(inter)) == (2, 2, 3)
+    assert inter.csr().toarray().tolist() == [[5.0, 0.0], [3.0, 4.0]]
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 10**6),
+            st.integers(0, 10**6),
+            st.sampled_from([0.5, 1.0, 3.5, 5.0]),
+            st.integers(0, 2**40),
+        ),
+        min_size=1,
+        max_size=30,
+        unique_by=lambda t: (t[0], t[1]),
+    ),
+    st.sampled_from([",", "\t", "::", ";"]),
+    st.booleans(),
+)
+def test_round_trip_any_delimiter(
+    tmp_path_factory: pytest.TempPathFactory,
+    rows: list[tuple[int, int, float, int]],
+    sep: str,
+    with_header: bool,
+) -> None:
+    lines = [sep.join(["userId", "movieId", "rating", "timestamp"])] if with_header else []
+    lines += [sep.join(str(v) for v in row) for row in rows]
+    path = tmp_path_factory.mktemp("rt") / "r.txt"
+    path.write_text("\n".join(lines) + "\n")
+    df = read_ratings(path)
+    assert df.values.tolist() == [list(r) for r in rows]
+
+
+# --------------------------------------------------------------------------- duplicates
+DUPS = "user,item,rating,timestamp\n1,2,3,10\n1,3,4,11\n1,2,5,12\n2,2,1,13\n1,2,4,9\n"
+
+
+def test_duplicates_last_keeps_last_and_warns(tmp_path: Path) -> None:
+    with pytest.warns(DataWarning, match="merged 2 duplicate"):
+        df = read_ratings(write(tmp_path, "d.csv", DUPS))
+    assert df.values.tolist() == [[1, 3, 4, 11], [2, 2, 1, 13], [1, 2, 4, 9]]
+
+
+def test_duplicates_mean_averages_and_keeps_latest_timestamp(tmp_path: Path) -> None:
+    with pytest.warns(DataWarning, match="averaged"):
+        df = read_ratings(write(tmp_path, "d.csv", DUPS), duplicates="mean")
+    # (3 + 5 + 4) / 3 = 4, latest timestamp 12; groups in order of first appearance
+    assert df.values.tolist() == [[1, 2, 4, 12], [1, 3, 4, 11], [2, 2, 1, 13]]
+    assert df["rating"].dtype == np.float32
+
+
+def test_duplicates_mean_with_string_ids(tmp_path: Path) -> None:
+    text = "u,i,r\na,x,1\nb,x,2\na,x,4\n"
+    with pytest.warns(DataWarning):
+        df = read_ratings(
+            write(tmp_path, "d.csv", text),
+            columns={"user_id": "u", "item_id": "i", "rating": "r"},
+            duplicates="mean",
+        )
+    assert df[["user_id", "item_id", "rating"]].values.tolist() == [["a", "x", 2.5], ["b", "x", 2]]
+
+
+def test_duplicates_error_names_both_lines(tmp_path: Path) -> None:
+    with pytest.raises(DataError) as exc:
+        read_ratings(write(tmp_path, "d.csv", DUPS), duplicates="error")
+    msg = one_line(exc)
+    assert "d.csv, line 4" in msg
+    assert "(1, 2)" in msg
+    assert "first on line 2" in msg
+    assert "duplicates='last'" in msg
+
+
+def test_no_warning_without_duplicates(tmp_path: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read_ratings(write(tmp_path, "r.csv", "1,2,3\n2,1,3\n"))
+
+
+def test_bad_duplicates_policy_is_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="duplicates"):
+        read_ratings(write(tmp_path, "r.csv", "1,2\n"), duplicates="first")  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------- bad input, one each
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(DataError) as exc:
+        read_ratings(tmp_path / "nope.csv")
+    assert "nope.csv: file not found" in one_line(exc)
+
+
+def test_missing_column(tmp_path: Path) -> None:
+    with pytest.raises(DataError) as exc:
+        read_ratings(write(tmp_path, "r.csv", "userId,rating\n1,5\n"))
+    msg = one_line(exc)
+    assert "r.csv, line 1: missing column 'item_id'" in msg
+    assert "found: userId, rating" in msg
+    assert "columns={'item_id'" in msg
+
+
+def test_missing_mapped_column(tmp_path: Path) -> None:
+    with pytest.raises(DataError) as exc:
+        read_ratings(write(tmp_path, "r.csv", "u,i\n1,5\n"), columns={"user_id": "uid"})
+    assert "missing column 'uid' for user_id" in one_line(exc)
+
+
+def test_missing_rating_column_when_scale_declared(tmp_path: Path) -> None:
+    with pytest.raises(DataError) as exc:
+        read_ratings(write(tmp_path, "r.csv", "user,item\n1,5\n"), rating_scale=(1, 5))
+    assert "missing column 'rating'" in one_line(exc)
+
+
+def test_non_numeric_rating(tmp_path: Path) -> None:
+    path = write(tmp_path, "r.csv", "user,item,rating\n1,2,4\n1,3,five\n2,3,six\n")
+    with pytest.raises(DataError) as exc:
+        read_ratings(path)
+    msg = one_line(exc)
+    assert "r.csv, line 3, column 'rating': 'five' is not a number (1 more rows like it)" in msg
+    assert "implicit=True" in msg
+
+
+def test_non_numeric_rating_headerless_names_position(tmp_path: Path) -> None:
+    with pytest.raises(DataError) as exc:
+        read_ratings(write(tmp_path, "r.tsv", "1\t2\t4\n1\t3\tfive\n"))
+    assert "r.tsv, line 2, column 2 (rating): 'five'" in one_line(exc)
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("user,item,rating\n1,2,4\n1,,3\n", "line 3, column 'item'"),
+        ("user,item,rating\n1,2,4\n1,3,NaN\n", "line 3, column 'rating'"),
+        ("user,item,rating\n1,2,4\n,3,2\n", "line 3, column 'user'"),
+        ("1\t2\t4\t5\n1\t3\t\t6\n", "line 2, column 2 (rating)"),
+        ("user,item,rating\n1,2\n", "line 2, column 'rating'"),
+    ],
+)
+def test_nan_or_empty_cells(tmp_path: Path, text: str, where: str) -> None:
+    with pytest.raises(DataError) as exc:
+        read_ratings(write(tmp_path, "r.csv", text))
+    msg = one_line(exc)
+    assert where in msg
+    assert "empty or NaN cell" in msg
+
+
+def test_rating_outside_declared_scale(tmp_path: Path) -> None:
+    path = write(tmp_path, "r.csv", "user,item,rating\n1,2,4\n1,3,6\n1,4,0\n")
+    with pytest.raises(DataError) as exc:
+        read_ratings(path, rating_scale=(1, 5))
+    msg = one_line(exc)
+    assert "line 3, column 'rating': 6 is outside the rating scale [1, 5]" in msg
+    assert "(1 more rows like it)" in msg
+    assert read_ratings(path, rating_scale=(0, 6))["rating"].tolist() == [4, 6, 0]
+
+
+def test_bad_rating_scale_argument(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError):
+        read_ratings(write(tmp_path, "r.csv", "1,2,3\n"), rating_scale=(5, 1))
+
+
+@pytest.mark.parametrize("content", [b"", b"\n\n  \n"])
+def test_empty_file(tmp_path: Path, content: bytes) -> None:
+    with pytest.raises(DataError) as exc:
+        read_ratings(write(tmp_path, "r.csv", content))
+    assert "r.csv: file is empty" in one_line(exc)
+
+
+def test_empty_gzip(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="file is empty"):
+        read_ratings(write(tmp_path, "r.csv.gz", gzip.compress(b"")))
+
+
+def test_header_only(tmp_path: Path) -> None:
+    with pytest.raises(DataError) as exc:
+        read_ratings(write(tmp_path, "r.csv", "userId,movieId,rating,timestamp\n\n"))
+    assert "r.csv: has a header (line 1) but no data rows" in one_line(exc)
+
+
+def test_wrong_delimiter(tmp_path: Path) -> None:
+    path = write(tmp_path, "r.csv", "user;item;rating\n1;2;3\n")
+    with pytest.raises(DataError) as exc:
+        read_ratings(path, sep=",")
+    msg = one_line(exc)
+    assert "r.csv, line 1: only 1 column found" in msg
+    assert "is the delimiter ';'?" in msg
+
+
+def test_single_column_file(tmp_path: Path) -> None:
+    with pytest.raises(DataError) as exc:
+        read_ratings(write(tmp_path, "r.csv", "1\n2\n3\n"))
+    assert "only 1 column found" in one_line(exc)
+
+
+def test_non_utf8_bytes(tmp_path: Path) -> None:
+    path = write(tmp_path, "r.csv", b"user,item\n1,tea\n1,caf\xe9\n")
+    with pytest.raises(DataError) as exc:
+        read_ratings(path)
+    msg = one_line(exc)
+    assert "r.csv, line 3: byte 0xe9 is not valid UTF-8" in msg
+    assert "encoding='latin-1'" in msg
+
+
+def test_non_utf8_bytes_after_the_sniffed_sample(tmp_path: Path) -> None:
+    rows = [f"{u},item{u}" for u in range(20_000)]  # > 64 KiB before the bad byte
+    body = ("user,item\n" + "\n".join(rows) + "\n").encode() + b"7,caf\xe9\n"
+    with pytest.raises(DataError) as exc:
+        read_ratings(write(tmp_path, "r.csv", body))
+    assert "r.csv, line 20002: byte 0xe9 is not valid UTF-8" in one_line(exc)
+
+
+def test_binary_garbage(tmp_path: Path) -> None:
+    path = write(tmp_path, "r.csv", bytes(range(256)) * 8)
+    with pytest.raises(DataError) as exc:
+        read_ratings(path)
+    assert "does not look like a text ratings file" in one_line(exc)
+
+
+def test_zip_archive_is_refused_with_hint(tmp_path: Path) -> None:
+    import zipfile
+
+    path = tmp_path / "r.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("r.csv", "1,2,3\n")
+    with pytest.raises(DataError, match="zip archive; extract"):
+        read_ratings(path)
+
+
+def test_truncated_gzip_small(tmp_path: Path) -> None:
+    data = gzip.compress(b"1,2,3\n" * 50)
+    with pytest.raises(DataError) as exc:
+        read_ratings(write(tmp_path, "r.csv.gz", data[: len(data) // 2]))
+    assert "r.csv.gz: gzip stream is truncated or corrupt" in one_line(exc)
+
+
+def test_truncated_gzip_after_the_sample(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    rows = "\n".join(f"{a},{b},3" for a, b in rng.integers(0, 10**6, (60_000, 2)))
+    data = gzip.compress(rows.encode())
+    with pytest.raises(DataError) as exc:
+        read_ratings(write(tmp_path, "r.csv.gz", data[: int(len(data) * 0.8)]))
+    assert "gzip stream is truncated or corrupt" in one_line(exc)
+
+
+def test_ragged_line(tmp_path: Path) -> None:
+    with pytest.raises(DataError) as exc:
+        read_ratings(write(tmp_path, "r.csv", "1,2,3\n4,5,6\n7,8,9,10,11\n"))
+    assert "r.csv, line 3: 5 fields where line 1 has 3" in one_line(exc)
+    # beyond the sniffed sample the parser itself reports the line
+    body = "1,2,3\n" * 30_000 + "7,8,9,10\n"
+    with pytest.raises(DataError) as exc:
+        read_ratings(write(tmp_path, "long.csv", body))
+    assert "long.csv, line 30001: 4 fields where earlier lines have 3" in one_line(exc)
+
+
+def test_stray_colon_in_dat_file(tmp_path: Path) -> None:
+    with pytest.raises(DataError) as exc:
+        read_ratings(write(tmp_path, "r.dat", "1::2::3::4\n5::6:x::7::8\n"))
+    assert "r.dat, line 2: a value contains ':'" in one_line(exc)
+
+
+def test_column_position_out_of_range(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="out of range"):
+        read_ratings(write(tmp_path, "r.csv", "1,2\n"), columns={"rating": 5})
+
+
+def test_name_mapping_without_header(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no header row"):
+        read_ratings(write(tmp_path, "r.csv", "1,2\n"), columns={"user_id": "userId"})
+
+
+def test_unknown_mapping_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown key 'user'"):
+        read_ratings(write(tmp_path, "r.csv", "1,2\n"), columns={"user": 0})
+
+
+def test_bad_timestamp(tmp_path: Path) -> None:
+    with pytest.raises(DataError) as exc:
+        read_ratings(write(tmp_path, "r.csv", "user,item,rating,ts\n1,2,3,5\n1,3,3,soon\n"))
+    assert "line 3, column 'ts' (timestamp): 'soon' is not a number" in one_line(exc)
+    with pytest.raises(DataError) as exc:
+        read_ratings(write(tmp_path, "d.csv", "user,item,rating,ts\n1,2,3,2020-01-01\n1,3,3,5x\n"))
+    assert "line 3, column 'ts' (timestamp): '5x' is neither epoch seconds nor a date" in one_line(
+        exc
+    )
+
+
+def test_directory_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="is a directory"):
+        read_ratings(tmp_path)
+
+
+def test_corrupt_parquet(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="not a readable Parquet file"):
+        read_ratings(write(tmp_path, "r.parquet", b"PAR1 this is not really parquet"))
+
+
+def test_data_error_is_a_value_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        read_ratings(tmp_path / "missing.csv")
