@@ -187,12 +187,16 @@ class Recommender(ABC):
         user_idx = np.asarray(user_idx, dtype=np.int64)
         item_idx = np.asarray(item_idx, dtype=np.int64)
         out = np.empty(len(user_idx), dtype=np.float32)
-        uniq, inverse = np.unique(user_idx, return_inverse=True)
-        for start in range(0, len(uniq), DEFAULT_SCORE_CHUNK):
-            chunk = uniq[start : start + DEFAULT_SCORE_CHUNK]
-            scores = self.score_items(chunk)
-            rows = (inverse >= start) & (inverse < start + len(chunk))
-            out[rows] = scores[inverse[rows] - start, item_idx[rows]]
+        # Sort pairs by user once; each chunk of unique users is then one contiguous slice.
+        order = np.argsort(user_idx, kind="stable")
+        sorted_users = user_idx[order]
+        uniq, inverse = np.unique(sorted_users, return_inverse=True)
+        bounds = np.searchsorted(sorted_users, uniq[::DEFAULT_SCORE_CHUNK])
+        bounds = np.append(bounds, len(sorted_users))
+        for c, start in enumerate(range(0, len(uniq), DEFAULT_SCORE_CHUNK)):
+            scores = self.score_items(uniq[start : start + DEFAULT_SCORE_CHUNK])
+            rows = order[bounds[c] : bounds[c + 1]]
+            out[rows] = scores[inverse[bounds[c] : bounds[c + 1]] - start, item_idx[rows]]
         return out
 
     # ------------------------------------------------------------------ public API (raw ids)
