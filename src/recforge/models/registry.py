@@ -17,6 +17,9 @@ _MODELS: dict[str, str] = {
     "global_mean": "recforge.models.baselines:GlobalMean",
     "biases": "recforge.models.baselines:Biases",
     "popularity": "recforge.models.baselines:Popularity",
+    "item_knn": "recforge.models.knn:ItemKNN",
+    "user_knn": "recforge.models.knn:UserKNN",
+    "content": "recforge.models.content:ContentBased",
 }
 
 
