@@ -451,6 +451,12 @@ def test_binary_garbage(tmp_path: Path) -> None:
     assert "does not look like a text ratings file" in one_line(exc)
 
 
+def test_file_without_line_breaks(tmp_path: Path) -> None:
+    with pytest.raises(DataError) as exc:
+        read_ratings(write(tmp_path, "r.csv", "1,2," * 30_000))
+    assert "no line break in the first 64 KiB" in one_line(exc)
+
+
 def test_zip_archive_is_refused_with_hint(tmp_path: Path) -> None:
     import zipfile
 

@@ -324,6 +324,11 @@ def _read_text(
     lines = text.splitlines()
     if not complete and lines:
         lines = lines[:-1]  # the last line of a cut sample may be partial
+        if not any(ln.strip() for ln in lines):
+            raise DataError(
+                f"{label}: no line break in the first {_SAMPLE_BYTES // 1024} KiB; this is not a "
+                "ratings file (one event per line), or its line endings are broken"
+            )
     nonblank = [(i + 1, ln) for i, ln in enumerate(lines) if ln.strip()]
     if not nonblank:
         raise DataError(f"{label}: file is empty; expected a header and/or rating rows")
@@ -781,26 +786,28 @@ def _pair_keys(frame: pd.DataFrame) -> npt.NDArray[np.int64]:
 
 
 def _apply_duplicates(frame: pd.DataFrame, raw: _Raw, policy: DuplicatePolicy) -> pd.DataFrame:
-    n = len(frame)
     key = _pair_keys(frame)
-    # Sorting beats hashing here: one sort answers "any duplicates?" for the common clean file.
+    # One sort answers "any duplicates?" for the common clean file (faster than hashing here).
     srt = np.sort(key)
-    if not (srt[1:] == srt[:-1]).any():
+    equal = srt[1:] == srt[:-1]
+    if not equal.any():
         return frame
-    del srt
-    # Within a group of equal keys, the row positions tell first/last occurrence, so the sort
-    # needs no stability: min/max of the positions per group.
-    order = np.argsort(key)
+    # Only rows of repeated pairs take part from here on: usually a tiny fraction.
+    repeated = np.unique(srt[1:][equal])
+    del srt, equal
+    involved = np.flatnonzero(pd.Index(repeated).get_indexer(key) >= 0)
+    # Stable sort by key: within a pair, rows stay in file order (first ... last).
+    order = involved[np.argsort(key[involved], kind="stable")]
     ks = key[order]
-    new_group = np.ones(n, dtype=bool)
+    new_group = np.ones(len(order), dtype=bool)
     new_group[1:] = ks[1:] != ks[:-1]
     starts = np.flatnonzero(new_group)
-    first = np.minimum.reduceat(order, starts)
-    n_dup = n - len(starts)
+    ends = np.append(starts[1:], len(order)) - 1
+    first, last = order[starts], order[ends]
+    n_dup = len(order) - len(starts)
     if policy == "error":
-        is_first = np.zeros(n, dtype=bool)
-        is_first[first] = True
-        pos = int(np.flatnonzero(~is_first)[0])
+        later = order[~new_group]
+        pos = int(later.min())
         earlier = int(first[np.searchsorted(ks[starts], key[pos])])
         raise DataError(
             f"{raw.where(raw.row(pos))}: duplicate (user_id, item_id) = "
@@ -808,18 +815,21 @@ def _apply_duplicates(frame: pd.DataFrame, raw: _Raw, policy: DuplicatePolicy) -
             f"first on {raw.position(raw.row(earlier))} ({n_dup} duplicate rows in all); "
             "remove them or pass duplicates='last' or 'mean'"
         )
+    keep = np.ones(len(frame), dtype=bool)
+    keep[order] = False
     if policy == "last":
-        out = _take(frame, np.sort(np.maximum.reduceat(order, starts)))
+        keep[last] = True
+        out = _take(frame, keep)
         how = "kept the last rating of each pair"
     else:
+        keep[first] = True
         group = np.cumsum(new_group) - 1
-        counts = np.bincount(group)
         sums = np.bincount(group, weights=frame["rating"].to_numpy()[order].astype(np.float64))
-        ts_max = np.maximum.reduceat(frame["timestamp"].to_numpy()[order], starts)
-        perm = np.argsort(first)  # groups in order of first appearance
-        out = _take(frame, first[perm])
-        out["rating"] = (sums / counts)[perm].astype(np.float32)
-        out["timestamp"] = ts_max[perm]
+        rating = frame["rating"].to_numpy().copy()
+        rating[first] = (sums / np.bincount(group)).astype(np.float32)
+        ts = frame["timestamp"].to_numpy().copy()
+        ts[first] = np.maximum.reduceat(ts[order], starts)
+        out = _take(frame.assign(rating=rating, timestamp=ts), keep)
         how = "averaged their ratings (latest timestamp kept)"
     warnings.warn(
         f"{raw.label}: merged {n_dup} duplicate (user_id, item_id) rows; {how} "
@@ -830,13 +840,13 @@ def _apply_duplicates(frame: pd.DataFrame, raw: _Raw, policy: DuplicatePolicy) -
     return out
 
 
-def _take(frame: pd.DataFrame, rows: npt.NDArray[np.int64]) -> pd.DataFrame:
-    """Rows by position; numpy gathers (pandas' ``iloc`` is several times slower here)."""
+def _take(frame: pd.DataFrame, keep: npt.NDArray[np.bool_]) -> pd.DataFrame:
+    """Rows where ``keep``; numpy masks for numeric columns (pandas' indexing is slower here)."""
     out = {}
     for c in frame.columns:
         col = frame[c]
         if col.dtype.kind in "iuf":
-            out[c] = pd.Series(col.to_numpy().take(rows))
+            out[c] = pd.Series(col.to_numpy()[keep])
         else:
-            out[c] = col.iloc[rows].reset_index(drop=True)
+            out[c] = col[keep].reset_index(drop=True)
     return pd.DataFrame(out)

@@ -293,8 +293,8 @@ def _not_found(release: MovieLensRelease, root: Path | None, reason: str) -> Dat
     return DataError(
         f"MovieLens {release.name} not found locally and {reason}; put the unzipped folder at "
         f"{where}/{release.name}/ (with {release.ratings_file}) or the official zip at "
-        f"{where}/{release.zip_name} (set RECFORGE_DATA_DIR or pass data_dir=), or allow the "
-        f"download from {release.url}"
+        f"{where}/{release.zip_name} (set RECFORGE_DATA_DIR or pass data_dir=); the release is "
+        f"published at {release.url}"
     )
 
 
