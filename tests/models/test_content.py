@@ -83,6 +83,22 @@ def test_item_features_blocks_and_names() -> None:
     assert dense[0, 1] == pytest.approx(dense[0, 2]) and dense[0, 0] == 0
 
 
+def test_year_block_links_items_of_the_same_era() -> None:
+    meta = pd.DataFrame(
+        {
+            "genres": [["Drama"]] * 4,
+            "year": pd.array([1995, 1995, 1998, None], dtype="Int64"),
+        },
+        index=pd.Index([1, 2, 3, 4], name="item_id"),
+    )
+    feats, names = item_features(meta, np.array([1, 2, 3, 4]), max_df=0.9)
+    # "1990s" is in 3 of 4 items (kept under max_df 0.9), "1995" in 2, "1998" in one (dropped).
+    assert names == ["genre:Drama", "year:1990s", "year:1995"]
+    dense = feats.toarray()
+    assert dense[0, 2] > 0 and dense[1, 2] > 0 and dense[2, 2] == 0
+    assert dense[2, 1] > 0 and dense[3, 1] == 0, "an unknown year adds no year feature"
+
+
 def test_missing_metadata_is_a_data_error() -> None:
     frame = pd.DataFrame({"user_id": [1, 1, 2], "item_id": [1, 2, 1], "rating": [4.0, 3.0, 5.0]})
     bare = Interactions.from_frame(frame, rating_scale=(1.0, 5.0))

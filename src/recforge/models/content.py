@@ -12,9 +12,13 @@ raw ``item_id``):
 
   (scikit-learn's smoothed idf; ``N`` items, ``df_t`` items containing ``t``), keeping terms in
   at least ``min_df`` items and at most ``max_df · N`` (a term of one item links nothing; one in
-  most items says nothing), at most ``max_terms`` per block (most frequent first).
+  most items says nothing), at most ``max_terms`` per block (most frequent first);
+* release year (a ``year`` column, as :func:`recforge.data.movielens.load_movielens` splits it off
+  the title): the terms ``1995`` and ``1990s`` per item, TF-IDF weighted like the text blocks.
+  Era is real signal on MovieLens: without it, ML-100k temporal NDCG@10 of the implicit rule
+  drops from 0.044 to 0.033.
 
-Each block's rows are L2-normalised, scaled by ``genre_weight``/``tag_weight``/``title_weight``,
+Each block's rows are L2-normalised, scaled by its ``*_weight``,
 concatenated, and L2-normalised again, giving ``f_i`` (zero for an item without metadata).
 
 User profile (Pazzani & Billsus 2007; Lops et al. 2011) with ``r̄_u`` the user's mean rating::
@@ -26,7 +30,7 @@ what explicit ratings say about taste. It cancels whatever all of a user's items
 who rated only comedies, some 3 and some 5, gets no comedy direction, because their ratings do not
 say they prefer comedies to anything else. The second term, the mean feature vector of what the
 user chose to rate (weight ``β = interest_weight``, default 0), adds that "what they watch"
-signal back; on ML-100k u1..u5, β = 0 gives the best RMSE (0.9425 vs 0.9470 at β = 1), so it
+signal back; on ML-100k u1..u5, β = 0 gives the best RMSE (0.9418 vs 0.9471 at β = 1), so it
 is off by default. On implicit feedback the centred term is zero and ``p_u`` is the mean of the
 consumed items' features (the interest term with β = 1; the scale is irrelevant to a cosine).
 
@@ -41,8 +45,8 @@ and ``α ≥ 0`` the least-squares scale of the baseline residuals on the *leave
 rated item itself and overstate ``α``). This is the "user mean + scaled similarity" rule with the
 user mean refined to the regularised baseline, so its RMSE is never worse than the baseline's on
 the training fit. ``feedback="auto"`` picks explicit when the training data has a rating scale.
-Measured on ML-100k: u1..u5 mean RMSE 0.9425 (baseline 0.9474; with an item-kNN hybrid 0.9245);
-temporal 80/20 NDCG@10 0.043 for the implicit rule against popularity's 0.116 and item-kNN's
+Measured on ML-100k: u1..u5 mean RMSE 0.9418 (baseline 0.9474; with an item-kNN hybrid 0.9242);
+temporal 80/20 NDCG@10 0.044 for the implicit rule against popularity's 0.116 and item-kNN's
 0.189. Pure content knows nothing of quality or popularity, so it serves cold items,
 explanations and hybrids rather than ranking on its own.
 
@@ -103,6 +107,7 @@ class ContentConfig(ModelConfig):
     genre_weight: float = Field(1.0, ge=0, description="Weight of the genre block.")
     tag_weight: float = Field(1.0, ge=0, description="Weight of the tag TF-IDF block.")
     title_weight: float = Field(0.5, ge=0, description="Weight of the title-word TF-IDF block.")
+    year_weight: float = Field(0.5, ge=0, description="Weight of the release-year block.")
     min_df: int = Field(2, ge=1, description="Keep terms found in at least this many items.")
     max_df: float = Field(0.5, gt=0, le=1, description="Drop terms found in more than this share.")
     max_terms: int = Field(50_000, ge=1, description="Most frequent terms kept per text block.")
@@ -221,6 +226,7 @@ def item_features(
     genre_weight: float = 1.0,
     tag_weight: float = 1.0,
     title_weight: float = 0.5,
+    year_weight: float = 0.5,
     min_df: int = 2,
     max_df: float = 0.5,
     max_terms: int | None = 50_000,
@@ -267,6 +273,19 @@ def item_features(
         weighted, kept = tfidf(counts, min_df=min_df, max_df=max_df, max_terms=max_terms)
         blocks.append(title_weight * weighted)
         names.extend(f"title:{t}" for t in terms[kept])
+    years = column("year")
+    if years is not None and year_weight > 0:
+        year = pd.to_numeric(years, errors="coerce")
+        ok = year.notna()
+        y = year[ok].astype(np.int64)
+        terms_per_item: pd.Series[Any] = pd.Series(
+            [[] for _ in range(n)], index=years.index, dtype=object
+        )
+        terms_per_item[ok] = [[str(v), f"{v // 10 * 10}s"] for v in y.tolist()]
+        counts, terms = _count_matrix(terms_per_item, n)
+        weighted, kept = tfidf(counts, min_df=min_df, max_df=max_df, max_terms=max_terms)
+        blocks.append(year_weight * weighted)
+        names.extend(f"year:{t}" for t in terms[kept])
     features = _l2_rows(sp.hstack(blocks, format="csr")) if blocks else sp.csr_matrix((n, 0))
     if features.nnz == 0:
         raise DataError(
@@ -363,6 +382,7 @@ class ContentBased(Recommender):
             genre_weight=cfg.genre_weight,
             tag_weight=cfg.tag_weight,
             title_weight=cfg.title_weight,
+            year_weight=cfg.year_weight,
             min_df=cfg.min_df,
             max_df=cfg.max_df,
             max_terms=cfg.max_terms,
