@@ -31,16 +31,10 @@ import numpy as np
 import pandas as pd
 
 from recforge.data.interactions import Interactions
+from recforge.data.movielens import load_movielens, load_movielens_fold
 from recforge.data.split import temporal_user
 from recforge.eval.evaluate import evaluate_ranking
 from recforge.models.registry import create
-
-ML100K_GENRES = [
-    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
-    "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance",
-    "Sci-Fi", "Thriller", "War", "Western",
-]  # fmt: skip
-COLUMNS = ["user_id", "item_id", "rating", "timestamp"]
 
 #: (label, model name, config) of the rating table.
 RATING_MODELS: list[tuple[str, str, dict[str, Any]]] = [
@@ -100,39 +94,22 @@ FOLD_IN_MODELS: list[tuple[str, str, dict[str, Any]]] = [
 ]
 
 
-def ml100k_dir() -> Path:
-    """``$RECFORGE_DATA_DIR/ml-100k`` (SystemExit with a message when missing)."""
+def data_dir() -> Path:
+    """``$RECFORGE_DATA_DIR`` (SystemExit with a message when it holds no ml-100k)."""
     root = os.environ.get("RECFORGE_DATA_DIR")
-    path = Path(root or "") / "ml-100k"
-    if not root or not (path / "u.data").is_file():
+    if not root or not (Path(root) / "ml-100k" / "u.data").is_file():
         raise SystemExit("set RECFORGE_DATA_DIR to a folder holding ml-100k/ (u.data, u1.base...)")
-    return path
+    return Path(root)
 
 
-def ml100k_items(path: Path) -> pd.DataFrame:
-    """``u.item`` as item metadata: index item_id, ``title`` and ``genres`` (list of str)."""
-    raw = pd.read_csv(path / "u.item", sep="|", header=None, encoding="latin-1")
-    flags = raw.iloc[:, 5:24].to_numpy(dtype=bool)
-    names = np.asarray(ML100K_GENRES, dtype=object)
-    genres = [list(names[row]) for row in flags]
-    return pd.DataFrame(
-        {"title": raw[1].astype(str).to_numpy(), "genres": genres},
-        index=pd.Index(raw[0].to_numpy(dtype=np.int64), name="item_id"),
-    )
-
-
-def read_part(path: Path, name: str) -> pd.DataFrame:
-    """One tab-separated ratings file of ML-100k (``u1.base``...)."""
-    return pd.read_csv(path / name, sep="\t", names=COLUMNS)
-
-
-def rating_table(path: Path, meta: pd.DataFrame) -> list[dict[str, Any]]:
+def rating_table(root: Path, meta: pd.DataFrame | None) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for label, name, cfg in RATING_MODELS:
         rmse, mae, fit_s = [], [], []
         for fold in range(1, 6):
-            train_df = read_part(path, f"u{fold}.base")
-            test_df = read_part(path, f"u{fold}.test")
+            train_df, test_df = load_movielens_fold(
+                "ml-100k", f"u{fold}", data_dir=root, download=False
+            )
             train = Interactions.from_frame(
                 train_df, item_meta=meta, rating_scale=(1.0, 5.0), source=f"ml-100k u{fold}.base"
             )
@@ -254,16 +231,14 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/knn_content")
     parser.add_argument("--skip", nargs="*", default=[], choices=["rating", "ranking", "fold_in"])
     args = parser.parse_args()
-    path = ml100k_dir()
-    meta = ml100k_items(path)
-    full = pd.read_csv(path / "u.data", sep="\t", names=COLUMNS)
-    data = Interactions.from_frame(full, item_meta=meta, rating_scale=(1.0, 5.0), source="ml-100k")
+    root = data_dir()
+    data = load_movielens("ml-100k", data_dir=root, download=False)
     result: dict[str, Any] = {
         "dataset": "ml-100k",
         "rating_protocol": "ml100k u1..u5 predefined folds",
         "ranking_protocol": "temporal-user(test_ratio=0.2), full ranking, candidates=train items",
     }
-    result["rating"] = [] if "rating" in args.skip else rating_table(path, meta)
+    result["rating"] = [] if "rating" in args.skip else rating_table(root, data.item_meta)
     result["ranking"] = [] if "ranking" in args.skip else ranking_table(data)
     result["fold_in"] = [] if "fold_in" in args.skip else fold_in_latency(data)
     out = Path(args.out)
