@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from recforge.errors import ConfigError
 
@@ -29,24 +29,52 @@ class ModelConfig(FrozenConfig):
     seed: int = Field(42, ge=0, description="Seed for every random choice the model makes.")
 
 
+OptimizerName = Literal["adam", "adamw", "rmsprop", "sgd", "sparse_adam", "adagrad"]
+ScheduleName = Literal["constant", "sgdr", "one_cycle", "step"]
+
+
 class TrainConfig(ModelConfig):
-    """Hyper-parameters of the shared neural training loop (:class:`recforge.train.Trainer`)."""
+    """Hyper-parameters of the shared neural training loop (:class:`recforge.train.Trainer`).
+
+    Every neural model's config subclasses this, so each field is also a model config key.
+    Schedules are stepped per batch (``sgdr``, ``one_cycle``) or per epoch (``step``); see
+    :mod:`recforge.train.schedules` for the exact formulas.
+    """
 
     epochs: int = Field(20, ge=1, le=10_000)
     batch_size: int = Field(1024, ge=1, le=10_000_000)
-    lr: float = Field(1e-2, gt=0, le=10)
-    optimizer: Literal["adam", "adamw", "rmsprop", "sgd", "sparse_adam", "adagrad"] = "adam"
+    lr: float = Field(1e-2, gt=0, le=10, description="Peak / base learning rate.")
+    optimizer: OptimizerName = "adam"
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum / RMSprop momentum.")
-    weight_decay: float = Field(0.0, ge=0, description="Decoupled (AdamW) or L2 (others) weight decay.")
-    schedule: Literal["constant", "sgdr", "one_cycle", "step"] = "constant"
+    betas: tuple[float, float] = Field((0.9, 0.999), description="Adam/AdamW/SparseAdam betas.")
+    weight_decay: float = Field(0.0, ge=0, description="Decoupled (adamw) or L2 (others).")
+    schedule: ScheduleName = "constant"
     sgdr_t0: int = Field(1, ge=1, description="SGDR: epochs in the first cycle.")
     sgdr_mult: int = Field(2, ge=1, description="SGDR: cycle length multiplier.")
+    min_lr: float = Field(0.0, ge=0, description="SGDR: learning rate at the bottom of each cycle.")
+    pct_start: float = Field(0.25, gt=0, lt=1, description="one_cycle: warm-up fraction of steps.")
     step_size: int = Field(5, ge=1, description="step: epochs between decays.")
     step_gamma: float = Field(0.5, gt=0, le=1, description="step: decay factor.")
     grad_clip: float | None = Field(None, gt=0, description="Max global gradient norm.")
-    patience: int | None = Field(None, ge=1, description="Early stopping patience in epochs (needs valid).")
-    device: str = Field("auto", description='"auto" (CUDA when available), "cpu", "cuda", "cuda:1"...')
+    patience: int | None = Field(None, ge=1, description="Early-stopping patience in epochs.")
+    monitor: str = Field("valid_loss", description="History column early stopping watches.")
+    monitor_mode: Literal["min", "max"] = Field("min", description="Is lower or higher better?")
+    min_delta: float = Field(0.0, ge=0, description="Smallest monitor change that counts.")
+    eval_batch_size: int = Field(65_536, ge=1, description="Rows per validation chunk.")
+    device: str = Field("auto", description='"auto" (CUDA if available), "cpu", "cuda[:N]".')
+    num_threads: int | None = Field(None, ge=1, description="Torch CPU threads while training.")
     verbose: bool = Field(True, description="Show a progress bar when attached to a terminal.")
+
+    @model_validator(mode="after")
+    def _check_sparse(self) -> TrainConfig:
+        # SparseAdam has no weight decay; silently dropping it would change the model trained.
+        if not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"betas must both be in [0, 1), got {self.betas}")
+        if self.optimizer == "sparse_adam" and self.weight_decay > 0:
+            raise ValueError(
+                "optimizer 'sparse_adam' cannot use weight_decay; set weight_decay = 0 (use reg)"
+            )
+        return self
 
 
 def config_from_mapping(cls: type[ModelConfig], values: dict[str, Any], *, where: str = "config") -> ModelConfig:

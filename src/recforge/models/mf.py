@@ -1,0 +1,247 @@
+"""Matrix factorisation trained by gradient descent: ``mf`` (dot product) and ``biased_mf``.
+
+``mf`` — the Keras tutorial model of our reference material: user and item embeddings and their
+dot product,
+
+    s(u, i) = p_u · q_i,
+
+trained with MSE on explicit ratings (optionally through the scaled sigmoid ``y_range``) or, for
+implicit feedback, with BCE over sampled negatives or BPR (``loss``). The tutorial's own setting
+is ``n_factors=5, y_range="none", loss="mse"``. Reference: Koren, Bell and Volinsky, "Matrix
+Factorization Techniques for Recommender Systems", IEEE Computer 2009.
+
+``biased_mf`` — global mean plus user and item biases plus the dot product (Funk SVD / Koren's
+biased MF; fastai's ``EmbeddingDotBias``),
+
+    ŷ = μ + b_u + b_i + p_u · q_i                       (y_range = "none")
+    ŷ = lo + (hi − lo) · σ(b_u + b_i + p_u · q_i)       (y_range = (lo, hi) or "auto")
+
+(the second is fastai's ``EmbeddingDotBias``; "auto" is (0.5, 5.5) for 1-5 stars). Loss:
+``mean((ŷ − r)²)`` plus optional L2 ``reg`` on the rows of the batch, with (decoupled) weight decay
+from the optimizer. Fold-in of a new user is the closed-form ridge regression
+``min_w Σ_rated (x_i·w − t_i)² + λ‖w − w₀‖²`` over ``w = [p; b]``, ``x_i = [q_i; 1]``,
+``t_i = r_i − μ − b_i`` (with a y_range the targets are first mapped through the inverse sigmoid,
+``t_i = logit((r_i − lo)/(hi − lo)) − b_i``: exact for the linear model, a linearisation with
+the sigmoid), ``λ = fold_in_reg`` and ``w₀`` the average trained user. References: Funk, "Netflix
+Update: Try This at Home" (2006); Koren 2009 (above); Howard and Gugger, "Deep Learning for Coders
+with fastai and PyTorch" (2020), ch. 8.
+
+The default ``biased_mf`` configuration is the one measured in docs/benchmarks/ml100k_folds.md
+(ML-100k u1..u5).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch import nn
+
+from recforge.config import ModelConfig, OptimizerName, ScheduleName
+from recforge.models.base import FloatArray, IndexArray
+from recforge.models.neural import NeuralRecommender, OutputHead, PairConfig, YRange
+
+
+# ====================================================================== networks
+class DotModule(nn.Module):
+    """``s(u, i) = p_u · q_i``.
+
+    Args:
+        n_users, n_items: vocabulary sizes.
+        n_factors: embedding width ``d``.
+        init_std: std of the normal initialisation of both tables.
+
+    Shapes:
+        ``forward(user_idx (B,), item_idx (B,)) -> (B,)``;
+        ``score_all(user_idx (B,)) -> (B, n_items)``.
+    """
+
+    user_param_names: ClassVar[tuple[str, ...]] = ("user_emb.weight",)
+    item_param_names: ClassVar[tuple[str, ...]] = ("item_emb.weight",)
+
+    def __init__(
+        self, n_users: int, n_items: int, n_factors: int, *, init_std: float = 0.01
+    ) -> None:
+        super().__init__()
+        self.user_emb = nn.Embedding(n_users, n_factors)
+        self.item_emb = nn.Embedding(n_items, n_factors)
+        nn.init.normal_(self.user_emb.weight, 0.0, init_std)
+        nn.init.normal_(self.item_emb.weight, 0.0, init_std)
+
+    def forward(self, user_idx: torch.Tensor, item_idx: torch.Tensor) -> torch.Tensor:
+        """Scores of (user, item) pairs: ``(B,)``."""
+        out: torch.Tensor = (self.user_emb(user_idx) * self.item_emb(item_idx)).sum(-1)
+        return out
+
+    def score_all(self, user_idx: torch.Tensor) -> torch.Tensor:
+        """Scores of every item for each user: ``(B, n_items)`` (one matmul)."""
+        out: torch.Tensor = self.user_emb(user_idx) @ self.item_emb.weight.T
+        return out
+
+
+class BiasedDotModule(nn.Module):
+    """``s(u, i) = b_u + b_i + p_u · q_i`` (the global offset is added by the output head).
+
+    Args:
+        n_users, n_items: vocabulary sizes.
+        n_factors: embedding width ``d``.
+        init_std: std of the normal initialisation of the factor tables; biases start at 0.
+
+    Shapes:
+        ``forward(user_idx (B,), item_idx (B,)) -> (B,)``;
+        ``score_all(user_idx (B,)) -> (B, n_items)``.
+    """
+
+    user_param_names: ClassVar[tuple[str, ...]] = ("user_emb.weight", "user_bias.weight")
+    item_param_names: ClassVar[tuple[str, ...]] = ("item_emb.weight", "item_bias.weight")
+
+    def __init__(
+        self, n_users: int, n_items: int, n_factors: int, *, init_std: float = 0.01
+    ) -> None:
+        super().__init__()
+        self.user_emb = nn.Embedding(n_users, n_factors)
+        self.item_emb = nn.Embedding(n_items, n_factors)
+        # Biases as 1-wide embeddings so sparse optimizers and row-wise L2 treat them alike.
+        self.user_bias = nn.Embedding(n_users, 1)
+        self.item_bias = nn.Embedding(n_items, 1)
+        nn.init.normal_(self.user_emb.weight, 0.0, init_std)
+        nn.init.normal_(self.item_emb.weight, 0.0, init_std)
+        nn.init.zeros_(self.user_bias.weight)
+        nn.init.zeros_(self.item_bias.weight)
+
+    def forward(self, user_idx: torch.Tensor, item_idx: torch.Tensor) -> torch.Tensor:
+        """Scores of (user, item) pairs: ``(B,)``."""
+        dot = (self.user_emb(user_idx) * self.item_emb(item_idx)).sum(-1)
+        out: torch.Tensor = (
+            dot + self.user_bias(user_idx).squeeze(-1) + self.item_bias(item_idx).squeeze(-1)
+        )
+        return out
+
+    def score_all(self, user_idx: torch.Tensor) -> torch.Tensor:
+        """Scores of every item for each user: ``(B, n_items)`` (one matmul)."""
+        out: torch.Tensor = (
+            self.user_emb(user_idx) @ self.item_emb.weight.T
+            + self.user_bias(user_idx)
+            + self.item_bias.weight.T
+        )
+        return out
+
+
+# ====================================================================== configs
+class MFConfig(PairConfig):
+    """Hyper-parameters of ``mf`` (see the module docstring; defaults measured on ML-100k)."""
+
+    n_factors: int = Field(32, ge=1, le=4096, description="Embedding width (the tutorial used 5).")
+    y_range: YRange = "auto"
+    epochs: int = Field(20, ge=1, le=10_000)
+    batch_size: int = Field(1024, ge=1, le=10_000_000)
+    lr: float = Field(5e-3, gt=0, le=10)
+    optimizer: OptimizerName = "adamw"
+    weight_decay: float = Field(0.1, ge=0)
+    schedule: ScheduleName = "one_cycle"
+    reg: float = Field(0.05, ge=0)
+
+
+class BiasedMFConfig(PairConfig):
+    """Hyper-parameters of ``biased_mf``; the defaults reach ≤ 0.915 mean RMSE on ML-100k u1..u5."""
+
+    n_factors: int = Field(50, ge=1, le=4096, description="Embedding width.")
+    y_range: YRange = "auto"
+    epochs: int = Field(10, ge=1, le=10_000)
+    batch_size: int = Field(1024, ge=1, le=10_000_000)
+    lr: float = Field(5e-3, gt=0, le=10)
+    optimizer: OptimizerName = "adamw"
+    betas: tuple[float, float] = (0.9, 0.99)
+    weight_decay: float = Field(0.1, ge=0)
+    schedule: ScheduleName = "one_cycle"
+    reg: float = Field(0.05, ge=0)
+
+
+# ====================================================================== recommenders
+class MF(NeuralRecommender):
+    """Dot-product matrix factorisation ``s(u, i) = p_u · q_i`` (module docstring for details).
+
+    Loss: MSE (explicit, optional scaled-sigmoid y_range), BCE with sampled negatives or BPR
+    (implicit), per ``config.loss``. Citation: Koren, Bell and Volinsky 2009.
+    """
+
+    name: ClassVar[str] = "mf"
+    Config: ClassVar[type[ModelConfig]] = MFConfig
+
+    def build_network(self) -> nn.Module:
+        cfg = self.config
+        assert isinstance(cfg, MFConfig)
+        return DotModule(self.n_users, self.n_items, cfg.n_factors, init_std=cfg.init_std)
+
+    def item_vectors(self) -> FloatArray | None:
+        """Item embeddings ``q_i``: ``(n_items, n_factors)``."""
+        head = self._module()
+        assert isinstance(head, OutputHead) and isinstance(head.inner, DotModule)
+        out: FloatArray = head.inner.item_emb.weight.detach().float().cpu().numpy()
+        return out
+
+
+class BiasedMF(NeuralRecommender):
+    """Biased MF ``ŷ = μ + b_u + b_i + p_u · q_i``, optionally via a scaled sigmoid (module doc).
+
+    Loss: MSE + optional batch L2 ``reg`` + optimizer weight decay (implicit losses also work).
+    Citations: Funk 2006; Koren, Bell and Volinsky 2009; fastai ``EmbeddingDotBias``.
+    """
+
+    name: ClassVar[str] = "biased_mf"
+    Config: ClassVar[type[ModelConfig]] = BiasedMFConfig
+    center_output: ClassVar[bool] = True
+
+    def build_network(self) -> nn.Module:
+        cfg = self.config
+        assert isinstance(cfg, BiasedMFConfig)
+        return BiasedDotModule(self.n_users, self.n_items, cfg.n_factors, init_std=cfg.init_std)
+
+    def _network(self) -> tuple[OutputHead, BiasedDotModule]:
+        head = self._module()
+        assert isinstance(head, OutputHead) and isinstance(head.inner, BiasedDotModule)
+        return head, head.inner
+
+    def item_vectors(self) -> FloatArray | None:
+        """Item embeddings ``q_i``: ``(n_items, n_factors)``."""
+        out: FloatArray = self._network()[1].item_emb.weight.detach().float().cpu().numpy()
+        return out
+
+    def fold_in_scores(self, item_idx: IndexArray, ratings: FloatArray) -> FloatArray:
+        """Closed-form ridge fold-in of ``[p; b]`` (module docstring); scores of every item.
+
+        Implicit-loss models fall back to the generic gradient fold-in.
+        """
+        if self.loss_kind() != "mse":
+            return super().fold_in_scores(item_idx, ratings)
+        cfg = self.config
+        assert isinstance(cfg, BiasedMFConfig)
+        head, net = self._network()
+        q = net.item_emb.weight.detach().double().cpu().numpy()
+        b_i = net.item_bias.weight.detach().double().cpu().numpy()[:, 0]
+        w0 = np.concatenate(
+            [
+                net.user_emb.weight.detach().double().mean(0).cpu().numpy(),
+                net.user_bias.weight.detach().double().mean(0).cpu().numpy(),
+            ]
+        )
+        c = float(head.offset)
+        r = np.asarray(ratings, dtype=np.float64)
+        if head.y_range is not None:
+            lo, hi = head.y_range
+            frac = np.clip((r - lo) / (hi - lo), 1e-3, 1 - 1e-3)
+            r = np.log(frac / (1.0 - frac))
+        idx = np.asarray(item_idx, dtype=np.int64)
+        t = r - c - b_i[idx]
+        x = np.hstack([q[idx], np.ones((len(idx), 1))])
+        lam = cfg.fold_in_reg
+        a = x.T @ x + lam * np.eye(x.shape[1])
+        w = np.linalg.solve(a, x.T @ t + lam * w0)
+        raw = q @ w[:-1] + w[-1] + b_i + c
+        if head.y_range is not None:
+            lo, hi = head.y_range
+            raw = lo + (hi - lo) / (1.0 + np.exp(-raw))
+        out: FloatArray = raw.astype(np.float32)
+        return out
