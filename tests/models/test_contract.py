@@ -190,3 +190,21 @@ class TestContentHybridImplicit(ModelContract):
     model_name = "content"
     config = {"hybrid_with": "item_knn", "hybrid_weight": 0.7}
     explicit = False
+
+
+# ---------------------------------------------------------------------- ease, als (issue 4)
+class TestEase(ModelContract):
+    model_name = "ease"
+    explicit = False
+
+
+class TestAlsImplicit(ModelContract):
+    model_name = "als"
+    config = {"factors": 16, "iterations": 8}
+    explicit = False
+
+
+class TestAlsExplicit(ModelContract):
+    model_name = "als"
+    config = {"objective": "explicit", "factors": 16, "iterations": 8}
+    explicit = True

@@ -20,6 +20,8 @@ _MODELS: dict[str, str] = {
     "item_knn": "recforge.models.knn:ItemKNN",
     "user_knn": "recforge.models.knn:UserKNN",
     "content": "recforge.models.content:ContentBased",
+    "ease": "recforge.models.ease:EASE",
+    "als": "recforge.models.als:ALS",
     "mf": "recforge.models.mf:MF",
     "biased_mf": "recforge.models.mf:BiasedMF",
     "embedding_net": "recforge.models.embedding_net:EmbeddingNet",

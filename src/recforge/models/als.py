@@ -1,0 +1,567 @@
+"""Alternating least squares for implicit feedback (Hu et al. 2008) and explicit ratings (ALS-WR).
+
+Both objectives share one solver: each half-step fixes one side's factors and solves, for every
+row ``u`` of the other side at once, the regularised normal equations::
+
+    (G + Σ_{i∈I_u} w_ui y_i y_iᵀ + s_u·diag(d)) x_u = Σ_{i∈I_u} t_ui y_i
+
+- implicit (Hu, Koren & Volinsky): ``G = YᵀY``, ``w = c − 1``, ``t = c`` (preference 1 on observed
+  pairs), ``s_u = 1``, ``d = λ``. Adding ``G`` once is the YᵀY + Yᵀ(C_u − I)Y trick that makes the
+  cost linear in the number of observed events instead of users × items.
+- explicit (Zhou et al.'s ALS-WR): ``G = 0``, ``w = 1``, ``t = r − μ − b_other``,
+  ``s_u = n_u`` (weighted-λ regularisation; 1 when ``weighted_reg`` is off); optional biases ride
+  along as one extra coordinate whose partner column is all ones.
+
+How it is vectorised: rows are grouped by event count (geometric buckets, so a row is padded
+to less than 1.5 times its own length) and cut into chunks whose padded blocks
+``(rows, max events, k)`` fit in :data:`CHUNK_CELLS` cells. Per chunk the Gram matrices are one
+batched matmul (``torch.bmm``) and the solve is either a batched Cholesky (exact) or a few
+batched conjugate-gradient steps warm-started from the current factors (as in Takács et al. 2011
+and the ``implicit`` library). Python loops run over chunks, never over users.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import scipy.sparse as sp
+import torch
+from pydantic import Field
+
+from recforge.config import ModelConfig
+from recforge.data.interactions import Interactions
+from recforge.errors import ModelFitError
+from recforge.models.base import FloatArray, IndexArray, Recommender
+
+__all__ = ["ALS", "CHUNK_CELLS", "ALSConfig"]
+
+#: Upper bound on the cells of one padded block (rows × max events × k) and of one batch of
+#: Gram matrices (rows × k × k): 2²² float32 cells = 16 MiB each.
+CHUNK_CELLS = 1 << 22
+
+#: Rows whose event counts differ by less than this factor share a padded block.
+_BUCKET_RATIO = 1.5
+
+#: Events per chunk when computing the training loss over observed pairs.
+_LOSS_CHUNK = 1 << 20
+
+#: λ when ``reg`` is None, tuned on a validation carve of ML-100k (see docs/benchmarks).
+_DEFAULT_REG = {"implicit": 20.0, "explicit": 0.15}
+
+F64Array = npt.NDArray[np.float64]
+
+
+class ALSConfig(ModelConfig):
+    """Hyper-parameters of :class:`ALS` (defaults tuned on ML-100k; see docs/benchmarks)."""
+
+    objective: Literal["implicit", "explicit"] = Field(
+        "implicit",
+        description="'implicit': Hu et al. confidence-weighted ALS (ranking); "
+        "'explicit': ALS-WR on ratings (predicts ratings).",
+    )
+    factors: int = Field(64, ge=1, le=4096, description="k, the latent dimension.")
+    iterations: int = Field(
+        15, ge=1, le=1000, description="Alternating sweeps (users, then items)."
+    )
+    reg: float | None = Field(
+        None,
+        gt=0,
+        le=1e6,
+        description="λ on factors; None: 20 for implicit, 0.15 for explicit (where weighted_reg "
+        "multiplies it by each row's rating count).",
+    )
+    alpha: float = Field(0.3, gt=0, le=1e6, description="implicit: confidence scale α.")
+    confidence: Literal["linear", "log"] = Field(
+        "linear", description="implicit: c = 1 + α·r ('linear') or c = 1 + α·log(1 + r/ε) ('log')."
+    )
+    log_eps: float = Field(1.0, gt=0, description="implicit: ε of the 'log' confidence.")
+    weighting: Literal["binary", "rating"] = Field(
+        "rating", description="implicit: r is the event's value ('rating') or 1 ('binary')."
+    )
+    solver: Literal["cg", "cholesky"] = Field(
+        "cg", description="Batched conjugate gradient (warm-started) or exact batched Cholesky."
+    )
+    cg_steps: int = Field(3, ge=1, le=100, description="cg: steps per half-sweep.")
+    biases: bool = Field(True, description="explicit: learn user and item biases.")
+    bias_reg: float | None = Field(
+        None, ge=0, le=1e6, description="explicit: λ on biases (None: same as reg)."
+    )
+    weighted_reg: bool = Field(
+        True, description="explicit: scale λ by each user's/item's rating count (ALS-WR)."
+    )
+    init_std: float = Field(0.01, gt=0, le=10, description="Std of the Gaussian initial factors.")
+
+
+@dataclass(frozen=True)
+class _Side:
+    """One side's CSR view (rows of the side being solved) with per-event weights and targets."""
+
+    indptr: npt.NDArray[np.int64]
+    indices: npt.NDArray[np.int64]
+    weights: FloatArray  # w_ui per event
+    targets: FloatArray  # t_ui per event (explicit: before subtracting the other side's bias)
+    counts: npt.NDArray[np.int64]
+    order: npt.NDArray[np.int64]  # rows sorted by count (stable)
+
+
+def _make_side(mat: sp.csr_matrix, weights: FloatArray, targets: FloatArray) -> _Side:
+    indptr = mat.indptr.astype(np.int64)
+    counts = np.diff(indptr)
+    return _Side(
+        indptr,
+        mat.indices.astype(np.int64),
+        np.ascontiguousarray(weights, dtype=np.float32),
+        np.ascontiguousarray(targets, dtype=np.float32),
+        counts,
+        np.argsort(counts, kind="stable").astype(np.int64),
+    )
+
+
+def _chunks(side: _Side, width: int) -> Iterator[npt.NDArray[np.int64]]:
+    """Row groups whose padded block and Gram batch each fit in :data:`CHUNK_CELLS` cells.
+
+    Rows are bucketed by event count in geometric steps of :data:`_BUCKET_RATIO`, so a row is
+    padded to at most that ratio times its own length (power-law data would otherwise pad most
+    rows to the length of the heaviest row in its chunk).
+    """
+    counts = side.counts[side.order]
+    safe = np.maximum(counts, 1).astype(np.float64)
+    bucket = np.where(counts > 0, np.floor(np.log(safe) / np.log(_BUCKET_RATIO)) + 1, 0)
+    starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
+    ends = np.r_[starts[1:], len(counts)]
+    for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True):
+        longest = max(int(counts[hi - 1]), 1)
+        step = max(1, CHUNK_CELLS // max(longest * width, width * width))
+        for start in range(lo, hi, step):
+            yield side.order[start : min(start + step, hi)]
+
+
+def _padded(
+    side: _Side, rows: npt.NDArray[np.int64], other: torch.Tensor, offsets: FloatArray | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Padded ``(B, L, k)`` partner vectors, ``(B, L)`` weights and ``(B, L)`` targets of ``rows``.
+
+    Padding cells are zero, so they add nothing to the Gram matrices or right-hand sides.
+    """
+    counts = side.counts[rows]
+    width = int(counts.max()) if len(counts) else 0
+    total = int(counts.sum())
+    row_of = np.repeat(np.arange(len(rows)), counts)
+    first = np.cumsum(counts) - counts
+    pos = np.arange(total) - np.repeat(first, counts)
+    src = np.repeat(side.indptr[rows], counts) + pos
+    k = other.shape[1]
+    vecs = torch.zeros((len(rows), width, k), dtype=other.dtype)
+    weights = torch.zeros((len(rows), width), dtype=other.dtype)
+    targets = torch.zeros((len(rows), width), dtype=other.dtype)
+    ri = torch.from_numpy(row_of)
+    pi = torch.from_numpy(pos)
+    partner = torch.from_numpy(side.indices[src])
+    vecs[ri, pi] = other[partner]
+    weights[ri, pi] = torch.from_numpy(side.weights[src])
+    tgt = side.targets[src]
+    if offsets is not None:
+        tgt = tgt - offsets[side.indices[src]]
+    targets[ri, pi] = torch.from_numpy(np.ascontiguousarray(tgt, dtype=np.float32))
+    return vecs, weights, targets
+
+
+def _solve_side(
+    side: _Side,
+    other: torch.Tensor,
+    current: torch.Tensor,
+    *,
+    gram: torch.Tensor | None,
+    reg_diag: torch.Tensor,
+    row_scale: torch.Tensor,
+    offsets: FloatArray | None,
+    solver: str,
+    cg_steps: int,
+) -> torch.Tensor:
+    """New factors for every row of ``side`` given the partner factors ``other``.
+
+    Args:
+        side: CSR of the rows being solved, with per-event weights ``w`` and targets ``t``.
+        other: ``(n_partners, k)`` fixed partner factors (augmented with a ones column for biases).
+        current: ``(n_rows, k)`` current factors (the CG warm start).
+        gram: shared ``k × k`` term ``G`` added to every row's matrix (None for zero).
+        reg_diag: ``(k,)`` per-coordinate penalty ``d``.
+        row_scale: ``(n_rows,)`` per-row penalty multiplier ``s_u``.
+        offsets: per-partner values subtracted from the targets (explicit: μ + partner bias).
+    """
+    out = current.clone()
+    k = other.shape[1]
+    for rows in _chunks(side, k):
+        vecs, weights, targets = _padded(side, rows, other, offsets)
+        reg = row_scale[torch.from_numpy(rows)][:, None] * reg_diag[None, :]  # (B, k)
+        rhs = torch.bmm(targets[:, None, :], vecs).squeeze(1)  # Σ t y   (B, k)
+        if solver == "cholesky":
+            a = torch.bmm(vecs.transpose(1, 2), weights[:, :, None] * vecs)
+            a = a + torch.diag_embed(reg)
+            if gram is not None:
+                a = a + gram
+            chol, info = torch.linalg.cholesky_ex(a)
+            if bool((info != 0).any()):
+                raise ModelFitError(
+                    "als: a normal-equation matrix is not positive definite; increase reg"
+                )
+            out[rows] = torch.cholesky_solve(rhs[:, :, None], chol).squeeze(-1)
+            continue
+
+        def matvec(
+            p: torch.Tensor,
+            vecs: torch.Tensor = vecs,
+            w: torch.Tensor = weights,
+            reg: torch.Tensor = reg,
+        ) -> torch.Tensor:
+            proj = torch.bmm(vecs, p[:, :, None]).squeeze(-1)  # y_iᵀ p   (B, L)
+            res = torch.bmm((w * proj)[:, None, :], vecs).squeeze(1) + reg * p
+            return res + p @ gram if gram is not None else res
+
+        x = current[torch.from_numpy(rows)]
+        r = rhs - matvec(x)
+        p = r.clone()
+        rs_old = (r * r).sum(1)
+        for _ in range(cg_steps):
+            ap = matvec(p)
+            denom = (p * ap).sum(1)
+            # A converged row has r = p = 0; its step must be 0, not 0/0.
+            step = torch.where(denom > 0, rs_old / torch.where(denom > 0, denom, 1.0), 0.0)
+            x = x + step[:, None] * p
+            r = r - step[:, None] * ap
+            rs_new = (r * r).sum(1)
+            beta = torch.where(rs_old > 0, rs_new / torch.where(rs_old > 0, rs_old, 1.0), 0.0)
+            p = r + beta[:, None] * p
+            rs_old = rs_new
+        out[rows] = x
+    return out
+
+
+class ALS(Recommender):
+    """Matrix factorisation by alternating least squares, implicit or explicit (``objective``).
+
+    **implicit** (Hu, Koren & Volinsky 2008). Scoring ``s_ui = x_uᵀ y_i``. With preference
+    ``p_ui = 1`` for observed pairs (0 otherwise) and confidence ``c_ui = 1 + α·r_ui``
+    (or ``1 + α·log(1 + r_ui/ε)``; ``c = 1`` for unobserved pairs), the loss over *all* pairs is::
+
+        Σ_{u,i} c_ui (p_ui − x_uᵀ y_i)² + λ (Σ_u ‖x_u‖² + Σ_i ‖y_i‖²)
+
+    Scores are not ratings (``predicts_ratings`` is False).
+
+    **explicit** (ALS-WR, Zhou et al. 2008). Scoring ``r̂_ui = μ + b_u + b_i + x_uᵀ y_i`` (biases
+    optional). Loss over the observed ratings ``R``, with weighted-λ regularisation::
+
+        Σ_{(u,i)∈R} (r_ui − r̂_ui)² + λ (Σ_u n_u ‖x_u‖² + Σ_i n_i ‖y_i‖²)
+                                    + λ_b (Σ_u n_u b_u² + Σ_i n_i b_i²)
+
+    ``predicts_ratings`` is True (an instance attribute, since it depends on ``objective``).
+
+    Each half-sweep minimises the loss exactly in one block (``solver='cholesky'``) or decreases
+    it with ``cg_steps`` warm-started conjugate-gradient steps (``solver='cg'``), so ``history_``'s
+    ``train_loss`` never increases. New users are folded in by solving the same regularised least
+    squares for their vector against the trained item factors; ``item_vectors`` are the item
+    factors.
+
+    Citations: Y. Hu, Y. Koren, C. Volinsky, "Collaborative Filtering for Implicit Feedback
+    Datasets", ICDM 2008. Y. Zhou, D. Wilkinson, R. Schreiber, R. Pan, "Large-scale Parallel
+    Collaborative Filtering for the Netflix Prize", AAIM 2008. G. Takács, I. Pilászy, D. Tikk,
+    "Applications of the conjugate gradient method for implicit feedback collaborative
+    filtering", RecSys 2011.
+
+    Attributes:
+        user_factors_, item_factors_: float32 ``(n_users, k)`` and ``(n_items, k)``.
+        user_bias_, item_bias_: float32 biases (zeros unless explicit with ``biases``).
+        history_: per sweep ``epoch, train_loss`` (loss above / number of events), ``seconds``,
+            plus ``train_rmse`` (and ``valid_rmse`` with ``valid``) for explicit.
+    """
+
+    name: ClassVar[str] = "als"
+    Config: ClassVar[type[ModelConfig]] = ALSConfig
+    #: Class default for the default (implicit) objective; each instance sets its own value.
+    predicts_ratings: ClassVar[bool] = False
+    config: ALSConfig
+
+    user_factors_: FloatArray
+    item_factors_: FloatArray
+    user_bias_: FloatArray
+    item_bias_: FloatArray
+    history_: pd.DataFrame
+
+    def __init__(
+        self, config: ModelConfig | Mapping[str, Any] | None = None, **overrides: Any
+    ) -> None:
+        super().__init__(config, **overrides)
+        # Whether scores are ratings depends on the objective, so it is per instance. It is set
+        # through __dict__ because the base class declares it a ClassVar (fixed per family).
+        self.__dict__["predicts_ratings"] = self.config.objective == "explicit"
+
+    @property
+    def _explicit(self) -> bool:
+        return self.config.objective == "explicit"
+
+    @property
+    def reg(self) -> float:
+        """The effective λ: ``config.reg``, or the objective's default when it is None."""
+        if self.config.reg is not None:
+            return self.config.reg
+        return _DEFAULT_REG[self.config.objective]
+
+    @property
+    def _bias_reg(self) -> float:
+        cfg = self.config
+        return self.reg if cfg.bias_reg is None else cfg.bias_reg
+
+    # ------------------------------------------------------------------ confidences
+    def _confidence(self, r: FloatArray) -> FloatArray:
+        """``c = 1 + α·r`` or ``1 + α·log(1 + r/ε)`` (implicit), from ratings or 1s."""
+        cfg = self.config
+        vals = np.ones_like(r) if cfg.weighting == "binary" else np.asarray(r, dtype=np.float32)
+        if cfg.confidence == "log":
+            conf = 1.0 + cfg.alpha * np.log1p(vals / cfg.log_eps)
+        else:
+            conf = 1.0 + cfg.alpha * vals
+        return np.asarray(conf, dtype=np.float32)
+
+    # ------------------------------------------------------------------ fitting
+    def _fit(self, train: Interactions, valid: Interactions | None) -> None:
+        cfg = self.config
+        k = cfg.factors
+        by_user = train.csr("rating")
+        by_item = by_user.T.tocsr()
+        by_item.sort_indices()
+        if self._explicit:
+            sides = [_make_side(m, np.ones(m.nnz, np.float32), m.data) for m in (by_user, by_item)]
+        else:
+            sides = [
+                _make_side(m, self._confidence(m.data) - 1.0, self._confidence(m.data))
+                for m in (by_user, by_item)
+            ]
+        rng = np.random.default_rng(cfg.seed)
+        x = torch.from_numpy(rng.normal(0.0, cfg.init_std, (train.n_users, k)).astype(np.float32))
+        y = torch.from_numpy(rng.normal(0.0, cfg.init_std, (train.n_items, k)).astype(np.float32))
+        b_u = np.zeros(train.n_users, dtype=np.float32)
+        b_i = np.zeros(train.n_items, dtype=np.float32)
+        rows: list[dict[str, float]] = []
+        with torch.no_grad():
+            for epoch in range(1, cfg.iterations + 1):
+                t0 = time.perf_counter()
+                if self._explicit:
+                    x, b_u = self._explicit_half(sides[0], x, y, b_u, b_i)
+                    y, b_i = self._explicit_half(sides[1], y, x, b_i, b_u)
+                else:
+                    x = self._implicit_half(sides[0], x, y)
+                    y = self._implicit_half(sides[1], y, x)
+                if not (torch.isfinite(x).all() and torch.isfinite(y).all()):
+                    raise ModelFitError(
+                        f"als: factors became non-finite in sweep {epoch}; increase reg or "
+                        f"lower alpha"
+                    )
+                self.user_factors_ = x.numpy()
+                self.item_factors_ = y.numpy()
+                self.user_bias_, self.item_bias_ = b_u, b_i
+                row = {"epoch": float(epoch), "seconds": time.perf_counter() - t0}
+                row.update(self._loss(by_user, sides[0].counts, sides[1].counts))
+                if self._explicit and valid is not None and len(valid):
+                    pred = self._clip(self.predict_idx(valid.user_idx, valid.item_idx)).astype(
+                        np.float64
+                    )
+                    row["valid_rmse"] = float(np.sqrt(np.mean((pred - valid.rating) ** 2)))
+                rows.append(row)
+        self.user_factors_ = np.ascontiguousarray(x.numpy(), dtype=np.float32)
+        self.item_factors_ = np.ascontiguousarray(y.numpy(), dtype=np.float32)
+        self.history_ = pd.DataFrame(rows).astype({"epoch": np.int64})
+
+    def _implicit_half(
+        self, side: _Side, current: torch.Tensor, other: torch.Tensor
+    ) -> torch.Tensor:
+        cfg = self.config
+        k = other.shape[1]
+        return _solve_side(
+            side,
+            other,
+            current,
+            gram=other.T @ other,
+            reg_diag=torch.full((k,), self.reg, dtype=torch.float32),
+            row_scale=torch.ones(len(side.counts), dtype=torch.float32),
+            offsets=None,
+            solver=cfg.solver,
+            cg_steps=cfg.cg_steps,
+        )
+
+    def _explicit_half(
+        self,
+        side: _Side,
+        current: torch.Tensor,
+        other: torch.Tensor,
+        own_bias: FloatArray,
+        other_bias: FloatArray,
+    ) -> tuple[torch.Tensor, FloatArray]:
+        """Solve one side's factors (and biases) against the other side, explicit objective."""
+        cfg = self.config
+        k = other.shape[1]
+        offsets = (self.global_mean_ + other_bias).astype(np.float32)
+        scale = side.counts.astype(np.float32) if cfg.weighted_reg else np.ones(len(side.counts))
+        # Rows without ratings get s = 1, so their (zero right-hand side) system stays regular.
+        row_scale = torch.from_numpy(np.maximum(scale, 1.0).astype(np.float32))
+        reg_diag = torch.full((k,), self.reg, dtype=torch.float32)
+        if cfg.biases:
+            # Unknown [x, b] against partner [y, 1]: the bias is one more coordinate.
+            ones = torch.ones((other.shape[0], 1), dtype=other.dtype)
+            aug_other = torch.cat([other, ones], dim=1)
+            aug_cur = torch.cat([current, torch.from_numpy(own_bias)[:, None]], dim=1)
+            reg_diag = torch.cat([reg_diag, torch.tensor([self._bias_reg], dtype=torch.float32)])
+        else:
+            aug_other, aug_cur = other, current
+        solved = _solve_side(
+            side,
+            aug_other,
+            aug_cur,
+            gram=None,
+            reg_diag=reg_diag,
+            row_scale=row_scale,
+            offsets=offsets,
+            solver=cfg.solver,
+            cg_steps=cfg.cg_steps,
+        )
+        if cfg.biases:
+            return solved[:, :k].contiguous(), solved[:, k].numpy().astype(np.float32)
+        return solved, own_bias
+
+    def _loss(
+        self,
+        by_user: sp.csr_matrix,
+        user_counts: npt.NDArray[np.int64],
+        item_counts: npt.NDArray[np.int64],
+    ) -> dict[str, float]:
+        """Training loss (see the class docstring) divided by the number of events."""
+        cfg = self.config
+        x = self.user_factors_.astype(np.float64)
+        y = self.item_factors_.astype(np.float64)
+        u = np.repeat(np.arange(by_user.shape[0]), np.diff(by_user.indptr))
+        i = by_user.indices
+        n = max(by_user.nnz, 1)
+        fit = 0.0
+        for start in range(0, by_user.nnz, _LOSS_CHUNK):
+            cu, ci = u[start : start + _LOSS_CHUNK], i[start : start + _LOSS_CHUNK]
+            s = np.einsum("nk,nk->n", x[cu], y[ci])
+            r = by_user.data[start : start + _LOSS_CHUNK].astype(np.float64)
+            if self._explicit:
+                pred = self.global_mean_ + self.user_bias_[cu] + self.item_bias_[ci] + s
+                fit += float(((r - pred) ** 2).sum())
+            else:
+                c = self._confidence(r.astype(np.float32)).astype(np.float64)
+                # Observed pairs: replace the c = 1, p = 0 term (counted below) by c (1 − s)².
+                fit += float((c * (1.0 - s) ** 2 - s**2).sum())
+        if self._explicit:
+            sq_x, sq_y = (x**2).sum(1), (y**2).sum(1)
+            bu, bi = self.user_bias_.astype(np.float64), self.item_bias_.astype(np.float64)
+            wu = user_counts if cfg.weighted_reg else np.ones_like(user_counts)
+            wi = item_counts if cfg.weighted_reg else np.ones_like(item_counts)
+            penalty = self.reg * float(wu @ sq_x + wi @ sq_y)
+            penalty += self._bias_reg * float(wu @ bu**2 + wi @ bi**2) if cfg.biases else 0.0
+            return {"train_loss": (fit + penalty) / n, "train_rmse": float(np.sqrt(fit / n))}
+        # Σ over all pairs of (x_uᵀ y_i)² = ⟨XᵀX, YᵀY⟩ (the unobserved, c = 1, p = 0 part).
+        fit += float(((x.T @ x) * (y.T @ y)).sum())
+        penalty = self.reg * float((x**2).sum() + (y**2).sum())
+        return {"train_loss": (fit + penalty) / n}
+
+    # ------------------------------------------------------------------ scoring
+    def score_items(self, user_idx: npt.NDArray[np.integer[Any]]) -> FloatArray:
+        """``x_uᵀ y_i`` (implicit) or ``μ + b_u + b_i + x_uᵀ y_i`` (explicit) for every item."""
+        self._check_fitted()
+        u = np.asarray(user_idx, dtype=np.int64)
+        scores = self.user_factors_[u] @ self.item_factors_.T
+        if self._explicit:
+            scores += (self.global_mean_ + self.user_bias_[u])[:, None] + self.item_bias_[None, :]
+        return scores.astype(np.float32, copy=False)
+
+    def predict_idx(
+        self, user_idx: npt.NDArray[np.integer[Any]], item_idx: npt.NDArray[np.integer[Any]]
+    ) -> FloatArray:
+        """The same score per (user, item) pair, without full score rows."""
+        self._check_fitted()
+        u = np.asarray(user_idx, dtype=np.int64)
+        i = np.asarray(item_idx, dtype=np.int64)
+        scores = np.einsum("nk,nk->n", self.user_factors_[u], self.item_factors_[i])
+        if self._explicit:
+            scores = scores + (self.global_mean_ + self.user_bias_[u] + self.item_bias_[i])
+        out: FloatArray = scores.astype(np.float32)
+        return out
+
+    # ------------------------------------------------------------------ new users
+    def fold_in_vector(self, item_idx: IndexArray, ratings: FloatArray) -> tuple[F64Array, float]:
+        """A new user's factors and bias, solving the user half-step against the item factors.
+
+        implicit: ``(YᵀY + Y_Iᵀ (C − I) Y_I + λI) x = Y_Iᵀ c``; explicit: ``([Y_I, 1]ᵀ[Y_I, 1] +
+        s·diag(λ…, λ_b)) [x, b] = [Y_I, 1]ᵀ (r − μ − b_I)`` with ``s = n`` under weighted λ.
+        """
+        self._check_fitted()
+        cfg = self.config
+        idx = np.asarray(item_idx, dtype=np.int64)
+        y = self.item_factors_.astype(np.float64)
+        y_i = y[idx]
+        k = y.shape[1]
+        if not self._explicit:
+            c = self._confidence(np.asarray(ratings, dtype=np.float32)).astype(np.float64)
+            a = y.T @ y + (y_i * (c - 1.0)[:, None]).T @ y_i + self.reg * np.eye(k)
+            x: F64Array = np.asarray(np.linalg.solve(a, y_i.T @ c), dtype=np.float64)
+            return x, 0.0
+        target = np.asarray(ratings, dtype=np.float64) - self.global_mean_ - self.item_bias_[idx]
+        scale = float(max(len(idx), 1)) if cfg.weighted_reg else 1.0
+        reg = np.full(k, self.reg)
+        if cfg.biases:
+            y_i = np.hstack([y_i, np.ones((len(idx), 1))])
+            reg = np.append(reg, self._bias_reg)
+        # A zero bias penalty is fine only with ratings to pin the bias; keep the system regular.
+        a = y_i.T @ y_i + scale * np.diag(np.maximum(reg, 1e-12))
+        sol: F64Array = np.asarray(np.linalg.solve(a, y_i.T @ target), dtype=np.float64)
+        return (sol[:k], float(sol[k])) if cfg.biases else (sol, 0.0)
+
+    def fold_in_scores(self, item_idx: IndexArray, ratings: FloatArray) -> FloatArray:
+        """Scores of every item for a new user (see :meth:`fold_in_vector`)."""
+        vec, bias = self.fold_in_vector(item_idx, ratings)
+        scores = self.item_factors_.astype(np.float64) @ vec
+        if self._explicit:
+            scores += self.global_mean_ + bias + self.item_bias_
+        return scores.astype(np.float32)
+
+    def item_vectors(self) -> FloatArray | None:
+        """The item factors ``(n_items, k)``."""
+        self._check_fitted()
+        return self.item_factors_
+
+    # ------------------------------------------------------------------ persistence
+    def get_state(self) -> dict[str, npt.NDArray[Any]]:
+        """Factors and biases (float32)."""
+        return {
+            "user_factors": self.user_factors_,
+            "item_factors": self.item_factors_,
+            "user_bias": self.user_bias_,
+            "item_bias": self.item_bias_,
+        }
+
+    def set_state(self, state: Mapping[str, npt.NDArray[Any]]) -> None:
+        """Restore factors and biases; ValueError when shapes do not match vocabularies/config."""
+        n_u, n_i, k = len(self.users_), len(self.items_), self.config.factors
+        expected = {
+            "user_factors": (n_u, k),
+            "item_factors": (n_i, k),
+            "user_bias": (n_u,),
+            "item_bias": (n_i,),
+        }
+        arrays: dict[str, FloatArray] = {}
+        for key, shape in expected.items():
+            arr = np.ascontiguousarray(state[key], dtype=np.float32)
+            if arr.shape != shape:
+                raise ValueError(f"state {key!r} has shape {arr.shape}, expected {shape}")
+            arrays[key] = arr
+        self.user_factors_ = arrays["user_factors"]
+        self.item_factors_ = arrays["item_factors"]
+        self.user_bias_ = arrays["user_bias"]
+        self.item_bias_ = arrays["item_bias"]

@@ -1,0 +1,293 @@
+"""EASE: the embarrassingly shallow linear item-item autoencoder (Steck 2019), in closed form.
+
+The whole model is one dense ``n_items × n_items`` weight matrix, so its cost is set by the
+catalogue, not by the number of users or events: ``O(n_items²)`` memory and ``O(n_items³)`` time
+for one matrix inverse. :class:`EASE` therefore estimates its peak memory before doing any work and
+refuses with a :class:`~recforge.errors.ConfigError` (stating the estimate) when it exceeds the
+configured ``memory_budget``; a catalogue of 20 000 items needs about 8 GB in float64.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal, Self
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+from pydantic import Field, field_validator
+
+from recforge.config import ModelConfig
+from recforge.data.interactions import Interactions
+from recforge.errors import ConfigError
+from recforge.models.base import FloatArray, IndexArray, RecList, Recommender, topk_rows
+
+__all__ = ["EASE", "EASEConfig", "ease_memory_bytes", "format_bytes", "parse_bytes"]
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]*)\s*$")
+
+#: Users per chunk when densifying score rows (chunk × n_items float32 stays small).
+_SCORE_CHUNK = 1024
+
+
+def parse_bytes(value: str | int | float) -> int:
+    """Parse a memory size such as ``"4GB"``, ``"512MB"``, ``"1.5 GiB"`` or ``1000000`` (bytes).
+
+    KB/MB/GB/TB are decimal (powers of 1000); KiB/MiB/GiB/TiB are binary (powers of 1024).
+
+    Raises:
+        ValueError: the text is not a non-negative size with a known unit.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"not a memory size: {value!r}")
+    if isinstance(value, int | float):
+        if value < 0 or not math.isfinite(value):
+            raise ValueError(f"memory size must be a finite number >= 0, got {value!r}")
+        return int(value)
+    match = _SIZE_RE.match(value)
+    unit = match.group(2).lower() if match else ""
+    if match is None or unit not in _UNITS:
+        raise ValueError(f"not a memory size: {value!r}; write e.g. '4GB', '512MB' or '2GiB'")
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
+def format_bytes(n: float) -> str:
+    """Human-readable decimal size, e.g. ``8.0 GB``."""
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{int(n)} B"
+
+
+def ease_memory_bytes(n_items: int, dtype: str = "float64") -> int:
+    """Peak memory of fitting EASE on ``n_items`` items.
+
+    Three ``n_items²`` matrices can be alive at once: the Gram matrix ``XᵀX + λI`` and its inverse
+    ``P`` (both in ``dtype``), then the float32 weight matrix ``B`` that is kept for scoring.
+    """
+    itemsize = np.dtype(dtype).itemsize
+    return int(n_items) ** 2 * (2 * itemsize + 4)
+
+
+class EASEConfig(ModelConfig):
+    """Hyper-parameters of :class:`EASE`."""
+
+    reg: float = Field(
+        500.0,
+        gt=0,
+        le=1e9,
+        description="λ, the L2 penalty added to the Gram diagonal (tuned on ML-100k: 500).",
+    )
+    weighting: Literal["binary", "rating"] = Field(
+        "binary",
+        description="Input matrix X: 'binary' (1 per interaction) or 'rating' (the rating value).",
+    )
+    dtype: Literal["float32", "float64"] = Field(
+        "float64",
+        description="Precision of the Gram matrix and its inverse (B is kept in float32).",
+    )
+    memory_budget: str = Field(
+        "4GB",
+        description="Refuse to fit when the estimated peak memory exceeds this ('4GB', '512MB').",
+    )
+
+    @field_validator("memory_budget", mode="before")
+    @classmethod
+    def _check_budget(cls, value: Any) -> str:
+        # Validate now so a typo is a ConfigError at construction, not halfway through a fit.
+        parse_bytes(value)
+        return str(value)
+
+    @property
+    def memory_budget_bytes(self) -> int:
+        """``memory_budget`` in bytes."""
+        return parse_bytes(self.memory_budget)
+
+
+def _gram(x: sp.csr_matrix, dtype: str) -> npt.NDArray[np.floating[Any]]:
+    """Dense ``XᵀX`` in ``dtype``, accumulated over user chunks.
+
+    The sparse product ``X.T @ X`` would store a nearly dense item × item matrix as a sparse one
+    (≥ 12 bytes per entry); multiplying sparse user blocks by their dense copy keeps one dense
+    ``n_items²`` accumulator plus a bounded temporary.
+    """
+    n_users, n_items = x.shape
+    gram = np.zeros((n_items, n_items), dtype=dtype)
+    # Dense user blocks of about n_items² / 4 cells (at least 1024 users) bound the temporaries;
+    # the block product itself is one more n_items² temporary, counted by ease_memory_bytes.
+    step = max(1024, n_items // 4)
+    for start in range(0, n_users, step):
+        rows = sp.csr_matrix(x[start : start + step], dtype=np.dtype(dtype))
+        gram += rows.T @ rows.toarray()
+    return gram
+
+
+class EASE(Recommender):
+    """Embarrassingly Shallow AutoEncoder: item-item linear regression with a zero diagonal.
+
+    Scoring: ``s_u = x_u B`` where ``x_u`` is user ``u``'s row of the training matrix ``X``
+    (binary or rating-weighted, ``weighting``). ``B`` minimises
+
+        ‖X − X B‖²_F + λ ‖B‖²_F   subject to   diag(B) = 0,
+
+    whose closed form (Lagrange multipliers for the constraint) is::
+
+        P = (XᵀX + λI)⁻¹,     B = I − P · diagMat(1 / diag(P))      (so B_ij = −P_ij / P_jj, i≠j)
+
+    There is no iterative training (no ``history_``). A new user is folded in natively: their
+    rating row ``x`` gives ``x B``. Similar items of ``i`` are ranked by ``B[i, :]``, i.e. the
+    scores of a user who interacted with ``i`` alone (there are no item vectors). Scores are not
+    ratings (``predicts_ratings = False``).
+
+    Memory: see :func:`ease_memory_bytes`; fitting refuses (ConfigError) above ``memory_budget``.
+
+    Citation: H. Steck, "Embarrassingly Shallow Autoencoders for Sparse Data", WWW 2019.
+
+    Attributes:
+        weights_: ``B``, float32 ``(n_items, n_items)``, zero diagonal.
+        user_matrix_: ``X`` (CSR float32, users × items) used for scoring training users.
+    """
+
+    name: ClassVar[str] = "ease"
+    Config: ClassVar[type[ModelConfig]] = EASEConfig
+    predicts_ratings: ClassVar[bool] = False
+    config: EASEConfig
+
+    weights_: FloatArray
+    user_matrix_: sp.csr_matrix
+
+    # ------------------------------------------------------------------ fitting
+    def _input_matrix(self, train: Interactions) -> sp.csr_matrix:
+        return train.csr("binary" if self.config.weighting == "binary" else "rating")
+
+    def fit(self, train: Interactions, valid: Interactions | None = None) -> Self:
+        """Fit ``B`` in closed form; ConfigError first if it would exceed ``memory_budget``."""
+        self.check_memory(train.n_items)
+        return super().fit(train, valid)
+
+    def check_memory(self, n_items: int) -> int:
+        """Estimated peak bytes of a fit on ``n_items`` items; ConfigError over the budget."""
+        cfg = self.config
+        need = ease_memory_bytes(n_items, cfg.dtype)
+        if need > cfg.memory_budget_bytes:
+            raise ConfigError(
+                f"ease: {n_items} items need about {format_bytes(need)} (3 dense "
+                f"{n_items}x{n_items} matrices), over memory_budget={cfg.memory_budget!r}; raise "
+                f"memory_budget, use dtype='float32', or filter rare items"
+            )
+        return need
+
+    def _fit(self, train: Interactions, valid: Interactions | None) -> None:
+        cfg = self.config
+        n = train.n_items
+        x = self._input_matrix(train)
+        gram = _gram(x, cfg.dtype)
+        gram[np.diag_indices(n)] += cfg.reg
+        p = np.linalg.inv(gram)
+        del gram
+        # B = I − P diagMat(1/diag P): column j is −P[:, j] / P_jj, then the diagonal is zeroed.
+        p /= -np.diag(p).copy()[None, :]
+        p[np.diag_indices(n)] = 0.0
+        self.weights_ = np.ascontiguousarray(p, dtype=np.float32)
+        self.user_matrix_ = x.astype(np.float32)
+
+    # ------------------------------------------------------------------ scoring
+    def score_items(self, user_idx: npt.NDArray[np.integer[Any]]) -> FloatArray:
+        """``X[u] B`` for each user index: shape ``(len(user_idx), n_items)``."""
+        self._check_fitted()
+        u = np.asarray(user_idx, dtype=np.int64)
+        out = np.empty((len(u), self.n_items), dtype=np.float32)
+        for start in range(0, len(u), _SCORE_CHUNK):
+            rows = self.user_matrix_[u[start : start + _SCORE_CHUNK]]
+            out[start : start + rows.shape[0]] = rows @ self.weights_
+        return out
+
+    def predict_idx(
+        self, user_idx: npt.NDArray[np.integer[Any]], item_idx: npt.NDArray[np.integer[Any]]
+    ) -> FloatArray:
+        """``(X[u] B)[i]`` per pair, via ``Σ_j X[u, j] B[j, i]`` without full score rows."""
+        self._check_fitted()
+        u = np.asarray(user_idx, dtype=np.int64)
+        i = np.asarray(item_idx, dtype=np.int64)
+        rows = self.user_matrix_[u]
+        counts = np.diff(rows.indptr)
+        pair = np.repeat(np.arange(len(u)), counts)
+        contrib = rows.data * self.weights_[rows.indices, i[pair]]
+        out = np.bincount(pair, weights=contrib, minlength=len(u))
+        return out.astype(np.float32)
+
+    def fold_in_scores(self, item_idx: IndexArray, ratings: FloatArray) -> FloatArray:
+        """``x B`` for the new user's row ``x`` (1s, or the ratings when ``weighting='rating'``)."""
+        self._check_fitted()
+        idx = np.asarray(item_idx, dtype=np.int64)
+        if self.config.weighting == "binary":
+            vals = np.ones(len(idx), dtype=np.float32)
+        else:
+            vals = np.asarray(ratings, dtype=np.float32)
+        out: FloatArray = (vals @ self.weights_[idx]).astype(np.float32)
+        return out
+
+    # ------------------------------------------------------------------ items
+    def item_vectors(self) -> FloatArray | None:
+        """None: EASE has no low-dimensional item embedding to index for retrieval.
+
+        Scores are ``x_u B``, not an inner product of a user and an item vector, so the rows of
+        ``B`` (``n_items``-dimensional) would mislead ANN retrieval; :meth:`similar_items` uses
+        ``B`` directly instead.
+        """
+        self._check_fitted()
+        return None
+
+    def similar_items(self, item_id: Any, k: int = 10) -> RecList:
+        """The ``k`` items with the largest weight ``B[i, j]`` from ``item_id`` (itself excluded).
+
+        These are the items recommended to a user whose only interaction is ``item_id``.
+        """
+        self._check_fitted()
+        if k < 1:
+            raise ConfigError(f"k must be >= 1, got {k}")
+        i = self.items_.index_one(item_id)
+        row = self.weights_[i].astype(np.float32).copy()[None, :]
+        row[0, i] = -np.inf
+        idx, val = topk_rows(row, min(k, self.n_items))
+        idx[~np.isfinite(val)] = -1
+        return self._to_reclist(item_id, idx[0], val[0])
+
+    # ------------------------------------------------------------------ persistence
+    def get_state(self) -> dict[str, npt.NDArray[Any]]:
+        """``B`` and the CSR arrays of ``X``."""
+        x = self.user_matrix_
+        return {
+            "weights": self.weights_,
+            "x_indptr": x.indptr.astype(np.int64),
+            "x_indices": x.indices.astype(np.int32),
+            "x_data": x.data.astype(np.float32),
+        }
+
+    def set_state(self, state: Mapping[str, npt.NDArray[Any]]) -> None:
+        """Restore ``B`` and ``X``; ValueError when their shapes do not match the vocabularies."""
+        n_u, n_i = len(self.users_), len(self.items_)
+        weights = np.ascontiguousarray(state["weights"], dtype=np.float32)
+        if weights.shape != (n_i, n_i):
+            raise ValueError(f"state 'weights' has shape {weights.shape}, expected {(n_i, n_i)}")
+        indptr = np.asarray(state["x_indptr"], dtype=np.int64)
+        indices = np.asarray(state["x_indices"], dtype=np.int32)
+        data = np.asarray(state["x_data"], dtype=np.float32)
+        if len(indptr) != n_u + 1 or len(indices) != len(data) or indptr[-1] != len(indices):
+            raise ValueError("state 'x_*' arrays do not form a users x items CSR matrix")
+        self.weights_ = weights
+        self.user_matrix_ = sp.csr_matrix((data, indices, indptr), shape=(n_u, n_i))
