@@ -297,6 +297,8 @@ class ALS(Recommender):
         self, config: ModelConfig | Mapping[str, Any] | None = None, **overrides: Any
     ) -> None:
         super().__init__(config, **overrides)
+        # YᵀY (float64) for implicit fold-in, derived from item_factors_ on first use.
+        self._item_gram: F64Array | None = None
         # Whether scores are ratings depends on the objective, so it is per instance. It is set
         # through __dict__ because the base class declares it a ClassVar (fixed per family).
         self.__dict__["predicts_ratings"] = self.config.objective == "explicit"
@@ -375,6 +377,7 @@ class ALS(Recommender):
                 rows.append(row)
         self.user_factors_ = np.ascontiguousarray(x.numpy(), dtype=np.float32)
         self.item_factors_ = np.ascontiguousarray(y.numpy(), dtype=np.float32)
+        self._item_gram = None
         self.history_ = pd.DataFrame(rows).astype({"epoch": np.int64})
 
     def _implicit_half(
@@ -504,12 +507,15 @@ class ALS(Recommender):
         self._check_fitted()
         cfg = self.config
         idx = np.asarray(item_idx, dtype=np.int64)
-        y = self.item_factors_.astype(np.float64)
-        y_i = y[idx]
-        k = y.shape[1]
+        y_i = self.item_factors_[idx].astype(np.float64)
+        k = y_i.shape[1]
         if not self._explicit:
+            if self._item_gram is None:
+                # Shared by every new user: computing it once keeps one fold-in O(n k + k³).
+                y = self.item_factors_.astype(np.float64)
+                self._item_gram = y.T @ y
             c = self._confidence(np.asarray(ratings, dtype=np.float32)).astype(np.float64)
-            a = y.T @ y + (y_i * (c - 1.0)[:, None]).T @ y_i + self.reg * np.eye(k)
+            a = self._item_gram + (y_i * (c - 1.0)[:, None]).T @ y_i + self.reg * np.eye(k)
             x: F64Array = np.asarray(np.linalg.solve(a, y_i.T @ c), dtype=np.float64)
             return x, 0.0
         target = np.asarray(ratings, dtype=np.float64) - self.global_mean_ - self.item_bias_[idx]
@@ -526,10 +532,11 @@ class ALS(Recommender):
     def fold_in_scores(self, item_idx: IndexArray, ratings: FloatArray) -> FloatArray:
         """Scores of every item for a new user (see :meth:`fold_in_vector`)."""
         vec, bias = self.fold_in_vector(item_idx, ratings)
-        scores = self.item_factors_.astype(np.float64) @ vec
+        scores = self.item_factors_ @ vec.astype(np.float32)
         if self._explicit:
-            scores += self.global_mean_ + bias + self.item_bias_
-        return scores.astype(np.float32)
+            scores = scores + (self.global_mean_ + bias + self.item_bias_)
+        out: FloatArray = scores.astype(np.float32)
+        return out
 
     def item_vectors(self) -> FloatArray | None:
         """The item factors ``(n_items, k)``."""
@@ -565,3 +572,4 @@ class ALS(Recommender):
         self.item_factors_ = arrays["item_factors"]
         self.user_bias_ = arrays["user_bias"]
         self.item_bias_ = arrays["item_bias"]
+        self._item_gram = None
