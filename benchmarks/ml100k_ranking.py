@@ -24,7 +24,7 @@ Run from the repository root (the committed figures used one BLAS/OpenMP thread,
         .venv/bin/python benchmarks/ml100k_ranking.py [--on valid]
 
 Writes ``docs/benchmarks/ml100k_ranking[_valid].json`` and ``.md`` and prints the Markdown table.
-Models can be chosen with ``--models 'ease' 'als:{"factors": 128}'`` (name, optionally ``:`` and a
+Models can be chosen with ``--models 'ease' 'als:{"n_factors": 128}'`` (name, optionally ``:`` and a
 JSON config). Not a test: nothing here asserts.
 """
 
@@ -81,7 +81,7 @@ def _valid_grid() -> list[tuple[str, str, dict[str, Any]]]:
     for alpha in (1.0, 2.0):
         cfg = {"alpha": alpha, "reg": 20.0, "weighting": "binary"}
         grid.append((f"als implicit binary α={alpha:g} λ=20", "als", cfg))
-    grid.append(("als implicit k=128", "als", {"factors": 128}))
+    grid.append(("als implicit k=128", "als", {"n_factors": 128}))
     return grid
 
 

@@ -17,18 +17,18 @@ from recforge.models.als import ALS
 from recforge.models.registry import create
 from recforge.testing import hit_rate, planted_explicit, planted_implicit, rating_rmse
 
-SMALL = {"factors": 12, "iterations": 8}
+SMALL = {"n_factors": 12, "iterations": 8}
 
 
 @pytest.fixture(scope="module")
 def implicit_model() -> ALS:
-    model = ALS(solver="cholesky", factors=16, iterations=12)
+    model = ALS(solver="cholesky", n_factors=16, iterations=12)
     return model.fit(planted_implicit(0).train)
 
 
 @pytest.fixture(scope="module")
 def explicit_model() -> ALS:
-    model = ALS(objective="explicit", solver="cholesky", factors=16, iterations=12)
+    model = ALS(objective="explicit", solver="cholesky", n_factors=16, iterations=12)
     return model.fit(planted_explicit(0).train)
 
 
@@ -175,7 +175,7 @@ def test_explicit_history_reports_valid_rmse() -> None:
 @pytest.mark.parametrize("objective", ["implicit", "explicit"])
 def test_cg_and_cholesky_agree(objective: str) -> None:
     data = planted_explicit(0) if objective == "explicit" else planted_implicit(0)
-    cfg = {"objective": objective, "factors": 16, "iterations": 15}
+    cfg = {"objective": objective, "n_factors": 16, "iterations": 15}
     cg = ALS(solver="cg", **cfg).fit(data.train)
     chol = ALS(solver="cholesky", **cfg).fit(data.train)
     # Same objective value at the end (CG solves each block approximately) ...
@@ -290,7 +290,7 @@ def test_seed_determinism() -> None:
 
 def test_set_state_rejects_wrong_shapes(implicit_model: ALS) -> None:
     state = implicit_model.get_state()
-    other = ALS(solver="cholesky", factors=8)
+    other = ALS(solver="cholesky", n_factors=8)
     other.users_, other.items_ = implicit_model.users_, implicit_model.items_
     with pytest.raises(ValueError, match="user_factors"):
         other.set_state(state)

@@ -208,3 +208,31 @@ class TestAlsExplicit(ModelContract):
     model_name = "als"
     config = {"objective": "explicit", "factors": 16, "iterations": 8}
     explicit = True
+
+
+# ---------------------------------------------------------------------- mf, biased_mf, embedding_net
+class TestMFExplicit(ModelContract):
+    model_name = "mf"
+    explicit = True
+
+
+class TestMFImplicit(ModelContract):
+    model_name = "mf"
+    config = {"loss": "bpr"}
+    explicit = False
+
+
+class TestBiasedMF(ModelContract):
+    model_name = "biased_mf"
+    explicit = True
+
+
+class TestBiasedMFImplicit(ModelContract):
+    model_name = "biased_mf"
+    config = {"loss": "bce"}
+    explicit = False
+
+
+class TestEmbeddingNet(ModelContract):
+    model_name = "embedding_net"
+    explicit = True

@@ -65,7 +65,7 @@ class ALSConfig(ModelConfig):
         description="'implicit': Hu et al. confidence-weighted ALS (ranking); "
         "'explicit': ALS-WR on ratings (predicts ratings).",
     )
-    factors: int = Field(64, ge=1, le=4096, description="k, the latent dimension.")
+    n_factors: int = Field(64, ge=1, le=4096, description="k, the latent dimension.")
     iterations: int = Field(
         15, ge=1, le=1000, description="Alternating sweeps (users, then items)."
     )
@@ -333,7 +333,7 @@ class ALS(Recommender):
     # ------------------------------------------------------------------ fitting
     def _fit(self, train: Interactions, valid: Interactions | None) -> None:
         cfg = self.config
-        k = cfg.factors
+        k = cfg.n_factors
         by_user = train.csr("rating")
         by_item = by_user.T.tocsr()
         by_item.sort_indices()
@@ -555,7 +555,7 @@ class ALS(Recommender):
 
     def set_state(self, state: Mapping[str, npt.NDArray[Any]]) -> None:
         """Restore factors and biases; ValueError when shapes do not match vocabularies/config."""
-        n_u, n_i, k = len(self.users_), len(self.items_), self.config.factors
+        n_u, n_i, k = len(self.users_), len(self.items_), self.config.n_factors
         expected = {
             "user_factors": (n_u, k),
             "item_factors": (n_i, k),
