@@ -293,6 +293,21 @@ class Recommender(ABC):
         """
         raise ConfigError(f"model {self.name} does not support recommendations for new users")
 
+    def fold_in_scores_batch(self, rows: sp.csr_matrix) -> FloatArray:
+        """Fold-in scores for several new users at once: one CSR row (over item indices) each.
+
+        Returns ``(rows.shape[0], n_items)``. The default calls :meth:`fold_in_scores` per row;
+        families whose fold-in is a matrix product (EASE, kNN, autoencoders) may override it.
+        """
+        rows = sp.csr_matrix(rows)
+        out = np.empty((rows.shape[0], self.n_items), dtype=np.float32)
+        for r in range(rows.shape[0]):
+            lo, hi = rows.indptr[r], rows.indptr[r + 1]
+            out[r] = self.fold_in_scores(
+                rows.indices[lo:hi].astype(np.int64), rows.data[lo:hi].astype(np.float32)
+            )
+        return out
+
     def _fold_in_inputs(self, ratings: Mapping[Any, float]) -> tuple[IndexArray, FloatArray]:
         self._check_fitted()
         if not ratings:
