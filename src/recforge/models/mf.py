@@ -141,7 +141,6 @@ class MFConfig(PairConfig):
     optimizer: OptimizerName = "adamw"
     weight_decay: float = Field(0.1, ge=0)
     schedule: ScheduleName = "one_cycle"
-    reg: float = Field(0.05, ge=0)
 
 
 class BiasedMFConfig(PairConfig):
@@ -156,7 +155,6 @@ class BiasedMFConfig(PairConfig):
     betas: tuple[float, float] = (0.9, 0.99)
     weight_decay: float = Field(0.1, ge=0)
     schedule: ScheduleName = "one_cycle"
-    reg: float = Field(0.05, ge=0)
 
 
 # ====================================================================== recommenders
@@ -169,6 +167,7 @@ class MF(NeuralRecommender):
 
     name: ClassVar[str] = "mf"
     Config: ClassVar[type[ModelConfig]] = MFConfig
+    explicit_reg: ClassVar[float] = 0.05
 
     def build_network(self) -> nn.Module:
         cfg = self.config
@@ -193,6 +192,7 @@ class BiasedMF(NeuralRecommender):
     name: ClassVar[str] = "biased_mf"
     Config: ClassVar[type[ModelConfig]] = BiasedMFConfig
     center_output: ClassVar[bool] = True
+    explicit_reg: ClassVar[float] = 0.05
 
     def build_network(self) -> nn.Module:
         cfg = self.config

@@ -101,7 +101,14 @@ def embedding_l2(module: nn.Module, user_idx: torch.Tensor, item_idx: torch.Tens
         (getattr(module, "item_param_names", ()), item_idx),
     ):
         for name in names:
-            rows = module.get_parameter(name)[idx]
+            owner_name, _, attr = name.rpartition(".")
+            owner = module.get_submodule(owner_name)
+            # Through the Embedding itself, so sparse tables get sparse gradients (SparseAdam).
+            rows = (
+                owner(idx)
+                if isinstance(owner, nn.Embedding) and attr == "weight"
+                else (module.get_parameter(name)[idx])
+            )
             total = total + rows.pow(2).sum() / user_idx.shape[0]
     return total
 

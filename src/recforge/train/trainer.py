@@ -289,6 +289,8 @@ class Trainer:
                         if stale >= cfg.patience:
                             stopped = epoch + 1 < cfg.epochs
                             break
+        for opt in optimizers:  # free gradient memory; the module is handed back for inference
+            opt.zero_grad(set_to_none=True)
         if early and best_state is not None:
             module.load_state_dict(best_state)
         else:
