@@ -17,17 +17,20 @@ biased MF; fastai's ``EmbeddingDotBias``),
     ŷ = lo + (hi − lo) · σ(b_u + b_i + p_u · q_i)       (y_range = (lo, hi) or "auto")
 
 (the second is fastai's ``EmbeddingDotBias``; "auto" is (0.5, 5.5) for 1-5 stars). Loss:
-``mean((ŷ − r)²)`` plus optional L2 ``reg`` on the rows of the batch, with (decoupled) weight decay
-from the optimizer. Fold-in of a new user is the closed-form ridge regression
-``min_w Σ_rated (x_i·w − t_i)² + λ‖w − w₀‖²`` over ``w = [p; b]``, ``x_i = [q_i; 1]``,
-``t_i = r_i − μ − b_i`` (with a y_range the targets are first mapped through the inverse sigmoid,
-``t_i = logit((r_i − lo)/(hi − lo)) − b_i``: exact for the linear model, a linearisation with
-the sigmoid), ``λ = fold_in_reg`` and ``w₀`` the average trained user. References: Funk, "Netflix
-Update: Try This at Home" (2006); Koren 2009 (above); Howard and Gugger, "Deep Learning for Coders
-with fastai and PyTorch" (2020), ch. 8.
+``mean((ŷ − r)²) + reg · mean_batch(‖p_u‖² + ‖q_i‖² + b_u² + b_i²)`` (``reg`` defaults to 0.05
+with MSE, 0 with BCE/BPR) with decoupled weight decay from AdamW on top. Fold-in of a new user
+is the closed-form ridge regression ``min_w Σ_rated (x_i·w − t_i)² + λ‖w − w₀‖²`` over
+``w = [p; b]``, ``x_i = [q_i; 1]``, ``t_i = r_i − μ − b_i`` (with a y_range the targets are first
+mapped through the inverse sigmoid, ``t_i = logit((r_i − lo)/(hi − lo)) − b_i``: exact for the
+linear model, a linearisation with the sigmoid), ``λ = fold_in_reg`` and ``w₀`` the average
+trained user. References: Funk, "Netflix Update: Try This at Home" (2006); Koren 2009 (above);
+Howard and Gugger, "Deep Learning for Coders with fastai and PyTorch" (2020), ch. 8.
 
-The default ``biased_mf`` configuration is the one measured in docs/benchmarks/ml100k_folds.md
-(ML-100k u1..u5).
+Defaults (both models): AdamW (betas 0.9/0.99 for biased_mf), weight decay 0.1, one-cycle
+schedule peaking at lr 5e-3, batches of 1024, y_range "auto"; mf uses 32 factors and 20 epochs,
+biased_mf 50 factors and 10 epochs. Measured in docs/benchmarks/ml100k_folds.md (ML-100k u1..u5
+mean RMSE: biased_mf 0.907, mf 0.924; Surprise's BaselineOnly 0.946, tuned SVD 0.912). The
+tutorial's 5-factor linear mf measures 0.966.
 """
 
 from __future__ import annotations

@@ -27,8 +27,10 @@ Non-pair families (autoencoders over user rows, in-batch softmax towers) overrid
 :meth:`score_items` / :meth:`fold_in_scores`; the fitting, device and persistence code is shared.
 
 Generic fold-in (new user, no retraining): a fresh row for every user parameter is initialised at
-the mean of the trained users' rows ("the average user") and fitted by ``fold_in_steps`` Adam
-steps on that user's ratings with everything else frozen (``torch.func.functional_call``),
+the mean of the trained users' rows ("the average user") and fitted on that user's ratings with
+everything else frozen (``torch.func.functional_call``), by L-BFGS with a strong-Wolfe line
+search (``fold_in_optimizer="lbfgs"``, at most ``fold_in_steps`` iterations; 5-10x faster than
+100 Adam steps for the same objective value on planted data) or by ``fold_in_steps`` Adam steps,
 minimising ``Σ_rated (ŷ − r)² + fold_in_reg · ‖w − w₀‖²`` (``w₀``: the starting rows) for
 explicit models, or for implicit ones the balanced log loss
 ``Σ_rated softplus(−s) + (n_rated / n_other) Σ_other softplus(s) + fold_in_reg · ‖w − w₀‖²``.
@@ -92,8 +94,13 @@ class NeuralConfig(TrainConfig):
         ),
     )
     init_std: float = Field(0.01, gt=0, description="Std of the normal embedding initialisation.")
-    fold_in_steps: int = Field(100, ge=1, description="Adam steps of the generic new-user fold-in.")
-    fold_in_lr: float = Field(0.05, gt=0, description="Learning rate of the generic fold-in.")
+    fold_in_optimizer: Literal["lbfgs", "adam"] = Field(
+        "lbfgs", description="Optimizer of the generic new-user fold-in."
+    )
+    fold_in_steps: int = Field(
+        100, ge=1, description="Fold-in iterations (L-BFGS: at most; Adam: exactly)."
+    )
+    fold_in_lr: float = Field(0.05, gt=0, description="Fold-in learning rate (Adam only).")
     # 10 measured best on ML-100k u1 for mf, biased_mf and embedding_net (fold-in test RMSE of
     # u1.test users from their u1.base ratings: 1 -> 0.959/0.938/0.972, 30 -> 0.967/0.952/0.977).
     fold_in_reg: float = Field(
@@ -468,20 +475,44 @@ class NeuralRecommender(Recommender):
             )
             return out
 
-        opt = torch.optim.Adam(list(new.values()), lr=cfg.fold_in_lr)
+        def objective() -> torch.Tensor:
+            if explicit:
+                loss = (run(items) - target).pow(2).sum()
+            else:
+                s = run(all_items)
+                pos = F.softplus(-s)[labels > 0]
+                neg = F.softplus(s)[labels == 0]
+                loss = pos.sum() + (neg.sum() * (len(pos) / len(neg)) if len(neg) else 0.0)
+            pull = sum((new[n] - start[n]).pow(2).sum() for n in names)
+            return loss + cfg.fold_in_reg * pull
+
+        params = list(new.values())
         with torch.enable_grad():
-            for _ in range(cfg.fold_in_steps):
-                if explicit:
-                    loss = (run(items) - target).pow(2).sum()
-                else:
-                    s = run(all_items)
-                    pos = F.softplus(-s)[labels > 0]
-                    neg = F.softplus(s)[labels == 0]
-                    loss = pos.sum() + (neg.sum() * (len(pos) / len(neg)) if len(neg) else 0.0)
-                loss = loss + cfg.fold_in_reg * sum((new[n] - start[n]).pow(2).sum() for n in names)
-                opt.zero_grad()
-                loss.backward()  # type: ignore[no-untyped-call]
-                opt.step()
+            if cfg.fold_in_optimizer == "lbfgs":
+                lbfgs = torch.optim.LBFGS(
+                    params,
+                    lr=1.0,
+                    max_iter=cfg.fold_in_steps,
+                    history_size=10,
+                    tolerance_grad=1e-5,
+                    tolerance_change=1e-7,
+                    line_search_fn="strong_wolfe",
+                )
+
+                def closure() -> torch.Tensor:
+                    lbfgs.zero_grad()
+                    loss = objective()
+                    loss.backward()  # type: ignore[no-untyped-call]
+                    return loss
+
+                lbfgs.step(closure)  # type: ignore[no-untyped-call]
+            else:
+                adam = torch.optim.Adam(params, lr=cfg.fold_in_lr)
+                for _ in range(cfg.fold_in_steps):
+                    adam.zero_grad()
+                    loss = objective()
+                    loss.backward()  # type: ignore[no-untyped-call]
+                    adam.step()
         with torch.no_grad():
             scores: FloatArray = run(all_items).float().cpu().numpy()
         return scores
