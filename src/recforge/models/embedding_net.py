@@ -21,6 +21,11 @@ Howard and Gugger, "Deep Learning for Coders with fastai and PyTorch" (2020), ch
 Learning for Collaborative Filtering"); Covington et al., "Deep Neural Networks for YouTube
 Recommendations" (RecSys 2016) for the concatenate-then-MLP pattern.
 
+Defaults: 50 factors, one hidden layer of 100 with dropout 0.5, embedding dropout 0.05, AdamW
+(weight decay 0.1), one-cycle schedule peaking at lr 3e-3, 10 epochs of 1024-rating batches.
+ML-100k u1..u5 mean RMSE (docs/benchmarks/ml100k_folds.md): 0.936 with the defaults, 0.937 with
+the tutorial configuration, against 0.947 for the regularised biases baseline.
+
 Ranking all items never loops over items: the first layer is split as ``W [p; q] = W_u p + W_i q``
 so the item half is computed once per call and broadcast over users, in user chunks bounded by a
 memory budget.

@@ -48,7 +48,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 from torch.nn import functional as F
 
@@ -73,6 +73,7 @@ from recforge.train.trainer import (
     rating_validator,
     resolve_device,
     seeded,
+    threads,
 )
 
 LossName = Literal["auto", "mse", "bce", "bpr"]
@@ -106,6 +107,12 @@ class NeuralConfig(TrainConfig):
     fold_in_reg: float = Field(
         10.0, ge=0, description="L2 pull of a folded-in user towards the average user."
     )
+
+    @model_validator(mode="after")
+    def _check_y_range(self) -> NeuralConfig:
+        if isinstance(self.y_range, tuple) and not self.y_range[0] < self.y_range[1]:
+            raise ValueError(f"y_range must be (low, high) with low < high, got {self.y_range}")
+        return self
 
 
 class PairConfig(NeuralConfig):
@@ -487,7 +494,7 @@ class NeuralRecommender(Recommender):
             return loss + cfg.fold_in_reg * pull
 
         params = list(new.values())
-        with torch.enable_grad():
+        with torch.enable_grad(), threads(cfg.num_threads):
             if cfg.fold_in_optimizer == "lbfgs":
                 lbfgs = torch.optim.LBFGS(
                     params,

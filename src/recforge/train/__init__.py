@@ -30,6 +30,7 @@ from recforge.train.trainer import (
     rating_validator,
     resolve_device,
     seeded,
+    threads,
 )
 
 __all__ = [
@@ -54,4 +55,5 @@ __all__ = [
     "resolve_device",
     "scaled_sigmoid",
     "seeded",
+    "threads",
 ]
