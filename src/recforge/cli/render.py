@@ -68,11 +68,14 @@ def render_metrics(con: Any, metrics: dict[str, Any]) -> None:
         proto = report.get("protocol", {})
         extra = ", ".join(f"{k}={v}" for k, v in proto.items() if k not in {"name", "split"})
         con.print(f"[bold]{part} metrics[/bold] ({extra})" if extra else f"[bold]{part} metrics[/bold]")
+        counts = []
         for name, value in summary.items():
-            if isinstance(value, float):
-                con.print(f"  {name:<22} {value:.4f}")
-            else:
-                con.print(f"  {name:<22} {value}")
+            if isinstance(value, float) and not name.startswith("n_"):
+                con.print(f"  {name:<16} {value:.4f}")
+            elif value:
+                counts.append(f"{name.removeprefix('n_')}={value:g}")
+        if counts:
+            con.print(f"  [dim]counts: {', '.join(counts)}[/dim]")
 
 
 def render_train_result(result: Any) -> None:
