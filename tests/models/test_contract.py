@@ -236,3 +236,29 @@ class TestBiasedMFImplicit(ModelContract):
 class TestEmbeddingNet(ModelContract):
     model_name = "embedding_net"
     explicit = True
+
+
+# ---------------------------------------------------------------------- autorec, mult_vae, mult_dae
+# I-AutoRec gets smaller batches than its ML-100k defaults (1 batch per epoch here otherwise).
+class TestAutoRecItem(ModelContract):
+    model_name = "autorec"
+    config = {"variant": "item", "batch_size": 64, "epochs": 40, "reg": 10.0}
+    explicit = True
+
+
+class TestAutoRecUser(ModelContract):
+    model_name = "autorec"
+    config = {"variant": "user"}
+    explicit = True
+
+
+class TestMultVAE(ModelContract):
+    model_name = "mult_vae"
+    config = {"epochs": 30, "hidden": [64], "latent": 16, "batch_size": 100}
+    explicit = False
+
+
+class TestMultDAE(ModelContract):
+    model_name = "mult_dae"
+    config = {"epochs": 30, "hidden": [64], "latent": 16, "batch_size": 100}
+    explicit = False

@@ -1,0 +1,453 @@
+"""Mult-VAE and Mult-DAE: autoencoders with a multinomial likelihood for implicit top-N.
+
+Liang, Krishnan, Hoffman and Jebara, "Variational Autoencoders for Collaborative Filtering",
+WWW 2018.
+
+A user is the binary row ``x_u ∈ {0, 1}^n`` of the items they interacted with (with
+``positive_threshold``, only ratings ≥ it). The encoder reads the L2-normalised row with dropout
+(rate ``dropout``, training only), the decoder gives one logit per item, and the likelihood is a
+multinomial over items, ``log p(x_u | z) = Σ_i x_ui · log softmax(f(z))_i``.
+
+``mult_vae`` (:class:`MultVAE`) — encoder ``n → hidden → 2·latent`` (tanh between layers) gives
+the mean and log-variance of ``q(z | x) = N(μ, diag σ²)``; ``z = μ + σ ⊙ ε`` while training,
+``z = μ`` at inference; decoder ``latent → reversed(hidden) → n`` (tanh between layers). The loss
+per batch is the annealed negative ELBO::
+
+    L = −mean_u Σ_i x_ui log softmax(f(z_u))_i  +  β · mean_u KL(q(z|x_u) ‖ N(0, I))  +  reg · Σ‖W‖²
+    KL = ½ Σ_d (μ_d² + σ_d² − log σ_d² − 1),    β(step) = min(β_max, step / total_anneal_steps)
+
+with ``step`` the global batch counter (:func:`kl_beta`); the paper anneals to ``β_max = 0.2``.
+``total_anneal_steps = None`` takes the number of batches of the whole run, so β grows by
+``1 / total`` per batch and stays at β_max from the fraction β_max of the run onwards (the paper's
+200 000 steps are never reached on small data).
+
+``mult_dae`` (:class:`MultDAE`) — the same layers with a deterministic tanh code of width
+``latent`` and no KL term: ``L = −mean_u Σ_i x_ui log softmax(f(g(x̃_u)))_i + reg·Σ‖W‖²`` (the
+paper's Mult-DAE, denoising by input dropout).
+
+Training reads batches of user rows from CSR (:class:`recforge.train.rows.CSRRows`); only the
+batch is dense. Scores are the log-probabilities ``log softmax(f(μ(x_u)))`` of every item (higher is
+better; ``predicts_ratings`` is False). New users need no retraining: their row is encoded like a
+trained user's (:meth:`MultVAE.fold_in_scores`), so a trained user's own row gives exactly their
+scores.
+
+Validation (``fit(train, valid)``): ``valid_loss`` is the multinomial negative log-likelihood of
+the held-out items with each user's training items removed from the softmax, and
+``valid_ndcg@{valid_k}`` the full-ranking NDCG of the held-out items (binary gains, training items
+excluded). Early stopping on NDCG: ``monitor = "valid_ndcg@100", monitor_mode = "max"``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+import torch
+from pydantic import Field, model_validator
+from torch import nn
+from torch.nn import functional as F
+
+from recforge.config import ModelConfig, OptimizerName, ScheduleName, TrainConfig
+from recforge.data.interactions import Interactions
+from recforge.models.base import DEFAULT_SCORE_CHUNK, FloatArray, IndexArray, Recommender
+from recforge.models.neural import NeuralRecommender
+from recforge.train.losses import Batch, Objective
+from recforge.train.rows import CSRRows, csr_from_state, csr_to_state
+from recforge.train.trainer import Validator
+
+#: Dense floats materialised per validation chunk (users × items).
+_DENSE_BUDGET = 1 << 23
+
+
+# ====================================================================== pure functions
+def kl_beta(step: int, total_anneal_steps: int, beta_max: float) -> float:
+    """KL weight of batch ``step`` (0-based): ``min(β_max, step / total_anneal_steps)``.
+
+    ``total_anneal_steps = 0`` means no ramp (``β_max`` from the first step).
+    """
+    if total_anneal_steps <= 0:
+        return float(beta_max)
+    return float(min(beta_max, step / total_anneal_steps))
+
+
+def multinomial_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``−mean_rows Σ_i x_i · log softmax(logits)_i`` (the Mult-VAE/DAE reconstruction term)."""
+    return -(F.log_softmax(logits, dim=1) * x).sum(1).mean()
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """``mean_rows ½ Σ_d (μ² + σ² − log σ² − 1)``: KL(N(μ, σ²) ‖ N(0, I))."""
+    return (0.5 * (mu.pow(2) + logvar.exp() - logvar - 1.0)).sum(1).mean()
+
+
+# ====================================================================== network
+class MultVAENet(nn.Module):
+    """Encoder/decoder of Mult-VAE (``variational=True``) or Mult-DAE.
+
+    Args:
+        n_items: row width.
+        hidden: encoder hidden widths (the decoder mirrors them).
+        latent: code width.
+        dropout: input dropout rate (training only).
+        variational: Gaussian code with mean and log-variance (VAE) or a tanh code (DAE).
+
+    Shapes:
+        ``forward(x (B, n_items)) -> logits (B, n_items)``;
+        ``parts(x) -> (logits, μ (B, latent), log σ² (B, latent) or None)``.
+    """
+
+    def __init__(
+        self,
+        n_items: int,
+        hidden: Sequence[int],
+        latent: int,
+        *,
+        dropout: float = 0.5,
+        variational: bool = True,
+    ) -> None:
+        super().__init__()
+        self.variational = variational
+        self.latent = latent
+        enc = [n_items, *hidden, latent * (2 if variational else 1)]
+        dec = [latent, *reversed(hidden), n_items]
+        self.encoder = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(enc))
+        self.decoder = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(dec))
+        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        for layer in [*self.encoder, *self.decoder]:
+            # The paper's initialisation: Xavier weights, small normal biases.
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.normal_(layer.bias, 0.0, 0.001)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(μ, log σ²)`` for the VAE, ``(code, None)`` for the DAE."""
+        h = self.drop(F.normalize(x, dim=1))
+        last = len(self.encoder) - 1
+        for k, layer in enumerate(self.encoder):
+            h = layer(h)
+            if k < last or not self.variational:
+                h = torch.tanh(h)
+        if not self.variational:
+            return h, None
+        return h[:, : self.latent], h[:, self.latent :]
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Item logits ``f(z)``: ``(B, n_items)``."""
+        last = len(self.decoder) - 1
+        for k, layer in enumerate(self.decoder):
+            z = layer(z)
+            if k < last:
+                z = torch.tanh(z)
+        return z
+
+    def parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``(logits, μ, log σ²)``; samples ``z`` in training mode, uses ``μ`` in eval mode."""
+        mu, logvar = self.encode(x)
+        z = mu
+        if logvar is not None and self.training:
+            z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        return self.decode(z), mu, logvar
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Item logits of rows ``x``: ``(B, n_items)``."""
+        return self.parts(x)[0]
+
+    def weight_penalty(self) -> torch.Tensor:
+        """``Σ ‖W‖²`` over every weight matrix (biases excluded)."""
+        squares = [m.weight.pow(2).sum() for m in self.modules() if isinstance(m, nn.Linear)]
+        return torch.stack(squares).sum()
+
+
+class MultinomialELBO(Objective):
+    """Annealed negative ELBO (VAE) or multinomial NLL (DAE) of a batch of user rows.
+
+    Args:
+        rows: the binary user × item training rows.
+        steps_per_epoch: batches per epoch (to keep the global step for :func:`kl_beta`).
+        beta: ``step -> β`` (ignored by the DAE, whose network has no variance).
+        reg: L2 on weight matrices.
+
+    Batch key: ``row`` (B,) int64 user indices. ``last_beta`` is the β of the latest batch.
+    """
+
+    def __init__(
+        self,
+        rows: CSRRows,
+        steps_per_epoch: int,
+        beta: Callable[[int], float],
+        reg: float = 0.0,
+    ) -> None:
+        self.rows = rows
+        self.steps_per_epoch = steps_per_epoch
+        self.beta = beta
+        self.reg = float(reg)
+        self.step = 0
+        self.last_beta = 0.0
+
+    def to(self, device: torch.device) -> MultinomialELBO:
+        self.rows.to(device)
+        return self
+
+    def start_epoch(self, epoch: int) -> None:
+        self.step = epoch * self.steps_per_epoch
+
+    def loss(self, module: nn.Module, batch: Batch) -> torch.Tensor:
+        assert isinstance(module, MultVAENet)
+        x, _ = self.rows.dense(batch["row"])
+        logits, mu, logvar = module.parts(x)
+        out = multinomial_nll(logits, x)
+        if logvar is not None:
+            self.last_beta = self.beta(self.step)
+            out = out + self.last_beta * gaussian_kl(mu, logvar)
+        if self.reg > 0:
+            out = out + self.reg * module.weight_penalty()
+        self.step += 1
+        return out
+
+
+# ====================================================================== configs
+class MultDAEConfig(TrainConfig):
+    """Hyper-parameters of ``mult_dae`` (and the shared part of ``mult_vae``)."""
+
+    hidden: tuple[int, ...] = Field((600,), description="Encoder hidden widths (decoder mirrors).")
+    latent: int = Field(200, ge=1, le=100_000, description="Code width.")
+    dropout: float = Field(0.5, ge=0, lt=1, description="Input dropout (training only).")
+    reg: float = Field(0.0, ge=0, description="L2 on weight matrices, added to the batch loss.")
+    positive_threshold: float | None = Field(
+        None, description="Rated data: only ratings >= this are positives (None: every event)."
+    )
+    valid_k: int = Field(100, ge=1, description="Cut-off of the valid_ndcg@k validation metric.")
+    # One thread, as for mf: on a busy 2-core machine OpenMP workers spin-wait for cores.
+    num_threads: int | None = Field(1, ge=1, description="Torch CPU threads while training.")
+    epochs: int = Field(100, ge=1, le=10_000)
+    batch_size: int = Field(500, ge=1, le=10_000_000)
+    lr: float = Field(1e-3, gt=0, le=10)
+    optimizer: OptimizerName = "adam"
+    schedule: ScheduleName = "constant"
+
+    @model_validator(mode="after")
+    def _check_hidden(self) -> MultDAEConfig:
+        if any(w < 1 for w in self.hidden):
+            raise ValueError(f"hidden widths must be positive, got {list(self.hidden)}")
+        return self
+
+
+class MultVAEConfig(MultDAEConfig):
+    """Hyper-parameters of ``mult_vae``: ``mult_dae``'s plus the KL annealing schedule."""
+
+    beta_max: float = Field(0.2, ge=0, description="Cap of the annealed KL weight β (anneal_cap).")
+    total_anneal_steps: int | None = Field(
+        None,
+        ge=0,
+        description="Batches over which β would ramp 0 → 1 (capped at beta_max); None: all.",
+    )
+
+
+# ====================================================================== recommenders
+class MultDAE(NeuralRecommender):
+    """Mult-DAE: denoising autoencoder with a multinomial likelihood (module docstring).
+
+    Loss: ``−Σ_i x_ui log softmax(f(g(dropout(x̂_u))))_i`` (+ ``reg·Σ‖W‖²``). Citation: Liang et al.,
+    "Variational Autoencoders for Collaborative Filtering", WWW 2018.
+
+    Fitted attributes (besides the neural ones):
+        inputs_: user × item binary CSR of training positives (the rows the network reads).
+    """
+
+    name: ClassVar[str] = "mult_dae"
+    Config: ClassVar[type[ModelConfig]] = MultDAEConfig
+    variational: ClassVar[bool] = False
+
+    inputs_: sp.csr_matrix
+    _rows: CSRRows | None = None
+
+    def _cfg(self) -> MultDAEConfig:
+        cfg = self.config
+        assert isinstance(cfg, MultDAEConfig)
+        return cfg
+
+    def loss_kind(self) -> Literal["mse", "bce", "bpr"]:
+        """``"bce"``: the base class's word for "implicit scores, not ratings".
+
+        The base uses it only to tell rating outputs (clipping, y_range) from implicit scores;
+        the actual objective is the multinomial likelihood.
+        """
+        return "bce"
+
+    # ------------------------------------------------------------------ network and training
+    def build_network(self) -> nn.Module:
+        cfg = self._cfg()
+        return MultVAENet(
+            self.n_items,
+            cfg.hidden,
+            cfg.latent,
+            dropout=cfg.dropout,
+            variational=self.variational,
+        )
+
+    def wrap_network(self, network: nn.Module) -> nn.Module:
+        """No output head: scores are the decoder's logits."""
+        return network
+
+    def _binary_rows(self, data: Interactions) -> sp.csr_matrix:
+        thr = self._cfg().positive_threshold
+        if thr is None:
+            return data.csr("binary")
+        csr = data.csr("rating").copy()
+        csr.data = (csr.data >= thr).astype(np.float32)
+        csr.eliminate_zeros()
+        return sp.csr_matrix(csr)
+
+    def _fit(self, train: Interactions, valid: Interactions | None) -> None:
+        self.inputs_ = self._binary_rows(train)
+        self._rows = None
+        super()._fit(train, valid)
+
+    def _beta(self, steps_per_epoch: int) -> Callable[[int], float]:
+        return lambda step: 0.0
+
+    def training_setup(self, train: Interactions) -> tuple[dict[str, torch.Tensor], Objective]:
+        """Rows of users with at least one positive, and :class:`MultinomialELBO`."""
+        cfg = self._cfg()
+        rows = CSRRows(self.inputs_)
+        users = np.flatnonzero(np.diff(self.inputs_.indptr) > 0).astype(np.int64)
+        steps = max(1, math.ceil(len(users) / max(1, min(cfg.batch_size, len(users)))))
+        objective = MultinomialELBO(rows, steps, self._beta(steps), cfg.reg)
+        return {"row": torch.from_numpy(users)}, objective
+
+    def make_validator(self, train: Interactions, valid: Interactions) -> Validator | None:
+        """``valid_loss`` (held-out multinomial NLL) and ``valid_ndcg@k`` (module docstring)."""
+        held = self._binary_rows(valid)
+        users = np.flatnonzero(np.diff(held.indptr) > 0).astype(np.int64)
+        if len(users) == 0:
+            return None
+        k = min(self._cfg().valid_k, self.n_items)
+        held_rows = CSRRows(held)
+        seen_rows = CSRRows(self.seen_)
+        step = max(1, _DENSE_BUDGET // max(1, self.n_items))
+        discount = 1.0 / torch.log2(torch.arange(2, k + 2, dtype=torch.float64))
+        ideal = torch.cumsum(discount, 0)
+
+        @torch.no_grad()
+        def validate(module: nn.Module) -> dict[str, float]:
+            device = next(module.parameters()).device
+            src = self._input_rows()
+            held_rows.to(device)
+            seen_rows.to(device)
+            nll = ndcg = 0.0
+            n_held = 0
+            for s in range(0, len(users), step):
+                u = torch.as_tensor(users[s : s + step], device=device)
+                x, _ = src.dense(u)
+                _, seen = seen_rows.dense(u)
+                target, _ = held_rows.dense(u)
+                target = target.masked_fill(seen, 0.0)
+                # Training items are never recommended, so they leave the softmax and the ranking.
+                logits = module(x).masked_fill(seen, -math.inf)
+                logp = F.log_softmax(logits, dim=1).masked_fill(seen, 0.0)
+                nll -= float((logp * target).sum())
+                n_held += int(target.sum())
+                top = torch.topk(logits, k, dim=1).indices
+                gains = target.gather(1, top).double().cpu()
+                n_rel = target.sum(1).long().clamp(max=k).cpu()
+                hit = n_rel > 0
+                ndcg += float(((gains * discount).sum(1)[hit] / ideal[n_rel[hit] - 1]).sum())
+            return {"valid_loss": nll / max(n_held, 1), f"valid_ndcg@{k}": ndcg / len(users)}
+
+        return validate
+
+    # ------------------------------------------------------------------ scoring
+    def _net(self) -> MultVAENet:
+        net = self._module()
+        assert isinstance(net, MultVAENet)
+        return net
+
+    def _input_rows(self) -> CSRRows:
+        if self._rows is None or self._rows.device != self._device():
+            self._rows = CSRRows(self.inputs_, self._device())
+        return self._rows
+
+    def score_items(self, user_idx: npt.NDArray[np.integer[Any]]) -> FloatArray:
+        """``log softmax(f(μ(x_u)))`` of every item: ``(len(user_idx), n_items)``."""
+        net = self._net()
+        net.eval()
+        users = np.asarray(user_idx, dtype=np.int64)
+        out = np.empty((len(users), self.n_items), dtype=np.float32)
+        src = self._input_rows()
+        with torch.no_grad():
+            for s in range(0, len(users), DEFAULT_SCORE_CHUNK):
+                x, _ = src.dense(torch.as_tensor(users[s : s + DEFAULT_SCORE_CHUNK]))
+                logp = F.log_softmax(net(x), dim=1)
+                out[s : s + len(x)] = logp.float().cpu().numpy()
+        return out
+
+    def predict_idx(
+        self, user_idx: npt.NDArray[np.integer[Any]], item_idx: npt.NDArray[np.integer[Any]]
+    ) -> FloatArray:
+        """Scores of (user, item) pairs, gathered from :meth:`score_items` per user chunk."""
+        return Recommender.predict_idx(self, user_idx, item_idx)
+
+    def item_vectors(self) -> FloatArray | None:
+        """Decoder output weights: one row per item, ``(n_items, hidden[0] or latent)``."""
+        last = self._net().decoder[-1]
+        assert isinstance(last, nn.Linear)
+        out: FloatArray = last.weight.detach().float().cpu().numpy()
+        return out
+
+    # ------------------------------------------------------------------ new users
+    def fold_in_scores(self, item_idx: IndexArray, ratings: FloatArray) -> FloatArray:
+        """Encode the new user's binary row (no dropout, ``z = μ``); log-probabilities of items.
+
+        With ``positive_threshold`` only ratings ≥ it count (all of them if none does).
+        """
+        net = self._net()
+        net.eval()
+        idx = np.asarray(item_idx, dtype=np.int64)
+        thr = self._cfg().positive_threshold
+        r = np.asarray(ratings)
+        if thr is not None and (r >= thr).any():
+            idx = idx[r >= thr]
+        device = self._device()
+        x = torch.zeros(1, self.n_items, device=device)
+        x[0, torch.as_tensor(idx, device=device)] = 1.0
+        with torch.no_grad():
+            out: FloatArray = F.log_softmax(net(x), dim=1)[0].float().cpu().numpy()
+        return out
+
+    # ------------------------------------------------------------------ persistence
+    def get_state(self) -> dict[str, npt.NDArray[Any]]:
+        """Network weights plus the binary input rows."""
+        return {**super().get_state(), **csr_to_state("inputs", self.inputs_)}
+
+    def set_state(self, state: Mapping[str, npt.NDArray[Any]]) -> None:
+        """Restore the input rows, then rebuild the network and load its weights."""
+        self.inputs_ = csr_from_state("inputs", state)
+        self._rows = None
+        super().set_state(state)
+
+
+class MultVAE(MultDAE):
+    """Mult-VAE^PR: variational autoencoder, multinomial likelihood, annealed KL (module doc).
+
+    Loss: ``−E_q[log p(x_u|z)] + β·KL(q(z|x_u) ‖ N(0, I))`` with
+    ``β = min(β_max, step / total_anneal_steps)``. Citation: Liang et al., "Variational
+    Autoencoders for Collaborative Filtering", WWW 2018.
+    """
+
+    name: ClassVar[str] = "mult_vae"
+    Config: ClassVar[type[ModelConfig]] = MultVAEConfig
+    variational: ClassVar[bool] = True
+
+    def _beta(self, steps_per_epoch: int) -> Callable[[int], float]:
+        cfg = self.config
+        assert isinstance(cfg, MultVAEConfig)
+        # None: ramp over the whole run, so β = min(β_max, progress) with progress in [0, 1).
+        total = cfg.total_anneal_steps
+        if total is None:
+            total = steps_per_epoch * cfg.epochs
+        beta_max = cfg.beta_max
+        return lambda step: kl_beta(step, total, beta_max)
