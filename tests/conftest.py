@@ -8,6 +8,17 @@ from pathlib import Path
 import pytest
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """One intra-op thread per test process.
+
+    Our test models are small: with two OpenMP threads on a 2-core box (or beside pytest-xdist
+    workers) threads spin-wait on each other and tests run 10-100x slower, for no accuracy gain.
+    """
+    import torch
+
+    torch.set_num_threads(1)
+
+
 @pytest.fixture
 def data_dir() -> Path:
     """The MovieLens folder named by ``RECFORGE_DATA_DIR``; skips the test when it is unavailable.
