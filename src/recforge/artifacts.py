@@ -77,7 +77,9 @@ def _base_state(model: Recommender) -> dict[str, npt.NDArray[Any]]:
         f"{_BASE_PREFIX}seen_indptr": seen.indptr.astype(np.int64),
         f"{_BASE_PREFIX}seen_indices": seen.indices.astype(np.int32),
         f"{_BASE_PREFIX}global_mean": np.asarray([model.global_mean_], dtype=np.float64),
-        f"{_BASE_PREFIX}rating_scale": np.asarray(scale if scale is not None else [np.nan, np.nan], dtype=np.float64),
+        f"{_BASE_PREFIX}rating_scale": np.asarray(
+            scale if scale is not None else [np.nan, np.nan], dtype=np.float64
+        ),
     }
 
 
@@ -90,7 +92,7 @@ def save_run(
     data_fingerprint: str | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``model`` (fitted) and optional metrics/history to run directory ``path`` atomically."""
+    """Write fitted ``model`` and optional metrics/history to run directory ``path`` atomically."""
     from safetensors.numpy import save_file
 
     model._check_fitted()
@@ -106,14 +108,18 @@ def save_run(
         (tmp / "vocab").mkdir()
         (tmp / "vocab" / "users.json").write_text(model.users_.to_json(), encoding="utf-8")
         (tmp / "vocab" / "items.json").write_text(model.items_.to_json(), encoding="utf-8")
-        (tmp / "config.json").write_text(json.dumps(model.config.model_dump(), indent=2), encoding="utf-8")
+        (tmp / "config.json").write_text(
+            json.dumps(model.config.model_dump(), indent=2), encoding="utf-8"
+        )
         save_file(state, str(tmp / "weights.safetensors"))
         if model.item_meta_ is not None:
             # load_run re-indexes by "item_id"; an unnamed index would otherwise become "index".
             meta = model.item_meta_.rename_axis("item_id").reset_index()
             meta.to_parquet(tmp / "items.parquet", index=False)
         if metrics is not None:
-            (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_json_default), encoding="utf-8")
+            (tmp / "metrics.json").write_text(
+                json.dumps(metrics, indent=2, default=_json_default), encoding="utf-8"
+            )
         if history is not None:
             history.to_csv(tmp / "history.csv", index=False)
         files = sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if p.is_file())
@@ -159,12 +165,16 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
             f"{root}: run format {manifest['format_version']} is newer than this recforge "
             f"understands ({FORMAT_VERSION}); upgrade recforge to load it"
         )
-    if not isinstance(manifest.get("files"), dict) or not isinstance(manifest.get("model_name"), str):
+    if not isinstance(manifest.get("files"), dict) or not isinstance(
+        manifest.get("model_name"), str
+    ):
         raise ArtifactError(f"{mf}: manifest lacks 'files' or 'model_name'")
     return manifest
 
 
-def _checked(root: Path, manifest: dict[str, Any], name: str, *, required: bool = True) -> Path | None:
+def _checked(
+    root: Path, manifest: dict[str, Any], name: str, *, required: bool = True
+) -> Path | None:
     """Path of a known file inside ``root`` after verifying its checksum."""
     p = root / name
     expected = manifest["files"].get(name)
@@ -234,7 +244,9 @@ def load_run(path: str | Path) -> Run:
     try:
         model.set_state(state)
     except (KeyError, ValueError, RuntimeError) as exc:
-        raise ArtifactError(f"{root}: weights do not fit model {manifest['model_name']} ({exc})") from None
+        raise ArtifactError(
+            f"{root}: weights do not fit model {manifest['model_name']} ({exc})"
+        ) from None
     metrics_path = _checked(root, manifest, "metrics.json", required=False)
     history_path = _checked(root, manifest, "history.csv", required=False)
     return Run(

@@ -77,7 +77,9 @@ class TrainConfig(ModelConfig):
         return self
 
 
-def config_from_mapping(cls: type[ModelConfig], values: dict[str, Any], *, where: str = "config") -> ModelConfig:
+def config_from_mapping(
+    cls: type[ModelConfig], values: dict[str, Any], *, where: str = "config"
+) -> ModelConfig:
     """Validate ``values`` into ``cls``, turning pydantic errors into one-line ConfigErrors."""
     try:
         return cls.model_validate(values)
@@ -99,10 +101,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read config file ({exc.strerror})") from None
     try:
-        if p.suffix.lower() == ".json":
-            obj = json.loads(text)
-        else:
-            obj = tomllib.loads(text)
+        obj = json.loads(text) if p.suffix.lower() == ".json" else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{p}: not valid {p.suffix.lstrip('.') or 'TOML'}: {exc}") from None
     if not isinstance(obj, dict):

@@ -57,12 +57,14 @@ def resolve_split(data: Interactions, spec: str) -> Any:
         )
     result = splits.make_split(data, spec)
     if isinstance(result, list):
-        raise ConfigError(f"split {spec!r} yields several folds; use the benchmark command for k-fold runs")
+        raise ConfigError(
+            f"split {spec!r} yields several folds; use the benchmark command for k-fold runs"
+        )
     return result
 
 
 def evaluate_model(model: Recommender, split: Any, ks: tuple[int, ...] = (10,)) -> dict[str, Any]:
-    """Rating metrics (rating models on explicit data) and full-ranking metrics on ``split.test``."""
+    """Rating metrics (rating models, explicit data) and full-ranking metrics on ``split.test``."""
     from recforge.eval.evaluate import evaluate_ranking, evaluate_ratings
 
     out: dict[str, Any] = {"protocol": split.protocol.describe()}

@@ -67,12 +67,16 @@ def test_bad_input_is_one_line_exit_2(capsys: pytest.CaptureFixture[str], tmp_pa
     assert "Traceback" not in err
 
 
-def test_missing_file_and_unknown_model_exit_2(capsys: pytest.CaptureFixture[str], ratings_csv: Path) -> None:
+def test_missing_file_and_unknown_model_exit_2(
+    capsys: pytest.CaptureFixture[str], ratings_csv: Path
+) -> None:
     code, _, err = run_cli(capsys, "data", "describe", "no/such/file.csv")
     assert code == 2 and "no/such/file.csv" in err
     code, _, err = run_cli(capsys, "train", "--model", "nope", "--data", str(ratings_csv))
     assert code == 2 and "unknown model 'nope'" in err and "biases" in err
-    code, _, err = run_cli(capsys, "train", "--model", "biases", "--data", str(ratings_csv), "--set", "reg_u=-1")
+    code, _, err = run_cli(
+        capsys, "train", "--model", "biases", "--data", str(ratings_csv), "--set", "reg_u=-1"
+    )
     assert code == 2 and "reg_u" in err
 
 
@@ -90,10 +94,20 @@ def test_subprocess_exit_code_has_no_traceback(tmp_path: Path) -> None:
     assert proc.stderr.count("\n") == 1
 
 
-def test_split_writes_parts(capsys: pytest.CaptureFixture[str], ratings_csv: Path, tmp_path: Path) -> None:
+def test_split_writes_parts(
+    capsys: pytest.CaptureFixture[str], ratings_csv: Path, tmp_path: Path
+) -> None:
     out_dir = tmp_path / "split"
     code, out, err = run_cli(
-        capsys, "data", "split", str(ratings_csv), "--out", str(out_dir), "-p", "random:0.2", "--json"
+        capsys,
+        "data",
+        "split",
+        str(ratings_csv),
+        "--out",
+        str(out_dir),
+        "-p",
+        "random:0.2",
+        "--json",
     )
     assert code == 0, err
     summary = json.loads(out)
@@ -108,10 +122,20 @@ def test_split_writes_parts(capsys: pytest.CaptureFixture[str], ratings_csv: Pat
     assert not list(out_dir.glob(".*tmp"))
 
 
-def test_train_recommend_similar_roundtrip(capsys: pytest.CaptureFixture[str], ratings_csv: Path, tmp_path: Path) -> None:
+def test_train_recommend_similar_roundtrip(
+    capsys: pytest.CaptureFixture[str], ratings_csv: Path, tmp_path: Path
+) -> None:
     run_dir = tmp_path / "run"
     code, out, err = run_cli(
-        capsys, "train", "--model", "biases", "--data", str(ratings_csv), "--out", str(run_dir), "--json"
+        capsys,
+        "train",
+        "--model",
+        "biases",
+        "--data",
+        str(ratings_csv),
+        "--out",
+        str(run_dir),
+        "--json",
     )
     assert code == 0, err
     metrics = json.loads(out)
@@ -122,7 +146,9 @@ def test_train_recommend_similar_roundtrip(capsys: pytest.CaptureFixture[str], r
 
     train = pd.read_csv(ratings_csv)
     user = int(train["userId"].iloc[0])
-    code, out, err = run_cli(capsys, "recommend", str(run_dir), "--user", str(user), "-k", "5", "--json")
+    code, out, err = run_cli(
+        capsys, "recommend", str(run_dir), "--user", str(user), "-k", "5", "--json"
+    )
     assert code == 0, err
     recs = json.loads(out)
     assert recs[0]["user_id"] == user

@@ -17,7 +17,9 @@ app = typer.Typer(
 data_app = typer.Typer(help="Inspect and split rating data.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of text.")]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print machine-readable JSON instead of text.")
+]
 
 
 @app.callback()
@@ -34,7 +36,9 @@ def _root(
 # ---------------------------------------------------------------------------- data
 @data_app.command("describe")
 def data_describe(
-    source: Annotated[str, typer.Argument(help="A ratings file or a MovieLens name (ml-100k, ...).")],
+    source: Annotated[
+        str, typer.Argument(help="A ratings file or a MovieLens name (ml-100k, ...).")
+    ],
     json_out: JsonOpt = False,
 ) -> None:
     """Users, items, ratings, density, rating histogram and per-user count quantiles."""
@@ -70,9 +74,16 @@ def data_describe(
 @data_app.command("split")
 def data_split(
     source: Annotated[str, typer.Argument(help="A ratings file or a MovieLens name.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write train.csv and test.csv into.")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder to write train.csv and test.csv into.")
+    ],
     protocol: Annotated[
-        str, typer.Option("--protocol", "-p", help="random:0.2 | temporal-user:0.2 | global-temporal:0.2 | loo | ml100k:u1 ...")
+        str,
+        typer.Option(
+            "--protocol",
+            "-p",
+            help="random:0.2 | temporal-user:0.2 | global-temporal:0.2 | loo | ml100k:u1 ...",
+        ),
     ] = "random:0.2",
     json_out: JsonOpt = False,
 ) -> None:
@@ -84,7 +95,10 @@ def data_split(
 
     split = resolve_split(load_dataset(source), protocol)
     written = write_split(split, out)
-    summary = {"protocol": split.protocol.describe(), "files": {k: str(v) for k, v in written.items()}}
+    summary = {
+        "protocol": split.protocol.describe(),
+        "files": {k: str(v) for k, v in written.items()},
+    }
     summary |= {f"n_{name}": len(getattr(split, name)) for name in ("train", "test")}
     if json_out:
         emit_json(summary)
@@ -111,13 +125,22 @@ def list_models(json_out: JsonOpt = False) -> None:
 
 @app.command("train")
 def train(
-    model: Annotated[str, typer.Option("--model", "-m", help="Registered model name (see `recforge models`).")],
-    data: Annotated[str, typer.Option("--data", "-d", help="Ratings file or MovieLens name.")] = "ml-100k",
-    split: Annotated[str, typer.Option("--split", "-s", help="Split spec, e.g. random:0.2, ml100k:u1.")] = "random:0.2",
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Registered model name (see `recforge models`).")
+    ],
+    data: Annotated[
+        str, typer.Option("--data", "-d", help="Ratings file or MovieLens name.")
+    ] = "ml-100k",
+    split: Annotated[
+        str, typer.Option("--split", "-s", help="Split spec, e.g. random:0.2, ml100k:u1.")
+    ] = "random:0.2",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Run directory to write.")] = None,
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML/JSON file of hyper-parameters.")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="TOML/JSON file of hyper-parameters.")
+    ] = None,
     sets: Annotated[
-        list[str] | None, typer.Option("--set", help="Override one hyper-parameter: key=value (repeatable).")
+        list[str] | None,
+        typer.Option("--set", help="Override one hyper-parameter: key=value (repeatable)."),
     ] = None,
     epochs: Annotated[int | None, typer.Option(help="Training epochs (neural models).")] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate (neural models).")] = None,
@@ -133,7 +156,13 @@ def train(
 
     params: dict[str, Any] = load_config_file(config) if config else {}
     params.pop("model", None)
-    flags = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "n_factors": n_factors, "seed": seed}
+    flags = {
+        "epochs": epochs,
+        "lr": lr,
+        "batch_size": batch_size,
+        "n_factors": n_factors,
+        "seed": seed,
+    }
     params |= {k: v for k, v in flags.items() if v is not None}
     params |= parse_sets(sets)
     result = train_run(model, data, split=split, config=params, out=out)
@@ -148,8 +177,12 @@ def train(
 @app.command("evaluate")
 def evaluate_cmd(
     run: Annotated[Path, typer.Argument(help="Run directory written by `recforge train`.")],
-    data: Annotated[str | None, typer.Option("--data", "-d", help="Dataset (default: the run's).")] = None,
-    split: Annotated[str | None, typer.Option("--split", "-s", help="Split spec (default: the run's).")] = None,
+    data: Annotated[
+        str | None, typer.Option("--data", "-d", help="Dataset (default: the run's).")
+    ] = None,
+    split: Annotated[
+        str | None, typer.Option("--split", "-s", help="Split spec (default: the run's).")
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Re-evaluate a saved run on a split of its data (never trains)."""
@@ -178,7 +211,9 @@ def recommend(
     run: Annotated[Path, typer.Argument(help="Run directory.")],
     user: Annotated[list[str], typer.Option("--user", "-u", help="Raw user id (repeatable).")],
     k: Annotated[int, typer.Option("-k", "--k", min=1, max=100000, help="How many items.")] = 10,
-    include_seen: Annotated[bool, typer.Option(help="Also recommend items the user already rated.")] = False,
+    include_seen: Annotated[
+        bool, typer.Option(help="Also recommend items the user already rated.")
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Top-k recommendations for existing users, with titles when metadata exists."""
@@ -215,7 +250,9 @@ def similar(
     if json_out:
         emit_json(_reclist_json(rec, model))
         return
-    render_reclist(console(), f"Items similar to {item_id}", rec, model.item_meta_, score_label="cosine")
+    render_reclist(
+        console(), f"Items similar to {item_id}", rec, model.item_meta_, score_label="cosine"
+    )
 
 
 def _reclist_json(rec: Any, model: Any) -> dict[str, Any]:

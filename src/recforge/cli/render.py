@@ -18,7 +18,9 @@ def coerce_ids(raw: list[str], known: np.ndarray[Any, Any]) -> list[Any]:
             except ValueError:
                 from recforge.errors import UnknownIdError
 
-                raise UnknownIdError(f"unknown id {value!r}: this model's ids are integers") from None
+                raise UnknownIdError(
+                    f"unknown id {value!r}: this model's ids are integers"
+                ) from None
         return out
     return list(raw)
 
@@ -38,7 +40,9 @@ def item_info(meta: pd.DataFrame | None, item_id: Any) -> dict[str, Any]:
     return info
 
 
-def render_reclist(con: Any, heading: str, rec: Any, meta: pd.DataFrame | None, score_label: str = "score") -> None:
+def render_reclist(
+    con: Any, heading: str, rec: Any, meta: pd.DataFrame | None, score_label: str = "score"
+) -> None:
     """Print a ranked list with titles and genres."""
     from rich.table import Table
 
@@ -48,7 +52,9 @@ def render_reclist(con: Any, heading: str, rec: Any, meta: pd.DataFrame | None, 
     table.add_column("title")
     table.add_column("genres")
     table.add_column(score_label, justify="right")
-    for rank, (iid, score) in enumerate(zip(rec.item_ids.tolist(), rec.scores.tolist(), strict=True), 1):
+    for rank, (iid, score) in enumerate(
+        zip(rec.item_ids.tolist(), rec.scores.tolist(), strict=True), 1
+    ):
         info = item_info(meta, iid)
         title = info.get("title", "")
         if "year" in info:
@@ -67,7 +73,9 @@ def render_metrics(con: Any, metrics: dict[str, Any]) -> None:
         summary = report.get("summary", {})
         proto = report.get("protocol", {})
         extra = ", ".join(f"{k}={v}" for k, v in proto.items() if k not in {"name", "split"})
-        con.print(f"[bold]{part} metrics[/bold] ({extra})" if extra else f"[bold]{part} metrics[/bold]")
+        con.print(
+            f"[bold]{part} metrics[/bold] ({extra})" if extra else f"[bold]{part} metrics[/bold]"
+        )
         counts = []
         for name, value in summary.items():
             if isinstance(value, float) and not name.startswith("n_"):
@@ -85,7 +93,11 @@ def render_train_result(result: Any) -> None:
     con.print(f"[bold]{model.name}[/bold] {model!r}")
     hist = result.history
     if hist is not None and len(hist):
-        cols = [c for c in ("epoch", "train_loss", "valid_loss", "valid_rmse", "lr", "seconds") if c in hist.columns]
+        cols = [
+            c
+            for c in ("epoch", "train_loss", "valid_loss", "valid_rmse", "lr", "seconds")
+            if c in hist.columns
+        ]
         step = max(1, len(hist) // 10)
         shown = pd.concat([hist.iloc[::step], hist.iloc[[-1]]]).drop_duplicates()
         con.print("learning curve:")

@@ -19,7 +19,9 @@ def describe(data: Interactions) -> dict[str, Any]:
     def quantiles(arr: np.ndarray[Any, Any]) -> dict[str, float]:
         if len(arr) == 0:
             return {}
-        return {f"q{int(q * 100)}": float(np.quantile(arr, q)) for q in qs} | {"mean": float(arr.mean())}
+        return {f"q{int(q * 100)}": float(np.quantile(arr, q)) for q in qs} | {
+            "mean": float(arr.mean())
+        }
 
     ts = data.timestamp[data.timestamp > 0]
     return {

@@ -35,7 +35,8 @@ class Interactions:
         timestamp: int64 seconds since the epoch (0 where unknown).
         users: user vocabulary; ``len(users)`` is the number of user rows of :meth:`csr`.
         items: item vocabulary.
-        item_meta: optional frame indexed by raw ``item_id`` (``title``, ``genres`` list, ``year``, ``tags``...).
+        item_meta: optional frame indexed by raw ``item_id`` (``title``, ``genres`` list,
+            ``year``, ``tags``...).
         user_meta: optional frame indexed by raw ``user_id``.
         rating_scale: (low, high) of explicit ratings, or None for implicit data.
         source: where the data came from (a file name or a MovieLens release), for reports.
@@ -57,7 +58,9 @@ class Interactions:
         n = len(self.user_idx)
         for name in ("item_idx", "rating", "timestamp"):
             if len(getattr(self, name)) != n:
-                raise DataError(f"Interactions: column {name} has {len(getattr(self, name))} rows, expected {n}")
+                raise DataError(
+                    f"Interactions: column {name} has {len(getattr(self, name))} rows, expected {n}"
+                )
         for arr in (self.user_idx, self.item_idx, self.rating, self.timestamp):
             arr.flags.writeable = False
 
@@ -85,7 +88,10 @@ class Interactions:
         """
         for col in ("user_id", "item_id"):
             if col not in df.columns:
-                raise DataError(f"{source}: missing column {col!r}; expected user_id, item_id[, rating, timestamp]")
+                raise DataError(
+                    f"{source}: missing column {col!r}; "
+                    "expected user_id, item_id[, rating, timestamp]"
+                )
         u_raw = df["user_id"].to_numpy()
         i_raw = df["item_id"].to_numpy()
         users = IdVocab.from_values(u_raw, "user") if users is None else users
@@ -157,7 +163,10 @@ class Interactions:
         return self.rating_scale is not None
 
     def __repr__(self) -> str:
-        return f"Interactions({self.source}: {self.n_users} users, {self.n_items} items, {len(self)} events)"
+        return (
+            f"Interactions({self.source}: {self.n_users} users, "
+            f"{self.n_items} items, {len(self)} events)"
+        )
 
     # ------------------------------------------------------------------ views
     def csr(self, values: Literal["rating", "binary"] = "rating") -> sp.csr_matrix:
@@ -166,7 +175,9 @@ class Interactions:
         if key not in self._cache:
             data = self.rating if values == "rating" else np.ones(len(self), dtype=np.float32)
             mat = sp.csr_matrix(
-                (data, (self.user_idx, self.item_idx)), shape=(self.n_users, self.n_items), dtype=np.float32
+                (data, (self.user_idx, self.item_idx)),
+                shape=(self.n_users, self.n_items),
+                dtype=np.float32,
             )
             mat.sum_duplicates()
             mat.sort_indices()
@@ -203,7 +214,9 @@ class Interactions:
         return h.hexdigest()
 
     # ------------------------------------------------------------------ filters (new objects)
-    def subset(self, mask_or_rows: npt.NDArray[np.bool_] | npt.NDArray[np.integer[Any]]) -> Interactions:
+    def subset(
+        self, mask_or_rows: npt.NDArray[np.bool_] | npt.NDArray[np.integer[Any]]
+    ) -> Interactions:
         """Events selected by a boolean mask or row indices; vocabularies unchanged."""
         sel = np.asarray(mask_or_rows)
         return Interactions(
@@ -240,7 +253,9 @@ class Interactions:
             source=self.source,
         )
 
-    def reencode(self, users: IdVocab, items: IdVocab, unknown: UnknownIdPolicy = "extend") -> Interactions:
+    def reencode(
+        self, users: IdVocab, items: IdVocab, unknown: UnknownIdPolicy = "extend"
+    ) -> Interactions:
         """Encode these events against other vocabularies (e.g. a test set against train's)."""
         return Interactions.from_frame(
             self.to_frame(),
@@ -267,7 +282,9 @@ class Interactions:
             keep = new_keep
         return self.subset(keep).compact()
 
-    def with_ratings(self, rating: npt.NDArray[np.floating[Any]], *, implicit: bool = False) -> Interactions:
+    def with_ratings(
+        self, rating: npt.NDArray[np.floating[Any]], *, implicit: bool = False
+    ) -> Interactions:
         """Same events with replaced rating values (e.g. a label map); implicit drops the scale."""
         return Interactions(
             self.user_idx,

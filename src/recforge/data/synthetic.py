@@ -5,7 +5,8 @@ model: user factors ``p_u`` and item factors ``q_i`` ~ N(0, 1/d); item popularit
 law ``pop_i ∝ (rank_i)^(-alpha)``. Each user draws a number of interactions (log-normal around
 ``density × n_items``, at least ``min_per_user``) *without replacement* with probability
 ``∝ pop_i^beta · exp(p_u·q_i / temperature)`` (Gumbel top-k, vectorised per user chunk).
-Explicit ratings are ``mu + b_u + b_i + 0.9·z(p_u·q_i) + noise`` (z: standardised over the chosen pairs), rounded and clipped to the scale.
+Explicit ratings are ``mu + b_u + b_i + 0.9·z(p_u·q_i) + noise`` (z: standardised over the
+chosen pairs), rounded and clipped to the scale.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def make_interactions(
     for start in range(0, n_users, chunk_users):
         stop = min(start + chunk_users, n_users)
         logits = popularity_weight * log_pop[None, :] + (p[start:stop] @ q.T) / temperature
-        gumbel = rng.gumbel(size=logits.shape).astype(np.float32)
+        gumbel = np.asarray(rng.gumbel(size=logits.shape), dtype=np.float32)
         keys = logits + gumbel
         order = np.argsort(-keys, axis=1)
         c = counts[start:stop]
@@ -107,7 +108,9 @@ def make_interactions(
     else:
         rating = np.ones(len(u), dtype=np.float32)
     timestamp = (1_000_000_000 + rng.integers(0, 10_000_000, len(u))).astype(np.int64)
-    frame = pd.DataFrame({"user_id": u + 1, "item_id": i + 1, "rating": rating, "timestamp": timestamp})
+    frame = pd.DataFrame(
+        {"user_id": u + 1, "item_id": i + 1, "rating": rating, "timestamp": timestamp}
+    )
     genres = np.array(["Action", "Comedy", "Drama", "Horror", "Romance", "Sci-Fi"])
     # Genre follows the dominant planted factor, so content models have real signal too.
     main = genres[np.argmax(q, axis=1) % len(genres)]

@@ -67,7 +67,9 @@ class IdVocab:
     def __repr__(self) -> str:
         return f"IdVocab({self.name}, n={len(self)})"
 
-    def index(self, ids: Iterable[Any] | npt.ArrayLike, missing: MissingPolicy = "error") -> npt.NDArray[np.int64]:
+    def index(
+        self, ids: Iterable[Any] | npt.ArrayLike, missing: MissingPolicy = "error"
+    ) -> npt.NDArray[np.int64]:
         """Map raw ids to indices.
 
         Args:
@@ -94,7 +96,7 @@ class IdVocab:
         return self._ids[np.asarray(idx, dtype=np.int64)]
 
     def extend(self, ids: npt.ArrayLike) -> IdVocab:
-        """A new vocabulary with ``ids`` not yet present appended; existing indices are unchanged."""
+        """A new vocabulary with unseen ``ids`` appended; existing indices are unchanged."""
         arr = _as_id_array(ids)
         new = _unique_sorted(arr[self._index.get_indexer(arr) < 0])
         if len(new) == 0:
@@ -119,7 +121,11 @@ class IdVocab:
     def from_json(cls, text: str) -> IdVocab:
         """Inverse of :meth:`to_json`."""
         obj = json.loads(text)
-        ids = np.asarray(obj["ids"], dtype=np.int64) if obj["kind"] == "int" else np.asarray(obj["ids"], dtype=object)
+        ids = (
+            np.asarray(obj["ids"], dtype=np.int64)
+            if obj["kind"] == "int"
+            else np.asarray(obj["ids"], dtype=object)
+        )
         if obj["kind"] == "int" and len(obj["ids"]) == 0:
             ids = np.zeros(0, dtype=np.int64)
         return cls(ids, name=obj.get("name", "id"))

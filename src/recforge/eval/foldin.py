@@ -49,7 +49,9 @@ def evaluate_foldin(
     if foldin is None or target is None:
         raise ConfigError(f"split has no {part} fold-in/target parts")
     if model.items_ != foldin.items:
-        raise ConfigError("the model's item vocabulary differs from the split's; fit it on split.train")
+        raise ConfigError(
+            "the model's item vocabulary differs from the split's; fit it on split.train"
+        )
     ks_list = sorted({int(k) for k in ks})
     if not ks_list or ks_list[0] < 1:
         raise ConfigError(f"ks must be positive integers, got {list(ks)}")
@@ -81,8 +83,7 @@ def evaluate_foldin(
         | {name: np.concatenate(v) for name, v in parts.items()}
     )
     summary: dict[str, float] = {
-        name: float(np.nanmean(per_user[name])) if len(per_user) else float("nan")
-        for name in parts
+        name: float(np.nanmean(per_user[name])) if len(per_user) else float("nan") for name in parts
     }
     summary |= {
         "n_users_evaluated": float(len(users)),

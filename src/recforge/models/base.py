@@ -28,7 +28,7 @@ from recforge.errors import ConfigError, DataError, NotFittedError
 FloatArray = npt.NDArray[np.float32]
 IndexArray = npt.NDArray[np.int64]
 
-#: Users scored per chunk by the default batched paths; bounded so (chunk × items) floats fit easily.
+#: Users scored per chunk by the default batched paths; bounds the (chunk × items) float block.
 DEFAULT_SCORE_CHUNK = 1024
 
 
@@ -119,16 +119,19 @@ class Recommender(ABC):
     rating_scale_: tuple[float, float] | None
     item_meta_: pd.DataFrame | None
 
-    def __init__(self, config: ModelConfig | Mapping[str, Any] | None = None, **overrides: Any) -> None:
-        if isinstance(config, ModelConfig):
-            values = config.model_dump()
-        else:
-            values = dict(config or {})
+    def __init__(
+        self, config: ModelConfig | Mapping[str, Any] | None = None, **overrides: Any
+    ) -> None:
+        values = config.model_dump() if isinstance(config, ModelConfig) else dict(config or {})
         values.update(overrides)
         self.config = config_from_mapping(self.Config, values, where=f"model {self.name}")
 
     def __repr__(self) -> str:
-        changed = {k: v for k, v in self.config.model_dump().items() if v != self.Config.model_fields[k].default}
+        changed = {
+            k: v
+            for k, v in self.config.model_dump().items()
+            if v != self.Config.model_fields[k].default
+        }
         args = ", ".join(f"{k}={v!r}" for k, v in changed.items())
         return f"{type(self).__name__}({args})"
 
@@ -160,7 +163,9 @@ class Recommender(ABC):
 
     def _check_fitted(self) -> None:
         if not self.is_fitted:
-            raise NotFittedError(f"{self.name} is not fitted yet; call fit(train) or load a saved run first")
+            raise NotFittedError(
+                f"{self.name} is not fitted yet; call fit(train) or load a saved run first"
+            )
 
     @property
     def n_users(self) -> int:
@@ -183,7 +188,7 @@ class Recommender(ABC):
     def predict_idx(
         self, user_idx: npt.NDArray[np.integer[Any]], item_idx: npt.NDArray[np.integer[Any]]
     ) -> FloatArray:
-        """Scores of (user, item) index pairs. Default gathers from :meth:`score_items` per user chunk."""
+        """Scores of (user, item) index pairs; the default gathers from :meth:`score_items`."""
         user_idx = np.asarray(user_idx, dtype=np.int64)
         item_idx = np.asarray(item_idx, dtype=np.int64)
         out = np.empty(len(user_idx), dtype=np.float32)
@@ -278,7 +283,10 @@ class Recommender(ABC):
             cand_mask = np.zeros(self.n_items, dtype=bool)
             cand_mask[ci[ci >= 0]] = True
         idx, val = self.recommend_idx(u, k, exclude_seen=exclude_seen, candidates=cand_mask)
-        return [self._to_reclist(uid, row_i, row_v) for uid, row_i, row_v in zip(ids, idx, val, strict=True)]
+        return [
+            self._to_reclist(uid, row_i, row_v)
+            for uid, row_i, row_v in zip(ids, idx, val, strict=True)
+        ]
 
     def _to_reclist(self, user_id: Any, idx: IndexArray, val: FloatArray) -> RecList:
         ok = idx >= 0
@@ -340,8 +348,10 @@ class Recommender(ABC):
         idx[~np.isfinite(val)] = -1
         return self._to_reclist(None, idx[0], val[0])
 
-    def predict_for_ratings(self, ratings: Mapping[Any, float], item_ids: npt.ArrayLike) -> FloatArray:
-        """Predicted ratings of ``item_ids`` for a new user given ``{item_id: rating}``; NaN if unknown."""
+    def predict_for_ratings(
+        self, ratings: Mapping[Any, float], item_ids: npt.ArrayLike
+    ) -> FloatArray:
+        """Predicted ratings of ``item_ids`` for a new user; NaN for unknown items."""
         item_idx, vals = self._fold_in_inputs(ratings)
         scores = self.fold_in_scores(item_idx, vals)
         target = self.items_.index(np.atleast_1d(np.asarray(item_ids)), missing="negative")
@@ -359,7 +369,9 @@ class Recommender(ABC):
         self._check_fitted()
         vecs = self.item_vectors()
         if vecs is None:
-            raise ConfigError(f"model {self.name} has no item vectors; similar items need an embedding model")
+            raise ConfigError(
+                f"model {self.name} has no item vectors; similar items need an embedding model"
+            )
         i = self.items_.index_one(item_id)
         norms = np.linalg.norm(vecs, axis=1)
         norms[norms == 0] = 1.0
@@ -372,11 +384,11 @@ class Recommender(ABC):
 
     # ------------------------------------------------------------------ persistence
     def get_state(self) -> dict[str, npt.NDArray[Any]]:
-        """Learned arrays of this family (saved to safetensors). Base state is added by artifacts."""
+        """Learned arrays of this family (saved to safetensors); artifacts adds the base state."""
         return {}
 
-    def set_state(self, state: Mapping[str, npt.NDArray[Any]]) -> None:
-        """Restore what :meth:`get_state` returned."""
+    def set_state(self, state: Mapping[str, npt.NDArray[Any]]) -> None:  # noqa: B027
+        """Restore what :meth:`get_state` returned (families without state need not override)."""
 
     def save(self, path: str | Path) -> Path:
         """Save to a run directory (see :func:`recforge.artifacts.save_run`)."""
