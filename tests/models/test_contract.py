@@ -127,6 +127,39 @@ def test_contract_catches_a_model_that_ranks_at_random(monkeypatch: pytest.Monke
         contract.test_known_answer_ranking(model, contract.known_answer_data())
 
 
+# ---------------------------------------------------------------------- ncf, two_tower
+class TestNCFNeuMFExplicit(ModelContract):
+    model_name = "ncf"
+    config = {"variant": "neumf", "epochs": 10}
+    explicit = True
+
+
+class TestNCFMLPExplicit(ModelContract):
+    model_name = "ncf"
+    config = {"variant": "mlp", "epochs": 10}
+    explicit = True
+
+
+class TestNCFGMFImplicit(ModelContract):
+    model_name = "ncf"
+    # The planted implicit set is small (~60 batches an epoch): a larger step learns it quickly.
+    config = {"variant": "gmf", "epochs": 10, "lr": 1e-2}
+    explicit = False
+
+
+class TestTwoTowerExplicit(ModelContract):
+    model_name = "two_tower"
+    config = {"epochs": 10}
+    explicit = True
+
+
+class TestTwoTowerImplicit(ModelContract):
+    model_name = "two_tower"
+    # Smaller batches: more softmax steps on the small planted set (in-batch negatives suffice).
+    config = {"epochs": 10, "batch_size": 256}
+    explicit = False
+
+
 # ---------------------------------------------------------------------- item_knn, user_knn, content
 class _StoredNeighbourSimilarItems:
     """item_knn answers similar_items from its stored neighbourhood although it has no vectors.

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import pytest
 import torch
 
-from recforge.models.ncf import GMF, NCFMLP, NeuMF
+from recforge.data.interactions import Interactions
+from recforge.errors import ConfigError
+from recforge.models.ncf import GMF, NCF, NCFMLP, NeuMF
+from recforge.models.registry import create
+from recforge.testing import hit_rate, planted_explicit, planted_implicit, rating_rmse
 
 N_USERS, N_ITEMS = 7, 11
 
@@ -115,3 +122,89 @@ def test_neumf_load_pretrained_rejects_bad_alpha() -> None:
     m = NeuMF(N_USERS, N_ITEMS, n_factors=3, layers=(6, 4))
     with pytest.raises(ValueError, match="alpha"):
         m.load_pretrained(GMF(N_USERS, N_ITEMS, 3), NCFMLP(N_USERS, N_ITEMS, (6, 4)), alpha=1.5)
+
+
+# ---------------------------------------------------------------------- recommender
+def _fit(train: Interactions, **cfg: Any) -> NCF:
+    model = create("ncf", {"verbose": False, **cfg}).fit(train)
+    assert isinstance(model, NCF)
+    return model
+
+
+@pytest.mark.parametrize("variant", ["gmf", "mlp", "neumf"])
+def test_explicit_rmse_clearly_below_global_mean(variant: str) -> None:
+    data = planted_explicit(1)
+    model = _fit(data.train, variant=variant, epochs=15)
+    base = rating_rmse(create("global_mean").fit(data.train), data.test)
+    got = rating_rmse(model, data.test)
+    assert got < 0.9 * base, f"{variant}: RMSE {got:.3f} vs global mean {base:.3f}"
+    pred = model.predict(
+        data.test.users.lookup(data.test.user_idx[:50]),
+        data.test.items.lookup(data.test.item_idx[:50]),
+    )
+    assert pred.min() >= 1.0 and pred.max() <= 5.0
+
+
+def test_implicit_neumf_ranks_withheld_items_better_than_popularity() -> None:
+    data = planted_implicit(1)
+    model = _fit(data.train, variant="neumf", epochs=10, lr=1e-2, n_negatives=4)
+    assert model.loss_kind() == "bce" and not model.predicts_ratings
+    got = hit_rate(model, data, 10)
+    pop = hit_rate(create("popularity").fit(data.train), data, 10)
+    assert got >= pop + 0.15, f"NeuMF hit-rate@10 {got:.3f} vs popularity {pop:.3f}"
+
+
+def test_neumf_pretrain_starts_from_alpha_mix_of_fitted_gmf_and_mlp() -> None:
+    data = planted_explicit(1)
+    shared = {"epochs": 3, "lr": 1e-2, "dropout": 0.0, "n_factors": 8, "layers": (16, 8)}
+    gmf = _fit(data.train, variant="gmf", **shared)
+    mlp = _fit(data.train, variant="mlp", **shared)
+    # A vanishing learning rate for the NeuMF phase leaves the pre-trained start in place.
+    neumf = _fit(
+        data.train,
+        variant="neumf",
+        pretrain=True,
+        pretrain_epochs=3,
+        pretrain_lr=1e-2,
+        **{**shared, "lr": 1e-12, "epochs": 1},
+        alpha=0.3,
+    )
+    assert set(neumf.pretrain_history_) == {"gmf", "mlp"}
+    assert len(neumf.pretrain_history_["gmf"]) == 3
+    u = torch.as_tensor(data.test.user_idx[:200].astype(np.int64))
+    i = torch.as_tensor(data.test.item_idx[:200].astype(np.int64))
+    with torch.no_grad():
+        expected = 0.3 * gmf.network()(u, i) + 0.7 * mlp.network()(u, i)
+        got = neumf.network()(u, i)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_neumf_pretrain_lowers_the_starting_loss() -> None:
+    data = planted_explicit(1)
+    cfg = {"variant": "neumf", "epochs": 2, "lr": 1e-2}
+    scratch = _fit(data.train, **cfg)
+    warm = _fit(data.train, pretrain=True, pretrain_epochs=5, **cfg)
+    assert warm.history_["train_loss"].iloc[0] < 0.8 * scratch.history_["train_loss"].iloc[0]
+    assert warm.is_fitted and np.isfinite(warm.score_items(np.arange(5))).all()
+
+
+def test_item_vectors_per_variant() -> None:
+    data = planted_explicit(1)
+    for variant, width in [("gmf", 8), ("mlp", 8), ("neumf", 16)]:
+        model = _fit(data.train, variant=variant, epochs=1, n_factors=8, layers=(16, 8))
+        vecs = model.item_vectors()
+        assert vecs is not None and vecs.shape == (data.train.n_items, width)
+
+
+@pytest.mark.parametrize(
+    ("cfg", "match"),
+    [
+        ({"variant": "gmf", "pretrain": True}, "pretrain"),
+        ({"layers": (7, 3)}, "layers"),
+        ({"layers": (64,)}, "layers"),
+        ({"variant": "deep"}, "variant"),
+    ],
+)
+def test_bad_config_is_a_config_error(cfg: dict[str, Any], match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        create("ncf", cfg)

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from recforge.models.two_tower import TwoTowerNet, in_batch_softmax_loss
+from recforge.data.interactions import Interactions
+from recforge.data.vocab import IdVocab
+from recforge.errors import ConfigError
+from recforge.models.registry import create
+from recforge.models.two_tower import TwoTower, TwoTowerNet, genre_matrix, in_batch_softmax_loss
+from recforge.testing import hit_rate, planted_explicit, planted_implicit, rating_rmse
 
 N_USERS, N_ITEMS = 6, 9
 
@@ -118,3 +127,162 @@ def test_in_batch_softmax_masks_repeated_items() -> None:
     r0 = 1 - math.log(math.exp(1) + math.exp(0))
     r2 = 3 - math.log(math.exp(0) + math.exp(0) + math.exp(3))
     assert loss.item() == pytest.approx(-(2 * r0 + r2) / 3, rel=1e-6)
+
+
+# ---------------------------------------------------------------------- item features
+def _vocab(ids: list[int]) -> IdVocab:
+    return IdVocab(np.asarray(ids), name="item")
+
+
+def test_genre_matrix_from_lists_strings_and_missing_items() -> None:
+    meta = pd.DataFrame(
+        {"genres": [["Drama", "Comedy"], "Action|Drama", [], "(no genres listed)", None]},
+        index=pd.Index([10, 20, 30, 40, 50], name="item_id"),
+    )
+    # Vocab order differs from the frame's, and item 60 has no metadata row at all.
+    mat = genre_matrix(meta, _vocab([20, 10, 60, 30, 40, 50]))
+    assert mat is not None and mat.dtype == np.float32
+    # Columns are the sorted genre names: Action, Comedy, Drama.
+    expected = np.array(
+        [[1, 0, 1], [0, 1, 1], [0, 0, 0], [0, 0, 0], [0, 0, 0], [0, 0, 0]], dtype=np.float32
+    )
+    np.testing.assert_array_equal(mat, expected)
+
+
+def test_genre_matrix_absent_metadata_gives_none() -> None:
+    items = _vocab([1, 2])
+    assert genre_matrix(None, items) is None
+    assert genre_matrix(pd.DataFrame({"title": ["a", "b"]}, index=[1, 2]), items) is None
+    no_genres = pd.DataFrame({"genres": [[], []]}, index=[1, 2])
+    assert genre_matrix(no_genres, items) is None
+
+
+# ---------------------------------------------------------------------- recommender
+def _fit(train: Interactions, **cfg: Any) -> TwoTower:
+    model = create("two_tower", {"verbose": False, **cfg}).fit(train)
+    assert isinstance(model, TwoTower)
+    return model
+
+
+def _without_meta(inter: Interactions) -> Interactions:
+    return Interactions.from_frame(
+        inter.to_frame(), users=inter.users, items=inter.items, rating_scale=inter.rating_scale
+    )
+
+
+def _net(model: TwoTower) -> TwoTowerNet:
+    net = model.network()
+    assert isinstance(net, TwoTowerNet)
+    return net
+
+
+@pytest.fixture(scope="module")
+def explicit_model() -> TwoTower:
+    return _fit(planted_explicit(2).train, epochs=15)
+
+
+@pytest.fixture(scope="module")
+def implicit_model() -> TwoTower:
+    return _fit(planted_implicit(2).train, epochs=15, batch_size=256)
+
+
+def test_explicit_beats_global_mean_and_uses_genres(explicit_model: TwoTower) -> None:
+    data = planted_explicit(2)
+    assert explicit_model.objective_kind() == "mse" and explicit_model.predicts_ratings
+    net = _net(explicit_model)
+    # Each synthetic item carries one genre; the item tower gets them as one-hot features.
+    meta = data.train.item_meta
+    assert meta is not None and net.item_features is not None
+    names = sorted(meta["genres"].explode().unique())
+    assert net.item_features.shape == (data.train.n_items, len(names))
+    own = meta["genres"].reindex(data.train.items.ids).str[0].to_numpy()
+    expected = (own[:, None] == np.asarray(names)[None, :]).astype(np.float32)
+    np.testing.assert_array_equal(net.item_features.numpy(), expected)
+    base = rating_rmse(create("global_mean").fit(data.train), data.test)
+    assert rating_rmse(explicit_model, data.test) < 0.9 * base
+
+
+def test_without_metadata_trains_on_ids_only() -> None:
+    data = planted_explicit(2)
+    model = _fit(_without_meta(data.train), epochs=15)
+    assert _net(model).item_features is None and _net(model).feature_emb is None
+    base = rating_rmse(create("global_mean").fit(data.train), data.test)
+    assert rating_rmse(model, data.test) < 0.9 * base
+    off = _fit(data.train, epochs=1, use_features=False)
+    assert _net(off).item_features is None
+
+
+def test_implicit_softmax_ranks_withheld_items_better_than_popularity(
+    implicit_model: TwoTower,
+) -> None:
+    data = planted_implicit(2)
+    assert implicit_model.objective_kind() == "softmax" and not implicit_model.predicts_ratings
+    got = hit_rate(implicit_model, data, 10)
+    pop = hit_rate(create("popularity").fit(data.train), data, 10)
+    assert got >= pop + 0.3, f"two_tower hit-rate@10 {got:.3f} vs popularity {pop:.3f}"
+    # Normalised towers: the scores are cosines.
+    scores = implicit_model.score_items(np.arange(10))
+    assert np.abs(scores).max() <= 1.0 + 1e-5
+
+
+@pytest.mark.parametrize("which", ["explicit", "implicit"])
+def test_item_vectors_consistent_with_score_items(
+    which: str, explicit_model: TwoTower, implicit_model: TwoTower
+) -> None:
+    model = explicit_model if which == "explicit" else implicit_model
+    users = np.arange(0, model.n_users, 7)
+    items = model.item_vectors()
+    assert items is not None
+    # Explicit models carry their biases in two extra columns: [v; b_i; 1] and [u; 1; b_u].
+    width = _net(model).out_dim + (2 if which == "explicit" else 0)
+    assert items.shape == (model.n_items, width)
+    raw = model.user_vectors(users) @ items.T
+    offset = model.global_mean_ if which == "explicit" else 0.0
+    np.testing.assert_allclose(model.score_items(users), raw + offset, rtol=1e-5, atol=1e-5)
+    # ... and pairwise predictions (the network's forward pass) agree with both.
+    u = np.repeat(users[:5], 3)
+    i = np.tile([0, 5, 9], 5)
+    np.testing.assert_allclose(
+        model.predict_idx(u, i), model.score_items(users[:5])[:, [0, 5, 9]].ravel(), atol=1e-5
+    )
+    # Top-1 by inner product over item_vectors is the model's own top-1.
+    top_ip = np.argmax(raw, axis=1)
+    top_rec, _ = model.recommend_idx(users, 1, exclude_seen=False)
+    np.testing.assert_array_equal(top_rec[:, 0], top_ip)
+
+
+def test_log_q_correction_is_configurable() -> None:
+    data = planted_implicit(2)
+    with_q = _fit(data.train, epochs=2, batch_size=256)
+    without = _fit(data.train, epochs=2, batch_size=256, log_q=False)
+    # Same seed and data: only the loss differs, so the learned scores must differ.
+    assert not np.allclose(with_q.score_items(np.arange(5)), without.score_items(np.arange(5)))
+
+
+def test_save_load_identical_scores_with_features(explicit_model: TwoTower, tmp_path: Path) -> None:
+    loaded = TwoTower.load(explicit_model.save(tmp_path / "run"))
+    assert isinstance(loaded, TwoTower)
+    users = np.arange(explicit_model.n_users)
+    np.testing.assert_array_equal(loaded.score_items(users), explicit_model.score_items(users))
+    loaded_vecs, vecs = loaded.item_vectors(), explicit_model.item_vectors()
+    assert loaded_vecs is not None and vecs is not None
+    np.testing.assert_array_equal(loaded_vecs, vecs)
+    assert _net(loaded).item_features is not None
+
+
+def test_implicit_fold_in_recovers_a_training_users_taste(implicit_model: TwoTower) -> None:
+    data = planted_implicit(2)
+    hits = 0
+    users = data.target_users[:30]
+    csr = data.train.csr()
+    for u in users:
+        rated = data.train.items.lookup(csr.indices[csr.indptr[u] : csr.indptr[u + 1]])
+        rec = implicit_model.recommend_for_ratings(dict.fromkeys(rated.tolist(), 1.0), k=10)
+        hits += int(data.train.items.ids[data.target_item[u]] in set(rec.item_ids.tolist()))
+    pop = hit_rate(create("popularity").fit(data.train), data, 10)
+    assert hits / len(users) >= pop + 0.2
+
+
+def test_bad_layers_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="layers"):
+        create("two_tower", {"layers": ()})

@@ -15,6 +15,19 @@ The MLP layer sizes follow the paper's convention: ``layers[0]`` is the width of
 embeddings (so each side has ``layers[0] // 2`` factors) and ``layers[1:]`` are the hidden widths;
 ``layers=(128, 64)`` is the ``concat 128 → 64 → 1`` network of our reference material.
 
+Recommender (:class:`NCF`, registered as ``ncf``; ``variant`` picks the network). Losses:
+
+* explicit ratings: MSE, the output passed through the scaled sigmoid ``y_range`` (default: the
+  rating scale widened by 1/8 of its span each side) and centred on the global mean at start;
+* implicit feedback: the paper's pointwise log loss (BCE) against ``n_negatives`` sampled
+  negatives per positive (eq. 7; uniform or popularity sampler), or BPR.
+
+Pre-training (§3.4.1 of the paper): with ``variant="neumf", pretrain=True`` a GMF and an MLP with
+the same sizes are first fitted on the same data (``pretrain_epochs`` each, at ``pretrain_lr``),
+their weights copied into NeuMF and the fused predict layer set to ``[α h^GMF ; (1 − α) h^MLP]``
+(``alpha = 0.5``); then NeuMF trains as configured. The paper switches to plain SGD for this
+last phase (Adam's moment estimates are not carried over); set ``optimizer = "sgd"`` for that.
+
 Scoring every item for a batch of users (ranking) never loops over items: GMF folds ``h`` into the
 item matrix and does one matmul; the MLP splits its first layer as ``W [p; q] = W_u p + W_i q``, so
 the item half is computed once for all items and broadcast-added to the user half, in user chunks
@@ -25,9 +38,17 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, Literal
 
+import pandas as pd
 import torch
+from pydantic import Field, model_validator
 from torch import nn
+
+from recforge.config import ModelConfig, OptimizerName, ScheduleName
+from recforge.data.interactions import Interactions
+from recforge.models.base import FloatArray
+from recforge.models.neural import NeuralRecommender, OutputHead, PairConfig, YRange
 
 #: Upper bound on (users × items × hidden) floats materialised at once by MLP full scoring.
 _MLP_SCORE_BUDGET = 1 << 24
@@ -50,6 +71,9 @@ class GMF(nn.Module):
         ``forward(user_idx (B,), item_idx (B,)) -> (B,)``;
         ``score_all(user_idx (B,)) -> (B, n_items)``.
     """
+
+    user_param_names: ClassVar[tuple[str, ...]] = ("user_emb.weight",)
+    item_param_names: ClassVar[tuple[str, ...]] = ("item_emb.weight",)
 
     def __init__(
         self, n_users: int, n_items: int, n_factors: int = 32, *, init_std: float = 0.01
@@ -92,6 +116,9 @@ class NCFMLP(nn.Module):
         ``forward(user_idx (B,), item_idx (B,)) -> (B,)``;
         ``score_all(user_idx (B,)) -> (B, n_items)``.
     """
+
+    user_param_names: ClassVar[tuple[str, ...]] = ("user_emb.weight",)
+    item_param_names: ClassVar[tuple[str, ...]] = ("item_emb.weight",)
 
     def __init__(
         self,
@@ -187,6 +214,9 @@ class NeuMF(nn.Module):
         ``score_all(user_idx (B,)) -> (B, n_items)``.
     """
 
+    user_param_names: ClassVar[tuple[str, ...]] = ("gmf.user_emb.weight", "mlp.user_emb.weight")
+    item_param_names: ClassVar[tuple[str, ...]] = ("gmf.item_emb.weight", "mlp.item_emb.weight")
+
     def __init__(
         self,
         n_users: int,
@@ -239,3 +269,140 @@ class NeuMF(nn.Module):
             torch.cat([alpha * gmf.predict.weight, (1.0 - alpha) * mlp.predict.weight], dim=1)
         )
         self.predict.bias.copy_(alpha * gmf.predict.bias + (1.0 - alpha) * mlp.predict.bias)
+
+
+# ====================================================================== recommender
+Variant = Literal["gmf", "mlp", "neumf"]
+
+
+class NCFConfig(PairConfig):
+    """Hyper-parameters of ``ncf``; the defaults are the ones measured on ML-100k u1..u5."""
+
+    variant: Variant = Field("neumf", description="Network: gmf, mlp or neumf (both fused).")
+    n_factors: int = Field(32, ge=1, le=4096, description="GMF embedding width.")
+    layers: tuple[int, ...] = Field(
+        (128, 64),
+        description="MLP widths: layers[0] = concatenated embeddings (2 x factors), then hidden.",
+    )
+    dropout: float = Field(0.3, ge=0, lt=1, description="Dropout in the MLP branch.")
+    pretrain: bool = Field(False, description="neumf: start from separately fitted GMF and MLP.")
+    pretrain_epochs: int | None = Field(
+        None, ge=1, le=10_000, description="Epochs of each pre-training fit (None: epochs)."
+    )
+    pretrain_lr: float | None = Field(
+        None, gt=0, le=10, description="Learning rate of the pre-training fits (None: lr)."
+    )
+    alpha: float = Field(
+        0.5, ge=0, le=1, description="Pre-training: weight of GMF's predict layer."
+    )
+    y_range: YRange = "auto"
+    # One thread, as for mf (see MFConfig.num_threads): faster on a busy 2-core machine.
+    num_threads: int | None = Field(1, ge=1, description="Torch CPU threads (None: default).")
+    epochs: int = Field(20, ge=1, le=10_000)
+    batch_size: int = Field(1024, ge=1, le=10_000_000)
+    lr: float = Field(3e-3, gt=0, le=10)
+    # Decoupled decay: Adam's L2 shrinks rarely-sampled rows by ~lr every step whatever the decay
+    # coefficient (Adam normalises the gradient), which wrecks implicit training.
+    optimizer: OptimizerName = "adamw"
+    weight_decay: float = Field(1.0, ge=0)
+    schedule: ScheduleName = "constant"
+
+    @model_validator(mode="after")
+    def _check(self) -> NCFConfig:
+        if len(self.layers) < 2 or any(w < 1 for w in self.layers) or self.layers[0] % 2:
+            raise ValueError(
+                "layers needs >= 2 positive widths and an even first one (2 x MLP factors), "
+                f"e.g. [128, 64]; got {list(self.layers)}"
+            )
+        if self.pretrain and self.variant != "neumf":
+            raise ValueError("pretrain applies to variant 'neumf' only; set pretrain = false")
+        return self
+
+
+class NCF(NeuralRecommender):
+    """Neural Collaborative Filtering recommender (GMF, MLP or NeuMF; see the module docstring).
+
+    Scores: GMF ``h^T(p_u ⊙ q_i)``, MLP ``h^T φ([p_u; q_i])``, NeuMF both fused; explicit outputs go
+    through the scaled sigmoid ``y_range``. Loss: MSE (explicit) or BCE with sampled negatives /
+    BPR (implicit). Citation: He et al., "Neural Collaborative Filtering", WWW 2017.
+
+    Fitted attributes (besides the neural base ones):
+        pretrain_history_: per-epoch histories of the GMF and MLP pre-training fits
+            (``{"gmf": ..., "mlp": ...}``; empty without pre-training; not saved).
+    """
+
+    name: ClassVar[str] = "ncf"
+    Config: ClassVar[type[ModelConfig]] = NCFConfig
+    center_output: ClassVar[bool] = True
+
+    pretrain_history_: dict[str, pd.DataFrame]
+    _pretrained: tuple[GMF, NCFMLP] | None = None
+
+    def _cfg(self) -> NCFConfig:
+        cfg = self.config
+        assert isinstance(cfg, NCFConfig)
+        return cfg
+
+    def build_network(self) -> nn.Module:
+        cfg = self._cfg()
+        if cfg.variant == "gmf":
+            return GMF(self.n_users, self.n_items, cfg.n_factors, init_std=cfg.init_std)
+        if cfg.variant == "mlp":
+            return NCFMLP(
+                self.n_users, self.n_items, cfg.layers, dropout=cfg.dropout, init_std=cfg.init_std
+            )
+        net = NeuMF(
+            self.n_users,
+            self.n_items,
+            cfg.n_factors,
+            cfg.layers,
+            dropout=cfg.dropout,
+            init_std=cfg.init_std,
+        )
+        if self._pretrained is not None:
+            net.load_pretrained(*self._pretrained, alpha=cfg.alpha)
+        return net
+
+    def _fit(self, train: Interactions, valid: Interactions | None) -> None:
+        cfg = self._cfg()
+        self.pretrain_history_ = {}
+        if not cfg.pretrain:
+            super()._fit(train, valid)
+            return
+        # Same data, sizes, seed and objective; only the variant (and epochs) differ.
+        base: dict[str, Any] = cfg.model_dump()
+        base.update(
+            pretrain=False, epochs=cfg.pretrain_epochs or cfg.epochs, lr=cfg.pretrain_lr or cfg.lr
+        )
+        nets: dict[str, nn.Module] = {}
+        for variant in ("gmf", "mlp"):
+            sub = NCF(base, variant=variant).fit(train, valid)
+            self.pretrain_history_[variant] = sub.history_
+            head = sub._module()
+            assert isinstance(head, OutputHead)
+            nets[variant] = head.inner.cpu()
+        gmf, mlp = nets["gmf"], nets["mlp"]
+        assert isinstance(gmf, GMF) and isinstance(mlp, NCFMLP)
+        self._pretrained = (gmf, mlp)
+        try:
+            super()._fit(train, valid)
+        finally:
+            self._pretrained = None
+
+    def network(self) -> GMF | NCFMLP | NeuMF:
+        """The trained family network (inside the output head)."""
+        head = self._module()
+        assert isinstance(head, OutputHead)
+        inner = head.inner
+        assert isinstance(inner, GMF | NCFMLP | NeuMF)
+        return inner
+
+    def item_vectors(self) -> FloatArray | None:
+        """Item embeddings ``(n_items, d)``: ``q_i`` (GMF, MLP) or ``[q^G_i ; q^M_i]`` (NeuMF)."""
+        net = self.network()
+        if isinstance(net, NeuMF):
+            w = torch.cat([net.gmf.item_emb.weight, net.mlp.item_emb.weight], dim=1)
+        else:
+            w = net.item_emb.weight
+        out: FloatArray = w.detach().float().cpu().numpy()
+        return out

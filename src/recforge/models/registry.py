@@ -25,6 +25,8 @@ _MODELS: dict[str, str] = {
     "mf": "recforge.models.mf:MF",
     "biased_mf": "recforge.models.mf:BiasedMF",
     "embedding_net": "recforge.models.embedding_net:EmbeddingNet",
+    "ncf": "recforge.models.ncf:NCF",
+    "two_tower": "recforge.models.two_tower:TwoTower",
     "autorec": "recforge.models.autorec:AutoRec",
     "mult_vae": "recforge.models.vae:MultVAE",
     "mult_dae": "recforge.models.vae:MultDAE",

@@ -17,14 +17,43 @@ sampling probability (its training frequency) — the optional logQ correction t
 items being over-penalised for appearing often as negatives. Repeated items in a batch are masked
 so an item is never its own negative. Original dual-encoder reference: Covington, Adams and
 Sargin, "Deep Neural Networks for YouTube Recommendations", RecSys 2016.
+
+Recommender (:class:`TwoTower`, registered as ``two_tower``): ``loss="auto"`` picks MSE for rated
+data and the in-batch softmax otherwise. Item features are the multi-hot genres of
+``Interactions.item_meta["genres"]`` when that column exists (``use_features``); without metadata
+the item tower sees ids only. Retrieval vectors (:meth:`TwoTower.user_vectors`,
+:meth:`TwoTower.item_vectors`) are the tower outputs, augmented for explicit models with biases as
+``[u ; 1 ; b_u]`` and ``[v ; b_i ; 1]`` so that their inner product is the whole raw score; and
+:meth:`TwoTower.score_items` is literally ``user_vectors @ item_vectors.T`` (plus the global mean,
+and the monotone ``y_range`` sigmoid if one is configured), so an inner-product index over
+``item_vectors()`` returns the model's own top-k.
+
+New users: explicit models use the generic gradient fold-in of
+:class:`~recforge.models.neural.NeuralRecommender`; softmax models fit a fresh user embedding
+``e`` (from the average user ``e₀``) minimising the full-softmax negative log likelihood of the
+rated items plus ``fold_in_reg · ‖e − e₀‖²``, towers frozen (same optimizer options).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Literal
 
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
 import torch
+from pydantic import Field, model_validator
 from torch import nn
+from torch.nn import functional as F
+
+from recforge.config import ModelConfig, OptimizerName, ScheduleName
+from recforge.data.interactions import Interactions
+from recforge.data.vocab import IdVocab
+from recforge.models.base import DEFAULT_SCORE_CHUNK, FloatArray, IndexArray
+from recforge.models.neural import NeuralConfig, NeuralRecommender, OutputHead, YRange
+from recforge.train.losses import Batch, Objective, RatingMSE
+from recforge.train.trainer import Validator, rating_validator, threads
 
 
 def _tower(in_dim: int, layers: Sequence[int], dropout: float) -> nn.Sequential:
@@ -111,6 +140,13 @@ class TwoTowerNet(nn.Module):
         else:
             self.user_bias = self.item_bias = None
         self.out_dim = int(layers[-1])
+        # Rows indexed by user / item (batch L2 and the generic new-user fold-in read these).
+        self.user_param_names: tuple[str, ...] = ("user_emb.weight",) + (
+            ("user_bias.weight",) if use_bias else ()
+        )
+        self.item_param_names: tuple[str, ...] = ("item_emb.weight",) + (
+            ("item_bias.weight",) if use_bias else ()
+        )
 
     def _finish(self, x: torch.Tensor) -> torch.Tensor:
         return nn.functional.normalize(x, dim=-1) if self.normalize else x
@@ -183,3 +219,330 @@ def in_batch_softmax_loss(
     logits = logits.masked_fill(same, torch.finfo(logits.dtype).min)
     target = torch.arange(len(item_idx), device=logits.device)
     return nn.functional.cross_entropy(logits, target)
+
+
+# ====================================================================== item features
+_NO_GENRE = {"", "(no genres listed)", "unknown"}
+
+
+def genre_matrix(item_meta: pd.DataFrame | None, items: IdVocab) -> npt.NDArray[np.float32] | None:
+    """Multi-hot ``(n_items, n_genres)`` matrix from ``item_meta["genres"]``, rows in vocab order.
+
+    Genre cells may be lists/arrays of names or ``"A|B"`` strings; items without metadata get an
+    all-zero row. Genres are sorted by name so the columns are reproducible. Returns None when
+    there is no metadata, no ``genres`` column or no genre at all.
+    """
+    if item_meta is None or "genres" not in item_meta.columns:
+        return None
+    cells = item_meta["genres"].reindex(pd.Index(items.ids))
+    cells = pd.Series(cells.to_numpy(), index=np.arange(len(items)), dtype=object)
+    flat = cells.explode()
+    flat = flat[flat.notna()].astype(str)
+    if flat.str.contains("|", regex=False).any():
+        flat = flat.str.split("|").explode()
+    flat = flat.str.strip()
+    flat = flat[~flat.str.lower().isin(_NO_GENRE)]
+    if flat.empty:
+        return None
+    names = np.unique(flat.to_numpy(dtype=str))
+    out = np.zeros((len(items), len(names)), dtype=np.float32)
+    out[flat.index.to_numpy(dtype=np.int64), np.searchsorted(names, flat.to_numpy(dtype=str))] = 1.0
+    return out
+
+
+# ====================================================================== objective
+class InBatchSoftmax(Objective):
+    """:func:`in_batch_softmax_loss` over each batch of positive pairs.
+
+    Batch keys: ``user``, ``item`` (positives). ``log_q`` (``(n_items,)``, optional) is the log
+    of each item's sampling probability, its share of the training positives.
+    """
+
+    def __init__(self, temperature: float, log_q: torch.Tensor | None = None) -> None:
+        self.temperature = float(temperature)
+        self.log_q = log_q
+
+    def to(self, device: torch.device) -> InBatchSoftmax:
+        if self.log_q is not None:
+            self.log_q = self.log_q.to(device)
+        return self
+
+    def loss(self, module: nn.Module, batch: Batch) -> torch.Tensor:
+        net = module.inner if isinstance(module, OutputHead) else module
+        assert isinstance(net, TwoTowerNet)
+        user, item = batch["user"], batch["item"]
+        log_q = None if self.log_q is None else self.log_q[item]
+        return in_batch_softmax_loss(
+            net.user_vectors(user),
+            net.item_vectors(item),
+            item,
+            temperature=self.temperature,
+            log_q=log_q,
+        )
+
+
+# ====================================================================== recommender
+class TwoTowerConfig(NeuralConfig):
+    """Hyper-parameters of ``two_tower``; the defaults are the ones measured on ML-100k u1..u5."""
+
+    loss: Literal["auto", "mse", "softmax"] = Field(
+        "auto", description='"mse" (ratings), "softmax" (in-batch); "auto": mse if rated.'
+    )
+    n_factors: int = Field(64, ge=1, le=4096, description="Id embedding width of both towers.")
+    layers: tuple[int, ...] = Field(
+        (128, 64), description="Tower widths; the last is the retrieval dimension."
+    )
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout between tower layers.")
+    use_features: bool = Field(True, description="Feed item genres to the item tower if known.")
+    feature_dim: int = Field(16, ge=1, le=4096, description="Width of the genre embedding.")
+    biases: bool = Field(True, description="mse: learn user and item biases (plus global mean).")
+    normalize: bool | None = Field(
+        None, description="L2-normalise tower outputs; None: on for softmax, off for mse."
+    )
+    temperature: float = Field(0.1, gt=0, description="softmax: logits are scores / temperature.")
+    log_q: bool = Field(True, description="softmax: subtract log item frequency (logQ).")
+    positive_threshold: float | None = Field(
+        None, description="softmax on rated data: only ratings >= this count as positives."
+    )
+    y_range: YRange = "none"
+    init_std: float = Field(0.05, gt=0)
+    # One thread, as for mf (see MFConfig.num_threads): faster on a busy 2-core machine.
+    num_threads: int | None = Field(1, ge=1, description="Torch CPU threads (None: default).")
+    epochs: int = Field(20, ge=1, le=10_000)
+    batch_size: int = Field(1024, ge=2, le=10_000_000)
+    lr: float = Field(3e-3, gt=0, le=10)
+    # Decoupled decay (see recforge.models.ncf): Adam's L2 over-shrinks rarely-sampled rows.
+    optimizer: OptimizerName = "adamw"
+    weight_decay: float = Field(1.0, ge=0)
+    schedule: ScheduleName = "constant"
+
+    @model_validator(mode="after")
+    def _check(self) -> TwoTowerConfig:
+        if not self.layers or any(w < 1 for w in self.layers):
+            raise ValueError(f"layers needs >= 1 positive width, got {list(self.layers)}")
+        return self
+
+
+class TwoTower(NeuralRecommender):
+    """Two-tower retrieval model ``s(u, i) = T_U(e_u) · T_I([e_i ; genres_i])`` (module docstring).
+
+    Loss: MSE on ratings (with learned biases and the global mean), or in-batch sampled softmax
+    with temperature and optional logQ correction for implicit feedback. Citations: Covington et
+    al. 2016 (YouTube DNN); Yi et al. 2019 (sampling-bias-corrected two-tower retrieval).
+    """
+
+    name: ClassVar[str] = "two_tower"
+    Config: ClassVar[type[ModelConfig]] = TwoTowerConfig
+    center_output: ClassVar[bool] = True
+
+    _item_cache: torch.Tensor | None = None
+
+    def _cfg(self) -> TwoTowerConfig:
+        cfg = self.config
+        assert isinstance(cfg, TwoTowerConfig)
+        return cfg
+
+    def objective_kind(self) -> Literal["mse", "softmax"]:
+        """The training objective: ``config.loss`` with ``"auto"`` resolved from the data."""
+        loss = self._cfg().loss
+        if loss == "auto":
+            return "mse" if self.rating_scale_ is not None else "softmax"
+        return loss
+
+    def loss_kind(self) -> Literal["mse", "bce", "bpr"]:
+        """The base class's view: ``"mse"`` for ratings; the softmax is reported as ``"bce"``.
+
+        The base uses it only to tell rating outputs (y_range, offset, clipping, squared-error
+        fold-in) from implicit scores, which is all it needs to know about the softmax.
+        """
+        return "mse" if self.objective_kind() == "mse" else "bce"
+
+    # ------------------------------------------------------------------ network and training
+    def build_network(self) -> nn.Module:
+        cfg = self._cfg()
+        explicit = self.objective_kind() == "mse"
+        feats = genre_matrix(self.item_meta_, self.items_) if cfg.use_features else None
+        return TwoTowerNet(
+            self.n_users,
+            self.n_items,
+            cfg.n_factors,
+            cfg.layers,
+            item_features=None if feats is None else torch.from_numpy(feats),
+            feature_dim=cfg.feature_dim,
+            dropout=cfg.dropout,
+            use_bias=cfg.biases and explicit,
+            normalize=(not explicit) if cfg.normalize is None else cfg.normalize,
+            init_std=cfg.init_std,
+        )
+
+    def training_setup(self, train: Interactions) -> tuple[dict[str, torch.Tensor], Objective]:
+        """MSE on ratings, or the in-batch softmax over positive pairs."""
+        self._item_cache = None
+        if self.objective_kind() == "mse":
+            data = {
+                "user": torch.from_numpy(train.user_idx.astype(np.int64)),
+                "item": torch.from_numpy(train.item_idx.astype(np.int64)),
+                "rating": torch.from_numpy(train.rating.astype(np.float32)),
+            }
+            return data, RatingMSE()
+        u, i = self._positives(train)
+        return {"user": torch.from_numpy(u), "item": torch.from_numpy(i)}, self._softmax(i)
+
+    def _softmax(self, positives: npt.NDArray[np.int64]) -> InBatchSoftmax:
+        cfg = self._cfg()
+        log_q = None
+        if cfg.log_q:
+            counts = np.bincount(positives, minlength=self.n_items).astype(np.float64)
+            # Items never seen as positives never appear in a batch; any finite value will do.
+            q = np.maximum(counts, 1.0) / max(counts.sum(), 1.0)
+            log_q = torch.from_numpy(np.log(q).astype(np.float32))
+        return InBatchSoftmax(cfg.temperature, log_q)
+
+    def make_validator(self, train: Interactions, valid: Interactions) -> Validator | None:
+        """Rating RMSE/MAE (mse) or the in-batch softmax loss of the validation positives."""
+        if len(valid) == 0:
+            return None
+        cfg = self._cfg()
+        if self.objective_kind() == "mse":
+            return rating_validator(
+                torch.from_numpy(valid.user_idx.astype(np.int64)),
+                torch.from_numpy(valid.item_idx.astype(np.int64)),
+                torch.from_numpy(valid.rating.astype(np.float32)),
+                clip=self.rating_scale_,
+                batch_size=cfg.eval_batch_size,
+            )
+        vu, vi = self._positives(valid)
+        if len(vu) < 2:
+            return None
+        objective = self._softmax(self._positives(train)[1])
+        users, items = torch.from_numpy(vu), torch.from_numpy(vi)
+        size = cfg.batch_size
+
+        def validate(module: nn.Module) -> dict[str, float]:
+            objective.to(next(module.parameters()).device)
+            device = next(module.parameters()).device
+            total = 0.0
+            for s in range(0, len(users), size):
+                batch = {
+                    "user": users[s : s + size].to(device),
+                    "item": items[s : s + size].to(device),
+                }
+                total += float(objective(module, batch)) * len(batch["user"])
+            return {"valid_loss": total / len(users)}
+
+        return validate
+
+    def set_state(self, state: Mapping[str, npt.NDArray[Any]]) -> None:
+        """Rebuild the network and load its weights (see the base class)."""
+        self._item_cache = None
+        super().set_state(state)
+
+    # ------------------------------------------------------------------ retrieval vectors
+    def _parts(self) -> tuple[OutputHead, TwoTowerNet]:
+        head = self._module()
+        assert isinstance(head, OutputHead) and isinstance(head.inner, TwoTowerNet)
+        return head, head.inner
+
+    def network(self) -> TwoTowerNet:
+        """The trained two-tower network (inside the output head)."""
+        return self._parts()[1]
+
+    def _item_matrix(self) -> torch.Tensor:
+        """Retrieval vectors of every item, ``(n_items, k')``, computed once per fitted model."""
+        if self._item_cache is None:
+            _, net = self._parts()
+            net.eval()
+            with torch.no_grad():
+                v = net.item_vectors()
+                if net.use_bias:
+                    ones = torch.ones(len(v), 1, device=v.device)
+                    v = torch.cat([v, net.item_bias_of()[:, None], ones], dim=1)
+            self._item_cache = v
+        return self._item_cache
+
+    def _user_matrix(self, user_idx: torch.Tensor) -> torch.Tensor:
+        _, net = self._parts()
+        net.eval()
+        with torch.no_grad():
+            u = net.user_vectors(user_idx)
+            if net.use_bias:
+                ones = torch.ones(len(u), 1, device=u.device)
+                u = torch.cat([u, ones, net.user_bias_of(user_idx)[:, None]], dim=1)
+        return u
+
+    def item_vectors(self) -> FloatArray | None:
+        """Item retrieval vectors ``(n_items, k)`` (``k + 2`` with biases: ``[v ; b_i ; 1]``)."""
+        out: FloatArray = self._item_matrix().float().cpu().numpy()
+        return out
+
+    def user_vectors(self, user_idx: npt.NDArray[np.integer[Any]]) -> FloatArray:
+        """User retrieval vectors ``(len(user_idx), k)`` (``k + 2`` with biases ``[u; 1; b_u]``)."""
+        users = torch.as_tensor(np.asarray(user_idx, dtype=np.int64), device=self._device())
+        out: FloatArray = self._user_matrix(users).float().cpu().numpy()
+        return out
+
+    def score_items(self, user_idx: npt.NDArray[np.integer[Any]]) -> FloatArray:
+        """``activate(user_vectors(u) @ item_vectors().T)``: ``(len(user_idx), n_items)``.
+
+        ``activate`` adds the global mean (explicit models) and applies a configured y_range.
+        """
+        head, _ = self._parts()
+        items = self._item_matrix()
+        users = torch.as_tensor(np.asarray(user_idx, dtype=np.int64), device=self._device())
+        out = np.empty((len(users), self.n_items), dtype=np.float32)
+        with torch.no_grad():
+            for s in range(0, len(users), DEFAULT_SCORE_CHUNK):
+                chunk = users[s : s + DEFAULT_SCORE_CHUNK]
+                raw = self._user_matrix(chunk) @ items.T
+                out[s : s + len(chunk)] = head.activate(raw).float().cpu().numpy()
+        return out
+
+    # ------------------------------------------------------------------ new users
+    def fold_in_scores(self, item_idx: IndexArray, ratings: FloatArray) -> FloatArray:
+        """Scores of every item for a new user (module docstring: gradient fold-in)."""
+        if self.objective_kind() == "mse":
+            return super().fold_in_scores(item_idx, ratings)
+        cfg = self._cfg()
+        head, net = self._parts()
+        net.eval()
+        device = self._device()
+        with torch.no_grad():
+            items = self._item_matrix()
+            start = net.user_emb.weight.mean(0, keepdim=True)
+        emb = start.clone().requires_grad_(True)
+        idx = np.asarray(item_idx, dtype=np.int64)
+        if cfg.positive_threshold is not None and (ratings >= cfg.positive_threshold).any():
+            # Same notion of a positive as in training.
+            idx = idx[ratings >= cfg.positive_threshold]
+        rated = torch.as_tensor(idx, device=device)
+
+        def objective() -> torch.Tensor:
+            logits = (net._finish(net.user_tower(emb)) @ items.T) / cfg.temperature
+            # Summed over rated items (like the base fold-in), so the pull weighs one item's worth.
+            nll = F.cross_entropy(logits.expand(len(rated), -1), rated, reduction="sum")
+            return nll + cfg.fold_in_reg * (emb - start).pow(2).sum()
+
+        with torch.enable_grad(), threads(cfg.num_threads):
+            if cfg.fold_in_optimizer == "lbfgs":
+                lbfgs = torch.optim.LBFGS(
+                    [emb], lr=1.0, max_iter=cfg.fold_in_steps, line_search_fn="strong_wolfe"
+                )
+
+                def closure() -> torch.Tensor:
+                    lbfgs.zero_grad()
+                    loss = objective()
+                    loss.backward()  # type: ignore[no-untyped-call]
+                    return loss
+
+                lbfgs.step(closure)  # type: ignore[no-untyped-call]
+            else:
+                adam = torch.optim.Adam([emb], lr=cfg.fold_in_lr)
+                for _ in range(cfg.fold_in_steps):
+                    adam.zero_grad()
+                    loss = objective()
+                    loss.backward()  # type: ignore[no-untyped-call]
+                    adam.step()
+        with torch.no_grad():
+            scores = head.activate(net._finish(net.user_tower(emb)) @ items.T)[0]
+        out: FloatArray = scores.float().cpu().numpy()
+        return out
