@@ -28,6 +28,14 @@ their weights copied into NeuMF and the fused predict layer set to ``[α h^GMF ;
 (``alpha = 0.5``); then NeuMF trains as configured. The paper switches to plain SGD for this
 last phase (Adam's moment estimates are not carried over); set ``optimizer = "sgd"`` for that.
 
+Defaults (all variants): AdamW with decoupled weight decay 1.0 at a constant lr 3e-3, 20 epochs
+of 1024-row batches, dropout 0.3 in the MLP branch, 32 GMF factors, MLP layers (128, 64), one
+torch thread. Decoupled decay matters: Adam's L2 (``optimizer="adam"``) shrinks every row by about
+``lr`` per step whatever its coefficient, since Adam normalises the gradient; that regularised
+explicit models well but stopped implicit ones learning (NeuMF hit-rate@10 on planted data 0.14,
+vs 0.92 with AdamW). Measured with ``benchmarks/ml100k_folds.py`` (ML-100k u1..u5, mean RMSE,
+explicit; biases baseline 0.947): gmf 0.932, mlp 0.925, neumf 0.914, neumf with pretrain 0.912.
+
 Scoring every item for a batch of users (ranking) never loops over items: GMF folds ``h`` into the
 item matrix and does one matmul; the MLP splits its first layer as ``W [p; q] = W_u p + W_i q``, so
 the item half is computed once for all items and broadcast-added to the user half, in user chunks

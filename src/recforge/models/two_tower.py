@@ -28,10 +28,17 @@ the item tower sees ids only. Retrieval vectors (:meth:`TwoTower.user_vectors`,
 and the monotone ``y_range`` sigmoid if one is configured), so an inner-product index over
 ``item_vectors()`` returns the model's own top-k.
 
+Defaults: id embeddings of 64, towers (128, 64), genre embedding 16, AdamW with decoupled weight
+decay 1.0 at a constant lr 3e-3, 20 epochs of 1024-row batches; softmax temperature 0.1 with logQ
+correction (planted implicit data, hit-rate@10: 0.94 with logQ, 0.82 without). Measured with
+``benchmarks/ml100k_folds.py`` (ML-100k u1..u5, explicit): mean RMSE 0.925 (biases baseline 0.947).
+
 New users: explicit models use the generic gradient fold-in of
 :class:`~recforge.models.neural.NeuralRecommender`; softmax models fit a fresh user embedding
 ``e`` (from the average user ``e₀``) minimising the full-softmax negative log likelihood of the
-rated items plus ``fold_in_reg · ‖e − e₀‖²``, towers frozen (same optimizer options).
+rated items plus ``fold_in_reg · ‖e − e₀‖²``, towers frozen (same optimizer options); on planted
+data this finds the withheld item for 98% of re-created users where the generic balanced log loss
+over bounded cosine scores finds 95%, in a quarter of the time.
 """
 
 from __future__ import annotations
