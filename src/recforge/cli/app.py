@@ -265,3 +265,88 @@ def _reclist_json(rec: Any, model: Any) -> dict[str, Any]:
             for iid, s in zip(rec.item_ids.tolist(), rec.scores.tolist(), strict=True)
         ],
     }
+
+
+# ---------------------------------------------------------------------------- export
+@app.command("export")
+def export_cmd(
+    run: Annotated[
+        Path | None, typer.Argument(help="Run directory to export (omit with --list/--activate).")
+    ] = None,
+    db: Annotated[
+        str,
+        typer.Option("--db", help="Store URL: sqlite:///recs.db or postgresql://user@host/db."),
+    ] = "sqlite:///recs.db",
+    k: Annotated[int, typer.Option("-k", "--k", min=1, max=100000, help="Items per user.")] = 100,
+    users: Annotated[
+        str, typer.Option("--users", help="'all', or a file of raw user ids (one per line).")
+    ] = "all",
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", min=1, help="Users scored per chunk.")
+    ] = None,
+    version: Annotated[
+        str | None,
+        typer.Option("--version", help="Version key (default: run folder name + creation time)."),
+    ] = None,
+    list_versions: Annotated[
+        bool, typer.Option("--list", help="List stored versions (time, model, k, users).")
+    ] = False,
+    keep: Annotated[
+        int | None,
+        typer.Option("--keep", min=0, help="Prune all but the N newest versions (active kept)."),
+    ] = None,
+    activate: Annotated[
+        str | None, typer.Option("--activate", help="Mark VERSION as the one the service reads.")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Precompute top-k recommendations into SQLite/PostgreSQL; list, activate and prune versions.
+
+    An export is one transaction: readers see the previous state until it completes, and an
+    interrupted export leaves no rows behind. Steps run in the order export, activate, keep, list.
+    """
+    from recforge.cli._output import console, emit_json
+    from recforge.errors import ConfigError
+    from recforge.export import export_run, read_user_file
+    from recforge.store import open_store
+
+    if run is None and not (list_versions or keep is not None or activate):
+        raise ConfigError("give a run directory to export, or --list / --activate / --keep")
+    out: dict[str, Any] = {}
+    if run is not None:
+        wanted = None if users == "all" else read_user_file(users)
+        result = export_run(run, db, k, wanted, batch_size, version=version, progress=not json_out)
+        out["export"] = result.as_dict()
+    with open_store(db, create=run is not None or activate is None) as store:
+        if activate:
+            store.activate(activate)
+            out["activated"] = activate
+        if keep is not None:
+            out["pruned"] = store.prune(keep)
+        if list_versions:
+            out["versions"] = [v.as_dict() for v in store.list()]
+    if json_out:
+        emit_json(out)
+        return
+    con = console()
+    if "export" in out:
+        e = out["export"]
+        con.print(
+            f"exported {e['version']}: {e['rows']} rows for {e['users']} users (k={e['k']}) "
+            f"in {e['seconds_total']:.1f} s ({e['rows_per_second']:.0f} rows/s)"
+            + ("  [active]" if e["active"] else "")
+        )
+    if "activated" in out:
+        con.print(f"active version: {out['activated']}")
+    if "pruned" in out:
+        pruned = out["pruned"]
+        con.print(f"pruned {len(pruned)} version(s)" + "".join(f"\n  {v}" for v in pruned))
+    if "versions" in out:
+        if not out["versions"]:
+            con.print("no versions stored")
+        for v in out["versions"]:
+            mark = "*" if v["active"] else " "
+            con.print(
+                f"{mark} {v['model_version']:<40} {v['exported_at'][:19]}  {v['model_name']:<14} "
+                f"k={v['k']:<5} users={v['n_users']:<8} rows={v['n_rows']}"
+            )
