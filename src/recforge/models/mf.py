@@ -244,7 +244,7 @@ class BiasedMF(NeuralRecommender):
         idx = np.asarray(item_idx, dtype=np.int64)
         t = r - c - b_i[idx]
         x = np.hstack([q[idx], np.ones((len(idx), 1))])
-        lam = cfg.fold_in_reg
+        lam = self.fold_in_reg()
         a = x.T @ x + lam * np.eye(x.shape[1])
         w = np.linalg.solve(a, x.T @ t + lam * w0)
         raw = q @ w[:-1] + w[-1] + b_i + c

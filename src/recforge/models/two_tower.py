@@ -522,12 +522,13 @@ class TwoTower(NeuralRecommender):
             # Same notion of a positive as in training.
             idx = idx[ratings >= cfg.positive_threshold]
         rated = torch.as_tensor(idx, device=device)
+        reg = self.fold_in_reg()
 
         def objective() -> torch.Tensor:
             logits = (net._finish(net.user_tower(emb)) @ items.T) / cfg.temperature
             # Summed over rated items (like the base fold-in), so the pull weighs one item's worth.
             nll = F.cross_entropy(logits.expand(len(rated), -1), rated, reduction="sum")
-            return nll + cfg.fold_in_reg * (emb - start).pow(2).sum()
+            return nll + reg * (emb - start).pow(2).sum()
 
         with torch.enable_grad(), threads(cfg.num_threads):
             if cfg.fold_in_optimizer == "lbfgs":
