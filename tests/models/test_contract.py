@@ -233,13 +233,13 @@ class TestEase(ModelContract):
 
 class TestAlsImplicit(ModelContract):
     model_name = "als"
-    config = {"factors": 16, "iterations": 8}
+    config = {"n_factors": 16, "iterations": 8}
     explicit = False
 
 
 class TestAlsExplicit(ModelContract):
     model_name = "als"
-    config = {"objective": "explicit", "factors": 16, "iterations": 8}
+    config = {"objective": "explicit", "n_factors": 16, "iterations": 8}
     explicit = True
 
 
