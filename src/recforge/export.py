@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from recforge.errors import ConfigError, DataError
+from recforge.errors import ConfigError, DataError, UnknownIdError
 from recforge.store.sql import RowBlock, Store, VersionInfo, open_store
 
 __all__ = ["ExportResult", "default_version", "export_model", "export_run", "read_user_file"]
@@ -99,9 +99,11 @@ def _user_indices(model: Any, users: Any) -> np.ndarray[Any, np.dtype[np.int64]]
     else:
         wanted = list(users)
         if np.asarray(model.users_.ids).dtype.kind in "iu":
-            from recforge.cli.render import coerce_ids
-
-            wanted = coerce_ids([str(u) for u in wanted], model.users_.ids)
+            # ids read from a file are text; this model's ids are integers
+            bad = [u for u in wanted if not str(u).strip().lstrip("-").isdigit()]
+            if bad:
+                raise UnknownIdError(f"unknown user id {bad[0]!r}: this model's ids are integers")
+            wanted = [int(str(u)) for u in wanted]
         idx = np.unique(model.users_.index(np.asarray(wanted)))
     return idx[np.argsort(user_text[idx], kind="stable")]
 

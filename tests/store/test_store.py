@@ -267,3 +267,13 @@ def test_reader_does_not_create(tmp_path: Path) -> None:
 
 def test_recommendation_is_plain_data() -> None:
     assert Recommendation("1", 0.5, 1) == Recommendation("1", 0.5, 1)
+
+
+def test_users_file_with_unknown_ids(db_url: str, small_run: Path) -> None:
+    from recforge.errors import UnknownIdError
+
+    with pytest.raises(UnknownIdError, match="integers"):
+        export_run(small_run, db_url, k=2, users=["abc"], version="x")
+    with pytest.raises(UnknownIdError):
+        export_run(small_run, db_url, k=2, users=["99999"], version="x")
+    assert open_store(db_url).versions() == []

@@ -115,6 +115,8 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA cache_size=-262144")  # 256 MiB page cache: the PK B-tree stays hot
     cur.execute("PRAGMA temp_store=MEMORY")
+    # A big export grows the WAL to the size of the data; truncate it after checkpoints.
+    cur.execute("PRAGMA journal_size_limit=67108864")
     cur.close()
 
 
