@@ -1,0 +1,41 @@
+"""Request dependencies and the stable error strings the API answers with."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fastapi import HTTPException, Request
+
+from recforge.serve.service import Service
+
+if TYPE_CHECKING:
+    from recforge.serve.live import LiveBackend
+
+#: ``detail`` strings clients (and tests) may rely on; ``{}`` is the raw id from the request.
+UNKNOWN_USER = "unknown user: {}"
+UNKNOWN_ITEM = "unknown item: {}"
+NO_ITEM_VECTORS = "this model has no item vectors, so it cannot find similar items"
+NEEDS_RUN = "not available in store mode; start the service with a run directory"
+NO_KNOWN_RATINGS = "none of the rated items is known to the model"
+BODY_TOO_LARGE = "request body too large"
+TOO_MANY_RATINGS = "too many ratings: at most {} per request"
+K_TOO_LARGE = "k must be at most {}"
+
+
+def get_service(request: Request) -> Service:
+    """The service generation current when the request started (read once per request)."""
+    service: Service = request.app.state.service
+    return service
+
+
+def require_live(service: Service) -> LiveBackend:
+    """The live backend, or 503 in store-only mode."""
+    if service.live is None:
+        raise HTTPException(status_code=503, detail=NEEDS_RUN)
+    return service.live
+
+
+def check_k(service: Service, k: int) -> None:
+    """422 when ``k`` exceeds the configured ceiling (the schema already caps it at 1000)."""
+    if k > service.settings.max_k:
+        raise HTTPException(status_code=422, detail=K_TOO_LARGE.format(service.settings.max_k))

@@ -1,0 +1,275 @@
+"""Live mode: answer requests from a loaded run (imports torch through the model classes).
+
+For embedding models the user's top-k comes from an :class:`~recforge.index.ItemIndex` over
+"retrieval vectors" ``(U, V)`` chosen so that the model's score is ``f(U[u] · V[i])`` for a
+monotone ``f`` (the output head's offset / scaled sigmoid). They are derived per family:
+
+* two_tower: its own ``user_vectors``/``item_vectors`` (biases already folded in);
+* ALS: ``[x_u; 1; μ + b_u] · [y_i; b_i; 1]`` (explicit) or ``x_u · y_i`` (implicit);
+* mf / biased_mf networks: ``p_u · q_i`` and ``[p_u; 1; b_u] · [q_i; b_i; 1]``.
+
+The derivation is *checked* against ``model.score_items`` on a sample of users when the service
+loads; models for which no derivation exists or the check fails are served by
+``model.recommend`` (exact scoring of every item), so the index can never change an answer
+beyond the approximation of the ANN mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from recforge.errors import ConfigError, UnknownIdError
+from recforge.index import ItemIndex
+from recforge.serve.catalog import Catalog
+from recforge.serve.schemas import Item, ScoredItem
+from recforge.serve.settings import Settings
+
+Transform = Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]]
+_CHECK_USERS = 32
+
+
+def _identity(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    return x
+
+
+def _head_transform(head: Any) -> Transform:
+    import torch
+
+    def apply(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        with torch.no_grad():
+            out: npt.NDArray[np.float32] = (
+                head.activate(torch.from_numpy(np.ascontiguousarray(x))).float().numpy()
+            )
+        return out
+
+    return apply
+
+
+def _derive(model: Any) -> tuple[np.ndarray, np.ndarray, Transform] | None:
+    """Candidate ``(U, V, f)`` for the families we know; None for the others."""
+    n_users = model.n_users
+    if hasattr(model, "user_vectors") and callable(model.user_vectors):
+        vecs = model.item_vectors()
+        head = model._module() if hasattr(model, "_module") else None
+        if vecs is None or head is None or not hasattr(head, "activate"):
+            return None
+        users = model.user_vectors(np.arange(n_users))
+        return users, vecs, _head_transform(head)
+    if hasattr(model, "user_factors_") and hasattr(model, "item_factors_"):
+        x, y = model.user_factors_, model.item_factors_
+        if getattr(model, "_explicit", False):
+            ones_u, ones_i = np.ones((len(x), 1)), np.ones((len(y), 1))
+            mu_bu = (model.global_mean_ + model.user_bias_)[:, None]
+            return (
+                np.hstack([x, ones_u, mu_bu]),
+                np.hstack([y, model.item_bias_[:, None], ones_i]),
+                _identity,
+            )
+        return x, y, _identity
+    module = getattr(model, "module_", None)
+    inner = getattr(module, "inner", None)
+    if module is None or inner is None or not hasattr(module, "activate"):
+        return None
+    if not (hasattr(inner, "user_emb") and hasattr(inner, "item_emb")):
+        return None
+    # Only plain dot-product networks (mf, biased_mf); anything with more layers is not u·v.
+    if type(inner).__name__ not in {"DotModule", "BiasedDotModule"}:
+        return None
+    p = inner.user_emb.weight.detach().float().cpu().numpy()
+    q = inner.item_emb.weight.detach().float().cpu().numpy()
+    if hasattr(inner, "user_bias") and hasattr(inner, "item_bias"):
+        bu = inner.user_bias.weight.detach().float().cpu().numpy()
+        bi = inner.item_bias.weight.detach().float().cpu().numpy()
+        p = np.hstack([p, np.ones((len(p), 1), np.float32), bu])
+        q = np.hstack([q, bi, np.ones((len(q), 1), np.float32)])
+    return p, q, _head_transform(module)
+
+
+def retrieval_vectors(model: Any) -> tuple[np.ndarray, np.ndarray, Transform] | None:
+    """``(U, V, f)`` with ``model.score_items(u) == f(U[u] @ V.T)``, verified; else None."""
+    try:
+        found = _derive(model)
+    except (AttributeError, TypeError, ValueError, ConfigError):
+        return None
+    if found is None:
+        return None
+    users, items, transform = found
+    users = np.ascontiguousarray(users, dtype=np.float32)
+    items = np.ascontiguousarray(items, dtype=np.float32)
+    if users.shape[0] != model.n_users or items.shape[0] != model.n_items:
+        return None
+    if users.shape[1] != items.shape[1]:
+        return None
+    sample = np.random.default_rng(0).choice(
+        model.n_users, size=min(_CHECK_USERS, model.n_users), replace=False
+    )
+    want = np.asarray(model.score_items(sample), dtype=np.float32)
+    got = transform(users[sample] @ items.T)
+    scale = max(1.0, float(np.abs(want).max()))
+    if got.shape != want.shape or not np.allclose(got, want, rtol=1e-3, atol=1e-3 * scale):
+        return None
+    return users, items, transform
+
+
+def _coerce(raw: str, kind: str) -> Any:
+    """A URL/JSON id string in the vocabulary's type; None when it cannot be one of its ids."""
+    if kind in "iu":
+        try:
+            return int(raw)
+        except ValueError:
+            return None
+    if kind == "f":
+        try:
+            return float(raw)
+        except ValueError:
+            return None
+    return raw
+
+
+class LiveBackend:
+    """A loaded run: recommendations, fold-in, similar items, history and popularity.
+
+    Args:
+        run_dir: the run directory.
+        settings: index mode and threshold.
+    """
+
+    def __init__(self, run_dir: str | Path, settings: Settings) -> None:
+        from recforge.artifacts import load_run
+        from recforge.export import default_version
+
+        loaded = load_run(run_dir)
+        self.run_dir = Path(run_dir)
+        self.model = loaded.model
+        self.manifest = loaded.manifest
+        self.model_name = str(self.model.name)
+        self.model_version = default_version(run_dir, loaded.manifest)
+        model = self.model
+        self._user_kind = model.users_.ids.dtype.kind
+        self._item_kind = model.items_.ids.dtype.kind
+        self._item_text = np.asarray([str(i) for i in model.items_.ids.tolist()], dtype=object)
+        seen = model.seen_.tocsr()
+        self._seen_indptr, self._seen_indices = seen.indptr, seen.indices
+        pop = np.asarray(seen.sum(axis=0), dtype=np.float64).ravel()
+        self._popular = np.argsort(-pop, kind="stable")
+        self._popularity = pop
+        self.catalog = Catalog(
+            model.item_meta_, {t: float(c) for t, c in zip(self._item_text, pop, strict=True)}
+        )
+        self.user_vectors: np.ndarray | None = None
+        self.index: ItemIndex | None = None
+        self._transform: Transform = _identity
+        found = retrieval_vectors(model)
+        if found is not None:
+            self.user_vectors, items, self._transform = found
+            self.index = ItemIndex(items, mode=settings.index, ann_threshold=settings.ann_threshold)
+        self.similar_index: ItemIndex | None = None
+        vecs = model.item_vectors()
+        if vecs is not None:
+            vecs = np.asarray(vecs, dtype=np.float32)
+            norms = np.linalg.norm(vecs, axis=1, keepdims=True)
+            unit = vecs / np.where(norms > 0, norms, 1.0)
+            self.similar_index = ItemIndex(
+                unit, mode=settings.index, ann_threshold=settings.ann_threshold
+            )
+
+    # ------------------------------------------------------------------ ids
+    @property
+    def n_users(self) -> int:
+        return int(self.model.n_users)
+
+    @property
+    def n_items(self) -> int:
+        return int(self.model.n_items)
+
+    def user_index(self, user_id: str) -> int | None:
+        """Index of a raw user id given as text, or None when unknown."""
+        raw = _coerce(user_id, self._user_kind)
+        if raw is None:
+            return None
+        idx = int(self.model.users_.index([raw], missing="negative")[0])
+        return idx if idx >= 0 else None
+
+    def item_index(self, item_id: str) -> int | None:
+        """Index of a raw item id given as text, or None when unknown."""
+        raw = _coerce(item_id, self._item_kind)
+        if raw is None:
+            return None
+        idx = int(self.model.items_.index([raw], missing="negative")[0])
+        return idx if idx >= 0 else None
+
+    def _scored(
+        self, idx: npt.NDArray[np.int64], scores: npt.NDArray[np.float32]
+    ) -> list[ScoredItem]:
+        ok = idx >= 0
+        out = []
+        for rank, (i, s) in enumerate(zip(idx[ok].tolist(), scores[ok].tolist(), strict=True), 1):
+            base = self.catalog.item(self._item_text[i])
+            out.append(ScoredItem(**base.__dict__, rank=rank, score=float(s)))
+        return out
+
+    # ------------------------------------------------------------------ answers
+    def recommend(self, user_id: str, k: int, exclude_seen: bool) -> list[ScoredItem] | None:
+        """Top-k for a known user (None when unknown)."""
+        u = self.user_index(user_id)
+        if u is None:
+            return None
+        if self.index is not None and self.user_vectors is not None:
+            seen = self._seen_indices[self._seen_indptr[u] : self._seen_indptr[u + 1]]
+            idx, raw = self.index.search(
+                self.user_vectors[u], k, exclude=[seen] if exclude_seen else None
+            )
+            scores = np.where(np.isfinite(raw), self._transform(raw), raw)
+            return self._scored(idx[0], scores[0])
+        idx2, val = self.model.recommend_idx(np.asarray([u]), k, exclude_seen=exclude_seen)
+        return self._scored(idx2[0], val[0])
+
+    def popular(self, k: int) -> list[ScoredItem]:
+        """The ``k`` most-interacted items of the training data."""
+        top = self._popular[:k]
+        return self._scored(top, self._popularity[top].astype(np.float32))
+
+    def fold_in(
+        self, ratings: Mapping[str, float], k: int, exclude_rated: bool
+    ) -> list[ScoredItem]:
+        """Recommendations for a new user's ratings (unknown items ignored)."""
+        from recforge.errors import DataError
+
+        coerced = {}
+        for key, value in ratings.items():
+            raw = _coerce(key, self._item_kind)
+            if raw is not None:
+                coerced[raw] = value
+        if not coerced:
+            raise DataError("none of the rated items is known to the model")
+        rec = self.model.recommend_for_ratings(coerced, k, exclude_rated=exclude_rated)
+        idx = self.model.items_.index(rec.item_ids, missing="negative")
+        return self._scored(idx, rec.scores)
+
+    def similar(self, item_id: str, k: int) -> list[ScoredItem]:
+        """The ``k`` items most cosine-similar to ``item_id`` (UnknownIdError when unknown)."""
+        i = self.item_index(item_id)
+        if i is None:
+            raise UnknownIdError(f"unknown item: {item_id}")
+        if self.similar_index is None:
+            raise ConfigError("this model has no item vectors, so it cannot find similar items")
+        vecs = self.similar_index.vectors
+        idx, val = self.similar_index.search(vecs[i], k, exclude=[np.asarray([i])])
+        return self._scored(idx[0], val[0])
+
+    def history(self, user_id: str) -> list[Item] | None:
+        """Items a known user interacted with in training (None when unknown)."""
+        u = self.user_index(user_id)
+        if u is None:
+            return None
+        seen = self._seen_indices[self._seen_indptr[u] : self._seen_indptr[u + 1]]
+        return [self.catalog.item(self._item_text[i]) for i in seen.tolist()]
+
+    def describe_index(self) -> dict[str, int | str] | None:
+        """The retrieval index, or None when the model scores every item itself."""
+        return None if self.index is None else self.index.describe()

@@ -1,0 +1,51 @@
+"""POST /recommendations: a new user's ratings, answered by fold-in (no retraining)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException
+
+from recforge.errors import DataError
+from recforge.serve.deps import (
+    NO_KNOWN_RATINGS,
+    TOO_MANY_RATINGS,
+    check_k,
+    get_service,
+    require_live,
+)
+from recforge.serve.schemas import ErrorBody, NewUserRequest, Recommendations
+from recforge.serve.service import Service
+
+router = APIRouter(tags=["new users"])
+
+
+@router.post(
+    "/recommendations",
+    response_model=Recommendations,
+    responses={
+        413: {"model": ErrorBody, "description": "Body too large"},
+        422: {"model": ErrorBody, "description": "Bad k, too many or no known ratings"},
+    },
+    summary="Recommendations for a new user's ratings",
+)
+def new_user_recommendations(
+    body: NewUserRequest, service: Annotated[Service, Depends(get_service)]
+) -> Recommendations:
+    """Fold-in: the model fits only the new user's own parameters to ``ratings`` and ranks
+    every item. Rated items are excluded unless ``exclude_rated`` is false. Runs in a worker
+    thread, since fold-in may take milliseconds."""
+    check_k(service, body.k)
+    if len(body.ratings) > service.settings.max_ratings:
+        raise HTTPException(
+            status_code=422, detail=TOO_MANY_RATINGS.format(service.settings.max_ratings)
+        )
+    live = require_live(service)
+    try:
+        items = live.fold_in(body.ratings, body.k, body.exclude_rated)
+    except DataError as exc:
+        known = NO_KNOWN_RATINGS if "known" in str(exc) else str(exc)
+        raise HTTPException(status_code=422, detail=known) from None
+    return Recommendations(
+        user_id=None, model_version=service.model_version, source="fold_in", items=items
+    )

@@ -1,0 +1,117 @@
+"""Request and response models of the HTTP API (all ids are raw ids, as strings)."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+#: Hard upper bound on k for every endpoint (Settings.max_k may lower it, never raise it).
+MAX_K = 1000
+
+
+class Item(BaseModel):
+    """An item with its metadata, when the model knows any."""
+
+    item_id: str
+    title: str | None = None
+    year: int | None = None
+    genres: list[str] = Field(default_factory=list)
+
+
+class ScoredItem(Item):
+    """A recommended or similar item: rank (1-based) and the model's score."""
+
+    rank: int
+    score: float
+
+
+class Recommendations(BaseModel):
+    """Ranked items for one user (``user_id`` null for a new user)."""
+
+    user_id: str | None
+    model_version: str
+    source: Literal["live", "store", "fold_in", "popular"]
+    items: list[ScoredItem]
+
+
+class Similar(BaseModel):
+    """Items most similar to ``item``."""
+
+    item: Item
+    model_version: str
+    items: list[ScoredItem]
+
+
+class History(BaseModel):
+    """Items a known user interacted with in training."""
+
+    user_id: str
+    n_items: int
+    items: list[Item]
+
+
+class ItemSearch(BaseModel):
+    """Title search results."""
+
+    query: str
+    items: list[Item]
+
+
+class Health(BaseModel):
+    """What is being served."""
+
+    status: Literal["ok"]
+    mode: Literal["live", "store", "live+store"]
+    model_name: str | None
+    model_version: str
+    n_users: int | None
+    n_items: int | None
+    index: dict[str, int | str] | None
+    store_version: str | None
+    loaded_at: str
+
+
+class NewUserRequest(BaseModel):
+    """A new user's ratings ``{item_id: rating}`` and how many items to return."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ratings: dict[str, float] = Field(
+        ..., description="Raw item id -> rating (unknown items are ignored)."
+    )
+    k: int = Field(10, ge=1, le=MAX_K)
+    exclude_rated: bool = True
+
+    @field_validator("ratings")
+    @classmethod
+    def _finite(cls, value: dict[str, float]) -> dict[str, float]:
+        if not value:
+            raise ValueError("give at least one rating")
+        if not all(math.isfinite(v) for v in value.values()):
+            raise ValueError("ratings must be finite numbers")
+        return value
+
+
+class ReloadRequest(BaseModel):
+    """Point the service at another run directory and/or store version (omitted: re-read)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run: str | None = None
+    store_version: str | None = None
+
+
+class ReloadResult(BaseModel):
+    """The versions served before and after a reload."""
+
+    previous_version: str
+    model_version: str
+    seconds: float
+
+
+class ErrorBody(BaseModel):
+    """Error responses: a stable, human-readable ``detail``."""
+
+    detail: str

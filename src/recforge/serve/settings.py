@@ -1,0 +1,74 @@
+"""Service settings: explicit values, or the environment with the ``RECFORGE_`` prefix."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from recforge.errors import ConfigError
+
+ENV_PREFIX = "RECFORGE_"
+
+
+class Settings(BaseModel):
+    """What the service loads and how it bounds requests.
+
+    Every field can be set from the environment as ``RECFORGE_<FIELD>`` (upper case), e.g.
+    ``RECFORGE_RUN=runs/x RECFORGE_STORE=sqlite:///recs.db``. At least one of ``run``/``store``
+    is required: ``run`` alone is *live* mode (the model scores each request), ``store`` alone is
+    *store* mode (precomputed lists; torch is never imported), both together serve user
+    recommendations from the store and everything else (new users, similar items, history) from
+    the run.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run: str | None = Field(None, description="Run directory to serve in live mode.")
+    store: str | None = Field(None, description="Store URL written by `recforge export`.")
+    store_version: str = Field("active", description="Store version to read ('active').")
+    index: Literal["auto", "exact", "hnsw", "ivf"] = Field(
+        "auto", description="Item index mode for live retrieval."
+    )
+    ann_threshold: int = Field(50_000, ge=1, description="Catalogue size where auto uses HNSW.")
+    fallback: Literal["none", "popular"] = Field(
+        "none", description="Unknown users: 404 ('none') or the most popular items ('popular')."
+    )
+    max_k: int = Field(1000, ge=1, le=1000, description="Largest k a request may ask for.")
+    max_ratings: int = Field(500, ge=1, description="Most ratings in one new-user request.")
+    max_body_bytes: int = Field(65_536, ge=1024, description="Largest request body accepted.")
+    admin: bool = Field(True, description="Expose POST /admin/reload.")
+    watch_interval: float = Field(
+        0.0, ge=0.0, description="Seconds between checks for a new run/store version (0: off)."
+    )
+    web: bool = Field(True, description="Serve the web page at /.")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from ``RECFORGE_*`` variables, then ``overrides`` (None values ignored)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for name in cls.model_fields:
+            key = ENV_PREFIX + name.upper()
+            if key in env and env[key] != "":
+                values[name] = env[key]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = ".".join(str(p) for p in err["loc"])
+            raise ConfigError(
+                f"service setting {field} (env {ENV_PREFIX}{field.upper()}): {err['msg']}"
+            ) from None
+
+    def check(self) -> Settings:
+        """Raise ConfigError unless a run or a store is configured."""
+        if not self.run and not self.store:
+            raise ConfigError(
+                "nothing to serve: give a run directory (RECFORGE_RUN) and/or --store URL "
+                "(RECFORGE_STORE)"
+            )
+        return self
