@@ -350,3 +350,48 @@ def export_cmd(
                 f"{mark} {v['model_version']:<40} {v['exported_at'][:19]}  {v['model_name']:<14} "
                 f"k={v['k']:<5} users={v['n_users']:<8} rows={v['n_rows']}"
             )
+
+
+# ---------------------------------------------------------------------------- serve
+@app.command("serve")
+def serve_cmd(
+    run: Annotated[
+        Path | None, typer.Argument(help="Run directory to serve live (omit with --store).")
+    ] = None,
+    store: Annotated[
+        str | None, typer.Option("--store", help="Store URL written by `recforge export`.")
+    ] = None,
+    store_version: Annotated[
+        str | None, typer.Option("--store-version", help="Store version (default: active).")
+    ] = None,
+    host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 8000,
+    index: Annotated[
+        str | None, typer.Option("--index", help="Item index: auto | exact | hnsw | ivf.")
+    ] = None,
+    fallback: Annotated[
+        str | None, typer.Option("--fallback", help="Unknown users: none (404) | popular.")
+    ] = None,
+    watch: Annotated[
+        float | None,
+        typer.Option("--watch", min=0.0, help="Seconds between checks for a new run/version."),
+    ] = None,
+    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve recommendations over HTTP (FastAPI on uvicorn) with a web page at /.
+
+    Settings not given as flags come from RECFORGE_* environment variables.
+    """
+    import uvicorn
+
+    from recforge.serve import Settings, create_app
+
+    settings = Settings.from_env(
+        run=str(run) if run is not None else None,
+        store=store,
+        store_version=store_version,
+        index=index,
+        fallback=fallback,
+        watch_interval=watch,
+    ).check()
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
