@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from recforge.data.interactions import Interactions
-from recforge.data.movielens import load_movielens_fold
+from recforge.data.movielens import load_movielens, load_movielens_fold
 from recforge.eval.evaluate import evaluate_ratings
 from recforge.models.registry import config_class, create
 
@@ -81,13 +81,17 @@ def run_model(
         extra["num_threads"] = threads
     # Untimed warm-up on a slice of the first fold: torch imports parts of itself lazily on the
     # first optimizer step, which would otherwise be billed to the first fold's fit time.
+    # Item metadata (titles, genres, years) for content models; ids are the same in every fold.
+    meta = load_movielens("ml-100k", data_dir=data_dir, download=False).item_meta
     warm_df, _ = load_movielens_fold("ml-100k", folds[0], data_dir=data_dir, download=False)
-    warm = Interactions.from_frame(warm_df.iloc[:2000], rating_scale=(1.0, 5.0))
+    warm = Interactions.from_frame(warm_df.iloc[:2000], rating_scale=(1.0, 5.0), item_meta=meta)
     warm_over = {"epochs": 1} if "epochs" in fields else {}
     create(name, {**overrides, **extra, **warm_over}).fit(warm)
     for fold in folds:
         train_df, test_df = load_movielens_fold("ml-100k", fold, data_dir=data_dir, download=False)
-        train = Interactions.from_frame(train_df, rating_scale=(1.0, 5.0), source=f"ml-100k/{fold}")
+        train = Interactions.from_frame(
+            train_df, rating_scale=(1.0, 5.0), source=f"ml-100k/{fold}", item_meta=meta
+        )
         test = Interactions.from_frame(test_df, rating_scale=(1.0, 5.0), source=f"ml-100k/{fold}")
         model = create(name, {**overrides, **extra})
         config = model.config.model_dump()

@@ -243,7 +243,7 @@ class TestAlsExplicit(ModelContract):
     explicit = True
 
 
-# ---------------------------------------------------------------------- mf, biased_mf, embedding_net
+# ------------------------------------------------------------------ mf, biased_mf, embedding_net
 class TestMFExplicit(ModelContract):
     model_name = "mf"
     explicit = True

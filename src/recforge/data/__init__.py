@@ -1,6 +1,6 @@
 """Data layer: reading ratings, MovieLens releases, vocabularies, interactions and splits.
 
-Only this package reads raw files. Attributes are imported lazily so ``import recforge.data`` is cheap.
+Only this package reads raw files. Attributes load lazily, so ``import recforge.data`` is cheap.
 """
 
 from __future__ import annotations

@@ -61,6 +61,8 @@ def config_class(name: str) -> type[ModelConfig]:
     return get_class(name).Config
 
 
-def create(name: str, config: ModelConfig | Mapping[str, Any] | None = None, **overrides: Any) -> Recommender:
-    """Instantiate model ``name`` with ``config`` (mapping or config object) and keyword overrides."""
+def create(
+    name: str, config: ModelConfig | Mapping[str, Any] | None = None, **overrides: Any
+) -> Recommender:
+    """Instantiate model ``name`` with ``config`` (a mapping or config object) and overrides."""
     return get_class(name)(config, **overrides)
