@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from recforge.data.movielens import load_movielens
-from recforge.models.registry import create
+from recforge.models.registry import config_class, create
 
 DEFAULT_MODELS: list[tuple[str, dict[str, Any]]] = [
     ("biases", {}),
@@ -52,7 +52,7 @@ DEFAULT_MODELS: list[tuple[str, dict[str, Any]]] = [
 def measure(
     name: str, config: dict[str, Any], data: Any, users: np.ndarray, n_ratings: int
 ) -> dict[str, Any]:
-    fields = create(name).config.model_fields
+    fields = config_class(name).model_fields
     extra = {"verbose": False} if "verbose" in fields else {}
     model = create(name, {**config, **extra}).fit(data)
     csr = data.csr()

@@ -162,3 +162,32 @@ def test_train_recommend_similar_roundtrip(
     assert code == 0, err
     again = json.loads(out)
     assert np.isclose(again["rating"]["summary"]["rmse"], rmse)
+
+
+BAD_INPUTS = {
+    # A file without a rating column is an implicit log, so the item column is the one to drop.
+    "missing_column.csv": (b"userId,rating\n1,4\n", "item"),
+    "words.csv": (b"userId,movieId,rating\n1,2,4\n1,3,five\n", "rating"),
+    "empty_cell.csv": (b"userId,movieId,rating\n1,2,4\n1,,3\n", "movieId"),
+    "empty.csv": (b"", "empty"),
+    "header_only.csv": (b"userId,movieId,rating\n", "no data"),
+    "latin1.csv": ("userId,movieId,rating\nJosé,2,4\n".encode("latin-1"), "encoding"),
+    "garbage.csv": (bytes(range(256)) * 8, "bad.csv"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_INPUTS))
+def test_each_bad_input_is_one_line_exit_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, name: str
+) -> None:
+    content, needle = BAD_INPUTS[name]
+    path = tmp_path / name
+    path.write_bytes(content)
+    code, out, err = run_cli(capsys, "data", "describe", str(path))
+    assert code == 2, err
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert name in lines[0]
+    assert needle.lower() in lines[0].lower() or needle == "bad.csv", lines[0]
+    assert "Traceback" not in err
