@@ -140,9 +140,14 @@ class LiveBackend:
     """
 
     def __init__(self, run_dir: str | Path, settings: Settings) -> None:
+        import torch
+
         from recforge.artifacts import load_run
         from recforge.export import default_version
 
+        # Per-request work is small; parallelism comes from concurrent requests. More intra-op
+        # threads only spin-wait against each other (measured: 30 ms vs 4 ms per fold-in).
+        torch.set_num_threads(settings.torch_threads)
         loaded = load_run(run_dir)
         self.run_dir = Path(run_dir)
         self.model = loaded.model

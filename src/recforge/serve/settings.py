@@ -44,6 +44,12 @@ class Settings(BaseModel):
         0.0, ge=0.0, description="Seconds between checks for a new run/store version (0: off)."
     )
     web: bool = Field(True, description="Serve the web page at /.")
+    torch_threads: int = Field(
+        1,
+        ge=1,
+        description="torch intra-op threads in live mode. Requests already run concurrently, "
+        "and on a busy 2-core machine 2 threads made POST /recommendations 30 ms instead of 4.",
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

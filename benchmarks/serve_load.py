@@ -1,0 +1,201 @@
+"""Load test of `recforge serve` on loopback: p50/p99 latency and throughput.
+
+Trains (or takes) an ML-100k biased_mf run, exports it to a SQLite store, starts the service as a
+real uvicorn process (one worker) and drives it with an async httpx client: ``c`` concurrent
+clients share a bounded number of requests (each client sends its next request when the previous
+answer arrives). Scenarios: GET /users/{id}/recommendations in live and store mode, and
+POST /recommendations (fold-in of 5 ratings), each at 1, 16 and 64 clients. User ids and rated
+items rotate through the data so caches do not flatter the figures. Client and server share the
+machine's cores, so the client's own cost is included in the latency.
+
+    RECFORGE_DATA_DIR=../shared/data .venv/bin/python benchmarks/serve_load.py \
+        --out docs/benchmarks/serve
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(args: list[str]) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECFORGE_")}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "recforge.cli",
+            "serve",
+            *args,
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(base + "/health", timeout=1).status_code == 200:
+                return proc, base
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("service did not start")
+
+
+async def drive(base: str, make: Any, clients: int, total: int) -> dict[str, float]:
+    """``total`` requests from ``clients`` concurrent loops; latency in ms, throughput in req/s."""
+    latencies: list[float] = []
+    errors = 0
+    counter = iter(range(total))
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    # TCP_NODELAY: httpx writes a POST's headers and body separately; without it Nagle's
+    # algorithm and the server's delayed ACK add ~40 ms to every POST on loopback.
+    transport = httpx.AsyncHTTPTransport(
+        limits=limits, socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+    )
+    async with httpx.AsyncClient(base_url=base, transport=transport, timeout=30) as client:
+
+        async def loop() -> None:
+            nonlocal errors
+            for i in counter:
+                method, path, body = make(i)
+                t = time.perf_counter()
+                try:
+                    r = await client.request(method, path, json=body)
+                    ok = r.status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                latencies.append((time.perf_counter() - t) * 1000)
+                errors += not ok
+
+        # warm-up: connections and first-call costs
+        warm = iter(range(min(total, 20 * clients)))
+        counter, real = warm, counter
+        await asyncio.gather(*(loop() for _ in range(clients)))
+        latencies.clear()
+        errors = 0
+        counter = real
+        t0 = time.perf_counter()
+        await asyncio.gather(*(loop() for _ in range(clients)))
+        wall = time.perf_counter() - t0
+    lat = np.asarray(latencies)
+    return {
+        "requests": len(lat),
+        "errors": errors,
+        "p50_ms": float(np.percentile(lat, 50)),
+        "p99_ms": float(np.percentile(lat, 99)),
+        "rps": len(lat) / wall,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--run", type=Path, help="Run directory (default: train biased_mf on ML-100k).")
+    ap.add_argument("--requests", type=int, default=3000, help="Requests per measurement.")
+    ap.add_argument("--clients", type=int, nargs="*", default=[1, 16, 64])
+    ap.add_argument("--out", type=Path, default=Path("docs/benchmarks/serve"))
+    args = ap.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="recforge-load-"))
+    run = args.run
+    if run is None:
+        from recforge.pipeline import train_run
+
+        run = work / "ml100k-biased_mf"
+        train_run("biased_mf", "ml-100k", split="random:0.2", out=run)
+    from recforge.artifacts import load_run
+    from recforge.export import export_run
+
+    model = load_run(run).model
+    users = [str(u) for u in model.users_.ids.tolist()]
+    items = [str(i) for i in model.items_.ids.tolist()]
+    url = f"sqlite:///{work / 'recs.db'}"
+    export_run(run, url, 100)
+    rng = np.random.default_rng(0)
+    picks = rng.integers(0, len(items), size=(10_000, 5))
+
+    def get_recs(i: int) -> tuple[str, str, None]:
+        return "GET", f"/users/{users[i % len(users)]}/recommendations?k=10", None
+
+    def post_recs(i: int) -> tuple[str, str, dict[str, Any]]:
+        row = picks[i % len(picks)]
+        ratings = {items[j]: float(1 + (j + i) % 5) for j in row}
+        return "POST", "/recommendations", {"ratings": ratings, "k": 10}
+
+    scenarios = [
+        ("GET /users/{id}/recommendations", "live", [str(run)], get_recs),
+        ("GET /users/{id}/recommendations", "store", ["--store", url], get_recs),
+        ("POST /recommendations (5 ratings)", "live", [str(run)], post_recs),
+    ]
+    rows: list[dict[str, Any]] = []
+    for name, mode, serve_args, make in scenarios:
+        proc, base = start(serve_args)
+        try:
+            for c in args.clients:
+                res = asyncio.run(drive(base, make, c, args.requests))
+                rows.append({"endpoint": name, "mode": mode, "clients": c, **res})
+                print(rows[-1], flush=True)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+    meta = {
+        "model": "biased_mf, ML-100k random:0.2",
+        "requests_per_row": args.requests,
+        "server": "recforge serve (uvicorn, 1 worker)",
+        "client": "httpx.AsyncClient, closed loop",
+        "machine": platform.platform(),
+        "cpus": os.cpu_count(),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(
+        json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n"
+    )
+    lines = [
+        "# Service load: latency and throughput on loopback",
+        "",
+        f"biased_mf trained on ML-100k (random:0.2 split); store: SQLite, k=100 exported. "
+        f"{args.requests} requests per row after a warm-up; one uvicorn worker; async httpx "
+        f"client in a second process on the same {os.cpu_count()}-core machine.",
+        "",
+        "Command: `RECFORGE_DATA_DIR=../shared/data .venv/bin/python benchmarks/serve_load.py "
+        f"--out {args.out}`",
+        "",
+        "| endpoint | mode | clients | requests | errors | p50 ms | p99 ms | req/s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['endpoint']} | {r['mode']} | {r['clients']} | {r['requests']} | "
+            f"{r['errors']} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['rps']:.0f} |"
+        )
+    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
