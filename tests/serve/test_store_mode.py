@@ -103,3 +103,23 @@ def test_reload_follows_store_activation(mf_run: Path, mf_run2: Path, tmp_path: 
         with open_store(url) as store:
             store.activate(second)
         assert client.post("/admin/reload").json()["model_version"] == second
+
+
+def test_watcher_reloads_on_store_activation(mf_run: Path, mf_run2: Path, tmp_path: Path) -> None:
+    import time
+
+    from recforge.export import export_run
+
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    first = export_run(mf_run, url, 5).version.model_version
+    second = export_run(mf_run2, url, 5).version.model_version
+    with open_store(url) as store:
+        store.activate(first)
+    with client_for(store=url, watch_interval=0.05) as client:
+        assert client.get("/health").json()["store_version"] == first
+        with open_store(url) as store:
+            store.activate(second)
+        deadline = time.monotonic() + 10
+        while client.get("/health").json()["store_version"] != second:
+            assert time.monotonic() < deadline, "watcher did not pick up the new version"
+            time.sleep(0.05)
