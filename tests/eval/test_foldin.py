@@ -102,6 +102,7 @@ RATING_FAMILIES: dict[str, tuple[str, dict[str, Any], float]] = {
     "biased_mf": ("biased_mf", {"epochs": 10}, 1.06),
     "embedding_net": ("embedding_net", {"epochs": 8}, 1.06),
     "i_autorec": ("autorec", {"variant": "item"}, 1.06),
+    "two_tower": ("two_tower", {"epochs": 10}, 1.06),
     # U-AutoRec encodes a new user's row exactly as a training user's, but its weights have
     # fitted the training users' rows (memorisation): measured 0.832 vs 0.757 trained-with.
     "u_autorec": ("autorec", {"variant": "user", "epochs": 60}, 1.15),

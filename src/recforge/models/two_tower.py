@@ -506,34 +506,54 @@ class TwoTower(NeuralRecommender):
 
     # ------------------------------------------------------------------ new users
     def fold_in_scores(self, item_idx: IndexArray, ratings: FloatArray) -> FloatArray:
-        """Scores of every item for a new user (module docstring: gradient fold-in)."""
-        if self.objective_kind() == "mse":
-            return super().fold_in_scores(item_idx, ratings)
+        """Scores of every item for a new user (module docstring: gradient fold-in).
+
+        Only the new user's embedding (and bias) is fitted; the item side is frozen, so its tower
+        outputs are computed once and each optimiser step runs the user tower alone.
+        """
         cfg = self._cfg()
         head, net = self._parts()
         net.eval()
         device = self._device()
+        explicit = self.objective_kind() == "mse"
         with torch.no_grad():
-            items = self._item_matrix()
+            vecs = net.item_vectors()
+            b_i = net.item_bias_of()
             start = net.user_emb.weight.mean(0, keepdim=True)
+            b0 = net.user_bias.weight.mean().reshape(1) if net.user_bias is not None else None
         emb = start.clone().requires_grad_(True)
+        b_u = b0.clone().requires_grad_(True) if b0 is not None else None
+        params = [emb] + ([b_u] if b_u is not None else [])
         idx = np.asarray(item_idx, dtype=np.int64)
-        if cfg.positive_threshold is not None and (ratings >= cfg.positive_threshold).any():
-            # Same notion of a positive as in training.
-            idx = idx[ratings >= cfg.positive_threshold]
+        threshold = cfg.positive_threshold
+        if not explicit and threshold is not None and (ratings >= threshold).any():
+            idx = idx[ratings >= threshold]  # the same positives as in training
         rated = torch.as_tensor(idx, device=device)
+        target = torch.as_tensor(np.asarray(ratings, dtype=np.float32), device=device)
         reg = self.fold_in_reg()
 
+        def raw_scores(items: torch.Tensor | None) -> torch.Tensor:
+            user = net._finish(net.user_tower(emb))[0]
+            v, b = (vecs, b_i) if items is None else (vecs[items], b_i[items])
+            out = v @ user + b
+            return out + b_u if b_u is not None else out
+
         def objective() -> torch.Tensor:
-            logits = (net._finish(net.user_tower(emb)) @ items.T) / cfg.temperature
-            # Summed over rated items (like the base fold-in), so the pull weighs one item's worth.
-            nll = F.cross_entropy(logits.expand(len(rated), -1), rated, reduction="sum")
-            return nll + reg * (emb - start).pow(2).sum()
+            pull = (emb - start).pow(2).sum()
+            if b_u is not None and b0 is not None:
+                pull = pull + (b_u - b0).pow(2).sum()
+            if explicit:
+                loss = (head.activate(raw_scores(rated)) - target).pow(2).sum()
+            else:
+                logits = raw_scores(None) / cfg.temperature
+                # Summed over rated items (like the base fold-in): the pull weighs one item's worth.
+                loss = F.cross_entropy(logits.expand(len(rated), -1), rated, reduction="sum")
+            return loss + reg * pull
 
         with torch.enable_grad(), threads(cfg.num_threads):
             if cfg.fold_in_optimizer == "lbfgs":
                 lbfgs = torch.optim.LBFGS(
-                    [emb], lr=1.0, max_iter=cfg.fold_in_steps, line_search_fn="strong_wolfe"
+                    params, lr=1.0, max_iter=cfg.fold_in_steps, line_search_fn="strong_wolfe"
                 )
 
                 def closure() -> torch.Tensor:
@@ -544,13 +564,13 @@ class TwoTower(NeuralRecommender):
 
                 lbfgs.step(closure)  # type: ignore[no-untyped-call]
             else:
-                adam = torch.optim.Adam([emb], lr=cfg.fold_in_lr)
+                adam = torch.optim.Adam(params, lr=cfg.fold_in_lr)
                 for _ in range(cfg.fold_in_steps):
                     adam.zero_grad()
                     loss = objective()
                     loss.backward()  # type: ignore[no-untyped-call]
                     adam.step()
         with torch.no_grad():
-            scores = head.activate(net._finish(net.user_tower(emb)) @ items.T)[0]
+            scores = head.activate(raw_scores(None))
         out: FloatArray = scores.float().cpu().numpy()
         return out
