@@ -98,8 +98,12 @@ class NeuralConfig(TrainConfig):
     fold_in_optimizer: Literal["lbfgs", "adam"] = Field(
         "lbfgs", description="Optimizer of the generic new-user fold-in."
     )
-    fold_in_steps: int = Field(
-        100, ge=1, description="Fold-in iterations (L-BFGS: at most; Adam: exactly)."
+    # L-BFGS converges in few iterations: on planted held-out users NeuMF's and the two-tower's
+    # fold-in NDCG@10 is the same at 8, 15, 30 and 100 iterations, at 7-13 vs 21-64 ms a user.
+    fold_in_steps: int | None = Field(
+        None,
+        ge=1,
+        description="Fold-in iterations (None: at most 20 for L-BFGS, exactly 100 for Adam).",
     )
     fold_in_lr: float = Field(0.05, gt=0, description="Fold-in learning rate (Adam only).")
     # None resolves by objective (NeuralRecommender.fold_in_reg). MSE: 10, measured best on ML-100k
@@ -297,6 +301,13 @@ class NeuralRecommender(Recommender):
         if loss not in ("mse", "bce", "bpr"):
             raise ConfigError(f"model {self.name}: loss {loss!r} is not one of mse, bce, bpr")
         return "bpr" if loss == "bpr" else ("bce" if loss == "bce" else "mse")
+
+    def fold_in_steps(self) -> int:
+        """Fold-in iterations in use: ``config.fold_in_steps`` or its per-optimizer default."""
+        steps = getattr(self.config, "fold_in_steps", None)
+        if steps is not None:
+            return int(steps)
+        return 20 if getattr(self.config, "fold_in_optimizer", "lbfgs") == "lbfgs" else 100
 
     def fold_in_reg(self) -> float:
         """The fold-in L2 pull in use: ``config.fold_in_reg`` or its per-objective default."""
@@ -513,7 +524,7 @@ class NeuralRecommender(Recommender):
                 lbfgs = torch.optim.LBFGS(
                     params,
                     lr=1.0,
-                    max_iter=cfg.fold_in_steps,
+                    max_iter=self.fold_in_steps(),
                     history_size=10,
                     tolerance_grad=1e-5,
                     tolerance_change=1e-7,
@@ -529,7 +540,7 @@ class NeuralRecommender(Recommender):
                 lbfgs.step(closure)  # type: ignore[no-untyped-call]
             else:
                 adam = torch.optim.Adam(params, lr=cfg.fold_in_lr)
-                for _ in range(cfg.fold_in_steps):
+                for _ in range(self.fold_in_steps()):
                     adam.zero_grad()
                     loss = objective()
                     loss.backward()  # type: ignore[no-untyped-call]

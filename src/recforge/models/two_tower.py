@@ -553,7 +553,7 @@ class TwoTower(NeuralRecommender):
         with torch.enable_grad(), threads(cfg.num_threads):
             if cfg.fold_in_optimizer == "lbfgs":
                 lbfgs = torch.optim.LBFGS(
-                    params, lr=1.0, max_iter=cfg.fold_in_steps, line_search_fn="strong_wolfe"
+                    params, lr=1.0, max_iter=self.fold_in_steps(), line_search_fn="strong_wolfe"
                 )
 
                 def closure() -> torch.Tensor:
@@ -565,7 +565,7 @@ class TwoTower(NeuralRecommender):
                 lbfgs.step(closure)  # type: ignore[no-untyped-call]
             else:
                 adam = torch.optim.Adam(params, lr=cfg.fold_in_lr)
-                for _ in range(cfg.fold_in_steps):
+                for _ in range(self.fold_in_steps()):
                     adam.zero_grad()
                     loss = objective()
                     loss.backward()  # type: ignore[no-untyped-call]
