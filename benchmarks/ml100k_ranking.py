@@ -1,4 +1,4 @@
-"""ML-100k ranking table for the classical linear models (EASE, ALS) against popularity (issue 4).
+"""ML-100k ranking table (per-user temporal 80/20, full ranking) for any registered models.
 
 Protocol (DESIGN.md §4), stated in every output:
 
@@ -145,7 +145,7 @@ def to_markdown(result: dict[str, Any]) -> str:
     """The Markdown report: protocol, command, environment, table."""
     p = result["protocol"]
     lines = [
-        f"# ML-100k ranking: EASE and ALS ({result['on']} split)",
+        f"# ML-100k ranking: every ranking model vs popularity ({result['on']} split)",
         "",
         f"Command: `{result['command']}`",
         "",
