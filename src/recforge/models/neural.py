@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import math
 from abc import abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -302,6 +302,43 @@ class NeuralRecommender(Recommender):
             raise ConfigError(f"model {self.name}: loss {loss!r} is not one of mse, bce, bpr")
         return "bpr" if loss == "bpr" else ("bce" if loss == "bce" else "mse")
 
+    def minimise_fold_in(
+        self, params: list[torch.Tensor], objective: Callable[[], torch.Tensor]
+    ) -> None:
+        """Minimise a fold-in ``objective`` over ``params`` with the configured optimizer.
+
+        L-BFGS with a strong-Wolfe line search (at most :meth:`fold_in_steps` iterations) or
+        exactly :meth:`fold_in_steps` Adam steps at ``fold_in_lr``; single-threaded by default.
+        """
+        cfg = self.config
+        assert isinstance(cfg, NeuralConfig)
+        with torch.enable_grad(), threads(cfg.num_threads):
+            if cfg.fold_in_optimizer == "lbfgs":
+                lbfgs = torch.optim.LBFGS(
+                    params,
+                    lr=1.0,
+                    max_iter=self.fold_in_steps(),
+                    history_size=10,
+                    tolerance_grad=1e-5,
+                    tolerance_change=1e-7,
+                    line_search_fn="strong_wolfe",
+                )
+
+                def closure() -> torch.Tensor:
+                    lbfgs.zero_grad()
+                    loss = objective()
+                    loss.backward()  # type: ignore[no-untyped-call]
+                    return loss
+
+                lbfgs.step(closure)  # type: ignore[no-untyped-call]
+            else:
+                adam = torch.optim.Adam(params, lr=cfg.fold_in_lr)
+                for _ in range(self.fold_in_steps()):
+                    adam.zero_grad()
+                    loss = objective()
+                    loss.backward()  # type: ignore[no-untyped-call]
+                    adam.step()
+
     def fold_in_steps(self) -> int:
         """Fold-in iterations in use: ``config.fold_in_steps`` or its per-optimizer default."""
         steps = getattr(self.config, "fold_in_steps", None)
@@ -518,33 +555,7 @@ class NeuralRecommender(Recommender):
             pull = sum((new[n] - start[n]).pow(2).sum() for n in names)
             return loss + reg * pull
 
-        params = list(new.values())
-        with torch.enable_grad(), threads(cfg.num_threads):
-            if cfg.fold_in_optimizer == "lbfgs":
-                lbfgs = torch.optim.LBFGS(
-                    params,
-                    lr=1.0,
-                    max_iter=self.fold_in_steps(),
-                    history_size=10,
-                    tolerance_grad=1e-5,
-                    tolerance_change=1e-7,
-                    line_search_fn="strong_wolfe",
-                )
-
-                def closure() -> torch.Tensor:
-                    lbfgs.zero_grad()
-                    loss = objective()
-                    loss.backward()  # type: ignore[no-untyped-call]
-                    return loss
-
-                lbfgs.step(closure)  # type: ignore[no-untyped-call]
-            else:
-                adam = torch.optim.Adam(params, lr=cfg.fold_in_lr)
-                for _ in range(self.fold_in_steps()):
-                    adam.zero_grad()
-                    loss = objective()
-                    loss.backward()  # type: ignore[no-untyped-call]
-                    adam.step()
+        self.minimise_fold_in(list(new.values()), objective)
         with torch.no_grad():
             scores: FloatArray = run(all_items).float().cpu().numpy()
         return scores

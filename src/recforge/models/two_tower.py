@@ -60,7 +60,7 @@ from recforge.data.vocab import IdVocab
 from recforge.models.base import DEFAULT_SCORE_CHUNK, FloatArray, IndexArray
 from recforge.models.neural import NeuralConfig, NeuralRecommender, OutputHead, YRange
 from recforge.train.losses import Batch, Objective, RatingMSE
-from recforge.train.trainer import Validator, rating_validator, threads
+from recforge.train.trainer import Validator, rating_validator
 
 
 def _tower(in_dim: int, layers: Sequence[int], dropout: float) -> nn.Sequential:
@@ -550,26 +550,7 @@ class TwoTower(NeuralRecommender):
                 loss = F.cross_entropy(logits.expand(len(rated), -1), rated, reduction="sum")
             return loss + reg * pull
 
-        with torch.enable_grad(), threads(cfg.num_threads):
-            if cfg.fold_in_optimizer == "lbfgs":
-                lbfgs = torch.optim.LBFGS(
-                    params, lr=1.0, max_iter=self.fold_in_steps(), line_search_fn="strong_wolfe"
-                )
-
-                def closure() -> torch.Tensor:
-                    lbfgs.zero_grad()
-                    loss = objective()
-                    loss.backward()  # type: ignore[no-untyped-call]
-                    return loss
-
-                lbfgs.step(closure)  # type: ignore[no-untyped-call]
-            else:
-                adam = torch.optim.Adam(params, lr=cfg.fold_in_lr)
-                for _ in range(self.fold_in_steps()):
-                    adam.zero_grad()
-                    loss = objective()
-                    loss.backward()  # type: ignore[no-untyped-call]
-                    adam.step()
+        self.minimise_fold_in(params, objective)
         with torch.no_grad():
             scores = head.activate(raw_scores(None))
         out: FloatArray = scores.float().cpu().numpy()
