@@ -107,6 +107,25 @@ def test_new_user_fold_in_equals_model(live: TestClient, model) -> None:  # type
     assert len(got) == 10 and not {"1", "3", "7"} & set(got)
 
 
+@pytest.mark.parametrize("threshold", [0.0, float("inf")])
+def test_fold_in_same_answer_inline_or_in_thread(
+    mf_run: Path,
+    model,  # type: ignore[no-untyped-def]
+    threshold: float,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # threshold 0: every fold-in counts as slow (worker thread); inf: every one inline
+    monkeypatch.setattr("recforge.serve.live.INLINE_FOLD_IN_SECONDS", threshold)
+    ratings = {2: 5.0, 4: 2.0}
+    want = model.recommend_for_ratings(ratings, 5)
+    with client_for(run=str(mf_run)) as client:
+        live = client.app.state.service.live  # type: ignore[attr-defined]
+        assert live.fold_in_inline is (threshold > 0)
+        r = client.post("/recommendations", json={"ratings": {"2": 5.0, "4": 2.0}, "k": 5})
+    assert r.status_code == 200
+    assert [it["item_id"] for it in r.json()["items"]] == [str(i) for i in want.item_ids]
+
+
 def test_new_user_errors(mf_run: Path) -> None:
     with client_for(run=str(mf_run), max_ratings=3, max_body_bytes=2048) as client:
         r = client.post("/recommendations", json={"ratings": {"x": 5, "9999": 4}})

@@ -22,8 +22,12 @@ TOO_MANY_RATINGS = "too many ratings: at most {} per request"
 K_TOO_LARGE = "k must be at most {}"
 
 
-def get_service(request: Request) -> Service:
-    """The service generation current when the request started (read once per request)."""
+async def get_service(request: Request) -> Service:
+    """The service generation current when the request started (read once per request).
+
+    ``async`` on purpose: FastAPI runs a plain ``def`` dependency in the thread pool, and that
+    hop cost more than everything else a GET does (and lengthened the latency tail under load).
+    """
     service: Service = request.app.state.service
     return service
 

@@ -16,6 +16,7 @@ beyond the approximation of the ANN mode.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from recforge.errors import ConfigError, UnknownIdError
+from recforge.errors import ConfigError, RecError, UnknownIdError
 from recforge.index import ItemIndex
 from recforge.serve.catalog import Catalog
 from recforge.serve.schemas import Item, ScoredItem
@@ -31,6 +32,13 @@ from recforge.serve.settings import Settings
 
 Transform = Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]]
 _CHECK_USERS = 32
+
+
+#: Fold-ins measured faster than this at load run on the event loop; slower ones in a worker
+#: thread. A thread hop costs about as much as a closed-form fold-in and, under concurrency,
+#: waits for the GIL, so for cheap models inline is faster; a slow (iterative) fold-in inline
+#: would stall every other request for its whole duration.
+INLINE_FOLD_IN_SECONDS = 0.002
 
 
 def _identity(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
@@ -182,6 +190,24 @@ class LiveBackend:
             self.similar_index = ItemIndex(
                 unit, mode=settings.index, ann_threshold=settings.ann_threshold
             )
+        #: Whether POST /recommendations may fold in on the event loop (see INLINE_FOLD_IN_SECONDS).
+        self.fold_in_inline = self._time_fold_in() < INLINE_FOLD_IN_SECONDS
+
+    def _time_fold_in(self) -> float:
+        """Best of three fold-ins of the five most popular items, in seconds (inf if it fails).
+
+        Doubles as a warm-up, so the first real request does not pay first-call costs.
+        """
+        ratings = {str(self._item_text[i]): 4.0 for i in self._popular[:5].tolist()}
+        best = float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            try:
+                self.fold_in(ratings, 10, True)
+            except (RecError, NotImplementedError):
+                return float("inf")
+            best = min(best, time.perf_counter() - start)
+        return best
 
     # ------------------------------------------------------------------ ids
     @property
