@@ -241,3 +241,12 @@ def test_settings_from_env_and_errors() -> None:
         Settings.from_env({"RECFORGE_MAX_K": "5000"})
     with pytest.raises(ConfigError, match="nothing to serve"):
         Settings().check()
+
+
+def test_settings_to_env_round_trips() -> None:
+    # --workers hands the settings to worker processes through these variables
+    s = Settings(run="runs/x", store="sqlite:///r.db", fallback="popular", admin=False, max_k=50)
+    env = s.to_env()
+    assert env["RECFORGE_ADMIN"] == "False" and env["RECFORGE_MAX_K"] == "50"
+    assert Settings.from_env(env) == s
+    assert "RECFORGE_RUN" not in Settings(store="sqlite:///r.db").to_env()

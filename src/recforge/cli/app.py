@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -377,6 +378,15 @@ def serve_cmd(
         typer.Option("--watch", min=0.0, help="Seconds between checks for a new run/version."),
     ] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="uvicorn worker processes, each loading the model; POST /admin/reload reaches "
+            "only one of them, so use --watch with several.",
+        ),
+    ] = 1,
 ) -> None:
     """Serve recommendations over HTTP (FastAPI on uvicorn) with a web page at /.
 
@@ -394,4 +404,37 @@ def serve_cmd(
         fallback=fallback,
         watch_interval=watch,
     ).check()
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+    if workers == 1:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+        return
+    # Worker processes import the factory and read the settings back from the environment.
+    os.environ.update(settings.to_env())
+    _serve_workers(host, port, workers, log_level)
+
+
+def _serve_workers(host: str, port: int, workers: int, log_level: str) -> None:
+    """uvicorn's multi-process supervisor on a listening socket bound here.
+
+    ``uvicorn.run(workers=N)`` binds its socket with ``proto=0``; accepted connections inherit
+    that, asyncio then skips ``TCP_NODELAY``, and every keep-alive request after the first waits
+    ~40 ms for a delayed ACK (uvicorn issue #3149). Binding with ``IPPROTO_TCP`` avoids it.
+    """
+    import socket
+
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    config = uvicorn.Config(
+        "recforge.serve.app:create_app",
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        log_level=log_level,
+    )
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    Multiprocess(config, sockets=[sock]).run()

@@ -70,6 +70,17 @@ class Settings(BaseModel):
                 f"service setting {field} (env {ENV_PREFIX}{field.upper()}): {err['msg']}"
             ) from None
 
+    def to_env(self) -> dict[str, str]:
+        """The ``RECFORGE_*`` variables that :meth:`from_env` turns back into these settings.
+
+        Used to hand the settings to uvicorn worker processes, which build their own app.
+        """
+        return {
+            ENV_PREFIX + name.upper(): str(value)
+            for name, value in self.model_dump().items()
+            if value is not None
+        }
+
     def check(self) -> Settings:
         """Raise ConfigError unless a run or a store is configured."""
         if not self.run and not self.store:
