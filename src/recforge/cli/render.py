@@ -93,11 +93,9 @@ def render_train_result(result: Any) -> None:
     con.print(f"[bold]{model.name}[/bold] {model!r}")
     hist = result.history
     if hist is not None and len(hist):
-        cols = [
-            c
-            for c in ("epoch", "train_loss", "valid_loss", "valid_rmse", "lr", "seconds")
-            if c in hist.columns
-        ]
+        wanted = ("epoch", "train_loss", "valid_loss", "valid_rmse", "lr", "seconds")
+        # Runs without a validation split have all-NaN valid_* columns: leave them out.
+        cols = [c for c in wanted if c in hist.columns and hist[c].notna().any()]
         step = max(1, len(hist) // 10)
         shown = pd.concat([hist.iloc[::step], hist.iloc[[-1]]]).drop_duplicates()
         con.print("learning curve:")
