@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -26,16 +25,6 @@ from recforge.train.rows import CSRRows, csr_from_state, csr_to_state
 # gets 7 batches per epoch, not 1); the contract (test_contract.py) covers the shared behaviour.
 ITEM_CFG: dict[str, Any] = {"variant": "item", "batch_size": 64, "epochs": 40, "reg": 10.0}
 USER_CFG: dict[str, Any] = {"variant": "user"}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    # Small networks gain nothing from intra-op threads, and on a busy machine OpenMP workers
-    # spin-wait for cores (observed 10-50x slower fits); restore the setting afterwards.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,17 +15,6 @@ from recforge.models import create
 from recforge.models.mf import MF, BiasedDotModule, BiasedMF, DotModule
 from recforge.models.neural import NeuralRecommender, OutputHead
 from recforge.testing import hit_rate, planted_explicit, planted_implicit, rating_rmse
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    # Tiny models gain nothing from intra-op threads, and on a busy machine OpenMP workers
-    # spin-wait for cores (observed 100x slowdowns); restore the setting afterwards.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 FAST = {"verbose": False}
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -31,16 +30,6 @@ from recforge.testing import chance_hit_rate, hit_rate, planted_explicit, plante
 from recforge.train.rows import CSRRows
 
 FAST: dict[str, Any] = {"epochs": 30, "hidden": [64], "latent": 16, "batch_size": 100}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    # Small networks gain nothing from intra-op threads, and on a busy machine OpenMP workers
-    # spin-wait for cores (observed 10-50x slower fits); restore the setting afterwards.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator
 from typing import ClassVar
 
 import numpy as np
@@ -26,16 +25,6 @@ from recforge.train import (
 )
 from recforge.train.losses import Batch
 from recforge.viz.plots import learning_curve
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    # Tiny models gain nothing from intra-op threads, and on a busy machine OpenMP workers
-    # spin-wait for cores (observed 100x slowdowns); restore the setting afterwards.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 class ToyMF(nn.Module):
