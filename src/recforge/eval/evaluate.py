@@ -367,6 +367,33 @@ def _relevance(
     return rel, counts
 
 
+def _ranking_protocol(
+    evaluation: str,
+    dataset: str,
+    split_desc: Any,
+    ks: list[int],
+    relevance_threshold: float | None,
+    candidates: str,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The protocol record shared by full-ranking and sampled evaluation (key order kept)."""
+    relevance = (
+        "any test interaction"
+        if relevance_threshold is None
+        else f"test rating >= {relevance_threshold:g}"
+    )
+    return {
+        "evaluation": evaluation,
+        "dataset": dataset,
+        "split": split_desc,
+        "ks": ks,
+        "relevance": relevance,
+        "relevance_threshold": relevance_threshold,
+        "candidates": candidates,
+        **extra,
+    }
+
+
 def evaluate_ranking(
     model: Recommender,
     split: Any,
@@ -493,19 +520,16 @@ def evaluate_ranking(
             **rel_counts,
         }
     )
-    protocol: dict[str, Any] = {
-        "evaluation": "full_ranking",
-        "dataset": _dataset_name(train, test),
-        "split": split_desc,
-        "ks": ks_list,
-        "relevance": "any test interaction"
-        if relevance_threshold is None
-        else f"test rating >= {relevance_threshold:g}",
-        "relevance_threshold": relevance_threshold,
-        "candidates": candidates if isinstance(candidates, str) else f"{n_cand} given items",
-        "exclude_seen": exclude_seen,
-        "model": model.name,
-    }
+    protocol = _ranking_protocol(
+        "full_ranking",
+        _dataset_name(train, test),
+        split_desc,
+        ks_list,
+        relevance_threshold,
+        candidates if isinstance(candidates, str) else f"{n_cand} given items",
+        exclude_seen=exclude_seen,
+        model=model.name,
+    )
     t_end = time.perf_counter()
     timings = {
         "setup_s": t_setup - t0,
@@ -683,21 +707,18 @@ def sampled_ranking(
             "n_positives_dropped_too_few_negatives": n_too_few,
         }
     )
-    protocol: dict[str, Any] = {
-        "evaluation": f"sampled_1+{n_negatives}",
-        "dataset": _dataset_name(train, test),
-        "split": split_desc,
-        "ks": ks_list,
-        "relevance": "any test interaction"
-        if relevance_threshold is None
-        else f"test rating >= {relevance_threshold:g}",
-        "relevance_threshold": relevance_threshold,
-        "candidates": candidates if isinstance(candidates, str) else f"{len(pool)} given items",
-        "n_negatives": n_negatives,
-        "seed": seed,
-        "ties": "count against the positive",
-        "model": model.name,
-    }
+    protocol = _ranking_protocol(
+        f"sampled_1+{n_negatives}",
+        _dataset_name(train, test),
+        split_desc,
+        ks_list,
+        relevance_threshold,
+        candidates if isinstance(candidates, str) else f"{len(pool)} given items",
+        n_negatives=n_negatives,
+        seed=seed,
+        ties="count against the positive",
+        model=model.name,
+    )
     t_end = time.perf_counter()
     timings = {"sample_s": t_sample - t0, "score_s": t_score - t_sample, "total_s": t_end - t0}
     return EvalReport(pd.DataFrame(table), summary, protocol, timings)
