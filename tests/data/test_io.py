@@ -432,7 +432,7 @@ def test_non_utf8_bytes(tmp_path: Path) -> None:
     with pytest.raises(DataError) as exc:
         read_ratings(path)
     msg = one_line(exc)
-    assert "r.csv, line 3: byte 0xe9 is not valid UTF-8" in msg
+    assert "r.csv, line 3, field 2: byte 0xe9 is not valid UTF-8" in msg
     assert "encoding='latin-1'" in msg
 
 
@@ -441,7 +441,7 @@ def test_non_utf8_bytes_after_the_sniffed_sample(tmp_path: Path) -> None:
     body = ("user,item\n" + "\n".join(rows) + "\n").encode() + b"7,caf\xe9\n"
     with pytest.raises(DataError) as exc:
         read_ratings(write(tmp_path, "r.csv", body))
-    assert "r.csv, line 20002: byte 0xe9 is not valid UTF-8" in one_line(exc)
+    assert "r.csv, line 20002, field 2: byte 0xe9 is not valid UTF-8" in one_line(exc)
 
 
 def test_binary_garbage(tmp_path: Path) -> None:

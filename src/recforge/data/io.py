@@ -22,7 +22,14 @@ How it works, and why:
   match the ids a user types.
 * **Ids.** Ids are ``int64`` when every value is integral, else strings (so ``"007"`` and ``7``
   are the same id only in files where all ids are numbers; pass string ids through Parquet to keep
-  them exact).
+  them exact). Numeric ids that cannot be kept exactly are refused rather than silently changed:
+  negative ids, ids beyond ``int64`` (they would wrap or round), and ids in scientific notation
+  (``1.23457E+11`` is how spreadsheets print a rounded 12-digit id). String ids longer than
+  1,000 characters, ids holding a byte-order mark (two files concatenated) and a data row that
+  repeats the header are refused too.
+* **What is accepted.** CRLF and CR line endings, a UTF-8/UTF-16 BOM at the start, a trailing
+  separator on *every* line (an empty extra column), ISO dates as timestamps, and ratings in
+  scientific notation (``4e0`` is exactly 4; only ids are refused in that form) load normally.
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ import re
 import warnings
 import zlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -65,6 +72,11 @@ _SAMPLE_BYTES = 1 << 16
 _WHITESPACE = r"\s+"
 _SNIFF_ORDER = ("\t", ",", ";", "|")
 _MAX_SHOWN = 40  # longest cell value quoted in an error message
+_MAX_ID_CHARS = 1000  # longer string ids are a broken file (a quote swallowing lines, ...)
+_INT64_MAX = str(np.iinfo(np.int64).max)
+_INT_TEXT = r"[+-]?\d+(?:\.0*)?"  # integral id text, "12" or "12.0"
+_SCI_TEXT = r"[+-]?(?:\d+\.?\d*|\.\d+)[eE][+-]?\d+"
+_MARKUP = ("<!doctype", "<html", "<?xml", "{", "[")
 
 
 def _norm(name: str) -> str:
@@ -158,6 +170,7 @@ class _Raw:
     columns: dict[str, pd.Series]
     source_names: dict[str, str]  # canonical -> "column 'userId' (user_id)", for messages
     first_line: int  # file line (1-based) of parse row 0; 0 means rows are not lines (Parquet)
+    header: dict[str, str] = field(default_factory=dict)  # canonical -> header text, if any
 
     def __len__(self) -> int:
         return len(next(iter(self.columns.values())))
@@ -258,6 +271,16 @@ def _resolve_columns(
         if hit is not None:
             positions[canon] = hit
             taken.add(hit)
+    if names is not None:
+        normed = [_norm(n) for n in names]
+        for canon, pos in positions.items():
+            twins = [i for i, n in enumerate(normed) if n == normed[pos] and i != pos]
+            if twins and not isinstance(mapping.get(canon), int):
+                raise DataError(
+                    f"{where}: column {names[pos]!r} appears twice (fields {pos + 1} and "
+                    f"{twins[0] + 1}), so {canon} is ambiguous; rename one or pass "
+                    f"columns={{'{canon}': <0-based position>}}"
+                )
     for canon in ("user_id", "item_id"):
         if canon not in positions:
             found = ", ".join(names) if names is not None else f"{n_fields} unnamed columns"
@@ -334,8 +357,16 @@ def _read_text(
         raise DataError(f"{label}: file is empty; expected a header and/or rating rows")
     first_line = nonblank[0][0]
     probe = [ln for _, ln in nonblank[:50]]
+    if probe[0].lstrip().lower().startswith(_MARKUP):
+        raise DataError(
+            f"{label}, line {first_line}: looks like an HTML, XML or JSON document, not a ratings "
+            "table (a failed download or an error page?); give the CSV/TSV/.dat/Parquet file"
+        )
 
-    sep = _normalise_sep(sep) if sep is not None else _sniff_sep(label, probe)
+    if sep is not None:
+        sep = _normalise_sep(sep)
+    else:
+        sep = _sniff_sep(label, probe, [n for n, _ in nonblank[:50]])
     rows = [_split(ln, sep) for ln in probe[:2]]
     width = max(len(_split(ln, sep)) for ln in probe)
     if width < 2:
@@ -374,7 +405,8 @@ def _read_text(
         )
     if n_rows == 0:
         raise DataError(f"{label}: file is empty; expected a header and/or rating rows")
-    return _Raw(label, cols, shown, data_line)
+    header_names = {c: names[pos] for c, pos in positions.items()} if names is not None else {}
+    return _Raw(label, cols, shown, data_line, header_names)
 
 
 def _read_sample(p: Path, label: str, compression: str | None) -> tuple[bytes, bool]:
@@ -437,7 +469,13 @@ def _encoding_error(
         if explicit
         else "pass encoding='latin-1' (or the file's real encoding), or re-save it as UTF-8"
     )
-    return DataError(f"{label}, line {line}: byte 0x{bad.hex()} is not valid {name}; {fix}")
+    # The separator is not known yet; the first common one present in the line counts fields.
+    start = raw.rfind(b"\n", 0, exc.start) + 1
+    end = raw.find(b"\n", exc.start)
+    text_line = raw[start : end if end >= 0 else len(raw)]
+    sep = next((c for c in (b"\t", b",", b";", b"|") if c in text_line), None)
+    where = f", field {raw.count(sep, start, exc.start) + 1}" if sep is not None else ""
+    return DataError(f"{label}, line {line}{where}: byte 0x{bad.hex()} is not valid {name}; {fix}")
 
 
 def _normalise_sep(sep: str) -> str:
@@ -460,7 +498,7 @@ def _split(line: str, sep: str) -> list[str]:
     return line.split(sep)
 
 
-def _sniff_sep(label: str | None, lines: list[str]) -> str:
+def _sniff_sep(label: str | None, lines: list[str], line_nos: list[int] | None = None) -> str:
     """The separator that splits every sample line into the same number (>= 2) of fields."""
     if all("::" in ln for ln in lines):
         return "::"
@@ -477,6 +515,15 @@ def _sniff_sep(label: str | None, lines: list[str]) -> str:
         return _WHITESPACE
     if label is None:
         return ""  # used only to build a hint
+    for cand in _SNIFF_ORDER:
+        # The first line splits but a later one does not: the file mixes delimiters.
+        width = len(_split(lines[0], cand))
+        if width >= 2 and line_nos is not None:
+            bad = next(i for i, ln in enumerate(lines) if len(_split(ln, cand)) < 2)
+            raise DataError(
+                f"{label}, line {line_nos[bad]}: 1 field with sep={cand!r} where line "
+                f"{line_nos[0]} has {width} (mixed delimiters?); use one delimiter throughout"
+            )
     raise DataError(
         f"{label}: only 1 column found; separate user and item columns by ',', tab, '::', ';', "
         "'|' or spaces (or pass sep=)"
@@ -559,6 +606,13 @@ def _parse(
     except pd.errors.EmptyDataError:
         return {c: pd.Series([], dtype=float) for c in positions}
     except pd.errors.ParserError as exc:
+        quote = re.search(r"EOF inside string starting at row (\d+)", str(exc))
+        if quote:
+            # pandas counts rows from 0 over every line of the file, skipped ones included.
+            raise DataError(
+                f"{label}, line {int(quote.group(1)) + 1}: unbalanced quote: a '\"' opened on "
+                "this line is never closed; close or remove it"
+            ) from None
         found = re.search(r"line (\d+), saw (\d+)", str(exc))
         expected = re.search(r"Expected (\d+) fields", str(exc))
         if found and sep == "::":
@@ -577,6 +631,14 @@ def _parse(
     except _CORRUPT as exc:
         raise _corrupt_error(label, compression, exc) from None
 
+    # Id columns parsed as floats ("12.0", "1.23E+11", an id beyond int64) are re-read as text,
+    # so _ids can tell exact integral ids from rounded ones. Clean files never take this path.
+    id_cols = [positions[c] * (2 if sep == "::" else 1) for c in ("user_id", "item_id")]
+    floaty = [c for c in id_cols if c in df.columns and df[c].dtype.kind == "f"]
+    if floaty:
+        text = pd.read_csv(p, **{**kwargs, "usecols": floaty, "dtype": str})
+        for c in floaty:
+            df[c] = text[c]
     if sep == "::":
         gap_cols = [c for c in df.columns if int(c) % 2 == 1]
         bad = df[gap_cols].notna().any(axis=1).to_numpy() if gap_cols else np.zeros(0, bool)
@@ -652,16 +714,96 @@ def _ids(raw: _Raw, canon: str) -> pd.Series:
     col = raw.columns[canon]
     _check_missing(raw, canon, col)
     values = col.to_numpy()
+    if values.dtype.kind == "u" and len(values):
+        _refuse_ids(raw, canon, col, values > np.iinfo(np.int64).max, _TOO_BIG)
     if values.dtype.kind in "iu":
-        return pd.Series(values.astype(np.int64, copy=False))
-    if values.dtype.kind == "f":
+        ints = values.astype(np.int64, copy=False)
+        _refuse_ids(raw, canon, col, ints < 0, _NEGATIVE)
+        return pd.Series(ints)
+    if values.dtype.kind == "f":  # Parquet floats; text files re-read float ids as text
         if np.all(np.isfinite(values)) and np.all(values == np.round(values)):
+            _refuse_ids(raw, canon, col, np.abs(values) >= 2.0**63, _TOO_BIG)
+            _refuse_ids(raw, canon, col, values < 0, _NEGATIVE)
             return pd.Series(values.astype(np.int64))
         return pd.Series(col.astype(str).to_numpy(), dtype="str")
     if values.dtype.kind == "b":
         raise DataError(f"{raw.where(col.index[0], canon)}: ids are booleans; map the id column")
     text = col.astype(str).str.strip()
+    header = raw.header.get(canon)
+    if header is not None:
+        _refuse_ids(
+            raw,
+            canon,
+            col,
+            (text == header).to_numpy(bool),
+            "repeats the header row (were files concatenated?); remove the extra header line",
+        )
+    _refuse_ids(
+        raw,
+        canon,
+        col,
+        text.str.contains("\ufeff", regex=False).to_numpy(bool),
+        "holds a byte-order mark (U+FEFF), so files were concatenated; re-save them as one "
+        "UTF-8 file",
+    )
+    _refuse_ids(
+        raw,
+        canon,
+        col,
+        (text.str.len() > _MAX_ID_CHARS).to_numpy(bool),
+        f"is an id longer than {_MAX_ID_CHARS} characters (an unbalanced quote or a missing "
+        "line break?); fix the row",
+    )
+    if raw.first_line:  # text files: numbers that pandas could not hold as int64
+        ints_or_none = _integer_ids(raw, canon, col, text)
+        if ints_or_none is not None:
+            return ints_or_none
     return pd.Series(text.to_numpy(), dtype="str")
+
+
+_TOO_BIG = "is beyond the int64 range of numeric ids; it would wrap or be rounded"
+_NEGATIVE = "is a negative id; ids must be >= 0 (or strings)"
+
+
+def _refuse_ids(
+    raw: _Raw, canon: str, col: pd.Series, mask: npt.NDArray[np.bool_], problem: str
+) -> None:
+    """DataError at the first row where ``mask`` holds: ``<file>, line N, column: 'v' problem``."""
+    if mask.any():
+        pos, n = _first(mask)
+        raise DataError(
+            f"{raw.where(col.index[pos], canon)}: {_shown(col.iloc[pos])} {problem}{_more(n)}"
+        )
+
+
+def _integer_ids(raw: _Raw, canon: str, col: pd.Series, text: pd.Series) -> pd.Series | None:
+    """int64 ids when every value is integral text ("12", "12.0"), else None (string ids).
+
+    Refuses numeric ids that cannot be kept exactly: scientific notation, negative, beyond int64.
+    """
+    intlike = text.str.fullmatch(_INT_TEXT).to_numpy(bool)
+    sci = text.str.fullmatch(_SCI_TEXT).to_numpy(bool)
+    if not (intlike | sci).all():
+        return None  # string ids ("u1", hashes): left exactly as written
+    _refuse_ids(
+        raw,
+        canon,
+        col,
+        sci,
+        "is an id in scientific notation, which rounds long ids (a "
+        "spreadsheet export?); write ids out in full, e.g. export the column as text",
+    )
+    digits = text.str.replace(r"\.0*$", "", regex=True)
+    magnitude = digits.str.lstrip("+-").str.lstrip("0")
+    _refuse_ids(
+        raw, canon, col, (digits.str.startswith("-") & (magnitude != "")).to_numpy(bool), _NEGATIVE
+    )
+    lengths = magnitude.str.len()
+    too_big = (lengths > len(_INT64_MAX)) | (
+        (lengths == len(_INT64_MAX)) & (magnitude > _INT64_MAX)
+    )
+    _refuse_ids(raw, canon, col, too_big.to_numpy(bool), _TOO_BIG)
+    return pd.Series(digits.astype(np.int64).to_numpy())
 
 
 def _numeric(raw: _Raw, canon: str, what: str) -> npt.NDArray[np.float64]:

@@ -1,0 +1,143 @@
+"""The hostile input corpus (tests/data/bad/) and the accepted variants (tests/data/good/).
+
+Every bad file must fail with one :class:`DataError` line naming the file and, where they exist,
+the line and column (``manifest.toml`` lists the fragments), through the library, through
+``recforge data describe`` and through ``recforge train --out DIR`` (exit 2, no traceback, and
+nothing written where DIR would be). Every good file must load to the same frame as
+``good/reference.csv``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import tomllib
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from recforge.cli import main
+from recforge.data.io import read_ratings
+from recforge.errors import DataError
+
+BAD = Path(__file__).parent / "bad"
+GOOD = Path(__file__).parent / "good"
+MANIFEST: dict[str, dict[str, Any]] = tomllib.loads((BAD / "manifest.toml").read_text("utf-8"))
+NOT_CORPUS = {"README.md", "manifest.toml", "make_big.py"}
+ALL = sorted(MANIFEST)
+CLI_CASES = sorted(n for n, e in MANIFEST.items() if "kwargs" not in e)
+
+
+@pytest.fixture(scope="module")
+def big_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    spec = importlib.util.spec_from_file_location("make_big", BAD / "make_big.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    made: dict[str, Path] = module.make_big(tmp_path_factory.mktemp("bad_big"))
+    return made
+
+
+def corpus_path(name: str, big_files: dict[str, Path]) -> Path:
+    return big_files[name] if MANIFEST[name].get("big") else BAD / name
+
+
+def test_manifest_lists_every_file_and_at_least_30(big_files: dict[str, Path]) -> None:
+    on_disk = {p.name for p in BAD.iterdir()} - NOT_CORPUS
+    small = {n for n, e in MANIFEST.items() if not e.get("big")}
+    assert on_disk == small
+    assert {n for n, e in MANIFEST.items() if e.get("big")} == set(big_files)
+    assert len(MANIFEST) >= 30
+    for name, entry in MANIFEST.items():
+        assert entry["what"] and entry["expect"], name
+    # Big files stay out of git: nothing committed under bad/ is over 64 KiB.
+    assert max((BAD / n).stat().st_size for n in small) < 64 * 1024
+
+
+def check_message(message: str, path: Path, name: str) -> None:
+    assert "\n" not in message, message
+    assert str(path) in message, message
+    for fragment in MANIFEST[name]["expect"]:
+        assert fragment.lower() in message.lower(), (fragment, message)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_read_ratings_names_file_line_and_column(name: str, big_files: dict[str, Path]) -> None:
+    path = corpus_path(name, big_files)
+    with pytest.raises(DataError) as exc:
+        read_ratings(path, **MANIFEST[name].get("kwargs", {}))
+    check_message(str(exc.value), path, name)
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize("name", CLI_CASES)
+def test_cli_describe_exits_2_with_one_line(
+    name: str, big_files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = corpus_path(name, big_files)
+    code, out, err = run_cli(capsys, "data", "describe", str(path))
+    assert code == 2, err
+    assert out == ""
+    assert "Traceback" not in err
+    assert err.startswith("recforge: error: ") and err.endswith("\n")
+    check_message(err.removeprefix("recforge: error: ").rstrip("\n"), path, name)
+
+
+@pytest.mark.parametrize("name", CLI_CASES)
+def test_cli_train_exits_2_and_writes_nothing(
+    name: str, big_files: dict[str, Path], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = corpus_path(name, big_files)
+    out_dir = tmp_path / "runs" / "x"
+    code, out, err = run_cli(
+        capsys, "train", "--model", "popularity", "--data", str(path), "--out", str(out_dir)
+    )
+    assert code == 2, err
+    assert out == ""
+    assert "Traceback" not in err
+    check_message(err.removeprefix("recforge: error: ").rstrip("\n"), path, name)
+    assert not out_dir.exists()
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_real_process_exit_code_and_stderr() -> None:
+    """One case through a real interpreter: exit status 2 and a single stderr line."""
+    path = BAD / "rating_word.csv"
+    proc = subprocess.run(
+        [sys.executable, "-m", "recforge.cli", "data", "describe", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    check_message(
+        proc.stderr.removeprefix("recforge: error: ").rstrip("\n"), path, "rating_word.csv"
+    )
+
+
+# ------------------------------------------------------------------------ accepted variants
+GOOD_FILES = sorted(p.name for p in GOOD.iterdir() if p.name != "reference.csv")
+
+
+@pytest.mark.parametrize("name", GOOD_FILES)
+def test_accepted_variants_load_like_the_reference(name: str) -> None:
+    """CRLF/CR endings, BOM, trailing comma on every line, '4e0' ratings, ISO dates, quotes..."""
+    expected = read_ratings(GOOD / "reference.csv")
+    assert expected["rating"].tolist() == [4.0, 3.5, 5.0]
+    assert expected["timestamp"].tolist() == [978300760, 978302109, 978301968]
+    got = read_ratings(GOOD / name)
+    got.attrs, expected.attrs = {}, {}  # attrs["source"] names each file
+    pd.testing.assert_frame_equal(got, expected)
