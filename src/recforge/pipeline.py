@@ -5,6 +5,8 @@ Each function here is what one CLI command calls; the CLI only parses options an
 
 from __future__ import annotations
 
+import json
+import shutil
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from recforge.data.interactions import Interactions
-from recforge.errors import ConfigError
+from recforge.errors import ConfigError, DataError
 from recforge.models.base import Recommender
 
 #: Relevance threshold used when ranking is evaluated on explicit ratings (documented in protocols).
@@ -84,6 +86,9 @@ def train_run(
     config: Mapping[str, Any] | None = None,
     out: str | Path | None = None,
     ks: tuple[int, ...] = (10,),
+    checkpoint_every_epochs: int | None = None,
+    checkpoint_every_minutes: float | None = None,
+    resume: bool = False,
 ) -> TrainResult:
     """Train ``model_name`` on ``data`` with the given split, evaluate on its test part, save a run.
 
@@ -93,19 +98,52 @@ def train_run(
         split: split spec (see :func:`resolve_split`).
         config: model hyper-parameters (validated by the model's config class).
         out: run directory to write (atomically); nothing is written when None.
+        checkpoint_every_epochs: checkpoint the training every N epochs into
+            :func:`checkpoint_dir` ``(out)`` (needs ``out``).
+        checkpoint_every_minutes: checkpoint at the first epoch end M minutes after the last one.
+        resume: continue from the checkpoints in :func:`checkpoint_dir` ``(out)`` (see
+            :func:`resume_run`, which also restores the arguments).
+
+    Raises:
+        ConfigError: checkpointing or resuming without ``out``.
     """
     from recforge.artifacts import save_run
     from recforge.data.sources import load_dataset
     from recforge.models.registry import create
+    from recforge.train.checkpoint import CheckpointPolicy, training_context
 
     timings: dict[str, float] = {}
     model = create(model_name, dict(config or {}))  # validate the config before any work
+    checkpointing = resume or checkpoint_every_epochs is not None or checkpoint_every_minutes
+    policy: CheckpointPolicy | None = None
+    if checkpointing:
+        if out is None:
+            raise ConfigError("checkpoints and --resume need a run directory; pass --out")
+        policy = CheckpointPolicy(
+            checkpoint_dir(out),
+            every_epochs=checkpoint_every_epochs,
+            every_minutes=checkpoint_every_minutes,
+            resume=resume,
+        )
     t0 = time.perf_counter()
     inter = data if isinstance(data, Interactions) else load_dataset(data)
     sp = resolve_split(inter, split)
     timings["load_split_s"] = time.perf_counter() - t0
+    if policy is not None and not resume:
+        _write_run_spec(
+            policy,
+            model_name=model_name,
+            data=data,
+            inter=inter,
+            split=split,
+            config=dict(config or {}),
+            ks=ks,
+        )
+    elif policy is not None:
+        _check_run_spec(policy.directory, inter)
     t0 = time.perf_counter()
-    model.fit(sp.train, sp.valid)
+    with training_context(checkpoints=policy):
+        model.fit(sp.train, sp.valid)
     timings["fit_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     metrics = evaluate_model(model, sp, ks)
@@ -130,4 +168,103 @@ def train_run(
             from recforge.viz.plots import learning_curve
 
             learning_curve(history, run_dir / "learning_curve.png")
+    if policy is not None:
+        # The run directory is complete; its checkpoints have nothing left to restore.
+        shutil.rmtree(policy.directory, ignore_errors=True)
     return TrainResult(model, sp, metrics, run_dir, history, timings)
+
+
+#: Name of the run description inside a checkpoint directory.
+RUN_SPEC = "run.json"
+
+
+def checkpoint_dir(out: str | Path) -> Path:
+    """Where the checkpoints of run directory ``out`` live while it trains: ``<out>.ckpt``."""
+    p = Path(out)
+    return p.with_name(p.name + ".ckpt")
+
+
+def _write_run_spec(
+    policy: Any,
+    *,
+    model_name: str,
+    data: str | Path | Interactions,
+    inter: Interactions,
+    split: str,
+    config: dict[str, Any],
+    ks: tuple[int, ...],
+) -> None:
+    """Start a fresh checkpoint directory holding what :func:`resume_run` needs."""
+    from recforge._atomic import atomic_write_text
+
+    if isinstance(data, Interactions):
+        data_spec: str | None = None  # resumable from Python (same Interactions), not the CLI
+    else:
+        path = Path(data).expanduser()
+        data_spec = str(path.resolve()) if path.exists() else str(data)
+    directory = Path(policy.directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for old in directory.glob("fit-*.safetensors"):  # leftovers of an abandoned earlier run
+        old.unlink()
+    spec = {
+        "model": model_name,
+        "data": data_spec,
+        "data_fingerprint": inter.fingerprint(),
+        "split": split,
+        "config": config,
+        "ks": list(ks),
+        "checkpoint_every_epochs": policy.every_epochs,
+        "checkpoint_every_minutes": policy.every_minutes,
+    }
+    atomic_write_text(directory / RUN_SPEC, json.dumps(spec, indent=2, default=str) + "\n")
+
+
+def _read_run_spec(directory: Path) -> dict[str, Any]:
+    path = directory / RUN_SPEC
+    try:
+        spec: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: no checkpoint to resume (was the run started with --checkpoint-every?)"
+        ) from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: unreadable run description ({exc})") from None
+    return spec
+
+
+def _check_run_spec(directory: Path, inter: Interactions) -> None:
+    spec = _read_run_spec(directory)
+    if spec.get("data_fingerprint") != inter.fingerprint():
+        raise DataError(
+            f"{directory / RUN_SPEC}: the training data changed since the checkpoint was "
+            "written; restore the original data or start a new run"
+        )
+
+
+def resume_run(out: str | Path) -> TrainResult:
+    """Continue the interrupted ``recforge train --out <out>`` from its last checkpoint.
+
+    Everything needed (model, config, data, split, checkpoint cadence) is read from
+    ``<out>.ckpt/run.json``; the result equals that of an uninterrupted run (bit-identical
+    weights on CPU).
+
+    Raises:
+        ConfigError: there is no checkpoint directory, or its data was an in-memory object.
+    """
+    spec = _read_run_spec(checkpoint_dir(out))
+    if spec.get("data") is None:
+        raise ConfigError(
+            f"{checkpoint_dir(out) / RUN_SPEC}: the run trained on in-memory data; resume it "
+            "from Python with train_run(..., resume=True) and the same Interactions"
+        )
+    return train_run(
+        str(spec["model"]),
+        str(spec["data"]),
+        split=str(spec["split"]),
+        config=dict(spec.get("config") or {}),
+        out=out,
+        ks=tuple(int(k) for k in spec.get("ks", [10])),
+        checkpoint_every_epochs=spec.get("checkpoint_every_epochs"),
+        checkpoint_every_minutes=spec.get("checkpoint_every_minutes"),
+        resume=True,
+    )

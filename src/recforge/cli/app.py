@@ -127,8 +127,9 @@ def list_models(json_out: JsonOpt = False) -> None:
 @app.command("train")
 def train(
     model: Annotated[
-        str, typer.Option("--model", "-m", help="Registered model name (see `recforge models`).")
-    ],
+        str | None,
+        typer.Option("--model", "-m", help="Registered model name (see `recforge models`)."),
+    ] = None,
     data: Annotated[
         str, typer.Option("--data", "-d", help="Ratings file or MovieLens name.")
     ] = "ml-100k",
@@ -148,13 +149,43 @@ def train(
     batch_size: Annotated[int | None, typer.Option(help="Batch size (neural models).")] = None,
     n_factors: Annotated[int | None, typer.Option(help="Embedding size (factor models).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    checkpoint_every: Annotated[
+        int | None,
+        typer.Option(help="Checkpoint training every N epochs into <out>.ckpt/ (needs --out)."),
+    ] = None,
+    checkpoint_minutes: Annotated[
+        float | None,
+        typer.Option(help="Checkpoint at the first epoch end M minutes after the last one."),
+    ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(help="Continue the interrupted run RUN_DIR from its last checkpoint."),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Train a model, evaluate it on the split's test part, and save the run."""
     from recforge.cli._output import emit_json, parse_sets
     from recforge.config import load_config_file
-    from recforge.pipeline import train_run
+    from recforge.errors import ConfigError
+    from recforge.pipeline import resume_run, train_run
 
+    if resume is not None:
+        given = [model, config, sets, epochs, lr, batch_size, n_factors, seed, out]
+        if any(v is not None for v in given):
+            raise ConfigError(
+                "--resume RUN_DIR restores model, data, split and config from RUN_DIR.ckpt; "
+                "pass no other training options"
+            )
+        result = resume_run(resume)
+        if json_out:
+            emit_json({"run_dir": str(result.run_dir), **result.metrics})
+            return
+        from recforge.cli.render import render_train_result
+
+        render_train_result(result)
+        return
+    if model is None:
+        raise ConfigError("--model is required (or --resume RUN_DIR)")
     params: dict[str, Any] = load_config_file(config) if config else {}
     params.pop("model", None)
     flags = {
@@ -166,7 +197,15 @@ def train(
     }
     params |= {k: v for k, v in flags.items() if v is not None}
     params |= parse_sets(sets)
-    result = train_run(model, data, split=split, config=params, out=out)
+    result = train_run(
+        model,
+        data,
+        split=split,
+        config=params,
+        out=out,
+        checkpoint_every_epochs=checkpoint_every,
+        checkpoint_every_minutes=checkpoint_minutes,
+    )
     if json_out:
         emit_json({"run_dir": str(result.run_dir) if result.run_dir else None, **result.metrics})
         return

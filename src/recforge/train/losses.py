@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -134,6 +135,28 @@ class Objective(ABC):
     def to(self, device: torch.device) -> Objective:
         """Move owned tensors to ``device`` (default: nothing to move); returns self."""
         return self
+
+    def _samplers(self) -> dict[str, NegativeSampler]:
+        return {k: v for k, v in vars(self).items() if isinstance(v, NegativeSampler)}
+
+    def rng_state(self) -> dict[str, Any]:
+        """JSON-serialisable random state (training checkpoints).
+
+        The default covers every :class:`NegativeSampler` attribute; an objective with other
+        random streams overrides this and :meth:`set_rng_state`.
+        """
+        return {k: s.get_rng_state() for k, s in self._samplers().items()}
+
+    def set_rng_state(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`rng_state`'s value."""
+        for k, s in self._samplers().items():
+            if k in state:
+                s.set_rng_state(dict(state[k]))
+
+    def reseed(self, seed: int) -> None:
+        """Restart every random stream the objective owns from ``seed`` (distributed epochs)."""
+        for s in self._samplers().values():
+            s.reseed(seed)
 
 
 class RatingMSE(Objective):

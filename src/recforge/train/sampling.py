@@ -18,7 +18,7 @@ them out.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -87,6 +87,14 @@ class NegativeSampler:
     def reseed(self, seed: int) -> None:
         """Restart the sampler's random stream (e.g. to draw fixed validation negatives)."""
         self._rng = np.random.default_rng(seed)
+
+    def get_rng_state(self) -> dict[str, Any]:
+        """The random stream's position (JSON-serialisable; for training checkpoints)."""
+        return dict(self._rng.bit_generator.state)
+
+    def set_rng_state(self, state: dict[str, Any]) -> None:
+        """Continue the random stream from :meth:`get_rng_state`'s value."""
+        self._rng.bit_generator.state = state
 
     @property
     def probabilities(self) -> npt.NDArray[np.float64]:

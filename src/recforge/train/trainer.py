@@ -36,6 +36,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +46,13 @@ from torch import nn
 
 from recforge.config import TrainConfig
 from recforge.errors import ConfigError, DataError, ModelFitError
+from recforge.train.checkpoint import (
+    FitCheckpointer,
+    TrainState,
+    current_context,
+    fingerprint,
+    load_optimizer_state,
+)
 from recforge.train.losses import Batch, Objective
 from recforge.train.schedules import Schedule
 
@@ -92,6 +100,27 @@ def threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(old)
+
+
+#: ``fn(epoch, history_row)`` called after each epoch's validation (see :func:`epoch_callback`).
+EpochCallback = Callable[[int, Mapping[str, float]], None]
+_EPOCH_CALLBACK: ContextVar[EpochCallback | None] = ContextVar("epoch_callback", default=None)
+
+
+@contextmanager
+def epoch_callback(fn: EpochCallback) -> Iterator[None]:
+    """Within the block, every :meth:`Trainer.fit` calls ``fn(epoch, row)`` after each epoch.
+
+    ``row`` is the epoch's history row (validation metrics included). Used by tuning to report
+    learning curves and prune trials: an exception ``fn`` raises (e.g. ``optuna.TrialPruned``)
+    propagates out of ``Trainer.fit`` and the model's ``fit``. A context variable, so models
+    need no extra argument and concurrent fits in other threads/tasks are unaffected.
+    """
+    token = _EPOCH_CALLBACK.set(fn)
+    try:
+        yield
+    finally:
+        _EPOCH_CALLBACK.reset(token)
 
 
 @dataclass
@@ -221,6 +250,10 @@ class Trainer:
                 stacklevel=2,
             )
             early = False
+        ckpt = _checkpointer(cfg, tensors, steps_per_epoch)
+        resumed = ckpt.load() if ckpt is not None else None
+        if resumed is not None and resumed.complete:
+            return self._finished(module, resumed, n)
 
         rows: list[dict[str, float]] = []
         best_score: float | None = None
@@ -231,12 +264,24 @@ class Trainer:
         train_seconds = 0.0
         gen = torch.Generator().manual_seed(cfg.seed)
         step = 0
+        first_epoch = 0
         with (
             threads(cfg.num_threads),
             seeded(cfg.seed, self.device),
             _progress(cfg.verbose, cfg.epochs * steps_per_epoch, description) as advance,
         ):
-            for epoch in range(cfg.epochs):
+            if resumed is not None:
+                # Inside ``seeded``: the restored RNG states replace the freshly seeded ones.
+                _restore(module, optimizers, objective, gen, resumed, self.device)
+                rows, step, first_epoch = resumed.rows, resumed.step, resumed.epoch
+                best_score, best_epoch, stale = (
+                    resumed.best_score,
+                    resumed.best_epoch,
+                    resumed.stale,
+                )
+                best_state, train_seconds = resumed.best_state, resumed.train_seconds
+                advance(first_epoch * steps_per_epoch)
+            for epoch in range(first_epoch, cfg.epochs):
                 t0 = time.perf_counter()
                 objective.start_epoch(epoch)
                 module.train()
@@ -277,6 +322,8 @@ class Trainer:
                 row["seconds"] = time.perf_counter() - t0
                 rows.append(row)
                 advance(0, _describe(description, row, epoch + 1, cfg.epochs))
+                if (on_epoch := _EPOCH_CALLBACK.get()) is not None:
+                    on_epoch(epoch + 1, row)
 
                 if early:
                     score = self._monitor(row)
@@ -289,6 +336,16 @@ class Trainer:
                         if stale >= cfg.patience:
                             stopped = epoch + 1 < cfg.epochs
                             break
+                if ckpt is not None and epoch + 1 < cfg.epochs and ckpt.due(epoch + 1):
+                    snap = TrainState(
+                        epoch + 1, step, rows, best_score, best_epoch, stale, train_seconds,
+                        complete=False, stopped_early=False, module=dict(module.state_dict()),
+                        best_state=best_state,
+                        optimizers=[opt.state_dict() for opt in optimizers],
+                        rng=_rng_states(gen, self.device), objective=objective.rng_state(),
+                        fingerprint=ckpt.fingerprint,
+                    )  # fmt: skip
+                    ckpt.save(snap)
         for opt in optimizers:  # free gradient memory; the module is handed back for inference
             opt.zero_grad(set_to_none=True)
         if early and best_state is not None:
@@ -298,6 +355,15 @@ class Trainer:
             if validate is not None and cfg.monitor in rows[-1]:
                 best_score = float(rows[-1][cfg.monitor])
         module.eval()
+        if ckpt is not None:
+            # The final weights, so that a crash after training resumes without training again.
+            final = TrainState(
+                len(rows), step, rows, best_score, best_epoch, stale, train_seconds,
+                complete=True, stopped_early=stopped, module=dict(module.state_dict()),
+                best_state=None, optimizers=[], rng={}, objective={},
+                fingerprint=ckpt.fingerprint,
+            )  # fmt: skip
+            ckpt.save(final)
         history = _history_frame(rows)
         return TrainResult(
             history=history,
@@ -306,6 +372,20 @@ class Trainer:
             stopped_early=stopped,
             train_seconds=train_seconds,
             samples_per_second=(n * len(rows)) / train_seconds if train_seconds > 0 else math.inf,
+        )
+
+    def _finished(self, module: nn.Module, state: TrainState, n: int) -> TrainResult:
+        """The result of a fit whose completed checkpoint was found: load it, train nothing."""
+        module.load_state_dict(state.module)
+        module.eval()
+        secs = state.train_seconds
+        return TrainResult(
+            history=_history_frame(state.rows),
+            best_epoch=state.best_epoch,
+            best_score=state.best_score,
+            stopped_early=state.stopped_early,
+            train_seconds=secs,
+            samples_per_second=(n * len(state.rows)) / secs if secs > 0 else math.inf,
         )
 
     # ------------------------------------------------------------------ helpers
@@ -345,6 +425,48 @@ class Trainer:
         if self.config.monitor_mode == "min":
             return score < best - delta
         return score > best + delta
+
+
+def _checkpointer(
+    config: TrainConfig, tensors: Mapping[str, torch.Tensor], steps_per_epoch: int
+) -> FitCheckpointer | None:
+    """The checkpoint bookkeeping of this fit when a :func:`training_context` asks for it."""
+    ctx = current_context()
+    if ctx is None or ctx.checkpoints is None:
+        return None
+    index = ctx.next_fit()
+    return FitCheckpointer(ctx.checkpoints, index, fingerprint(config, tensors, steps_per_epoch))
+
+
+def _rng_states(gen: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
+    out = {"torch": torch.get_rng_state(), "perm": gen.get_state()}
+    if device.type == "cuda":
+        out["cuda"] = torch.cuda.get_rng_state(device)
+    return out
+
+
+def _restore(
+    module: nn.Module,
+    optimizers: list[torch.optim.Optimizer],
+    objective: Objective,
+    gen: torch.Generator,
+    state: TrainState,
+    device: torch.device,
+) -> None:
+    """Load a mid-training checkpoint into freshly built training objects."""
+    module.load_state_dict(state.module)
+    if len(state.optimizers) != len(optimizers):
+        raise DataError(
+            f"checkpoint has {len(state.optimizers)} optimizer states, the run builds "
+            f"{len(optimizers)}; delete the checkpoint directory to restart"
+        )
+    for opt, sd in zip(optimizers, state.optimizers, strict=True):
+        load_optimizer_state(opt, sd)
+    torch.set_rng_state(state.rng["torch"])
+    gen.set_state(state.rng["perm"])
+    if device.type == "cuda" and "cuda" in state.rng:
+        torch.cuda.set_rng_state(state.rng["cuda"], device)
+    objective.set_rng_state(state.objective)
 
 
 def _history_frame(rows: list[dict[str, float]]) -> pd.DataFrame:
