@@ -477,3 +477,45 @@ def _serve_workers(host: str, port: int, workers: int, log_level: str) -> None:
     sock.bind((host, port))
     sock.set_inheritable(True)
     Multiprocess(config, sockets=[sock]).run()
+
+
+# ---------------------------------------------------------------------------- tune
+@app.command("tune")
+def tune_cmd(
+    model: Annotated[str, typer.Option("--model", "-m", help="Model or peer name to tune.")],
+    protocol: Annotated[
+        str, typer.Option("--protocol", "-p", help="Named protocol (its validation carve).")
+    ],
+    trials: Annotated[int, typer.Option("--trials", "-n", help="Number of Optuna trials.")] = 20,
+    data: Annotated[
+        str, typer.Option("--data", "-d", help="Ratings file or MovieLens name.")
+    ] = "ml-100k",
+    timeout: Annotated[
+        float | None, typer.Option(help="Stop starting trials after this many seconds.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="TPE sampler seed.")] = 0,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write the best config here (TOML).")
+    ] = None,
+    sets: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Hold a hyper-parameter fixed: key=value (repeatable)."),
+    ] = None,
+    fold: Annotated[str, typer.Option(help="Protocol fold whose train part is carved.")] = "0",
+    json_out: JsonOpt = False,
+) -> None:
+    """Tune hyper-parameters with Optuna (TPE, median pruning) on a validation carve of train."""
+    from recforge.cli.tune import tune_command
+
+    tune_command(
+        model=model,
+        protocol=protocol,
+        trials=trials,
+        data=data,
+        timeout=timeout,
+        seed=seed,
+        out=out,
+        sets=sets,
+        fold=fold,
+        json_out=json_out,
+    )

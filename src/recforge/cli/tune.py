@@ -1,0 +1,64 @@
+"""Body of ``recforge tune`` (registered in app.py): parse options, run the study, print."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def tune_command(
+    *,
+    model: str,
+    protocol: str,
+    trials: int,
+    data: str,
+    timeout: float | None,
+    seed: int,
+    out: Path | None,
+    sets: list[str] | None,
+    fold: str,
+    json_out: bool,
+) -> None:
+    """Run the study with a progress bar on stderr; print the best config (or JSON)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from recforge.cli._output import console, emit_json, parse_sets
+    from recforge.tune import tune
+
+    err = Console(stderr=True)
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=json_out or not err.is_terminal,
+    )
+    task = progress.add_task(f"tune {model}", total=trials)
+
+    def on_trial(number: int, total: int, value: float | None) -> None:
+        progress.update(task, total=total, completed=number + 1)
+
+    with progress:
+        result = tune(
+            model,
+            protocol,
+            data=data,
+            trials=trials,
+            timeout=timeout,
+            seed=seed,
+            fixed=parse_sets(sets),
+            out=out,
+            fold=int(fold) if fold.isdigit() else fold,
+            callback=on_trial,
+        )
+    if json_out:
+        emit_json({**result.to_dict(), "out": str(out) if out else None})
+        return
+    con = console()
+    con.print(result.header().replace("# ", "").rstrip())
+    for key, value in result.config.items():
+        con.print(f"  {key} = {value!r}")
+    if out is not None:
+        con.print(f"wrote {out} (use: recforge train --model {model} --config {out})")
