@@ -307,6 +307,25 @@ def _reclist_json(rec: Any, model: Any) -> dict[str, Any]:
     }
 
 
+# ---------------------------------------------------------------------------- report
+@app.command("report")
+def report_cmd(
+    run: Annotated[Path, typer.Argument(help="Run directory written by `recforge train`.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Output folder (default: RUN/report).")
+    ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option("--data", "-d", help="Dataset for the test split (default: the run's)."),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Write an HTML report (curves, metrics, errors, embedding maps) of a saved run."""
+    from recforge.cli.report import report_command
+
+    report_command(run, out, data, json_out)
+
+
 # ---------------------------------------------------------------------------- export
 @app.command("export")
 def export_cmd(

@@ -543,6 +543,16 @@ class ALS(Recommender):
         self._check_fitted()
         return self.item_factors_
 
+    def item_embeddings(self) -> FloatArray | None:
+        """The item factors ``y_i``: ``(n_items, k)`` (biases excluded)."""
+        self._check_fitted()
+        return self.item_factors_
+
+    def user_embeddings(self) -> FloatArray | None:
+        """The user factors ``x_u``: ``(n_users, k)`` (biases excluded)."""
+        self._check_fitted()
+        return self.user_factors_
+
     # ------------------------------------------------------------------ persistence
     def get_state(self) -> dict[str, npt.NDArray[Any]]:
         """Factors and biases (float32)."""

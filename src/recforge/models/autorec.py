@@ -470,6 +470,32 @@ class AutoRec(NeuralRecommender):
         out: FloatArray = vecs.float().cpu().numpy()
         return out
 
+    def item_embeddings(self) -> FloatArray | None:
+        """Same as :meth:`item_vectors`: I-AutoRec item codes, U-AutoRec decoder rows ``V_i``."""
+        return self.item_vectors()
+
+    def user_embeddings(self) -> FloatArray | None:
+        """I-AutoRec: decoder weight rows ``V_u``; U-AutoRec: user codes ``h_L(r_u)``.
+
+        Mirrors :meth:`item_embeddings`: whichever side is the network's input gets its codes,
+        the other side its output-layer weights.
+        """
+        net = self._net()
+        net.eval()
+        if self.item_based:
+            out: FloatArray = net.output.weight.detach().float().cpu().numpy()
+            return out
+        # U-AutoRec: encode every training user row, in chunks bounded like the item codes.
+        src = self._input_rows()
+        n, step = self.n_users, max(1, _DENSE_BUDGET // max(1, self.n_items))
+        with torch.no_grad():
+            parts = [
+                net.features(src.dense(torch.arange(s, min(n, s + step), device=src.device))[0])
+                for s in range(0, n, step)
+            ]
+        codes: FloatArray = torch.cat(parts).float().cpu().numpy()
+        return codes
+
     # ------------------------------------------------------------------ new users
     def fold_in_scores(self, item_idx: IndexArray, ratings: FloatArray) -> FloatArray:
         """Predicted ratings of every item for a new user (module docstring).

@@ -364,6 +364,19 @@ class Recommender(ABC):
         """Item representation matrix ``(n_items, d)`` for similarity and ANN retrieval, if any."""
         return None
 
+    # ------------------------------------------------------------------ learned embeddings
+    def item_embeddings(self) -> FloatArray | None:
+        """Learned item embeddings ``(n_items, d)`` for inspection (PCA maps, reports), or None.
+
+        Unlike :meth:`item_vectors` (whatever retrieval uses, biases or features included), this
+        is the model's latent item space only; families without one return None.
+        """
+        return None
+
+    def user_embeddings(self) -> FloatArray | None:
+        """Learned user embeddings ``(n_users, d)`` for inspection, or None (see above)."""
+        return None
+
     def similar_items(self, item_id: Any, k: int = 10) -> RecList:
         """The ``k`` items most cosine-similar to ``item_id`` (itself excluded)."""
         self._check_fitted()

@@ -41,7 +41,8 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from recforge.config import ModelConfig, OptimizerName, ScheduleName
-from recforge.models.neural import NeuralRecommender, PairConfig, YRange
+from recforge.models.base import FloatArray
+from recforge.models.neural import NeuralRecommender, OutputHead, PairConfig, YRange
 
 #: Upper bound on (users × items × width) floats materialised at once by full scoring.
 _SCORE_BUDGET = 1 << 24
@@ -181,3 +182,18 @@ class EmbeddingNet(NeuralRecommender):
             embedding_dropout=cfg.embedding_dropout,
             init_std=cfg.init_std,
         )
+
+    def _table(self, side: str) -> FloatArray:
+        head = self._module()
+        assert isinstance(head, OutputHead) and isinstance(head.inner, EmbeddingNetModule)
+        emb = head.inner.user_emb if side == "user" else head.inner.item_emb
+        out: FloatArray = emb.weight.detach().float().cpu().numpy()
+        return out
+
+    def item_embeddings(self) -> FloatArray | None:
+        """The item embedding table ``q_i`` fed to the MLP: ``(n_items, n_factors)``."""
+        return self._table("item")
+
+    def user_embeddings(self) -> FloatArray | None:
+        """The user embedding table ``p_u`` fed to the MLP: ``(n_users, n_factors)``."""
+        return self._table("user")

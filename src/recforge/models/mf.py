@@ -189,6 +189,17 @@ class MF(NeuralRecommender):
         out: FloatArray = head.inner.item_emb.weight.detach().float().cpu().numpy()
         return out
 
+    def item_embeddings(self) -> FloatArray | None:
+        """Item factors ``q_i``: ``(n_items, n_factors)``."""
+        return self.item_vectors()
+
+    def user_embeddings(self) -> FloatArray | None:
+        """User factors ``p_u``: ``(n_users, n_factors)``."""
+        head = self._module()
+        assert isinstance(head, OutputHead) and isinstance(head.inner, DotModule)
+        out: FloatArray = head.inner.user_emb.weight.detach().float().cpu().numpy()
+        return out
+
 
 class BiasedMF(NeuralRecommender):
     """Biased MF ``ŷ = μ + b_u + b_i + p_u · q_i``, optionally via a scaled sigmoid (module doc).
@@ -215,6 +226,15 @@ class BiasedMF(NeuralRecommender):
     def item_vectors(self) -> FloatArray | None:
         """Item embeddings ``q_i``: ``(n_items, n_factors)``."""
         out: FloatArray = self._network()[1].item_emb.weight.detach().float().cpu().numpy()
+        return out
+
+    def item_embeddings(self) -> FloatArray | None:
+        """Item factors ``q_i`` without the biases: ``(n_items, n_factors)``."""
+        return self.item_vectors()
+
+    def user_embeddings(self) -> FloatArray | None:
+        """User factors ``p_u`` without the biases: ``(n_users, n_factors)``."""
+        out: FloatArray = self._network()[1].user_emb.weight.detach().float().cpu().numpy()
         return out
 
     def fold_in_scores(self, item_idx: IndexArray, ratings: FloatArray) -> FloatArray:

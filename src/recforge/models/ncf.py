@@ -407,10 +407,26 @@ class NCF(NeuralRecommender):
 
     def item_vectors(self) -> FloatArray | None:
         """Item embeddings ``(n_items, d)``: ``q_i`` (GMF, MLP) or ``[q^G_i ; q^M_i]`` (NeuMF)."""
+        return self._embedding_table("item_emb")
+
+    def _embedding_table(self, name: Literal["user_emb", "item_emb"]) -> FloatArray:
+        """One side's embedding table; NeuMF concatenates its GMF and MLP tables."""
         net = self.network()
         if isinstance(net, NeuMF):
-            w = torch.cat([net.gmf.item_emb.weight, net.mlp.item_emb.weight], dim=1)
+            w = torch.cat([getattr(net.gmf, name).weight, getattr(net.mlp, name).weight], dim=1)
         else:
-            w = net.item_emb.weight
+            w = getattr(net, name).weight
         out: FloatArray = w.detach().float().cpu().numpy()
         return out
+
+    def item_embeddings(self) -> FloatArray | None:
+        """Item embeddings ``q_i`` (GMF, MLP) or the concatenation ``[q^G_i ; q^M_i]`` (NeuMF).
+
+        NeuMF concatenates both parts, as :meth:`item_vectors` does, so a PCA of it sees every
+        learned item parameter (GMF columns first, then MLP columns).
+        """
+        return self.item_vectors()
+
+    def user_embeddings(self) -> FloatArray | None:
+        """User embeddings ``p_u`` (GMF, MLP) or ``[p^G_u ; p^M_u]`` (NeuMF)."""
+        return self._embedding_table("user_emb")

@@ -482,6 +482,23 @@ class TwoTower(NeuralRecommender):
         out: FloatArray = self._item_matrix().float().cpu().numpy()
         return out
 
+    def item_embeddings(self) -> FloatArray | None:
+        """Item tower outputs ``v_i`` (no bias columns): ``(n_items, k)``."""
+        _, net = self._parts()
+        net.eval()
+        with torch.no_grad():
+            out: FloatArray = net.item_vectors().float().cpu().numpy()
+        return out
+
+    def user_embeddings(self) -> FloatArray | None:
+        """User tower outputs ``u_u`` (no bias columns): ``(n_users, k)``."""
+        _, net = self._parts()
+        net.eval()
+        users = torch.arange(self.n_users, device=self._device())
+        with torch.no_grad():
+            out: FloatArray = net.user_vectors(users).float().cpu().numpy()
+        return out
+
     def user_vectors(self, user_idx: npt.NDArray[np.integer[Any]]) -> FloatArray:
         """User retrieval vectors ``(len(user_idx), k)`` (``k + 2`` with biases ``[u; 1; b_u]``)."""
         users = torch.as_tensor(np.asarray(user_idx, dtype=np.int64), device=self._device())

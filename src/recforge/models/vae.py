@@ -408,6 +408,23 @@ class MultDAE(NeuralRecommender):
         out: FloatArray = last.weight.detach().float().cpu().numpy()
         return out
 
+    def item_embeddings(self) -> FloatArray | None:
+        """Decoder output weights, one row per item (as :meth:`item_vectors`)."""
+        return self.item_vectors()
+
+    def user_embeddings(self) -> FloatArray | None:
+        """Codes of the training rows: ``μ(x_u)`` (VAE) or the DAE code: ``(n_users, latent)``."""
+        net = self._net()
+        net.eval()
+        src = self._input_rows()
+        out = np.empty((self.n_users, net.latent), dtype=np.float32)
+        with torch.no_grad():
+            for s in range(0, self.n_users, DEFAULT_SCORE_CHUNK):
+                rows = torch.arange(s, min(self.n_users, s + DEFAULT_SCORE_CHUNK))
+                x, _ = src.dense(rows.to(src.device))
+                out[s : s + len(rows)] = net.encode(x)[0].float().cpu().numpy()
+        return out
+
     # ------------------------------------------------------------------ new users
     def fold_in_scores(self, item_idx: IndexArray, ratings: FloatArray) -> FloatArray:
         """Encode the new user's binary row (no dropout, ``z = μ``); log-probabilities of items.
