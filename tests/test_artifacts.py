@@ -263,7 +263,7 @@ def opened_paths(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Path]]:
     yield seen
 
 
-def test_manifest_entry_outside_the_run_is_never_read(
+def test_manifest_entry_outside_the_run_is_refused_and_never_read(
     run_dir: Path, tmp_path: Path, opened_paths: list[Path]
 ) -> None:
     outside = tmp_path / "outside.txt"
@@ -272,8 +272,8 @@ def test_manifest_entry_outside_the_run_is_never_read(
     manifest["files"]["../outside.txt"] = _sha(outside)
     (run_dir / "manifest.json").write_text(json.dumps(manifest))
     opened_paths.clear()
-    run = load_run(run_dir)  # the extra entry is ignored: only fixed names are ever read
-    assert run.model.is_fitted
+    with pytest.raises(ArtifactError, match=r"'\.\./outside\.txt', which is not one of the run"):
+        load_run(run_dir)
     assert opened_paths, "the spy saw no reads at all"
     assert outside.resolve() not in opened_paths
     assert all(p.is_relative_to(run_dir.resolve()) for p in opened_paths)

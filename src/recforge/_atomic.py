@@ -1,4 +1,9 @@
-"""Crash-safe file writes: write to a temporary sibling, fsync, then rename over the target."""
+"""Crash-safe file writes: write to a temporary sibling, fsync, rename over the target, fsync dir.
+
+The rename makes a write all-or-nothing for readers; the two fsyncs make it survive a power cut:
+the file's bytes reach the disk before the rename can, and the directory's fsync makes the rename
+itself durable (without it, a crash can bring back the old entry, or an empty file, after reboot).
+"""
 
 from __future__ import annotations
 
@@ -21,6 +26,35 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """fsync a directory so the entries renamed into it are durable (no-op where unsupported)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # Windows cannot open directories; NTFS journals renames itself
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems (e.g. certain network mounts) refuse directory fsync
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb+") as fh:
+        os.fsync(fh.fileno())
+
+
+def _fsync_tree(root: Path) -> None:
+    """fsync every file and directory below ``root`` (deepest first), then ``root`` itself."""
+    for dirpath, _dirnames, filenames in os.walk(root, topdown=False):
+        for name in filenames:
+            entry = Path(dirpath) / name
+            if not entry.is_symlink():
+                _fsync_file(entry)
+        fsync_dir(dirpath)
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; on success it is fsynced and renamed onto it.
@@ -35,12 +69,12 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)
         yield tmp
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
+        _fsync_file(tmp)
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    fsync_dir(target.parent)
 
 
 def atomic_write_text(target: str | os.PathLike[str], text: str) -> None:
@@ -60,7 +94,8 @@ def atomic_dir(target: str | os.PathLike[str], *, overwrite: bool = True) -> Ite
     """Yield a temporary directory that replaces ``target`` once the block succeeds.
 
     A crash inside the block leaves only a hidden ``.name.*.tmp`` directory behind, never a
-    half-written ``target``.
+    half-written ``target``. Every file and folder inside is fsynced before the rename, and the
+    parent folder after it.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -68,6 +103,7 @@ def atomic_dir(target: str | os.PathLike[str], *, overwrite: bool = True) -> Ite
     try:
         os.chmod(tmp, 0o777 & ~_UMASK)
         yield tmp
+        _fsync_tree(tmp)
         if target.exists():
             if not overwrite:
                 raise FileExistsError(target)
@@ -81,3 +117,4 @@ def atomic_dir(target: str | os.PathLike[str], *, overwrite: bool = True) -> Ite
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    fsync_dir(target.parent)

@@ -11,9 +11,25 @@ Layout (DESIGN.md §5)::
       metrics.json         evaluation summary + protocol, when given
       history.csv          per-epoch training history, when given
 
-The whole directory is written into a temporary sibling and renamed into place, so a crash never
-leaves a half-written run. Loading reads only these fixed names inside the directory and checks
-every file against the manifest's SHA-256 before parsing it.
+The whole directory is written into a temporary sibling, every file fsynced, and renamed into
+place (then the parent folder is fsynced), so a crash never leaves a half-written run.
+
+Loading trusts nothing it reads, in this order, and raises :class:`ArtifactError` (one line) at the
+first problem, before any model is built:
+
+1. ``manifest.json`` (a regular file, not a link, at most 16 MiB) parses as JSON; its
+   ``format_version`` is an integer no newer than :data:`FORMAT_VERSION` ("written by recforge X,
+   upgrade"); then the whole manifest validates against :class:`RunManifest` (pydantic).
+2. ``files`` may only name :data:`RUN_FILES` (no ``..``, no absolute paths, no other names), each
+   with a SHA-256 checksum. Names outside that list are refused, not skipped; files on disk that the
+   manifest does not list (a plot written later) are never read.
+3. Each file is read only if it is a regular file whose real path lies inside the run (no symlink
+   out), and only after its checksum matches.
+4. The safetensors header is parsed by hand first: known dtypes, shapes and byte ranges consistent
+   with the file size; the base tensors' shapes must match the vocabularies. Only then are the
+   arrays loaded (safetensors executes nothing; there is no pickle anywhere).
+5. The family's ``set_state`` checks its own shapes against config and vocabularies, and scoring one
+   user must give one score per item, so a mismatch is caught here, never deep inside torch later.
 """
 
 from __future__ import annotations
@@ -22,26 +38,72 @@ import datetime as _dt
 import hashlib
 import importlib.metadata
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import scipy.sparse as sp
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
 
 from recforge._atomic import atomic_dir
 from recforge.data.vocab import IdVocab
-from recforge.errors import ArtifactError
+from recforge.errors import ArtifactError, ConfigError, RecError
 from recforge.models.base import Recommender
 
 FORMAT_VERSION = 1
+#: The only names a run's manifest may list (paths relative to the run, POSIX separators).
+RUN_FILES = frozenset(
+    {"config.json", "vocab/users.json", "vocab/items.json", "weights.safetensors"}
+    | {"items.parquet", "metrics.json", "history.csv"}
+)
+_MAX_MANIFEST_BYTES = 16 << 20
+_MAX_ST_HEADER_BYTES = 100 << 20
+#: safetensors dtypes numpy can hold, with their item sizes.
+_ST_ITEMSIZE = {"BOOL": 1, "U8": 1, "I8": 1, "F16": 2, "I16": 2, "U16": 2}
+_ST_ITEMSIZE |= {"F32": 4, "I32": 4, "U32": 4, "F64": 8, "I64": 8, "U64": 8}
 _BASE_PREFIX = "_base."
 _MANIFEST_KEYS = frozenset(
     {"format_version", "model_name", "created_at", "versions", "data_fingerprint", "n_users"}
     | {"n_items", "files"}
 )
+
+
+class RunManifest(BaseModel):
+    """Schema of ``manifest.json``; keys passed as ``save_run(extra=...)`` are kept as extras."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
+
+    format_version: int = Field(ge=1)
+    model_name: str = Field(min_length=1, max_length=200)
+    created_at: str
+    versions: dict[str, str | None]
+    data_fingerprint: str | None = None
+    n_users: int = Field(ge=0)
+    n_items: int = Field(ge=0)
+    files: dict[str, Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]]
+
+    @field_validator("files")
+    @classmethod
+    def _only_run_files(cls, files: dict[str, str]) -> dict[str, str]:
+        # A fixed allow-list rejects "../x", "/etc/passwd", "vocab/../../x" and "model.pkl" alike.
+        for name in files:
+            if name not in RUN_FILES:
+                raise ValueError(
+                    f"lists {name!r}, which is not one of the run files "
+                    f"({', '.join(sorted(RUN_FILES))}); refusing to read it"
+                )
+        return files
 
 
 @dataclass
@@ -147,29 +209,48 @@ def _json_default(obj: Any) -> Any:
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
-    """Parse and validate ``manifest.json`` of a run directory."""
+    """Parse and validate ``manifest.json`` of a run directory (steps 1-2 of the module docstring).
+
+    Raises:
+        ArtifactError: not a run directory, a corrupt or oversized manifest, a newer format,
+            a manifest that does not fit :class:`RunManifest`, or a file name outside
+            :data:`RUN_FILES`.
+    """
     root = Path(path)
     mf = root / "manifest.json"
     if not root.is_dir():
         raise ArtifactError(f"{root}: not a run directory (it does not exist or is not a folder)")
+    if mf.is_symlink():
+        raise ArtifactError(f"{root}: manifest.json is a symbolic link; refusing to follow it")
     if not mf.is_file():
         raise ArtifactError(f"{root}: no manifest.json; is this a recforge run directory?")
+    if mf.stat().st_size > _MAX_MANIFEST_BYTES:
+        raise ArtifactError(f"{mf}: corrupt manifest (over {_MAX_MANIFEST_BYTES >> 20} MiB)")
     try:
         manifest = json.loads(mf.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise ArtifactError(f"{mf}: corrupt manifest ({exc})") from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("format_version"), int):
+    version = manifest.get("format_version") if isinstance(manifest, dict) else None
+    if not isinstance(version, int) or isinstance(version, bool):
         raise ArtifactError(f"{mf}: manifest has no integer format_version")
-    if manifest["format_version"] > FORMAT_VERSION:
+    if version > FORMAT_VERSION:
+        versions = manifest.get("versions")
+        writer = versions.get("recforge") if isinstance(versions, dict) else None
         raise ArtifactError(
-            f"{root}: run format {manifest['format_version']} is newer than this recforge "
-            f"understands ({FORMAT_VERSION}); upgrade recforge to load it"
+            f"{root}: run format {version} is newer than this recforge "
+            f"{_version('recforge') or '(unknown version)'} understands (format "
+            f"{FORMAT_VERSION}); it was written by recforge {writer or '(unknown version)'}: "
+            "upgrade recforge to load it"
         )
-    if not isinstance(manifest.get("files"), dict) or not isinstance(
-        manifest.get("model_name"), str
-    ):
-        raise ArtifactError(f"{mf}: manifest lacks 'files' or 'model_name'")
-    return manifest
+    try:
+        RunManifest.model_validate(manifest)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"]) or "(root)"
+        msg = err["msg"].removeprefix("Value error, ")
+        raise ArtifactError(f"{mf}: invalid manifest: {loc}: {msg}") from None
+    checked: dict[str, Any] = manifest
+    return checked
 
 
 def _checked(
@@ -182,6 +263,8 @@ def _checked(
         if required:
             raise ArtifactError(f"{root}: manifest does not list required file {name}")
         return None
+    # Checked before anything else touches the path: a link (even one pointing inside) or a
+    # linked folder on the way out of the run is refused without being read.
     if p.is_symlink() or not p.resolve().is_relative_to(root.resolve()):
         raise ArtifactError(f"{root}: {name} points outside the run directory; refusing to read it")
     if not p.is_file():
@@ -201,8 +284,88 @@ def _read_item_meta(path: Path) -> pd.DataFrame:
     return meta
 
 
+def _safetensors_header(root: Path, path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Tensor name -> (dtype, shape) from a safetensors header, checked against the file size.
+
+    Parsed here, before the safetensors library sees the file, so that a truncated file, a pickle
+    or a hostile header becomes one clear ArtifactError.
+    """
+    size = path.stat().st_size
+    bad = f"{root}: weights.safetensors is not a valid safetensors file"
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+        n = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if n < 2 or n > min(size - 8, _MAX_ST_HEADER_BYTES):
+            raise ArtifactError(
+                f"{bad} (header length {n} in a {size}-byte file: truncated, or another "
+                "format such as a pickle); re-create the run"
+            )
+        raw = fh.read(n)
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise ArtifactError(f"{bad} (unreadable header); re-create the run") from None
+    if not isinstance(header, dict):
+        raise ArtifactError(f"{bad} (header is not an object); re-create the run")
+    data_len = size - 8 - n
+    out: dict[str, tuple[str, tuple[int, ...]]] = {}
+    for name, spec in header.items():
+        if name == "__metadata__":
+            continue
+        dtype = spec.get("dtype") if isinstance(spec, dict) else None
+        shape = spec.get("shape") if isinstance(spec, dict) else None
+        offsets = spec.get("data_offsets") if isinstance(spec, dict) else None
+        ok = (
+            dtype in _ST_ITEMSIZE
+            and isinstance(shape, list)
+            and all(isinstance(d, int) and d >= 0 for d in shape)
+            and isinstance(offsets, list)
+            and len(offsets) == 2
+            and all(isinstance(o, int) for o in offsets)
+        )
+        if not ok:
+            raise ArtifactError(f"{bad} (tensor {name!r} has a malformed entry); re-create the run")
+        assert isinstance(dtype, str) and isinstance(shape, list) and isinstance(offsets, list)
+        begin, end = offsets
+        nbytes = math.prod(shape) * _ST_ITEMSIZE[dtype]
+        if not 0 <= begin <= end <= data_len or end - begin != nbytes:
+            raise ArtifactError(
+                f"{bad} (tensor {name!r} {dtype}{shape} needs bytes {begin}..{end} of "
+                f"{data_len}: truncated or corrupt); re-create the run"
+            )
+        out[name] = (dtype, tuple(shape))
+    return out
+
+
+def _check_base_tensors(
+    root: Path, tensors: dict[str, tuple[str, tuple[int, ...]]], n_users: int, n_items: int
+) -> None:
+    """The tensors every run holds must exist with the shapes the vocabularies imply."""
+    expected = {
+        f"{_BASE_PREFIX}seen_indptr": ("I64", (n_users + 1,)),
+        f"{_BASE_PREFIX}global_mean": ("F64", (1,)),
+        f"{_BASE_PREFIX}rating_scale": ("F64", (2,)),
+    }
+    for name, (dtype, shape) in expected.items():
+        if tensors.get(name) != (dtype, shape):
+            found = tensors.get(name, "missing")
+            raise ArtifactError(
+                f"{root}: weights tensor {name!r} is {found}, expected {(dtype, shape)} for "
+                f"{n_users} users; the weights do not belong to these vocabularies"
+            )
+    indices = tensors.get(f"{_BASE_PREFIX}seen_indices")
+    if indices is None or indices[0] != "I32" or len(indices[1]) != 1:
+        raise ArtifactError(f"{root}: weights tensor '{_BASE_PREFIX}seen_indices' is {indices}")
+
+
 def load_run(path: str | Path) -> Run:
-    """Load a run directory written by :func:`save_run`."""
+    """Load a run directory written by :func:`save_run`, validating it first.
+
+    Raises:
+        ArtifactError: the directory is missing, corrupt, truncated, unsafe (links or names
+            leading outside it, files that are not what they claim) or from a newer format;
+            see the module docstring for the checks and their order.
+    """
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
@@ -210,7 +373,10 @@ def load_run(path: str | Path) -> Run:
 
     root = Path(path)
     manifest = read_manifest(root)
-    cls = get_class(manifest["model_name"])
+    try:
+        cls = get_class(manifest["model_name"])
+    except ConfigError as exc:
+        raise ArtifactError(f"{root}: the run's model is not available here ({exc})") from None
     cfg_path = _checked(root, manifest, "config.json")
     users_path = _checked(root, manifest, "vocab/users.json")
     items_path = _checked(root, manifest, "vocab/items.json")
@@ -220,39 +386,58 @@ def load_run(path: str | Path) -> Run:
         config = json.loads(cfg_path.read_text(encoding="utf-8"))
         users = IdVocab.from_json(users_path.read_text(encoding="utf-8"))
         items = IdVocab.from_json(items_path.read_text(encoding="utf-8"))
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        raise ArtifactError(f"{root}: cannot parse run files ({exc})") from None
+    if (len(users), len(items)) != (manifest["n_users"], manifest["n_items"]):
+        raise ArtifactError(
+            f"{root}: vocabularies hold {len(users)} users and {len(items)} items but the "
+            f"manifest says {manifest['n_users']} and {manifest['n_items']}; re-create the run"
+        )
+    _check_base_tensors(root, _safetensors_header(root, weights_path), len(users), len(items))
+    try:
         state = load_file(str(weights_path))
     except (ValueError, KeyError, TypeError, SafetensorError) as exc:
         raise ArtifactError(f"{root}: cannot parse run files ({exc})") from None
-    model = cls(config)
+    if not isinstance(config, dict):
+        raise ArtifactError(f"{root}: config.json is not an object; re-create the run")
+    try:
+        model = cls(config)
+    except ConfigError as exc:
+        raise ArtifactError(f"{root}: config.json is not a valid config ({exc})") from None
     model.users_ = users
     model.items_ = items
-    try:
-        indptr = state.pop(f"{_BASE_PREFIX}seen_indptr")
-        indices = state.pop(f"{_BASE_PREFIX}seen_indices")
-        model.global_mean_ = float(state.pop(f"{_BASE_PREFIX}global_mean")[0])
-        scale = state.pop(f"{_BASE_PREFIX}rating_scale")
-    except KeyError as exc:
-        raise ArtifactError(f"{root}: weights lack base state {exc}") from None
-    if len(indptr) != len(users) + 1 or (len(indices) and indices.max() >= len(items)):
+    indptr = state.pop(f"{_BASE_PREFIX}seen_indptr")
+    indices = state.pop(f"{_BASE_PREFIX}seen_indices")
+    model.global_mean_ = float(state.pop(f"{_BASE_PREFIX}global_mean")[0])
+    scale = state.pop(f"{_BASE_PREFIX}rating_scale")
+    ordered = indptr[0] == 0 and indptr[-1] == len(indices) and bool(np.all(np.diff(indptr) >= 0))
+    if not ordered or (len(indices) and (indices.min() < 0 or indices.max() >= len(items))):
         raise ArtifactError(f"{root}: stored interactions do not match the vocabularies")
     model.seen_ = sp.csr_matrix(
         (np.ones(len(indices), dtype=np.float32), indices, indptr), shape=(len(users), len(items))
     )
     model.rating_scale_ = None if np.isnan(scale).any() else (float(scale[0]), float(scale[1]))
     meta_path = _checked(root, manifest, "items.parquet", required=False)
-    model.item_meta_ = _read_item_meta(meta_path) if meta_path else None
+    metrics_path = _checked(root, manifest, "metrics.json", required=False)
+    history_path = _checked(root, manifest, "history.csv", required=False)
+    try:
+        model.item_meta_ = _read_item_meta(meta_path) if meta_path else None
+        metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path else {}
+        history = pd.read_csv(history_path) if history_path else None
+    except (ValueError, KeyError, TypeError, OSError, RecursionError) as exc:
+        raise ArtifactError(f"{root}: cannot parse run files ({exc})") from None
     try:
         model.set_state(state)
-    except (KeyError, ValueError, RuntimeError) as exc:
+        # One user scored end to end: a weight that fits the loader but not the model's maths
+        # fails here, with the run's name, rather than in the first request it serves.
+        if len(users):
+            shape = model.score_items(np.zeros(1, dtype=np.int64)).shape
+            if shape != (1, len(items)):
+                raise ValueError(f"scoring a user gives shape {shape}, expected (1, {len(items)})")
+    except RecError:
+        raise
+    except (KeyError, ValueError, RuntimeError, IndexError, TypeError) as exc:
         raise ArtifactError(
             f"{root}: weights do not fit model {manifest['model_name']} ({exc})"
         ) from None
-    metrics_path = _checked(root, manifest, "metrics.json", required=False)
-    history_path = _checked(root, manifest, "history.csv", required=False)
-    return Run(
-        path=root,
-        model=model,
-        manifest=manifest,
-        metrics=json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path else {},
-        history=pd.read_csv(history_path) if history_path else None,
-    )
+    return Run(path=root, model=model, manifest=manifest, metrics=metrics, history=history)
