@@ -149,6 +149,18 @@ def train(
     batch_size: Annotated[int | None, typer.Option(help="Batch size (neural models).")] = None,
     n_factors: Annotated[int | None, typer.Option(help="Embedding size (factor models).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    protocol: Annotated[
+        str | None,
+        typer.Option(
+            "--protocol",
+            "-p",
+            help="Train on a named protocol's training part instead of --split "
+            "(ml100k-folds, random-80-20, temporal-user-80-20, ncf-loo, heldout-users).",
+        ),
+    ] = None,
+    fold: Annotated[
+        str, typer.Option("--fold", help="Protocol fold: index (0..) or label (u1, seed=43).")
+    ] = "0",
     checkpoint_every: Annotated[
         int | None,
         typer.Option(help="Checkpoint training every N epochs into <out>.ckpt/ (needs --out)."),
@@ -197,6 +209,11 @@ def train(
     }
     params |= {k: v for k, v in flags.items() if v is not None}
     params |= parse_sets(sets)
+    if protocol is not None:
+        from recforge.cli.benchmark import train_protocol_command
+
+        train_protocol_command(model, data, protocol, fold, params, out, json_out)
+        return
     result = train_run(
         model,
         data,
@@ -223,9 +240,25 @@ def evaluate_cmd(
     split: Annotated[
         str | None, typer.Option("--split", "-s", help="Split spec (default: the run's).")
     ] = None,
+    protocol: Annotated[
+        str | None,
+        typer.Option(
+            "--protocol",
+            "-p",
+            help="Score on a named protocol (default: the run's); refuses a run that saw its "
+            "test data.",
+        ),
+    ] = None,
+    fold: Annotated[
+        str | None, typer.Option("--fold", help="Protocol fold (default: the run's, else 0).")
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Re-evaluate a saved run on a split of its data (never trains)."""
+    """Re-evaluate a saved run on a split or a named protocol of its data (never trains)."""
+    from recforge.cli.benchmark import maybe_evaluate_protocol
+
+    if maybe_evaluate_protocol(run, protocol, fold, data, split, json_out):
+        return
     from recforge.artifacts import load_run
     from recforge.cli._output import console, emit_json
     from recforge.cli.render import render_metrics
@@ -324,6 +357,64 @@ def report_cmd(
     from recforge.cli.report import report_command
 
     report_command(run, out, data, json_out)
+
+
+# ---------------------------------------------------------------------------- benchmark
+@app.command("benchmark")
+def benchmark_cmd(
+    suite: Annotated[
+        str, typer.Option("--suite", help="rating | ranking | all (see docs/protocols.md).")
+    ] = "rating",
+    data: Annotated[
+        str, typer.Option("--data", "-d", help="Ratings file or MovieLens name.")
+    ] = "ml-100k",
+    models: Annotated[
+        str | None,
+        typer.Option("--models", "-m", help="Comma-separated model specs (default: the suite's)."),
+    ] = None,
+    protocols: Annotated[
+        str | None,
+        typer.Option("--protocols", "-p", help="Comma-separated protocols (default: the suite's)."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Folder for benchmark.md/json (default runs/benchmark/)."),
+    ] = None,
+    folds: Annotated[
+        int | None,
+        typer.Option("--folds", min=1, help="Folds/seeds per protocol (default: each one's own)."),
+    ] = None,
+    peers: Annotated[
+        bool, typer.Option("--peers/--no-peers", help="Add the surprise/implicit peer rows.")
+    ] = True,
+    configs: Annotated[
+        Path | None,
+        typer.Option("--configs", help="Tuned configs root (default ./configs)."),
+    ] = None,
+    defaults: Annotated[
+        bool, typer.Option("--defaults", help="Ignore tuned configs; use model defaults.")
+    ] = False,
+    threads: Annotated[
+        int | None, typer.Option("--threads", min=1, help="torch intra-op threads.")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Run models and peers on a suite's named protocols; write benchmark.md and benchmark.json."""
+    from recforge.cli.benchmark import benchmark_command
+
+    benchmark_command(
+        suite=suite,
+        data=data,
+        models=models,
+        protocols=protocols,
+        out=out,
+        folds=folds,
+        peers=peers,
+        configs=configs,
+        defaults=defaults,
+        threads=threads,
+        json_out=json_out,
+    )
 
 
 # ---------------------------------------------------------------------------- export

@@ -15,6 +15,8 @@ _EXPORTS = {
     "evaluate_ratings": "recforge.eval.evaluate",
     "sampled_ranking": "recforge.eval.evaluate",
     "protocol_label": "recforge.eval.evaluate",
+    "get_protocol": "recforge.eval.protocols",
+    "available_protocols": "recforge.eval.protocols",
     "metrics": "recforge.eval.metrics",
 }
 

@@ -10,6 +10,7 @@ configured ``memory_budget``; a catalogue of 20 000 items needs about 8 GB in fl
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal, Self
@@ -23,6 +24,7 @@ from recforge.config import ModelConfig
 from recforge.data.interactions import Interactions
 from recforge.errors import ConfigError
 from recforge.models.base import FloatArray, IndexArray, RecList, Recommender, topk_rows
+from recforge.models.recency import recency_matrix, sequence_weights
 
 __all__ = ["EASE", "EASEConfig", "ease_memory_bytes", "format_bytes", "parse_bytes"]
 
@@ -73,6 +75,22 @@ def format_bytes(n: float) -> str:
     return f"{int(n)} B"
 
 
+def available_memory_bytes() -> int | None:
+    """Memory the OS can give this process now (``MemAvailable``, else free pages), or None."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:  # macOS and other POSIX systems without /proc
+        pages, size = os.sysconf("SC_AVPHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+    return pages * size if pages > 0 and size > 0 else None
+
+
 def ease_memory_bytes(n_items: int, dtype: str = "float64") -> int:
     """Peak memory of fitting EASE on ``n_items`` items.
 
@@ -95,6 +113,14 @@ class EASEConfig(ModelConfig):
     weighting: Literal["binary", "rating"] = Field(
         "binary",
         description="Input matrix X: 'binary' (1 per interaction) or 'rating' (the rating value).",
+    )
+    recency_tau: float | None = Field(
+        None,
+        gt=0,
+        description=(
+            "Weight each user's history entry by exp(-position_from_end / tau) when scoring "
+            "(0 = latest training event; ties by item id). None: no recency weighting."
+        ),
     )
     dtype: Literal["float32", "float64"] = Field(
         "float64",
@@ -148,6 +174,12 @@ class EASE(Recommender):
 
         P = (XᵀX + λI)⁻¹,     B = I − P · diagMat(1 / diag(P))      (so B_ij = −P_ij / P_jj, i≠j)
 
+    With ``recency_tau = τ`` the scoring row ``x_u`` is recency-weighted: the entry of the item
+    at position ``p`` from the end of the user's training timeline (timestamp order, ties by item
+    id; ``p = 0`` is the latest) is multiplied by ``exp(−p / τ)`` (:mod:`recforge.models.recency`).
+    ``B`` itself is still fitted on the unweighted ``X`` (it models item-item co-occurrence). A new
+    user's ratings are weighted in the order given, the last being the most recent.
+
     There is no iterative training (no ``history_``). A new user is folded in natively: their
     rating row ``x`` gives ``x B``. Similar items of ``i`` are ranked by ``B[i, :]``, i.e. the
     scores of a user who interacted with ``i`` alone (there are no item vectors). Scores are not
@@ -189,6 +221,15 @@ class EASE(Recommender):
                 f"{n_items}x{n_items} matrices), over memory_budget={cfg.memory_budget!r}; raise "
                 f"memory_budget, use dtype='float32', or filter rare items"
             )
+        # The budget is a user's promise; the machine may still have less free right now, and an
+        # n_items² allocation that does not fit ends in the OOM killer, not in an error message.
+        available = available_memory_bytes()
+        if available is not None and need > available:
+            raise ConfigError(
+                f"ease: {n_items} items need about {format_bytes(need)} (3 dense "
+                f"{n_items}x{n_items} matrices) but only {format_bytes(available)} of memory is "
+                "available; use dtype='float32', filter rare items, or use a bigger machine"
+            )
         return need
 
     def _fit(self, train: Interactions, valid: Interactions | None) -> None:
@@ -203,7 +244,11 @@ class EASE(Recommender):
         p /= -np.diag(p).copy()[None, :]
         p[np.diag_indices(n)] = 0.0
         self.weights_ = np.ascontiguousarray(p, dtype=np.float32)
-        self.user_matrix_ = x.astype(np.float32)
+        if cfg.recency_tau is None:
+            self.user_matrix_ = x.astype(np.float32)
+        else:
+            values = None if cfg.weighting == "binary" else train.rating
+            self.user_matrix_ = recency_matrix(train, cfg.recency_tau, values)
 
     # ------------------------------------------------------------------ scoring
     def score_items(self, user_idx: npt.NDArray[np.integer[Any]]) -> FloatArray:
@@ -231,13 +276,17 @@ class EASE(Recommender):
         return out.astype(np.float32)
 
     def fold_in_scores(self, item_idx: IndexArray, ratings: FloatArray) -> FloatArray:
-        """``x B`` for the new user's row ``x`` (1s, or the ratings when ``weighting='rating'``)."""
+        """``x B`` for the new user's row ``x`` (1s, or the ratings when ``weighting='rating'``).
+
+        With ``recency_tau`` the entries are weighted by their order (the last given is the latest).
+        """
         self._check_fitted()
         idx = np.asarray(item_idx, dtype=np.int64)
         if self.config.weighting == "binary":
             vals = np.ones(len(idx), dtype=np.float32)
         else:
             vals = np.asarray(ratings, dtype=np.float32)
+        vals = vals * sequence_weights(len(idx), self.config.recency_tau)
         out: FloatArray = (vals @ self.weights_[idx]).astype(np.float32)
         return out
 

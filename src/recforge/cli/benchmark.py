@@ -1,0 +1,205 @@
+"""Bodies of ``recforge benchmark`` and ``recforge evaluate --protocol`` (registered in app.py)."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any
+
+
+def _split_list(text: str | None) -> list[str] | None:
+    """``"a,b:{"x": 1, "y": 2},c"`` -> specs, keeping commas inside brackets and quotes."""
+    if text is None or not text.strip():
+        return None
+    from recforge.bench.runner import _split_top_level
+
+    # Model specs separate their own key=value pairs with commas too; a new spec starts at a
+    # token that does not look like key=value (``a,b:k=1,k2=2,c`` -> a | b:k=1,k2=2 | c).
+    out: list[str] = []
+    for token in _split_top_level(text):
+        head = token.split(":", 1)[0]
+        if out and "=" in head and ":" in out[-1]:
+            out[-1] = f"{out[-1]},{token}"
+        else:
+            out.append(token)
+    return out
+
+
+def benchmark_command(
+    *,
+    suite: str,
+    data: str,
+    models: str | None,
+    protocols: str | None,
+    out: Path | None,
+    folds: int | None,
+    peers: bool,
+    configs: Path | None,
+    defaults: bool,
+    threads: int | None,
+    json_out: bool,
+) -> None:
+    """Run the benchmark, show progress and the tables, write benchmark.md/json."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from recforge.bench.runner import default_configs_dir, run_benchmark
+    from recforge.cli._output import console, emit_json
+    from recforge.data.sources import is_movielens_name, load_dataset
+    from recforge.train.trainer import threads as torch_threads
+
+    # The canonical command with every option explicit (not sys.argv: tests and `python -m`
+    # call main(argv) directly), so the report states exactly how to reproduce it.
+    args = ["benchmark", "--suite", suite, "--data", data]
+    args += ["--models", models] if models else []
+    args += ["--protocols", protocols] if protocols else []
+    args += ["--folds", str(folds)] if folds is not None else []
+    args += ["--peers" if peers else "--no-peers"]
+    args += ["--defaults"] if defaults else (["--configs", str(configs)] if configs else [])
+    args += ["--threads", str(threads)] if threads is not None else []
+    command = "recforge " + shlex.join(args)
+    dataset = data if is_movielens_name(data) else Path(data).stem
+    out_dir = out if out is not None else Path("runs") / "benchmark" / f"{dataset}-{suite}"
+    configs_dir = None if defaults else (configs or default_configs_dir())
+    inter = load_dataset(data)
+    from rich.console import Console
+
+    err_console = Console(stderr=True)
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        disable=json_out or not err_console.is_terminal,
+    )
+    task = progress.add_task("benchmark", total=None)
+
+    def on_total(n: int) -> None:
+        progress.update(task, total=n)
+
+    def step(desc: str, advance: int) -> None:
+        progress.update(task, description=desc, advance=advance)
+
+    with progress, torch_threads(threads):
+        result = run_benchmark(
+            inter,
+            dataset=dataset,
+            suite=suite,
+            models=_split_list(models),
+            protocols=_split_list(protocols),
+            folds=folds,
+            peers=peers,
+            configs_dir=configs_dir,
+            command=command,
+            out=out_dir,
+            progress=step,
+            on_total=on_total,
+        )
+    payload = result.to_dict()
+    if json_out:
+        emit_json(payload | {"out": str(out_dir)})
+        return
+    render_benchmark(payload)
+    console().print(f"wrote {out_dir / 'benchmark.md'} and {out_dir / 'benchmark.json'}")
+
+
+def render_benchmark(payload: dict[str, Any]) -> None:
+    """One rich table per protocol, titled with the protocol's label; reasons as notes below."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from recforge.bench.report_md import table_cells
+    from recforge.cli._output import console
+
+    con = console()
+    if not con.is_terminal:  # files and pipes: wide enough that cells do not wrap
+        con = Console(highlight=False, width=220)
+    for name, why in (payload.get("skipped_protocols") or {}).items():
+        con.print(f"[yellow]protocol {name} not run:[/yellow] {why}")
+    for name, info in payload["protocols"].items():
+        header, rows = table_cells(payload, name)
+        table = Table(
+            title=f"{info['label']} on {payload['dataset']}: mean ± sd over "
+            f"{', '.join(info['folds'])}",
+            title_justify="left",
+        )
+        for i, col in enumerate(header):
+            title = col.replace(" (mean ± sd)", "")
+            table.add_column(title, justify="left" if i < 2 or i == len(header) - 1 else "right")
+        notes = []
+        for r in rows:
+            status, _, reason = r[-1].partition(": ")
+            if reason:
+                notes.append(escape(f"  {r[0]}: {status}: {reason}"))
+            table.add_row(*(escape(c) for c in r[:-1]), escape(status))
+        con.print(table)
+        for note in notes:
+            con.print(note, style="dim")
+    load = payload["environment"].get("load_average_start")
+    con.print(f"[dim]load average at start {load}; {payload['environment']['machine']}[/dim]")
+
+
+def train_protocol_command(
+    model: str,
+    data: str,
+    protocol: str,
+    fold: str,
+    params: dict[str, Any],
+    out: Path | None,
+    json_out: bool,
+) -> None:
+    """``recforge train --protocol P [--fold N]``: fit on the protocol's training part."""
+    from recforge.cli._output import emit_json
+    from recforge.cli.render import render_train_result
+    from recforge.eval.protocols import train_protocol_run
+
+    result = train_protocol_run(model, data, protocol, fold=fold, config=params, out=out)
+    if json_out:
+        emit_json({"run_dir": str(result.run_dir) if result.run_dir else None, **result.metrics})
+        return
+    render_train_result(result)
+
+
+def maybe_evaluate_protocol(
+    run: Path,
+    protocol: str | None,
+    fold: str | None,
+    data: str | None,
+    split: str | None,
+    json_out: bool,
+) -> bool:
+    """``recforge evaluate RUN --protocol P``; False when the command should use --split instead.
+
+    Without ``--protocol``, a run trained with ``--protocol`` (and no ``--split`` given) is scored
+    on its recorded protocol and fold.
+    """
+    from recforge.artifacts import read_manifest
+    from recforge.cli._output import console, emit_json
+    from recforge.cli.render import render_metrics
+    from recforge.errors import ConfigError
+    from recforge.eval.protocols import evaluate_run
+
+    if protocol is None:
+        recorded = read_manifest(run).get("protocol")
+        if split is not None or not isinstance(recorded, dict):
+            if fold is not None:
+                raise ConfigError("--fold needs --protocol (or a run trained with --protocol)")
+            return False
+        protocol = str(recorded["name"])
+    elif split is not None:
+        raise ConfigError("give --protocol or --split, not both")
+    result = evaluate_run(run, protocol, fold=fold, data=data)
+    if json_out:
+        emit_json(result)
+        return True
+    con = console()
+    render_metrics(con, result)
+    trained = result["trained_on"]
+    if not trained["matches_protocol_train"]:
+        con.print(
+            "[yellow]note:[/yellow] the run was not trained on exactly this fold's training "
+            f"part (recorded: {trained['recorded']}); none of the test events was in its training"
+        )
+    return True
