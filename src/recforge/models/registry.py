@@ -30,6 +30,7 @@ _MODELS: dict[str, str] = {
     "autorec": "recforge.models.autorec:AutoRec",
     "mult_vae": "recforge.models.vae:MultVAE",
     "mult_dae": "recforge.models.vae:MultDAE",
+    "blend": "recforge.models.blend:Blend",
 }
 
 
