@@ -191,3 +191,36 @@ def test_unknown_suite_and_model(synth: Interactions) -> None:
         run_benchmark(synth, dataset="s", suite="speed")
     with pytest.raises(ConfigError, match="unknown model 'nope'"):
         run_benchmark(synth, dataset="s", suite="ranking", models=["nope"], peers=False)
+
+
+def test_model_list_option_keeps_inline_configs() -> None:
+    from recforge.cli.benchmark import _split_list
+
+    assert _split_list('ease,mf:loss="bce",epochs=20,als:{"reg": 1, "alpha": 2},popularity') == [
+        "ease",
+        'mf:loss="bce",epochs=20',
+        'als:{"reg": 1, "alpha": 2}',
+        "popularity",
+    ]
+    assert _split_list(None) is None and _split_list(" ") is None
+
+
+@pytest.mark.movielens
+def test_ml100k_folds_row_has_u1_column(data_dir: Path) -> None:
+    from recforge.data.movielens import load_movielens
+
+    data = load_movielens("ml-100k", data_dir=data_dir, download=False)
+    result = run_benchmark(
+        data,
+        dataset="ml-100k",
+        protocols=["ml100k-folds"],
+        models=["global_mean"],
+        folds=2,
+        peers=False,
+    )
+    (row,) = result.rows
+    assert [c.fold for c in row.cells] == ["u1", "u2"]
+    u1 = row.fold("u1")
+    assert u1 is not None and u1.metrics["rmse"] == pytest.approx(1.1537, abs=1e-4)
+    header, cells = table_cells(result.to_dict(), "ml100k-folds")
+    assert "RMSE u1" in header and cells[0][header.index("RMSE u1")] == "1.1537"

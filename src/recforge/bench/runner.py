@@ -647,6 +647,8 @@ def write_reports(result: BenchmarkResult, out: Path) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
     payload = result.to_dict()
     jpath, mpath = out / "benchmark.json", out / "benchmark.md"
-    atomic_write_text(jpath, json.dumps(payload, indent=2) + "\n")
+    # default=str: a config value JSON cannot hold (a tuple is fine, a Path is not) is
+    # written as text rather than crashing a long run at its first report.
+    atomic_write_text(jpath, json.dumps(payload, indent=2, default=str) + "\n")
     atomic_write_text(mpath, to_markdown(payload))
     return jpath, mpath
