@@ -3,6 +3,12 @@
 Every hyper-parameter of every model lives in a ``ModelConfig`` subclass: fields are range-checked
 at construction, unknown keys are rejected, and configs are immutable so a fitted model's
 ``config`` always describes how it was trained.
+
+Range checks: every numeric field carries a pydantic bound (``ge``/``gt``/``le``/``lt``; a
+test walks every registered model's config to keep it so), floats must be finite (``inf`` and
+``nan`` are refused everywhere), and choices are ``Literal``. Impossible combinations (a rating
+metric monitored while training on implicit feedback, a monitor mode that contradicts the metric,
+...) are refused by validators at construction, so a ConfigError comes before any data is read.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -20,13 +26,17 @@ from recforge.errors import ConfigError
 class FrozenConfig(BaseModel):
     """Base of all configs: immutable, unknown keys rejected."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", protected_namespaces=(), allow_inf_nan=False
+    )
 
 
 class ModelConfig(FrozenConfig):
     """Hyper-parameters shared by every model."""
 
-    seed: int = Field(42, ge=0, description="Seed for every random choice the model makes.")
+    seed: int = Field(
+        42, ge=0, le=2**63 - 1, description="Seed for every random choice the model makes."
+    )
 
 
 OptimizerName = Literal["adam", "adamw", "rmsprop", "sgd", "sparse_adam", "adagrad"]
@@ -47,23 +57,34 @@ class TrainConfig(ModelConfig):
     optimizer: OptimizerName = "adam"
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum / RMSprop momentum.")
     betas: tuple[float, float] = Field((0.9, 0.999), description="Adam/AdamW/SparseAdam betas.")
-    weight_decay: float = Field(0.0, ge=0, description="Decoupled (adamw) or L2 (others).")
+    weight_decay: float = Field(0.0, ge=0, le=1e6, description="Decoupled (adamw) or L2 (others).")
     schedule: ScheduleName = "constant"
-    sgdr_t0: int = Field(1, ge=1, description="SGDR: epochs in the first cycle.")
-    sgdr_mult: int = Field(2, ge=1, description="SGDR: cycle length multiplier.")
-    min_lr: float = Field(0.0, ge=0, description="SGDR: learning rate at the bottom of each cycle.")
+    sgdr_t0: int = Field(1, ge=1, le=10_000, description="SGDR: epochs in the first cycle.")
+    sgdr_mult: int = Field(2, ge=1, le=100, description="SGDR: cycle length multiplier.")
+    min_lr: float = Field(
+        0.0, ge=0, le=10, description="SGDR: learning rate at the bottom of each cycle."
+    )
     pct_start: float = Field(0.25, gt=0, lt=1, description="one_cycle: warm-up fraction of steps.")
-    step_size: int = Field(5, ge=1, description="step: epochs between decays.")
+    step_size: int = Field(5, ge=1, le=10_000, description="step: epochs between decays.")
     step_gamma: float = Field(0.5, gt=0, le=1, description="step: decay factor.")
-    grad_clip: float | None = Field(None, gt=0, description="Max global gradient norm.")
-    patience: int | None = Field(None, ge=1, description="Early-stopping patience in epochs.")
+    grad_clip: float | None = Field(None, gt=0, le=1e6, description="Max global gradient norm.")
+    patience: int | None = Field(
+        None, ge=1, le=10_000, description="Early-stopping patience in epochs."
+    )
     monitor: str = Field("valid_loss", description="History column early stopping watches.")
     monitor_mode: Literal["min", "max"] = Field("min", description="Is lower or higher better?")
-    min_delta: float = Field(0.0, ge=0, description="Smallest monitor change that counts.")
-    eval_batch_size: int = Field(65_536, ge=1, description="Rows per validation chunk.")
+    min_delta: float = Field(0.0, ge=0, le=1e6, description="Smallest monitor change that counts.")
+    eval_batch_size: int = Field(
+        65_536, ge=1, le=100_000_000, description="Rows per validation chunk."
+    )
     device: str = Field("auto", description='"auto" (CUDA if available), "cpu", "cuda[:N]".')
-    num_threads: int | None = Field(None, ge=1, description="Torch CPU threads while training.")
+    num_threads: int | None = Field(
+        None, ge=1, le=4096, description="Torch CPU threads while training."
+    )
     verbose: bool = Field(True, description="Show a progress bar when attached to a terminal.")
+
+    #: True for models that only learn from implicit feedback (no rating metric ever exists).
+    implicit_only: ClassVar[bool] = False
 
     @model_validator(mode="after")
     def _check_sparse(self) -> TrainConfig:
@@ -76,6 +97,37 @@ class TrainConfig(ModelConfig):
             )
         return self
 
+    @model_validator(mode="after")
+    def _check_monitor(self) -> TrainConfig:
+        # "valid_ndcg@10" -> "ndcg@10": the metric decides which direction is better.
+        metric = self.monitor.lower().split("_", 1)[-1]
+        lower = metric.startswith(_LOWER_IS_BETTER)
+        higher = metric.startswith(_HIGHER_IS_BETTER)
+        if (lower and self.monitor_mode == "max") or (higher and self.monitor_mode == "min"):
+            want = "min" if lower else "max"
+            raise ValueError(
+                f"monitor {self.monitor!r} improves when it gets {'lower' if lower else 'higher'}"
+                f"; set monitor_mode = {want!r}"
+            )
+        loss = getattr(self, "loss", None)
+        if metric.startswith(_RATING_METRICS) and (self.implicit_only or loss in _IMPLICIT_LOSSES):
+            how = (
+                "this model learns from implicit feedback"
+                if self.implicit_only
+                else (f"loss={loss!r} trains on implicit feedback")
+            )
+            raise ValueError(
+                f"monitor {self.monitor!r} is a rating metric, but {how} and predicts no "
+                "ratings; monitor 'valid_loss' or a ranking metric such as 'valid_ndcg@10'"
+            )
+        return self
+
+
+_RATING_METRICS = ("rmse", "mae")
+_IMPLICIT_LOSSES = ("bce", "bpr", "softmax")  # losses over sampled negatives: no ratings learnt
+_LOWER_IS_BETTER = ("loss", "rmse", "mae")
+_HIGHER_IS_BETTER = ("ndcg", "recall", "precision", "hit", "mrr", "map", "auc", "accuracy")
+
 
 def config_from_mapping(
     cls: type[ModelConfig], values: dict[str, Any], *, where: str = "config"
@@ -86,7 +138,9 @@ def config_from_mapping(
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"]) or "(root)"
-        msg = err["msg"]
+        msg = err["msg"].removeprefix("Value error, ")
+        if not err["loc"]:  # a whole-config validator: its message names the fields itself
+            raise ConfigError(f"{where}: {msg}") from None
         if err["type"] == "extra_forbidden":
             allowed = ", ".join(sorted(cls.model_fields))
             msg = f"unknown key; valid keys are: {allowed}"

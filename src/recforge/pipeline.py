@@ -65,6 +65,33 @@ def resolve_split(data: Interactions, spec: str) -> Any:
     return result
 
 
+def check_split(split: Any, spec: str) -> None:
+    """Refuse, before any fitting, a split that leaves nothing to train on or nothing to evaluate.
+
+    Raises:
+        ConfigError: the train or test part is empty, or none of the test users is in the train
+            part (every metric would come out empty, after a whole training run).
+    """
+    train, test = getattr(split, "train", None), getattr(split, "test", None)
+    if not isinstance(train, Interactions) or not isinstance(test, Interactions):
+        return  # held-out-user splits have their own fold-in evaluation
+    for part, inter in (("train", train), ("test", test)):
+        if len(inter) == 0:
+            raise ConfigError(
+                f"split {spec!r} of {train.source}: the {part} part is empty; "
+                "use more data or another split"
+            )
+    import numpy as np
+
+    users = test.users.lookup(np.unique(test.user_idx))
+    if not (train.users.index(users, missing="negative") >= 0).any():
+        raise ConfigError(
+            f"split {spec!r} of {train.source}: none of the {len(users)} test users is in the "
+            "train part, so nothing can be evaluated; use more data or a per-user split "
+            "(temporal-user:0.2, loo)"
+        )
+
+
 def evaluate_model(model: Recommender, split: Any, ks: tuple[int, ...] = (10,)) -> dict[str, Any]:
     """Rating metrics (rating models, explicit data) and full-ranking metrics on ``split.test``."""
     from recforge.eval.evaluate import evaluate_ranking, evaluate_ratings
@@ -128,6 +155,7 @@ def train_run(
     t0 = time.perf_counter()
     inter = data if isinstance(data, Interactions) else load_dataset(data)
     sp = resolve_split(inter, split)
+    check_split(sp, split)
     timings["load_split_s"] = time.perf_counter() - t0
     if policy is not None and not resume:
         _write_run_spec(
