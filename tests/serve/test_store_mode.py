@@ -34,7 +34,7 @@ def test_store_mode_serves_stored_lists(store_url: str) -> None:
         r = client.get("/users/nobody/recommendations")
         assert r.status_code == 404 and r.json() == {"detail": "unknown user: nobody"}
         r = client.post("/recommendations", json={"ratings": {"1": 5}})
-        assert r.status_code == 503 and "store mode" in r.json()["detail"]
+        assert r.status_code == 404 and "store mode" in r.json()["detail"]
 
 
 def test_live_plus_store(store_url: str, mf_run: Path) -> None:

@@ -7,6 +7,7 @@ items carry titles ("Toy Story" among them).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -16,6 +17,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -69,10 +71,16 @@ def web_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def server(web_run: Path) -> Iterator[str]:
     """``recforge serve RUN`` on a free loopback port (exercises the CLI command too)."""
+    with _serve(web_run) as base:
+        yield base
+
+
+@contextlib.contextmanager
+def _serve(run: Path, **extra_env: str) -> Iterator[str]:
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RECFORGE_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECFORGE_")} | extra_env
     proc = subprocess.Popen(
-        [*_CLI, "serve", str(web_run), "--port", str(port), "--log-level", "warning"],
+        [*_CLI, "serve", str(run), "--port", str(port), "--log-level", "warning"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -172,3 +180,30 @@ def test_existing_user_and_unknown_id_error(page, tmp_path: Path) -> None:  # ty
     page.click("#user-go")
     page.wait_for_selector("#error:not([hidden])")
     assert page.inner_text("#error") == "unknown user: no-such-user-42"
+
+
+def test_page_with_api_key_asks_for_it_and_sends_it(web_run: Path, page: Any) -> None:
+    key = "k3y-for-the-web-page-test"
+    # A second tab of the module's browser (one Playwright per thread); another port is another
+    # origin, so it starts without a stored key.
+    with _serve(web_run, RECFORGE_API_KEY=key) as base:
+        pg = page.context.new_page()
+        pg.goto(base + "/")
+        asked: list[str] = []
+
+        def answer(dialog: Any) -> None:
+            asked.append(dialog.message)
+            dialog.accept(key)
+
+        pg.on("dialog", answer)
+        pg.wait_for_selector("body[data-ready='1']", timeout=10_000)  # /health needs no key
+        assert httpx.get(base + "/items?query=toy").status_code == 401
+        pg.fill("#search", "toy story")
+        pg.click("#search-form button")
+        pg.wait_for_selector("#results li[data-item-id]")
+        assert asked == ["This service needs an API key:"]
+        # Asked once: later calls carry the key from sessionStorage.
+        pg.click("#results li >> nth=0 >> .star[data-value='5']")
+        pg.wait_for_function("() => document.querySelectorAll('#recs li[data-item-id]').length")
+        assert len(asked) == 1 and pg.is_hidden("#error")
+        pg.close()

@@ -9,19 +9,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from recforge.errors import RecError, UnknownIdError
-from recforge.serve.deps import BODY_TOO_LARGE
+from recforge.errors import ConfigError, RecError, UnknownIdError
+from recforge.serve.deps import BODY_TOO_LARGE, NOT_JSON
 from recforge.serve.routes import admin, health, items, recommendations, users
+from recforge.serve.schemas import ErrorBody, InvalidRequest
+from recforge.serve.security import ApiKeyAuth
 from recforge.serve.service import Service, fingerprint, load_service
 from recforge.serve.settings import Settings
 
@@ -35,11 +41,34 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
+class ErrorResponse(JSONResponse):
+    """JSON with every non-ASCII character escaped, for error bodies.
+
+    Error details echo client text (ids, paths), and JSON request bodies can carry lone UTF-16
+    surrogates (``"\\ud800"``) that UTF-8 cannot encode: the default renderer would fail with a
+    500 while reporting a 4xx.
+    """
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(
+            content, ensure_ascii=True, allow_nan=False, separators=(",", ":")
+        ).encode()
+
+
+def _is_json(content_type: bytes) -> bool:
+    media = content_type.split(b";", 1)[0].strip().lower()
+    return media == b"application/json" or (
+        media.startswith(b"application/") and media.endswith(b"+json")
+    )
+
+
 class BodyLimit:
-    """ASGI middleware: 413 for request bodies over ``limit`` bytes.
+    """ASGI middleware: 413 for request bodies over ``limit`` bytes, 415 for non-JSON ones.
 
     Checks ``Content-Length`` first; bodies without one (chunked) are read up to the limit before
-    the app sees them, so an endless body cannot exhaust memory.
+    the app sees them, so an endless body cannot exhaust memory. Every body this API accepts is
+    JSON, so a body declared as something else (a form, text) gets a clear 415 instead of a
+    confusing validation error.
     """
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
@@ -51,6 +80,10 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
+        content_type = headers.get(b"content-type")
+        if content_type is not None and not _is_json(content_type):
+            await ErrorResponse({"detail": NOT_JSON}, status_code=415)(scope, receive, send)
+            return
         length = headers.get(b"content-length")
         if length is not None:
             try:
@@ -80,7 +113,7 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = JSONResponse({"detail": BODY_TOO_LARGE}, status_code=413)
+        response = ErrorResponse({"detail": BODY_TOO_LARGE}, status_code=413)
         await response(scope, receive, send)
 
 
@@ -102,7 +135,13 @@ async def reload(
         old: Service = app.state.service
         update = {k: v for k, v in {"run": run, "store_version": store_version}.items() if v}
         settings = old.settings.model_copy(update=update)
-        new = await run_in_threadpool(load_service, settings)
+        try:
+            new = await run_in_threadpool(load_service, settings)
+        except RecError:
+            raise
+        except (OSError, ValueError) as exc:
+            # e.g. a path too long for the OS or with a NUL: the request's fault, not a 500.
+            raise ConfigError(f"cannot load {settings.run}: {type(exc).__name__}") from None
         app.state.service = new  # one reference assignment: atomic for every later request
         log.info("reloaded: %s -> %s", old.model_version, new.model_version)
     if old.store is not None:
@@ -148,21 +187,61 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 watcher.cancel()
             app.state.service.close()
 
+    common: dict[int | str, dict[str, Any]] = {
+        400: {"model": ErrorBody, "description": "Request body could not be parsed"},
+        422: {"model": InvalidRequest, "description": "Invalid request"},
+        413: {"model": ErrorBody, "description": "Request body too large"},
+        415: {"model": ErrorBody, "description": "Request body not JSON"},
+    }
+    if settings.api_key is not None:
+        common[401] = {"model": ErrorBody, "description": "Missing or wrong API key"}
     app = FastAPI(
         title="recforge",
         summary="Recommendations from a trained recforge model or a precomputed store.",
         version=_version(),
         lifespan=lifespan,
+        responses=common,
     )
+    # add_middleware wraps: the last one added runs first. Order, outermost first: CORS (so
+    # preflights and 401s carry its headers), API key (before any body is read), body limit.
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    if settings.api_key is not None:
+        app.add_middleware(ApiKeyAuth, key=settings.api_key.get_secret_value())
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "X-API-Key"],
+        )
 
     @app.exception_handler(UnknownIdError)
     async def _unknown(_: Request, exc: UnknownIdError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc).strip("'\"")}, status_code=404)
+        return ErrorResponse({"detail": str(exc).strip("'\"")}, status_code=404)
 
     @app.exception_handler(RecError)
     async def _rec_error(_: Request, exc: RecError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=422)
+        return ErrorResponse({"detail": str(exc)}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return ErrorResponse(
+            {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's shape (a list of {type, loc, msg}) without "input"/"ctx": echoing the input
+        # back can be large, and a NaN or infinite number in it cannot be written as JSON (500).
+        errors = [
+            {
+                "type": e.get("type", ""),
+                "loc": [str(p) for p in e.get("loc", ())],
+                "msg": e.get("msg", ""),
+            }
+            for e in exc.errors()
+        ]
+        return ErrorResponse({"detail": errors}, status_code=422)
 
     for module in (health, users, items, recommendations):
         app.include_router(module.router)

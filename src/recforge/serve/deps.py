@@ -18,6 +18,7 @@ NO_ITEM_VECTORS = "this model has no item vectors, so it cannot find similar ite
 NEEDS_RUN = "not available in store mode; start the service with a run directory"
 NO_KNOWN_RATINGS = "none of the rated items is known to the model"
 BODY_TOO_LARGE = "request body too large"
+NOT_JSON = "request body must be JSON: send Content-Type: application/json"
 TOO_MANY_RATINGS = "too many ratings: at most {} per request"
 K_TOO_LARGE = "k must be at most {}"
 
@@ -33,9 +34,14 @@ async def get_service(request: Request) -> Service:
 
 
 def require_live(service: Service) -> LiveBackend:
-    """The live backend, or 503 in store-only mode."""
+    """The live backend, or 404 in store-only mode.
+
+    404 rather than a 5xx: the service is healthy and the request well-formed; this deployment
+    just does not serve the resource (as if the route did not exist), and 5xx stays reserved
+    for real server faults, which monitoring and the fuzz test count.
+    """
     if service.live is None:
-        raise HTTPException(status_code=503, detail=NEEDS_RUN)
+        raise HTTPException(status_code=404, detail=NEEDS_RUN)
     return service.live
 
 

@@ -16,6 +16,7 @@ beyond the approximation of the ANN mode.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -124,18 +125,24 @@ def retrieval_vectors(model: Any) -> tuple[np.ndarray, np.ndarray, Transform] | 
     return users, items, transform
 
 
+_CANONICAL_INT = re.compile(r"-?(0|[1-9][0-9]{0,18})")
+
+
 def _coerce(raw: str, kind: str) -> Any:
-    """A URL/JSON id string in the vocabulary's type; None when it cannot be one of its ids."""
+    """A URL/JSON id string in the vocabulary's type; None when it cannot be one of its ids.
+
+    Integer ids must be written the way ``str(id)`` writes them: ``int()`` alone would also take
+    ``"1_0"``, ``" 10"`` or Arabic-Indic digits and answer for user 10 under another name. At
+    most 19 digits, so the value fits the vocabulary's int64.
+    """
     if kind in "iu":
-        try:
-            return int(raw)
-        except ValueError:
-            return None
+        return int(raw) if _CANONICAL_INT.fullmatch(raw) else None
     if kind == "f":
         try:
-            return float(raw)
+            value = float(raw)
         except ValueError:
             return None
+        return value if np.isfinite(value) else None
     return raw
 
 

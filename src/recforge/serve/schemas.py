@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 #: Hard upper bound on k for every endpoint (Settings.max_k may lower it, never raise it).
 MAX_K = 1000
+#: Largest absolute rating a new user may send: far beyond any rating scale, and small enough
+#: that float32 fold-in arithmetic cannot overflow into infinite or NaN scores.
+MAX_ABS_RATING = 1e6
 
 
 class Item(BaseModel):
@@ -78,8 +81,10 @@ class NewUserRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    ratings: dict[str, float] = Field(
-        ..., description="Raw item id -> rating (unknown items are ignored)."
+    ratings: dict[str, Annotated[float, Field(ge=-MAX_ABS_RATING, le=MAX_ABS_RATING)]] = Field(
+        ...,
+        min_length=1,
+        description="Raw item id -> rating (unknown items are ignored; finite, |rating| <= 1e6).",
     )
     k: int = Field(10, ge=1, le=MAX_K)
     exclude_rated: bool = True
@@ -99,8 +104,8 @@ class ReloadRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    run: str | None = None
-    store_version: str | None = None
+    run: str | None = Field(None, max_length=4096, pattern=r"^[^\x00]*$")
+    store_version: str | None = Field(None, max_length=200, pattern=r"^[^\x00]*$")
 
 
 class ReloadResult(BaseModel):
@@ -115,3 +120,19 @@ class ErrorBody(BaseModel):
     """Error responses: a stable, human-readable ``detail``."""
 
     detail: str
+
+
+class ValidationIssue(BaseModel):
+    """One reason a request failed validation (FastAPI's shape, without the echoed input)."""
+
+    type: str
+    loc: list[str]
+    msg: str
+
+
+class InvalidRequest(BaseModel):
+    """422 responses: a list of issues when the request does not fit the schema, a string for
+    the checks the service makes itself (k over the configured ceiling, no known ratings, a run
+    that cannot be loaded)."""
+
+    detail: str | list[ValidationIssue]

@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from recforge.errors import ConfigError
 
@@ -44,12 +44,32 @@ class Settings(BaseModel):
         0.0, ge=0.0, description="Seconds between checks for a new run/store version (0: off)."
     )
     web: bool = Field(True, description="Serve the web page at /.")
+    api_key: SecretStr | None = Field(
+        None,
+        min_length=16,
+        description="When set, every route except /health, / and /static needs this key in an "
+        "`X-API-Key` or `Authorization: Bearer` header. Give it through the environment "
+        "(RECFORGE_API_KEY), never on a command line, where `ps` shows it.",
+    )
+    cors_origins: tuple[str, ...] = Field(
+        (),
+        description="Origins allowed to call the API from a browser (comma-separated in "
+        "RECFORGE_CORS_ORIGINS). Empty: no CORS headers at all, so browsers keep other sites out.",
+    )
     torch_threads: int = Field(
         1,
         ge=1,
         description="torch intra-op threads in live mode. Requests already run concurrently, "
         "and on a busy 2-core machine 2 threads made POST /recommendations 30 ms instead of 4.",
     )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        # The environment gives one string; origins are separated by commas.
+        if isinstance(value, str):
+            return tuple(o.strip() for o in value.split(",") if o.strip())
+        return value
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -75,11 +95,16 @@ class Settings(BaseModel):
 
         Used to hand the settings to uvicorn worker processes, which build their own app.
         """
-        return {
-            ENV_PREFIX + name.upper(): str(value)
-            for name, value in self.model_dump().items()
-            if value is not None
-        }
+        env = {}
+        for name, value in self.model_dump().items():
+            if value is None or value == ():
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            elif isinstance(value, tuple):
+                value = ",".join(value)
+            env[ENV_PREFIX + name.upper()] = str(value)
+        return env
 
     def check(self) -> Settings:
         """Raise ConfigError unless a run or a store is configured."""

@@ -28,8 +28,10 @@ async def search_items(
     "/{item_id}/similar",
     response_model=Similar,
     responses={
-        404: {"model": ErrorBody, "description": "Unknown item"},
-        501: {"model": ErrorBody, "description": "Model without item vectors"},
+        404: {
+            "model": ErrorBody,
+            "description": "Unknown item, a model without item vectors, or store-only mode",
+        },
     },
     summary="Items most similar to an item",
 )
@@ -46,7 +48,9 @@ async def similar_items(
     except UnknownIdError:
         raise HTTPException(status_code=404, detail=UNKNOWN_ITEM.format(item_id)) from None
     except ConfigError:
-        raise HTTPException(status_code=501, detail=NO_ITEM_VECTORS) from None
+        # 404, not 501: the request is fine, this model just has no such resource (no 5xx
+        # for anything a client can cause).
+        raise HTTPException(status_code=404, detail=NO_ITEM_VECTORS) from None
     return Similar(
         item=service.catalog.item(item_id), model_version=service.model_version, items=items
     )

@@ -15,7 +15,7 @@ from recforge.serve.deps import (
     get_service,
     require_live,
 )
-from recforge.serve.schemas import ErrorBody, NewUserRequest, Recommendations
+from recforge.serve.schemas import ErrorBody, InvalidRequest, NewUserRequest, Recommendations
 from recforge.serve.service import Service
 
 router = APIRouter(tags=["new users"])
@@ -25,8 +25,10 @@ router = APIRouter(tags=["new users"])
     "/recommendations",
     response_model=Recommendations,
     responses={
+        404: {"model": ErrorBody, "description": "Store-only mode (fold-in needs a run)"},
         413: {"model": ErrorBody, "description": "Body too large"},
-        422: {"model": ErrorBody, "description": "Bad k, too many or no known ratings"},
+        415: {"model": ErrorBody, "description": "Body not sent as JSON"},
+        422: {"model": InvalidRequest, "description": "Bad k, too many or no known ratings"},
     },
     summary="Recommendations for a new user's ratings",
 )

@@ -13,7 +13,7 @@ from recforge.serve.service import Service
 router = APIRouter(prefix="/users", tags=["users"])
 
 _ERRORS: dict[int | str, dict[str, object]] = {
-    404: {"model": ErrorBody, "description": "Unknown user"}
+    404: {"model": ErrorBody, "description": "Unknown user (or, for history, store-only mode)"}
 }
 
 
@@ -68,7 +68,7 @@ async def user_recommendations(
     summary="Items a known user rated in training",
 )
 async def user_history(user_id: str, service: Annotated[Service, Depends(get_service)]) -> History:
-    """Needs a run (503 in store-only mode)."""
+    """Needs a run (404 in store-only mode)."""
     live = require_live(service)
     items = live.history(user_id)
     if items is None:

@@ -15,12 +15,31 @@ function clearError() {
   $("#error").textContent = "";
 }
 
-async function api(path, options) {
+// With RECFORGE_API_KEY set, every API call needs the key: asked for on the first 401 and kept in
+// this tab's sessionStorage only (gone when the tab closes), sent as the X-API-Key header.
+const KEY_SLOT = "recforge-api-key";
+
+function withKey(options) {
+  const opts = Object.assign({}, options || {});
+  opts.headers = Object.assign({}, opts.headers || {});
+  const key = sessionStorage.getItem(KEY_SLOT);
+  if (key) opts.headers["X-API-Key"] = key;
+  return opts;
+}
+
+async function api(path, options, retried = false) {
   let response;
   try {
-    response = await fetch(path, options);
+    response = await fetch(path, withKey(options));
   } catch (err) {
     throw new Error("cannot reach the service: " + err.message);
+  }
+  if (response.status === 401 && !retried) {
+    const key = window.prompt("This service needs an API key:");
+    if (key && key.trim()) {
+      sessionStorage.setItem(KEY_SLOT, key.trim());
+      return api(path, options, true);
+    }
   }
   let body = null;
   try {
