@@ -122,6 +122,8 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str]] = [
     ("mf", {"optimizer": "adamax"}, "optimizer"),
     ("mf", {"optimizer": "sparse_adam", "weight_decay": 0.1}, "cannot use weight_decay"),
     ("mf", {"betas": (0.9, 1.0)}, "betas"),
+    ("mf", {"device": "gpu"}, "device"),
+    ("mf", {"monitor": "ndcg"}, "monitor"),
     ("mf", {"monitor": "valid_rmse", "monitor_mode": "max"}, "set monitor_mode = 'min'"),
     ("mult_vae", {"monitor": "valid_ndcg@100", "monitor_mode": "min"}, "monitor_mode = 'max'"),
     # implicit-only models / implicit losses asked for a rating metric (RMSE, MAE)

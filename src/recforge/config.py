@@ -71,13 +71,21 @@ class TrainConfig(ModelConfig):
     patience: int | None = Field(
         None, ge=1, le=10_000, description="Early-stopping patience in epochs."
     )
-    monitor: str = Field("valid_loss", description="History column early stopping watches.")
+    monitor: str = Field(
+        "valid_loss",
+        pattern=r"^(train|valid)_[\w@.\-]+$",
+        description="History column early stopping watches (train_* or valid_*).",
+    )
     monitor_mode: Literal["min", "max"] = Field("min", description="Is lower or higher better?")
     min_delta: float = Field(0.0, ge=0, le=1e6, description="Smallest monitor change that counts.")
     eval_batch_size: int = Field(
         65_536, ge=1, le=100_000_000, description="Rows per validation chunk."
     )
-    device: str = Field("auto", description='"auto" (CUDA if available), "cpu", "cuda[:N]".')
+    device: str = Field(
+        "auto",
+        pattern=r"^(auto|cpu|mps|cuda(:\d{1,3})?)$",
+        description='"auto" (CUDA if available), "cpu", "cuda[:N]", "mps".',
+    )
     num_threads: int | None = Field(
         None, ge=1, le=4096, description="Torch CPU threads while training."
     )
