@@ -443,3 +443,20 @@ def test_no_pickle_anywhere_in_the_package() -> None:
     for path in sorted(src.rglob("*.py")):
         for call in re.findall(r"np\.load\([^)]*\)", path.read_text(encoding="utf-8")):
             assert "allow_pickle=False" in call, f"{path}: {call}"
+
+
+@pytest.mark.parametrize("command", ["recommend", "evaluate"])
+def test_cli_on_a_hostile_run_exits_2_with_one_line(
+    run_dir: Path, tmp_path: Path, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from recforge.cli import main
+
+    sentinel = tmp_path / "pwned"
+    _replace_file(run_dir, "weights.safetensors", _malicious_pickle(sentinel))
+    args = [command, str(run_dir)] + (["--user", "1"] if command == "recommend" else [])
+    code = main(args)
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert "not a valid safetensors file" in captured.err and "Traceback" not in captured.err
+    assert not sentinel.exists()
