@@ -2,9 +2,9 @@
 
 Every bad file must fail with one :class:`DataError` line naming the file and, where they exist,
 the line and column (``manifest.toml`` lists the fragments), through the library, through
-``recforge data describe`` and through ``recforge train --out DIR`` (exit 2, no traceback, and
-nothing written where DIR would be). Every good file must load to the same frame as
-``good/reference.csv``.
+``recforge data describe``, and through ``recforge train --out DIR`` and ``recforge data split
+--out DIR`` (exit 2, no traceback, nothing written where DIR would be). Every good file must load
+to the same frame as ``good/reference.csv``.
 """
 
 from __future__ import annotations
@@ -94,15 +94,25 @@ def test_cli_describe_exits_2_with_one_line(
     check_message(err.removeprefix("recforge: error: ").rstrip("\n"), path, name)
 
 
+WRITERS = {
+    "train": ("train", "--model", "popularity", "--data", "{data}", "--out", "{out}"),
+    "data split": ("data", "split", "{data}", "--out", "{out}"),
+}
+
+
+@pytest.mark.parametrize("command", sorted(WRITERS))
 @pytest.mark.parametrize("name", CLI_CASES)
-def test_cli_train_exits_2_and_writes_nothing(
-    name: str, big_files: dict[str, Path], capsys: pytest.CaptureFixture[str], tmp_path: Path
+def test_cli_writers_exit_2_and_write_nothing(
+    name: str,
+    command: str,
+    big_files: dict[str, Path],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
 ) -> None:
     path = corpus_path(name, big_files)
     out_dir = tmp_path / "runs" / "x"
-    code, out, err = run_cli(
-        capsys, "train", "--model", "popularity", "--data", str(path), "--out", str(out_dir)
-    )
+    args = [a.format(data=path, out=out_dir) for a in WRITERS[command]]
+    code, out, err = run_cli(capsys, *args)
     assert code == 2, err
     assert out == ""
     assert "Traceback" not in err
@@ -130,6 +140,13 @@ def test_real_process_exit_code_and_stderr() -> None:
 
 # ------------------------------------------------------------------------ accepted variants
 GOOD_FILES = sorted(p.name for p in GOOD.iterdir() if p.name != "reference.csv")
+
+
+def test_dates_outside_the_nanosecond_range_do_not_crash(tmp_path: Path) -> None:
+    """A fuzzing find: year-100 dates overflowed pandas' nanosecond arithmetic."""
+    path = tmp_path / "old.csv"
+    path.write_text("user,item,rating,time\n1,2,3,0100-01-01\n1,3,4,2500-01-01T00:00:01Z\n")
+    assert read_ratings(path)["timestamp"].tolist() == [-59011459200, 16725225601]
 
 
 @pytest.mark.parametrize("name", GOOD_FILES)

@@ -636,7 +636,8 @@ def _parse(
     id_cols = [positions[c] * (2 if sep == "::" else 1) for c in ("user_id", "item_id")]
     floaty = [c for c in id_cols if c in df.columns and df[c].dtype.kind == "f"]
     if floaty:
-        text = pd.read_csv(p, **{**kwargs, "usecols": floaty, "dtype": str})
+        # All columns again (usecols trips over short rows), only these as text.
+        text = pd.read_csv(p, **{**kwargs, "dtype": dict.fromkeys(floaty, str)})
         for c in floaty:
             df[c] = text[c]
     if sep == "::":
@@ -681,6 +682,13 @@ def _read_parquet(p: Path, label: str, columns: Mapping[str, str | int] | None) 
         ) from None
     if table.num_rows == 0:
         raise DataError(f"{label}: Parquet file has columns but no rows")
+    for canon, pos in positions.items():
+        kind = table.schema.field(names[pos]).type
+        if pa.types.is_nested(kind):  # lists/structs would become ids like "[1 2]"
+            raise DataError(
+                f"{label}, row 1, {shown[canon]}: holds {kind} values, not scalars; "
+                "flatten the column (one user, item and rating per row)"
+            )
     cols = {canon: table.column(names[pos]).to_pandas() for canon, pos in positions.items()}
     return _Raw(label, cols, shown, 0)
 
@@ -862,10 +870,10 @@ def _timestamps(raw: _Raw) -> npt.NDArray[np.int64]:
 
 
 def _epoch_seconds(parsed: pd.Series) -> npt.NDArray[np.int64]:
-    delta = parsed - pd.Timestamp(0, tz="UTC")
-    secs: npt.NDArray[np.int64] = np.asarray(
-        (delta // pd.Timedelta(seconds=1)).to_numpy(), dtype=np.int64
-    )
+    # Through numpy seconds, not a pandas Timedelta: subtracting the epoch in nanoseconds
+    # overflows for dates outside 1677..2262 (a year-100 date is a bad value, not a crash).
+    naive = parsed.dt.tz_convert("UTC").dt.tz_localize(None) if parsed.dt.tz else parsed
+    secs: npt.NDArray[np.int64] = naive.to_numpy().astype("datetime64[s]").astype(np.int64)
     return secs
 
 
