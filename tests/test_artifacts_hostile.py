@@ -8,7 +8,9 @@ import json
 import os
 import pickle
 import re
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from recforge import _atomic
 from recforge.artifacts import FORMAT_VERSION, RUN_FILES, load_run, save_run
@@ -460,3 +464,46 @@ def test_cli_on_a_hostile_run_exits_2_with_one_line(
     assert captured.out == "" and captured.err.count("\n") == 1
     assert "not a valid safetensors file" in captured.err and "Traceback" not in captured.err
     assert not sentinel.exists()
+
+
+# ---------------------------------------------------------------------- fuzzing
+@pytest.fixture(scope="module")
+def pristine(fitted: Recommender, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_run(
+        tmp_path_factory.mktemp("pristine") / "run",
+        fitted,
+        metrics={"rmse": 0.9},
+        history=pd.DataFrame({"epoch": [1], "train_loss": [1.0]}),
+    )
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    name=st.sampled_from([*sorted(RUN_FILES - {"items.parquet"}), "manifest.json"]),
+    edits=st.lists(
+        st.tuples(st.floats(0, 1), st.binary(max_size=8), st.integers(0, 40)),
+        min_size=1,
+        max_size=3,
+    ),
+    fix_checksum=st.booleans(),
+)
+def test_mutated_runs_load_or_raise_artifact_error(
+    pristine: Path, name: str, edits: list[tuple[float, bytes, int]], fix_checksum: bool
+) -> None:
+    """Random byte edits of any run file (checksums fixed or not): a model or an ArtifactError."""
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp) / "run"
+        shutil.copytree(pristine, run)
+        data = bytearray((run / name).read_bytes())
+        for where, chunk, cut in edits:
+            pos = int(where * len(data))
+            data[pos : pos + cut] = chunk
+        (run / name).write_bytes(bytes(data))
+        if fix_checksum and name != "manifest.json":
+            _replace_file(run, name, bytes(data))
+        try:
+            loaded = load_run(run)
+        except ArtifactError as exc:
+            assert "\n" not in str(exc)
+        else:
+            assert loaded.model.score_items(np.arange(2)).shape == (2, loaded.model.n_items)

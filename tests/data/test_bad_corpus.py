@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
+import tempfile
 import tomllib
 import warnings
 from pathlib import Path
@@ -19,6 +20,8 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from recforge.cli import main
 from recforge.data.io import read_ratings
@@ -158,3 +161,40 @@ def test_accepted_variants_load_like_the_reference(name: str) -> None:
     got = read_ratings(GOOD / name)
     got.attrs, expected.attrs = {}, {}  # attrs["source"] names each file
     pd.testing.assert_frame_equal(got, expected)
+
+
+# ------------------------------------------------------------------------ fuzzing
+_TOKENS = [b",", b"\t", b";", b":", b"::", b'"', b"\r", b"\n", b"\x00", b"\xef\xbb\xbf", b"\xe9"]
+_TOKENS += [b"nan", b"inf", b"-", b"1e400", b"99999999999999999999", b" ", b"userId", b"0100-01-01"]
+_SEEDS = sorted(p.name for p in GOOD.iterdir())
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.sampled_from(_SEEDS),
+    edits=st.lists(
+        st.tuples(st.floats(0, 1), st.sampled_from(_TOKENS), st.integers(0, 4)),
+        min_size=1,
+        max_size=4,
+    ),
+)
+def test_mutated_files_load_or_raise_data_error(
+    seed: str, edits: list[tuple[float, bytes, int]]
+) -> None:
+    """Random edits of good files: a canonical frame or a one-line DataError, never a crash."""
+    data = bytearray((GOOD / seed).read_bytes())
+    for where, token, cut in edits:
+        pos = int(where * len(data))
+        data[pos : pos + cut] = token  # replace ``cut`` bytes (0: insert) by the token
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "fuzz.csv"
+        path.write_bytes(bytes(data))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                frame = read_ratings(path)
+        except DataError as exc:
+            assert "\n" not in str(exc) and str(path) in str(exc)
+        else:
+            assert list(frame.columns) == ["user_id", "item_id", "rating", "timestamp"]
+            assert frame["rating"].notna().all()
