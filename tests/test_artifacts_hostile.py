@@ -507,3 +507,12 @@ def test_mutated_runs_load_or_raise_artifact_error(
             assert "\n" not in str(exc)
         else:
             assert loaded.model.score_items(np.arange(2)).shape == (2, loaded.model.n_items)
+
+
+def test_class_load_refuses_a_run_of_another_model(run_dir: Path) -> None:
+    from recforge.models.baselines import Biases, Popularity
+
+    assert isinstance(Biases.load(run_dir), Biases)
+    assert isinstance(Recommender.load(run_dir), Biases)  # the base class loads any model
+    with pytest.raises(ArtifactError, match="holds a biases model, not popularity"):
+        Popularity.load(run_dir)

@@ -413,8 +413,15 @@ class Recommender(ABC):
     def load(cls, path: str | Path) -> Recommender:
         """Load a model saved with :meth:`save` (see :func:`recforge.artifacts.load_run`)."""
         from recforge.artifacts import load_run
+        from recforge.errors import ArtifactError
 
-        return load_run(path).model
+        model = load_run(path).model
+        if not isinstance(model, cls):
+            raise ArtifactError(
+                f"{path}: holds a {model.name} model, not {cls.name}; load it with "
+                f"{type(model).__name__}.load or recforge.artifacts.load_run"
+            )
+        return model
 
 
 def mask_seen(
