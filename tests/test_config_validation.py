@@ -143,6 +143,9 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str]] = [
     ("als", {"log_eps": math.inf}, "log_eps"),
     ("biases", {"reg_u": -1}, "reg_u"),
     ("content", {"max_df": 0}, "max_df"),
+    ("content", {"hybrid_with": "biases", "hybrid_config": {"reg_u": -1}}, "(biases): reg_u"),
+    ("content", {"hybrid_with": "nope"}, "unknown model 'nope'"),
+    ("ease", {"memory_budget": "0GB"}, "memory_budget must be positive"),
     ("popularity", {"no_such_key": 1}, "unknown key"),
 ]
 

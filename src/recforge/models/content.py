@@ -144,6 +144,15 @@ class ContentConfig(ModelConfig):
                 f"hybrid_with: unknown model {self.hybrid_with!r}; "
                 f"available: {', '.join(available())}"
             )
+        from recforge.config import config_from_mapping
+        from recforge.models.registry import config_class
+
+        # Checked now, so a bad key or value fails at construction and not after a whole fit.
+        config_from_mapping(
+            config_class(self.hybrid_with),
+            dict(self.hybrid_config or {}),
+            where=f"hybrid_config ({self.hybrid_with})",
+        )
         return self
 
 

@@ -135,7 +135,8 @@ class EASEConfig(ModelConfig):
     @classmethod
     def _check_budget(cls, value: Any) -> str:
         # Validate now so a typo is a ConfigError at construction, not halfway through a fit.
-        parse_bytes(value)
+        if parse_bytes(value) <= 0:
+            raise ValueError(f"memory_budget must be positive, got {value!r}")
         return str(value)
 
     @property
