@@ -9,6 +9,7 @@ to the same frame as ``good/reference.csv``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import subprocess
 import sys
@@ -198,3 +199,48 @@ def test_mutated_files_load_or_raise_data_error(
         else:
             assert list(frame.columns) == ["user_id", "item_id", "rating", "timestamp"]
             assert frame["rating"].notna().all()
+
+
+# ------------------------------------------------------------------------ MovieLens zips
+@pytest.mark.parametrize("release", ["ml-100k", "ml-latest"])
+def test_a_zip_that_is_not_movielens_is_refused_by_name(
+    release: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A foreign zip under a release's name: checksum (ml-100k) or layout (ml-latest) error."""
+    data_dir, cache = tmp_path / "data", tmp_path / "cache"
+    data_dir.mkdir()
+    (data_dir / f"{release}.zip").write_bytes((BAD / "not_movielens.zip").read_bytes())
+    monkeypatch.setenv("RECFORGE_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("RECFORGE_CACHE_DIR", str(cache))
+    code, out, err = run_cli(capsys, "data", "describe", release)
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert f"{release}.zip" in err
+    assert ("checksum mismatch" in err) if release == "ml-100k" else ("zip has no" in err)
+    assert not any(p.is_file() for p in cache.rglob("*")) if cache.exists() else True
+
+
+def test_zip_members_outside_the_release_folder_are_never_extracted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Zip slip: '../' and absolute member names in an (unchecksummed) ml-latest zip."""
+    import zipfile
+
+    from recforge.data.movielens import load_movielens
+
+    data_dir, cache = tmp_path / "data", tmp_path / "cache"
+    data_dir.mkdir()
+    with zipfile.ZipFile(data_dir / "ml-latest.zip", "w") as zf:
+        zf.writestr("ml-latest/ratings.csv", "userId,movieId,rating,timestamp\n1,2,4.0,5\n")
+        zf.writestr("ml-latest/../../escaped.txt", "pwned")
+        zf.writestr("/tmp/absolute_escape.txt", "pwned")
+    monkeypatch.setenv("RECFORGE_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("RECFORGE_CACHE_DIR", str(cache))
+    with contextlib.suppress(DataError), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "no movies.csv": this zip has ratings only
+        load_movielens("ml-latest")  # refusing would be fine too; writing outside is not
+    written = {p.name for p in tmp_path.rglob("*") if p.is_file()}
+    assert "escaped.txt" not in written
+    assert not Path("/tmp/absolute_escape.txt").exists()
