@@ -191,15 +191,21 @@ def test_cut_offs_below_one_are_refused(explicit_split: Any, ks: tuple[int, ...]
         model.recommend(explicit_split.train.users.ids[:1], k=0)
 
 
+def _forbid(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str, why: str) -> None:
+    """Make ``owner.name`` fail the test if it is ever called."""
+
+    def forbidden(*args: Any) -> Any:
+        raise AssertionError(why)
+
+    monkeypatch.setattr(owner, name, forbidden)
+
+
 def test_ease_refuses_a_catalogue_that_does_not_fit_before_allocating(
     explicit_split: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from recforge.models import ease
 
-    def no_gram(*args: Any) -> Any:
-        raise AssertionError("EASE allocated its Gram matrix before refusing")
-
-    monkeypatch.setattr(ease, "_gram", no_gram)
+    _forbid(monkeypatch, ease, "_gram", "EASE allocated its Gram matrix before refusing")
     monkeypatch.setattr(ease, "available_memory_bytes", lambda: 10_000)
     n = explicit_split.train.n_items
     with pytest.raises(ConfigError) as exc:
@@ -236,10 +242,7 @@ def test_a_split_with_nothing_to_evaluate_is_refused_before_fitting(
 ) -> None:
     from recforge.models.baselines import Popularity
 
-    def no_fit(*args: Any) -> Any:
-        raise AssertionError("fitted before the split was checked")
-
-    monkeypatch.setattr(Popularity, "_fit", no_fit)
+    _forbid(monkeypatch, Popularity, "_fit", "fitted before the split was checked")
     out = tmp_path / "run"
     # random:0.1 of 5 ratings puts one rating in test, of a user with no other rating.
     with pytest.raises(ConfigError, match="none of the 1 test users is in the train part"):
