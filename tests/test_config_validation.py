@@ -147,6 +147,9 @@ BAD_CONFIGS: list[tuple[str, dict[str, Any], str]] = [
     ("content", {"hybrid_with": "nope"}, "unknown model 'nope'"),
     ("ease", {"memory_budget": "0GB"}, "memory_budget must be positive"),
     ("popularity", {"no_such_key": 1}, "unknown key"),
+    ("blend", {"members": [{"model": "ease"}]}, "ease does not predict ratings"),
+    ("blend", {"members": [{"model": "als"}]}, "als does not predict ratings"),
+    ("blend", {"members": [{"model": "ncf", "config": {"loss": "bce"}}]}, "members.0: ncf"),
 ]
 
 

@@ -33,6 +33,8 @@ class TrainResult:
     run_dir: Path | None
     history: pd.DataFrame | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    #: torchrun rank that produced this (only rank 0 evaluates and writes; others have no metrics).
+    rank: int = 0
 
 
 def resolve_split(data: Interactions, spec: str) -> Any:
@@ -116,6 +118,7 @@ def train_run(
     checkpoint_every_epochs: int | None = None,
     checkpoint_every_minutes: float | None = None,
     resume: bool = False,
+    distributed: bool = False,
 ) -> TrainResult:
     """Train ``model_name`` on ``data`` with the given split, evaluate on its test part, save a run.
 
@@ -130,9 +133,13 @@ def train_run(
         checkpoint_every_minutes: checkpoint at the first epoch end M minutes after the last one.
         resume: continue from the checkpoints in :func:`checkpoint_dir` ``(out)`` (see
             :func:`resume_run`, which also restores the arguments).
+        distributed: train data-parallel under torchrun (DDP; see
+            :mod:`recforge.train.distributed`). Every rank trains; only rank 0 evaluates, writes
+            checkpoints and the run; the other ranks return a result with empty ``metrics``.
 
     Raises:
-        ConfigError: checkpointing or resuming without ``out``.
+        ConfigError: checkpointing or resuming without ``out``; ``distributed`` for a model the
+            Trainer does not train, or outside torchrun.
     """
     from recforge.artifacts import save_run
     from recforge.data.sources import load_dataset
@@ -142,6 +149,7 @@ def train_run(
     timings: dict[str, float] = {}
     model = create(model_name, dict(config or {}))  # validate the config before any work
     checkpointing = resume or checkpoint_every_epochs is not None or checkpoint_every_minutes
+    rank = _check_distributed(model, model_name) if distributed else 0
     policy: CheckpointPolicy | None = None
     if checkpointing:
         if out is None:
@@ -157,7 +165,7 @@ def train_run(
     sp = resolve_split(inter, split)
     check_split(sp, split)
     timings["load_split_s"] = time.perf_counter() - t0
-    if policy is not None and not resume:
+    if policy is not None and not resume and rank == 0:
         _write_run_spec(
             policy,
             model_name=model_name,
@@ -170,9 +178,22 @@ def train_run(
     elif policy is not None:
         _check_run_spec(policy.directory, inter)
     t0 = time.perf_counter()
-    with training_context(checkpoints=policy):
-        model.fit(sp.train, sp.valid)
+    if distributed:
+        from recforge.train.distributed import distributed_session
+
+        # The process group lives for the fit only; rank 0 evaluates and saves on its own.
+        with (
+            distributed_session(str(getattr(model.config, "device", "auto"))) as dinfo,
+            training_context(checkpoints=policy, distributed=dinfo),
+        ):
+            model.fit(sp.train, sp.valid)
+    else:
+        with training_context(checkpoints=policy):
+            model.fit(sp.train, sp.valid)
     timings["fit_s"] = time.perf_counter() - t0
+    if rank != 0:
+        history_r: pd.DataFrame | None = getattr(model, "history_", None)
+        return TrainResult(model, sp, {}, None, history_r, timings, rank=rank)
     t0 = time.perf_counter()
     metrics = evaluate_model(model, sp, ks)
     timings["evaluate_s"] = time.perf_counter() - t0
@@ -200,6 +221,22 @@ def train_run(
         # The run directory is complete; its checkpoints have nothing left to restore.
         shutil.rmtree(policy.directory, ignore_errors=True)
     return TrainResult(model, sp, metrics, run_dir, history, timings)
+
+
+def _check_distributed(model: Recommender, model_name: str) -> int:
+    """This process's torchrun rank, after checking that ``model`` can train data-parallel."""
+    import os
+
+    from recforge.models.neural import NeuralRecommender
+    from recforge.train.distributed import require_torchrun
+
+    if not isinstance(model, NeuralRecommender):
+        raise ConfigError(
+            f"model {model_name!r} is not trained by recforge's Trainer (closed-form or "
+            "neighbourhood model); drop --distributed and run it in one process"
+        )
+    require_torchrun()
+    return int(os.environ["RANK"])
 
 
 #: Name of the run description inside a checkpoint directory.
@@ -269,12 +306,15 @@ def _check_run_spec(directory: Path, inter: Interactions) -> None:
         )
 
 
-def resume_run(out: str | Path) -> TrainResult:
+def resume_run(out: str | Path, *, distributed: bool = False) -> TrainResult:
     """Continue the interrupted ``recforge train --out <out>`` from its last checkpoint.
 
     Everything needed (model, config, data, split, checkpoint cadence) is read from
     ``<out>.ckpt/run.json``; the result equals that of an uninterrupted run (bit-identical
     weights on CPU).
+
+    A data-parallel run resumes with ``distributed=True`` under torchrun with the same number of
+    processes (the checkpoint records the world size and refuses another one).
 
     Raises:
         ConfigError: there is no checkpoint directory, or its data was an in-memory object.
@@ -295,4 +335,5 @@ def resume_run(out: str | Path) -> TrainResult:
         checkpoint_every_epochs=spec.get("checkpoint_every_epochs"),
         checkpoint_every_minutes=spec.get("checkpoint_every_minutes"),
         resume=True,
+        distributed=distributed,
     )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -26,26 +25,7 @@ from recforge.train.checkpoint import (
 from recforge.train.losses import Batch, Objective
 from recforge.train.sampling import NegativeSampler
 
-
-class DropMF(nn.Module):
-    """Dot product with dropout on the user side: training consumes torch's global RNG."""
-
-    user_param_names: ClassVar[tuple[str, ...]] = ("p.weight",)
-    item_param_names: ClassVar[tuple[str, ...]] = ("q.weight",)
-
-    def __init__(self) -> None:
-        super().__init__()
-        g = torch.Generator().manual_seed(0)
-        self.p = nn.Embedding(30, 4)
-        self.q = nn.Embedding(20, 4)
-        with torch.no_grad():
-            self.p.weight.copy_(torch.randn(30, 4, generator=g) * 0.1)
-            self.q.weight.copy_(torch.randn(20, 4, generator=g) * 0.1)
-        self.drop = nn.Dropout(0.3)
-
-    def forward(self, user: torch.Tensor, item: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = (self.drop(self.p(user)) * self.q(item)).sum(-1)
-        return out
+from .toys import ToyMF
 
 
 class Crash(RuntimeError):
@@ -94,7 +74,7 @@ def _cfg(**kw: object) -> TrainConfig:
 def _fit(cfg: TrainConfig, crash_at: int | None = None) -> tuple[nn.Module, object]:
     data = _pairs()
     sampler = NegativeSampler(data["user"].numpy(), data["item"].numpy(), 30, 20, seed=5)
-    module = DropMF()
+    module = ToyMF(dropout=0.3)
     result = Trainer(cfg).fit(module, data, CrashingBPR(sampler, crash_at))
     return module, result
 
@@ -158,7 +138,7 @@ def test_early_stopping_state_survives_a_resume(tmp_path: Path) -> None:
                 raise Crash
             return ((module(batch["user"], batch["item"]) + 3 - batch["rating"]) ** 2).mean()
 
-    ref = DropMF()
+    ref = ToyMF(dropout=0.3)
     ref_res = Trainer(cfg).fit(ref, data, MSE(), validate=valid)
     assert ref_res.stopped_early  # the planted noise makes the model overfit quickly
     crash = MSE()
@@ -167,8 +147,8 @@ def test_early_stopping_state_survives_a_resume(tmp_path: Path) -> None:
         training_context(checkpoints=CheckpointPolicy(tmp_path, every_epochs=1)),
         pytest.raises(Crash),
     ):
-        Trainer(cfg).fit(DropMF(), data, crash, validate=valid)
-    again = DropMF()
+        Trainer(cfg).fit(ToyMF(dropout=0.3), data, crash, validate=valid)
+    again = ToyMF(dropout=0.3)
     with training_context(checkpoints=CheckpointPolicy(tmp_path, resume=True)):
         res = Trainer(cfg).fit(again, data, MSE(), validate=valid)
     _same_weights(ref, again)

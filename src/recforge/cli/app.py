@@ -173,6 +173,13 @@ def train(
         Path | None,
         typer.Option(help="Continue the interrupted run RUN_DIR from its last checkpoint."),
     ] = None,
+    distributed: Annotated[
+        bool,
+        typer.Option(
+            help="Data-parallel (DDP) training; start with torchrun --nproc_per_node=N "
+            "-m recforge.cli train ... --distributed."
+        ),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Train a model, evaluate it on the split's test part, and save the run."""
@@ -188,7 +195,9 @@ def train(
                 "--resume RUN_DIR restores model, data, split and config from RUN_DIR.ckpt; "
                 "pass no other training options"
             )
-        result = resume_run(resume)
+        result = resume_run(resume, distributed=distributed)
+        if result.rank != 0:  # only rank 0 evaluates and reports
+            return
         if json_out:
             emit_json({"run_dir": str(result.run_dir), **result.metrics})
             return
@@ -222,7 +231,10 @@ def train(
         out=out,
         checkpoint_every_epochs=checkpoint_every,
         checkpoint_every_minutes=checkpoint_minutes,
+        distributed=distributed,
     )
+    if result.rank != 0:
+        return
     if json_out:
         emit_json({"run_dir": str(result.run_dir) if result.run_dir else None, **result.metrics})
         return

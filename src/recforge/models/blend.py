@@ -81,9 +81,16 @@ class BlendConfig(ModelConfig):
             if m.model == "blend":
                 raise ValueError(f"members.{k}: a blend cannot contain a blend")
             try:
-                create(m.model, m.config)
+                member = create(m.model, m.config)
             except ConfigError as exc:
                 raise ValueError(f"members.{k}: {exc}") from None
+            # Before fitting this is the configured intent ("auto" feedback counts as ratings);
+            # a member that can never predict ratings is refused now, not after the other fits.
+            if not member.predicts_ratings:
+                raise ValueError(
+                    f"members.{k}: {m.model} does not predict ratings with this config (it "
+                    "ranks items); a blend stacks rating models"
+                )
         return members
 
 

@@ -26,6 +26,18 @@ Determinism: the permutation comes from a ``torch.Generator`` seeded with ``conf
 loop runs inside ``torch.random.fork_rng`` seeded with the same value, so dropout draws are
 reproducible without disturbing the caller's global RNG. On CPU two runs with the same seed give
 bit-identical weights.
+
+Checkpoints and data parallelism are switched on by the caller's
+:func:`~recforge.train.checkpoint.training_context`, never by the model:
+
+* with a checkpoint policy, the state of the loop (weights, optimizers, RNG states, step,
+  history, early stopping) is written at epoch ends and a resumed fit continues bit-identically
+  (:mod:`recforge.train.checkpoint`);
+* with a :class:`~recforge.train.distributed.DistInfo` (under torchrun), the loss runs inside
+  ``DistributedDataParallel``, each rank takes its ``DistributedSampler``-style shard of the rows
+  every epoch, ``batch_size`` is the global batch, every rank validates the same data and rank 0's
+  early-stopping/checkpoint decision is broadcast (:mod:`recforge.train.distributed`). Dropout
+  and negative sampling are reseeded per (epoch, rank) there, so that ranks draw independently.
 """
 
 from __future__ import annotations
@@ -52,6 +64,14 @@ from recforge.train.checkpoint import (
     current_context,
     fingerprint,
     load_optimizer_state,
+)
+from recforge.train.distributed import (
+    DistInfo,
+    all_reduce_sum,
+    broadcast_flags,
+    rank_seed,
+    shard_indices,
+    shard_size,
 )
 from recforge.train.losses import Batch, Objective
 from recforge.train.schedules import Schedule
@@ -234,15 +254,25 @@ class Trainer:
             ModelFitError: the training loss became NaN or infinite.
         """
         cfg = self.config
+        ctx = current_context()
+        dinfo: DistInfo | None = ctx.distributed if ctx is not None else None
+        if dinfo is not None:
+            self.device = dinfo.device  # torchrun decides: cuda:LOCAL_RANK or cpu
         tensors = self._prepare(data)
         n = next(iter(tensors.values())).shape[0]
         batch_size = min(cfg.batch_size, n)
-        steps_per_epoch = math.ceil(n / batch_size)
+        rows_per_epoch = n
+        if dinfo is not None:
+            # batch_size is the global batch: each rank takes its share (module doc).
+            rows_per_epoch = shard_size(n, dinfo.world_size)
+            batch_size = math.ceil(batch_size / dinfo.world_size)
+        steps_per_epoch = math.ceil(rows_per_epoch / batch_size)
         schedule = Schedule.from_config(cfg, steps_per_epoch)
         module.to(self.device)
         objective.to(self.device)
         optimizers = build_optimizers(module, cfg)
         params = [p for p in module.parameters() if p.requires_grad]
+        compute_loss = _loss_function(module, objective, dinfo)
         early = cfg.patience is not None
         if early and validate is None:
             warnings.warn(
@@ -250,7 +280,8 @@ class Trainer:
                 stacklevel=2,
             )
             early = False
-        ckpt = _checkpointer(cfg, tensors, steps_per_epoch)
+        ckpt = _checkpointer(cfg, tensors, steps_per_epoch, dinfo)
+        writes = dinfo is None or dinfo.is_main  # only rank 0 writes checkpoints
         resumed = ckpt.load() if ckpt is not None else None
         if resumed is not None and resumed.complete:
             return self._finished(module, resumed, n)
@@ -268,7 +299,7 @@ class Trainer:
         with (
             threads(cfg.num_threads),
             seeded(cfg.seed, self.device),
-            _progress(cfg.verbose, cfg.epochs * steps_per_epoch, description) as advance,
+            _progress(cfg.verbose and writes, cfg.epochs * steps_per_epoch, description) as advance,
         ):
             if resumed is not None:
                 # Inside ``seeded``: the restored RNG states replace the freshly seeded ones.
@@ -285,14 +316,21 @@ class Trainer:
                 t0 = time.perf_counter()
                 objective.start_epoch(epoch)
                 module.train()
-                perm = torch.randperm(n, generator=gen).to(self.device)
+                if dinfo is None:
+                    perm = torch.randperm(n, generator=gen).to(self.device)
+                else:
+                    perm = shard_indices(n, cfg.seed, epoch, dinfo.rank, dinfo.world_size)
+                    perm = perm.to(self.device)
+                    rank_rng = rank_seed(cfg.seed, epoch, dinfo.rank)
+                    torch.manual_seed(rank_rng)  # dropout draws differ across ranks
+                    objective.reseed(rank_rng)  # and so do sampled negatives
                 total = torch.zeros((), dtype=torch.float64, device=self.device)
                 lr = schedule(step)
                 for b in range(steps_per_epoch):
                     idx = perm[b * batch_size : (b + 1) * batch_size]
                     batch = {k: v[idx] for k, v in tensors.items()}
                     lr = schedule.apply(optimizers, step)
-                    loss = objective(module, batch)
+                    loss = compute_loss(batch)
                     for opt in optimizers:
                         opt.zero_grad(set_to_none=True)
                     loss.backward()  # type: ignore[no-untyped-call]
@@ -303,7 +341,12 @@ class Trainer:
                     total += loss.detach() * len(idx)
                     step += 1
                     advance(1)
-                train_loss = float(total) / n
+                if dinfo is None:
+                    train_loss = float(total) / n
+                else:
+                    sums = torch.stack([total, total.new_tensor(float(len(perm)))])
+                    sums = all_reduce_sum(sums)
+                    train_loss = float(sums[0] / sums[1])
                 t_train = time.perf_counter()
                 train_seconds += t_train - t0
                 if not math.isfinite(train_loss):
@@ -325,6 +368,7 @@ class Trainer:
                 if (on_epoch := _EPOCH_CALLBACK.get()) is not None:
                     on_epoch(epoch + 1, row)
 
+                stop_now = False
                 if early:
                     score = self._monitor(row)
                     if best_score is None or self._better(score, best_score):
@@ -333,10 +377,14 @@ class Trainer:
                     else:
                         stale += 1
                         assert cfg.patience is not None
-                        if stale >= cfg.patience:
-                            stopped = epoch + 1 < cfg.epochs
-                            break
-                if ckpt is not None and epoch + 1 < cfg.epochs and ckpt.due(epoch + 1):
+                        stop_now = stale >= cfg.patience
+                due = ckpt is not None and epoch + 1 < cfg.epochs and ckpt.due(epoch + 1)
+                if dinfo is not None:  # every rank validated the same data; rank 0 decides
+                    stop_now, due = map(bool, broadcast_flags([stop_now, due], dinfo))
+                if stop_now:
+                    stopped = epoch + 1 < cfg.epochs
+                    break
+                if ckpt is not None and due and writes:
                     snap = TrainState(
                         epoch + 1, step, rows, best_score, best_epoch, stale, train_seconds,
                         complete=False, stopped_early=False, module=dict(module.state_dict()),
@@ -355,7 +403,7 @@ class Trainer:
             if validate is not None and cfg.monitor in rows[-1]:
                 best_score = float(rows[-1][cfg.monitor])
         module.eval()
-        if ckpt is not None:
+        if ckpt is not None and writes:
             # The final weights, so that a crash after training resumes without training again.
             final = TrainState(
                 len(rows), step, rows, best_score, best_epoch, stale, train_seconds,
@@ -428,14 +476,62 @@ class Trainer:
 
 
 def _checkpointer(
-    config: TrainConfig, tensors: Mapping[str, torch.Tensor], steps_per_epoch: int
+    config: TrainConfig,
+    tensors: Mapping[str, torch.Tensor],
+    steps_per_epoch: int,
+    dinfo: DistInfo | None,
 ) -> FitCheckpointer | None:
     """The checkpoint bookkeeping of this fit when a :func:`training_context` asks for it."""
     ctx = current_context()
     if ctx is None or ctx.checkpoints is None:
         return None
     index = ctx.next_fit()
-    return FitCheckpointer(ctx.checkpoints, index, fingerprint(config, tensors, steps_per_epoch))
+    world = dinfo.world_size if dinfo is not None else 1
+    return FitCheckpointer(
+        ctx.checkpoints, index, fingerprint(config, tensors, steps_per_epoch, world)
+    )
+
+
+class _ObjectiveModule(nn.Module):
+    """``batch -> objective(module, batch)``: the whole loss as one ``forward``.
+
+    DDP synchronises gradients of what runs inside its wrapped module's ``forward``. Objectives
+    call more than ``module.forward`` (Mult-VAE's ``parts``, the towers' ``user_vectors``,
+    embedding L2 through submodules) and check ``isinstance`` on the bare network, so DDP wraps
+    this module and the objective still sees the network itself.
+    """
+
+    def __init__(self, module: nn.Module, objective: Objective) -> None:
+        super().__init__()
+        self.module = module
+        self.objective = objective  # not an nn.Module: a plain attribute
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        return self.objective(self.module, batch)
+
+
+def _loss_function(
+    module: nn.Module, objective: Objective, dinfo: DistInfo | None
+) -> Callable[[Batch], torch.Tensor]:
+    """``batch -> loss``: the objective itself, or its DDP-wrapped form under torchrun."""
+    if dinfo is None:
+        return lambda batch: objective(module, batch)
+    from torch.nn.parallel import DistributedDataParallel
+
+    # static_graph: every step uses the same parameters, but some objectives leave a few out
+    # (the two-tower softmax never touches the rating head); DDP learns that set in the first
+    # step instead of waiting for their gradients or re-walking the graph every step.
+    ddp = DistributedDataParallel(
+        _ObjectiveModule(module, objective),
+        device_ids=[dinfo.device.index] if dinfo.device.type == "cuda" else None,
+        static_graph=True,
+    )
+
+    def loss(batch: Batch) -> torch.Tensor:
+        out: torch.Tensor = ddp(batch)
+        return out
+
+    return loss
 
 
 def _rng_states(gen: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
