@@ -75,3 +75,59 @@ def test_metadata_and_factor_alignment() -> None:
 def test_bad_arguments_raise_config_error(kwargs: dict[str, float]) -> None:
     with pytest.raises(ConfigError):
         make_interactions(**kwargs)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- the sampled (large-scale) path
+def test_sampled_method_plants_structure_and_power_law() -> None:
+    data = make_interactions(400, 3000, density=0.01, seed=3, method="sampled")
+    x = data.interactions
+    assert x.density == pytest.approx(0.01, rel=0.15)
+    keys = x.user_idx.astype(np.int64) * x.n_items + x.item_idx
+    assert len(np.unique(keys)) == len(x)  # no repeated (user, item)
+    assert x.user_counts().min() >= 1
+    # power law: the most popular 1% of items get several times their share of events
+    counts = np.sort(x.item_counts())[::-1]
+    assert counts[: x.n_items // 100].sum() / len(x) > 0.03
+    aff = data.true_affinity(np.arange(x.n_users))
+    chosen = aff[x.user_idx, x.item_idx]
+    # weaker selection than the exact sampler (3x oversampling), but clearly there
+    assert chosen.mean() > aff.mean() + 0.6
+    assert np.corrcoef(chosen, x.rating)[0, 1] > 0.5
+    # ground truth rows line up with the (compacted) vocabulary: index j is planted id j + 1
+    assert len(data.item_factors) == x.n_items and len(data.user_factors) == x.n_users
+
+
+def test_sampled_method_is_seeded_and_auto_switches_by_size() -> None:
+    a = make_interactions(200, 500, density=0.02, seed=1, method="sampled").interactions
+    b = make_interactions(200, 500, density=0.02, seed=1, method="sampled").interactions
+    assert a.fingerprint() == b.fingerprint()
+    exact = make_interactions(200, 500, density=0.02, seed=1).interactions  # auto: small -> exact
+    assert (
+        exact.fingerprint()
+        == make_interactions(
+            200, 500, density=0.02, seed=1, method="exact"
+        ).interactions.fingerprint()
+    )
+    assert exact.fingerprint() != a.fingerprint()
+
+
+def test_small_chunks_give_the_same_data_shape() -> None:
+    # chunking bounds memory; every user is still generated exactly once
+    x = make_interactions(300, 800, density=0.02, seed=2, method="sampled", chunk_events=500)
+    assert x.interactions.n_users == 300
+    assert np.all(np.diff(x.interactions.user_idx) >= 0)  # user-major, each user in one chunk
+
+
+@pytest.mark.parametrize("method", ["exact", "sampled"])
+def test_timestamps_optional(method: str) -> None:
+    x = make_interactions(50, 40, seed=0, method=method, timestamps=False).interactions  # type: ignore[arg-type]
+    assert not x.has_timestamps and x.nbytes == 12 * len(x)
+    y = make_interactions(50, 40, seed=0, method=method).interactions  # type: ignore[arg-type]
+    assert y.has_timestamps and y.timestamp.min() >= 1_000_000_000
+
+
+def test_bad_method_arguments() -> None:
+    with pytest.raises(ConfigError, match="method"):
+        make_interactions(10, 10, method="fast")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="oversample"):
+        make_interactions(10, 10, oversample=0.5)

@@ -3,13 +3,21 @@
 Holds parallel numpy arrays (``user_idx`` int32, ``item_idx`` int32, ``rating`` float32,
 ``timestamp`` int64) plus the two :class:`IdVocab` objects and optional metadata frames.
 Filters return new objects; nothing is mutated in place.
+
+Scale: 12 bytes per event (int32 + int32 + float32) plus 8 for timestamps only when the data has
+them; without timestamps the ``timestamp`` attribute is a zero-stride read-only view of one 0,
+so code that reads it keeps working and 100M events cost 1.2 GB, not 2 GB. :meth:`save` writes
+one ``.npy`` file per array (plus JSON vocabularies, no pickle) and :meth:`Interactions.open` maps
+them back with ``numpy.load(mmap_mode="r")``, so a log larger than memory is paged in on demand.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -17,8 +25,14 @@ import numpy.typing as npt
 import pandas as pd
 import scipy.sparse as sp
 
+from recforge._atomic import atomic_dir
 from recforge.data.vocab import IdVocab
 from recforge.errors import DataError
+
+#: Version of the :meth:`Interactions.save` folder layout; :meth:`Interactions.open` refuses newer.
+SAVE_FORMAT_VERSION = 1
+_ARRAYS = ("user_idx", "item_idx", "rating", "timestamp")
+_DTYPES = {"user_idx": np.int32, "item_idx": np.int32, "rating": np.float32, "timestamp": np.int64}
 
 CANONICAL_COLUMNS = ("user_id", "item_id", "rating", "timestamp")
 UnknownIdPolicy = Literal["error", "extend", "drop"]
@@ -32,7 +46,9 @@ class Interactions:
         user_idx: int32 index into ``users`` per event.
         item_idx: int32 index into ``items`` per event.
         rating: float32 rating (1.0 for implicit events).
-        timestamp: int64 seconds since the epoch (0 where unknown).
+        timestamp: int64 seconds since the epoch (0 where unknown). Data without timestamps
+            passes :func:`no_timestamps` (a zero-stride view of 0, no memory per event) and
+            :attr:`has_timestamps` is False.
         users: user vocabulary; ``len(users)`` is the number of user rows of :meth:`csr`.
         items: item vocabulary.
         item_meta: optional frame indexed by raw ``item_id`` (``title``, ``genres`` list,
@@ -105,19 +121,16 @@ class Interactions:
             if "rating" in df.columns
             else np.ones(len(df), dtype=np.float32)
         )
-        ts = (
-            df["timestamp"].to_numpy(dtype=np.int64)
-            if "timestamp" in df.columns
-            else np.zeros(len(df), dtype=np.int64)
-        )
+        ts = df["timestamp"].to_numpy(dtype=np.int64) if "timestamp" in df.columns else None
         keep = (u >= 0) & (i >= 0)
         if not keep.all():
-            u, i, rating, ts = u[keep], i[keep], rating[keep], ts[keep]
+            u, i, rating = u[keep], i[keep], rating[keep]
+            ts = ts[keep] if ts is not None else None
         return cls(
             u.astype(np.int32),
             i.astype(np.int32),
             np.ascontiguousarray(rating, dtype=np.float32),
-            np.ascontiguousarray(ts, dtype=np.int64),
+            np.ascontiguousarray(ts, dtype=np.int64) if ts is not None else no_timestamps(len(u)),
             users,
             items,
             item_meta=item_meta,
@@ -127,14 +140,110 @@ class Interactions:
         )
 
     def to_frame(self) -> pd.DataFrame:
-        """Canonical frame with raw ids."""
+        """Canonical frame with raw ids (``timestamp`` 0 where the data has none)."""
         return pd.DataFrame(
             {
                 "user_id": self.users.lookup(self.user_idx),
                 "item_id": self.items.lookup(self.item_idx),
                 "rating": self.rating,
-                "timestamp": self.timestamp,
+                "timestamp": np.asarray(self.timestamp),
             }
+        )
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | Path) -> Path:
+        """Write a folder ``path`` that :meth:`open` can memory-map (no pickle anywhere).
+
+        Layout: ``user_idx.npy`` (int32), ``item_idx.npy`` (int32), ``rating.npy`` (float32),
+        ``timestamp.npy`` (int64, only when :attr:`has_timestamps`), ``users.json`` and
+        ``items.json`` (:meth:`IdVocab.to_json`), ``meta.json`` (format version, size, rating
+        scale, source) and ``item_meta.parquet`` / ``user_meta.parquet`` when present. The folder
+        is written to a temporary sibling and renamed, so a crash never leaves half of it.
+
+        Returns:
+            The folder path.
+        """
+        target = Path(path)
+        with atomic_dir(target) as tmp:
+            for name in _ARRAYS:
+                if name == "timestamp" and not self.has_timestamps:
+                    continue
+                np.save(tmp / f"{name}.npy", np.ascontiguousarray(getattr(self, name)))
+            (tmp / "users.json").write_text(self.users.to_json(), encoding="utf-8")
+            (tmp / "items.json").write_text(self.items.to_json(), encoding="utf-8")
+            for name, frame in (("item_meta", self.item_meta), ("user_meta", self.user_meta)):
+                if frame is not None:
+                    frame.to_parquet(tmp / f"{name}.parquet")
+            meta = {
+                "format_version": SAVE_FORMAT_VERSION,
+                "n_events": len(self),
+                "has_timestamps": self.has_timestamps,
+                "rating_scale": list(self.rating_scale) if self.rating_scale else None,
+                "source": self.source,
+            }
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        return target
+
+    @classmethod
+    def open(cls, path: str | Path, *, mmap: bool = True) -> Interactions:
+        """Load a folder written by :meth:`save`.
+
+        Args:
+            path: the folder.
+            mmap: map the arrays read-only (``numpy.memmap``; pages load on first touch, so
+                opening a 100M-event log is instant and costs no memory up front) instead of
+                reading them into memory.
+
+        Raises:
+            DataError: the folder is missing, from a newer recforge, or its arrays are corrupt,
+                of the wrong dtype or of unequal lengths.
+        """
+        root = Path(path)
+        meta_path = root / "meta.json"
+        if not meta_path.is_file():
+            raise DataError(f"{root}: no meta.json; expected a folder written by Interactions.save")
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            version = int(meta["format_version"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DataError(f"{meta_path}: unreadable ({exc}); re-save the interactions") from None
+        if version > SAVE_FORMAT_VERSION:
+            raise DataError(
+                f"{meta_path}: format_version {version} is newer than this recforge reads "
+                f"({SAVE_FORMAT_VERSION}); upgrade recforge"
+            )
+        arrays: dict[str, Any] = {}
+        for name in _ARRAYS:
+            file = root / f"{name}.npy"
+            if name == "timestamp" and not meta.get("has_timestamps", True):
+                arrays[name] = no_timestamps(len(arrays["user_idx"]))
+                continue
+            try:
+                arr = np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                raise DataError(f"{file}: cannot read ({exc}); re-save the interactions") from None
+            if arr.dtype != _DTYPES[name] or arr.ndim != 1:
+                raise DataError(
+                    f"{file}: expected a 1-D {np.dtype(_DTYPES[name])} array, got "
+                    f"{arr.ndim}-D {arr.dtype}; re-save the interactions"
+                )
+            arrays[name] = arr
+        frames: dict[str, pd.DataFrame | None] = {}
+        for name in ("item_meta", "user_meta"):
+            file = root / f"{name}.parquet"
+            frames[name] = pd.read_parquet(file) if file.is_file() else None
+        scale = meta.get("rating_scale")
+        return cls(
+            arrays["user_idx"],
+            arrays["item_idx"],
+            arrays["rating"],
+            arrays["timestamp"],
+            IdVocab.from_json((root / "users.json").read_text(encoding="utf-8")),
+            IdVocab.from_json((root / "items.json").read_text(encoding="utf-8")),
+            item_meta=frames["item_meta"],
+            user_meta=frames["user_meta"],
+            rating_scale=(float(scale[0]), float(scale[1])) if scale else None,
+            source=str(meta.get("source", str(root))),
         )
 
     # ------------------------------------------------------------------ sizes
@@ -156,6 +265,18 @@ class Interactions:
         """Fraction of the user × item matrix that is observed."""
         cells = self.n_users * self.n_items
         return len(self) / cells if cells else 0.0
+
+    @property
+    def has_timestamps(self) -> bool:
+        """False when built without timestamps (``timestamp`` is then a zero-stride view of 0)."""
+        return not _is_placeholder(self.timestamp)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the event arrays (mapped pages count although they may sit on disk)."""
+        return sum(int(a.nbytes) for a in (self.user_idx, self.item_idx, self.rating)) + (
+            int(self.timestamp.nbytes) if self.has_timestamps else 0
+        )
 
     @property
     def is_explicit(self) -> bool:
@@ -207,8 +328,13 @@ class Interactions:
     def fingerprint(self) -> str:
         """Stable SHA-256 over the encoded arrays and vocabularies (for run manifests)."""
         h = hashlib.sha256()
-        for arr in (self.user_idx, self.item_idx, self.rating, self.timestamp):
+        for arr in (self.user_idx, self.item_idx, self.rating):
             h.update(np.ascontiguousarray(arr).tobytes())
+        # Same bytes as a materialised zero column, so fingerprints do not depend on the storage;
+        # hashed in blocks so a placeholder is never expanded in full.
+        ts = self.timestamp
+        for s in range(0, len(ts), 1 << 22):
+            h.update(np.ascontiguousarray(ts[s : s + (1 << 22)]).tobytes())
         h.update(self.users.to_json().encode())
         h.update(self.items.to_json().encode())
         return h.hexdigest()
@@ -219,11 +345,12 @@ class Interactions:
     ) -> Interactions:
         """Events selected by a boolean mask or row indices; vocabularies unchanged."""
         sel = np.asarray(mask_or_rows)
+        users = self.user_idx[sel]
         return Interactions(
-            self.user_idx[sel],
+            users,
             self.item_idx[sel],
             self.rating[sel],
-            self.timestamp[sel],
+            self.timestamp[sel] if self.has_timestamps else no_timestamps(len(users)),
             self.users,
             self.items,
             item_meta=self.item_meta,
@@ -244,7 +371,7 @@ class Interactions:
             u_map[self.user_idx].astype(np.int32),
             i_map[self.item_idx].astype(np.int32),
             self.rating.copy(),
-            self.timestamp.copy(),
+            self.timestamp.copy() if self.has_timestamps else self.timestamp,
             IdVocab(self.users.ids[u_used], name="user"),
             IdVocab(self.items.ids[i_used], name="item"),
             item_meta=self.item_meta,
@@ -298,3 +425,22 @@ class Interactions:
             rating_scale=None if implicit else self.rating_scale,
             source=self.source,
         )
+
+
+_ZERO_TS = np.zeros(1, dtype=np.int64)
+_ZERO_TS.flags.writeable = False
+
+
+def no_timestamps(n: int) -> npt.NDArray[np.int64]:
+    """The ``timestamp`` of ``n`` events without timestamps: a read-only view of one int64 zero.
+
+    Reads as ``n`` zeros (so splits, describe and fingerprints behave as with a zero column) but
+    costs 8 bytes whatever ``n``; :attr:`Interactions.has_timestamps` recognises it.
+    """
+    out: npt.NDArray[np.int64] = np.broadcast_to(_ZERO_TS, (n,))
+    return out
+
+
+def _is_placeholder(arr: npt.NDArray[Any]) -> bool:
+    # Only views of the shared zero can overlap its 8 bytes (a bounds check, not a scan).
+    return bool(np.may_share_memory(arr, _ZERO_TS))

@@ -7,18 +7,42 @@ law ``pop_i ∝ (rank_i)^(-alpha)``. Each user draws a number of interactions (l
 ``∝ pop_i^beta · exp(p_u·q_i / temperature)`` (Gumbel top-k, vectorised per user chunk).
 Explicit ratings are ``mu + b_u + b_i + 0.9·z(p_u·q_i) + noise`` (z: standardised over the
 chosen pairs), rounded and clipped to the scale.
+
+Two samplers draw the items (``method``):
+
+* ``"exact"`` — the Gumbel top-k above over the full ``users × items`` key matrix, one user chunk
+  at a time. Exact, but it draws and sorts ``n_items`` keys per user: ~3 ms a user at 27k items,
+  so ML-20M size (138k users) would take 7 minutes.
+* ``"sampled"`` — for large catalogues: each user draws ``oversample × count`` candidates from
+  the popularity law ``∝ pop_i^beta`` (inverse CDF, with replacement), duplicates are merged and
+  the ``count`` candidates with the largest ``p_u·q_i / temperature + Gumbel`` keys are kept
+  (sampling-importance-resampling of the same target). Cost is linear in the number of events,
+  not in ``users × items``: ML-20M size in well under a minute, and memory is bounded by the
+  candidate chunk (``chunk_events``). A user whose candidates hold fewer distinct items than
+  their count gets fewer events (rare with the default oversampling).
+* ``"auto"`` (default) — exact up to 50M user × item cells, sampled above; every size used in
+  the tests stays exact (and bit-identical to earlier releases).
+
+``timestamps=False`` leaves the events without timestamps (no 8 bytes per event; see
+:func:`recforge.data.interactions.no_timestamps`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from recforge.data.interactions import Interactions
+from recforge.data.interactions import Interactions, no_timestamps
+from recforge.data.vocab import IdVocab
 from recforge.errors import ConfigError
+
+SamplingMethod = Literal["auto", "exact", "sampled"]
+#: Above this many user × item cells, ``method="auto"`` switches to the sampled generator.
+EXACT_CELL_LIMIT = 50_000_000
 
 
 @dataclass(frozen=True)
@@ -51,6 +75,10 @@ def make_interactions(
     rating_scale: tuple[float, float] | None = (1.0, 5.0),
     seed: int = 0,
     chunk_users: int = 2048,
+    method: SamplingMethod = "auto",
+    oversample: float = 3.0,
+    chunk_events: int = 4_000_000,
+    timestamps: bool = True,
 ) -> SyntheticData:
     """Generate a seeded dataset with planted structure.
 
@@ -64,6 +92,12 @@ def make_interactions(
         noise: std of Gaussian rating noise (explicit data).
         rating_scale: (low, high) for explicit integer ratings, or None for implicit data.
         seed: the only source of randomness.
+        chunk_users: users per key matrix (``method="exact"``).
+        method: ``"exact"``, ``"sampled"`` or ``"auto"`` (module docstring).
+        oversample: candidates drawn per wanted event (``method="sampled"``).
+        chunk_events: candidates per chunk (``method="sampled"``); bounds the temporaries at
+            about 60 bytes per candidate.
+        timestamps: draw random timestamps (int64); False stores none.
     """
     if n_users < 1 or n_items < 2 or n_factors < 1:
         raise ConfigError("make_interactions needs n_users >= 1, n_items >= 2, n_factors >= 1")
@@ -81,6 +115,29 @@ def make_interactions(
     mean_count = max(density * n_items, min_per_user)
     counts = np.exp(rng.normal(np.log(mean_count) - 0.125, 0.5, n_users))
     counts = np.clip(np.round(counts), min(min_per_user, n_items), n_items).astype(np.int64)
+
+    if method not in ("auto", "exact", "sampled"):
+        raise ConfigError(f"method must be auto, exact or sampled, got {method!r}")
+    if oversample < 1:
+        raise ConfigError(f"oversample must be >= 1, got {oversample}")
+    if method == "sampled" or (method == "auto" and n_users * n_items > EXACT_CELL_LIMIT):
+        return _make_sampled(
+            rng,
+            p,
+            q,
+            b_u,
+            b_i,
+            log_pop,
+            counts,
+            popularity_weight=popularity_weight,
+            temperature=temperature,
+            noise=noise,
+            rating_scale=rating_scale,
+            seed=seed,
+            oversample=oversample,
+            chunk_events=chunk_events,
+            timestamps=timestamps,
+        )
 
     users_out: list[npt.NDArray[np.int64]] = []
     items_out: list[npt.NDArray[np.int64]] = []
@@ -108,16 +165,10 @@ def make_interactions(
     else:
         rating = np.ones(len(u), dtype=np.float32)
     timestamp = (1_000_000_000 + rng.integers(0, 10_000_000, len(u))).astype(np.int64)
-    frame = pd.DataFrame(
-        {"user_id": u + 1, "item_id": i + 1, "rating": rating, "timestamp": timestamp}
-    )
-    genres = np.array(["Action", "Comedy", "Drama", "Horror", "Romance", "Sci-Fi"])
-    # Genre follows the dominant planted factor, so content models have real signal too.
-    main = genres[np.argmax(q, axis=1) % len(genres)]
-    item_meta = pd.DataFrame(
-        {"title": [f"Item {j + 1}" for j in range(n_items)], "genres": [[g] for g in main]},
-        index=pd.Index(np.arange(1, n_items + 1), name="item_id"),
-    )
+    frame = pd.DataFrame({"user_id": u + 1, "item_id": i + 1, "rating": rating})
+    if timestamps:
+        frame["timestamp"] = timestamp
+    item_meta = _item_meta(q)
     inter = Interactions.from_frame(
         frame, item_meta=item_meta, rating_scale=rating_scale, source=f"synthetic(seed={seed})"
     )
@@ -129,3 +180,126 @@ def make_interactions(
         b_u[inter.users.ids - 1],
         b_i[inter.items.ids - 1],
     )
+
+
+def _item_meta(q: npt.NDArray[np.float32]) -> pd.DataFrame:
+    genres = np.array(["Action", "Comedy", "Drama", "Horror", "Romance", "Sci-Fi"])
+    # Genre follows the dominant planted factor, so content models have real signal too.
+    main = genres[np.argmax(q, axis=1) % len(genres)]
+    n_items = len(q)
+    return pd.DataFrame(
+        {"title": [f"Item {j + 1}" for j in range(n_items)], "genres": [[g] for g in main]},
+        index=pd.Index(np.arange(1, n_items + 1), name="item_id"),
+    )
+
+
+def _make_sampled(
+    rng: np.random.Generator,
+    p: npt.NDArray[np.float32],
+    q: npt.NDArray[np.float32],
+    b_u: npt.NDArray[np.float32],
+    b_i: npt.NDArray[np.float32],
+    log_pop: npt.NDArray[np.float32],
+    counts: npt.NDArray[np.int64],
+    *,
+    popularity_weight: float,
+    temperature: float,
+    noise: float,
+    rating_scale: tuple[float, float] | None,
+    seed: int,
+    oversample: float,
+    chunk_events: int,
+    timestamps: bool,
+) -> SyntheticData:
+    """The ``"sampled"`` generator (module docstring): linear in events, bounded temporaries."""
+    n_users, n_items = len(p), len(q)
+    weights = np.exp(popularity_weight * (log_pop - log_pop.max()), dtype=np.float64)
+    cdf = np.cumsum(weights)
+    cdf /= cdf[-1]
+    want = np.ceil(counts * oversample).astype(np.int64)
+    # User chunks of about chunk_events candidates (at least one user each).
+    bounds = np.searchsorted(np.cumsum(want), np.arange(chunk_events, want.sum(), chunk_events))
+    starts = np.unique(np.concatenate([[0], bounds + 1]))
+    starts = starts[starts < n_users]
+    stops = np.append(starts[1:], n_users)
+    u_parts: list[npt.NDArray[np.int32]] = []
+    i_parts: list[npt.NDArray[np.int32]] = []
+    a_parts: list[npt.NDArray[np.float32]] = []
+    for start, stop in zip(starts.tolist(), stops.tolist(), strict=True):
+        m = want[start:stop]
+        uu = np.repeat(np.arange(start, stop, dtype=np.int32), m)
+        ii = np.searchsorted(cdf, rng.random(len(uu))).astype(np.int32)
+        np.minimum(ii, n_items - 1, out=ii)  # guard the float edge at u == 1.0
+        # Merge repeated (user, item) candidates: sort by the packed pair, keep the first.
+        pair = uu.astype(np.int64) * n_items + ii
+        pair.sort()
+        first = np.ones(len(pair), dtype=bool)
+        first[1:] = pair[1:] != pair[:-1]
+        pair = pair[first]
+        uu = (pair // n_items).astype(np.int32)
+        ii = (pair % n_items).astype(np.int32)
+        del pair, first
+        aff = np.einsum("nd,nd->n", p[uu], q[ii])
+        keys = aff / temperature + rng.gumbel(size=len(uu))
+        # One sort orders by user, then by key descending: users are whole numbers and the
+        # logistic squashes each key into (0, 1).
+        order = np.argsort(uu + 1.0 / (1.0 + np.exp(np.clip(keys, -30.0, 30.0))), kind="stable")
+        uu, ii, aff = uu[order], ii[order], aff[order]
+        del order, keys
+        group_start = np.searchsorted(uu, np.arange(start, stop, dtype=np.int32))
+        rank = np.arange(len(uu)) - group_start[uu - start]
+        keep = rank < counts[uu]
+        u_parts.append(uu[keep])
+        i_parts.append(ii[keep])
+        a_parts.append(aff[keep].astype(np.float32))
+    u = np.concatenate(u_parts)
+    del u_parts
+    i = np.concatenate(i_parts)
+    del i_parts
+    aff = np.concatenate(a_parts)
+    del a_parts
+    if rating_scale is not None:
+        lo, hi = rating_scale
+        aff -= aff.mean(dtype=np.float64)
+        aff /= aff.std(dtype=np.float64) + 1e-9
+        centre = lo + 0.62 * (hi - lo)
+        rating = np.empty(len(u), dtype=np.float32)
+        step = 1 << 23
+        for s in range(0, len(u), step):  # chunked: no float64 temporaries over every event
+            sl = slice(s, s + step)
+            raw = (
+                centre
+                + b_u[u[sl]]
+                + b_i[i[sl]]
+                + 0.9 * aff[sl]
+                + rng.normal(0, noise, len(aff[sl]))
+            )
+            rating[sl] = np.clip(np.round(raw), lo, hi)
+    else:
+        rating = np.ones(len(u), dtype=np.float32)
+    del aff
+    ts = (
+        1_000_000_000 + rng.integers(0, 10_000_000, len(u), dtype=np.int64)
+        if timestamps
+        else no_timestamps(len(u))
+    )
+    # Raw ids are planted index + 1; the vocabularies hold the ids that occur, sorted (the same
+    # encoding Interactions.from_frame gives), built by lookup tables instead of hashing.
+    u_used = np.flatnonzero(np.bincount(u, minlength=n_users))
+    i_used = np.flatnonzero(np.bincount(i, minlength=n_items))
+    u_map = np.zeros(n_users, dtype=np.int32)
+    u_map[u_used] = np.arange(len(u_used), dtype=np.int32)
+    i_map = np.zeros(n_items, dtype=np.int32)
+    i_map[i_used] = np.arange(len(i_used), dtype=np.int32)
+    inter = Interactions(
+        u_map[u],
+        i_map[i],
+        rating,
+        ts,
+        IdVocab(u_used + 1, name="user"),
+        IdVocab(i_used + 1, name="item"),
+        item_meta=_item_meta(q),
+        rating_scale=rating_scale,
+        source=f"synthetic(seed={seed}, sampled)",
+    )
+    return SyntheticData(inter, p[u_used], q[i_used], b_u[u_used], b_i[i_used])
