@@ -60,11 +60,13 @@ def toy_model() -> FixedScores:
 
 
 def test_chunk_size_from_budget() -> None:
-    # chunk * n_items * 4 <= budget
-    assert chunk_size_for(1000, 40_000) == 10
-    assert chunk_size_for(1000, 39_999) == 9
+    # chunk * n_items * 4 bytes * SCORE_OVERHEAD (4) <= budget
+    assert chunk_size_for(1000, 160_000) == 10
+    assert chunk_size_for(1000, 159_999) == 9
+    assert chunk_size_for(1000, 40_000, overhead=1) == 10
+    assert chunk_size_for(1000, 80_000, bytes_per_score=2, overhead=1) == 40
     assert chunk_size_for(10**9, 1) == 1  # never zero
-    assert chunk_size_for(1000) == DEFAULT_MEMORY_BUDGET // 4000
+    assert chunk_size_for(1000) == DEFAULT_MEMORY_BUDGET // 16_000
     with pytest.raises(ConfigError, match="memory_budget_bytes"):
         chunk_size_for(10, 0)
 
@@ -105,8 +107,8 @@ def test_recommend_all_chunks_by_memory_budget() -> None:
         )
     )
     model = FixedScores(rng.normal(size=(train.n_users, train.n_items))).fit(train)
-    # budget for exactly 5 users' scores: 5 * 17 * 4 bytes
-    chunks = list(recommend_all(model, k=4, memory_budget_bytes=5 * n_items * 4))
+    # budget for exactly 5 users' scores: 5 * 17 * 4 bytes * SCORE_OVERHEAD
+    chunks = list(recommend_all(model, k=4, memory_budget_bytes=5 * n_items * 4 * 4))
     assert [len(c[0]) for c in chunks] == [5, 5, 5, 5, 3]
     assert max(model.batch_sizes) <= 5
     users = np.concatenate([c[0] for c in chunks])

@@ -89,6 +89,11 @@ class TrainConfig(ModelConfig):
     num_threads: int | None = Field(
         None, ge=1, le=4096, description="Torch CPU threads while training."
     )
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32",
+        description='"bf16": bfloat16 autocast of the training forward pass (CUDA, or CPUs with '
+        'bf16 support); weights and optimizer state stay fp32. "fp32": no autocast.',
+    )
     verbose: bool = Field(True, description="Show a progress bar when attached to a terminal.")
 
     #: True for models that only learn from implicit feedback (no rating metric ever exists).

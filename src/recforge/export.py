@@ -109,13 +109,19 @@ def _user_indices(model: Any, users: Any) -> np.ndarray[Any, np.dtype[np.int64]]
 
 
 def _blocks(
-    model: Any, idx: np.ndarray[Any, np.dtype[np.int64]], k: int, batch_size: int | None
+    model: Any,
+    idx: np.ndarray[Any, np.dtype[np.int64]],
+    k: int,
+    batch_size: int | None,
+    memory_budget_bytes: int | None = None,
 ) -> Iterator[RowBlock]:
     from recforge.batch import recommend_all
 
     user_text = np.asarray(model.users_.ids).astype(str).astype(object)
     item_text = np.asarray(model.items_.ids).astype(str).astype(object)
-    for part, items, scores in recommend_all(model, idx, k, chunk_size=batch_size):
+    for part, items, scores in recommend_all(
+        model, idx, k, chunk_size=batch_size, memory_budget_bytes=memory_budget_bytes
+    ):
         ok = items >= 0  # -1 marks slots that could not be filled (every item seen)
         rows, cols = np.nonzero(ok)  # row-major: each user's ranks stay in order
         yield RowBlock(
@@ -179,6 +185,7 @@ def export_model(
     batch_size: int | None = None,
     progress: bool = False,
     meta: dict[str, Any] | None = None,
+    memory_budget_bytes: int | None = None,
 ) -> ExportResult:
     """Export ``model``'s top-``k`` (seen items excluded) for ``users`` (default all) to ``store``.
 
@@ -188,9 +195,11 @@ def export_model(
         version: model version key to write (an existing one is replaced atomically).
         k: list length per user.
         users: raw user ids to export (default: every user of the model).
-        batch_size: users scored per chunk (default: from the 512 MiB score-matrix budget).
+        batch_size: users scored per chunk (default: from ``memory_budget_bytes``).
         progress: show a progress bar (users scored, rows written) when stderr is a terminal.
         meta: ``created_at``, ``config`` and ``metrics`` (JSON text) and ``run_path`` for ``runs``.
+        memory_budget_bytes: bound on one chunk's scoring working set (default 512 MiB; see
+            :func:`recforge.batch.chunk_size_for`); ignored when ``batch_size`` is given.
     """
     if k < 1:
         raise ConfigError(f"k must be >= 1, got {k}")
@@ -240,7 +249,7 @@ def export_model(
         last = time.perf_counter()
 
     t0 = time.perf_counter()
-    feed = _Prefetch(_blocks(model, idx, k, batch_size))
+    feed = _Prefetch(_blocks(model, idx, k, batch_size, memory_budget_bytes))
 
     def timed() -> Iterator[RowBlock]:
         nonlocal last
@@ -285,6 +294,7 @@ def export_run(
     *,
     version: str | None = None,
     progress: bool = False,
+    memory_budget_bytes: int | None = None,
 ) -> ExportResult:
     """Load a run directory and export its recommendations to the store at ``db_url``.
 
@@ -296,6 +306,7 @@ def export_run(
         batch_size: users scored per chunk.
         version: version key (default :func:`default_version`: run folder name + creation time).
         progress: progress bar on a terminal.
+        memory_budget_bytes: bound on one chunk's scoring working set (see :func:`export_model`).
     """
     from recforge.artifacts import load_run
 
@@ -319,6 +330,7 @@ def export_run(
             batch_size=batch_size,
             progress=progress,
             meta=meta,
+            memory_budget_bytes=memory_budget_bytes,
         )
     finally:
         store.close()

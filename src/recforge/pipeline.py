@@ -94,8 +94,17 @@ def check_split(split: Any, spec: str) -> None:
         )
 
 
-def evaluate_model(model: Recommender, split: Any, ks: tuple[int, ...] = (10,)) -> dict[str, Any]:
-    """Rating metrics (rating models, explicit data) and full-ranking metrics on ``split.test``."""
+def evaluate_model(
+    model: Recommender,
+    split: Any,
+    ks: tuple[int, ...] = (10,),
+    *,
+    memory_budget_bytes: int | None = None,
+) -> dict[str, Any]:
+    """Rating metrics (rating models, explicit data) and full-ranking metrics on ``split.test``.
+
+    ``memory_budget_bytes`` bounds one user chunk's scoring working set (default 512 MiB).
+    """
     from recforge.eval.evaluate import evaluate_ranking, evaluate_ratings
 
     out: dict[str, Any] = {"protocol": split.protocol.describe()}
@@ -103,7 +112,13 @@ def evaluate_model(model: Recommender, split: Any, ks: tuple[int, ...] = (10,)) 
     if model.predicts_ratings and explicit:
         out["rating"] = evaluate_ratings(model, split.test).to_dict()
     threshold = EXPLICIT_RELEVANCE_THRESHOLD if explicit else None
-    out["ranking"] = evaluate_ranking(model, split, ks=ks, relevance_threshold=threshold).to_dict()
+    out["ranking"] = evaluate_ranking(
+        model,
+        split,
+        ks=ks,
+        relevance_threshold=threshold,
+        memory_budget_bytes=memory_budget_bytes,
+    ).to_dict()
     return out
 
 

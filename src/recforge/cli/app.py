@@ -264,6 +264,10 @@ def evaluate_cmd(
     fold: Annotated[
         str | None, typer.Option("--fold", help="Protocol fold (default: the run's, else 0).")
     ] = None,
+    memory_budget: Annotated[
+        str | None,
+        typer.Option("--memory-budget", help="Scoring memory per user chunk, e.g. 4GB, 512MB."),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Re-evaluate a saved run on a split or a named protocol of its data (never trains)."""
@@ -284,7 +288,10 @@ def evaluate_cmd(
     if not data_spec or not split_spec:
         raise ConfigError(f"{run}: the run does not record its data/split; pass --data and --split")
     sp = resolve_split(load_dataset(data_spec), split_spec)
-    metrics = evaluate_model(loaded.model, sp)
+    from recforge.batch import parse_memory_budget
+
+    budget = parse_memory_budget(memory_budget)
+    metrics = evaluate_model(loaded.model, sp, memory_budget_bytes=budget)
     if json_out:
         emit_json(metrics)
     else:
@@ -446,6 +453,12 @@ def export_cmd(
     batch_size: Annotated[
         int | None, typer.Option("--batch-size", min=1, help="Users scored per chunk.")
     ] = None,
+    memory_budget: Annotated[
+        str | None,
+        typer.Option(
+            "--memory-budget", help="Scoring memory per user chunk (e.g. 4GB) if no --batch-size."
+        ),
+    ] = None,
     version: Annotated[
         str | None,
         typer.Option("--version", help="Version key (default: run folder name + creation time)."),
@@ -476,8 +489,19 @@ def export_cmd(
         raise ConfigError("give a run directory to export, or --list / --activate / --keep")
     out: dict[str, Any] = {}
     if run is not None:
+        from recforge.batch import parse_memory_budget
+
         wanted = None if users == "all" else read_user_file(users)
-        result = export_run(run, db, k, wanted, batch_size, version=version, progress=not json_out)
+        result = export_run(
+            run,
+            db,
+            k,
+            wanted,
+            batch_size,
+            version=version,
+            progress=not json_out,
+            memory_budget_bytes=parse_memory_budget(memory_budget),
+        )
         out["export"] = result.as_dict()
     with open_store(db, create=run is not None or activate is None) as store:
         if activate:

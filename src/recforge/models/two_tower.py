@@ -182,8 +182,11 @@ class TwoTowerNet(nn.Module):
         if self.item_bias is None:
             n = self.item_emb.num_embeddings if item_idx is None else len(item_idx)
             return torch.zeros(n, device=self.item_emb.weight.device)
-        w = self.item_bias.weight.squeeze(-1)
-        return w if item_idx is None else w[item_idx]
+        if item_idx is None:
+            return self.item_bias.weight.squeeze(-1)
+        # Through the embedding, not weight[idx]: keeps the gradient sparse under sparse_adam.
+        out: torch.Tensor = self.item_bias(item_idx).squeeze(-1)
+        return out
 
     def forward(self, user_idx: torch.Tensor, item_idx: torch.Tensor) -> torch.Tensor:
         """Scores of (user, item) pairs: ``(B,)`` = ``u · v (+ b_u + b_i)``."""

@@ -326,11 +326,15 @@ class Trainer:
                     objective.reseed(rank_rng)  # and so do sampled negatives
                 total = torch.zeros((), dtype=torch.float64, device=self.device)
                 lr = schedule(step)
+                bf16 = cfg.precision == "bf16"
                 for b in range(steps_per_epoch):
                     idx = perm[b * batch_size : (b + 1) * batch_size]
                     batch = {k: v[idx] for k, v in tensors.items()}
                     lr = schedule.apply(optimizers, step)
-                    loss = compute_loss(batch)
+                    # bf16 autocast of the forward pass only (weights and optimizer stay fp32);
+                    # disabled, the context is a no-op and fp32 results are unchanged.
+                    with torch.autocast(self.device.type, torch.bfloat16, enabled=bf16):
+                        loss = compute_loss(batch)
                     for opt in optimizers:
                         opt.zero_grad(set_to_none=True)
                     loss.backward()  # type: ignore[no-untyped-call]
