@@ -178,3 +178,34 @@ class TestMultVAERecencyContract(ModelContract):
     model_name = "mult_vae"
     config = {"epochs": 30, "hidden": [64], "latent": 16, "batch_size": 100, "recency_tau": 20.0}
     explicit = False
+
+
+def test_vae_targets_are_binary_unless_recency_target() -> None:
+    from recforge.models.vae import MultinomialELBO
+
+    data = _planted(3)
+    cfg: dict[str, Any] = {"epochs": 1, "hidden": [8], "latent": 2, "recency_tau": 2.0}
+    for weighted in (True, False):
+        model = create("mult_vae", {**cfg, "recency_target": weighted})
+        seen: list[Any] = []
+        setup = model.training_setup  # type: ignore[attr-defined]
+
+        def spy(train: Interactions, setup: Any = setup, seen: list[Any] = seen) -> Any:
+            out = setup(train)
+            seen.append(out[1])
+            return out
+
+        model.training_setup = spy  # type: ignore[attr-defined]
+        model.fit(data)
+        # The encoder always reads the recency-weighted rows ...
+        np.testing.assert_allclose(
+            model.inputs_.toarray(),  # type: ignore[attr-defined]
+            recency_matrix(data, 2.0).toarray(),
+            rtol=1e-6,
+        )
+        # ... and the likelihood counts them too, or counts plain 1s.
+        objective = seen[0]
+        assert isinstance(objective, MultinomialELBO)
+        assert (objective.targets is None) == weighted
+        if objective.targets is not None:
+            np.testing.assert_array_equal(objective.targets.values.numpy(), 1.0)
