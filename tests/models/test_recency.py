@@ -94,6 +94,7 @@ def test_positions_follow_time_then_item_id() -> None:
     ("name", "config"),
     [
         ("ease", {"reg": 10.0}),
+        ("item_knn", {"feedback": "implicit", "k_neighbors": 20}),
         ("mult_vae", {"epochs": 30, "hidden": [32], "latent": 8, "batch_size": 50, "seed": 0}),
         ("mult_dae", {"epochs": 30, "hidden": [32], "latent": 8, "batch_size": 50, "seed": 0}),
     ],
@@ -109,12 +110,14 @@ def test_recency_turns_switchers_to_their_recent_group(name: str, config: dict[s
 
 
 # ---------------------------------------------------------------------- persistence and fold-in
-@pytest.fixture(scope="module", params=["ease", "mult_vae"])
+@pytest.fixture(scope="module", params=["ease", "mult_vae", "item_knn"])
 def fitted(request: pytest.FixtureRequest) -> tuple[Recommender, Interactions]:
     data = _planted(1)
     config: dict[str, Any] = {"recency_tau": 3.0}
-    if request.param != "ease":
+    if request.param == "mult_vae":
         config |= {"epochs": 5, "hidden": [16], "latent": 4, "batch_size": 50}
+    if request.param == "item_knn":
+        config |= {"feedback": "implicit"}
     return create(request.param, config).fit(data), data
 
 
@@ -209,3 +212,22 @@ def test_vae_targets_are_binary_unless_recency_target() -> None:
         assert (objective.targets is None) == weighted
         if objective.targets is not None:
             np.testing.assert_array_equal(objective.targets.values.numpy(), 1.0)
+
+
+def test_knn_recency_is_item_knn_implicit_only() -> None:
+    from recforge.errors import ConfigError
+
+    data = _planted(4)
+    with pytest.raises(ConfigError, match="recency_tau"):
+        create("user_knn", {"feedback": "implicit", "recency_tau": 2.0}).fit(data)
+    explicit = Interactions.from_frame(
+        data.to_frame().assign(rating=4.0), rating_scale=(1.0, 5.0), source="explicit"
+    )
+    with pytest.raises(ConfigError, match="recency_tau"):
+        create("item_knn", {"recency_tau": 2.0}).fit(explicit)
+
+
+class TestItemKNNRecencyContract(ModelContract):
+    model_name = "item_knn"
+    config = {"feedback": "implicit", "recency_tau": 5.0}
+    explicit = False

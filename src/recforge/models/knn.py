@@ -95,6 +95,7 @@ from recforge.config import ModelConfig
 from recforge.data.interactions import Interactions
 from recforge.errors import ConfigError
 from recforge.models.base import FloatArray, IndexArray, RecList, Recommender, topk_rows
+from recforge.models.recency import recency_matrix, sequence_weights
 
 F64Array = npt.NDArray[np.float64]
 Similarity = Literal["cosine", "adjusted_cosine", "pearson_baseline"]
@@ -145,6 +146,15 @@ class KNNConfig(ModelConfig):
         None, ge=1, description="Rows per similarity block; None: derived from memory_budget_mb."
     )
     memory_budget_mb: float = Field(256.0, gt=0, description="Dense memory per similarity block.")
+    recency_tau: float | None = Field(
+        None,
+        gt=0,
+        description=(
+            "item_knn, implicit rule only: weight each history entry by "
+            "exp(-position_from_end / tau) when scoring (0 = the user's latest training event, "
+            "ties by item id; fold-in: the order given). None: no recency weighting."
+        ),
+    )
 
     def resolved_k(self, feedback: Literal["explicit", "implicit"]) -> int:
         """Neighbours kept per row (``k_neighbors`` or the per-rule default)."""
@@ -378,6 +388,8 @@ class _NeighbourhoodModel(Recommender):
     _sim_bin: sp.csr_matrix  # 1 where a neighbour is stored
     _sim_bin_t: sp.csr_matrix
     _fold_ctx: _SimContext | None  # user-kNN: similarity context of the training users
+    #: users × items recency weights of the training events (``recency_tau``), else None.
+    recency_: sp.csr_matrix | None = None
 
     @property
     def predicts_ratings(self) -> bool:  # type: ignore[override]
@@ -404,6 +416,14 @@ class _NeighbourhoodModel(Recommender):
                 "use similarity='cosine' with feedback='implicit'"
             )
         self.ratings_ = train.csr("rating").astype(np.float32)
+        self.recency_ = None
+        if cfg.recency_tau is not None:
+            if not (self.item_based and self.feedback_ == "implicit"):
+                raise ConfigError(
+                    f"{self.name}: recency_tau applies to item_knn with feedback='implicit' only; "
+                    "remove recency_tau or use item_knn with feedback='implicit'"
+                )
+            self.recency_ = recency_matrix(train, cfg.recency_tau)
         # Surprise's BaselineOnly (ALS) supplies b_u, b_i for pearson_baseline and the rating rule.
         biases = Biases(reg_u=cfg.reg_u, reg_i=cfg.reg_i, epochs=cfg.bias_epochs).fit(train)
         self.user_bias_ = biases.user_bias_
@@ -460,6 +480,9 @@ class _NeighbourhoodModel(Recommender):
         self._item_means = _row_means(r.T.tocsr())
         if self.feedback_ == "explicit":
             self._data = _with_data(r, self._residual_data(r))
+        elif self.recency_ is not None:
+            # Recency-weighted history rows x_u (same sparsity as the binary pattern).
+            self._data = sp.csr_matrix(self._pattern.multiply(self.recency_), dtype=np.float64)
         else:
             self._data = self._pattern
         self._data_t = self._data.T.tocsr()
@@ -560,6 +583,8 @@ class _NeighbourhoodModel(Recommender):
     ) -> tuple[sp.csr_matrix, sp.csr_matrix, float]:
         """The new user's ``(data row, pattern row, b_u)`` as ``1 × n_items`` CSR rows."""
         idx = np.asarray(item_idx, dtype=np.int64)
+        # Recency of a new user's entries is their order as given (last = latest).
+        weights = sequence_weights(len(idx), self.config.recency_tau)
         order = np.argsort(idx, kind="stable")
         idx = idx[order]
         vals = np.asarray(ratings, dtype=np.float64)[order]
@@ -569,7 +594,7 @@ class _NeighbourhoodModel(Recommender):
         if self.feedback_ == "explicit":
             data_vals = vals - self.global_mean_ - b_u - self.item_bias_[idx]
         else:
-            data_vals = np.ones(len(idx))
+            data_vals = weights[order].astype(np.float64)
         data = sp.csr_matrix((data_vals, idx.copy(), ptr.copy()), shape=(1, self.n_items))
         return data, pattern, b_u
 
@@ -586,7 +611,9 @@ class ItemKNN(_NeighbourhoodModel):
 
       with ``b_ui = μ + b_u + b_i``.
 
-    * implicit feedback (top-N, Deshpande & Karypis 2004): ``score_u = x_u · S`` on binary ``x_u``.
+    * implicit feedback (top-N, Deshpande & Karypis 2004): ``score_u = x_u · S`` on binary ``x_u``
+      (with ``recency_tau = τ``, ``x_u``'s entry at position ``p`` from the end of the user's
+      training timeline is ``exp(−p / τ)`` instead of 1; :mod:`recforge.models.recency`).
 
     No loss is optimised: similarities are closed-form statistics; the biases minimise the
     regularised squared error of :class:`~recforge.models.baselines.Biases`. A new user is
@@ -740,6 +767,7 @@ def _knn_state(model: _NeighbourhoodModel) -> dict[str, npt.NDArray[Any]]:
         "user_bias": np.asarray(model.user_bias_, dtype=np.float64),
         "item_bias": np.asarray(model.item_bias_, dtype=np.float64),
         "explicit": np.asarray([1 if model.feedback_ == "explicit" else 0], dtype=np.int8),
+        **({} if model.recency_ is None else _csr_state("recency", model.recency_)),
     }
 
 
@@ -754,4 +782,7 @@ def _set_knn_state(
     if model.user_bias_.shape != (n_users,) or model.item_bias_.shape != (n_items,):
         raise ValueError("state biases do not match the vocabularies")
     model.feedback_ = "explicit" if int(_state_array(state, "explicit")[0]) == 1 else "implicit"
+    model.recency_ = (
+        _csr_from_state(state, "recency", (n_users, n_items)) if "recency_indptr" in state else None
+    )
     model._prepare()

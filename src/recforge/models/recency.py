@@ -1,4 +1,4 @@
-"""Recency weighting of user histories for history-based models (EASE, Mult-VAE/DAE).
+"""Recency weighting of user histories for history-based models (EASE, Mult-VAE/DAE, item-kNN).
 
 A user's history entry gets the weight ``exp(−p / τ)``, where ``p`` is its position from the end
 of that user's timeline (``p = 0`` for the latest training interaction) and ``τ`` is the model's
