@@ -522,6 +522,14 @@ def _loss_function(
         return lambda batch: objective(module, batch)
     from torch.nn.parallel import DistributedDataParallel
 
+    if any(isinstance(m, nn.Embedding) and m.sparse for m in module.modules()):
+        # Measured (docs/benchmarks/ddp.md): gloo all-gathers sparse gradients, slower than the
+        # dense all-reduce here, and one sparse DDP run died of heap corruption (gloo suspected).
+        warnings.warn(
+            "sparse embedding gradients under --distributed go through gloo's sparse all-reduce "
+            "(slower here, and one crash observed); prefer a dense optimizer such as adamw",
+            stacklevel=3,
+        )
     # static_graph: every step uses the same parameters, but some objectives leave a few out
     # (the two-tower softmax never touches the rating head); DDP learns that set in the first
     # step instead of waiting for their gradients or re-walking the graph every step.
