@@ -70,7 +70,7 @@ def test_dense_adam_keeps_moving_rows_outside_the_batch() -> None:
 
 
 def test_sparse_adam_splits_dense_layers_to_adam() -> None:
-    model = create("ncf", verbose=False, optimizer="sparse_adam", weight_decay=0.0)
+    model = create("ncf", verbose=False, optimizer="sparse_adam", weight_decay=0.0, epochs=1)
     data = planted_explicit(0)
     model.fit(data.train)  # builds the module
     opts = build_optimizers(model.module_, model.config)  # type: ignore[arg-type]
