@@ -156,7 +156,6 @@ def train_run(
         ConfigError: checkpointing or resuming without ``out``; ``distributed`` for a model the
             Trainer does not train, or outside torchrun.
     """
-    from recforge.artifacts import save_run
     from recforge.data.sources import load_dataset
     from recforge.models.registry import create
     from recforge.train.checkpoint import CheckpointPolicy, training_context
@@ -216,26 +215,58 @@ def train_run(
     history: pd.DataFrame | None = getattr(model, "history_", None)
     run_dir = None
     if out is not None:
-        run_dir = save_run(
+        run_dir = save_trained_run(
             out,
             model,
-            metrics=metrics,
-            history=history,
-            data_fingerprint=inter.fingerprint(),
-            extra={
-                "data": str(data) if not isinstance(data, Interactions) else inter.source,
-                "split_spec": split,
-                "split": sp.protocol.describe(),
-            },
+            metrics,
+            data=data,
+            inter=inter,
+            extra={"split_spec": split, "split": sp.protocol.describe()},
         )
-        if history is not None and len(history):
-            from recforge.viz.plots import learning_curve
-
-            learning_curve(history, run_dir / "learning_curve.png")
     if policy is not None:
         # The run directory is complete; its checkpoints have nothing left to restore.
         shutil.rmtree(policy.directory, ignore_errors=True)
     return TrainResult(model, sp, metrics, run_dir, history, timings)
+
+
+def save_trained_run(
+    out: str | Path,
+    model: Recommender,
+    metrics: Mapping[str, Any],
+    *,
+    data: str | Path | Interactions,
+    inter: Interactions,
+    extra: Mapping[str, Any],
+) -> Path:
+    """Write a fitted model's run directory (atomically) plus its learning-curve plot.
+
+    Args:
+        out: run directory to write.
+        model: the fitted model; its ``history_`` (if any) is saved and plotted.
+        metrics: what the evaluation produced (saved as metrics.json).
+        data: the data spec the caller was given (recorded so ``evaluate``/``report`` can reload).
+        inter: the loaded data (its fingerprint is recorded).
+        extra: more manifest entries (split spec, protocol record, ...).
+    """
+    from recforge.artifacts import save_run
+
+    history: pd.DataFrame | None = getattr(model, "history_", None)
+    run_dir = save_run(
+        out,
+        model,
+        metrics=dict(metrics),
+        history=history,
+        data_fingerprint=inter.fingerprint(),
+        extra={
+            "data": str(data) if not isinstance(data, Interactions) else inter.source,
+            **extra,
+        },
+    )
+    if history is not None and len(history):
+        from recforge.viz.plots import learning_curve
+
+        learning_curve(history, run_dir / "learning_curve.png")
+    return run_dir
 
 
 def _check_distributed(model: Recommender, model_name: str) -> int:

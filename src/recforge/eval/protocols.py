@@ -528,10 +528,9 @@ def train_protocol_run(
     """
     import time
 
-    from recforge.artifacts import save_run
     from recforge.data.sources import load_dataset
     from recforge.models.registry import create
-    from recforge.pipeline import TrainResult
+    from recforge.pipeline import TrainResult, save_trained_run
 
     proto = get_protocol(protocol)
     model = create(model_name, dict(config or {}))  # validate before any work
@@ -552,22 +551,14 @@ def train_protocol_run(
     history = getattr(model, "history_", None)
     run_dir = None
     if out is not None:
-        run_dir = save_run(
+        run_dir = save_trained_run(
             out,
             model,
-            metrics=metrics,
-            history=history,
-            data_fingerprint=inter.fingerprint(),
-            extra={
-                "data": str(data) if not isinstance(data, Interactions) else inter.source,
-                "split": ps.split.protocol.describe(),
-                "protocol": ps.record(),
-            },
+            metrics,
+            data=data,
+            inter=inter,
+            extra={"split": ps.split.protocol.describe(), "protocol": ps.record()},
         )
-        if history is not None and len(history):
-            from recforge.viz.plots import learning_curve
-
-            learning_curve(history, run_dir / "learning_curve.png")
     return TrainResult(model, ps.split, metrics, run_dir, history, timings)
 
 
