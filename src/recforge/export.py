@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from recforge._atomic import atomic_write_text
 from recforge.errors import ConfigError, DataError, UnknownIdError
 from recforge.store.sql import RowBlock, Store, VersionInfo, open_store
 
@@ -243,7 +244,8 @@ def export_model(
             bar.advance(tasks[0], block.n_users)
             bar.update(tasks[1], completed=written)
         if progress_file:
-            Path(progress_file).write_text(str(written), encoding="utf-8")
+            # Readers poll this file while the export runs: never let them see it half-written.
+            atomic_write_text(Path(progress_file), str(written))
         if delay:
             time.sleep(delay)
         last = time.perf_counter()
