@@ -295,3 +295,25 @@ class TestMultDAE(ModelContract):
     model_name = "mult_dae"
     config = {"epochs": 30, "hidden": [64], "latent": 16, "batch_size": 100}
     explicit = False
+
+
+def test_failed_fit_leaves_model_unfitted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fit that raises part-way must not leave a model that claims to be fitted."""
+    from recforge.data.synthetic import make_interactions
+    from recforge.errors import ModelFitError, NotFittedError
+    from recforge.models.registry import create
+
+    data = make_interactions(n_users=30, n_items=20, density=0.3, seed=0).interactions
+    model = create("biases")
+    model.fit(data)
+    assert model.is_fitted
+
+    def diverge(self: object, train: object, valid: object) -> None:
+        raise ModelFitError("training diverged")
+
+    monkeypatch.setattr(type(model), "_fit", diverge)
+    with pytest.raises(ModelFitError):
+        model.fit(data)  # a failed re-fit discards the earlier fit too: its state is mixed now
+    assert not model.is_fitted
+    with pytest.raises(NotFittedError):
+        model.recommend_idx([0], k=3)

@@ -95,6 +95,10 @@ def topk_rows(
     return idx, np.take_along_axis(vals, order, axis=1).astype(np.float32)
 
 
+#: Attributes :meth:`Recommender.fit` sets before ``_fit``; removed again when ``_fit`` fails.
+_FIT_ATTRIBUTES = ("users_", "items_", "seen_", "global_mean_", "rating_scale_", "item_meta_")
+
+
 class Recommender(ABC):
     """Abstract base of every recforge model.
 
@@ -149,7 +153,13 @@ class Recommender(ABC):
         if valid is not None and (valid.users is not train.users or valid.items is not train.items):
             # Validation must speak train's indices; unknown ids cannot be scored and are dropped.
             valid = valid.reencode(train.users, train.items, unknown="drop")
-        self._fit(train, valid)
+        try:
+            self._fit(train, valid)
+        except BaseException:
+            # A fit that failed part-way leaves no half-trained model that looks usable.
+            for attr in _FIT_ATTRIBUTES:
+                self.__dict__.pop(attr, None)
+            raise
         return self
 
     @abstractmethod
