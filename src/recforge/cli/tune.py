@@ -61,4 +61,12 @@ def tune_command(
     for key, value in result.config.items():
         con.print(f"  {key} = {value!r}")
     if out is not None:
-        con.print(f"wrote {out} (use: recforge train --model {model} --config {out})")
+        from recforge.models.registry import available
+
+        # Peers are not registered models: their tuned files are read by the benchmark only.
+        use = (
+            f"recforge train --model {model} --config {out}"
+            if model in available()
+            else f"recforge benchmark reads it as configs/<dataset>/<protocol>/{model}.toml"
+        )
+        con.print(f"wrote {out} (use: {use})")
