@@ -48,7 +48,7 @@ RANKING_HEAD := popularity,ease,ease-recency,als,item_knn,item_knn-recency,user_
 # ml-latest-small has no tuned recency Mult-VAE (recency did not help it on validation).
 BENCH_RANKING := $(RANKING_HEAD),mult_vae-recency,$(RANKING_TAIL)
 BENCH_RANKING_MLS := $(RANKING_HEAD),$(RANKING_TAIL)
-BENCH_SAMPLED := popularity,ease,ease-recency,als,item_knn,mult_vae,mult_dae,mf:loss="bce",epochs=20,lr=0.02,weight_decay=0.0,ncf:loss="bce",two_tower:loss="softmax"
+BENCH_SAMPLED := popularity,ease,als,item_knn:feedback="implicit",mult_vae,mult_dae,mf:loss="bce",epochs=20,lr=0.02,weight_decay=0.0,ncf:loss="bce",two_tower:loss="softmax"
 BENCH := OMP_NUM_THREADS=1 $(BIN)/recforge benchmark --threads 1
 
 bench: $(STAMP)
