@@ -42,7 +42,7 @@ test: lint typecheck pytest
 
 # `make bench` reruns the committed `recforge benchmark` tables (docs/benchmarks.md; ~1 h on 2
 # cores, most of it the blend's five folds). Tuned configs come from configs/<dataset>/<protocol>/.
-BENCH_RATING := global_mean,biases,biased_mf,mf,mf:n_factors=5,y_range="none",embedding_net,ncf:variant="gmf",ncf:variant="mlp",ncf:variant="neumf",two_tower,autorec,autorec:variant="user",item_knn:similarity="pearson_baseline",user_knn:similarity="pearson_baseline",als:objective="explicit",content,blend
+BENCH_RATING := global_mean,biases,biased_mf,mf,mf:n_factors=5,y_range="none",embedding_net,ncf-gmf,ncf-mlp,ncf-neumf,two_tower,autorec,autorec:variant="user",item_knn:similarity="pearson_baseline",user_knn:similarity="pearson_baseline",als:objective="explicit",content,blend
 RANKING_TAIL := mult_dae,mf:loss="bce",epochs=20,lr=0.02,weight_decay=0.0,ncf:loss="bce",two_tower:loss="softmax",content:feedback="implicit"
 RANKING_HEAD := popularity,ease,ease-recency,als,item_knn,item_knn-recency,user_knn:feedback="implicit",mult_vae
 # ml-latest-small has no recency Mult-VAE row (recency did not help it on validation).
