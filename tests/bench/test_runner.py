@@ -53,8 +53,14 @@ def test_resolve_config_precedence(tmp_path: Path) -> None:
 
     name, cfg, source = resolve_config(parse_model_spec("mf"), "ds", "temporal-user-80-20", root)
     assert (name, cfg) == ("mf", {"epochs": 3}) and source.endswith("ds/mf.toml")
+    # Inline overrides start from the defaults: a file tuned for bare ``mf`` is not applied ...
     name, cfg, source = resolve_config(parse_model_spec("mf:lr=0.1"), "ds", "random-80-20", root)
-    assert cfg == {"epochs": 7, "lr": 0.1} and source.endswith("random-80-20/mf.toml + inline")
+    assert (name, cfg, source) == ("mf", {"lr": 0.1}, "inline")
+    # ... but a file named after the exact spec is, with the overrides on top.
+    spec = parse_model_spec("mf:lr=0.1")
+    (root / "ds" / "random-80-20" / f"{spec.slug}.toml").write_text("epochs = 7\n", "utf-8")
+    name, cfg, source = resolve_config(spec, "ds", "random-80-20", root)
+    assert cfg == {"epochs": 7, "lr": 0.1} and source.endswith(f"{spec.slug}.toml + inline")
     name, cfg, _ = resolve_config(parse_model_spec("gmf"), "ds", "random-80-20", root)
     assert (name, cfg) == ("ncf", {"variant": "gmf"})
     assert resolve_config(parse_model_spec("mf"), "ds", "x", None) == ("mf", {}, "defaults")

@@ -17,8 +17,10 @@ Configs:
     ``<dataset>/<protocol>/<label>.toml``, ``<dataset>/<protocol>/<name>.toml``,
     ``<dataset>/<label>.toml``, ``<dataset>/<name>.toml``, where ``label`` is the spec slugged
     (``ncf:variant=gmf`` -> ``ncf-variant-gmf``). A file's ``model = "..."`` key may name the
-    model, so a bare label (``--models ncf-gmf``) can select a committed config. Inline overrides
-    apply on top of the file. Every row records the config it used and where it came from.
+    model, so a bare label (``--models ncf-gmf``) can select a committed config. A spec with
+    inline overrides looks up only its own label's file and otherwise starts from the model
+    defaults (a file tuned for bare ``mf`` does not fit ``mf:n_factors=5``); the overrides apply
+    on top. Every row records the config it used and where it came from.
 
 Peak memory:
     Measured in-process on Linux: before each cell, writing ``5`` to ``/proc/self/clear_refs``
@@ -199,7 +201,9 @@ def resolve_config(
             hit = next(
                 (
                     root / f"{stem}.toml"
-                    for stem in (spec.slug, spec.name)
+                    # Inline overrides (``mf:n_factors=5``) start from the model defaults: a
+                    # file tuned for the bare model does not fit a changed variant/size.
+                    for stem in ((spec.slug,) if spec.overrides else (spec.slug, spec.name))
                     if (root / f"{stem}.toml").is_file()
                 ),
                 None,
