@@ -80,6 +80,17 @@ def test_train_protocol_refuses_wrong_kind(
     assert code == 2 and "does not predict ratings" in err
 
 
+def test_train_protocol_refuses_checkpoint_options(
+    capsys: pytest.CaptureFixture[str], ratings_csv: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    code, _, err = run_cli(
+        capsys, "train", "-m", "biases", "-d", str(ratings_csv), "--protocol", "random-80-20",
+        "--checkpoint-every", "1", "--out", str(out),
+    )  # fmt: skip
+    assert code == 2 and "--protocol does not combine" in err and not out.exists()
+
+
 def test_benchmark_writes_md_and_json(
     capsys: pytest.CaptureFixture[str], ratings_csv: Path, tmp_path: Path
 ) -> None:

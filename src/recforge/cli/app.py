@@ -219,6 +219,12 @@ def train(
     params |= {k: v for k, v in flags.items() if v is not None}
     params |= parse_sets(sets)
     if protocol is not None:
+        if checkpoint_every is not None or checkpoint_minutes is not None or distributed:
+            # train_protocol_run has no checkpoint/DDP path; never drop the options silently.
+            raise ConfigError(
+                "--protocol does not combine with --checkpoint-every, --checkpoint-minutes or "
+                "--distributed yet; train with --split (e.g. temporal-user:0.2) for those"
+            )
         from recforge.cli.benchmark import train_protocol_command
 
         train_protocol_command(model, data, protocol, fold, params, out, json_out)
