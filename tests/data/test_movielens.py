@@ -99,6 +99,7 @@ def test_registry_names_urls_and_checksums() -> None:
         "ml-100k",
         "ml-latest-small",
         "ml-1m",
+        "ml-1m-ratings",
         "ml-10m",
         "ml-20m",
         "ml-25m",
@@ -108,6 +109,9 @@ def test_registry_names_urls_and_checksums() -> None:
     for name, rel in MOVIELENS.items():
         assert isinstance(rel, MovieLensRelease)
         assert rel.name == name
+        if name == "ml-1m-ratings":  # local-only: nothing to download
+            assert rel.url is None
+            continue
         assert rel.url == f"https://files.grouplens.org/datasets/movielens/{name}.zip"
         for digest, size in ((rel.sha256, 64), (rel.md5, 32)):
             assert digest is None or (len(digest) == size and int(digest, 16) >= 0)
@@ -124,7 +128,12 @@ def test_registry_names_urls_and_checksums() -> None:
     assert MOVIELENS["ml-10m"].folder == "ml-10M100K"
     assert MOVIELENS["ml-100k"].rating_scale == MOVIELENS["ml-1m"].rating_scale == (1.0, 5.0)
     assert all(MOVIELENS[n].rating_scale == (0.5, 5.0) for n in ("ml-latest-small", "ml-25m"))
-    assert [n for n, r in MOVIELENS.items() if r.has_user_meta] == ["ml-100k", "ml-1m"]
+    assert [n for n, r in MOVIELENS.items() if r.has_user_meta] == [
+        "ml-100k",
+        "ml-1m",
+        "ml-1m-ratings",
+    ]
+    assert [n for n, r in MOVIELENS.items() if not r.has_timestamps] == ["ml-1m-ratings"]
 
 
 def test_unknown_name_lists_valid_names(cache: Path) -> None:
@@ -315,6 +324,46 @@ def test_fold_reader(cache: Path, tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------- ml-1m / ml-10m formats
+def test_ml1m_ratings_local_source(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "data" / "ml-1m-ratings"
+    folder.mkdir(parents=True)
+    (folder / "ratings.csv").write_text("userId,movieId,rating\n1,1193,5\n2,1,3\n2,1193,4\n")
+    (folder / "movies.dat").write_bytes(
+        b"1::Toy Story (1995)::Animation|Children's|Comedy\n"
+        b"1193::One Flew Over the Cuckoo's Nest (1975)::Drama\n"
+    )
+    (folder / "users.dat").write_text("1::F::1::10::48067\n2::M::56::16::70072\n")
+    patch_release(monkeypatch, "ml-1m-ratings")
+    inter = load_movielens("ml-1m-ratings", data_dir=tmp_path / "data")
+    assert inter.source == "ml-1m-ratings" and len(inter) == 3
+    assert inter.rating_scale == (1.0, 5.0)
+    assert not inter.has_timestamps  # no time in the file: time-based splits must refuse it
+    assert inter.item_meta is not None and inter.item_meta.loc[1193, "genres"] == ["Drama"]
+    assert inter.user_meta is not None and inter.user_meta.loc[2, "age_group"] == "56+"
+
+
+def test_ml1m_ratings_is_never_downloaded(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_fetch(url: str, dest: Path) -> None:
+        raise AssertionError("a local-only source must not be downloaded")
+
+    monkeypatch.setattr(ml, "_fetch", no_fetch)
+    with pytest.raises(DataError, match=r"local-only source.*ml-1m-ratings/"):
+        movielens_dir("ml-1m-ratings", data_dir=tmp_path / "empty")
+
+
+@pytest.mark.movielens
+def test_ml1m_ratings_real_copy(data_dir: Path) -> None:
+    if not (data_dir / "ml-1m-ratings" / "ratings.csv").is_file():
+        pytest.skip(f"no ml-1m-ratings/ in {data_dir}")
+    inter = load_movielens("ml-1m-ratings", data_dir=data_dir, download=False)
+    assert (len(inter), inter.n_users, inter.n_items) == (1_000_209, 6040, 3706)
+    assert not inter.has_timestamps
+
+
 def test_ml1m_format(cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = tmp_path / "data" / "ml-1m"
     folder.mkdir(parents=True)

@@ -153,3 +153,32 @@ def test_rating_fold_in_close_to_training(case: str) -> None:
 
     assert rmse_fold <= tolerance * rmse_trained, (case, rmse_fold, rmse_trained)
     assert rmse_fold < 0.95 * rmse_mean, (case, rmse_fold, rmse_mean)
+
+
+def test_rating_foldin_evaluation_matches_per_user_predictions() -> None:
+    from recforge.eval.foldin import evaluate_foldin_ratings
+
+    data = make_interactions(n_users=300, n_items=120, n_factors=4, density=0.15, seed=3)
+    split = heldout_users(
+        data.interactions, valid_users=0, test_users=0.2, seed=1, min_events=8, foldin_events=5
+    )
+    per_user = np.diff(split.test_foldin.csr().indptr)
+    assert set(per_user[per_user > 0].tolist()) == {5}  # exactly five given ratings each
+    assert np.diff(split.test_target.csr().indptr).min() >= 3  # min_events 8 - 5 given
+    assert split.protocol.params["foldin_events"] == 5
+    model = create("biased_mf", {"epochs": 5}).fit(split.train)
+    report = evaluate_foldin_ratings(model, split)
+    # The batched evaluation equals one predict_for_ratings call per user (the public path).
+    assert report.summary["rmse"] == pytest.approx(foldin_rmse(model, split), rel=1e-5)
+    assert report.summary["n_ratings"] == len(split.test_target)
+    assert 0.0 <= report.summary["like_accuracy"] <= 1.0
+    with pytest.raises(Exception, match="does not predict ratings"):
+        evaluate_foldin_ratings(create("popularity").fit(split.train), split)
+
+
+def test_foldin_events_must_leave_a_target() -> None:
+    from recforge.errors import ConfigError
+
+    data = make_interactions(n_users=50, n_items=40, density=0.3, seed=3).interactions
+    with pytest.raises(ConfigError, match=r"foldin_events must be in 1\.\.4"):
+        heldout_users(data, valid_users=0, test_users=0.2, min_events=5, foldin_events=5)

@@ -68,6 +68,8 @@ def test_registry_names_and_lookup() -> None:
     assert available_protocols() == [
         "ml100k-folds",
         "random-80-20",
+        "ml1m-90-10",
+        "ml1m-5fold",
         "temporal-user-80-20",
         "ncf-loo",
         "heldout-users",
@@ -184,6 +186,40 @@ def test_ml100k_folds_needs_ml100k(synth: Interactions) -> None:
         proto._resolve_fold("u9")
 
 
+def _as_source(data: Interactions, source: str) -> Interactions:
+    return Interactions.from_frame(data.to_frame(), rating_scale=data.rating_scale, source=source)
+
+
+def test_ml1m_90_10_seeds_and_source_check(synth: Interactions) -> None:
+    proto = get_protocol("ml1m-90-10")
+    with pytest.raises(ConfigError, match="--data ml-1m-ratings"):
+        proto.splits(synth)
+    data = _as_source(synth, "ml-1m-ratings")
+    splits = proto.splits(data)
+    assert [ps.fold for ps in splits] == [f"seed={s}" for s in range(42, 47)]
+    for ps in splits:
+        assert isinstance(ps.split, Split)
+        ref = random_holdout(data, 0.1, seed=int(ps.fold.removeprefix("seed=")))
+        assert _pairs(ps.split.test) == _pairs(ref.test)
+        assert len(ps.split.test) == round(0.1 * len(data))
+    assert proto.metrics == ("rmse", "mae", "like_accuracy") and proto.kind == "rating"
+
+
+def test_ml1m_5fold_partitions_every_rating_once(synth: Interactions) -> None:
+    proto = get_protocol("ml1m-5fold")
+    data = _as_source(synth, "ml-1m")
+    splits = proto.splits(data)
+    assert [ps.fold for ps in splits] == ["0", "1", "2", "3", "4"]
+    tests = [_pairs(ps.split.test) for ps in splits]
+    assert set().union(*tests) == _pairs(data)
+    assert sum(len(t) for t in tests) == len(data)  # disjoint: each rating tested once
+    for ps, test in zip(splits, tests, strict=True):
+        assert not _pairs(ps.train) & test
+        assert len(ps.train) + len(test) == len(data)
+    with pytest.raises(ConfigError, match="out of range"):
+        proto.split(data, 5)
+
+
 def test_leak_count(synth: Interactions) -> None:
     proto = get_protocol("temporal-user-80-20")
     ps = proto.split(synth)
@@ -229,3 +265,13 @@ def test_ml100k_folds_are_the_grouplens_files(data_dir: Path) -> None:
     assert isinstance(ps.split, Split)
     assert len(ps.train) == 80_000 and len(ps.split.test) == len(test) == 20_000
     assert _pairs(ps.split.test) == set(zip(test["u"], test["i"], strict=True))
+
+
+def test_time_protocols_refuse_data_without_timestamps(synth: Interactions) -> None:
+    frame = synth.to_frame().drop(columns="timestamp")
+    timeless = Interactions.from_frame(frame, rating_scale=synth.rating_scale, source="timeless")
+    assert not timeless.has_timestamps
+    for name in ("temporal-user-80-20", "ncf-loo"):
+        with pytest.raises(ConfigError, match=r"has no timestamps.*--time-col"):
+            get_protocol(name).split(timeless)
+    assert get_protocol("random-80-20").split(timeless).fold == "seed=42"

@@ -6,7 +6,8 @@ the protocol's metrics, fit seconds, evaluate seconds and peak memory; a row agg
 into mean ± sd over folds/seeds (and, for ``ml100k-folds``, the u1 fold alone).
 
 Suites:
-    ``rating``: ``ml100k-folds`` + ``random-80-20`` (rating models and the surprise peers).
+    ``rating``: ``ml100k-folds`` + ``random-80-20`` + ``ml1m-90-10`` + ``ml1m-5fold``, each where
+    it applies (rating models and the surprise peers).
     ``ranking``: ``temporal-user-80-20`` (``ncf-loo`` and ``heldout-users`` with ``--protocols``).
     ``all``: all five protocols; each gets the default models of its kind.
 
@@ -60,9 +61,18 @@ from recforge.eval.protocols import Protocol, ProtocolSplit, get_protocol
 from recforge.models.base import Recommender
 
 SUITES: dict[str, tuple[str, ...]] = {
-    "rating": ("ml100k-folds", "random-80-20"),
+    # Each protocol runs where it applies: the ml100k/ml1m ones skip other data with a reason.
+    "rating": ("ml100k-folds", "random-80-20", "ml1m-90-10", "ml1m-5fold"),
     "ranking": ("temporal-user-80-20",),
-    "all": ("ml100k-folds", "random-80-20", "temporal-user-80-20", "ncf-loo", "heldout-users"),
+    "all": (
+        "ml100k-folds",
+        "random-80-20",
+        "ml1m-90-10",
+        "ml1m-5fold",
+        "temporal-user-80-20",
+        "ncf-loo",
+        "heldout-users",
+    ),
 }
 
 #: Default models per protocol kind (see RATING_MODELS / RANKING_MODELS in the Makefile).

@@ -78,7 +78,8 @@ class MovieLensRelease:
 
     Attributes:
         name: release name, also the zip's stem (``ml-100k``).
-        url: official download URL.
+        url: official download URL; None for a local-only source (``ml-1m-ratings``), which is
+            never downloaded and only found in ``data_dir`` / ``$RECFORGE_DATA_DIR``.
         folder: top-level folder inside the zip (``ml-10M100K`` for ``ml-10m``).
         ratings_file: ratings file inside ``folder``.
         ratings_format: ``"u.data"`` (tab-separated, no header), ``"dat"`` (``::``, no header)
@@ -91,10 +92,12 @@ class MovieLensRelease:
         n_ratings, n_users, n_items: published counts (users and items that occur in the
             ratings), for the structural check; None where not fixed or not pinned.
         description: one line for listings.
+        has_timestamps: False for a source whose ratings carry no time (time-based protocols
+            refuse it).
     """
 
     name: str
-    url: str
+    url: str | None
     folder: str
     ratings_file: str
     ratings_format: RatingsFormat
@@ -106,6 +109,7 @@ class MovieLensRelease:
     n_users: int | None = None
     n_items: int | None = None
     description: str = ""
+    has_timestamps: bool = True
 
     @property
     def zip_name(self) -> str:
@@ -118,8 +122,11 @@ class MovieLensRelease:
         return self.metadata in ("ml-100k", "ml-1m")
 
 
-def _release(name: str, folder: str | None = None, **kw: object) -> MovieLensRelease:
-    return MovieLensRelease(name=name, url=f"{BASE_URL}/{name}.zip", folder=folder or name, **kw)  # type: ignore[arg-type]
+def _release(
+    name: str, folder: str | None = None, *, local_only: bool = False, **kw: object
+) -> MovieLensRelease:
+    url = None if local_only else f"{BASE_URL}/{name}.zip"
+    return MovieLensRelease(name=name, url=url, folder=folder or name, **kw)  # type: ignore[arg-type]
 
 
 _HALF = (0.5, 5.0)
@@ -166,6 +173,25 @@ MOVIELENS: dict[str, MovieLensRelease] = {
             n_users=6040,
             n_items=3706,
             description="1,000,209 ratings (1-5) from 6,040 users on 3,706 movies; demographics",
+        ),
+        # Every ML-1M rating without its timestamp, rebuilt from public copies (the folder's README
+        # says how); GroupLens' movies.dat and users.dat beside it. Found only in a data folder:
+        # there is nothing to download, and the official ``ml-1m`` zip stays the way to get times.
+        _release(
+            "ml-1m-ratings",
+            local_only=True,
+            ratings_file="ratings.csv",
+            ratings_format="csv",
+            rating_scale=_WHOLE,
+            metadata="ml-1m",
+            n_ratings=1_000_209,
+            n_users=6040,
+            n_items=3706,
+            has_timestamps=False,
+            description=(
+                "ML-1M's 1,000,209 ratings (1-5) without timestamps, local copy only; "
+                "titles, genres, demographics"
+            ),
         ),
         _release(
             "ml-10m",
@@ -270,7 +296,7 @@ def movielens_dir(
             if (root / sub / release.ratings_file).is_file():
                 return root / sub
         archive = root / release.zip_name
-        if archive.is_file():
+        if release.url is not None and archive.is_file():
             target = cache_dir() / "movielens" / release.name
             if _cached_ok(target, release):
                 return target
@@ -290,6 +316,12 @@ def _cached_ok(target: Path, release: MovieLensRelease) -> bool:
 
 def _not_found(release: MovieLensRelease, root: Path | None, reason: str) -> DataError:
     where = str(root) if root is not None else "$RECFORGE_DATA_DIR"
+    if release.url is None:
+        return DataError(
+            f"MovieLens {release.name} not found locally and {reason}; put its folder at "
+            f"{where}/{release.name}/ (with {release.ratings_file}; set RECFORGE_DATA_DIR or pass "
+            "data_dir=), or use the official ml-1m release, which can be downloaded"
+        )
     return DataError(
         f"MovieLens {release.name} not found locally and {reason}; put the unzipped folder at "
         f"{where}/{release.name}/ (with {release.ratings_file}) or the official zip at "
@@ -407,6 +439,9 @@ def _fetch(url: str, dest: Path) -> None:
 
 
 def _download_and_extract(release: MovieLensRelease, target: Path, root: Path | None) -> Path:
+    url = release.url
+    if url is None:
+        raise _not_found(release, root, "it is a local-only source with nothing to download")
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(
         prefix=f".{release.zip_name}.", suffix=".part", dir=target.parent
@@ -415,11 +450,11 @@ def _download_and_extract(release: MovieLensRelease, target: Path, root: Path | 
     tmp = Path(tmp_name)
     try:
         try:
-            _fetch(release.url, tmp)
+            _fetch(url, tmp)
         except (urllib.error.URLError, OSError, ValueError) as exc:
             raise _not_found(release, root, f"the download failed ({exc})") from None
         sha = verify_archive(tmp, release)
-        return _extract(tmp, release, target, sha256=sha, origin=release.url)
+        return _extract(tmp, release, target, sha256=sha, origin=url)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -481,6 +516,9 @@ def load_movielens(
     release = get_release(name)
     folder = movielens_dir(name, data_dir=data_dir, download=download)
     frame = read_movielens_ratings(release, folder)
+    if not release.has_timestamps:
+        # No time in the file: keep it out of Interactions so time-based splits refuse the data.
+        frame = frame.drop(columns="timestamp", errors="ignore")
     _check_counts(release, frame, folder)
     item_meta = load_item_meta(release, folder) if with_metadata else None
     user_meta = load_user_meta(release, folder) if with_metadata else None

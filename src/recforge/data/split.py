@@ -328,24 +328,32 @@ def kfold(data: Interactions, k: int = 5, seed: int = 42) -> list[Split]:
 
     Fold sizes differ by at most one row (``numpy.array_split`` of one seeded permutation).
     """
+    return [kfold_fold(data, k, f, seed=seed) for f in range(_check_k(k))]
+
+
+def _check_k(k: int) -> int:
     if not isinstance(k, int | np.integer) or k < 2:
         raise ConfigError(f"kfold needs an integer k >= 2, got {k!r}")
+    return int(k)
+
+
+def kfold_fold(data: Interactions, k: int, fold: int, seed: int = 42) -> Split:
+    """Fold ``fold`` of :func:`kfold` alone (the same rows), without building the other folds."""
+    k = _check_k(k)
+    if not isinstance(fold, int | np.integer) or not 0 <= fold < k:
+        raise ConfigError(f"kfold fold must be an integer in 0..{k - 1}, got {fold!r}")
     _require_unique_pairs(data)
     n = len(data)
     if n < k:
         raise DataError(f"{data.source}: {n} events cannot fill k={k} folds")
     perm = np.random.default_rng(seed).permutation(n)
-    fold_of = np.empty(n, dtype=np.int64)
-    for f, rows in enumerate(np.array_split(perm, k)):  # k iterations, not per-row
-        fold_of[rows] = f
-    return [
-        Split.from_parts(
-            data.subset(fold_of != f),
-            data.subset(fold_of == f),
-            protocol=Protocol("kfold", {"k": int(k), "fold": f, "seed": seed}),
-        )
-        for f in range(k)
-    ]
+    is_test = np.zeros(n, dtype=np.bool_)
+    is_test[np.array_split(perm, k)[fold]] = True
+    return Split.from_parts(
+        data.subset(~is_test),
+        data.subset(is_test),
+        protocol=Protocol("kfold", {"k": int(k), "fold": int(fold), "seed": seed}),
+    )
 
 
 def predefined(
@@ -518,6 +526,7 @@ def heldout_users(
     foldin_ratio: float = 0.8,
     seed: int = 42,
     min_events: int = 5,
+    foldin_events: int | None = None,
 ) -> HeldOutSplit:
     """Strong generalisation: held-out users with fold-in and target parts.
 
@@ -534,8 +543,15 @@ def heldout_users(
         foldin_ratio: fraction of each held-out user's events given as fold-in.
         seed: seed for the user partition and the per-user fold-in/target split.
         min_events: minimum events for a user to be held out.
+        foldin_events: when set, every held-out user gives exactly this many random events as
+            fold-in and the rest are targets ("a new user from 5 ratings"; ``foldin_ratio`` is
+            then unused); needs ``min_events > foldin_events``.
     """
     _check_ratio("foldin_ratio", foldin_ratio)
+    if foldin_events is not None and not 1 <= foldin_events < min_events:
+        raise ConfigError(
+            f"foldin_events must be in 1..{min_events - 1} (below min_events), got {foldin_events}"
+        )
     _require_unique_pairs(data)
     counts = data.user_counts()
     n_present = int((counts > 0).sum())
@@ -573,7 +589,10 @@ def heldout_users(
     rank = np.empty(len(held), dtype=np.int64)
     rank[order] = np.arange(len(held)) - starts[held.user_idx[order]]
     n_u = n_u_all[held.user_idx]
-    n_target = np.minimum(np.maximum(np.ceil((1 - foldin_ratio) * n_u - _EPS), 1), n_u - 1)
+    if foldin_events is None:
+        n_target = np.minimum(np.maximum(np.ceil((1 - foldin_ratio) * n_u - _EPS), 1), n_u - 1)
+    else:  # a user left with <= foldin_events known items keeps them all as fold-in
+        n_target = np.maximum(n_u - foldin_events, 0)
     is_target = rank < n_target
 
     def parts(which: int) -> tuple[Interactions, Interactions]:
@@ -600,7 +619,8 @@ def heldout_users(
                 "foldin_ratio": foldin_ratio,
                 "seed": seed,
                 "min_events": min_events,
-            },
+            }
+            | ({} if foldin_events is None else {"foldin_events": foldin_events}),
         ),
         n_dropped_unknown_items=n_dropped,
     )

@@ -7,6 +7,9 @@ from (issue #5, ``docs/protocols.md``):
 ``ml100k-folds``         GroupLens' ML-100k ``u1..u5`` base/test files; RMSE, MAE (mean over folds
                          and u1 alone).
 ``random-80-20``         row-level random 80/20 (seed 42); RMSE, MAE, like-accuracy (rating > 3).
+``ml1m-90-10``           ML-1M, random 90/10 of ratings, seeds 42..46; RMSE, MAE, like-accuracy
+                         (mean ± sd over seeds; the AutoRec / GLocal-K protocol).
+``ml1m-5fold``           ML-1M, 5-fold CV of ratings (seed 42; Surprise's table); RMSE, MAE.
 ``temporal-user-80-20``  each user's last 20 % in time (ceil, >= 1; ties by item id; users with < 5
                          events stay in train); every rating a positive; full ranking over train
                          items minus the user's own; Recall/NDCG@10/20, HR/Prec/MRR/coverage@10.
@@ -327,7 +330,78 @@ class Random8020(_RatingProtocol):
         return random_holdout(data, 0.2, seed=self._seed_of(label))
 
 
-class TemporalUser8020(Protocol):
+_ML1M_SOURCES = ("ml-1m", "ml-1m-ratings")
+
+
+class _ML1MRatingProtocol(_RatingProtocol):
+    """A rating protocol defined on MovieLens 1M only (``ml-1m`` or ``ml-1m-ratings``)."""
+
+    def applicable(self, data: Interactions) -> str | None:
+        if data.source not in _ML1M_SOURCES:
+            return (
+                f"{self.name} is defined on MovieLens 1M; run it with --data ml-1m-ratings "
+                f"(or ml-1m), not {data.source}"
+            )
+        return super().applicable(data)
+
+
+class ML1M9010(_ML1MRatingProtocol):
+    """MovieLens 1M, random 90/10 of ratings over 5 seeds (AutoRec / GLocal-K's protocol)."""
+
+    name = "ml1m-90-10"
+    description = (
+        "MovieLens 1M (ml-1m-ratings or ml-1m), row-level random hold-out: a permutation seeded "
+        "with 42, 43, 44, 45, 46 (one split per seed) puts round(0.1·n) ratings in test and the "
+        "rest in train, the protocol of AutoRec (Sedhain et al. 2015) and GLocal-K (Han et al. "
+        "2021). Every test rating is predicted (global-mean fallback for unknown users/items, "
+        "counted). RMSE, MAE and like-accuracy (rating > 3), reported as mean ± sd over seeds."
+    )
+    metrics = ("rmse", "mae", "like_accuracy")
+    default_folds = 5
+    max_folds = None
+    seed = 42
+
+    def _make(self, data: Interactions, label: str) -> Split:
+        from recforge.data.split import random_holdout
+
+        return random_holdout(data, 0.1, seed=self._seed_of(label))
+
+
+class ML1M5Fold(_ML1MRatingProtocol):
+    """MovieLens 1M, Surprise's 5-fold cross-validation of ratings."""
+
+    name = "ml1m-5fold"
+    description = (
+        "MovieLens 1M (ml-1m-ratings or ml-1m), row-level 5-fold cross-validation as in "
+        "Surprise's benchmark table: one permutation seeded with 42 cut into 5 folds of equal "
+        "size (± 1 row); fold f tests on its rows and trains on the other four. Every test "
+        "rating is predicted (global-mean fallback, counted). RMSE, MAE and like-accuracy "
+        "(rating > 3), mean ± sd over the folds."
+    )
+    metrics = ("rmse", "mae", "like_accuracy")
+    default_folds = 5
+    max_folds = 5
+    kfold_seed = 42
+
+    def _make(self, data: Interactions, label: str) -> Split:
+        from recforge.data.split import kfold_fold
+
+        return kfold_fold(data, 5, int(label), seed=self.kfold_seed)
+
+
+class _TimeOrderedProtocol(Protocol):
+    """A protocol whose split follows time: refused on data without timestamps."""
+
+    def applicable(self, data: Interactions) -> str | None:
+        if not data.has_timestamps:
+            return (
+                f"{self.name} splits by time, and {data.source} has no timestamps (map a time "
+                "column with --time-col, or pick a random protocol)"
+            )
+        return super().applicable(data)
+
+
+class TemporalUser8020(_TimeOrderedProtocol):
     """Per-user temporal 80/20, full ranking."""
 
     name = "temporal-user-80-20"
@@ -372,7 +446,7 @@ class TemporalUser8020(Protocol):
         )
 
 
-class NcfLoo(Protocol):
+class NcfLoo(_TimeOrderedProtocol):
     """He et al. 2017's leave-one-out with 99 sampled negatives."""
 
     name = "ncf-loo"
@@ -455,7 +529,16 @@ class HeldOutUsers(Protocol):
 
 
 _REGISTRY: dict[str, Protocol] = {
-    p.name: p for p in (ML100kFolds(), Random8020(), TemporalUser8020(), NcfLoo(), HeldOutUsers())
+    p.name: p
+    for p in (
+        ML100kFolds(),
+        Random8020(),
+        ML1M9010(),
+        ML1M5Fold(),
+        TemporalUser8020(),
+        NcfLoo(),
+        HeldOutUsers(),
+    )
 }
 
 
