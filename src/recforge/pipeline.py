@@ -15,12 +15,22 @@ from typing import Any
 
 import pandas as pd
 
+from recforge.data.datasource import DataSource
 from recforge.data.interactions import Interactions
 from recforge.errors import ConfigError, DataError
 from recforge.models.base import Recommender
 
-#: Relevance threshold used when ranking is evaluated on explicit ratings (documented in protocols).
+#: Relevance threshold of ranking metrics on a 1-5 scale; other scales scale it (see
+#: :mod:`recforge.eval.thresholds`, the one place thresholds are derived).
 EXPLICIT_RELEVANCE_THRESHOLD = 4.0
+
+#: What ``train_run`` and the CLI accept as data.
+DataSpec = str | Path | DataSource | Interactions
+
+#: The split spec that trains on all the data (production runs).
+ALL_DATA = "none"
+#: Protocols that order events in time, refused on data without timestamps.
+TEMPORAL_PROTOCOLS = frozenset({"temporal-user", "global-temporal", "leave-latest-out"})
 
 
 @dataclass
@@ -37,14 +47,97 @@ class TrainResult:
     rank: int = 0
 
 
-def resolve_split(data: Interactions, spec: str) -> Any:
-    """Turn a split spec into a Split.
+@dataclass(frozen=True)
+class AllDataSplit:
+    """``--split none``: train on every event; ``valid`` (early stopping) when a ratio is given.
 
-    ``ml100k:u1`` .. ``ml100k:u5``, ``ml100k:ua``/``ub`` select GroupLens' predefined ML-100k files;
-    everything else goes to :func:`recforge.data.split.make_split` (``random:0.2``, ``kfold:5``...).
+    ``test`` is None: nothing is held out, so the run has no test metrics and is marked
+    "all data" in its manifest.
+    """
+
+    train: Interactions
+    valid: Interactions | None
+    protocol: Any
+    test: None = None
+
+
+def resolve_data(data: DataSpec) -> tuple[Interactions, DataSource | None]:
+    """Interactions for ``data`` and the DataSource it was read from (None for in-memory data)."""
+    if isinstance(data, Interactions):
+        return data, None
+    source = data if isinstance(data, DataSource) else DataSource.of(data)
+    inter: Interactions = source.load()
+    return inter, source
+
+
+def all_data_split(data: Interactions, valid_ratio: float | None = None, seed: int = 42) -> Any:
+    """Every event in train; with ``valid_ratio``, a random share of it held out for validation."""
+    from recforge.data import split as splits
+
+    if valid_ratio is None:
+        return AllDataSplit(data, None, splits.Protocol("all-data", {}))
+    if not 0.0 < valid_ratio < 1.0:
+        raise ConfigError(f"--valid-ratio must be in (0, 1), got {valid_ratio}")
+    carved = splits.carve_validation(data, "random", test_ratio=valid_ratio, seed=seed)
+    protocol = splits.Protocol("all-data", {"valid_ratio": valid_ratio, "seed": seed})
+    return AllDataSplit(carved.train, carved.test, protocol)
+
+
+def files_split(train: DataSource, test: DataSource) -> Any:
+    """The split two files give (what ``recforge data split`` writes), read with one mapping.
+
+    Without a declared scale, the rating scale is the (min, max) over both parts, so train and
+    test are judged on the same scale.
     """
     from recforge.data import split as splits
 
+    tr, _ = resolve_data(train)
+    te, _ = resolve_data(test)
+    scale = train.rating_scale
+    if scale is None and tr.rating_scale is not None and te.rating_scale is not None:
+        scale = (
+            min(tr.rating_scale[0], te.rating_scale[0]),
+            max(tr.rating_scale[1], te.rating_scale[1]),
+        )
+    return splits.predefined(
+        tr,
+        te,
+        name="files",
+        params={"train": train.name, "test": test.name},
+        rating_scale=scale,
+        source=train.name,
+    )
+
+
+def _check_time_needed(data: Interactions, what: str) -> None:
+    if not data.has_timestamps:
+        raise ConfigError(
+            f"{what} orders events in time, but {data.source} has no timestamps; map its time "
+            "column with --time-col, or use a random split (random:0.2)"
+        )
+
+
+def resolve_split(data: Interactions, spec: str, *, valid_ratio: float | None = None) -> Any:
+    """Turn a split spec into a Split.
+
+    ``none`` trains on everything (:func:`all_data_split`); ``ml100k:u1`` .. ``ml100k:u5``,
+    ``ml100k:ua``/``ub`` select GroupLens' predefined ML-100k files; everything else goes to
+    :func:`recforge.data.split.make_split` (``random:0.2``, ``kfold:5``...). Temporal protocols
+    are refused on data without timestamps.
+    """
+    from recforge.data import split as splits
+
+    if spec.strip().lower() == ALL_DATA:
+        return all_data_split(data, valid_ratio)
+    if valid_ratio is not None:
+        raise ConfigError(
+            "--valid-ratio goes with --split none; other splits carry their own "
+            "(e.g. random:0.2:valid_ratio=0.1)"
+        )
+    if not spec.startswith("ml100k:"):
+        name, _ = splits.parse_split_spec(spec)
+        if name in TEMPORAL_PROTOCOLS:
+            _check_time_needed(data, f"split {spec!r}")
     if spec.startswith("ml100k:"):
         from recforge.data.movielens import load_movielens_fold
 
@@ -75,6 +168,10 @@ def check_split(split: Any, spec: str) -> None:
             part (every metric would come out empty, after a whole training run).
     """
     train, test = getattr(split, "train", None), getattr(split, "test", None)
+    if isinstance(split, AllDataSplit):
+        if len(train) == 0:  # type: ignore[arg-type]
+            raise ConfigError(f"split {spec!r}: the data is empty; nothing to train on")
+        return
     if not isinstance(train, Interactions) or not isinstance(test, Interactions):
         return  # held-out-user splits have their own fold-in evaluation
     for part, inter in (("train", train), ("test", test)):
@@ -100,23 +197,36 @@ def evaluate_model(
     ks: tuple[int, ...] = (10,),
     *,
     memory_budget_bytes: int | None = None,
+    like_threshold: float | None = None,
+    relevance_threshold: float | None = None,
 ) -> dict[str, Any]:
     """Rating metrics (rating models, explicit data) and full-ranking metrics on ``split.test``.
 
-    ``memory_budget_bytes`` bounds one user chunk's scoring working set (default 512 MiB).
+    ``memory_budget_bytes`` bounds one user chunk's scoring working set (default 512 MiB). Like
+    and relevance thresholds follow the training data's rating scale
+    (:func:`recforge.eval.thresholds.scale_thresholds`) unless overridden; the ``protocol`` line
+    names them.
     """
     from recforge.eval.evaluate import evaluate_ranking, evaluate_ratings
+    from recforge.eval.thresholds import thresholds_for
 
-    out: dict[str, Any] = {"protocol": split.protocol.describe()}
+    thr = thresholds_for(split.train, like=like_threshold, relevance=relevance_threshold)
+    out: dict[str, Any] = {
+        "protocol": f"{split.protocol.describe()}; {thr.describe()}",
+        "thresholds": thr.to_dict(),
+    }
+    if isinstance(split, AllDataSplit):
+        out["note"] = "all data: trained on every event, nothing held out to evaluate"
+        return out
     explicit = split.train.rating_scale is not None
     if model.predicts_ratings and explicit:
-        out["rating"] = evaluate_ratings(model, split.test).to_dict()
-    threshold = EXPLICIT_RELEVANCE_THRESHOLD if explicit else None
+        like = 3.0 if thr.like is None else thr.like
+        out["rating"] = evaluate_ratings(model, split.test, like_threshold=like).to_dict()
     out["ranking"] = evaluate_ranking(
         model,
         split,
         ks=ks,
-        relevance_threshold=threshold,
+        relevance_threshold=thr.relevance,
         memory_budget_bytes=memory_budget_bytes,
     ).to_dict()
     return out
@@ -124,7 +234,7 @@ def evaluate_model(
 
 def train_run(
     model_name: str,
-    data: str | Path | Interactions,
+    data: DataSpec,
     *,
     split: str = "random:0.2",
     config: Mapping[str, Any] | None = None,
@@ -134,13 +244,23 @@ def train_run(
     checkpoint_every_minutes: float | None = None,
     resume: bool = False,
     distributed: bool = False,
+    test_data: DataSource | None = None,
+    valid_ratio: float | None = None,
+    like_threshold: float | None = None,
+    relevance_threshold: float | None = None,
 ) -> TrainResult:
     """Train ``model_name`` on ``data`` with the given split, evaluate on its test part, save a run.
 
     Args:
         model_name: a registered model (see ``recforge.models.available()``).
-        data: MovieLens release name, ratings file path, or Interactions.
-        split: split spec (see :func:`resolve_split`).
+        data: MovieLens release name, ratings file path, :class:`DataSource`, or Interactions.
+        split: split spec (see :func:`resolve_split`); ``"none"`` trains on all the data (no
+            test metrics; the run is marked "all data").
+        test_data: a test file (with ``data`` the train file, e.g. both written by
+            ``recforge data split``); ``split`` is then ignored.
+        valid_ratio: with ``split="none"``, the random share held out for early stopping.
+        like_threshold, relevance_threshold: overrides of the scale-derived thresholds
+            (:mod:`recforge.eval.thresholds`); recorded in the run.
         config: model hyper-parameters (validated by the model's config class).
         out: run directory to write (atomically); nothing is written when None.
         checkpoint_every_epochs: checkpoint the training every N epochs into
@@ -156,7 +276,6 @@ def train_run(
         ConfigError: checkpointing or resuming without ``out``; ``distributed`` for a model the
             Trainer does not train, or outside torchrun.
     """
-    from recforge.data.sources import load_dataset
     from recforge.models.registry import create
     from recforge.train.checkpoint import CheckpointPolicy, training_context
 
@@ -166,6 +285,11 @@ def train_run(
     rank = _check_distributed(model, model_name) if distributed else 0
     policy: CheckpointPolicy | None = None
     if checkpointing:
+        if test_data is not None:
+            raise ConfigError(
+                "checkpoints and --resume do not combine with --test yet; "
+                "train on the train file with --split none, or drop --test"
+            )
         if out is None:
             raise ConfigError("checkpoints and --resume need a run directory; pass --out")
         policy = CheckpointPolicy(
@@ -175,19 +299,30 @@ def train_run(
             resume=resume,
         )
     t0 = time.perf_counter()
-    inter = data if isinstance(data, Interactions) else load_dataset(data)
-    sp = resolve_split(inter, split)
+    if test_data is not None:
+        if isinstance(data, Interactions):
+            raise ConfigError("test_data needs the train part as a file (DataSource), too")
+        source: DataSource | None = data if isinstance(data, DataSource) else DataSource.of(data)
+        assert source is not None
+        sp = files_split(source, test_data)
+        inter = sp.train
+        split = "files"
+    else:
+        inter, source = resolve_data(data)
+        sp = resolve_split(inter, split, valid_ratio=valid_ratio)
     check_split(sp, split)
+    _check_recency(model, inter)
     timings["load_split_s"] = time.perf_counter() - t0
     if policy is not None and not resume and rank == 0:
         _write_run_spec(
             policy,
             model_name=model_name,
-            data=data,
+            data=source if source is not None else data,
             inter=inter,
             split=split,
             config=dict(config or {}),
             ks=ks,
+            valid_ratio=valid_ratio,
         )
     elif policy is not None:
         _check_run_spec(policy.directory, inter)
@@ -209,19 +344,34 @@ def train_run(
         history_r: pd.DataFrame | None = getattr(model, "history_", None)
         return TrainResult(model, sp, {}, None, history_r, timings, rank=rank)
     t0 = time.perf_counter()
-    metrics = evaluate_model(model, sp, ks)
+    metrics = evaluate_model(
+        model, sp, ks, like_threshold=like_threshold, relevance_threshold=relevance_threshold
+    )
     timings["evaluate_s"] = time.perf_counter() - t0
     metrics["timings"] = timings
     history: pd.DataFrame | None = getattr(model, "history_", None)
     run_dir = None
     if out is not None:
+        extra: dict[str, Any] = {
+            "split_spec": split,
+            "split": "all data (no test split)"
+            if isinstance(sp, AllDataSplit)
+            else sp.protocol.describe(),
+            "all_data": isinstance(sp, AllDataSplit),
+            "thresholds": {"like": like_threshold, "relevance": relevance_threshold},
+            "ks": list(ks),
+        }
+        if valid_ratio is not None:
+            extra["valid_ratio"] = valid_ratio
+        if test_data is not None:
+            extra["test_source"] = test_data.to_json_dict()
         run_dir = save_trained_run(
             out,
             model,
             metrics,
-            data=data,
+            data=source if source is not None else data,
             inter=inter,
-            extra={"split_spec": split, "split": sp.protocol.describe()},
+            extra=extra,
         )
     if policy is not None:
         # The run directory is complete; its checkpoints have nothing left to restore.
@@ -234,7 +384,7 @@ def save_trained_run(
     model: Recommender,
     metrics: Mapping[str, Any],
     *,
-    data: str | Path | Interactions,
+    data: DataSpec,
     inter: Interactions,
     extra: Mapping[str, Any],
 ) -> Path:
@@ -244,29 +394,87 @@ def save_trained_run(
         out: run directory to write.
         model: the fitted model; its ``history_`` (if any) is saved and plotted.
         metrics: what the evaluation produced (saved as metrics.json).
-        data: the data spec the caller was given (recorded so ``evaluate``/``report`` can reload).
+        data: the data spec the caller was given (recorded so ``evaluate``/``report`` can reload:
+            a file or DataSource is stored as ``data_source`` with its absolute path).
         inter: the loaded data (its fingerprint is recorded).
         extra: more manifest entries (split spec, protocol record, ...).
     """
     from recforge.artifacts import save_run
 
     history: pd.DataFrame | None = getattr(model, "history_", None)
+    recorded: dict[str, Any] = {"data": inter.source}
+    if not isinstance(data, Interactions):
+        source = data if isinstance(data, DataSource) else DataSource.of(data)
+        # The absolute path: `recforge evaluate RUN` works from any directory.
+        recorded = {"data": source.path, "data_source": source.to_json_dict()}
     run_dir = save_run(
         out,
         model,
         metrics=dict(metrics),
         history=history,
         data_fingerprint=inter.fingerprint(),
-        extra={
-            "data": str(data) if not isinstance(data, Interactions) else inter.source,
-            **extra,
-        },
+        extra={**recorded, **extra},
     )
     if history is not None and len(history):
         from recforge.viz.plots import learning_curve
 
         learning_curve(history, run_dir / "learning_curve.png")
     return run_dir
+
+
+def _check_recency(model: Recommender, data: Interactions) -> None:
+    """A model asked to weight histories by recency needs timestamps to order them."""
+    tau = getattr(model.config, "recency_tau", None)
+    if tau is not None and not data.has_timestamps:
+        raise ConfigError(
+            f"recency_tau={tau:g} weights each history by recency, but {data.source} has no "
+            "timestamps; map its time column with --time-col, or drop recency_tau"
+        )
+
+
+def run_split(
+    manifest: Mapping[str, Any],
+    *,
+    data: DataSpec | None = None,
+    split: str | None = None,
+    test_data: DataSource | None = None,
+) -> tuple[Any, Interactions]:
+    """Rebuild the split a saved run was evaluated on (or another one, when given).
+
+    The run's own data is its stored ``data_source`` (absolute path), or an old run's ``data``
+    string; a run trained on two files (``test_source``) gets the same two files again.
+
+    Raises:
+        ConfigError: the run records no data/split, or it was trained on all the data and no
+            other data is given (its events are not a test set).
+    """
+    stored_test = manifest.get("test_source")
+    if test_data is None and data is None and isinstance(stored_test, dict):
+        test_data = DataSource(**stored_test)
+    if data is None and test_data is not None:
+        data = DataSource.from_manifest(dict(manifest))
+    if test_data is not None:
+        if data is None:
+            raise ConfigError("the run does not record its data; pass --data")
+        source = data if isinstance(data, DataSource) else DataSource.of(str(data))
+        sp = files_split(source, test_data)
+        return sp, sp.train
+    given_data = data is not None
+    all_data = str(manifest.get("split_spec", "")).strip().lower() == ALL_DATA
+    if data is None:
+        data = DataSource.from_manifest(dict(manifest))
+    spec = split or manifest.get("split_spec")
+    if not spec:
+        raise ConfigError("the run does not record its split; pass --split")
+    if (all_data and not given_data) or str(spec).strip().lower() == ALL_DATA:
+        raise ConfigError(
+            "the run was trained on all the data (--split none), so it has no test part; "
+            "evaluate it on new data with --data FILE --split random:0.2 (or --test FILE)"
+        )
+    if data is None:
+        raise ConfigError("the run does not record its data; pass --data")
+    inter, _ = resolve_data(data)
+    return resolve_split(inter, str(spec)), inter
 
 
 def _check_distributed(model: Recommender, model_name: str) -> int:
@@ -299,20 +507,22 @@ def _write_run_spec(
     policy: Any,
     *,
     model_name: str,
-    data: str | Path | Interactions,
+    data: DataSpec,
     inter: Interactions,
     split: str,
     config: dict[str, Any],
     ks: tuple[int, ...],
+    valid_ratio: float | None = None,
 ) -> None:
     """Start a fresh checkpoint directory holding what :func:`resume_run` needs."""
     from recforge._atomic import atomic_write_text
 
+    data_source: dict[str, Any] | None = None
     if isinstance(data, Interactions):
         data_spec: str | None = None  # resumable from Python (same Interactions), not the CLI
     else:
-        path = Path(data).expanduser()
-        data_spec = str(path.resolve()) if path.exists() else str(data)
+        source = data if isinstance(data, DataSource) else DataSource.of(data)
+        data_spec, data_source = source.path, source.to_json_dict()
     directory = Path(policy.directory)
     directory.mkdir(parents=True, exist_ok=True)
     for old in directory.glob("fit-*.safetensors"):  # leftovers of an abandoned earlier run
@@ -320,10 +530,12 @@ def _write_run_spec(
     spec = {
         "model": model_name,
         "data": data_spec,
+        "data_source": data_source,
         "data_fingerprint": inter.fingerprint(),
         "split": split,
         "config": config,
         "ks": list(ks),
+        "valid_ratio": valid_ratio,
         "checkpoint_every_epochs": policy.every_epochs,
         "checkpoint_every_minutes": policy.every_minutes,
     }
@@ -371,9 +583,10 @@ def resume_run(out: str | Path, *, distributed: bool = False) -> TrainResult:
             f"{checkpoint_dir(out) / RUN_SPEC}: the run trained on in-memory data; resume it "
             "from Python with train_run(..., resume=True) and the same Interactions"
         )
+    stored = spec.get("data_source")
     return train_run(
         str(spec["model"]),
-        str(spec["data"]),
+        DataSource(**stored) if isinstance(stored, dict) else str(spec["data"]),
         split=str(spec["split"]),
         config=dict(spec.get("config") or {}),
         out=out,
@@ -382,4 +595,5 @@ def resume_run(out: str | Path, *, distributed: bool = False) -> TrainResult:
         checkpoint_every_minutes=spec.get("checkpoint_every_minutes"),
         resume=True,
         distributed=distributed,
+        valid_ratio=spec.get("valid_ratio"),
     )

@@ -38,6 +38,7 @@ from typing import Any, ClassVar, Literal
 import pandas as pd
 
 from recforge.config import dump_toml, load_config_file
+from recforge.data.datasource import DataSource
 from recforge.data.interactions import Interactions
 from recforge.errors import ConfigError, ModelFitError, RecError
 from recforge.models.base import Recommender
@@ -421,7 +422,7 @@ def tune(
     model: str,
     protocol: str,
     *,
-    data: str | Path | Interactions = "ml-100k",
+    data: str | Path | DataSource | Interactions = "ml-100k",
     trials: int = 20,
     timeout: float | None = None,
     seed: int = 0,
@@ -478,7 +479,13 @@ def tune(
         raise ConfigError(f"search space of {model}: unknown parameters {', '.join(unknown)}")
     n_trials = trials if dims else 1
 
-    data_label = data.source if isinstance(data, Interactions) else str(data)
+    data_label = (
+        data.source
+        if isinstance(data, Interactions)
+        else data.path
+        if isinstance(data, DataSource)
+        else str(data)
+    )
     if isinstance(data, Interactions):
         inter = data
     else:

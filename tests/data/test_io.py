@@ -245,7 +245,7 @@ def test_result_encodes_into_interactions(tmp_path: Path) -> None:
             st.integers(0, 10**6),
             st.integers(0, 10**6),
             st.sampled_from([0.5, 1.0, 3.5, 5.0]),
-            st.integers(0, 2**40),
+            st.integers(0, 10**10),  # epoch seconds; >= 1e11 reads as milliseconds
         ),
         min_size=1,
         max_size=30,
@@ -330,7 +330,7 @@ def test_missing_column(tmp_path: Path) -> None:
         read_ratings(write(tmp_path, "r.csv", "userId,rating\n1,5\n"))
     msg = one_line(exc)
     assert "r.csv, line 1: missing column 'item_id'" in msg
-    assert "found: userId, rating" in msg
+    assert "the file has: userId, rating" in msg
     assert "columns={'item_id'" in msg
 
 

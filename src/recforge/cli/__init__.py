@@ -8,6 +8,7 @@ else is a bug and exits 1 with its traceback. Heavy imports happen inside comman
 from __future__ import annotations
 
 import sys
+from typing import TextIO
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -15,6 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     from recforge.cli.app import app
     from recforge.errors import RecError
 
+    _one_line_warnings()
     try:
         # Standalone mode: the parser reports usage errors itself and exits 2 via SystemExit.
         app(args=argv, prog_name="recforge", standalone_mode=True)
@@ -27,6 +29,30 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # the parser's own exits (--help, usage errors) carry their code
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     return 0
+
+
+def _one_line_warnings() -> None:
+    """Show recforge's data warnings as ``recforge: warning: ...`` (no source line dump)."""
+    import warnings
+
+    from recforge.errors import DataWarning
+
+    default = warnings.showwarning
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        if issubclass(category, DataWarning):
+            sys.stderr.write(f"recforge: warning: {message}\n")
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -43,3 +43,18 @@ def parse_sets(values: list[str] | None) -> dict[str, Any]:
         except json.JSONDecodeError:
             out[key.strip()] = raw
     return out
+
+
+def parse_ks(text: str | None) -> tuple[int, ...]:
+    """``--k 5,10,20`` → ``(5, 10, 20)``; None → ``(10,)``."""
+    from recforge.errors import ConfigError
+
+    if text is None:
+        return (10,)
+    try:
+        ks = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ConfigError(f"--k {text!r}: expected cut-offs like 5,10,20") from None
+    if not ks or min(ks) < 1:
+        raise ConfigError(f"--k {text!r}: cut-offs must be positive integers, e.g. 5,10,20")
+    return tuple(sorted(set(ks)))

@@ -8,6 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
+from recforge.cli._data_options import DataFlags, data_options
+
 app = typer.Typer(
     name="recforge",
     help="Train, evaluate, explain and serve deep-learning recommenders.",
@@ -36,48 +38,36 @@ def _root(
 
 # ---------------------------------------------------------------------------- data
 @data_app.command("describe")
+@data_options
 def data_describe(
     source: Annotated[
         str, typer.Argument(help="A ratings file or a MovieLens name (ml-100k, ...).")
     ],
+    data_flags: DataFlags,
     json_out: JsonOpt = False,
 ) -> None:
-    """Users, items, ratings, density, rating histogram and per-user count quantiles."""
+    """Users, items, ratings, density, rating histogram, the column mapping and the time range."""
     from recforge.cli._output import console, emit_json
+    from recforge.cli.describe import render_describe
     from recforge.data.describe import describe
-    from recforge.data.sources import load_dataset
+    from recforge.data.sources import load_with_info
 
-    stats = describe(load_dataset(source))
+    inter, info = load_with_info(data_flags.source(source))
+    stats = describe(inter) | {"read": info}
     if json_out:
         emit_json(stats)
         return
-    con = console()
-    con.print(f"[bold]{stats['source']}[/bold]")
-    con.print(f"users    {stats['n_users']}")
-    con.print(f"items    {stats['n_items']}")
-    con.print(f"ratings  {stats['n_ratings']}")
-    con.print(f"density  {stats['density']:.4%}")
-    if stats["explicit"]:
-        lo, hi = stats["rating_scale"]
-        con.print(f"scale    {lo:g}..{hi:g}   mean {stats['rating_mean']:.3f}")
-        total = max(stats["n_ratings"], 1)
-        for value, count in stats["rating_histogram"].items():
-            bar = "█" * round(40 * count / total)
-            con.print(f"  {value:>4} {count:>9}  {bar}")
-    q = stats["ratings_per_user"]
-    con.print(
-        "ratings per user: "
-        + "  ".join(f"{k}={v:g}" for k, v in q.items() if k != "mean")
-        + f"  mean={q['mean']:.1f}"
-    )
+    render_describe(console(), stats)
 
 
 @data_app.command("split")
+@data_options
 def data_split(
     source: Annotated[str, typer.Argument(help="A ratings file or a MovieLens name.")],
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Folder to write train.csv and test.csv into.")
     ],
+    data_flags: DataFlags,
     protocol: Annotated[
         str,
         typer.Option(
@@ -88,13 +78,19 @@ def data_split(
     ] = "random:0.2",
     json_out: JsonOpt = False,
 ) -> None:
-    """Split a dataset with a named, seeded protocol and write its parts as CSV (atomically)."""
-    from recforge.cli._output import console, emit_json
-    from recforge.data.sources import load_dataset
-    from recforge.data.split_io import write_split
-    from recforge.pipeline import resolve_split
+    """Split a dataset with a named, seeded protocol and write its parts as CSV (atomically).
 
-    split = resolve_split(load_dataset(source), protocol)
+    `recforge train --train OUT/train.csv --test OUT/test.csv` reads them back.
+    """
+    from recforge.cli._output import console, emit_json
+    from recforge.data.split_io import write_split
+    from recforge.errors import ConfigError
+    from recforge.pipeline import AllDataSplit, resolve_data, resolve_split
+
+    inter, _ = resolve_data(data_flags.source(source))
+    split = resolve_split(inter, protocol)
+    if isinstance(split, AllDataSplit):
+        raise ConfigError("--protocol none writes no split; pick e.g. random:0.2")
     written = write_split(split, out)
     summary = {
         "protocol": split.protocol.describe(),
@@ -124,18 +120,61 @@ def list_models(json_out: JsonOpt = False) -> None:
         typer.echo("\n".join(names))
 
 
+KsOpt = Annotated[
+    str | None, typer.Option("--k", help="Cut-offs of the ranking metrics, e.g. 5,10,20.")
+]
+LikeOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--like-threshold", help="'Liked' means rating > this (default: the scale's middle)."
+    ),
+]
+RelevanceOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--relevance-threshold",
+        help="Relevant means rating >= this (default: 3/4 up the scale; 4 on 1-5).",
+    ),
+]
+
+
 @app.command("train")
+@data_options
 def train(
+    data_flags: DataFlags,
     model: Annotated[
         str | None,
         typer.Option("--model", "-m", help="Registered model name (see `recforge models`)."),
     ] = None,
     data: Annotated[
-        str, typer.Option("--data", "-d", help="Ratings file or MovieLens name.")
-    ] = "ml-100k",
+        str | None,
+        typer.Option("--data", "-d", help="Ratings file or MovieLens name (default ml-100k)."),
+    ] = None,
     split: Annotated[
-        str, typer.Option("--split", "-s", help="Split spec, e.g. random:0.2, ml100k:u1.")
+        str,
+        typer.Option(
+            "--split",
+            "-s",
+            help="Split spec, e.g. random:0.2, temporal-user:0.2, ml100k:u1; 'none' trains on "
+            "all the data (production; no test metrics).",
+        ),
     ] = "random:0.2",
+    train_file: Annotated[
+        Path | None,
+        typer.Option("--train", help="Train file (e.g. from `recforge data split`); with --test."),
+    ] = None,
+    test_file: Annotated[
+        Path | None, typer.Option("--test", help="Test file to evaluate on (with --train).")
+    ] = None,
+    valid_ratio: Annotated[
+        float | None,
+        typer.Option(
+            "--valid-ratio", help="With --split none: random share held out for early stopping."
+        ),
+    ] = None,
+    ks: KsOpt = None,
+    like_threshold: LikeOpt = None,
+    relevance_threshold: RelevanceOpt = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Run directory to write.")] = None,
     config: Annotated[
         Path | None, typer.Option("--config", "-c", help="TOML/JSON file of hyper-parameters.")
@@ -183,14 +222,15 @@ def train(
     json_out: JsonOpt = False,
 ) -> None:
     """Train a model, evaluate it on the split's test part, and save the run."""
-    from recforge.cli._output import emit_json, parse_sets
+    from recforge.cli._output import emit_json, parse_ks, parse_sets
     from recforge.config import load_config_file
     from recforge.errors import ConfigError
     from recforge.pipeline import resume_run, train_run
 
     if resume is not None:
-        given = [model, config, sets, epochs, lr, batch_size, n_factors, seed, out]
-        if any(v is not None for v in given):
+        given = [model, config, sets, epochs, lr, batch_size, n_factors, seed, out, data]
+        given += [train_file, test_file, valid_ratio, ks, like_threshold, relevance_threshold]
+        if any(v is not None for v in given) or data_flags.any():
             raise ConfigError(
                 "--resume RUN_DIR restores model, data, split and config from RUN_DIR.ckpt; "
                 "pass no other training options"
@@ -227,17 +267,27 @@ def train(
             )
         from recforge.cli.benchmark import train_protocol_command
 
-        train_protocol_command(model, data, protocol, fold, params, out, json_out)
+        source = data_flags.source(data or "ml-100k")
+        train_protocol_command(model, source, protocol, fold, params, out, json_out)
         return
+    if (train_file is None) != (test_file is None):
+        raise ConfigError("--train and --test go together (the files `recforge data split` wrote)")
+    if train_file is not None and data is not None:
+        raise ConfigError("give --data or --train/--test, not both")
     result = train_run(
         model,
-        data,
+        data_flags.source(train_file if train_file is not None else data or "ml-100k"),
         split=split,
         config=params,
         out=out,
+        ks=parse_ks(ks),
         checkpoint_every_epochs=checkpoint_every,
         checkpoint_every_minutes=checkpoint_minutes,
         distributed=distributed,
+        test_data=data_flags.source(test_file) if test_file is not None else None,
+        valid_ratio=valid_ratio,
+        like_threshold=like_threshold,
+        relevance_threshold=relevance_threshold,
     )
     if result.rank != 0:
         return
@@ -250,13 +300,19 @@ def train(
 
 
 @app.command("evaluate")
+@data_options
 def evaluate_cmd(
     run: Annotated[Path, typer.Argument(help="Run directory written by `recforge train`.")],
+    data_flags: DataFlags,
     data: Annotated[
         str | None, typer.Option("--data", "-d", help="Dataset (default: the run's).")
     ] = None,
     split: Annotated[
         str | None, typer.Option("--split", "-s", help="Split spec (default: the run's).")
+    ] = None,
+    test_file: Annotated[
+        Path | None,
+        typer.Option("--test", help="Score on this test file (the run's data is the train part)."),
     ] = None,
     protocol: Annotated[
         str | None,
@@ -274,30 +330,43 @@ def evaluate_cmd(
         str | None,
         typer.Option("--memory-budget", help="Scoring memory per user chunk, e.g. 4GB, 512MB."),
     ] = None,
+    ks: KsOpt = None,
+    like_threshold: LikeOpt = None,
+    relevance_threshold: RelevanceOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Re-evaluate a saved run on a split or a named protocol of its data (never trains)."""
-    from recforge.cli.benchmark import maybe_evaluate_protocol
-
-    if maybe_evaluate_protocol(run, protocol, fold, data, split, json_out):
-        return
     from recforge.artifacts import load_run
-    from recforge.cli._output import console, emit_json
+    from recforge.cli._output import console, emit_json, parse_ks
+    from recforge.cli.benchmark import maybe_evaluate_protocol
     from recforge.cli.render import render_metrics
-    from recforge.data.sources import load_dataset
-    from recforge.errors import ConfigError
-    from recforge.pipeline import evaluate_model, resolve_split
+    from recforge.data.datasource import DataSource
+    from recforge.pipeline import evaluate_model, run_split
 
+    source = data_flags.source(data) if data is not None else None
+    if maybe_evaluate_protocol(run, protocol, fold, source, split, json_out):
+        return
     loaded = load_run(run)
-    data_spec = data or loaded.manifest.get("data")
-    split_spec = split or loaded.manifest.get("split_spec")
-    if not data_spec or not split_spec:
-        raise ConfigError(f"{run}: the run does not record its data/split; pass --data and --split")
-    sp = resolve_split(load_dataset(data_spec), split_spec)
+    manifest = loaded.manifest
+    if source is None and data_flags.any():
+        stored = DataSource.from_manifest(manifest)
+        source = data_flags.source(stored) if stored is not None else None
+    test = data_flags.source(test_file) if test_file is not None else None
+    sp, _ = run_split(manifest, data=source, split=split, test_data=test)
     from recforge.batch import parse_memory_budget
 
-    budget = parse_memory_budget(memory_budget)
-    metrics = evaluate_model(loaded.model, sp, memory_budget_bytes=budget)
+    stored_thr = manifest.get("thresholds") or {}
+    stored_ks = manifest.get("ks")
+    metrics = evaluate_model(
+        loaded.model,
+        sp,
+        parse_ks(ks) if ks else tuple(stored_ks or (10,)),
+        memory_budget_bytes=parse_memory_budget(memory_budget),
+        like_threshold=like_threshold if like_threshold is not None else stored_thr.get("like"),
+        relevance_threshold=relevance_threshold
+        if relevance_threshold is not None
+        else stored_thr.get("relevance"),
+    )
     if json_out:
         emit_json(metrics)
     else:
@@ -367,8 +436,10 @@ def _reclist_json(rec: Any, model: Any) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------- report
 @app.command("report")
+@data_options
 def report_cmd(
     run: Annotated[Path, typer.Argument(help="Run directory written by `recforge train`.")],
+    data_flags: DataFlags,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Output folder (default: RUN/report).")
     ] = None,
@@ -381,12 +452,14 @@ def report_cmd(
     """Write an HTML report (curves, metrics, errors, embedding maps) of a saved run."""
     from recforge.cli.report import report_command
 
-    report_command(run, out, data, json_out)
+    report_command(run, out, data_flags.source(data) if data is not None else None, json_out)
 
 
 # ---------------------------------------------------------------------------- benchmark
 @app.command("benchmark")
+@data_options
 def benchmark_cmd(
+    data_flags: DataFlags,
     suite: Annotated[
         str, typer.Option("--suite", help="rating | ranking | all (see docs/protocols.md).")
     ] = "rating",
@@ -439,6 +512,8 @@ def benchmark_cmd(
         defaults=defaults,
         threads=threads,
         json_out=json_out,
+        source=data_flags.source(data) if data_flags.any() else None,
+        data_args=data_flags.argv(),
     )
 
 
@@ -633,7 +708,9 @@ def _serve_workers(host: str, port: int, workers: int, log_level: str) -> None:
 
 # ---------------------------------------------------------------------------- tune
 @app.command("tune")
+@data_options
 def tune_cmd(
+    data_flags: DataFlags,
     model: Annotated[str, typer.Option("--model", "-m", help="Model or peer name to tune.")],
     protocol: Annotated[
         str, typer.Option("--protocol", "-p", help="Named protocol (its validation carve).")
@@ -663,7 +740,7 @@ def tune_cmd(
         model=model,
         protocol=protocol,
         trials=trials,
-        data=data,
+        data=data_flags.source(data) if data_flags.any() else data,
         timeout=timeout,
         seed=seed,
         out=out,

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from recforge.data.datasource import DataSource
 
 
 def _split_list(text: str | None) -> list[str] | None:
@@ -38,8 +41,13 @@ def benchmark_command(
     defaults: bool,
     threads: int | None,
     json_out: bool,
+    source: DataSource | None = None,
+    data_args: list[str] | None = None,
 ) -> None:
-    """Run the benchmark, show progress and the tables, write benchmark.md/json."""
+    """Run the benchmark, show progress and the tables, write benchmark.md/json.
+
+    ``source`` (built from the data flags, ``data_args`` as typed) replaces ``data`` for loading.
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from recforge.bench.runner import default_configs_dir, run_benchmark
@@ -49,7 +57,7 @@ def benchmark_command(
 
     # The canonical command with every option explicit (not sys.argv: tests and `python -m`
     # call main(argv) directly), so the report states exactly how to reproduce it.
-    args = ["benchmark", "--suite", suite, "--data", data]
+    args = ["benchmark", "--suite", suite, "--data", data, *(data_args or [])]
     args += ["--models", models] if models else []
     args += ["--protocols", protocols] if protocols else []
     args += ["--folds", str(folds)] if folds is not None else []
@@ -60,7 +68,7 @@ def benchmark_command(
     dataset = data if is_movielens_name(data) else Path(data).stem
     out_dir = out if out is not None else Path("runs") / "benchmark" / f"{dataset}-{suite}"
     configs_dir = None if defaults else (configs or default_configs_dir())
-    inter = load_dataset(data)
+    inter = load_dataset(source if source is not None else data)
     from rich.console import Console
 
     err_console = Console(stderr=True)
@@ -143,7 +151,7 @@ def render_benchmark(payload: dict[str, Any]) -> None:
 
 def train_protocol_command(
     model: str,
-    data: str,
+    data: str | DataSource,
     protocol: str,
     fold: str,
     params: dict[str, Any],
@@ -166,7 +174,7 @@ def maybe_evaluate_protocol(
     run: Path,
     protocol: str | None,
     fold: str | None,
-    data: str | None,
+    data: str | DataSource | None,
     split: str | None,
     json_out: bool,
 ) -> bool:

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from recforge.data.datasource import DataSource
 
 
-def report_command(run: Path, out: Path | None, data: str | None, json_out: bool) -> None:
+def report_command(
+    run: Path, out: Path | None, data: str | DataSource | None, json_out: bool
+) -> None:
     """Write ``report.html`` and its PNGs for run directory ``run`` and print where they are.
 
     Args:

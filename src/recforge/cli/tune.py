@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from recforge.data.datasource import DataSource
 
 
 def tune_command(
@@ -10,7 +14,7 @@ def tune_command(
     model: str,
     protocol: str,
     trials: int,
-    data: str,
+    data: str | DataSource,
     timeout: float | None,
     seed: int,
     out: Path | None,

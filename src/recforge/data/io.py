@@ -57,7 +57,18 @@ from recforge.errors import ConfigError, DataError, DataWarning
 __all__ = ["CANONICAL_COLUMNS", "COLUMN_ALIASES", "DuplicatePolicy", "read_ratings"]
 
 CANONICAL_COLUMNS = ("user_id", "item_id", "rating", "timestamp")
-DuplicatePolicy = Literal["error", "last", "mean"]
+DuplicatePolicy = Literal["error", "last", "mean", "count"]
+
+#: The CLI flag that maps each canonical column, named in error messages and warnings.
+COLUMN_FLAGS = {
+    "user_id": "--user-col",
+    "item_id": "--item-col",
+    "rating": "--rating-col",
+    "timestamp": "--time-col",
+}
+#: Header names that look like a time (``clicked_at``, ``event_time``, ``when``, ``date``...).
+_TIME_NAME = re.compile(r"(time|date|when|day|_at$|ts$|^at$|created|updated|epoch)", re.I)
+_ISO_VALUE = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}.*)?$")
 
 #: Header names recognised for each canonical column, compared case-insensitively with
 #: ``_``, ``-``, spaces and dots removed (so ``userId``, ``user_id`` and ``User ID`` all match).
@@ -97,9 +108,10 @@ def read_ratings(
     columns: Mapping[str, str | int] | None = None,
     header: bool | None = None,
     rating_scale: tuple[float, float] | None = None,
-    duplicates: DuplicatePolicy = "last",
+    duplicates: DuplicatePolicy | None = None,
     encoding: str | None = None,
     implicit: bool = False,
+    time_format: str = "auto",
 ) -> pd.DataFrame:
     """Read a ratings file into the canonical frame.
 
@@ -115,20 +127,30 @@ def read_ratings(
             found by :data:`COLUMN_ALIASES` (header) or by position 0..3 (no header: 2 columns are
             user, item; 3 add rating; 4 or more add timestamp).
         header: whether the first non-blank line names the columns; ``None`` detects it (a first
-            row with a known column name, or with text where the second row has numbers).
+            row with a known column name, or with text where the second row has numbers or
+            dates). A mapping by column name requires a header: it is then assumed, and a first
+            row holding numbers is refused with the fix.
         rating_scale: declared ``(low, high)``; ratings outside it are a :class:`DataError`.
         duplicates: repeated (user, item) pairs: ``"error"``, keep the ``"last"`` in file order
-            (the default; warns with the count), or ``"mean"`` of the ratings (latest timestamp;
-            warns too).
+            (warns with the count), ``"mean"`` of the ratings (latest timestamp; warns too), or
+            ``"count"``: implicit data only, one event per pair whose rating is the number of
+            repeats (a confidence weight; latest timestamp). ``None``: ``"count"`` for implicit
+            data (``implicit=True`` or no rating column), ``"last"`` for explicit ratings.
         encoding: text encoding; ``None`` means UTF-8, with a UTF-8 or UTF-16 byte-order mark
             honoured transparently.
         implicit: ignore any rating column and set every rating to 1.0 (also the behaviour when
             the file has no rating column).
+        time_format: ``"auto"`` (numbers are epoch seconds, or milli/micro/nanoseconds when
+            their magnitude says so; text is parsed as ISO-8601 dates/times), ``"s"``, ``"ms"``,
+            ``"us"``, ``"ns"``, ``"iso"``, or a strftime pattern (``"%d/%m/%Y %H:%M"``).
 
     Returns:
         A frame with columns ``user_id`` and ``item_id`` (``int64`` when all integral, else
         strings), ``rating`` (``float32``) and ``timestamp`` (``int64`` seconds, 0 when absent),
-        in file order with a fresh ``RangeIndex``. ``attrs["source"]`` holds the path.
+        in file order with a fresh ``RangeIndex``. ``attrs["source"]`` holds the path,
+        ``attrs["mapping"]`` the file column used for each canonical one, ``attrs["implicit"]``
+        whether ratings were absent or ignored, ``attrs["has_timestamps"]`` whether a time
+        column was read and ``attrs["time_format"]`` how it was parsed.
 
     Raises:
         DataError: the file is missing, empty, binary, truncated, wrongly delimited or encoded,
@@ -136,7 +158,7 @@ def read_ratings(
             under ``duplicates="error"``. The message names the file, line and column.
         ConfigError: an argument is invalid (unknown policy, bad mapping key, bad scale).
     """
-    _check_arguments(columns, rating_scale, duplicates)
+    _check_arguments(columns, rating_scale, duplicates, time_format)
     p = Path(path)
     label = str(p)
     if not p.exists():
@@ -151,9 +173,25 @@ def read_ratings(
         raw = _read_parquet(p, label, columns)
     else:
         raw = _read_text(p, label, magic, sep, columns, header, encoding)
-    frame = _canonicalize(raw, implicit=implicit, rating_scale=rating_scale)
-    frame = _apply_duplicates(frame, raw, duplicates)
+    _warn_unmapped_time(raw)
+    frame, time_used = _canonicalize(
+        raw, implicit=implicit, rating_scale=rating_scale, time_format=time_format
+    )
+    is_implicit = implicit or "rating" not in raw.columns
+    policy: DuplicatePolicy = duplicates or ("count" if is_implicit else "last")
+    if policy == "count" and not is_implicit:
+        raise ConfigError(
+            f"{label}: duplicates='count' turns repeats into weights of implicit events, but "
+            f"the file has ratings ({raw.source_names['rating']}); pass implicit=True "
+            "(--implicit) or use 'last'/'mean'"
+        )
+    frame = _apply_duplicates(frame, raw, policy)
     frame.attrs["source"] = label
+    frame.attrs["mapping"] = dict(raw.mapped)
+    frame.attrs["implicit"] = is_implicit
+    frame.attrs["has_timestamps"] = "timestamp" in raw.columns
+    frame.attrs["time_format"] = time_used
+    frame.attrs["duplicates"] = policy
     return frame
 
 
@@ -171,6 +209,9 @@ class _Raw:
     source_names: dict[str, str]  # canonical -> "column 'userId' (user_id)", for messages
     first_line: int  # file line (1-based) of parse row 0; 0 means rows are not lines (Parquet)
     header: dict[str, str] = field(default_factory=dict)  # canonical -> header text, if any
+    # unmapped columns that look like a time: name -> why (name or a date-like value)
+    time_like: dict[str, str] = field(default_factory=dict)
+    mapped: dict[str, str] = field(default_factory=dict)  # canonical -> file column, for reports
 
     def __len__(self) -> int:
         return len(next(iter(self.columns.values())))
@@ -193,10 +234,18 @@ class _Raw:
 def _check_arguments(
     columns: Mapping[str, str | int] | None,
     rating_scale: tuple[float, float] | None,
-    duplicates: str,
+    duplicates: str | None,
+    time_format: str,
 ) -> None:
-    if duplicates not in ("error", "last", "mean"):
-        raise ConfigError(f"duplicates must be 'error', 'last' or 'mean', got {duplicates!r}")
+    if duplicates not in (None, "error", "last", "mean", "count"):
+        raise ConfigError(
+            f"duplicates must be 'error', 'last', 'mean' or 'count', got {duplicates!r}"
+        )
+    if time_format not in ("auto", "s", "ms", "us", "ns", "iso") and "%" not in time_format:
+        raise ConfigError(
+            f"time_format must be auto, s, ms, us, ns, iso or a strftime pattern, "
+            f"got {time_format!r}"
+        )
     if columns is not None:
         for key, value in columns.items():
             if key not in CANONICAL_COLUMNS:
@@ -239,8 +288,9 @@ def _resolve_columns(
             positions[canon] = ref
         elif names is None:
             raise DataError(
-                f"{where}: the file has no header row, so columns[{canon!r}] = {ref!r} cannot be "
-                f"found; map by position (e.g. {{'{canon}': 0}}) or pass header=True"
+                f"{where}: the file has no header row (its first line holds numbers), so "
+                f"{COLUMN_FLAGS[canon]} {ref} cannot be found; map by 0-based position "
+                f"({COLUMN_FLAGS[canon]} 0) or add a header line"
             )
         else:
             hits = [i for i, n in enumerate(names) if n == ref]
@@ -248,8 +298,8 @@ def _resolve_columns(
                 hits = [i for i, n in enumerate(names) if _norm(n) == _norm(ref)]
             if not hits:
                 raise DataError(
-                    f"{where}: missing column {ref!r} for {canon} (found: {', '.join(names)}); "
-                    f"fix columns[{canon!r}]"
+                    f"{where}: missing column {ref!r} for {canon}; the file has columns: "
+                    f"{', '.join(names)}; fix {COLUMN_FLAGS[canon]} (columns[{canon!r}])"
                 )
             positions[canon] = hits[0]
     taken = set(positions.values())
@@ -286,8 +336,8 @@ def _resolve_columns(
             found = ", ".join(names) if names is not None else f"{n_fields} unnamed columns"
             raise DataError(
                 f"{where}: missing column {canon!r} (looked for "
-                f"{', '.join(COLUMN_ALIASES[canon][:5])}; found: {found}); "
-                f"pass columns={{'{canon}': '<your column>'}}"
+                f"{', '.join(COLUMN_ALIASES[canon][:5])}; the file has: {found}); "
+                f"pass {COLUMN_FLAGS[canon]} <column> (columns={{'{canon}': '<your column>'}})"
             )
     shown = {}
     for canon, pos in positions.items():
@@ -378,7 +428,19 @@ def _read_text(
         )
         raise DataError(f"{label}, line {first_line}: only 1 column found with sep={sep!r}; {hint}")
 
-    has_header = _detect_header(rows) if header is None else header
+    named = sorted({v for v in (columns or {}).values() if isinstance(v, str)})
+    if header is None and named:
+        # A mapping by name needs a header; a first row with numbers cannot be one.
+        first = [_clean_name(f) for f in rows[0]]
+        if any(_is_number(f) for f in first) and not any(f in named for f in first):
+            raise DataError(
+                f"{label}, line {first_line}: columns are mapped by name ({', '.join(named)}) "
+                "but the first line holds numbers, so the file has no header row; map by 0-based "
+                "position (--user-col 0 --item-col 1 ...) or add a header line"
+            )
+        has_header = True
+    else:
+        has_header = _detect_header(rows) if header is None else header
     names = [_clean_name(n) for n in rows[0]] if has_header else None
     n_fields = len(names) if names is not None else len(rows[0])
     for line_no, line in nonblank[1:50]:
@@ -406,7 +468,21 @@ def _read_text(
     if n_rows == 0:
         raise DataError(f"{label}: file is empty; expected a header and/or rating rows")
     header_names = {c: names[pos] for c, pos in positions.items()} if names is not None else {}
-    return _Raw(label, cols, shown, data_line, header_names)
+    time_like: dict[str, str] = {}
+    if names is not None and "timestamp" not in positions:
+        used = set(positions.values())
+        second_row = rows[1] if len(rows) > 1 else []
+        for i, name in enumerate(names):
+            if i in used:
+                continue
+            value = _clean_name(second_row[i]) if i < len(second_row) else ""
+            if _ISO_VALUE.match(value):
+                time_like[name] = f"values like {value!r}"
+            elif _TIME_NAME.search(name):
+                time_like[name] = "its name"
+    raw = _Raw(label, cols, shown, data_line, header_names, time_like)
+    raw.mapped = header_names or {c: f"column {pos}" for c, pos in positions.items()}
+    return raw
 
 
 def _read_sample(p: Path, label: str, compression: str | None) -> tuple[bytes, bool]:
@@ -554,7 +630,9 @@ def _detect_header(rows: list[list[str]]) -> bool:
         return False
     if len(rows) < 2:
         return True
-    return any(_is_number(b) for b in rows[1])
+    # Text over numbers or dates: ``customer,product,clicked_at`` over ``c1,p9,2024-05-01T10:00``.
+    second = [_clean_name(b) for b in rows[1]]
+    return any(_is_number(b) or _ISO_VALUE.match(b) is not None for b in second)
 
 
 def _parse(
@@ -690,7 +768,18 @@ def _read_parquet(p: Path, label: str, columns: Mapping[str, str | int] | None) 
                 "flatten the column (one user, item and rating per row)"
             )
     cols = {canon: table.column(names[pos]).to_pandas() for canon, pos in positions.items()}
-    return _Raw(label, cols, shown, 0)
+    time_like: dict[str, str] = {}
+    if "timestamp" not in positions:
+        used = set(positions.values())
+        for i, name in enumerate(names):
+            kind = pf.schema_arrow.field(name).type
+            if i not in used and (pa.types.is_timestamp(kind) or pa.types.is_date(kind)):
+                time_like[name] = f"its type {kind}"
+            elif i not in used and _TIME_NAME.search(name):
+                time_like[name] = "its name"
+    raw = _Raw(label, cols, shown, 0, {}, time_like)
+    raw.mapped = {c: names[pos] for c, pos in positions.items()}
+    return raw
 
 
 # ---------------------------------------------------------------------------------------------
@@ -844,34 +933,59 @@ def _numeric(raw: _Raw, canon: str, what: str) -> npt.NDArray[np.float64]:
     return values
 
 
-def _timestamps(raw: _Raw) -> npt.NDArray[np.int64]:
+_UNIT_DIVISOR = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+_TIME_FIX = "fix it, drop the time column, or pass --time-format (s, ms, iso or a %-pattern)"
+
+
+def _epoch_unit(values: npt.NDArray[np.float64]) -> str:
+    """Epoch unit of numeric times by magnitude: seconds reach 1e11 only in the year 5138."""
+    top = float(np.max(np.abs(values))) if len(values) else 0.0
+    if top >= 1e17:
+        return "ns"
+    if top >= 1e14:
+        return "us"
+    if top >= 1e11:
+        return "ms"
+    return "s"
+
+
+def _from_epoch(values: npt.NDArray[np.float64], unit: str) -> npt.NDArray[np.int64]:
+    secs: npt.NDArray[np.int64] = np.floor(values / _UNIT_DIVISOR[unit]).astype(np.int64)
+    return secs
+
+
+def _timestamps(raw: _Raw, time_format: str) -> tuple[npt.NDArray[np.int64], str]:
+    """Epoch seconds of the time column, and how they were read (``epoch-ms``, ``iso``...)."""
     col = raw.columns["timestamp"]
+    _check_missing(raw, "timestamp", col)
     if isinstance(col.dtype, pd.DatetimeTZDtype) or col.dtype.kind == "M":
-        _check_missing(raw, "timestamp", col)
-        return _epoch_seconds(pd.to_datetime(col, utc=True))
-    if col.dtype.kind in "iu":
-        _check_missing(raw, "timestamp", col)
-        return col.to_numpy(dtype=np.int64)
-    if col.dtype.kind != "f":
-        _check_missing(raw, "timestamp", col)
-        text = col.astype(str).str.strip()
-        # The first value decides: epoch numbers throughout, or dates throughout.
-        if _is_number(str(text.iloc[0])):
-            values = _numeric(raw, "timestamp", "timestamps must be epoch seconds or dates")
-            secs: npt.NDArray[np.int64] = np.floor(values).astype(np.int64)
-            return secs
-        parsed = pd.to_datetime(text, errors="coerce", utc=True, format="mixed")
-        bad = parsed.isna().to_numpy()
-        if bad.any():
-            pos, n = _first(bad)
-            raise DataError(
-                f"{raw.where(col.index[pos], 'timestamp')}: {_shown(col.iloc[pos])} is neither "
-                f"epoch seconds nor a date{_more(n)}; fix it or drop the timestamp column"
-            )
-        return _epoch_seconds(parsed)
-    values = _numeric(raw, "timestamp", "timestamps must be epoch seconds or dates")
-    floored: npt.NDArray[np.int64] = np.floor(values).astype(np.int64)
-    return floored
+        return _epoch_seconds(pd.to_datetime(col, utc=True)), "datetime"
+    numeric_kind = col.dtype.kind in "iuf"
+    text = None if numeric_kind else col.astype(str).str.strip()
+    is_text_time = text is not None and not _is_number(str(text.iloc[0]))
+    if time_format in _UNIT_DIVISOR or (time_format == "auto" and not is_text_time):
+        values = _numeric(raw, "timestamp", f"times must be epoch numbers or dates; {_TIME_FIX}")
+        unit = _epoch_unit(values) if time_format == "auto" else time_format
+        return _from_epoch(values, unit), f"epoch-{unit}"
+    # Text times: ISO-8601 (auto/iso) or an explicit strftime pattern.
+    source = text if text is not None else col.astype(str)
+    fmt = time_format if "%" in time_format else "ISO8601"
+    if time_format == "auto":
+        fmt = "mixed"
+    parsed = pd.to_datetime(source, errors="coerce", utc=True, format=fmt)
+    bad = parsed.isna().to_numpy()
+    if bad.any():
+        pos, n = _first(bad)
+        problem = (
+            "is neither epoch seconds nor a date"
+            if time_format == "auto"
+            else f"is not a time in format {time_format!r}"
+        )
+        raise DataError(
+            f"{raw.where(col.index[pos], 'timestamp')}: {_shown(col.iloc[pos])} {problem}"
+            f"{_more(n)}; {_TIME_FIX}"
+        )
+    return _epoch_seconds(parsed), ("iso" if time_format == "auto" else time_format)
 
 
 def _epoch_seconds(parsed: pd.Series) -> npt.NDArray[np.int64]:
@@ -882,9 +996,22 @@ def _epoch_seconds(parsed: pd.Series) -> npt.NDArray[np.int64]:
     return secs
 
 
+def _warn_unmapped_time(raw: _Raw) -> None:
+    """A time-looking column that is not read: say which flag would read it."""
+    for name, why in raw.time_like.items():
+        warnings.warn(
+            f"{raw.label}: column {name!r} looks like a time ({why}) but is not mapped, so "
+            f"the events have no timestamps; pass --time-col {name} "
+            f"(columns={{'timestamp': {name!r}}}) to use it",
+            DataWarning,
+            stacklevel=3,
+        )
+        return
+
+
 def _canonicalize(
-    raw: _Raw, *, implicit: bool, rating_scale: tuple[float, float] | None
-) -> pd.DataFrame:
+    raw: _Raw, *, implicit: bool, rating_scale: tuple[float, float] | None, time_format: str
+) -> tuple[pd.DataFrame, str | None]:
     n = len(raw)
     has_rating = "rating" in raw.columns and not implicit
     if rating_scale is not None and not has_rating:
@@ -907,13 +1034,17 @@ def _canonicalize(
                 raise DataError(
                     f"{raw.where(raw.row(pos), 'rating')}: {values[pos]:g} is outside "
                     f"the rating scale [{lo:g}, {hi:g}]{_more(k)}; fix the value or widen "
-                    "rating_scale"
+                    "--rating-scale (rating_scale)"
                 )
         rating = values.astype(np.float32)
     else:
         rating = np.ones(n, dtype=np.float32)
-    ts = _timestamps(raw) if "timestamp" in raw.columns else np.zeros(n, dtype=np.int64)
-    return pd.DataFrame(
+    time_used: str | None = None
+    if "timestamp" in raw.columns:
+        ts, time_used = _timestamps(raw, time_format)
+    else:
+        ts = np.zeros(n, dtype=np.int64)
+    frame = pd.DataFrame(
         {
             "user_id": users,
             "item_id": items,
@@ -921,6 +1052,7 @@ def _canonicalize(
             "timestamp": ts,
         }
     )
+    return frame, time_used
 
 
 def _pair_keys(frame: pd.DataFrame) -> npt.NDArray[np.int64]:
@@ -968,10 +1100,19 @@ def _apply_duplicates(frame: pd.DataFrame, raw: _Raw, policy: DuplicatePolicy) -
             f"{raw.where(raw.row(pos))}: duplicate (user_id, item_id) = "
             f"({_shown(frame['user_id'].iloc[pos])}, {_shown(frame['item_id'].iloc[pos])}), "
             f"first on {raw.position(raw.row(earlier))} ({n_dup} duplicate rows in all); "
-            "remove them or pass duplicates='last' or 'mean'"
+            "remove them or pass duplicates='last', 'mean' or (implicit data) 'count'"
         )
     keep = np.ones(len(frame), dtype=bool)
     keep[order] = False
+    if policy == "count":
+        # One event per pair: its weight is the number of rows (the latest time kept).
+        keep[first] = True
+        group = np.cumsum(new_group) - 1
+        rating = frame["rating"].to_numpy().copy()
+        rating[first] = np.bincount(group).astype(np.float32)
+        ts = frame["timestamp"].to_numpy().copy()
+        ts[first] = np.maximum.reduceat(ts[order], starts)
+        return _take(frame.assign(rating=rating, timestamp=ts), keep)
     if policy == "last":
         keep[last] = True
         out = _take(frame, keep)

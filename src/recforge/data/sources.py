@@ -1,6 +1,7 @@
-"""Resolve a data *spec* (a MovieLens release name or a file path) into Interactions.
+"""Resolve a data *spec* (a MovieLens release name, a file path or a DataSource) into Interactions.
 
-The CLI and the pipeline accept either form, e.g. ``ml-100k`` or ``~/logs/ratings.parquet``.
+The CLI and the pipeline accept any of these, e.g. ``ml-100k``, ``~/logs/ratings.parquet`` or a
+:class:`~recforge.data.datasource.DataSource` built from ``--user-col``/``--sep``/... flags.
 """
 
 from __future__ import annotations
@@ -8,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from recforge.data.datasource import DataSource
 from recforge.data.interactions import Interactions
-from recforge.errors import DataError
 
 
 def is_movielens_name(spec: str) -> bool:
@@ -19,34 +20,85 @@ def is_movielens_name(spec: str) -> bool:
     return spec in MOVIELENS
 
 
-def load_dataset(spec: str | Path, **read_kwargs: Any) -> Interactions:
-    """Load a MovieLens release by name, or a ratings file by path, as Interactions.
+def as_source(spec: str | Path | DataSource, **read_kwargs: Any) -> DataSource:
+    """``spec`` as a DataSource; ``read_kwargs`` (``read_ratings`` names) override its fields."""
+    fields = dict(read_kwargs)
+    columns = fields.pop("columns", None) or {}
+    for canon, key in (
+        ("user_id", "user_col"),
+        ("item_id", "item_col"),
+        ("rating", "rating_col"),
+        ("timestamp", "time_col"),
+    ):
+        if canon in columns:
+            fields[key] = columns[canon]
+    return DataSource.of(spec, **fields)
+
+
+def load_dataset(spec: str | Path | DataSource, **read_kwargs: Any) -> Interactions:
+    """Load a MovieLens release by name, or a ratings file by path or DataSource, as Interactions.
 
     Args:
-        spec: ``ml-100k``-style release name, or a path to CSV/TSV/.dat/Parquet(/.gz).
-        **read_kwargs: passed to :func:`recforge.data.io.read_ratings` for files
-            (``rating_scale``, ``columns``, ``sep``, ``duplicates``...).
+        spec: ``ml-100k``-style release name, a path to CSV/TSV/.dat/Parquet(/.gz), or a
+            :class:`DataSource` (column mapping, separator, scale, item file...).
+        **read_kwargs: :func:`recforge.data.io.read_ratings` options for files (``rating_scale``,
+            ``columns``, ``sep``, ``duplicates``, ``implicit``, ``time_format``...), applied on
+            top of the DataSource's fields.
+
+    The rating scale is the declared one, else the data's (min, max) for explicit files; implicit
+    files (``implicit=True`` or no rating column) have none. Files without a time column give
+    Interactions without timestamps, so temporal splits are refused rather than run on zeros.
     """
-    text = str(spec)
-    if is_movielens_name(text):
+    return load_with_info(as_source(spec, **read_kwargs))[0]
+
+
+def load_with_info(source: DataSource) -> tuple[Interactions, dict[str, Any]]:
+    """Interactions plus how the file was read (what ``recforge data describe`` prints).
+
+    The info holds ``path``, ``mapping`` (canonical column → file column), ``implicit``,
+    ``time_format`` (how times were parsed, None without a time column), ``duplicates`` and
+    ``items`` (the item file, or None).
+    """
+    if source.is_movielens:
         from recforge.data.movielens import load_movielens
 
-        return load_movielens(text)
-    path = Path(text).expanduser()
-    if not path.exists():
-        from recforge.data.movielens import MOVIELENS
-
-        raise DataError(
-            f"{text}: no such file, and not a MovieLens release name "
-            f"(known: {', '.join(sorted(MOVIELENS))})"
-        )
+        inter = load_movielens(source.path)
+        info = {
+            "path": source.path,
+            "mapping": {"user_id": "userId", "item_id": "movieId"}
+            | {"rating": "rating", "timestamp": "timestamp"},
+            "implicit": False,
+            "time_format": "epoch-s",
+            "duplicates": "error",
+            "items": "MovieLens item file",
+        }
+        return inter, info
     from recforge.data.io import read_ratings
 
-    frame = read_ratings(path, **read_kwargs)
-    scale = read_kwargs.get("rating_scale")
-    implicit = bool(read_kwargs.get("implicit", False))
+    path = Path(source.path)
+    frame = read_ratings(path, **source.read_kwargs())
+    implicit = bool(frame.attrs.get("implicit", source.implicit))
+    scale = source.rating_scale
     if scale is None and not implicit and len(frame):
         scale = (float(frame["rating"].min()), float(frame["rating"].max()))
         if scale[0] == scale[1]:  # a log of 1.0s is implicit feedback, not a rating scale
             scale = None
-    return Interactions.from_frame(frame, rating_scale=scale, source=path.name)
+    if not frame.attrs.get("has_timestamps", True):
+        frame = frame.drop(columns="timestamp")
+    item_meta = None
+    if source.items is not None:
+        from recforge.data.items import read_items
+
+        item_meta = read_items(source, frame["item_id"])
+    inter = Interactions.from_frame(
+        frame, rating_scale=scale, source=path.name, item_meta=item_meta
+    )
+    info = {
+        "path": str(path),
+        "mapping": dict(frame.attrs.get("mapping", {})),
+        "implicit": implicit or scale is None,
+        "time_format": frame.attrs.get("time_format"),
+        "duplicates": frame.attrs.get("duplicates"),
+        "items": source.items,
+    }
+    return inter, info

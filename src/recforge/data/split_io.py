@@ -21,8 +21,11 @@ def write_split(split: Any, out: str | Path) -> dict[str, Path]:
         if part is None:
             continue
         target = folder / f"{name}.csv"
+        frame = part.to_frame()
+        if not part.has_timestamps:  # zeros would read back as real (1970) times
+            frame = frame.drop(columns="timestamp")
         with atomic_path(target) as tmp:
-            part.to_frame().to_csv(tmp, index=False)
+            frame.to_csv(tmp, index=False)
         written[name] = target
     with atomic_path(folder / "protocol.txt") as tmp:
         tmp.write_text(split.protocol.describe() + "\n", encoding="utf-8")

@@ -44,6 +44,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
+from recforge.data.datasource import DataSource
 from recforge.data.interactions import Interactions
 from recforge.data.split import HeldOutSplit, Split
 from recforge.errors import ConfigError
@@ -267,7 +268,7 @@ class Protocol:
 
 
 class _RatingProtocol(Protocol):
-    """Rating prediction: RMSE/MAE (like-accuracy: rating > 3) on every test rating."""
+    """Rating prediction: RMSE/MAE (like: rating > mid-scale, 3 on 1-5) on every test rating."""
 
     primary_metric = "rmse"
     higher_is_better = False
@@ -275,8 +276,10 @@ class _RatingProtocol(Protocol):
 
     def _evaluate(self, model: Recommender, ps: ProtocolSplit) -> Any:
         from recforge.eval.evaluate import evaluate_ratings
+        from recforge.eval.thresholds import thresholds_for
 
-        return evaluate_ratings(model, ps.split, like_threshold=3.0)
+        like = thresholds_for(ps.split.train).like
+        return evaluate_ratings(model, ps.split, like_threshold=3.0 if like is None else like)
 
 
 class ML100kFolds(_RatingProtocol):
@@ -594,7 +597,7 @@ def leaked_test_events(model: Recommender, ps: ProtocolSplit) -> int:
 
 def train_protocol_run(
     model_name: str,
-    data: str | Path | Interactions,
+    data: str | Path | DataSource | Interactions,
     protocol: str,
     *,
     fold: int | str = 0,
@@ -650,7 +653,7 @@ def evaluate_run(
     protocol: str,
     *,
     fold: int | str | None = None,
-    data: str | Interactions | None = None,
+    data: str | DataSource | Interactions | None = None,
 ) -> dict[str, Any]:
     """Score a saved run on a named protocol, refusing a run that saw the test data.
 
@@ -678,7 +681,7 @@ def evaluate_run(
     recorded = manifest.get("protocol") if isinstance(manifest.get("protocol"), dict) else None
     if fold is None:
         fold = recorded["fold"] if recorded and recorded.get("name") == proto.name else 0
-    data_spec = data if data is not None else manifest.get("data")
+    data_spec = data if data is not None else DataSource.from_manifest(manifest)
     if data_spec is None:
         raise ConfigError(f"{run}: the run does not record its data; pass --data")
     inter = data_spec if isinstance(data_spec, Interactions) else load_dataset(data_spec)

@@ -40,6 +40,7 @@ import pandas as pd
 
 from recforge._atomic import atomic_write_text
 from recforge.artifacts import Run, load_run
+from recforge.data.datasource import DataSource
 from recforge.data.interactions import Interactions
 from recforge.errors import RecError
 from recforge.viz import embeddings as emb
@@ -98,7 +99,7 @@ def write_report(
     run: str | Path | Run,
     out: str | Path | None = None,
     *,
-    data: str | Path | Interactions | None = None,
+    data: str | Path | DataSource | Interactions | None = None,
     n_extremes: int = 10,
     min_item_count: int = emb.MIN_ITEM_COUNT,
 ) -> ReportResult:
@@ -145,10 +146,9 @@ def write_report(
 
 
 # ---------------------------------------------------------------------------- data
-def _rebuild_split(loaded: Run, data: str | Path | Interactions | None) -> _SplitInfo:
+def _rebuild_split(loaded: Run, data: str | Path | DataSource | Interactions | None) -> _SplitInfo:
     """The run's split, rebuilt from its data; None plus a reason when that is impossible."""
-    from recforge.data.sources import load_dataset
-    from recforge.pipeline import resolve_split
+    from recforge.pipeline import ALL_DATA, run_split
 
     manifest = loaded.manifest
     spec = manifest.get("split_spec")
@@ -157,18 +157,21 @@ def _rebuild_split(loaded: Run, data: str | Path | Interactions | None) -> _Spli
             None,
             "the run does not record its split (split_spec), so the test split cannot be rebuilt",
         )
+    if str(spec).strip().lower() == ALL_DATA and data is None:
+        return _SplitInfo(None, "the run was trained on all the data (--split none): no test part")
     explicit = data is not None
-    source = data if data is not None else manifest.get("data")
+    source = data if data is not None else DataSource.from_manifest(manifest)
     if source is None:
         return _SplitInfo(None, "the run does not record its data; pass --data")
     try:
-        inter = source if isinstance(source, Interactions) else load_dataset(source)
-        split = resolve_split(inter, str(spec))
+        split, inter = run_split(manifest, data=data)
     except (RecError, OSError) as exc:
         if explicit:
             raise
         return _SplitInfo(
-            None, f"the run's data {str(source)!r} could not be loaded again ({exc}); pass --data"
+            None,
+            f"the run's data {getattr(source, 'path', str(source))!r} could not be loaded "
+            f"again ({exc}); pass --data",
         )
     note = None
     recorded = manifest.get("data_fingerprint")

@@ -1,0 +1,172 @@
+"""The data-source flags every command that reads data shares, defined once.
+
+``@data_options`` adds ``--user-col``, ``--item-col``, ``--rating-col``, ``--time-col``,
+``--implicit``, ``--sep``, ``--rating-scale``, ``--time-format``, ``--duplicates``, ``--items``,
+``--item-id-col``, ``--item-title-col`` and ``--item-feature-cols`` to a typer command and hands
+the command one :class:`DataFlags` (argument ``data_flags``) that builds the
+:class:`~recforge.data.datasource.DataSource`::
+
+    @app.command()
+    @data_options
+    def describe(source: str, data_flags: DataFlags) -> None:
+        src = data_flags.source(source)
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from recforge.data.datasource import DataSource, parse_rating_scale
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+_PANEL = "Data source (your own files)"
+
+
+def _opt(*names: str, help: str) -> Any:
+    return typer.Option(*names, help=help, rich_help_panel=_PANEL)
+
+
+#: Option name -> (annotation) of each shared flag; the order is the help order.
+_OPTIONS: dict[str, Any] = {
+    "user_col": Annotated[
+        str | None, _opt("--user-col", help="User id column (header name or 0-based position).")
+    ],
+    "item_col": Annotated[str | None, _opt("--item-col", help="Item id column.")],
+    "rating_col": Annotated[str | None, _opt("--rating-col", help="Rating column.")],
+    "time_col": Annotated[str | None, _opt("--time-col", help="Time column (epoch or dates).")],
+    "implicit": Annotated[
+        bool | None,
+        _opt(
+            "--implicit/--explicit",
+            help="Implicit feedback: ignore ratings, every event is a positive "
+            "(default: implicit when the file has no rating column).",
+        ),
+    ],
+    "sep": Annotated[
+        str | None, _opt("--sep", help="Field separator: tab , ; | :: space (default: sniffed).")
+    ],
+    "rating_scale": Annotated[
+        str | None,
+        _opt("--rating-scale", help="LOW:HIGH of the ratings, e.g. 1:10 (default: min:max)."),
+    ],
+    "time_format": Annotated[
+        str | None,
+        _opt(
+            "--time-format",
+            help="auto | s | ms | iso | a strftime pattern like %d/%m/%Y (default auto).",
+        ),
+    ],
+    "duplicates": Annotated[
+        str | None,
+        _opt(
+            "--duplicates",
+            help="Repeated (user, item) rows: last | mean | count | error (default: count for "
+            "implicit data, the repeat count becoming a confidence weight; last otherwise).",
+        ),
+    ],
+    "items": Annotated[
+        Path | None, _opt("--items", help="Item file (CSV/TSV/Parquet) with titles/categories.")
+    ],
+    "item_id_col": Annotated[
+        str | None, _opt("--item-id-col", help="Item file's id column (default: first column).")
+    ],
+    "item_title_col": Annotated[
+        str | None, _opt("--item-title-col", help="Item file's title column (default: title).")
+    ],
+    "item_feature_cols": Annotated[
+        str | None,
+        _opt("--item-feature-cols", help="Item file's category columns, comma-separated."),
+    ],
+}
+
+
+@dataclass(frozen=True)
+class DataFlags:
+    """The values of the shared data flags, as given (None = not given)."""
+
+    user_col: str | None = None
+    item_col: str | None = None
+    rating_col: str | None = None
+    time_col: str | None = None
+    implicit: bool | None = None
+    sep: str | None = None
+    rating_scale: str | None = None
+    time_format: str | None = None
+    duplicates: str | None = None
+    items: Path | None = None
+    item_id_col: str | None = None
+    item_title_col: str | None = None
+    item_feature_cols: str | None = None
+
+    def given(self) -> dict[str, Any]:
+        """DataSource fields for the flags that were given."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            if f.name == "rating_scale":
+                value = parse_rating_scale(value)
+            elif f.name == "item_feature_cols":
+                value = tuple(v.strip() for v in value.split(",") if v.strip())
+            elif f.name == "items":
+                value = str(value)
+            out[f.name] = value
+        return out
+
+    def any(self) -> bool:
+        """True when at least one data flag was given."""
+        return bool(self.given())
+
+    def argv(self) -> list[str]:
+        """The flags as typed on a command line (to record a reproducible command)."""
+        out: list[str] = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            flag = "--" + f.name.replace("_", "-")
+            if f.name == "implicit":
+                out.append("--implicit" if value else "--explicit")
+            else:
+                out += [flag, str(value)]
+        return out
+
+    def source(self, spec: str | Path | DataSource) -> DataSource:
+        """The DataSource for ``spec`` (a path or release name) with these flags applied."""
+        return DataSource.of(spec, **self.given())
+
+
+def data_options(func: _F) -> _F:
+    """Add the shared data flags to a typer command; it receives them as ``data_flags``."""
+    sig = inspect.signature(func, eval_str=True)
+    kept = [p for p in sig.parameters.values() if p.name != "data_flags"]
+    added = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ann)
+        for name, ann in _OPTIONS.items()
+    ]
+    # Keyword-only parameters must follow the others; typer does not care about the kind.
+    params = [
+        p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+        if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+        else p
+        for p in kept
+    ]
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        flags = DataFlags(**{name: kwargs.pop(name, None) for name in _OPTIONS})
+        return func(*args, data_flags=flags, **kwargs)
+
+    wrapper.__signature__ = sig.replace(parameters=params + added)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in params + added} | {
+        "return": sig.return_annotation
+    }
+    return wrapper  # type: ignore[return-value]

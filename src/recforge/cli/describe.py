@@ -1,0 +1,57 @@
+"""Text form of ``recforge data describe``: sizes, how the file was read, scale and time range."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any
+
+
+def _when(ts: int) -> str:
+    return _dt.datetime.fromtimestamp(ts, _dt.UTC).isoformat(timespec="seconds")
+
+
+def render_describe(con: Any, stats: dict[str, Any]) -> None:
+    """Print what :func:`recforge.data.describe.describe` (plus ``read`` info) returned."""
+    read = stats.get("read") or {}
+    con.print(f"[bold]{stats['source']}[/bold]  ({read.get('path', stats['source'])})")
+    mapping = read.get("mapping") or {}
+    if mapping:
+        con.print(
+            "columns  "
+            + "  ".join(f"{canon.removesuffix('_id')}={col}" for canon, col in mapping.items())
+        )
+    if "timestamp" not in mapping:
+        con.print("time     none (temporal splits are refused; map one with --time-col)")
+    con.print(f"users    {stats['n_users']}")
+    con.print(f"items    {stats['n_items']}")
+    con.print(f"events   {stats['n_ratings']}")
+    con.print(f"density  {stats['density']:.4%}")
+    ts_range = stats.get("timestamp_range")
+    if ts_range:
+        fmt = read.get("time_format") or "?"
+        con.print(f"time     {_when(ts_range[0])} .. {_when(ts_range[1])}  (read as {fmt})")
+    if stats["explicit"]:
+        lo, hi = stats["rating_scale"]
+        con.print(f"scale    {lo:g}..{hi:g}   mean {stats['rating_mean']:.3f}")
+        total = max(stats["n_ratings"], 1)
+        for value, count in stats["rating_histogram"].items():
+            bar = "█" * round(40 * count / total)
+            con.print(f"  {value:>4} {count:>9}  {bar}")
+    else:
+        weights = stats.get("rating_histogram") or {}
+        repeated = sum(c for v, c in weights.items() if float(v) > 1)
+        how = read.get("duplicates") or "count"
+        con.print(
+            f"feedback implicit (duplicates: {how}; {repeated} events repeated, their counts "
+            "are confidence weights)"
+            if how == "count"
+            else f"feedback implicit (duplicates: {how})"
+        )
+    if read.get("items"):
+        con.print(f"items from {read['items']}")
+    q = stats["ratings_per_user"]
+    con.print(
+        "events per user: "
+        + "  ".join(f"{k}={v:g}" for k, v in q.items() if k != "mean")
+        + f"  mean={q['mean']:.1f}"
+    )

@@ -1,0 +1,287 @@
+"""One typed description of where interaction data comes from and how to read it.
+
+A :class:`DataSource` is what the CLI flags build (``--user-col``, ``--sep``, ``--rating-scale``,
+...), what :func:`recforge.data.load_dataset` and :func:`recforge.data.read_ratings` accept, what a
+run directory stores (``manifest.json`` → ``data_source``) and what ``evaluate``, ``report`` and the
+service read back. Its ``path`` is stored absolute and resolved, so a run trained in one directory
+is evaluated from any other.
+
+Example::
+
+    src = DataSource.of("clicks.csv", user_col="customer", item_col="product",
+                        time_col="clicked_at")
+    data = src.load()          # Interactions (implicit: no rating column)
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+
+from recforge.errors import ConfigError, DataError
+
+__all__ = ["SEPARATORS", "DataSource", "DuplicatePolicy", "parse_rating_scale", "parse_sep"]
+
+DuplicatePolicy = Literal["error", "last", "mean", "count"]
+
+#: Names the CLI accepts for ``--sep`` (the characters themselves are accepted too).
+SEPARATORS: dict[str, str] = {
+    "tab": "\t",
+    "\\t": "\t",
+    "\t": "\t",
+    "comma": ",",
+    ",": ",",
+    "semicolon": ";",
+    ";": ";",
+    "pipe": "|",
+    "|": "|",
+    "::": "::",
+    "space": r"\s+",
+    "whitespace": r"\s+",
+}
+
+#: ``time_format`` values besides a strftime pattern (anything holding ``%``).
+TIME_FORMATS = ("auto", "s", "ms", "us", "ns", "iso")
+
+
+def parse_sep(text: str) -> str:
+    """``tab``, ``,``, ``;``, ``|``, ``::`` (or their names) → the separator itself."""
+    sep = SEPARATORS.get(text) or SEPARATORS.get(text.lower())
+    if sep is None:
+        raise ConfigError(
+            f"--sep {text!r} is not a known separator; use tab, ',', ';', '|', '::' or space"
+        )
+    return sep
+
+
+def parse_rating_scale(text: str) -> tuple[float, float]:
+    """``"1:10"`` (or ``"1-10"``, ``"1..10"``) → ``(1.0, 10.0)``."""
+    match = re.fullmatch(r"\s*([-+]?[\d.]+)\s*(?::|\.\.|-|,)\s*([-+]?[\d.]+)\s*", text)
+    try:
+        if match is None:
+            raise ValueError
+        lo, hi = float(match.group(1)), float(match.group(2))
+    except ValueError:
+        raise ConfigError(
+            f"--rating-scale {text!r}: expected LOW:HIGH, e.g. 1:5 or 0.5:5"
+        ) from None
+    if not lo < hi:
+        raise ConfigError(f"--rating-scale {text!r}: LOW must be below HIGH")
+    return lo, hi
+
+
+def _is_movielens_name(text: str) -> bool:
+    from recforge.data.movielens import MOVIELENS
+
+    return text in MOVIELENS
+
+
+class DataSource(BaseModel):
+    """Where interaction data lives and how to read it (the one data description everywhere).
+
+    Attributes:
+        path: absolute, resolved path of the ratings file, or a MovieLens release name
+            (``ml-100k``); relative paths given here are resolved against the current directory.
+        sep: field separator (``"\\t"``, ``","``, ``";"``, ``"|"``, ``"::"``, ``r"\\s+"``);
+            None sniffs it.
+        header: whether the first line names the columns; None detects it (a first row with
+            no number is a header; a mapping by column name requires one).
+        user_col, item_col, rating_col, time_col: the file's column for each role, by header
+            name or 0-based position; None finds it by the known aliases (``userId``, ...).
+        implicit: ignore any rating column (every event is a positive); also implied when the
+            file has no rating column.
+        rating_scale: declared ``(low, high)`` of explicit ratings; None infers it from the
+            data's minimum and maximum. Evaluation thresholds follow it.
+        time_format: ``"auto"`` (epoch seconds or milliseconds by magnitude, or ISO-8601 text),
+            ``"s"``, ``"ms"``, ``"us"``, ``"ns"`` (epoch units), ``"iso"`` (ISO-8601 dates or
+            times) or a strftime pattern such as ``"%d/%m/%Y"``.
+        duplicates: repeated (user, item) rows: ``"count"`` (implicit: the number of repeats
+            becomes the event's weight; the default for implicit data), ``"last"`` (the default
+            for explicit data), ``"mean"`` or ``"error"``.
+        encoding: text encoding; None is UTF-8 (a byte-order mark is honoured).
+        items: optional item file (absolute path) with metadata for the items.
+        item_id_col: the item file's id column (None: the first column, or a known alias).
+        item_title_col: the item file's title column (None: a ``title``/``name`` column if any).
+        item_feature_cols: item file columns holding categories (``|``-separated lists allowed);
+            they become the items' ``genres`` list used by feature-aware models and the service.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: str
+    sep: str | None = None
+    header: bool | None = None
+    user_col: str | int | None = None
+    item_col: str | int | None = None
+    rating_col: str | int | None = None
+    time_col: str | int | None = None
+    implicit: bool = False
+    rating_scale: tuple[float, float] | None = None
+    time_format: str = "auto"
+    duplicates: DuplicatePolicy | None = None
+    encoding: str | None = None
+    items: str | None = None
+    item_id_col: str | None = None
+    item_title_col: str | None = None
+    item_feature_cols: tuple[str, ...] = ()
+
+    # ------------------------------------------------------------------ validation
+    @field_validator("path")
+    @classmethod
+    def _resolve_path(cls, value: str) -> str:
+        if not value:
+            raise ValueError("path is empty")
+        if _is_movielens_name(value):
+            return value
+        return str(Path(value).expanduser().resolve())
+
+    @field_validator("items")
+    @classmethod
+    def _resolve_items(cls, value: str | None) -> str | None:
+        return None if value is None else str(Path(value).expanduser().resolve())
+
+    @field_validator("sep")
+    @classmethod
+    def _check_sep(cls, value: str | None) -> str | None:
+        return None if value is None else parse_sep(value)
+
+    @field_validator("user_col", "item_col", "rating_col", "time_col", mode="before")
+    @classmethod
+    def _position(cls, value: Any) -> Any:
+        # "0" on the command line means the first column of a file without a header.
+        if isinstance(value, str) and value.strip().isdigit():
+            return int(value.strip())
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("column name is empty")
+        return value
+
+    @field_validator("time_format")
+    @classmethod
+    def _check_time_format(cls, value: str) -> str:
+        if value not in TIME_FORMATS and "%" not in value:
+            raise ValueError(
+                f"time_format {value!r}: use {', '.join(TIME_FORMATS)} or a strftime pattern"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _check_combination(self) -> DataSource:
+        if self.rating_scale is not None:
+            lo, hi = self.rating_scale
+            if not lo < hi:
+                raise ValueError(f"rating_scale {self.rating_scale}: low must be below high")
+            if self.implicit:
+                raise ValueError("implicit data has no rating scale; drop one of the two")
+        if self.duplicates == "count" and self.rating_col is not None and not self.implicit:
+            raise ValueError(
+                "duplicates 'count' turns repeats into weights of implicit events; "
+                "add --implicit (the rating column is then ignored) or use last/mean"
+            )
+        item_fields = (self.item_id_col, self.item_title_col, self.item_feature_cols)
+        if self.items is None and any(item_fields):
+            raise ValueError("--item-id-col/--item-title-col/--item-feature-cols need --items FILE")
+        return self
+
+    @classmethod
+    def of(cls, spec: str | Path | DataSource, **fields: Any) -> DataSource:
+        """A DataSource from a path or release name plus fields (None values are left unset).
+
+        Raises:
+            ConfigError: a field is invalid (the message names it).
+            DataError: ``spec`` is neither an existing file nor a MovieLens release name.
+        """
+        given = {k: v for k, v in fields.items() if v is not None and v != ()}
+        if isinstance(spec, DataSource):
+            return spec.replace(**given) if given else spec
+        text = str(spec)
+        if not _is_movielens_name(text):
+            path = Path(text).expanduser()
+            if not path.exists():
+                from recforge.data.movielens import MOVIELENS
+
+                raise DataError(
+                    f"{text}: no such file, and not a MovieLens release name "
+                    f"(known: {', '.join(sorted(MOVIELENS))})"
+                )
+        return cls._build(path=text, **given)
+
+    @classmethod
+    def _build(cls, **fields: Any) -> DataSource:
+        try:
+            return cls(**fields)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = ".".join(str(p) for p in err["loc"])
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            raise ConfigError(f"data source: {loc + ': ' if loc else ''}{msg}") from None
+
+    def replace(self, **fields: Any) -> DataSource:
+        """A copy with some fields changed (validated again)."""
+        return self._build(**(self.model_dump() | fields))
+
+    # ------------------------------------------------------------------ use
+    @property
+    def is_movielens(self) -> bool:
+        """True when ``path`` names a MovieLens release rather than a file."""
+        return _is_movielens_name(self.path)
+
+    @property
+    def name(self) -> str:
+        """Short label for messages and reports (file name or release name)."""
+        return self.path if self.is_movielens else Path(self.path).name
+
+    def columns(self) -> dict[str, str | int] | None:
+        """The explicit column mapping, canonical name → file column (None when none is set)."""
+        pairs = {
+            "user_id": self.user_col,
+            "item_id": self.item_col,
+            "rating": self.rating_col,
+            "timestamp": self.time_col,
+        }
+        mapping = {k: v for k, v in pairs.items() if v is not None}
+        return mapping or None
+
+    def read_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`recforge.data.io.read_ratings` for this source."""
+        return {
+            "sep": self.sep,
+            "columns": self.columns(),
+            "header": self.header,
+            "rating_scale": self.rating_scale,
+            "duplicates": self.duplicates,
+            "encoding": self.encoding,
+            "implicit": self.implicit,
+            "time_format": self.time_format,
+        }
+
+    def load(self) -> Any:
+        """Read the data as :class:`~recforge.data.interactions.Interactions`."""
+        from recforge.data.sources import load_dataset
+
+        return load_dataset(self)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """JSON-able form stored in a run's manifest (``data_source``)."""
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def from_manifest(cls, manifest: dict[str, Any]) -> DataSource | None:
+        """The source a run was trained on: ``data_source``, else an old run's ``data`` string.
+
+        Old runs recorded ``data`` as given on the command line (possibly relative); it is
+        resolved against the current directory, as those runs always were.
+        """
+        stored = manifest.get("data_source")
+        if isinstance(stored, dict):
+            try:
+                return cls(**stored)
+            except ValidationError as exc:
+                msg = exc.errors()[0]["msg"]
+                raise ConfigError(f"manifest data_source is invalid ({msg})") from None
+        data = manifest.get("data")
+        if isinstance(data, str) and data:
+            return cls._build(path=data)
+        return None
