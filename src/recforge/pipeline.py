@@ -86,11 +86,21 @@ def all_data_split(data: Interactions, valid_ratio: float | None = None, seed: i
 def files_split(train: DataSource, test: DataSource) -> Any:
     """The split two files give (what ``recforge data split`` writes), read with one mapping.
 
-    Without a declared scale, the rating scale is the (min, max) over both parts, so train and
-    test are judged on the same scale.
+    Without a declared scale, the scale recorded in the ``split.json`` beside the files is used,
+    else the (min, max) over both parts, so train and test are judged on the same scale.
     """
     from recforge.data import split as splits
+    from recforge.data.split_io import read_split_meta
 
+    meta = read_split_meta(train.path) if not train.is_movielens else None
+    if meta is not None and train.rating_scale is None and not train.implicit:
+        # Files written by `recforge data split`: same scale (or implicit) as the original data.
+        stored = meta.get("rating_scale")
+        if isinstance(stored, list) and len(stored) == 2:
+            train = train.replace(rating_scale=tuple(stored))
+            test = test.replace(rating_scale=tuple(stored))
+        elif meta.get("implicit"):
+            train, test = train.replace(implicit=True), test.replace(implicit=True)
     tr, _ = resolve_data(train)
     te, _ = resolve_data(test)
     scale = train.rating_scale

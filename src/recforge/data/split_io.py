@@ -1,32 +1,68 @@
-"""Write a Split's parts to disk as canonical CSV files (atomically)."""
+"""Write a Split's parts to disk as canonical CSV files (atomically), readable back as a split.
+
+Explicit data is written as ``user_id,item_id,rating[,timestamp]``. Implicit data has no rating
+column: an event whose weight is a repeat count ``c`` is written as ``c`` identical rows, so
+reading the file back with the default ``duplicates="count"`` restores the same weights. A
+``split.json`` beside the parts records the rating scale (``recforge train --train/--test``
+uses it when no ``--rating-scale`` is given) and a ``protocol.txt`` how the split was made.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from recforge._atomic import atomic_path
+
+#: The sidecar file :func:`write_split` writes and :func:`read_split_meta` reads.
+SPLIT_META = "split.json"
 
 
 def write_split(split: Any, out: str | Path) -> dict[str, Path]:
     """Write ``train.csv``, ``test.csv`` (and ``valid.csv``) with raw ids into ``out``.
 
     Each file is written to a temporary name and renamed, so an interrupted run never leaves a
-    half-written part. A ``protocol.txt`` records how the split was made.
+    half-written part.
     """
     folder = Path(out)
     written: dict[str, Path] = {}
+    scale = split.train.rating_scale
     for name in ("train", "valid", "test"):
         part = getattr(split, name, None)
         if part is None:
             continue
-        target = folder / f"{name}.csv"
         frame = part.to_frame()
         if not part.has_timestamps:  # zeros would read back as real (1970) times
             frame = frame.drop(columns="timestamp")
+        if scale is None:
+            counts = np.maximum(np.rint(frame.pop("rating").to_numpy()), 1).astype(np.int64)
+            if (counts > 1).any():
+                frame = frame.loc[frame.index.repeat(counts)]
+        target = folder / f"{name}.csv"
         with atomic_path(target) as tmp:
             frame.to_csv(tmp, index=False)
         written[name] = target
+    meta = {
+        "rating_scale": list(scale) if scale is not None else None,
+        "implicit": scale is None,
+        "protocol": split.protocol.describe(),
+        "source": split.train.source,
+    }
+    with atomic_path(folder / SPLIT_META) as tmp:
+        tmp.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     with atomic_path(folder / "protocol.txt") as tmp:
         tmp.write_text(split.protocol.describe() + "\n", encoding="utf-8")
     return written
+
+
+def read_split_meta(part: str | Path) -> dict[str, Any] | None:
+    """The ``split.json`` beside a part written by :func:`write_split`, or None."""
+    path = Path(part).parent / SPLIT_META
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None

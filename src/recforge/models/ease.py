@@ -110,9 +110,11 @@ class EASEConfig(ModelConfig):
         le=1e9,
         description="λ, the L2 penalty added to the Gram diagonal (ML-100k validation: 300).",
     )
-    weighting: Literal["binary", "rating"] = Field(
-        "binary",
-        description="Input matrix X: 'binary' (1 per interaction) or 'rating' (the rating value).",
+    weighting: Literal["auto", "binary", "rating"] = Field(
+        "auto",
+        description="Input matrix X: 'binary' (1 per interaction), 'rating' (the rating value), "
+        "or 'auto': the repeat counts of implicit data (confidence weights; 1s when nothing "
+        "repeats) and binary on explicit ratings.",
     )
     recency_tau: float | None = Field(
         None,
@@ -167,7 +169,7 @@ class EASE(Recommender):
     """Embarrassingly Shallow AutoEncoder: item-item linear regression with a zero diagonal.
 
     Scoring: ``s_u = x_u B`` where ``x_u`` is user ``u``'s row of the training matrix ``X``
-    (binary or rating-weighted, ``weighting``). ``B`` minimises
+    (binary, rating- or count-weighted, ``weighting``). ``B`` minimises
 
         ‖X − X B‖²_F + λ ‖B‖²_F   subject to   diag(B) = 0,
 
@@ -204,8 +206,13 @@ class EASE(Recommender):
     user_matrix_: sp.csr_matrix
 
     # ------------------------------------------------------------------ fitting
+    def _weighted(self) -> bool:
+        """Whether X holds event values (ratings or repeat counts) rather than 1s."""
+        weighting = self.config.weighting
+        return weighting == "rating" or (weighting == "auto" and self.rating_scale_ is None)
+
     def _input_matrix(self, train: Interactions) -> sp.csr_matrix:
-        return train.csr("binary" if self.config.weighting == "binary" else "rating")
+        return train.csr("rating" if self._weighted() else "binary")
 
     def fit(self, train: Interactions, valid: Interactions | None = None) -> Self:
         """Fit ``B`` in closed form; ConfigError first if it would exceed ``memory_budget``."""
@@ -248,7 +255,7 @@ class EASE(Recommender):
         if cfg.recency_tau is None:
             self.user_matrix_ = x.astype(np.float32)
         else:
-            values = None if cfg.weighting == "binary" else train.rating
+            values = train.rating if self._weighted() else None
             self.user_matrix_ = recency_matrix(train, cfg.recency_tau, values)
 
     # ------------------------------------------------------------------ scoring
@@ -277,13 +284,15 @@ class EASE(Recommender):
         return out.astype(np.float32)
 
     def fold_in_scores(self, item_idx: IndexArray, ratings: FloatArray) -> FloatArray:
-        """``x B`` for the new user's row ``x`` (1s, or the ratings when ``weighting='rating'``).
+        """``x B`` for the new user's row ``x`` (1s, or the values given, if ``'rating'``).
 
         With ``recency_tau`` the entries are weighted by their order (the last given is the latest).
         """
         self._check_fitted()
         idx = np.asarray(item_idx, dtype=np.int64)
-        if self.config.weighting == "binary":
+        # 'auto' weights training rows by repeat counts, but a new user's values are whatever a
+        # caller sends (often ratings), so fold-in treats them as 1s unless 'rating' was chosen.
+        if self.config.weighting != "rating":
             vals = np.ones(len(idx), dtype=np.float32)
         else:
             vals = np.asarray(ratings, dtype=np.float32)

@@ -251,7 +251,7 @@ class NeuralRecommender(Recommender):
                 "rating": torch.from_numpy(train.rating.astype(np.float32)),
             }
             return data, RatingMSE(reg=self.resolved_reg())
-        u, i = self._positives(train)
+        u, i = self._positives(train, weighted=True)
         sampler = self._sampler(u, i)
         reg = self.resolved_reg()
         objective: Objective = (
@@ -398,10 +398,25 @@ class NeuralRecommender(Recommender):
             return 0.0
         return float(self.global_mean_)
 
-    def _positives(self, data: Interactions) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    def _positives(
+        self, data: Interactions, *, weighted: bool = False
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Positive (user, item) pairs; ``weighted``: repeat counts of implicit data as weights.
+
+        On implicit data whose events carry repeat counts ``c`` (``duplicates="count"``), a pair
+        appears ``1 + floor(log2 c)`` times per epoch when ``weighted`` (training): a confidence
+        weight that grows with the log of the count, as ALS' log confidence does, so one item
+        clicked 1,000 times cannot fill the epoch. Explicit data and counts of 1 are unchanged.
+        """
         thr = getattr(self.config, "positive_threshold", None)
         keep = np.ones(len(data), dtype=bool) if thr is None else data.rating >= thr
-        return data.user_idx[keep].astype(np.int64), data.item_idx[keep].astype(np.int64)
+        u, i = data.user_idx[keep].astype(np.int64), data.item_idx[keep].astype(np.int64)
+        if weighted and data.rating_scale is None:
+            counts = np.asarray(data.rating[keep], dtype=np.float64)
+            if len(counts) and counts.max() > 1.0:
+                reps = 1 + np.floor(np.log2(np.maximum(counts, 1.0))).astype(np.int64)
+                u, i = np.repeat(u, reps), np.repeat(i, reps)
+        return u, i
 
     def _sampler(self, u: npt.NDArray[np.int64], i: npt.NDArray[np.int64]) -> NegativeSampler:
         cfg = self._pair_config()

@@ -395,7 +395,7 @@ class TwoTower(NeuralRecommender):
                 "rating": torch.from_numpy(train.rating.astype(np.float32)),
             }
             return data, RatingMSE()
-        u, i = self._positives(train)
+        u, i = self._positives(train, weighted=True)
         return {"user": torch.from_numpy(u), "item": torch.from_numpy(i)}, self._softmax(i)
 
     def _softmax(self, positives: npt.NDArray[np.int64]) -> InBatchSoftmax:
