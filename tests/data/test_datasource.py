@@ -1,0 +1,207 @@
+"""DataSource, the own-data reading rules behind it, thresholds and repeat counts as weights."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recforge.data.datasource import DataSource, parse_rating_scale, parse_sep
+from recforge.data.io import read_ratings
+from recforge.data.sources import load_dataset, load_with_info
+from recforge.errors import ConfigError, DataError, DataWarning
+from recforge.eval.thresholds import scale_thresholds
+
+
+def write(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# ------------------------------------------------------------------------------ DataSource
+def test_path_is_stored_absolute_and_resolved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(tmp_path, "r.csv", "u,i\n1,2\n")
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path)
+    src = DataSource.of("./sub/../r.csv")
+    assert src.path == str((tmp_path / "r.csv").resolve())
+    again = DataSource(**src.to_json_dict())  # what a run manifest holds, read back
+    assert again == src
+    assert DataSource.of("ml-100k").path == "ml-100k"  # release names stay names
+
+
+def test_missing_file_is_one_data_error(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no such file, and not a MovieLens release"):
+        DataSource.of(tmp_path / "nope.csv")
+
+
+def test_old_manifest_data_string_still_loads(tmp_path: Path) -> None:
+    path = write(tmp_path, "r.csv", "userId,movieId,rating\n1,2,4\n")
+    src = DataSource.from_manifest({"data": str(path)})
+    assert src is not None and src.path == str(path.resolve()) and src.columns() is None
+    assert DataSource.from_manifest({}) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "sep"),
+    [("tab", "\t"), ("\\t", "\t"), (",", ","), (";", ";"), ("|", "|"), ("::", "::")],
+)
+def test_separator_names(text: str, sep: str) -> None:
+    assert parse_sep(text) == sep
+
+
+def test_bad_separator_and_scale_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="--sep"):
+        parse_sep("#")
+    assert parse_rating_scale("1:10") == (1.0, 10.0)
+    assert parse_rating_scale("0.5:5") == (0.5, 5.0)
+    with pytest.raises(ConfigError, match="LOW must be below HIGH"):
+        parse_rating_scale("5:1")
+    with pytest.raises(ConfigError, match="LOW:HIGH"):
+        parse_rating_scale("ten")
+
+
+def test_digit_column_is_a_position_and_bad_combinations_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "r.csv", "7,8,3\n")
+    assert DataSource.of(path, user_col="0").user_col == 0
+    with pytest.raises(ConfigError, match="implicit"):
+        DataSource.of(path, implicit=True, rating_scale=(1, 5))
+    with pytest.raises(ConfigError, match="--items"):
+        DataSource.of(path, item_title_col="name")
+
+
+# ------------------------------------------------------------------------------ reading
+def test_header_of_text_over_iso_times_is_detected(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "clicks.csv",
+        "customer,product,clicked_at\nc1,p1,2024-01-01T10:00:00\nc1,p2,2024-01-02\n",
+    )
+    src = DataSource.of(path, user_col="customer", item_col="product", time_col="clicked_at")
+    inter, info = load_with_info(src)
+    assert inter.users.ids.tolist() == ["c1"] and inter.rating_scale is None
+    assert inter.timestamp.tolist() == [1704103200, 1704153600]
+    assert info["mapping"] == {
+        "user_id": "customer",
+        "item_id": "product",
+        "timestamp": "clicked_at",
+    }
+    assert info["time_format"] == "iso"
+
+
+def test_unmapped_time_column_warns_with_the_flag(tmp_path: Path) -> None:
+    path = write(tmp_path, "r.tsv", "member\tfilm\tstars\twhen\n1\t2\t7\t1700000000\n")
+    with pytest.warns(DataWarning, match=r"column 'when' looks like a time.*--time-col when"):
+        inter = load_dataset(path, columns={"user_id": "member", "item_id": "film"})
+    assert not inter.has_timestamps
+
+
+def test_epoch_milliseconds_are_detected_and_forced(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"u": [1, 2], "i": [3, 4], "ts": [1_700_000_000_123, 1_700_000_060_999]})
+    path = tmp_path / "e.parquet"
+    frame.to_parquet(path)
+    got = read_ratings(path, columns={"user_id": "u", "item_id": "i"})
+    assert got["timestamp"].tolist() == [1_700_000_000, 1_700_000_060]
+    assert got.attrs["time_format"] == "epoch-ms"
+    secs = write(tmp_path, "s.csv", "u,i,t\n1,2,1700000000\n")
+    forced = read_ratings(secs, columns={"user_id": "u", "item_id": "i", "timestamp": "t"},
+                          time_format="ms")  # fmt: skip
+    assert forced["timestamp"].tolist() == [1_700_000]
+
+
+def test_strftime_time_format_and_bad_time_names_line_and_value(tmp_path: Path) -> None:
+    cols = {"user_id": "u", "item_id": "i", "timestamp": "d"}
+    path = write(tmp_path, "d.csv", "u,i,d\n1,2,31/12/2023\n1,3,01/01/2024\n")
+    got = read_ratings(path, columns=cols, time_format="%d/%m/%Y")
+    assert got["timestamp"].tolist() == [1703980800, 1704067200]
+    bad = write(tmp_path, "b.csv", "u,i,d\n1,2,31/12/2023\n1,3,someday\n")
+    with pytest.raises(DataError, match=r"b\.csv, line 3, column 'd' \(timestamp\): 'someday'"):
+        read_ratings(bad, columns=cols, time_format="%d/%m/%Y")
+
+
+def test_named_mapping_requires_a_header(tmp_path: Path) -> None:
+    path = write(tmp_path, "n.csv", "1,2,5\n")
+    with pytest.raises(DataError, match=r"no header row.*--user-col 0"):
+        read_ratings(path, columns={"user_id": "member"})
+
+
+def test_missing_mapped_column_lists_the_file_columns(tmp_path: Path) -> None:
+    path = write(tmp_path, "r.csv", "member,film\n1,2\n")
+    with pytest.raises(DataError, match=r"missing column 'person'.*member, film.*--user-col"):
+        read_ratings(path, columns={"user_id": "person", "item_id": "film"})
+
+
+def test_repeats_are_counted_for_implicit_data(tmp_path: Path) -> None:
+    path = write(tmp_path, "c.csv", "u,i,t\na,x,5\na,y,6\na,x,9\na,x,7\nb,x,1\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # counting is the expected path: no warning
+        got = read_ratings(path, columns={"user_id": "u", "item_id": "i", "timestamp": "t"})
+    pairs = {(r.user_id, r.item_id): (r.rating, r.timestamp) for r in got.itertuples()}
+    assert pairs == {("a", "x"): (3.0, 9), ("a", "y"): (1.0, 6), ("b", "x"): (1.0, 1)}
+    assert got.attrs["duplicates"] == "count"
+    explicit = write(tmp_path, "e.csv", "user,item,rating\n1,2,4\n1,2,5\n")
+    with pytest.raises(ConfigError, match="implicit"):
+        read_ratings(explicit, duplicates="count")
+
+
+def test_item_file_gives_titles_and_categories(tmp_path: Path) -> None:
+    ratings = write(tmp_path, "r.csv", "user,item\n1,10\n2,11\n")
+    items = write(tmp_path, "items.csv", "id,name,cat\n10,Lamp,home|light\n11,Mug,kitchen\n")
+    src = DataSource.of(
+        ratings,
+        items=str(items),
+        item_id_col="id",
+        item_title_col="name",
+        item_feature_cols=("cat",),
+    )
+    meta = src.load().item_meta
+    assert meta.loc[10, "title"] == "Lamp" and meta.loc[10, "genres"] == ["home", "light"]
+    wrong = src.replace(item_title_col="label")
+    with pytest.raises(DataError, match=r"missing column 'label'.*id, name, cat.*--item-title-col"):
+        wrong.load()
+
+
+# ------------------------------------------------------------------------------ thresholds
+@pytest.mark.parametrize(
+    ("scale", "like", "relevance"),
+    [((1, 5), 3.0, 4.0), ((1, 10), 5.5, 7.75), ((0, 100), 50.0, 75.0)],
+)
+def test_thresholds_follow_the_scale(
+    scale: tuple[float, float], like: float, relevance: float
+) -> None:
+    thr = scale_thresholds(scale)
+    assert (thr.like, thr.relevance) == (like, relevance)
+    assert f"like > {like:g}, relevant >= {relevance:g}" in thr.describe()
+
+
+def test_thresholds_override_and_implicit() -> None:
+    assert scale_thresholds((1, 10), relevance=9).relevance == 9
+    implicit = scale_thresholds(None)
+    assert implicit.like is None and implicit.relevance is None
+    assert "implicit" in implicit.describe()
+
+
+# ------------------------------------------------------------------------------ weights
+def test_counts_change_ease_and_pair_model_inputs(tmp_path: Path) -> None:
+    from recforge.models.ease import EASE
+    from recforge.models.mf import BiasedMF
+
+    rows = ["user,item"] + [f"{u},{i}" for u in range(6) for i in range(4)] + ["0,1"] * 5
+    data = load_dataset(write(tmp_path, "w.csv", "\n".join(rows) + "\n"))
+    assert data.rating_scale is None and float(data.rating.max()) == 6.0
+    ease = EASE().fit(data)
+    assert ease.user_matrix_[0, 1] == 6.0  # 'auto': counts are the input weights
+    binary = EASE({"weighting": "binary"}).fit(data)
+    assert binary.user_matrix_[0, 1] == 1.0
+    mf = BiasedMF({"epochs": 1})
+    mf.rating_scale_ = None
+    u, i = mf._positives(data, weighted=True)
+    # 6 repeats -> 1 + floor(log2 6) = 3 copies of (0, 1); every other pair once.
+    assert len(u) == len(data) + 2
+    assert int(((u == 0) & (i == data.items.index(np.array([1]))[0])).sum()) == 3
