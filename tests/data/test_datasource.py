@@ -205,3 +205,23 @@ def test_counts_change_ease_and_pair_model_inputs(tmp_path: Path) -> None:
     # 6 repeats -> 1 + floor(log2 6) = 3 copies of (0, 1); every other pair once.
     assert len(u) == len(data) + 2
     assert int(((u == 0) & (i == data.items.index(np.array([1]))[0])).sum()) == 3
+
+
+def test_read_ratings_takes_a_datasource(tmp_path: Path) -> None:
+    path = write(tmp_path, "r.tsv", "member\tfilm\tstars\n7\t8\t9\n")
+    src = DataSource.of(path, user_col="member", item_col="film", rating_col="stars", sep="tab")
+    got = read_ratings(src)
+    assert got[["user_id", "item_id", "rating"]].values.tolist() == [[7, 8, 9.0]]
+
+
+def test_recency_and_temporal_splits_need_timestamps(tmp_path: Path) -> None:
+    from recforge.pipeline import train_run
+
+    rows = ["user,item"] + [f"{u},{i}" for u in range(8) for i in range(6)]
+    src = DataSource.of(write(tmp_path, "n.csv", "\n".join(rows) + "\n"))
+    with pytest.raises(ConfigError, match="recency_tau=5 .* no timestamps.*--time-col"):
+        train_run("ease", src, config={"recency_tau": 5.0}, out=tmp_path / "run")
+    for spec in ("temporal-user:0.2", "global-temporal:0.2", "loo"):
+        with pytest.raises(ConfigError, match="orders events in time.*no timestamps"):
+            train_run("ease", src, split=spec)
+    assert not (tmp_path / "run").exists()

@@ -14,6 +14,7 @@ _EXPORTS = {
     "read_ratings": "recforge.data.io",
     "load_movielens": "recforge.data.movielens",
     "load_dataset": "recforge.data.sources",
+    "DataSource": "recforge.data.datasource",
     "MOVIELENS": "recforge.data.movielens",
     "Split": "recforge.data.split",
     "make_interactions": "recforge.data.synthetic",

@@ -52,6 +52,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from recforge.data.datasource import DataSource
 from recforge.errors import ConfigError, DataError, DataWarning
 
 __all__ = ["CANONICAL_COLUMNS", "COLUMN_ALIASES", "DuplicatePolicy", "read_ratings"]
@@ -102,7 +103,7 @@ _ALL_ALIASES = set().union(*_ALIAS_LOOKUP.values())
 # public entry point
 # ---------------------------------------------------------------------------------------------
 def read_ratings(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | DataSource,
     *,
     sep: str | None = None,
     columns: Mapping[str, str | int] | None = None,
@@ -119,7 +120,8 @@ def read_ratings(
     Parquet (by content, whatever the suffix), and gzip/bz2/xz-compressed text (by content).
 
     Args:
-        path: the file.
+        path: the file, or a :class:`~recforge.data.datasource.DataSource` (whose mapping,
+            separator, scale... are then used instead of the keyword arguments).
         sep: field separator; ``None`` sniffs one of ``","``, ``"\\t"``, ``"::"``, ``";"``,
             ``"|"`` or whitespace (``" "`` or ``r"\\s+"``) from the first lines.
         columns: canonical name → source column name (files with a header) or 0-based position,
@@ -158,6 +160,12 @@ def read_ratings(
             under ``duplicates="error"``. The message names the file, line and column.
         ConfigError: an argument is invalid (unknown policy, bad mapping key, bad scale).
     """
+    if isinstance(path, DataSource):
+        # The DataSource's own settings; explicit keyword arguments are not mixed in.
+        if path.is_movielens:
+            raise ConfigError(f"{path.path} is a MovieLens release; use load_dataset for it")
+        kwargs = path.read_kwargs()
+        return read_ratings(Path(path.path), **kwargs)
     _check_arguments(columns, rating_scale, duplicates, time_format)
     p = Path(path)
     label = str(p)
