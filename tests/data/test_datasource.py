@@ -219,9 +219,9 @@ def test_recency_and_temporal_splits_need_timestamps(tmp_path: Path) -> None:
 
     rows = ["user,item"] + [f"{u},{i}" for u in range(8) for i in range(6)]
     src = DataSource.of(write(tmp_path, "n.csv", "\n".join(rows) + "\n"))
-    with pytest.raises(ConfigError, match="recency_tau=5 .* no timestamps.*--time-col"):
+    with pytest.raises(ConfigError, match=r"recency_tau=5 .* no timestamps.*--time-col"):
         train_run("ease", src, config={"recency_tau": 5.0}, out=tmp_path / "run")
     for spec in ("temporal-user:0.2", "global-temporal:0.2", "loo"):
-        with pytest.raises(ConfigError, match="orders events in time.*no timestamps"):
+        with pytest.raises(ConfigError, match=r"orders events in time.*no timestamps"):
             train_run("ease", src, split=spec)
     assert not (tmp_path / "run").exists()
