@@ -627,7 +627,8 @@ def _clean_name(name: str) -> str:
 
 
 def _detect_header(rows: list[list[str]]) -> bool:
-    """A header names a known column, or is all text where the next row has a number.
+    """A header names a known column, or is all text where the next row has a number or a date
+    or looks different.
 
     A first row holding any number is data (``u1,i9,4``: string ids with a rating).
     """
@@ -640,7 +641,16 @@ def _detect_header(rows: list[list[str]]) -> bool:
         return True
     # Text over numbers or dates: ``customer,product,clicked_at`` over ``c1,p9,2024-05-01T10:00``.
     second = [_clean_name(b) for b in rows[1]]
-    return any(_is_number(b) or _ISO_VALUE.match(b) is not None for b in second)
+    if any(_is_number(b) or _ISO_VALUE.match(b) is not None for b in second):
+        return True
+    # All text in both rows: a header unless the rows look alike (``u1,i9`` over ``u2,i7`` is
+    # data; ``customer,product`` over ``c1,p9`` is a header).
+    return [_shape(f) for f in first] != [_shape(b) for b in second]
+
+
+def _shape(text: str) -> str:
+    """Coarse form of a value: runs of digits -> 9, runs of letters -> a (``u17x`` -> ``a9a``)."""
+    return re.sub(r"[^\W\d_]+", "a", re.sub(r"\d+", "9", text))
 
 
 def _parse(
