@@ -286,3 +286,24 @@ def test_bad_input_is_one_line_and_writes_nothing(
     no_time = [f for f in own.flags if f not in ("--time-col", "when")]
     err = fails(*base, *no_time, "--split", "temporal-user:0.2")
     assert "no timestamps" in err and "--time-col" in err
+
+
+def test_runs_written_before_data_sources_still_evaluate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    own = make_ten_point_tsv(tmp_path)
+    plain = tmp_path / "ratings.csv"  # an old run's data: known column names, relative path
+    pd.read_csv(own.path, sep="\t").rename(
+        columns={"member": "userId", "film": "movieId", "stars": "rating", "when": "timestamp"}
+    ).to_csv(plain, index=False)
+    monkeypatch.chdir(tmp_path)
+    cli(capsys, "train", "-m", "ease", "--data", "ratings.csv", "--out", "run")
+    manifest_path = tmp_path / "run" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["data_source"]["path"] == str(plain.resolve())
+    del manifest["data_source"]
+    manifest["data"] = "ratings.csv"  # as old runs recorded it
+    manifest_path.write_text(json.dumps(manifest))
+    metrics = cli_json(capsys, "evaluate", "run")
+    assert metrics["ranking"]["summary"]["n_users_evaluated"] > 0
+    assert "like > 5.5" in metrics["protocol"]  # 1..10 inferred from the data
