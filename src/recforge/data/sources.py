@@ -63,12 +63,13 @@ def load_with_info(source: DataSource) -> tuple[Interactions, dict[str, Any]]:
         from recforge.data.movielens import load_movielens
 
         inter = load_movielens(source.path)
+        timed = inter.has_timestamps  # ml-1m-ratings has none
         info = {
             "path": source.path,
-            "mapping": {"user_id": "userId", "item_id": "movieId"}
-            | {"rating": "rating", "timestamp": "timestamp"},
+            "mapping": {"user_id": "userId", "item_id": "movieId", "rating": "rating"}
+            | ({"timestamp": "timestamp"} if timed else {}),
             "implicit": False,
-            "time_format": "epoch-s",
+            "time_format": "epoch-s" if timed else None,
             "duplicates": "error",
             "items": "MovieLens item file",
         }
