@@ -65,7 +65,8 @@ def render_reclist(
 
 def render_metrics(con: Any, metrics: dict[str, Any]) -> None:
     """Print rating and ranking metric summaries, each with its protocol."""
-    con.print(f"[bold]protocol[/bold] {metrics.get('protocol', '?')}")
+    extra = f"; {metrics['threshold_text']}" if metrics.get("threshold_text") else ""
+    con.print(f"[bold]protocol[/bold] {metrics.get('protocol', '?')}{extra}")
     if metrics.get("note"):  # e.g. an all-data run: nothing held out, no test metrics
         con.print(f"[dim]{metrics['note']}[/dim]")
     for part in ("rating", "ranking"):

@@ -253,8 +253,16 @@ class Protocol:
             "split_description": ps.split.protocol.describe(),
             "evaluation": report.protocol,
         }
+        used = report.protocol
+        shown = []
+        if "like_threshold" in used:
+            shown.append(f"like > {used['like_threshold']:g}")
+        if "relevance_threshold" in used:
+            rel = used["relevance_threshold"]
+            shown.append("every test event relevant" if rel is None else f"relevant >= {rel:g}")
         return {
             "protocol": f"{self.label} fold {ps.fold}",
+            "threshold_text": ", ".join(shown),
             "protocol_name": self.name,
             "fold": ps.fold,
             "part": ps.part,
