@@ -195,7 +195,9 @@ def read_ratings(
         )
     frame = _apply_duplicates(frame, raw, policy)
     frame.attrs["source"] = label
-    frame.attrs["mapping"] = dict(raw.mapped)
+    frame.attrs["mapping"] = {
+        c: col for c, col in raw.mapped.items() if not (implicit and c == "rating")
+    }
     frame.attrs["implicit"] = is_implicit
     frame.attrs["has_timestamps"] = "timestamp" in raw.columns
     frame.attrs["time_format"] = time_used
