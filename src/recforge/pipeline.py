@@ -20,10 +20,6 @@ from recforge.data.interactions import Interactions
 from recforge.errors import ConfigError, DataError
 from recforge.models.base import Recommender
 
-#: Relevance threshold of ranking metrics on a 1-5 scale; other scales scale it (see
-#: :mod:`recforge.eval.thresholds`, the one place thresholds are derived).
-EXPLICIT_RELEVANCE_THRESHOLD = 4.0
-
 #: What ``train_run`` and the CLI accept as data.
 DataSpec = str | Path | DataSource | Interactions
 
