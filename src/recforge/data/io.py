@@ -55,7 +55,7 @@ import pandas as pd
 from recforge.data.datasource import DataSource
 from recforge.errors import ConfigError, DataError, DataWarning
 
-__all__ = ["CANONICAL_COLUMNS", "COLUMN_ALIASES", "DuplicatePolicy", "read_ratings"]
+__all__ = ["CANONICAL_COLUMNS", "COLUMN_ALIASES", "DuplicatePolicy", "read_frame", "read_ratings"]
 
 CANONICAL_COLUMNS = ("user_id", "item_id", "rating", "timestamp")
 DuplicatePolicy = Literal["error", "last", "mean", "count"]
@@ -202,6 +202,44 @@ def read_ratings(
     frame.attrs["has_timestamps"] = "timestamp" in raw.columns
     frame.attrs["time_format"] = time_used
     frame.attrs["duplicates"] = policy
+    return frame
+
+
+def read_frame(
+    df: pd.DataFrame,
+    *,
+    columns: Mapping[str, str | int] | None = None,
+    rating_scale: tuple[float, float] | None = None,
+    duplicates: DuplicatePolicy = "last",
+    implicit: bool = False,
+    label: str = "DataFrame",
+) -> pd.DataFrame:
+    """Validate an in-memory frame into the canonical frame, exactly as :func:`read_ratings`.
+
+    The frame's columns go through the same mapping (``columns``, else
+    :data:`COLUMN_ALIASES`), id, rating, timestamp (numbers, ISO strings or ``datetime64``) and
+    duplicate rules as a file's, so a DataFrame and the CSV written from it load identically.
+    Errors name ``label`` and the 1-based row.
+
+    Raises:
+        DataError: not a DataFrame, no rows, a missing column or a bad value.
+        ConfigError: an argument is invalid.
+    """
+    _check_arguments(columns, rating_scale, duplicates)
+    if not isinstance(df, pd.DataFrame):
+        raise DataError(
+            f"{label}: expected a pandas DataFrame, got {type(df).__name__}; for a file use "
+            "recforge.read_ratings(path)"
+        )
+    if len(df) == 0:
+        raise DataError(f"{label}: the frame has no rows")
+    names = [str(c) for c in df.columns]
+    positions, shown = _resolve_columns(label, names, len(names), columns, 0)
+    cols = {canon: df.iloc[:, pos].reset_index(drop=True) for canon, pos in positions.items()}
+    raw = _Raw(label, cols, shown, 0)
+    frame = _canonicalize(raw, implicit=implicit, rating_scale=rating_scale)
+    frame = _apply_duplicates(frame, raw, duplicates)
+    frame.attrs["source"] = label
     return frame
 
 

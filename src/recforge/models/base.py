@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -34,31 +34,55 @@ DEFAULT_SCORE_CHUNK = 1024
 
 @dataclass(frozen=True)
 class RecList:
-    """Ranked recommendations for one user: raw item ids and their scores, best first."""
+    """Ranked recommendations for one user: raw item ids and their scores, best first.
+
+    ``item_meta`` is the model's item metadata (a shared reference, not a copy), so
+    :meth:`to_frame` can add titles; it is None when the model knows no metadata.
+    """
 
     user_id: Any
     item_ids: npt.NDArray[Any]
     scores: npt.NDArray[np.float32]
+    item_meta: pd.DataFrame | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.item_ids)
 
     def to_frame(self) -> pd.DataFrame:
-        """Columns ``user_id, rank, item_id, score`` (rank starts at 1)."""
-        return pd.DataFrame(
+        """Tidy frame: ``user_id, rank, item_id, score`` (rank from 1), plus ``title`` when the
+        model's item metadata has titles (None for items it does not describe).
+
+        The id columns carry the names of the canonical ratings frame and of the store's
+        ``recommendations`` table, so a frame can be joined with either directly.
+        """
+        out = pd.DataFrame(
             {
                 "user_id": [self.user_id] * len(self),
-                "rank": np.arange(1, len(self) + 1),
+                "rank": np.arange(1, len(self) + 1, dtype=np.int64),
                 "item_id": self.item_ids,
                 "score": self.scores,
             }
         )
+        meta = self.item_meta
+        if meta is not None and "title" in meta.columns:
+            titles = meta["title"].reindex(pd.Index(self.item_ids))
+            out["title"] = pd.Series(
+                [None if pd.isna(t) else str(t) for t in titles.tolist()], dtype=object
+            )
+        return out
 
 
 def reclists_to_frame(recs: Sequence[RecList]) -> pd.DataFrame:
-    """Stack many RecLists into one ``user_id, rank, item_id, score`` frame."""
+    """Stack many RecLists into one tidy frame (the columns of :meth:`RecList.to_frame`)."""
     if not recs:
-        return pd.DataFrame({"user_id": [], "rank": [], "item_id": [], "score": []})
+        return pd.DataFrame(
+            {
+                "user_id": pd.Series([], dtype=object),
+                "rank": pd.Series([], dtype=np.int64),
+                "item_id": pd.Series([], dtype=object),
+                "score": pd.Series([], dtype=np.float32),
+            }
+        )
     return pd.concat([r.to_frame() for r in recs], ignore_index=True)
 
 
@@ -140,8 +164,27 @@ class Recommender(ABC):
         return f"{type(self).__name__}({args})"
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, train: Interactions, valid: Interactions | None = None) -> Self:
-        """Learn from ``train`` (and use ``valid`` for early stopping where supported)."""
+    def fit(
+        self,
+        train: Interactions | pd.DataFrame,
+        valid: Interactions | pd.DataFrame | None = None,
+        *,
+        columns: Mapping[str, str | int] | None = None,
+        **read: Any,
+    ) -> Self:
+        """Learn from ``train`` (and use ``valid`` for early stopping where supported).
+
+        Args:
+            train: Interactions, or a pandas DataFrame of events (one row each).
+            valid: optional validation data, in the same form as ``train``.
+            columns: for DataFrames, role → column name, e.g. ``{"user": "customer",
+                "item": "product", "rating": "stars"}``; usual names are found without it.
+            **read: for DataFrames, ``implicit``, ``rating_scale``, ``duplicates``,
+                ``item_meta`` (see :func:`recforge.data.frames.frame_to_interactions`).
+        """
+        from recforge.data.frames import as_training_data
+
+        train, valid = as_training_data(train, valid, columns=columns, **read)
         if len(train) == 0:
             raise DataError(f"{train.source}: cannot fit {self.name} on an empty training set")
         self.users_ = train.users
@@ -301,7 +344,7 @@ class Recommender(ABC):
     def _to_reclist(self, user_id: Any, idx: IndexArray, val: FloatArray) -> RecList:
         ok = idx >= 0
         raw = user_id.item() if isinstance(user_id, np.generic) else user_id
-        return RecList(raw, self.items_.lookup(idx[ok]), val[ok])
+        return RecList(raw, self.items_.lookup(idx[ok]), val[ok], self.item_meta_)
 
     # ------------------------------------------------------------------ new users (fold-in)
     def fold_in_scores(self, item_idx: IndexArray, ratings: FloatArray) -> FloatArray:

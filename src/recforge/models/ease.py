@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 import scipy.sparse as sp
 from pydantic import Field, field_validator
 
@@ -214,8 +215,21 @@ class EASE(Recommender):
     def _input_matrix(self, train: Interactions) -> sp.csr_matrix:
         return train.csr("rating" if self._weighted() else "binary")
 
-    def fit(self, train: Interactions, valid: Interactions | None = None) -> Self:
-        """Fit ``B`` in closed form; ConfigError first if it would exceed ``memory_budget``."""
+    def fit(
+        self,
+        train: Interactions | pd.DataFrame,
+        valid: Interactions | pd.DataFrame | None = None,
+        *,
+        columns: Mapping[str, str | int] | None = None,
+        **read: Any,
+    ) -> Self:
+        """Fit ``B`` in closed form; ConfigError first if it would exceed ``memory_budget``.
+
+        Accepts what :meth:`Recommender.fit` accepts (Interactions or a DataFrame).
+        """
+        from recforge.data.frames import as_training_data
+
+        train, valid = as_training_data(train, valid, columns=columns, **read)
         self.check_memory(train.n_items)
         return super().fit(train, valid)
 

@@ -1,0 +1,133 @@
+"""pandas DataFrames in: the Python path from a user's own frame to :class:`Interactions`.
+
+``model.fit(df, columns={"user": "customer", "item": "product", "rating": "stars"})`` lands here.
+The frame is validated by :func:`recforge.data.io.read_frame`, the same column mapping, id,
+rating, timestamp and duplicate rules that :func:`~recforge.data.io.read_ratings` applies to a
+file, then encoded by :meth:`Interactions.from_frame`; there is no second parser.
+
+Column mappings accept the canonical names (``user_id``, ``item_id``, ``rating``,
+``timestamp``) and the short ones a person types (``user``, ``item``, ``rating``, ``time``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from recforge.data.interactions import Interactions
+from recforge.errors import ConfigError, DataError
+
+__all__ = ["as_training_data", "canonical_columns", "frame_to_interactions"]
+
+_SHORT_KEYS = {
+    "user": "user_id",
+    "user_id": "user_id",
+    "item": "item_id",
+    "item_id": "item_id",
+    "rating": "rating",
+    "time": "timestamp",
+    "timestamp": "timestamp",
+}
+
+
+def canonical_columns(columns: Mapping[str, str | int] | None) -> dict[str, str | int] | None:
+    """``{"user": "customer"}`` → ``{"user_id": "customer"}``; ConfigError on an unknown key."""
+    if columns is None:
+        return None
+    out: dict[str, str | int] = {}
+    for key, value in columns.items():
+        canon = _SHORT_KEYS.get(str(key).lower())
+        if canon is None:
+            raise ConfigError(
+                f"columns: unknown key {key!r}; use user, item, rating, time "
+                "(or user_id, item_id, rating, timestamp)"
+            )
+        if canon in out:
+            raise ConfigError(f"columns: {canon} is mapped twice ({key!r} and another alias)")
+        out[canon] = value
+    return out
+
+
+def frame_to_interactions(
+    df: pd.DataFrame,
+    *,
+    columns: Mapping[str, str | int] | None = None,
+    implicit: bool = False,
+    rating_scale: tuple[float, float] | None = None,
+    duplicates: Any = "last",
+    item_meta: pd.DataFrame | None = None,
+    source: str = "DataFrame",
+) -> Interactions:
+    """Validate and encode a DataFrame of events.
+
+    Args:
+        df: one row per event; columns found by ``columns`` or by their usual names
+            (``userId``, ``customer_id``, ``movieId``, ``stars``, ``timestamp``...).
+        columns: role → column name (or 0-based position), e.g.
+            ``{"user": "customer", "item": "product", "rating": "stars", "time": "ts"}``.
+        implicit: ignore any rating column (every event weighs 1.0).
+        rating_scale: declared ``(low, high)``; inferred from the data's min and max otherwise
+            (a constant column is implicit feedback, no scale).
+        duplicates: repeated (user, item) pairs, as in :func:`~recforge.data.io.read_ratings`.
+        item_meta: optional item metadata indexed by raw item id (``title``, ``genres``...).
+        source: name used in error messages and reports.
+    """
+    from recforge.data.io import read_frame
+
+    frame = read_frame(
+        df,
+        columns=canonical_columns(columns),
+        rating_scale=rating_scale,
+        duplicates=duplicates,
+        implicit=implicit,
+        label=source,
+    )
+    scale = rating_scale
+    if scale is None and not implicit:
+        lo, hi = float(frame["rating"].min()), float(frame["rating"].max())
+        scale = (lo, hi) if lo < hi else None  # a column of 1.0s is implicit, not a scale
+    return Interactions.from_frame(frame, item_meta=item_meta, rating_scale=scale, source=source)
+
+
+def as_training_data(
+    train: Interactions | pd.DataFrame,
+    valid: Interactions | pd.DataFrame | None = None,
+    *,
+    columns: Mapping[str, str | int] | None = None,
+    **read: Any,
+) -> tuple[Interactions, Interactions | None]:
+    """What :meth:`Recommender.fit` trains on: Interactions as given, DataFrames encoded.
+
+    A validation frame is read with the same mapping and encoded with the training
+    vocabularies (rows with ids unseen in training are dropped: they cannot be scored).
+    """
+    if isinstance(train, Interactions):
+        if columns is not None or read:
+            given = ", ".join(sorted(["columns", *read] if columns is not None else read))
+            raise ConfigError(
+                f"fit: {given} apply to a DataFrame; this training set is already Interactions"
+            )
+    elif isinstance(train, pd.DataFrame):
+        train = frame_to_interactions(train, columns=columns, **read)
+    else:
+        raise DataError(
+            f"fit: expected Interactions or a pandas DataFrame, got {type(train).__name__}; "
+            "for a file use recforge.read_ratings(path) or recforge.load_dataset(path)"
+        )
+    if isinstance(valid, pd.DataFrame):
+        from recforge.data.io import read_frame
+
+        opts = {k: v for k, v in read.items() if k in ("implicit", "duplicates")}
+        canon = read_frame(valid, columns=canonical_columns(columns), label="valid", **opts)
+        valid = Interactions.from_frame(
+            canon,
+            users=train.users,
+            items=train.items,
+            unknown="drop",
+            item_meta=train.item_meta,
+            rating_scale=train.rating_scale,
+            source="valid",
+        )
+    return train, valid
