@@ -160,6 +160,10 @@ def recommend_all(
 
     bar: Any = None
     task: Any = None
+    from recforge.progress import Ticker
+
+    # Off a terminal, in the CLI: a line per quarter of the users (see recforge.progress).
+    ticker = Ticker(len(users), "scoring users", step=0.25, verbose=progress)
     if progress and sys.stderr.isatty():
         from rich.progress import Progress
 
@@ -172,6 +176,7 @@ def recommend_all(
             idx, val = model.recommend_idx(part, k, exclude_seen=exclude_seen, candidates=mask)
             if bar is not None:
                 bar.advance(task, len(part))
+            ticker.tick(len(part))
             yield part, idx, val
     finally:
         if bar is not None:

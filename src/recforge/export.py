@@ -213,6 +213,9 @@ def export_model(
 
     bar: Any = None
     tasks: list[Any] = []
+    from recforge.progress import Ticker
+
+    ticker = Ticker(len(idx), "export: users scored", verbose=progress)  # line mode off a tty
     if progress and sys.stderr.isatty():
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
@@ -243,6 +246,7 @@ def export_model(
         if bar is not None:
             bar.advance(tasks[0], block.n_users)
             bar.update(tasks[1], completed=written)
+        ticker.tick(block.n_users)
         if progress_file:
             # Readers poll this file while the export runs: never let them see it half-written.
             atomic_write_text(Path(progress_file), str(written))

@@ -215,6 +215,7 @@ def evaluate_model(
     """
     from recforge.eval.evaluate import evaluate_ranking, evaluate_ratings
     from recforge.eval.thresholds import thresholds_for
+    from recforge.progress import line
 
     thr = thresholds_for(split.train, like=like_threshold, relevance=relevance_threshold)
     out: dict[str, Any] = {
@@ -226,14 +227,17 @@ def evaluate_model(
         return out
     explicit = split.train.rating_scale is not None
     if model.predicts_ratings and explicit:
+        line("evaluate: rating metrics")
         like = 3.0 if thr.like is None else thr.like
         out["rating"] = evaluate_ratings(model, split.test, like_threshold=like).to_dict()
+    line(f"evaluate: ranking metrics over {model.n_items} items")
     out["ranking"] = evaluate_ranking(
         model,
         split,
         ks=ks,
         relevance_threshold=thr.relevance,
         memory_budget_bytes=memory_budget_bytes,
+        progress=True,  # a transient bar on a terminal; off one, lines in the CLI only
     ).to_dict()
     return out
 
@@ -319,6 +323,9 @@ def train_run(
     check_split(sp, split)
     _check_recency(model, inter)
     timings["load_split_s"] = time.perf_counter() - t0
+    from recforge.progress import line
+
+    line(f"train: {len(sp.train)} training events ({sp.protocol.describe()}); fitting {model_name}")
     if policy is not None and not resume and rank == 0:
         _write_run_spec(
             policy,
@@ -349,6 +356,9 @@ def train_run(
     if rank != 0:
         history_r: pd.DataFrame | None = getattr(model, "history_", None)
         return TrainResult(model, sp, {}, None, history_r, timings, rank=rank)
+    held = getattr(sp, "test", None)  # None when trained on all the data
+    tail = f"; evaluating on {len(held)} test events" if held is not None else ""
+    line(f"train: fitted in {timings['fit_s']:.1f} s{tail}")
     t0 = time.perf_counter()
     metrics = evaluate_model(
         model, sp, ks, like_threshold=like_threshold, relevance_threshold=relevance_threshold

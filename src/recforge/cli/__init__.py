@@ -15,11 +15,14 @@ def main(argv: list[str] | None = None) -> int:
     """Console-script entry point."""
     from recforge.cli.app import app
     from recforge.errors import RecError
+    from recforge.progress import cli_lines
 
     _one_line_warnings()
     try:
         # Standalone mode: the parser reports usage errors itself and exits 2 via SystemExit.
-        app(args=argv, prog_name="recforge", standalone_mode=True)
+        # Off a terminal, long work prints one progress line per epoch or phase on stderr.
+        with cli_lines():
+            app(args=argv, prog_name="recforge", standalone_mode=True)
     except RecError as exc:
         sys.stderr.write(f"recforge: error: {exc}\n")
         return 2

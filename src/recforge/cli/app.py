@@ -25,15 +25,25 @@ JsonOpt = Annotated[
 ]
 
 
-@app.callback()
-def _root(
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
-) -> None:
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         from recforge import __version__
 
         typer.echo(f"recforge {__version__}")
         raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        # Eager: answered while parsing, so `recforge --version` alone needs no command.
+        typer.Option(
+            "--version", help="Print the version and exit.", is_eager=True, callback=_print_version
+        ),
+    ] = False,
+) -> None:
+    pass
 
 
 # ---------------------------------------------------------------------------- data
@@ -109,15 +119,18 @@ def data_split(
 # ---------------------------------------------------------------------------- models
 @app.command("models")
 def list_models(json_out: JsonOpt = False) -> None:
-    """List registered models."""
+    """List registered models: name, feedback kind (explicit/implicit/both), description."""
     from recforge.cli._output import emit_json
-    from recforge.models.registry import available
+    from recforge.models.registry import available, describe
 
-    names = available()
+    rows = [describe(name) for name in available()]
     if json_out:
-        emit_json(names)
-    else:
-        typer.echo("\n".join(names))
+        emit_json(rows)
+        return
+    width = max(len(r["name"]) for r in rows)
+    typer.echo(f"{'model':<{width}}  {'feedback':<8}  description")
+    for r in rows:
+        typer.echo(f"{r['name']:<{width}}  {r['feedback']:<8}  {r['description']}")
 
 
 KsOpt = Annotated[
@@ -670,12 +683,30 @@ def serve_cmd(
         fallback=fallback,
         watch_interval=watch,
     ).check()
+    _preflight(settings)
     if workers == 1:
         uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
         return
     # Worker processes import the factory and read the settings back from the environment.
     os.environ.update(settings.to_env())
     _serve_workers(host, port, workers, log_level)
+
+
+def _preflight(settings: Any) -> None:
+    """Refuse a run or store that cannot be served with one line (exit 2) before uvicorn starts.
+
+    The service loads them in its lifespan, where a failure is a logged traceback and exit 3;
+    the manifest check and the store lookup here are cheap and catch the usual mistakes (a wrong
+    path, a folder that is not a run, an unknown store or version).
+    """
+    if settings.run:
+        from recforge.artifacts import read_manifest
+
+        read_manifest(settings.run)
+    if settings.store:
+        from recforge.serve.service import StoreBackend
+
+        StoreBackend(settings.store, settings.store_version).close()
 
 
 def _serve_workers(host: str, port: int, workers: int, log_level: str) -> None:

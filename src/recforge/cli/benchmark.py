@@ -86,8 +86,14 @@ def benchmark_command(
     def on_total(n: int) -> None:
         progress.update(task, total=n)
 
+    from recforge.progress import line
+
     def step(desc: str, advance: int) -> None:
         progress.update(task, description=desc, advance=advance)
+        if not advance:  # off a terminal: one line as each cell starts
+            total = progress.tasks[0].total
+            done = int(progress.tasks[0].completed)
+            line(f"benchmark {done + 1}/{total or '?'}: {desc}", verbose=not json_out)
 
     with progress, torch_threads(threads):
         result = run_benchmark(

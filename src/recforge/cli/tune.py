@@ -41,8 +41,12 @@ def tune_command(
     )
     task = progress.add_task(f"tune {model}", total=trials)
 
+    from recforge.progress import line
+
     def on_trial(number: int, total: int, value: float | None) -> None:
         progress.update(task, total=total, completed=number + 1)
+        shown = "pruned" if value is None else f"{value:.4f}"
+        line(f"tune {model}: trial {number + 1}/{total} {shown}", verbose=not json_out)
 
     with progress:
         result = tune(

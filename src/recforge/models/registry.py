@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from recforge.config import ModelConfig
 from recforge.errors import ConfigError
@@ -32,6 +32,48 @@ _MODELS: dict[str, str] = {
     "mult_dae": "recforge.models.vae:MultDAE",
     "blend": "recforge.models.blend:Blend",
 }
+
+
+Feedback = Literal["explicit", "implicit", "both"]
+
+#: What ``recforge models`` shows without importing torch: the feedback each model learns from
+#: (explicit ratings, implicit events, or both through a config option) and one line about it.
+#: Models registered without an entry here fall back to their class docstring.
+_INFO: dict[str, tuple[Feedback, str]] = {
+    "global_mean": ("explicit", "the mean training rating for every pair (a floor)"),
+    "biases": ("explicit", "baseline predictor mu + b_u + b_i (Koren 2010)"),
+    "popularity": ("both", "the most-interacted items, the same list for everyone"),
+    "item_knn": ("both", "item-based k-nearest neighbours (Sarwar 2001; top-N rule on events)"),
+    "user_knn": ("both", "user-based k-nearest neighbours (Herlocker 1999)"),
+    "content": ("both", "cosine between a user profile and item features (titles, categories)"),
+    "ease": ("implicit", "closed-form item-item regression with a zero diagonal (Steck 2019)"),
+    "als": ("both", "alternating least squares: implicit confidence (Hu 2008) or ALS-WR"),
+    "mf": ("both", "dot-product matrix factorisation by SGD (MSE, BCE or BPR loss)"),
+    "biased_mf": ("both", "matrix factorisation with user and item biases (Koren 2009)"),
+    "embedding_net": ("both", "an MLP over concatenated user and item embeddings"),
+    "ncf": ("both", "neural collaborative filtering: GMF, MLP or NeuMF (He 2017)"),
+    "two_tower": ("both", "two-tower retrieval with in-batch softmax; item features optional"),
+    "autorec": ("explicit", "autoencoder over rating rows, I-AutoRec or U-AutoRec (Sedhain 2015)"),
+    "mult_vae": ("implicit", "variational autoencoder, multinomial likelihood (Liang 2018)"),
+    "mult_dae": ("implicit", "denoising autoencoder, multinomial likelihood (Liang 2018)"),
+    "blend": ("explicit", "ridge blend of rating models fitted on a validation carve"),
+}
+
+
+def describe(name: str) -> dict[str, str]:
+    """``{"name", "feedback", "description"}`` of a registered model.
+
+    Uses the table above (no torch import); for models registered elsewhere, the class docstring's
+    first line and ``predicts_ratings`` (explicit when it predicts ratings, else both).
+    """
+    if name in _INFO:
+        feedback, text = _INFO[name]
+        return {"name": name, "feedback": feedback, "description": text}
+    cls = get_class(name)
+    doc = (cls.__doc__ or "").strip().splitlines()
+    ratings = cls.__dict__.get("predicts_ratings", True)
+    kind = "explicit" if ratings is True else "both"
+    return {"name": name, "feedback": kind, "description": doc[0] if doc else ""}
 
 
 def register(name: str, target: str) -> None:

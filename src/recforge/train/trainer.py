@@ -43,7 +43,6 @@ Checkpoints and data parallelism are switched on by the caller's
 from __future__ import annotations
 
 import math
-import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -596,8 +595,16 @@ def _describe(description: str, row: Mapping[str, float], epoch: int, epochs: in
 
 @contextmanager
 def _progress(verbose: bool, total: int, description: str) -> Iterator[Callable[..., None]]:
-    """Yield ``advance(n, description=None)``; a rich bar only when stderr is a terminal."""
-    if not (verbose and sys.stderr.isatty()):
+    """Yield ``advance(n, description=None)``: a rich bar when stderr is a terminal; off one, in
+    the CLI, one plain line per epoch (the epoch-end ``description``; see :mod:`recforge.progress`).
+    """
+    from recforge.progress import line, style
+
+    mode = style(verbose)
+    if mode == "lines":
+        yield lambda n, desc=None: line(desc) if desc is not None else None
+        return
+    if mode == "off":
         yield lambda n, desc=None: None
         return
     from rich.console import Console
