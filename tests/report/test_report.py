@@ -168,11 +168,24 @@ def test_extremes_tables_list_titles_of_the_component_ends(
         order = np.argsort(-scores[:, c], kind="stable")
         for side, picks in (("high", order[:5]), ("low", order[::-1][:5])):
             rows = page.table(f"PC{c + 1} {side}est")
-            assert rows[0] == ["score", "title", "genres", "ratings"]
+            # Not MovieLens: the report speaks of categories, not genres.
+            assert rows[0] == ["score", "title", "categories", "ratings"]
             # Escaped markup round-trips: the parser sees the raw title text, not tags.
             assert [r[1] for r in rows[1:]] == [TITLE.format(j=i) for i in ids[picks]]
             assert all(r[2] for r in rows[1:]), "every synthetic item has a genre"
     assert "i" not in page.tags
+
+
+def test_report_on_non_movie_data_speaks_of_items_and_categories(
+    mf_report: tuple[Path, Page, list[str]],
+) -> None:
+    html, page, _ = mf_report
+    text = " ".join(page.text).lower()
+    assert "movie" not in text and "genre" not in text
+    assert "item embeddings" in text and "main category: the first category listed" in text
+    source = html.read_text(encoding="utf-8")
+    assert 'alt="Item embedding map (PCA), coloured by main category"' in source
+    assert "movie" not in source.lower() and "genre" not in source.lower()
 
 
 def test_user_map_uses_mean_rating_when_the_split_is_rebuilt(
@@ -269,6 +282,10 @@ def test_ml100k_biased_mf_report(data_dir: Path, tmp_path: Path) -> None:
     # Titles with years come from the MovieLens metadata, and only popular items are listed.
     assert all(r[1].endswith(")") for r in extremes)
     assert all(int(r[3]) >= emb.MIN_ITEM_COUNT for r in extremes)
+    # MovieLens metadata names its domain: movies and genres.
+    assert page.table("PC1 highest")[0] == ["score", "title", "genres", "ratings"]
+    assert "Movie embeddings" in " ".join(page.text)
+    assert "coloured by main genre" in result.html.read_text(encoding="utf-8")
 
 
 def test_frame_helpers_do_not_need_pandas_index_names() -> None:

@@ -207,3 +207,20 @@ def test_page_with_api_key_asks_for_it_and_sends_it(web_run: Path, page: Any) ->
         pg.wait_for_function("() => document.querySelectorAll('#recs li[data-item-id]').length")
         assert len(asked) == 1 and pg.is_hidden("#error")
         pg.close()
+
+
+def test_page_speaks_the_data_domain_and_finds_ids(page: Any, web_run: Path) -> None:
+    from recforge.artifacts import load_run
+    from recforge.data.domain import nouns_for
+
+    # "movies" for the ML-100k run, "items" for the synthetic one (its metadata names no domain).
+    words = nouns_for(load_run(web_run).model.item_meta_)
+    page.wait_for_selector("body[data-ready='1']", timeout=10_000)
+    assert page.inner_text("#find-h") == f"1. Find {words.items} you know"
+    assert page.inner_text("#similar-h").startswith(f"Similar {words.items}")
+    page.fill("#search", "2")
+    page.click("#search-form button")
+    page.wait_for_function(
+        "() => document.querySelector('#results li[data-item-id]')?.dataset.itemId === '2'"
+    )
+    assert page.is_hidden("#error")

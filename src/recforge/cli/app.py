@@ -396,7 +396,7 @@ def recommend(
     ] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Top-k recommendations for existing users, with titles when metadata exists."""
+    """Top-k recommendations for existing users, with titles and categories when known."""
     from recforge.artifacts import load_run
     from recforge.cli._output import console, emit_json
     from recforge.cli.render import coerce_ids, render_reclist
@@ -430,9 +430,10 @@ def similar(
     if json_out:
         emit_json(_reclist_json(rec, model))
         return
-    render_reclist(
-        console(), f"Items similar to {item_id}", rec, model.item_meta_, score_label="cosine"
-    )
+    from recforge.data.domain import nouns_for
+
+    heading = f"{nouns_for(model.item_meta_).items.capitalize()} similar to {item_id}"
+    render_reclist(console(), heading, rec, model.item_meta_, score_label="cosine")
 
 
 def _reclist_json(rec: Any, model: Any) -> dict[str, Any]:

@@ -43,14 +43,17 @@ def item_info(meta: pd.DataFrame | None, item_id: Any) -> dict[str, Any]:
 def render_reclist(
     con: Any, heading: str, rec: Any, meta: pd.DataFrame | None, score_label: str = "score"
 ) -> None:
-    """Print a ranked list with titles and genres."""
+    """Print a ranked list with titles and categories (the domain's words: "genres" for movies)."""
     from rich.table import Table
 
+    from recforge.data.domain import nouns_for
+
+    words = nouns_for(meta)
     table = Table(title=heading, title_justify="left")
     table.add_column("#", justify="right")
-    table.add_column("item", justify="right")
+    table.add_column(words.item, justify="right")
     table.add_column("title")
-    table.add_column("genres")
+    table.add_column(words.categories)
     table.add_column(score_label, justify="right")
     for rank, (iid, score) in enumerate(
         zip(rec.item_ids.tolist(), rec.scores.tolist(), strict=True), 1

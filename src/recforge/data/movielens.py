@@ -711,13 +711,17 @@ def load_item_meta(release: MovieLensRelease | str, folder: Path) -> pd.DataFram
     if not (folder / needed).is_file():
         warnings.warn(f"{folder}: no {needed}; item metadata skipped", DataWarning, stacklevel=2)
         return None
+    from recforge.data.domain import with_item_noun
+
+    # The domain travels with the metadata (attrs, kept in items.parquet): pages and reports
+    # say "movies" and "genres" for MovieLens, "items" and "categories" for anything else.
     if rel.metadata == "ml-100k":
-        return _items_100k(folder)
+        return with_item_noun(_items_100k(folder), "movie")
     if rel.metadata == "ml-1m":
-        return _items_dat(folder)
+        return with_item_noun(_items_dat(folder), "movie")
     if rel.metadata == "ml-10m":
-        return _items_10m(folder)
-    return _items_csv(folder)
+        return with_item_noun(_items_10m(folder), "movie")
+    return with_item_noun(_items_csv(folder), "movie")
 
 
 def load_user_meta(release: MovieLensRelease | str, folder: Path) -> pd.DataFrame | None:

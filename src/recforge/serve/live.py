@@ -179,7 +179,9 @@ class LiveBackend:
         self._popular = np.argsort(-pop, kind="stable")
         self._popularity = pop
         self.catalog = Catalog(
-            model.item_meta_, {t: float(c) for t, c in zip(self._item_text, pop, strict=True)}
+            model.item_meta_,
+            {t: float(c) for t, c in zip(self._item_text, pop, strict=True)},
+            known_ids=self._item_text,
         )
         self.user_vectors: np.ndarray | None = None
         self.index: ItemIndex | None = None

@@ -56,10 +56,20 @@ class History(BaseModel):
 
 
 class ItemSearch(BaseModel):
-    """Title search results."""
+    """Search results (an exact id match first, then title matches)."""
 
     query: str
     items: list[Item]
+
+
+class ItemNouns(BaseModel):
+    """What the items and their categories are called (the web page's words): "movies" and
+    "genres" when the metadata says the data is MovieLens, "items" and "categories" otherwise."""
+
+    item: str = "item"
+    items: str = "items"
+    category: str = "category"
+    categories: str = "categories"
 
 
 class Health(BaseModel):
@@ -74,6 +84,7 @@ class Health(BaseModel):
     index: dict[str, int | str] | None
     store_version: str | None
     loaded_at: str
+    nouns: ItemNouns = Field(default_factory=ItemNouns)
 
 
 class NewUserRequest(BaseModel):

@@ -205,6 +205,8 @@ def item_map(
     *,
     title: str = "Item embeddings (PCA)",
     per_end: int = MAP_LABELS_PER_END,
+    items: str = "items",
+    category: str = "genre",
 ) -> Path:
     """Scatter of items on PC1 × PC2 coloured by main genre, extremes annotated with titles.
 
@@ -213,6 +215,8 @@ def item_map(
         labels: :func:`item_labels` rows in the same order as ``result.scores``.
         path: PNG to write.
         per_end: items labelled at each end of PC1 and PC2.
+        items, category: the domain's words (:mod:`recforge.data.domain`), e.g. "products"
+            and "category"; the ``main_genre`` label column holds the first category.
     """
     scores = _two_columns(result.scores)
     fig = _figure(11, 8)
@@ -253,9 +257,9 @@ def item_map(
         ax.scatter([x], [y], s=40, facecolors="none", edgecolors="black", linewidths=0.8)
     ax.set_xlabel(_axis_label(result, 0))
     ax.set_ylabel(_axis_label(result, 1))
-    ax.set_title(f"{title}: {len(scores)} items, coloured by main genre")
+    ax.set_title(f"{title}: {len(scores)} {items}, coloured by main {category}")
     ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=8, title="main genre", markerscale=1.2, framealpha=0.8)
+    ax.legend(loc="best", fontsize=8, title=f"main {category}", markerscale=1.2, framealpha=0.8)
     fig.tight_layout()
     return _save(fig, path)
 

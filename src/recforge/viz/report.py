@@ -14,8 +14,10 @@ Sections:
    (:func:`recforge.eval.evaluate.protocol_label`);
 4. the rating-error histogram (prediction − truth on the run's test split): only for rating
    models on explicit data, and only when the run's data can be loaded again;
-5. the item-embedding map (PCA, coloured by main genre, extremes labelled) and, for each of the
-   first three components, the items at both ends with titles and genres;
+5. the item-embedding map (PCA, coloured by main category, extremes labelled) and, for each of
+   the first three components, the items at both ends with titles and categories (the report
+   says "movies" and "genres" only when the metadata names that domain; see
+   :mod:`recforge.data.domain`);
 6. the user-embedding map (PCA, coloured by the user's mean training rating on explicit data,
    otherwise by the number of training interactions).
 
@@ -41,6 +43,7 @@ import pandas as pd
 from recforge._atomic import atomic_write_text
 from recforge.artifacts import Run, load_run
 from recforge.data.datasource import DataSource
+from recforge.data.domain import Nouns, nouns_for
 from recforge.data.interactions import Interactions
 from recforge.errors import RecError
 from recforge.viz import embeddings as emb
@@ -132,7 +135,7 @@ def write_report(
         _errors_section(loaded, info, folder, result),
         _item_section(loaded, folder, result, n_extremes, min_item_count),
         _user_section(loaded, info, folder, result),
-        _method_section(min_item_count),
+        _method_section(min_item_count, nouns_for(loaded.model.item_meta_)),
     ]
     title = f"recforge report: {model.name} ({loaded.path.name})"
     page = (
@@ -335,8 +338,9 @@ def _errors_section(loaded: Run, info: _SplitInfo, folder: Path, result: ReportR
 def _item_section(
     loaded: Run, folder: Path, result: ReportResult, n_extremes: int, min_item_count: int
 ) -> str:
-    head = "<h2>Item embeddings</h2>"
     model = loaded.model
+    words = nouns_for(model.item_meta_)  # "movies"/"genres" only when the metadata says so
+    head = f"<h2>{words.item.capitalize()} embeddings</h2>"
     vecs = model.item_embeddings()
     if vecs is None:
         note = f"this model ({model.name}) has no embeddings, so there are no embedding maps."
@@ -345,23 +349,33 @@ def _item_section(
     counts = np.asarray(model.seen_.getnnz(axis=0)).ravel()
     chosen = emb.popular_items(counts, min_count=min_item_count)
     if len(chosen) < 3:
-        note = "fewer than 3 items: too few for a PCA map."
+        note = f"fewer than 3 {words.items}: too few for a PCA map."
         result.notes.append(note)
         return head + _note(note)
     pca = emb.pca(vecs[chosen], N_COMPONENTS)
     labels = emb.item_labels(model.item_meta_, model.items_.lookup(chosen))
     labels["ratings"] = counts[chosen]
-    path = emb.item_map(pca, labels, folder / FIGURES["items"], title=f"{model.name} items")
+    path = emb.item_map(
+        pca,
+        labels,
+        folder / FIGURES["items"],
+        title=f"{model.name} {words.items}",
+        items=words.items,
+        category=words.category,
+    )
     result.images.append(path)
     out = [
         head,
-        f"<p>{len(chosen)} of {model.n_items} items (those with at least {min_item_count} "
+        f"<p>{len(chosen)} of {model.n_items} {words.items} (those with at least {min_item_count} "
         f"training interactions, at most {emb.MAX_ITEMS}; see <em>Method</em>), "
         f"{vecs.shape[1]}-dimensional embeddings. Explained variance: "
         + ", ".join(f"PC{c + 1} {v:.1%}" for c, v in enumerate(pca.explained))
         + ".</p>",
-        _img(path, "Item embedding map (PCA), coloured by main genre"),
-        "<h3>Principal components: items at each end</h3>",
+        _img(
+            path,
+            f"{words.item.capitalize()} embedding map (PCA), coloured by main {words.category}",
+        ),
+        f"<h3>Principal components: {words.items} at each end</h3>",
         '<p class="muted">Read each component through its extremes (the fast.ai '
         "“seriousness axis”): what do the high-end titles share that the low-end ones lack? "
         "Component signs are arbitrary.</p>",
@@ -369,7 +383,8 @@ def _item_section(
     for c, ends in enumerate(emb.component_extremes(pca.scores, labels, n_extremes)):
         out.append(f'<h3>PC{c + 1} ({pca.explained[c]:.1%} of variance)</h3>\n<div class="pair">')
         for side in ("high", "low"):
-            out.append("<div>" + _extremes_table(ends[side], f"PC{c + 1} {side}est") + "</div>")
+            table = _extremes_table(ends[side], f"PC{c + 1} {side}est", words.categories)
+            out.append("<div>" + table + "</div>")
         out.append("</div>")
     return "\n".join(out)
 
@@ -430,16 +445,18 @@ def _user_colour(loaded: Run, info: _SplitInfo) -> tuple[npt.NDArray[np.float64]
     return np.log10(np.maximum(activity, 1.0)), "log10 training interactions"
 
 
-def _method_section(min_item_count: int) -> str:
+def _method_section(min_item_count: int, words: Nouns) -> str:
+    items, category = words.items, words.category
     return (
         "<h2>Method</h2>\n<ul>"
-        f"<li>Item PCA: items with at least {min_item_count} training interactions, the "
-        f"{emb.MAX_ITEMS} most rated of them at most; if fewer than {emb.MIN_ITEMS} pass, the "
-        f"{emb.MIN_ITEMS} most rated items (as fast.ai keeps its 1000 most rated movies: rarely "
-        "rated items keep near-random embeddings and would fill the extremes with noise).</li>"
+        f"<li>{words.item.capitalize()} PCA: {items} with at least {min_item_count} training "
+        f"interactions, the {emb.MAX_ITEMS} most rated of them at most; if fewer than "
+        f"{emb.MIN_ITEMS} pass, the {emb.MIN_ITEMS} most rated {items} (as the fast.ai lesson "
+        f"keeps only its 1000 most rated: rarely rated {items} keep near-random embeddings and "
+        "would fill the extremes with noise).</li>"
         "<li>PCA: SVD of the centred embeddings; signs fixed so the largest |score| is "
         "positive.</li>"
-        "<li>Main genre: the first genre listed in the item metadata; the "
+        f"<li>Main {category}: the first {category} listed in the item metadata; the "
         f"{emb.MAX_GENRE_COLOURS} most frequent get colours, the rest are grey.</li>"
         "<li>Embeddings: <code>Recommender.item_embeddings()</code> / "
         "<code>user_embeddings()</code> (factor tables for mf/biased_mf/als/embedding_net/ncf, "
@@ -449,7 +466,7 @@ def _method_section(min_item_count: int) -> str:
 
 
 # ---------------------------------------------------------------------------- html helpers
-def _extremes_table(frame: pd.DataFrame, caption: str) -> str:
+def _extremes_table(frame: pd.DataFrame, caption: str, categories: str = "genres") -> str:
     rows = "".join(
         "<tr>"
         f'<td class="num">{_e(_fmt(r.score))}</td><td>{_e(str(r.title))}</td>'
@@ -459,7 +476,7 @@ def _extremes_table(frame: pd.DataFrame, caption: str) -> str:
     )
     return (
         f'<table class="extremes"><caption>{_e(caption)}</caption>'
-        "<tr><th>score</th><th>title</th><th>genres</th><th>ratings</th></tr>"
+        f"<tr><th>score</th><th>title</th><th>{_e(categories)}</th><th>ratings</th></tr>"
         f"{rows}</table>"
     )
 

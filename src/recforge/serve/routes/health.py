@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 
 from recforge.serve.deps import get_service
-from recforge.serve.schemas import Health
+from recforge.serve.schemas import Health, ItemNouns
 from recforge.serve.service import Service
 
 router = APIRouter(tags=["health"])
@@ -31,4 +31,5 @@ async def health(service: Annotated[Service, Depends(get_service)]) -> Health:
         index=live.describe_index() if live is not None else None,
         store_version=store.version if store is not None else None,
         loaded_at=service.loaded_at,
+        nouns=ItemNouns(**service.catalog.nouns.as_dict()),
     )

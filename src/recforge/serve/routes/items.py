@@ -1,4 +1,4 @@
-"""GET /items (title search) and /items/{item_id}/similar."""
+"""GET /items (search by id or title) and /items/{item_id}/similar."""
 
 from __future__ import annotations
 
@@ -14,13 +14,16 @@ from recforge.serve.service import Service
 router = APIRouter(prefix="/items", tags=["items"])
 
 
-@router.get("", response_model=ItemSearch, summary="Search items by title")
+@router.get("", response_model=ItemSearch, summary="Search items by id or title")
 async def search_items(
     service: Annotated[Service, Depends(get_service)],
-    query: Annotated[str, Query(min_length=1, max_length=200, description="Title text.")],
+    query: Annotated[
+        str, Query(min_length=1, max_length=200, description="An item id or title text.")
+    ],
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> ItemSearch:
-    """Case-insensitive substring match on titles; prefix matches and popular items first."""
+    """The item with this exact id first, then a case-insensitive substring match on titles
+    (prefix matches and popular items first)."""
     return ItemSearch(query=query, items=service.catalog.search(query, limit))
 
 

@@ -3,6 +3,15 @@
 
 const $ = (sel) => document.querySelector(sel);
 const ratings = new Map(); // item_id -> {item, rating}
+// Words for the items and their categories, from /health (named by the item metadata).
+let nouns = { item: "item", items: "items", category: "category", categories: "categories" };
+
+function applyNouns(given) {
+  if (given) nouns = Object.assign({}, nouns, given);
+  for (const el of document.querySelectorAll("[data-noun]")) {
+    el.textContent = nouns[el.dataset.noun] || el.textContent;
+  }
+}
 
 function showError(message) {
   const box = $("#error");
@@ -61,7 +70,7 @@ function label(item) {
   const span = document.createElement("span");
   const title = document.createElement("span");
   title.className = "title";
-  title.textContent = item.title || "item " + item.item_id;
+  title.textContent = item.title || nouns.item + " " + item.item_id;
   span.appendChild(title);
   const bits = [];
   if (item.year) bits.push(item.year);
@@ -143,7 +152,7 @@ function renderRated() {
     list.replaceChildren();
     const li = document.createElement("li");
     li.className = "muted empty";
-    li.textContent = "Rate a few movies with the stars.";
+    li.textContent = "Rate a few " + nouns.items + " with the stars.";
     list.appendChild(li);
   }
 }
@@ -227,7 +236,8 @@ async function init() {
   });
   try {
     const h = await api("/health");
-    const counts = h.n_items ? `, ${h.n_items} items` : "";
+    applyNouns(h.nouns);
+    const counts = h.n_items ? `, ${h.n_items} ${nouns.items}` : "";
     $("#status").textContent = `${h.model_name || "model"} · ${h.model_version} · ${h.mode} mode${counts}`;
     document.body.dataset.ready = "1";
   } catch (err) {
