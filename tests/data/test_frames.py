@@ -85,6 +85,22 @@ def test_usual_column_names_need_no_mapping() -> None:
     assert model.recommend([2], k=1)[0].item_ids.tolist() == [6]
 
 
+def test_column_roles_as_keywords() -> None:
+    df = clicks()
+    a = recforge.create("ease").fit(df, user="customer", item="product", rating="stars")
+    b = recforge.create("ease").fit(
+        df, columns={"user": "customer", "item": "product"}, rating="stars"
+    )
+    assert (
+        a.recommend(["c1"], k=4)[0].item_ids.tolist()
+        == b.recommend(["c1"], k=4)[0].item_ids.tolist()
+    )
+    with pytest.raises(ConfigError, match="user given both"):
+        recforge.create("ease").fit(df, columns={"user_id": "customer"}, user="customer")
+    with pytest.raises(ConfigError, match="already Interactions"):
+        recforge.create("ease").fit(frame_to_interactions(df, columns=MAPPING), user="customer")
+
+
 def test_canonical_columns_accepts_short_and_canonical_keys() -> None:
     assert canonical_columns({"user": "u", "item_id": "i", "time": "t"}) == {
         "user_id": "u",

@@ -100,14 +100,25 @@ def as_training_data(
 ) -> tuple[Interactions, Interactions | None]:
     """What :meth:`Recommender.fit` trains on: Interactions as given, DataFrames encoded.
 
-    A validation frame is read with the same mapping and encoded with the training
-    vocabularies (rows with ids unseen in training are dropped: they cannot be scored).
+    Column roles may also come as keywords (``user="customer", item="product",
+    rating="stars", time="ts"``), merged into ``columns``. A validation frame is read with the
+    same mapping and encoded with the training vocabularies (rows with ids unseen in training
+    are dropped: they cannot be scored).
     """
+    roles: dict[str, str | int] = {
+        key: read.pop(key) for key in ("user", "item", "rating", "time") if key in read
+    }
+    if roles:
+        mapped = canonical_columns(columns) or {}
+        both = sorted(k for k in roles if _SHORT_KEYS[k] in mapped)
+        if both:
+            raise ConfigError(f"fit: {', '.join(both)} given both as a keyword and in columns=")
+        columns = {**(columns or {}), **roles}
     if isinstance(train, Interactions):
         if columns is not None or read:
-            given = ", ".join(sorted(["columns", *read] if columns is not None else read))
+            names = ", ".join(sorted(["columns", *read] if columns is not None else read))
             raise ConfigError(
-                f"fit: {given} apply to a DataFrame; this training set is already Interactions"
+                f"fit: {names} apply to a DataFrame; this training set is already Interactions"
             )
     elif isinstance(train, pd.DataFrame):
         train = frame_to_interactions(train, columns=columns, **read)

@@ -179,7 +179,8 @@ class Recommender(ABC):
             valid: optional validation data, in the same form as ``train``.
             columns: for DataFrames, role → column name, e.g. ``{"user": "customer",
                 "item": "product", "rating": "stars"}``; usual names are found without it.
-            **read: for DataFrames, ``implicit``, ``rating_scale``, ``duplicates``,
+            **read: for DataFrames, the same roles as keywords (``user=``, ``item=``,
+                ``rating=``, ``time=``), and ``implicit``, ``rating_scale``, ``duplicates``,
                 ``item_meta`` (see :func:`recforge.data.frames.frame_to_interactions`).
         """
         from recforge.data.frames import as_training_data
