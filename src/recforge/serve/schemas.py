@@ -20,7 +20,10 @@ class Item(BaseModel):
     item_id: str
     title: str | None = None
     year: int | None = None
-    genres: list[str] = Field(default_factory=list)
+    genres: list[str] = Field(
+        default_factory=list,
+        description="The item's categories (genres for movies; /health names the words).",
+    )
 
 
 class ScoredItem(Item):
