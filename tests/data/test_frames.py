@@ -115,7 +115,7 @@ def test_canonical_columns_accepts_short_and_canonical_keys() -> None:
 
 def test_bad_frames_get_one_line_naming_the_problem() -> None:
     df = clicks(20)
-    with pytest.raises(DataError, match=r"missing column 'buyer'.*found: customer, product"):
+    with pytest.raises(DataError, match=r"missing column 'buyer'.*customer, product"):
         recforge.create("ease").fit(df, columns={"user": "buyer", "item": "product"})
     bad = df.assign(stars=df["stars"].astype(object))
     bad.loc[3, "stars"] = "five"
@@ -210,3 +210,15 @@ def test_public_namespace_is_listed_and_lazy() -> None:
         env={"PYTHONPATH": src, "PATH": "/usr/bin:/bin"},
     )
     assert json.loads(res.stdout) == [False, False, False]
+
+
+def test_repeated_clicks_in_a_frame_are_counted_like_a_file() -> None:
+    df = pd.DataFrame({"customer": ["a", "a", "a", "b"], "product": ["x", "x", "y", "x"]})
+    data = frame_to_interactions(df, columns={"user": "customer", "item": "product"})
+    frame = data.to_frame().sort_values(["user_id", "item_id"])
+    assert frame[["user_id", "item_id", "rating"]].values.tolist() == [
+        ["a", "x", 2.0],
+        ["a", "y", 1.0],
+        ["b", "x", 1.0],
+    ]
+    assert data.rating_scale is None and not data.has_timestamps

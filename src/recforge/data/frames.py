@@ -56,7 +56,8 @@ def frame_to_interactions(
     columns: Mapping[str, str | int] | None = None,
     implicit: bool = False,
     rating_scale: tuple[float, float] | None = None,
-    duplicates: Any = "last",
+    duplicates: Any = None,
+    time_format: str = "auto",
     item_meta: pd.DataFrame | None = None,
     source: str = "DataFrame",
 ) -> Interactions:
@@ -70,7 +71,9 @@ def frame_to_interactions(
         implicit: ignore any rating column (every event weighs 1.0).
         rating_scale: declared ``(low, high)``; inferred from the data's min and max otherwise
             (a constant column is implicit feedback, no scale).
-        duplicates: repeated (user, item) pairs, as in :func:`~recforge.data.io.read_ratings`.
+        duplicates: repeated (user, item) pairs, as in :func:`~recforge.data.io.read_ratings`
+            (default: repeats counted as weights on implicit data, the last rating otherwise).
+        time_format: how to read the time column, as in :func:`~recforge.data.io.read_ratings`.
         item_meta: optional item metadata indexed by raw item id (``title``, ``genres``...).
         source: name used in error messages and reports.
     """
@@ -82,12 +85,17 @@ def frame_to_interactions(
         rating_scale=rating_scale,
         duplicates=duplicates,
         implicit=implicit,
+        time_format=time_format,
         label=source,
     )
+    # As for files (recforge.data.sources): implicit data (no rating column, or implicit=True)
+    # has no scale, even when repeats were counted into weights; no time column, no timestamps.
     scale = rating_scale
-    if scale is None and not implicit:
+    if scale is None and not frame.attrs.get("implicit", implicit):
         lo, hi = float(frame["rating"].min()), float(frame["rating"].max())
         scale = (lo, hi) if lo < hi else None  # a column of 1.0s is implicit, not a scale
+    if not frame.attrs.get("has_timestamps", True):
+        frame = frame.drop(columns="timestamp")
     return Interactions.from_frame(frame, item_meta=item_meta, rating_scale=scale, source=source)
 
 
@@ -130,7 +138,7 @@ def as_training_data(
     if isinstance(valid, pd.DataFrame):
         from recforge.data.io import read_frame
 
-        opts = {k: v for k, v in read.items() if k in ("implicit", "duplicates")}
+        opts = {k: v for k, v in read.items() if k in ("implicit", "duplicates", "time_format")}
         canon = read_frame(valid, columns=canonical_columns(columns), label="valid", **opts)
         valid = Interactions.from_frame(
             canon,

@@ -181,6 +181,25 @@ def read_ratings(
         raw = _read_parquet(p, label, columns)
     else:
         raw = _read_text(p, label, magic, sep, columns, header, encoding)
+    return _finish(
+        raw,
+        implicit=implicit,
+        rating_scale=rating_scale,
+        duplicates=duplicates,
+        time_format=time_format,
+    )
+
+
+def _finish(
+    raw: _Raw,
+    *,
+    implicit: bool,
+    rating_scale: tuple[float, float] | None,
+    duplicates: DuplicatePolicy | None,
+    time_format: str,
+) -> pd.DataFrame:
+    """Validate a parsed file or frame into the canonical frame (shared by both readers)."""
+    label = raw.label
     _warn_unmapped_time(raw)
     frame, time_used = _canonicalize(
         raw, implicit=implicit, rating_scale=rating_scale, time_format=time_format
@@ -190,7 +209,7 @@ def read_ratings(
     if policy == "count" and not is_implicit:
         raise ConfigError(
             f"{label}: duplicates='count' turns repeats into weights of implicit events, but "
-            f"the file has ratings ({raw.source_names['rating']}); pass implicit=True "
+            f"the data has ratings ({raw.source_names['rating']}); pass implicit=True "
             "(--implicit) or use 'last'/'mean'"
         )
     frame = _apply_duplicates(frame, raw, policy)
@@ -210,22 +229,25 @@ def read_frame(
     *,
     columns: Mapping[str, str | int] | None = None,
     rating_scale: tuple[float, float] | None = None,
-    duplicates: DuplicatePolicy = "last",
+    duplicates: DuplicatePolicy | None = None,
     implicit: bool = False,
+    time_format: str = "auto",
     label: str = "DataFrame",
 ) -> pd.DataFrame:
     """Validate an in-memory frame into the canonical frame, exactly as :func:`read_ratings`.
 
     The frame's columns go through the same mapping (``columns``, else
-    :data:`COLUMN_ALIASES`), id, rating, timestamp (numbers, ISO strings or ``datetime64``) and
-    duplicate rules as a file's, so a DataFrame and the CSV written from it load identically.
+    :data:`COLUMN_ALIASES`), id, rating, timestamp (numbers, ISO strings or ``datetime64``;
+    ``time_format`` as in :func:`read_ratings`), duplicate (``None``: counts for implicit data,
+    last rating otherwise) and unmapped-time-column rules as a file's, so a DataFrame and the
+    CSV written from it load identically.
     Errors name ``label`` and the 1-based row.
 
     Raises:
         DataError: not a DataFrame, no rows, a missing column or a bad value.
         ConfigError: an argument is invalid.
     """
-    _check_arguments(columns, rating_scale, duplicates)
+    _check_arguments(columns, rating_scale, duplicates, time_format)
     if not isinstance(df, pd.DataFrame):
         raise DataError(
             f"{label}: expected a pandas DataFrame, got {type(df).__name__}; for a file use "
@@ -236,11 +258,26 @@ def read_frame(
     names = [str(c) for c in df.columns]
     positions, shown = _resolve_columns(label, names, len(names), columns, 0)
     cols = {canon: df.iloc[:, pos].reset_index(drop=True) for canon, pos in positions.items()}
-    raw = _Raw(label, cols, shown, 0)
-    frame = _canonicalize(raw, implicit=implicit, rating_scale=rating_scale)
-    frame = _apply_duplicates(frame, raw, duplicates)
-    frame.attrs["source"] = label
-    return frame
+    time_like: dict[str, str] = {}
+    if "timestamp" not in positions:
+        used = set(positions.values())
+        for i, (name, col) in enumerate(zip(names, df.columns, strict=True)):
+            dtype = df[col].dtype
+            if i in used:
+                continue
+            if isinstance(dtype, pd.DatetimeTZDtype) or dtype.kind == "M":
+                time_like[name] = f"its type {dtype}"
+            elif _TIME_NAME.search(name):
+                time_like[name] = "its name"
+    raw = _Raw(label, cols, shown, 0, {}, time_like)
+    raw.mapped = {c: names[pos] for c, pos in positions.items()}
+    return _finish(
+        raw,
+        implicit=implicit,
+        rating_scale=rating_scale,
+        duplicates=duplicates,
+        time_format=time_format,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
