@@ -261,8 +261,8 @@ def read_frame(
     time_like: dict[str, str] = {}
     if "timestamp" not in positions:
         used = set(positions.values())
-        for i, (name, col) in enumerate(zip(names, df.columns, strict=True)):
-            dtype = df[col].dtype
+        for i, name in enumerate(names):
+            dtype = df.iloc[:, i].dtype
             if i in used:
                 continue
             if isinstance(dtype, pd.DatetimeTZDtype) or dtype.kind == "M":
