@@ -32,7 +32,13 @@ def render_describe(con: Any, stats: dict[str, Any]) -> None:
         con.print(f"time     {_when(ts_range[0])} .. {_when(ts_range[1])}  (read as {fmt})")
     if stats["explicit"]:
         lo, hi = stats["rating_scale"]
-        con.print(f"scale    {lo:g}..{hi:g}   mean {stats['rating_mean']:.3f}")
+        from recforge.eval.thresholds import scale_thresholds
+
+        thr = scale_thresholds((lo, hi))
+        con.print(
+            f"scale    {lo:g}..{hi:g}   mean {stats['rating_mean']:.3f}   evaluation: like > "
+            f"{thr.like:g}, relevant >= {thr.relevance:g}"
+        )
         total = max(stats["n_ratings"], 1)
         for value, count in stats["rating_histogram"].items():
             bar = "█" * round(40 * count / total)
