@@ -244,6 +244,10 @@ def test_own_file_journey(
             got = client.get(f"/users/{own.user}/recommendations", params={"k": 3})
             assert got.status_code == 200, got.text
             assert len(got.json()["items"]) == 3
+            if kind == "clicks":  # the item file's titles and categories reach the API
+                first = got.json()["items"][0]
+                assert first["title"].startswith("Gadget ")
+                assert first["genres"][0] in {"audio", "home", "garden"}
     # A model with item vectors serves similar items too; the page is there.
     with TestClient(create_app(Settings(run=str(runs / "biased_mf")))) as client:
         similar = client.get(f"/items/{own.item}/similar", params={"k": 2})
