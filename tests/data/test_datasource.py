@@ -236,3 +236,15 @@ def test_text_header_over_text_ids_is_detected(tmp_path: Path) -> None:
     assert got["user_id"].tolist() == ["c1", "c2"]
     plain = write(tmp_path, "p.csv", "u1,i9\nu2,i7\n")  # rows alike: no header
     assert read_ratings(plain)["user_id"].tolist() == ["u1", "u2"]
+
+
+def test_no_header_flag_overrides_detection(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from recforge.cli import main
+
+    path = write(tmp_path, "h.csv", "alice,book\nbob,dvd42\nalice,dvd42\n")
+    assert main(["data", "describe", str(path), "--json"]) == 2  # taken for a header
+    capsys.readouterr()
+    assert main(["data", "describe", str(path), "--no-header", "--json"]) == 0
+    assert '"n_ratings": 3' in capsys.readouterr().out

@@ -1,9 +1,10 @@
 """The data-source flags every command that reads data shares, defined once.
 
 ``@data_options`` adds ``--user-col``, ``--item-col``, ``--rating-col``, ``--time-col``,
-``--implicit``, ``--sep``, ``--rating-scale``, ``--time-format``, ``--duplicates``, ``--items``,
-``--item-id-col``, ``--item-title-col`` and ``--item-feature-cols`` to a typer command and hands
-the command one :class:`DataFlags` (argument ``data_flags``) that builds the
+``--implicit``, ``--sep``, ``--header/--no-header``, ``--rating-scale``, ``--time-format``,
+``--duplicates``, ``--items``, ``--item-id-col``, ``--item-title-col`` and
+``--item-feature-cols`` to a typer command and hands the command one :class:`DataFlags`
+(argument ``data_flags``) that builds the
 :class:`~recforge.data.datasource.DataSource`::
 
     @app.command()
@@ -52,6 +53,13 @@ _OPTIONS: dict[str, Any] = {
     "sep": Annotated[
         str | None, _opt("--sep", help="Field separator: tab , ; | :: space (default: sniffed).")
     ],
+    "header": Annotated[
+        bool | None,
+        _opt(
+            "--header/--no-header",
+            help="Whether the first line names the columns (default: detected).",
+        ),
+    ],
     "rating_scale": Annotated[
         str | None,
         _opt("--rating-scale", help="LOW:HIGH of the ratings, e.g. 1:10 (default: min:max)."),
@@ -97,6 +105,7 @@ class DataFlags:
     time_col: str | None = None
     implicit: bool | None = None
     sep: str | None = None
+    header: bool | None = None
     rating_scale: str | None = None
     time_format: str | None = None
     duplicates: str | None = None
@@ -135,6 +144,8 @@ class DataFlags:
             flag = "--" + f.name.replace("_", "-")
             if f.name == "implicit":
                 out.append("--implicit" if value else "--explicit")
+            elif f.name == "header":
+                out.append("--header" if value else "--no-header")
             else:
                 out += [flag, str(value)]
         return out
