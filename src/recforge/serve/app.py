@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from recforge.errors import ConfigError, RecError, UnknownIdError
-from recforge.serve.deps import BODY_TOO_LARGE, NOT_JSON
+from recforge.serve.deps import BODY_TOO_LARGE, BOTH_LENGTHS, NOT_JSON
 from recforge.serve.routes import admin, health, items, recommendations, users
 from recforge.serve.schemas import ErrorBody, InvalidRequest
 from recforge.serve.security import ApiKeyAuth
@@ -65,10 +65,14 @@ def _is_json(content_type: bytes) -> bool:
 class BodyLimit:
     """ASGI middleware: 413 for request bodies over ``limit`` bytes, 415 for non-JSON ones.
 
-    Checks ``Content-Length`` first; bodies without one (chunked) are read up to the limit before
-    the app sees them, so an endless body cannot exhaust memory. Every body this API accepts is
-    JSON, so a body declared as something else (a form, text) gets a clear 415 instead of a
-    confusing validation error.
+    The limit counts the bytes actually received, whatever the headers say: the body is read (up
+    to ``limit`` bytes) before the app sees it, so neither an endless chunked body nor a small
+    ``Content-Length`` sent next to ``Transfer-Encoding: chunked`` (where the server frames the
+    body by the chunks and the declared length is a lie) can exhaust memory. A request carrying
+    both headers is refused outright with 400 (RFC 9112 §6.3 calls it a smuggling vector), and
+    a declared length over the limit is refused before any byte is read. Every body this API
+    accepts is JSON, so a body declared as something else (a form, text) gets a clear 415
+    instead of a confusing validation error.
     """
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
@@ -85,6 +89,10 @@ class BodyLimit:
             await ErrorResponse({"detail": NOT_JSON}, status_code=415)(scope, receive, send)
             return
         length = headers.get(b"content-length")
+        if length is not None and b"transfer-encoding" in headers:
+            response = ErrorResponse({"detail": BOTH_LENGTHS}, status_code=400)
+            await response(scope, receive, send)
+            return
         if length is not None:
             try:
                 too_big = int(length) > self.limit
@@ -93,8 +101,6 @@ class BodyLimit:
             if too_big:
                 await self._reject(scope, receive, send)
                 return
-            await self.app(scope, receive, send)
-            return
         chunks: list[Message] = []
         size = 0
         while True:

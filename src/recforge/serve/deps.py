@@ -18,6 +18,7 @@ NO_ITEM_VECTORS = "this model has no item vectors, so it cannot find similar ite
 NEEDS_RUN = "not available in store mode; start the service with a run directory"
 NO_KNOWN_RATINGS = "none of the rated items is known to the model"
 BODY_TOO_LARGE = "request body too large"
+BOTH_LENGTHS = "request carries both Content-Length and Transfer-Encoding: send one of them"
 NOT_JSON = "request body must be JSON: send Content-Type: application/json"
 TOO_MANY_RATINGS = "too many ratings: at most {} per request"
 K_TOO_LARGE = "k must be at most {}"
