@@ -358,20 +358,49 @@ def _check_base_tensors(
         raise ArtifactError(f"{root}: weights tensor '{_BASE_PREFIX}seen_indices' is {indices}")
 
 
+def _one_line(text: str, limit: int = 500) -> str:
+    """``text`` on one line (whitespace runs collapsed), cut to ``limit`` characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
 def load_run(path: str | Path) -> Run:
     """Load a run directory written by :func:`save_run`, validating it first.
 
+    Every failure to load a run is an :class:`ArtifactError` with a one-line message naming the
+    run: the checks below raise it on purpose, and anything else a crafted run provokes deeper
+    down (an overflowing id, a library error, memory exhaustion) is converted here, so the CLI
+    exits 2 and ``POST /admin/reload`` answers 4xx and keeps the old model.
+
     Raises:
         ArtifactError: the directory is missing, corrupt, truncated, unsafe (links or names
-            leading outside it, files that are not what they claim) or from a newer format;
-            see the module docstring for the checks and their order.
+            leading outside it, files that are not what they claim), larger than its weights
+            justify, or from a newer format; see the module docstring for the checks and their
+            order.
     """
+    root = Path(path)
+    try:
+        return _load_run(root)
+    except ArtifactError as exc:
+        raise ArtifactError(_one_line(str(exc))) from None
+    except RecError as exc:
+        raise ArtifactError(_one_line(f"{root}: {exc}")) from None
+    except MemoryError:
+        raise ArtifactError(
+            f"{root}: loading the run needs more memory than is available; is it the run you meant?"
+        ) from None
+    except Exception as exc:  # any other failure is still a bad run, said on one line
+        raise ArtifactError(
+            _one_line(f"{root}: cannot load the run ({type(exc).__name__}: {exc})")
+        ) from None
+
+
+def _load_run(root: Path) -> Run:
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
     from recforge.models.registry import get_class
 
-    root = Path(path)
     manifest = read_manifest(root)
     try:
         cls = get_class(manifest["model_name"])

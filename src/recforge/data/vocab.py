@@ -121,11 +121,16 @@ class IdVocab:
     def from_json(cls, text: str) -> IdVocab:
         """Inverse of :meth:`to_json`."""
         obj = json.loads(text)
-        ids = (
-            np.asarray(obj["ids"], dtype=np.int64)
-            if obj["kind"] == "int"
-            else np.asarray(obj["ids"], dtype=object)
-        )
+        try:
+            ids = (
+                np.asarray(obj["ids"], dtype=np.int64)
+                if obj["kind"] == "int"
+                else np.asarray(obj["ids"], dtype=object)
+            )
+        except OverflowError:
+            raise DataError(
+                f"{obj.get('name', 'id')} vocabulary holds an id outside the 64-bit integer range"
+            ) from None
         if obj["kind"] == "int" and len(obj["ids"]) == 0:
             ids = np.zeros(0, dtype=np.int64)
         return cls(ids, name=obj.get("name", "id"))
