@@ -112,3 +112,95 @@ def test_reload_of_an_overflowing_run_is_4xx_and_keeps_the_old_model(
         assert "\n" not in r.json()["detail"]
         assert client.get("/health").json()["model_version"] == before
         assert client.get("/users/1/recommendations?k=3").status_code == 200
+
+
+# ---------------------------------------------------------------------- case 3
+def _inflate(run: Path, n_users: int, n_factors: int) -> None:
+    """Claim ``n_users`` users and ``n_factors`` in a small run, keeping every check but the
+    weights' own shapes consistent (vocabulary, manifest count, seen_indptr, checksums)."""
+    from safetensors.numpy import load_file, save_file
+
+    vocab = json.loads((run / "vocab/users.json").read_text())
+    vocab["ids"] = list(range(n_users))
+    _fix(run, "vocab/users.json", json.dumps(vocab).encode())
+    state = load_file(str(run / "weights.safetensors"))
+    indptr = state["_base.seen_indptr"]
+    state["_base.seen_indptr"] = np.concatenate(
+        [indptr, np.full(n_users + 1 - len(indptr), indptr[-1], dtype=np.int64)]
+    )
+    save_file(state, str(run / "weights.safetensors"))
+    _fix(run, "weights.safetensors")
+    config = json.loads((run / "config.json").read_text())
+    config["n_factors"] = n_factors
+    _fix(run, "config.json", json.dumps(config).encode())
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["n_users"] = n_users
+    (run / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.fixture(scope="module")
+def mf_model() -> Recommender:
+    return create("biased_mf", epochs=1, n_factors=4, seed=0).fit(_data())
+
+
+def test_run_declaring_more_than_its_weights_hold_allocates_nothing(
+    mf_model: Recommender, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    from recforge.models.neural import NeuralRecommender
+
+    run = save_run(tmp_path / "run", mf_model)
+    _inflate(run, 150_000, 4096)  # a 2.5 GB embedding table, from a ~2 MB run
+    built: list[str] = []
+    original = NeuralRecommender._new_module
+
+    def spy(self: NeuralRecommender) -> Any:
+        built.append(str(torch.get_default_device()))
+        return original(self)
+
+    monkeypatch.setattr(NeuralRecommender, "_new_module", spy)
+    with pytest.raises(ArtifactError, match=r"declare \[150000, 4096\]") as info:
+        load_run(run)
+    assert "\n" not in str(info.value)
+    assert built == ["meta"]  # shapes were compared on the meta device; nothing real was built
+
+
+def test_crafted_run_stays_small_in_a_fresh_process(mf_model: Recommender, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    run = save_run(tmp_path / "run", mf_model)
+    _inflate(run, 150_000, 4096)
+    code = (
+        "import resource, sys\n"
+        "from recforge.artifacts import load_run\n"
+        "from recforge.errors import ArtifactError\n"
+        "try:\n    load_run(sys.argv[1])\nexcept ArtifactError:\n    pass\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(run)], capture_output=True, text=True, timeout=300
+    )
+    peak_kib = int(out.stdout.strip().splitlines()[-1])
+    assert peak_kib < 1_000_000, f"peak RSS {peak_kib} KiB"  # the table alone is 2.4 GiB
+
+
+def test_a_genuine_neural_run_still_loads(mf_model: Recommender, tmp_path: Path) -> None:
+    run = save_run(tmp_path / "run", mf_model)
+    loaded = load_run(run).model
+    assert np.allclose(loaded.score_items(np.arange(3)), mf_model.score_items(np.arange(3)))
+
+
+def test_num_threads_is_bounded_in_every_model_config() -> None:
+    from recforge.errors import ConfigError
+    from recforge.models.registry import available
+
+    for name in available():
+        try:
+            fields = type(create(name).config).model_fields
+        except ConfigError:
+            continue
+        if "num_threads" in fields:
+            with pytest.raises(ConfigError):
+                create(name, {"num_threads": 10**9})

@@ -26,8 +26,11 @@ first problem, before any model is built:
 3. Each file is read only if it is a regular file whose real path lies inside the run (no symlink
    out), and only after its checksum matches.
 4. The safetensors header is parsed by hand first: known dtypes, shapes and byte ranges consistent
-   with the file size; the base tensors' shapes must match the vocabularies. Only then are the
-   arrays loaded (safetensors executes nothing; there is no pickle anywhere).
+   with the file size; the base tensors' shapes must match the vocabularies, and a torch model's
+   network, built on the ``meta`` device from config and vocabularies (no memory), must find each
+   of its parameters there with the same size, so nothing is allocated beyond what the bytes on
+   disk hold. Only then are the arrays loaded (safetensors executes nothing; there is no pickle
+   anywhere).
 5. The family's ``set_state`` checks its own shapes against config and vocabularies, and scoring one
    user must give one score per item, so a mismatch is caught here, never deep inside torch later.
 """
@@ -364,6 +367,70 @@ def _one_line(text: str, limit: int = 500) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
+def _torch_parts(model: Recommender, prefix: str = "") -> list[tuple[str, Any]]:
+    """(state-key prefix, torch model) for ``model`` and the sub-models it rebuilds on load.
+
+    Blends hold members under ``m<k>.``, content models a hybrid under ``hybrid.``; both are
+    rebuilt from the config, so a crafted config can make them as large as a top-level model.
+    """
+    from recforge.models.neural import NeuralRecommender
+
+    parts: list[tuple[str, Any]] = []
+    subs: list[tuple[str, Recommender]] = []
+    if isinstance(model, NeuralRecommender):
+        parts.append((prefix + "module.", model))
+    cfg = model.config
+    members = getattr(cfg, "members", None)
+    if members is not None and hasattr(model, "_new_members"):
+        subs = [(f"{prefix}m{k}.", m) for k, m in enumerate(model._new_members())]
+    elif (hybrid := getattr(cfg, "hybrid_with", None)) is not None:
+        from recforge.models.registry import create
+
+        subs = [(f"{prefix}hybrid.", create(hybrid, getattr(cfg, "hybrid_config", None) or {}))]
+    for sub_prefix, sub in subs:
+        # As the parent's set_state does: members share its vocabularies and base state.
+        sub.users_, sub.items_, sub.seen_ = model.users_, model.items_, model.seen_
+        sub.global_mean_, sub.rating_scale_ = model.global_mean_, model.rating_scale_
+        sub.item_meta_ = getattr(model, "item_meta_", None)
+        parts.extend(_torch_parts(sub, sub_prefix))
+    return parts
+
+
+def _check_declared_sizes(
+    root: Path, model: Recommender, tensors: dict[str, tuple[str, tuple[int, ...]]]
+) -> None:
+    """Refuse a run whose config and vocabularies declare networks its weights do not hold.
+
+    A torch model allocates ``rows × n_factors`` parameters from its vocabularies and config
+    before its weights are copied in: a 3 MB crafted run (150k users, ``n_factors`` 4096) asked
+    for 2.5 GB that way. The network is built on torch's ``meta`` device here (shapes, no
+    memory), and each parameter must appear in the safetensors header with the same size. The
+    header was checked against the file size, so what load allocates is bounded by the bytes on
+    disk.
+    """
+    parts = _torch_parts(model)
+    if not parts:
+        return
+    import torch
+
+    for key_prefix, part in parts:
+        with torch.device("meta"):
+            module = part._new_module()
+        for name, value in module.state_dict().items():
+            key = key_prefix + name
+            found = tensors.get(key)
+            want = tuple(value.shape)
+            # Sizes, not shapes: torch itself accepts a [1] tensor for a 0-d buffer, and a
+            # same-size wrong shape is refused by load_state_dict without over-allocating.
+            if found is None or math.prod(found[1]) != math.prod(want):
+                have = "missing" if found is None else f"{found[0]}{list(found[1])}"
+                raise ArtifactError(
+                    f"{root}: weights tensor {key!r} is {have}, but the config and vocabularies "
+                    f"({len(model.users_)} users, {len(model.items_)} items) declare "
+                    f"{list(want)}; the weights do not belong to this config; re-create the run"
+                )
+
+
 def load_run(path: str | Path) -> Run:
     """Load a run directory written by :func:`save_run`, validating it first.
 
@@ -422,11 +489,8 @@ def _load_run(root: Path) -> Run:
             f"{root}: vocabularies hold {len(users)} users and {len(items)} items but the "
             f"manifest says {manifest['n_users']} and {manifest['n_items']}; re-create the run"
         )
-    _check_base_tensors(root, _safetensors_header(root, weights_path), len(users), len(items))
-    try:
-        state = load_file(str(weights_path))
-    except (ValueError, KeyError, TypeError, SafetensorError) as exc:
-        raise ArtifactError(f"{root}: cannot parse run files ({exc})") from None
+    tensors = _safetensors_header(root, weights_path)
+    _check_base_tensors(root, tensors, len(users), len(items))
     if not isinstance(config, dict):
         raise ArtifactError(f"{root}: config.json is not an object; re-create the run")
     try:
@@ -435,6 +499,10 @@ def _load_run(root: Path) -> Run:
         raise ArtifactError(f"{root}: config.json is not a valid config ({exc})") from None
     model.users_ = users
     model.items_ = items
+    try:
+        state = load_file(str(weights_path))
+    except (ValueError, KeyError, TypeError, SafetensorError) as exc:
+        raise ArtifactError(f"{root}: cannot parse run files ({exc})") from None
     indptr = state.pop(f"{_BASE_PREFIX}seen_indptr")
     indices = state.pop(f"{_BASE_PREFIX}seen_indices")
     model.global_mean_ = float(state.pop(f"{_BASE_PREFIX}global_mean")[0])
@@ -455,6 +523,8 @@ def _load_run(root: Path) -> Run:
         history = pd.read_csv(history_path) if history_path else None
     except (ValueError, KeyError, TypeError, OSError, RecursionError) as exc:
         raise ArtifactError(f"{root}: cannot parse run files ({exc})") from None
+    # Arrays read so far are bounded by the file; a network built from the config is not.
+    _check_declared_sizes(root, model, tensors)
     try:
         model.set_state(state)
         # One user scored end to end: a weight that fits the loader but not the model's maths

@@ -243,7 +243,9 @@ class AutoRecConfig(TrainConfig):
     )
     # One thread, as for mf: on a busy 2-core machine OpenMP workers spin-wait for cores
     # (measured 0.3-4 s vs 17-28 s for the same small U-AutoRec fit).
-    num_threads: int | None = Field(1, ge=1, description="Torch CPU threads while training.")
+    num_threads: int | None = Field(
+        1, ge=1, le=4096, description="Torch CPU threads while training."
+    )
     epochs: int = Field(60, ge=1, le=10_000)
     batch_size: int = Field(256, ge=1, le=10_000_000)
     lr: float = Field(3e-3, gt=0, le=10)

@@ -317,7 +317,9 @@ class TwoTowerConfig(NeuralConfig):
     y_range: YRange = "none"
     init_std: float = Field(0.05, gt=0)
     # One thread, as for mf (see MFConfig.num_threads): faster on a busy 2-core machine.
-    num_threads: int | None = Field(1, ge=1, description="Torch CPU threads (None: default).")
+    num_threads: int | None = Field(
+        1, ge=1, le=4096, description="Torch CPU threads (None: default)."
+    )
     epochs: int = Field(20, ge=1, le=10_000)
     batch_size: int = Field(1024, ge=2, le=10_000_000)
     lr: float = Field(3e-3, gt=0, le=10)
