@@ -11,10 +11,14 @@ How it works, and why:
 * **MovieLens ``::``.** pandas only runs multi-character separators in its slow Python engine, so
   ``::`` files are parsed with ``sep=":"`` by the C engine; the empty fields between the two colons
   are read too and must be empty, which proves no value contained a stray ``:``.
-* **Line numbers are file lines.** Blank lines are kept as all-empty rows while parsing
-  (``skip_blank_lines=False``) and dropped afterwards, so row ``k`` of the parse is line
+* **Line numbers are file lines.** Blank (whitespace-only) lines never reach the parser: the
+  stream skips them and remembers only where each run of them was (``data/_stream.py``), and the
+  parse index is set back to line offsets, so row ``k`` of the parse is line
   ``first_data_line + k`` of the file and every error can name the line a user sees in an editor
   (quoted values spanning several lines would shift this; rating files do not have them).
+* **One handle, bounded memory.** The sample and the parse read one open handle, and a file
+  changed in place meanwhile is refused; compressed input expands only up to a cap
+  (``max_input_bytes`` / ``RECFORGE_MAX_INPUT_BYTES``); see :mod:`recforge.data._stream`.
 * **Errors are one line.** Every problem a user can cause raises
   :class:`~recforge.errors.DataError` with the file, the 1-based line (or Parquet row), the column
   and a fix. Non-UTF-8 bytes are an error naming the encoding and the ``encoding=`` fix rather than
@@ -34,24 +38,23 @@ How it works, and why:
 
 from __future__ import annotations
 
-import bz2
 import codecs
 import csv
-import gzip
 import lzma
 import os
 import re
 import warnings
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from recforge.data._stream import TextSource, max_input_bytes
 from recforge.data.datasource import DataSource
 from recforge.errors import ConfigError, DataError, DataWarning
 
@@ -113,6 +116,7 @@ def read_ratings(
     encoding: str | None = None,
     implicit: bool = False,
     time_format: str = "auto",
+    max_input_bytes: int | None = None,
 ) -> pd.DataFrame:
     """Read a ratings file into the canonical frame.
 
@@ -145,6 +149,10 @@ def read_ratings(
         time_format: ``"auto"`` (numbers are epoch seconds, or milli/micro/nanoseconds when
             their magnitude says so; text is parsed as ISO-8601 dates/times), ``"s"``, ``"ms"``,
             ``"us"``, ``"ns"``, ``"iso"``, or a strftime pattern (``"%d/%m/%Y %H:%M"``).
+        max_input_bytes: cap on the bytes a compressed file may expand to (a decompression
+            bomb stops there with a DataError); None reads ``RECFORGE_MAX_INPUT_BYTES``, else
+            32 times the compressed size within [64 MiB, 2 GiB]. See
+            :mod:`recforge.data._stream`.
 
     Returns:
         A frame with columns ``user_id`` and ``item_id`` (``int64`` when all integral, else
@@ -180,7 +188,7 @@ def read_ratings(
     if magic[:4] == b"PAR1" or p.suffix.lower() in (".parquet", ".pq"):
         raw = _read_parquet(p, label, columns)
     else:
-        raw = _read_text(p, label, magic, sep, columns, header, encoding)
+        raw = _read_text(p, label, magic, sep, columns, header, encoding, max_input_bytes)
     return _finish(
         raw,
         implicit=implicit,
@@ -443,11 +451,6 @@ _COMPRESSIONS: dict[bytes, str] = {
     b"BZh": "bz2",
     b"\xfd7zXZ\x00": "xz",
 }
-_OPENERS: dict[str, Callable[[Path], Any]] = {
-    "gzip": lambda p: gzip.open(p, "rb"),  # noqa: SIM115 - callers use the result in `with`
-    "bz2": lambda p: bz2.open(p, "rb"),  # noqa: SIM115
-    "xz": lambda p: lzma.open(p, "rb"),  # noqa: SIM115
-}
 _CORRUPT = (EOFError, zlib.error, OSError, lzma.LZMAError)
 
 
@@ -459,6 +462,7 @@ def _read_text(
     columns: Mapping[str, str | int] | None,
     header: bool | None,
     encoding: str | None,
+    max_bytes: int | None = None,
 ) -> _Raw:
     compression = next((c for m, c in _COMPRESSIONS.items() if magic.startswith(m)), None)
     if magic.startswith(b"PK\x03\x04"):
@@ -468,7 +472,24 @@ def _read_text(
         )
     if magic.startswith(b"\x28\xb5\x2f\xfd"):
         raise DataError(f"{label}: is zstd-compressed; decompress it or convert it to gzip")
-    sample, complete = _read_sample(p, label, compression)
+    # One open handle for the sample and the parse, capped and blank-line free (_stream.py).
+    cap = max_input_bytes(max_bytes, p.stat().st_size)
+    with TextSource(p, label, compression, cap) as src:
+        raw = _read_text_source(src, label, sep, columns, header, encoding)
+        src.check_unchanged()
+    return raw
+
+
+def _read_text_source(
+    src: TextSource,
+    label: str,
+    sep: str | None,
+    columns: Mapping[str, str | int] | None,
+    header: bool | None,
+    encoding: str | None,
+) -> _Raw:
+    compression = src.compression
+    sample, complete = _read_sample(src, label, compression)
     if not sample.strip():
         raise DataError(f"{label}: file is empty; expected a header and/or rating rows")
 
@@ -543,7 +564,7 @@ def _read_text(
             "add rating rows or check that the right file was given"
         )
 
-    cols = _parse(p, label, sep, positions, n_fields, data_line - 1, enc, compression)
+    cols = _parse(src, label, sep, positions, n_fields, data_line - 1, enc, compression)
     n_rows = len(next(iter(cols.values())))
     if has_header and n_rows == 0:
         raise DataError(
@@ -570,15 +591,12 @@ def _read_text(
     return raw
 
 
-def _read_sample(p: Path, label: str, compression: str | None) -> tuple[bytes, bool]:
+def _read_sample(src: TextSource, label: str, compression: str | None) -> tuple[bytes, bool]:
     """First 64 KiB of (decompressed) content and whether that is the whole file."""
     try:
-        opener = _OPENERS[compression](p) if compression else open(p, "rb")  # noqa: SIM115
-        with opener as fh:
-            data = fh.read(_SAMPLE_BYTES + 1)
+        return src.sample(_SAMPLE_BYTES)
     except _CORRUPT as exc:
         raise _corrupt_error(label, compression, exc) from None
-    return data[:_SAMPLE_BYTES], len(data) <= _SAMPLE_BYTES
 
 
 def _corrupt_error(label: str, compression: str | None, exc: BaseException) -> DataError:
@@ -731,7 +749,7 @@ def _shape(text: str) -> str:
 
 
 def _parse(
-    p: Path,
+    src: TextSource,
     label: str,
     sep: str,
     positions: dict[str, int],
@@ -749,14 +767,28 @@ def _parse(
         "header": None,
         "names": list(range(2 * n_fields - 1 if sep == "::" else n_fields)),
         "index_col": False,
-        "skiprows": skiprows,
         "skip_blank_lines": False,
         "engine": "c",
         "encoding": enc,
         "encoding_errors": "strict",
-        "compression": compression,
         "low_memory": False,
     }
+
+    def read(**extra: Any) -> pd.DataFrame:
+        # The stream skips the lines before the data and drops blank ones itself (UTF-16 text
+        # aside); the index is then set back to line offsets, so errors name file lines.
+        stream = src.stream(skiprows, enc)
+        frame = pd.read_csv(
+            cast(Any, stream), **kwargs, skiprows=0 if src.filtered else skiprows, **extra
+        )
+        frame.index = pd.Index(src.row_numbers(len(frame)))
+        checked: pd.DataFrame = frame
+        return checked
+
+    def file_line(n: int) -> int:
+        """File line of pandas' 1-based line ``n`` of what it parsed."""
+        return skiprows + 1 + src.stream_line(n) if src.filtered else n
+
     if sep == "::":
         # Field k of "a::b::c" is field 2k of "a:b:c"; the odd fields between must stay empty.
         kwargs.update(sep=":", quoting=csv.QUOTE_NONE)
@@ -768,9 +800,11 @@ def _parse(
         kwargs.update(sep=re.escape(sep), engine="python")
         kwargs.pop("low_memory")
     try:
-        df = pd.read_csv(p, **kwargs)
+        df = read()
+    except DataError:
+        raise
     except UnicodeDecodeError:
-        raw = _read_all(p, compression)
+        raw = src.read_all()
         try:
             raw.decode(enc)
         except UnicodeDecodeError as exc:
@@ -783,19 +817,22 @@ def _parse(
         if quote:
             # pandas counts rows from 0 over every line of the file, skipped ones included.
             raise DataError(
-                f"{label}, line {int(quote.group(1)) + 1}: unbalanced quote: a '\"' opened on "
+                f"{label}, line {file_line(int(quote.group(1)) + 1)}: unbalanced quote: a '\"' "
+                "opened on "
                 "this line is never closed; close or remove it"
             ) from None
         found = re.search(r"line (\d+), saw (\d+)", str(exc))
         expected = re.search(r"Expected (\d+) fields", str(exc))
         if found and sep == "::":
             raise DataError(
-                f"{label}, line {found.group(1)}: a value contains ':' inside a '::' file; "
+                f"{label}, line {file_line(int(found.group(1)))}: a value contains ':' inside a "
+                "'::' file; "
                 "remove it or convert the file to CSV"
             ) from None
         if found and expected:
             raise DataError(
-                f"{label}, line {found.group(1)}: {found.group(2)} fields where earlier lines "
+                f"{label}, line {file_line(int(found.group(1)))}: {found.group(2)} fields where "
+                "earlier lines "
                 f"have {expected.group(1)}; fix the line or quote values containing the separator"
             ) from None
         raise DataError(f"{label}: cannot be parsed ({exc}); check sep= and quoting") from None
@@ -810,14 +847,14 @@ def _parse(
     floaty = [c for c in id_cols if c in df.columns and df[c].dtype.kind == "f"]
     if floaty:
         # All columns again (usecols trips over short rows), only these as text.
-        text = pd.read_csv(p, **{**kwargs, "dtype": dict.fromkeys(floaty, str)})
+        text = read(dtype=dict.fromkeys(floaty, str))
         for c in floaty:
             df[c] = text[c]
     if sep == "::":
         gap_cols = [c for c in df.columns if int(c) % 2 == 1]
         bad = df[gap_cols].notna().any(axis=1).to_numpy() if gap_cols else np.zeros(0, bool)
         if bad.any():
-            row = int(np.flatnonzero(bad)[0])
+            row = int(df.index[np.flatnonzero(bad)[0]])
             raise DataError(
                 f"{label}, line {skiprows + 1 + row}: a value contains ':' inside a '::' file; "
                 "remove it or convert the file to CSV"
@@ -828,13 +865,6 @@ def _parse(
     if blank.any():
         df = df[~blank]
     return {canon: df[pos] for canon, pos in positions.items()}
-
-
-def _read_all(p: Path, compression: str | None) -> bytes:
-    if compression:
-        with _OPENERS[compression](p) as fh:
-            return bytes(fh.read())
-    return p.read_bytes()
 
 
 # ---------------------------------------------------------------------------------------------
