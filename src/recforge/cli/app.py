@@ -663,8 +663,8 @@ def serve_cmd(
         typer.Option(
             "--workers",
             min=1,
-            help="uvicorn worker processes, each loading the model; POST /admin/reload reaches "
-            "only one of them, so use --watch with several.",
+            help="uvicorn worker processes, each loading the model; a POST /admin/reload on "
+            "any of them reaches all (they follow a shared state file, RECFORGE_STATE_FILE).",
         ),
     ] = 1,
 ) -> None:
@@ -688,9 +688,22 @@ def serve_cmd(
     if workers == 1:
         uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
         return
-    # Worker processes import the factory and read the settings back from the environment.
+    # Worker processes import the factory and read the settings back from the environment;
+    # they agree on reloads through a state file in a private folder (serve/shared.py).
+    state_dir = None
+    if settings.state_file is None:
+        import tempfile
+
+        state_dir = tempfile.mkdtemp(prefix="recforge-serve-")
+        settings = settings.model_copy(update={"state_file": f"{state_dir}/state.json"})
     os.environ.update(settings.to_env())
-    _serve_workers(host, port, workers, log_level)
+    try:
+        _serve_workers(host, port, workers, log_level)
+    finally:
+        if state_dir is not None:
+            import shutil
+
+            shutil.rmtree(state_dir, ignore_errors=True)
 
 
 def _preflight(settings: Any) -> None:

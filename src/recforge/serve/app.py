@@ -30,6 +30,7 @@ from recforge.serve.schemas import ErrorBody, InvalidRequest
 from recforge.serve.security import ApiKeyAuth
 from recforge.serve.service import Service, fingerprint, load_service
 from recforge.serve.settings import Settings
+from recforge.serve.shared import FollowSharedState, SharedState
 
 log = logging.getLogger("recforge.serve")
 WEB_DIR = Path(__file__).parent / "web"
@@ -155,6 +156,34 @@ async def reload(
     return new
 
 
+async def follow_shared(app: Any) -> None:
+    """Load what the shared state file asks for, when it changed since this worker applied it.
+
+    Cheap when nothing changed (one ``stat``); otherwise concurrent requests wait for one load,
+    so that no request after a reload elsewhere is answered by the old model.
+    """
+    shared: SharedState | None = getattr(app.state, "shared", None)
+    if shared is None or not shared.changed():
+        return
+    async with app.state.follow_lock:
+        identity = shared.identity()
+        if identity == shared.applied:
+            return
+        desired = await run_in_threadpool(shared.read)
+        shared.applied = identity
+        if desired is None:
+            return
+        run, version = desired.get("run"), desired.get("store_version")
+        try:
+            await reload(
+                app,
+                run=run if isinstance(run, str) else None,
+                store_version=version if isinstance(version, str) else None,
+            )
+        except RecError as exc:  # keep serving; the worker that wrote it answered the caller
+            log.warning("state file %s: not reloading: %s", shared.path, exc)
+
+
 async def _watch(app: FastAPI, interval: float) -> None:
     """Reload when the run's manifest or the store's active version changes."""
     while True:
@@ -182,7 +211,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.reload_lock = asyncio.Lock()
+        app.state.follow_lock = asyncio.Lock()
+        app.state.shared = SharedState(settings.state_file) if settings.state_file else None
         app.state.service = await run_in_threadpool(load_service, settings)
+        # A worker started after a reload elsewhere serves what the others serve.
+        await follow_shared(app)
         watcher = None
         if settings.watch_interval > 0:
             watcher = asyncio.create_task(_watch(app, settings.watch_interval))
@@ -209,8 +242,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses=common,
     )
     # add_middleware wraps: the last one added runs first. Order, outermost first: CORS (so
-    # preflights and 401s carry its headers), API key (before any body is read), body limit.
+    # preflights and 401s carry its headers), API key (before any body is read), following the
+    # workers' shared state (serve/shared.py), body limit.
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    if settings.state_file:
+        app.add_middleware(FollowSharedState, follow=follow_shared)
     if settings.api_key is not None:
         app.add_middleware(ApiKeyAuth, key=settings.api_key.get_secret_value())
     if settings.cors_origins:

@@ -56,6 +56,12 @@ class Settings(BaseModel):
         description="Origins allowed to call the API from a browser (comma-separated in "
         "RECFORGE_CORS_ORIGINS). Empty: no CORS headers at all, so browsers keep other sites out.",
     )
+    state_file: str | None = Field(
+        None,
+        description="File through which worker processes agree on what they serve: a reload "
+        "writes the desired run/store version there and every worker follows it before its next "
+        "request (see recforge.serve.shared). `serve --workers N` creates a private one.",
+    )
     torch_threads: int = Field(
         1,
         ge=1,

@@ -6,6 +6,7 @@ import time
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Request
+from starlette.concurrency import run_in_threadpool
 
 from recforge.serve.schemas import ReloadRequest, ReloadResult
 
@@ -24,6 +25,9 @@ async def reload_service(
     req = body or ReloadRequest()
     previous = request.app.state.service.model_version
     service = await reload(request.app, run=req.run, store_version=req.store_version)
+    shared = getattr(request.app.state, "shared", None)
+    if shared is not None:  # tell the other worker processes (serve/shared.py)
+        await run_in_threadpool(shared.write, service.settings.run, service.settings.store_version)
     return ReloadResult(
         previous_version=previous,
         model_version=service.model_version,
