@@ -56,6 +56,12 @@ class Settings(BaseModel):
         description="Origins allowed to call the API from a browser (comma-separated in "
         "RECFORGE_CORS_ORIGINS). Empty: no CORS headers at all, so browsers keep other sites out.",
     )
+    run_roots: tuple[str, ...] = Field(
+        (),
+        description="Folders POST /admin/reload may load runs from (links resolved; separated by "
+        "commas or the OS path separator in RECFORGE_RUN_ROOTS). Empty: any path the service "
+        "can read; set it whenever the admin route is reachable by others.",
+    )
     state_file: str | None = Field(
         None,
         description="File through which worker processes agree on what they serve: a reload "
@@ -75,6 +81,15 @@ class Settings(BaseModel):
         # The environment gives one string; origins are separated by commas.
         if isinstance(value, str):
             return tuple(o.strip() for o in value.split(",") if o.strip())
+        return value
+
+    @field_validator("run_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: Any) -> Any:
+        # The environment gives one string: commas or os.pathsep (":") separate folders.
+        if isinstance(value, str):
+            parts = value.replace(os.pathsep, ",").split(",")
+            return tuple(p.strip() for p in parts if p.strip())
         return value
 
     @classmethod
