@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
 from fastapi.testclient import TestClient
 
 from recforge.serve.app import BodyLimit
@@ -131,3 +132,23 @@ def test_live_uvicorn_refuses_chunked_body_with_small_content_length(mf_run: Pat
         # And an honest small chunked request still works.
         answer = _raw_post(base, head.replace(b"Content-Length: 41\r\n", b""), [PAYLOAD])
         assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"ratings": {"1": 5.0}, "k": True},
+        {"ratings": {"1": 5.0}, "k": "5"},
+        {"ratings": {"1": 5.0}, "k": 5.0},
+        {"ratings": {"1": True}},
+        {"ratings": {"1": 5.0}, "exclude_rated": "no"},
+    ],
+)
+def test_json_booleans_and_strings_are_not_numbers(live: TestClient, body: object) -> None:
+    # Issue 17 case 7: `k: true` was taken as k=1.
+    assert live.post("/recommendations", json=body).status_code == 422
+
+
+def test_plain_numbers_still_work(live: TestClient) -> None:
+    r = live.post("/recommendations", json={"ratings": {"1": 5, "2": 3.5}, "k": 4})
+    assert r.status_code == 200 and len(r.json()["items"]) == 4

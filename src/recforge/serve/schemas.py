@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
 #: Hard upper bound on k for every endpoint (Settings.max_k may lower it, never raise it).
 MAX_K = 1000
@@ -100,8 +100,17 @@ class NewUserRequest(BaseModel):
         min_length=1,
         description="Raw item id -> rating (unknown items are ignored; finite, |rating| <= 1e6).",
     )
-    k: int = Field(10, ge=1, le=MAX_K)
-    exclude_rated: bool = True
+    # Strict: JSON true is not k=1, and "5" is not 5 (a client bug worth a 422, not a guess).
+    k: StrictInt = Field(10, ge=1, le=MAX_K)
+    exclude_rated: StrictBool = True
+
+    @field_validator("ratings", mode="before")
+    @classmethod
+    def _no_booleans(cls, value: object) -> object:
+        # A JSON true would otherwise be taken as the rating 1.0.
+        if isinstance(value, dict) and any(isinstance(v, bool) for v in value.values()):
+            raise ValueError("ratings must be numbers, not true/false")
+        return value
 
     @field_validator("ratings")
     @classmethod
