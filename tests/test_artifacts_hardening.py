@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -204,3 +206,45 @@ def test_num_threads_is_bounded_in_every_model_config() -> None:
         if "num_threads" in fields:
             with pytest.raises(ConfigError):
                 create(name, {"num_threads": 10**9})
+
+
+# ---------------------------------------------------------------------- case 7: hard links
+@pytest.mark.parametrize("name", ["config.json", "vocab/items.json", "manifest.json"])
+def test_hard_link_out_of_a_run_is_refused(run_dir: Path, tmp_path: Path, name: str) -> None:
+    outside = tmp_path / "outside.json"
+    outside.write_bytes((run_dir / name).read_bytes())
+    (run_dir / name).unlink()
+    os.link(outside, run_dir / name)  # same bytes, checksum fine: only the link count tells
+    with pytest.raises(ArtifactError, match=rf"{re.escape(name)} is a hard link \(2 names\)"):
+        load_run(run_dir)
+
+
+def test_multi_line_messages_from_deep_down_become_one_line(
+    run_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from recforge.errors import ConfigError
+    from recforge.models.baselines import Biases
+
+    def boom(self: Any, state: Any) -> None:
+        raise ConfigError("first\nsecond\n  third")
+
+    monkeypatch.setattr(Biases, "set_state", boom)
+    with pytest.raises(ArtifactError) as info:
+        load_run(run_dir)
+    assert "first second third" in str(info.value)
+
+
+def test_cli_writes_any_error_on_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import recforge.cli.app as cli_app
+    from recforge.cli import main
+    from recforge.errors import DataError
+
+    def boom(*args: Any, **kwargs: Any) -> None:
+        raise DataError("line one\n  line two\n")
+
+    monkeypatch.setattr(cli_app, "load_run", boom, raising=False)
+    monkeypatch.setattr("recforge.artifacts.load_run", boom)
+    assert main(["recommend", "somewhere", "--user", "1"]) == 2
+    assert capsys.readouterr().err == "recforge: error: line one line two\n"

@@ -24,7 +24,8 @@ first problem, before any model is built:
    with a SHA-256 checksum. Names outside that list are refused, not skipped; files on disk that the
    manifest does not list (a plot written later) are never read.
 3. Each file is read only if it is a regular file whose real path lies inside the run (no symlink
-   out), and only after its checksum matches.
+   out) and that has no other name (a hard link count of 1: a hard link cannot show where its
+   other name lies), and only after its checksum matches.
 4. The safetensors header is parsed by hand first: known dtypes, shapes and byte ranges consistent
    with the file size; the base tensors' shapes must match the vocabularies, and a torch model's
    network, built on the ``meta`` device from config and vocabularies (no memory), must find each
@@ -227,6 +228,7 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
         raise ArtifactError(f"{root}: manifest.json is a symbolic link; refusing to follow it")
     if not mf.is_file():
         raise ArtifactError(f"{root}: no manifest.json; is this a recforge run directory?")
+    _refuse_hard_link(root, mf, "manifest.json")
     if mf.stat().st_size > _MAX_MANIFEST_BYTES:
         raise ArtifactError(f"{mf}: corrupt manifest (over {_MAX_MANIFEST_BYTES >> 20} MiB)")
     try:
@@ -256,6 +258,20 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     return checked
 
 
+def _refuse_hard_link(root: Path, path: Path, name: str) -> None:
+    """A run file with another name somewhere (a hard link) may be a file outside the run.
+
+    A hard link cannot be told apart from the original, so a link count above one is refused
+    whatever the other name is: save_run never creates one, and a copied run has its own files.
+    """
+    links = path.stat().st_nlink
+    if links > 1:
+        raise ArtifactError(
+            f"{root}: {name} is a hard link ({links} names); a run's files must be its own, "
+            "so copy the run (cp -r) instead of linking it"
+        )
+
+
 def _checked(
     root: Path, manifest: dict[str, Any], name: str, *, required: bool = True
 ) -> Path | None:
@@ -272,6 +288,7 @@ def _checked(
         raise ArtifactError(f"{root}: {name} points outside the run directory; refusing to read it")
     if not p.is_file():
         raise ArtifactError(f"{root}: {name} is missing")
+    _refuse_hard_link(root, p, name)
     if _sha256(p) != expected:
         raise ArtifactError(f"{root}: {name} is corrupt (checksum mismatch); re-create the run")
     return p

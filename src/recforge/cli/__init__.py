@@ -24,7 +24,9 @@ def main(argv: list[str] | None = None) -> int:
         with cli_lines():
             app(args=argv, prog_name="recforge", standalone_mode=True)
     except RecError as exc:
-        sys.stderr.write(f"recforge: error: {exc}\n")
+        # One line, whatever the message held (a library's multi-line text inside it).
+        message = " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+        sys.stderr.write(f"recforge: error: {message}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("recforge: interrupted\n")
