@@ -685,8 +685,11 @@ def serve_cmd(
         watch_interval=watch,
     ).check()
     _preflight(settings)
+    from recforge.serve.timeouts import uvicorn_options
+
+    timeouts = uvicorn_options(settings.header_timeout, settings.keep_alive_timeout)
     if workers == 1:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, **timeouts)
         return
     # Worker processes import the factory and read the settings back from the environment;
     # they agree on reloads through a state file in a private folder (serve/shared.py).
@@ -698,7 +701,7 @@ def serve_cmd(
         settings = settings.model_copy(update={"state_file": f"{state_dir}/state.json"})
     os.environ.update(settings.to_env())
     try:
-        _serve_workers(host, port, workers, log_level)
+        _serve_workers(host, port, workers, log_level, timeouts)
     finally:
         if state_dir is not None:
             import shutil
@@ -723,7 +726,9 @@ def _preflight(settings: Any) -> None:
         StoreBackend(settings.store, settings.store_version).close()
 
 
-def _serve_workers(host: str, port: int, workers: int, log_level: str) -> None:
+def _serve_workers(
+    host: str, port: int, workers: int, log_level: str, options: dict[str, Any]
+) -> None:
     """uvicorn's multi-process supervisor on a listening socket bound here.
 
     ``uvicorn.run(workers=N)`` binds its socket with ``proto=0``; accepted connections inherit
@@ -742,6 +747,7 @@ def _serve_workers(host: str, port: int, workers: int, log_level: str) -> None:
         host=host,
         port=port,
         log_level=log_level,
+        **options,
     )
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)

@@ -56,6 +56,16 @@ class Settings(BaseModel):
         description="Origins allowed to call the API from a browser (comma-separated in "
         "RECFORGE_CORS_ORIGINS). Empty: no CORS headers at all, so browsers keep other sites out.",
     )
+    header_timeout: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="Seconds a connection may take to send a request's line and headers "
+        "(recforge serve; see recforge.serve.timeouts).",
+    )
+    keep_alive_timeout: float = Field(
+        5.0, gt=0, le=3600, description="Seconds an idle keep-alive connection stays open."
+    )
     run_roots: tuple[str, ...] = Field(
         (),
         description="Folders POST /admin/reload may load runs from (links resolved; separated by "
