@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -126,3 +127,64 @@ def test_read_umask_restores_the_process_umask() -> None:
         assert os.umask(0o027) == 0o027  # still in force after reading it
     finally:
         os.umask(before)
+
+
+# ---------------------------------------------------------------------- issue 17, case 7
+def test_atomic_dir_never_leaves_the_target_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each filesystem step of the swap keeps ``target`` present (two renames did not)."""
+    target = tmp_path / "run"
+    with _atomic.atomic_dir(target) as tmp:
+        (tmp / "v").write_text("1")
+    real_replace = os.replace
+
+    def checked_replace(src: Any, dst: Any) -> None:
+        real_replace(src, dst)
+        assert target.exists(), f"{target} missing after rename {src} -> {dst}"
+
+    monkeypatch.setattr(_atomic.os, "replace", checked_replace)
+    with _atomic.atomic_dir(target) as tmp:
+        (tmp / "v").write_text("2")
+    assert (target / "v").read_text() == "2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # nothing left behind
+
+
+def test_readers_always_find_the_run_while_it_is_rewritten(tmp_path: Path) -> None:
+    import threading
+
+    target = tmp_path / "run"
+    with atomic_dir(target) as tmp:
+        (tmp / "v").write_text("0")
+    missing = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                (target / "v").read_text()
+            except FileNotFoundError:
+                missing.append(1)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for n in range(1, 60):
+            with atomic_dir(target) as tmp:
+                (tmp / "v").write_text(str(n))
+    finally:
+        stop.set()
+        thread.join()
+    assert missing == [] and (target / "v").read_text() == "59"
+
+
+def test_atomic_dir_falls_back_to_two_renames_without_exchange(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_atomic, "exchange_paths", lambda a, b: False)
+    target = tmp_path / "run"
+    for n in range(2):
+        with _atomic.atomic_dir(target) as tmp:
+            (tmp / "v").write_text(str(n))
+    assert (target / "v").read_text() == "1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]

@@ -8,8 +8,11 @@ itself durable (without it, a crash can bring back the old entry, or an empty fi
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -89,13 +92,49 @@ def atomic_write_bytes(target: str | os.PathLike[str], data: bytes) -> None:
         tmp.write_bytes(data)
 
 
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def exchange_paths(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Swap two existing paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``).
+
+    Returns False where the system or file system cannot (other platforms, old kernels, some
+    network file systems); the caller then falls back to two renames.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):  # a libc without renameat2 (glibc < 2.28, musl < 1.2)
+        return False
+    rc = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    if rc == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), os.fspath(b))
+
+
+def _remove(path: Path) -> None:
+    """Remove a tree or a link (what a swap leaves behind) without following links."""
+    if path.is_symlink():
+        path.unlink()
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def atomic_dir(target: str | os.PathLike[str], *, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary directory that replaces ``target`` once the block succeeds.
 
     A crash inside the block leaves only a hidden ``.name.*.tmp`` directory behind, never a
     half-written ``target``. Every file and folder inside is fsynced before the rename, and the
-    parent folder after it.
+    parent folder after it. An existing ``target`` is swapped with the new tree in one atomic
+    step (:func:`exchange_paths`), so a reader (a serving process re-reading its run) never finds
+    it missing; where the system cannot exchange, two renames leave a moment without it.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -104,14 +143,18 @@ def atomic_dir(target: str | os.PathLike[str], *, overwrite: bool = True) -> Ite
         os.chmod(tmp, 0o777 & ~_UMASK)
         yield tmp
         _fsync_tree(tmp)
-        if target.exists():
+        if target.exists() or target.is_symlink():
             if not overwrite:
                 raise FileExistsError(target)
-            old = target.with_name(f".{target.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
+            if exchange_paths(tmp, target):
+                # One step: readers see the old tree or the new one, never no ``target``.
+                _remove(tmp)  # now the old tree
+            else:  # no atomic exchange here: two renames, with a moment without ``target``
+                old = target.with_name(f".{target.name}.old")
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(target, old)
+                os.replace(tmp, target)
+                _remove(old)
         else:
             os.replace(tmp, target)
     except BaseException:
