@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import httpx
+import pytest
 
 from recforge.serve.shared import SharedState
 
@@ -105,3 +107,25 @@ def test_store_mode_workers_with_watch_agree_on_pins_and_activations(
         while {c.get("/health").json()["store_version"] for c in (a, b)} != {second}:
             assert time.monotonic() < deadline, "watchers did not follow the activation"
             time.sleep(0.05)
+
+
+def test_a_writer_does_not_mistake_a_newer_file_for_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Worker A writes, worker B writes right after: A must still see B's file as new."""
+    import recforge.serve.shared as shared_mod
+
+    path = tmp_path / "state.json"
+    a, b = SharedState(path), SharedState(path)
+    real_replace = os.replace
+
+    def replace_then_other_writes(src: object, dst: object) -> None:
+        real_replace(src, dst)  # type: ignore[arg-type]
+        monkeypatch.setattr(shared_mod.os, "replace", real_replace)
+        b.write("runs/b", "active")  # lands between A's rename and anything A does next
+
+    monkeypatch.setattr(shared_mod.os, "replace", replace_then_other_writes)
+    monkeypatch.setattr("recforge._atomic.os.replace", replace_then_other_writes)
+    a.write("runs/a", "active")
+    assert a.read() == {"run": "runs/b", "store_version": "active", "generation": 2}
+    assert a.changed()

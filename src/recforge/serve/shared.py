@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
-from recforge._atomic import atomic_write_text
+from recforge._atomic import atomic_path
 
 log = logging.getLogger("recforge.serve")
 
@@ -81,8 +81,12 @@ class SharedState:
         generation = previous.get("generation")
         number = generation + 1 if isinstance(generation, int) else 1
         text = json.dumps({"run": run, "store_version": store_version, "generation": number})
-        atomic_write_text(self.path, text)
-        self.applied = self.identity()
+        with atomic_path(self.path) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+            # Our file's identity, taken before the rename (which keeps inode, size and mtime):
+            # a stat afterwards could see another worker's newer file and skip following it.
+            st = os.stat(tmp)
+        self.applied = (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 class FollowSharedState:
