@@ -129,3 +129,32 @@ def test_a_writer_does_not_mistake_a_newer_file_for_its_own(
     a.write("runs/a", "active")
     assert a.read() == {"run": "runs/b", "store_version": "active", "generation": 2}
     assert a.changed()
+
+
+def test_store_mode_workers_with_watch_all_follow_a_reload(
+    mf_run: Path, mf_run2: Path, tmp_path: Path
+) -> None:
+    from recforge.export import export_run
+    from recforge.store import open_store
+
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    first = export_run(mf_run, url, 5).version.model_version
+    second = export_run(mf_run2, url, 5).version.model_version
+    with open_store(url) as store:
+        store.activate(first)
+
+    def versions(base: str, n: int) -> set[str]:
+        out = set()
+        for _ in range(n):
+            with httpx.Client(timeout=30) as client:
+                out.add(client.get(base + "/health").json()["store_version"])
+        return out
+
+    args = ("--store", url, "--watch", "0.2", "--workers", "2")
+    with serve_process(None, *args, log_level="info", ready=2) as server:
+        assert versions(server.base, 10) == {first}
+        r = httpx.post(server.base + "/admin/reload", json={"store_version": second}, timeout=60)
+        assert r.status_code == 200
+        assert versions(server.base, 30) == {second}  # no worker left on the old version
+        r = httpx.post(server.base + "/admin/reload", json={"store_version": "active"}, timeout=60)
+        assert versions(server.base, 30) == {first}
