@@ -168,3 +168,22 @@ def test_default_cap_follows_the_compressed_size() -> None:
     assert default_cap(3 << 20) == 96 << 20  # the probe's 3 MB bomb stops at 96 MiB
     assert default_cap(1 << 30) == 2 << 30
     assert max_input_bytes(5, 1 << 30) == 5
+
+
+@pytest.mark.parametrize(
+    "error",
+    [MemoryError(), pd.errors.ParserError("Error tokenizing data. C error: out of memory")],
+)
+def test_running_out_of_memory_is_not_blamed_on_sep_or_quoting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    path = tmp_path / "r.csv"
+    path.write_text(ROWS)
+
+    def read_csv(*args: Any, **kwargs: Any) -> Any:
+        raise error
+
+    monkeypatch.setattr(rio.pd, "read_csv", read_csv)
+    with pytest.raises(DataError, match="ran out of memory while parsing") as info:
+        read_ratings(path)
+    assert "sep=" not in str(info.value)

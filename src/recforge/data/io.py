@@ -748,6 +748,14 @@ def _shape(text: str) -> str:
     return re.sub(r"[^\W\d_]+", "a", re.sub(r"\d+", "9", text))
 
 
+def _out_of_memory(label: str) -> DataError:
+    # Not "check sep= and quoting": the rows are fine, there are just more than fit.
+    return DataError(
+        f"{label}: ran out of memory while parsing; the file holds more rows than this process "
+        "can hold (blank lines cost nothing): use a machine with more memory or a smaller file"
+    )
+
+
 def _parse(
     src: TextSource,
     label: str,
@@ -803,6 +811,8 @@ def _parse(
         df = read()
     except DataError:
         raise
+    except MemoryError:
+        raise _out_of_memory(label) from None
     except UnicodeDecodeError:
         raw = src.read_all()
         try:
@@ -813,6 +823,8 @@ def _parse(
     except pd.errors.EmptyDataError:
         return {c: pd.Series([], dtype=float) for c in positions}
     except pd.errors.ParserError as exc:
+        if "out of memory" in str(exc):  # the C tokenizer's own allocation failure
+            raise _out_of_memory(label) from None
         quote = re.search(r"EOF inside string starting at row (\d+)", str(exc))
         if quote:
             # pandas counts rows from 0 over every line of the file, skipped ones included.
