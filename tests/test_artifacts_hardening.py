@@ -248,3 +248,24 @@ def test_cli_writes_any_error_on_one_line(
     monkeypatch.setattr("recforge.artifacts.load_run", boom)
     assert main(["recommend", "somewhere", "--user", "1"]) == 2
     assert capsys.readouterr().err == "recforge: error: line one line two\n"
+
+
+def test_content_run_declaring_a_huge_feature_width_is_refused(tmp_path: Path) -> None:
+    from safetensors.numpy import load_file, save_file
+
+    frame = pd.DataFrame(
+        {"user_id": [1, 1, 2, 2, 3], "item_id": [10, 11, 10, 12, 11], "rating": [5, 3, 4, 2, 5.0]}
+    )
+    meta = pd.DataFrame(
+        {"title": ["a", "b", "c"], "genres": [["x"], ["y"], ["x", "z"]]},
+        index=pd.Index([10, 11, 12], name="item_id"),
+    )
+    data = Interactions.from_frame(frame, rating_scale=(1.0, 5.0), item_meta=meta)
+    run = save_run(tmp_path / "run", create("content").fit(data))
+    assert load_run(run).model.n_items == 3
+    state = load_file(str(run / "weights.safetensors"))
+    state["features_shape"] = np.asarray([3, 10**10], dtype=state["features_shape"].dtype)
+    save_file(state, str(run / "weights.safetensors"))
+    _fix(run, "weights.safetensors")
+    with pytest.raises(ArtifactError, match="declare 10000000000 columns"):
+        load_run(run)

@@ -599,6 +599,13 @@ class ContentBased(Recommender):
         shape = tuple(int(x) for x in np.asarray(state["features_shape"]))
         if len(shape) != 2 or shape[0] != n_items:
             raise ValueError(f"state features have shape {shape}, expected ({n_items}, d)")
+        # Every feature column holds at least one value; a larger declared width is a crafted
+        # run asking for memory (the transposed matrix allocates one entry per column).
+        n_values = len(np.asarray(state["features_data"]))
+        if not 0 <= shape[1] <= max(n_values, 1):
+            raise ValueError(
+                f"state features declare {shape[1]} columns but hold {n_values} values"
+            )
         self.features_ = sp.csr_matrix(
             (
                 np.asarray(state["features_data"], dtype=np.float64),
