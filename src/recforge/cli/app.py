@@ -271,6 +271,9 @@ def train(
     }
     params |= {k: v for k, v in flags.items() if v is not None}
     params |= parse_sets(sets)
+    from recforge.models.registry import create
+
+    create(model, dict(params))  # a bad config fails here, before any data is looked at
     if protocol is not None:
         if checkpoint_every is not None or checkpoint_minutes is not None or distributed:
             # train_protocol_run has no checkpoint/DDP path; never drop the options silently.
