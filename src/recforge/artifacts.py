@@ -142,6 +142,9 @@ def _base_state(model: Recommender) -> dict[str, npt.NDArray[Any]]:
     return {
         f"{_BASE_PREFIX}seen_indptr": seen.indptr.astype(np.int64),
         f"{_BASE_PREFIX}seen_indices": seen.indices.astype(np.int32),
+        # Ratings and timeline order of the seen entries: explanations of known users read them.
+        f"{_BASE_PREFIX}seen_ratings": np.asarray(model.seen_ratings_, dtype=np.float32),
+        f"{_BASE_PREFIX}seen_order": np.asarray(model.seen_order_, dtype=np.int32),
         f"{_BASE_PREFIX}global_mean": np.asarray([model.global_mean_], dtype=np.float64),
         f"{_BASE_PREFIX}rating_scale": np.asarray(
             scale if scale is not None else [np.nan, np.nan], dtype=np.float64
@@ -531,6 +534,16 @@ def _load_run(root: Path) -> Run:
         (np.ones(len(indices), dtype=np.float32), indices, indptr), shape=(len(users), len(items))
     )
     model.rating_scale_ = None if np.isnan(scale).any() else (float(scale[0]), float(scale[1]))
+    ratings = state.pop(f"{_BASE_PREFIX}seen_ratings", None)
+    order = state.pop(f"{_BASE_PREFIX}seen_order", None)
+    if ratings is None or order is None:
+        # Runs saved before explanations existed: item order, ratings unknown (1 = "seen").
+        ratings = np.ones(len(indices), dtype=np.float32)
+        order = (np.arange(len(indices)) - np.repeat(indptr[:-1], np.diff(indptr))).astype(np.int32)
+    if ratings.shape != indices.shape or order.shape != indices.shape:
+        raise ArtifactError(f"{root}: stored ratings do not match the stored interactions")
+    model.seen_ratings_ = np.asarray(ratings, dtype=np.float32)
+    model.seen_order_ = np.asarray(order, dtype=np.int32)
     meta_path = _checked(root, manifest, "items.parquet", required=False)
     metrics_path = _checked(root, manifest, "metrics.json", required=False)
     history_path = _checked(root, manifest, "history.csv", required=False)

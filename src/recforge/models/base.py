@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -24,6 +24,9 @@ from recforge.config import ModelConfig, config_from_mapping
 from recforge.data.interactions import Interactions
 from recforge.data.vocab import IdVocab
 from recforge.errors import ConfigError, DataError, NotFittedError
+
+if TYPE_CHECKING:
+    from recforge.explain import Attribution, Explanation
 
 FloatArray = npt.NDArray[np.float32]
 IndexArray = npt.NDArray[np.int64]
@@ -120,7 +123,16 @@ def topk_rows(
 
 
 #: Attributes :meth:`Recommender.fit` sets before ``_fit``; removed again when ``_fit`` fails.
-_FIT_ATTRIBUTES = ("users_", "items_", "seen_", "global_mean_", "rating_scale_", "item_meta_")
+_FIT_ATTRIBUTES = (
+    "users_",
+    "items_",
+    "seen_",
+    "seen_ratings_",
+    "seen_order_",
+    "global_mean_",
+    "rating_scale_",
+    "item_meta_",
+)
 
 
 class Recommender(ABC):
@@ -132,6 +144,8 @@ class Recommender(ABC):
     Fitted attributes set by :meth:`fit` for every model:
         users_, items_: the training vocabularies.
         seen_: user × item CSR (binary) of training interactions; used to exclude seen items.
+        seen_ratings_, seen_order_: per stored entry of ``seen_``, its training rating and its
+            position in the user's timeline (0 = oldest); what explanations of known users read.
         global_mean_: mean training rating; rating_scale_: (low, high) or None.
         item_meta_: item metadata frame (titles, genres) or None.
     """
@@ -191,6 +205,7 @@ class Recommender(ABC):
         self.users_ = train.users
         self.items_ = train.items
         self.seen_ = train.csr("binary")
+        self.seen_ratings_, self.seen_order_ = seen_history(train)
         self.global_mean_ = train.global_mean
         self.rating_scale_ = train.rating_scale
         self.item_meta_ = train.item_meta
@@ -413,6 +428,36 @@ class Recommender(ABC):
         out[target >= 0] = scores[target[target >= 0]]
         return self._clip(out)
 
+    # ------------------------------------------------------------------ explanations
+    def explain(self, user: Any, item_id: Any, k: int = 5) -> Explanation:
+        """Why ``item_id`` scores as it does for ``user``: see :func:`recforge.explain.explain`.
+
+        ``user`` is a known raw user id, a new user's ``{item_id: rating}`` mapping, or an
+        ordered list of item ids (oldest first).
+        """
+        from recforge.explain import explain
+
+        return explain(self, user, item_id, k=k)
+
+    def explain_batch(self, user: Any, item_ids: Sequence[Any], k: int = 5) -> list[Explanation]:
+        """:meth:`explain` for several items of one user, computed in one batch."""
+        from recforge.explain import explain_items
+
+        return explain_items(self, user, item_ids, k=k)
+
+    def explain_rows(
+        self, rows: sp.csr_matrix, row_of: IndexArray, targets: IndexArray
+    ) -> Attribution:
+        """Contribution of each history entry to each target's fold-in score (the one hook).
+
+        ``rows`` holds one history per CSR row (entries in timeline order, values the ratings),
+        ``row_of[p]`` and ``targets[p]`` name pair ``p``'s row and item. The default is batched
+        occlusion through :meth:`fold_in_scores_batch`; additive families override it exactly.
+        """
+        from recforge.explain import occlusion
+
+        return occlusion(self, rows, row_of, targets)
+
     # ------------------------------------------------------------------ item similarity
     def item_vectors(self) -> FloatArray | None:
         """Item representation matrix ``(n_items, d)`` for similarity and ANN retrieval, if any."""
@@ -476,6 +521,26 @@ class Recommender(ABC):
                 f"{type(model).__name__}.load or recforge.artifacts.load_run"
             )
         return model
+
+
+def seen_history(train: Interactions) -> tuple[FloatArray, npt.NDArray[np.int32]]:
+    """Ratings and timeline positions (0 = oldest) aligned with ``train.csr("binary")``'s entries."""
+    from recforge.models.recency import recency_positions
+
+    from_end = recency_positions(train).astype(np.float64)
+    n_u = np.bincount(train.user_idx, minlength=train.n_users)
+    position = n_u[train.user_idx] - 1 - from_end
+    shape = (train.n_users, train.n_items)
+    pos = sp.csr_matrix((position + 1.0, (train.user_idx, train.item_idx)), shape=shape)
+    # Duplicate events of a pair were summed by csr(); keep their mean position.
+    cnt = sp.csr_matrix((np.ones(len(train)), (train.user_idx, train.item_idx)), shape=shape)
+    pos.sum_duplicates()
+    pos.sort_indices()
+    cnt.sum_duplicates()
+    cnt.sort_indices()
+    ratings = train.csr("rating").data.astype(np.float32)
+    order = np.rint(pos.data / cnt.data - 1.0).astype(np.int32)
+    return ratings, order
 
 
 def mask_seen(

@@ -13,10 +13,12 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+import scipy.sparse as sp
 from pydantic import Field
 
 from recforge.config import ModelConfig
 from recforge.data.interactions import Interactions
+from recforge.explain import Attribution, row_entries
 from recforge.models.base import FloatArray, IndexArray, Recommender
 
 F64Array = npt.NDArray[np.float64]
@@ -186,6 +188,22 @@ class Biases(Recommender):
         den = self.config.reg_u + len(idx)
         b_u = float(dev.sum() / den) if den > 0 else 0.0
         return (self.global_mean_ + b_u + self.item_bias_).astype(np.float32)
+
+    def explain_rows(
+        self, rows: sp.csr_matrix, row_of: IndexArray, targets: IndexArray
+    ) -> Attribution:
+        """Exact: ``b_u`` is a sum over the ratings, ``w_j = (r_j − μ − b_j) / (λ_u + n)``;
+        the residual is ``μ + b_i``."""
+        self._check_fitted()
+        weights, score = [], []
+        for r, t in zip(np.asarray(row_of).tolist(), np.asarray(targets).tolist(), strict=True):
+            idx, vals = row_entries(rows, r)
+            den = self.config.reg_u + len(idx)
+            dev = vals.astype(np.float64) - self.global_mean_ - self.item_bias_[idx]
+            w = dev / den if den > 0 else np.zeros(len(idx))
+            weights.append(w)
+            score.append(float(self.global_mean_ + self.item_bias_[t] + w.sum()))
+        return Attribution(np.asarray(score), weights, "exact")
 
     def get_state(self) -> dict[str, npt.NDArray[Any]]:
         """``{"user_bias": b_u, "item_bias": b_i}`` (float64)."""

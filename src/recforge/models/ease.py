@@ -24,6 +24,7 @@ from pydantic import Field, field_validator
 from recforge.config import ModelConfig
 from recforge.data.interactions import Interactions
 from recforge.errors import ConfigError
+from recforge.explain import Attribution, row_entries
 from recforge.models.base import FloatArray, IndexArray, RecList, Recommender, topk_rows
 from recforge.models.recency import recency_matrix, sequence_weights
 
@@ -313,6 +314,26 @@ class EASE(Recommender):
         vals = vals * sequence_weights(len(idx), self.config.recency_tau)
         out: FloatArray = (vals @ self.weights_[idx]).astype(np.float32)
         return out
+
+    # ------------------------------------------------------------------ explanations
+    def explain_rows(
+        self, rows: sp.csr_matrix, row_of: IndexArray, targets: IndexArray
+    ) -> Attribution:
+        """Exact: the score ``Σ_j x_uj B_ji`` is a sum over the history; ``w_j = x_uj B_ji``.
+
+        ``x_uj`` is the fold-in entry (1 or the rating, times the recency weight of its position
+        when ``recency_tau`` is set); nothing is left over (a zero residual for new users).
+        """
+        self._check_fitted()
+        weights, score = [], []
+        for r, t in zip(np.asarray(row_of).tolist(), np.asarray(targets).tolist(), strict=True):
+            idx, vals = row_entries(rows, r)
+            x = np.ones(len(idx)) if self.config.weighting == "binary" else vals.astype(np.float64)
+            x = x * sequence_weights(len(idx), self.config.recency_tau)
+            w = x * self.weights_[idx, t].astype(np.float64)
+            weights.append(w)
+            score.append(float(w.sum()))
+        return Attribution(np.asarray(score), weights, "exact")
 
     # ------------------------------------------------------------------ items
     def item_vectors(self) -> FloatArray | None:

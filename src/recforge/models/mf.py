@@ -23,7 +23,8 @@ is the closed-form ridge regression ``min_w Σ_rated (x_i·w − t_i)² + λ‖w
 ``w = [p; b]``, ``x_i = [q_i; 1]``, ``t_i = r_i − μ − b_i`` (with a y_range the targets are first
 mapped through the inverse sigmoid, ``t_i = logit((r_i − lo)/(hi − lo)) − b_i``: exact for the
 linear model, a linearisation with the sigmoid), ``λ = fold_in_reg`` and ``w₀`` the average
-trained user. References: Funk, "Netflix Update: Try This at Home" (2006); Koren 2009 (above);
+trained user. ``mf`` folds in the same way over ``w = p``, ``x_i = q_i`` (no bias column).
+The closed form is also what explanations decompose (:mod:`recforge.explain`). References: Funk, "Netflix Update: Try This at Home" (2006); Koren 2009 (above);
 Howard and Gugger, "Deep Learning for Coders with fastai and PyTorch" (2020), ch. 8.
 
 Defaults (both models): AdamW (betas 0.9/0.99 for biased_mf), weight decay 0.1, one-cycle
@@ -35,14 +36,18 @@ tutorial's 5-factor linear mf measures 0.966.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
 import torch
 from pydantic import Field
 from torch import nn
 
 from recforge.config import ModelConfig, OptimizerName, ScheduleName
+from recforge.explain import Attribution, row_entries
 from recforge.models.base import FloatArray, IndexArray
 from recforge.models.neural import NeuralRecommender, OutputHead, PairConfig, YRange
 
@@ -165,6 +170,94 @@ class BiasedMFConfig(PairConfig):
     schedule: ScheduleName = "one_cycle"
 
 
+# ====================================================================== closed-form fold-in
+@dataclass(frozen=True)
+class _Ridge:
+    """A new user's ridge system ``A w = Xᵀt + λw₀`` (see the module docstring).
+
+    ``x`` are the rated items' rows ``[q_j; 1]`` (``q_j`` alone for ``mf``), ``t`` the targets,
+    ``item_rows`` every item's row, ``item_offset`` every item's ``b_i + c``.
+    """
+
+    a: npt.NDArray[np.float64]
+    x: npt.NDArray[np.float64]
+    t: npt.NDArray[np.float64]
+    prior: npt.NDArray[np.float64]  # λ w₀
+    item_rows: npt.NDArray[np.float64]
+    item_offset: npt.NDArray[np.float64]
+    y_range: tuple[float, float] | None
+
+    def raw_scores(self) -> npt.NDArray[np.float64]:
+        w = np.linalg.solve(self.a, self.x.T @ self.t + self.prior)
+        out: npt.NDArray[np.float64] = self.item_rows @ w + self.item_offset
+        return out
+
+
+def _ridge_system(model: NeuralRecommender, item_idx: IndexArray, ratings: FloatArray) -> _Ridge:
+    """The closed-form fold-in of ``mf`` / ``biased_mf`` for one new user (MSE loss only)."""
+    head = model._module()
+    assert isinstance(head, OutputHead)
+    net = head.inner
+    biased = isinstance(net, BiasedDotModule)
+    q = net.item_emb.weight.detach().double().cpu().numpy()
+    p0 = net.user_emb.weight.detach().double().mean(0).cpu().numpy()
+    if biased:
+        b_i = net.item_bias.weight.detach().double().cpu().numpy()[:, 0]
+        w0 = np.concatenate([p0, net.user_bias.weight.detach().double().mean(0).cpu().numpy()])
+        rows = np.hstack([q, np.ones((len(q), 1))])
+    else:
+        b_i = np.zeros(len(q))
+        w0, rows = p0, q
+    c = float(head.offset)
+    r = np.asarray(ratings, dtype=np.float64)
+    if head.y_range is not None:
+        lo, hi = head.y_range
+        frac = np.clip((r - lo) / (hi - lo), 1e-3, 1 - 1e-3)
+        r = np.log(frac / (1.0 - frac))
+    idx = np.asarray(item_idx, dtype=np.int64)
+    x = rows[idx]
+    lam = model.fold_in_reg()
+    a = x.T @ x + lam * np.eye(x.shape[1])
+    y_range = None if head.y_range is None else (float(head.y_range[0]), float(head.y_range[1]))
+    return _Ridge(a, x, r - c - b_i[idx], lam * w0, rows, b_i + c, y_range)
+
+
+def _ridge_scores(model: NeuralRecommender, item_idx: IndexArray, ratings: FloatArray) -> FloatArray:
+    """Fold-in scores of every item from the closed form (through the y_range sigmoid)."""
+    system = _ridge_system(model, item_idx, ratings)
+    raw = system.raw_scores()
+    if system.y_range is not None:
+        lo, hi = system.y_range
+        raw = lo + (hi - lo) / (1.0 + np.exp(-raw))
+    out: FloatArray = raw.astype(np.float32)
+    return out
+
+
+def _ridge_explain(
+    model: NeuralRecommender, rows: sp.csr_matrix, row_of: IndexArray, targets: IndexArray
+) -> Attribution:
+    """Exact terms of the closed-form fold-in: the logit ``x_iᵀw`` is linear in the targets, so
+    ``w_j = (x_iᵀ A⁻¹ x_j) t_j`` and the residual is ``x_iᵀ A⁻¹ λw₀ + b_i + c``."""
+    row_of = np.asarray(row_of, dtype=np.int64)
+    targets = np.asarray(targets, dtype=np.int64)
+    weights: list[npt.NDArray[np.float64]] = [np.zeros(0)] * len(targets)
+    score = np.zeros(len(targets), dtype=np.float64)
+    y_range = None
+    for r in np.unique(row_of).tolist():
+        pairs = np.flatnonzero(row_of == r)
+        idx, vals = row_entries(rows, r)
+        system = _ridge_system(model, idx, vals)
+        y_range = system.y_range
+        x_t = system.item_rows[targets[pairs]]
+        solved = np.linalg.solve(system.a, x_t.T).T  # rows: A⁻¹ x_t
+        contrib = (solved @ system.x.T) * system.t[None, :]
+        base = solved @ system.prior + system.item_offset[targets[pairs]]
+        for n, p in enumerate(pairs.tolist()):
+            weights[p] = contrib[n]
+            score[p] = float(base[n] + contrib[n].sum())
+    return Attribution(score, weights, "exact", y_range)
+
+
 # ====================================================================== recommenders
 class MF(NeuralRecommender):
     """Dot-product matrix factorisation ``s(u, i) = p_u · q_i`` (module docstring for details).
@@ -199,6 +292,23 @@ class MF(NeuralRecommender):
         assert isinstance(head, OutputHead) and isinstance(head.inner, DotModule)
         out: FloatArray = head.inner.user_emb.weight.detach().float().cpu().numpy()
         return out
+
+    def fold_in_scores(self, item_idx: IndexArray, ratings: FloatArray) -> FloatArray:
+        """Closed-form ridge fold-in of ``p`` (module docstring) for the MSE loss.
+
+        Implicit-loss models fall back to the generic gradient fold-in.
+        """
+        if self.loss_kind() != "mse":
+            return super().fold_in_scores(item_idx, ratings)
+        return _ridge_scores(self, item_idx, ratings)
+
+    def explain_rows(
+        self, rows: sp.csr_matrix, row_of: IndexArray, targets: IndexArray
+    ) -> Attribution:
+        """Exact for the MSE closed form (:func:`_ridge_explain`), occlusion otherwise."""
+        if self.loss_kind() != "mse":
+            return super().explain_rows(rows, row_of, targets)
+        return _ridge_explain(self, rows, row_of, targets)
 
 
 class BiasedMF(NeuralRecommender):
@@ -244,32 +354,12 @@ class BiasedMF(NeuralRecommender):
         """
         if self.loss_kind() != "mse":
             return super().fold_in_scores(item_idx, ratings)
-        cfg = self.config
-        assert isinstance(cfg, BiasedMFConfig)
-        head, net = self._network()
-        q = net.item_emb.weight.detach().double().cpu().numpy()
-        b_i = net.item_bias.weight.detach().double().cpu().numpy()[:, 0]
-        w0 = np.concatenate(
-            [
-                net.user_emb.weight.detach().double().mean(0).cpu().numpy(),
-                net.user_bias.weight.detach().double().mean(0).cpu().numpy(),
-            ]
-        )
-        c = float(head.offset)
-        r = np.asarray(ratings, dtype=np.float64)
-        if head.y_range is not None:
-            lo, hi = head.y_range
-            frac = np.clip((r - lo) / (hi - lo), 1e-3, 1 - 1e-3)
-            r = np.log(frac / (1.0 - frac))
-        idx = np.asarray(item_idx, dtype=np.int64)
-        t = r - c - b_i[idx]
-        x = np.hstack([q[idx], np.ones((len(idx), 1))])
-        lam = self.fold_in_reg()
-        a = x.T @ x + lam * np.eye(x.shape[1])
-        w = np.linalg.solve(a, x.T @ t + lam * w0)
-        raw = q @ w[:-1] + w[-1] + b_i + c
-        if head.y_range is not None:
-            lo, hi = head.y_range
-            raw = lo + (hi - lo) / (1.0 + np.exp(-raw))
-        out: FloatArray = raw.astype(np.float32)
-        return out
+        return _ridge_scores(self, item_idx, ratings)
+
+    def explain_rows(
+        self, rows: sp.csr_matrix, row_of: IndexArray, targets: IndexArray
+    ) -> Attribution:
+        """Exact for the MSE closed form (:func:`_ridge_explain`), occlusion otherwise."""
+        if self.loss_kind() != "mse":
+            return super().explain_rows(rows, row_of, targets)
+        return _ridge_explain(self, rows, row_of, targets)

@@ -1,0 +1,418 @@
+"""Faithful explanations: which of a user's history items made an item's score, and by how much.
+
+Every model explains through one hook, :meth:`Recommender.explain_rows
+<recforge.models.base.Recommender.explain_rows>`, exactly as every model recommends through
+``score_items``. The hook receives the user's *history* ``H`` (rated items in timeline order, with
+their ratings) and returns a signed weight ``w_j`` per history item ``j``:
+
+* **exact** (EASE, item-kNN, ALS, biases, MF and biased MF with the MSE loss): the model's fold-in
+  score of ``H`` is an explicit sum ``Σ_j w_j + r_i``, and ``w_j`` is ``j``'s term. EASE:
+  ``w_j = x_uj B_ji``; item-kNN: similarity × (binary or baseline-adjusted) rating; ALS: Hu, Koren
+  & Volinsky 2008, §5 — the folded-in user factor is a weighted sum over the user's items, so
+  ``w_j = c_uj · y_iᵀ W^u y_j`` with ``W^u = (YᵀC^uY + λI)⁻¹``; MF / biased MF / explicit ALS: the
+  closed-form ridge fold-in ``w = A⁻¹(Xᵀt + λw₀)`` is linear in the targets ``t_j``, so
+  ``w_j = (x_iᵀ A⁻¹ x_j) t_j``.
+* **occlusion** (every other model): ``w_j = f(H)_i − f(H ∖ {j})_i``, the change of the item's
+  fold-in score when ``j`` is removed; all ``|H| + 1`` fold-ins of a user run as one
+  ``fold_in_scores_batch`` call.
+
+The **residual** is what no history item accounts for: ``score − Σ_j w_j`` (in the link's input
+space for models with a scaled-sigmoid output, see :attr:`Explanation.link`). For exact families it
+is the biases / global offset (zero for EASE, implicit ALS and implicit item-kNN) plus, for a
+*known* user, the difference between the trained user parameters and the fold-in of the same
+history. For occlusion it also holds the interactions between history items. By construction
+``Σ contributions + rest + residual`` equals the (raw) score.
+
+A user is a known raw user id (history: the training events, in timeline order, with ratings), a
+new user's ``{item_id: rating}`` mapping (insertion order is the timeline), or an ordered list of
+item ids (each counted as a rating at the top of the scale: a "like").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+
+from recforge.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from recforge.models.base import RecList, Recommender
+
+__all__ = [
+    "Attribution",
+    "Contribution",
+    "Explanation",
+    "explain",
+    "explain_items",
+    "explain_reclist",
+    "explanations_frame",
+    "like_threshold",
+    "liked_only",
+    "occlusion",
+]
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+#: Rows folded in per ``fold_in_scores_batch`` call of the occlusion default (bounds the dense
+#: ``rows × n_items`` score block together with :data:`OCCLUSION_CELLS`).
+OCCLUSION_CELLS = 1 << 24
+
+
+# ---------------------------------------------------------------------- result types
+@dataclass(frozen=True)
+class Attribution:
+    """What :meth:`Recommender.explain_rows` returns, in index space.
+
+    Attributes:
+        score: ``(n_pairs,)`` the decomposed fold-in score of each target (the link's input).
+        weights: one ``(|H_p|,)`` array per pair, aligned with the entries of its history row.
+        method: ``"exact"`` or ``"occlusion"``.
+        y_range: ``(lo, hi)`` when the served score is ``lo + (hi − lo)·σ(score)``, else None.
+    """
+
+    score: F64
+    weights: list[F64]
+    method: Literal["exact", "occlusion"]
+    y_range: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True)
+class Contribution:
+    """One history item's signed share of a score."""
+
+    item_id: Any
+    weight: float
+    rating: float
+    title: str | None = None
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why ``item_id`` scores ``score`` for a user.
+
+    Attributes:
+        user_id: the raw user id, or None for a new user.
+        item_id: the explained item.
+        score: the model's score as served (``recommend`` / ``recommend_for_ratings``).
+        contributions: the ``k`` history items with the largest weights, largest first.
+        rest: summed weight of the other history items.
+        residual: the part no history item accounts for (see the module docstring).
+        method: ``"exact"`` (a decomposition) or ``"occlusion"`` (drop-one score changes).
+        link: ``"identity"``, or ``"scaled_sigmoid"`` when weights add up to :attr:`raw_score`
+            (the logit) and ``score = lo + (hi − lo)·σ(raw_score)``.
+        raw_score: the additive quantity: ``Σ contributions + rest + residual``.
+    """
+
+    user_id: Any
+    item_id: Any
+    score: float
+    contributions: tuple[Contribution, ...]
+    rest: float
+    residual: float
+    method: Literal["exact", "occlusion"]
+    link: Literal["identity", "scaled_sigmoid"] = "identity"
+    raw_score: float = field(default=float("nan"))
+
+    def because(self, n: int = 2) -> list[Contribution]:
+        """The (at most ``n``) history items that raised the score most; positive weights only."""
+        return [c for c in self.contributions if c.weight > 0][:n]
+
+    def sentence(self, n: int = 2) -> str:
+        """``"Because you rated X and Y"`` (empty when no history item raised the score)."""
+        names = [c.title or str(c.item_id) for c in self.because(n)]
+        if not names:
+            return ""
+        joined = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+        return f"Because you rated {joined}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly dict (ids as given, floats rounded to 6 digits)."""
+        return {
+            "user_id": _plain(self.user_id),
+            "item_id": _plain(self.item_id),
+            "score": round(self.score, 6),
+            "raw_score": round(self.raw_score, 6),
+            "link": self.link,
+            "method": self.method,
+            "contributions": [
+                {
+                    "item_id": _plain(c.item_id),
+                    "title": c.title,
+                    "rating": c.rating,
+                    "weight": round(c.weight, 6),
+                }
+                for c in self.contributions
+            ],
+            "rest": round(self.rest, 6),
+            "residual": round(self.residual, 6),
+        }
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+# ---------------------------------------------------------------------- stars -> evidence
+def like_threshold(model: Recommender) -> float | None:
+    """Ratings at or below this are no positive evidence for ``model``; None: every rating counts.
+
+    Models that score ratings (``predicts_ratings``) read the value itself, so a 1★ already pulls
+    the other way. Models trained on implicit feedback treat any rated item as a positive; for
+    them a rating counts only when it is a "like" (:func:`recforge.data.labels.like`: strictly
+    above the scale's midpoint, ``r > 3`` on 1–5 stars). Without a rating scale, every entry is a
+    positive.
+    """
+    if model.predicts_ratings or model.rating_scale_ is None:
+        return None
+    lo, hi = model.rating_scale_
+    return (lo + hi) / 2.0
+
+
+def liked_only(model: Recommender, ratings: Mapping[Any, float]) -> dict[Any, float]:
+    """``ratings`` without the entries that are no positive evidence for ``model`` (dropped).
+
+    See :func:`like_threshold`; the order of the remaining entries is kept (it is the timeline).
+    """
+    from recforge.data.labels import like
+
+    thr = like_threshold(model)
+    if thr is None:
+        return dict(ratings)
+    keys = list(ratings)
+    keep = like([ratings[k] for k in keys], thr)
+    return {k: ratings[k] for k, ok in zip(keys, keep.tolist(), strict=True) if ok}
+
+
+# ---------------------------------------------------------------------- histories
+@dataclass(frozen=True)
+class _History:
+    user_id: Any
+    user_idx: int | None  # training index of a known user
+    items: I64  # timeline order
+    ratings: npt.NDArray[np.float32]
+
+
+def _history(model: Recommender, user: Any) -> _History:
+    model._check_fitted()
+    if isinstance(user, Mapping):
+        idx, vals = model._fold_in_inputs(user)
+        return _History(None, None, idx.astype(np.int64), vals.astype(np.float32))
+    if isinstance(user, (list, tuple, np.ndarray)):
+        ids = list(np.asarray(user, dtype=object).tolist()) if len(user) else []
+        if not ids:
+            raise DataError("the new user's item list is empty; give at least one item id")
+        # An item list carries no stars: each entry counts as a rating at the top of the scale.
+        top = model.rating_scale_[1] if model.rating_scale_ is not None else 1.0
+        idx, vals = model._fold_in_inputs(dict.fromkeys(ids, top))
+        return _History(None, None, idx.astype(np.int64), vals.astype(np.float32))
+    u = int(model.users_.index_one(user))
+    seen = model.seen_
+    lo, hi = int(seen.indptr[u]), int(seen.indptr[u + 1])
+    order = np.argsort(model.seen_order_[lo:hi], kind="stable")
+    items = seen.indices[lo:hi][order].astype(np.int64)
+    vals = np.asarray(model.seen_ratings_[lo:hi], dtype=np.float32)[order]
+    return _History(user, u, items, vals)
+
+
+def _row(hist: _History, n_items: int) -> sp.csr_matrix:
+    """One CSR row in timeline order (unsorted indices are kept: they are the order)."""
+    ptr = np.array([0, len(hist.items)], dtype=np.int64)
+    return sp.csr_matrix(
+        (hist.ratings.astype(np.float32), hist.items.astype(np.int32), ptr), shape=(1, n_items)
+    )
+
+
+def row_entries(rows: sp.csr_matrix, r: int) -> tuple[I64, npt.NDArray[np.float32]]:
+    """Item indices and values of CSR row ``r`` in stored (timeline) order."""
+    lo, hi = int(rows.indptr[r]), int(rows.indptr[r + 1])
+    return rows.indices[lo:hi].astype(np.int64), np.asarray(rows.data[lo:hi], dtype=np.float32)
+
+
+# ---------------------------------------------------------------------- the occlusion default
+def _drop_one_block(idx: I64, vals: npt.NDArray[np.float32]) -> tuple[I64, Any, I64]:
+    """CSR arrays of ``1 + L`` rows: the full history, then the history without entry ``m``."""
+    n = len(idx)
+    keep = ~np.eye(n, dtype=bool)
+    ind = np.concatenate([idx, np.broadcast_to(idx, (n, n))[keep]])
+    dat = np.concatenate([vals, np.broadcast_to(vals, (n, n))[keep]])
+    ptr = np.concatenate([[0], n + np.arange(n + 1) * (n - 1)])
+    return ind.astype(np.int64), dat.astype(np.float32), ptr.astype(np.int64)
+
+
+def _fold_in_block(
+    model: Recommender, ind: I64, dat: npt.NDArray[np.float32], ptr: I64, cols: I64
+) -> F64:
+    """Fold-in scores of every row of one CSR (given as arrays) at the item columns ``cols``."""
+    n_rows = len(ptr) - 1
+    out = np.empty((n_rows, len(cols)), dtype=np.float64)
+    step = max(1, OCCLUSION_CELLS // max(1, model.n_items))
+    for a in range(0, n_rows, step):
+        b = min(n_rows, a + step)
+        lo, hi = ptr[a], ptr[b]
+        sub_ptr = ptr[a : b + 1] - lo
+        empty = np.diff(sub_ptr) == 0
+        chunk = sp.csr_matrix(
+            (dat[lo:hi], ind[lo:hi].astype(np.int32), sub_ptr), shape=(b - a, model.n_items)
+        )
+        if empty.any():
+            # A history of one item has an empty drop-one row; not every fold-in accepts it, so
+            # those rows are scored on their own (0 when the model refuses an empty history).
+            scores = np.zeros((b - a, len(cols)), dtype=np.float64)
+            full = np.flatnonzero(~empty)
+            if len(full):
+                scores[full] = model.fold_in_scores_batch(chunk[full])[:, cols]
+            try:
+                none = model.fold_in_scores(np.zeros(0, np.int64), np.zeros(0, np.float32))
+                scores[empty] = np.asarray(none, dtype=np.float64)[cols]
+            except (ConfigError, DataError, ValueError, IndexError, RuntimeError, ZeroDivisionError):
+                pass
+            out[a:b] = scores
+        else:
+            out[a:b] = np.asarray(model.fold_in_scores_batch(chunk), dtype=np.float64)[:, cols]
+    return out
+
+
+def occlusion(
+    model: Recommender, rows: sp.csr_matrix, row_of: I64, targets: I64
+) -> Attribution:
+    """Drop-one occlusion: ``w_j = f(H)_i − f(H ∖ {j})_i`` through the model's fold-in.
+
+    All ``|H| + 1`` fold-ins of every history row are one batched ``fold_in_scores_batch`` run
+    (chunked to bound memory); only the target columns are kept.
+    """
+    row_of = np.asarray(row_of, dtype=np.int64)
+    targets = np.asarray(targets, dtype=np.int64)
+    cols, col_of = np.unique(targets, return_inverse=True)
+    inds, dats, ptrs, starts = [], [], [], []
+    base = 0
+    offset = 0
+    for r in range(rows.shape[0]):
+        idx, vals = row_entries(rows, r)
+        ind, dat, ptr = _drop_one_block(idx, vals)
+        inds.append(ind)
+        dats.append(dat)
+        ptrs.append(ptr[:-1] + offset)
+        starts.append(base)
+        base += len(ptr) - 1
+        offset += len(ind)
+    ptr_all = np.concatenate([*ptrs, [offset]]).astype(np.int64)
+    scores = _fold_in_block(model, np.concatenate(inds), np.concatenate(dats), ptr_all, cols)
+    score = np.empty(len(targets), dtype=np.float64)
+    weights: list[F64] = []
+    for p, (r, c) in enumerate(zip(row_of.tolist(), col_of.tolist(), strict=True)):
+        s = starts[r]
+        n = int(rows.indptr[r + 1] - rows.indptr[r])
+        score[p] = scores[s, c]
+        weights.append(scores[s, c] - scores[s + 1 : s + 1 + n, c])
+    return Attribution(score, weights, "occlusion")
+
+
+# ---------------------------------------------------------------------- public entry points
+def _logit(score: float, y_range: tuple[float, float]) -> float:
+    lo, hi = y_range
+    frac = min(max((score - lo) / (hi - lo), 1e-12), 1 - 1e-12)
+    return float(np.log(frac / (1.0 - frac)))
+
+
+def _sigmoid(raw: float, y_range: tuple[float, float]) -> float:
+    lo, hi = y_range
+    return float(lo + (hi - lo) / (1.0 + np.exp(-raw)))
+
+
+def _titles(model: Recommender, idx: I64) -> list[str | None]:
+    meta = model.item_meta_
+    if meta is None or "title" not in meta.columns or not len(idx):
+        return [None] * len(idx)
+    ids = model.items_.lookup(idx)
+    found = meta["title"].reindex(ids)
+    return [None if not isinstance(t, str) else t for t in found.tolist()]
+
+
+def _explain_pairs(model: Recommender, hist: _History, targets: I64, k: int) -> list[Explanation]:
+    if k < 0:
+        raise ConfigError(f"k must be >= 0, got {k}")
+    row = _row(hist, model.n_items)
+    attr = model.explain_rows(row, np.zeros(len(targets), dtype=np.int64), targets)
+    if hist.user_idx is not None:
+        served = model.predict_idx(np.full(len(targets), hist.user_idx, np.int64), targets)
+        served64 = np.asarray(served, dtype=np.float64)
+    elif attr.y_range is not None:
+        served64 = np.asarray([_sigmoid(float(s), attr.y_range) for s in attr.score])
+    else:
+        served64 = np.asarray(attr.score, dtype=np.float64)
+    titles = _titles(model, hist.items)
+    ids = model.items_.lookup(hist.items)
+    out = []
+    for p, t in enumerate(targets.tolist()):
+        w = np.asarray(attr.weights[p], dtype=np.float64)
+        score = float(served64[p])
+        raw = _logit(score, attr.y_range) if attr.y_range is not None else score
+        top = np.lexsort((np.arange(len(w)), -w))[:k]
+        contribs = tuple(
+            Contribution(_plain(ids[j]), float(w[j]), float(hist.ratings[j]), titles[j])
+            for j in top.tolist()
+        )
+        total = float(w.sum())
+        shown = float(w[top].sum())
+        out.append(
+            Explanation(
+                user_id=hist.user_id,
+                item_id=_plain(model.items_.lookup(np.asarray([t]))[0]),
+                score=score,
+                contributions=contribs,
+                rest=total - shown,
+                residual=raw - total,
+                method=attr.method,
+                link="scaled_sigmoid" if attr.y_range is not None else "identity",
+                raw_score=raw,
+            )
+        )
+    return out
+
+
+def explain_items(
+    model: Recommender, user: Any, item_ids: Sequence[Any], k: int = 5
+) -> list[Explanation]:
+    """Explanations of several items for one user, from one batched hook call.
+
+    Args:
+        model: a fitted recommender.
+        user: a known raw user id, ``{item_id: rating}`` of a new user, or an ordered item list.
+        item_ids: raw item ids to explain (UnknownIdError for an unknown one).
+        k: history items listed per explanation (the rest is summed in ``rest``).
+    """
+    hist = _history(model, user)
+    targets = model.items_.index(np.asarray(list(item_ids))).astype(np.int64)
+    if not len(targets):
+        return []
+    return _explain_pairs(model, hist, targets, k)
+
+
+def explain(model: Recommender, user: Any, item_id: Any, k: int = 5) -> Explanation:
+    """Why ``model`` scores ``item_id`` for ``user`` (see the module docstring)."""
+    return explain_items(model, user, [item_id], k=k)[0]
+
+
+def explain_reclist(model: Recommender, user: Any, recs: RecList, k: int = 5) -> list[Explanation]:
+    """Explanations of every item of a recommendation list, in its order."""
+    return explain_items(model, user, list(recs.item_ids), k=k)
+
+
+def explanations_frame(recs: RecList, explanations: Sequence[Explanation]) -> pd.DataFrame:
+    """``recs.to_frame()`` plus ``because`` (the sentence) and ``contributions`` (list of dicts)."""
+    frame = recs.to_frame()
+    frame["because"] = [e.sentence() for e in explanations]
+    frame["contributions"] = [
+        [{"item_id": _plain(c.item_id), "weight": c.weight} for c in e.contributions]
+        for e in explanations
+    ]
+    frame["residual"] = [e.residual for e in explanations]
+    return frame
