@@ -272,7 +272,7 @@ def _fold_in_block(
             try:
                 none = model.fold_in_scores(np.zeros(0, np.int64), np.zeros(0, np.float32))
                 scores[empty] = np.asarray(none, dtype=np.float64)[cols]
-            except (ConfigError, DataError, ValueError, IndexError, RuntimeError, ZeroDivisionError):
+            except (ConfigError, DataError, ValueError, IndexError, RuntimeError):
                 pass
             out[a:b] = scores
         else:
@@ -280,9 +280,7 @@ def _fold_in_block(
     return out
 
 
-def occlusion(
-    model: Recommender, rows: sp.csr_matrix, row_of: I64, targets: I64
-) -> Attribution:
+def occlusion(model: Recommender, rows: sp.csr_matrix, row_of: I64, targets: I64) -> Attribution:
     """Drop-one occlusion: ``w_j = f(H)_i − f(H ∖ {j})_i`` through the model's fold-in.
 
     All ``|H| + 1`` fold-ins of every history row are one batched ``fold_in_scores_batch`` run
@@ -408,11 +406,14 @@ def explain_reclist(model: Recommender, user: Any, recs: RecList, k: int = 5) ->
 
 def explanations_frame(recs: RecList, explanations: Sequence[Explanation]) -> pd.DataFrame:
     """``recs.to_frame()`` plus ``because`` (the sentence) and ``contributions`` (list of dicts)."""
+    import pandas as pd
+
     frame = recs.to_frame()
     frame["because"] = [e.sentence() for e in explanations]
-    frame["contributions"] = [
+    contributions: list[Any] = [
         [{"item_id": _plain(c.item_id), "weight": c.weight} for c in e.contributions]
         for e in explanations
     ]
+    frame["contributions"] = pd.Series(contributions, index=frame.index, dtype=object)
     frame["residual"] = [e.residual for e in explanations]
     return frame

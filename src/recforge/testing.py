@@ -269,6 +269,9 @@ class ModelContract:
         fold_in_users: how many training users the fold-in check re-creates as new users.
         same_seed_atol: tolerance of the same-seed check (0: bit-identical).
         batch_rtol, batch_atol: tolerance of "a batch equals single calls".
+        explain_users: users whose top recommendation the faithfulness check explains.
+        faithful_rate: share of those where removing the 3 top explained history items must
+            lower the item's fold-in score more than removing 3 random ones.
     """
 
     model_name: ClassVar[str] = ""
@@ -284,6 +287,8 @@ class ModelContract:
     same_seed_atol: ClassVar[float] = 0.0
     batch_rtol: ClassVar[float] = 1e-5
     batch_atol: ClassVar[float] = 1e-6
+    explain_users: ClassVar[int] = 6
+    faithful_rate: ClassVar[float] = 0.8
 
     # ------------------------------------------------------------------ hooks
     @classmethod
@@ -582,3 +587,61 @@ class ModelContract:
         assert rec.user_id == item
         assert 0 < len(rec) <= 5 and item not in set(rec.item_ids.tolist())
         assert np.all(np.diff(rec.scores) <= 0)
+
+    # ------------------------------------------------------------------ explanations
+    def test_explanations_are_faithful(
+        self, fitted: Recommender, planted: KnownAnswerSplit
+    ) -> None:
+        """Weights add up, and the top-3 explained history items matter more than 3 random ones.
+
+        Scores are re-computed through the fold-in (the path explanations use) with the items
+        removed; a model whose fold-in ignores the history (global mean, popularity) is skipped.
+        """
+        if type(fitted).fold_in_scores is Recommender.fold_in_scores:
+            pytest.skip(f"{self.model_name} does not support new users, so it cannot explain")
+        rng = np.random.default_rng(0)
+        seen = fitted.seen_
+        wins = trials = 0
+        for uid in self.sample_users(planted, self.explain_users):
+            u = int(fitted.users_.index_one(uid))
+            lo, hi = int(seen.indptr[u]), int(seen.indptr[u + 1])
+            if hi - lo < 6:
+                continue
+            order = np.argsort(fitted.seen_order_[lo:hi], kind="stable")
+            idx = seen.indices[lo:hi][order].astype(np.int64)
+            vals = np.asarray(fitted.seen_ratings_[lo:hi], dtype=np.float32)[order]
+            item = fitted.recommend(uid, k=1)[0].item_ids[0]
+            t = int(fitted.items_.index_one(item))
+            exp = fitted.explain(uid, item, k=3)
+            parts = sum(c.weight for c in exp.contributions) + exp.rest + exp.residual
+            assert abs(parts - exp.raw_score) <= 1e-4 * max(1.0, abs(exp.raw_score))
+            assert exp.contributions == tuple(sorted(exp.contributions, key=lambda c: -c.weight)), (
+                "contributions are not sorted by weight"
+            )
+            new = fitted.explain(
+                dict(zip(planted.train.items.lookup(idx).tolist(), vals.tolist(), strict=True)),
+                item,
+                k=3,
+            )
+            full = float(fitted.fold_in_scores(idx, vals)[t])
+            assert abs(new.score - full) <= 1e-4 * max(1.0, abs(full)), (
+                f"new-user explanation score {new.score} != fold-in score {full}"
+            )
+            weights = [c.weight for c in new.contributions]
+            if max(abs(w) for w in weights) <= 1e-9:
+                continue  # the history does not move this model's score (global mean, popularity)
+            top = fitted.items_.index([c.item_id for c in new.contributions]).astype(np.int64)
+
+            random3 = rng.choice(idx, size=3, replace=False)
+            keep_top, keep_random = ~np.isin(idx, top), ~np.isin(idx, random3)
+            drop_top = full - float(fitted.fold_in_scores(idx[keep_top], vals[keep_top])[t])
+            drop_random = full - float(
+                fitted.fold_in_scores(idx[keep_random], vals[keep_random])[t]
+            )
+            wins += int(drop_top > drop_random)
+            trials += 1
+        if not trials:
+            pytest.skip(f"{self.model_name}: the history does not move its scores")
+        assert wins / trials >= self.faithful_rate, (
+            f"removing the top-3 explained items beat 3 random ones in {wins}/{trials} pairs"
+        )

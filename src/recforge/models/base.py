@@ -524,7 +524,7 @@ class Recommender(ABC):
 
 
 def seen_history(train: Interactions) -> tuple[FloatArray, npt.NDArray[np.int32]]:
-    """Ratings and timeline positions (0 = oldest) aligned with ``train.csr("binary")``'s entries."""
+    """Ratings and timeline positions (0 = oldest) of the entries of ``train.csr("binary")``."""
     from recforge.models.recency import recency_positions
 
     from_end = recency_positions(train).astype(np.float64)

@@ -24,7 +24,8 @@ is the closed-form ridge regression ``min_w Σ_rated (x_i·w − t_i)² + λ‖w
 mapped through the inverse sigmoid, ``t_i = logit((r_i − lo)/(hi − lo)) − b_i``: exact for the
 linear model, a linearisation with the sigmoid), ``λ = fold_in_reg`` and ``w₀`` the average
 trained user. ``mf`` folds in the same way over ``w = p``, ``x_i = q_i`` (no bias column).
-The closed form is also what explanations decompose (:mod:`recforge.explain`). References: Funk, "Netflix Update: Try This at Home" (2006); Koren 2009 (above);
+The closed form is also what explanations decompose (:mod:`recforge.explain`).
+References: Funk, "Netflix Update: Try This at Home" (2006); Koren 2009 (above);
 Howard and Gugger, "Deep Learning for Coders with fastai and PyTorch" (2020), ch. 8.
 
 Defaults (both models): AdamW (betas 0.9/0.99 for biased_mf), weight decay 0.1, one-cycle
@@ -198,10 +199,10 @@ def _ridge_system(model: NeuralRecommender, item_idx: IndexArray, ratings: Float
     head = model._module()
     assert isinstance(head, OutputHead)
     net = head.inner
-    biased = isinstance(net, BiasedDotModule)
+    assert isinstance(net, (DotModule, BiasedDotModule))
     q = net.item_emb.weight.detach().double().cpu().numpy()
     p0 = net.user_emb.weight.detach().double().mean(0).cpu().numpy()
-    if biased:
+    if isinstance(net, BiasedDotModule):
         b_i = net.item_bias.weight.detach().double().cpu().numpy()[:, 0]
         w0 = np.concatenate([p0, net.user_bias.weight.detach().double().mean(0).cpu().numpy()])
         rows = np.hstack([q, np.ones((len(q), 1))])
@@ -222,7 +223,9 @@ def _ridge_system(model: NeuralRecommender, item_idx: IndexArray, ratings: Float
     return _Ridge(a, x, r - c - b_i[idx], lam * w0, rows, b_i + c, y_range)
 
 
-def _ridge_scores(model: NeuralRecommender, item_idx: IndexArray, ratings: FloatArray) -> FloatArray:
+def _ridge_scores(
+    model: NeuralRecommender, item_idx: IndexArray, ratings: FloatArray
+) -> FloatArray:
     """Fold-in scores of every item from the closed form (through the y_range sigmoid)."""
     system = _ridge_system(model, item_idx, ratings)
     raw = system.raw_scores()
