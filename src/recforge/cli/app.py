@@ -397,22 +397,47 @@ def recommend(
     include_seen: Annotated[
         bool, typer.Option(help="Also recommend items the user already rated.")
     ] = False,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="Say which rated items led to each item.")
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Top-k recommendations for existing users, with titles and categories when known."""
     from recforge.artifacts import load_run
     from recforge.cli._output import console, emit_json
+    from recforge.cli.explain import render_because
     from recforge.cli.render import coerce_ids, render_reclist
 
     model = load_run(run).model
     ids = coerce_ids(user, model.users_.ids)
     recs = model.recommend(ids, k, exclude_seen=not include_seen)
+    why = [model.explain_batch(r.user_id, list(r.item_ids)) if explain else [] for r in recs]
     if json_out:
-        emit_json([_reclist_json(r, model) for r in recs])
+        out = [_reclist_json(r, model) for r in recs]
+        for entry, exps in zip(out, why, strict=True):
+            for item, exp in zip(entry["items"], exps, strict=False):
+                item["explanation"] = exp.to_dict()
+        emit_json(out)
         return
     con = console()
-    for rec in recs:
+    for rec, exps in zip(recs, why, strict=True):
         render_reclist(con, f"Top {k} for user {rec.user_id}", rec, model.item_meta_)
+        if exps:
+            render_because(con, rec, exps)
+
+
+@app.command("explain")
+def explain_cmd(
+    run: Annotated[Path, typer.Argument(help="Run directory.")],
+    user: Annotated[str, typer.Option("--user", "-u", help="Raw user id.")],
+    item: Annotated[list[str], typer.Option("--item", "-i", help="Raw item id (repeatable).")],
+    k: Annotated[int, typer.Option("-k", "--k", min=0, max=1000, help="History items.")] = 5,
+    json_out: JsonOpt = False,
+) -> None:
+    """Why an item scores as it does for a user: each rated item's signed weight + residual."""
+    from recforge.cli.explain import explain_command
+
+    explain_command(run, user, item, k, json_out)
 
 
 @app.command("similar")
