@@ -28,7 +28,7 @@ import numpy.typing as npt
 from recforge.errors import ConfigError, RecError, UnknownIdError
 from recforge.index import ItemIndex
 from recforge.serve.catalog import Catalog
-from recforge.serve.schemas import Item, ScoredItem
+from recforge.serve.schemas import Because, Item, ScoredItem
 from recforge.serve.settings import Settings
 
 Transform = Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]]
@@ -201,6 +201,14 @@ class LiveBackend:
             )
         #: Whether POST /recommendations may fold in on the event loop (see INLINE_FOLD_IN_SECONDS).
         self.fold_in_inline = self._time_fold_in() < INLINE_FOLD_IN_SECONDS
+        from recforge.models.base import Recommender
+
+        #: Explanations are a closed form (not |history| fold-ins): cheap enough for the loop.
+        self.explain_inline = self.fold_in_inline and (
+            type(model).explain_rows is not Recommender.explain_rows
+        )
+        #: The model ranks similar items its own way (EASE weights, stored kNN neighbours).
+        self._own_similar = type(model).similar_items is not Recommender.similar_items
 
     def _time_fold_in(self) -> float:
         """Best of three fold-ins of the five most popular items, in seconds (inf if it fails).
@@ -275,29 +283,73 @@ class LiveBackend:
         return self._scored(top, self._popularity[top].astype(np.float32))
 
     def fold_in(
-        self, ratings: Mapping[str, float], k: int, exclude_rated: bool
+        self, ratings: Mapping[str, float], k: int, exclude_rated: bool, explain: bool = False
     ) -> list[ScoredItem]:
-        """Recommendations for a new user's ratings (unknown items ignored)."""
+        """Recommendations for a new user's ratings (unknown items ignored).
+
+        For models trained on implicit feedback, ratings at or below the like threshold are
+        dropped before the fold-in (:func:`recforge.explain.liked_only`): a 1★ is no evidence
+        that the user wants similar items. They are still excluded from the answer; with no
+        liked item left, the answer is the most popular items the user has not rated.
+        """
         from recforge.errors import DataError
+        from recforge.explain import liked_only
 
         coerced = {}
         for key, value in ratings.items():
             raw = _coerce(key, self._item_kind)
             if raw is not None:
                 coerced[raw] = value
-        if not coerced:
+        rated = self.model.items_.index(list(coerced), missing="negative").tolist()
+        known = {r: v for r, v, i in zip(coerced, coerced.values(), rated, strict=True) if i >= 0}
+        if not known:
             raise DataError("none of the rated items is known to the model")
-        rec = self.model.recommend_for_ratings(coerced, k, exclude_rated=exclude_rated)
-        idx = self.model.items_.index(rec.item_ids, missing="negative")
-        return self._scored(idx, rec.scores)
+        liked = liked_only(self.model, known)
+        disliked = [r for r in known if r not in liked]
+        if not liked:
+            rated_idx = self.model.items_.index(list(known))
+            order = self._popular[~np.isin(self._popular, rated_idx)] if exclude_rated else None
+            top = (self._popular if order is None else order)[:k]
+            return self._scored(top, self._popularity[top].astype(np.float32))
+        extra = len(disliked) if exclude_rated else 0
+        rec = self.model.recommend_for_ratings(liked, k + extra, exclude_rated=exclude_rated)
+        keep = ~np.isin(rec.item_ids, np.asarray(disliked)) if disliked and exclude_rated else None
+        item_ids = rec.item_ids if keep is None else rec.item_ids[keep]
+        scores = rec.scores if keep is None else rec.scores[keep]
+        idx = self.model.items_.index(item_ids[:k], missing="negative")
+        items = self._scored(idx, scores[:k])
+        if explain:
+            self.add_because(liked, items)
+        return items
+
+    def add_because(self, user: Any, items: list[ScoredItem], n: int = 3) -> None:
+        """Fill ``because`` of each item: the (at most ``n``) rated items that raised it most.
+
+        ``user`` is a known user's raw id (as text) or a new user's ``{raw item id: rating}``.
+        """
+        if not items:
+            return
+        if isinstance(user, str):
+            raw_user: Any = _coerce(user, self._user_kind)
+        else:
+            raw_user = user
+        targets = [_coerce(it.item_id, self._item_kind) for it in items]
+        for item, exp in zip(items, self.model.explain_batch(raw_user, targets, k=n), strict=True):
+            item.because = [
+                Because(item_id=str(c.item_id), title=c.title, weight=round(c.weight, 6))
+                for c in exp.because(n)
+            ]
 
     def similar(self, item_id: str, k: int) -> list[ScoredItem]:
         """The ``k`` items most cosine-similar to ``item_id`` (UnknownIdError when unknown)."""
         i = self.item_index(item_id)
         if i is None:
             raise UnknownIdError(f"unknown item: {item_id}")
-        if self.similar_index is None:
-            raise ConfigError("this model has no item vectors, so it cannot find similar items")
+        if self._own_similar or self.similar_index is None:
+            # The model's own ranking (EASE through its weights, kNN through its neighbours),
+            # exactly as `recforge similar`; ConfigError when it has none.
+            rec = self.model.similar_items(self.model.items_.ids[i], k)
+            return self._scored(self.model.items_.index(rec.item_ids), rec.scores)
         vecs = self.similar_index.vectors
         idx, val = self.similar_index.search(vecs[i], k, exclude=[np.asarray([i])])
         return self._scored(idx[0], val[0])

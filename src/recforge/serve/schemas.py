@@ -26,11 +26,26 @@ class Item(BaseModel):
     )
 
 
+class Because(BaseModel):
+    """A rated item that raised a recommendation's score, and by how much (signed weight)."""
+
+    item_id: str
+    title: str | None = None
+    weight: float
+
+
 class ScoredItem(Item):
     """A recommended or similar item: rank (1-based) and the model's score."""
 
     rank: int
     score: float
+    because: list[Because] | None = Field(
+        None,
+        description=(
+            "With explain=true: the rated items that raised this item's score most (positive "
+            "weights, largest first; see recforge.explain). Null when not asked for."
+        ),
+    )
 
 
 class Recommendations(BaseModel):
@@ -103,6 +118,9 @@ class NewUserRequest(BaseModel):
     # Strict: JSON true is not k=1, and "5" is not 5 (a client bug worth a 422, not a guess).
     k: StrictInt = Field(10, ge=1, le=MAX_K)
     exclude_rated: StrictBool = True
+    explain: StrictBool = Field(
+        False, description="Add `because` (the rated items behind each item)."
+    )
 
     @field_validator("ratings", mode="before")
     @classmethod

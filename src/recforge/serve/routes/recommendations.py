@@ -36,7 +36,9 @@ async def new_user_recommendations(
     body: NewUserRequest, service: Annotated[Service, Depends(get_service)]
 ) -> Recommendations:
     """Fold-in: the model fits only the new user's own parameters to ``ratings`` and ranks
-    every item. Rated items are excluded unless ``exclude_rated`` is false. Models whose fold-in
+    every item. Rated items are excluded unless ``exclude_rated`` is false. For models trained on
+    implicit feedback only liked ratings (above the scale's midpoint) count as evidence. With
+    ``explain`` each item carries ``because`` (:mod:`recforge.explain`). Models whose fold-in
     measured under 2 ms at load (closed-form ones) answer on the event loop; slower ones run in
     a worker thread so they do not stall other requests."""
     check_k(service, body.k)
@@ -46,10 +48,11 @@ async def new_user_recommendations(
         )
     live = require_live(service)
     try:
-        if live.fold_in_inline:
-            items = live.fold_in(body.ratings, body.k, body.exclude_rated)
+        args = (body.ratings, body.k, body.exclude_rated, body.explain)
+        if live.fold_in_inline and (live.explain_inline or not body.explain):
+            items = live.fold_in(*args)
         else:
-            items = await run_in_threadpool(live.fold_in, body.ratings, body.k, body.exclude_rated)
+            items = await run_in_threadpool(live.fold_in, *args)
     except DataError as exc:
         known = NO_KNOWN_RATINGS if "known" in str(exc) else str(exc)
         raise HTTPException(status_code=422, detail=known) from None

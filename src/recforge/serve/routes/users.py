@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query
+from starlette.concurrency import run_in_threadpool
 
 from recforge.serve.deps import UNKNOWN_USER, check_k, get_service, require_live
 from recforge.serve.schemas import MAX_K, ErrorBody, History, Recommendations
@@ -30,11 +31,15 @@ async def user_recommendations(
     exclude_seen: Annotated[
         bool, Query(description="Leave out items the user rated in training (live mode).")
     ] = True,
+    explain: Annotated[
+        bool, Query(description="Add `because` to each item (needs a run; not for fallbacks).")
+    ] = False,
 ) -> Recommendations:
     """From the store when one is configured (its lists already exclude seen items), else live.
 
     Unknown users get 404 ``unknown user: <id>``, or the most popular items when the service
-    runs with ``fallback=popular`` and a run.
+    runs with ``fallback=popular`` and a run. With ``explain=true`` each item carries
+    ``because``: the user's rated items that raised its score most (:mod:`recforge.explain`).
     """
     check_k(service, k)
     if service.store is not None:
@@ -53,6 +58,12 @@ async def user_recommendations(
                 items=service.live.popular(k),
             )
         raise HTTPException(status_code=404, detail=UNKNOWN_USER.format(user_id))
+    if explain:
+        live = require_live(service)
+        if live.explain_inline:
+            live.add_because(user_id, items)
+        else:
+            await run_in_threadpool(live.add_because, user_id, items)
     return Recommendations(
         user_id=user_id,
         model_version=service.model_version,
