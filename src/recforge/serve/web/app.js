@@ -110,6 +110,17 @@ function stars(item) {
   return box;
 }
 
+// "Because you rated X and Y": the rated items that raised this item's score most (explain=true).
+function becauseLine(item) {
+  if (!item.because || !item.because.length) return null;
+  const names = item.because.slice(0, 2).map((b) => b.title || "item " + b.item_id);
+  const div = document.createElement("div");
+  div.className = "because muted";
+  div.textContent = "Because you rated " + names.join(" and ");
+  div.title = item.because.map((b) => (b.title || b.item_id) + ": +" + b.weight.toFixed(3)).join("\n");
+  return div;
+}
+
 function fill(list, items, { withStars = false, withScore = false } = {}) {
   list.replaceChildren();
   for (const item of items) {
@@ -124,6 +135,8 @@ function fill(list, items, { withStars = false, withScore = false } = {}) {
       sc.textContent = item.score.toFixed(3);
       li.appendChild(sc);
     }
+    const why = becauseLine(item);
+    if (why) li.appendChild(why);
     list.appendChild(li);
   }
   if (!items.length) {
@@ -175,7 +188,7 @@ async function recommend() {
     $("#recs").replaceChildren();
     return;
   }
-  const body = { ratings: {}, k: 10 };
+  const body = { ratings: {}, k: 10, explain: true };
   for (const [id, e] of ratings) body.ratings[id] = e.rating;
   try {
     const res = await api("/recommendations", {
@@ -211,7 +224,7 @@ async function loadUser(userId) {
     return;
   }
   try {
-    const recs = await api("/users/" + id + "/recommendations?k=10");
+    const recs = await api("/users/" + id + "/recommendations?k=10&explain=true");
     fill($("#user-recs"), recs.items, { withScore: true });
     const hist = await api("/users/" + id + "/history");
     fill($("#history"), hist.items.slice(0, 15));
