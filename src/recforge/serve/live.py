@@ -310,7 +310,10 @@ class LiveBackend:
             rated_idx = self.model.items_.index(list(known))
             order = self._popular[~np.isin(self._popular, rated_idx)] if exclude_rated else None
             top = (self._popular if order is None else order)[:k]
-            return self._scored(top, self._popularity[top].astype(np.float32))
+            popular = self._scored(top, self._popularity[top].astype(np.float32))
+            for item in popular if explain else []:
+                item.because = []  # nothing the user rated raised these: they are just popular
+            return popular
         extra = len(disliked) if exclude_rated else 0
         rec = self.model.recommend_for_ratings(liked, k + extra, exclude_rated=exclude_rated)
         keep = ~np.isin(rec.item_ids, np.asarray(disliked)) if disliked and exclude_rated else None
@@ -330,11 +333,20 @@ class LiveBackend:
         if not items:
             return
         if isinstance(user, str):
-            raw_user: Any = _coerce(user, self._user_kind)
+            # A user only the store knows (another version) has no history here to explain by.
+            raw_user: Any = (
+                _coerce(user, self._user_kind) if self.user_index(user) is not None else None
+            )
         else:
             raw_user = user
-        targets = [_coerce(it.item_id, self._item_kind) for it in items]
-        for item, exp in zip(items, self.model.explain_batch(raw_user, targets, k=n), strict=True):
+        # Items this model does not know (a store list of another version) get an empty list.
+        known = [it for it in items if self.item_index(it.item_id) is not None]
+        for it in items:
+            it.because = []
+        targets = [_coerce(it.item_id, self._item_kind) for it in known]
+        if raw_user is None or not targets:
+            return
+        for item, exp in zip(known, self.model.explain_batch(raw_user, targets, k=n), strict=True):
             item.because = [
                 Because(item_id=str(c.item_id), title=c.title, weight=round(c.weight, 6))
                 for c in exp.because(n)
