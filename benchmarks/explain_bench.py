@@ -237,6 +237,8 @@ def _markdown(result: dict[str, Any]) -> str:
         "",
         f"Command: `{result['command']}`",
         "",
+        *(f"Re-run of some parts: `{r}`" for r in result.get("reruns", [])),
+        "",
         f"Machine: {result['machine']}; load average at start {result['load_start']}, "
         f"at end {result['load_end']}.",
         "",
@@ -326,6 +328,17 @@ def main() -> None:
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if args.skip and out.with_suffix(".json").exists():
+        # Re-running some parts keeps the others' committed results (and their command).
+        old = json.loads(out.with_suffix(".json").read_text())
+        for part, key in (("faith", "faithfulness"), ("person", "personalisation")):
+            if part in args.skip:
+                result[key] = old.get(key, [])
+        result["reruns"] = [
+            *old.get("reruns", []),
+            result["command"] + " --skip " + " ".join(args.skip),
+        ]
+        result["command"] = old.get("command", result["command"])
 
     def save() -> None:
         result["load_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())

@@ -194,12 +194,27 @@ class _Ridge:
         return out
 
 
-def _ridge_system(model: NeuralRecommender, item_idx: IndexArray, ratings: FloatArray) -> _Ridge:
-    """The closed-form fold-in of ``mf`` / ``biased_mf`` for one new user (MSE loss only)."""
+_RidgeConstants = tuple[
+    npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64], float
+]
+
+
+def _ridge_constants(model: NeuralRecommender) -> _RidgeConstants:
+    """``(item rows [q_i; 1], b_i, w₀, c)`` shared by every new user, cached per weights.
+
+    The cache key holds the tensors' identities and in-place versions, so training steps and
+    loaded weights invalidate it.
+    """
     head = model._module()
     assert isinstance(head, OutputHead)
     net = head.inner
     assert isinstance(net, (DotModule, BiasedDotModule))
+    params = [p for _, p in sorted(net.named_parameters())]
+    key = (*(id(p) for p in params), *(p._version for p in params), float(head.offset))
+    cached = model.__dict__.get("_ridge_cache")
+    if cached is not None and cached[0] == key:
+        out: _RidgeConstants = cached[1]
+        return out
     q = net.item_emb.weight.detach().double().cpu().numpy()
     p0 = net.user_emb.weight.detach().double().mean(0).cpu().numpy()
     if isinstance(net, BiasedDotModule):
@@ -209,7 +224,16 @@ def _ridge_system(model: NeuralRecommender, item_idx: IndexArray, ratings: Float
     else:
         b_i = np.zeros(len(q))
         w0, rows = p0, q
-    c = float(head.offset)
+    out = (rows, b_i, w0, float(head.offset))
+    model.__dict__["_ridge_cache"] = (key, out)
+    return out
+
+
+def _ridge_system(model: NeuralRecommender, item_idx: IndexArray, ratings: FloatArray) -> _Ridge:
+    """The closed-form fold-in of ``mf`` / ``biased_mf`` for one new user (MSE loss only)."""
+    head = model._module()
+    assert isinstance(head, OutputHead)
+    rows, b_i, w0, c = _ridge_constants(model)
     r = np.asarray(ratings, dtype=np.float64)
     if head.y_range is not None:
         lo, hi = head.y_range
