@@ -326,12 +326,18 @@ def _sigmoid(raw: float, y_range: tuple[float, float]) -> float:
 
 
 def _titles(model: Recommender, idx: I64) -> list[str | None]:
+    """Titles of item indices (None where unknown), from a per-model array built once."""
     meta = model.item_meta_
     if meta is None or "title" not in meta.columns or not len(idx):
         return [None] * len(idx)
-    ids = model.items_.lookup(idx)
-    found = meta["title"].reindex(ids)
-    return [None if not isinstance(t, str) else t for t in found.tolist()]
+    cached = model.__dict__.get("_explain_titles")
+    if cached is None or cached[0] is not meta:
+        found = meta["title"].reindex(model.items_.ids).tolist()
+        titles = np.asarray([t if isinstance(t, str) else None for t in found], dtype=object)
+        cached = (meta, titles)
+        model.__dict__["_explain_titles"] = cached
+    out: list[str | None] = cached[1][idx].tolist()
+    return out
 
 
 def _explain_pairs(model: Recommender, hist: _History, targets: I64, k: int) -> list[Explanation]:
@@ -346,7 +352,6 @@ def _explain_pairs(model: Recommender, hist: _History, targets: I64, k: int) -> 
         served64 = np.asarray([_sigmoid(float(s), attr.y_range) for s in attr.score])
     else:
         served64 = np.asarray(attr.score, dtype=np.float64)
-    titles = _titles(model, hist.items)
     ids = model.items_.lookup(hist.items)
     out = []
     for p, t in enumerate(targets.tolist()):
@@ -354,9 +359,10 @@ def _explain_pairs(model: Recommender, hist: _History, targets: I64, k: int) -> 
         score = float(served64[p])
         raw = _logit(score, attr.y_range) if attr.y_range is not None else score
         top = np.lexsort((np.arange(len(w)), -w))[:k]
+        titles = _titles(model, hist.items[top])
         contribs = tuple(
-            Contribution(_plain(ids[j]), float(w[j]), float(hist.ratings[j]), titles[j])
-            for j in top.tolist()
+            Contribution(_plain(ids[j]), float(w[j]), float(hist.ratings[j]), title)
+            for j, title in zip(top.tolist(), titles, strict=True)
         )
         total = float(w.sum())
         shown = float(w[top].sum())

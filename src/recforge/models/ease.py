@@ -325,15 +325,21 @@ class EASE(Recommender):
         when ``recency_tau`` is set); nothing is left over (a zero residual for new users).
         """
         self._check_fitted()
-        weights, score = [], []
-        for r, t in zip(np.asarray(row_of).tolist(), np.asarray(targets).tolist(), strict=True):
+        row_of = np.asarray(row_of, dtype=np.int64)
+        targets = np.asarray(targets, dtype=np.int64)
+        weights: list[npt.NDArray[np.float64]] = [np.zeros(0)] * len(targets)
+        score = np.zeros(len(targets), dtype=np.float64)
+        for r in np.unique(row_of).tolist():
+            pairs = np.flatnonzero(row_of == r)
             idx, vals = row_entries(rows, r)
             x = np.ones(len(idx)) if self.config.weighting == "binary" else vals.astype(np.float64)
             x = x * sequence_weights(len(idx), self.config.recency_tau)
-            w = x * self.weights_[idx, t].astype(np.float64)
-            weights.append(w)
-            score.append(float(w.sum()))
-        return Attribution(np.asarray(score), weights, "exact")
+            # One gather for every target of this history: (|H|, n_targets).
+            w_all = x[:, None] * self.weights_[np.ix_(idx, targets[pairs])].astype(np.float64)
+            for n, p in enumerate(pairs.tolist()):
+                weights[p] = w_all[:, n]
+                score[p] = float(w_all[:, n].sum())
+        return Attribution(score, weights, "exact")
 
     # ------------------------------------------------------------------ items
     def item_vectors(self) -> FloatArray | None:

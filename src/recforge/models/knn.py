@@ -653,26 +653,33 @@ class ItemKNN(_NeighbourhoodModel):
         (0 when fewer than ``min_k``); the baseline ``μ + b_u + b_i`` is the residual.
         """
         self._check_fitted()
-        weights, score = [], []
-        for r, t in zip(np.asarray(row_of).tolist(), np.asarray(targets).tolist(), strict=True):
+        row_of = np.asarray(row_of, dtype=np.int64)
+        targets = np.asarray(targets, dtype=np.int64)
+        weights: list[F64Array] = [np.zeros(0)] * len(targets)
+        score = np.zeros(len(targets), dtype=np.float64)
+        for r in np.unique(row_of).tolist():
+            pairs = np.flatnonzero(row_of == r)
             idx, vals = row_entries(rows, r)
-            col = np.full(len(idx), t, dtype=np.int64)
+            tgt = targets[pairs]
             if self.feedback_ == "implicit":
                 x = sequence_weights(len(idx), self.config.recency_tau).astype(np.float64)
-                w = x * np.asarray(self._sim[idx, col], dtype=np.float64).ravel()
-                weights.append(w)
-                score.append(float(w.sum()))
-                continue
-            b_u = self._fold_in_user_bias(idx, vals.astype(np.float64))
-            resid = vals.astype(np.float64) - self.global_mean_ - b_u - self.item_bias_[idx]
-            sims = np.asarray(self._sim[col, idx], dtype=np.float64).ravel()
-            den = float(sims.sum())
-            cnt = int(np.count_nonzero(np.asarray(self._sim_bin[col, idx]).ravel()))
-            ok = cnt >= self.config.min_k and den > 0
-            w = sims * resid / den if ok else np.zeros(len(idx))
-            weights.append(w)
-            score.append(float(self.global_mean_ + b_u + self.item_bias_[t] + w.sum()))
-        return Attribution(np.asarray(score), weights, "exact")
+                # s_ji for every history item j (rows) and target i (columns), one slice.
+                w_all = x[:, None] * self._sim[idx][:, tgt].toarray()
+                base = np.zeros(len(pairs))
+            else:
+                b_u = self._fold_in_user_bias(idx, vals.astype(np.float64))
+                resid = vals.astype(np.float64) - self.global_mean_ - b_u - self.item_bias_[idx]
+                sims = self._sim[tgt][:, idx].toarray().T  # s_ij: (|H|, n_targets)
+                den = sims.sum(axis=0)
+                cnt = (self._sim_bin[tgt][:, idx].toarray() != 0).sum(axis=1)
+                ok = (cnt >= self.config.min_k) & (den > 0)
+                scale = np.divide(1.0, den, out=np.zeros_like(den), where=ok)
+                w_all = sims * resid[:, None] * scale[None, :]
+                base = self.global_mean_ + b_u + self.item_bias_[tgt]
+            for n, p in enumerate(pairs.tolist()):
+                weights[p] = w_all[:, n]
+                score[p] = float(base[n] + w_all[:, n].sum())
+        return Attribution(score, weights, "exact")
 
     def similar_items(self, item_id: Any, k: int = 10) -> RecList:
         """The stored nearest neighbours of ``item_id``, most similar first (itself excluded).
