@@ -199,8 +199,13 @@ def latency(ps: Any, n_requests: int) -> list[dict[str, Any]]:
             app = create_app(Settings(run=str(run)))
             with TestClient(app) as client:
                 users = rng.choice(model.users_.ids, size=n_requests)
-                times_get, times_post = [], []
+                times_get, times_post, times_plain = [], [], []
                 for uid in users.tolist():
+                    # The same request without explanations, interleaved: the overhead under
+                    # the same machine load (this machine is shared, absolute times drift).
+                    t0 = time.perf_counter()
+                    client.get(f"/users/{uid}/recommendations?k=10")
+                    times_plain.append(time.perf_counter() - t0)
                     t0 = time.perf_counter()
                     r = client.get(f"/users/{uid}/recommendations?k=10&explain=true")
                     times_get.append(time.perf_counter() - t0)
@@ -217,7 +222,11 @@ def latency(ps: Any, n_requests: int) -> list[dict[str, Any]]:
                     )
                     times_post.append(time.perf_counter() - t0)
                     assert r.status_code == 200
-        for kind, times in (("GET known user", times_get), ("POST 10 ratings", times_post)):
+        for kind, times in (
+            ("GET known user, no explain", times_plain),
+            ("GET known user", times_get),
+            ("POST 10 ratings", times_post),
+        ):
             ms = 1000 * np.asarray(times)
             rows.append(
                 {
