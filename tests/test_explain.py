@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from recforge.data.interactions import Interactions
-from recforge.errors import UnknownIdError
+from recforge.errors import ConfigError, UnknownIdError
 from recforge.explain import explanations_frame, like_threshold, liked_only
 from recforge.models.als import ALS
 from recforge.models.base import Recommender
@@ -178,9 +178,13 @@ def test_k_rest_sentence_and_frame() -> None:
     assert top1.because(2) == pos[:1] and full.because(2) == pos[:2]
     assert top1.sentence().startswith("Because you rated ") or not pos
     recs = model.recommend(10, k=2)[0]
-    frame = explanations_frame(recs, model.explain_batch(10, list(recs.item_ids)))
+    exps = model.explain_batch(10, list(recs.item_ids))
+    frame = recs.to_frame(exps)
     assert list(frame.columns[-3:]) == ["because", "contributions", "residual"]
-    assert len(frame) == len(recs)
+    assert len(frame) == len(recs) and frame["because"].tolist() == [e.sentence() for e in exps]
+    assert explanations_frame(recs, exps).equals(frame)
+    with pytest.raises(ConfigError):
+        recs.to_frame([])
     with pytest.raises(UnknownIdError):
         model.explain(999, 102)
     with pytest.raises(UnknownIdError):

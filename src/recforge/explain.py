@@ -49,6 +49,7 @@ __all__ = [
     "Attribution",
     "Contribution",
     "Explanation",
+    "add_explanation_columns",
     "explain",
     "explain_items",
     "explain_reclist",
@@ -410,11 +411,16 @@ def explain_reclist(model: Recommender, user: Any, recs: RecList, k: int = 5) ->
     return explain_items(model, user, list(recs.item_ids), k=k)
 
 
-def explanations_frame(recs: RecList, explanations: Sequence[Explanation]) -> pd.DataFrame:
-    """``recs.to_frame()`` plus ``because`` (the sentence) and ``contributions`` (list of dicts)."""
+def add_explanation_columns(frame: pd.DataFrame, explanations: Sequence[Explanation]) -> None:
+    """Add ``because`` (the sentence), ``contributions`` (``[{item_id, weight}]``) and
+    ``residual`` to a :meth:`RecList.to_frame` frame, in place (one explanation per row)."""
     import pandas as pd
 
-    frame = recs.to_frame()
+    if len(explanations) != len(frame):
+        raise ConfigError(
+            f"{len(explanations)} explanations for {len(frame)} recommended items; pass "
+            "model.explain_batch(user, recs.item_ids)"
+        )
     frame["because"] = [e.sentence() for e in explanations]
     contributions: list[Any] = [
         [{"item_id": _plain(c.item_id), "weight": c.weight} for c in e.contributions]
@@ -422,4 +428,8 @@ def explanations_frame(recs: RecList, explanations: Sequence[Explanation]) -> pd
     ]
     frame["contributions"] = pd.Series(contributions, index=frame.index, dtype=object)
     frame["residual"] = [e.residual for e in explanations]
-    return frame
+
+
+def explanations_frame(recs: RecList, explanations: Sequence[Explanation]) -> pd.DataFrame:
+    """``recs.to_frame(explanations)``: plus ``because``, ``contributions``, ``residual``."""
+    return recs.to_frame(explanations)

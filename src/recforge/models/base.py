@@ -51,12 +51,14 @@ class RecList:
     def __len__(self) -> int:
         return len(self.item_ids)
 
-    def to_frame(self) -> pd.DataFrame:
+    def to_frame(self, explanations: Sequence[Explanation] | None = None) -> pd.DataFrame:
         """Tidy frame: ``user_id, rank, item_id, score`` (rank from 1), plus ``title`` when the
         model's item metadata has titles (None for items it does not describe).
 
         The id columns carry the names of the canonical ratings frame and of the store's
-        ``recommendations`` table, so a frame can be joined with either directly.
+        ``recommendations`` table, so a frame can be joined with either directly. With
+        ``explanations`` (``model.explain_batch(user, recs.item_ids)``, one per item) the frame
+        gains ``because``, ``contributions`` and ``residual`` (:mod:`recforge.explain`).
         """
         out = pd.DataFrame(
             {
@@ -72,6 +74,10 @@ class RecList:
             out["title"] = pd.Series(
                 [None if pd.isna(t) else str(t) for t in titles.tolist()], dtype=object
             )
+        if explanations is not None:
+            from recforge.explain import add_explanation_columns
+
+            add_explanation_columns(out, explanations)
         return out
 
 

@@ -321,8 +321,10 @@ class EASE(Recommender):
     ) -> Attribution:
         """Exact: the score ``Σ_j x_uj B_ji`` is a sum over the history; ``w_j = x_uj B_ji``.
 
-        ``x_uj`` is the fold-in entry (1 or the rating, times the recency weight of its position
-        when ``recency_tau`` is set); nothing is left over (a zero residual for new users).
+        ``x_uj`` is the fold-in entry (1, or the rating with ``weighting='rating'``, times the
+        recency weight of its position when ``recency_tau`` is set); nothing is left over (a zero
+        residual for new users; for a known user whose training row holds repeat counts, the
+        residual is the difference to the counted row).
         """
         self._check_fitted()
         row_of = np.asarray(row_of, dtype=np.int64)
@@ -332,7 +334,9 @@ class EASE(Recommender):
         for r in np.unique(row_of).tolist():
             pairs = np.flatnonzero(row_of == r)
             idx, vals = row_entries(rows, r)
-            x = np.ones(len(idx)) if self.config.weighting == "binary" else vals.astype(np.float64)
+            # The fold-in's rule: the given values count only with weighting='rating'.
+            rated = self.config.weighting == "rating"
+            x = vals.astype(np.float64) if rated else np.ones(len(idx))
             x = x * sequence_weights(len(idx), self.config.recency_tau)
             # One gather for every target of this history: (|H|, n_targets).
             w_all = x[:, None] * self.weights_[np.ix_(idx, targets[pairs])].astype(np.float64)
