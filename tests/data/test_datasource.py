@@ -248,3 +248,13 @@ def test_no_header_flag_overrides_detection(
     capsys.readouterr()
     assert main(["data", "describe", str(path), "--no-header", "--json"]) == 0
     assert '"n_ratings": 3' in capsys.readouterr().out
+
+
+def test_file_options_on_a_movielens_name_are_refused_not_ignored() -> None:
+    from recforge.errors import ConfigError
+
+    assert DataSource.of("ml-100k").is_movielens  # the name alone is fine
+    with pytest.raises(ConfigError, match=r"ml-100k is a MovieLens release.*--sep, --user-col"):
+        DataSource.of("ml-100k", user_col="u", sep=",")
+    with pytest.raises(ConfigError, match="--rating-scale: options for files only"):
+        DataSource.of("ml-latest-small", rating_scale=(1, 10))

@@ -79,6 +79,26 @@ def _is_movielens_name(text: str) -> bool:
     return text in MOVIELENS
 
 
+#: Fields that describe how to read a file: meaningless (and refused) for a MovieLens name.
+_FILE_ONLY_FIELDS = (
+    "sep",
+    "header",
+    "user_col",
+    "item_col",
+    "rating_col",
+    "time_col",
+    "implicit",
+    "rating_scale",
+    "time_format",
+    "duplicates",
+    "encoding",
+    "items",
+    "item_id_col",
+    "item_title_col",
+    "item_feature_cols",
+)
+
+
 class DataSource(BaseModel):
     """Where interaction data lives and how to read it (the one data description everywhere).
 
@@ -137,6 +157,26 @@ class DataSource(BaseModel):
         if _is_movielens_name(value):
             return value
         return str(Path(value).expanduser().resolve())
+
+    @model_validator(mode="after")
+    def _movielens_takes_no_file_options(self) -> DataSource:
+        # A release is read by its registered layout: a flag meant for a file must not be
+        # dropped silently (the user would believe their mapping or scale was applied).
+        if not _is_movielens_name(self.path):
+            return self
+        defaults = DataSource.model_fields
+        given = [
+            name
+            for name in _FILE_ONLY_FIELDS
+            if getattr(self, name) != defaults[name].get_default(call_default_factory=True)
+        ]
+        if given:
+            flags = ", ".join("--" + name.replace("_", "-") for name in given)
+            raise ValueError(
+                f"{self.path} is a MovieLens release read by its own layout; {flags}: options for "
+                "files only (drop them, or pass the path of a ratings file)"
+            )
+        return self
 
     @field_validator("items")
     @classmethod
