@@ -294,3 +294,31 @@ def test_held_out_users_fold_in_close_to_training(name: str) -> None:
     # Measured: vae 0.554 vs 0.549 trained, dae 0.562 vs 0.586; popularity 0.124.
     assert ndcg_fold >= 0.85 * ndcg_trained
     assert ndcg_fold >= 2.0 * pop.summary["ndcg@10"]
+
+
+def _counted_clicks() -> Interactions:
+    """Implicit data whose values are repeat counts, as ``--duplicates count`` reads them."""
+    rng = np.random.default_rng(4)
+    users = np.repeat(np.arange(40), 6)
+    items = (users % 4) * 5 + rng.integers(0, 5, len(users))
+    frame = pd.DataFrame({"user_id": users, "item_id": items, "rating": 1.0})
+    frame = frame.groupby(["user_id", "item_id"], as_index=False)["rating"].sum()
+    return Interactions.from_frame(frame, rating_scale=None, source="clicks")
+
+
+@pytest.mark.parametrize("name", ["mult_vae", "mult_dae"])
+def test_repeat_counts_are_the_rows_of_implicit_data(name: str) -> None:
+    data = _counted_clicks()
+    assert data.rating.max() > 1  # some repeats
+    counted = create(name, {"epochs": 2, "verbose": False}).fit(data)
+    binary = create(name, {"epochs": 2, "verbose": False, "weighting": "binary"}).fit(data)
+    np.testing.assert_array_equal(counted.inputs_.toarray(), data.csr("rating").toarray())
+    np.testing.assert_array_equal(binary.inputs_.toarray(), data.csr("binary").toarray())
+    assert not np.allclose(counted.score_items(np.arange(5)), binary.score_items(np.arange(5)))
+
+
+def test_rated_data_stays_binary_under_auto() -> None:
+    data = make_interactions(n_users=30, n_items=20, density=0.3, seed=2).interactions
+    assert data.rating_scale is not None
+    model = create("mult_dae", {"epochs": 1, "verbose": False}).fit(data)
+    np.testing.assert_array_equal(model.inputs_.toarray(), data.csr("binary").toarray())

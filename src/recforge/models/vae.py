@@ -4,7 +4,9 @@ Liang, Krishnan, Hoffman and Jebara, "Variational Autoencoders for Collaborative
 WWW 2018.
 
 A user is the binary row ``x_u ∈ {0, 1}^n`` of the items they interacted with (with
-``positive_threshold``, only ratings ≥ it). The encoder reads the L2-normalised row with dropout
+``positive_threshold``, only ratings ≥ it; on implicit data with repeat counts,
+``weighting='auto'`` makes ``x_ui`` the count, which a multinomial takes as it is). The encoder
+reads the L2-normalised row with dropout
 (rate ``dropout``, training only), the decoder gives one logit per item, and the likelihood is a
 multinomial over items, ``log p(x_u | z) = Σ_i x_ui · log softmax(f(z))_i``.
 
@@ -252,6 +254,12 @@ class MultDAEConfig(TrainConfig):
     positive_threshold: float | None = Field(
         None, description="Rated data: only ratings >= this are positives (None: every event)."
     )
+    weighting: Literal["auto", "binary"] = Field(
+        "auto",
+        description="Training rows: 'auto' keeps the repeat counts of implicit data (the "
+        "multinomial likelihood's counts and the encoder's input; 1s when nothing repeats), "
+        "binary on rated data; 'binary': always 1 per interaction. New users fold in as 1s.",
+    )
     valid_k: int = Field(100, ge=1, description="Cut-off of the valid_ndcg@k validation metric.")
     recency_tau: float | None = Field(
         None,
@@ -347,9 +355,13 @@ class MultDAE(NeuralRecommender):
         return network
 
     def _binary_rows(self, data: Interactions) -> sp.csr_matrix:
-        thr = self._cfg().positive_threshold
+        cfg = self._cfg()
+        thr = cfg.positive_threshold
         if thr is None:
-            return data.csr("binary")
+            # Implicit data holds repeat counts as values (``--duplicates count``): a user who
+            # played an item five times says more than one play, and a multinomial takes counts.
+            counted = cfg.weighting == "auto" and data.rating_scale is None
+            return data.csr("rating" if counted else "binary")
         csr = data.csr("rating").copy()
         csr.data = (csr.data >= thr).astype(np.float32)
         csr.eliminate_zeros()
