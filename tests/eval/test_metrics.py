@@ -82,6 +82,48 @@ def test_ndcg_hand_computed() -> None:
     assert M.ndcg_at_k(["p", "q", "r", "x"], {"x"}, 5) == pytest.approx(1 / LOG2_5)
 
 
+# Seven relevant items, more than any cut-off below: the denominators must use min(k, |R|) = k.
+MANY_RELEVANT = {"a", "c", "d", "x", "y", "z", "w"}
+MANY_RANKED = ["a", "b", "c", "d", "e", "f"]
+
+
+def test_more_relevant_than_k_hand_computed() -> None:
+    # k=3: hits at ranks 1 and 3.
+    # NDCG: DCG = 1 + 1/log2(4) = 1.5; IDCG over min(3, 7) = 3 ranks = 1 + 1/log2(3) + 1/2
+    # (over all 7 relevant items it would be larger, and NDCG smaller).
+    assert M.ndcg_at_k(MANY_RANKED, MANY_RELEVANT, 3) == pytest.approx(1.5 / (1.5 + 1 / LOG2_3))
+    # recall: 2 hits / min(3, 7) = 2/3 (not 2/7)
+    assert M.recall_at_k(MANY_RANKED, MANY_RELEVANT, 3) == pytest.approx(2 / 3)
+    # AP: precisions at the hits 1/1 and 2/3 -> (5/3) / min(3, 7) = 5/9
+    assert M.average_precision_at_k(MANY_RANKED, MANY_RELEVANT, 3) == pytest.approx(5 / 9)
+    # k=4: hits at ranks 1, 3, 4 -> DCG = 1 + 1/2 + 1/log2(5); IDCG = DCG + 1/log2(3)
+    dcg4 = 1 + 0.5 + 1 / LOG2_5
+    assert M.ndcg_at_k(MANY_RANKED, MANY_RELEVANT, 4) == pytest.approx(dcg4 / (dcg4 + 1 / LOG2_3))
+    assert M.recall_at_k(MANY_RANKED, MANY_RELEVANT, 4) == pytest.approx(3 / 4)
+    # AP@4: (1 + 2/3 + 3/4) / 4 = 29/48
+    assert M.average_precision_at_k(MANY_RANKED, MANY_RELEVANT, 4) == pytest.approx(29 / 48)
+    # A perfect top-3 scores exactly 1 on every one of them.
+    for fn in (M.ndcg_at_k, M.recall_at_k, M.average_precision_at_k, M.precision_at_k):
+        assert fn(["x", "y", "z", "b"], MANY_RELEVANT, 3) == pytest.approx(1.0)
+
+
+def test_more_relevant_than_k_batch_agrees_by_hand() -> None:
+    # The same case as index lists: items a..f = 0..5, x y z w = 6..9.
+    top = np.array([[0, 1, 2, 3, 4, 5], [6, 7, 8, 1, -1, -1]])
+    rel_items = [0, 2, 3, 6, 7, 8, 9]
+    rel = sp.csr_matrix((np.ones(14), ([0] * 7 + [1] * 7, rel_items * 2)), shape=(2, 10))
+    out = M.ranking_metrics_batch(top, rel, [3, 4])
+    assert out["ndcg@3"][0] == pytest.approx(1.5 / (1.5 + 1 / LOG2_3))
+    assert out["recall@3"][0] == pytest.approx(2 / 3)
+    assert out["map@3"][0] == pytest.approx(5 / 9)
+    assert out["map@4"][0] == pytest.approx(29 / 48)
+    np.testing.assert_allclose([out[f"{m}@3"][1] for m in ("ndcg", "recall", "map")], 1.0)
+    # user 1 @4: hits at 1-3, miss at 4 -> DCG = IDCG@3; IDCG@4 adds 1/log2(5)
+    idcg3 = 1 + 1 / LOG2_3 + 0.5
+    assert out["ndcg@4"][1] == pytest.approx(idcg3 / (idcg3 + 1 / LOG2_5))
+    assert out["recall@4"][1] == pytest.approx(3 / 4)
+
+
 def test_hit_rate_and_mrr_hand_computed() -> None:
     # first hit (b) at rank 2
     assert M.hit_rate_at_k(RANKED, RELEVANT, 1) == 0.0
