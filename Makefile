@@ -13,7 +13,7 @@ ifeq ($(origin RECFORGE_DATA_DIR), undefined)
   endif
 endif
 
-.PHONY: venv demo demo-serve test lint typecheck pytest bench bench-tables clean
+.PHONY: venv demo demo-serve test test-gpu lint typecheck pytest bench bench-tables clean
 
 venv: $(STAMP)
 
@@ -47,8 +47,15 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# -ra prints the reason of every skip (and xfail/failure) at the end; CUDA tests are deselected
+# (pyproject addopts), so the skips that remain each mean something. The peers extra is installed
+# above, and RECFORGE_REQUIRE_PEERS turns a missing peer library into a failure instead of a skip.
 pytest: $(STAMP)
-	$(BIN)/pytest -q
+	RECFORGE_REQUIRE_PEERS=1 $(BIN)/pytest -q -ra
+
+# The CUDA tests only (on a GPU machine): every neural model's contract on CUDA, bf16 autocast.
+test-gpu: $(STAMP)
+	$(BIN)/pytest -q -ra -m gpu tests/gpu tests/train
 
 test: lint typecheck pytest
 
