@@ -18,6 +18,13 @@ Example::
                          validate=rating_validator(vu, vi, vr, clip=(1, 5)))
     result.history    # epoch, train_loss, valid_loss, valid_rmse, valid_mae, lr, seconds
 
+Structure: :meth:`Trainer.fit` is one epoch loop (batches → loss → step → validate → callbacks);
+what varies lives in small parts it calls, each tested on its own (tests/train/test_loop_parts.py):
+``_Epoch`` (row order, batches, one optimisation step), :class:`~recforge.train.early_stopping.
+EarlyStopping`, :func:`~recforge.train.precision.autocast` (bf16), :class:`~recforge.train.
+distributed.DataParallel` (single process or torchrun rank) and ``_Checkpoints`` (when to write,
+who writes). tests/train/test_trainer_golden.py pins the CPU results bit for bit.
+
 Speed: batches are slices of one ``torch.randperm`` per epoch applied to in-memory tensors (no
 DataLoader, no per-row Python); the loss is accumulated on the device and synchronised once per
 epoch; validation runs under ``torch.no_grad()`` in chunks of ``eval_batch_size`` rows.
