@@ -141,3 +141,18 @@ def test_json_round_trip_property(ids: list[object]) -> None:
     assert w.ids.tolist() == v.ids.tolist()
     if ids:
         assert w.index(v.ids).tolist() == list(range(len(v)))
+
+
+# ---------------------------------------------------------------------- found by mutation testing
+def test_lookup_of_no_indices_is_empty() -> None:
+    vocab = IdVocab(["a", "b"], name="item")
+    assert vocab.lookup([]).tolist() == []  # a plain empty list is float64 in numpy
+    assert vocab.lookup(np.array([1, 0])).tolist() == ["b", "a"]
+
+
+def test_extend_keeps_the_name() -> None:
+    vocab = IdVocab([1, 2], name="item")
+    grown = vocab.extend([3])
+    assert grown.name == "item" and grown.ids.tolist() == [1, 2, 3]
+    with pytest.raises(UnknownIdError, match="unknown item id 9"):
+        grown.index([9])
