@@ -160,6 +160,9 @@ def test_k_must_be_positive() -> None:
 def test_numpy_inputs_accepted() -> None:
     # ids 1..5 with relevant {2, 5}: same arithmetic as precision@5 = 2/5
     assert M.precision_at_k(np.array([1, 2, 3, 4, 5]), np.array([2, 5]), 5) == pytest.approx(0.4)
+    # a (1, n) row of an index matrix is read as the flat list it holds
+    row = np.array([[1, 2, 3, 4, 5]])
+    assert M.precision_at_k(row, np.array([[2, 5]]), 5) == pytest.approx(0.4)
 
 
 # ============================================================ AUC
