@@ -156,3 +156,13 @@ def test_extend_keeps_the_name() -> None:
     assert grown.name == "item" and grown.ids.tolist() == [1, 2, 3]
     with pytest.raises(UnknownIdError, match="unknown item id 9"):
         grown.index([9])
+
+
+def test_names_and_json_kinds_are_kept() -> None:
+    assert IdVocab.from_values([3, 1, 3], name="user").name == "user"
+    assert IdVocab.from_json('{"kind": "int", "ids": [1, 2]}').name == "id"  # the default
+    assert json.loads(IdVocab([1, "a"]).to_json())["kind"] == "mixed"
+    assert json.loads(IdVocab(["a"]).to_json())["kind"] == "str"
+    empty = IdVocab.from_json(IdVocab([], name="item").to_json())
+    assert len(empty) == 0 and empty.ids.dtype == np.int64 and empty.name == "item"
+

@@ -131,8 +131,6 @@ class IdVocab:
             raise DataError(
                 f"{obj.get('name', 'id')} vocabulary holds an id outside the 64-bit integer range"
             ) from None
-        if obj["kind"] == "int" and len(obj["ids"]) == 0:
-            ids = np.zeros(0, dtype=np.int64)
         return cls(ids, name=obj.get("name", "id"))
 
 
