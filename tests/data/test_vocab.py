@@ -165,4 +165,3 @@ def test_names_and_json_kinds_are_kept() -> None:
     assert json.loads(IdVocab(["a"]).to_json())["kind"] == "str"
     empty = IdVocab.from_json(IdVocab([], name="item").to_json())
     assert len(empty) == 0 and empty.ids.dtype == np.int64 and empty.name == "item"
-
