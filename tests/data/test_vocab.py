@@ -165,3 +165,12 @@ def test_names_and_json_kinds_are_kept() -> None:
     assert json.loads(IdVocab(["a"]).to_json())["kind"] == "str"
     empty = IdVocab.from_json(IdVocab([], name="item").to_json())
     assert len(empty) == 0 and empty.ids.dtype == np.int64 and empty.name == "item"
+
+
+def test_index_takes_any_iterable_and_the_default_name() -> None:
+    vocab = IdVocab([10, 20, 30])
+    assert vocab.name == "id"
+    assert vocab.index(iter([30, 10])).tolist() == [2, 0]  # a generator, not only sequences
+    assert vocab.index(pd.Series([20], index=[7])).tolist() == [1]
+    strings = IdVocab(["a", "b"])
+    assert strings.index(np.array([1]), missing="negative").tolist() == [-1]  # 1 is not "1"

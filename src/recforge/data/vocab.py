@@ -79,8 +79,6 @@ class IdVocab:
         """
         is_array = isinstance(ids, np.ndarray | pd.Series | pd.Index)
         arr = _as_id_array(ids if is_array else list(cast(Iterable[Any], ids)))
-        if arr.dtype.kind in "iu" and self._ids.dtype.kind not in "iuO":
-            arr = arr.astype(self._ids.dtype)
         idx: npt.NDArray[np.int64] = self._index.get_indexer(arr).astype(np.int64)
         if missing == "error" and (idx < 0).any():
             bad = arr[np.flatnonzero(idx < 0)[0]]
