@@ -174,3 +174,9 @@ def test_index_takes_any_iterable_and_the_default_name() -> None:
     assert vocab.index(pd.Series([20], index=[7])).tolist() == [1]
     strings = IdVocab(["a", "b"])
     assert strings.index(np.array([1]), missing="negative").tolist() == [-1]  # 1 is not "1"
+
+
+def test_ids_of_any_shape_are_flattened() -> None:
+    assert IdVocab(np.array([[3], [1]])).ids.tolist() == [3, 1]
+    assert IdVocab.from_values(np.array([[2, 1], [1, 2]])).ids.tolist() == [1, 2]
+    assert IdVocab(np.asarray("solo")).ids.tolist() == ["solo"]
