@@ -180,3 +180,9 @@ def test_ids_of_any_shape_are_flattened() -> None:
     assert IdVocab(np.array([[3], [1]])).ids.tolist() == [3, 1]
     assert IdVocab.from_values(np.array([[2, 1], [1, 2]])).ids.tolist() == [1, 2]
     assert IdVocab(np.asarray("solo")).ids.tolist() == ["solo"]
+
+
+def test_from_values_default_name_and_the_float_id_message() -> None:
+    assert IdVocab.from_values([2, 1]).name == "id"
+    with pytest.raises(DataError, match=r"^ids must be integers or strings, got non-integral"):
+        IdVocab([1.5, 2.0])
