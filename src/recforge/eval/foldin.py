@@ -115,7 +115,7 @@ def evaluate_foldin_ratings(
         ConfigError: the model ranks only (no rating predictions), or the split has no such part.
     """
     t0 = time.perf_counter()
-    model._check_fitted()
+    model.check_fitted()
     if not model.predicts_ratings:
         raise ConfigError(f"model {model.name} does not predict ratings")
     foldin = getattr(split, f"{part}_foldin", None)
