@@ -13,7 +13,7 @@ ifeq ($(origin RECFORGE_DATA_DIR), undefined)
   endif
 endif
 
-.PHONY: venv demo demo-serve test lint typecheck pytest bench bench-tables clean
+.PHONY: venv demo demo-serve test test-gpu mutate lint typecheck pytest bench bench-tables clean
 
 venv: $(STAMP)
 
@@ -47,10 +47,26 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# -ra prints the reason of every skip (and xfail/failure) at the end; CUDA tests are deselected
+# (pyproject addopts), so the skips that remain each mean something. The peers extra is installed
+# above, and RECFORGE_REQUIRE_PEERS turns a missing peer library into a failure instead of a skip.
 pytest: $(STAMP)
-	$(BIN)/pytest -q
+	RECFORGE_REQUIRE_PEERS=1 $(BIN)/pytest -q -ra
+
+# The CUDA tests only (on a GPU machine): every neural model's contract on CUDA, bf16 autocast.
+test-gpu: $(STAMP)
+	$(BIN)/pytest -q -ra -m gpu tests/gpu tests/train
 
 test: lint typecheck pytest
+
+# Mutation testing of the core modules ([tool.mutmut] in pyproject.toml; the report is
+# docs/quality/mutation.md). Slow (hours for all seven modules on 2 cores), so not part of
+# `make test`; MUTATE picks mutants by name, e.g. make mutate MUTATE='recforge.eval.metrics*'.
+MUTATE ?=
+mutate: $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[mutate]"
+	RECFORGE_MUTATION=1 nice -n 10 $(BIN)/mutmut run $(MUTATE)
+	$(BIN)/mutmut results
 
 # `make bench` reruns the committed `recforge benchmark` tables (docs/benchmarks.md; ~1 h on 2
 # cores, most of it the blend's five folds). Tuned configs come from configs/<dataset>/<protocol>/.

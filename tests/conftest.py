@@ -19,6 +19,22 @@ def pytest_configure(config: pytest.Config) -> None:
     torch.set_num_threads(1)
 
 
+if os.environ.get("RECFORGE_MUTATION"):
+    # `make mutate` runs the tests once per mutant: property tests must be deterministic (the
+    # same examples every run, so a survivor is reproducible) and stop at the first failing
+    # example instead of shrinking it (nobody reads the minimal example of a mutant).
+    from hypothesis import Phase, settings
+
+    settings.register_profile(
+        "mutation",
+        derandomize=True,
+        database=None,
+        deadline=None,
+        phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    )
+    settings.load_profile("mutation")
+
+
 @pytest.fixture
 def data_dir() -> Path:
     """The MovieLens folder named by ``RECFORGE_DATA_DIR``; skips the test when it is unavailable.

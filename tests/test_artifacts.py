@@ -8,6 +8,7 @@ import io
 import json
 import os
 import pickle
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import pandas as pd
 import pytest
 
 from recforge._atomic import atomic_dir
-from recforge.artifacts import FORMAT_VERSION, load_run, read_manifest, save_run
+from recforge.artifacts import FORMAT_VERSION, RUN_FILES, load_run, read_manifest, save_run
 from recforge.data.interactions import Interactions
 from recforge.errors import ArtifactError, RecError
 from recforge.models import create
@@ -177,6 +178,27 @@ def test_corrupt_weights_byte_is_refused(run_dir: Path) -> None:
     data[-1] ^= 0x01  # one bit in the last weight
     weights.write_bytes(bytes(data))
     with pytest.raises(ArtifactError, match="checksum"):
+        load_run(run_dir)
+
+
+@pytest.mark.parametrize("name", sorted(RUN_FILES))
+def test_every_run_file_edited_without_its_checksum_is_refused(run_dir: Path, name: str) -> None:
+    # Optional files (metrics, history, item metadata) are as protected as the weights: an edit
+    # whose checksum was not fixed is refused, even one that still parses.
+    assert name in read_manifest(run_dir)["files"], "the fixture run must hold every run file"
+    path = run_dir / name
+    data = path.read_bytes()
+    if name == "metrics.json":
+        edited = data.replace(b"0.5", b"0.1")  # a plausible, well-formed edit
+    elif name == "history.csv":
+        edited = data.replace(b"0.8", b"0.1")
+    else:
+        flipped = bytearray(data)
+        flipped[len(data) // 2] ^= 0x01
+        edited = bytes(flipped)
+    assert edited != data
+    path.write_bytes(edited)
+    with pytest.raises(ArtifactError, match=rf"{re.escape(name)} is corrupt.*checksum"):
         load_run(run_dir)
 
 

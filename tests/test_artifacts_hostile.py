@@ -469,18 +469,28 @@ def test_cli_on_a_hostile_run_exits_2_with_one_line(
 
 # ---------------------------------------------------------------------- fuzzing
 @pytest.fixture(scope="module")
-def pristine(fitted: Recommender, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_run(
+def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run holding every run file, item metadata included."""
+    data = _data()
+    items = data.items.ids
+    meta = pd.DataFrame(
+        {"title": [f"Item {i}" for i in items], "genres": [["Drama"] * (i % 2) for i in items]},
+        index=pd.Index(items, name="item_id"),
+    )
+    with_meta = Interactions.from_frame(data.to_frame(), item_meta=meta, rating_scale=(1.0, 5.0))
+    run = save_run(
         tmp_path_factory.mktemp("pristine") / "run",
-        fitted,
+        create("biases", epochs=3).fit(with_meta),
         metrics={"rmse": 0.9},
         history=pd.DataFrame({"epoch": [1], "train_loss": [1.0]}),
     )
+    assert set(_manifest(run)["files"]) == RUN_FILES
+    return run
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    name=st.sampled_from([*sorted(RUN_FILES - {"items.parquet"}), "manifest.json"]),
+    name=st.sampled_from([*sorted(RUN_FILES), "manifest.json"]),
     edits=st.lists(
         st.tuples(st.floats(0, 1), st.binary(max_size=8), st.integers(0, 40)),
         min_size=1,
@@ -491,23 +501,43 @@ def pristine(fitted: Recommender, tmp_path_factory: pytest.TempPathFactory) -> P
 def test_mutated_runs_load_or_raise_artifact_error(
     pristine: Path, name: str, edits: list[tuple[float, bytes, int]], fix_checksum: bool
 ) -> None:
-    """Random byte edits of any run file (checksums fixed or not): a model or an ArtifactError."""
+    """Random byte edits of any run file: an ArtifactError when the checksum was not fixed,
+    else a model or an ArtifactError (never another exception)."""
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
         shutil.copytree(pristine, run)
-        data = bytearray((run / name).read_bytes())
+        original = (run / name).read_bytes()
+        data = bytearray(original)
         for where, chunk, cut in edits:
             pos = int(where * len(data))
             data[pos : pos + cut] = chunk
         (run / name).write_bytes(bytes(data))
+        # The manifest carries no checksum of itself; any other changed file is now unverifiable.
+        must_refuse = name != "manifest.json" and bytes(data) != original and not fix_checksum
         if fix_checksum and name != "manifest.json":
             _replace_file(run, name, bytes(data))
         try:
             loaded = load_run(run)
         except ArtifactError as exc:
             assert "\n" not in str(exc)
+            if must_refuse:
+                assert "checksum mismatch" in str(exc), str(exc)
         else:
+            assert not must_refuse, f"{name} was edited without fixing its checksum, yet it loaded"
             assert loaded.model.score_items(np.arange(2)).shape == (2, loaded.model.n_items)
+
+
+def test_corrupt_item_metadata_with_a_fixed_checksum_is_one_line(pristine: Path) -> None:
+    # Found by the fuzz test above: pyarrow's message spans lines.
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp) / "run"
+        shutil.copytree(pristine, run)
+        data = bytearray((run / "items.parquet").read_bytes())
+        data[len(data) // 3 : len(data) // 3 + 8] = b"\xff" * 8
+        _replace_file(run, "items.parquet", bytes(data))
+        with pytest.raises(ArtifactError, match="cannot parse run files") as info:
+            load_run(run)
+        assert "\n" not in str(info.value)
 
 
 def test_class_load_refuses_a_run_of_another_model(run_dir: Path) -> None:

@@ -164,7 +164,7 @@ def save_run(
     """Write fitted ``model`` and optional metrics/history to run directory ``path`` atomically."""
     from safetensors.numpy import save_file
 
-    model._check_fitted()
+    model.check_fitted()
     clash = sorted(set(extra or {}) & _MANIFEST_KEYS)
     if clash:
         raise ArtifactError(f"save_run: extra keys {clash} are reserved manifest fields; rename")

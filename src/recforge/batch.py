@@ -139,7 +139,7 @@ def recommend_all(
         ``user_idx`` ``(b,)`` int64, ``item_idx`` ``(b, width)`` int64 and ``scores``
         ``(b, width)`` float32.
     """
-    model._check_fitted()
+    model.check_fitted()
     if k < 1:
         raise ConfigError(f"k must be >= 1, got {k}")
     users = (
@@ -207,7 +207,7 @@ def recommend_all_frame(
     Returns:
         One row per recommendation, users in input order, ``rank`` from 1.
     """
-    model._check_fitted()
+    model.check_fitted()
     if user_ids is None:
         users = np.arange(model.n_users, dtype=np.int64)
     else:

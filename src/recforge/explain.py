@@ -202,7 +202,7 @@ class _History:
 
 
 def _history(model: Recommender, user: Any) -> _History:
-    model._check_fitted()
+    model.check_fitted()
     if isinstance(user, Mapping):
         idx, vals = model._fold_in_inputs(user)
         return _History(None, None, idx.astype(np.int64), vals.astype(np.float32))

@@ -206,7 +206,7 @@ def export_model(
         raise ConfigError(f"k must be >= 1, got {k}")
     if batch_size is not None and batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
-    model._check_fitted()
+    model.check_fitted()
     idx = _user_indices(model, users)
     delay = float(os.environ.get(_DELAY_ENV, "0") or 0)
     progress_file = os.environ.get(_PROGRESS_ENV)

@@ -398,31 +398,77 @@ class ModelContract:
         assert np.isnan(pred[1]) and np.isnan(pred[2])
 
     # ------------------------------------------------------------------ recommendations
+    @pytest.fixture
+    def tiny_chunks(self, monkeypatch: pytest.MonkeyPatch) -> int:
+        """Score users in chunks of 7, so that one call crosses several chunk boundaries.
+
+        The real chunk (1,024 users) exceeds every known-answer set, so a per-chunk bug (the
+        seen mask built from the first chunk's users) would otherwise never show.
+        """
+        import recforge.models.base as base
+
+        monkeypatch.setattr(base, "DEFAULT_SCORE_CHUNK", 7)
+        return 7
+
+    @staticmethod
+    def _assert_no_seen(recs: list[RecList], planted: KnownAnswerSplit) -> None:
+        seen = planted.train.csr("binary")
+        for rec in recs:
+            u = planted.train.users.index_one(rec.user_id)
+            seen_items = set(planted.train.items.lookup(seen[u].indices).tolist())
+            assert not seen_items & set(rec.item_ids.tolist()), (
+                f"user {rec.user_id!r}: training items recommended"
+            )
+
     def test_recommend_top_k_sorted_without_seen(
-        self, fitted: Recommender, planted: KnownAnswerSplit
+        self, fitted: Recommender, planted: KnownAnswerSplit, tiny_chunks: int
     ) -> None:
         k = 10
         users = self.sample_users(planted)
+        assert len(users) > 3 * tiny_chunks
         recs = fitted.recommend(users, k=k)
         assert [r.user_id for r in recs] == users.tolist()
-        seen = planted.train.csr("binary")
         for rec in recs:
             assert 0 < len(rec) <= k
             assert len(set(rec.item_ids.tolist())) == len(rec), "duplicate items"
             assert np.all(np.diff(rec.scores) <= 0), "scores must be sorted best first"
-            u = planted.train.users.index_one(rec.user_id)
-            seen_items = set(planted.train.items.lookup(seen[u].indices).tolist())
-            assert not seen_items & set(rec.item_ids.tolist()), "training items recommended"
+        self._assert_no_seen(recs, planted)
         full = fitted.recommend(users[:3], k=k, exclude_seen=False)
         assert all(len(r) == k for r in full)
 
+    def test_recommend_without_exclusion_is_the_score_ranking(
+        self, fitted: Recommender, planted: KnownAnswerSplit, tiny_chunks: int
+    ) -> None:
+        # exclude_seen=False must be exactly the ranking of score_items (non-finite scores last,
+        # ties by lower item index), across chunk boundaries.
+        k = 10
+        users = self.sample_users(planted)
+        recs = fitted.recommend(users, k=k, exclude_seen=False)
+        scores = np.asarray(
+            fitted.score_items(planted.train.users.index(users)), dtype=np.float32
+        ).copy()
+        scores[~np.isfinite(scores)] = np.float32(-np.finfo(np.float32).max)
+        expected = []
+        for uid, row in zip(users, scores, strict=True):
+            order = np.argsort(-row, kind="stable")[:k]
+            expected.append(RecList(uid, planted.train.items.lookup(order), row[order]))
+        _assert_same_reclists(recs, expected, self.batch_rtol, self.batch_atol)
+
     def test_recommend_respects_candidates(
-        self, fitted: Recommender, planted: KnownAnswerSplit
+        self, fitted: Recommender, planted: KnownAnswerSplit, tiny_chunks: int
     ) -> None:
         allowed = planted.train.items.ids[::3]
         (rec,) = fitted.recommend(planted.train.users.ids[:1], k=5, candidates=allowed)
         assert len(rec) > 0
         assert set(rec.item_ids.tolist()) <= set(allowed.tolist())
+        # With candidates, seen items stay excluded (for every user, across chunk boundaries).
+        users = self.sample_users(planted)
+        recs = fitted.recommend(users, k=len(allowed), candidates=allowed)
+        assert [r.user_id for r in recs] == users.tolist()
+        for r in recs:
+            assert set(r.item_ids.tolist()) <= set(allowed.tolist())
+            assert len(r) > 0
+        self._assert_no_seen(recs, planted)
 
     def test_k_larger_than_catalogue(self, fitted: Recommender, planted: KnownAnswerSplit) -> None:
         user = planted.train.users.ids[0]

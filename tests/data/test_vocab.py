@@ -141,3 +141,48 @@ def test_json_round_trip_property(ids: list[object]) -> None:
     assert w.ids.tolist() == v.ids.tolist()
     if ids:
         assert w.index(v.ids).tolist() == list(range(len(v)))
+
+
+# ---------------------------------------------------------------------- found by mutation testing
+def test_lookup_of_no_indices_is_empty() -> None:
+    vocab = IdVocab(["a", "b"], name="item")
+    assert vocab.lookup([]).tolist() == []  # a plain empty list is float64 in numpy
+    assert vocab.lookup(np.array([1, 0])).tolist() == ["b", "a"]
+
+
+def test_extend_keeps_the_name() -> None:
+    vocab = IdVocab([1, 2], name="item")
+    grown = vocab.extend([3])
+    assert grown.name == "item" and grown.ids.tolist() == [1, 2, 3]
+    with pytest.raises(UnknownIdError, match="unknown item id 9"):
+        grown.index([9])
+
+
+def test_names_and_json_kinds_are_kept() -> None:
+    assert IdVocab.from_values([3, 1, 3], name="user").name == "user"
+    assert IdVocab.from_json('{"kind": "int", "ids": [1, 2]}').name == "id"  # the default
+    assert json.loads(IdVocab([1, "a"]).to_json())["kind"] == "mixed"
+    assert json.loads(IdVocab(["a"]).to_json())["kind"] == "str"
+    empty = IdVocab.from_json(IdVocab([], name="item").to_json())
+    assert len(empty) == 0 and empty.ids.dtype == np.int64 and empty.name == "item"
+
+
+def test_index_takes_any_iterable_and_the_default_name() -> None:
+    vocab = IdVocab([10, 20, 30])
+    assert vocab.name == "id"
+    assert vocab.index(iter([30, 10])).tolist() == [2, 0]  # a generator, not only sequences
+    assert vocab.index(pd.Series([20], index=[7])).tolist() == [1]
+    strings = IdVocab(["a", "b"])
+    assert strings.index(np.array([1]), missing="negative").tolist() == [-1]  # 1 is not "1"
+
+
+def test_ids_of_any_shape_are_flattened() -> None:
+    assert IdVocab(np.array([[3], [1]])).ids.tolist() == [3, 1]
+    assert IdVocab.from_values(np.array([[2, 1], [1, 2]])).ids.tolist() == [1, 2]
+    assert IdVocab(np.asarray("solo")).ids.tolist() == ["solo"]
+
+
+def test_from_values_default_name_and_the_float_id_message() -> None:
+    assert IdVocab.from_values([2, 1]).name == "id"
+    with pytest.raises(DataError, match=r"^ids must be integers or strings, got non-integral"):
+        IdVocab([1.5, 2.0])

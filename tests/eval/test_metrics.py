@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -82,6 +83,48 @@ def test_ndcg_hand_computed() -> None:
     assert M.ndcg_at_k(["p", "q", "r", "x"], {"x"}, 5) == pytest.approx(1 / LOG2_5)
 
 
+# Seven relevant items, more than any cut-off below: the denominators must use min(k, |R|) = k.
+MANY_RELEVANT = {"a", "c", "d", "x", "y", "z", "w"}
+MANY_RANKED = ["a", "b", "c", "d", "e", "f"]
+
+
+def test_more_relevant_than_k_hand_computed() -> None:
+    # k=3: hits at ranks 1 and 3.
+    # NDCG: DCG = 1 + 1/log2(4) = 1.5; IDCG over min(3, 7) = 3 ranks = 1 + 1/log2(3) + 1/2
+    # (over all 7 relevant items it would be larger, and NDCG smaller).
+    assert M.ndcg_at_k(MANY_RANKED, MANY_RELEVANT, 3) == pytest.approx(1.5 / (1.5 + 1 / LOG2_3))
+    # recall: 2 hits / min(3, 7) = 2/3 (not 2/7)
+    assert M.recall_at_k(MANY_RANKED, MANY_RELEVANT, 3) == pytest.approx(2 / 3)
+    # AP: precisions at the hits 1/1 and 2/3 -> (5/3) / min(3, 7) = 5/9
+    assert M.average_precision_at_k(MANY_RANKED, MANY_RELEVANT, 3) == pytest.approx(5 / 9)
+    # k=4: hits at ranks 1, 3, 4 -> DCG = 1 + 1/2 + 1/log2(5); IDCG = DCG + 1/log2(3)
+    dcg4 = 1 + 0.5 + 1 / LOG2_5
+    assert M.ndcg_at_k(MANY_RANKED, MANY_RELEVANT, 4) == pytest.approx(dcg4 / (dcg4 + 1 / LOG2_3))
+    assert M.recall_at_k(MANY_RANKED, MANY_RELEVANT, 4) == pytest.approx(3 / 4)
+    # AP@4: (1 + 2/3 + 3/4) / 4 = 29/48
+    assert M.average_precision_at_k(MANY_RANKED, MANY_RELEVANT, 4) == pytest.approx(29 / 48)
+    # A perfect top-3 scores exactly 1 on every one of them.
+    for fn in (M.ndcg_at_k, M.recall_at_k, M.average_precision_at_k, M.precision_at_k):
+        assert fn(["x", "y", "z", "b"], MANY_RELEVANT, 3) == pytest.approx(1.0)
+
+
+def test_more_relevant_than_k_batch_agrees_by_hand() -> None:
+    # The same case as index lists: items a..f = 0..5, x y z w = 6..9.
+    top = np.array([[0, 1, 2, 3, 4, 5], [6, 7, 8, 1, -1, -1]])
+    rel_items = [0, 2, 3, 6, 7, 8, 9]
+    rel = sp.csr_matrix((np.ones(14), ([0] * 7 + [1] * 7, rel_items * 2)), shape=(2, 10))
+    out = M.ranking_metrics_batch(top, rel, [3, 4])
+    assert out["ndcg@3"][0] == pytest.approx(1.5 / (1.5 + 1 / LOG2_3))
+    assert out["recall@3"][0] == pytest.approx(2 / 3)
+    assert out["map@3"][0] == pytest.approx(5 / 9)
+    assert out["map@4"][0] == pytest.approx(29 / 48)
+    np.testing.assert_allclose([out[f"{m}@3"][1] for m in ("ndcg", "recall", "map")], 1.0)
+    # user 1 @4: hits at 1-3, miss at 4 -> DCG = IDCG@3; IDCG@4 adds 1/log2(5)
+    idcg3 = 1 + 1 / LOG2_3 + 0.5
+    assert out["ndcg@4"][1] == pytest.approx(idcg3 / (idcg3 + 1 / LOG2_5))
+    assert out["recall@4"][1] == pytest.approx(3 / 4)
+
+
 def test_hit_rate_and_mrr_hand_computed() -> None:
     # first hit (b) at rank 2
     assert M.hit_rate_at_k(RANKED, RELEVANT, 1) == 0.0
@@ -117,6 +160,9 @@ def test_k_must_be_positive() -> None:
 def test_numpy_inputs_accepted() -> None:
     # ids 1..5 with relevant {2, 5}: same arithmetic as precision@5 = 2/5
     assert M.precision_at_k(np.array([1, 2, 3, 4, 5]), np.array([2, 5]), 5) == pytest.approx(0.4)
+    # a (1, n) row of an index matrix is read as the flat list it holds
+    row = np.array([[1, 2, 3, 4, 5]])
+    assert M.precision_at_k(row, np.array([[2, 5]]), 5) == pytest.approx(0.4)
 
 
 # ============================================================ AUC
@@ -335,3 +381,77 @@ def test_rating_metric_properties(ratings: list[float], shift: float) -> None:
     assert M.rmse(y, y) == 0.0
     assert M.like_accuracy(y, y) == 1.0
     assert M.mae(y, y + shift) <= M.rmse(y, y + shift) + 1e-12
+
+
+# ============================================================ edges found by mutation testing
+# Each test below kills mutants that survived `make mutate` (docs/quality/mutation.md).
+def test_rating_metrics_flatten_any_shape() -> None:
+    # A column of ratings pairs with a flat list: both sides are flattened.
+    assert M.rmse([[4.0], [2.0]], [3.0, 2.0]) == pytest.approx(math.sqrt(0.5))
+    assert M.mae([4.0, 2.0], [[3.0], [2.0]]) == pytest.approx(0.5)
+
+
+def test_empty_inputs_are_nan_without_numpy_warnings() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # np.mean([]) would warn: the guard must come first
+        assert math.isnan(M.rmse([], []))
+        assert math.isnan(M.mae([], []))
+        assert math.isnan(M.like_accuracy([], []))
+        assert math.isnan(M.novelty([[], []], {"a": 1}, 8))
+        assert math.isnan(M.auc([], set(), 5))  # no relevant item: NaN, even for an empty list
+
+
+def test_auc_of_a_one_item_list() -> None:
+    # 3 candidates, list [b] with b relevant: b beats both non-relevant items -> 1
+    assert M.auc(["b"], {"b"}, 3) == pytest.approx(1.0)
+    # list [a] with b relevant and missing: b loses to a, ties with c -> 0.5 / 2
+    assert M.auc(["a"], {"b"}, 3) == pytest.approx(0.25)
+
+
+def test_catalogue_sizes_must_be_positive() -> None:
+    lists = [["a"]]
+    for call in (
+        lambda: M.coverage_at_k(lists, 0),
+        lambda: M.coverage_batch(np.array([[0]]), 0),
+    ):
+        with pytest.raises(ConfigError, match="n_items must be >= 1, got 0"):
+            call()
+    for call in (
+        lambda: M.novelty(lists, {"a": 1}, 0),
+        lambda: M.novelty_batch(np.array([[0]]), [1], 0),
+    ):
+        with pytest.raises(ConfigError, match="n_users must be >= 1, got 0"):
+            call()
+    # One user is a valid population: an item everybody saw carries no information.
+    assert M.novelty([["a"]], {"a": 1}, 1) == 0.0
+    np.testing.assert_allclose(M.novelty_batch(np.array([[0]]), [1], 1), [0.0])
+
+
+def test_novelty_batch_cut_off() -> None:
+    top = np.array([[0, 1], [2, 3]])
+    pop = [8, 2, 1, 0]  # self-information 0, 2, 3, 3 with 8 users
+    np.testing.assert_allclose(M.novelty_batch(top, pop, 8, k=1), [0.0, 3.0])
+    np.testing.assert_allclose(M.novelty_batch(top, pop, 8), [1.0, 3.0])
+
+
+def test_hit_matrix_refuses_an_index_past_the_catalogue() -> None:
+    rel = sp.csr_matrix((np.ones(1), ([0], [1])), shape=(1, 4))
+    with pytest.raises(ConfigError, match="item index 4 but relevant has 4 columns"):
+        M.hit_matrix(np.array([[1, 4]]), rel)
+    assert M.hit_matrix(np.array([[1, 3]]), rel).tolist() == [[True, False]]
+    with pytest.raises(ConfigError, match="relevant has 1 rows; they need one row per user"):
+        M.hit_matrix(np.array([[1], [2]]), rel)
+
+
+def test_ranking_batch_checks_its_cut_offs_and_uses_given_hits() -> None:
+    top = np.array([[0, 1]])
+    rel = sp.csr_matrix((np.ones(1), ([0], [0])), shape=(1, 3))
+    for ks in ([], [0], [5, 0]):
+        with pytest.raises(ConfigError, match=r"ks must be a non-empty list of cut-offs >= 1, got"):
+            M.ranking_metrics_batch(top, rel, ks)
+    # A precomputed hit matrix is used as given (not recomputed from topk_idx).
+    none = np.zeros((1, 2), dtype=bool)
+    assert M.ranking_metrics_batch(top, rel, [2], hits=none)["hit_rate@2"][0] == 0.0
+    assert M.ranking_metrics_batch(top, rel, [2])["hit_rate@2"][0] == 1.0
+    np.testing.assert_allclose(M.auc_batch(top, rel, 3, hits=none), [0.0])
+    np.testing.assert_allclose(M.auc_batch(top, rel, 3), [1.0])

@@ -159,3 +159,17 @@ def test_beats_popularity_on_planted_data() -> None:
     got = hit_rate(EASE().fit(data.train), data)
     pop = hit_rate(create("popularity").fit(data.train), data)
     assert got >= pop + 0.4
+
+
+# ---------------------------------------------------------------------- found by mutation testing
+def test_similar_items_never_returns_the_item_itself() -> None:
+    model = create("ease", {"reg": 1.0}).fit(_small())
+    item = model.items_.ids[0]
+    # Asking for the whole catalogue: the item's own weight (0, the diagonal constraint) would
+    # rank among the others if it were not excluded.
+    rec = model.similar_items(item, k=model.n_items)
+    assert len(rec) == model.n_items - 1 and item not in set(rec.item_ids.tolist())
+    one = model.similar_items(item, k=1)
+    assert len(one) == 1 and one.item_ids[0] == rec.item_ids[0]
+    with pytest.raises(ConfigError, match="k must be >= 1, got 0"):
+        model.similar_items(item, k=0)

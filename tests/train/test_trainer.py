@@ -172,9 +172,10 @@ def test_unknown_monitor_is_a_config_error() -> None:
 
 
 def test_patience_without_validation_warns_and_trains_all_epochs() -> None:
-    with pytest.warns(UserWarning, match="no validation"):
+    with pytest.warns(UserWarning, match="no validation") as caught:
         res = Trainer(_cfg(epochs=3, patience=1)).fit(ToyMF(), _data(), RatingMSE())
     assert len(res.history) == 3 and not res.stopped_early
+    assert caught[0].filename == __file__, "the warning must point at the caller of fit"
 
 
 def test_same_seed_identical_weights_different_seed_differs() -> None:

@@ -79,8 +79,6 @@ class IdVocab:
         """
         is_array = isinstance(ids, np.ndarray | pd.Series | pd.Index)
         arr = _as_id_array(ids if is_array else list(cast(Iterable[Any], ids)))
-        if arr.dtype.kind in "iu" and self._ids.dtype.kind not in "iuO":
-            arr = arr.astype(self._ids.dtype)
         idx: npt.NDArray[np.int64] = self._index.get_indexer(arr).astype(np.int64)
         if missing == "error" and (idx < 0).any():
             bad = arr[np.flatnonzero(idx < 0)[0]]
@@ -131,8 +129,6 @@ class IdVocab:
             raise DataError(
                 f"{obj.get('name', 'id')} vocabulary holds an id outside the 64-bit integer range"
             ) from None
-        if obj["kind"] == "int" and len(obj["ids"]) == 0:
-            ids = np.zeros(0, dtype=np.int64)
         return cls(ids, name=obj.get("name", "id"))
 
 

@@ -37,7 +37,7 @@ from recforge.batch import recommend_all
 from recforge.data.interactions import Interactions
 from recforge.errors import ConfigError
 from recforge.eval import metrics as M
-from recforge.models.base import DEFAULT_SCORE_CHUNK, Recommender
+from recforge.models.base import DEFAULT_SCORE_CHUNK, Recommender, finite_scores
 
 CandidatePolicy = Literal["train_items", "all"]
 
@@ -257,7 +257,7 @@ def evaluate_ratings(
         ``per_user`` has ``user_id, n_ratings, rmse, mae`` per test user.
     """
     t0 = time.perf_counter()
-    model._check_fitted()
+    model.check_fitted()
     if not model.predicts_ratings:
         raise ConfigError(
             f"model {model.name} scores items but does not predict ratings; "
@@ -431,7 +431,7 @@ def evaluate_ranking(
         novelty@k`` (+ ``auc``); summary means plus ``coverage@k`` and counts.
     """
     t0 = time.perf_counter()
-    model._check_fitted()
+    model.check_fitted()
     ks_list = _check_ks(ks)
     train, test, split_desc = _unpack(split, need_train=False)
     u, i = _model_indices(model, test)
@@ -631,7 +631,7 @@ def sampled_ranking(
         ``evaluation = "sampled_1+{n_negatives}"``.
     """
     t0 = time.perf_counter()
-    model._check_fitted()
+    model.check_fitted()
     ks_list = _check_ks(ks)
     if n_negatives < 1:
         raise ConfigError(f"n_negatives must be >= 1, got {n_negatives}")
@@ -679,7 +679,7 @@ def sampled_ranking(
     for lo, hi in zip(starts, np.append(starts[1:], len(pairs_u))[: len(starts)], strict=True):
         block = model.predict_idx(np.repeat(pairs_u[lo:hi], n_negatives + 1), items[lo:hi].ravel())
         scores[lo:hi] = np.asarray(block, dtype=np.float32).reshape(hi - lo, n_negatives + 1)
-    scores = np.where(np.isfinite(scores), scores, np.float32(-np.finfo(np.float32).max))
+    scores = finite_scores(scores)
     rank = (scores[:, 1:] >= scores[:, :1]).sum(axis=1)
     t_score = time.perf_counter()
 
@@ -753,7 +753,7 @@ def evaluate(
             progress: see :func:`evaluate_ranking`.
         fallback, like_threshold: see :func:`evaluate_ratings`.
     """
-    model._check_fitted()
+    model.check_fitted()
     _, test, _ = _unpack(split)
     rating_ok = model.predicts_ratings and test.rating_scale is not None
     if metrics == "auto":

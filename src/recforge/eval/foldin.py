@@ -19,7 +19,7 @@ import pandas as pd
 from recforge.errors import ConfigError
 from recforge.eval import metrics as M
 from recforge.eval.evaluate import EvalReport
-from recforge.models.base import Recommender, topk_rows
+from recforge.models.base import Recommender, rank_scores, seen_cells
 
 #: Held-out users folded in per batch (bounds the dense (batch × items) score block).
 FOLDIN_BATCH = 256
@@ -43,7 +43,7 @@ def evaluate_foldin(
         relevance_threshold: minimum target rating that counts as relevant; None = all targets.
     """
     t0 = time.perf_counter()
-    model._check_fitted()
+    model.check_fitted()
     foldin = getattr(split, f"{part}_foldin", None)
     target = getattr(split, f"{part}_target", None)
     if foldin is None or target is None:
@@ -70,12 +70,8 @@ def evaluate_foldin(
     for start in range(0, len(users), FOLDIN_BATCH):
         batch = users[start : start + FOLDIN_BATCH]
         rows = hist[batch]
-        scores = np.array(model.fold_in_scores_batch(rows), dtype=np.float32, copy=True)
-        scores[~np.isfinite(scores)] = np.float32(-np.finfo(np.float32).max)
-        counts = np.diff(rows.indptr)
-        scores[np.repeat(np.arange(len(batch)), counts), rows.indices] = -np.inf
-        idx, val = topk_rows(scores, k_max)
-        idx[~np.isfinite(val)] = -1
+        known = seen_cells(rows, np.arange(len(batch)))  # the fold-in history is not recommended
+        idx, _ = rank_scores(model.fold_in_scores_batch(rows), k_max, exclude=known)
         for name, values in M.ranking_metrics_batch(idx, rel[batch], ks_list).items():
             parts.setdefault(name, []).append(values)
     per_user = pd.DataFrame(
@@ -119,7 +115,7 @@ def evaluate_foldin_ratings(
         ConfigError: the model ranks only (no rating predictions), or the split has no such part.
     """
     t0 = time.perf_counter()
-    model._check_fitted()
+    model.check_fitted()
     if not model.predicts_ratings:
         raise ConfigError(f"model {model.name} does not predict ratings")
     foldin = getattr(split, f"{part}_foldin", None)

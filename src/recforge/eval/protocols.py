@@ -582,7 +582,7 @@ def leaked_test_events(model: Recommender, ps: ProtocolSplit) -> int:
     (``model.seen_``), compared by raw id. For held-out users: the evaluated users' events, when
     the model was trained on any of those users (a fold-in protocol assumes it never saw them).
     """
-    model._check_fitted()
+    model.check_fitted()
     split = ps.split
     if isinstance(split, HeldOutSplit):
         foldin = split.test_foldin if ps.part == "test" else split.valid_foldin

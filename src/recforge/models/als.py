@@ -37,6 +37,7 @@ from pydantic import Field
 from recforge.config import ModelConfig
 from recforge.data.interactions import Interactions
 from recforge.errors import ModelFitError
+from recforge.eval.metrics import rmse
 from recforge.explain import Attribution, row_entries
 from recforge.models.base import FloatArray, IndexArray, Recommender
 
@@ -374,7 +375,7 @@ class ALS(Recommender):
                     pred = self._clip(self.predict_idx(valid.user_idx, valid.item_idx)).astype(
                         np.float64
                     )
-                    row["valid_rmse"] = float(np.sqrt(np.mean((pred - valid.rating) ** 2)))
+                    row["valid_rmse"] = rmse(valid.rating, pred)
                 rows.append(row)
         self.user_factors_ = np.ascontiguousarray(x.numpy(), dtype=np.float32)
         self.item_factors_ = np.ascontiguousarray(y.numpy(), dtype=np.float32)

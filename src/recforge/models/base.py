@@ -128,6 +128,58 @@ def topk_rows(
     return idx, np.take_along_axis(vals, order, axis=1).astype(np.float32)
 
 
+def finite_scores(scores: npt.ArrayLike, dtype: type[np.floating[Any]] = np.float32) -> Any:
+    """A copy of ``scores`` in which NaN and ±inf became ``-max(float32)``: ranked last, but kept.
+
+    ``-inf`` is reserved for *excluded* items (seen, not a candidate, the query item), which
+    :func:`rank_scores` drops; a model's non-finite score only ranks an item last.
+    """
+    out = np.array(scores, dtype=dtype, copy=True)
+    out[~np.isfinite(out)] = -np.finfo(np.float32).max
+    return out
+
+
+def rank_scores(
+    scores: npt.ArrayLike,
+    k: int,
+    *,
+    exclude_items: npt.NDArray[np.bool_] | None = None,
+    exclude: tuple[npt.NDArray[np.integer[Any]], npt.NDArray[np.integer[Any]]] | None = None,
+    dtype: type[np.floating[Any]] = np.float32,
+) -> tuple[IndexArray, FloatArray]:
+    """Scores → ranked lists: the one place that turns a score matrix into top-``k`` items.
+
+    Non-finite scores rank last (:func:`finite_scores`); items flagged in ``exclude_items`` (one
+    flag per column, every row) and the ``(rows, cols)`` cells in ``exclude`` are removed; the
+    rest is ranked by :func:`topk_rows` (ties by lower index). Positions left unfilled (fewer
+    allowed items than ``k``) hold index -1 and score -inf.
+
+    Args:
+        scores: ``(n_rows, n_items)`` scores, higher is better (not modified).
+        k: list length, capped at ``n_items``.
+        exclude_items: boolean mask over items to exclude from every row.
+        exclude: row and column indices of single cells to exclude.
+        dtype: float type the ranking is done in (float32 unless the caller needs more).
+    """
+    ranked = finite_scores(scores, dtype)
+    if exclude_items is not None:
+        ranked[:, exclude_items] = -np.inf
+    if exclude is not None:
+        ranked[exclude[0], exclude[1]] = -np.inf
+    idx, val = topk_rows(ranked, min(k, ranked.shape[1]))
+    idx[~np.isfinite(val)] = -1
+    return idx, val
+
+
+def seen_cells(
+    seen: sp.csr_matrix, user_idx: npt.NDArray[np.integer[Any]]
+) -> tuple[IndexArray, IndexArray]:
+    """``(rows, cols)``: for each position ``r`` of ``user_idx``, the items that user has seen."""
+    rows = seen[user_idx]
+    counts = np.diff(rows.indptr)
+    return np.repeat(np.arange(len(user_idx)), counts), rows.indices.astype(np.int64)
+
+
 #: Attributes :meth:`Recommender.fit` sets before ``_fit``; removed again when ``_fit`` fails.
 _FIT_ATTRIBUTES = (
     "users_",
@@ -236,11 +288,20 @@ class Recommender(ABC):
         """True once :meth:`fit` (or :meth:`load`) has run."""
         return hasattr(self, "items_")
 
-    def _check_fitted(self) -> None:
+    def check_fitted(self) -> None:
+        """Raise :class:`~recforge.errors.NotFittedError` unless :meth:`fit` or ``load`` has run.
+
+        For code that receives a model (evaluation, export, serving) and must refuse an unfitted
+        one with a clear message before touching its learned attributes.
+        """
         if not self.is_fitted:
             raise NotFittedError(
                 f"{self.name} is not fitted yet; call fit(train) or load a saved run first"
             )
+
+    def _check_fitted(self) -> None:
+        # The families' spelling; outside code calls check_fitted.
+        self.check_fitted()
 
     @property
     def n_users(self) -> int:
@@ -321,14 +382,12 @@ class Recommender(ABC):
         all_val = np.empty((len(user_idx), width), dtype=np.float32)
         for start in range(0, len(user_idx), DEFAULT_SCORE_CHUNK):
             chunk = user_idx[start : start + DEFAULT_SCORE_CHUNK]
-            scores = np.array(self.score_items(chunk), dtype=np.float32, copy=True)
-            scores[~np.isfinite(scores)] = np.float32(-np.finfo(np.float32).max)
-            if candidates is not None:
-                scores[:, ~candidates] = -np.inf
-            if exclude_seen:
-                mask_seen(scores, self.seen_, chunk)
-            idx, val = topk_rows(scores, width)
-            idx[~np.isfinite(val)] = -1
+            idx, val = rank_scores(
+                self.score_items(chunk),
+                width,
+                exclude_items=~candidates if candidates is not None else None,
+                exclude=seen_cells(self.seen_, chunk) if exclude_seen else None,
+            )
             all_idx[start : start + len(chunk)] = idx
             all_val[start : start + len(chunk)] = val
         return all_idx, all_val
@@ -413,14 +472,11 @@ class Recommender(ABC):
         Items unknown to the model are ignored.
         """
         item_idx, vals = self._fold_in_inputs(ratings)
-        scores = np.array(self.fold_in_scores(item_idx, vals), dtype=np.float32, copy=True)[None, :]
+        scores = self.fold_in_scores(item_idx, vals)[None, :]
         if k < 1:
             raise ConfigError(f"k must be >= 1, got {k}")
-        scores[~np.isfinite(scores)] = np.float32(-np.finfo(np.float32).max)
-        if exclude_rated:
-            scores[0, item_idx] = -np.inf
-        idx, val = topk_rows(scores, min(k, self.n_items))
-        idx[~np.isfinite(val)] = -1
+        rated = (np.zeros_like(item_idx), item_idx) if exclude_rated else None
+        idx, val = rank_scores(scores, k, exclude=rated)
         return self._to_reclist(None, idx[0], val[0])
 
     def predict_for_ratings(
@@ -494,10 +550,7 @@ class Recommender(ABC):
         norms = np.linalg.norm(vecs, axis=1)
         norms[norms == 0] = 1.0
         sims = (vecs @ vecs[i]) / (norms * norms[i])
-        sims = sims.astype(np.float32)[None, :]
-        sims[0, i] = -np.inf
-        idx, val = topk_rows(sims, min(k, self.n_items))
-        idx[~np.isfinite(val)] = -1
+        idx, val = rank_scores(sims[None, :], k, exclude=_itself(i))
         return self._to_reclist(item_id, idx[0], val[0])
 
     # ------------------------------------------------------------------ persistence
@@ -553,6 +606,10 @@ def mask_seen(
     scores: npt.NDArray[np.float32], seen: sp.csr_matrix, user_idx: npt.NDArray[np.integer[Any]]
 ) -> None:
     """Set ``scores[r, j] = -inf`` for every item ``j`` user ``user_idx[r]`` has seen (in place)."""
-    rows = seen[user_idx]
-    counts = np.diff(rows.indptr)
-    scores[np.repeat(np.arange(len(user_idx)), counts), rows.indices] = -np.inf
+    rows, cols = seen_cells(seen, user_idx)
+    scores[rows, cols] = -np.inf
+
+
+def _itself(i: int) -> tuple[IndexArray, IndexArray]:
+    """The cell of item ``i`` in a one-row score matrix (a query item is not its own neighbour)."""
+    return np.zeros(1, np.int64), np.asarray([i], np.int64)

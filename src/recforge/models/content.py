@@ -81,7 +81,7 @@ from pydantic import Field, model_validator
 from recforge.config import ModelConfig
 from recforge.data.interactions import Interactions
 from recforge.errors import ConfigError, DataError
-from recforge.models.base import FloatArray, IndexArray, RecList, Recommender, topk_rows
+from recforge.models.base import FloatArray, IndexArray, RecList, Recommender, rank_scores
 
 F64Array = npt.NDArray[np.float64]
 Feedback = Literal["auto", "explicit", "implicit"]
@@ -566,9 +566,8 @@ class ContentBased(Recommender):
             raise ConfigError(f"k must be >= 1, got {k}")
         i = self.items_.index_one(item_id)
         sims = np.asarray((self.features_ @ self.features_[i].T).toarray(), dtype=np.float64).T
-        sims[0, i] = -np.inf
-        idx, val = topk_rows(sims, min(k, self.n_items))
-        idx[~np.isfinite(val)] = -1
+        itself = np.arange(self.n_items) == i
+        idx, val = rank_scores(sims, k, exclude_items=itself, dtype=np.float64)
         return self._to_reclist(item_id, idx[0], val[0])
 
     # ------------------------------------------------------------------ persistence

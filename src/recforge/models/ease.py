@@ -25,7 +25,7 @@ from recforge.config import ModelConfig
 from recforge.data.interactions import Interactions
 from recforge.errors import ConfigError
 from recforge.explain import Attribution, row_entries
-from recforge.models.base import FloatArray, IndexArray, RecList, Recommender, topk_rows
+from recforge.models.base import FloatArray, IndexArray, RecList, Recommender, rank_scores
 from recforge.models.recency import recency_matrix, sequence_weights
 
 __all__ = ["EASE", "EASEConfig", "ease_memory_bytes", "format_bytes", "parse_bytes"]
@@ -365,10 +365,8 @@ class EASE(Recommender):
         if k < 1:
             raise ConfigError(f"k must be >= 1, got {k}")
         i = self.items_.index_one(item_id)
-        row = self.weights_[i].astype(np.float32).copy()[None, :]
-        row[0, i] = -np.inf
-        idx, val = topk_rows(row, min(k, self.n_items))
-        idx[~np.isfinite(val)] = -1
+        itself = np.arange(self.n_items) == i
+        idx, val = rank_scores(self.weights_[i][None, :], k, exclude_items=itself)
         return self._to_reclist(item_id, idx[0], val[0])
 
     # ------------------------------------------------------------------ persistence

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -161,3 +161,69 @@ def rank_seed(seed: int, epoch: int, rank: int) -> int:
     an epoch-boundary checkpoint resumable without every rank's RNG state.
     """
     return (seed * 1_000_003 + epoch * 10_007 + rank) % (2**63 - 1)
+
+
+@dataclass(frozen=True)
+class DataParallel:
+    """How this process takes part in a fit: alone, or as one rank of a torchrun group.
+
+    The Trainer asks it for everything that differs between the two: the rows and batch size of
+    an epoch, the epoch's row order (with per-rank reseeding), the epoch's mean loss and the
+    decisions rank 0 makes for everyone.
+
+    Attributes:
+        info: this rank's :class:`DistInfo`, or None for a single process.
+        seed: the fit's seed (shard permutations derive from it).
+    """
+
+    info: DistInfo | None
+    seed: int
+
+    @property
+    def writes(self) -> bool:
+        """Whether this process writes checkpoints and shows progress (rank 0 or alone)."""
+        return self.info is None or self.info.is_main
+
+    def rows_per_epoch(self, n: int) -> int:
+        """Rows this process trains on per epoch: all ``n``, or its shard."""
+        return n if self.info is None else shard_size(n, self.info.world_size)
+
+    def local_batch(self, batch_size: int) -> int:
+        """This process's share of the global ``batch_size``."""
+        return batch_size if self.info is None else math.ceil(batch_size / self.info.world_size)
+
+    def epoch_order(
+        self,
+        n: int,
+        epoch: int,
+        generator: torch.Generator,
+        device: torch.device,
+        reseed: Callable[[int], None],
+    ) -> torch.Tensor:
+        """This epoch's row indices on ``device``.
+
+        Alone: one permutation of all rows from ``generator``. Under torchrun: this rank's shard
+        (:func:`shard_indices`); then torch's global RNG (dropout) and, through ``reseed``, the
+        objective's sampler are reseeded per (epoch, rank), so that ranks draw independently.
+        """
+        if self.info is None:
+            return torch.randperm(n, generator=generator).to(device)
+        perm = shard_indices(n, self.seed, epoch, self.info.rank, self.info.world_size)
+        perm = perm.to(device)
+        rank_rng = rank_seed(self.seed, epoch, self.info.rank)
+        torch.manual_seed(rank_rng)
+        reseed(rank_rng)
+        return perm
+
+    def mean_loss(self, total: torch.Tensor, rows: int) -> float:
+        """Mean training loss of the epoch from this process's ``total`` over its ``rows``."""
+        if self.info is None:
+            return float(total) / rows
+        sums = all_reduce_sum(torch.stack([total, total.new_tensor(float(rows))]))
+        return float(sums[0] / sums[1])
+
+    def agree(self, *flags: bool) -> list[bool]:
+        """The flags as decided by rank 0 (every rank validated the same data); alone: as given."""
+        if self.info is None:
+            return list(flags)
+        return [bool(v) for v in broadcast_flags([int(f) for f in flags], self.info)]

@@ -18,6 +18,13 @@ Example::
                          validate=rating_validator(vu, vi, vr, clip=(1, 5)))
     result.history    # epoch, train_loss, valid_loss, valid_rmse, valid_mae, lr, seconds
 
+Structure: :meth:`Trainer.fit` is one epoch loop (batches → loss → step → validate → callbacks);
+what varies lives in small parts it calls, each tested on its own (tests/train/test_loop_parts.py):
+``_Epoch`` (row order, batches, one optimisation step), :class:`~recforge.train.early_stopping.
+EarlyStopping`, :func:`~recforge.train.precision.autocast` (bf16), :class:`~recforge.train.
+distributed.DataParallel` (single process or torchrun rank) and ``_Checkpoints`` (when to write,
+who writes). tests/train/test_trainer_golden.py pins the CPU results bit for bit.
+
 Speed: batches are slices of one ``torch.randperm`` per epoch applied to in-memory tensors (no
 DataLoader, no per-row Python); the loss is accumulated on the device and synchronised once per
 epoch; validation runs under ``torch.no_grad()`` in chunks of ``eval_batch_size`` rows.
@@ -48,7 +55,8 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -64,15 +72,10 @@ from recforge.train.checkpoint import (
     fingerprint,
     load_optimizer_state,
 )
-from recforge.train.distributed import (
-    DistInfo,
-    all_reduce_sum,
-    broadcast_flags,
-    rank_seed,
-    shard_indices,
-    shard_size,
-)
+from recforge.train.distributed import DataParallel, DistInfo
+from recforge.train.early_stopping import EarlyStopping
 from recforge.train.losses import Batch, Objective
+from recforge.train.precision import autocast
 from recforge.train.schedules import Schedule
 
 #: ``module -> {metric name: value}``; called under ``eval()`` and ``torch.no_grad()``.
@@ -238,6 +241,11 @@ class Trainer:
     ) -> TrainResult:
         """Train ``module`` in place on ``data`` and return the history.
 
+        The loop is: for each epoch, batches → loss → step (:class:`_Epoch`), then validate,
+        then the callbacks (progress, :func:`epoch_callback`, :class:`EarlyStopping`, the
+        checkpoint); :class:`DataParallel` and :func:`~recforge.train.precision.autocast` hide
+        what differs under torchrun and bf16.
+
         Args:
             module: the network; moved to :attr:`device`.
             data: training rows, a dict of tensors sharing their first dimension; each batch is
@@ -252,177 +260,138 @@ class Trainer:
             ConfigError: ``config.monitor`` is not among the validator's metrics.
             ModelFitError: the training loss became NaN or infinite.
         """
-        cfg = self.config
-        ctx = current_context()
-        dinfo: DistInfo | None = ctx.distributed if ctx is not None else None
-        if dinfo is not None:
-            self.device = dinfo.device  # torchrun decides: cuda:LOCAL_RANK or cpu
-        tensors = self._prepare(data)
-        n = next(iter(tensors.values())).shape[0]
-        batch_size = min(cfg.batch_size, n)
-        rows_per_epoch = n
-        if dinfo is not None:
-            # batch_size is the global batch: each rank takes its share (module doc).
-            rows_per_epoch = shard_size(n, dinfo.world_size)
-            batch_size = math.ceil(batch_size / dinfo.world_size)
-        steps_per_epoch = math.ceil(rows_per_epoch / batch_size)
-        schedule = Schedule.from_config(cfg, steps_per_epoch)
-        module.to(self.device)
-        objective.to(self.device)
-        optimizers = build_optimizers(module, cfg)
-        params = [p for p in module.parameters() if p.requires_grad]
-        compute_loss = _loss_function(module, objective, dinfo)
-        early = cfg.patience is not None
-        if early and validate is None:
-            warnings.warn(
-                "patience is set but no validation data was given; training all epochs",
-                stacklevel=2,
-            )
-            early = False
-        ckpt = _checkpointer(cfg, tensors, steps_per_epoch, dinfo)
-        writes = dinfo is None or dinfo.is_main  # only rank 0 writes checkpoints
-        resumed = ckpt.load() if ckpt is not None else None
+        runner, early, ckpt = self._build(module, data, objective, validate)
+        resumed = ckpt.load()
         if resumed is not None and resumed.complete:
-            return self._finished(module, resumed, n)
+            return self._finished(module, resumed, runner.n_rows)
 
-        rows: list[dict[str, float]] = []
-        best_score: float | None = None
-        best_epoch = 0
-        best_state: dict[str, torch.Tensor] | None = None
-        stale = 0
-        stopped = False
-        train_seconds = 0.0
-        gen = torch.Generator().manual_seed(cfg.seed)
-        step = 0
-        first_epoch = 0
+        cfg, loop = self.config, _LoopState()
+        steps_per_epoch = runner.steps_per_epoch
         with (
             threads(cfg.num_threads),
             seeded(cfg.seed, self.device),
-            _progress(cfg.verbose and writes, cfg.epochs * steps_per_epoch, description) as advance,
+            _progress(
+                runner.parallel.writes and cfg.verbose, cfg.epochs * steps_per_epoch, description
+            ) as advance,
         ):
             if resumed is not None:
                 # Inside ``seeded``: the restored RNG states replace the freshly seeded ones.
-                _restore(module, optimizers, objective, gen, resumed, self.device)
-                rows, step, first_epoch = resumed.rows, resumed.step, resumed.epoch
-                best_score, best_epoch, stale = (
-                    resumed.best_score,
-                    resumed.best_epoch,
-                    resumed.stale,
-                )
-                best_state, train_seconds = resumed.best_state, resumed.train_seconds
-                advance(first_epoch * steps_per_epoch)
-            for epoch in range(first_epoch, cfg.epochs):
+                loop = _resume(resumed, runner, early, self.device)
+                advance(loop.first_epoch * steps_per_epoch)
+            for epoch in range(loop.first_epoch, cfg.epochs):
                 t0 = time.perf_counter()
-                objective.start_epoch(epoch)
-                module.train()
-                if dinfo is None:
-                    perm = torch.randperm(n, generator=gen).to(self.device)
-                else:
-                    perm = shard_indices(n, cfg.seed, epoch, dinfo.rank, dinfo.world_size)
-                    perm = perm.to(self.device)
-                    rank_rng = rank_seed(cfg.seed, epoch, dinfo.rank)
-                    torch.manual_seed(rank_rng)  # dropout draws differ across ranks
-                    objective.reseed(rank_rng)  # and so do sampled negatives
-                total = torch.zeros((), dtype=torch.float64, device=self.device)
-                lr = schedule(step)
-                bf16 = cfg.precision == "bf16"
-                for b in range(steps_per_epoch):
-                    idx = perm[b * batch_size : (b + 1) * batch_size]
-                    batch = {k: v[idx] for k, v in tensors.items()}
-                    lr = schedule.apply(optimizers, step)
-                    # bf16 autocast of the forward pass only (weights and optimizer stay fp32);
-                    # disabled, the context is a no-op and fp32 results are unchanged.
-                    with torch.autocast(self.device.type, torch.bfloat16, enabled=bf16):
-                        loss = compute_loss(batch)
-                    for opt in optimizers:
-                        opt.zero_grad(set_to_none=True)
-                    loss.backward()  # type: ignore[no-untyped-call]
-                    if cfg.grad_clip is not None:
-                        nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                    for opt in optimizers:
-                        opt.step()
-                    total += loss.detach() * len(idx)
-                    step += 1
-                    advance(1)
-                if dinfo is None:
-                    train_loss = float(total) / n
-                else:
-                    sums = torch.stack([total, total.new_tensor(float(len(perm)))])
-                    sums = all_reduce_sum(sums)
-                    train_loss = float(sums[0] / sums[1])
-                t_train = time.perf_counter()
-                train_seconds += t_train - t0
-                if not math.isfinite(train_loss):
-                    raise ModelFitError(
-                        f"training diverged at epoch {epoch + 1} (loss {train_loss}); "
-                        f"lower lr (now {cfg.lr}) or set grad_clip"
-                    )
-                row: dict[str, float] = {
-                    "epoch": epoch + 1,
-                    "train_loss": train_loss,
-                    "valid_loss": math.nan,
-                }
-                if validate is not None:
-                    row.update(self._validate(module, validate))
-                row["lr"] = lr
-                row["seconds"] = time.perf_counter() - t0
-                rows.append(row)
+                train_loss, lr = runner.run(epoch, loop, advance)
+                loop.train_seconds += time.perf_counter() - t0
+                _check_finite(train_loss, epoch, cfg.lr)
+                row = self._epoch_row(epoch, train_loss, lr, t0, module, validate)
+                loop.rows.append(row)
                 advance(0, _describe(description, row, epoch + 1, cfg.epochs))
                 if (on_epoch := _EPOCH_CALLBACK.get()) is not None:
                     on_epoch(epoch + 1, row)
-
-                stop_now = False
-                if early:
-                    score = self._monitor(row)
-                    if best_score is None or self._better(score, best_score):
-                        best_score, best_epoch, stale = score, epoch + 1, 0
-                        best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
-                    else:
-                        stale += 1
-                        assert cfg.patience is not None
-                        stop_now = stale >= cfg.patience
-                due = ckpt is not None and epoch + 1 < cfg.epochs and ckpt.due(epoch + 1)
-                if dinfo is not None:  # every rank validated the same data; rank 0 decides
-                    stop_now, due = map(bool, broadcast_flags([stop_now, due], dinfo))
-                if stop_now:
-                    stopped = epoch + 1 < cfg.epochs
+                stop = early is not None and early.update(epoch + 1, row, module)
+                stop, due = runner.parallel.agree(stop, ckpt.due(epoch + 1, cfg.epochs))
+                if stop:
+                    loop.stopped = epoch + 1 < cfg.epochs
                     break
-                if ckpt is not None and due and writes:
-                    snap = TrainState(
-                        epoch + 1, step, rows, best_score, best_epoch, stale, train_seconds,
-                        complete=False, stopped_early=False, module=dict(module.state_dict()),
-                        best_state=best_state,
-                        optimizers=[opt.state_dict() for opt in optimizers],
-                        rng=_rng_states(gen, self.device), objective=objective.rng_state(),
-                        fingerprint=ckpt.fingerprint,
-                    )  # fmt: skip
-                    ckpt.save(snap)
-        for opt in optimizers:  # free gradient memory; the module is handed back for inference
+                if due and ckpt.writes:
+                    ckpt.save(loop.state(epoch + 1, early, runner, self.device, ckpt))
+        return self._result(runner, early, loop, validate, ckpt)
+
+    def _build(
+        self,
+        module: nn.Module,
+        data: Mapping[str, torch.Tensor],
+        objective: Objective,
+        validate: Validator | None,
+    ) -> tuple[_Epoch, EarlyStopping | None, _Checkpoints]:
+        """Move everything to the device; build the epoch, early-stopping and checkpoint parts."""
+        cfg = self.config
+        ctx = current_context()
+        parallel = DataParallel(ctx.distributed if ctx is not None else None, cfg.seed)
+        if parallel.info is not None:
+            self.device = parallel.info.device  # torchrun decides: cuda:LOCAL_RANK or cpu
+        tensors = self._prepare(data)
+        n = next(iter(tensors.values())).shape[0]
+        # batch_size is the global batch: under torchrun each rank takes its share (module doc).
+        batch_size = parallel.local_batch(min(cfg.batch_size, n))
+        steps_per_epoch = math.ceil(parallel.rows_per_epoch(n) / batch_size)
+        module.to(self.device)
+        objective.to(self.device)
+        optimizers = build_optimizers(module, cfg)
+        runner = _Epoch(
+            module, objective, optimizers, Schedule.from_config(cfg, steps_per_epoch), tensors,
+            batch_size, steps_per_epoch, parallel, self.device, cfg,
+            compute_loss=_loss_function(module, objective, parallel.info),
+            generator=torch.Generator().manual_seed(cfg.seed),
+        )  # fmt: skip
+        early = self._early_stopping(validate)
+        ckpt = _Checkpoints(_checkpointer(cfg, tensors, steps_per_epoch, parallel.info), parallel)
+        return runner, early, ckpt
+
+    def _early_stopping(self, validate: Validator | None) -> EarlyStopping | None:
+        """The fit's early stopping, or None (no patience, or no validation data to watch)."""
+        if self.config.patience is None:
+            return None
+        if validate is None:
+            warnings.warn(
+                "patience is set but no validation data was given; training all epochs",
+                stacklevel=4,  # the caller of fit (fit -> _build -> here)
+            )
+            return None
+        return EarlyStopping.from_config(self.config)
+
+    def _epoch_row(
+        self,
+        epoch: int,
+        train_loss: float,
+        lr: float,
+        t0: float,
+        module: nn.Module,
+        validate: Validator | None,
+    ) -> dict[str, float]:
+        """The epoch's history row, validation metrics included (``seconds`` counts them)."""
+        row: dict[str, float] = {
+            "epoch": epoch + 1,
+            "train_loss": train_loss,
+            "valid_loss": math.nan,
+        }
+        if validate is not None:
+            row.update(self._validate(module, validate))
+        row["lr"] = lr
+        row["seconds"] = time.perf_counter() - t0
+        return row
+
+    def _result(
+        self,
+        epoch_runner: _Epoch,
+        early: EarlyStopping | None,
+        loop: _LoopState,
+        validate: Validator | None,
+        ckpt: _Checkpoints,
+    ) -> TrainResult:
+        """Hand the module back for inference (best weights restored) and summarise the fit."""
+        module = epoch_runner.module
+        for opt in epoch_runner.optimizers:  # free gradient memory
             opt.zero_grad(set_to_none=True)
-        if early and best_state is not None:
-            module.load_state_dict(best_state)
+        if early is not None and early.restore(module):
+            loop.best_epoch, loop.best_score = early.best_epoch, early.best_score
         else:
-            best_epoch = len(rows)
-            if validate is not None and cfg.monitor in rows[-1]:
-                best_score = float(rows[-1][cfg.monitor])
+            loop.best_epoch = len(loop.rows)
+            loop.best_score = early.best_score if early is not None else None
+            if validate is not None and self.config.monitor in loop.rows[-1]:
+                loop.best_score = float(loop.rows[-1][self.config.monitor])
         module.eval()
-        if ckpt is not None and writes:
+        if ckpt.writes:
             # The final weights, so that a crash after training resumes without training again.
-            final = TrainState(
-                len(rows), step, rows, best_score, best_epoch, stale, train_seconds,
-                complete=True, stopped_early=stopped, module=dict(module.state_dict()),
-                best_state=None, optimizers=[], rng={}, objective={},
-                fingerprint=ckpt.fingerprint,
-            )  # fmt: skip
-            ckpt.save(final)
-        history = _history_frame(rows)
+            ckpt.save(loop.final_state(early, module, ckpt))
+        secs = loop.train_seconds
         return TrainResult(
-            history=history,
-            best_epoch=best_epoch,
-            best_score=best_score,
-            stopped_early=stopped,
-            train_seconds=train_seconds,
-            samples_per_second=(n * len(rows)) / train_seconds if train_seconds > 0 else math.inf,
+            history=_history_frame(loop.rows),
+            best_epoch=loop.best_epoch,
+            best_score=loop.best_score,
+            stopped_early=loop.stopped,
+            train_seconds=secs,
+            samples_per_second=_rate(epoch_runner.n_rows * len(loop.rows), secs),
         )
 
     def _finished(self, module: nn.Module, state: TrainState, n: int) -> TrainResult:
@@ -436,7 +405,7 @@ class Trainer:
             best_score=state.best_score,
             stopped_early=state.stopped_early,
             train_seconds=secs,
-            samples_per_second=(n * len(state.rows)) / secs if secs > 0 else math.inf,
+            samples_per_second=_rate(n * len(state.rows), secs),
         )
 
     # ------------------------------------------------------------------ helpers
@@ -460,22 +429,165 @@ class Trainer:
             module.train(was_training)
         return metrics
 
-    def _monitor(self, row: Mapping[str, float]) -> float:
-        name = self.config.monitor
-        if name not in row:
-            raise ConfigError(
-                f"monitor: {name!r} is not a history column ({sorted(row)}); set monitor to one"
-            )
-        value = float(row[name])
-        if math.isnan(value):
-            raise ModelFitError(f"monitor {name!r} is NaN; check the validation data")
-        return value
 
-    def _better(self, score: float, best: float) -> bool:
-        delta = self.config.min_delta
-        if self.config.monitor_mode == "min":
-            return score < best - delta
-        return score > best + delta
+def _rate(rows: int, seconds: float) -> float:
+    return rows / seconds if seconds > 0 else math.inf
+
+
+def _check_finite(train_loss: float, epoch: int, lr: float) -> None:
+    if not math.isfinite(train_loss):
+        raise ModelFitError(
+            f"training diverged at epoch {epoch + 1} (loss {train_loss}); "
+            f"lower lr (now {lr}) or set grad_clip"
+        )
+
+
+@dataclass
+class _LoopState:
+    """The bookkeeping of one fit that is not early stopping's: what a checkpoint adds to it."""
+
+    rows: list[dict[str, float]] = field(default_factory=list)
+    step: int = 0
+    first_epoch: int = 0
+    train_seconds: float = 0.0
+    stopped: bool = False
+    best_score: float | None = None
+    best_epoch: int = 0
+
+    def state(
+        self,
+        epoch: int,
+        early: EarlyStopping | None,
+        runner: _Epoch,
+        device: torch.device,
+        ckpt: _Checkpoints,
+    ) -> TrainState:
+        """A mid-training checkpoint after ``epoch`` epochs: enough to continue bit-identically."""
+        return TrainState(
+            epoch, self.step, self.rows,
+            early.best_score if early is not None else None,
+            early.best_epoch if early is not None else 0,
+            early.stale if early is not None else 0,
+            self.train_seconds, complete=False, stopped_early=False,
+            module=dict(runner.module.state_dict()),
+            best_state=early.best_state if early is not None else None,
+            optimizers=[opt.state_dict() for opt in runner.optimizers],
+            rng=_rng_states(runner.generator, device), objective=runner.objective.rng_state(),
+            fingerprint=ckpt.fingerprint,
+        )  # fmt: skip
+
+    def final_state(
+        self, early: EarlyStopping | None, module: nn.Module, ckpt: _Checkpoints
+    ) -> TrainState:
+        """The checkpoint of a finished fit: its final weights and result, nothing to resume."""
+        return TrainState(
+            len(self.rows), self.step, self.rows, self.best_score, self.best_epoch,
+            early.stale if early is not None else 0, self.train_seconds,
+            complete=True, stopped_early=self.stopped, module=dict(module.state_dict()),
+            best_state=None, optimizers=[], rng={}, objective={}, fingerprint=ckpt.fingerprint,
+        )  # fmt: skip
+
+
+@dataclass
+class _Epoch:
+    """One epoch of mini-batch training: order the rows, then batch → loss → backward → step."""
+
+    module: nn.Module
+    objective: Objective
+    optimizers: list[torch.optim.Optimizer]
+    schedule: Schedule
+    tensors: Mapping[str, torch.Tensor]
+    batch_size: int
+    steps_per_epoch: int
+    parallel: DataParallel
+    device: torch.device
+    config: TrainConfig
+    compute_loss: Callable[[Batch], torch.Tensor]
+    generator: torch.Generator
+    params: list[torch.Tensor] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.params = [p for p in self.module.parameters() if p.requires_grad]
+
+    @property
+    def n_rows(self) -> int:
+        """Training rows (all of them, not this rank's shard)."""
+        return int(next(iter(self.tensors.values())).shape[0])
+
+    def run(
+        self, epoch: int, loop: _LoopState, advance: Callable[..., None]
+    ) -> tuple[float, float]:
+        """Train one epoch (advancing ``loop.step``); returns its mean loss and last rate."""
+        self.objective.start_epoch(epoch)
+        self.module.train()
+        perm = self.parallel.epoch_order(
+            self.n_rows, epoch, self.generator, self.device, self.objective.reseed
+        )
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        lr = self.schedule(loop.step)
+        for b in range(self.steps_per_epoch):
+            idx = perm[b * self.batch_size : (b + 1) * self.batch_size]
+            lr = self.schedule.apply(self.optimizers, loop.step)
+            loss = self.step({k: v[idx] for k, v in self.tensors.items()})
+            total += loss.detach() * len(idx)
+            loop.step += 1
+            advance(1)
+        return self.parallel.mean_loss(total, len(perm)), lr
+
+    def step(self, batch: Batch) -> torch.Tensor:
+        """One optimisation step on ``batch``; returns its loss."""
+        with autocast(self.device, self.config.precision):
+            loss = self.compute_loss(batch)
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]
+        if self.config.grad_clip is not None:
+            nn.utils.clip_grad_norm_(self.params, self.config.grad_clip)
+        for opt in self.optimizers:
+            opt.step()
+        return loss
+
+
+@dataclass
+class _Checkpoints:
+    """A fit's checkpointing: nothing without a policy, and only rank 0 writes."""
+
+    inner: FitCheckpointer | None
+    parallel: DataParallel
+
+    @property
+    def fingerprint(self) -> dict[str, Any]:
+        return self.inner.fingerprint if self.inner is not None else {}
+
+    def load(self) -> TrainState | None:
+        """The checkpoint to resume from, if the policy asks for one."""
+        return self.inner.load() if self.inner is not None else None
+
+    def due(self, epoch: int, epochs: int) -> bool:
+        """Whether to checkpoint after ``epoch`` (never after the last: the final save follows)."""
+        return self.inner is not None and epoch < epochs and self.inner.due(epoch)
+
+    @property
+    def writes(self) -> bool:
+        """Whether this process writes checkpoints (a policy is set and it is rank 0)."""
+        return self.inner is not None and self.parallel.writes
+
+    def save(self, state: TrainState) -> None:
+        if self.inner is not None and self.parallel.writes:
+            self.inner.save(state)
+
+
+def _resume(
+    state: TrainState, runner: _Epoch, early: EarlyStopping | None, device: torch.device
+) -> _LoopState:
+    """Load a mid-training checkpoint into the fresh training objects; the loop state it held."""
+    _restore(runner.module, runner.optimizers, runner.objective, runner.generator, state, device)
+    if early is not None:
+        early.best_score, early.best_epoch = state.best_score, state.best_epoch
+        early.stale, early.best_state = state.stale, state.best_state
+    return _LoopState(
+        rows=state.rows, step=state.step, first_epoch=state.epoch, train_seconds=state.train_seconds
+    )
 
 
 def _checkpointer(
@@ -527,7 +639,7 @@ def _loss_function(
         warnings.warn(
             "sparse embedding gradients under --distributed go through gloo's sparse all-reduce "
             "(slower here, and one crash observed); prefer a dense optimizer such as adamw",
-            stacklevel=3,
+            stacklevel=4,  # the caller of fit (fit -> _build -> here)
         )
     # static_graph: every step uses the same parameters, but some objectives leave a few out
     # (the two-tower softmax never touches the rating head); DDP learns that set in the first
