@@ -301,3 +301,49 @@ def test_bad_config_is_a_config_error() -> None:
         create("als", objective="pairwise")
     with pytest.raises(ConfigError, match="reg"):
         create("als", reg=0.0)
+
+
+# ---------------------------------------------------------------------------- implicit backend
+def test_native_half_step_equals_torch_cg_half_step() -> None:
+    # The implicit package's compiled CG solves the same system with the same steps: one
+    # half-step from the same warm start must agree with recforge's unpadded torch CG.
+    native = als_mod._native_cg()
+    if native is None:
+        pytest.skip("implicit is not installed")
+    dense, mat, other, current = _random_problem(3)
+    k = other.shape[1]
+    conf = (1.0 + 2.0 * mat.data).astype(np.float32)
+    side = als_mod._make_side(mat, conf - 1.0, conf, native=True)
+    torch_out = als_mod._solve_side(
+        side, torch.from_numpy(other), torch.from_numpy(current),
+        gram=torch.from_numpy(other.T @ other), reg_diag=torch.full((k,), 0.3),
+        row_scale=torch.ones(len(dense)), offsets=None, solver="cg", cg_steps=3,
+    )  # fmt: skip
+    out = current.copy()
+    native.least_squares_cg(side.native, out, other, 0.3, num_threads=1, cg_steps=3)
+    np.testing.assert_allclose(out, torch_out.numpy(), rtol=1e-3, atol=1e-4)
+
+
+def test_backends_fit_the_same_model() -> None:
+    if als_mod._native_cg() is None:
+        pytest.skip("implicit is not installed")
+    data = planted_implicit(0)
+    fits = {b: ALS(backend=b, **SMALL).fit(data.train) for b in ("torch", "implicit")}
+    assert fits["torch"].backend_ == "torch" and fits["implicit"].backend_ == "implicit"
+    np.testing.assert_allclose(
+        fits["torch"].history_["train_loss"], fits["implicit"].history_["train_loss"], rtol=1e-3
+    )
+    users = np.arange(data.train.n_users)
+    np.testing.assert_allclose(
+        fits["torch"].score_items(users), fits["implicit"].score_items(users), atol=1e-3
+    )
+
+
+def test_backend_implicit_without_the_package_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(als_mod, "_native_cg", lambda: None)
+    with pytest.raises(ConfigError, match="pip install implicit"):
+        ALS(backend="implicit", **SMALL).fit(planted_implicit(0).train)
+    # 'auto' falls back to recforge's own kernels.
+    assert ALS(**SMALL).fit(planted_implicit(0).train).backend_ == "torch"
