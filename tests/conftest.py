@@ -17,6 +17,9 @@ def pytest_configure(config: pytest.Config) -> None:
     import torch
 
     torch.set_num_threads(1)
+    # Fits pick their thread count from recforge.threads (the CPUs available) unless told;
+    # tell them (and CLI subprocesses, which inherit the environment) to use one.
+    os.environ.setdefault("RECFORGE_NUM_THREADS", "1")
 
 
 if os.environ.get("RECFORGE_MUTATION"):

@@ -19,7 +19,13 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from recforge.threads import quiet_openmp
+
 __version__ = "0.1.0"
+
+# Before torch (imported lazily) loads OpenMP: idle workers sleep rather than spin-wait, so
+# threads never cost the busy one its CPU (see recforge.threads).
+quiet_openmp()
 
 _EXPORTS = {
     "read_ratings": "recforge.data.io",

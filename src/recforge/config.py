@@ -87,7 +87,11 @@ class TrainConfig(ModelConfig):
         description='"auto" (CUDA if available), "cpu", "cuda[:N]", "mps".',
     )
     num_threads: int | None = Field(
-        None, ge=1, le=4096, description="Torch CPU threads while training."
+        None,
+        ge=1,
+        le=4096,
+        description="Torch CPU threads while training (None: the CPUs available to the process, "
+        "see recforge.threads; `recforge --threads N` overrides).",
     )
     precision: Literal["fp32", "bf16"] = Field(
         "fp32",

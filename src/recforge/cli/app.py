@@ -42,8 +42,19 @@ def _root(
             "--version", help="Print the version and exit.", is_eager=True, callback=_print_version
         ),
     ] = False,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads",
+            min=1,
+            help="CPU threads for every fit (overrides configs' num_threads; default: the CPUs "
+            "this process may use, from its affinity and cgroup quota).",
+        ),
+    ] = None,
 ) -> None:
-    pass
+    from recforge.threads import set_forced_threads
+
+    set_forced_threads(threads)
 
 
 # ---------------------------------------------------------------------------- data

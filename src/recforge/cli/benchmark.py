@@ -53,7 +53,8 @@ def benchmark_command(
     from recforge.bench.runner import default_configs_dir, run_benchmark
     from recforge.cli._output import console, emit_json
     from recforge.data.sources import is_movielens_name, load_dataset
-    from recforge.train.trainer import threads as torch_threads
+    from recforge.threads import forced_threads
+    from recforge.threads import threads as torch_threads
 
     # The canonical command with every option explicit (not sys.argv: tests and `python -m`
     # call main(argv) directly), so the report states exactly how to reproduce it.
@@ -95,7 +96,7 @@ def benchmark_command(
             done = int(progress.tasks[0].completed)
             line(f"benchmark {done + 1}/{total or '?'}: {desc}", verbose=not json_out)
 
-    with progress, torch_threads(threads):
+    with progress, forced_threads(threads), torch_threads(threads):
         result = run_benchmark(
             inter,
             dataset=dataset,

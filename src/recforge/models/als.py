@@ -109,6 +109,9 @@ class ALSConfig(ModelConfig):
         True, description="explicit: scale λ by each user's/item's rating count (ALS-WR)."
     )
     init_std: float = Field(0.01, gt=0, le=10, description="Std of the Gaussian initial factors.")
+    num_threads: int | None = Field(
+        None, ge=1, description="CPU threads (None: the CPUs available, see recforge.threads)."
+    )
 
 
 @dataclass(frozen=True)

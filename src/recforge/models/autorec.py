@@ -242,10 +242,14 @@ class AutoRecConfig(TrainConfig):
     fold_in_reg: float = Field(
         50.0, ge=0, description="I-AutoRec fold-in: ridge pull towards the average user."
     )
-    # One thread, as for mf: on a busy 2-core machine OpenMP workers spin-wait for cores
-    # (measured 0.3-4 s vs 17-28 s for the same small U-AutoRec fit).
+    # None: the CPUs available (recforge.threads). Two threads once took 17-28 s against 0.3-4 s
+    # for one on a busy 2-core machine because OpenMP workers spin-waited; recforge now makes
+    # them sleep (OMP_WAIT_POLICY=PASSIVE). Set 1 to pin a small fit to one core.
     num_threads: int | None = Field(
-        1, ge=1, le=4096, description="Torch CPU threads while training."
+        None,
+        ge=1,
+        le=4096,
+        description="Torch CPU threads (None: the CPUs available, recforge.threads).",
     )
     epochs: int = Field(60, ge=1, le=10_000)
     batch_size: int = Field(256, ge=1, le=10_000_000)

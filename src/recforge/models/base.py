@@ -270,8 +270,12 @@ class Recommender(ABC):
         if valid is not None and (valid.users is not train.users or valid.items is not train.items):
             # Validation must speak train's indices; unknown ids cannot be scored and are dropped.
             valid = valid.reencode(train.users, train.items, unknown="drop")
+        from recforge.threads import threads
+
         try:
-            self._fit(train, valid)
+            # Threads that fit the machine unless the config (or --threads) says otherwise.
+            with threads(getattr(self.config, "num_threads", None)):
+                self._fit(train, valid)
         except BaseException:
             # A fit that failed part-way leaves no half-trained model that looks usable.
             for attr in _FIT_ATTRIBUTES:

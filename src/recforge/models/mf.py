@@ -144,10 +144,15 @@ class MFConfig(PairConfig):
 
     n_factors: int = Field(32, ge=1, le=4096, description="Embedding width (the tutorial used 5).")
     y_range: YRange = "auto"
-    # One thread: batches of 1024 x 50 floats gain nothing from intra-op parallelism, and on a busy
-    # 2-core machine two OpenMP threads spin-wait (biased_mf epoch on ML-100k u1: 0.09 s with one
-    # thread, 0.64-0.94 s with two, at load average ~4). None restores torch's default.
-    num_threads: int | None = Field(1, ge=1, le=4096)
+    # None: the CPUs this process may use (recforge.threads). Two spin-waiting OpenMP threads
+    # once made a biased_mf epoch 7-10x slower on a busy 2-core machine; recforge now makes idle
+    # workers sleep (OMP_WAIT_POLICY=PASSIVE), and ops below torch's grain size stay serial.
+    num_threads: int | None = Field(
+        None,
+        ge=1,
+        le=4096,
+        description="Torch CPU threads (None: the CPUs available, recforge.threads).",
+    )
     epochs: int = Field(20, ge=1, le=10_000)
     batch_size: int = Field(1024, ge=1, le=10_000_000)
     lr: float = Field(5e-3, gt=0, le=10)
@@ -161,7 +166,7 @@ class BiasedMFConfig(PairConfig):
 
     n_factors: int = Field(50, ge=1, le=4096, description="Embedding width.")
     y_range: YRange = "auto"
-    num_threads: int | None = Field(1, ge=1, le=4096, description="See MFConfig.num_threads.")
+    num_threads: int | None = Field(None, ge=1, le=4096, description="See MFConfig.num_threads.")
     epochs: int = Field(10, ge=1, le=10_000)
     batch_size: int = Field(1024, ge=1, le=10_000_000)
     lr: float = Field(5e-3, gt=0, le=10)

@@ -304,9 +304,11 @@ class NCFConfig(PairConfig):
         0.5, ge=0, le=1, description="Pre-training: weight of GMF's predict layer."
     )
     y_range: YRange = "auto"
-    # One thread, as for mf (see MFConfig.num_threads): faster on a busy 2-core machine.
     num_threads: int | None = Field(
-        1, ge=1, le=4096, description="Torch CPU threads (None: default)."
+        None,
+        ge=1,
+        le=4096,
+        description="Torch CPU threads (None: the CPUs available, recforge.threads).",
     )
     epochs: int = Field(20, ge=1, le=10_000)
     batch_size: int = Field(1024, ge=1, le=10_000_000)

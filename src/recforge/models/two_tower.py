@@ -316,9 +316,11 @@ class TwoTowerConfig(NeuralConfig):
     )
     y_range: YRange = "none"
     init_std: float = Field(0.05, gt=0)
-    # One thread, as for mf (see MFConfig.num_threads): faster on a busy 2-core machine.
     num_threads: int | None = Field(
-        1, ge=1, le=4096, description="Torch CPU threads (None: default)."
+        None,
+        ge=1,
+        le=4096,
+        description="Torch CPU threads (None: the CPUs available, recforge.threads).",
     )
     epochs: int = Field(20, ge=1, le=10_000)
     batch_size: int = Field(1024, ge=2, le=10_000_000)

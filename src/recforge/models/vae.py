@@ -277,7 +277,10 @@ class MultDAEConfig(TrainConfig):
     )
     # One thread, as for mf: on a busy 2-core machine OpenMP workers spin-wait for cores.
     num_threads: int | None = Field(
-        1, ge=1, le=4096, description="Torch CPU threads while training."
+        None,
+        ge=1,
+        le=4096,
+        description="Torch CPU threads (None: the CPUs available, recforge.threads).",
     )
     # Batches of 100 users for 50 epochs: the paper's 500 suits ML-20M's 116k users; on ML-100k
     # (temporal 80/20, validation carve) 100 x 50 gave NDCG@10 0.170 (vae) / 0.172 (dae) against

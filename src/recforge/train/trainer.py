@@ -65,6 +65,7 @@ from torch import nn
 
 from recforge.config import TrainConfig
 from recforge.errors import ConfigError, DataError, ModelFitError
+from recforge.threads import threads as threads  # re-exported: recforge.train.threads
 from recforge.train.checkpoint import (
     FitCheckpointer,
     TrainState,
@@ -104,24 +105,6 @@ def seeded(seed: int, device: torch.device | None = None) -> Iterator[None]:
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(seed)
         yield
-
-
-@contextmanager
-def threads(n: int | None) -> Iterator[None]:
-    """Run a block with ``torch.set_num_threads(n)`` (None: unchanged), restoring the old value.
-
-    Small embedding models are often faster on one thread, and far faster when the machine is
-    oversubscribed (OpenMP workers spin-wait for busy cores).
-    """
-    if n is None:
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 #: ``fn(epoch, history_row)`` called after each epoch's validation (see :func:`epoch_callback`).

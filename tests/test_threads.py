@@ -1,0 +1,132 @@
+"""recforge.threads: the default thread count from affinity and cgroup quotas, precedence, waits."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from recforge import threads as th
+from recforge.models.registry import create
+from recforge.testing import planted_implicit
+
+
+def _cgroup(tmp_path: Path, proc: str, files: dict[str, str]) -> tuple[Path, Path]:
+    """A fake /proc/self/cgroup holding ``proc`` and a fake /sys/fs/cgroup holding ``files``."""
+    root = tmp_path / "sys"
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text + "\n")
+    root.mkdir(exist_ok=True)
+    proc_file = tmp_path / "cgroup"
+    proc_file.write_text(proc + "\n")
+    return proc_file, root
+
+
+def test_v2_quota_is_quota_over_period(tmp_path: Path) -> None:
+    proc, root = _cgroup(tmp_path, "0::/kubepods/pod1", {"kubepods/pod1/cpu.max": "150000 100000"})
+    assert th.cgroup_cpu_limit(proc, root) == pytest.approx(1.5)
+
+
+def test_v2_ancestor_limit_binds_and_max_means_none(tmp_path: Path) -> None:
+    proc, root = _cgroup(
+        tmp_path,
+        "0::/a/b",
+        {"a/b/cpu.max": "max 100000", "a/cpu.max": "300000 100000", "cpu.max": "max 100000"},
+    )
+    assert th.cgroup_cpu_limit(proc, root) == pytest.approx(3.0)
+    proc, root = _cgroup(tmp_path / "2", "0::/a", {"a/cpu.max": "max 100000"})
+    assert th.cgroup_cpu_limit(proc, root) is None
+
+
+def test_v1_cfs_quota(tmp_path: Path) -> None:
+    files = {
+        "cpu,cpuacct/docker/x/cpu.cfs_quota_us": "200000",
+        "cpu,cpuacct/docker/x/cpu.cfs_period_us": "100000",
+    }
+    proc, root = _cgroup(tmp_path, "4:cpu,cpuacct:/docker/x\n1:memory:/docker/x", files)
+    assert th.cgroup_cpu_limit(proc, root) == pytest.approx(2.0)
+    unlimited = {
+        "cpu,cpuacct/cpu.cfs_quota_us": "-1",
+        "cpu,cpuacct/cpu.cfs_period_us": "100000",
+    }
+    proc, root = _cgroup(tmp_path / "2", "4:cpu,cpuacct:/", unlimited)
+    assert th.cgroup_cpu_limit(proc, root) is None
+
+
+def test_missing_files_mean_no_limit(tmp_path: Path) -> None:
+    assert th.cgroup_cpu_limit(tmp_path / "absent", tmp_path) is None
+    proc, root = _cgroup(tmp_path, "0::/", {})
+    assert th.cgroup_cpu_limit(proc, root) is None
+
+
+@pytest.mark.parametrize(
+    ("affinity", "limit", "expected"),
+    [(8, 2.5, 2), (2, None, 2), (4, 0.5, 1), (3, 16.0, 3), (1, None, 1)],
+)
+def test_available_cpus_caps_affinity_by_quota(
+    affinity: int, limit: float | None, expected: int
+) -> None:
+    assert th.available_cpus(affinity=affinity, cgroup_limit=limit) == expected
+
+
+def test_available_cpus_reads_this_process() -> None:
+    n = th.available_cpus()
+    assert 1 <= n <= len(os.sched_getaffinity(0))
+
+
+def test_default_threads_env_and_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(th.ENV_VAR, "3")
+    assert th.default_threads() == 3
+    assert th.resolve_threads(None) == 3
+    assert th.resolve_threads(5) == 5  # a config's num_threads beats the default
+    with th.forced_threads(2):
+        assert th.resolve_threads(5) == 2  # --threads beats configs
+    assert th.resolve_threads(5) == 5
+    monkeypatch.setenv(th.ENV_VAR, "zero")
+    assert th.default_threads() == th.available_cpus()
+
+
+def test_fit_runs_with_the_configured_threads_and_restores(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[int] = []
+    model = create("als", n_factors=4, iterations=1, num_threads=None)
+    original = type(model)._fit
+
+    def spy(self: object, train: object, valid: object) -> None:
+        seen.append(torch.get_num_threads())
+        original(self, train, valid)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(type(model), "_fit", spy)
+    monkeypatch.setenv(th.ENV_VAR, "2")
+    before = torch.get_num_threads()
+    data = planted_implicit(0).train
+    model.fit(data)
+    with th.forced_threads(1):
+        model.fit(data)
+    assert seen == [2, 1]
+    assert torch.get_num_threads() == before
+
+
+def test_mf_config_threads_default_is_the_machine() -> None:
+    assert create("mf").config.num_threads is None  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [({}, "PASSIVE"), ({"OMP_WAIT_POLICY": "ACTIVE"}, "ACTIVE"), ({"GOMP_SPINCOUNT": "10"}, "")],
+)
+def test_import_sets_passive_wait_policy_unless_user_chose(
+    env: dict[str, str], expected: str
+) -> None:
+    base = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    code = "import os, recforge; print(os.environ.get('OMP_WAIT_POLICY', ''))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=base | env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == expected
