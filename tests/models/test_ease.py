@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import recforge.models.ease as ease_mod
 from recforge.data.interactions import Interactions
-from recforge.errors import ConfigError
+from recforge.errors import ConfigError, ModelFitError
 from recforge.models.ease import EASE, ease_memory_bytes, parse_bytes
 from recforge.models.registry import create
 from recforge.testing import hit_rate, planted_implicit
@@ -87,7 +88,7 @@ def test_memory_refusal_happens_before_any_work(monkeypatch: pytest.MonkeyPatch)
 
     monkeypatch.setattr(ease_mod, "_gram", _boom)
     data = planted_implicit(0).train  # 200 items: 200² x 20 bytes = 800 kB in float64
-    model = create("ease", memory_budget="500kB")
+    model = create("ease", memory_budget="500kB", dtype="float64")
     with pytest.raises(ConfigError, match=r"200 items need about 800\.0 KB.*memory_budget"):
         model.fit(data)
     assert not model.is_fitted
@@ -99,7 +100,9 @@ def test_memory_refusal_happens_before_any_work(monkeypatch: pytest.MonkeyPatch)
 def test_memory_estimate() -> None:
     assert ease_memory_bytes(1000, "float64") == 1000**2 * 20
     assert ease_memory_bytes(1000, "float32") == 1000**2 * 12
-    assert EASE().check_memory(1000) == 20_000_000
+    assert ease_memory_bytes(1000, "auto") == 1000**2 * 12  # float32 first
+    assert EASE().check_memory(1000) == 12_000_000
+    assert EASE(dtype="float64").check_memory(1000) == 20_000_000
 
 
 @pytest.mark.parametrize(
@@ -173,3 +176,48 @@ def test_similar_items_never_returns_the_item_itself() -> None:
     assert len(one) == 1 and one.item_ids[0] == rec.item_ids[0]
     with pytest.raises(ConfigError, match="k must be >= 1, got 0"):
         model.similar_items(item, k=0)
+
+
+def test_auto_precision_is_float32_and_matches_float64() -> None:
+    data = planted_implicit(0).train
+    auto = EASE(reg=50.0).fit(data)
+    exact = EASE(reg=50.0, dtype="float64").fit(data)
+    assert auto.precision_ == "float32" and exact.precision_ == "float64"
+    np.testing.assert_allclose(auto.weights_, exact.weights_, atol=2e-5)
+
+
+def test_ill_conditioned_auto_falls_back_to_float64(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = planted_implicit(0).train
+    # A tiny λ makes λ_max/λ huge: float32 is not trusted, the inverse is redone in float64.
+    tiny = EASE(reg=1e-3).fit(data)
+    assert tiny.precision_ == "float64"
+    exact = EASE(reg=1e-3, dtype="float64").fit(data)
+    np.testing.assert_array_equal(tiny.weights_, exact.weights_)
+    # A failed float32 factorisation also falls back.
+    monkeypatch.setattr(ease_mod, "F32_MAX_CONDITION", float("inf"))
+    real = ease_mod.spd_inverse
+    monkeypatch.setattr(
+        ease_mod, "spd_inverse", lambda g: None if g.dtype == np.float32 else real(g)
+    )
+    assert EASE(reg=50.0).fit(data).precision_ == "float64"
+    with pytest.raises(ModelFitError, match="dtype='float64'"):
+        EASE(reg=50.0, dtype="float32").fit(data)
+
+
+def test_spd_inverse_is_the_inverse_and_refuses_indefinite() -> None:
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(30, 30))
+    g = a @ a.T + 5 * np.eye(30)
+    inv = ease_mod.spd_inverse(g.copy())
+    assert inv is not None
+    np.testing.assert_allclose(inv @ g, np.eye(30), atol=1e-8)
+    assert ease_mod.spd_inverse(-g.astype(np.float32)) is None
+
+
+def test_largest_eigenvalue_bounds_the_spectrum() -> None:
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(40, 40))
+    g = a @ a.T
+    top = float(np.linalg.eigvalsh(g)[-1])
+    est = ease_mod._largest_eigenvalue(torch.from_numpy(g))
+    assert 0.8 * top <= est <= 1.1 * top + 1e-9

@@ -19,16 +19,25 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import scipy.sparse as sp
+import torch
 from pydantic import Field, field_validator
 
 from recforge.config import ModelConfig
 from recforge.data.interactions import Interactions
-from recforge.errors import ConfigError
+from recforge.errors import ConfigError, ModelFitError
 from recforge.explain import Attribution, row_entries
 from recforge.models.base import FloatArray, IndexArray, RecList, Recommender, rank_scores
 from recforge.models.recency import recency_matrix, sequence_weights
 
-__all__ = ["EASE", "EASEConfig", "ease_memory_bytes", "format_bytes", "parse_bytes"]
+__all__ = [
+    "EASE",
+    "F32_MAX_CONDITION",
+    "EASEConfig",
+    "ease_memory_bytes",
+    "format_bytes",
+    "parse_bytes",
+    "spd_inverse",
+]
 
 _UNITS = {
     "": 1,
@@ -96,10 +105,11 @@ def available_memory_bytes() -> int | None:
 def ease_memory_bytes(n_items: int, dtype: str = "float64") -> int:
     """Peak memory of fitting EASE on ``n_items`` items.
 
-    Three ``n_items²`` matrices can be alive at once: the Gram matrix ``XᵀX + λI`` and its inverse
-    ``P`` (both in ``dtype``), then the float32 weight matrix ``B`` that is kept for scoring.
+    Three ``n_items²`` matrices can be alive at once: the Gram matrix ``XᵀX + λI`` (then its
+    Cholesky factor) and the inverse ``P`` (both in ``dtype``; 'auto' counts float32, a float64
+    redo is checked again when it happens), then the float32 weight matrix ``B``.
     """
-    itemsize = np.dtype(dtype).itemsize
+    itemsize = np.dtype("float32" if dtype == "auto" else dtype).itemsize
     return int(n_items) ** 2 * (2 * itemsize + 4)
 
 
@@ -126,9 +136,14 @@ class EASEConfig(ModelConfig):
             "(0 = latest training event; ties by item id). None: no recency weighting."
         ),
     )
-    dtype: Literal["float32", "float64"] = Field(
-        "float64",
-        description="Precision of the Gram matrix and its inverse (B is kept in float32).",
+    dtype: Literal["auto", "float32", "float64"] = Field(
+        "auto",
+        description="Precision of the Gram matrix and its Cholesky-based inverse (B is kept in "
+        "float32). 'auto': float32, redone in float64 when the system is too ill-conditioned "
+        "for float32 (condition bound λ_max/λ over 1e4) or its Cholesky fails.",
+    )
+    num_threads: int | None = Field(
+        None, ge=1, description="CPU threads (None: the CPUs available, see recforge.threads)."
     )
     memory_budget: str = Field(
         "4GB",
@@ -147,6 +162,45 @@ class EASEConfig(ModelConfig):
     def memory_budget_bytes(self) -> int:
         """``memory_budget`` in bytes."""
         return parse_bytes(self.memory_budget)
+
+
+#: 'auto' keeps float32 while λ_max(G)/λ, an upper bound of the condition number of G = XᵀX + λI
+#: (its smallest eigenvalue is at least λ), is below this: float32's relative error of the
+#: inverse is then at most ~1e4 × 6e-8 ≈ 6e-4 of its largest entries.
+F32_MAX_CONDITION = 1e4
+
+#: Power-iteration steps for λ_max (each one n_items² multiply-adds, against n_items³ for the
+#: factorisation); the estimate is scaled up by 1.1 for the steps not taken.
+_POWER_STEPS = 12
+
+
+def _largest_eigenvalue(gram: torch.Tensor) -> float:
+    """An estimate of the largest eigenvalue of the symmetric PSD ``gram`` (power iteration)."""
+    gen = torch.Generator().manual_seed(0)
+    v = torch.rand(gram.shape[0], generator=gen, dtype=gram.dtype) + 0.5
+    value = 0.0
+    for _ in range(_POWER_STEPS):
+        w = gram @ v
+        value = float(torch.linalg.vector_norm(w) / torch.linalg.vector_norm(v))
+        v = w / max(float(torch.linalg.vector_norm(w)), 1e-30)
+    return 1.1 * value
+
+
+def spd_inverse(gram: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.floating[Any]] | None:
+    """``gram⁻¹`` through its Cholesky factor (``torch.linalg.cholesky`` + ``cholesky_inverse``),
+    in ``gram``'s dtype; None when ``gram`` is not numerically positive definite.
+
+    Both LAPACK calls use every torch thread. ``gram`` is consumed (its memory may be reused).
+    """
+    t = torch.from_numpy(gram)
+    chol, info = torch.linalg.cholesky_ex(t)
+    del t
+    if int(info) != 0:
+        return None
+    inv = torch.cholesky_inverse(chol)
+    del chol
+    out: npt.NDArray[np.floating[Any]] = inv.numpy()
+    return out if bool(np.isfinite(out).all()) else None
 
 
 def _gram(x: sp.csr_matrix, dtype: str) -> npt.NDArray[np.floating[Any]]:
@@ -197,6 +251,8 @@ class EASE(Recommender):
     Attributes:
         weights_: ``B``, float32 ``(n_items, n_items)``, zero diagonal.
         user_matrix_: ``X`` (CSR float32, users × items) used for scoring training users.
+        precision_: "float32" or "float64", the precision ``P`` was computed in (``dtype``
+            'auto' is float32 unless the condition bound or the factorisation asks for float64).
     """
 
     name: ClassVar[str] = "ease"
@@ -205,6 +261,8 @@ class EASE(Recommender):
     config: EASEConfig
 
     weights_: FloatArray
+    #: The precision the inverse was computed in ("float32" or "float64"; see ``dtype``).
+    precision_: str
     user_matrix_: sp.csr_matrix
 
     # ------------------------------------------------------------------ fitting
@@ -234,10 +292,11 @@ class EASE(Recommender):
         self.check_memory(train.n_items)
         return super().fit(train, valid)
 
-    def check_memory(self, n_items: int) -> int:
-        """Estimated peak bytes of a fit on ``n_items`` items; ConfigError over the budget."""
+    def check_memory(self, n_items: int, dtype: str | None = None) -> int:
+        """Estimated peak bytes of a fit on ``n_items`` items (in ``dtype``, default the
+        config's); ConfigError over the budget."""
         cfg = self.config
-        need = ease_memory_bytes(n_items, cfg.dtype)
+        need = ease_memory_bytes(n_items, dtype or cfg.dtype)
         if need > cfg.memory_budget_bytes:
             raise ConfigError(
                 f"ease: {n_items} items need about {format_bytes(need)} (3 dense "
@@ -259,10 +318,7 @@ class EASE(Recommender):
         cfg = self.config
         n = train.n_items
         x = self._input_matrix(train)
-        gram = _gram(x, cfg.dtype)
-        gram[np.diag_indices(n)] += cfg.reg
-        p = np.linalg.inv(gram)
-        del gram
+        p = self._inverse(x, n)
         # B = I − P diagMat(1/diag P): column j is −P[:, j] / P_jj, then the diagonal is zeroed.
         p /= -np.diag(p).copy()[None, :]
         p[np.diag_indices(n)] = 0.0
@@ -272,6 +328,37 @@ class EASE(Recommender):
         else:
             values = train.rating if self._weighted() else None
             self.user_matrix_ = recency_matrix(train, cfg.recency_tau, values)
+
+    def _inverse(self, x: sp.csr_matrix, n: int) -> npt.NDArray[np.floating[Any]]:
+        """``P = (XᵀX + λI)⁻¹`` by Cholesky in the configured precision (see ``dtype``)."""
+        cfg = self.config
+        dtype = "float32" if cfg.dtype == "auto" else cfg.dtype
+        gram = _gram(x, dtype)
+        gram[np.diag_indices(n)] += cfg.reg
+        if cfg.dtype == "auto":
+            condition = _largest_eigenvalue(torch.from_numpy(gram)) / cfg.reg
+            if condition > F32_MAX_CONDITION:
+                dtype = "float64"
+        p = spd_inverse(gram) if dtype == "float32" else None
+        if p is None and dtype == "float32" and cfg.dtype == "float32":
+            raise ModelFitError(
+                f"ease: the float32 Gram matrix is not positive definite at reg={cfg.reg}; "
+                "increase reg or use dtype='float64'"
+            )
+        if p is None:
+            if cfg.dtype == "auto":
+                self.check_memory(n, "float64")  # the redo needs twice the float32 memory
+            dtype = "float64"
+            del gram
+            gram64 = _gram(x, "float64")
+            gram64[np.diag_indices(n)] += cfg.reg
+            p = spd_inverse(gram64)
+            if p is None:  # positive definite in exact arithmetic (λ > 0); LAPACK's general inverse
+                gram64 = _gram(x, "float64")
+                gram64[np.diag_indices(n)] += cfg.reg
+                p = np.linalg.inv(gram64)
+        self.precision_ = dtype
+        return p
 
     # ------------------------------------------------------------------ scoring
     def score_items(self, user_idx: npt.NDArray[np.integer[Any]]) -> FloatArray:
