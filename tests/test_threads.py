@@ -130,3 +130,24 @@ def test_import_sets_passive_wait_policy_unless_user_chose(
         [sys.executable, "-c", code], env=base | env, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == expected
+
+
+def test_small_mf_asks_for_one_thread_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    from recforge.models import mf as mf_mod
+
+    monkeypatch.setenv(th.ENV_VAR, "2")
+    data = planted_implicit(0).train
+    seen: list[int] = []
+    original = mf_mod.MF._fit
+
+    def spy(self: mf_mod.MF, train: object, valid: object) -> None:
+        seen.append(torch.get_num_threads())
+        original(self, train, valid)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(mf_mod.MF, "_fit", spy)
+    cfg = {"epochs": 1, "verbose": False, "n_factors": 4}
+    create("mf", **cfg).fit(data)  # tiny tables: one thread
+    create("mf", **cfg, num_threads=2).fit(data)  # the config wins
+    monkeypatch.setattr(mf_mod, "SERIAL_CELLS", 1)
+    create("mf", **cfg).fit(data)  # "large" tables: the machine's default
+    assert seen == [1, 2, 2]

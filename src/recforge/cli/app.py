@@ -514,7 +514,12 @@ def report_cmd(
 def benchmark_cmd(
     data_flags: DataFlags,
     suite: Annotated[
-        str, typer.Option("--suite", help="rating | ranking | all (see docs/protocols.md).")
+        str,
+        typer.Option(
+            "--suite",
+            help="rating | ranking | all (see docs/protocols.md) | speed (recforge vs its "
+            "fastest peer, timed; --data takes a comma list, --models picks pairs).",
+        ),
     ] = "rating",
     data: Annotated[
         str, typer.Option("--data", "-d", help="Ratings file or MovieLens name.")
@@ -548,10 +553,17 @@ def benchmark_cmd(
     threads: Annotated[
         int | None, typer.Option("--threads", min=1, help="torch intra-op threads.")
     ] = None,
+    reps: Annotated[
+        int, typer.Option("--reps", min=1, help="speed suite: interleaved repetitions.")
+    ] = 3,
     json_out: JsonOpt = False,
 ) -> None:
     """Run models and peers on a suite's named protocols; write benchmark.md and benchmark.json."""
-    from recforge.cli.benchmark import benchmark_command
+    from recforge.cli.benchmark import benchmark_command, speed_command
+
+    if suite == "speed":
+        speed_command(data=data, pairs=models, threads=threads, reps=reps, out=out)
+        return
 
     benchmark_command(
         suite=suite,

@@ -218,3 +218,38 @@ def maybe_evaluate_protocol(
             f"part (recorded: {trained['recorded']}); none of the test events was in its training"
         )
     return True
+
+
+def speed_command(
+    *, data: str, pairs: str | None, threads: int | None, reps: int, out: Path | None
+) -> None:
+    """``recforge benchmark --suite speed``: run the pairs, write speed.md and speed.json.
+
+    ``data`` is a comma list of datasets; the thread counts are 1 and ``threads`` (default: the
+    CPUs available), so the report also shows recforge's own N-thread / 1-thread ratio.
+    """
+    from recforge.bench.speed import run_speed, write_speed
+    from recforge.cli._output import console
+    from recforge.data.sources import load_dataset
+    from recforge.progress import line
+    from recforge.threads import default_threads
+
+    names = [d.strip() for d in data.split(",") if d.strip()]
+    n = threads if threads is not None else default_threads()
+    counts = [1] if n == 1 else [1, n]
+    out_dir = out if out is not None else Path("runs") / "benchmark" / "speed"
+    args = ["benchmark", "--suite", "speed", "--data", ",".join(names), "--reps", str(reps)]
+    args += ["--models", pairs] if pairs else []
+    args += ["--threads", str(threads)] if threads is not None else []
+    args += ["--out", str(out)] if out is not None else []
+    datasets = [(name, load_dataset(name)) for name in names]
+    result = run_speed(
+        datasets,
+        threads=counts,
+        reps=reps,
+        pairs=_split_list(pairs),
+        command="recforge " + shlex.join(args),
+        progress=lambda desc: line(f"speed: {desc}", verbose=True),
+    )
+    jpath, mpath = write_speed(result, out_dir)
+    console().print(f"wrote {mpath} and {jpath}")

@@ -274,7 +274,7 @@ class Recommender(ABC):
 
         try:
             # Threads that fit the machine unless the config (or --threads) says otherwise.
-            with threads(getattr(self.config, "num_threads", None)):
+            with threads(self._threads_wanted()):
                 self._fit(train, valid)
         except BaseException:
             # A fit that failed part-way leaves no half-trained model that looks usable.
@@ -282,6 +282,14 @@ class Recommender(ABC):
                 self.__dict__.pop(attr, None)
             raise
         return self
+
+    def _threads_wanted(self) -> int | None:
+        """The config's ``num_threads`` (None: recforge.threads' default for the machine).
+
+        A model whose every op is too small to split across threads overrides this to ask for 1.
+        """
+        n: int | None = getattr(self.config, "num_threads", None)
+        return n
 
     @abstractmethod
     def _fit(self, train: Interactions, valid: Interactions | None) -> None:

@@ -144,9 +144,10 @@ class MFConfig(PairConfig):
 
     n_factors: int = Field(32, ge=1, le=4096, description="Embedding width (the tutorial used 5).")
     y_range: YRange = "auto"
-    # None: the CPUs this process may use (recforge.threads). Two spin-waiting OpenMP threads
-    # once made a biased_mf epoch 7-10x slower on a busy 2-core machine; recforge now makes idle
-    # workers sleep (OMP_WAIT_POLICY=PASSIVE), and ops below torch's grain size stay serial.
+    # None: one thread for small embedding tables (SERIAL_CELLS), else the CPUs this process may
+    # use (recforge.threads). Two spin-waiting OpenMP threads once made a biased_mf epoch 7-10x
+    # slower on a busy 2-core machine; recforge now also makes idle workers sleep
+    # (OMP_WAIT_POLICY=PASSIVE).
     num_threads: int | None = Field(
         None,
         ge=1,
@@ -291,6 +292,24 @@ def _ridge_explain(
 
 
 # ====================================================================== recommenders
+#: Below this many embedding cells ((users + items) × factors) every op of an mf epoch (batch
+#: lookups, the optimizer step over the tables) is too small to share: each parallel region
+#: costs a thread wake-up, and under load a wait for a second core. Measured on a 2-core machine
+#: at load average ~12 (benchmark --suite speed, ML-100k): biased_mf took 2.4x as long with 2
+#: threads as with 1, mf loss=bpr 1.2x. Such models default to one thread; larger ones to the
+#: machine's (recforge.threads). An explicit num_threads or --threads always wins.
+SERIAL_CELLS = 1 << 22
+
+
+def _mf_threads(model: NeuralRecommender) -> int | None:
+    cfg = model.config
+    n: int | None = getattr(cfg, "num_threads", None)
+    if n is not None:
+        return n
+    cells = (len(model.users_) + len(model.items_)) * int(getattr(cfg, "n_factors", 1))
+    return 1 if cells < SERIAL_CELLS else None
+
+
 class MF(NeuralRecommender):
     """Dot-product matrix factorisation ``s(u, i) = p_u · q_i`` (module docstring for details).
 
@@ -301,6 +320,10 @@ class MF(NeuralRecommender):
     name: ClassVar[str] = "mf"
     Config: ClassVar[type[ModelConfig]] = MFConfig
     explicit_reg: ClassVar[float] = 0.05
+
+    def _threads_wanted(self) -> int | None:
+        """One thread for small tables (see :data:`SERIAL_CELLS`), else the config's/default."""
+        return _mf_threads(self)
 
     def build_network(self) -> nn.Module:
         cfg = self.config
@@ -354,6 +377,10 @@ class BiasedMF(NeuralRecommender):
     Config: ClassVar[type[ModelConfig]] = BiasedMFConfig
     center_output: ClassVar[bool] = True
     explicit_reg: ClassVar[float] = 0.05
+
+    def _threads_wanted(self) -> int | None:
+        """One thread for small tables (see :data:`SERIAL_CELLS`), else the config's/default."""
+        return _mf_threads(self)
 
     def build_network(self) -> nn.Module:
         cfg = self.config

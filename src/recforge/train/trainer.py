@@ -49,6 +49,7 @@ Checkpoints and data parallelism are switched on by the caller's
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import warnings
@@ -251,7 +252,8 @@ class Trainer:
         cfg, loop = self.config, _LoopState()
         steps_per_epoch = runner.steps_per_epoch
         with (
-            threads(cfg.num_threads),
+            # None: keep the count the model's fit chose (recforge.threads' default or a hint).
+            threads(cfg.num_threads) if cfg.num_threads is not None else contextlib.nullcontext(),
             seeded(cfg.seed, self.device),
             _progress(
                 runner.parallel.writes and cfg.verbose, cfg.epochs * steps_per_epoch, description

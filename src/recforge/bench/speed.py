@@ -1,0 +1,512 @@
+"""``recforge benchmark --suite speed``: recforge against its fastest peer, same work, same threads.
+
+Each *pair* fits a recforge model and a peer doing the same work (same factors, iterations or
+epochs, neighbours, λ) on the same training part, in the same process. Runs are **interleaved**:
+repetition ``r`` runs, for each thread count, recforge then the peer (the order flips on odd
+repetitions so neither side always gets the warmer cache or the quieter moment), with seed ``r``
+for both. Reported per pair: median fit time and its min–max over repetitions, the quality
+(NDCG@10 on ``temporal-user-80-20``, or RMSE on ``random-80-20`` for rating models) beside every
+time, and the **paired ratio** recforge/peer of each repetition (median and min–max): on a
+machine shared with other work, the ratio of two runs seconds apart is far steadier than either
+time. Both sides get the same thread count: torch's, BLAS's (``threadpoolctl``) and the peer's
+``num_threads`` (Surprise is single-threaded, noted in its row). With more than one thread count
+the report also gives recforge's own time at N threads over its time at 1 thread.
+
+Only fitting is timed; evaluation is the protocol's, the same code for both sides.
+
+Pairs (``speed_pairs()``):
+
+- ``als``: recforge ALS (64 factors, 15 iterations, CG with 3 steps; default backend) vs
+  implicit's ``AlternatingLeastSquares`` (64 factors, 15 iterations).
+- ``als-torch``: the same with recforge's own torch kernels (``backend='torch'``), the fallback
+  when implicit is not installed.
+- ``ease``: recforge EASE (λ=300, default precision) vs a plain numpy float32 Cholesky
+  reference ``L = chol(G); P = L⁻ᵀL⁻¹`` (:class:`NumpyCholeskyEASE`).
+- ``bpr``: recforge ``mf`` with ``loss='bpr'`` (64 factors, 20 epochs) vs implicit's
+  ``BayesianPersonalizedRanking`` (64 factors, 100 iterations).
+- ``item_knn``: recforge ``item_knn`` (cosine, 40 neighbours, implicit scoring) vs implicit's
+  ``CosineRecommender`` (K=40).
+- ``biased_mf``: recforge ``biased_mf`` (defaults) vs Surprise ``SVD`` (defaults), RMSE.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+
+from recforge.config import ModelConfig
+from recforge.data.interactions import Interactions
+from recforge.errors import ConfigError
+from recforge.eval.protocols import ProtocolSplit, get_protocol
+from recforge.models.base import FloatArray, Recommender
+
+__all__ = [
+    "ImplicitCosine",
+    "NumpyCholeskyEASE",
+    "Pair",
+    "run_speed",
+    "speed_markdown",
+    "speed_pairs",
+]
+
+Factory = Callable[[int, int], Recommender]  # (threads, seed) -> unfitted model
+
+
+# ---------------------------------------------------------------------------- reference "peers"
+class NumpyCholeskyEASE(Recommender):
+    """EASE solved the plain way in numpy float32: ``L = cholesky(G)``, ``P = L⁻ᵀ L⁻¹``.
+
+    ``G = XᵀX + λI`` on the binary matrix; ``B = I − P·diagMat(1/diag P)``. The reference the
+    speed suite holds recforge's EASE against (numpy's BLAS limited to the suite's threads).
+    """
+
+    name: ClassVar[str] = "numpy-cholesky-ease"
+    predicts_ratings: ClassVar[bool] = False
+    reg: ClassVar[float] = 300.0
+    weights_: FloatArray
+    user_matrix_: sp.csr_matrix
+
+    def _fit(self, train: Interactions, valid: Interactions | None) -> None:
+        x = train.csr("binary").astype(np.float32)
+        gram = (x.T @ x).toarray().astype(np.float32)
+        gram[np.diag_indices(gram.shape[0])] += self.reg
+        chol = np.linalg.cholesky(gram)
+        inv_chol = np.linalg.inv(chol)
+        p = inv_chol.T @ inv_chol
+        p /= -np.diag(p).copy()[None, :]
+        p[np.diag_indices(p.shape[0])] = 0.0
+        self.weights_ = np.ascontiguousarray(p, dtype=np.float32)
+        self.user_matrix_ = x
+
+    def score_items(self, user_idx: npt.NDArray[np.integer[Any]]) -> FloatArray:
+        """``X[u] B``."""
+        out: FloatArray = np.asarray(self.user_matrix_[user_idx] @ self.weights_, np.float32)
+        return out
+
+    def predict_idx(
+        self, user_idx: npt.NDArray[np.integer[Any]], item_idx: npt.NDArray[np.integer[Any]]
+    ) -> FloatArray:
+        """Per-pair scores (from full rows; the suite only ranks)."""
+        rows = self.score_items(np.asarray(user_idx))
+        out: FloatArray = rows[np.arange(len(rows)), np.asarray(item_idx)]
+        return out
+
+
+class ImplicitCosineConfig(ModelConfig):
+    """Options of :class:`ImplicitCosine`."""
+
+    K: int = 40
+    num_threads: int = 1
+
+
+class ImplicitCosine(Recommender):
+    """implicit's ``CosineRecommender`` (item-item cosine, K neighbours) behind recforge's API.
+
+    Scores ``X[u] S`` with ``S`` implicit's learned (sparse, item × item) similarity, exactly as
+    implicit's own ``recommend`` does.
+    """
+
+    name: ClassVar[str] = "implicit-cosine"
+    Config: ClassVar[type[ModelConfig]] = ImplicitCosineConfig
+    predicts_ratings: ClassVar[bool] = False
+    config: ImplicitCosineConfig
+    similarity_: sp.csr_matrix
+    user_matrix_: sp.csr_matrix
+
+    def _fit(self, train: Interactions, valid: Interactions | None) -> None:
+        nn = importlib.import_module("implicit.nearest_neighbours")
+        x = train.csr("binary").astype(np.float32).tocsr()
+        algo = nn.CosineRecommender(K=self.config.K, num_threads=self.config.num_threads)
+        algo.fit(x, show_progress=False)
+        self.similarity_ = sp.csr_matrix(algo.similarity)
+        self.user_matrix_ = x
+
+    def score_items(self, user_idx: npt.NDArray[np.integer[Any]]) -> FloatArray:
+        """``X[u] S``."""
+        out: FloatArray = np.asarray(
+            (self.user_matrix_[user_idx] @ self.similarity_).toarray(), np.float32
+        )
+        return out
+
+    def predict_idx(
+        self, user_idx: npt.NDArray[np.integer[Any]], item_idx: npt.NDArray[np.integer[Any]]
+    ) -> FloatArray:
+        """Per-pair scores (from full rows; the suite only ranks)."""
+        rows = self.score_items(np.asarray(user_idx))
+        out: FloatArray = rows[np.arange(len(rows)), np.asarray(item_idx)]
+        return out
+
+
+# ---------------------------------------------------------------------------- pairs
+@dataclass(frozen=True)
+class Pair:
+    """A recforge model and a peer doing the same work, scored by one protocol's metric."""
+
+    name: str
+    ours_label: str
+    peer_label: str
+    ours: Factory
+    peer: Factory
+    protocol: str
+    metric: str
+    note: str = ""
+    #: Modules the peer needs (the pair is skipped, with the reason, when one is missing).
+    needs: tuple[str, ...] = ()
+
+
+def _create(name: str, **cfg: Any) -> Recommender:
+    from recforge.models.registry import create
+
+    return create(name, **cfg)
+
+
+def _peer(name: str, **cfg: Any) -> Recommender:
+    from recforge.bench.peers import create_peer
+
+    return create_peer(name, cfg)
+
+
+def speed_pairs() -> list[Pair]:
+    """The suite's pairs (see the module docstring)."""
+    rank, ndcg = "temporal-user-80-20", "ndcg@10"
+    return [
+        Pair(
+            "als",
+            "recforge als (64 f, 15 it)",
+            "implicit ALS (64 f, 15 it)",
+            lambda t, s: _create("als", n_factors=64, iterations=15, seed=s, num_threads=t),
+            lambda t, s: _peer("implicit-als", factors=64, iterations=15, num_threads=t, seed=s),
+            rank,
+            ndcg,
+            "recforge's default backend calls implicit's compiled CG kernel when installed and "
+            "also computes its training loss every sweep (history_); implicit computes none.",
+            ("implicit",),
+        ),
+        Pair(
+            "als-torch",
+            "recforge als backend=torch",
+            "implicit ALS (64 f, 15 it)",
+            lambda t, s: _create(
+                "als", n_factors=64, iterations=15, seed=s, num_threads=t, backend="torch"
+            ),
+            lambda t, s: _peer("implicit-als", factors=64, iterations=15, num_threads=t, seed=s),
+            rank,
+            ndcg,
+            "recforge's own unpadded torch CG (sampled_addmm + CSR spmm), no implicit code.",
+            ("implicit",),
+        ),
+        Pair(
+            "ease",
+            "recforge ease (λ=300)",
+            "numpy float32 Cholesky (λ=300)",
+            lambda t, s: _create("ease", reg=300.0, seed=s, num_threads=t),
+            lambda t, s: NumpyCholeskyEASE(seed=s),
+            rank,
+            ndcg,
+            "recforge: float32 Cholesky via torch LAPACK, float64 fallback when ill-conditioned.",
+        ),
+        Pair(
+            "bpr",
+            "recforge mf loss=bpr (64 f, 20 ep)",
+            "implicit BPR (64 f, 100 it)",
+            lambda t, s: _create(
+                "mf", loss="bpr", n_factors=64, epochs=20, seed=s, num_threads=t, verbose=False
+            ),
+            lambda t, s: _peer("implicit-bpr", factors=64, iterations=100, num_threads=t, seed=s),
+            rank,
+            ndcg,
+            "",
+            ("implicit",),
+        ),
+        Pair(
+            "item_knn",
+            "recforge item_knn (cosine, k=40)",
+            "implicit CosineRecommender (K=40)",
+            lambda t, s: _create(
+                "item_knn", k_neighbors=40, feedback="implicit", seed=s, num_threads=t
+            ),
+            lambda t, s: ImplicitCosine(K=40, num_threads=t, seed=s),
+            rank,
+            ndcg,
+            "",
+            ("implicit",),
+        ),
+        Pair(
+            "biased_mf",
+            "recforge biased_mf (defaults)",
+            "Surprise SVD (defaults)",
+            lambda t, s: _create("biased_mf", seed=s, num_threads=t, verbose=False),
+            lambda t, s: _peer("surprise-svd", seed=s),
+            "random-80-20",
+            "rmse",
+            "Surprise is single-threaded whatever the thread count.",
+            ("surprise",),
+        ),
+    ]
+
+
+# ---------------------------------------------------------------------------- running
+@dataclass
+class _Series:
+    seconds: list[float] = field(default_factory=list)
+    metric: list[float] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "seconds_median": statistics.median(self.seconds),
+            "seconds_min": min(self.seconds),
+            "seconds_max": max(self.seconds),
+            "metric_median": statistics.median(self.metric),
+            "metric_min": min(self.metric),
+            "metric_max": max(self.metric),
+            "seconds": self.seconds,
+            "metric": self.metric,
+        }
+
+
+@contextlib.contextmanager
+def _all_threads(n: int) -> Iterator[None]:
+    """torch, BLAS and OpenMP pools limited to ``n`` threads, and forced for recforge fits."""
+    from recforge.threads import forced_threads, threads
+
+    try:
+        threadpoolctl = importlib.import_module("threadpoolctl")
+        limits: contextlib.AbstractContextManager[Any] = threadpoolctl.threadpool_limits(n)
+    except ImportError:
+        limits = contextlib.nullcontext()
+    with limits, forced_threads(n), threads(n):
+        yield
+
+
+def _missing(modules: Sequence[str]) -> str | None:
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            return f"{module} is not installed (pip install 'recforge[peers]')"
+    return None
+
+
+def _fit_eval(
+    factory: Factory, threads: int, seed: int, ps: ProtocolSplit, protocol: str, metric: str
+) -> tuple[float, float]:
+    proto = get_protocol(protocol)
+    with _all_threads(threads):
+        model = factory(threads, seed)
+        t0 = time.perf_counter()
+        model.fit(ps.train)
+        seconds = time.perf_counter() - t0
+    value = float(proto.evaluate(model, ps)["metrics"][metric])
+    return seconds, value
+
+
+def _loadavg() -> list[float] | None:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def run_speed(
+    datasets: Sequence[tuple[str, Interactions]],
+    *,
+    threads: Sequence[int],
+    reps: int = 3,
+    pairs: Sequence[str] | None = None,
+    command: str = "",
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run the pairs on each dataset, interleaved; the JSON-ready result (see module docstring)."""
+    from recforge.threads import available_cpus
+
+    known = {p.name: p for p in speed_pairs()}
+    chosen = list(pairs) if pairs else list(known)
+    unknown = [n for n in chosen if n not in known]
+    if unknown:
+        raise ConfigError(f"unknown speed pair(s) {', '.join(unknown)}; valid: {', '.join(known)}")
+    if reps < 1:
+        raise ConfigError(f"reps must be >= 1, got {reps}")
+    result: dict[str, Any] = {
+        "command": command,
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "load_average_start": _loadavg(),
+        "machine": {
+            "cpus_available": available_cpus(),
+            "cpu_count": os.cpu_count(),
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+            "versions": _versions(),
+        },
+        "threads": list(threads),
+        "reps": reps,
+        "rows": [],
+    }
+    for dataset, data in datasets:
+        splits: dict[str, ProtocolSplit] = {}
+        for name in chosen:
+            pair = known[name]
+            row: dict[str, Any] = {
+                "pair": pair.name,
+                "dataset": dataset,
+                "protocol": pair.protocol,
+                "metric": pair.metric,
+                "ours": pair.ours_label,
+                "peer": pair.peer_label,
+                "note": pair.note,
+            }
+            reason = _missing(pair.needs)
+            if reason is None and pair.protocol not in splits:
+                splits[pair.protocol] = get_protocol(pair.protocol).split(data)
+            if reason is not None:
+                row["skipped"] = reason
+                result["rows"].append(row)
+                continue
+            ps = splits[pair.protocol]
+            # Untimed warm-up of both sides on a small slice: imports and first-call costs
+            # (library loading, thread-pool start) must not land in the first repetition.
+            tiny = ps.train.subset(np.arange(min(len(ps.train), 3000))).compact()
+            for factory in (pair.ours, pair.peer):
+                with _all_threads(threads[0]):
+                    factory(threads[0], 0).fit(tiny)
+            series = {(t, side): _Series() for t in threads for side in ("ours", "peer")}
+            for rep in range(reps):
+                for t in threads:
+                    order = ("ours", "peer") if rep % 2 == 0 else ("peer", "ours")
+                    for side in order:
+                        if progress is not None:
+                            progress(f"{dataset} · {pair.name} · {side} · {t} thr · rep {rep + 1}")
+                        factory = pair.ours if side == "ours" else pair.peer
+                        sec, val = _fit_eval(factory, t, rep, ps, pair.protocol, pair.metric)
+                        series[(t, side)].seconds.append(sec)
+                        series[(t, side)].metric.append(val)
+            row["by_threads"] = {}
+            for t in threads:
+                ours, peer = series[(t, "ours")], series[(t, "peer")]
+                ratios = [a / b for a, b in zip(ours.seconds, peer.seconds, strict=True)]
+                row["by_threads"][str(t)] = {
+                    "ours": ours.summary(),
+                    "peer": peer.summary(),
+                    "ratio_median": statistics.median(ratios),
+                    "ratio_min": min(ratios),
+                    "ratio_max": max(ratios),
+                }
+            if len(threads) > 1:
+                base = series[(threads[0], "ours")].seconds
+                row["ours_threads_ratio"] = {
+                    str(t): statistics.median(
+                        [a / b for a, b in zip(series[(t, "ours")].seconds, base, strict=True)]
+                    )
+                    for t in threads[1:]
+                }
+            result["rows"].append(row)
+    result["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    result["load_average_end"] = _loadavg()
+    return result
+
+
+def _versions() -> dict[str, str]:
+    out: dict[str, str] = {}
+    for module in ("recforge", "torch", "numpy", "scipy", "implicit", "surprise"):
+        try:
+            out[module] = str(getattr(importlib.import_module(module), "__version__", "?"))
+        except ImportError:
+            out[module] = "not installed"
+    return out
+
+
+# ---------------------------------------------------------------------------- report
+def _fmt_time(s: dict[str, Any]) -> str:
+    return f"{s['seconds_median']:.2f} s [{s['seconds_min']:.2f}–{s['seconds_max']:.2f}]"
+
+
+def _fmt_metric(s: dict[str, Any], metric: str) -> str:
+    lo, hi = s["metric_min"], s["metric_max"]
+    spread = "" if lo == hi else f" [{lo:.4f}–{hi:.4f}]"
+    return f"{metric} {s['metric_median']:.4f}{spread}"
+
+
+def speed_markdown(result: dict[str, Any]) -> str:
+    """The Markdown report of :func:`run_speed`'s result."""
+    m = result["machine"]
+    lines = [
+        "# Speed: recforge against its fastest peer, same work, same threads",
+        "",
+        f"Command: `{result['command']}`",
+        "",
+        f"Run {result['started_at']} → {result['finished_at']}; load average (1, 5, 15 min) "
+        f"{result['load_average_start']} at the start, {result['load_average_end']} at the end, "
+        f"on {m['cpus_available']} available CPUs ({m['processor'] or m['platform']}); "
+        f"OMP_WAIT_POLICY={m['omp_wait_policy']}; versions {m['versions']}.",
+        "",
+        "The machine is shared with other work (a load average above the CPU count means every "
+        "thread waits for a core): absolute times are inflated and noisy. Each pair runs in one "
+        "process, interleaved (per repetition and thread count: recforge then the peer, the "
+        "order flipped on odd repetitions; seed = repetition for both), so the **paired ratio** "
+        "recforge/peer is the figure to read. Times are fit only, median [min–max] over "
+        f"{result['reps']} repetitions; the quality beside each is the median [min–max] over "
+        "the same seeds (NDCG@10 on temporal-user-80-20, or RMSE on random-80-20). Same thread "
+        "count both sides (torch, BLAS via threadpoolctl, and the peer's num_threads).",
+        "",
+    ]
+    datasets = list(dict.fromkeys(r["dataset"] for r in result["rows"]))
+    threads = result["threads"]
+    for dataset in datasets:
+        lines += [
+            f"## {dataset}",
+            "",
+            "| pair | threads | recforge | quality | peer | quality | ratio (median [min–max]) |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        notes: list[str] = []
+        for row in (r for r in result["rows"] if r["dataset"] == dataset):
+            if "skipped" in row:
+                lines.append(f"| {row['pair']} | – | skipped: {row['skipped']} | | | | |")
+                continue
+            for t, cell in row["by_threads"].items():
+                lines.append(
+                    f"| {row['pair']}: {row['ours']} vs {row['peer']} | {t} | "
+                    f"{_fmt_time(cell['ours'])} | {_fmt_metric(cell['ours'], row['metric'])} | "
+                    f"{_fmt_time(cell['peer'])} | {_fmt_metric(cell['peer'], row['metric'])} | "
+                    f"**{cell['ratio_median']:.2f}** [{cell['ratio_min']:.2f}–"
+                    f"{cell['ratio_max']:.2f}] |"
+                )
+            if row.get("note"):
+                notes.append(f"- {row['pair']}: {row['note']}")
+        lines += ["", *notes, ""]
+        if len(threads) > 1:
+            lines += [
+                f"recforge at {', '.join(map(str, threads[1:]))} threads over 1 thread "
+                "(median of paired repetitions; ≤ 1.0 means more threads did not slow it down):",
+                "",
+                "| model | " + " | ".join(f"{t} thr / 1 thr" for t in threads[1:]) + " |",
+                "|---|" + "---|" * (len(threads) - 1),
+            ]
+            for row in (r for r in result["rows"] if r["dataset"] == dataset):
+                if "ours_threads_ratio" in row:
+                    vals = " | ".join(f"{v:.2f}" for v in row["ours_threads_ratio"].values())
+                    lines.append(f"| {row['ours']} | {vals} |")
+            lines.append("")
+    return "\n".join(lines)
+
+
+def write_speed(result: dict[str, Any], out: Path) -> tuple[Path, Path]:
+    """Write ``speed.json`` and ``speed.md`` under ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    jpath, mpath = out / "speed.json", out / "speed.md"
+    jpath.write_text(json.dumps(result, indent=2) + "\n")
+    mpath.write_text(speed_markdown(result))
+    return jpath, mpath
