@@ -213,7 +213,7 @@ def test_ease_refuses_a_catalogue_that_does_not_fit_before_allocating(
     n = explicit_split.train.n_items
     with pytest.raises(ConfigError) as exc:
         create("ease").fit(explicit_split.train)
-    need = ease.format_bytes(ease.ease_memory_bytes(n))
+    need = ease.format_bytes(ease.ease_memory_bytes(n, "auto"))  # the default: float32 first
     assert f"{n} items need about {need}" in str(exc.value)
     assert "only 10.0 KB of memory is available" in str(exc.value)
     monkeypatch.setattr(ease, "available_memory_bytes", lambda: None)  # unknown: budget only

@@ -297,11 +297,19 @@ class EASE(Recommender):
         config's); ConfigError over the budget."""
         cfg = self.config
         need = ease_memory_bytes(n_items, dtype or cfg.dtype)
+        # float32 halves the need; once it is float32 (or a float64 redo), raise reg instead.
+        f32 = (
+            "use dtype='float32', "
+            if (dtype or cfg.dtype) == "float64" and dtype is None
+            else "raise reg (a float64 redo means an ill-conditioned system), "
+            if dtype == "float64"
+            else ""
+        )
         if need > cfg.memory_budget_bytes:
             raise ConfigError(
                 f"ease: {n_items} items need about {format_bytes(need)} (3 dense "
                 f"{n_items}x{n_items} matrices), over memory_budget={cfg.memory_budget!r}; raise "
-                f"memory_budget, use dtype='float32', or filter rare items"
+                f"memory_budget, {f32}or filter rare items"
             )
         # The budget is a user's promise; the machine may still have less free right now, and an
         # n_items² allocation that does not fit ends in the OOM killer, not in an error message.
@@ -310,7 +318,7 @@ class EASE(Recommender):
             raise ConfigError(
                 f"ease: {n_items} items need about {format_bytes(need)} (3 dense "
                 f"{n_items}x{n_items} matrices) but only {format_bytes(available)} of memory is "
-                "available; use dtype='float32', filter rare items, or use a bigger machine"
+                f"available; {f32}filter rare items, or use a bigger machine"
             )
         return need
 
