@@ -278,11 +278,16 @@ def test_save_load_gives_identical_scores(explicit_model: ALS, tmp_path: Path) -
     )
 
 
-def test_seed_determinism() -> None:
+@pytest.mark.parametrize("backend", ["torch", "implicit"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_seed_determinism(backend: str, threads: int) -> None:
+    if backend == "implicit" and als_mod._native_cg() is None:
+        pytest.skip("implicit is not installed")
     data = planted_implicit(2).train
-    a = ALS(seed=3, **SMALL).fit(data)
-    b = ALS(seed=3, **SMALL).fit(data)
-    c = ALS(seed=4, **SMALL).fit(data)
+    cfg = {**SMALL, "backend": backend, "num_threads": threads}
+    a = ALS(seed=3, **cfg).fit(data)
+    b = ALS(seed=3, **cfg).fit(data)
+    c = ALS(seed=4, **cfg).fit(data)
     np.testing.assert_array_equal(a.user_factors_, b.user_factors_)
     np.testing.assert_array_equal(a.item_factors_, b.item_factors_)
     assert not np.array_equal(a.item_factors_, c.item_factors_)
