@@ -49,11 +49,16 @@ def render_reclist(
     from recforge.data.domain import nouns_for
 
     words = nouns_for(meta)
+    # Columns the data can fill: a file without an item file has ids and scores only.
+    has_title = meta is not None and "title" in meta.columns
+    has_categories = meta is not None and "genres" in meta.columns
     table = Table(title=heading, title_justify="left")
     table.add_column("#", justify="right")
     table.add_column(words.item, justify="right")
-    table.add_column("title")
-    table.add_column(words.categories)
+    if has_title:
+        table.add_column("title")
+    if has_categories:
+        table.add_column(words.categories)
     table.add_column(score_label, justify="right")
     for rank, (iid, score) in enumerate(
         zip(rec.item_ids.tolist(), rec.scores.tolist(), strict=True), 1
@@ -62,7 +67,10 @@ def render_reclist(
         title = info.get("title", "")
         if "year" in info:
             title = f"{title} ({info['year']})"
-        table.add_row(str(rank), str(iid), title, ", ".join(info.get("genres", [])), f"{score:.3f}")
+        cells = [str(rank), str(iid)]
+        cells += [title] if has_title else []
+        cells += [", ".join(info.get("genres", []))] if has_categories else []
+        table.add_row(*cells, f"{score:.3f}")
     con.print(table)
 
 

@@ -110,7 +110,10 @@ class ALSConfig(ModelConfig):
     )
     init_std: float = Field(0.01, gt=0, le=10, description="Std of the Gaussian initial factors.")
     num_threads: int | None = Field(
-        None, ge=1, description="CPU threads (None: the CPUs available, see recforge.threads)."
+        None,
+        ge=1,
+        le=4096,
+        description="CPU threads (None: the CPUs available, see recforge.threads).",
     )
 
 

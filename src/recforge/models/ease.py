@@ -143,7 +143,10 @@ class EASEConfig(ModelConfig):
         "for float32 (condition bound λ_max/λ over 1e4) or its Cholesky fails.",
     )
     num_threads: int | None = Field(
-        None, ge=1, description="CPU threads (None: the CPUs available, see recforge.threads)."
+        None,
+        ge=1,
+        le=4096,
+        description="CPU threads (None: the CPUs available, see recforge.threads).",
     )
     memory_budget: str = Field(
         "4GB",

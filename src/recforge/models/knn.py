@@ -135,7 +135,10 @@ class KNNConfig(ModelConfig):
     )
     min_support: int = Field(1, ge=1, description="Fewer co-raters than this: similarity 0.")
     num_threads: int | None = Field(
-        None, ge=1, description="CPU threads (None: the CPUs available, see recforge.threads)."
+        None,
+        ge=1,
+        le=4096,
+        description="CPU threads (None: the CPUs available, see recforge.threads).",
     )
     min_k: int = Field(1, ge=1, description="Rating rule: fewer usable neighbours: baseline only.")
     min_similarity: float = Field(0.0, ge=0, lt=1, description="Keep only similarities above this.")
