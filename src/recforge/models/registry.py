@@ -31,6 +31,7 @@ _MODELS: dict[str, str] = {
     "mult_vae": "recforge.models.vae:MultVAE",
     "mult_dae": "recforge.models.vae:MultDAE",
     "blend": "recforge.models.blend:Blend",
+    "sasrec": "recforge.models.sasrec:SASRec",
 }
 
 

@@ -1,0 +1,117 @@
+"""Sequential recommenders: the shared contract plus order-specific behaviour."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recforge.data.interactions import Interactions
+from recforge.models.registry import create
+from recforge.testing import ModelContract
+
+# Small networks on short windows: three fits per class must stay quick on a loaded machine.
+_SMALL = {"epochs": 12, "max_len": 30, "hidden": 32, "batch_size": 32, "lr": 3e-3}
+
+
+class TestSASRec(ModelContract):
+    model_name = "sasrec"
+    config: ClassVar[dict[str, Any]] = dict(_SMALL)
+    explicit = False
+
+
+def _chain_data(n_users: int = 120, n_items: int = 30, length: int = 12) -> Interactions:
+    """Users walk the catalogue in a fixed cycle i -> i+1: only order tells what comes next."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for u in range(n_users):
+        start = int(rng.integers(0, n_items))
+        for t in range(length):
+            rows.append((u, (start + t) % n_items, t))
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
+    return Interactions.from_frame(frame)
+
+
+@pytest.fixture(scope="module")
+def chain_model() -> Any:
+    return create("sasrec", epochs=15, max_len=12, hidden=32, lr=5e-3, dropout=0.0).fit(
+        _chain_data()
+    )
+
+
+def test_sasrec_learns_the_order(chain_model: Any) -> None:
+    # After ..., 3, 4, 5 the next item is 6; after 5, 4, 3 (reversed) the cycle says 2.
+    forward = chain_model.recommend_for_items([3, 4, 5], k=1)
+    backward = chain_model.recommend_for_items([5, 4, 3], k=1)
+    assert forward.item_ids.tolist() == [6]
+    assert backward.item_ids.tolist() != [6]
+
+
+def test_fold_in_of_own_history_equals_user_scores(chain_model: Any) -> None:
+    data = _chain_data()
+    from recforge.data.sequences import Sequences
+
+    seq = Sequences.from_interactions(data)
+    hist = seq.history(7)
+    scores = chain_model.fold_in_scores(hist, np.ones(len(hist), np.float32))
+    np.testing.assert_allclose(
+        scores, chain_model.score_items(np.array([7]))[0], rtol=1e-5, atol=1e-6
+    )
+
+
+def test_fold_in_batch_reads_stored_order(chain_model: Any) -> None:
+    import scipy.sparse as sp
+
+    idx = np.array([3, 4, 5, 5, 4, 3])
+    rows = sp.csr_matrix(
+        (np.ones(6, np.float32), idx, np.array([0, 3, 6])), shape=(2, chain_model.n_items)
+    )
+    batch = chain_model.fold_in_scores_batch(rows)
+    one = chain_model.fold_in_scores(idx[3:], np.ones(3, np.float32))
+    np.testing.assert_allclose(batch[1], one, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(batch[0], batch[1])
+
+
+def test_attention_weights_sum_to_one(chain_model: Any) -> None:
+    w = chain_model.attention_to_history(np.array([1, 2, 3, 4]))
+    assert w.shape == (4,)
+    assert np.all(w >= 0) and w.sum() == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("loss", ["sampled_ce", "gbce"])
+def test_sampled_losses_train(loss: str) -> None:
+    data = _chain_data()
+    model = create(
+        "sasrec", epochs=15, max_len=12, hidden=32, lr=5e-3, dropout=0.0, loss=loss,
+        n_negatives=8,
+    ).fit(data)  # fmt: skip
+    hist = model.history_["train_loss"].to_numpy()
+    assert hist[-1] < hist[0]
+    assert model.recommend_for_items([3, 4, 5], k=3).item_ids.tolist()[0] == 6
+
+
+def test_genre_features_are_used() -> None:
+    data = _chain_data()
+    meta = pd.DataFrame(
+        {"genres": [["even"] if i % 2 == 0 else ["odd"] for i in range(30)]},
+        index=pd.Index(range(30), name="item_id"),
+    )
+    data = Interactions.from_frame(data.to_frame(), item_meta=meta)
+    model = create("sasrec", epochs=2, max_len=12, hidden=16, use_features=True).fit(data)
+    names = [n for n, _ in model.module_.named_parameters()]
+    assert "items.proj.weight" in names
+
+
+def test_validation_metrics_in_history() -> None:
+    data = _chain_data()
+    from recforge.data.split import leave_latest_out
+
+    split = leave_latest_out(data)
+    model = create(
+        "sasrec", epochs=3, max_len=12, hidden=16, patience=2, monitor="valid_ndcg@10",
+        monitor_mode="max",
+    ).fit(split.train, valid=split.test)  # fmt: skip
+    assert {"valid_loss", "valid_ndcg@10"} <= set(model.history_.columns)
+    assert np.isfinite(model.history_["valid_ndcg@10"]).all()
