@@ -71,6 +71,7 @@ def test_registry_names_and_lookup() -> None:
         "ml1m-90-10",
         "ml1m-5fold",
         "temporal-user-80-20",
+        "loo-latest",
         "ncf-loo",
         "heldout-users",
     ]

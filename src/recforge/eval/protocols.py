@@ -13,6 +13,8 @@ from (issue #5, ``docs/protocols.md``):
 ``temporal-user-80-20``  each user's last 20 % in time (ceil, >= 1; ties by item id; users with < 5
                          events stay in train); every rating a positive; full ranking over train
                          items minus the user's own; Recall/NDCG@10/20, HR/Prec/MRR/coverage@10.
+``loo-latest``           leave-latest-out with full ranking: each user's last event is test, the one
+                         before it validation (carved from train); NDCG/HR/MRR@10, NDCG/HR@20.
 ``ncf-loo``              leave-latest-out; the held-out item ranked among 99 sampled negatives;
                          HR@10 and NDCG@10, labelled "sampled" wherever printed.
 ``heldout-users``        Liang et al. 2018: positives = ratings >= 4; 10 % validation users, 10 %
@@ -457,6 +459,43 @@ class TemporalUser8020(_TimeOrderedProtocol):
         )
 
 
+class LooLatest(_TimeOrderedProtocol):
+    """Leave-latest-out with full ranking (the sequential-recommendation protocol)."""
+
+    name = "loo-latest"
+    description = (
+        "Leave-latest-out, full ranking: every rating is a positive; each user's events are "
+        "sorted by timestamp (ties by item id) and the latest one is the test item; users with "
+        "a single event stay wholly in train. The validation carve (tuning) applies the same "
+        "rule to train, so the event before the test one is the validation item and the test "
+        "part is never touched. The model is fitted on everything before the test event. "
+        "Candidates are every item present in train minus the user's own train items (no "
+        "sampling). With one relevant item, HR@k = Recall@k; NDCG@k = 1/log2(1 + rank) if the "
+        "item is in the top k; MRR@10; coverage@10. Means over test users."
+    )
+    metrics = ("ndcg@10", "hit_rate@10", "mrr@10", "ndcg@20", "hit_rate@20", "coverage@10")
+    primary_metric = "ndcg@10"
+    higher_is_better = True
+    kind = "ranking"
+
+    def _make(self, data: Interactions, label: str) -> Split:
+        from recforge.data.split import leave_latest_out
+
+        return leave_latest_out(data, n=1)
+
+    def _evaluate(self, model: Recommender, ps: ProtocolSplit) -> Any:
+        from recforge.eval.evaluate import evaluate_ranking
+
+        return evaluate_ranking(
+            model,
+            ps.split,
+            ks=(10, 20),
+            relevance_threshold=None,
+            candidates="train_items",
+            exclude_seen=True,
+        )
+
+
 class NcfLoo(_TimeOrderedProtocol):
     """He et al. 2017's leave-one-out with 99 sampled negatives."""
 
@@ -547,6 +586,7 @@ _REGISTRY: dict[str, Protocol] = {
         ML1M9010(),
         ML1M5Fold(),
         TemporalUser8020(),
+        LooLatest(),
         NcfLoo(),
         HeldOutUsers(),
     )
