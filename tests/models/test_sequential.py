@@ -22,6 +22,18 @@ class TestSASRec(ModelContract):
     explicit = False
 
 
+class TestGRU4Rec(ModelContract):
+    model_name = "gru4rec"
+    config: ClassVar[dict[str, Any]] = dict(_SMALL)
+    explicit = False
+
+
+class TestBERT4Rec(ModelContract):
+    model_name = "bert4rec"
+    config: ClassVar[dict[str, Any]] = {**_SMALL, "epochs": 20}
+    explicit = False
+
+
 def _chain_data(n_users: int = 120, n_items: int = 30, length: int = 12) -> Interactions:
     """Users walk the catalogue in a fixed cycle i -> i+1: only order tells what comes next."""
     rng = np.random.default_rng(0)
@@ -78,6 +90,15 @@ def test_attention_weights_sum_to_one(chain_model: Any) -> None:
     w = chain_model.attention_to_history(np.array([1, 2, 3, 4]))
     assert w.shape == (4,)
     assert np.all(w >= 0) and w.sum() == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("name", ["gru4rec", "bert4rec"])
+def test_other_families_learn_the_order(name: str) -> None:
+    model = create(name, epochs=20, max_len=12, hidden=32, lr=5e-3, dropout=0.0, batch_size=16).fit(
+        _chain_data()
+    )
+    # A full-length history: BERT4Rec trains on full windows only (every user has 12 events).
+    assert model.recommend_for_items(list(range(10)), k=1).item_ids.tolist() == [10]
 
 
 @pytest.mark.parametrize("loss", ["sampled_ce", "gbce"])

@@ -32,6 +32,8 @@ _MODELS: dict[str, str] = {
     "mult_dae": "recforge.models.vae:MultDAE",
     "blend": "recforge.models.blend:Blend",
     "sasrec": "recforge.models.sasrec:SASRec",
+    "gru4rec": "recforge.models.gru4rec:GRU4Rec",
+    "bert4rec": "recforge.models.bert4rec:BERT4Rec",
 }
 
 
