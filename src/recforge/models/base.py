@@ -491,6 +491,21 @@ class Recommender(ABC):
         idx, val = rank_scores(scores, k, exclude=rated)
         return self._to_reclist(None, idx[0], val[0])
 
+    def recommend_for_items(
+        self, item_ids: Sequence[Any], k: int = 10, *, exclude_rated: bool = True
+    ) -> RecList:
+        """Recommendations for a new user given the items they chose, oldest first (no ratings).
+
+        Sequential models read the order; the others take each item as an implicit positive:
+        rating 1 for implicit models, the top of the rating scale (a "like") for explicit
+        ones, through :meth:`recommend_for_ratings`. Unknown items are ignored.
+        """
+        self._check_fitted()
+        value = 1.0 if self.rating_scale_ is None else float(self.rating_scale_[1])
+        return self.recommend_for_ratings(
+            dict.fromkeys(item_ids, value), k, exclude_rated=exclude_rated
+        )
+
     def predict_for_ratings(
         self, ratings: Mapping[Any, float], item_ids: npt.ArrayLike
     ) -> FloatArray:

@@ -49,7 +49,8 @@ held-out items given each user's training sequence (training items removed from 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from collections.abc import Sequence as SequenceABC
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -64,7 +65,13 @@ from recforge.config import ModelConfig, OptimizerName, ScheduleName, TrainConfi
 from recforge.data.interactions import Interactions
 from recforge.data.sequences import Sequences, pad_left
 from recforge.errors import DataError
-from recforge.models.base import DEFAULT_SCORE_CHUNK, FloatArray, IndexArray, Recommender
+from recforge.models.base import (
+    DEFAULT_SCORE_CHUNK,
+    FloatArray,
+    IndexArray,
+    RecList,
+    Recommender,
+)
 from recforge.models.neural import NeuralRecommender
 from recforge.train.losses import Batch, Objective
 from recforge.train.rows import CSRRows
@@ -448,7 +455,9 @@ class SequentialRecommender(NeuralRecommender):
         """
         return self.score_sequences(self._ordered_rows(rows))
 
-    def recommend_for_items(self, item_ids: Any, k: int = 10, *, exclude_rated: bool = True) -> Any:
+    def recommend_for_items(
+        self, item_ids: SequenceABC[Any], k: int = 10, *, exclude_rated: bool = True
+    ) -> RecList:
         """Recommendations after an ordered list of raw item ids (oldest first), no retraining.
 
         Repeats are kept (a re-watched item is two events); unknown ids are ignored.
@@ -508,7 +517,7 @@ class _OrderedItems(Mapping[Any, float]):
             raise KeyError(key)
         return 1.0
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[Any]:
         return iter(self._ids)
 
     def __len__(self) -> int:

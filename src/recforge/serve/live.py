@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -351,6 +351,19 @@ class LiveBackend:
                 Because(item_id=str(c.item_id), title=c.title, weight=round(c.weight, 6))
                 for c in exp.because(n)
             ]
+
+    def fold_in_items(
+        self, item_ids: Sequence[str], k: int, exclude_rated: bool
+    ) -> list[ScoredItem]:
+        """Recommendations after an ordered list of items, oldest first (unknown ids ignored)."""
+        from recforge.errors import DataError
+
+        known = [raw for raw in (_coerce(i, self._item_kind) for i in item_ids) if raw is not None]
+        if not known:
+            raise DataError("none of the rated items is known to the model")
+        rec = self.model.recommend_for_items(known, k, exclude_rated=exclude_rated)
+        idx = self.model.items_.index(rec.item_ids, missing="negative")
+        return self._scored(idx, rec.scores)
 
     def similar(self, item_id: str, k: int) -> list[ScoredItem]:
         """The ``k`` items most cosine-similar to ``item_id`` (UnknownIdError when unknown)."""

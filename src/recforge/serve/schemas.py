@@ -5,7 +5,15 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 
 #: Hard upper bound on k for every endpoint (Settings.max_k may lower it, never raise it).
 MAX_K = 1000
@@ -106,14 +114,23 @@ class Health(BaseModel):
 
 
 class NewUserRequest(BaseModel):
-    """A new user's ratings ``{item_id: rating}`` and how many items to return."""
+    """A new user's ratings ``{item_id: rating}`` and/or ordered ``items``, and how many to return.
+
+    ``items`` alone (click data, no ratings needed): the items in the order the person chose
+    them, oldest first; sequential models read the order, the others treat each as an implicit
+    positive. With both, ``ratings`` are read in the order of ``items`` (ids missing from
+    ``items`` follow, in their own order).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     ratings: dict[str, Annotated[float, Field(ge=-MAX_ABS_RATING, le=MAX_ABS_RATING)]] = Field(
-        ...,
-        min_length=1,
+        default_factory=dict,
         description="Raw item id -> rating (unknown items are ignored; finite, |rating| <= 1e6).",
+    )
+    items: list[Annotated[str, Field(max_length=4096)]] | None = Field(
+        None,
+        description="Raw item ids in the order chosen, oldest first (unknown items are ignored).",
     )
     # Strict: JSON true is not k=1, and "5" is not 5 (a client bug worth a 422, not a guess).
     k: StrictInt = Field(10, ge=1, le=MAX_K)
@@ -133,11 +150,28 @@ class NewUserRequest(BaseModel):
     @field_validator("ratings")
     @classmethod
     def _finite(cls, value: dict[str, float]) -> dict[str, float]:
-        if not value:
-            raise ValueError("give at least one rating")
         if not all(math.isfinite(v) for v in value.values()):
             raise ValueError("ratings must be finite numbers")
         return value
+
+    @model_validator(mode="after")
+    def _something_given(self) -> NewUserRequest:
+        if not self.ratings and not self.items:
+            raise ValueError("give at least one rating or item")
+        return self
+
+    def ordered_ratings(self) -> dict[str, float]:
+        """``ratings`` in the order of ``items`` (then the rest); empty without ratings."""
+        if not self.ratings or not self.items:
+            return dict(self.ratings)
+        out = {i: self.ratings[i] for i in self.items if i in self.ratings}
+        out.update({i: v for i, v in self.ratings.items() if i not in out})
+        return out
+
+    @property
+    def n_given(self) -> int:
+        """How many entries the request carries (bounded by ``max_ratings``)."""
+        return max(len(self.ratings), len(self.items or []))
 
 
 class ReloadRequest(BaseModel):

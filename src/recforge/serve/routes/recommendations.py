@@ -1,4 +1,4 @@
-"""POST /recommendations: a new user's ratings, answered by fold-in (no retraining)."""
+"""POST /recommendations: a new user's ratings or ordered items, answered by fold-in."""
 
 from __future__ import annotations
 
@@ -42,11 +42,13 @@ async def new_user_recommendations(
     measured under 2 ms at load (closed-form ones) answer on the event loop; slower ones run in
     a worker thread so they do not stall other requests."""
     check_k(service, body.k)
-    if len(body.ratings) > service.settings.max_ratings:
+    if body.n_given > service.settings.max_ratings:
         raise HTTPException(
             status_code=422, detail=TOO_MANY_RATINGS.format(service.settings.max_ratings)
         )
     live = require_live(service)
+    if body.items:  # ordered items: ratings read in their order, or implicit positives
+        body.ratings = body.ordered_ratings() or live.items_as_ratings(body.items)
     try:
         args = (body.ratings, body.k, body.exclude_rated, body.explain)
         if live.fold_in_inline and (live.explain_inline or not body.explain):

@@ -190,6 +190,10 @@ async function recommend() {
   }
   const body = { ratings: {}, k: 10, explain: true };
   for (const [id, e] of ratings) body.ratings[id] = e.rating;
+
+  // The order in which the person picked the items (a Map keeps insertion order): sequential
+  // models read it as the history, oldest first.
+  body.items = [...ratings.keys()];
   try {
     const res = await api("/recommendations", {
       method: "POST",
