@@ -20,7 +20,7 @@ from pathlib import Path
 
 from recforge.data.sources import load_dataset
 from recforge.eval.protocols import get_protocol
-from recforge.models.registry import create
+from recforge.models.registry import config_class, create
 
 
 def main() -> None:
@@ -36,7 +36,8 @@ def main() -> None:
     for text in args.configs:
         cfg = json.loads(text)
         t0 = time.perf_counter()
-        model = create(args.model, {"verbose": False, **cfg}).fit(inner.train)
+        quiet = {"verbose": False} if "verbose" in config_class(args.model).model_fields else {}
+        model = create(args.model, {**quiet, **cfg}).fit(inner.train)
         fit_s = time.perf_counter() - t0
         metrics = proto.evaluate(model, inner)["metrics"]
         row = {

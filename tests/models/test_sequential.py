@@ -136,3 +136,18 @@ def test_validation_metrics_in_history() -> None:
     ).fit(split.train, valid=split.test)  # fmt: skip
     assert {"valid_loss", "valid_ndcg@10"} <= set(model.history_.columns)
     assert np.isfinite(model.history_["valid_ndcg@10"]).all()
+
+
+def test_window_ce_hand_computed() -> None:
+    import torch
+
+    from recforge.models.sequential import _window_ce
+
+    target = torch.tensor([[1, 3, 0, 2]])  # items 0, 2, (no target), 1
+    keep = target > 0
+    logits = torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0], [2.0, 0.0, 0.0]])
+    lse = torch.logsumexp(logits, dim=1)
+    # position 0 -> items 0, 2; position 1 -> items 2 (col 2 has none); position 3 -> item 1.
+    want = ((lse[0] - (1.0 + 3.0) / 2) + (lse[1] - 0.0) + (lse[2] - 0.0)) / 3
+    got = _window_ce(logits, target, keep, window=2)
+    assert float(got) == pytest.approx(float(want), rel=1e-6)

@@ -21,6 +21,11 @@ Objectives (``loss``), for next-item models, over the positions ``t`` with a tar
 
       L = −mean_t log softmax(H_t Eᵀ)_{y_t}
 
+  With ``target_window = w > 1`` each position learns its next ``w`` events (those inside the
+  same training window), ``L = −mean_t mean_{j<w} log softmax(H_t Eᵀ)_{y_{t+j}}`` — the
+  "all action" objective of PinnerFormer (Pancha et al., KDD 2022), suited to protocols that
+  score the next *several* events (``temporal-user-80-20``) rather than the next one;
+
 * ``"sampled_ce"`` — the same softmax over the target and ``n_negatives`` items drawn uniformly
   once per batch (shared by its positions; a drawn negative equal to a target is ignored for that
   position): cheaper for catalogues of 10⁵+ items;
@@ -100,6 +105,12 @@ class SequentialConfig(TrainConfig):
         "n_negatives uniform negatives per batch (large catalogues).",
     )
     n_negatives: int = Field(256, ge=1, le=1_000_000, description="sampled_ce / gbce negatives.")
+    target_window: int = Field(
+        1,
+        ge=1,
+        le=1024,
+        description='"ce": each position learns its next target_window events (1: next item).',
+    )
     gbce_t: float = Field(0.75, ge=0, le=1, description="gBCE calibration t (0: plain BCE).")
     use_features: bool = Field(
         False, description="Add item genre embeddings (item_meta genres) to item embeddings."
@@ -201,9 +212,16 @@ class NextItemLoss(Objective):
     """
 
     def __init__(
-        self, kind: SequenceLoss, n_items: int, n_negatives: int = 256, gbce_t: float = 0.75
+        self,
+        kind: SequenceLoss,
+        n_items: int,
+        n_negatives: int = 256,
+        gbce_t: float = 0.75,
+        *,
+        window: int = 1,
     ) -> None:
         self.kind = kind
+        self.window = int(window)
         self.n_items = int(n_items)
         self.n_negatives = int(min(n_negatives, max(1, n_items - 1)))
         alpha = self.n_negatives / max(1, self.n_items - 1)
@@ -217,6 +235,8 @@ class NextItemLoss(Objective):
         h = states[keep]
         y = target[keep] - 1
         table = module.item_table()
+        if self.kind == "ce" and self.window > 1:
+            return _window_ce(h @ table.T, target, keep, self.window)
         if self.kind == "ce":
             return F.cross_entropy(h @ table.T, y)
         neg = torch.randint(0, self.n_items, (self.n_negatives,), device=h.device)
@@ -228,6 +248,30 @@ class NextItemLoss(Objective):
             return F.cross_entropy(logits, torch.zeros_like(y))
         neg_terms = F.softplus(neg_s).masked_fill(clash, 0.0).sum(1)
         return (self.beta * F.softplus(-pos_s) + neg_terms).mean()
+
+
+def _window_ce(
+    logits: torch.Tensor, target: torch.Tensor, keep: torch.Tensor, window: int
+) -> torch.Tensor:
+    """Mean CE of each kept position against its next ``window`` targets of the same row.
+
+    ``logits`` ``(N, n_items)`` are the kept positions' scores; position ``(r, c)``'s targets are
+    ``target[r, c : c + window]`` (those that exist). One log-sum-exp per position serves all of
+    them: ``CE_j = lse − s_{y_j}``.
+    """
+    length = target.shape[1]
+    cols = torch.arange(length, device=target.device)
+    ahead = (cols[:, None] + torch.arange(window, device=target.device)[None, :]).clamp(
+        max=length - 1
+    )
+    valid_ahead = (cols[:, None] + torch.arange(window, device=target.device)[None, :]) < length
+    future = target[:, ahead]  # (B, L, window)
+    future = future.masked_fill(~valid_ahead[None], 0)[keep]  # (N, window)
+    real = future > 0
+    picked = logits.gather(1, (future - 1).clamp(min=0))
+    lse = torch.logsumexp(logits, dim=1, keepdim=True)
+    per = ((lse - picked) * real).sum(1) / real.sum(1).clamp(min=1)
+    return per.mean()
 
 
 class MaskedItemLoss(Objective):
@@ -362,7 +406,9 @@ class SequentialRecommender(NeuralRecommender):
     def make_objective(self) -> Objective:
         """The training objective (next-item losses; BERT4Rec overrides)."""
         cfg = self._cfg()
-        return NextItemLoss(cfg.loss, self.n_items, cfg.n_negatives, cfg.gbce_t)
+        return NextItemLoss(
+            cfg.loss, self.n_items, cfg.n_negatives, cfg.gbce_t, window=cfg.target_window
+        )
 
     def training_setup(self, train: Interactions) -> tuple[dict[str, torch.Tensor], Objective]:
         """Window tensors ``{"input", "target"}`` of every user's history and the objective."""
