@@ -151,3 +151,19 @@ def test_window_ce_hand_computed() -> None:
     want = ((lse[0] - (1.0 + 3.0) / 2) + (lse[1] - 0.0) + (lse[2] - 0.0)) / 3
     got = _window_ce(logits, target, keep, window=2)
     assert float(got) == pytest.approx(float(want), rel=1e-6)
+
+
+def test_export_sasrec_run(chain_model: Any, tmp_path: Any) -> None:
+    """A saved sequential run exports every user's top-k (the store matches recommend)."""
+    from recforge.export import export_run
+    from recforge.store import open_store
+
+    run = chain_model.save(tmp_path / "run")
+    url = f"sqlite:///{tmp_path / 'recs.db'}"
+    result = export_run(run, url, k=3, version="v1")
+    assert result.users == chain_model.n_users and result.rows == 3 * chain_model.n_users
+    store = open_store(url)
+    user = chain_model.users_.ids[5]
+    want = chain_model.recommend([user], k=3)[0]
+    got = store.get(user, 3, version="v1")
+    assert [r.item_id for r in got] == [str(i) for i in want.item_ids]

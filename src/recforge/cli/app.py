@@ -218,7 +218,8 @@ def train(
             "--protocol",
             "-p",
             help="Train on a named protocol's training part instead of --split "
-            "(ml100k-folds, random-80-20, temporal-user-80-20, ncf-loo, heldout-users).",
+            "(ml100k-folds, random-80-20, temporal-user-80-20, loo-latest, ncf-loo, "
+            "heldout-users).",
         ),
     ] = None,
     fold: Annotated[
