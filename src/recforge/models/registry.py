@@ -60,6 +60,9 @@ _INFO: dict[str, tuple[Feedback, str]] = {
     "mult_vae": ("implicit", "variational autoencoder, multinomial likelihood (Liang 2018)"),
     "mult_dae": ("implicit", "denoising autoencoder, multinomial likelihood (Liang 2018)"),
     "blend": ("explicit", "ridge blend of rating models fitted on a validation carve"),
+    "sasrec": ("implicit", "causal self-attention over ordered histories (Kang 2018; SASRec+ CE)"),
+    "gru4rec": ("implicit", "recurrent next-item model over ordered histories (Hidasi 2016)"),
+    "bert4rec": ("implicit", "bidirectional masked-item transformer over histories (Sun 2019)"),
 }
 
 
