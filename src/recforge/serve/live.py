@@ -352,18 +352,16 @@ class LiveBackend:
                 for c in exp.because(n)
             ]
 
-    def fold_in_items(
-        self, item_ids: Sequence[str], k: int, exclude_rated: bool
-    ) -> list[ScoredItem]:
-        """Recommendations after an ordered list of items, oldest first (unknown ids ignored)."""
-        from recforge.errors import DataError
+    def items_as_ratings(self, item_ids: Sequence[str]) -> dict[str, float]:
+        """Ordered item ids as implicit positives ``{item_id: value}``, in the order given.
 
-        known = [raw for raw in (_coerce(i, self._item_kind) for i in item_ids) if raw is not None]
-        if not known:
-            raise DataError("none of the rated items is known to the model")
-        rec = self.model.recommend_for_items(known, k, exclude_rated=exclude_rated)
-        idx = self.model.items_.index(rec.item_ids, missing="negative")
-        return self._scored(idx, rec.scores)
+        ``value`` is 1 for implicit models and the top of the scale (a "like") for explicit
+        ones, as :meth:`Recommender.recommend_for_items` does; a repeated id keeps its first
+        position.
+        """
+        scale = self.model.rating_scale_
+        value = 1.0 if scale is None else float(scale[1])
+        return dict.fromkeys(item_ids, value)
 
     def similar(self, item_id: str, k: int) -> list[ScoredItem]:
         """The ``k`` items most cosine-similar to ``item_id`` (UnknownIdError when unknown)."""
