@@ -31,10 +31,11 @@ def test_items_follow_the_order_for_a_sequential_model(sasrec_run: Path) -> None
             assert not {it["item_id"] for it in r.json()["items"]} & set(order)
         scores = [[it["score"] for it in v] for v in got.values()]
         assert scores[0] != scores[1]  # the order changed the answer
-        # ratings + items: the ratings are read in the order of items.
+        # ratings + items: the ratings are read in the order of items (all liked ratings, since
+        # low ones are no evidence for an implicit model and would be dropped).
         r = client.post(
             "/recommendations",
-            json={"ratings": {"1": 3, "2": 5, "4": 4, "5": 1}, "items": forward, "k": 5},
+            json={"ratings": {"1": 4, "2": 5, "4": 4, "5": 5}, "items": forward, "k": 5},
         )
         assert r.json()["items"] == got[tuple(forward)]
 
