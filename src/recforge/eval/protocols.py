@@ -414,7 +414,27 @@ class _TimeOrderedProtocol(Protocol):
         return super().applicable(data)
 
 
-class TemporalUser8020(_TimeOrderedProtocol):
+class _TimeOrderedRanking(_TimeOrderedProtocol):
+    """Full ranking after a time-ordered split: every test event relevant, train items ranked."""
+
+    primary_metric = "ndcg@10"
+    higher_is_better = True
+    kind = "ranking"
+
+    def _evaluate(self, model: Recommender, ps: ProtocolSplit) -> Any:
+        from recforge.eval.evaluate import evaluate_ranking
+
+        return evaluate_ranking(
+            model,
+            ps.split,
+            ks=(10, 20),
+            relevance_threshold=None,
+            candidates="train_items",
+            exclude_seen=True,
+        )
+
+
+class TemporalUser8020(_TimeOrderedRanking):
     """Per-user temporal 80/20, full ranking."""
 
     name = "temporal-user-80-20"
@@ -437,29 +457,14 @@ class TemporalUser8020(_TimeOrderedProtocol):
         "mrr@10",
         "coverage@10",
     )
-    primary_metric = "ndcg@10"
-    higher_is_better = True
-    kind = "ranking"
 
     def _make(self, data: Interactions, label: str) -> Split:
         from recforge.data.split import temporal_user
 
         return temporal_user(data, 0.2, min_events=5)
 
-    def _evaluate(self, model: Recommender, ps: ProtocolSplit) -> Any:
-        from recforge.eval.evaluate import evaluate_ranking
 
-        return evaluate_ranking(
-            model,
-            ps.split,
-            ks=(10, 20),
-            relevance_threshold=None,
-            candidates="train_items",
-            exclude_seen=True,
-        )
-
-
-class LooLatest(_TimeOrderedProtocol):
+class LooLatest(_TimeOrderedRanking):
     """Leave-latest-out with full ranking (the sequential-recommendation protocol)."""
 
     name = "loo-latest"
@@ -474,26 +479,11 @@ class LooLatest(_TimeOrderedProtocol):
         "item is in the top k; MRR@10; coverage@10. Means over test users."
     )
     metrics = ("ndcg@10", "hit_rate@10", "mrr@10", "ndcg@20", "hit_rate@20", "coverage@10")
-    primary_metric = "ndcg@10"
-    higher_is_better = True
-    kind = "ranking"
 
     def _make(self, data: Interactions, label: str) -> Split:
         from recforge.data.split import leave_latest_out
 
         return leave_latest_out(data, n=1)
-
-    def _evaluate(self, model: Recommender, ps: ProtocolSplit) -> Any:
-        from recforge.eval.evaluate import evaluate_ranking
-
-        return evaluate_ranking(
-            model,
-            ps.split,
-            ks=(10, 20),
-            relevance_threshold=None,
-            candidates="train_items",
-            exclude_seen=True,
-        )
 
 
 class NcfLoo(_TimeOrderedProtocol):

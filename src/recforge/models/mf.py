@@ -310,7 +310,28 @@ def _mf_threads(model: NeuralRecommender) -> int | None:
     return 1 if cells < SERIAL_CELLS else None
 
 
-class MF(NeuralRecommender):
+class _RidgeFoldIn(NeuralRecommender):
+    """MF and biased MF: exact new-user fold-in and explanations for the MSE loss."""
+
+    def fold_in_scores(self, item_idx: IndexArray, ratings: FloatArray) -> FloatArray:
+        """Closed-form ridge fold-in of ``p`` (``[p; b]`` for biased MF; module docstring).
+
+        Implicit-loss models fall back to the generic gradient fold-in.
+        """
+        if self.loss_kind() != "mse":
+            return super().fold_in_scores(item_idx, ratings)
+        return _ridge_scores(self, item_idx, ratings)
+
+    def explain_rows(
+        self, rows: sp.csr_matrix, row_of: IndexArray, targets: IndexArray
+    ) -> Attribution:
+        """Exact for the MSE closed form (:func:`_ridge_explain`), occlusion otherwise."""
+        if self.loss_kind() != "mse":
+            return super().explain_rows(rows, row_of, targets)
+        return _ridge_explain(self, rows, row_of, targets)
+
+
+class MF(_RidgeFoldIn):
     """Dot-product matrix factorisation ``s(u, i) = p_u · q_i`` (module docstring for details).
 
     Loss: MSE (explicit, optional scaled-sigmoid y_range), BCE with sampled negatives or BPR
@@ -348,25 +369,8 @@ class MF(NeuralRecommender):
         out: FloatArray = head.inner.user_emb.weight.detach().float().cpu().numpy()
         return out
 
-    def fold_in_scores(self, item_idx: IndexArray, ratings: FloatArray) -> FloatArray:
-        """Closed-form ridge fold-in of ``p`` (module docstring) for the MSE loss.
 
-        Implicit-loss models fall back to the generic gradient fold-in.
-        """
-        if self.loss_kind() != "mse":
-            return super().fold_in_scores(item_idx, ratings)
-        return _ridge_scores(self, item_idx, ratings)
-
-    def explain_rows(
-        self, rows: sp.csr_matrix, row_of: IndexArray, targets: IndexArray
-    ) -> Attribution:
-        """Exact for the MSE closed form (:func:`_ridge_explain`), occlusion otherwise."""
-        if self.loss_kind() != "mse":
-            return super().explain_rows(rows, row_of, targets)
-        return _ridge_explain(self, rows, row_of, targets)
-
-
-class BiasedMF(NeuralRecommender):
+class BiasedMF(_RidgeFoldIn):
     """Biased MF ``ŷ = μ + b_u + b_i + p_u · q_i``, optionally via a scaled sigmoid (module doc).
 
     Loss: MSE + optional batch L2 ``reg`` + optimizer weight decay (implicit losses also work).
@@ -405,20 +409,3 @@ class BiasedMF(NeuralRecommender):
         """User factors ``p_u`` without the biases: ``(n_users, n_factors)``."""
         out: FloatArray = self._network()[1].user_emb.weight.detach().float().cpu().numpy()
         return out
-
-    def fold_in_scores(self, item_idx: IndexArray, ratings: FloatArray) -> FloatArray:
-        """Closed-form ridge fold-in of ``[p; b]`` (module docstring); scores of every item.
-
-        Implicit-loss models fall back to the generic gradient fold-in.
-        """
-        if self.loss_kind() != "mse":
-            return super().fold_in_scores(item_idx, ratings)
-        return _ridge_scores(self, item_idx, ratings)
-
-    def explain_rows(
-        self, rows: sp.csr_matrix, row_of: IndexArray, targets: IndexArray
-    ) -> Attribution:
-        """Exact for the MSE closed form (:func:`_ridge_explain`), occlusion otherwise."""
-        if self.loss_kind() != "mse":
-            return super().explain_rows(rows, row_of, targets)
-        return _ridge_explain(self, rows, row_of, targets)
