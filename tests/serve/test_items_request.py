@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.serve.conftest import client_for, fit_run
 
 from recforge.artifacts import load_run
+
+from .conftest import client_for, fit_run
 
 
 @pytest.fixture(scope="module")
