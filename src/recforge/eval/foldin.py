@@ -25,6 +25,19 @@ from recforge.models.base import Recommender, rank_scores, seen_cells
 FOLDIN_BATCH = 256
 
 
+def _heldout_parts(model: Recommender, split: Any, part: str) -> tuple[Any, Any]:
+    """``(fold-in, target)`` Interactions of a held-out part, checked against the model."""
+    foldin = getattr(split, f"{part}_foldin", None)
+    target = getattr(split, f"{part}_target", None)
+    if foldin is None or target is None:
+        raise ConfigError(f"split has no {part} fold-in/target parts")
+    if model.items_ != foldin.items:
+        raise ConfigError(
+            "the model's item vocabulary differs from the split's; fit it on split.train"
+        )
+    return foldin, target
+
+
 def evaluate_foldin(
     model: Recommender,
     split: Any,
@@ -44,14 +57,7 @@ def evaluate_foldin(
     """
     t0 = time.perf_counter()
     model.check_fitted()
-    foldin = getattr(split, f"{part}_foldin", None)
-    target = getattr(split, f"{part}_target", None)
-    if foldin is None or target is None:
-        raise ConfigError(f"split has no {part} fold-in/target parts")
-    if model.items_ != foldin.items:
-        raise ConfigError(
-            "the model's item vocabulary differs from the split's; fit it on split.train"
-        )
+    foldin, target = _heldout_parts(model, split, part)
     ks_list = sorted({int(k) for k in ks})
     if not ks_list or ks_list[0] < 1:
         raise ConfigError(f"ks must be positive integers, got {list(ks)}")
@@ -118,14 +124,7 @@ def evaluate_foldin_ratings(
     model.check_fitted()
     if not model.predicts_ratings:
         raise ConfigError(f"model {model.name} does not predict ratings")
-    foldin = getattr(split, f"{part}_foldin", None)
-    target = getattr(split, f"{part}_target", None)
-    if foldin is None or target is None:
-        raise ConfigError(f"split has no {part} fold-in/target parts")
-    if model.items_ != foldin.items:
-        raise ConfigError(
-            "the model's item vocabulary differs from the split's; fit it on split.train"
-        )
+    foldin, target = _heldout_parts(model, split, part)
     hist = foldin.csr("rating")
     want = target.csr("rating")
     users = np.flatnonzero((np.diff(hist.indptr) > 0) & (np.diff(want.indptr) > 0))
