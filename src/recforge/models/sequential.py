@@ -78,6 +78,7 @@ from recforge.models.base import (
     Recommender,
 )
 from recforge.models.neural import NeuralRecommender
+from recforge.train.heldout import HeldOutRanking
 from recforge.train.losses import Batch, Objective
 from recforge.train.rows import CSRRows
 from recforge.train.trainer import Validator
@@ -319,8 +320,6 @@ def sequence_validator(
     k = min(k, n_items)
     held_rows, seen_rows = CSRRows(held), CSRRows(seen)
     step = max(1, _DENSE_BUDGET // max(1, n_items))
-    discount = 1.0 / torch.log2(torch.arange(2, k + 2, dtype=torch.float64))
-    ideal = torch.cumsum(discount, 0)
     seqs = torch.from_numpy(np.ascontiguousarray(histories[users]))
 
     def validate(module: nn.Module) -> dict[str, float]:
@@ -328,23 +327,13 @@ def sequence_validator(
         device = next(module.parameters()).device
         held_rows.to(device)
         seen_rows.to(device)
-        nll = ndcg = 0.0
-        n_held = 0
+        acc = HeldOutRanking(k)
         for s in range(0, len(users), step):
             u = torch.as_tensor(users[s : s + step], device=device)
             target, _ = held_rows.dense(u)
             _, mask = seen_rows.dense(u)
-            target = target.masked_fill(mask, 0.0)
-            logits = module.score_last(seqs[s : s + step].to(device)).masked_fill(mask, -math.inf)
-            logp = F.log_softmax(logits, dim=1).masked_fill(mask, 0.0)
-            nll -= float((logp * target).sum())
-            n_held += int(target.sum())
-            top = torch.topk(logits, k, dim=1).indices
-            gains = target.gather(1, top).double().cpu()
-            n_rel = target.sum(1).long().clamp(max=k).cpu()
-            hit = n_rel > 0
-            ndcg += float(((gains * discount).sum(1)[hit] / ideal[n_rel[hit] - 1]).sum())
-        return {"valid_loss": nll / max(n_held, 1), f"valid_ndcg@{k}": ndcg / len(users)}
+            acc.add(module.score_last(seqs[s : s + step].to(device)), target, mask)
+        return acc.result(len(users))
 
     return validate
 

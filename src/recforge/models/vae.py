@@ -66,6 +66,7 @@ from recforge.data.interactions import Interactions
 from recforge.models.base import DEFAULT_SCORE_CHUNK, FloatArray, IndexArray, Recommender
 from recforge.models.neural import NeuralRecommender
 from recforge.models.recency import recency_matrix, row_sequence_weights
+from recforge.train.heldout import HeldOutRanking
 from recforge.train.losses import Batch, Objective
 from recforge.train.rows import CSRRows, csr_from_state, csr_to_state
 from recforge.train.trainer import Validator
@@ -405,8 +406,6 @@ class MultDAE(NeuralRecommender):
         held_rows = CSRRows(held)
         seen_rows = CSRRows(self.seen_)
         step = max(1, _DENSE_BUDGET // max(1, self.n_items))
-        discount = 1.0 / torch.log2(torch.arange(2, k + 2, dtype=torch.float64))
-        ideal = torch.cumsum(discount, 0)
 
         @torch.no_grad()
         def validate(module: nn.Module) -> dict[str, float]:
@@ -414,25 +413,14 @@ class MultDAE(NeuralRecommender):
             src = self._input_rows()
             held_rows.to(device)
             seen_rows.to(device)
-            nll = ndcg = 0.0
-            n_held = 0
+            acc = HeldOutRanking(k)
             for s in range(0, len(users), step):
                 u = torch.as_tensor(users[s : s + step], device=device)
                 x, _ = src.dense(u)
                 _, seen = seen_rows.dense(u)
                 target, _ = held_rows.dense(u)
-                target = target.masked_fill(seen, 0.0)
-                # Training items are never recommended, so they leave the softmax and the ranking.
-                logits = module(x).masked_fill(seen, -math.inf)
-                logp = F.log_softmax(logits, dim=1).masked_fill(seen, 0.0)
-                nll -= float((logp * target).sum())
-                n_held += int(target.sum())
-                top = torch.topk(logits, k, dim=1).indices
-                gains = target.gather(1, top).double().cpu()
-                n_rel = target.sum(1).long().clamp(max=k).cpu()
-                hit = n_rel > 0
-                ndcg += float(((gains * discount).sum(1)[hit] / ideal[n_rel[hit] - 1]).sum())
-            return {"valid_loss": nll / max(n_held, 1), f"valid_ndcg@{k}": ndcg / len(users)}
+                acc.add(module(x), target, seen)
+            return acc.result(len(users))
 
         return validate
 
