@@ -65,21 +65,7 @@ class BERT4Rec(SASRec):
     Config: ClassVar[type[ModelConfig]] = BERT4RecConfig
     causal: ClassVar[bool] = False
     shift: ClassVar[bool] = False
-
-    def build_network(self) -> BERT4RecNet:
-        cfg = self.config
-        assert isinstance(cfg, BERT4RecConfig)
-        return BERT4RecNet(
-            self.n_items,
-            cfg.hidden,
-            cfg.n_heads,
-            cfg.n_layers,
-            cfg.max_len,
-            cfg.dropout,
-            causal=False,
-            features=self._genres(),
-            init_std=cfg.init_std,
-        )
+    net_class: ClassVar[type[SASRecNet]] = BERT4RecNet
 
     def make_objective(self) -> Objective:
         cfg = self.config

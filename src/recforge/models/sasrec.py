@@ -172,11 +172,13 @@ class SASRec(SequentialRecommender):
     name: ClassVar[str] = "sasrec"
     Config: ClassVar[type[ModelConfig]] = SASRecConfig
     causal: ClassVar[bool] = True
+    #: The network class (BERT4Rec swaps in its bidirectional, mask-token variant).
+    net_class: ClassVar[type[SASRecNet]] = SASRecNet
 
     def build_network(self) -> nn.Module:
         cfg = self.config
         assert isinstance(cfg, SASRecConfig)
-        return SASRecNet(
+        return self.net_class(
             self.n_items,
             cfg.hidden,
             cfg.n_heads,
