@@ -66,6 +66,7 @@ from recforge.train.losses import (
 )
 from recforge.train.sampling import NegativeSampler
 from recforge.train.trainer import (
+    FusedFactory,
     Trainer,
     TrainResult,
     Validator,
@@ -455,11 +456,20 @@ class NeuralRecommender(Recommender):
         self.device_ = trainer.device
         self.module_ = self._new_module()
         result = trainer.fit(
-            self.module_, data, objective, validate=validator, description=self.name
+            self.module_,
+            data,
+            objective,
+            validate=validator,
+            description=self.name,
+            fused=self.fused_epoch(),
         )
         self.module_.eval()
         self.train_result_ = result
         self.history_ = result.history
+
+    def fused_epoch(self) -> FusedFactory | None:
+        """A compiled replacement of the Trainer's batch loop for this family, or None (torch)."""
+        return None
 
     def _device(self) -> torch.device:
         if not hasattr(self, "device_"):

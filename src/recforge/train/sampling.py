@@ -18,6 +18,7 @@ them out.
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any, Literal
 
 import numpy as np
@@ -27,6 +28,13 @@ from recforge.errors import ConfigError, DataError
 
 SamplerKind = Literal["uniform", "popularity"]
 IntArray = npt.NDArray[np.int64]
+
+#: Draws from which the uniform sampler uses its compiled search (numba, when installed).
+_COMPILED_FROM = 1 << 16
+
+
+def _numba_available() -> bool:
+    return importlib.util.find_spec("numba") is not None
 
 
 class NegativeSampler:
@@ -129,6 +137,16 @@ class NegativeSampler:
         return out.reshape(-1, n)
 
     def _uniform(self, users: IntArray, rng: np.random.Generator) -> IntArray:
+        if len(users) >= _COMPILED_FROM and _numba_available():
+            # A whole epoch's draws (the fused MF epoch): the same items from the same random
+            # numbers, ~3x sooner than the vectorised numpy below.
+            from recforge.train._mf_kernels import uniform_negatives
+
+            rand = rng.random(len(users))
+            out: IntArray = uniform_negatives(
+                self._shifted, self._indptr, self._n_free, users, rand, self.n_items
+            )
+            return out
         free = self._n_free[users]
         ranks = np.floor(rng.random(len(users)) * np.maximum(free, 1)).astype(np.int64)
         base = users * self.n_items

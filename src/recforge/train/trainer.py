@@ -57,7 +57,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -82,6 +82,20 @@ from recforge.train.schedules import Schedule
 
 #: ``module -> {metric name: value}``; called under ``eval()`` and ``torch.no_grad()``.
 Validator = Callable[[nn.Module], Mapping[str, float]]
+
+
+class FusedEpoch(Protocol):
+    """A compiled replacement of one epoch's batch loop (e.g. :mod:`recforge.train.fused_mf`)."""
+
+    def run(self, perm: torch.Tensor, batch_size: int, lrs: list[float]) -> float:
+        """Train on ``perm`` in batches at rates ``lrs``; the sum of batch loss × batch rows."""
+
+
+#: ``(module, optimizers, objective, tensors, config) -> FusedEpoch | None`` (None: torch loop).
+FusedFactory = Callable[
+    [nn.Module, list[torch.optim.Optimizer], Objective, Mapping[str, torch.Tensor], TrainConfig],
+    FusedEpoch | None,
+]
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -222,6 +236,7 @@ class Trainer:
         *,
         validate: Validator | None = None,
         description: str = "training",
+        fused: FusedFactory | None = None,
     ) -> TrainResult:
         """Train ``module`` in place on ``data`` and return the history.
 
@@ -238,13 +253,15 @@ class Trainer:
             validate: optional ``module -> metrics`` (e.g. :func:`rating_validator`); required
                 for early stopping (``config.patience``).
             description: label of the progress bar.
+            fused: optional factory of a compiled epoch (:class:`FusedEpoch`) used instead of
+                the per-batch torch steps when it returns one (never under torchrun).
 
         Raises:
             DataError: ``data`` is empty or its tensors differ in length.
             ConfigError: ``config.monitor`` is not among the validator's metrics.
             ModelFitError: the training loss became NaN or infinite.
         """
-        runner, early, ckpt = self._build(module, data, objective, validate)
+        runner, early, ckpt = self._build(module, data, objective, validate, fused)
         resumed = ckpt.load()
         if resumed is not None and resumed.complete:
             return self._finished(module, resumed, runner.n_rows)
@@ -288,6 +305,7 @@ class Trainer:
         data: Mapping[str, torch.Tensor],
         objective: Objective,
         validate: Validator | None,
+        fused: FusedFactory | None = None,
     ) -> tuple[_Epoch, EarlyStopping | None, _Checkpoints]:
         """Move everything to the device; build the epoch, early-stopping and checkpoint parts."""
         cfg = self.config
@@ -309,6 +327,8 @@ class Trainer:
             compute_loss=_loss_function(module, objective, parallel.info),
             generator=torch.Generator().manual_seed(cfg.seed),
         )  # fmt: skip
+        if fused is not None and parallel.info is None:
+            runner.fused = fused(module, optimizers, objective, tensors, cfg)
         early = self._early_stopping(validate)
         ckpt = _Checkpoints(_checkpointer(cfg, tensors, steps_per_epoch, parallel.info), parallel)
         return runner, early, ckpt
@@ -490,6 +510,8 @@ class _Epoch:
     compute_loss: Callable[[Batch], torch.Tensor]
     generator: torch.Generator
     params: list[torch.Tensor] = field(init=False)
+    #: A compiled epoch that replaces the batch loop (see :class:`FusedEpoch`), or None.
+    fused: FusedEpoch | None = None
 
     def __post_init__(self) -> None:
         self.params = [p for p in self.module.parameters() if p.requires_grad]
@@ -508,6 +530,13 @@ class _Epoch:
         perm = self.parallel.epoch_order(
             self.n_rows, epoch, self.generator, self.device, self.objective.reseed
         )
+        if self.fused is not None:
+            lrs = [self.schedule(loop.step + b) for b in range(self.steps_per_epoch)]
+            fused_total = self.fused.run(perm, self.batch_size, lrs)
+            loop.step += self.steps_per_epoch
+            lr = self.schedule.apply(self.optimizers, loop.step - 1)
+            advance(self.steps_per_epoch)
+            return fused_total / len(perm), lr
         total = torch.zeros((), dtype=torch.float64, device=self.device)
         lr = self.schedule(loop.step)
         for b in range(self.steps_per_epoch):
