@@ -194,7 +194,9 @@ def _model(name: str, explicit: bool, **config: object) -> str:
 
 
 SCENARIOS: dict[str, Callable[[Path], str]] = {
-    "model_biased_mf": lambda _: _model("biased_mf", True, patience=1),
+    # backend="torch": this pins the Trainer's own loop (auto would take the fused numba epoch,
+    # which tests/train/test_fused_mf.py holds against this loop).
+    "model_biased_mf": lambda _: _model("biased_mf", True, patience=1, backend="torch"),
     "model_mult_vae": lambda _: _model("mult_vae", False, hidden=[16], latent=8),
     "model_two_tower": lambda _: _model("two_tower", False, loss="softmax"),
     "plain": _plain,
