@@ -70,6 +70,79 @@ def _offer(hv: Any, hi: Any, size: int, k: int, v: float, i: int) -> int:
 
 
 @_jit
+def _accumulate_row(
+    a: int, indptr: Any, indices: Any, data: Any, t_indptr: Any, t_indices: Any, t_data: Any,
+    binary: bool, need_support: bool, acc: Any, support: Any,
+) -> None:  # fmt: skip
+    """Row ``a``'s products with every row into ``acc`` (co-counts into ``support``)."""
+    for p in range(indptr[a], indptr[a + 1]):
+        c = indices[p]
+        if binary:
+            for q in range(t_indptr[c], t_indptr[c + 1]):
+                support[t_indices[q]] += 1
+        else:
+            va = data[p]
+            for q in range(t_indptr[c], t_indptr[c + 1]):
+                b = t_indices[q]
+                acc[b] += va * t_data[q]
+                if need_support:
+                    support[b] += 1
+
+
+@_jit
+def _touched(binary: bool, acc: Any, support: Any, out: Any) -> int:
+    """Rows with a nonzero product into ``out``; returns their count. No data-dependent branch
+    per row: one here was mispredicted about as often as taken and cost more than the
+    products themselves."""
+    nt = 0
+    if binary:
+        for b in range(support.shape[0]):
+            out[nt] = b
+            nt += support[b] != 0
+    else:
+        for b in range(acc.shape[0]):
+            out[nt] = b
+            nt += acc[b] != 0.0
+    return nt
+
+
+@_jit
+def _row_topk(
+    a: int, touched: Any, nt: int, binary: bool, acc: Any, support: Any, norms: Any, k: int,
+    shrinkage: float, min_support: int, min_similarity: float, heap_v: Any, heap_i: Any,
+) -> int:  # fmt: skip
+    """Similarities of row ``a`` to its touched rows into the top-``k`` heap (resetting the
+    accumulators); returns the heap size."""
+    size = 0
+    for t in range(nt):
+        b = touched[t]
+        if binary:
+            sup = support[b]
+            num = float(sup)
+        else:
+            num = acc[b]
+            acc[b] = 0.0
+            sup = support[b]
+        support[b] = 0
+        if b == a:
+            continue
+        den = norms[a] * norms[b]
+        # Full heap: reject without the division when num/den is surely below the worst kept
+        # value (shrinkage only lowers it); near-ties take the exact path below.
+        if size == k and num < heap_v[0] * den * (1.0 - 1e-12):
+            continue
+        sim = num / den if den > 0 else 0.0
+        if shrinkage > 0:
+            shrunk = max(sup - 1.0, 0.0)
+            sim *= shrunk / (shrunk + shrinkage)
+        if min_support > 1 and sup < min_support:
+            sim = 0.0
+        if sim > min_similarity:
+            size = _offer(heap_v, heap_i, size, k, sim, b)
+    return size
+
+
+@_jit
 def cosine_topk(
     indptr: Any, indices: Any, data: Any, t_indptr: Any, t_indices: Any, t_data: Any,
     norms: Any, k: int, shrinkage: float, min_support: int, min_similarity: float, binary: bool,
@@ -91,7 +164,7 @@ def cosine_topk(
     n = indptr.shape[0] - 1
     need_support = shrinkage > 0 or min_support > 1
     acc = np.zeros(n if not binary else 1, dtype=np.float64)
-    cand_idx = np.empty(n, dtype=np.int64)
+    touched = np.empty(n, dtype=np.int64)
     counts = np.zeros(n, dtype=np.int64)
     out_idx = np.empty(n * min(k, n), dtype=np.int64)
     out_val = np.empty(n * min(k, n), dtype=np.float32)
@@ -99,60 +172,21 @@ def cosine_topk(
     heap_i = np.empty(max(k, 1), dtype=np.int64)
     pos = 0
     for a in range(n):
-        for p in range(indptr[a], indptr[a + 1]):
-            c = indices[p]
-            if binary:
-                for q in range(t_indptr[c], t_indptr[c + 1]):
-                    support[t_indices[q]] += 1
-            else:
-                va = data[p]
-                for q in range(t_indptr[c], t_indptr[c + 1]):
-                    b = t_indices[q]
-                    acc[b] += va * t_data[q]
-                    if need_support:
-                        support[b] += 1
-        # Touched rows, found without a data-dependent branch per row (a branch here is
-        # mispredicted about as often as taken and cost more than the products themselves).
-        nt = 0
-        if binary:
-            for b in range(n):
-                cand_idx[nt] = b
-                nt += support[b] != 0
-        else:
-            for b in range(n):
-                cand_idx[nt] = b
-                nt += acc[b] != 0.0
-        size = 0
-        for t in range(nt):
-            b = cand_idx[t]
-            if binary:
-                sup = support[b]
-                num = float(sup)
-            else:
-                num = acc[b]
-                acc[b] = 0.0
-                sup = support[b]
-            support[b] = 0
-            if b == a:
-                continue
-            den = norms[a] * norms[b]
-            # Full heap: reject without the division when num/den is surely below the worst
-            # kept value (shrinkage only lowers it); near-ties take the exact path below.
-            if size == k and num < heap_v[0] * den * (1.0 - 1e-12):
-                continue
-            sim = num / den if den > 0 else 0.0
-            if shrinkage > 0:
-                shrunk = max(sup - 1.0, 0.0)
-                sim *= shrunk / (shrunk + shrinkage)
-            if min_support > 1 and sup < min_support:
-                sim = 0.0
-            if sim > min_similarity:
-                size = _offer(heap_v, heap_i, size, k, sim, b)
+        _accumulate_row(
+            a, indptr, indices, data, t_indptr, t_indices, t_data, binary, need_support, acc,
+            support,
+        )  # fmt: skip
+        nt = _touched(binary, acc, support, touched)
+        size = _row_topk(
+            a, touched, nt, binary, acc, support, norms, k, shrinkage, min_support,
+            min_similarity, heap_v, heap_i,
+        )  # fmt: skip
+        if not binary and need_support:
+            support[:] = 0  # co-counts of rows whose products summed to exactly 0
         order = np.argsort(heap_i[:size])
         for t in range(size):
             out_idx[pos + t] = heap_i[order[t]]
             out_val[pos + t] = np.float32(heap_v[order[t]])
-        got = size
-        counts[a] = got
-        pos += got
+        counts[a] = size
+        pos += size
     return counts, out_idx[:pos].copy(), out_val[:pos].copy()

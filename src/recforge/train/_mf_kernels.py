@@ -4,15 +4,15 @@ One call runs a whole epoch of mini-batch Adam/AdamW on the factor tables of ``m
 ``biased_mf``: per batch, the loss gradient of the batch is accumulated into dense gradient
 buffers (only the rows the batch touches), then one sweep over every cell of every table applies
 torch's Adam update (``torch.optim.Adam``/``AdamW``, single-tensor CPU path: decoupled decay,
-``m ← m + (1 − β₁)(g − m)``, ``v ← β₂v + (1 − β₂)g²``, ``p ← p − (η/(1 − β₁ᵗ))·m/(√v/√(1 − β₂ᵗ) + ε)``)
-and zeroes the buffer behind it. Dense semantics are kept on purpose: rows a batch does not touch
-still decay and still move by their momentum, exactly as with torch's optimizer, so the fused
-fit is the same algorithm as the torch fit (same row order, negatives and schedule), equal up to
-float rounding.
+``m ← m + (1 − β₁)(g − m)``, ``v ← β₂v + (1 − β₂)g²``,
+``p ← p − (η/(1 − β₁ᵗ))·m/(√v/√(1 − β₂ᵗ) + ε)``) and zeroes the buffer behind it. Dense
+semantics are kept on purpose: rows a batch does not touch still decay and still move by their
+momentum, exactly as with torch's optimizer, so the fused fit is the same algorithm as the torch
+fit (same row order, negatives and schedule), equal up to float rounding.
 
-Serial loops, no ``fastmath`` (the sweep vectorises without it): results are deterministic for a
-seed on a machine. Compiled with
-``cache=True`` (see :func:`_jit` for read-only installs).
+Serial loops; only the dot products may reassociate (:func:`_jit_reassoc`, vectorised sums in
+an order fixed by the compiled code), so results are deterministic for a seed on a machine.
+Compiled with ``cache=True`` (see :func:`_jit` for read-only installs).
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def _adam_sweep(
 
 
 @_jit_reassoc
-def _dot(a: Any, b: Any) -> float:
+def _dot(a: Any, b: Any) -> Any:
     """``a·b`` (float32 products summed in float32 SIMD lanes; reassociation is allowed here
     only, so the order is fixed by the compiled code: deterministic on a machine)."""
     s = np.float32(0.0)
@@ -95,12 +95,12 @@ def _dot(a: Any, b: Any) -> float:
 
 
 @_jit
-def _sq(a: Any) -> float:
+def _sq(a: Any) -> Any:
     return _dot(a, a)
 
 
 @_jit_reassoc
-def _dot_sq(a: Any, b: Any) -> tuple[float, float]:
+def _dot_sq(a: Any, b: Any) -> Any:
     """``(a·b, ‖a‖² + ‖b‖²)`` in one pass (see :func:`_dot`)."""
     s = np.float32(0.0)
     q = np.float32(0.0)
@@ -144,6 +144,143 @@ def _sigmoid(x: float) -> float:
 
 
 @_jit
+def _mse_batch(
+    P: Any, Q: Any, BU: Any, BI: Any, has_bias: bool, gP: Any, gQ: Any, gBU: Any, gBI: Any,
+    users: Any, items: Any, ratings: Any, perm: Any, start: int, end: int, offset: float,
+    lo: float, hi: float, use_range: bool, reg: float,
+) -> tuple[float, float]:  # fmt: skip
+    """Gradient of one MSE batch into the buffers; returns ``(mean squared error, Σ‖rows‖²)``."""
+    inv_b = 1.0 / (end - start)
+    c2 = 2.0 * reg * inv_b  # gradient of reg·‖row‖²/B (embedding_l2)
+    loss = 0.0
+    l2 = 0.0
+    for k in range(start, end):
+        r = perm[k]
+        u, i = users[r], items[r]
+        pu, qi = P[u], Q[i]
+        if reg > 0.0:
+            z, sq = _dot_sq(pu, qi)
+            l2 += sq
+        else:
+            z = _dot(pu, qi)
+        z += offset
+        if has_bias:
+            z += BU[u, 0] + BI[i, 0]
+        if use_range:
+            s = _sigmoid(z)
+            err = lo + (hi - lo) * s - ratings[r]
+            dz = 2.0 * err * inv_b * (hi - lo) * s * (1.0 - s)
+        else:
+            err = z - ratings[r]
+            dz = 2.0 * err * inv_b
+        loss += err * err
+        if reg > 0.0:
+            _axpy2(gP[u], dz, qi, c2, pu)
+            _axpy2(gQ[i], dz, pu, c2, qi)
+            if has_bias:
+                l2 += BU[u, 0] * BU[u, 0] + BI[i, 0] * BI[i, 0]
+                gBU[u, 0] += np.float32(dz + c2 * BU[u, 0])
+                gBI[i, 0] += np.float32(dz + c2 * BI[i, 0])
+        else:
+            _axpy(gP[u], dz, qi)
+            _axpy(gQ[i], dz, pu)
+            if has_bias:
+                gBU[u, 0] += np.float32(dz)
+                gBI[i, 0] += np.float32(dz)
+    return loss * inv_b, l2
+
+
+@_jit
+def _sampled_batch(
+    P: Any, Q: Any, BU: Any, BI: Any, has_bias: bool, gP: Any, gQ: Any, gBU: Any, gBI: Any,
+    users: Any, items: Any, negs: Any, perm: Any, start: int, end: int, offset: float,
+    loss_kind: int, tmp: Any,
+) -> float:  # fmt: skip
+    """Gradient of one BPR / sampled-BCE batch into the buffers; returns its loss.
+
+    The mean runs over the kept (positive, negative) pairs for BPR, over positives plus kept
+    negatives for BCE, as :func:`~recforge.train.losses.bpr_loss` / ``bce_pos_neg`` do.
+    """
+    n_neg = negs.shape[1]
+    valid = 0
+    for k in range(start, end):
+        for j in range(n_neg):
+            valid += negs[k, j] >= 0
+    inv_m = 1.0 / max(valid, 1) if loss_kind == BPR else 1.0 / (end - start + valid)
+    loss = 0.0
+    for k in range(start, end):
+        r = perm[k]
+        u, i = users[r], items[r]
+        pu, qi = P[u], Q[i]
+        sp = _dot(pu, qi) + offset
+        if has_bias:
+            sp += BU[u, 0] + BI[i, 0]
+        cpos = 0.0  # d loss / d s(u, i)
+        if loss_kind == BCE:
+            term, sig = _softplus_sigmoid(-sp)
+            loss += term
+            cpos = -sig * inv_m
+        for j in range(n_neg):
+            ng = negs[k, j]
+            if ng < 0:
+                continue
+            qn = Q[ng]
+            sn = _dot(pu, qn) + offset
+            if has_bias:
+                sn += BU[u, 0] + BI[ng, 0]
+            term, sig = _softplus_sigmoid(sn - sp if loss_kind == BPR else sn)
+            loss += term
+            c = sig * inv_m
+            if loss_kind == BPR:
+                cpos -= c
+            _axpy(tmp, c, qn)
+            _axpy(gQ[ng], c, pu)
+            if has_bias:
+                gBU[u, 0] += np.float32(c)
+                gBI[ng, 0] += np.float32(c)
+        _axpy(tmp, cpos, qi)
+        _axpy(gQ[i], cpos, pu)
+        if has_bias:
+            gBU[u, 0] += np.float32(cpos)
+            gBI[i, 0] += np.float32(cpos)
+        gu = gP[u]
+        for f in range(tmp.shape[0]):
+            gu[f] += tmp[f]
+            tmp[f] = 0.0
+    return loss * inv_m
+
+
+@_jit
+def _sampled_l2(
+    P: Any, Q: Any, BU: Any, BI: Any, has_bias: bool, gP: Any, gQ: Any, gBU: Any, gBI: Any,
+    users: Any, items: Any, negs: Any, perm: Any, start: int, end: int, reg: float,
+) -> float:  # fmt: skip
+    """embedding_l2 of a sampled batch: the user row and the item rows of the positive and of
+    every negative (clamped at 0 as the torch objective does); gradient into the buffers,
+    returns ``Σ‖rows‖²``."""
+    c2 = 2.0 * reg / (end - start)
+    l2 = 0.0
+    for k in range(start, end):
+        r = perm[k]
+        u, i = users[r], items[r]
+        l2 += _sq(P[u]) + _sq(Q[i])
+        _axpy(gP[u], c2, P[u])
+        _axpy(gQ[i], c2, Q[i])
+        if has_bias:
+            l2 += BU[u, 0] * BU[u, 0] + BI[i, 0] * BI[i, 0]
+            gBU[u, 0] += np.float32(c2 * BU[u, 0])
+            gBI[i, 0] += np.float32(c2 * BI[i, 0])
+        for j in range(negs.shape[1]):
+            ng = max(negs[k, j], 0)
+            l2 += _sq(Q[ng])
+            _axpy(gQ[ng], c2, Q[ng])
+            if has_bias:
+                l2 += BI[ng, 0] * BI[ng, 0]
+                gBI[ng, 0] += np.float32(c2 * BI[ng, 0])
+    return l2
+
+
+@_jit
 def mf_epoch(
     P: Any, Q: Any, BU: Any, BI: Any, has_bias: bool,
     mP: Any, vP: Any, mQ: Any, vQ: Any, mBU: Any, vBU: Any, mBI: Any, vBI: Any,
@@ -156,138 +293,39 @@ def mf_epoch(
 
     ``negs`` holds each row's negatives in epoch order (``negs[k]`` for ``perm[k]``; ``-1``: none
     left for that user), unused for MSE. The ``g*`` buffers must be zero on entry (left zero).
+    Per batch: its gradient (:func:`_mse_batch` or :func:`_sampled_batch` + :func:`_sampled_l2`),
+    then the Adam(W) sweep of every table at the batch's rate ``lrs[b]``.
     """
     n = perm.shape[0]
-    n_neg = negs.shape[1]
     total = 0.0
-    fP, fQ = P.reshape(-1), Q.reshape(-1)
-    fgP, fgQ = gP.reshape(-1), gQ.reshape(-1)
-    fmP, fvP, fmQ, fvQ = mP.reshape(-1), vP.reshape(-1), mQ.reshape(-1), vQ.reshape(-1)
     tmp = np.zeros(P.shape[1], dtype=np.float32)
+    tables = ((P, mP, vP, gP), (Q, mQ, vQ, gQ), (BU, mBU, vBU, gBU), (BI, mBI, vBI, gBI))
     for b in range(lrs.shape[0]):
         start = b * batch_size
         end = min(n, start + batch_size)
-        rows = end - start
-        inv_b = 1.0 / rows
-        c2 = 2.0 * reg * inv_b  # gradient of reg·‖row‖²/B (embedding_l2)
-        loss = 0.0
-        l2 = 0.0
         if loss_kind == MSE:
-            for k in range(start, end):
-                r = perm[k]
-                u, i = users[r], items[r]
-                pu, qi = P[u], Q[i]
-                if reg > 0.0:
-                    z, sq = _dot_sq(pu, qi)
-                    l2 += sq
-                else:
-                    z = _dot(pu, qi)
-                z += offset
-                if has_bias:
-                    z += BU[u, 0] + BI[i, 0]
-                if use_range:
-                    s = _sigmoid(z)
-                    err = lo + (hi - lo) * s - ratings[r]
-                    dz = 2.0 * err * inv_b * (hi - lo) * s * (1.0 - s)
-                else:
-                    err = z - ratings[r]
-                    dz = 2.0 * err * inv_b
-                loss += err * err
-                if reg > 0.0:
-                    _axpy2(gP[u], dz, qi, c2, pu)
-                    _axpy2(gQ[i], dz, pu, c2, qi)
-                    if has_bias:
-                        l2 += BU[u, 0] * BU[u, 0] + BI[i, 0] * BI[i, 0]
-                        gBU[u, 0] += np.float32(dz + c2 * BU[u, 0])
-                        gBI[i, 0] += np.float32(dz + c2 * BI[i, 0])
-                else:
-                    _axpy(gP[u], dz, qi)
-                    _axpy(gQ[i], dz, pu)
-                    if has_bias:
-                        gBU[u, 0] += np.float32(dz)
-                        gBI[i, 0] += np.float32(dz)
-            loss *= inv_b
+            loss, l2 = _mse_batch(
+                P, Q, BU, BI, has_bias, gP, gQ, gBU, gBI, users, items, ratings, perm,
+                start, end, offset, lo, hi, use_range, reg,
+            )  # fmt: skip
         else:
-            valid = 0
-            for k in range(start, end):
-                for j in range(n_neg):
-                    if negs[k, j] >= 0:
-                        valid += 1
-            if loss_kind == BPR:
-                inv_m = 1.0 / max(valid, 1)
-            else:
-                inv_m = 1.0 / (rows + valid)
-            for k in range(start, end):
-                r = perm[k]
-                u, i = users[r], items[r]
-                pu, qi = P[u], Q[i]
-                sp = _dot(pu, qi) + offset
-                if has_bias:
-                    sp += BU[u, 0] + BI[i, 0]
-                cpos = 0.0  # d loss / d s(u, i)
-                if loss_kind == BCE:
-                    term, sig = _softplus_sigmoid(-sp)
-                    loss += term
-                    cpos = -sig * inv_m
-                for j in range(n_neg):
-                    ng = negs[k, j]
-                    if ng < 0:
-                        continue
-                    qn = Q[ng]
-                    sn = _dot(pu, qn) + offset
-                    if has_bias:
-                        sn += BU[u, 0] + BI[ng, 0]
-                    term, sig = _softplus_sigmoid(sn - sp if loss_kind == BPR else sn)
-                    loss += term
-                    c = sig * inv_m
-                    if loss_kind == BPR:
-                        cpos -= c
-                    _axpy(tmp, c, qn)
-                    _axpy(gQ[ng], c, pu)
-                    if has_bias:
-                        gBU[u, 0] += np.float32(c)
-                        gBI[ng, 0] += np.float32(c)
-                _axpy(tmp, cpos, qi)
-                _axpy(gQ[i], cpos, pu)
-                if has_bias:
-                    gBU[u, 0] += np.float32(cpos)
-                    gBI[i, 0] += np.float32(cpos)
-                gu = gP[u]
-                for f in range(tmp.shape[0]):
-                    gu[f] += tmp[f]
-                    tmp[f] = 0.0
-            loss *= inv_m
+            loss = _sampled_batch(
+                P, Q, BU, BI, has_bias, gP, gQ, gBU, gBI, users, items, negs, perm,
+                start, end, offset, loss_kind, tmp,
+            )  # fmt: skip
+            l2 = 0.0
             if reg > 0.0:
-                # embedding_l2 over the user row and the item rows of the positive and of every
-                # negative (clamped at 0 as the torch objective does), from the pre-step tables.
-                for k in range(start, end):
-                    r = perm[k]
-                    u, i = users[r], items[r]
-                    l2 += _sq(P[u]) + _sq(Q[i])
-                    _axpy(gP[u], c2, P[u])
-                    _axpy(gQ[i], c2, Q[i])
-                    if has_bias:
-                        l2 += BU[u, 0] * BU[u, 0] + BI[i, 0] * BI[i, 0]
-                        gBU[u, 0] += np.float32(c2 * BU[u, 0])
-                        gBI[i, 0] += np.float32(c2 * BI[i, 0])
-                    for j in range(n_neg):
-                        ng = max(negs[k, j], 0)
-                        l2 += _sq(Q[ng])
-                        _axpy(gQ[ng], c2, Q[ng])
-                        if has_bias:
-                            l2 += BI[ng, 0] * BI[ng, 0]
-                            gBI[ng, 0] += np.float32(c2 * BI[ng, 0])
-        loss += reg * l2 * inv_b
-        total += loss * rows
+                l2 = _sampled_l2(
+                    P, Q, BU, BI, has_bias, gP, gQ, gBU, gBI, users, items, negs, perm,
+                    start, end, reg,
+                )  # fmt: skip
+        loss += reg * l2 / (end - start)
+        total += loss * (end - start)
         t = float(step0 + b + 1)
-        lr = lrs[b]
-        _adam_sweep(fP, fmP, fvP, fgP, lr, t, b1, b2, eps, wd, decoupled)
-        _adam_sweep(fQ, fmQ, fvQ, fgQ, lr, t, b1, b2, eps, wd, decoupled)
-        if has_bias:
-            _adam_sweep(BU.reshape(-1), mBU.reshape(-1), vBU.reshape(-1), gBU.reshape(-1),
-                        lr, t, b1, b2, eps, wd, decoupled)  # fmt: skip
-            _adam_sweep(BI.reshape(-1), mBI.reshape(-1), vBI.reshape(-1), gBI.reshape(-1),
-                        lr, t, b1, b2, eps, wd, decoupled)  # fmt: skip
+        for ti in range(4 if has_bias else 2):
+            p, m, v, g = tables[ti]
+            _adam_sweep(p.reshape(-1), m.reshape(-1), v.reshape(-1), g.reshape(-1),
+                        lrs[b], t, b1, b2, eps, wd, decoupled)  # fmt: skip
     return total
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -34,6 +34,9 @@ from torch import nn
 
 from recforge.config import TrainConfig
 from recforge.train.losses import BPR, Objective, RatingMSE, SampledBCE
+
+if TYPE_CHECKING:
+    from recforge.models.neural import OutputHead
 
 __all__ = ["FusedMFEpoch", "fused_mf_epoch", "numba_available"]
 
@@ -56,17 +59,20 @@ class FusedMFEpoch:
 
     def __init__(
         self,
-        head: nn.Module,
+        head: OutputHead,
         optimizer: torch.optim.Optimizer,
         objective: Objective,
         tensors: Mapping[str, torch.Tensor],
         *,
         decoupled: bool,
     ) -> None:
+        from recforge.models.mf import BiasedDotModule, DotModule
+
         inner = head.inner
+        assert isinstance(inner, (DotModule, BiasedDotModule))
         self.tables: list[torch.Tensor] = [inner.user_emb.weight, inner.item_emb.weight]
-        self.has_bias = hasattr(inner, "user_bias")
-        if self.has_bias:
+        self.has_bias = isinstance(inner, BiasedDotModule)
+        if isinstance(inner, BiasedDotModule):
             self.tables += [inner.user_bias.weight, inner.item_bias.weight]
         self.optimizer = optimizer
         self.objective = objective
@@ -119,7 +125,7 @@ class FusedMFEpoch:
         g = self.grads
         if not self.has_bias:  # placeholders for the bias arguments
             z = np.zeros((1, 1), dtype=np.float32)
-            p, m, v, g = p + [z, z], m + [z, z], v + [z, z], g + [z.copy(), z.copy()]
+            p, m, v, g = [*p, z, z], [*m, z, z], [*v, z, z], [*g, z.copy(), z.copy()]
         with torch.no_grad():
             total = kernels.mf_epoch(
                 p[0], p[1], p[2], p[3], self.has_bias,

@@ -1,0 +1,77 @@
+"""The compiled cosine top-k of item/user-kNN gives the dense-block path's matrix exactly."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import recforge.models.knn as knn
+from recforge.models import create
+from recforge.testing import planted_implicit
+
+pytestmark = pytest.mark.skipif(not knn._numba_available(), reason="numba is not installed")
+
+
+def _matrix(seed: int, binary: bool) -> sp.csr_matrix:
+    rng = np.random.default_rng(seed)
+    # Few columns: many equal co-counts, so ties at the k-th similarity are common.
+    dense = (rng.random((70, 12)) < 0.35) * (1.0 if binary else rng.integers(1, 6, (70, 12)))
+    dense[5] = 0.0  # an empty row: no neighbours
+    return sp.csr_matrix(dense)
+
+
+def _dense_block_path(
+    values: sp.csr_matrix, monkeypatch: pytest.MonkeyPatch, **kw: Any
+) -> sp.csr_matrix:
+    with monkeypatch.context() as m:
+        m.setattr(knn, "_numba_available", lambda: False)
+        pattern = values.copy()
+        pattern.data[:] = 1.0
+        return knn.neighbour_similarities(values, pattern, restricted=False, chunk_size=16, **kw)
+
+
+@pytest.mark.parametrize("binary", [True, False])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"k": 5},
+        {"k": 3, "shrinkage": 4.0, "min_support": 2, "min_similarity": 0.1},
+        {"k": 200},  # more neighbours than rows
+    ],
+)
+def test_compiled_cosine_equals_the_dense_block_path(
+    binary: bool, options: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    values = _matrix(3, binary)
+    pattern = values.copy()
+    pattern.data[:] = 1.0
+    got = knn.neighbour_similarities(values, pattern, restricted=False, **options)
+    want = _dense_block_path(values, monkeypatch, **options)
+    assert got.shape == want.shape
+    assert np.array_equal(got.indptr, want.indptr)
+    assert np.array_equal(got.indices, want.indices)
+    assert np.array_equal(got.data, want.data)
+    assert got.data.dtype == np.float32
+    assert np.diff(got.indptr).max() <= options["k"]
+    assert got.nnz > 0 and got.diagonal().sum() == 0  # self excluded
+
+
+def test_hand_computed_cosine_and_tie_rule() -> None:
+    # Rows 1 and 2 both share one column with row 0 (cosine 1/sqrt(2)); k=1 keeps the lower.
+    values = sp.csr_matrix(np.array([[1, 1, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], float))
+    sims = knn.neighbour_similarities(values, values, k=1, restricted=False)
+    assert sims[0].indices.tolist() == [1]
+    assert sims[0].data.tolist() == [pytest.approx(1 / np.sqrt(2))]
+    assert sims[3].nnz == 0
+
+
+def test_implicit_item_knn_skips_the_unused_bias_fit() -> None:
+    split = planted_implicit(0, n_users=60, n_items=40, density=0.3)
+    model = create("item_knn", {"feedback": "implicit", "k_neighbors": 10}).fit(split.train)
+    assert not model.user_bias_.any() and not model.item_bias_.any()
+    scores = model.score_items(np.arange(3))
+    x = split.train.csr("binary")[:3]
+    assert np.allclose(scores, (x @ model.similarity_).toarray(), atol=1e-6)
