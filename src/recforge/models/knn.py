@@ -4,7 +4,9 @@ Both models keep a **sparse top-k similarity matrix** ``S`` (CSR): row ``a`` hol
 ``k_neighbors`` most similar rows ``b`` (items for item-kNN, users for user-kNN) with positive
 similarity. It is computed in row blocks: each block's similarities to all rows come from sparse
 products (``V_c Vᵀ``), are truncated to the top ``k`` per row and stored, so memory is bounded by
-``chunk_size × n_rows`` dense floats, never ``n_rows²``.
+``chunk_size × n_rows`` dense floats, never ``n_rows²``. With numba installed, ``cosine`` takes a
+compiled sparse accumulator instead (:mod:`recforge.models._knn_kernels`): the same matrix, with
+work proportional to the co-occurrences rather than ``n_rows²``.
 
 Similarities (``V`` holds one row per item for item-kNN, one per user for user-kNN; ``C(a, b)`` is
 the set of co-raters, i.e. the users who rated both items, or the items both users rated):
