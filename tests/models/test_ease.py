@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 import torch
 
 import recforge.models.ease as ease_mod
@@ -221,3 +222,260 @@ def test_largest_eigenvalue_bounds_the_spectrum() -> None:
     top = float(np.linalg.eigvalsh(g)[-1])
     est = ease_mod._largest_eigenvalue(torch.from_numpy(g))
     assert 0.8 * top <= est <= 1.1 * top + 1e-9
+
+
+# ------------------------------------------------- found by mutation testing (models/ease.py)
+def _implicit_with_values() -> tuple[Interactions, np.ndarray]:
+    """Implicit events (no rating scale) carrying a value each, e.g. play counts."""
+    x = np.array([[3, 1, 0, 0], [0, 2, 5, 0], [1, 0, 4, 0], [0, 1, 2, 7]], dtype=np.float64)
+    u, i = np.nonzero(x)
+    frame = pd.DataFrame({"user_id": u, "item_id": i, "rating": x[u, i]})
+    return Interactions.from_frame(frame, source="plays"), x
+
+
+def test_auto_weighting_uses_implicit_values_and_is_binary_on_ratings() -> None:
+    data, x = _implicit_with_values()
+    assert data.rating_scale is None
+    auto = EASE(reg=1.0).fit(data)
+    np.testing.assert_allclose(auto.weights_, _closed_form(x, 1.0), rtol=1e-5, atol=1e-6)
+    binary = EASE(reg=1.0, weighting="binary").fit(data)
+    np.testing.assert_allclose(
+        binary.weights_, _closed_form((x > 0).astype(float), 1.0), rtol=1e-5, atol=1e-6
+    )
+    # Explicit ratings: 'auto' is binary, not the stars.
+    stars = EASE(reg=2.0).fit(_small())
+    expected = _closed_form((RATINGS > 0).astype(float), 2.0)
+    np.testing.assert_allclose(stars.weights_, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(("weighting", "reg"), [("binary", 50.0), ("rating", 0.01)])
+def test_float64_closed_form_without_and_with_a_failing_cholesky(
+    weighting: str, reg: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # dtype='float64' takes the redo path (Gram + λI in float64, Cholesky). A λ much larger than
+    # the co-occurrence counts, or much smaller than the Gram's diagonal, keeps a wrong diagonal
+    # (λ instead of counts + λ, counts − λ) positive definite, so only the weights tell.
+    x = (RATINGS > 0).astype(np.float64) if weighting == "binary" else RATINGS
+    model = EASE(reg=reg, weighting=weighting, dtype="float64").fit(_small())
+    assert model.precision_ == "float64" and model.weights_.dtype == np.float32
+    np.testing.assert_allclose(model.weights_, _closed_form(x, reg), rtol=1e-4, atol=1e-6)
+    # When the float64 Cholesky fails too, LAPACK's general inverse gives the same B.
+    monkeypatch.setattr(ease_mod, "spd_inverse", lambda g: None)
+    fallback = EASE(reg=reg, weighting=weighting, dtype="float64").fit(_small())
+    np.testing.assert_allclose(fallback.weights_, _closed_form(x, reg), rtol=1e-4, atol=1e-6)
+
+
+def test_condition_bound_at_the_threshold_keeps_float32(monkeypatch: pytest.MonkeyPatch) -> None:
+    reg = 2.0
+    monkeypatch.setattr(ease_mod, "_largest_eigenvalue", lambda g: ease_mod.F32_MAX_CONDITION * reg)
+    assert EASE(reg=reg).fit(_small()).precision_ == "float32"
+    monkeypatch.setattr(
+        ease_mod, "_largest_eigenvalue", lambda g: ease_mod.F32_MAX_CONDITION * reg * 1.001
+    )
+    assert EASE(reg=reg).fit(_small()).precision_ == "float64"
+
+
+def test_float64_redo_is_checked_against_the_budget() -> None:
+    data = planted_implicit(0).train  # 200 items: 480 kB in float32, 800 kB in float64
+    with pytest.raises(ConfigError, match=r"800\.0 KB.*raise reg \(a float64 redo"):
+        EASE(reg=1e-3, memory_budget="500kB").fit(data)  # ill-conditioned: redone in float64
+
+
+def test_memory_messages_name_the_right_remedy(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match=r"raise memory_budget, use dtype='float32', or filter"):
+        EASE(dtype="float64", memory_budget="1MB").check_memory(1000)
+    with pytest.raises(ConfigError, match=r"raise memory_budget, or filter rare items$"):
+        EASE(dtype="float32", memory_budget="1MB").check_memory(1000)
+    with pytest.raises(ConfigError, match=r"raise memory_budget, or filter rare items$"):
+        EASE(memory_budget="1MB").check_memory(1000)  # 'auto' counts float32 already
+    # Exactly at the budget is allowed.
+    assert EASE(memory_budget="12000000").check_memory(1000) == 12_000_000
+    # Within the budget but over what the machine has free now.
+    monkeypatch.setattr(ease_mod, "available_memory_bytes", lambda: 2_000_000)
+    with pytest.raises(
+        ConfigError,
+        match=r"need about 12\.0 MB \(3 dense 1000x1000 matrices\) but only 2\.0 MB of memory "
+        r"is available; filter rare items",
+    ):
+        EASE().check_memory(1000)
+    with pytest.raises(ConfigError, match=r"only 2\.0 MB .*available; use dtype='float32', filter"):
+        EASE(dtype="float64").check_memory(1000)
+    monkeypatch.setattr(ease_mod, "available_memory_bytes", lambda: 12_000_000)
+    assert EASE().check_memory(1000) == 12_000_000  # exactly what is free is enough
+
+
+def test_parse_and_format_bytes_edges() -> None:
+    assert parse_bytes(0) == 0 and parse_bytes(0.5) == 0 and parse_bytes(1.9) == 1
+    for bad in (-1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=r"memory size must be a finite number >= 0"):
+            parse_bytes(bad)
+    with pytest.raises(ValueError, match=r"^not a memory size: True$"):
+        parse_bytes(True)
+    with pytest.raises(ValueError, match=r"^not a memory size: '4 parsecs'; write e\.g\."):
+        parse_bytes("4 parsecs")
+    assert ease_memory_bytes(1000) == 20_000_000  # float64 by default
+    fmt = ease_mod.format_bytes
+    assert [fmt(v) for v in (2.5e12, 1e12, 1e9, 1e6, 1e3, 999, 0)] == [
+        "2.5 TB",
+        "1.0 TB",
+        "1.0 GB",
+        "1.0 MB",
+        "1.0 KB",
+        "999 B",
+        "0 B",
+    ]
+
+
+class _FakeFile:
+    def __init__(self, text: str) -> None:
+        self.lines = text.splitlines(keepends=True)
+
+    def __enter__(self) -> list[str]:
+        return self.lines
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def test_available_memory_reads_memavailable_then_sysconf(monkeypatch: pytest.MonkeyPatch) -> None:
+    meminfo = "MemTotal:  9999 kB\nMemFree:  5 kB\nMemAvailable:   1234 kB\n"
+
+    def fake_open(path: str, *args: object, **kwargs: object) -> _FakeFile:
+        if path != "/proc/meminfo":
+            raise FileNotFoundError(path)
+        return _FakeFile(meminfo)
+
+    conf = {"SC_AVPHYS_PAGES": 10, "SC_PAGE_SIZE": 4096}
+
+    def fake_sysconf(name: str) -> int:
+        if name not in conf:
+            raise ValueError(f"unrecognized configuration name {name!r}")
+        return conf[name]
+
+    monkeypatch.setattr(ease_mod, "open", fake_open, raising=False)
+    monkeypatch.setattr(ease_mod.os, "sysconf", fake_sysconf)
+    assert ease_mod.available_memory_bytes() == 1234 * 1024
+    meminfo = "MemTotal:  9999 kB\n"  # no MemAvailable line: free pages instead
+    assert ease_mod.available_memory_bytes() == 10 * 4096
+
+    def no_proc(path: str, *args: object, **kwargs: object) -> _FakeFile:
+        raise FileNotFoundError(path)
+
+    monkeypatch.setattr(ease_mod, "open", no_proc, raising=False)
+    assert ease_mod.available_memory_bytes() == 10 * 4096
+    for pages, size, expected in [(0, 4096, None), (1, 4096, 4096), (5, 1, 5), (5, 0, None)]:
+        conf.update(SC_AVPHYS_PAGES=pages, SC_PAGE_SIZE=size)
+        assert ease_mod.available_memory_bytes() == expected
+    conf.clear()
+    assert ease_mod.available_memory_bytes() is None
+
+
+def test_largest_eigenvalue_is_deterministic_and_an_upper_bound() -> None:
+    n = 500
+    # λ_max = 1.3 along the all-ones vector, every other eigenvalue 1: a start vector with
+    # mixed signs barely sees the top direction in 12 steps; the positive one does.
+    g = 0.3 * np.ones((n, n)) / n + np.eye(n)
+    torch.manual_seed(1)
+    first = ease_mod._largest_eigenvalue(torch.from_numpy(g))
+    torch.manual_seed(2)
+    assert ease_mod._largest_eigenvalue(torch.from_numpy(g)) == first  # its own generator
+    assert 1.3 <= first <= 1.1 * 1.3 + 1e-9
+    # A tiny spectrum (λ = 1e-4) is not lost to underflow over the steps.
+    tiny = torch.from_numpy(1e-4 * np.eye(5, dtype=np.float32))
+    assert ease_mod._largest_eigenvalue(tiny) == pytest.approx(1.1e-4, rel=1e-4)
+
+
+def test_spd_inverse_refuses_an_inverse_that_overflows() -> None:
+    # The Cholesky factor exists, but the inverse of this near-singular float32 matrix is inf.
+    g = (np.array([[1.0, 1.0], [1.0, 1.0 + 1e-5]]) * 1e-34).astype(np.float32)
+    assert ease_mod.spd_inverse(g) is None
+
+
+def test_gram_blocks_many_users_and_many_items_exactly() -> None:
+    rng = np.random.default_rng(3)
+    # > 1024 users: several user blocks accumulate; values that float32 cannot hold exactly
+    # show that the blocks are multiplied in float64 when float64 is asked for.
+    dense = rng.random((2500, 6)) * (rng.random((2500, 6)) < 0.5)
+    x = sp.csr_matrix(dense.astype(np.float32))
+    d32 = x.toarray().astype(np.float64)
+    np.testing.assert_allclose(ease_mod._gram(x, "float64"), d32.T @ d32, rtol=1e-12)
+    # > 4096 items: the block height n_items // 4 stays an integer.
+    wide = sp.csr_matrix(([1.0, 1.0, 1.0], ([0, 1, 1], [0, 0, 4099])), shape=(2, 4100))
+    gram = ease_mod._gram(wide.astype(np.float32), "float32")
+    assert gram[0, 0] == 2.0 and gram[0, 4099] == 1.0 and gram.sum() == 5.0
+
+
+def test_scores_over_many_chunks_and_dtypes() -> None:
+    data = planted_implicit(0).train
+    model = EASE().fit(data)
+    assert model.user_matrix_.dtype == np.float32 and model.weights_.dtype == np.float32
+    u = np.arange(2100) % data.n_users  # more than two score chunks
+    got = model.score_items(u)
+    assert got.dtype == np.float32
+    expected = model.user_matrix_.toarray()[u].astype(np.float64) @ model.weights_
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    assert model.predict_idx(np.array([0, 1]), np.array([2, 3])).dtype == np.float32
+    assert model.fold_in_scores(np.array([0, 1]), np.ones(2, np.float32)).dtype == np.float32
+    assert len(model.similar_items(data.items.ids[0])) == 10  # k defaults to 10
+
+
+def test_fit_passes_columns_and_roles_of_a_frame_through() -> None:
+    u, i = np.nonzero(RATINGS)
+    frame = pd.DataFrame({"customer": u, "product": i, "stars": RATINGS[u, i]})
+    x = RATINGS
+    by_columns = EASE(reg=2.0, weighting="rating").fit(
+        frame, columns={"user": "customer", "item": "product", "rating": "stars"}
+    )
+    np.testing.assert_allclose(by_columns.weights_, _closed_form(x, 2.0), rtol=1e-5, atol=1e-6)
+    by_roles = EASE(reg=2.0, weighting="rating").fit(
+        frame, user="customer", item="product", rating="stars"
+    )
+    np.testing.assert_allclose(by_roles.weights_, _closed_form(x, 2.0), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("weighting", ["binary", "rating"])
+def test_recency_rows_are_values_times_position_weights(weighting: str) -> None:
+    tau = 1.5
+    u, i = np.nonzero(RATINGS)
+    # Timestamps 10 - item: within a user, the lowest item index is the latest event.
+    frame = pd.DataFrame({"user_id": u, "item_id": i, "rating": RATINGS[u, i], "timestamp": 10 - i})
+    data = Interactions.from_frame(frame, rating_scale=(1.0, 5.0), source="hand")
+    model = EASE(reg=2.0, weighting=weighting, recency_tau=tau).fit(data)
+    values = RATINGS if weighting == "rating" else (RATINGS > 0).astype(float)
+    expected = np.zeros_like(RATINGS)
+    for row in range(RATINGS.shape[0]):
+        for pos, col in enumerate(np.flatnonzero(RATINGS[row])):
+            expected[row, col] = values[row, col] * np.exp(-pos / tau)
+    np.testing.assert_allclose(model.user_matrix_.toarray(), expected, rtol=1e-6)
+
+
+def test_state_dtypes_and_every_inconsistent_csr_is_refused() -> None:
+    model = EASE(reg=2.0).fit(_small())
+    state = model.get_state()
+    assert state["weights"].dtype == np.float32 and state["x_indptr"].dtype == np.int64
+    assert state["x_indices"].dtype == np.int32 and state["x_data"].dtype == np.float32
+    n_u, n_i = model.n_users, model.n_items
+    fresh = EASE(reg=2.0).fit(_small())
+    # float64 arrays are stored as float32; the shape comes from the vocabularies, even when
+    # the last item has no stored entry.
+    fresh.set_state(
+        {
+            "weights": state["weights"].astype(np.float64),
+            "x_indptr": np.array([0, 1] + [1] * (n_u - 1)),
+            "x_indices": np.array([0]),
+            "x_data": np.array([2.0]),
+        }
+    )
+    assert fresh.weights_.dtype == np.float32 and fresh.user_matrix_.dtype == np.float32
+    assert fresh.user_matrix_.shape == (n_u, n_i)
+    with pytest.raises(ValueError, match=r"state 'weights' has shape \(4, 3\), expected \(4, 4\)"):
+        fresh.set_state({**state, "weights": state["weights"][:, :3]})
+    message = r"^state 'x_\*' arrays do not form a users x items CSR matrix$"
+    bad_parts = [
+        {"x_indptr": state["x_indptr"][:-1]},  # one row short
+        {"x_data": state["x_data"][:-1]},  # indices and data differ in length
+        {"x_indptr": np.append(state["x_indptr"][:-1], state["x_indptr"][-1] - 1)},
+    ]
+    for bad in bad_parts:
+        with pytest.raises(ValueError, match=message):
+            fresh.set_state({**state, **bad})
