@@ -360,3 +360,92 @@ def test_malformed_vocabulary_is_refused(run_dir: Path, text: str) -> None:
     )
     with pytest.raises(ArtifactError, match="cannot parse"):
         load_run(run_dir)
+
+
+# ------------------------------------------------ found by mutation testing (artifacts.py)
+def _fix_checksum(run: Path, name: str) -> None:
+    """Re-list ``name`` with its current checksum, as an attacker who edits the manifest would."""
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["files"][name] = _sha(run / name)
+    (run / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_unserialisable_metrics_name_their_type(fitted: Recommender, tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match=r"^not JSON serialisable: set$"):
+        save_run(tmp_path / "run", fitted, metrics={"bad": {1, 2}})
+    assert not (tmp_path / "run").exists()
+
+
+def test_one_line_collapses_whitespace_and_cuts_at_the_limit() -> None:
+    from recforge.artifacts import _one_line
+
+    assert _one_line("a\n  b\tc ") == "a b c"
+    assert _one_line("x" * 500) == "x" * 500  # the default limit is 500, inclusive
+    assert _one_line("x" * 501) == "x" * 497 + "..."
+    assert _one_line("abcdefgh", limit=6) == "abc..."
+
+
+def test_missing_list_metadata_round_trips_as_none(tmp_path: Path) -> None:
+    data = _string_id_data()
+    meta = data.item_meta
+    assert meta is not None
+    meta = meta.copy()
+    meta["genres"] = [["Action"], None, [], ["Horror"]]
+    data = Interactions.from_frame(data.to_frame(), item_meta=meta, rating_scale=(1.0, 5.0))
+    model = create("biases", epochs=1).fit(data)
+    loaded = load_run(save_run(tmp_path / "run", model)).model
+    assert loaded.item_meta_ is not None
+    assert loaded.item_meta_["genres"].tolist() == [["Action"], None, [], ["Horror"]]
+
+
+def _mf_data() -> Interactions:
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {
+            "user_id": rng.integers(0, 12, 80),
+            "item_id": rng.integers(100, 115, 80),
+            "rating": rng.integers(1, 6, 80).astype(float),
+        }
+    ).drop_duplicates(["user_id", "item_id"])
+    meta = pd.DataFrame(
+        {"genres": [["g" + str(i % 3)] for i in range(15)]},
+        index=pd.Index(range(100, 115), name="item_id"),
+    )
+    return Interactions.from_frame(frame, rating_scale=(1.0, 5.0), item_meta=meta)
+
+
+def _inflate_config(run: Path, edit: Any) -> None:
+    config = json.loads((run / "config.json").read_text())
+    edit(config)
+    (run / "config.json").write_text(json.dumps(config))
+    _fix_checksum(run, "config.json")
+
+
+def test_blend_member_network_larger_than_its_weights_is_refused(tmp_path: Path) -> None:
+    mf = {"model": "biased_mf", "config": {"epochs": 1, "n_factors": 4, "seed": 0}}
+    model = create("blend", {"members": [{"model": "biases"}, mf]}).fit(_mf_data())
+    run = save_run(tmp_path / "run", model)
+    assert load_run(run).model.n_items == model.n_items
+
+    def bigger(config: dict[str, Any]) -> None:
+        config["members"][1]["config"]["n_factors"] = 64
+
+    _inflate_config(run, bigger)
+    with pytest.raises(ArtifactError, match=r"weights tensor 'm1\.module\..*declare \[\d+, 64\]"):
+        load_run(run)
+
+
+def test_content_hybrid_network_larger_than_its_weights_is_refused(tmp_path: Path) -> None:
+    config = {"hybrid_with": "biased_mf", "hybrid_config": {"epochs": 1, "n_factors": 4}}
+    model = create("content", config).fit(_mf_data())
+    run = save_run(tmp_path / "run", model)
+    assert load_run(run).model.n_items == model.n_items
+
+    def bigger(config: dict[str, Any]) -> None:
+        config["hybrid_config"]["n_factors"] = 64
+
+    _inflate_config(run, bigger)
+    with pytest.raises(
+        ArtifactError, match=r"weights tensor 'hybrid\.module\..*declare \[\d+, 64\]"
+    ):
+        load_run(run)
