@@ -277,7 +277,11 @@ def test_condition_bound_at_the_threshold_keeps_float32(monkeypatch: pytest.Monk
 
 def test_float64_redo_is_checked_against_the_budget() -> None:
     data = planted_implicit(0).train  # 200 items: 480 kB in float32, 800 kB in float64
-    with pytest.raises(ConfigError, match=r"800\.0 KB.*raise reg \(a float64 redo"):
+    with pytest.raises(
+        ConfigError,
+        match=r"800\.0 KB.*memory_budget, raise reg \(a float64 redo means an ill-conditioned "
+        r"system\), or filter rare items$",
+    ):
         EASE(reg=1e-3, memory_budget="500kB").fit(data)  # ill-conditioned: redone in float64
 
 
@@ -479,3 +483,13 @@ def test_state_dtypes_and_every_inconsistent_csr_is_refused() -> None:
     for bad in bad_parts:
         with pytest.raises(ValueError, match=message):
             fresh.set_state({**state, **bad})
+
+
+def test_float32_failure_message_names_both_remedies(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ease_mod, "spd_inverse", lambda g: None)
+    with pytest.raises(
+        ModelFitError,
+        match=r"^ease: the float32 Gram matrix is not positive definite at reg=50\.0; increase "
+        r"reg or use dtype='float64'$",
+    ):
+        EASE(reg=50.0, dtype="float32").fit(_small())
