@@ -431,7 +431,11 @@ def test_blend_member_network_larger_than_its_weights_is_refused(tmp_path: Path)
         config["members"][1]["config"]["n_factors"] = 64
 
     _inflate_config(run, bigger)
-    with pytest.raises(ArtifactError, match=r"weights tensor 'm1\.module\..*declare \[\d+, 64\]"):
+    with pytest.raises(
+        ArtifactError,
+        match=r"weights tensor 'm1\.module\.[a-z_.]+' is F32\[\d+, 4\], but the config and "
+        r"vocabularies \(\d+ users, 15 items\) declare \[\d+, 64\]; the weights do not belong",
+    ):
         load_run(run)
 
 
@@ -449,3 +453,40 @@ def test_content_hybrid_network_larger_than_its_weights_is_refused(tmp_path: Pat
         ArtifactError, match=r"weights tensor 'hybrid\.module\..*declare \[\d+, 64\]"
     ):
         load_run(run)
+
+
+def _edit_weights(run: Path, edit: Any) -> None:
+    from safetensors.numpy import load_file, save_file
+
+    state = load_file(str(run / "weights.safetensors"))
+    edit(state)
+    save_file(state, str(run / "weights.safetensors"))
+    _fix_checksum(run, "weights.safetensors")
+
+
+def test_missing_and_misshapen_tensors_are_named(tmp_path: Path) -> None:
+    model = create("biased_mf", epochs=1, n_factors=4, seed=0).fit(_mf_data())
+
+    def drop_first_network_tensor(state: dict[str, Any]) -> None:
+        del state[sorted(k for k in state if k.startswith("module."))[0]]
+
+    def widen_global_mean(state: dict[str, Any]) -> None:
+        state["_base.global_mean"] = np.zeros(2)
+
+    cases = [
+        (
+            drop_first_network_tensor,
+            r"weights tensor 'module\.[a-z_.]+' is missing, but the config",
+        ),
+        (
+            lambda state: state.pop("_base.global_mean"),
+            r"weights tensor '_base\.global_mean' is missing, expected \('F64', \(1,\)\) for "
+            r"\d+ users; the weights do not belong",
+        ),
+        (widen_global_mean, r"'_base\.global_mean' is \('F64', \(2,\)\), expected \('F64', \(1,"),
+    ]
+    for k, (edit, message) in enumerate(cases):
+        run = save_run(tmp_path / f"run{k}", model)
+        _edit_weights(run, edit)
+        with pytest.raises(ArtifactError, match=message):
+            load_run(run)
