@@ -490,3 +490,44 @@ def test_missing_and_misshapen_tensors_are_named(tmp_path: Path) -> None:
         _edit_weights(run, edit)
         with pytest.raises(ArtifactError, match=message):
             load_run(run)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda s: s.pop("_base.seen_indices"), r"'_base\.seen_indices' is None$"),
+        (
+            lambda s: s.update({"_base.seen_indices": s["_base.seen_indices"].astype(np.int64)}),
+            r"'_base\.seen_indices' is \('I64', \(\d+,\)\)$",
+        ),
+        (
+            lambda s: s.update({"_base.seen_indices": s["_base.seen_indices"].reshape(-1, 1)}),
+            r"'_base\.seen_indices' is \('I32', \(\d+, 1\)\)$",
+        ),
+    ],
+)
+def test_seen_indices_must_be_one_int32_vector(run_dir: Path, edit: Any, message: str) -> None:
+    _edit_weights(run_dir, edit)
+    with pytest.raises(ArtifactError, match=message):
+        load_run(run_dir)
+
+
+def _write_weights(run: Path, data: bytes) -> None:
+    (run / "weights.safetensors").write_bytes(data)
+    _fix_checksum(run, "weights.safetensors")
+
+
+def test_safetensors_header_length_edges(run_dir: Path) -> None:
+    # Fewer than 8 bytes: no length at all (-1).
+    _write_weights(run_dir, b"\x05\x00\x00\x00\x00")
+    with pytest.raises(ArtifactError, match=r"\(header length -1 in a 5-byte file: truncated"):
+        load_run(run_dir)
+    # A length of 1 cannot hold a JSON object, even when the file is long enough.
+    _write_weights(run_dir, (1).to_bytes(8, "little") + b"{" + b"\0" * 50)
+    with pytest.raises(ArtifactError, match=r"\(header length 1 in a 59-byte file"):
+        load_run(run_dir)
+    # The smallest valid header, "{}", filling the whole file: a well-formed safetensors file
+    # without tensors, so the base tensors are what is missing.
+    _write_weights(run_dir, (2).to_bytes(8, "little") + b"{}")
+    with pytest.raises(ArtifactError, match=r"'_base\.seen_indptr' is missing, expected"):
+        load_run(run_dir)
