@@ -531,3 +531,51 @@ def test_safetensors_header_length_edges(run_dir: Path) -> None:
     _write_weights(run_dir, (2).to_bytes(8, "little") + b"{}")
     with pytest.raises(ArtifactError, match=r"'_base\.seen_indptr' is missing, expected"):
         load_run(run_dir)
+
+
+def _st_file(header: Any, data: bytes = b"\0" * 8) -> bytes:
+    raw = json.dumps(header).encode()
+    return len(raw).to_bytes(8, "little") + raw + data
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        # A length one past the end of the file.
+        (
+            (3).to_bytes(8, "little") + b"{}",
+            r"\(header length 3 in a 10-byte file: truncated, or "
+            r"another format such as a pickle\); re-create the run$",
+        ),
+        (_st_file([1]), r"\(header is not an object\); re-create the run$"),
+        ((2).to_bytes(8, "little") + b"{x", r"\(unreadable header\); re-create the run$"),
+        (_st_file({"x": 5}), r"\(tensor 'x' has a malformed entry\)"),
+        (_st_file({"x": {"dtype": "F128", "shape": [2], "data_offsets": [0, 8]}}), "malformed"),
+        (_st_file({"x": {"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}}), "malformed"),
+        (_st_file({"x": {"dtype": "F32", "shape": 2, "data_offsets": [0, 8]}}), "malformed"),
+        (_st_file({"x": {"dtype": "F32", "shape": [2], "data_offsets": [0, 4, 8]}}), "malformed"),
+        (_st_file({"x": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8.0]}}), "malformed"),
+        (_st_file({"x": {"dtype": "F32", "shape": [2], "data_offsets": "0-8"}}), "malformed"),
+    ],
+)
+def test_hostile_safetensors_headers_are_named(run_dir: Path, content: bytes, message: str) -> None:
+    _write_weights(run_dir, content)
+    with pytest.raises(
+        ArtifactError, match=r"weights\.safetensors is not a valid safetensors file"
+    ):
+        load_run(run_dir)
+    with pytest.raises(ArtifactError, match=message):
+        load_run(run_dir)
+
+
+def test_safetensors_metadata_is_skipped(run_dir: Path, fitted: Recommender) -> None:
+    from safetensors.numpy import load_file, save_file
+
+    state = load_file(str(run_dir / "weights.safetensors"))
+    save_file(state, str(run_dir / "weights.safetensors"), metadata={"format": "np"})
+    _fix_checksum(run_dir, "weights.safetensors")
+    header = (run_dir / "weights.safetensors").read_bytes()
+    assert b"__metadata__" in header[:4096]
+    loaded = load_run(run_dir).model
+    users = np.arange(fitted.n_users)
+    np.testing.assert_array_equal(loaded.score_items(users), fitted.score_items(users))
