@@ -579,3 +579,23 @@ def test_safetensors_metadata_is_skipped(run_dir: Path, fitted: Recommender) -> 
     loaded = load_run(run_dir).model
     users = np.arange(fitted.n_users)
     np.testing.assert_array_equal(loaded.score_items(users), fitted.score_items(users))
+
+
+def test_empty_tensors_are_valid_in_a_header(tmp_path: Path) -> None:
+    from recforge.artifacts import _safetensors_header
+
+    path = tmp_path / "w.safetensors"
+    empty = {"dtype": "F32", "shape": [0, 3], "data_offsets": [0, 0]}
+    path.write_bytes(_st_file({"e": empty, "x": {**empty, "shape": [2], "data_offsets": [0, 8]}}))
+    assert _safetensors_header(tmp_path, path) == {"e": ("F32", (0, 3)), "x": ("F32", (2,))}
+
+
+def test_hard_linked_optional_file_is_refused_naming_the_run(run_dir: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside.csv"
+    outside.write_bytes((run_dir / "history.csv").read_bytes())
+    (run_dir / "history.csv").unlink()
+    os.link(outside, run_dir / "history.csv")
+    with pytest.raises(
+        ArtifactError, match=rf"^{re.escape(str(run_dir))}: history\.csv is a hard link \(2 names\)"
+    ):
+        load_run(run_dir)
