@@ -599,3 +599,13 @@ def test_hard_linked_optional_file_is_refused_naming_the_run(run_dir: Path, tmp_
         ArtifactError, match=rf"^{re.escape(str(run_dir))}: history\.csv is a hard link \(2 names\)"
     ):
         load_run(run_dir)
+
+
+def test_blend_member_that_reads_item_metadata_round_trips(tmp_path: Path) -> None:
+    # The two-tower member's item tower takes genre features: the size check must build it with
+    # the run's item metadata, or a genuine run would be refused.
+    tower = {"model": "two_tower", "config": {"epochs": 1, "use_features": True, "verbose": False}}
+    model = create("blend", {"members": [{"model": "biases"}, tower]}).fit(_mf_data())
+    loaded = load_run(save_run(tmp_path / "run", model)).model
+    users = np.arange(model.n_users)
+    np.testing.assert_allclose(loaded.score_items(users), model.score_items(users), rtol=1e-6)
