@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+import recforge.models.base as base_mod
+from recforge.data.interactions import Interactions
 from recforge.errors import NotFittedError
 from recforge.models import create
-from recforge.models.base import finite_scores, rank_scores, seen_cells
+from recforge.models.base import Recommender, finite_scores, rank_scores, seen_cells
+from recforge.models.baselines import Popularity
 
 MAX = np.finfo(np.float32).max
 
@@ -58,3 +62,48 @@ def test_check_fitted_is_public() -> None:
     model = create("popularity")
     with pytest.raises(NotFittedError, match="not fitted yet"):
         model.check_fitted()
+
+
+# --------------------------------------------------- found by mutation testing (models/base.py)
+def _popularity_data() -> Interactions:
+    """12 items, item j seen by users 1..j+1 (item 11 most popular); user 0 saw item 5 only."""
+    users: list[int] = []
+    items: list[int] = []
+    for item in range(12):
+        for u in range(item + 2):
+            if not (u == 0 and item != 5):  # user 0 has exactly one event, on item 5
+                users.append(u)
+                items.append(item)
+    frame = pd.DataFrame({"user_id": users, "item_id": [f"i{j}" for j in items]})
+    return Interactions.from_frame(frame, source="popularity-ladder")
+
+
+def test_recommend_defaults_to_ten_and_ignores_unknown_candidates() -> None:
+    model = create("popularity").fit(_popularity_data())
+    (rec,) = model.recommend(0)
+    expected = [f"i{j}" for j in (11, 10, 9, 8, 7, 6, 4, 3, 2, 1)]  # i5 was seen
+    assert rec.item_ids.tolist() == expected
+    # Candidates: an unknown id is ignored, item index 0 counts like any other.
+    (rec,) = model.recommend(0, k=5, candidates=["i0", "nope", "i3", "i5"])
+    assert rec.item_ids.tolist() == ["i3", "i0"]
+
+
+class _GatherOnly(Popularity):
+    """Popularity scored through the base class's chunked gather (no fast predict_idx)."""
+
+    predict_idx = Recommender.predict_idx
+
+
+@pytest.mark.parametrize("chunk", [1024, 2, 1])
+def test_default_predict_idx_gathers_score_items_across_chunks(
+    chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(base_mod, "DEFAULT_SCORE_CHUNK", chunk)
+    model = _GatherOnly().fit(_popularity_data())
+    rng = np.random.default_rng(0)
+    users = rng.integers(0, model.n_users, 40)  # unsorted, with repeats
+    items = rng.integers(0, model.n_items, 40)
+    got = model.predict_idx(users, items)
+    assert got.dtype == np.float32 and got.shape == (40,)
+    np.testing.assert_array_equal(got, model.score_items(users)[np.arange(40), items])
+    assert model.predict_idx(np.array([], np.int64), np.array([], np.int64)).shape == (0,)
