@@ -83,6 +83,7 @@ def test_recommend_defaults_to_ten_and_ignores_unknown_candidates() -> None:
     (rec,) = model.recommend(0)
     expected = [f"i{j}" for j in (11, 10, 9, 8, 7, 6, 4, 3, 2, 1)]  # i5 was seen
     assert rec.item_ids.tolist() == expected
+    assert type(rec.user_id) is int  # a plain int (JSON-ready), not numpy's int64
     # Candidates: an unknown id is ignored, item index 0 counts like any other.
     (rec,) = model.recommend(0, k=5, candidates=["i0", "nope", "i3", "i5"])
     assert rec.item_ids.tolist() == ["i3", "i0"]
