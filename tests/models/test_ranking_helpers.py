@@ -9,7 +9,7 @@ import scipy.sparse as sp
 
 import recforge.models.base as base_mod
 from recforge.data.interactions import Interactions
-from recforge.errors import NotFittedError
+from recforge.errors import ConfigError, NotFittedError
 from recforge.models import create
 from recforge.models.base import Recommender, finite_scores, rank_scores, seen_cells
 from recforge.models.baselines import Popularity
@@ -108,3 +108,22 @@ def test_default_predict_idx_gathers_score_items_across_chunks(
     assert got.dtype == np.float32 and got.shape == (40,)
     np.testing.assert_array_equal(got, model.score_items(users)[np.arange(40), items])
     assert model.predict_idx(np.array([], np.int64), np.array([], np.int64)).shape == (0,)
+
+
+def test_recommend_idx_returns_int64_indices_and_refuses_k_below_one() -> None:
+    model = create("popularity").fit(_popularity_data())
+    idx, val = model.recommend_idx(np.array([0, 1]), 3)
+    assert idx.dtype == np.int64 and val.dtype == np.float32 and idx.shape == (2, 3)
+    with pytest.raises(ConfigError, match=r"^k must be >= 1, got 0$"):
+        model.recommend_idx(np.array([0]), 0)
+
+
+def test_recommendations_carry_the_item_titles() -> None:
+    data = _popularity_data()
+    meta = pd.DataFrame(
+        {"title": [f"Title {j}" for j in range(12)]},
+        index=pd.Index([f"i{j}" for j in range(12)], name="item_id"),
+    )
+    data = Interactions.from_frame(data.to_frame(), item_meta=meta, source="titled")
+    (rec,) = create("popularity").fit(data).recommend(0, k=2)
+    assert rec.to_frame()["title"].tolist() == ["Title 11", "Title 10"]
