@@ -12,7 +12,7 @@ from recforge.data.interactions import Interactions
 from recforge.errors import ConfigError, NotFittedError
 from recforge.models import create
 from recforge.models.base import Recommender, finite_scores, rank_scores, seen_cells
-from recforge.models.baselines import Popularity
+from recforge.models.baselines import Biases
 
 MAX = np.finfo(np.float32).max
 
@@ -89,8 +89,8 @@ def test_recommend_defaults_to_ten_and_ignores_unknown_candidates() -> None:
     assert rec.item_ids.tolist() == ["i3", "i0"]
 
 
-class _GatherOnly(Popularity):
-    """Popularity scored through the base class's chunked gather (no fast predict_idx)."""
+class _GatherOnly(Biases):
+    """Biases scored through the base class's chunked gather (no fast predict_idx)."""
 
     predict_idx = Recommender.predict_idx
 
@@ -100,13 +100,19 @@ def test_default_predict_idx_gathers_score_items_across_chunks(
     chunk: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(base_mod, "DEFAULT_SCORE_CHUNK", chunk)
-    model = _GatherOnly().fit(_popularity_data())
+    frame = _popularity_data().to_frame()
+    # Ratings that differ by user, so a row taken from the wrong user shows.
+    frame["rating"] = (frame["user_id"] * 7 + frame["item_id"].str[1:].astype(int)) % 5 + 1.0
+    data = Interactions.from_frame(frame, rating_scale=(1.0, 5.0), source="rated-ladder")
+    model = _GatherOnly(epochs=5).fit(data)
     rng = np.random.default_rng(0)
     users = rng.integers(0, model.n_users, 40)  # unsorted, with repeats
     items = rng.integers(0, model.n_items, 40)
+    scores = model.score_items(np.arange(model.n_users))
+    assert len(np.unique(scores[:, 0])) > 5  # the users' rows really differ
     got = model.predict_idx(users, items)
     assert got.dtype == np.float32 and got.shape == (40,)
-    np.testing.assert_array_equal(got, model.score_items(users)[np.arange(40), items])
+    np.testing.assert_array_equal(got, scores[users, items])
     assert model.predict_idx(np.array([], np.int64), np.array([], np.int64)).shape == (0,)
 
 
