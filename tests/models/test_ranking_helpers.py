@@ -11,7 +11,7 @@ import recforge.models.base as base_mod
 from recforge.data.interactions import Interactions
 from recforge.errors import ConfigError, NotFittedError
 from recforge.models import create
-from recforge.models.base import Recommender, finite_scores, rank_scores, seen_cells
+from recforge.models.base import Recommender, finite_scores, rank_scores, seen_cells, topk_rows
 from recforge.models.baselines import Biases
 
 MAX = np.finfo(np.float32).max
@@ -133,3 +133,10 @@ def test_recommendations_carry_the_item_titles() -> None:
     data = Interactions.from_frame(data.to_frame(), item_meta=meta, source="titled")
     (rec,) = create("popularity").fit(data).recommend(0, k=2)
     assert rec.to_frame()["title"].tolist() == ["Title 11", "Title 10"]
+
+
+@pytest.mark.parametrize("k", [0, -3])
+def test_topk_rows_of_nothing_is_an_empty_block_per_row(k: int) -> None:
+    idx, val = topk_rows(np.ones((2, 3), dtype=np.float32), k)
+    assert idx.shape == (2, 0) and idx.dtype == np.int64
+    assert val.shape == (2, 0) and val.dtype == np.float32
