@@ -596,7 +596,9 @@ def test_hard_linked_optional_file_is_refused_naming_the_run(run_dir: Path, tmp_
     (run_dir / "history.csv").unlink()
     os.link(outside, run_dir / "history.csv")
     with pytest.raises(
-        ArtifactError, match=rf"^{re.escape(str(run_dir))}: history\.csv is a hard link \(2 names\)"
+        ArtifactError,
+        match=rf"^{re.escape(str(run_dir))}: history\.csv is a hard link \(2 names\); a run's "
+        r"files must be its own, so copy the run \(cp -r\) instead of linking it$",
     ):
         load_run(run_dir)
 
