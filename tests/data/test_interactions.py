@@ -192,3 +192,13 @@ def test_mismatched_columns_rejected() -> None:
             v,
             v,
         )
+
+
+def test_binary_csr_counts_a_repeated_pair_once() -> None:
+    # A frame built in Python may repeat a (user, item) pair: the binary view says "interacted"
+    # (1), the rating view keeps the sum (the count when every row weighs 1).
+    frame = pd.DataFrame({"user_id": [1, 1, 1, 2], "item_id": [7, 7, 8, 7], "rating": 1.0})
+    data = Interactions.from_frame(frame)
+    binary = data.csr("binary").toarray()
+    np.testing.assert_array_equal(binary, [[1.0, 1.0], [1.0, 0.0]])
+    np.testing.assert_array_equal(data.csr("rating").toarray(), [[2.0, 1.0], [1.0, 0.0]])

@@ -301,6 +301,10 @@ class Interactions:
                 dtype=np.float32,
             )
             mat.sum_duplicates()
+            if values == "binary":
+                # Repeated (user, item) events (a frame built in Python may hold them) are one
+                # interaction here, not a count: counts are the "rating" view's job.
+                mat.data[:] = 1.0
             mat.sort_indices()
             self._cache[key] = mat
         out: sp.csr_matrix = self._cache[key]
