@@ -431,7 +431,8 @@ def save_trained_run(
         data_fingerprint=inter.fingerprint(),
         extra={**recorded, **extra},
     )
-    if history is not None and len(history):
+    # A history without a loss (e.g. ALS fitted without tracking it) has no curve to draw.
+    if history is not None and len(history) and "train_loss" in history.columns:
         from recforge.viz.plots import learning_curve
 
         learning_curve(history, run_dir / "learning_curve.png")

@@ -156,7 +156,7 @@ def test_predicts_ratings_follows_the_objective() -> None:
 @pytest.mark.parametrize("solver", ["cg", "cholesky"])
 def test_training_loss_never_increases(objective: str, solver: str) -> None:
     data = planted_explicit(1) if objective == "explicit" else planted_implicit(1)
-    model = ALS(objective=objective, solver=solver, **SMALL).fit(data.train)
+    model = ALS(objective=objective, solver=solver, track_loss=True, **SMALL).fit(data.train)
     loss = model.history_["train_loss"].to_numpy()
     assert len(loss) == SMALL["iterations"] and np.isfinite(loss).all()
     assert np.all(np.diff(loss) <= 1e-6 * np.abs(loss[:-1])), loss
@@ -175,7 +175,7 @@ def test_explicit_history_reports_valid_rmse() -> None:
 @pytest.mark.parametrize("objective", ["implicit", "explicit"])
 def test_cg_and_cholesky_agree(objective: str) -> None:
     data = planted_explicit(0) if objective == "explicit" else planted_implicit(0)
-    cfg = {"objective": objective, "n_factors": 16, "iterations": 15}
+    cfg = {"objective": objective, "n_factors": 16, "iterations": 15, "track_loss": True}
     cg = ALS(solver="cg", **cfg).fit(data.train)
     chol = ALS(solver="cholesky", **cfg).fit(data.train)
     # Same objective value at the end (CG solves each block approximately) ...
@@ -278,11 +278,13 @@ def test_save_load_gives_identical_scores(explicit_model: ALS, tmp_path: Path) -
     )
 
 
-@pytest.mark.parametrize("backend", ["torch", "implicit"])
+@pytest.mark.parametrize("backend", ["torch", "implicit", "numba"])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_seed_determinism(backend: str, threads: int) -> None:
     if backend == "implicit" and als_mod._native_cg() is None:
         pytest.skip("implicit is not installed")
+    if backend == "numba" and als_mod._numba_cg() is None:
+        pytest.skip("numba is not installed")
     data = planted_implicit(2).train
     cfg = {**SMALL, "backend": backend, "num_threads": threads}
     a = ALS(seed=3, **cfg).fit(data)
@@ -333,7 +335,9 @@ def test_backends_fit_the_same_model() -> None:
     if als_mod._native_cg() is None:
         pytest.skip("implicit is not installed")
     data = planted_implicit(0)
-    fits = {b: ALS(backend=b, **SMALL).fit(data.train) for b in ("torch", "implicit")}
+    fits = {
+        b: ALS(backend=b, track_loss=True, **SMALL).fit(data.train) for b in ("torch", "implicit")
+    }
     assert fits["torch"].backend_ == "torch" and fits["implicit"].backend_ == "implicit"
     np.testing.assert_allclose(
         fits["torch"].history_["train_loss"], fits["implicit"].history_["train_loss"], rtol=1e-3
@@ -348,7 +352,83 @@ def test_backend_implicit_without_the_package_is_a_config_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(als_mod, "_native_cg", lambda: None)
+    monkeypatch.setattr(als_mod, "_numba_cg", lambda: None)
     with pytest.raises(ConfigError, match="pip install implicit"):
         ALS(backend="implicit", **SMALL).fit(planted_implicit(0).train)
+    with pytest.raises(ConfigError, match="pip install numba"):
+        ALS(backend="numba", **SMALL).fit(planted_implicit(0).train)
     # 'auto' falls back to recforge's own kernels.
     assert ALS(**SMALL).fit(planted_implicit(0).train).backend_ == "torch"
+
+
+def test_auto_backend_prefers_numba_then_implicit(monkeypatch: pytest.MonkeyPatch) -> None:
+    if als_mod._numba_cg() is None:
+        pytest.skip("numba is not installed")
+    data = planted_implicit(0).train
+    assert ALS(**SMALL).fit(data).backend_ == "numba"
+    # The explicit objective and the Cholesky solver always run on torch.
+    assert ALS(solver="cholesky", **SMALL).fit(data).backend_ == "torch"
+    assert ALS(objective="explicit", **SMALL).fit(planted_explicit(0).train).backend_ == "torch"
+    if als_mod._native_cg() is not None:
+        monkeypatch.setattr(als_mod, "_numba_cg", lambda: None)
+        assert ALS(**SMALL).fit(data).backend_ == "implicit"
+
+
+# ---------------------------------------------------------------------------- numba backend
+def test_numba_half_step_equals_torch_cg_half_step() -> None:
+    kernels = als_mod._numba_cg()
+    if kernels is None:
+        pytest.skip("numba is not installed")
+    dense, mat, other, current = _random_problem(5)
+    k = other.shape[1]
+    conf = (1.0 + 2.0 * mat.data).astype(np.float32)
+    side = als_mod._make_side(mat, conf - 1.0, conf, native=True)
+    torch_out = als_mod._solve_side(
+        side, torch.from_numpy(other), torch.from_numpy(current),
+        gram=torch.from_numpy(other.T @ other), reg_diag=torch.full((k,), 0.3),
+        row_scale=torch.ones(len(dense)), offsets=None, solver="cg", cg_steps=3,
+    )  # fmt: skip
+    model = ALS(reg=0.3, cg_steps=3)
+    model._native = kernels
+    out = model._numba_half(side.native, torch.from_numpy(current.copy()), torch.from_numpy(other))
+    np.testing.assert_allclose(out.numpy(), torch_out.numpy(), rtol=1e-3, atol=1e-4)
+    assert np.all(out.numpy()[:3] == 0.0)  # rows without events: their exact solution 0
+    # Many CG steps reach the exact per-row solution.
+    model = ALS(reg=0.3, cg_steps=30)
+    model._native = kernels
+    exact = _reference(
+        dense, other, other.T.astype(np.float64) @ other, lambda v: 2.0 * v,
+        lambda v: 1.0 + 2.0 * v, np.full(k, 0.3), np.ones(len(dense)), np.zeros(other.shape[0]),
+    )  # fmt: skip
+    out = model._numba_half(side.native, torch.from_numpy(current.copy()), torch.from_numpy(other))
+    np.testing.assert_allclose(out.numpy(), exact, rtol=1e-3, atol=1e-3)
+
+
+def test_numba_fit_is_identical_for_any_thread_count() -> None:
+    if als_mod._numba_cg() is None:
+        pytest.skip("numba is not installed")
+    data = planted_implicit(1).train
+    one = ALS(backend="numba", num_threads=1, **SMALL).fit(data)
+    two = ALS(backend="numba", num_threads=2, **SMALL).fit(data)
+    np.testing.assert_array_equal(one.user_factors_, two.user_factors_)
+    np.testing.assert_array_equal(one.item_factors_, two.item_factors_)
+    torch_fit = ALS(backend="torch", **SMALL).fit(data)
+    users = np.arange(data.n_users)
+    np.testing.assert_allclose(one.score_items(users), torch_fit.score_items(users), atol=1e-3)
+
+
+def test_loss_is_computed_only_when_asked_for() -> None:
+    from recforge.train.checkpoint import training_context
+
+    data = planted_implicit(0)
+    plain = ALS(**SMALL).fit(data.train)
+    assert list(plain.history_.columns) == ["epoch", "seconds"]
+    assert len(plain.history_) == SMALL["iterations"]
+    assert "train_loss" in ALS(**SMALL).fit(data.train, valid=data.test).history_.columns
+    assert "train_loss" in ALS(track_loss=True, **SMALL).fit(data.train).history_.columns
+    with training_context():
+        assert "train_loss" in ALS(**SMALL).fit(data.train).history_.columns
+        assert "train_loss" not in ALS(track_loss=False, **SMALL).fit(data.train).history_
+    # Tracking the loss does not change the fit.
+    tracked = ALS(track_loss=True, **SMALL).fit(data.train)
+    np.testing.assert_array_equal(tracked.item_factors_, plain.item_factors_)

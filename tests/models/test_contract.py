@@ -233,13 +233,13 @@ class TestEase(ModelContract):
 
 class TestAlsImplicit(ModelContract):
     model_name = "als"
-    config = {"n_factors": 16, "iterations": 8}
+    config = {"n_factors": 16, "iterations": 8, "track_loss": True}
     explicit = False
 
 
 class TestAlsExplicit(ModelContract):
     model_name = "als"
-    config = {"objective": "explicit", "n_factors": 16, "iterations": 8}
+    config = {"objective": "explicit", "n_factors": 16, "iterations": 8, "track_loss": True}
     explicit = True
 
 

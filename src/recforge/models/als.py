@@ -95,11 +95,12 @@ class ALSConfig(ModelConfig):
         "cg", description="Batched conjugate gradient (warm-started) or exact batched Cholesky."
     )
     cg_steps: int = Field(3, ge=1, le=100, description="cg: steps per half-sweep.")
-    backend: Literal["auto", "torch", "implicit"] = Field(
+    backend: Literal["auto", "numba", "torch", "implicit"] = Field(
         "auto",
         description="implicit objective with solver 'cg': run each half-sweep with recforge's "
-        "torch kernels ('torch') or with the compiled CG of the `implicit` package, which solves "
-        "the same equations ('implicit'); 'auto' uses implicit's when it is installed.",
+        "compiled per-row CG ('numba'), its torch kernels ('torch') or the compiled CG of the "
+        "`implicit` package, which solves the same equations ('implicit'); 'auto' uses numba "
+        "when it is installed, else implicit's when installed, else torch.",
     )
     biases: bool = Field(True, description="explicit: learn user and item biases.")
     bias_reg: float | None = Field(
@@ -109,6 +110,13 @@ class ALSConfig(ModelConfig):
         True, description="explicit: scale λ by each user's/item's rating count (ALS-WR)."
     )
     init_std: float = Field(0.01, gt=0, le=10, description="Std of the Gaussian initial factors.")
+    track_loss: bool | None = Field(
+        None,
+        description="Compute the training loss (explicit: and RMSE) after every sweep into "
+        "history_. It costs about a third of a sweep with the implicit backend, so None computes "
+        "it only when asked for: when fit gets validation data or runs under `recforge train` "
+        "(a training context); history_ always has epoch and seconds.",
+    )
     num_threads: int | None = Field(
         None,
         ge=1,
@@ -167,6 +175,14 @@ def _native_cg() -> Any | None:
     except ImportError:
         return None
     return _als
+
+
+def _numba_cg() -> Any | None:
+    """recforge's compiled CG kernel module (None when numba is not installed)."""
+    try:
+        return importlib.import_module("recforge.models._als_kernels")
+    except ImportError:
+        return None
 
 
 def _single_threaded_blas() -> contextlib.AbstractContextManager[Any]:
@@ -427,9 +443,12 @@ class ALS(Recommender):
         super().__init__(config, **overrides)
         # YᵀY (float64) for implicit fold-in, derived from item_factors_ on first use.
         self._item_gram: F64Array | None = None
-        # The implicit package's CG kernel while fitting with that backend (see _pick_backend).
+        # The compiled CG kernel module while fitting with it (see _pick_backend).
         self._native: Any | None = None
-        #: Which kernels the last fit used: "torch" or "implicit".
+        self._backend = "torch"
+        # Per side: the numba backend's row ranges (see _numba_half).
+        self._bounds: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        #: Which kernels the last fit used: "numba", "torch" or "implicit".
         self.backend_ = "torch"
         # Whether scores are ratings depends on the objective, so it is per instance. It is set
         # through __dict__ because the base class declares it a ClassVar (fixed per family).
@@ -470,10 +489,12 @@ class ALS(Recommender):
         by_item = by_user.T.tocsr()
         by_item.sort_indices()
         self._native = None
+        self._backend = "torch"
+        self._bounds = {}
         if self._explicit:
             sides = [_make_side(m, np.ones(m.nnz, np.float32), m.data) for m in (by_user, by_item)]
         else:
-            self._native = self._pick_backend()
+            self._backend, self._native = self._pick_backend()
             sides = [
                 _make_side(
                     m,
@@ -489,10 +510,12 @@ class ALS(Recommender):
         b_u = np.zeros(train.n_users, dtype=np.float32)
         b_i = np.zeros(train.n_items, dtype=np.float32)
         rows: list[dict[str, float]] = []
-        # implicit's kernel calls BLAS once (YᵀY) beside its own OpenMP threads; BLAS threads
-        # would spin-wait against them, so BLAS gets one thread (scoped once: threadpoolctl's
-        # library scan costs milliseconds).
-        blas = _single_threaded_blas() if self._native is not None else contextlib.nullcontext()
+        track = self._tracks_loss(valid)
+        # The compiled kernels call BLAS once per half-step (YᵀY) beside their own threads; BLAS
+        # threads would spin-wait against them (and a threaded GEMM need not be reproducible),
+        # so BLAS gets one thread (scoped once: threadpoolctl's library scan costs milliseconds).
+        compiled = self._backend in ("implicit", "numba")
+        blas = _single_threaded_blas() if compiled else contextlib.nullcontext()
         with torch.no_grad(), blas:
             for epoch in range(1, cfg.iterations + 1):
                 t0 = time.perf_counter()
@@ -502,54 +525,80 @@ class ALS(Recommender):
                 else:
                     x = self._implicit_half(sides[0], x, y)
                     y = self._implicit_half(sides[1], y, x)
-                if not (torch.isfinite(x).all() and torch.isfinite(y).all()):
+                # A sum is finite only when every entry is: one reduction, no boolean copy.
+                if not bool(torch.isfinite(x.sum() + y.sum())):
                     raise ModelFitError(
                         f"als: factors became non-finite in sweep {epoch}; increase reg or "
                         f"lower alpha"
                     )
+                row = {"epoch": float(epoch), "seconds": time.perf_counter() - t0}
+                rows.append(row)
+                if not track:
+                    continue
                 self.user_factors_ = x.numpy()
                 self.item_factors_ = y.numpy()
                 self.user_bias_, self.item_bias_ = b_u, b_i
-                row = {"epoch": float(epoch), "seconds": time.perf_counter() - t0}
                 row.update(self._loss(sides[0], sides[0].counts, sides[1].counts))
                 if self._explicit and valid is not None and len(valid):
                     pred = self._clip(self.predict_idx(valid.user_idx, valid.item_idx)).astype(
                         np.float64
                     )
                     row["valid_rmse"] = rmse(valid.rating, pred)
-                rows.append(row)
+        self.user_bias_, self.item_bias_ = b_u, b_i
         self.user_factors_ = np.ascontiguousarray(x.numpy(), dtype=np.float32)
         self.item_factors_ = np.ascontiguousarray(y.numpy(), dtype=np.float32)
         self._item_gram = None
-        self.backend_ = "implicit" if self._native is not None else "torch"
+        self.backend_ = self._backend
+        self._bounds = {}
         self.history_ = pd.DataFrame(rows).astype({"epoch": np.int64})
 
-    def _pick_backend(self) -> Any | None:
-        """The ``implicit`` kernel module when ``backend`` asks for it and it applies, else None."""
+    def _tracks_loss(self, valid: Interactions | None) -> bool:
+        """Whether this fit computes the per-sweep loss (see ``ALSConfig.track_loss``)."""
+        if self.config.track_loss is not None:
+            return self.config.track_loss
+        from recforge.train.checkpoint import current_context
+
+        return valid is not None or current_context() is not None
+
+    def _pick_backend(self) -> tuple[str, Any | None]:
+        """``(name, kernel module)`` of the compiled backend to use, or ``("torch", None)``."""
         cfg = self.config
         if cfg.backend == "torch" or cfg.solver != "cg":
-            return None
+            return "torch", None
+        if cfg.backend in ("auto", "numba"):
+            kernels = _numba_cg()
+            if kernels is not None:
+                return "numba", kernels
+            if cfg.backend == "numba":
+                raise ConfigError(
+                    "als: backend 'numba' needs numba: pip install numba (or set backend = 'torch')"
+                )
         native = _native_cg()
         if native is None and cfg.backend == "implicit":
             raise ConfigError(
                 "als: backend 'implicit' needs the implicit package: pip install implicit "
                 "(or set backend = 'torch')"
             )
-        return native
+        return ("implicit", native) if native is not None else ("torch", None)
 
     def _implicit_half(
         self, side: _Side, current: torch.Tensor, other: torch.Tensor
     ) -> torch.Tensor:
         cfg = self.config
         k = other.shape[1]
-        if self._native is not None and side.native is not None:
-            out = current.numpy().copy()
+        if self._backend == "numba" and side.native is not None:
+            return self._numba_half(side.native, current, other)
+        if self._backend == "implicit" and side.native is not None:
+            # In place: the caller replaces ``current`` by the result, so no copy is needed
+            # (implicit's own fit updates its factors in place too).
+            out = current.numpy()
             # Same equations, compiled per-row loop over the torch thread count (BLAS is held
             # to one thread around the whole fit, see _fit).
-            self._native.least_squares_cg(
+            native: Any = self._native
+            native.least_squares_cg(
                 side.native,
                 out,
-                np.ascontiguousarray(other.numpy()),
+                other.numpy(),
                 self.reg,
                 num_threads=torch.get_num_threads(),
                 cg_steps=cfg.cg_steps,
@@ -566,6 +615,48 @@ class ALS(Recommender):
             solver=cfg.solver,
             cg_steps=cfg.cg_steps,
         )
+
+    def _numba_half(
+        self, mat: sp.csr_matrix, current: torch.Tensor, other: torch.Tensor
+    ) -> torch.Tensor:
+        """One half-step with :func:`recforge.models._als_kernels.cg_half`, in place.
+
+        The rows are cut into contiguous ranges of equal cost (more ranges than threads, so a
+        thread that the scheduler parks does not hold the others up); each range runs with the
+        GIL released. Rows are independent, so the result does not depend on the split.
+        """
+        kernels: Any = self._native
+        k = other.shape[1]
+        x, y = current.numpy(), other.numpy()
+        # numpy's BLAS, held to one thread for the fit (see _fit): a multi-threaded GEMM may
+        # split the n-long reduction differently from run to run, and YᵀY must be reproducible.
+        s = y.T @ y
+        s[np.diag_indices(k)] += np.float32(self.reg)
+        n_threads = torch.get_num_threads()
+        parts = 1 if n_threads == 1 else 4 * n_threads
+        steps = self.config.cg_steps
+        key = (id(mat), parts)
+        if key not in self._bounds:  # once per side and fit: the cost split only needs indptr
+            self._bounds[key] = kernels.row_bounds(mat.indptr, k, parts)
+        bounds = self._bounds[key]
+
+        scratch = np.zeros((len(bounds), 3, k), dtype=np.float32)
+
+        def run(part: int) -> None:
+            lo, hi = bounds[part]
+            kernels.cg_half(
+                mat.indptr, mat.indices, mat.data, x, y, s, steps, lo, hi, scratch[part]
+            )
+
+        if n_threads == 1 or len(bounds) == 1:
+            for part in range(len(bounds)):
+                run(part)
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(n_threads) as pool:
+                list(pool.map(run, range(len(bounds))))
+        return current
 
     def _explicit_half(
         self,
