@@ -59,3 +59,42 @@ def test_implicit_cosine_scores_are_x_times_similarity() -> None:
     np.testing.assert_allclose(
         model.score_items(users), x[users] @ model.similarity_.toarray(), rtol=1e-5
     )
+
+
+# ---------------------------------------------------------------------------- scoring row
+def test_scoring_row_times_recforge_against_numpy_on_the_same_lists() -> None:
+    data = make_interactions(n_users=300, n_items=400, density=0.05, seed=1).interactions
+    result = speed.run_speed([("tiny", data)], threads=[1, 2], reps=2, pairs=["scoring"])
+    (row,) = result["rows"]
+    assert row["pair"] == "scoring" and row["metric"] == "same lists"
+    for t in ("1", "2"):
+        cell = row["by_threads"][t]
+        assert len(cell["ours"]["seconds"]) == 2
+        # Continuous scores: no ties at the cut, so both sides pick the same 100 items.
+        assert cell["ours"]["metric_median"] == 1.0
+    assert "| scoring: recforge recommend_all" in speed.speed_markdown(result)
+
+
+def test_numpy_reference_excludes_seen_items_and_sorts() -> None:
+    from recforge.bench.scoring_speed import numpy_topk
+
+    rng = np.random.default_rng(0)
+    u, v = rng.normal(size=(7, 4)).astype(np.float32), rng.normal(size=(30, 4)).astype(np.float32)
+    seen = (rng.random((7, 30)) < 0.3).astype(np.float32)
+    import scipy.sparse as sp
+
+    got = numpy_topk(u, v, sp.csr_matrix(seen), np.arange(7), 5, chunk=3)
+    scores = u @ v.T
+    scores[seen > 0] = -np.inf
+    np.testing.assert_array_equal(got, np.argsort(-scores, axis=1, kind="stable")[:, :5])
+
+
+def test_synthetic_logs_are_generated_once_and_reread(
+    tmp_path: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(speed.CACHE_ENV, str(tmp_path))
+    monkeypatch.setitem(speed.SYNTHETIC_LOGS, "synthetic-tiny", (200, 100, 3000))
+    first = speed.load_speed_dataset("synthetic-tiny")
+    assert (tmp_path / "speed-synthetic-tiny" / "meta.json").is_file()
+    again = speed.load_speed_dataset("synthetic-tiny")
+    assert first.fingerprint() == again.fingerprint() and first.has_timestamps

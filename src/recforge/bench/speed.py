@@ -54,9 +54,11 @@ from recforge.eval.protocols import ProtocolSplit, get_protocol
 from recforge.models.base import FloatArray, Recommender
 
 __all__ = [
+    "SYNTHETIC_LOGS",
     "ImplicitCosine",
     "NumpyCholeskyEASE",
     "Pair",
+    "load_speed_dataset",
     "run_speed",
     "speed_markdown",
     "speed_pairs",
@@ -260,6 +262,48 @@ def speed_pairs() -> list[Pair]:
     ]
 
 
+# ---------------------------------------------------------------------------- synthetic logs
+#: Synthetic logs the suite can run on: name -> (users, items, events). ``synthetic-10m`` has
+#: ML-20M's shape (138k users, 27k items) at half its events; ``synthetic-2m`` is issue 16's
+#: 100k × 20k log. Power-law popularity, ratings 1–5 and timestamps (see
+#: :func:`recforge.data.synthetic.make_interactions`), seed 0.
+SYNTHETIC_LOGS: dict[str, tuple[int, int, int]] = {
+    "synthetic-2m": (100_000, 20_000, 2_000_000),
+    "synthetic-10m": (138_000, 27_000, 10_000_000),
+}
+
+#: Where generated logs are kept between runs (``RECFORGE_CACHE_DIR`` overrides it).
+CACHE_ENV = "RECFORGE_CACHE_DIR"
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get(CACHE_ENV)
+    return Path(root) if root else Path.home() / ".cache" / "recforge"
+
+
+def load_speed_dataset(name: str) -> Interactions:
+    """A dataset by name: a :data:`SYNTHETIC_LOGS` entry, else :func:`load_dataset`'s spec.
+
+    A synthetic log is generated once (deterministically, seed 0) and saved under
+    ``~/.cache/recforge/speed-<name>`` (``RECFORGE_CACHE_DIR``), then read from there.
+    """
+    if name not in SYNTHETIC_LOGS:
+        from recforge.data.sources import load_dataset
+
+        return load_dataset(name)
+    folder = _cache_dir() / f"speed-{name}"
+    if (folder / "meta.json").is_file():
+        return Interactions.open(folder, mmap=False)
+    from recforge.data.synthetic import make_interactions
+
+    n_users, n_items, events = SYNTHETIC_LOGS[name]
+    data = make_interactions(
+        n_users, n_items, density=events / (n_users * n_items), seed=0, method="sampled"
+    ).interactions
+    data.save(folder)
+    return data
+
+
 # ---------------------------------------------------------------------------- running
 @dataclass
 class _Series:
@@ -335,10 +379,14 @@ def run_speed(
     from recforge.threads import available_cpus
 
     known = {p.name: p for p in speed_pairs()}
-    chosen = list(pairs) if pairs else list(known)
-    unknown = [n for n in chosen if n not in known]
+    # "scoring" (top-k of many users vs numpy) is a row of its own, see bench.scoring_speed.
+    valid_names = [*known, "scoring"]
+    chosen = list(pairs) if pairs else valid_names
+    unknown = [n for n in chosen if n not in valid_names]
     if unknown:
-        raise ConfigError(f"unknown speed pair(s) {', '.join(unknown)}; valid: {', '.join(known)}")
+        raise ConfigError(
+            f"unknown speed pair(s) {', '.join(unknown)}; valid: {', '.join(valid_names)}"
+        )
     if reps < 1:
         raise ConfigError(f"reps must be >= 1, got {reps}")
     result: dict[str, Any] = {
@@ -360,6 +408,20 @@ def run_speed(
     for dataset, data in datasets:
         splits: dict[str, ProtocolSplit] = {}
         for name in chosen:
+            if name == "scoring":
+                from recforge.bench.scoring_speed import run_scoring
+
+                result["rows"].append(
+                    run_scoring(
+                        data,
+                        threads=threads,
+                        reps=reps,
+                        all_threads=_all_threads,
+                        progress=progress,
+                        dataset=dataset,
+                    )
+                )
+                continue
             pair = known[name]
             row: dict[str, Any] = {
                 "pair": pair.name,

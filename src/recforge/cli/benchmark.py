@@ -228,9 +228,8 @@ def speed_command(
     ``data`` is a comma list of datasets; the thread counts are 1 and ``threads`` (default: the
     CPUs available), so the report also shows recforge's own N-thread / 1-thread ratio.
     """
-    from recforge.bench.speed import run_speed, write_speed
+    from recforge.bench.speed import load_speed_dataset, run_speed, write_speed
     from recforge.cli._output import console
-    from recforge.data.sources import load_dataset
     from recforge.progress import line
     from recforge.threads import default_threads
 
@@ -242,7 +241,7 @@ def speed_command(
     args += ["--models", pairs] if pairs else []
     args += ["--threads", str(threads)] if threads is not None else []
     args += ["--out", str(out)] if out is not None else []
-    datasets = [(name, load_dataset(name)) for name in names]
+    datasets = [(name, load_speed_dataset(name)) for name in names]
     result = run_speed(
         datasets,
         threads=counts,

@@ -107,18 +107,10 @@ def topk_rows(
     if k <= 0:
         return np.zeros((scores.shape[0], 0), np.int64), np.zeros((scores.shape[0], 0), np.float32)
     if k < n:
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        # argpartition keeps an arbitrary subset of the items tied at the k-th score; re-pick the
-        # lowest indices among them (only in rows where the tie straddles the cut) as documented.
-        kth = np.take_along_axis(scores, part, axis=1).min(axis=1, keepdims=True)
-        tied = scores == kth
-        need = k - (scores > kth).sum(axis=1)
-        rows = np.flatnonzero(tied.sum(axis=1) > need)
-        if len(rows):
-            t = tied[rows]
-            first = np.cumsum(t, axis=1, dtype=np.int32) <= need[rows, None]
-            keep = (scores[rows] > kth[rows]) | (t & first)
-            part[rows] = np.nonzero(keep)[1].reshape(len(rows), k)
+        from recforge.models._topk import select_top
+
+        # torch.topk, with an exact fallback for rows whose tie straddles the cut (see _topk).
+        part = select_top(scores, k)
     else:
         part = np.broadcast_to(np.arange(n), scores.shape).copy()
     vals = np.take_along_axis(scores, part, axis=1)
