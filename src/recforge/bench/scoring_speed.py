@@ -71,10 +71,10 @@ def run_scoring(
 ) -> dict[str, Any]:
     """The row (same layout as a pair's; see :func:`recforge.bench.speed.run_speed`)."""
     from recforge.batch import recommend_all
-    from recforge.models.registry import create
+    from recforge.models.als import ALS
 
     with all_threads(max(threads)):
-        model = create("als", n_factors=64, iterations=1, seed=0).fit(data)
+        model = ALS(n_factors=64, iterations=1, seed=0).fit(data)
     users = np.arange(min(n_users, model.n_users), dtype=np.int64)
     user_f, item_f, seen = model.user_factors_, model.item_factors_, model.seen_
 
