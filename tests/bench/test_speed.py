@@ -98,3 +98,19 @@ def test_synthetic_logs_are_generated_once_and_reread(
     assert (tmp_path / "speed-synthetic-tiny" / "meta.json").is_file()
     again = speed.load_speed_dataset("synthetic-tiny")
     assert first.fingerprint() == again.fingerprint() and first.has_timestamps
+
+
+def test_eval_reps_measures_quality_on_the_first_repetitions_only() -> None:
+    result = speed.run_speed([("tiny", _data())], threads=[1], reps=3, eval_reps=1, pairs=["ease"])
+    cell = result["rows"][0]["by_threads"]["1"]
+    assert len(cell["ours"]["seconds"]) == 3 and len(cell["ours"]["metric"]) == 1
+    assert "the first 1 of those seeds" in speed.speed_markdown(result)
+
+
+def test_speed_opts_parse_and_refuse_unknown_options() -> None:
+    from recforge.cli.benchmark import _speed_opts
+
+    assert _speed_opts(None) == (False, None)
+    assert _speed_opts("only-threads,eval-reps=2") == (True, 2)
+    with pytest.raises(ConfigError, match="speed-opts"):
+        _speed_opts("fast")

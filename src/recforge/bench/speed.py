@@ -347,14 +347,23 @@ def _missing(modules: Sequence[str]) -> str | None:
 
 
 def _fit_eval(
-    factory: Factory, threads: int, seed: int, ps: ProtocolSplit, protocol: str, metric: str
-) -> tuple[float, float]:
+    factory: Factory,
+    threads: int,
+    seed: int,
+    ps: ProtocolSplit,
+    protocol: str,
+    metric: str,
+    *,
+    measure: bool = True,
+) -> tuple[float, float | None]:
     proto = get_protocol(protocol)
     with _all_threads(threads):
         model = factory(threads, seed)
         t0 = time.perf_counter()
         model.fit(ps.train)
         seconds = time.perf_counter() - t0
+    if not measure:
+        return seconds, None
     value = float(proto.evaluate(model, ps)["metrics"][metric])
     return seconds, value
 
@@ -366,16 +375,49 @@ def _loadavg() -> list[float] | None:
         return None
 
 
+def _interleaved(
+    pair: Pair,
+    ps: ProtocolSplit,
+    threads: Sequence[int],
+    reps: int,
+    eval_reps: int | None,
+    dataset: str,
+    progress: Callable[[str], None] | None,
+) -> dict[tuple[int, str], _Series]:
+    """Fit (and evaluate) both sides of ``pair``: per repetition and thread count, interleaved."""
+    series = {(t, side): _Series() for t in threads for side in ("ours", "peer")}
+    for rep in range(reps):
+        for t in threads:
+            order = ("ours", "peer") if rep % 2 == 0 else ("peer", "ours")
+            for side in order:
+                if progress is not None:
+                    progress(f"{dataset} · {pair.name} · {side} · {t} thr · rep {rep + 1}")
+                factory = pair.ours if side == "ours" else pair.peer
+                measure = eval_reps is None or rep < eval_reps
+                sec, val = _fit_eval(
+                    factory, t, rep, ps, pair.protocol, pair.metric, measure=measure
+                )
+                series[(t, side)].seconds.append(sec)
+                if val is not None:
+                    series[(t, side)].metric.append(val)
+    return series
+
+
 def run_speed(
     datasets: Sequence[tuple[str, Interactions]],
     *,
     threads: Sequence[int],
     reps: int = 3,
+    eval_reps: int | None = None,
     pairs: Sequence[str] | None = None,
     command: str = "",
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the pairs on each dataset, interleaved; the JSON-ready result (see module docstring)."""
+    """Run the pairs on each dataset, interleaved; the JSON-ready result (see module docstring).
+
+    ``eval_reps``: measure quality on the first that many repetitions only (None: all); on a
+    10M-event log one evaluation costs more than a fit.
+    """
     from recforge.threads import available_cpus
 
     known = {p.name: p for p in speed_pairs()}
@@ -403,6 +445,7 @@ def run_speed(
         },
         "threads": list(threads),
         "reps": reps,
+        "eval_reps": eval_reps,
         "rows": [],
     }
     for dataset, data in datasets:
@@ -446,17 +489,7 @@ def run_speed(
             for factory in (pair.ours, pair.peer):
                 with _all_threads(threads[0]):
                     factory(threads[0], 0).fit(tiny)
-            series = {(t, side): _Series() for t in threads for side in ("ours", "peer")}
-            for rep in range(reps):
-                for t in threads:
-                    order = ("ours", "peer") if rep % 2 == 0 else ("peer", "ours")
-                    for side in order:
-                        if progress is not None:
-                            progress(f"{dataset} · {pair.name} · {side} · {t} thr · rep {rep + 1}")
-                        factory = pair.ours if side == "ours" else pair.peer
-                        sec, val = _fit_eval(factory, t, rep, ps, pair.protocol, pair.metric)
-                        series[(t, side)].seconds.append(sec)
-                        series[(t, side)].metric.append(val)
+            series = _interleaved(pair, ps, threads, reps, eval_reps, dataset, progress)
             row["by_threads"] = {}
             for t in threads:
                 ours, peer = series[(t, "ours")], series[(t, "peer")]
@@ -522,7 +555,12 @@ def speed_markdown(result: dict[str, Any]) -> str:
         "order flipped on odd repetitions; seed = repetition for both), so the **paired ratio** "
         "recforge/peer is the figure to read. Times are fit only, median [min–max] over "
         f"{result['reps']} repetitions; the quality beside each is the median [min–max] over "
-        "the same seeds (NDCG@10 on temporal-user-80-20, or RMSE on random-80-20). Same thread "
+        + (
+            "the same seeds"
+            if not result.get("eval_reps")
+            else f"the first {result['eval_reps']} of those seeds"
+        )
+        + " (NDCG@10 on temporal-user-80-20, or RMSE on random-80-20). Same thread "
         "count both sides (torch, BLAS via threadpoolctl, and the peer's num_threads).",
         "",
     ]

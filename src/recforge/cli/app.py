@@ -557,13 +557,21 @@ def benchmark_cmd(
     reps: Annotated[
         int, typer.Option("--reps", min=1, help="speed suite: interleaved repetitions.")
     ] = 3,
+    speed_opts: Annotated[
+        str | None,
+        typer.Option(
+            "--speed-opts",
+            help="speed suite: 'only-threads' (skip the 1-thread runs), 'eval-reps=N' "
+            "(quality on the first N repetitions only), comma-separated.",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Run models and peers on a suite's named protocols; write benchmark.md and benchmark.json."""
     from recforge.cli.benchmark import benchmark_command, speed_command
 
     if suite == "speed":
-        speed_command(data=data, pairs=models, threads=threads, reps=reps, out=out)
+        speed_command(data=data, pairs=models, threads=threads, reps=reps, out=out, opts=speed_opts)
         return
 
     benchmark_command(

@@ -220,13 +220,37 @@ def maybe_evaluate_protocol(
     return True
 
 
+def _speed_opts(opts: str | None) -> tuple[bool, int | None]:
+    """``--speed-opts``: (only the given thread count, repetitions that measure quality)."""
+    from recforge.errors import ConfigError
+
+    only, eval_reps = False, None
+    for part in _split_list(opts) or []:
+        if part == "only-threads":
+            only = True
+        elif part.startswith("eval-reps=") and part.split("=", 1)[1].isdigit():
+            eval_reps = max(1, int(part.split("=", 1)[1]))
+        else:
+            raise ConfigError(
+                f"--speed-opts: unknown option {part!r}; use only-threads and/or eval-reps=N"
+            )
+    return only, eval_reps
+
+
 def speed_command(
-    *, data: str, pairs: str | None, threads: int | None, reps: int, out: Path | None
+    *,
+    data: str,
+    pairs: str | None,
+    threads: int | None,
+    reps: int,
+    out: Path | None,
+    opts: str | None = None,
 ) -> None:
     """``recforge benchmark --suite speed``: run the pairs, write speed.md and speed.json.
 
     ``data`` is a comma list of datasets; the thread counts are 1 and ``threads`` (default: the
-    CPUs available), so the report also shows recforge's own N-thread / 1-thread ratio.
+    CPUs available), so the report also shows recforge's own N-thread / 1-thread ratio
+    (``--speed-opts only-threads``: ``threads`` alone, for logs too large to fit twice).
     """
     from recforge.bench.speed import load_speed_dataset, run_speed, write_speed
     from recforge.cli._output import console
@@ -235,17 +259,20 @@ def speed_command(
 
     names = [d.strip() for d in data.split(",") if d.strip()]
     n = threads if threads is not None else default_threads()
-    counts = [1] if n == 1 else [1, n]
+    only, eval_reps = _speed_opts(opts)
+    counts = [n] if n == 1 or only else [1, n]
     out_dir = out if out is not None else Path("runs") / "benchmark" / "speed"
     args = ["benchmark", "--suite", "speed", "--data", ",".join(names), "--reps", str(reps)]
     args += ["--models", pairs] if pairs else []
     args += ["--threads", str(threads)] if threads is not None else []
     args += ["--out", str(out)] if out is not None else []
+    args += ["--speed-opts", opts] if opts else []
     datasets = [(name, load_speed_dataset(name)) for name in names]
     result = run_speed(
         datasets,
         threads=counts,
         reps=reps,
+        eval_reps=eval_reps,
         pairs=_split_list(pairs),
         command="recforge " + shlex.join(args),
         progress=lambda desc: line(f"speed: {desc}", verbose=True),
