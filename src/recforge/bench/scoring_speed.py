@@ -28,7 +28,7 @@ __all__ = ["numpy_topk", "run_scoring"]
 #: Top-k length of the row (the export default).
 SCORING_K = 100
 #: Users scored per repetition (the first ones; per-user cost does not depend on which).
-SCORING_USERS = 20_480
+SCORING_USERS = 10_240
 #: Users per chunk of the numpy reference (recforge's own default score chunk).
 REFERENCE_CHUNK = 1024
 
