@@ -85,6 +85,7 @@ def run_scoring(
         return numpy_topk(user_f, item_f, seen, users, k)
 
     seconds: dict[tuple[int, str], list[float]] = {}
+    cpu: dict[tuple[int, str], list[float]] = {}
     agree: dict[int, list[float]] = {}
     for rep in range(reps):
         for t in threads:
@@ -93,9 +94,10 @@ def run_scoring(
                 if progress is not None:
                     progress(f"{dataset} · scoring · {side} · {t} thr · rep {rep + 1}")
                 with all_threads(t):
-                    t0 = time.perf_counter()
+                    c0, t0 = time.process_time(), time.perf_counter()
                     lists[side] = ours() if side == "ours" else peer()
                     seconds.setdefault((t, side), []).append(time.perf_counter() - t0)
+                    cpu.setdefault((t, side), []).append(time.process_time() - c0)
             agree.setdefault(t, []).append(_same_sets(lists["ours"], lists["peer"]))
     row: dict[str, Any] = {
         "pair": "scoring",
@@ -120,15 +122,18 @@ def run_scoring(
                 "metric_min": min(agree[t]),
                 "metric_max": max(agree[t]),
                 "seconds": secs,
+                "cpu_seconds": cpu[(t, side)],
                 "metric": agree[t],
                 "users_per_s": len(users) / statistics.median(secs),
             }
         ratios = [a / b for a, b in zip(seconds[(t, "ours")], seconds[(t, "peer")], strict=True)]
+        cpu_ratios = [a / b for a, b in zip(cpu[(t, "ours")], cpu[(t, "peer")], strict=True)]
         row["by_threads"][str(t)] = {
             **cells,
             "ratio_median": statistics.median(ratios),
             "ratio_min": min(ratios),
             "ratio_max": max(ratios),
+            "cpu_ratio_median": statistics.median(cpu_ratios),
         }
     if len(threads) > 1:
         base = seconds[(threads[0], "ours")]

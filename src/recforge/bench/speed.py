@@ -309,9 +309,12 @@ def load_speed_dataset(name: str) -> Interactions:
 class _Series:
     seconds: list[float] = field(default_factory=list)
     metric: list[float] = field(default_factory=list)
+    #: Process CPU seconds of each fit (all threads): the work done, whatever the scheduler did.
+    cpu: list[float] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         return {
+            "cpu_seconds": self.cpu,
             "seconds_median": statistics.median(self.seconds),
             "seconds_min": min(self.seconds),
             "seconds_max": max(self.seconds),
@@ -355,17 +358,18 @@ def _fit_eval(
     metric: str,
     *,
     measure: bool = True,
-) -> tuple[float, float | None]:
+) -> tuple[float, float | None, float]:
+    """(wall seconds, quality or None, process CPU seconds) of one fit."""
     proto = get_protocol(protocol)
     with _all_threads(threads):
         model = factory(threads, seed)
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         model.fit(ps.train)
-        seconds = time.perf_counter() - t0
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     if not measure:
-        return seconds, None
+        return seconds, None, cpu
     value = float(proto.evaluate(model, ps)["metrics"][metric])
-    return seconds, value
+    return seconds, value, cpu
 
 
 def _loadavg() -> list[float] | None:
@@ -394,10 +398,11 @@ def _interleaved(
                     progress(f"{dataset} · {pair.name} · {side} · {t} thr · rep {rep + 1}")
                 factory = pair.ours if side == "ours" else pair.peer
                 measure = eval_reps is None or rep < eval_reps
-                sec, val = _fit_eval(
+                sec, val, cpu = _fit_eval(
                     factory, t, rep, ps, pair.protocol, pair.metric, measure=measure
                 )
                 series[(t, side)].seconds.append(sec)
+                series[(t, side)].cpu.append(cpu)
                 if val is not None:
                     series[(t, side)].metric.append(val)
     return series
@@ -494,12 +499,14 @@ def run_speed(
             for t in threads:
                 ours, peer = series[(t, "ours")], series[(t, "peer")]
                 ratios = [a / b for a, b in zip(ours.seconds, peer.seconds, strict=True)]
+                cpu_ratios = [a / b for a, b in zip(ours.cpu, peer.cpu, strict=True) if b > 0]
                 row["by_threads"][str(t)] = {
                     "ours": ours.summary(),
                     "peer": peer.summary(),
                     "ratio_median": statistics.median(ratios),
                     "ratio_min": min(ratios),
                     "ratio_max": max(ratios),
+                    "cpu_ratio_median": statistics.median(cpu_ratios) if cpu_ratios else None,
                 }
             if len(threads) > 1:
                 base = series[(threads[0], "ours")].seconds
@@ -534,6 +541,24 @@ def _fmt_metric(s: dict[str, Any], metric: str) -> str:
     lo, hi = s["metric_min"], s["metric_max"]
     spread = "" if lo == hi else f" [{lo:.4f}–{hi:.4f}]"
     return f"{metric} {s['metric_median']:.4f}{spread}"
+
+
+def _cpu_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """Process CPU time ratios (recforge / peer): the work done, independent of scheduling."""
+    cells = [
+        f"{row['pair']} {t} thr: **{cell['cpu_ratio_median']:.2f}**"
+        for row in rows
+        for t, cell in row.get("by_threads", {}).items()
+        if cell.get("cpu_ratio_median") is not None
+    ]
+    if not cells:
+        return []
+    return [
+        "Process CPU seconds of the fit, recforge / peer (median of paired repetitions; all "
+        "threads counted, so it measures the work done whatever share of the cores the "
+        "scheduler gave each side): " + "; ".join(cells) + ".",
+        "",
+    ]
 
 
 def speed_markdown(result: dict[str, Any]) -> str:
@@ -589,6 +614,7 @@ def speed_markdown(result: dict[str, Any]) -> str:
             if row.get("note"):
                 notes.append(f"- {row['pair']}: {row['note']}")
         lines += ["", *notes, ""]
+        lines += _cpu_lines([r for r in result["rows"] if r["dataset"] == dataset])
         if len(threads) > 1:
             lines += [
                 f"recforge at {', '.join(map(str, threads[1:]))} threads over 1 thread "

@@ -353,8 +353,6 @@ class NCF(NeuralRecommender):
     def _cfg(self) -> NCFConfig:
         cfg = self.config
         assert isinstance(cfg, NCFConfig)
-        if cfg.num_threads is not None:
-            return cfg.num_threads
         return cfg
 
     def _threads_wanted(self) -> int | None:

@@ -354,8 +354,6 @@ class TwoTower(NeuralRecommender):
     def _cfg(self) -> TwoTowerConfig:
         cfg = self.config
         assert isinstance(cfg, TwoTowerConfig)
-        if cfg.num_threads is not None:
-            return cfg.num_threads
         return cfg
 
     def objective_kind(self) -> Literal["mse", "softmax"]:
