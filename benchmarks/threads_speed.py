@@ -6,8 +6,8 @@ For each model, repetition ``r`` fits it three ways on the same training part (M
 - ``1``: one thread, forced (``recforge --threads 1``);
 - ``2``: two threads, forced (``--threads 2``);
 - ``default``: no thread setting at all, what a user gets on this machine (the CPUs available,
-  or one thread for models small enough that sharing their ops does not pay, see
-  :data:`recforge.threads.SMALL_MODEL_CELLS`).
+  or a model's own derived count, e.g. one thread for small ``mf`` tables). For most models it
+  is the same setting as ``2`` here, so the two columns also show the run-to-run noise.
 
 Reported per model: median fit seconds of each, and the medians of the paired ratios
 ``2 / 1`` and ``default / 1`` (<= 1.0: more threads did not slow the model down). Fits are

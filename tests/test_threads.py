@@ -151,23 +151,3 @@ def test_small_mf_asks_for_one_thread_unless_told(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(mf_mod, "SERIAL_CELLS", 1)
     create("mf", **cfg).fit(data)  # "large" tables: the machine's default
     assert seen == [1, 2, 2]
-
-
-def test_small_pair_models_default_to_one_thread_and_large_ones_to_the_machine(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    assert th.small_model_threads(3, 10) == 3  # an explicit count always wins
-    assert th.small_model_threads(None, th.SMALL_MODEL_CELLS - 1) == 1
-    assert th.small_model_threads(None, th.SMALL_MODEL_CELLS) is None
-    data = planted_implicit(0).train
-    seen: list[int] = []
-    for name in ("ncf", "two_tower"):
-        model = create(name, epochs=1, verbose=False)
-        model.users_, model.items_ = data.users, data.items
-        assert model._threads_wanted() == 1  # a few hundred ids: tiny tables
-        seen.append(create(name, num_threads=2)._threads_wanted() or 0)
-        # Large tables: the machine's default (None defers to recforge.threads).
-        monkeypatch.setattr(th, "SMALL_MODEL_CELLS", 1)
-        assert model._threads_wanted() is None
-        monkeypatch.undo()
-    assert seen == [2, 2]

@@ -31,7 +31,6 @@ from pathlib import Path
 
 __all__ = [
     "ENV_VAR",
-    "SMALL_MODEL_CELLS",
     "available_cpus",
     "cgroup_cpu_limit",
     "default_threads",
@@ -39,7 +38,6 @@ __all__ = [
     "quiet_openmp",
     "resolve_threads",
     "set_forced_threads",
-    "small_model_threads",
     "threads",
 ]
 
@@ -216,22 +214,3 @@ def threads(n: int | None) -> Iterator[None]:
     finally:
         if want != old:
             torch.set_num_threads(old)
-
-
-#: Below this many embedding cells ((users + items) × embedding width) every op of a pair
-#: model's batch (lookups, a small MLP, the optimizer step) is too small to share between
-#: threads: each parallel region costs a thread wake-up and, under load, a wait for a second
-#: core. Measured on the 2-core machine at load ~17 (docs/benchmarks/threads.md, ML-100k, short
-#: fits interleaved): ncf took 1.36x as long with 2 threads as with 1.
-SMALL_MODEL_CELLS = 1 << 22
-
-
-def small_model_threads(configured: int | None, cells: int) -> int | None:
-    """A model's thread request: ``configured`` when set, else 1 below :data:`SMALL_MODEL_CELLS`
-    embedding cells, else None (the machine's default, :func:`default_threads`).
-
-    ``--threads`` / :func:`forced_threads` still win over the result (:func:`resolve_threads`).
-    """
-    if configured is not None:
-        return configured
-    return 1 if cells < SMALL_MODEL_CELLS else None

@@ -355,17 +355,6 @@ class NCF(NeuralRecommender):
         assert isinstance(cfg, NCFConfig)
         return cfg
 
-    def _threads_wanted(self) -> int | None:
-        """One thread for small embedding tables (:data:`recforge.threads.SMALL_MODEL_CELLS`)."""
-        from recforge.threads import small_model_threads
-
-        cfg = self.config
-        assert isinstance(cfg, NCFConfig)
-        if cfg.num_threads is not None:
-            return cfg.num_threads
-        width = cfg.n_factors + (cfg.layers[0] // 2 if cfg.layers else 0)
-        return small_model_threads(cfg.num_threads, (len(self.users_) + len(self.items_)) * width)
-
     def build_network(self) -> nn.Module:
         cfg = self._cfg()
         if cfg.variant == "gmf":

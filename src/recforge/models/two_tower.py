@@ -372,17 +372,6 @@ class TwoTower(NeuralRecommender):
         return "mse" if self.objective_kind() == "mse" else "bce"
 
     # ------------------------------------------------------------------ network and training
-    def _threads_wanted(self) -> int | None:
-        """One thread for small embedding tables (:data:`recforge.threads.SMALL_MODEL_CELLS`)."""
-        from recforge.threads import small_model_threads
-
-        cfg = self.config
-        assert isinstance(cfg, TwoTowerConfig)
-        if cfg.num_threads is not None:
-            return cfg.num_threads
-        cells = (len(self.users_) + len(self.items_)) * cfg.n_factors
-        return small_model_threads(cfg.num_threads, cells)
-
     def build_network(self) -> nn.Module:
         cfg = self._cfg()
         explicit = self.objective_kind() == "mse"
