@@ -193,8 +193,8 @@ def speed_pairs() -> list[Pair]:
             lambda t, s: _peer("implicit-als", factors=64, iterations=15, num_threads=t, seed=s),
             rank,
             ndcg,
-            "recforge's default backend calls implicit's compiled CG kernel when installed and "
-            "also computes its training loss every sweep (history_); implicit computes none.",
+            "recforge's default backend is its numba per-row CG (implicit's compiled CG when "
+            "numba is missing); neither side computes a training loss per sweep.",
             ("implicit",),
         ),
         Pair(
