@@ -23,6 +23,12 @@ costs ``O(nnz·k + n·k²)`` per CG step with a handful of Python calls. ``solve
 its own length), cuts them into chunks whose padded blocks ``(rows, max events, k)`` fit in
 :data:`CHUNK_CELLS` cells and solves each chunk with a batched Cholesky. Python loops run over
 CG steps or chunks, never over users.
+
+Backends of the implicit CG half-step (``backend``): ``numba`` (the default when numba is
+installed) runs the same CG per row in a compiled kernel (:mod:`recforge.models._als_kernels`)
+over equal-cost row ranges on a thread pool, bit-identical for any thread count; ``implicit``
+calls the ``implicit`` package's compiled CG; ``torch`` is the whole-matrix form above. The
+per-sweep training loss is computed only when asked for (``track_loss``).
 """
 
 from __future__ import annotations
