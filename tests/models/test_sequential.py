@@ -167,3 +167,58 @@ def test_export_sasrec_run(chain_model: Any, tmp_path: Any) -> None:
     want = chain_model.recommend([user], k=3)[0]
     got = store.get(user, 3, version="v1")
     assert [r.item_id for r in got] == [str(i) for i in want.item_ids]
+
+
+def test_window_ce_decay_hand_computed() -> None:
+    import torch
+
+    from recforge.models.sequential import _window_ce
+
+    target = torch.tensor([[1, 3, 0, 2]])  # items 0, 2, (no target), 1
+    keep = target > 0
+    logits = torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0], [2.0, 0.0, 0.0]])
+    lse = torch.logsumexp(logits, dim=1)
+    # position 0 -> item 0 (weight 1), item 2 (weight 0.5); the others have one target each.
+    first = ((lse[0] - 1.0) * 1.0 + (lse[0] - 3.0) * 0.5) / 1.5
+    want = (first + (lse[1] - 0.0) + (lse[2] - 0.0)) / 3
+    got = _window_ce(logits, target, keep, window=2, decay=0.5)
+    assert float(got) == pytest.approx(float(want), rel=1e-6)
+
+
+def test_mask_seen_drops_history_keeps_targets() -> None:
+    import torch
+
+    from recforge.models.sequential import _mask_seen
+
+    # One row, items encoded +1: inputs 0, 1, 2 (pad, item 0, item 1); targets items 0, 1, 3.
+    inputs = torch.tensor([[0, 1, 2]])
+    target = torch.tensor([[1, 2, 4]])
+    keep = target > 0
+    logits = torch.zeros(3, 4)
+    out = _mask_seen(logits, inputs, target, keep, window=1)
+    inf = float("-inf")
+    # position 0 has read nothing; position 1 read item 0; position 2 read items 0 and 1.
+    assert out.tolist() == [[0, 0, 0, 0], [inf, 0, 0, 0], [inf, inf, 0, 0]]
+    # With a window of 2, position 1's targets are items 1 and 3: item 0 (read) stays masked;
+    # a re-watched target stays in: position 2 reads item 1 and targets it again here.
+    again = torch.tensor([[1, 2, 2]])
+    out = _mask_seen(logits, inputs, again, again > 0, window=2)
+    assert out.tolist() == [[0, 0, 0, 0], [inf, 0, 0, 0], [inf, 0, 0, 0]]
+
+
+def test_exclude_seen_trains_finite_and_learns_order() -> None:
+    model = create(
+        "sasrec", epochs=15, max_len=12, hidden=32, lr=5e-3, dropout=0.0, exclude_seen=True,
+        target_window=2, window_decay=0.5,
+    ).fit(_chain_data())  # fmt: skip
+    assert np.isfinite(model.history_["train_loss"]).all()
+    assert model.recommend_for_items([3, 4, 5], k=1).item_ids.tolist() == [6]
+
+
+def test_ce_only_options_refused_with_sampled_losses() -> None:
+    from recforge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="exclude_seen"):
+        create("sasrec", loss="gbce", exclude_seen=True)
+    with pytest.raises(ConfigError, match="window_decay"):
+        create("sasrec", loss="sampled_ce", window_decay=0.5)

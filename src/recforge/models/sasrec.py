@@ -14,8 +14,11 @@ Network (:class:`SASRecNet`), for a left-padded history ``s_1..s_L`` (0 = paddin
 
 Loss (``loss`` config, see :mod:`recforge.models.sequential`): ``"ce"`` full softmax over the
 catalogue at every position (default, SASRec+), ``"sampled_ce"``, or ``"gbce"`` with
-``n_negatives`` uniform negatives. Trained on every position of every window of the history
-(causal mask), by the shared :class:`~recforge.train.Trainer`.
+``n_negatives`` uniform negatives. ``"ce"`` options: ``target_window``/``window_decay`` (each
+position learns its next ``w`` events, the ``j``-th weighted ``γ^j``: the all-action objective of
+PinnerFormer, Pancha et al. KDD 2022) and ``exclude_seen`` (a position's own history leaves its
+softmax, as evaluation removes training items). Trained on every position of every window of the
+history (causal mask), by the shared :class:`~recforge.train.Trainer`.
 
 For explanations, :meth:`SASRec.attention_to_history` gives the last layer's attention of the
 final position over the history (averaged over heads): which past items the next-item state

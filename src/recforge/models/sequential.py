@@ -24,7 +24,16 @@ Objectives (``loss``), for next-item models, over the positions ``t`` with a tar
   With ``target_window = w > 1`` each position learns its next ``w`` events (those inside the
   same training window), ``L = −mean_t mean_{j<w} log softmax(H_t Eᵀ)_{y_{t+j}}`` — the
   "all action" objective of PinnerFormer (Pancha et al., KDD 2022), suited to protocols that
-  score the next *several* events (``temporal-user-80-20``) rather than the next one;
+  score the next *several* events (``temporal-user-80-20``) rather than the next one.
+  ``window_decay = γ < 1`` weights the ``j``-th next event by ``γ^j`` (normalised over the
+  targets a position has): ``L = −mean_t Σ_j γ^j log p(y_{t+j}) / Σ_j γ^j`` — nearer events
+  count more, the time-decayed variant of the all-action loss;
+
+  With ``exclude_seen`` the items of a position's own history (its window's inputs up to ``t``)
+  leave that position's softmax, except its targets: ``log softmax`` runs over
+  ``I ∖ (s_≤t ∖ targets_t)``. Evaluation removes a user's training items from the ranking, so
+  the model need not spend capacity pushing them down (the train-time analogue of the
+  held-out ranking's mask, as in the masked softmax of Mult-VAE's evaluation);
 
 * ``"sampled_ce"`` — the same softmax over the target and ``n_negatives`` items drawn uniformly
   once per batch (shared by its positions; a drawn negative equal to a target is ignored for that
@@ -62,7 +71,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 from torch.nn import functional as F
 
@@ -112,6 +121,17 @@ class SequentialConfig(TrainConfig):
         le=1024,
         description='"ce": each position learns its next target_window events (1: next item).',
     )
+    window_decay: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description='"ce", target_window > 1: weight gamma**j of the j-th next event (1: equal).',
+    )
+    exclude_seen: bool = Field(
+        False,
+        description='"ce": drop each position\'s own history items (not its targets) from its '
+        "softmax, as evaluation drops a user's training items.",
+    )
     gbce_t: float = Field(0.75, ge=0, le=1, description="gBCE calibration t (0: plain BCE).")
     use_features: bool = Field(
         False, description="Add item genre embeddings (item_meta genres) to item embeddings."
@@ -129,6 +149,16 @@ class SequentialConfig(TrainConfig):
     lr: float = Field(1e-3, gt=0, le=10)
     optimizer: OptimizerName = "adam"
     schedule: ScheduleName = "constant"
+
+    @model_validator(mode="after")
+    def _check_ce_options(self) -> SequentialConfig:
+        # Silently ignoring them would train a different model than the config says.
+        if self.loss != "ce" and (self.exclude_seen or self.window_decay < 1):
+            raise ValueError(
+                f'exclude_seen and window_decay apply to loss = "ce" only (loss is '
+                f'"{self.loss}"); set loss = "ce" or drop them'
+            )
+        return self
 
 
 # ====================================================================== network parts
@@ -220,9 +250,13 @@ class NextItemLoss(Objective):
         gbce_t: float = 0.75,
         *,
         window: int = 1,
+        decay: float = 1.0,
+        exclude_seen: bool = False,
     ) -> None:
         self.kind = kind
         self.window = int(window)
+        self.decay = float(decay)
+        self.exclude_seen = bool(exclude_seen)
         self.n_items = int(n_items)
         self.n_negatives = int(min(n_negatives, max(1, n_items - 1)))
         alpha = self.n_negatives / max(1, self.n_items - 1)
@@ -236,10 +270,13 @@ class NextItemLoss(Objective):
         h = states[keep]
         y = target[keep] - 1
         table = module.item_table()
-        if self.kind == "ce" and self.window > 1:
-            return _window_ce(h @ table.T, target, keep, self.window)
         if self.kind == "ce":
-            return F.cross_entropy(h @ table.T, y)
+            logits = h @ table.T
+            if self.exclude_seen:
+                logits = _mask_seen(logits, batch["input"], target, keep, self.window)
+            if self.window > 1:
+                return _window_ce(logits, target, keep, self.window, self.decay)
+            return F.cross_entropy(logits, y)
         neg = torch.randint(0, self.n_items, (self.n_negatives,), device=h.device)
         pos_s = (h * table[y]).sum(-1)
         neg_s = h @ table[neg].T
@@ -251,28 +288,63 @@ class NextItemLoss(Objective):
         return (self.beta * F.softplus(-pos_s) + neg_terms).mean()
 
 
+def _ahead(target: torch.Tensor, keep: torch.Tensor, window: int) -> torch.Tensor:
+    """``(N, window)``: each kept position's next ``window`` targets of its row (0 = none)."""
+    length = target.shape[1]
+    steps = torch.arange(length, device=target.device)[:, None] + torch.arange(
+        window, device=target.device
+    )
+    future = target[:, steps.clamp(max=length - 1)]  # (B, L, window)
+    return future.masked_fill(~(steps < length)[None], 0)[keep]
+
+
 def _window_ce(
-    logits: torch.Tensor, target: torch.Tensor, keep: torch.Tensor, window: int
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    keep: torch.Tensor,
+    window: int,
+    decay: float = 1.0,
 ) -> torch.Tensor:
     """Mean CE of each kept position against its next ``window`` targets of the same row.
 
     ``logits`` ``(N, n_items)`` are the kept positions' scores; position ``(r, c)``'s targets are
-    ``target[r, c : c + window]`` (those that exist). One log-sum-exp per position serves all of
-    them: ``CE_j = lse − s_{y_j}``.
+    ``target[r, c : c + window]`` (those that exist), the ``j``-th weighted ``decay**j`` and the
+    weights normalised per position. One log-sum-exp per position serves all of them:
+    ``CE_j = lse − s_{y_j}``.
     """
-    length = target.shape[1]
-    cols = torch.arange(length, device=target.device)
-    ahead = (cols[:, None] + torch.arange(window, device=target.device)[None, :]).clamp(
-        max=length - 1
+    future = _ahead(target, keep, window)
+    weight = (future > 0).to(logits.dtype) * (
+        decay ** torch.arange(window, device=logits.device, dtype=logits.dtype)
     )
-    valid_ahead = (cols[:, None] + torch.arange(window, device=target.device)[None, :]) < length
-    future = target[:, ahead]  # (B, L, window)
-    future = future.masked_fill(~valid_ahead[None], 0)[keep]  # (N, window)
-    real = future > 0
     picked = logits.gather(1, (future - 1).clamp(min=0))
     lse = torch.logsumexp(logits, dim=1, keepdim=True)
-    per = ((lse - picked) * real).sum(1) / real.sum(1).clamp(min=1)
+    # where, not a product: a missing target's gathered logit may be −inf (exclude_seen).
+    ce = torch.where(weight > 0, lse - picked, torch.zeros_like(picked))
+    per = (ce * weight).sum(1) / weight.sum(1).clamp(min=1e-12)
     return per.mean()
+
+
+def _mask_seen(
+    logits: torch.Tensor,
+    inputs: torch.Tensor,
+    target: torch.Tensor,
+    keep: torch.Tensor,
+    window: int,
+) -> torch.Tensor:
+    """``logits`` with each kept position's history items set to ``−inf``, its targets kept.
+
+    Position ``(r, c)``'s history is ``inputs[r, :c + 1]`` (the inputs are the events before
+    each target); its targets are ``target[r, c : c + window]``, which stay in the softmax even
+    when seen before (a re-watched item remains a valid answer).
+    """
+    length = inputs.shape[1]
+    upto = torch.ones(length, length, dtype=torch.bool, device=inputs.device).tril()
+    history = (inputs[:, None, :] * upto[None]).expand(-1, length, -1)[keep]  # (N, L)
+    # Column 0 collects the padding (index 0) so every scatter writes one value per call.
+    seen = torch.zeros(logits.shape[0], logits.shape[1] + 1, dtype=torch.bool, device=logits.device)
+    seen.scatter_(1, history, True)
+    seen.scatter_(1, _ahead(target, keep, window), False)
+    return logits.masked_fill(seen[:, 1:], -math.inf)
 
 
 class MaskedItemLoss(Objective):
@@ -396,7 +468,13 @@ class SequentialRecommender(NeuralRecommender):
         """The training objective (next-item losses; BERT4Rec overrides)."""
         cfg = self._cfg()
         return NextItemLoss(
-            cfg.loss, self.n_items, cfg.n_negatives, cfg.gbce_t, window=cfg.target_window
+            cfg.loss,
+            self.n_items,
+            cfg.n_negatives,
+            cfg.gbce_t,
+            window=cfg.target_window,
+            decay=cfg.window_decay,
+            exclude_seen=cfg.exclude_seen,
         )
 
     def training_setup(self, train: Interactions) -> tuple[dict[str, torch.Tensor], Objective]:
