@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import statistics
 from pathlib import Path
 from typing import Any
@@ -80,8 +81,61 @@ def collect() -> dict[str, Any]:
     return out
 
 
+def _family(label: str) -> str:
+    """A row's config family: its label without a seed suffix (``-seed-N`` or ``:seed=N``)."""
+    return re.sub(r"(-seed-\d+|:seed=\d+)$", "", label)
+
+
+def seed_spreads(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Mean and sd of NDCG@10 / HR@10 over the seed rows of each (dataset, protocol, family).
+
+    Seeds of one config may run in separate ``recforge benchmark`` commands (side by side, to
+    share a loaded machine), so rows are grouped across tables.
+    """
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for t in data["tables"]:
+        for r in t["rows"]:
+            if math.isfinite(r["ndcg@10"]):
+                key = (t["dataset"], t["protocol"], _family(r["label"]))
+                groups.setdefault(key, []).append(r)
+    out = []
+    for (dataset, protocol, family), rows in sorted(groups.items()):
+        stats: dict[str, Any] = {
+            "dataset": dataset,
+            "protocol": protocol,
+            "family": family,
+            "n_seeds": len(rows),
+        }
+        for m in (*METRICS, "fit_seconds"):
+            vals = [r[m] for r in rows]
+            stats[m] = statistics.fmean(vals)
+            stats[f"{m}_sd"] = statistics.stdev(vals) if len(vals) > 1 else None
+        out.append(stats)
+    return out
+
+
+def _mean_sd(stats: dict[str, Any], metric: str) -> str:
+    sd = stats[f"{metric}_sd"]
+    return f"{stats[metric]:.4f}" + ("" if sd is None else f" ± {sd:.4f}")
+
+
+def _spread_table(spreads: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "### Every row over its seeds (mean ± sd; one seed: no sd)",
+        "",
+        "| data set | protocol | config family | seeds | NDCG@10 | HR@10 | fit s (mean) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for s in spreads:
+        lines.append(
+            f"| {s['dataset']} | {s['protocol']} | {s['family']} | {s['n_seeds']} | "
+            f"{_mean_sd(s, 'ndcg@10')} | {_mean_sd(s, 'hit_rate@10')} | {s['fit_seconds']:.0f} |"
+        )
+    return [*lines, ""]
+
+
 def to_markdown(data: dict[str, Any]) -> str:
-    lines = []
+    lines = _spread_table(data.get("seed_spreads") or seed_spreads(data))
     for t in data["tables"]:
         lines += [
             f"### {t['dataset']} · {t['protocol']}",
@@ -115,6 +169,7 @@ def to_markdown(data: dict[str, Any]) -> str:
 
 def main() -> None:
     data = collect()
+    data["seed_spreads"] = seed_spreads(data)
     (ROOT / "docs" / "benchmarks" / "sequential.json").write_text(
         json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8"
     )
