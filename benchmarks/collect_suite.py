@@ -249,6 +249,28 @@ def sampled_section(result: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def sequential_section(data: dict[str, Any]) -> str:
+    """Issue 15's rows (sequential models vs EASE), mean ± sd over seeds, from sequential.json."""
+    out = [
+        "## Sequential models and EASE: `temporal-user-80-20` and `loo-latest` (issue 15)\n",
+        "Full ranking; mean ± sd over the seed rows of each config (one seed: no sd). Every "
+        "row's command, config and load average: [benchmarks/sequential.md]"
+        "(benchmarks/sequential.md) (`python benchmarks/sequential_report.py` collects them).\n",
+        "| data set | protocol | config | seeds | NDCG@10 | HR@10 | fit s (mean, 2 cores) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in data.get("seed_spreads", []):
+        cells = []
+        for m in ("ndcg@10", "hit_rate@10"):
+            sd = r[f"{m}_sd"]
+            cells.append(f"{r[m]:.4f}" + ("" if sd is None else f" ± {sd:.4f}"))
+        out.append(
+            f"| {r['dataset']} | `{r['protocol']}` | {r['family']} | {r['n_seeds']} | "
+            f"{cells[0]} | {cells[1]} | {r['fit_seconds']:.0f} |"
+        )
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--suite-dir", type=Path, default=Path("docs/benchmarks/suite"))
@@ -281,6 +303,9 @@ def main(argv: list[str] | None = None) -> None:
     if sampled:
         body += ["## Top-N, sampled and held-out users: ML-100k\n", sampled_section(sampled), ""]
         commands.append(sampled["command"])
+    seq_path = args.suite_dir.parent / "sequential.json"
+    if seq_path.exists():
+        body += [sequential_section(json.loads(seq_path.read_text())), ""]
     page = [
         "# recforge benchmarks",
         "",
