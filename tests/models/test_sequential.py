@@ -222,3 +222,11 @@ def test_ce_only_options_refused_with_sampled_losses() -> None:
         create("sasrec", loss="gbce", exclude_seen=True)
     with pytest.raises(ConfigError, match="window_decay"):
         create("sasrec", loss="sampled_ce", window_decay=0.5)
+
+
+def test_bert4rec_refuses_next_item_options() -> None:
+    from recforge.errors import ConfigError
+
+    for bad in ({"exclude_seen": True}, {"target_window": 5}, {"window_decay": 0.5}):
+        with pytest.raises(ConfigError, match="next-item options"):
+            create("bert4rec", **bad)

@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from recforge.config import ModelConfig
 from recforge.models.sasrec import SASRec, SASRecConfig, SASRecNet
@@ -33,6 +33,16 @@ class BERT4RecConfig(SASRecConfig):
 
     mask_prob: float = Field(0.2, gt=0, lt=1, description="Share of events masked in training.")
     n_heads: int = Field(2, ge=1, le=64, description="Attention heads (must divide hidden).")
+
+    @model_validator(mode="after")
+    def _check_next_item_options(self) -> BERT4RecConfig:
+        # The cloze objective has no next-item window or per-position history to exclude.
+        if self.exclude_seen or self.window_decay < 1 or self.target_window > 1:
+            raise ValueError(
+                "exclude_seen, target_window and window_decay are next-item options; bert4rec "
+                "trains on masked items (set mask_prob instead)"
+            )
+        return self
 
 
 class BERT4RecNet(SASRecNet):
