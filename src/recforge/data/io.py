@@ -45,7 +45,7 @@ import os
 import re
 import warnings
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -169,22 +169,11 @@ def read_ratings(
         ConfigError: an argument is invalid (unknown policy, bad mapping key, bad scale).
     """
     if isinstance(path, DataSource):
-        # The DataSource's own settings; explicit keyword arguments are not mixed in.
-        if path.is_movielens:
-            raise ConfigError(f"{path.path} is a MovieLens release; use load_dataset for it")
-        kwargs = path.read_kwargs()
-        return read_ratings(Path(path.path), **kwargs)
+        return _read_datasource(path)
     _check_arguments(columns, rating_scale, duplicates, time_format)
     p = Path(path)
     label = str(p)
-    if not p.exists():
-        raise DataError(f"{label}: file not found; check the path (relative to {Path.cwd()})")
-    if p.is_dir():
-        raise DataError(f"{label}: is a directory; pass the ratings file inside it")
-    with open(p, "rb") as fh:
-        magic = fh.read(8)
-    if not magic:
-        raise DataError(f"{label}: file is empty; expected a header and/or rating rows")
+    magic = _magic_bytes(p, label)
     if magic[:4] == b"PAR1" or p.suffix.lower() in (".parquet", ".pq"):
         raw = _read_parquet(p, label, columns)
     else:
@@ -196,6 +185,26 @@ def read_ratings(
         duplicates=duplicates,
         time_format=time_format,
     )
+
+
+def _read_datasource(source: DataSource) -> pd.DataFrame:
+    # The DataSource's own settings; explicit keyword arguments are not mixed in.
+    if source.is_movielens:
+        raise ConfigError(f"{source.path} is a MovieLens release; use load_dataset for it")
+    return read_ratings(Path(source.path), **source.read_kwargs())
+
+
+def _magic_bytes(p: Path, label: str) -> bytes:
+    """The first 8 bytes of an existing, non-empty regular file (they tell its format)."""
+    if not p.exists():
+        raise DataError(f"{label}: file not found; check the path (relative to {Path.cwd()})")
+    if p.is_dir():
+        raise DataError(f"{label}: is a directory; pass the ratings file inside it")
+    with open(p, "rb") as fh:
+        magic = fh.read(8)
+    if not magic:
+        raise DataError(f"{label}: file is empty; expected a header and/or rating rows")
+    return magic
 
 
 def _finish(
@@ -370,31 +379,49 @@ def _resolve_columns(
     """Map canonical names to 0-based field positions; also return how to call each one."""
     mapping = dict(columns or {})
     where = f"{label}, line {header_line}" if header_line else label
-    positions: dict[str, int] = {}
-    for canon, ref in mapping.items():
-        if isinstance(ref, int):
-            if not 0 <= ref < n_fields:
-                raise DataError(
-                    f"{where}: columns[{canon!r}] = {ref} is out of range; the file has "
-                    f"{n_fields} columns (positions 0..{n_fields - 1})"
-                )
-            positions[canon] = ref
-        elif names is None:
+    positions = {
+        canon: _mapped_position(where, names, n_fields, canon, ref)
+        for canon, ref in mapping.items()
+    }
+    _add_default_positions(positions, names, n_fields)
+    if names is not None:
+        _refuse_twins(where, names, positions, mapping)
+    _require_ids(where, names, n_fields, positions)
+    return positions, _shown_names(names, positions)
+
+
+def _mapped_position(
+    where: str, names: list[str] | None, n_fields: int, canon: str, ref: str | int
+) -> int:
+    """The field position of one explicit mapping ``columns[canon] = ref``."""
+    if isinstance(ref, int):
+        if not 0 <= ref < n_fields:
             raise DataError(
-                f"{where}: the file has no header row (its first line holds numbers), so "
-                f"{COLUMN_FLAGS[canon]} {ref} cannot be found; map by 0-based position "
-                f"({COLUMN_FLAGS[canon]} 0) or add a header line"
+                f"{where}: columns[{canon!r}] = {ref} is out of range; the file has "
+                f"{n_fields} columns (positions 0..{n_fields - 1})"
             )
-        else:
-            hits = [i for i, n in enumerate(names) if n == ref]
-            if not hits:
-                hits = [i for i, n in enumerate(names) if _norm(n) == _norm(ref)]
-            if not hits:
-                raise DataError(
-                    f"{where}: missing column {ref!r} for {canon}; the file has columns: "
-                    f"{', '.join(names)}; fix {COLUMN_FLAGS[canon]} (columns[{canon!r}])"
-                )
-            positions[canon] = hits[0]
+        return ref
+    if names is None:
+        raise DataError(
+            f"{where}: the file has no header row (its first line holds numbers), so "
+            f"{COLUMN_FLAGS[canon]} {ref} cannot be found; map by 0-based position "
+            f"({COLUMN_FLAGS[canon]} 0) or add a header line"
+        )
+    hits = [i for i, n in enumerate(names) if n == ref]
+    if not hits:
+        hits = [i for i, n in enumerate(names) if _norm(n) == _norm(ref)]
+    if not hits:
+        raise DataError(
+            f"{where}: missing column {ref!r} for {canon}; the file has columns: "
+            f"{', '.join(names)}; fix {COLUMN_FLAGS[canon]} (columns[{canon!r}])"
+        )
+    return hits[0]
+
+
+def _add_default_positions(
+    positions: dict[str, int], names: list[str] | None, n_fields: int
+) -> None:
+    """Fill the unmapped canonical columns: by alias (header) or by position 0..3 (no header)."""
     taken = set(positions.values())
     for canon in CANONICAL_COLUMNS:
         if canon in positions:
@@ -414,16 +441,26 @@ def _resolve_columns(
         if hit is not None:
             positions[canon] = hit
             taken.add(hit)
-    if names is not None:
-        normed = [_norm(n) for n in names]
-        for canon, pos in positions.items():
-            twins = [i for i, n in enumerate(normed) if n == normed[pos] and i != pos]
-            if twins and not isinstance(mapping.get(canon), int):
-                raise DataError(
-                    f"{where}: column {names[pos]!r} appears twice (fields {pos + 1} and "
-                    f"{twins[0] + 1}), so {canon} is ambiguous; rename one or pass "
-                    f"columns={{'{canon}': <0-based position>}}"
-                )
+
+
+def _refuse_twins(
+    where: str, names: list[str], positions: dict[str, int], mapping: Mapping[str, str | int]
+) -> None:
+    """A column chosen by name must not appear twice (after normalisation) in the header."""
+    normed = [_norm(n) for n in names]
+    for canon, pos in positions.items():
+        twins = [i for i, n in enumerate(normed) if n == normed[pos] and i != pos]
+        if twins and not isinstance(mapping.get(canon), int):
+            raise DataError(
+                f"{where}: column {names[pos]!r} appears twice (fields {pos + 1} and "
+                f"{twins[0] + 1}), so {canon} is ambiguous; rename one or pass "
+                f"columns={{'{canon}': <0-based position>}}"
+            )
+
+
+def _require_ids(
+    where: str, names: list[str] | None, n_fields: int, positions: dict[str, int]
+) -> None:
     for canon in ("user_id", "item_id"):
         if canon not in positions:
             found = ", ".join(names) if names is not None else f"{n_fields} unnamed columns"
@@ -432,6 +469,10 @@ def _resolve_columns(
                 f"{', '.join(COLUMN_ALIASES[canon][:5])}; the file has: {found}); "
                 f"pass {COLUMN_FLAGS[canon]} <column> (columns={{'{canon}': '<your column>'}})"
             )
+
+
+def _shown_names(names: list[str] | None, positions: dict[str, int]) -> dict[str, str]:
+    """How messages call each mapped column: ``column 'userId' (user_id)``, ``column 0 (...)``."""
     shown = {}
     for canon, pos in positions.items():
         if names is None:
@@ -440,7 +481,7 @@ def _resolve_columns(
             shown[canon] = f"column {canon!r}"
         else:
             shown[canon] = f"column {names[pos]!r} ({canon})"
-    return positions, shown
+    return shown
 
 
 # ---------------------------------------------------------------------------------------------
@@ -488,18 +529,47 @@ def _read_text_source(
     header: bool | None,
     encoding: str | None,
 ) -> _Raw:
-    compression = src.compression
-    sample, complete = _read_sample(src, label, compression)
+    lines, enc, complete = _sample_lines(src, label, encoding)
+    nonblank = _nonblank_lines(label, lines)
+    first_line = nonblank[0][0]
+    probe = [ln for _, ln in nonblank[:50]]
+    sep = _choose_sep(label, sep, probe, [n for n, _ in nonblank[:50]], first_line)
+    rows = [_split(ln, sep) for ln in probe[:2]]
+    has_header = _has_header(label, header, columns, rows, first_line)
+    names = [_clean_name(n) for n in rows[0]] if has_header else None
+    n_fields = len(names) if names is not None else len(rows[0])
+    _check_sample_widths(label, nonblank[1:50], sep, n_fields, first_line)
+    positions, shown = _resolve_columns(label, names, n_fields, columns, first_line)
+    data_line = first_line + (1 if has_header else 0)
+    if has_header and complete and len(nonblank) == 1:
+        raise _header_only(label, first_line)
+    cols = _parse(src, label, sep, positions, n_fields, data_line - 1, enc, src.compression)
+    n_rows = len(next(iter(cols.values())))
+    if has_header and n_rows == 0:
+        raise _header_only(label, first_line)
+    if n_rows == 0:
+        raise DataError(f"{label}: file is empty; expected a header and/or rating rows")
+    header_names = {c: names[pos] for c, pos in positions.items()} if names is not None else {}
+    time_like = _time_like_text(names, positions, rows) if names is not None else {}
+    raw = _Raw(label, cols, shown, data_line, header_names, time_like)
+    raw.mapped = header_names or {c: f"column {pos}" for c, pos in positions.items()}
+    return raw
+
+
+def _sample_lines(src: TextSource, label: str, encoding: str | None) -> tuple[list[str], str, bool]:
+    """The decoded lines of the first 64 KiB, the encoding, and whether that is the whole file.
+
+    A cut sample loses its last (maybe partial) line; binary content and bad bytes are refused.
+    """
+    sample, complete = _read_sample(src, label, src.compression)
     if not sample.strip():
         raise DataError(f"{label}: file is empty; expected a header and/or rating rows")
-
     enc = encoding or _encoding_from_bom(sample)
     if encoding is None and not enc.startswith("utf-16"):
         _refuse_binary(label, sample)
     text = _decode_sample(label, sample, enc, complete, explicit=encoding is not None)
     if text.startswith("\ufeff"):
         text = text[1:]
-
     lines = text.splitlines()
     if not complete and lines:
         lines = lines[:-1]  # the last line of a cut sample may be partial
@@ -508,22 +578,28 @@ def _read_text_source(
                 f"{label}: no line break in the first {_SAMPLE_BYTES // 1024} KiB; this is not a "
                 "ratings file (one event per line), or its line endings are broken"
             )
+    return lines, enc, complete
+
+
+def _nonblank_lines(label: str, lines: list[str]) -> list[tuple[int, str]]:
+    """``(1-based line number, line)`` of the non-blank sample lines; markup is refused."""
     nonblank = [(i + 1, ln) for i, ln in enumerate(lines) if ln.strip()]
     if not nonblank:
         raise DataError(f"{label}: file is empty; expected a header and/or rating rows")
-    first_line = nonblank[0][0]
-    probe = [ln for _, ln in nonblank[:50]]
-    if probe[0].lstrip().lower().startswith(_MARKUP):
+    first_line, first = nonblank[0]
+    if first.lstrip().lower().startswith(_MARKUP):
         raise DataError(
             f"{label}, line {first_line}: looks like an HTML, XML or JSON document, not a ratings "
             "table (a failed download or an error page?); give the CSV/TSV/.dat/Parquet file"
         )
+    return nonblank
 
-    if sep is not None:
-        sep = _normalise_sep(sep)
-    else:
-        sep = _sniff_sep(label, probe, [n for n, _ in nonblank[:50]])
-    rows = [_split(ln, sep) for ln in probe[:2]]
+
+def _choose_sep(
+    label: str, sep: str | None, probe: list[str], line_nos: list[int], first_line: int
+) -> str:
+    """The given separator (normalised) or a sniffed one; either must give >= 2 fields."""
+    sep = _normalise_sep(sep) if sep is not None else _sniff_sep(label, probe, line_nos)
     width = max(len(_split(ln, sep)) for ln in probe)
     if width < 2:
         guess = _sniff_sep(None, probe)
@@ -533,7 +609,17 @@ def _read_text_source(
             else "expected at least user and item columns; pass sep= with the file's delimiter"
         )
         raise DataError(f"{label}, line {first_line}: only 1 column found with sep={sep!r}; {hint}")
+    return sep
 
+
+def _has_header(
+    label: str,
+    header: bool | None,
+    columns: Mapping[str, str | int] | None,
+    rows: list[list[str]],
+    first_line: int,
+) -> bool:
+    """``header`` if given; else a mapping by name implies one, else it is detected."""
     named = sorted({v for v in (columns or {}).values() if isinstance(v, str)})
     if header is None and named:
         # A mapping by name needs a header; a first row with numbers cannot be one.
@@ -544,51 +630,48 @@ def _read_text_source(
                 "but the first line holds numbers, so the file has no header row; map by 0-based "
                 "position (--user-col 0 --item-col 1 ...) or add a header line"
             )
-        has_header = True
-    else:
-        has_header = _detect_header(rows) if header is None else header
-    names = [_clean_name(n) for n in rows[0]] if has_header else None
-    n_fields = len(names) if names is not None else len(rows[0])
-    for line_no, line in nonblank[1:50]:
+        return True
+    return _detect_header(rows) if header is None else header
+
+
+def _check_sample_widths(
+    label: str, lines: list[tuple[int, str]], sep: str, n_fields: int, first_line: int
+) -> None:
+    """No sample line may have more fields than the first (a separator inside a value)."""
+    for line_no, line in lines:
         if len(_split(line, sep)) > n_fields:
             raise DataError(
                 f"{label}, line {line_no}: {len(_split(line, sep))} fields where line "
                 f"{first_line} has {n_fields}; fix the line or quote values containing the "
                 "separator"
             )
-    positions, shown = _resolve_columns(label, names, n_fields, columns, first_line)
-    data_line = first_line + (1 if has_header else 0)
-    if has_header and complete and len(nonblank) == 1:
-        raise DataError(
-            f"{label}: has a header (line {first_line}) but no data rows; "
-            "add rating rows or check that the right file was given"
-        )
 
-    cols = _parse(src, label, sep, positions, n_fields, data_line - 1, enc, compression)
-    n_rows = len(next(iter(cols.values())))
-    if has_header and n_rows == 0:
-        raise DataError(
-            f"{label}: has a header (line {first_line}) but no data rows; "
-            "add rating rows or check that the right file was given"
-        )
-    if n_rows == 0:
-        raise DataError(f"{label}: file is empty; expected a header and/or rating rows")
-    header_names = {c: names[pos] for c, pos in positions.items()} if names is not None else {}
+
+def _header_only(label: str, first_line: int) -> DataError:
+    return DataError(
+        f"{label}: has a header (line {first_line}) but no data rows; "
+        "add rating rows or check that the right file was given"
+    )
+
+
+def _time_like_text(
+    names: list[str], positions: dict[str, int], rows: list[list[str]]
+) -> dict[str, str]:
+    """Unmapped header columns that look like a time (by a date-like value or the name)."""
     time_like: dict[str, str] = {}
-    if names is not None and "timestamp" not in positions:
-        used = set(positions.values())
-        second_row = rows[1] if len(rows) > 1 else []
-        for i, name in enumerate(names):
-            if i in used:
-                continue
-            value = _clean_name(second_row[i]) if i < len(second_row) else ""
-            if _ISO_VALUE.match(value):
-                time_like[name] = f"values like {value!r}"
-            elif _TIME_NAME.search(name):
-                time_like[name] = "its name"
-    raw = _Raw(label, cols, shown, data_line, header_names, time_like)
-    raw.mapped = header_names or {c: f"column {pos}" for c, pos in positions.items()}
-    return raw
+    if "timestamp" in positions:
+        return time_like
+    used = set(positions.values())
+    second_row = rows[1] if len(rows) > 1 else []
+    for i, name in enumerate(names):
+        if i in used:
+            continue
+        value = _clean_name(second_row[i]) if i < len(second_row) else ""
+        if _ISO_VALUE.match(value):
+            time_like[name] = f"values like {value!r}"
+        elif _TIME_NAME.search(name):
+            time_like[name] = "its name"
+    return time_like
 
 
 def _read_sample(src: TextSource, label: str, compression: str | None) -> tuple[bytes, bool]:
@@ -771,6 +854,21 @@ def _parse(
     Every field is parsed (no ``usecols``) so that a line with more fields than the first one is
     an error rather than silently cut: extra fields mean a separator inside a value.
     """
+    reader = _CsvReader(src, skiprows, enc, _csv_options(sep, n_fields, enc))
+    df = _read_or_explain(reader, label, sep, compression)
+    if df is None:  # nothing after the header/skipped lines
+        return {c: pd.Series([], dtype=float) for c in positions}
+    _reread_float_ids(reader, df, positions, sep)
+    if sep == "::":
+        df = _drop_colon_gaps(label, df, skiprows)
+    blank = df.isna().all(axis=1).to_numpy()
+    if blank.any():
+        df = df[~blank]
+    return {canon: df[pos] for canon, pos in positions.items()}
+
+
+def _csv_options(sep: str, n_fields: int, enc: str) -> dict[str, Any]:
+    """``pandas.read_csv`` options for a file of ``n_fields`` fields split by ``sep``."""
     kwargs: dict[str, Any] = {
         "header": None,
         "names": list(range(2 * n_fields - 1 if sep == "::" else n_fields)),
@@ -781,22 +879,6 @@ def _parse(
         "encoding_errors": "strict",
         "low_memory": False,
     }
-
-    def read(**extra: Any) -> pd.DataFrame:
-        # The stream skips the lines before the data and drops blank ones itself (UTF-16 text
-        # aside); the index is then set back to line offsets, so errors name file lines.
-        stream = src.stream(skiprows, enc)
-        frame = pd.read_csv(
-            cast(Any, stream), **kwargs, skiprows=0 if src.filtered else skiprows, **extra
-        )
-        frame.index = pd.Index(src.row_numbers(len(frame)))
-        checked: pd.DataFrame = frame
-        return checked
-
-    def file_line(n: int) -> int:
-        """File line of pandas' 1-based line ``n`` of what it parsed."""
-        return skiprows + 1 + src.stream_line(n) if src.filtered else n
-
     if sep == "::":
         # Field k of "a::b::c" is field 2k of "a:b:c"; the odd fields between must stay empty.
         kwargs.update(sep=":", quoting=csv.QUOTE_NONE)
@@ -807,76 +889,127 @@ def _parse(
     else:  # other multi-character separators need the (slower) Python engine
         kwargs.update(sep=re.escape(sep), engine="python")
         kwargs.pop("low_memory")
+    return kwargs
+
+
+@dataclass
+class _CsvReader:
+    """One ``read_csv`` over the data lines of a :class:`TextSource`, re-runnable."""
+
+    src: TextSource
+    skiprows: int  # file lines before the data (header, leading blank lines)
+    enc: str
+    kwargs: dict[str, Any]
+
+    def read(self, **extra: Any) -> pd.DataFrame:
+        # The stream skips the lines before the data and drops blank ones itself (UTF-16 text
+        # aside); the index is then set back to line offsets, so errors name file lines.
+        src = self.src
+        stream = src.stream(self.skiprows, self.enc)
+        frame = pd.read_csv(
+            cast(Any, stream), **self.kwargs, skiprows=0 if src.filtered else self.skiprows, **extra
+        )
+        frame.index = pd.Index(src.row_numbers(len(frame)))
+        checked: pd.DataFrame = frame
+        return checked
+
+    def file_line(self, n: int) -> int:
+        """File line of pandas' 1-based line ``n`` of what it parsed."""
+        return self.skiprows + 1 + self.src.stream_line(n) if self.src.filtered else n
+
+
+def _read_or_explain(
+    reader: _CsvReader, label: str, sep: str, compression: str | None
+) -> pd.DataFrame | None:
+    """The parsed frame (None when there is no data), every failure as a one-line DataError."""
     try:
-        df = read()
+        return reader.read()
     except DataError:
         raise
     except MemoryError:
         raise _out_of_memory(label) from None
     except UnicodeDecodeError:
-        raw = src.read_all()
+        raw = reader.src.read_all()
         try:
-            raw.decode(enc)
+            raw.decode(reader.enc)
         except UnicodeDecodeError as exc:
-            raise _encoding_error(label, raw, exc, enc, explicit=False) from None
+            raise _encoding_error(label, raw, exc, reader.enc, explicit=False) from None
         raise
     except pd.errors.EmptyDataError:
-        return {c: pd.Series([], dtype=float) for c in positions}
+        return None
     except pd.errors.ParserError as exc:
-        if "out of memory" in str(exc):  # the C tokenizer's own allocation failure
-            raise _out_of_memory(label) from None
-        quote = re.search(r"EOF inside string starting at row (\d+)", str(exc))
-        if quote:
-            # pandas counts rows from 0 over every line of the file, skipped ones included.
-            raise DataError(
-                f"{label}, line {file_line(int(quote.group(1)) + 1)}: unbalanced quote: a '\"' "
-                "opened on "
-                "this line is never closed; close or remove it"
-            ) from None
-        found = re.search(r"line (\d+), saw (\d+)", str(exc))
-        expected = re.search(r"Expected (\d+) fields", str(exc))
-        if found and sep == "::":
-            raise DataError(
-                f"{label}, line {file_line(int(found.group(1)))}: a value contains ':' inside a "
-                "'::' file; "
-                "remove it or convert the file to CSV"
-            ) from None
-        if found and expected:
-            raise DataError(
-                f"{label}, line {file_line(int(found.group(1)))}: {found.group(2)} fields where "
-                "earlier lines "
-                f"have {expected.group(1)}; fix the line or quote values containing the separator"
-            ) from None
-        raise DataError(f"{label}: cannot be parsed ({exc}); check sep= and quoting") from None
+        raise _parser_error(label, exc, sep, reader.file_line) from None
     except ValueError as exc:  # usecols beyond a short file
         raise DataError(f"{label}: cannot be parsed ({exc}); check sep= and columns=") from None
     except _CORRUPT as exc:
         raise _corrupt_error(label, compression, exc) from None
 
-    # Id columns parsed as floats ("12.0", "1.23E+11", an id beyond int64) are re-read as text,
-    # so _ids can tell exact integral ids from rounded ones. Clean files never take this path.
+
+# pandas' ParserError carries only its message: the line numbers of the C tokenizer exist nowhere
+# else, and finding them again would mean re-tokenising the file with pandas' quoting rules. So
+# the message is read here, in one place; an unrecognised one still gives a one-line error.
+_EOF_IN_QUOTE = re.compile(r"EOF inside string starting at row (\d+)")
+_SAW_FIELDS = re.compile(r"line (\d+), saw (\d+)")
+_EXPECTED_FIELDS = re.compile(r"Expected (\d+) fields")
+
+
+def _parser_error(
+    label: str, exc: pd.errors.ParserError, sep: str, file_line: Callable[[int], int]
+) -> DataError:
+    """The one-line DataError for a pandas ParserError, naming the file line when pandas does."""
+    text = str(exc)
+    if "out of memory" in text:  # the C tokenizer's own allocation failure
+        return _out_of_memory(label)
+    quote = _EOF_IN_QUOTE.search(text)
+    if quote:
+        # pandas counts rows from 0 over every line of the file, skipped ones included.
+        return DataError(
+            f"{label}, line {file_line(int(quote.group(1)) + 1)}: unbalanced quote: a '\"' "
+            "opened on this line is never closed; close or remove it"
+        )
+    found = _SAW_FIELDS.search(text)
+    expected = _EXPECTED_FIELDS.search(text)
+    if found and sep == "::":
+        return DataError(
+            f"{label}, line {file_line(int(found.group(1)))}: a value contains ':' inside a "
+            "'::' file; remove it or convert the file to CSV"
+        )
+    if found and expected:
+        return DataError(
+            f"{label}, line {file_line(int(found.group(1)))}: {found.group(2)} fields where "
+            f"earlier lines have {expected.group(1)}; fix the line or quote values containing "
+            "the separator"
+        )
+    return DataError(f"{label}: cannot be parsed ({exc}); check sep= and quoting")
+
+
+def _reread_float_ids(
+    reader: _CsvReader, df: pd.DataFrame, positions: dict[str, int], sep: str
+) -> None:
+    """Id columns parsed as floats ("12.0", "1.23E+11", an id beyond int64) are re-read as text,
+    so _ids can tell exact integral ids from rounded ones. Clean files never take this path."""
     id_cols = [positions[c] * (2 if sep == "::" else 1) for c in ("user_id", "item_id")]
     floaty = [c for c in id_cols if c in df.columns and df[c].dtype.kind == "f"]
     if floaty:
         # All columns again (usecols trips over short rows), only these as text.
-        text = read(dtype=dict.fromkeys(floaty, str))
+        text = reader.read(dtype=dict.fromkeys(floaty, str))
         for c in floaty:
             df[c] = text[c]
-    if sep == "::":
-        gap_cols = [c for c in df.columns if int(c) % 2 == 1]
-        bad = df[gap_cols].notna().any(axis=1).to_numpy() if gap_cols else np.zeros(0, bool)
-        if bad.any():
-            row = int(df.index[np.flatnonzero(bad)[0]])
-            raise DataError(
-                f"{label}, line {skiprows + 1 + row}: a value contains ':' inside a '::' file; "
-                "remove it or convert the file to CSV"
-            )
-        df = df.drop(columns=gap_cols)
-        df.columns = [int(c) // 2 for c in df.columns]
-    blank = df.isna().all(axis=1).to_numpy()
-    if blank.any():
-        df = df[~blank]
-    return {canon: df[pos] for canon, pos in positions.items()}
+
+
+def _drop_colon_gaps(label: str, df: pd.DataFrame, skiprows: int) -> pd.DataFrame:
+    """A ``::`` file parsed on ``:``: the odd fields must be empty; keep the even ones."""
+    gap_cols = [c for c in df.columns if int(c) % 2 == 1]
+    bad = df[gap_cols].notna().any(axis=1).to_numpy() if gap_cols else np.zeros(0, bool)
+    if bad.any():
+        row = int(df.index[np.flatnonzero(bad)[0]])
+        raise DataError(
+            f"{label}, line {skiprows + 1 + row}: a value contains ':' inside a '::' file; "
+            "remove it or convert the file to CSV"
+        )
+    df = df.drop(columns=gap_cols)
+    df.columns = [int(c) // 2 for c in df.columns]
+    return df
 
 
 # ---------------------------------------------------------------------------------------------
