@@ -468,6 +468,39 @@ def tune(
     proto = get_protocol(protocol)
     cls = _model_class(model)
     fixed = dict(fixed or {})
+    dims = _search_dims(model, proto, cls, fixed, space)
+    n_trials = trials if dims else 1
+    data_label, inter = _tuning_data(data)
+    outer = proto.split(inter, fold)
+    inner = proto.validation_split(outer)
+    del outer  # only the training part was needed; nothing below may read the test part
+    objective = _Objective(model, fixed, dims, proto, inner, _valid_part(inner.split))
+    failures: list[str] = []
+
+    def after(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> None:
+        if frozen.state == optuna.trial.TrialState.FAIL and "error" in frozen.user_attrs:
+            failures.append(frozen.user_attrs["error"])
+        if callback is not None:
+            callback(frozen.number, n_trials, frozen.value)
+
+    pruning = (pruner_startup_trials, pruner_warmup_steps)
+    defaults = _default_params(cls, dims)
+    study = _run_study(objective, defaults, n_trials, timeout, seed, pruning, after)
+    command = _command(model, protocol, data_label, trials, seed, timeout, fixed, out)
+    result = _tune_result(study, model, proto, inner, data_label, fixed, failures, command, seed)
+    if out is not None:
+        write_best_config(result, out)
+    return result
+
+
+def _search_dims(
+    model: str,
+    proto: Any,
+    cls: type[Recommender],
+    fixed: Mapping[str, Any],
+    space: Mapping[str, Dim] | None,
+) -> dict[str, Dim]:
+    """The dimensions to search (the space less the fixed parameters), all checked."""
     probe = _create(model, fixed)  # validates the fixed parameters before any work
     problem = proto.model_problem(probe)
     if problem:
@@ -477,35 +510,55 @@ def tune(
     unknown = sorted(set(dims) - set(cls.Config.model_fields))
     if unknown:
         raise ConfigError(f"search space of {model}: unknown parameters {', '.join(unknown)}")
-    n_trials = trials if dims else 1
+    return dims
 
-    data_label = (
-        data.source
-        if isinstance(data, Interactions)
-        else data.path
-        if isinstance(data, DataSource)
-        else str(data)
-    )
+
+def _tuning_data(data: str | Path | DataSource | Interactions) -> tuple[str, Interactions]:
+    """``(label for the report, the interactions)`` of ``tune``'s ``data`` argument."""
     if isinstance(data, Interactions):
-        inter = data
-    else:
-        from recforge.data.sources import load_dataset
+        return data.source, data
+    from recforge.data.sources import load_dataset
 
-        inter = load_dataset(data)
-    outer = proto.split(inter, fold)
-    inner = proto.validation_split(outer)
-    del outer  # only the training part was needed; nothing below may read the test part
-    valid = _valid_part(inner.split)
+    label = data.path if isinstance(data, DataSource) else str(data)
+    return label, load_dataset(data)
 
-    maximize = proto.higher_is_better
-    metric = proto.primary_metric
-    failures: list[str] = []
 
-    def objective(trial: optuna.Trial) -> float:
-        params = {name: dim.suggest(trial, name) for name, dim in dims.items()}
+@dataclass
+class _Objective:
+    """One trial: fit the sampled config on the carve's train part, score its validation part.
+
+    Each epoch's validation value is reported to the trial so the pruner can stop it early.
+    """
+
+    model: str
+    fixed: dict[str, Any]
+    dims: dict[str, Dim]
+    proto: Any
+    inner: Any
+    valid: Interactions | None
+
+    def __call__(self, trial: Any) -> float:
+        params = {name: dim.suggest(trial, name) for name, dim in self.dims.items()}
         # An invalid combination of sampled values raises ConfigError: the trial fails, the
         # study goes on.
-        candidate = _create(model, {**fixed, **params})
+        candidate = _create(self.model, {**self.fixed, **params})
+        from recforge.train.trainer import epoch_callback
+
+        with epoch_callback(self._reporter(trial)):
+            candidate.fit(self.inner.train, self.valid)
+        result = self.proto.evaluate(candidate, self.inner)
+        metric = self.proto.primary_metric
+        value = float(result["metrics"][metric])
+        if not math.isfinite(value):
+            raise ModelFitError(f"validation {metric} is {value}")
+        trial.set_user_attr("metrics", {k: float(v) for k, v in result["metrics"].items()})
+        return value
+
+    def _reporter(self, trial: Any) -> Callable[[int, Mapping[str, float]], None]:
+        """The epoch callback that reports validation values and prunes below the median."""
+        import optuna
+
+        metric, maximize = self.proto.primary_metric, self.proto.higher_is_better
         step = 0
 
         def on_epoch(epoch: int, row: Mapping[str, float]) -> None:
@@ -518,34 +571,32 @@ def tune(
             if trial.should_prune():
                 raise optuna.TrialPruned(f"epoch {epoch}: validation {value:.6g} below median")
 
-        from recforge.train.trainer import epoch_callback
+        return on_epoch
 
-        with epoch_callback(on_epoch):
-            candidate.fit(inner.train, valid)
-        result = proto.evaluate(candidate, inner)
-        value = float(result["metrics"][metric])
-        if not math.isfinite(value):
-            raise ModelFitError(f"validation {metric} is {value}")
-        trial.set_user_attr("metrics", {k: float(v) for k, v in result["metrics"].items()})
-        return value
 
-    def after(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> None:
-        if frozen.state == optuna.trial.TrialState.FAIL and "error" in frozen.user_attrs:
-            failures.append(frozen.user_attrs["error"])
-        if callback is not None:
-            callback(frozen.number, n_trials, frozen.value)
+def _run_study(
+    objective: _Objective,
+    defaults: dict[str, Any],
+    n_trials: int,
+    timeout: float | None,
+    seed: int,
+    pruning: tuple[int, int],
+    after: Callable[[Any, Any], None],
+) -> Any:
+    """Run a seeded TPE study with median pruning (``pruning``: its startup trials and warm-up
+    steps); the model's defaults are the first trial when they lie in the space."""
+    import optuna
 
     old_verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per trial is too chatty
     sampler = optuna.samplers.TPESampler(seed=seed)
-    pruner = optuna.pruners.MedianPruner(
-        n_startup_trials=pruner_startup_trials, n_warmup_steps=pruner_warmup_steps
-    )
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=pruning[0], n_warmup_steps=pruning[1])
     try:
         study = optuna.create_study(
-            direction="maximize" if maximize else "minimize", sampler=sampler, pruner=pruner
+            direction="maximize" if objective.proto.higher_is_better else "minimize",
+            sampler=sampler,
+            pruner=pruner,
         )
-        defaults = _default_params(cls, dims)
         if defaults:
             study.enqueue_trial(defaults, skip_if_exists=False)
         study.optimize(
@@ -557,6 +608,22 @@ def tune(
         )
     finally:
         optuna.logging.set_verbosity(old_verbosity)
+    return study
+
+
+def _tune_result(
+    study: Any,
+    model: str,
+    proto: Any,
+    inner: Any,
+    data_label: str,
+    fixed: dict[str, Any],
+    failures: list[str],
+    command: str,
+    seed: int,
+) -> TuneResult:
+    """The study's summary; a study in which no trial completed is a ModelFitError."""
+    import optuna
 
     states = [t.state for t in study.trials]
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -565,14 +632,14 @@ def tune(
         raise ModelFitError(f"tune {model} on {proto.name}: no trial completed ({first})")
     best = study.best_trial
     assert best.value is not None
-    result = TuneResult(
+    return TuneResult(
         model=model,
         protocol=proto.name,
         data=data_label,
         fold=inner.fold.removesuffix("/valid"),
         validation=inner.split.protocol.describe(),
-        metric=metric,
-        higher_is_better=maximize,
+        metric=proto.primary_metric,
+        higher_is_better=proto.higher_is_better,
         best_value=float(best.value),
         best_trial=best.number,
         best_params=dict(best.params),
@@ -582,13 +649,10 @@ def tune(
         n_pruned=states.count(optuna.trial.TrialState.PRUNED),
         n_failed=states.count(optuna.trial.TrialState.FAIL),
         trials=_trials_frame(study),
-        command=_command(model, protocol, data_label, trials, seed, timeout, fixed, out),
+        command=command,
         seed=seed,
         best_metrics=dict(best.user_attrs.get("metrics", {})),
     )
-    if out is not None:
-        write_best_config(result, out)
-    return result
 
 
 def _valid_part(split: Any) -> Interactions | None:
