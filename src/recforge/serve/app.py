@@ -207,6 +207,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ConfigError: when neither a run nor a store is configured.
     """
     settings = (settings or Settings.from_env()).check()
+    app = FastAPI(
+        title="recforge",
+        summary="Recommendations from a trained recforge model or a precomputed store.",
+        version=_version(),
+        lifespan=_lifespan(settings),
+        responses=_common_responses(settings),
+    )
+    _add_middleware(app, settings)
+    _add_error_handlers(app)
+    _add_routes(app, settings)
+    return app
+
+
+def _lifespan(
+    settings: Settings,
+) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
+    """Load the service at start-up (and follow/watch for reloads); close it at shutdown."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -226,6 +243,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 watcher.cancel()
             app.state.service.close()
 
+    return lifespan
+
+
+def _common_responses(settings: Settings) -> dict[int | str, dict[str, Any]]:
+    """The error responses every route may give, for the OpenAPI schema."""
     common: dict[int | str, dict[str, Any]] = {
         400: {"model": ErrorBody, "description": "Request body could not be parsed"},
         422: {"model": InvalidRequest, "description": "Invalid request"},
@@ -234,13 +256,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     }
     if settings.api_key is not None:
         common[401] = {"model": ErrorBody, "description": "Missing or wrong API key"}
-    app = FastAPI(
-        title="recforge",
-        summary="Recommendations from a trained recforge model or a precomputed store.",
-        version=_version(),
-        lifespan=lifespan,
-        responses=common,
-    )
+    return common
+
+
+def _add_middleware(app: FastAPI, settings: Settings) -> None:
     # add_middleware wraps: the last one added runs first. Order, outermost first: CORS (so
     # preflights and 401s carry its headers), API key (before any body is read), following the
     # workers' shared state (serve/shared.py), body limit.
@@ -256,6 +275,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type", "X-API-Key"],
         )
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error as ``{"detail": ...}`` JSON: 404 unknown id, 422 bad input, HTTP errors."""
 
     @app.exception_handler(UnknownIdError)
     async def _unknown(_: Request, exc: UnknownIdError) -> JSONResponse:
@@ -285,6 +308,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ]
         return ErrorResponse({"detail": errors}, status_code=422)
 
+
+def _add_routes(app: FastAPI, settings: Settings) -> None:
     for module in (health, users, items, recommendations):
         app.include_router(module.router)
     if settings.admin:
@@ -295,8 +320,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         @app.get("/", include_in_schema=False)
         async def page() -> FileResponse:
             return FileResponse(WEB_DIR / "index.html")
-
-    return app
 
 
 def _version() -> str:
