@@ -18,7 +18,7 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,14 @@ from recforge._atomic import atomic_write_text
 from recforge.errors import ConfigError, DataError, UnknownIdError
 from recforge.store.sql import RowBlock, Store, VersionInfo, open_store
 
-__all__ = ["ExportResult", "default_version", "export_model", "export_run", "read_user_file"]
+__all__ = [
+    "ExportResult",
+    "default_version",
+    "export_model",
+    "export_run",
+    "export_steps",
+    "read_user_file",
+]
 
 # Test hook: seconds to sleep after each written block, so a test can SIGKILL an export part-way.
 _DELAY_ENV = "RECFORGE_EXPORT_BLOCK_DELAY"
@@ -208,77 +215,24 @@ def export_model(
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
     model.check_fitted()
     idx = _user_indices(model, users)
-    delay = float(os.environ.get(_DELAY_ENV, "0") or 0)
-    progress_file = os.environ.get(_PROGRESS_ENV)
-
-    bar: Any = None
-    tasks: list[Any] = []
-    from recforge.progress import Ticker
-
-    ticker = Ticker(len(idx), "export: users scored", verbose=progress)  # line mode off a tty
-    if progress and sys.stderr.isatty():
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-        bar = Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=Console(stderr=True),
-            transient=True,
-        )
-        tasks = [
-            bar.add_task("users scored", total=len(idx)),
-            bar.add_task("rows written", total=None),
-        ]
-        bar.start()
-
-    written = 0
-    write_seconds = 0.0
-    last = time.perf_counter()
-
-    def on_block(block: RowBlock) -> None:
-        nonlocal written, write_seconds, last
-        now = time.perf_counter()
-        write_seconds += now - last
-        written += len(block)
-        if bar is not None:
-            bar.advance(tasks[0], block.n_users)
-            bar.update(tasks[1], completed=written)
-        ticker.tick(block.n_users)
-        if progress_file:
-            # Readers poll this file while the export runs: never let them see it half-written.
-            atomic_write_text(Path(progress_file), str(written))
-        if delay:
-            time.sleep(delay)
-        last = time.perf_counter()
-
+    watch = _WriteProgress(len(idx), progress)
     t0 = time.perf_counter()
     feed = _Prefetch(_blocks(model, idx, k, batch_size, memory_budget_bytes))
-
-    def timed() -> Iterator[RowBlock]:
-        nonlocal last
-        for block in feed:
-            last = time.perf_counter()  # writing this block starts now
-            yield block
-
     meta = meta or {}
     try:
         info = store.write(
             version,
-            timed(),
+            watch.timed(feed),
             model_name=str(meta.get("model_name", model.name)),
             k=k,
             created_at=meta.get("created_at"),
             config=str(meta.get("config", "{}")),
             metrics=str(meta.get("metrics", "{}")),
             run_path=meta.get("run_path"),
-            on_block=on_block,
+            on_block=watch.on_block,
         )
     finally:
-        if bar is not None:
-            bar.stop()
+        watch.stop()
     total = time.perf_counter() - t0
     return ExportResult(
         version=info,
@@ -287,8 +241,72 @@ def export_model(
         users=info.n_users,
         seconds_total=total,
         seconds_scoring=feed.seconds,
-        seconds_writing=write_seconds,
+        seconds_writing=watch.write_seconds,
     )
+
+
+class _WriteProgress:
+    """Progress of an export's writer: the bar or lines shown, the test hooks, the time spent
+    writing (from the moment a block arrives to the end of its ``on_block``)."""
+
+    def __init__(self, n_users: int, progress: bool) -> None:
+        from recforge.progress import Ticker
+
+        self.delay = float(os.environ.get(_DELAY_ENV, "0") or 0)
+        self.progress_file = os.environ.get(_PROGRESS_ENV)
+        self.ticker = Ticker(n_users, "export: users scored", verbose=progress)  # lines off a tty
+        self.bar: Any = None
+        self.tasks: list[Any] = []
+        if progress and sys.stderr.isatty():
+            self.bar, self.tasks = _progress_bar(n_users)
+        self.written = 0
+        self.write_seconds = 0.0
+        self.last = time.perf_counter()
+
+    def timed(self, feed: Iterable[RowBlock]) -> Iterator[RowBlock]:
+        for block in feed:
+            self.last = time.perf_counter()  # writing this block starts now
+            yield block
+
+    def on_block(self, block: RowBlock) -> None:
+        now = time.perf_counter()
+        self.write_seconds += now - self.last
+        self.written += len(block)
+        if self.bar is not None:
+            self.bar.advance(self.tasks[0], block.n_users)
+            self.bar.update(self.tasks[1], completed=self.written)
+        self.ticker.tick(block.n_users)
+        if self.progress_file:
+            # Readers poll this file while the export runs: never let them see it half-written.
+            atomic_write_text(Path(self.progress_file), str(self.written))
+        if self.delay:
+            time.sleep(self.delay)
+        self.last = time.perf_counter()
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _progress_bar(n_users: int) -> tuple[Any, list[Any]]:
+    """A started rich bar on stderr with the tasks "users scored" and "rows written"."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    bar = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    tasks = [
+        bar.add_task("users scored", total=n_users),
+        bar.add_task("rows written", total=None),
+    ]
+    bar.start()
+    return bar, tasks
 
 
 def export_run(
@@ -340,3 +358,59 @@ def export_run(
         )
     finally:
         store.close()
+
+
+def export_steps(
+    db_url: str,
+    run_dir: str | Path | None = None,
+    *,
+    k: int = 100,
+    users: Any = None,
+    batch_size: int | None = None,
+    version: str | None = None,
+    progress: bool = False,
+    memory_budget_bytes: int | None = None,
+    activate: str | None = None,
+    keep: int | None = None,
+    list_versions: bool = False,
+) -> dict[str, Any]:
+    """``recforge export``: export a run, then activate, prune and list versions, in that order.
+
+    Args:
+        db_url: the store (``sqlite:///recs.db``, ``postgresql://...``).
+        run_dir: a run to export (see :func:`export_run` for ``k`` .. ``memory_budget_bytes``).
+        activate: mark this version as the one the service reads.
+        keep: prune all but the ``keep`` newest versions (the active one is kept).
+        list_versions: list the stored versions.
+
+    Returns:
+        ``{"export": ..., "activated": ..., "pruned": [...], "versions": [...]}``, with only the
+        keys of the steps that ran.
+
+    Raises:
+        ConfigError: no step asked for.
+    """
+    if run_dir is None and not (list_versions or keep is not None or activate):
+        raise ConfigError("give a run directory to export, or --list / --activate / --keep")
+    out: dict[str, Any] = {}
+    if run_dir is not None:
+        result = export_run(
+            run_dir,
+            db_url,
+            k,
+            users,
+            batch_size,
+            version=version,
+            progress=progress,
+            memory_budget_bytes=memory_budget_bytes,
+        )
+        out["export"] = result.as_dict()
+    with open_store(db_url, create=run_dir is not None or activate is None) as store:
+        if activate:
+            store.activate(activate)
+            out["activated"] = activate
+        if keep is not None:
+            out["pruned"] = store.prune(keep)
+        if list_versions:
+            out["versions"] = [v.as_dict() for v in store.list()]
+    return out

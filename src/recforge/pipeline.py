@@ -287,112 +287,147 @@ def train_run(
             Trainer does not train, or outside torchrun.
     """
     from recforge.models.registry import create
-    from recforge.train.checkpoint import CheckpointPolicy, training_context
+    from recforge.progress import line
 
     timings: dict[str, float] = {}
     model = create(model_name, dict(config or {}))  # validate the config before any work
-    checkpointing = resume or checkpoint_every_epochs is not None or checkpoint_every_minutes
     rank = _check_distributed(model, model_name) if distributed else 0
-    policy: CheckpointPolicy | None = None
-    if checkpointing:
-        if test_data is not None:
-            raise ConfigError(
-                "checkpoints and --resume do not combine with --test yet; "
-                "train on the train file with --split none, or drop --test"
-            )
-        if out is None:
-            raise ConfigError("checkpoints and --resume need a run directory; pass --out")
-        policy = CheckpointPolicy(
-            checkpoint_dir(out),
-            every_epochs=checkpoint_every_epochs,
-            every_minutes=checkpoint_every_minutes,
-            resume=resume,
-        )
+    policy = _checkpoint_policy(
+        out, test_data, resume, checkpoint_every_epochs, checkpoint_every_minutes
+    )
     t0 = time.perf_counter()
-    if test_data is not None:
-        if isinstance(data, Interactions):
-            raise ConfigError("test_data needs the train part as a file (DataSource), too")
-        source: DataSource | None = data if isinstance(data, DataSource) else DataSource.of(data)
-        assert source is not None
-        sp = files_split(source, test_data)
-        inter = sp.train
-        split = "files"
-    else:
-        inter, source = resolve_data(data)
-        sp = resolve_split(inter, split, valid_ratio=valid_ratio)
+    sp, inter, source, split = _load_split(data, split, test_data, valid_ratio)
     check_split(sp, split)
     _check_recency(model, inter)
     timings["load_split_s"] = time.perf_counter() - t0
-    from recforge.progress import line
-
     line(f"train: {len(sp.train)} training events ({sp.protocol.describe()}); fitting {model_name}")
+    recorded = source if source is not None else data  # what the run records as its data
     if policy is not None and not resume and rank == 0:
-        _write_run_spec(
-            policy,
-            model_name=model_name,
-            data=source if source is not None else data,
-            inter=inter,
-            split=split,
-            config=dict(config or {}),
-            ks=ks,
-            valid_ratio=valid_ratio,
-        )
+        params = dict(config or {})
+        _write_run_spec(policy, model_name, recorded, inter, split, params, ks, valid_ratio)
     elif policy is not None:
         _check_run_spec(policy.directory, inter)
-    t0 = time.perf_counter()
-    if distributed:
-        from recforge.train.distributed import distributed_session
-
-        # The process group lives for the fit only; rank 0 evaluates and saves on its own.
-        with (
-            distributed_session(str(getattr(model.config, "device", "auto"))) as dinfo,
-            training_context(checkpoints=policy, distributed=dinfo),
-        ):
-            model.fit(sp.train, sp.valid)
-    else:
-        with training_context(checkpoints=policy):
-            model.fit(sp.train, sp.valid)
-    timings["fit_s"] = time.perf_counter() - t0
+    timings["fit_s"] = _fit(model, sp, policy, distributed)
     if rank != 0:
-        history_r: pd.DataFrame | None = getattr(model, "history_", None)
-        return TrainResult(model, sp, {}, None, history_r, timings, rank=rank)
-    held = getattr(sp, "test", None)  # None when trained on all the data
-    tail = f"; evaluating on {len(held)} test events" if held is not None else ""
-    line(f"train: fitted in {timings['fit_s']:.1f} s{tail}")
-    t0 = time.perf_counter()
-    metrics = evaluate_model(
-        model, sp, ks, like_threshold=like_threshold, relevance_threshold=relevance_threshold
-    )
-    timings["evaluate_s"] = time.perf_counter() - t0
-    metrics["timings"] = timings
+        return TrainResult(model, sp, {}, None, getattr(model, "history_", None), timings, rank)
+    thresholds = (like_threshold, relevance_threshold)
+    metrics = _evaluate_timed(model, sp, ks, thresholds, timings)
     history: pd.DataFrame | None = getattr(model, "history_", None)
     run_dir = None
     if out is not None:
-        extra: dict[str, Any] = {
-            "split_spec": split,
-            "split": "all data (no test split)"
-            if isinstance(sp, AllDataSplit)
-            else sp.protocol.describe(),
-            "all_data": isinstance(sp, AllDataSplit),
-            "thresholds": {"like": like_threshold, "relevance": relevance_threshold},
-            "ks": list(ks),
-        }
-        if valid_ratio is not None:
-            extra["valid_ratio"] = valid_ratio
-        if test_data is not None:
-            extra["test_source"] = test_data.to_json_dict()
-        run_dir = save_trained_run(
-            out,
-            model,
-            metrics,
-            data=source if source is not None else data,
-            inter=inter,
-            extra=extra,
-        )
+        extra = _run_record(sp, split, ks, valid_ratio, test_data, thresholds)
+        run_dir = save_trained_run(out, model, metrics, data=recorded, inter=inter, extra=extra)
     if policy is not None:
         # The run directory is complete; its checkpoints have nothing left to restore.
         shutil.rmtree(policy.directory, ignore_errors=True)
     return TrainResult(model, sp, metrics, run_dir, history, timings)
+
+
+def _evaluate_timed(
+    model: Recommender,
+    sp: Any,
+    ks: tuple[int, ...],
+    thresholds: tuple[float | None, float | None],
+    timings: dict[str, float],
+) -> dict[str, Any]:
+    """:func:`evaluate_model` on the fitted model, timed; the metrics carry all ``timings``."""
+    from recforge.progress import line
+
+    held = getattr(sp, "test", None)  # None when trained on all the data
+    tail = f"; evaluating on {len(held)} test events" if held is not None else ""
+    line(f"train: fitted in {timings['fit_s']:.1f} s{tail}")
+    t0 = time.perf_counter()
+    like, relevance = thresholds
+    metrics = evaluate_model(model, sp, ks, like_threshold=like, relevance_threshold=relevance)
+    timings["evaluate_s"] = time.perf_counter() - t0
+    metrics["timings"] = timings
+    return metrics
+
+
+def _checkpoint_policy(
+    out: str | Path | None,
+    test_data: DataSource | None,
+    resume: bool,
+    every_epochs: int | None,
+    every_minutes: float | None,
+) -> Any:
+    """The CheckpointPolicy of a checkpointed or resumed run (None when neither)."""
+    if not (resume or every_epochs is not None or every_minutes):
+        return None
+    from recforge.train.checkpoint import CheckpointPolicy
+
+    if test_data is not None:
+        raise ConfigError(
+            "checkpoints and --resume do not combine with --test yet; "
+            "train on the train file with --split none, or drop --test"
+        )
+    if out is None:
+        raise ConfigError("checkpoints and --resume need a run directory; pass --out")
+    return CheckpointPolicy(
+        checkpoint_dir(out), every_epochs=every_epochs, every_minutes=every_minutes, resume=resume
+    )
+
+
+def _load_split(
+    data: DataSpec, split: str, test_data: DataSource | None, valid_ratio: float | None
+) -> tuple[Any, Interactions, DataSource | None, str]:
+    """``(split, the loaded data, its DataSource, the split spec)`` of ``train_run``'s arguments.
+
+    With ``test_data`` the split is the two files' (spec ``"files"``), else ``split`` of ``data``.
+    """
+    if test_data is None:
+        inter, source = resolve_data(data)
+        return resolve_split(inter, split, valid_ratio=valid_ratio), inter, source, split
+    if isinstance(data, Interactions):
+        raise ConfigError("test_data needs the train part as a file (DataSource), too")
+    source = data if isinstance(data, DataSource) else DataSource.of(data)
+    sp = files_split(source, test_data)
+    return sp, sp.train, source, "files"
+
+
+def _fit(model: Recommender, sp: Any, policy: Any, distributed: bool) -> float:
+    """Fit on the split's train (and valid) part, checkpointed and/or data-parallel; seconds."""
+    from recforge.train.checkpoint import training_context
+
+    t0 = time.perf_counter()
+    if not distributed:
+        with training_context(checkpoints=policy):
+            model.fit(sp.train, sp.valid)
+        return time.perf_counter() - t0
+    from recforge.train.distributed import distributed_session
+
+    # The process group lives for the fit only; rank 0 evaluates and saves on its own.
+    with (
+        distributed_session(str(getattr(model.config, "device", "auto"))) as dinfo,
+        training_context(checkpoints=policy, distributed=dinfo),
+    ):
+        model.fit(sp.train, sp.valid)
+    return time.perf_counter() - t0
+
+
+def _run_record(
+    sp: Any,
+    split: str,
+    ks: tuple[int, ...],
+    valid_ratio: float | None,
+    test_data: DataSource | None,
+    thresholds: tuple[float | None, float | None],
+) -> dict[str, Any]:
+    """The manifest entries that let ``evaluate``/``report`` rebuild the run's split."""
+    extra: dict[str, Any] = {
+        "split_spec": split,
+        "split": "all data (no test split)"
+        if isinstance(sp, AllDataSplit)
+        else sp.protocol.describe(),
+        "all_data": isinstance(sp, AllDataSplit),
+        "thresholds": {"like": thresholds[0], "relevance": thresholds[1]},
+        "ks": list(ks),
+    }
+    if valid_ratio is not None:
+        extra["valid_ratio"] = valid_ratio
+    if test_data is not None:
+        extra["test_source"] = test_data.to_json_dict()
+    return extra
 
 
 def save_trained_run(
@@ -494,6 +529,83 @@ def run_split(
     return resolve_split(inter, str(spec)), inter
 
 
+def evaluate_saved_run(
+    run: str | Path,
+    *,
+    protocol: str | None = None,
+    fold: str | None = None,
+    data: DataSpec | None = None,
+    split: str | None = None,
+    test_data: DataSource | None = None,
+    ks: tuple[int, ...] | None = None,
+    memory_budget_bytes: int | None = None,
+    like_threshold: float | None = None,
+    relevance_threshold: float | None = None,
+    data_options: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """``recforge evaluate``: re-score a saved run on a named protocol or a split (never trains).
+
+    A named protocol (``protocol``, else the run's own when it was trained with one and no
+    ``split`` is given) goes to :func:`recforge.eval.protocols.evaluate_run` (``fold``, ``data``).
+    Otherwise the run's split is rebuilt (:func:`run_split`; ``data``, ``split``, ``test_data``
+    replace the recorded ones) and :func:`evaluate_model` scores it with the run's cut-offs and
+    thresholds unless ``ks``, ``like_threshold`` or ``relevance_threshold`` are given.
+
+    Args:
+        data_options: DataSource fields (``sep``, column mapping ...) to re-read the run's own
+            data with, when ``data`` is not given.
+
+    Raises:
+        ConfigError: both ``protocol`` and ``split``, ``fold`` without a protocol, or what
+            :func:`run_split` and ``evaluate_run`` refuse.
+    """
+    chosen = _evaluation_protocol(run, protocol, fold, split)
+    if chosen is not None:
+        from recforge.eval.protocols import evaluate_run
+
+        return evaluate_run(
+            run, chosen, fold=fold, data=str(data) if isinstance(data, Path) else data
+        )
+    from recforge.artifacts import load_run
+
+    loaded = load_run(run)
+    manifest = loaded.manifest
+    if data is None and data_options:
+        stored = DataSource.from_manifest(manifest)
+        data = DataSource.of(stored, **data_options) if stored is not None else None
+    sp, _ = run_split(manifest, data=data, split=split, test_data=test_data)
+    stored_thr = manifest.get("thresholds") or {}
+    return evaluate_model(
+        loaded.model,
+        sp,
+        ks or tuple(manifest.get("ks") or (10,)),
+        memory_budget_bytes=memory_budget_bytes,
+        like_threshold=like_threshold if like_threshold is not None else stored_thr.get("like"),
+        relevance_threshold=relevance_threshold
+        if relevance_threshold is not None
+        else stored_thr.get("relevance"),
+    )
+
+
+def _evaluation_protocol(
+    run: str | Path, protocol: str | None, fold: str | None, split: str | None
+) -> str | None:
+    """The named protocol to score ``run`` on: ``protocol``, else the run's own unless a split is
+    given; None means "rebuild a split"."""
+    from recforge.artifacts import read_manifest
+
+    if protocol is not None:
+        if split is not None:
+            raise ConfigError("give --protocol or --split, not both")
+        return protocol
+    recorded = read_manifest(run).get("protocol")
+    if split is not None or not isinstance(recorded, dict):
+        if fold is not None:
+            raise ConfigError("--fold needs --protocol (or a run trained with --protocol)")
+        return None
+    return str(recorded["name"])
+
+
 def _check_distributed(model: Recommender, model_name: str) -> int:
     """This process's torchrun rank, after checking that ``model`` can train data-parallel."""
     import os
@@ -522,7 +634,6 @@ def checkpoint_dir(out: str | Path) -> Path:
 
 def _write_run_spec(
     policy: Any,
-    *,
     model_name: str,
     data: DataSpec,
     inter: Interactions,

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from recforge.cli import train as topts
 from recforge.cli._data_options import DataFlags, data_options
 
 app = typer.Typer(
@@ -166,142 +167,56 @@ RelevanceOpt = Annotated[
 @data_options
 def train(
     data_flags: DataFlags,
-    model: Annotated[
-        str | None,
-        typer.Option("--model", "-m", help="Registered model name (see `recforge models`)."),
-    ] = None,
-    data: Annotated[
-        str | None,
-        typer.Option("--data", "-d", help="Ratings file or MovieLens name (default ml-100k)."),
-    ] = None,
-    split: Annotated[
-        str,
-        typer.Option(
-            "--split",
-            "-s",
-            help="Split spec, e.g. random:0.2, temporal-user:0.2, ml100k:u1; 'none' trains on "
-            "all the data (production; no test metrics).",
-        ),
-    ] = "random:0.2",
-    train_file: Annotated[
-        Path | None,
-        typer.Option("--train", help="Train file (e.g. from `recforge data split`); with --test."),
-    ] = None,
-    test_file: Annotated[
-        Path | None, typer.Option("--test", help="Test file to evaluate on (with --train).")
-    ] = None,
-    valid_ratio: Annotated[
-        float | None,
-        typer.Option(
-            "--valid-ratio", help="With --split none: random share held out for early stopping."
-        ),
-    ] = None,
+    model: topts.ModelOpt = None,
+    data: topts.DataOpt = None,
+    split: topts.SplitOpt = "random:0.2",
+    train_file: topts.TrainFileOpt = None,
+    test_file: topts.TestFileOpt = None,
+    valid_ratio: topts.ValidRatioOpt = None,
     ks: KsOpt = None,
     like_threshold: LikeOpt = None,
     relevance_threshold: RelevanceOpt = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run directory to write.")] = None,
-    config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="TOML/JSON file of hyper-parameters.")
-    ] = None,
-    sets: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Override one hyper-parameter: key=value (repeatable)."),
-    ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Training epochs (neural models).")] = None,
-    lr: Annotated[float | None, typer.Option(help="Learning rate (neural models).")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Batch size (neural models).")] = None,
-    n_factors: Annotated[int | None, typer.Option(help="Embedding size (factor models).")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
-    protocol: Annotated[
-        str | None,
-        typer.Option(
-            "--protocol",
-            "-p",
-            help="Train on a named protocol's training part instead of --split "
-            "(ml100k-folds, random-80-20, temporal-user-80-20, loo-latest, ncf-loo, "
-            "heldout-users).",
-        ),
-    ] = None,
-    fold: Annotated[
-        str, typer.Option("--fold", help="Protocol fold: index (0..) or label (u1, seed=43).")
-    ] = "0",
-    checkpoint_every: Annotated[
-        int | None,
-        typer.Option(help="Checkpoint training every N epochs into <out>.ckpt/ (needs --out)."),
-    ] = None,
-    checkpoint_minutes: Annotated[
-        float | None,
-        typer.Option(help="Checkpoint at the first epoch end M minutes after the last one."),
-    ] = None,
-    resume: Annotated[
-        Path | None,
-        typer.Option(help="Continue the interrupted run RUN_DIR from its last checkpoint."),
-    ] = None,
-    distributed: Annotated[
-        bool,
-        typer.Option(
-            help="Data-parallel (DDP) training; start with torchrun --nproc_per_node=N "
-            "-m recforge.cli train ... --distributed."
-        ),
-    ] = False,
+    out: topts.OutOpt = None,
+    config: topts.ConfigOpt = None,
+    sets: topts.SetsOpt = None,
+    epochs: topts.EpochsOpt = None,
+    lr: topts.LrOpt = None,
+    batch_size: topts.BatchSizeOpt = None,
+    n_factors: topts.FactorsOpt = None,
+    seed: topts.SeedOpt = None,
+    protocol: topts.ProtocolOpt = None,
+    fold: topts.FoldOpt = "0",
+    checkpoint_every: topts.CheckpointEveryOpt = None,
+    checkpoint_minutes: topts.CheckpointMinutesOpt = None,
+    resume: topts.ResumeOpt = None,
+    distributed: topts.DistributedOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Train a model, evaluate it on the split's test part, and save the run."""
-    from recforge.cli._output import emit_json, parse_ks, parse_sets
-    from recforge.config import load_config_file
+    from recforge.cli._output import parse_ks
     from recforge.errors import ConfigError
-    from recforge.pipeline import resume_run, train_run
+    from recforge.pipeline import train_run
 
     if resume is not None:
         given = [model, config, sets, epochs, lr, batch_size, n_factors, seed, out, data]
         given += [train_file, test_file, valid_ratio, ks, like_threshold, relevance_threshold]
-        if any(v is not None for v in given) or data_flags.any():
-            raise ConfigError(
-                "--resume RUN_DIR restores model, data, split and config from RUN_DIR.ckpt; "
-                "pass no other training options"
-            )
-        result = resume_run(resume, distributed=distributed)
-        if result.rank != 0:  # only rank 0 evaluates and reports
-            return
-        if json_out:
-            emit_json({"run_dir": str(result.run_dir), **result.metrics})
-            return
-        from recforge.cli.render import render_train_result
-
-        render_train_result(result)
+        others = any(v is not None for v in given) or data_flags.any()
+        topts.resume_command(
+            resume, others_given=others, distributed=distributed, json_out=json_out
+        )
         return
     if model is None:
         raise ConfigError("--model is required (or --resume RUN_DIR)")
-    params: dict[str, Any] = load_config_file(config) if config else {}
-    params.pop("model", None)
-    flags = {
-        "epochs": epochs,
-        "lr": lr,
-        "batch_size": batch_size,
-        "n_factors": n_factors,
-        "seed": seed,
-    }
-    params |= {k: v for k, v in flags.items() if v is not None}
-    params |= parse_sets(sets)
-    from recforge.models.registry import create
-
-    create(model, dict(params))  # a bad config fails here, before any data is looked at
+    flags = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "n_factors": n_factors}
+    params = topts.train_params(model, config, sets, flags | {"seed": seed})
     if protocol is not None:
-        if checkpoint_every is not None or checkpoint_minutes is not None or distributed:
-            # train_protocol_run has no checkpoint/DDP path; never drop the options silently.
-            raise ConfigError(
-                "--protocol does not combine with --checkpoint-every, --checkpoint-minutes or "
-                "--distributed yet; train with --split (e.g. temporal-user:0.2) for those"
-            )
+        topts.check_protocol_options(checkpoint_every, checkpoint_minutes, distributed)
         from recforge.cli.benchmark import train_protocol_command
 
         source = data_flags.source(data or "ml-100k")
         train_protocol_command(model, source, protocol, fold, params, out, json_out)
         return
-    if (train_file is None) != (test_file is None):
-        raise ConfigError("--train and --test go together (the files `recforge data split` wrote)")
-    if train_file is not None and data is not None:
-        raise ConfigError("give --data or --train/--test, not both")
+    topts.check_files(train_file, test_file, data)
     result = train_run(
         model,
         data_flags.source(train_file if train_file is not None else data or "ml-100k"),
@@ -317,14 +232,7 @@ def train(
         like_threshold=like_threshold,
         relevance_threshold=relevance_threshold,
     )
-    if result.rank != 0:
-        return
-    if json_out:
-        emit_json({"run_dir": str(result.run_dir) if result.run_dir else None, **result.metrics})
-        return
-    from recforge.cli.render import render_train_result
-
-    render_train_result(result)
+    topts.report_train(result, json_out)
 
 
 @app.command("evaluate")
@@ -364,41 +272,28 @@ def evaluate_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Re-evaluate a saved run on a split or a named protocol of its data (never trains)."""
-    from recforge.artifacts import load_run
-    from recforge.cli._output import console, emit_json, parse_ks
-    from recforge.cli.benchmark import maybe_evaluate_protocol
-    from recforge.cli.render import render_metrics
-    from recforge.data.datasource import DataSource
-    from recforge.pipeline import evaluate_model, run_split
-
-    source = data_flags.source(data) if data is not None else None
-    if maybe_evaluate_protocol(run, protocol, fold, source, split, json_out):
-        return
-    loaded = load_run(run)
-    manifest = loaded.manifest
-    if source is None and data_flags.any():
-        stored = DataSource.from_manifest(manifest)
-        source = data_flags.source(stored) if stored is not None else None
-    test = data_flags.source(test_file) if test_file is not None else None
-    sp, _ = run_split(manifest, data=source, split=split, test_data=test)
     from recforge.batch import parse_memory_budget
+    from recforge.cli._output import console, emit_json, parse_ks
+    from recforge.cli.outcomes import render_evaluation
+    from recforge.pipeline import evaluate_saved_run
 
-    stored_thr = manifest.get("thresholds") or {}
-    stored_ks = manifest.get("ks")
-    metrics = evaluate_model(
-        loaded.model,
-        sp,
-        parse_ks(ks) if ks else tuple(stored_ks or (10,)),
+    result = evaluate_saved_run(
+        run,
+        protocol=protocol,
+        fold=fold,
+        data=data_flags.source(data) if data is not None else None,
+        split=split,
+        test_data=data_flags.source(test_file) if test_file is not None else None,
+        ks=parse_ks(ks) if ks else None,
         memory_budget_bytes=parse_memory_budget(memory_budget),
-        like_threshold=like_threshold if like_threshold is not None else stored_thr.get("like"),
-        relevance_threshold=relevance_threshold
-        if relevance_threshold is not None
-        else stored_thr.get("relevance"),
+        like_threshold=like_threshold,
+        relevance_threshold=relevance_threshold,
+        data_options=data_flags.given(),
     )
     if json_out:
-        emit_json(metrics)
+        emit_json(result)
     else:
-        render_metrics(console(), metrics)
+        render_evaluation(console(), result)
 
 
 @app.command("recommend")
@@ -635,62 +530,28 @@ def export_cmd(
     An export is one transaction: readers see the previous state until it completes, and an
     interrupted export leaves no rows behind. Steps run in the order export, activate, keep, list.
     """
+    from recforge.batch import parse_memory_budget
     from recforge.cli._output import console, emit_json
-    from recforge.errors import ConfigError
-    from recforge.export import export_run, read_user_file
-    from recforge.store import open_store
+    from recforge.cli.outcomes import render_export
+    from recforge.export import export_steps, read_user_file
 
-    if run is None and not (list_versions or keep is not None or activate):
-        raise ConfigError("give a run directory to export, or --list / --activate / --keep")
-    out: dict[str, Any] = {}
-    if run is not None:
-        from recforge.batch import parse_memory_budget
-
-        wanted = None if users == "all" else read_user_file(users)
-        result = export_run(
-            run,
-            db,
-            k,
-            wanted,
-            batch_size,
-            version=version,
-            progress=not json_out,
-            memory_budget_bytes=parse_memory_budget(memory_budget),
-        )
-        out["export"] = result.as_dict()
-    with open_store(db, create=run is not None or activate is None) as store:
-        if activate:
-            store.activate(activate)
-            out["activated"] = activate
-        if keep is not None:
-            out["pruned"] = store.prune(keep)
-        if list_versions:
-            out["versions"] = [v.as_dict() for v in store.list()]
+    out = export_steps(
+        db,
+        run,
+        k=k,
+        users=None if users == "all" or run is None else read_user_file(users),
+        batch_size=batch_size,
+        version=version,
+        progress=not json_out,
+        memory_budget_bytes=parse_memory_budget(memory_budget) if run is not None else None,
+        activate=activate,
+        keep=keep,
+        list_versions=list_versions,
+    )
     if json_out:
         emit_json(out)
-        return
-    con = console()
-    if "export" in out:
-        e = out["export"]
-        con.print(
-            f"exported {e['version']}: {e['rows']} rows for {e['users']} users (k={e['k']}) "
-            f"in {e['seconds_total']:.1f} s ({e['rows_per_second']:.0f} rows/s)"
-            + ("  [active]" if e["active"] else "")
-        )
-    if "activated" in out:
-        con.print(f"active version: {out['activated']}")
-    if "pruned" in out:
-        pruned = out["pruned"]
-        con.print(f"pruned {len(pruned)} version(s)" + "".join(f"\n  {v}" for v in pruned))
-    if "versions" in out:
-        if not out["versions"]:
-            con.print("no versions stored")
-        for v in out["versions"]:
-            mark = "*" if v["active"] else " "
-            con.print(
-                f"{mark} {v['model_version']:<40} {v['exported_at'][:19]}  {v['model_name']:<14} "
-                f"k={v['k']:<5} users={v['n_users']:<8} rows={v['n_rows']}"
-            )
+    else:
+        render_export(console(), out)
 
 
 # ---------------------------------------------------------------------------- serve

@@ -177,49 +177,6 @@ def train_protocol_command(
     render_train_result(result)
 
 
-def maybe_evaluate_protocol(
-    run: Path,
-    protocol: str | None,
-    fold: str | None,
-    data: str | DataSource | None,
-    split: str | None,
-    json_out: bool,
-) -> bool:
-    """``recforge evaluate RUN --protocol P``; False when the command should use --split instead.
-
-    Without ``--protocol``, a run trained with ``--protocol`` (and no ``--split`` given) is scored
-    on its recorded protocol and fold.
-    """
-    from recforge.artifacts import read_manifest
-    from recforge.cli._output import console, emit_json
-    from recforge.cli.render import render_metrics
-    from recforge.errors import ConfigError
-    from recforge.eval.protocols import evaluate_run
-
-    if protocol is None:
-        recorded = read_manifest(run).get("protocol")
-        if split is not None or not isinstance(recorded, dict):
-            if fold is not None:
-                raise ConfigError("--fold needs --protocol (or a run trained with --protocol)")
-            return False
-        protocol = str(recorded["name"])
-    elif split is not None:
-        raise ConfigError("give --protocol or --split, not both")
-    result = evaluate_run(run, protocol, fold=fold, data=data)
-    if json_out:
-        emit_json(result)
-        return True
-    con = console()
-    render_metrics(con, result)
-    trained = result["trained_on"]
-    if not trained["matches_protocol_train"]:
-        con.print(
-            "[yellow]note:[/yellow] the run was not trained on exactly this fold's training "
-            f"part (recorded: {trained['recorded']}); none of the test events was in its training"
-        )
-    return True
-
-
 def _speed_opts(opts: str | None) -> tuple[bool, int | None]:
     """``--speed-opts``: (only the given thread count, repetitions that measure quality)."""
     from recforge.errors import ConfigError
