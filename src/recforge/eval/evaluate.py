@@ -270,42 +270,20 @@ def evaluate_ratings(
     t_pred = time.perf_counter()
 
     missing = ~np.isfinite(pred)
-    if isinstance(fallback, str):
-        if fallback == "global_mean":
-            fill: float | None = float(model.global_mean_)
-        elif fallback == "drop":
-            fill = None
-        else:
-            raise ConfigError(f"fallback={fallback!r}: use 'global_mean', 'drop' or a number")
-    else:
-        fill = float(fallback)
+    fill = _fallback_value(model, fallback)
     keep = np.ones(len(pred), dtype=bool)
     if fill is None:
         keep = ~missing
     else:
         pred[missing] = fill
     truth = test_i.rating.astype(np.float64)
-
-    # Per-user errors by bincount over the test's own user codes (no Python loop over users).
-    codes, inv = np.unique(test_i.user_idx[keep], return_inverse=True)
-    err = pred[keep] - truth[keep]
-    n_per = np.bincount(inv, minlength=len(codes))
-    sq = np.bincount(inv, weights=err**2, minlength=len(codes))
-    ab = np.bincount(inv, weights=np.abs(err), minlength=len(codes))
-    per_user = pd.DataFrame(
-        {
-            "user_id": test_i.users.lookup(codes),
-            "n_ratings": n_per.astype(np.int64),
-            "rmse": np.sqrt(sq / np.maximum(n_per, 1)),
-            "mae": ab / np.maximum(n_per, 1),
-        }
-    )
+    per_user = _per_user_errors(test_i, keep, pred, truth)
     summary: dict[str, float] = {
         "rmse": M.rmse(truth[keep], pred[keep]),
         "mae": M.mae(truth[keep], pred[keep]),
         "like_accuracy": M.like_accuracy(truth[keep], pred[keep], like_threshold),
         "n_ratings": int(keep.sum()),
-        "n_users": len(codes),
+        "n_users": len(per_user),
         "n_fallback": int(missing.sum()),
         "n_rows_unknown_user": int((u < 0).sum()),
         "n_rows_unknown_item": int((i < 0).sum()),
@@ -324,6 +302,40 @@ def evaluate_ratings(
         summary,
         protocol,
         {"predict_s": t_pred - t0, "metrics_s": t_end - t_pred, "total_s": t_end - t0},
+    )
+
+
+def _fallback_value(model: Recommender, fallback: str | float) -> float | None:
+    """The prediction that replaces a missing one (None: drop the row)."""
+    if not isinstance(fallback, str):
+        return float(fallback)
+    if fallback == "global_mean":
+        return float(model.global_mean_)
+    if fallback == "drop":
+        return None
+    raise ConfigError(f"fallback={fallback!r}: use 'global_mean', 'drop' or a number")
+
+
+def _per_user_errors(
+    test: Interactions,
+    keep: npt.NDArray[np.bool_],
+    pred: npt.NDArray[np.float64],
+    truth: npt.NDArray[np.float64],
+) -> pd.DataFrame:
+    """``user_id, n_ratings, rmse, mae`` per test user over the kept rows."""
+    # Per-user errors by bincount over the test's own user codes (no Python loop over users).
+    codes, inv = np.unique(test.user_idx[keep], return_inverse=True)
+    err = pred[keep] - truth[keep]
+    n_per = np.bincount(inv, minlength=len(codes))
+    sq = np.bincount(inv, weights=err**2, minlength=len(codes))
+    ab = np.bincount(inv, weights=np.abs(err), minlength=len(codes))
+    return pd.DataFrame(
+        {
+            "user_id": test.users.lookup(codes),
+            "n_ratings": n_per.astype(np.int64),
+            "rmse": np.sqrt(sq / np.maximum(n_per, 1)),
+            "mae": ab / np.maximum(n_per, 1),
+        }
     )
 
 
@@ -436,90 +448,22 @@ def evaluate_ranking(
     train, test, split_desc = _unpack(split, need_train=False)
     u, i = _model_indices(model, test)
     cand = _candidate_mask(model, candidates)
-    n_cand = int(cand.sum())
-    if n_cand == 0:
-        raise ConfigError(
-            "the candidate set is empty: no item the model knows passes the candidate policy"
-        )
+    n_cand = _count_candidates(cand)
     rel, rel_counts = _relevance(model, test, u, i, relevance_threshold, cand, exclude_seen)
 
     known_users = np.unique(u[u >= 0])
     n_unknown = len(np.unique(test.user_idx[u < 0]))
     n_rel_all = np.diff(rel.indptr)
     eval_users = known_users[n_rel_all[known_users] > 0]
-    k_max = max(ks_list)
-    width_req = model.n_items if auc else k_max
-    popularity = np.asarray(model.seen_.getnnz(axis=0), dtype=np.float64)
-    n_train_users = max(int(model.seen_.shape[0]), 1)
-    covered = {k: np.zeros(model.n_items, dtype=bool) for k in ks_list}
-    parts: dict[str, list[npt.NDArray[np.float64]]] = {}
+    acc = _RankingAccumulator(model, ks_list, cand, exclude_seen, auc)
     t_setup = time.perf_counter()
-    t_metrics = 0.0
-
-    for part, idx, _val in recommend_all(
-        model,
-        eval_users,
-        width_req,
-        exclude_seen=exclude_seen,
-        candidates=cand,
-        chunk_size=chunk_size,
-        memory_budget_bytes=memory_budget_bytes,
-        progress=progress,
-    ):
-        tm = time.perf_counter()
-        rel_chunk = rel[part]
-        hits = M.hit_matrix(idx, rel_chunk)
-        chunk_metrics = M.ranking_metrics_batch(idx, rel_chunk, ks_list, hits=hits)
-        for k in ks_list:
-            top = idx[:, :k]
-            covered[k][top[top >= 0]] = True
-            chunk_metrics[f"novelty@{k}"] = M.novelty_batch(idx, popularity, n_train_users, k)
-        if auc:
-            # Each user's candidate count: candidates minus the seen items that were excluded.
-            n_seen_cand = (model.seen_[part] @ cand.astype(np.float32)) if exclude_seen else 0
-            chunk_metrics["auc"] = M.auc_batch(
-                idx, rel_chunk, n_cand - np.asarray(n_seen_cand, np.int64), hits=hits
-            )
-        for name, values in chunk_metrics.items():
-            parts.setdefault(name, []).append(values)
-        t_metrics += time.perf_counter() - tm
+    t_metrics = acc.rank_all(eval_users, rel, chunk_size, memory_budget_bytes, progress)
     t_loop = time.perf_counter()
 
-    names = [f"{m}@{k}" for k in ks_list for m in M.RANKING_METRICS]
-    names += [f"novelty@{k}" for k in ks_list] + (["auc"] if auc else [])
-    per_user_vals = {
-        n: np.concatenate(parts[n]) if n in parts else np.zeros(0, dtype=np.float64) for n in names
-    }
-    # Known test users without relevant items stay in the table as NaN rows (counted, not scored).
-    n_known = len(known_users)
-    order = np.searchsorted(known_users, eval_users)
-    table: dict[str, Any] = {
-        "user_id": model.users_.lookup(known_users),
-        "n_relevant": n_rel_all[known_users].astype(np.int64),
-    }
-    for n, vals in per_user_vals.items():
-        col = np.full(n_known, np.nan)
-        col[order] = vals
-        table[n] = col
-    per_user = pd.DataFrame(table)
-
-    summary: dict[str, float] = {}
-    for n in names:
-        vals = per_user_vals[n]
-        summary[n] = float(np.nanmean(vals)) if np.isfinite(vals).any() else float("nan")
-        if n.startswith("novelty@"):
-            k = int(n.split("@")[1])
-            summary[f"coverage@{k}"] = float(covered[k].sum() / n_cand)
-    summary.update(
-        {
-            "n_users_evaluated": len(eval_users),
-            "n_users_skipped": n_unknown + (n_known - len(eval_users)),
-            "n_users_unknown": n_unknown,
-            "n_users_no_relevant": n_known - len(eval_users),
-            "n_candidate_items": n_cand,
-            **rel_counts,
-        }
-    )
+    per_user_vals = acc.per_user_values()
+    per_user = _ranking_table(model, known_users, eval_users, n_rel_all, per_user_vals)
+    counts = _user_counts(len(known_users), len(eval_users), n_unknown, n_cand)
+    summary = acc.summary(per_user_vals) | counts | rel_counts
     protocol = _ranking_protocol(
         "full_ranking",
         _dataset_name(train, test),
@@ -538,6 +482,134 @@ def evaluate_ranking(
         "total_s": t_end - t0,
     }
     return EvalReport(per_user, summary, protocol, timings)
+
+
+def _user_counts(n_known: int, n_evaluated: int, n_unknown: int, n_cand: int) -> dict[str, int]:
+    """How many test users were evaluated or skipped (and why), and the candidate count."""
+    return {
+        "n_users_evaluated": n_evaluated,
+        "n_users_skipped": n_unknown + (n_known - n_evaluated),
+        "n_users_unknown": n_unknown,
+        "n_users_no_relevant": n_known - n_evaluated,
+        "n_candidate_items": n_cand,
+    }
+
+
+def _count_candidates(cand: npt.NDArray[np.bool_]) -> int:
+    n_cand = int(cand.sum())
+    if n_cand == 0:
+        raise ConfigError(
+            "the candidate set is empty: no item the model knows passes the candidate policy"
+        )
+    return n_cand
+
+
+def _ranking_table(
+    model: Recommender,
+    known_users: npt.NDArray[np.int64],
+    eval_users: npt.NDArray[np.int64],
+    n_rel_all: npt.NDArray[np.int64],
+    per_user_vals: dict[str, npt.NDArray[np.float64]],
+) -> pd.DataFrame:
+    """One row per known test user; users without relevant items keep NaN metrics."""
+    # Known test users without relevant items stay in the table as NaN rows (counted, not scored).
+    order = np.searchsorted(known_users, eval_users)
+    table: dict[str, Any] = {
+        "user_id": model.users_.lookup(known_users),
+        "n_relevant": n_rel_all[known_users].astype(np.int64),
+    }
+    for n, vals in per_user_vals.items():
+        col = np.full(len(known_users), np.nan)
+        col[order] = vals
+        table[n] = col
+    return pd.DataFrame(table)
+
+
+class _RankingAccumulator:
+    """Per-user ranking metrics of :func:`evaluate_ranking`, gathered chunk by chunk, and the
+    items each cut-off covered (for ``coverage@k``)."""
+
+    def __init__(
+        self,
+        model: Recommender,
+        ks: list[int],
+        cand: npt.NDArray[np.bool_],
+        exclude_seen: bool,
+        auc: bool,
+    ) -> None:
+        self.model, self.ks, self.cand = model, ks, cand
+        self.n_cand = int(cand.sum())
+        self.exclude_seen, self.auc = exclude_seen, auc
+        self.popularity = np.asarray(model.seen_.getnnz(axis=0), dtype=np.float64)
+        self.n_train_users = max(int(model.seen_.shape[0]), 1)
+        self.covered = {k: np.zeros(model.n_items, dtype=bool) for k in ks}
+        self.parts: dict[str, list[npt.NDArray[np.float64]]] = {}
+        self.names = [f"{m}@{k}" for k in ks for m in M.RANKING_METRICS]
+        self.names += [f"novelty@{k}" for k in ks] + (["auc"] if auc else [])
+
+    def rank_all(
+        self,
+        users: npt.NDArray[np.int64],
+        rel: sp.csr_matrix,
+        chunk_size: int | None,
+        memory_budget_bytes: int | None,
+        progress: bool,
+    ) -> float:
+        """Rank every candidate for ``users`` chunk by chunk (top max(k), or all for AUC) and
+        add each chunk; returns the seconds spent on metrics (the rest is recommending)."""
+        t_metrics = 0.0
+        for part, idx, _val in recommend_all(
+            self.model,
+            users,
+            self.model.n_items if self.auc else max(self.ks),
+            exclude_seen=self.exclude_seen,
+            candidates=self.cand,
+            chunk_size=chunk_size,
+            memory_budget_bytes=memory_budget_bytes,
+            progress=progress,
+        ):
+            tm = time.perf_counter()
+            self.add(part, idx, rel[part])
+            t_metrics += time.perf_counter() - tm
+        return t_metrics
+
+    def add(
+        self, part: npt.NDArray[np.int64], idx: npt.NDArray[np.int64], rel_chunk: sp.csr_matrix
+    ) -> None:
+        """One chunk: users ``part`` got the ranked lists ``idx``; ``rel_chunk`` is relevant."""
+        hits = M.hit_matrix(idx, rel_chunk)
+        chunk_metrics = M.ranking_metrics_batch(idx, rel_chunk, self.ks, hits=hits)
+        for k in self.ks:
+            top = idx[:, :k]
+            self.covered[k][top[top >= 0]] = True
+            chunk_metrics[f"novelty@{k}"] = M.novelty_batch(
+                idx, self.popularity, self.n_train_users, k
+            )
+        if self.auc:
+            # Each user's candidate count: candidates minus the seen items that were excluded.
+            seen = self.model.seen_
+            n_seen_cand = (seen[part] @ self.cand.astype(np.float32)) if self.exclude_seen else 0
+            chunk_metrics["auc"] = M.auc_batch(
+                idx, rel_chunk, self.n_cand - np.asarray(n_seen_cand, np.int64), hits=hits
+            )
+        for name, values in chunk_metrics.items():
+            self.parts.setdefault(name, []).append(values)
+
+    def per_user_values(self) -> dict[str, npt.NDArray[np.float64]]:
+        """Each metric's values over the evaluated users, in evaluation order."""
+        empty = np.zeros(0, dtype=np.float64)
+        return {n: np.concatenate(self.parts[n]) if n in self.parts else empty for n in self.names}
+
+    def summary(self, per_user_vals: dict[str, npt.NDArray[np.float64]]) -> dict[str, float]:
+        """Mean of each metric over users (NaN when none), with ``coverage@k`` after novelty."""
+        summary: dict[str, float] = {}
+        for n in self.names:
+            vals = per_user_vals[n]
+            summary[n] = float(np.nanmean(vals)) if np.isfinite(vals).any() else float("nan")
+            if n.startswith("novelty@"):
+                k = int(n.split("@")[1])
+                summary[f"coverage@{k}"] = float(self.covered[k].sum() / self.n_cand)
+        return summary
 
 
 # ====================================================================== sampled (NCF) protocol
@@ -640,67 +712,21 @@ def sampled_ranking(
     cand = _candidate_mask(model, candidates)
     pool = np.flatnonzero(cand).astype(np.int64)
     known = (u >= 0) & (i >= 0)
-    # Everything the user touched (train + any test row) is off-limits as a negative.
-    interacted = _binary_csr(
-        np.concatenate(
-            [np.repeat(np.arange(model.n_users), np.diff(model.seen_.indptr)), u[known]]
-        ),
-        np.concatenate([model.seen_.indices.astype(np.int64), i[known]]),
-        (model.n_users, model.n_items),
+    interacted = _interacted(model, u[known], i[known])
+    good_rating = _relevant_rating(test, relevance_threshold)
+    pairs_u, pairs_i, n_too_few = _positive_pairs(
+        model, u[known & good_rating], i[known & good_rating], cand, interacted, n_negatives
     )
-    good_rating = (
-        np.ones(len(u), dtype=bool)
-        if relevance_threshold is None
-        else test.rating >= relevance_threshold
-    )
-    good = known & good_rating
-    pairs_u, pairs_i = u[good], i[good]
-    # Drop duplicate test pairs and positives that are not candidates, so each is counted once.
-    key = np.unique(pairs_u * model.n_items + pairs_i)
-    pairs_u, pairs_i = key // model.n_items, key % model.n_items
-    in_pool = cand[pairs_i]
-    allowed = len(pool) - np.asarray(interacted[pairs_u] @ cand.astype(np.float32)).reshape(-1)
-    ok = in_pool & (allowed >= n_negatives)
-    n_too_few = int((in_pool & ~ok).sum())
-    pairs_u, pairs_i = pairs_u[ok], pairs_i[ok]
-
-    rng = np.random.default_rng(seed)
-    neg = (
-        _sample_negatives(interacted, pairs_u, pool, n_negatives, rng)
-        if len(pairs_u)
-        else np.zeros((0, n_negatives), np.int64)
-    )
+    # (no pairs: the sampler draws nothing and returns a (0, n_negatives) array)
+    neg = _sample_negatives(interacted, pairs_u, pool, n_negatives, np.random.default_rng(seed))
     t_sample = time.perf_counter()
-    items = np.concatenate([pairs_i[:, None], neg], axis=1)
-    scores = np.empty(items.shape, dtype=np.float32)
-    # Pairs are sorted by user: score them in blocks of whole users, so each predict_idx call
-    # touches a bounded number of users (models without a pairwise scorer score full rows).
-    starts = np.searchsorted(pairs_u, np.unique(pairs_u)[::DEFAULT_SCORE_CHUNK])
-    for lo, hi in zip(starts, np.append(starts[1:], len(pairs_u))[: len(starts)], strict=True):
-        block = model.predict_idx(np.repeat(pairs_u[lo:hi], n_negatives + 1), items[lo:hi].ravel())
-        scores[lo:hi] = np.asarray(block, dtype=np.float32).reshape(hi - lo, n_negatives + 1)
-    scores = finite_scores(scores)
-    rank = (scores[:, 1:] >= scores[:, :1]).sum(axis=1)
+    rank = _positive_ranks(model, pairs_u, np.concatenate([pairs_i[:, None], neg], axis=1))
     t_score = time.perf_counter()
-
-    codes, inv = np.unique(pairs_u, return_inverse=True)
-    n_pairs = np.bincount(inv, minlength=len(codes))
-    table: dict[str, Any] = {
-        "user_id": model.users_.lookup(codes),
-        "n_positives": n_pairs.astype(np.int64),
-    }
-    summary: dict[str, float] = {}
-    for k in ks_list:
-        hr = (rank < k).astype(np.float64)
-        ndcg = np.where(rank < k, 1.0 / np.log2(rank + 2.0), 0.0)
-        for name, vals in (("sampled_hit_rate", hr), ("sampled_ndcg", ndcg)):
-            per = np.bincount(inv, weights=vals, minlength=len(codes)) / np.maximum(n_pairs, 1)
-            table[f"{name}@{k}"] = per
-            summary[f"{name}@{k}"] = float(per.mean()) if len(per) else float("nan")
+    table, summary = _sampled_metrics(model, pairs_u, rank, ks_list)
     n_unknown = len(np.unique(test.user_idx[u < 0]))
     summary.update(
         {
-            "n_users_evaluated": len(codes),
+            "n_users_evaluated": len(table["user_id"]),
             "n_positives": len(pairs_u),
             "n_users_unknown": n_unknown,
             "n_positives_dropped_unknown_item": int(((u >= 0) & (i < 0) & good_rating).sum()),
@@ -722,6 +748,84 @@ def sampled_ranking(
     t_end = time.perf_counter()
     timings = {"sample_s": t_sample - t0, "score_s": t_score - t_sample, "total_s": t_end - t0}
     return EvalReport(pd.DataFrame(table), summary, protocol, timings)
+
+
+def _relevant_rating(test: Interactions, threshold: float | None) -> npt.NDArray[np.bool_]:
+    """Test rows whose rating makes them a positive (every row without a threshold)."""
+    if threshold is None:
+        return np.ones(len(test), dtype=bool)
+    return np.asarray(test.rating >= threshold)
+
+
+def _interacted(
+    model: Recommender, test_u: npt.NDArray[np.int64], test_i: npt.NDArray[np.int64]
+) -> sp.csr_matrix:
+    """Everything each user touched (train + the known test pairs): never a negative."""
+    return _binary_csr(
+        np.concatenate([np.repeat(np.arange(model.n_users), np.diff(model.seen_.indptr)), test_u]),
+        np.concatenate([model.seen_.indices.astype(np.int64), test_i]),
+        (model.n_users, model.n_items),
+    )
+
+
+def _positive_pairs(
+    model: Recommender,
+    pairs_u: npt.NDArray[np.int64],
+    pairs_i: npt.NDArray[np.int64],
+    cand: npt.NDArray[np.bool_],
+    interacted: sp.csr_matrix,
+    n_negatives: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], int]:
+    """The distinct candidate positives, sorted by user, whose user has ``n_negatives`` allowed
+    items; also how many were dropped for having too few."""
+    # Drop duplicate test pairs and positives that are not candidates, so each is counted once.
+    key = np.unique(pairs_u * model.n_items + pairs_i)
+    pairs_u, pairs_i = key // model.n_items, key % model.n_items
+    in_pool = cand[pairs_i]
+    n_pool = int(cand.sum())
+    allowed = n_pool - np.asarray(interacted[pairs_u] @ cand.astype(np.float32)).reshape(-1)
+    ok = in_pool & (allowed >= n_negatives)
+    return pairs_u[ok], pairs_i[ok], int((in_pool & ~ok).sum())
+
+
+def _positive_ranks(
+    model: Recommender, pairs_u: npt.NDArray[np.int64], items: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int64]:
+    """Per row of ``items`` (the positive, then its negatives): how many negatives score higher
+    or equal to the positive (non-finite scores rank last)."""
+    width = items.shape[1]
+    scores = np.empty(items.shape, dtype=np.float32)
+    # Pairs are sorted by user: score them in blocks of whole users, so each predict_idx call
+    # touches a bounded number of users (models without a pairwise scorer score full rows).
+    starts = np.searchsorted(pairs_u, np.unique(pairs_u)[::DEFAULT_SCORE_CHUNK])
+    for lo, hi in zip(starts, np.append(starts[1:], len(pairs_u))[: len(starts)], strict=True):
+        block = model.predict_idx(np.repeat(pairs_u[lo:hi], width), items[lo:hi].ravel())
+        scores[lo:hi] = np.asarray(block, dtype=np.float32).reshape(hi - lo, width)
+    scores = finite_scores(scores)
+    rank: npt.NDArray[np.int64] = (scores[:, 1:] >= scores[:, :1]).sum(axis=1)
+    return rank
+
+
+def _sampled_metrics(
+    model: Recommender, pairs_u: npt.NDArray[np.int64], rank: npt.NDArray[np.int64], ks: list[int]
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """Per-user table and summary of ``sampled_hit_rate@k`` and ``sampled_ndcg@k``: each user's
+    value is the mean over their positives, the summary the mean over users."""
+    codes, inv = np.unique(pairs_u, return_inverse=True)
+    n_pairs = np.bincount(inv, minlength=len(codes))
+    table: dict[str, Any] = {
+        "user_id": model.users_.lookup(codes),
+        "n_positives": n_pairs.astype(np.int64),
+    }
+    summary: dict[str, float] = {}
+    for k in ks:
+        hr = (rank < k).astype(np.float64)
+        ndcg = np.where(rank < k, 1.0 / np.log2(rank + 2.0), 0.0)
+        for name, vals in (("sampled_hit_rate", hr), ("sampled_ndcg", ndcg)):
+            per = np.bincount(inv, weights=vals, minlength=len(codes)) / np.maximum(n_pairs, 1)
+            table[f"{name}@{k}"] = per
+            summary[f"{name}@{k}"] = float(per.mean()) if len(per) else float("nan")
+    return table, summary
 
 
 # ====================================================================== dispatcher
