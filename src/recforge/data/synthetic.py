@@ -104,18 +104,12 @@ def make_interactions(
     if not 0 < density <= 1:
         raise ConfigError(f"density must be in (0, 1], got {density}")
     rng = np.random.default_rng(seed)
-    # std d^-1/4 on both sides gives p·q unit variance whatever the rank.
-    p = rng.normal(0, n_factors**-0.25, (n_users, n_factors)).astype(np.float32)
-    q = rng.normal(0, n_factors**-0.25, (n_items, n_factors)).astype(np.float32)
-    b_u = rng.normal(0, 0.3, n_users).astype(np.float32)
-    b_i = rng.normal(0, 0.4, n_items).astype(np.float32)
+    planted = _planted(rng, n_users, n_items, n_factors)
     ranks = rng.permutation(n_items) + 1
     log_pop = (-popularity_alpha * np.log(ranks)).astype(np.float32)
-
     mean_count = max(density * n_items, min_per_user)
     counts = np.exp(rng.normal(np.log(mean_count) - 0.125, 0.5, n_users))
     counts = np.clip(np.round(counts), min(min_per_user, n_items), n_items).astype(np.int64)
-
     if method not in ("auto", "exact", "sampled"):
         raise ConfigError(f"method must be auto, exact or sampled, got {method!r}")
     if oversample < 1:
@@ -123,10 +117,7 @@ def make_interactions(
     if method == "sampled" or (method == "auto" and n_users * n_items > EXACT_CELL_LIMIT):
         return _make_sampled(
             rng,
-            p,
-            q,
-            b_u,
-            b_i,
+            planted,
             log_pop,
             counts,
             popularity_weight=popularity_weight,
@@ -138,32 +129,49 @@ def make_interactions(
             chunk_events=chunk_events,
             timestamps=timestamps,
         )
+    return _make_exact(
+        rng,
+        planted,
+        popularity_weight * log_pop,
+        counts,
+        temperature=temperature,
+        noise=noise,
+        rating_scale=rating_scale,
+        seed=seed,
+        chunk_users=chunk_users,
+        timestamps=timestamps,
+    )
 
-    users_out: list[npt.NDArray[np.int64]] = []
-    items_out: list[npt.NDArray[np.int64]] = []
-    for start in range(0, n_users, chunk_users):
-        stop = min(start + chunk_users, n_users)
-        logits = popularity_weight * log_pop[None, :] + (p[start:stop] @ q.T) / temperature
-        gumbel = np.asarray(rng.gumbel(size=logits.shape), dtype=np.float32)
-        keys = logits + gumbel
-        order = np.argsort(-keys, axis=1)
-        c = counts[start:stop]
-        take = np.arange(n_items)[None, :] < c[:, None]
-        rows, cols = np.nonzero(take)
-        users_out.append(rows + start)
-        items_out.append(order[rows, cols])
-    u = np.concatenate(users_out)
-    i = np.concatenate(items_out)
-    if rating_scale is not None:
-        lo, hi = rating_scale
-        # Chosen items are biased towards high affinity; standardise so ratings use the whole scale.
-        aff = np.einsum("nd,nd->n", p[u], q[i])
-        aff = (aff - aff.mean()) / (aff.std() + 1e-9)
-        centre = lo + 0.62 * (hi - lo)
-        raw = centre + b_u[u] + b_i[i] + 0.9 * aff + rng.normal(0, noise, len(u))
-        rating = np.clip(np.round(raw), lo, hi).astype(np.float32)
-    else:
-        rating = np.ones(len(u), dtype=np.float32)
+
+def _planted(
+    rng: np.random.Generator, n_users: int, n_items: int, n_factors: int
+) -> tuple[npt.NDArray[np.float32], ...]:
+    """The planted model ``(p, q, b_u, b_i)``: user and item factors, user and item biases."""
+    # std d^-1/4 on both sides gives p·q unit variance whatever the rank.
+    p = rng.normal(0, n_factors**-0.25, (n_users, n_factors)).astype(np.float32)
+    q = rng.normal(0, n_factors**-0.25, (n_items, n_factors)).astype(np.float32)
+    b_u = rng.normal(0, 0.3, n_users).astype(np.float32)
+    b_i = rng.normal(0, 0.4, n_items).astype(np.float32)
+    return p, q, b_u, b_i
+
+
+def _make_exact(
+    rng: np.random.Generator,
+    planted: tuple[npt.NDArray[np.float32], ...],
+    pop_logits: npt.NDArray[np.float32],
+    counts: npt.NDArray[np.int64],
+    *,
+    temperature: float,
+    noise: float,
+    rating_scale: tuple[float, float] | None,
+    seed: int,
+    chunk_users: int,
+    timestamps: bool,
+) -> SyntheticData:
+    """The ``"exact"`` generator (module docstring): a Gumbel key per (user, item) cell."""
+    p, q, b_u, b_i = planted
+    u, i = _exact_choices(rng, p, q, pop_logits, counts, temperature, chunk_users)
+    rating = _ratings(rng, planted, u, i, rating_scale, noise)
     timestamp = (1_000_000_000 + rng.integers(0, 10_000_000, len(u))).astype(np.int64)
     frame = pd.DataFrame({"user_id": u + 1, "item_id": i + 1, "rating": rating})
     if timestamps:
@@ -182,6 +190,56 @@ def make_interactions(
     )
 
 
+def _exact_choices(
+    rng: np.random.Generator,
+    p: npt.NDArray[np.float32],
+    q: npt.NDArray[np.float32],
+    pop_logits: npt.NDArray[np.float32],
+    counts: npt.NDArray[np.int64],
+    temperature: float,
+    chunk_users: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """``(user, item)`` codes of the ``"exact"`` generator: each user's ``counts[u]`` items by
+    Gumbel top-k over popularity plus affinity logits, one key matrix per user chunk."""
+    n_users, n_items = len(p), len(q)
+    users_out: list[npt.NDArray[np.int64]] = []
+    items_out: list[npt.NDArray[np.int64]] = []
+    for start in range(0, n_users, chunk_users):
+        stop = min(start + chunk_users, n_users)
+        logits = pop_logits[None, :] + (p[start:stop] @ q.T) / temperature
+        gumbel = np.asarray(rng.gumbel(size=logits.shape), dtype=np.float32)
+        keys = logits + gumbel
+        order = np.argsort(-keys, axis=1)
+        c = counts[start:stop]
+        take = np.arange(n_items)[None, :] < c[:, None]
+        rows, cols = np.nonzero(take)
+        users_out.append(rows + start)
+        items_out.append(order[rows, cols])
+    return np.concatenate(users_out), np.concatenate(items_out)
+
+
+def _ratings(
+    rng: np.random.Generator,
+    planted: tuple[npt.NDArray[np.float32], ...],
+    u: npt.NDArray[np.int64],
+    i: npt.NDArray[np.int64],
+    rating_scale: tuple[float, float] | None,
+    noise: float,
+) -> npt.NDArray[np.float32]:
+    """Integer ratings on the scale from biases plus standardised affinity (ones: implicit)."""
+    if rating_scale is None:
+        return np.ones(len(u), dtype=np.float32)
+    p, q, b_u, b_i = planted
+    lo, hi = rating_scale
+    # Chosen items are biased towards high affinity; standardise so ratings use the whole scale.
+    aff = np.einsum("nd,nd->n", p[u], q[i])
+    aff = (aff - aff.mean()) / (aff.std() + 1e-9)
+    centre = lo + 0.62 * (hi - lo)
+    raw = centre + b_u[u] + b_i[i] + 0.9 * aff + rng.normal(0, noise, len(u))
+    rating: npt.NDArray[np.float32] = np.clip(np.round(raw), lo, hi).astype(np.float32)
+    return rating
+
+
 def _item_meta(q: npt.NDArray[np.float32]) -> pd.DataFrame:
     genres = np.array(["Action", "Comedy", "Drama", "Horror", "Romance", "Sci-Fi"])
     # Genre follows the dominant planted factor, so content models have real signal too.
@@ -195,10 +253,7 @@ def _item_meta(q: npt.NDArray[np.float32]) -> pd.DataFrame:
 
 def _make_sampled(
     rng: np.random.Generator,
-    p: npt.NDArray[np.float32],
-    q: npt.NDArray[np.float32],
-    b_u: npt.NDArray[np.float32],
-    b_i: npt.NDArray[np.float32],
+    planted: tuple[npt.NDArray[np.float32], ...],
     log_pop: npt.NDArray[np.float32],
     counts: npt.NDArray[np.int64],
     *,
@@ -212,11 +267,51 @@ def _make_sampled(
     timestamps: bool,
 ) -> SyntheticData:
     """The ``"sampled"`` generator (module docstring): linear in events, bounded temporaries."""
+    p, q, b_u, b_i = planted
     n_users, n_items = len(p), len(q)
     weights = np.exp(popularity_weight * (log_pop - log_pop.max()), dtype=np.float64)
     cdf = np.cumsum(weights)
     cdf /= cdf[-1]
     want = np.ceil(counts * oversample).astype(np.int64)
+    u, i, aff = _sampled_choices(rng, p, q, cdf, counts, want, temperature, chunk_events)
+    rating = _sampled_ratings(rng, b_u, b_i, u, i, aff, rating_scale, noise)
+    del aff
+    ts = (
+        1_000_000_000 + rng.integers(0, 10_000_000, len(u), dtype=np.int64)
+        if timestamps
+        else no_timestamps(len(u))
+    )
+    # Raw ids are planted index + 1; the vocabularies hold the ids that occur, sorted (the same
+    # encoding Interactions.from_frame gives), built by lookup tables instead of hashing.
+    u_used, u_map = _used_codes(u, n_users)
+    i_used, i_map = _used_codes(i, n_items)
+    inter = Interactions(
+        u_map[u],
+        i_map[i],
+        rating,
+        ts,
+        IdVocab(u_used + 1, name="user"),
+        IdVocab(i_used + 1, name="item"),
+        item_meta=_item_meta(q),
+        rating_scale=rating_scale,
+        source=f"synthetic(seed={seed}, sampled)",
+    )
+    return SyntheticData(inter, p[u_used], q[i_used], b_u[u_used], b_i[i_used])
+
+
+def _sampled_choices(
+    rng: np.random.Generator,
+    p: npt.NDArray[np.float32],
+    q: npt.NDArray[np.float32],
+    cdf: npt.NDArray[np.float64],
+    counts: npt.NDArray[np.int64],
+    want: npt.NDArray[np.int64],
+    temperature: float,
+    chunk_events: int,
+) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32], npt.NDArray[np.float32]]:
+    """``(user, item, affinity)`` of the ``"sampled"`` generator: ``want[u]`` candidates per user
+    drawn by popularity, repeats merged, the ``counts[u]`` best by Gumbel key over affinity kept."""
+    n_users, n_items = len(p), len(q)
     # User chunks of about chunk_events candidates (at least one user each).
     bounds = np.searchsorted(np.cumsum(want), np.arange(chunk_events, want.sum(), chunk_events))
     starts = np.unique(np.concatenate([[0], bounds + 1]))
@@ -256,50 +351,40 @@ def _make_sampled(
     del u_parts
     i = np.concatenate(i_parts)
     del i_parts
-    aff = np.concatenate(a_parts)
-    del a_parts
-    if rating_scale is not None:
-        lo, hi = rating_scale
-        aff -= aff.mean(dtype=np.float64)
-        aff /= aff.std(dtype=np.float64) + 1e-9
-        centre = lo + 0.62 * (hi - lo)
-        rating = np.empty(len(u), dtype=np.float32)
-        step = 1 << 23
-        for s in range(0, len(u), step):  # chunked: no float64 temporaries over every event
-            sl = slice(s, s + step)
-            raw = (
-                centre
-                + b_u[u[sl]]
-                + b_i[i[sl]]
-                + 0.9 * aff[sl]
-                + rng.normal(0, noise, len(aff[sl]))
-            )
-            rating[sl] = np.clip(np.round(raw), lo, hi)
-    else:
-        rating = np.ones(len(u), dtype=np.float32)
-    del aff
-    ts = (
-        1_000_000_000 + rng.integers(0, 10_000_000, len(u), dtype=np.int64)
-        if timestamps
-        else no_timestamps(len(u))
-    )
-    # Raw ids are planted index + 1; the vocabularies hold the ids that occur, sorted (the same
-    # encoding Interactions.from_frame gives), built by lookup tables instead of hashing.
-    u_used = np.flatnonzero(np.bincount(u, minlength=n_users))
-    i_used = np.flatnonzero(np.bincount(i, minlength=n_items))
-    u_map = np.zeros(n_users, dtype=np.int32)
-    u_map[u_used] = np.arange(len(u_used), dtype=np.int32)
-    i_map = np.zeros(n_items, dtype=np.int32)
-    i_map[i_used] = np.arange(len(i_used), dtype=np.int32)
-    inter = Interactions(
-        u_map[u],
-        i_map[i],
-        rating,
-        ts,
-        IdVocab(u_used + 1, name="user"),
-        IdVocab(i_used + 1, name="item"),
-        item_meta=_item_meta(q),
-        rating_scale=rating_scale,
-        source=f"synthetic(seed={seed}, sampled)",
-    )
-    return SyntheticData(inter, p[u_used], q[i_used], b_u[u_used], b_i[i_used])
+    return u, i, np.concatenate(a_parts)
+
+
+def _sampled_ratings(
+    rng: np.random.Generator,
+    b_u: npt.NDArray[np.float32],
+    b_i: npt.NDArray[np.float32],
+    u: npt.NDArray[np.int32],
+    i: npt.NDArray[np.int32],
+    aff: npt.NDArray[np.float32],
+    rating_scale: tuple[float, float] | None,
+    noise: float,
+) -> npt.NDArray[np.float32]:
+    """Like :func:`_ratings`, in chunks and standardising ``aff`` in place (memory)."""
+    if rating_scale is None:
+        return np.ones(len(u), dtype=np.float32)
+    lo, hi = rating_scale
+    aff -= aff.mean(dtype=np.float64)
+    aff /= aff.std(dtype=np.float64) + 1e-9
+    centre = lo + 0.62 * (hi - lo)
+    rating = np.empty(len(u), dtype=np.float32)
+    step = 1 << 23
+    for s in range(0, len(u), step):  # chunked: no float64 temporaries over every event
+        sl = slice(s, s + step)
+        raw = centre + b_u[u[sl]] + b_i[i[sl]] + 0.9 * aff[sl] + rng.normal(0, noise, len(aff[sl]))
+        rating[sl] = np.clip(np.round(raw), lo, hi)
+    return rating
+
+
+def _used_codes(
+    codes: npt.NDArray[np.int32], n: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32]]:
+    """The codes that occur (sorted) and the map from each code to its rank among them."""
+    used = np.flatnonzero(np.bincount(codes, minlength=n))
+    mapping = np.zeros(n, dtype=np.int32)
+    mapping[used] = np.arange(len(used), dtype=np.int32)
+    return used, mapping
