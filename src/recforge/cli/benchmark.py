@@ -48,8 +48,6 @@ def benchmark_command(
 
     ``source`` (built from the data flags, ``data_args`` as typed) replaces ``data`` for loading.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from recforge.bench.runner import default_configs_dir, run_benchmark
     from recforge.cli._output import console, emit_json
     from recforge.data.sources import is_movielens_name, load_dataset
@@ -70,33 +68,8 @@ def benchmark_command(
     out_dir = out if out is not None else Path("runs") / "benchmark" / f"{dataset}-{suite}"
     configs_dir = None if defaults else (configs or default_configs_dir())
     inter = load_dataset(source if source is not None else data)
-    from rich.console import Console
-
-    err_console = Console(stderr=True)
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-        disable=json_out or not err_console.is_terminal,
-    )
-    task = progress.add_task("benchmark", total=None)
-
-    def on_total(n: int) -> None:
-        progress.update(task, total=n)
-
-    from recforge.progress import line
-
-    def step(desc: str, advance: int) -> None:
-        progress.update(task, description=desc, advance=advance)
-        if not advance:  # off a terminal: one line as each cell starts
-            total = progress.tasks[0].total
-            done = int(progress.tasks[0].completed)
-            line(f"benchmark {done + 1}/{total or '?'}: {desc}", verbose=not json_out)
-
-    with progress, forced_threads(threads), torch_threads(threads):
+    display = _BenchmarkProgress(json_out)
+    with display.progress, forced_threads(threads), torch_threads(threads):
         result = run_benchmark(
             inter,
             dataset=dataset,
@@ -108,8 +81,8 @@ def benchmark_command(
             configs_dir=configs_dir,
             command=command,
             out=out_dir,
-            progress=step,
-            on_total=on_total,
+            progress=display.step,
+            on_total=display.on_total,
         )
     payload = result.to_dict()
     if json_out:
@@ -117,6 +90,45 @@ def benchmark_command(
         return
     render_benchmark(payload)
     console().print(f"wrote {out_dir / 'benchmark.md'} and {out_dir / 'benchmark.json'}")
+
+
+class _BenchmarkProgress:
+    """A transient bar on a terminal's stderr; off one, a line as each cell starts (not --json)."""
+
+    def __init__(self, json_out: bool) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        err_console = Console(stderr=True)
+        self.json_out = json_out
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err_console,
+            transient=True,
+            disable=json_out or not err_console.is_terminal,
+        )
+        self.task = self.progress.add_task("benchmark", total=None)
+
+    def on_total(self, n: int) -> None:
+        self.progress.update(self.task, total=n)
+
+    def step(self, desc: str, advance: int) -> None:
+        from recforge.progress import line
+
+        self.progress.update(self.task, description=desc, advance=advance)
+        if not advance:  # off a terminal: one line as each cell starts
+            total = self.progress.tasks[0].total
+            done = int(self.progress.tasks[0].completed)
+            line(f"benchmark {done + 1}/{total or '?'}: {desc}", verbose=not self.json_out)
 
 
 def render_benchmark(payload: dict[str, Any]) -> None:
