@@ -423,8 +423,6 @@ def run_speed(
     ``eval_reps``: measure quality on the first that many repetitions only (None: all); on a
     10M-event log one evaluation costs more than a fit.
     """
-    from recforge.threads import available_cpus
-
     known = {p.name: p for p in speed_pairs()}
     # "scoring" (top-k of many users vs numpy) is a row of its own, see bench.scoring_speed.
     valid_names = [*known, "scoring"]
@@ -440,14 +438,7 @@ def run_speed(
         "command": command,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "load_average_start": _loadavg(),
-        "machine": {
-            "cpus_available": available_cpus(),
-            "cpu_count": os.cpu_count(),
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-            "versions": _versions(),
-        },
+        "machine": _machine(),
         "threads": list(threads),
         "reps": reps,
         "eval_reps": eval_reps,
@@ -488,38 +479,62 @@ def run_speed(
                 result["rows"].append(row)
                 continue
             ps = splits[pair.protocol]
-            # Untimed warm-up of both sides on a small slice: imports and first-call costs
-            # (library loading, thread-pool start) must not land in the first repetition.
-            tiny = ps.train.subset(np.arange(min(len(ps.train), 3000))).compact()
-            for factory in (pair.ours, pair.peer):
-                with _all_threads(threads[0]):
-                    factory(threads[0], 0).fit(tiny)
+            _warm_up(pair, ps, threads[0])
             series = _interleaved(pair, ps, threads, reps, eval_reps, dataset, progress)
-            row["by_threads"] = {}
-            for t in threads:
-                ours, peer = series[(t, "ours")], series[(t, "peer")]
-                ratios = [a / b for a, b in zip(ours.seconds, peer.seconds, strict=True)]
-                cpu_ratios = [a / b for a, b in zip(ours.cpu, peer.cpu, strict=True) if b > 0]
-                row["by_threads"][str(t)] = {
-                    "ours": ours.summary(),
-                    "peer": peer.summary(),
-                    "ratio_median": statistics.median(ratios),
-                    "ratio_min": min(ratios),
-                    "ratio_max": max(ratios),
-                    "cpu_ratio_median": statistics.median(cpu_ratios) if cpu_ratios else None,
-                }
-            if len(threads) > 1:
-                base = series[(threads[0], "ours")].seconds
-                row["ours_threads_ratio"] = {
-                    str(t): statistics.median(
-                        [a / b for a, b in zip(series[(t, "ours")].seconds, base, strict=True)]
-                    )
-                    for t in threads[1:]
-                }
+            row |= _ratios(series, threads)
             result["rows"].append(row)
     result["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     result["load_average_end"] = _loadavg()
     return result
+
+
+def _machine() -> dict[str, Any]:
+    from recforge.threads import available_cpus
+
+    return {
+        "cpus_available": available_cpus(),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "versions": _versions(),
+    }
+
+
+def _warm_up(pair: Pair, ps: ProtocolSplit, threads: int) -> None:
+    # Untimed warm-up of both sides on a small slice: imports and first-call costs
+    # (library loading, thread-pool start) must not land in the first repetition.
+    tiny = ps.train.subset(np.arange(min(len(ps.train), 3000))).compact()
+    for factory in (pair.ours, pair.peer):
+        with _all_threads(threads):
+            factory(threads, 0).fit(tiny)
+
+
+def _ratios(series: dict[tuple[int, str], _Series], threads: Sequence[int]) -> dict[str, Any]:
+    """``by_threads`` (each side's summary, ours/peer wall and CPU time ratios) and, over several
+    thread counts, ``ours_threads_ratio`` (our time at t threads over our time at the first)."""
+    out: dict[str, Any] = {"by_threads": {}}
+    for t in threads:
+        ours, peer = series[(t, "ours")], series[(t, "peer")]
+        ratios = [a / b for a, b in zip(ours.seconds, peer.seconds, strict=True)]
+        cpu_ratios = [a / b for a, b in zip(ours.cpu, peer.cpu, strict=True) if b > 0]
+        out["by_threads"][str(t)] = {
+            "ours": ours.summary(),
+            "peer": peer.summary(),
+            "ratio_median": statistics.median(ratios),
+            "ratio_min": min(ratios),
+            "ratio_max": max(ratios),
+            "cpu_ratio_median": statistics.median(cpu_ratios) if cpu_ratios else None,
+        }
+    if len(threads) > 1:
+        base = series[(threads[0], "ours")].seconds
+        out["ours_threads_ratio"] = {
+            str(t): statistics.median(
+                [a / b for a, b in zip(series[(t, "ours")].seconds, base, strict=True)]
+            )
+            for t in threads[1:]
+        }
+    return out
 
 
 def _versions() -> dict[str, str]:
