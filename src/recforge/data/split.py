@@ -553,58 +553,21 @@ def heldout_users(
             f"foldin_events must be in 1..{min_events - 1} (below min_events), got {foldin_events}"
         )
     _require_unique_pairs(data)
-    counts = data.user_counts()
-    n_present = int((counts > 0).sum())
-    n_test, n_valid = (
-        _user_count(test_users, n_present, "test_users"),
-        _user_count(valid_users, n_present, "valid_users"),
-    )
-    if n_test < 1:
-        raise ConfigError(f"test_users={test_users} selects no user out of {n_present}")
-    eligible = np.flatnonzero(counts >= min_events)
-    if n_test + n_valid > len(eligible) or n_test + n_valid >= n_present:
-        raise DataError(
-            f"{data.source}: {len(eligible)} users have >= {min_events} events, too few to hold "
-            f"out {n_test} test and {n_valid} validation users and keep training users"
-        )
     rng = np.random.default_rng(seed)
-    chosen = rng.permutation(eligible)
-    role = np.zeros(data.n_users, dtype=np.int8)  # 0 train, 1 valid, 2 test
-    role[chosen[:n_test]] = 2
-    role[chosen[n_test : n_test + n_valid]] = 1
+    role, n_valid = _heldout_roles(data, valid_users, test_users, min_events, rng)
     row_role = role[data.user_idx]
     train = data.subset(row_role == 0).compact()
 
-    # Fold-in/target split on the held-out rows, all users at once: a random key per row, then each
-    # user's rows ordered by key; the first n_target of them are targets.
     held = data.subset(row_role > 0)
     held_role = row_role[row_role > 0]
     known_item = train.items.index(held.items.ids, missing="negative")[held.item_idx] >= 0
     n_dropped = int((~known_item).sum())
     held, held_role = held.subset(known_item), held_role[known_item]
-    keys = rng.random(len(held))
-    order = np.lexsort((keys, held.user_idx))
-    n_u_all = np.bincount(held.user_idx, minlength=held.n_users)
-    starts = np.concatenate([[0], np.cumsum(n_u_all)[:-1]])
-    rank = np.empty(len(held), dtype=np.int64)
-    rank[order] = np.arange(len(held)) - starts[held.user_idx[order]]
-    n_u = n_u_all[held.user_idx]
-    if foldin_events is None:
-        n_target = np.minimum(np.maximum(np.ceil((1 - foldin_ratio) * n_u - _EPS), 1), n_u - 1)
-    else:  # a user left with <= foldin_events known items keeps them all as fold-in
-        n_target = np.maximum(n_u - foldin_events, 0)
-    is_target = rank < n_target
-
-    def parts(which: int) -> tuple[Interactions, Interactions]:
-        rows = held_role == which
-        group = held.subset(rows)
-        # One user vocabulary for both parts (so their CSR rows align); train's item vocabulary.
-        users = IdVocab(group.users.ids[np.unique(group.user_idx)], name="user")
-        enc = _encode_against(group, users, train.items, "drop", like=train)
-        return enc.subset(~is_target[rows]), enc.subset(is_target[rows])
-
-    test_foldin, test_target = parts(2)
-    valid_foldin, valid_target = parts(1) if n_valid else (None, None)
+    is_target = _target_rows(held, rng, foldin_ratio, foldin_events)
+    test_foldin, test_target = _heldout_parts(held, held_role == 2, is_target, train)
+    valid_foldin, valid_target = (
+        _heldout_parts(held, held_role == 1, is_target, train) if n_valid else (None, None)
+    )
     split = HeldOutSplit(
         train,
         valid_foldin,
@@ -626,6 +589,71 @@ def heldout_users(
     )
     check_no_leak(split)
     return split
+
+
+def _heldout_roles(
+    data: Interactions,
+    valid_users: float | int,
+    test_users: float | int,
+    min_events: int,
+    rng: np.random.Generator,
+) -> tuple[npt.NDArray[np.int8], int]:
+    """Each user's role (0 train, 1 valid, 2 test) by a seeded permutation of the eligible users,
+    and the number of validation users."""
+    counts = data.user_counts()
+    n_present = int((counts > 0).sum())
+    n_test, n_valid = (
+        _user_count(test_users, n_present, "test_users"),
+        _user_count(valid_users, n_present, "valid_users"),
+    )
+    if n_test < 1:
+        raise ConfigError(f"test_users={test_users} selects no user out of {n_present}")
+    eligible = np.flatnonzero(counts >= min_events)
+    if n_test + n_valid > len(eligible) or n_test + n_valid >= n_present:
+        raise DataError(
+            f"{data.source}: {len(eligible)} users have >= {min_events} events, too few to hold "
+            f"out {n_test} test and {n_valid} validation users and keep training users"
+        )
+    chosen = rng.permutation(eligible)
+    role = np.zeros(data.n_users, dtype=np.int8)  # 0 train, 1 valid, 2 test
+    role[chosen[:n_test]] = 2
+    role[chosen[n_test : n_test + n_valid]] = 1
+    return role, n_valid
+
+
+def _target_rows(
+    held: Interactions, rng: np.random.Generator, foldin_ratio: float, foldin_events: int | None
+) -> npt.NDArray[np.bool_]:
+    """Which held-out rows are targets (the rest are fold-in)."""
+    # Fold-in/target split on the held-out rows, all users at once: a random key per row, then each
+    # user's rows ordered by key; the first n_target of them are targets.
+    keys = rng.random(len(held))
+    order = np.lexsort((keys, held.user_idx))
+    n_u_all = np.bincount(held.user_idx, minlength=held.n_users)
+    starts = np.concatenate([[0], np.cumsum(n_u_all)[:-1]])
+    rank = np.empty(len(held), dtype=np.int64)
+    rank[order] = np.arange(len(held)) - starts[held.user_idx[order]]
+    n_u = n_u_all[held.user_idx]
+    if foldin_events is None:
+        n_target = np.minimum(np.maximum(np.ceil((1 - foldin_ratio) * n_u - _EPS), 1), n_u - 1)
+    else:  # a user left with <= foldin_events known items keeps them all as fold-in
+        n_target = np.maximum(n_u - foldin_events, 0)
+    is_target: npt.NDArray[np.bool_] = rank < n_target
+    return is_target
+
+
+def _heldout_parts(
+    held: Interactions,
+    rows: npt.NDArray[np.bool_],
+    is_target: npt.NDArray[np.bool_],
+    train: Interactions,
+) -> tuple[Interactions, Interactions]:
+    """The ``(fold-in, target)`` parts of the held-out ``rows`` (one role's users)."""
+    group = held.subset(rows)
+    # One user vocabulary for both parts (so their CSR rows align); train's item vocabulary.
+    users = IdVocab(group.users.ids[np.unique(group.user_idx)], name="user")
+    enc = _encode_against(group, users, train.items, "drop", like=train)
+    return enc.subset(~is_target[rows]), enc.subset(is_target[rows])
 
 
 # -------------------------------------------------------------------------------------- validation
