@@ -523,27 +523,7 @@ def _load_run(root: Path) -> Run:
         state = load_file(str(weights_path))
     except (ValueError, KeyError, TypeError, SafetensorError) as exc:
         raise ArtifactError(f"{root}: cannot parse run files ({exc})") from None
-    indptr = state.pop(f"{_BASE_PREFIX}seen_indptr")
-    indices = state.pop(f"{_BASE_PREFIX}seen_indices")
-    model.global_mean_ = float(state.pop(f"{_BASE_PREFIX}global_mean")[0])
-    scale = state.pop(f"{_BASE_PREFIX}rating_scale")
-    ordered = indptr[0] == 0 and indptr[-1] == len(indices) and bool(np.all(np.diff(indptr) >= 0))
-    if not ordered or (len(indices) and (indices.min() < 0 or indices.max() >= len(items))):
-        raise ArtifactError(f"{root}: stored interactions do not match the vocabularies")
-    model.seen_ = sp.csr_matrix(
-        (np.ones(len(indices), dtype=np.float32), indices, indptr), shape=(len(users), len(items))
-    )
-    model.rating_scale_ = None if np.isnan(scale).any() else (float(scale[0]), float(scale[1]))
-    ratings = state.pop(f"{_BASE_PREFIX}seen_ratings", None)
-    order = state.pop(f"{_BASE_PREFIX}seen_order", None)
-    if ratings is None or order is None:
-        # Runs saved before explanations existed: item order, ratings unknown (1 = "seen").
-        ratings = np.ones(len(indices), dtype=np.float32)
-        order = (np.arange(len(indices)) - np.repeat(indptr[:-1], np.diff(indptr))).astype(np.int32)
-    if ratings.shape != indices.shape or order.shape != indices.shape:
-        raise ArtifactError(f"{root}: stored ratings do not match the stored interactions")
-    model.seen_ratings_ = np.asarray(ratings, dtype=np.float32)
-    model.seen_order_ = np.asarray(order, dtype=np.int32)
+    _restore_base_state(root, model, state, len(users), len(items))
     meta_path = _checked(root, manifest, "items.parquet", required=False)
     metrics_path = _checked(root, manifest, "metrics.json", required=False)
     history_path = _checked(root, manifest, "history.csv", required=False)
@@ -570,3 +550,31 @@ def _load_run(root: Path) -> Run:
             f"{root}: weights do not fit model {manifest['model_name']} ({exc})"
         ) from None
     return Run(path=root, model=model, manifest=manifest, metrics=metrics, history=history)
+
+
+def _restore_base_state(
+    root: Path, model: Recommender, state: dict[str, Any], n_users: int, n_items: int
+) -> None:
+    """Pop the base-class tensors (seen matrix, its ratings and order, global mean, scale) from
+    ``state`` into ``model``, after checking them against the vocabulary sizes."""
+    indptr = state.pop(f"{_BASE_PREFIX}seen_indptr")
+    indices = state.pop(f"{_BASE_PREFIX}seen_indices")
+    model.global_mean_ = float(state.pop(f"{_BASE_PREFIX}global_mean")[0])
+    scale = state.pop(f"{_BASE_PREFIX}rating_scale")
+    ordered = indptr[0] == 0 and indptr[-1] == len(indices) and bool(np.all(np.diff(indptr) >= 0))
+    if not ordered or (len(indices) and (indices.min() < 0 or indices.max() >= n_items)):
+        raise ArtifactError(f"{root}: stored interactions do not match the vocabularies")
+    model.seen_ = sp.csr_matrix(
+        (np.ones(len(indices), dtype=np.float32), indices, indptr), shape=(n_users, n_items)
+    )
+    model.rating_scale_ = None if np.isnan(scale).any() else (float(scale[0]), float(scale[1]))
+    ratings = state.pop(f"{_BASE_PREFIX}seen_ratings", None)
+    order = state.pop(f"{_BASE_PREFIX}seen_order", None)
+    if ratings is None or order is None:
+        # Runs saved before explanations existed: item order, ratings unknown (1 = "seen").
+        ratings = np.ones(len(indices), dtype=np.float32)
+        order = (np.arange(len(indices)) - np.repeat(indptr[:-1], np.diff(indptr))).astype(np.int32)
+    if ratings.shape != indices.shape or order.shape != indices.shape:
+        raise ArtifactError(f"{root}: stored ratings do not match the stored interactions")
+    model.seen_ratings_ = np.asarray(ratings, dtype=np.float32)
+    model.seen_order_ = np.asarray(order, dtype=np.int32)
