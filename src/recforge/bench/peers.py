@@ -205,7 +205,7 @@ class SurpriseBaselineOnly(_SurprisePeer):
 
     def score_items(self, user_idx: npt.NDArray[np.integer[Any]]) -> FloatArray:
         """``μ + b_u + b_i`` for every item: ``(len(user_idx), n_items)``."""
-        self._check_fitted()
+        self.check_fitted()
         base_u, bi = self._bias_terms(np.asarray(user_idx, dtype=np.int64))
         return (base_u[:, None] + bi[None, :]).astype(np.float32)
 
@@ -213,7 +213,7 @@ class SurpriseBaselineOnly(_SurprisePeer):
         self, user_idx: npt.NDArray[np.integer[Any]], item_idx: npt.NDArray[np.integer[Any]]
     ) -> FloatArray:
         """``μ + b_u + b_i`` per pair."""
-        self._check_fitted()
+        self.check_fitted()
         u, i = _pairs(user_idx, item_idx)
         base_u, bi = self._bias_terms(u)
         return (base_u + bi[i]).astype(np.float32)
@@ -279,7 +279,7 @@ class SurpriseSVD(_SurprisePeer):
 
     def score_items(self, user_idx: npt.NDArray[np.integer[Any]]) -> FloatArray:
         """Predicted rating of every item: ``(len(user_idx), n_items)`` (unclipped)."""
-        self._check_fitted()
+        self.check_fitted()
         u = np.asarray(user_idx, dtype=np.int64)
         base_u, bi = self._base(u)
         scores = self._user_vectors(u) @ self.qi_.T
@@ -291,7 +291,7 @@ class SurpriseSVD(_SurprisePeer):
         self, user_idx: npt.NDArray[np.integer[Any]], item_idx: npt.NDArray[np.integer[Any]]
     ) -> FloatArray:
         """Predicted rating per pair (unclipped), without the full score matrix."""
-        self._check_fitted()
+        self.check_fitted()
         u, i = _pairs(user_idx, item_idx)
         base_u, bi = self._base(u)
         dot: F64Array = np.einsum("nk,nk->n", self._user_vectors(u), self.qi_[i])
@@ -299,7 +299,7 @@ class SurpriseSVD(_SurprisePeer):
 
     def item_vectors(self) -> FloatArray | None:
         """``q_i`` (n_items, k)."""
-        self._check_fitted()
+        self.check_fitted()
         return self.qi_.astype(np.float32)
 
 
@@ -422,7 +422,7 @@ class SurpriseKNNBaseline(_SurprisePeer):
         self, user_idx: npt.NDArray[np.integer[Any]], item_idx: npt.NDArray[np.integer[Any]]
     ) -> FloatArray:
         """Surprise's own ``estimate`` per pair (exact; a Python call per pair, fine for tests)."""
-        self._check_fitted()
+        self.check_fitted()
         estimate = self.algo_.estimate
         out = np.empty(len(user_idx), dtype=np.float32)
         u, i = _pairs(user_idx, item_idx)
@@ -434,7 +434,7 @@ class SurpriseKNNBaseline(_SurprisePeer):
 
     def score_items(self, user_idx: npt.NDArray[np.integer[Any]]) -> FloatArray:
         """KNNBaseline's prediction for every item, vectorised: ``(len(user_idx), n_items)``."""
-        self._check_fitted()
+        self.check_fitted()
         u = np.asarray(user_idx, dtype=np.int64)
         base_u, bi = self._bias_terms(u)
         out = base_u[:, None] + bi[None, :]
@@ -579,7 +579,7 @@ class _ImplicitPeer(Recommender):
 
     def score_items(self, user_idx: npt.NDArray[np.integer[Any]]) -> FloatArray:
         """``x_u · y_i`` for every item: ``(len(user_idx), n_items)``."""
-        self._check_fitted()
+        self.check_fitted()
         u = np.asarray(user_idx, dtype=np.int64)
         out: FloatArray = self.user_factors_[u] @ self.item_factors_.T
         return out
@@ -588,14 +588,14 @@ class _ImplicitPeer(Recommender):
         self, user_idx: npt.NDArray[np.integer[Any]], item_idx: npt.NDArray[np.integer[Any]]
     ) -> FloatArray:
         """``x_u · y_i`` per pair."""
-        self._check_fitted()
+        self.check_fitted()
         u, i = _pairs(user_idx, item_idx)
         out: FloatArray = np.einsum("nk,nk->n", self.user_factors_[u], self.item_factors_[i])
         return out
 
     def item_vectors(self) -> FloatArray | None:
         """The item factors (n_items, k)."""
-        self._check_fitted()
+        self.check_fitted()
         return self.item_factors_
 
 
