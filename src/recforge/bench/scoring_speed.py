@@ -108,8 +108,20 @@ def run_scoring(
         "peer": "numpy matmul + argpartition",
         "note": f"{len(users):,} users × {model.n_items:,} items, 64 factors, top-{k}, seen items "
         "excluded on both sides; 'same lists' is the share of users whose two top-k sets match.",
-        "by_threads": {},
     }
+    return row | _timing_summary(seconds, cpu, agree, threads, len(users))
+
+
+def _timing_summary(
+    seconds: dict[tuple[int, str], list[float]],
+    cpu: dict[tuple[int, str], list[float]],
+    agree: dict[int, list[float]],
+    threads: Sequence[int],
+    n_users: int,
+) -> dict[str, Any]:
+    """``by_threads`` (each side's times and the lists' agreement, wall and CPU ratios) and,
+    over several thread counts, ``ours_threads_ratio`` — a pair row's layout."""
+    row: dict[str, Any] = {"by_threads": {}}
     for t in threads:
         cells = {}
         for side in ("ours", "peer"):
@@ -124,7 +136,7 @@ def run_scoring(
                 "seconds": secs,
                 "cpu_seconds": cpu[(t, side)],
                 "metric": agree[t],
-                "users_per_s": len(users) / statistics.median(secs),
+                "users_per_s": n_users / statistics.median(secs),
             }
         ratios = [a / b for a, b in zip(seconds[(t, "ours")], seconds[(t, "peer")], strict=True)]
         cpu_ratios = [a / b for a, b in zip(cpu[(t, "ours")], cpu[(t, "peer")], strict=True)]
