@@ -143,7 +143,12 @@ class SequentialConfig(TrainConfig):
     init_std: float = Field(0.02, gt=0, description="Std of the normal embedding initialisation.")
     # One thread, as for mf and mult_vae: on a busy 2-core machine a second OpenMP worker
     # spin-waits for a core (measured: a SASRec step 0.24 s on 1 thread, 2.4 s on 2, load 7).
-    num_threads: int | None = Field(1, ge=1, le=4096, description="Torch CPU threads.")
+    num_threads: int | None = Field(
+        None,
+        ge=1,
+        le=4096,
+        description="Torch CPU threads (None: the CPUs available, recforge.threads).",
+    )
     epochs: int = Field(30, ge=1, le=10_000)
     batch_size: int = Field(64, ge=1, le=10_000_000, description="Windows (sequences) per batch.")
     lr: float = Field(1e-3, gt=0, le=10)
