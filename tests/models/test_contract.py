@@ -285,6 +285,21 @@ class TestAutoRecUser(ModelContract):
     explicit = True
 
 
+# GLocal-K: small layers and both stages (pre-training, then the global-kernel fine-tuning).
+class TestGLocalK(ModelContract):
+    model_name = "glocal_k"
+    config = {
+        "hidden": [64, 64],
+        "batch_size": 16,
+        "epochs": 40,
+        "lr": 0.01,
+        "fine_epochs": 5,
+        "reg": 5.0,
+        "lambda_s": 0.01,
+    }
+    explicit = True
+
+
 class TestMultVAE(ModelContract):
     model_name = "mult_vae"
     config = {"epochs": 30, "hidden": [64], "latent": 16, "batch_size": 100}
