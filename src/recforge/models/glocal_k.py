@@ -245,7 +245,12 @@ class GlobalKernelMSE(KernelAEMSE):
 
 
 class GLocalKConfig(AutoRecConfig):
-    """Hyper-parameters of ``glocal_k`` (``reg`` is ``λ_2``; ``epochs``/``lr`` pre-train)."""
+    """Hyper-parameters of ``glocal_k`` (``reg`` is ``λ_2``; ``epochs``/``lr`` pre-train).
+
+    The λ defaults are the paper's ML-1M values, not yet validated here with Adam. On ML-100k,
+    a validation carve of u1.base chose λ_2 10, λ_s 0.006, 60 epochs and no fine-tuning
+    (``configs/ml-100k/ml100k-folds/glocal_k.toml``; ``docs/benchmarks/tuning_ml1m.md``).
+    """
 
     variant: Literal["item"] = Field("item", description="Rows are items (as in the paper).")
     hidden: tuple[int, ...] = Field((500, 500), description="Hidden kernel-layer widths.")
