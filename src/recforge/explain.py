@@ -353,30 +353,49 @@ def _explain_pairs(model: Recommender, hist: _History, targets: I64, k: int) -> 
         served64 = np.asarray([_sigmoid(float(s), attr.y_range) for s in attr.score])
     else:
         served64 = np.asarray(attr.score, dtype=np.float64)
-    ids = model.items_.lookup(hist.items)
+    # Every pair shares the one history: weights as one (pairs, |H|) block, ranked at once
+    # (largest first, ties by timeline position), so the per-pair Python is object building.
+    n_hist = len(hist.items)
+    w_all = np.zeros((len(targets), n_hist), dtype=np.float64)
+    for p, w in enumerate(attr.weights):
+        w_all[p] = w
+    pos = np.broadcast_to(np.arange(n_hist), w_all.shape)
+    top_all = np.lexsort((pos, -w_all), axis=-1)[:, :k]
+    shown = np.take_along_axis(w_all, top_all, axis=1)
+    totals = w_all.sum(axis=1)
+    rest = totals - shown.sum(axis=1)
+    raws = (
+        np.asarray([_logit(float(v), attr.y_range) for v in served64])
+        if attr.y_range is not None
+        else served64
+    )
+    used = np.unique(top_all)
+    ids = np.empty(n_hist, dtype=object)
+    ids[used] = [_plain(v) for v in model.items_.lookup(hist.items[used])]
+    titles = np.empty(n_hist, dtype=object)
+    titles[used] = _titles(model, hist.items[used])
+    ratings = hist.ratings.astype(np.float64).tolist()
+    target_ids = [_plain(v) for v in model.items_.lookup(np.asarray(targets))]
+    link: Literal["identity", "scaled_sigmoid"] = (
+        "scaled_sigmoid" if attr.y_range is not None else "identity"
+    )
     out = []
-    for p, t in enumerate(targets.tolist()):
-        w = np.asarray(attr.weights[p], dtype=np.float64)
-        score = float(served64[p])
-        raw = _logit(score, attr.y_range) if attr.y_range is not None else score
-        top = np.lexsort((np.arange(len(w)), -w))[:k]
-        titles = _titles(model, hist.items[top])
+    for p in range(len(targets)):
         contribs = tuple(
-            Contribution(_plain(ids[j]), float(w[j]), float(hist.ratings[j]), title)
-            for j, title in zip(top.tolist(), titles, strict=True)
+            Contribution(ids[j], w, ratings[j], titles[j])
+            for j, w in zip(top_all[p].tolist(), shown[p].tolist(), strict=True)
         )
-        total = float(w.sum())
-        shown = float(w[top].sum())
+        raw = float(raws[p])
         out.append(
             Explanation(
                 user_id=hist.user_id,
-                item_id=_plain(model.items_.lookup(np.asarray([t]))[0]),
-                score=score,
+                item_id=target_ids[p],
+                score=float(served64[p]),
                 contributions=contribs,
-                rest=total - shown,
-                residual=raw - total,
+                rest=float(rest[p]),
+                residual=raw - float(totals[p]),
                 method=attr.method,
-                link="scaled_sigmoid" if attr.y_range is not None else "identity",
+                link=link,
                 raw_score=raw,
             )
         )
