@@ -50,6 +50,7 @@ __all__ = [
     "Contribution",
     "Explanation",
     "add_explanation_columns",
+    "because_idx",
     "explain",
     "explain_items",
     "explain_reclist",
@@ -400,6 +401,31 @@ def _explain_pairs(model: Recommender, hist: _History, targets: I64, k: int) -> 
             )
         )
     return out
+
+
+def because_idx(
+    model: Recommender, user: Any, targets: npt.ArrayLike, n: int = 3
+) -> list[list[tuple[int, float]]]:
+    """Per target item index: the (at most ``n``) history items that raised its score most.
+
+    ``[(history item index, weight), ...]`` largest first, positive weights only: what
+    :meth:`Explanation.because` lists, from the same hook, without the served score, titles and
+    objects a full :class:`Explanation` carries. For the service's per-request ``because``.
+    """
+    hist = _history(model, user)
+    targets = np.asarray(targets, dtype=np.int64)
+    if not len(targets) or not len(hist.items):
+        return [[] for _ in range(len(targets))]
+    attr = model.explain_rows(_row(hist, model.n_items), np.zeros(len(targets), np.int64), targets)
+    w_all = np.stack([np.asarray(w, dtype=np.float64) for w in attr.weights])
+    pos = np.broadcast_to(np.arange(len(hist.items)), w_all.shape)
+    top = np.lexsort((pos, -w_all), axis=-1)[:, :n]
+    shown = np.take_along_axis(w_all, top, axis=1)
+    items = hist.items[top]
+    return [
+        [(j, w) for j, w in zip(ij, wj, strict=True) if w > 0]
+        for ij, wj in zip(items.tolist(), shown.tolist(), strict=True)
+    ]
 
 
 def explain_items(

@@ -339,17 +339,25 @@ class LiveBackend:
             )
         else:
             raw_user = user
-        # Items this model does not know (a store list of another version) get an empty list.
-        known = [it for it in items if self.item_index(it.item_id) is not None]
+        from recforge.explain import because_idx
+
         for it in items:
             it.because = []
-        targets = [_coerce(it.item_id, self._item_kind) for it in known]
-        if raw_user is None or not targets:
+        # Items this model does not know (a store list of another version) get an empty list.
+        raw = [_coerce(it.item_id, self._item_kind) for it in items]
+        idx = self.model.items_.index(raw, missing="negative") if raw else np.zeros(0, np.int64)
+        known = np.flatnonzero(idx >= 0)
+        if raw_user is None or not len(known):
             return
-        for item, exp in zip(known, self.model.explain_batch(raw_user, targets, k=n), strict=True):
-            item.because = [
-                Because(item_id=str(c.item_id), title=c.title, weight=round(c.weight, 6))
-                for c in exp.because(n)
+        found = because_idx(self.model, raw_user, idx[known], n)
+        for p, pairs in zip(known.tolist(), found, strict=True):
+            items[p].because = [
+                Because(
+                    item_id=self._item_text[j],
+                    title=self.catalog.item(self._item_text[j]).title,
+                    weight=round(w, 6),
+                )
+                for j, w in pairs
             ]
 
     def items_as_ratings(self, item_ids: Sequence[str]) -> dict[str, float]:
