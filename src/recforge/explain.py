@@ -50,11 +50,13 @@ __all__ = [
     "Contribution",
     "Explanation",
     "add_explanation_columns",
+    "attention_idx",
     "because_idx",
     "explain",
     "explain_items",
     "explain_reclist",
     "explanations_frame",
+    "history_items",
     "like_threshold",
     "liked_only",
     "occlusion",
@@ -111,6 +113,11 @@ class Explanation:
         link: ``"identity"``, or ``"scaled_sigmoid"`` when weights add up to :attr:`raw_score`
             (the logit) and ``score = lo + (hi − lo)·σ(raw_score)``.
         raw_score: the additive quantity: ``Σ contributions + rest + residual``.
+        attention: attention models only (SASRec, BERT4Rec), else None: the ``k`` history items
+            the model's next-item state attends to most (last layer, mean over heads; ``weight``
+            is the attention weight, and the same list serves every item of the user). Shown
+            beside the contributions, never instead: attention is not tested for faithfulness,
+            the occlusion weights are.
     """
 
     user_id: Any
@@ -122,6 +129,7 @@ class Explanation:
     method: Literal["exact", "occlusion"]
     link: Literal["identity", "scaled_sigmoid"] = "identity"
     raw_score: float = field(default=float("nan"))
+    attention: tuple[Contribution, ...] | None = None
 
     def because(self, n: int = 2) -> list[Contribution]:
         """The (at most ``n``) history items that raised the score most; positive weights only."""
@@ -155,6 +163,17 @@ class Explanation:
             ],
             "rest": round(self.rest, 6),
             "residual": round(self.residual, 6),
+            "attention": None
+            if self.attention is None
+            else [
+                {
+                    "item_id": _plain(c.item_id),
+                    "title": c.title,
+                    "rating": c.rating,
+                    "weight": round(c.weight, 6),
+                }
+                for c in self.attention
+            ],
         }
 
 
@@ -222,6 +241,11 @@ def _history(model: Recommender, user: Any) -> _History:
     items = seen.indices[lo:hi][order].astype(np.int64)
     vals = np.asarray(model.seen_ratings_[lo:hi], dtype=np.float32)[order]
     return _History(user, u, items, vals)
+
+
+def history_items(model: Recommender, user: Any) -> I64:
+    """The item indices of ``user``'s history in timeline order (a user as :func:`explain`)."""
+    return _history(model, user).items
 
 
 def _row(hist: _History, n_items: int) -> sp.csr_matrix:
@@ -377,6 +401,16 @@ def _explain_pairs(model: Recommender, hist: _History, targets: I64, k: int) -> 
     titles[used] = _titles(model, hist.items[used])
     ratings = hist.ratings.astype(np.float64).tolist()
     target_ids = [_plain(v) for v in model.items_.lookup(np.asarray(targets))]
+    att = attention_idx(model, hist.items, k)
+    attention = None
+    if att is not None:
+        at = np.asarray([j for j, _ in att], dtype=np.int64)
+        at_ids = [_plain(v) for v in model.items_.lookup(hist.items[at])]
+        at_titles = _titles(model, hist.items[at])
+        attention = tuple(
+            Contribution(i, w, ratings[j], t)
+            for (j, w), i, t in zip(att, at_ids, at_titles, strict=True)
+        )
     link: Literal["identity", "scaled_sigmoid"] = (
         "scaled_sigmoid" if attr.y_range is not None else "identity"
     )
@@ -398,9 +432,22 @@ def _explain_pairs(model: Recommender, hist: _History, targets: I64, k: int) -> 
                 method=attr.method,
                 link=link,
                 raw_score=raw,
+                attention=attention,
             )
         )
     return out
+
+
+def attention_idx(model: Recommender, items: I64, k: int) -> list[tuple[int, float]] | None:
+    """The ``k`` history positions with the largest attention (largest first), as
+    ``(position in items, weight)``; None for models without attention weights."""
+    hook = getattr(model, "attention_to_history", None)
+    weights = hook(items) if hook is not None and len(items) else None
+    if weights is None:
+        return None
+    w = np.asarray(weights, dtype=np.float64)
+    top = np.lexsort((np.arange(len(w)), -w))[:k]
+    return [(j, float(w[j])) for j in top.tolist()]
 
 
 def because_idx(

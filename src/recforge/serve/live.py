@@ -339,7 +339,7 @@ class LiveBackend:
             )
         else:
             raw_user = user
-        from recforge.explain import because_idx
+        from recforge.explain import attention_idx, because_idx, history_items
 
         for it in items:
             it.because = []
@@ -350,15 +350,18 @@ class LiveBackend:
         if raw_user is None or not len(known):
             return
         found = because_idx(self.model, raw_user, idx[known], n)
+        if hasattr(self.model, "attention_to_history"):
+            history = history_items(self.model, raw_user)
+            att = attention_idx(self.model, history, n)
+            attention = None if att is None else [self._because(history[j], w) for j, w in att]
+            for it in items:
+                it.attention = attention
         for p, pairs in zip(known.tolist(), found, strict=True):
-            items[p].because = [
-                Because(
-                    item_id=self._item_text[j],
-                    title=self.catalog.item(self._item_text[j]).title,
-                    weight=round(w, 6),
-                )
-                for j, w in pairs
-            ]
+            items[p].because = [self._because(j, w) for j, w in pairs]
+
+    def _because(self, item: int, weight: float) -> Because:
+        text = self._item_text[item]
+        return Because(item_id=text, title=self.catalog.item(text).title, weight=round(weight, 6))
 
     def items_as_ratings(self, item_ids: Sequence[str]) -> dict[str, float]:
         """Ordered item ids as implicit positives ``{item_id: value}``, in the order given.
