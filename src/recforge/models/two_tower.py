@@ -568,10 +568,13 @@ class TwoTower(NeuralRecommender):
         # The tower enters detached: the fold-in must not touch (or grad) the trained weights.
         tower = {n: p.detach().to(f64) for n, p in net.user_tower.named_parameters()}
 
+        # The rated items' vectors and biases, gathered once: (R, L, k) and (R, L).
+        rated_vecs, rated_bias = (vecs[items], b_i[items]) if explicit else (vecs, b_i)
+
         def raw_scores(rated: bool) -> torch.Tensor:
             user = net._finish(torch.func.functional_call(net.user_tower, tower, (emb,)))  # (R, k)
             if rated:
-                out = (vecs[items] * user[:, None, :]).sum(-1) + b_i[items]  # (R, L)
+                out = torch.einsum("rlk,rk->rl", rated_vecs, user) + rated_bias  # (R, L)
             else:
                 out = user @ vecs.T + b_i[None, :]  # (R, n_items)
             return out + b_u if b_u is not None else out
