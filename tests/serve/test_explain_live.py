@@ -2,7 +2,8 @@
 
 Every answer's ``because`` lists must be the model's own explanations, whichever request of the
 16 concurrent ones it answers: known users (GET) and new users (POST), for an exact family
-(EASE, explained on the event loop) and an occlusion one (Mult-DAE, in worker threads).
+(EASE, explained on the event loop) and occlusion ones in worker threads (Mult-DAE, and NCF,
+whose gradient fold-in once swapped parameters on the shared network under concurrent requests).
 No timing is asserted.
 """
 
@@ -63,7 +64,10 @@ async def _fetch_all(base: str, reqs: list[tuple[str, str, Any, Any]]) -> list[h
         return await asyncio.gather(*(one(m, p, b) for m, p, b, _ in reqs))
 
 
-@pytest.mark.parametrize(("name", "cfg"), [("ease", {"reg": 20.0}), ("mult_dae", {"epochs": 3})])
+@pytest.mark.parametrize(
+    ("name", "cfg"),
+    [("ease", {"reg": 20.0}), ("mult_dae", {"epochs": 3}), ("ncf", {"epochs": 2})],
+)
 def test_concurrent_explained_answers_match_the_models_explanations(
     tmp_path: Path, name: str, cfg: dict[str, Any]
 ) -> None:

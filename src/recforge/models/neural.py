@@ -47,6 +47,7 @@ first layer of the embedding MLPs), other rows pair by pair.
 
 from __future__ import annotations
 
+import copy
 import math
 from abc import abstractmethod
 from collections.abc import Callable, Mapping
@@ -596,17 +597,17 @@ class NeuralRecommender(Recommender):
         Every user parameter row starts at the trained users' mean; the objective of each row is
         the module docstring's (squared error, or the balanced log loss over all items).
         """
-        module = self._module()
-        module.eval()
         names = self._user_param_names()
         n_rows = items.shape[0]
-        # Every other parameter enters detached: the fold-in must not touch (or grad) the model.
-        # In float64: float32 rounding differs between a batch and one row, tipped stopping
+        # A private float64 copy of the network: functional_call swaps parameters on the module
+        # object it is given, and a service folds in from several worker threads at once (on the
+        # shared module one thread's rows replaced the user table another was scoring with).
+        # Float64: float32 rounding differs between a batch and one row, tipped stopping
         # decisions and moved scores by up to 1e-3; float64 rows match their lone runs.
         f64 = torch.float64
-        frozen = {n: p.detach().to(f64) for n, p in module.named_parameters() if n not in names}
+        module = copy.deepcopy(self._module()).to(f64).eval().requires_grad_(False)
         own = dict(module.named_parameters())
-        start = {n: own[n].detach().to(f64).mean(0, keepdim=True) for n in names}
+        start = {n: own[n].detach().mean(0, keepdim=True) for n in names}
         new = {
             n: v.expand(n_rows, *v.shape[1:]).clone().requires_grad_(True) for n, v in start.items()
         }
@@ -631,12 +632,10 @@ class NeuralRecommender(Recommender):
 
             def predict() -> torch.Tensor:
                 if grid:
-                    params = _prefixed({**frozen, **new})
+                    params = _prefixed(new)
                     s: torch.Tensor = torch.func.functional_call(scorer, params, (rows, cols))
                     return s[pr, col_of]
-                out: torch.Tensor = torch.func.functional_call(
-                    module, {**frozen, **new}, (pr, pair_items)
-                )
+                out: torch.Tensor = torch.func.functional_call(module, new, (pr, pair_items))
                 return out
 
             def objective() -> torch.Tensor:
@@ -653,16 +652,14 @@ class NeuralRecommender(Recommender):
             w_neg = torch.where(n_neg > 0, n_pos / n_neg.clamp_min(1.0), 0.0)
 
             def objective() -> torch.Tensor:
-                s = torch.func.functional_call(scorer, _prefixed({**frozen, **new}), (rows,))
+                s = torch.func.functional_call(scorer, _prefixed(new), (rows,))
                 pos = (F.softplus(-s) * labels).sum(1)
                 neg = (F.softplus(s) * ~labels).sum(1)
                 return pos + w_neg * neg + reg * pull()
 
         self.minimise_fold_in_rows(list(new.values()), objective)
         with torch.no_grad():
-            scores: torch.Tensor = torch.func.functional_call(
-                scorer, _prefixed({**frozen, **new}), (rows,)
-            )
+            scores: torch.Tensor = torch.func.functional_call(scorer, _prefixed(new), (rows,))
         return scores
 
 

@@ -43,6 +43,7 @@ over bounded cosine scores finds 95%, in a quarter of the time.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
@@ -565,14 +566,15 @@ class TwoTower(NeuralRecommender):
         reg = self.fold_in_reg()
         maskf = mask.to(f64)
         target = target.to(f64)
-        # The tower enters detached: the fold-in must not touch (or grad) the trained weights.
-        tower = {n: p.detach().to(f64) for n, p in net.user_tower.named_parameters()}
+        # A private float64 copy of the tower: the trained weights get no gradient, and threads
+        # folding in at once share nothing.
+        tower = copy.deepcopy(net.user_tower).to(f64).eval().requires_grad_(False)
 
         # The rated items' vectors and biases, gathered once: (R, L, k) and (R, L).
         rated_vecs, rated_bias = (vecs[items], b_i[items]) if explicit else (vecs, b_i)
 
         def raw_scores(rated: bool) -> torch.Tensor:
-            user = net._finish(torch.func.functional_call(net.user_tower, tower, (emb,)))  # (R, k)
+            user = net._finish(tower(emb))  # (R, k)
             if rated:
                 out = torch.einsum("rlk,rk->rl", rated_vecs, user) + rated_bias  # (R, L)
             else:
