@@ -23,6 +23,7 @@ import json
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -141,12 +142,20 @@ def main() -> None:
                 }
                 if "explain" in scenario and "no explain" not in scenario:
                     row["goal_p99_ms"] = GOALS[method]
-                    row["met"] = bool(res["p99_ms"] <= GOALS[method] and res["errors"] == 0)
+                    row["met"] = bool(
+                        res["requests"] > 0
+                        and res["p99_ms"] <= GOALS[method]
+                        and res["errors"] == 0
+                    )
                 rows.append(row)
                 print(json.dumps(row), flush=True)
         finally:
             proc.terminate()
-            proc.wait(timeout=10)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:  # worker threads still folding in: stop it hard
+                proc.kill()
+                proc.wait(timeout=10)
 
     client = (
         f"wrk -t1 -c{args.clients} -d{args.duration:g}s --latency (after a 1 s warm-up)"
