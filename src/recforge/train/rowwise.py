@@ -70,6 +70,25 @@ class _Rows:
         return loss.detach(), grad
 
 
+def _direction(
+    grad: torch.Tensor,
+    pairs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    gamma: torch.Tensor,
+) -> torch.Tensor:
+    """``−H g`` by the two-loop recursion, every row with its own pairs (rho = 0: skipped)."""
+    q = -grad
+    alphas = []
+    for s, y, rho in reversed(pairs):
+        a = rho * (s * q).sum(dim=1)
+        q = q - a[:, None] * y
+        alphas.append(a)
+    d = q * gamma[:, None]
+    for (s, y, rho), a in zip(pairs, reversed(alphas), strict=True):
+        b = rho * (y * d).sum(dim=1)
+        d = d + s * (a - b)[:, None]
+    return d
+
+
 def lbfgs_rows(
     params: Sequence[torch.Tensor],
     objective: Callable[[], torch.Tensor],
@@ -101,17 +120,7 @@ def lbfgs_rows(
     for it in range(max_iter):
         if not bool(active.any()):
             break
-        # Two-loop recursion, every row with its own pairs (rho = 0 marks a skipped pair).
-        q = -grad
-        alphas = []
-        for s, y, rho in reversed(pairs):
-            a = rho * (s * q).sum(dim=1)
-            q = q - a[:, None] * y
-            alphas.append(a)
-        d = q * gamma[:, None]
-        for (s, y, rho), a in zip(pairs, reversed(alphas), strict=True):
-            b = rho * (y * d).sum(dim=1)
-            d = d + s * (a - b)[:, None]
+        d = _direction(grad, pairs, gamma)
         slope = (grad * d).sum(dim=1)
         scale = loss.abs().clamp_min(1.0)
         active &= slope < 0  # not a descent direction (rounding): the row is done
