@@ -81,11 +81,15 @@ FAMILIES: list[tuple[str, str, dict[str, Any]]] = [
             ]
         },
     ),
+    # Sequential families with the benchmark configs, fewer epochs (faithfulness, not accuracy).
+    ("sasrec", "sasrec", _toml("sasrec") | {"epochs": 5}),
+    ("gru4rec", "gru4rec", _toml("gru4rec") | {"epochs": 5}),
+    ("bert4rec", "bert4rec", _toml("bert4rec") | {"epochs": 5}),
 ]
 
 
-#: Families whose fold-in is an iterative gradient fit per user (occlusion = |history| + 1 of them,
-#: ~5 s per explanation on the shared 2-core machine): measured on ``--slow-pairs`` pairs.
+#: Families whose fold-in is an iterative gradient fit per user (occlusion: |history| + 1 of them,
+#: one row-wise batch since recforge.train.rowwise): measured on ``--slow-pairs`` pairs.
 SLOW = {"embedding_net", "ncf", "two_tower"}
 
 
@@ -114,6 +118,11 @@ def faithfulness(model: Recommender, n_pairs: int, seed: int = 0) -> dict[str, A
     top_idx, _ = model.recommend_idx(users, 10)
     parts: list[tuple[np.ndarray, np.ndarray]] = []
     targets, methods, explain_s, all_zero = [], set(), [], []
+    # Attention models: also remove the 3 items their attention ranks highest (shown beside the
+    # occlusion weights; measured here, not assumed, to say how far attention tracks the score).
+    hook = getattr(model, "attention_to_history", None)
+    has_att = hook is not None and hook(np.array([0], np.int64)) is not None
+    per = 4 if has_att else 3
     for u, top in zip(users.tolist(), top_idx, strict=True):
         t = int(rng.choice(top[top >= 0]))
         idx, vals = _history(model, u)
@@ -125,7 +134,11 @@ def faithfulness(model: Recommender, n_pairs: int, seed: int = 0) -> dict[str, A
         all_zero.append(all(abs(c.weight) <= 1e-12 for c in exp.contributions))
         top3 = model.items_.index([c.item_id for c in exp.contributions])
         rand3 = rng.choice(idx, size=3, replace=False)
-        for removed in (np.zeros(0, np.int64), top3, rand3):
+        removals = [np.zeros(0, np.int64), top3, rand3]
+        if has_att:
+            assert exp.attention is not None
+            removals.append(model.items_.index([c.item_id for c in exp.attention]))
+        for removed in removals:
             keep = ~np.isin(idx, removed)
             parts.append((idx[keep], vals[keep]))
         targets.append(t)
@@ -135,7 +148,7 @@ def faithfulness(model: Recommender, n_pairs: int, seed: int = 0) -> dict[str, A
         block = model.fold_in_scores_batch(_rows(parts[a : a + step], model.n_items))
         scores[a : a + step] = np.asarray(block, np.float64)[:, targets]
     p = np.arange(len(targets))
-    full, no_top, no_rand = scores[3 * p, p], scores[3 * p + 1, p], scores[3 * p + 2, p]
+    full, no_top, no_rand = scores[per * p, p], scores[per * p + 1, p], scores[per * p + 2, p]
     drop_top, drop_rand = full - no_top, full - no_rand
     moved = ~np.asarray(all_zero)
     out: dict[str, Any] = {
@@ -143,8 +156,16 @@ def faithfulness(model: Recommender, n_pairs: int, seed: int = 0) -> dict[str, A
         "pairs": len(targets),
         "pairs_with_history_effect": int(moved.sum()),
         "explain_ms_p50": 1000 * float(np.median(explain_s)),
+        "explain_ms_p90": 1000 * float(np.percentile(explain_s, 90)),
         "history_len_median": float(np.median(counts[users])),
     }
+    if has_att:
+        drop_att = full - scores[per * p + 3, p]
+        out |= {
+            "attention_win_rate": float(np.mean(drop_att[moved] > drop_rand[moved])),
+            "attention_vs_occlusion_ties_or_wins": float(np.mean(drop_att >= drop_top - 1e-9)),
+            "mean_drop_attention3": float(np.mean(drop_att[moved])),
+        }
     if not moved.any():
         return out | {"win_rate": None, "mean_drop_top3": 0.0, "mean_drop_random3": 0.0}
     return out | {
@@ -240,6 +261,10 @@ def latency(ps: Any, n_requests: int) -> list[dict[str, Any]]:
     return rows
 
 
+def _opt(row: dict[str, Any], key: str, fmt: str) -> str:
+    return "" if row.get(key) is None else format(row[key], fmt)
+
+
 def _markdown(result: dict[str, Any]) -> str:
     lines = [
         "# Explanations on ML-100k (temporal-user-80-20, fold 0, train part)",
@@ -254,24 +279,45 @@ def _markdown(result: dict[str, Any]) -> str:
         "## Faithfulness: removing the top-3 explained history items vs 3 random ones",
         "",
         f"{result['pairs']} (user, recommended item) pairs per family (seed 0; "
-        f"{result['slow_pairs']} for {', '.join(sorted(SLOW))}, whose gradient fold-in makes one "
-        "occlusion explanation take seconds here); a win is a larger fold-in score drop for the "
-        "top-3. Target: win rate >= 0.90.",
+        f"{result['slow_pairs']} for {', '.join(sorted(SLOW))}, whose gradient fold-ins are the "
+        "slowest to explain); a win is a larger fold-in score drop for the top-3. Target: win "
+        "rate >= 0.90. Explain time: one `model.explain(user, item, k=3)` call, wall clock, torch "
+        "1 thread; load: the machine's load average when the family's row was written (the "
+        "machine is shared with other agents; rows without one predate this column).",
         "",
         "| family | method | win rate | mean drop top-3 | mean drop random-3 | pairs (moved) |"
-        " explain p50 ms |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        " explain p50 ms | p90 ms | median history | load |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for row in result["faithfulness"]:
         if "error" in row:
-            lines.append(f"| {row['family']} | error: {row['error']} | | | | | |")
+            lines.append(f"| {row['family']} | error: {row['error']} | | | | | | | | |")
             continue
         rate = "n/a" if row["win_rate"] is None else f"{row['win_rate']:.3f}"
         lines.append(
             f"| {row['family']} | {row['method']} | {rate} | {row['mean_drop_top3']:.4g} | "
             f"{row['mean_drop_random3']:.4g} | {row['pairs']} ({row['pairs_with_history_effect']})"
-            f" | {row['explain_ms_p50']:.1f} |"
+            f" | {row['explain_ms_p50']:.1f} | {_opt(row, 'explain_ms_p90', '.1f')} | "
+            f"{_opt(row, 'history_len_median', 'g')} | {row.get('load', '')} |"
         )
+    att_rows = [r for r in result["faithfulness"] if "attention_win_rate" in r]
+    if att_rows:
+        lines += [
+            "",
+            "Attention models: removing the 3 history items their *attention* ranks highest "
+            "(`Explanation.attention`, shown beside the occlusion weights) vs 3 random ones, on "
+            "the same pairs; and how often attention's top-3 lowers the score at least as much "
+            "as occlusion's top-3.",
+            "",
+            "| family | attention win rate | mean drop attention-3 | attention >= occlusion |",
+            "|---|---:|---:|---:|",
+        ]
+        for r in att_rows:
+            lines.append(
+                f"| {r['family']} | {r['attention_win_rate']:.3f} | "
+                f"{r['mean_drop_attention3']:.4g} | "
+                f"{r['attention_vs_occlusion_ties_or_wins']:.3f} |"
+            )
     lines += [
         "",
         "## Personalisation of the page's default model",
@@ -337,16 +383,24 @@ def main() -> None:
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if args.skip and out.with_suffix(".json").exists():
+    partial = set(args.families) != {f[0] for f in FAMILIES}
+    old_rows: list[dict[str, Any]] = []
+    if partial and out.with_suffix(".json").exists():
+        # Re-running some families keeps the others' committed rows, in the family order.
+        old_rows = json.loads(out.with_suffix(".json").read_text()).get("faithfulness", [])
+    if (args.skip or partial) and out.with_suffix(".json").exists():
         # Re-running some parts keeps the others' committed results (and their command).
         old = json.loads(out.with_suffix(".json").read_text())
-        for part, key in (("faith", "faithfulness"), ("person", "personalisation")):
+        parts = (("faith", "faithfulness"), ("person", "personalisation"), ("latency", "latency"))
+        for part, key in parts:
             if part in args.skip:
                 result[key] = old.get(key, [])
-        result["reruns"] = [
-            *old.get("reruns", []),
-            result["command"] + " --skip " + " ".join(args.skip),
-        ]
+        rerun = result["command"]
+        if partial:
+            rerun += " --families " + " ".join(args.families)
+        if args.skip:
+            rerun += " --skip " + " ".join(args.skip)
+        result["reruns"] = [*old.get("reruns", []), rerun]
         result["command"] = old.get("command", result["command"])
 
     def save() -> None:
@@ -366,8 +420,15 @@ def main() -> None:
             except Exception as exc:  # a family that fails is reported, not hidden
                 row = {"family": label, "config": cfg, "error": f"{type(exc).__name__}: {exc}"}
             row["seconds"] = time.perf_counter() - t0
+            row["load"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
             print(json.dumps(row, default=str), flush=True)
             result["faithfulness"].append(row)
+            if old_rows:
+                order = [f[0] for f in FAMILIES]
+                done = {r["family"]: r for r in result["faithfulness"]}
+                kept = {r["family"]: r for r in old_rows if r["family"] not in done}
+                merged = {**kept, **done}
+                result["faithfulness"] = [merged[f] for f in order if f in merged]
             save()
     if "person" not in args.skip:
         result["personalisation"] = personalisation(ps, proto)

@@ -50,10 +50,13 @@ __all__ = [
     "Contribution",
     "Explanation",
     "add_explanation_columns",
+    "attention_idx",
+    "because_idx",
     "explain",
     "explain_items",
     "explain_reclist",
     "explanations_frame",
+    "history_items",
     "like_threshold",
     "liked_only",
     "occlusion",
@@ -110,6 +113,11 @@ class Explanation:
         link: ``"identity"``, or ``"scaled_sigmoid"`` when weights add up to :attr:`raw_score`
             (the logit) and ``score = lo + (hi − lo)·σ(raw_score)``.
         raw_score: the additive quantity: ``Σ contributions + rest + residual``.
+        attention: attention models only (SASRec, BERT4Rec), else None: the ``k`` history items
+            the model's next-item state attends to most (last layer, mean over heads; ``weight``
+            is the attention weight, and the same list serves every item of the user). Shown
+            beside the contributions, never instead: attention is not tested for faithfulness,
+            the occlusion weights are.
     """
 
     user_id: Any
@@ -121,6 +129,7 @@ class Explanation:
     method: Literal["exact", "occlusion"]
     link: Literal["identity", "scaled_sigmoid"] = "identity"
     raw_score: float = field(default=float("nan"))
+    attention: tuple[Contribution, ...] | None = None
 
     def because(self, n: int = 2) -> list[Contribution]:
         """The (at most ``n``) history items that raised the score most; positive weights only."""
@@ -154,6 +163,17 @@ class Explanation:
             ],
             "rest": round(self.rest, 6),
             "residual": round(self.residual, 6),
+            "attention": None
+            if self.attention is None
+            else [
+                {
+                    "item_id": _plain(c.item_id),
+                    "title": c.title,
+                    "rating": c.rating,
+                    "weight": round(c.weight, 6),
+                }
+                for c in self.attention
+            ],
         }
 
 
@@ -221,6 +241,11 @@ def _history(model: Recommender, user: Any) -> _History:
     items = seen.indices[lo:hi][order].astype(np.int64)
     vals = np.asarray(model.seen_ratings_[lo:hi], dtype=np.float32)[order]
     return _History(user, u, items, vals)
+
+
+def history_items(model: Recommender, user: Any) -> I64:
+    """The item indices of ``user``'s history in timeline order (a user as :func:`explain`)."""
+    return _history(model, user).items
 
 
 def _row(hist: _History, n_items: int) -> sp.csr_matrix:
@@ -353,34 +378,101 @@ def _explain_pairs(model: Recommender, hist: _History, targets: I64, k: int) -> 
         served64 = np.asarray([_sigmoid(float(s), attr.y_range) for s in attr.score])
     else:
         served64 = np.asarray(attr.score, dtype=np.float64)
-    ids = model.items_.lookup(hist.items)
-    out = []
-    for p, t in enumerate(targets.tolist()):
-        w = np.asarray(attr.weights[p], dtype=np.float64)
-        score = float(served64[p])
-        raw = _logit(score, attr.y_range) if attr.y_range is not None else score
-        top = np.lexsort((np.arange(len(w)), -w))[:k]
-        titles = _titles(model, hist.items[top])
-        contribs = tuple(
-            Contribution(_plain(ids[j]), float(w[j]), float(hist.ratings[j]), title)
-            for j, title in zip(top.tolist(), titles, strict=True)
+    # Every pair shares the one history: weights as one (pairs, |H|) block, ranked at once
+    # (largest first, ties by timeline position), so the per-pair Python is object building.
+    n_hist = len(hist.items)
+    w_all = np.zeros((len(targets), n_hist), dtype=np.float64)
+    for p, w in enumerate(attr.weights):
+        w_all[p] = w
+    pos = np.broadcast_to(np.arange(n_hist), w_all.shape)
+    top_all = np.lexsort((pos, -w_all), axis=-1)[:, :k]
+    shown = np.take_along_axis(w_all, top_all, axis=1)
+    totals = w_all.sum(axis=1)
+    rest = totals - shown.sum(axis=1)
+    raws = (
+        np.asarray([_logit(float(v), attr.y_range) for v in served64])
+        if attr.y_range is not None
+        else served64
+    )
+    used = np.unique(top_all)
+    ids = np.empty(n_hist, dtype=object)
+    ids[used] = [_plain(v) for v in model.items_.lookup(hist.items[used])]
+    titles = np.empty(n_hist, dtype=object)
+    titles[used] = _titles(model, hist.items[used])
+    ratings = hist.ratings.astype(np.float64).tolist()
+    target_ids = [_plain(v) for v in model.items_.lookup(np.asarray(targets))]
+    att = attention_idx(model, hist.items, k)
+    attention = None
+    if att is not None:
+        at = np.asarray([j for j, _ in att], dtype=np.int64)
+        at_ids = [_plain(v) for v in model.items_.lookup(hist.items[at])]
+        at_titles = _titles(model, hist.items[at])
+        attention = tuple(
+            Contribution(i, w, ratings[j], t)
+            for (j, w), i, t in zip(att, at_ids, at_titles, strict=True)
         )
-        total = float(w.sum())
-        shown = float(w[top].sum())
+    link: Literal["identity", "scaled_sigmoid"] = (
+        "scaled_sigmoid" if attr.y_range is not None else "identity"
+    )
+    out = []
+    for p in range(len(targets)):
+        contribs = tuple(
+            Contribution(ids[j], w, ratings[j], titles[j])
+            for j, w in zip(top_all[p].tolist(), shown[p].tolist(), strict=True)
+        )
+        raw = float(raws[p])
         out.append(
             Explanation(
                 user_id=hist.user_id,
-                item_id=_plain(model.items_.lookup(np.asarray([t]))[0]),
-                score=score,
+                item_id=target_ids[p],
+                score=float(served64[p]),
                 contributions=contribs,
-                rest=total - shown,
-                residual=raw - total,
+                rest=float(rest[p]),
+                residual=raw - float(totals[p]),
                 method=attr.method,
-                link="scaled_sigmoid" if attr.y_range is not None else "identity",
+                link=link,
                 raw_score=raw,
+                attention=attention,
             )
         )
     return out
+
+
+def attention_idx(model: Recommender, items: I64, k: int) -> list[tuple[int, float]] | None:
+    """The ``k`` history positions with the largest attention (largest first), as
+    ``(position in items, weight)``; None for models without attention weights."""
+    hook = getattr(model, "attention_to_history", None)
+    weights = hook(items) if hook is not None and len(items) else None
+    if weights is None:
+        return None
+    w = np.asarray(weights, dtype=np.float64)
+    top = np.lexsort((np.arange(len(w)), -w))[:k]
+    return [(j, float(w[j])) for j in top.tolist()]
+
+
+def because_idx(
+    model: Recommender, user: Any, targets: npt.ArrayLike, n: int = 3
+) -> list[list[tuple[int, float]]]:
+    """Per target item index: the (at most ``n``) history items that raised its score most.
+
+    ``[(history item index, weight), ...]`` largest first, positive weights only: what
+    :meth:`Explanation.because` lists, from the same hook, without the served score, titles and
+    objects a full :class:`Explanation` carries. For the service's per-request ``because``.
+    """
+    hist = _history(model, user)
+    targets = np.asarray(targets, dtype=np.int64)
+    if not len(targets) or not len(hist.items):
+        return [[] for _ in range(len(targets))]
+    attr = model.explain_rows(_row(hist, model.n_items), np.zeros(len(targets), np.int64), targets)
+    w_all = np.stack([np.asarray(w, dtype=np.float64) for w in attr.weights])
+    pos = np.broadcast_to(np.arange(len(hist.items)), w_all.shape)
+    top = np.lexsort((pos, -w_all), axis=-1)[:, :n]
+    shown = np.take_along_axis(w_all, top, axis=1)
+    items = hist.items[top]
+    return [
+        [(j, w) for j, w in zip(ij, wj, strict=True) if w > 0]
+        for ij, wj in zip(items.tolist(), shown.tolist(), strict=True)
+    ]
 
 
 def explain_items(

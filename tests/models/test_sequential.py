@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -230,3 +231,50 @@ def test_bert4rec_refuses_next_item_options() -> None:
     for bad in ({"exclude_seen": True}, {"target_window": 5}, {"window_decay": 0.5}):
         with pytest.raises(ConfigError, match="next-item options"):
             create("bert4rec", **bad)
+
+
+def test_explanations_show_attention_beside_the_occlusion_weights(chain_model: Any) -> None:
+    hist = [3, 4, 5, 6, 7]
+    exp = chain_model.explain(hist, 8, k=3)
+    # The weights stay the faithfulness-tested occlusion; attention is an extra field.
+    assert exp.method == "occlusion"
+    idx = chain_model.items_.index(hist)
+    t = chain_model.items_.index_one(8)
+    full = chain_model.fold_in_scores(idx, np.ones(5, np.float32))[t]
+    for c in exp.contributions:
+        keep = idx != chain_model.items_.index_one(c.item_id)
+        drop = chain_model.fold_in_scores(idx[keep], np.ones(4, np.float32))[t]
+        assert c.weight == pytest.approx(float(full - drop), abs=1e-5)
+    w = chain_model.attention_to_history(idx)
+    want = np.argsort(-w, kind="stable")[:3]
+    assert exp.attention is not None
+    assert [c.item_id for c in exp.attention] == [hist[j] for j in want.tolist()]
+    assert [c.weight for c in exp.attention] == pytest.approx(w[want].tolist(), abs=1e-6)
+    assert exp.to_dict()["attention"][0]["item_id"] == hist[int(want[0])]
+    # Models without attention say so with None.
+    gru = create("gru4rec", epochs=1, max_len=12, hidden=8).fit(_chain_data(20, 30, 6))
+    assert gru.explain(hist, 8, k=3).attention is None
+
+
+def test_cli_and_api_show_attention(
+    chain_model: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from recforge.cli import main
+    from recforge.serve.app import create_app
+    from recforge.serve.settings import Settings
+
+    run = chain_model.save(tmp_path / "sasrec")
+    assert main(["explain", str(run), "--user", "7", "--item", "1", "-k", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "Attention of the model's last state" in out and "residual" in out
+    with TestClient(create_app(Settings(run=str(run)))) as client:
+        body = client.get("/users/7/recommendations?k=3&explain=true").json()
+        plain = client.get("/users/7/recommendations?k=3").json()
+    exp = chain_model.explain(7, int(body["items"][0]["item_id"]), k=3)
+    assert exp.attention is not None
+    for it in body["items"]:
+        assert [a["item_id"] for a in it["attention"]] == [str(c.item_id) for c in exp.attention]
+        assert it["because"] is not None  # beside, not instead
+    assert all(it["attention"] is None for it in plain["items"])

@@ -40,6 +40,19 @@ def render_explanation(con: Any, exp: Explanation) -> None:
     con.print(table)
     space = " (logit; score = scaled sigmoid of it)" if exp.link == "scaled_sigmoid" else ""
     con.print(f"sum {exp.raw_score:.4f}{space}; score {exp.score:.4f}")
+    if exp.attention is not None:
+        # Beside the weights, never instead: attention is what the state reads, not a share of
+        # this item's score, and only the occlusion weights above are tested for faithfulness.
+        att = Table(
+            title="Attention of the model's last state over the history (not an attribution)",
+            title_justify="left",
+        )
+        att.add_column("history item", justify="right")
+        att.add_column("title")
+        att.add_column("attention", justify="right")
+        for c in exp.attention:
+            att.add_row(str(c.item_id), c.title or "", f"{c.weight:.3f}")
+        con.print(att)
 
 
 def explain_command(run: Path, user: str, items: list[str], k: int, json_out: bool) -> None:

@@ -43,6 +43,7 @@ over bounded cosine scores finds 95%, in a quarter of the time.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
@@ -52,12 +53,11 @@ import pandas as pd
 import torch
 from pydantic import Field, model_validator
 from torch import nn
-from torch.nn import functional as F
 
 from recforge.config import ModelConfig, OptimizerName, ScheduleName
 from recforge.data.interactions import Interactions
 from recforge.data.vocab import IdVocab
-from recforge.models.base import DEFAULT_SCORE_CHUNK, FloatArray, IndexArray
+from recforge.models.base import DEFAULT_SCORE_CHUNK, FloatArray
 from recforge.models.neural import NeuralConfig, NeuralRecommender, OutputHead, YRange
 from recforge.train.losses import Batch, Objective, RatingMSE
 from recforge.train.trainer import Validator, rating_validator
@@ -529,53 +529,73 @@ class TwoTower(NeuralRecommender):
         return out
 
     # ------------------------------------------------------------------ new users
-    def fold_in_scores(self, item_idx: IndexArray, ratings: FloatArray) -> FloatArray:
-        """Scores of every item for a new user (module docstring: gradient fold-in).
+    def _gradient_fold_in_block(
+        self, items: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Scores of every item for ``R`` new users at once (module docstring: gradient fold-in).
 
-        Only the new user's embedding (and bias) is fitted; the item side is frozen, so its tower
-        outputs are computed once and each optimiser step runs the user tower alone.
+        Only each row's user embedding (and bias) is fitted; the item side is frozen, so its tower
+        outputs are computed once and each optimiser step runs the user tower alone. Rows are
+        independent (:mod:`recforge.train.rowwise`).
         """
         cfg = self._cfg()
         head, net = self._parts()
         net.eval()
-        device = self._device()
         explicit = self.objective_kind() == "mse"
+        n_rows = items.shape[0]
+        # In float64: the problem is small (the user tower and one product with frozen item
+        # vectors), and float32 rounding tipped stopping decisions by up to 1e-3 in the scores.
+        f64 = torch.float64
         with torch.no_grad():
-            vecs = net.item_vectors()
-            b_i = net.item_bias_of()
-            start = net.user_emb.weight.mean(0, keepdim=True)
-            b0 = net.user_bias.weight.mean().reshape(1) if net.user_bias is not None else None
+            vecs = net.item_vectors().to(f64)
+            b_i = net.item_bias_of().to(f64)
+            start = net.user_emb.weight.to(f64).mean(0, keepdim=True).expand(n_rows, -1)
+            b0 = (
+                net.user_bias.weight.to(f64).mean().reshape(1, 1).expand(n_rows, 1)
+                if net.user_bias is not None
+                else None
+            )
         emb = start.clone().requires_grad_(True)
         b_u = b0.clone().requires_grad_(True) if b0 is not None else None
         params = [emb] + ([b_u] if b_u is not None else [])
-        idx = np.asarray(item_idx, dtype=np.int64)
         threshold = cfg.positive_threshold
-        if not explicit and threshold is not None and (ratings >= threshold).any():
-            idx = idx[ratings >= threshold]  # the same positives as in training
-        rated = torch.as_tensor(idx, device=device)
-        target = torch.as_tensor(np.asarray(ratings, dtype=np.float32), device=device)
+        if not explicit and threshold is not None:
+            # The same positives as in training, where a row has any (else all its items count).
+            liked = mask & (target >= threshold)
+            mask = torch.where(liked.any(1, keepdim=True), liked, mask)
         reg = self.fold_in_reg()
+        maskf = mask.to(f64)
+        target = target.to(f64)
+        # A private float64 copy of the tower: the trained weights get no gradient, and threads
+        # folding in at once share nothing.
+        tower = copy.deepcopy(net.user_tower).to(f64).eval().requires_grad_(False)
 
-        def raw_scores(items: torch.Tensor | None) -> torch.Tensor:
-            user = net._finish(net.user_tower(emb))[0]
-            v, b = (vecs, b_i) if items is None else (vecs[items], b_i[items])
-            out = v @ user + b
+        # The rated items' vectors and biases, gathered once: (R, L, k) and (R, L).
+        rated_vecs, rated_bias = (vecs[items], b_i[items]) if explicit else (vecs, b_i)
+
+        def raw_scores(rated: bool) -> torch.Tensor:
+            user = net._finish(tower(emb))  # (R, k)
+            if rated:
+                out = torch.einsum("rlk,rk->rl", rated_vecs, user) + rated_bias  # (R, L)
+            else:
+                out = user @ vecs.T + b_i[None, :]  # (R, n_items)
             return out + b_u if b_u is not None else out
 
         def objective() -> torch.Tensor:
-            pull = (emb - start).pow(2).sum()
+            pull = (emb - start).pow(2).sum(1)
             if b_u is not None and b0 is not None:
-                pull = pull + (b_u - b0).pow(2).sum()
+                pull = pull + (b_u - b0).pow(2).sum(1)
             if explicit:
-                loss = (head.activate(raw_scores(rated)) - target).pow(2).sum()
+                loss = ((head.activate(raw_scores(True)) - target).pow(2) * maskf).sum(1)
             else:
-                logits = raw_scores(None) / cfg.temperature
+                logits = raw_scores(False) / cfg.temperature
                 # Summed over rated items (like the base fold-in): the pull weighs one item's worth.
-                loss = F.cross_entropy(logits.expand(len(rated), -1), rated, reduction="sum")
+                picked = logits.gather(1, items)
+                lse = torch.logsumexp(logits, dim=1, keepdim=True)
+                loss = ((lse - picked) * maskf).sum(1)
             return loss + reg * pull
 
-        self.minimise_fold_in(params, objective)
+        self.minimise_fold_in_rows(params, objective)
         with torch.no_grad():
-            scores = head.activate(raw_scores(None))
-        out: FloatArray = scores.float().cpu().numpy()
-        return out
+            scores: torch.Tensor = head.activate(raw_scores(False))
+        return scores

@@ -339,18 +339,29 @@ class LiveBackend:
             )
         else:
             raw_user = user
-        # Items this model does not know (a store list of another version) get an empty list.
-        known = [it for it in items if self.item_index(it.item_id) is not None]
+        from recforge.explain import attention_idx, because_idx, history_items
+
         for it in items:
             it.because = []
-        targets = [_coerce(it.item_id, self._item_kind) for it in known]
-        if raw_user is None or not targets:
+        # Items this model does not know (a store list of another version) get an empty list.
+        raw = [_coerce(it.item_id, self._item_kind) for it in items]
+        idx = self.model.items_.index(raw, missing="negative") if raw else np.zeros(0, np.int64)
+        known = np.flatnonzero(idx >= 0)
+        if raw_user is None or not len(known):
             return
-        for item, exp in zip(known, self.model.explain_batch(raw_user, targets, k=n), strict=True):
-            item.because = [
-                Because(item_id=str(c.item_id), title=c.title, weight=round(c.weight, 6))
-                for c in exp.because(n)
-            ]
+        found = because_idx(self.model, raw_user, idx[known], n)
+        if hasattr(self.model, "attention_to_history"):
+            history = history_items(self.model, raw_user)
+            att = attention_idx(self.model, history, n)
+            attention = None if att is None else [self._because(history[j], w) for j, w in att]
+            for it in items:
+                it.attention = attention
+        for p, pairs in zip(known.tolist(), found, strict=True):
+            items[p].because = [self._because(j, w) for j, w in pairs]
+
+    def _because(self, item: int, weight: float) -> Because:
+        text = self._item_text[item]
+        return Because(item_id=text, title=self.catalog.item(text).title, weight=round(weight, 6))
 
     def items_as_ratings(self, item_ids: Sequence[str]) -> dict[str, float]:
         """Ordered item ids as implicit positives ``{item_id: value}``, in the order given.

@@ -54,6 +54,15 @@ class ScoredItem(Item):
             "weights, largest first; see recforge.explain). Null when not asked for."
         ),
     )
+    attention: list[Because] | None = Field(
+        None,
+        description=(
+            "With explain=true, attention models only (SASRec, BERT4Rec): the rated items the "
+            "model's next-item state attends to most (weight: attention, the same list for every "
+            "item of the answer). Beside `because`, never instead: it is not an attribution. "
+            "Null otherwise."
+        ),
+    )
 
 
 class Recommendations(BaseModel):
