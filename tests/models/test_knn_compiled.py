@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -75,3 +76,33 @@ def test_implicit_item_knn_skips_the_unused_bias_fit() -> None:
     scores = model.score_items(np.arange(3))
     x = split.train.csr("binary")[:3]
     assert np.allclose(scores, (x @ model.similarity_).toarray(), atol=1e-6)
+
+
+@pytest.mark.parametrize("n_threads", [2, 3])
+def test_threaded_row_ranges_give_the_serial_matrix(n_threads: int) -> None:
+    # Rows are cut into 4 x threads ranges of equal cost, each computed in its own thread:
+    # the concatenation must be the one-thread matrix, bit for bit.
+    import torch
+
+    from recforge.threads import threads
+
+    for binary in (True, False):
+        values = _matrix(7, binary)
+        assert len(knn._row_ranges(values, values.T.tocsr(), 4 * n_threads)) > 1
+        with threads(1):
+            serial = knn.neighbour_similarities(values, values, k=4, restricted=False)
+        with threads(n_threads):
+            assert torch.get_num_threads() == n_threads
+            parallel = knn.neighbour_similarities(values, values, k=4, restricted=False)
+        assert np.array_equal(parallel.indptr, serial.indptr)
+        assert np.array_equal(parallel.indices, serial.indices)
+        assert np.array_equal(parallel.data, serial.data)
+
+
+def test_row_ranges_cover_every_row_once() -> None:
+    values = _matrix(1, True)
+    bounds = knn._row_ranges(values, values.T.tocsr(), 8)
+    assert bounds[0][0] == 0 and bounds[-1][1] == values.shape[0]
+    assert all(hi > lo for lo, hi in bounds)
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(bounds))
+    assert knn._row_ranges(values, values.T.tocsr(), 1) == [(0, values.shape[0])]

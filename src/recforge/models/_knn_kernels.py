@@ -9,8 +9,9 @@ top ``k`` among the touched rows only. Same formula, same summation order, same 
 (the ``k`` largest similarities above ``min_similarity``, self excluded, ties to the lower
 index), so the similarity matrix is the scipy path's.
 
-Serial, deterministic; compiled with ``cache=True`` (uncached when no cache directory is
-writable, see :func:`recforge.train._mf_kernels._jit`).
+Deterministic; one call computes a range of rows with the GIL released, so the caller runs
+ranges in threads (the result does not depend on the split); compiled with ``cache=True``
+(uncached when no cache directory is writable, see :func:`recforge.train._mf_kernels._jit`).
 """
 
 from __future__ import annotations
@@ -146,7 +147,7 @@ def _row_topk(
 def cosine_topk(
     indptr: Any, indices: Any, data: Any, t_indptr: Any, t_indices: Any, t_data: Any,
     norms: Any, k: int, shrinkage: float, min_support: int, min_similarity: float, binary: bool,
-    support: Any,
+    support: Any, lo: int, hi: int,
 ) -> tuple[Any, Any, Any]:  # fmt: skip
     """Top-``k`` cosine neighbours of every row of the ``(n, m)`` CSR ``(indptr, indices, data)``.
 
@@ -156,7 +157,9 @@ def cosine_topk(
     when ``m < 2¹⁵``: the whole array then stays in the L1 cache).
     ``s = v_a·v_b / (‖v_a‖‖v_b‖)``, shrunk by ``(c − 1)/(c − 1 + λ)`` with ``c`` the co-count,
     zeroed below ``min_support`` co-counts, kept when ``> min_similarity``; self excluded.
-    Returns ``(counts (n,), indices, float32 values)`` of the CSR rows, indices ascending.
+    Only rows ``lo ≤ a < hi`` are computed (rows are independent: threads may each take a
+    range, with their own ``support``, and the concatenated results are the serial ones).
+    Returns ``(counts (hi − lo,), indices, float32 values)`` of those CSR rows, indices ascending.
 
     Per row: accumulate into dense per-row arrays (no branch per product), then one sequential
     scan of them collects the candidates and resets them.
@@ -165,13 +168,13 @@ def cosine_topk(
     need_support = shrinkage > 0 or min_support > 1
     acc = np.zeros(n if not binary else 1, dtype=np.float64)
     touched = np.empty(n, dtype=np.int64)
-    counts = np.zeros(n, dtype=np.int64)
-    out_idx = np.empty(n * min(k, n), dtype=np.int64)
-    out_val = np.empty(n * min(k, n), dtype=np.float32)
+    counts = np.zeros(hi - lo, dtype=np.int64)
+    out_idx = np.empty((hi - lo) * min(k, n), dtype=np.int64)
+    out_val = np.empty((hi - lo) * min(k, n), dtype=np.float32)
     heap_v = np.empty(max(k, 1), dtype=np.float64)
     heap_i = np.empty(max(k, 1), dtype=np.int64)
     pos = 0
-    for a in range(n):
+    for a in range(lo, hi):
         _accumulate_row(
             a, indptr, indices, data, t_indptr, t_indices, t_data, binary, need_support, acc,
             support,
@@ -187,6 +190,6 @@ def cosine_topk(
         for t in range(size):
             out_idx[pos + t] = heap_i[order[t]]
             out_val[pos + t] = np.float32(heap_v[order[t]])
-        counts[a] = size
+        counts[a - lo] = size
         pos += size
     return counts, out_idx[:pos].copy(), out_val[:pos].copy()

@@ -85,9 +85,10 @@ Citations:
 from __future__ import annotations
 
 import importlib.util
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -342,6 +343,8 @@ def _cosine_topk_compiled(
     The same matrix as the dense-block path (:mod:`recforge.models._knn_kernels`), without the
     ``n × n`` dense blocks: 3-8x faster on MovieLens (docs/benchmarks/speed.md).
     """
+    import torch
+
     from recforge.models._knn_kernels import cosine_topk
 
     values = sp.csr_matrix(values, dtype=np.float64)
@@ -351,16 +354,52 @@ def _cosine_topk_compiled(
     t = values.T.tocsr()
     # int32 column indices (when they fit): half the memory traffic of the inner loop.
     idx_type = np.int32 if n < 2**31 and values.shape[1] < 2**31 else np.int64
-    counts, indices, data = cosine_topk(
+    args = (
         values.indptr.astype(np.int64), values.indices.astype(idx_type), values.data,
         t.indptr.astype(np.int64), t.indices.astype(idx_type), t.data,
         norms, int(k), float(shrinkage), int(min_support), float(min_similarity),
         bool(values.nnz == 0 or np.all(values.data == 1.0)),
-        np.zeros(n, dtype=np.int16 if values.shape[1] < 2**15 else np.int64),  # co-counts <= m
     )  # fmt: skip
+    support_dtype = np.int16 if values.shape[1] < 2**15 else np.int64  # co-counts <= m
+
+    def rows(bound: tuple[int, int]) -> tuple[Any, Any, Any]:
+        return cast(
+            tuple[Any, Any, Any],
+            cosine_topk(*args, np.zeros(n, dtype=support_dtype), bound[0], bound[1]),
+        )
+
+    n_threads = torch.get_num_threads()  # the fit's thread count (recforge.threads)
+    bounds = _row_ranges(values, t, 1 if n_threads == 1 else 4 * n_threads)
+    if len(bounds) == 1:
+        parts = [rows(bounds[0])]
+    else:
+        # The kernel releases the GIL: ranges run in parallel; rows are independent, so the
+        # concatenation is the serial result whatever the split.
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(n_threads) as pool:
+            parts = list(pool.map(rows, bounds))
     indptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(counts, out=indptr[1:])
+    np.cumsum(np.concatenate([p[0] for p in parts]), out=indptr[1:])
+    indices = np.concatenate([p[1] for p in parts])
+    data = np.concatenate([p[2] for p in parts])
     return sp.csr_matrix((data, indices, indptr), shape=(n, n))
+
+
+def _row_ranges(values: sp.csr_matrix, t: sp.csr_matrix, parts: int) -> list[tuple[int, int]]:
+    """``parts`` contiguous row ranges of about equal kernel cost (row ``a`` costs the summed
+    lengths of its columns in ``t``); more ranges than threads, so a parked thread holds no one up.
+    """
+    n = values.shape[0]
+    if parts <= 1 or n < 2 * parts:
+        return [(0, n)]
+    col_len = np.diff(t.indptr).astype(np.float64)
+    row_of = np.repeat(np.arange(n), np.diff(values.indptr))
+    row_cost = np.bincount(row_of, weights=col_len[values.indices], minlength=n) + 1.0
+    cost = np.cumsum(row_cost)
+    cuts = np.searchsorted(cost, cost[-1] * np.arange(1, parts) / parts)
+    edges = np.unique(np.concatenate([[0], cuts, [n]]))
+    return [(int(lo), int(hi)) for lo, hi in itertools.pairwise(edges)]
 
 
 def _row_means(values: sp.csr_matrix) -> F64Array:
