@@ -244,7 +244,7 @@ def speed_pairs() -> list[Pair]:
             lambda t, s: ImplicitCosine(K=40, num_threads=t, seed=s),
             rank,
             ndcg,
-            "recforge: compiled sparse accumulator + top-k heap, single-threaded.",
+            "recforge: compiled sparse accumulator + top-k heap, row ranges in threads.",
             ("implicit",),
         ),
         Pair(
