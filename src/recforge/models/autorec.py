@@ -68,7 +68,7 @@ use ``mult_vae``, ``mult_dae`` (or EASE, ALS) for top-N lists.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -365,8 +365,9 @@ class AutoRec(NeuralRecommender):
         lo, hi = self.rating_scale_ or (-np.inf, np.inf)
 
         def validate(module: nn.Module) -> dict[str, float]:
-            assert isinstance(module, AutoRecNet)
-            pred = self._pair_scores(module, users, items, codes=None).astype(np.float64)
+            # Any network with AutoRecNet's scoring interface (GLocal-K's kernelised one too).
+            net = cast(AutoRecNet, module)
+            pred = self._pair_scores(net, users, items, codes=None).astype(np.float64)
             err = pred - target
             cerr = np.clip(pred, lo, hi) - target
             return {

@@ -51,7 +51,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal, cast
 
-import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import torch
@@ -71,7 +70,7 @@ from recforge.models.autorec import (
 )
 from recforge.train.losses import Batch, Objective
 from recforge.train.rows import CSRRows
-from recforge.train.trainer import Trainer, Validator
+from recforge.train.trainer import Trainer
 
 __all__ = ["GLocalK", "GLocalKConfig", "GLocalKNet", "KernelLinear", "local_kernel"]
 
@@ -317,27 +316,6 @@ class GLocalK(AutoRec):
         # GLocalKNet has AutoRecNet's scoring interface (features, output.weight/bias, out_act),
         # which is all that I-AutoRec's scoring and fold-in code reads.
         return cast(AutoRecNet, self._glk())
-
-    def make_validator(self, train: Interactions, valid: Interactions) -> Validator | None:
-        """Pre-training validation: ``valid_loss`` (MSE), ``valid_rmse``/``valid_mae`` (clipped)."""
-        if len(valid) == 0:
-            return None
-        users = np.asarray(valid.user_idx, dtype=np.int64)
-        items = np.asarray(valid.item_idx, dtype=np.int64)
-        target = valid.rating.astype(np.float64)
-        lo, hi = self.rating_scale_ or (-np.inf, np.inf)
-
-        def validate(module: nn.Module) -> dict[str, float]:
-            net = cast(AutoRecNet, module)
-            pred = self._pair_scores(net, users, items, codes=None).astype(np.float64)
-            cerr = np.clip(pred, lo, hi) - target
-            return {
-                "valid_loss": float(np.mean((pred - target) ** 2)),
-                "valid_rmse": float(np.sqrt(np.mean(cerr**2))),
-                "valid_mae": float(np.mean(np.abs(cerr))),
-            }
-
-        return validate
 
     def _row_matrix(self) -> sp.csr_matrix:
         """Item rows the network reads: ``R`` before fine-tuning, ``relu(conv2d(R, G))`` after."""
