@@ -168,12 +168,11 @@ def test_run_declaring_more_than_its_weights_hold_allocates_nothing(
     assert built == ["meta"]  # shapes were compared on the meta device; nothing real was built
 
 
-def test_crafted_run_stays_small_in_a_fresh_process(mf_model: Recommender, tmp_path: Path) -> None:
+def _peak_rss_kib_loading(run: Path) -> int:
+    """Peak RSS (KiB) of a fresh interpreter that imports recforge and loads ``run``."""
     import subprocess
     import sys
 
-    run = save_run(tmp_path / "run", mf_model)
-    _inflate(run, 150_000, 4096)
     code = (
         "import resource, sys\n"
         "from recforge.artifacts import load_run\n"
@@ -184,8 +183,19 @@ def test_crafted_run_stays_small_in_a_fresh_process(mf_model: Recommender, tmp_p
     out = subprocess.run(
         [sys.executable, "-c", code, str(run)], capture_output=True, text=True, timeout=300
     )
-    peak_kib = int(out.stdout.strip().splitlines()[-1])
-    assert peak_kib < 1_000_000, f"peak RSS {peak_kib} KiB"  # the table alone is 2.4 GiB
+    return int(out.stdout.strip().splitlines()[-1])
+
+
+def test_crafted_run_stays_small_in_a_fresh_process(mf_model: Recommender, tmp_path: Path) -> None:
+    genuine = save_run(tmp_path / "genuine", mf_model)
+    run = save_run(tmp_path / "run", mf_model)
+    _inflate(run, 150_000, 4096)
+    # Relative to loading the genuine run in the same environment (the interpreter, torch and
+    # numba alone take a few hundred MiB, more or less by machine): the declared table alone is
+    # 2.4 GiB, so materialising it would add far more than this margin.
+    baseline_kib = _peak_rss_kib_loading(genuine)
+    peak_kib = _peak_rss_kib_loading(run)
+    assert peak_kib < baseline_kib + 512 * 1024, f"peak RSS {peak_kib} KiB, baseline {baseline_kib}"
 
 
 def test_a_genuine_neural_run_still_loads(mf_model: Recommender, tmp_path: Path) -> None:
