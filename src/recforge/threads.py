@@ -23,18 +23,28 @@ recforge`` calls it (torch is imported lazily later), and an explicit ``OMP_WAIT
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 __all__ = [
     "ENV_VAR",
     "available_cpus",
     "cgroup_cpu_limit",
     "default_threads",
+    "equal_cost_ranges",
     "forced_threads",
+    "map_in_threads",
     "quiet_openmp",
     "resolve_threads",
     "set_forced_threads",
@@ -214,3 +224,29 @@ def threads(n: int | None) -> Iterator[None]:
     finally:
         if want != old:
             torch.set_num_threads(old)
+
+
+def equal_cost_ranges(row_cost: npt.ArrayLike, parts: int) -> list[tuple[int, int]]:
+    """``parts`` contiguous, non-empty row ranges of about equal summed ``row_cost``.
+
+    For kernels that compute independent rows with the GIL released: more ranges than threads,
+    so a thread the scheduler parks holds no one up; the split never changes the result.
+    """
+    import numpy as np
+
+    cost = np.cumsum(np.asarray(row_cost, dtype=np.float64))
+    n = len(cost)
+    total = float(cost[-1]) if n else 0.0
+    cuts = np.searchsorted(cost, np.linspace(0, total, max(parts, 1) + 1)[1:-1], side="right")
+    edges = [0, *[int(c) for c in cuts], n]
+    return [(a, b) for a, b in itertools.pairwise(edges) if b > a]
+
+
+def map_in_threads(fn: Callable[[_T], _R], items: Sequence[_T], n_threads: int) -> list[_R]:
+    """``[fn(x) for x in items]``, on ``n_threads`` worker threads when more than one (in order)."""
+    if n_threads <= 1 or len(items) <= 1:
+        return [fn(x) for x in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(n_threads) as pool:
+        return list(pool.map(fn, items))

@@ -79,30 +79,42 @@ def test_implicit_item_knn_skips_the_unused_bias_fit() -> None:
 
 
 @pytest.mark.parametrize("n_threads", [2, 3])
-def test_threaded_row_ranges_give_the_serial_matrix(n_threads: int) -> None:
+def test_threaded_row_ranges_give_the_serial_matrix(
+    n_threads: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Rows are cut into 4 x threads ranges of equal cost, each computed in its own thread:
     # the concatenation must be the one-thread matrix, bit for bit.
     import torch
 
-    from recforge.threads import threads
+    from recforge.threads import map_in_threads, threads
 
+    n_ranges: list[int] = []
+
+    def spy(fn: Any, items: Any, workers: int) -> Any:
+        n_ranges.append(len(items))
+        return map_in_threads(fn, items, workers)
+
+    monkeypatch.setattr(knn, "map_in_threads", spy)
     for binary in (True, False):
         values = _matrix(7, binary)
-        assert len(knn._row_ranges(values, values.T.tocsr(), 4 * n_threads)) > 1
         with threads(1):
             serial = knn.neighbour_similarities(values, values, k=4, restricted=False)
         with threads(n_threads):
             assert torch.get_num_threads() == n_threads
             parallel = knn.neighbour_similarities(values, values, k=4, restricted=False)
+        assert n_ranges[-2] == 1 and n_ranges[-1] > 1  # the threaded call really split the rows
         assert np.array_equal(parallel.indptr, serial.indptr)
         assert np.array_equal(parallel.indices, serial.indices)
         assert np.array_equal(parallel.data, serial.data)
 
 
-def test_row_ranges_cover_every_row_once() -> None:
-    values = _matrix(1, True)
-    bounds = knn._row_ranges(values, values.T.tocsr(), 8)
-    assert bounds[0][0] == 0 and bounds[-1][1] == values.shape[0]
+def test_equal_cost_ranges_cover_every_row_once() -> None:
+    from recforge.threads import equal_cost_ranges
+
+    cost = np.random.default_rng(1).integers(1, 50, 70)
+    bounds = equal_cost_ranges(cost, 8)
+    assert bounds[0][0] == 0 and bounds[-1][1] == len(cost)
     assert all(hi > lo for lo, hi in bounds)
     assert all(a[1] == b[0] for a, b in itertools.pairwise(bounds))
-    assert knn._row_ranges(values, values.T.tocsr(), 1) == [(0, values.shape[0])]
+    assert equal_cost_ranges(cost, 1) == [(0, len(cost))]
+    assert equal_cost_ranges([], 4) == []

@@ -26,11 +26,12 @@ writable). numba is imported only when this module is (see :func:`recforge.model
 from __future__ import annotations
 
 import importlib
-import itertools
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+from recforge.threads import equal_cost_ranges
 
 numba: Any = importlib.import_module("numba")
 
@@ -178,9 +179,4 @@ def cg_half(
 
 def row_bounds(indptr: Any, k: int, parts: int) -> list[tuple[int, int]]:
     """``parts`` contiguous row ranges of about equal cost ``k² + 2k·n_u`` per row."""
-    n = len(indptr) - 1
-    cost = np.cumsum(k * k + 2 * k * np.diff(np.asarray(indptr, dtype=np.int64)))
-    total = int(cost[-1]) if n else 0
-    cuts = np.searchsorted(cost, np.linspace(0, total, parts + 1)[1:-1], side="right")
-    edges = [0, *[int(c) for c in cuts], n]
-    return [(a, b) for a, b in itertools.pairwise(edges) if b > a]
+    return equal_cost_ranges(k * k + 2 * k * np.diff(np.asarray(indptr, dtype=np.int64)), parts)

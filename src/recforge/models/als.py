@@ -54,6 +54,7 @@ from recforge.errors import ConfigError, ModelFitError
 from recforge.eval.metrics import rmse
 from recforge.explain import Attribution, row_entries
 from recforge.models.base import FloatArray, IndexArray, Recommender
+from recforge.threads import map_in_threads
 
 __all__ = ["ALS", "CHUNK_CELLS", "ALSConfig"]
 
@@ -654,14 +655,7 @@ class ALS(Recommender):
                 mat.indptr, mat.indices, mat.data, x, y, s, steps, lo, hi, scratch[part]
             )
 
-        if n_threads == 1 or len(bounds) == 1:
-            for part in range(len(bounds)):
-                run(part)
-        else:
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(n_threads) as pool:
-                list(pool.map(run, range(len(bounds))))
+        map_in_threads(run, range(len(bounds)), n_threads)
         return current
 
     def _explicit_half(

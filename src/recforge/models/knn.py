@@ -85,7 +85,6 @@ Citations:
 from __future__ import annotations
 
 import importlib.util
-import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, cast
@@ -101,6 +100,7 @@ from recforge.errors import ConfigError
 from recforge.explain import Attribution, row_entries
 from recforge.models.base import FloatArray, IndexArray, RecList, Recommender, topk_rows
 from recforge.models.recency import recency_matrix, sequence_weights
+from recforge.threads import equal_cost_ranges, map_in_threads
 
 F64Array = npt.NDArray[np.float64]
 Similarity = Literal["cosine", "adjusted_cosine", "pearson_baseline"]
@@ -369,37 +369,17 @@ def _cosine_topk_compiled(
         )
 
     n_threads = torch.get_num_threads()  # the fit's thread count (recforge.threads)
-    bounds = _row_ranges(values, t, 1 if n_threads == 1 else 4 * n_threads)
-    if len(bounds) == 1:
-        parts = [rows(bounds[0])]
-    else:
-        # The kernel releases the GIL: ranges run in parallel; rows are independent, so the
-        # concatenation is the serial result whatever the split.
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(n_threads) as pool:
-            parts = list(pool.map(rows, bounds))
+    # Row a costs the summed lengths of its columns in t; rows are independent and the kernel
+    # releases the GIL, so ranges run in parallel and their concatenation is the serial result.
+    row_of = np.repeat(np.arange(n), np.diff(values.indptr))
+    row_cost = np.bincount(row_of, weights=np.diff(t.indptr)[values.indices], minlength=n) + 1.0
+    bounds = equal_cost_ranges(row_cost, 1 if n_threads == 1 else 4 * n_threads) or [(0, n)]
+    parts = map_in_threads(rows, bounds, n_threads)
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.concatenate([p[0] for p in parts]), out=indptr[1:])
     indices = np.concatenate([p[1] for p in parts])
     data = np.concatenate([p[2] for p in parts])
     return sp.csr_matrix((data, indices, indptr), shape=(n, n))
-
-
-def _row_ranges(values: sp.csr_matrix, t: sp.csr_matrix, parts: int) -> list[tuple[int, int]]:
-    """``parts`` contiguous row ranges of about equal kernel cost (row ``a`` costs the summed
-    lengths of its columns in ``t``); more ranges than threads, so a parked thread holds no one up.
-    """
-    n = values.shape[0]
-    if parts <= 1 or n < 2 * parts:
-        return [(0, n)]
-    col_len = np.diff(t.indptr).astype(np.float64)
-    row_of = np.repeat(np.arange(n), np.diff(values.indptr))
-    row_cost = np.bincount(row_of, weights=col_len[values.indices], minlength=n) + 1.0
-    cost = np.cumsum(row_cost)
-    cuts = np.searchsorted(cost, cost[-1] * np.arange(1, parts) / parts)
-    edges = np.unique(np.concatenate([[0], cuts, [n]]))
-    return [(int(lo), int(hi)) for lo, hi in itertools.pairwise(edges)]
 
 
 def _row_means(values: sp.csr_matrix) -> F64Array:
