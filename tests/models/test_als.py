@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -311,13 +312,10 @@ def test_bad_config_is_a_config_error() -> None:
 
 
 # ---------------------------------------------------------------------------- implicit backend
-def test_native_half_step_equals_torch_cg_half_step() -> None:
-    # The implicit package's compiled CG solves the same system with the same steps: one
-    # half-step from the same warm start must agree with recforge's unpadded torch CG.
-    native = als_mod._native_cg()
-    if native is None:
-        pytest.skip("implicit is not installed")
-    dense, mat, other, current = _random_problem(3)
+def _torch_cg_half_step(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any, torch.Tensor]:
+    """A random implicit half-step problem (conf = 1 + 2r, λ = 0.3) and recforge's torch CG
+    answer after 3 steps: ``(dense, other, current, side, torch_out)``."""
+    dense, mat, other, current = _random_problem(seed)
     k = other.shape[1]
     conf = (1.0 + 2.0 * mat.data).astype(np.float32)
     side = als_mod._make_side(mat, conf - 1.0, conf, native=True)
@@ -326,6 +324,16 @@ def test_native_half_step_equals_torch_cg_half_step() -> None:
         gram=torch.from_numpy(other.T @ other), reg_diag=torch.full((k,), 0.3),
         row_scale=torch.ones(len(dense)), offsets=None, solver="cg", cg_steps=3,
     )  # fmt: skip
+    return dense, other, current, side, torch_out
+
+
+def test_native_half_step_equals_torch_cg_half_step() -> None:
+    # The implicit package's compiled CG solves the same system with the same steps: one
+    # half-step from the same warm start must agree with recforge's unpadded torch CG.
+    native = als_mod._native_cg()
+    if native is None:
+        pytest.skip("implicit is not installed")
+    _, other, current, side, torch_out = _torch_cg_half_step(3)
     out = current.copy()
     native.least_squares_cg(side.native, out, other, 0.3, num_threads=1, cg_steps=3)
     np.testing.assert_allclose(out, torch_out.numpy(), rtol=1e-3, atol=1e-4)
@@ -379,15 +387,8 @@ def test_numba_half_step_equals_torch_cg_half_step() -> None:
     kernels = als_mod._numba_cg()
     if kernels is None:
         pytest.skip("numba is not installed")
-    dense, mat, other, current = _random_problem(5)
+    dense, other, current, side, torch_out = _torch_cg_half_step(5)
     k = other.shape[1]
-    conf = (1.0 + 2.0 * mat.data).astype(np.float32)
-    side = als_mod._make_side(mat, conf - 1.0, conf, native=True)
-    torch_out = als_mod._solve_side(
-        side, torch.from_numpy(other), torch.from_numpy(current),
-        gram=torch.from_numpy(other.T @ other), reg_diag=torch.full((k,), 0.3),
-        row_scale=torch.ones(len(dense)), offsets=None, solver="cg", cg_steps=3,
-    )  # fmt: skip
     model = ALS(reg=0.3, cg_steps=3)
     model._native = kernels
     out = model._numba_half(side.native, torch.from_numpy(current.copy()), torch.from_numpy(other))
