@@ -32,6 +32,18 @@ def test_hand_computed_tiny_index() -> None:
     np.testing.assert_allclose(val, [[2.0, 1.0, 0.1]], rtol=1e-6)
 
 
+def test_exact_ties_across_the_cut_go_to_the_lower_index() -> None:
+    # 40 items share the top score: the first k by index must be returned, as Recommender's
+    # ranking does (argpartition alone picks an arbitrary subset of a tie straddling the cut).
+    vecs = np.zeros((200, 2), np.float32)
+    vecs[:, 0] = 1.0
+    vecs[::5, 0] = 0.5
+    tied = np.flatnonzero(vecs[:, 0] == 1.0)
+    idx, val = ItemIndex(vecs, mode="exact").search(np.array([1.0, 0.0]), 7)
+    assert idx.tolist() == [tied[:7].tolist()]
+    np.testing.assert_allclose(val, 1.0)
+
+
 @pytest.mark.parametrize("mode", ["exact", "hnsw", "ivf"])
 def test_excluded_items_filtered_and_k_still_returned(mode: str) -> None:
     vecs = _catalogue()

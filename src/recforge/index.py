@@ -32,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from recforge.errors import ConfigError
+from recforge.models.base import topk_rows
 
 __all__ = ["IndexMode", "ItemIndex", "recall_at_k"]
 
@@ -196,7 +197,8 @@ class ItemIndex:
         self, q: npt.NDArray[np.float32], fetch: int
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
         scores = q @ self.vectors.T
-        return _topk(scores, fetch)
+        # The library's one ranking rule: best first, ties by lower index even across the cut.
+        return topk_rows(scores, fetch)
 
     def _approx(
         self, q: npt.NDArray[np.float32], fetch: int
@@ -255,24 +257,6 @@ class ItemIndex:
                     self.mode = saved
                 idx[rows], val[rows] = i2, v2
         return idx, val
-
-
-def _topk(
-    scores: npt.NDArray[np.float32], k: int
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-    """Top-``k`` columns per row, best first (ties by lower index)."""
-    n = scores.shape[1]
-    k = min(k, n)
-    if k < n:
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    else:
-        part = np.broadcast_to(np.arange(n), scores.shape).copy()
-    vals = np.take_along_axis(scores, part, 1)
-    order = np.lexsort((part, -vals), axis=1)
-    return (
-        np.take_along_axis(part, order, 1).astype(np.int64),
-        np.take_along_axis(vals, order, 1).astype(np.float32),
-    )
 
 
 def recall_at_k(approx: npt.NDArray[np.int64], exact: npt.NDArray[np.int64]) -> float:
