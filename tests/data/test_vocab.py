@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recforge.data.vocab import IdVocab
-from recforge.errors import DataError, UnknownIdError
+from recforge.errors import ConfigError, DataError, UnknownIdError
 
 
 def test_index_and_lookup_follow_given_order() -> None:
@@ -186,3 +186,9 @@ def test_from_values_default_name_and_the_float_id_message() -> None:
     assert IdVocab.from_values([2, 1]).name == "id"
     with pytest.raises(DataError, match=r"^ids must be integers or strings, got non-integral"):
         IdVocab([1.5, 2.0])
+
+
+def test_index_refuses_an_unknown_missing_policy() -> None:
+    v = IdVocab.from_values(["a", "b"])
+    with pytest.raises(ConfigError, match="missing must be 'error' or 'negative', got 'negativ'"):
+        v.index(["a", "zz"], missing="negativ")  # type: ignore[arg-type]

@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from recforge.errors import DataError, UnknownIdError
+from recforge.errors import ConfigError, DataError, UnknownIdError
 
 MissingPolicy = Literal["error", "negative"]
 
@@ -79,8 +79,11 @@ class IdVocab:
         Args:
             ids: raw ids.
             missing: ``"error"`` raises :class:`UnknownIdError` naming the first unknown id;
-                ``"negative"`` returns -1 for unknown ids.
+                ``"negative"`` returns -1 for unknown ids. Any other value is a
+                :class:`~recforge.errors.ConfigError` (a typo must not silently mean -1).
         """
+        if missing not in ("error", "negative"):
+            raise ConfigError(f"missing must be 'error' or 'negative', got {missing!r}")
         small = self._small_index(ids)
         if small is not None:
             return small
