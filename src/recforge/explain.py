@@ -52,6 +52,8 @@ __all__ = [
     "add_explanation_columns",
     "attention_idx",
     "because_idx",
+    "drop_one_products",
+    "drop_one_rows",
     "explain",
     "explain_items",
     "explain_reclist",
@@ -271,6 +273,46 @@ def _drop_one_block(idx: I64, vals: npt.NDArray[np.float32]) -> tuple[I64, Any, 
     dat = np.concatenate([vals, np.broadcast_to(vals, (n, n))[keep]])
     ptr = np.concatenate([[0], n + np.arange(n + 1) * (n - 1)])
     return ind.astype(np.int64), dat.astype(np.float32), ptr.astype(np.int64)
+
+
+def drop_one_rows(idx: I64, vals: npt.NDArray[np.float32], n_items: int) -> sp.csr_matrix:
+    """CSR of ``1 + L`` rows: the full history, then the history without entry ``m``
+    (``m = 0 .. L−1``), entries in timeline order."""
+    ind, dat, ptr = _drop_one_block(np.asarray(idx, np.int64), np.asarray(vals, np.float32))
+    return sp.csr_matrix((dat, ind.astype(np.int32), ptr), shape=(len(ptr) - 1, n_items))
+
+
+def drop_one_products(inputs: sp.csr_matrix, weight: Any) -> Any:
+    """``inputs @ weightᵀ`` in float64 for a block whose row 0 is the full history.
+
+    Each other row differs from row 0 in a few entries (one, unless the input weights of the
+    remaining entries depend on the dropped one, as recency weights do), so its product is row
+    0's minus the differences' products: ``O(nnz(diff) · h)`` multiply-adds instead of
+    ``O(nnz · h)``, and only the touched columns of ``weight`` (``(h, n_items)``, a torch
+    tensor) are read. Returns a ``(rows, h)`` float64 tensor on ``weight``'s device.
+    """
+    import torch
+
+    x = sp.csr_matrix(inputs, dtype=np.float64)
+    n = x.shape[0]
+    lo, hi = int(x.indptr[0]), int(x.indptr[1])
+    f_ind, f_dat = x.indices[lo:hi], x.data[lo:hi]
+    rep = sp.csr_matrix(
+        (np.tile(f_dat, n), np.tile(f_ind, n), np.arange(n + 1) * len(f_ind)), shape=x.shape
+    )
+    diff = sp.csr_matrix(rep - x)
+    diff.eliminate_zeros()
+    cols = np.unique(np.concatenate([f_ind, diff.indices]))
+    dev = weight.device
+    w = weight.detach()[:, torch.as_tensor(cols, device=dev)].to(torch.float64).T  # (m, h)
+    full = torch.as_tensor(f_dat, device=dev) @ w[torch.as_tensor(np.searchsorted(cols, f_ind))]
+    out = full[None, :].expand(n, -1).clone()
+    d_rows = np.repeat(np.arange(n), np.diff(diff.indptr))
+    contrib = (
+        torch.as_tensor(diff.data, device=dev)[:, None]
+        * w[torch.as_tensor(np.searchsorted(cols, diff.indices), device=dev)]
+    )
+    return out.index_add_(0, torch.as_tensor(d_rows, device=dev), contrib, alpha=-1.0)
 
 
 def _fold_in_block(

@@ -51,7 +51,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -70,6 +70,9 @@ from recforge.train.heldout import HeldOutRanking
 from recforge.train.losses import Batch, Objective
 from recforge.train.rows import CSRRows, csr_from_state, csr_to_state
 from recforge.train.trainer import Validator
+
+if TYPE_CHECKING:
+    from recforge.explain import Attribution
 
 #: Dense floats materialised per validation chunk (users × items).
 _DENSE_BUDGET = 1 << 23
@@ -151,10 +154,15 @@ class MultVAENet(nn.Module):
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(μ, log σ²)`` for the VAE, ``(code, None)`` for the DAE."""
-        h = self.drop(F.normalize(x, dim=1))
+        return self.encode_from_first(self.encoder[0](self.drop(F.normalize(x, dim=1))))
+
+    def encode_from_first(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`encode` given the first layer's output ``W₁ x̂ + c₁`` (``x̂``: the normalised,
+        dropped-out row): the occlusion path computes it by rank-one updates."""
         last = len(self.encoder) - 1
         for k, layer in enumerate(self.encoder):
-            h = layer(h)
+            if k:
+                h = layer(h)
             if k < last or not self.variational:
                 h = torch.tanh(h)
         if not self.variational:
@@ -491,15 +499,9 @@ class MultDAE(NeuralRecommender):
         out: FloatArray = self.fold_in_scores_batch(rows)[0]
         return out
 
-    def fold_in_scores_batch(self, rows: sp.csr_matrix) -> FloatArray:
-        """Fold-in for several new users (one CSR row of item ratings each): ``(B, n_items)``.
-
-        Each row is binarised as in training (:meth:`fold_in_scores`) and encoded in chunks. With
-        ``recency_tau`` the entries are weighted by their stored order in the row, the last being
-        the user's most recent (``recommend_for_ratings`` keeps the order of its mapping).
-        """
-        net = self._net()
-        net.eval()
+    def _encoder_inputs(self, rows: sp.csr_matrix) -> sp.csr_matrix:
+        """The encoder's input rows of new users' rating rows: binarised (``positive_threshold``)
+        and, with ``recency_tau``, weighted by their stored order (see :meth:`fold_in_scores`)."""
         csr = sp.csr_matrix(rows).astype(np.float32)
         tau = self._cfg().recency_tau
         # Recency comes from the order as given: read it before sum_duplicates sorts the rows.
@@ -519,6 +521,18 @@ class MultDAE(NeuralRecommender):
         )
         if order_w is not None:
             binary = sp.csr_matrix(binary.multiply(order_w))
+        return binary
+
+    def fold_in_scores_batch(self, rows: sp.csr_matrix) -> FloatArray:
+        """Fold-in for several new users (one CSR row of item ratings each): ``(B, n_items)``.
+
+        Each row is binarised as in training (:meth:`fold_in_scores`) and encoded in chunks. With
+        ``recency_tau`` the entries are weighted by their stored order in the row, the last being
+        the user's most recent (``recommend_for_ratings`` keeps the order of its mapping).
+        """
+        net = self._net()
+        net.eval()
+        binary = self._encoder_inputs(rows)
         new = CSRRows(binary, self._device())
         out = np.empty((new.shape[0], self.n_items), dtype=np.float32)
         step = max(1, _DENSE_BUDGET // max(1, self.n_items))
@@ -528,6 +542,87 @@ class MultDAE(NeuralRecommender):
                 logits = net(new.dense(idx)[0])
                 out[s : s + len(idx)] = F.log_softmax(logits, dim=1).float().cpu().numpy()
         return out
+
+    # ------------------------------------------------------------------ explanations
+    def explain_rows(
+        self, rows: sp.csr_matrix, row_of: IndexArray, targets: IndexArray
+    ) -> Attribution:
+        """Drop-one occlusion of the log-probabilities, the first layer by rank-one updates.
+
+        The same quantity as the default (:func:`recforge.explain.occlusion`): the served
+        score ``log softmax(f(μ(x)))_i`` of the full history minus that of each drop-one
+        history, normaliser included (removing an item moves every item's log-probability; an
+        explanation of the logit alone would not add up to the served score). Only the first
+        layer changes: it is linear in the input row, so the drop-one rows' products
+        ``x_v W₁ᵀ`` are the full row's minus the dropped entries' (:func:`recforge.explain.
+        drop_one_products`, ``O(|H| · hidden)`` instead of a dense ``(|H| + 1) × n_items`` one),
+        divided by each row's own L2 norm (the encoder's normalisation). With ``recency_tau``
+        every weight of a drop-one row moves (positions shift), and the update covers all of
+        them. The layers after the first and the full-width softmax run as before.
+        """
+        from recforge.explain import Attribution, drop_one_products, drop_one_rows, row_entries
+
+        net = self._net()
+        net.eval()
+        rows = sp.csr_matrix(rows)
+        row_of = np.asarray(row_of, dtype=np.int64)
+        targets = np.asarray(targets, dtype=np.int64)
+        score = np.zeros(len(targets), dtype=np.float64)
+        weights: list[npt.NDArray[np.float64]] = [np.zeros(0)] * len(targets)
+        first = net.encoder[0]
+        assert isinstance(first, nn.Linear)
+        with torch.no_grad():
+            for r in range(rows.shape[0]):
+                pairs = np.flatnonzero(row_of == r)
+                if not len(pairs):
+                    continue
+                idx, vals = row_entries(rows, r)
+                found = self._drop_one_first_layer(idx, vals, first.weight)
+                if found is None:
+                    inputs = self._encoder_inputs(drop_one_rows(idx, vals, self.n_items))
+                    prod = drop_one_products(inputs, first.weight)
+                    sq = np.asarray(inputs.multiply(inputs).sum(axis=1), np.float64).ravel()
+                    norm = torch.as_tensor(np.sqrt(sq), device=prod.device)
+                else:
+                    prod, norm = found
+                # F.normalize: x / max(‖x‖, 1e-12); an empty row stays 0 (no rounding residue).
+                unit = torch.where(norm[:, None] > 0, prod / norm.clamp_min(1e-12)[:, None], 0.0)
+                pre = (unit + first.bias.to(unit.dtype)).to(first.weight.dtype)
+                logits = net.decode(net.encode_from_first(pre)[0])
+                cols, col_of = np.unique(targets[pairs], return_inverse=True)
+                logp = F.log_softmax(logits, dim=1)[:, torch.as_tensor(cols, device=logits.device)]
+                lp = logp.double().cpu().numpy()
+                for p, k in zip(pairs.tolist(), col_of.tolist(), strict=True):
+                    score[p] = lp[0, k]
+                    weights[p] = lp[0, k] - lp[1:, k]
+        return Attribution(score, weights, "occlusion")
+
+    def _drop_one_first_layer(
+        self, idx: IndexArray, vals: FloatArray, weight: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(x_v W₁ᵀ, ‖x_v‖)`` of the full row (``v = 0``) and each drop-one row, in float64,
+        straight from the history when every drop-one row is the full binary row less at most
+        the dropped item; None otherwise (recency weights, repeated items, or a threshold that
+        leaves one positive: dropping it brings the others back), for the general path.
+        """
+        cfg = self._cfg()
+        if cfg.recency_tau is not None or len(np.unique(idx)) != len(idx):
+            return None
+        kept = np.ones(len(idx), dtype=bool)
+        if cfg.positive_threshold is not None:
+            pos = np.asarray(vals) >= cfg.positive_threshold
+            if int(pos.sum()) == 1:
+                return None
+            if pos.any():
+                kept = pos
+        dev = weight.device
+        cols = weight.detach().index_select(1, torch.as_tensor(idx, device=dev)).double()
+        k = torch.as_tensor(kept, device=dev)
+        full = (cols * k).sum(1)
+        prod = torch.cat([full[None, :], full[None, :] - (cols * k).T])
+        n_kept = float(kept.sum())
+        sq = np.concatenate([[n_kept], n_kept - kept.astype(np.float64)])
+        return prod, torch.as_tensor(np.sqrt(sq), device=dev)
 
     # ------------------------------------------------------------------ persistence
     def get_state(self) -> dict[str, npt.NDArray[Any]]:

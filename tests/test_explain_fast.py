@@ -1,0 +1,140 @@
+"""Closed-form occlusion paths equal the reference drop-one fold-ins, and are deterministic.
+
+The reference is :func:`recforge.explain.occlusion`: ``|H| + 1`` fold-ins through
+``fold_in_scores_batch``. The fast paths (Mult-VAE/DAE's rank-one first layer, I-AutoRec's
+leave-one-out ridge, U-AutoRec's rank-one first layer) must give the same scores and weights up
+to float32 rounding of the network's outputs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from recforge.explain import drop_one_products, drop_one_rows, occlusion
+from recforge.models.base import Recommender
+from recforge.models.registry import create
+from recforge.testing import planted_explicit, planted_implicit
+
+#: (registry name, config, explicit data): every family with its own occlusion path, and the
+#: configurations that send it down each branch (threshold, recency, output activation).
+CASES: list[tuple[str, dict[str, Any], bool]] = [
+    ("mult_vae", {"epochs": 3}, False),
+    ("mult_dae", {"epochs": 3}, False),
+    ("mult_vae", {"epochs": 3, "positive_threshold": 4.0}, True),
+    ("mult_dae", {"epochs": 3, "recency_tau": 5.0}, True),
+    ("autorec", {"epochs": 3}, True),
+    ("autorec", {"epochs": 3, "output_activation": "relu"}, True),
+    ("autorec", {"epochs": 3, "variant": "user"}, True),
+]
+
+_FITTED: dict[str, Recommender] = {}
+
+
+def _model(name: str, config: dict[str, Any], explicit: bool) -> Recommender:
+    key = f"{name}{sorted(config.items())}{explicit}"
+    if key not in _FITTED:
+        data = planted_explicit(0) if explicit else planted_implicit(0)
+        _FITTED[key] = create(name, {"seed": 0, **config}).fit(data.train)
+    return _FITTED[key]
+
+
+def _rows(model: Recommender, histories: list[tuple[np.ndarray, np.ndarray]]) -> sp.csr_matrix:
+    ind = np.concatenate([h[0] for h in histories]).astype(np.int32)
+    dat = np.concatenate([h[1] for h in histories]).astype(np.float32)
+    ptr = np.concatenate([[0], np.cumsum([len(h[0]) for h in histories])])
+    return sp.csr_matrix((dat, ind, ptr), shape=(len(histories), model.n_items))
+
+
+def _histories(model: Recommender, explicit: bool) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Three new users (timeline order as drawn), one of them with a single rating."""
+    rng = np.random.default_rng(1)
+    out = []
+    for size in (12, 30, 1):
+        idx = rng.choice(model.n_items, size=size, replace=False).astype(np.int64)
+        vals = rng.integers(1, 6, size=size) if explicit else np.ones(size)
+        out.append((idx, vals.astype(np.float32)))
+    return out
+
+
+def _pairs(model: Recommender, rows: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(2)
+    row_of = np.repeat(np.arange(rows.shape[0]), 4)
+    targets = rng.choice(model.n_items, size=len(row_of), replace=True).astype(np.int64)
+    return row_of, targets
+
+
+@pytest.mark.parametrize(("name", "config", "explicit"), CASES)
+def test_fast_occlusion_equals_the_drop_one_fold_ins(
+    name: str, config: dict[str, Any], explicit: bool
+) -> None:
+    model = _model(name, config, explicit)
+    assert type(model).explain_rows is not Recommender.explain_rows
+    rows = _rows(model, _histories(model, explicit))
+    row_of, targets = _pairs(model, rows)
+    fast = model.explain_rows(rows, row_of, targets)
+    ref = occlusion(model, rows, row_of, targets)
+    assert fast.method == ref.method == "occlusion"
+    scale = max(1.0, float(np.abs(ref.score).max()))
+    np.testing.assert_allclose(fast.score, ref.score, rtol=0, atol=2e-6 * scale)
+    for w_fast, w_ref in zip(fast.weights, ref.weights, strict=True):
+        assert w_fast.shape == w_ref.shape
+        np.testing.assert_allclose(w_fast, w_ref, rtol=0, atol=4e-6 * scale)
+    # Not vacuous: the history moves these scores.
+    assert max(float(np.abs(w).max()) for w in ref.weights) > 1e-4
+
+
+@pytest.mark.parametrize(("name", "config", "explicit"), CASES[:1] + CASES[4:5] + CASES[6:])
+def test_fast_occlusion_is_deterministic(name: str, config: dict[str, Any], explicit: bool) -> None:
+    model = _model(name, config, explicit)
+    rows = _rows(model, _histories(model, explicit))
+    row_of, targets = _pairs(model, rows)
+    first = model.explain_rows(rows, row_of, targets)
+    again = model.explain_rows(rows, row_of, targets)
+    assert np.array_equal(first.score, again.score)
+    assert all(np.array_equal(a, b) for a, b in zip(first.weights, again.weights, strict=True))
+
+
+def test_known_user_explanation_matches_the_reference() -> None:
+    model = _model("mult_vae", {"epochs": 3}, False)
+    uid = model.users_.ids[3]
+    item = model.recommend(uid, k=1)[0].item_ids[0]
+    exp = model.explain(uid, item, k=50)
+    u = int(model.users_.index_one(uid))
+    lo, hi = int(model.seen_.indptr[u]), int(model.seen_.indptr[u + 1])
+    order = np.argsort(model.seen_order_[lo:hi], kind="stable")
+    idx = model.seen_.indices[lo:hi][order].astype(np.int64)
+    full = float(model.fold_in_scores(idx, np.ones(len(idx), np.float32))[model.items_.index_one(item)])
+    assert exp.raw_score == pytest.approx(full, abs=1e-5)
+    for c in exp.contributions:
+        keep = idx != model.items_.index_one(c.item_id)
+        drop = full - float(
+            model.fold_in_scores(idx[keep], np.ones(int(keep.sum()), np.float32))[
+                model.items_.index_one(item)
+            ]
+        )
+        assert c.weight == pytest.approx(drop, abs=1e-5)
+
+
+def test_drop_one_products_equal_the_dense_products() -> None:
+    rng = np.random.default_rng(0)
+    import torch
+
+    weight = torch.as_tensor(rng.normal(size=(7, 20)), dtype=torch.float32)
+    idx = np.array([4, 9, 1, 17, 3], np.int64)
+    vals = np.array([1.0, 0.5, 2.0, 1.5, 0.25], np.float32)
+    block = drop_one_rows(idx, vals, 20)
+    assert block.shape == (6, 20)
+    dense = block.toarray().astype(np.float64)
+    assert np.array_equal(dense[0, idx], vals.astype(np.float64))
+    for m in range(5):
+        assert dense[1 + m, idx[m]] == 0 and np.count_nonzero(dense[1 + m]) == 4
+    # Rows that differ from row 0 in more than one entry (recency weights) are exact too.
+    block = sp.csr_matrix(block)
+    block.data = block.data * rng.uniform(0.5, 1.5, size=block.nnz).astype(np.float32)
+    expect = block.toarray().astype(np.float64) @ weight.double().numpy().T
+    got = drop_one_products(block, weight).numpy()
+    np.testing.assert_allclose(got, expect, rtol=1e-12, atol=1e-12)
