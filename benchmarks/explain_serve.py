@@ -34,8 +34,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from serve_load import drive, drive_wrk, start
 
-#: (label, registry name, config, explanation method): the issue's exact families, then two
-#: occlusion ones (an autoencoder, and a gradient fold-in).
+#: (label, registry name, config, explanation method): the issue's exact families, then the
+#: occlusion ones (autoencoders, and the gradient fold-ins). ``--models occlusion`` runs those.
 MODELS: list[tuple[str, str, dict[str, Any], str]] = [
     ("ease", "ease", {}, "exact"),
     ("item_knn", "item_knn", {}, "exact"),
@@ -44,6 +44,9 @@ MODELS: list[tuple[str, str, dict[str, Any], str]] = [
     ("biased_mf", "biased_mf", {"epochs": 5}, "exact"),
     ("mult_vae", "mult_vae", {"epochs": 20}, "occlusion"),
     ("embedding_net", "embedding_net", {"epochs": 3}, "occlusion"),
+    ("ncf", "ncf", {"epochs": 3}, "occlusion"),
+    ("two_tower", "two_tower", {"epochs": 3}, "occlusion"),
+    ("autorec", "autorec", {"epochs": 10}, "occlusion"),
 ]
 #: p99 goals of issue 14 (ms): exact families, occlusion-based ones.
 GOALS = {"exact": 20.0, "occlusion": 100.0}
@@ -84,7 +87,12 @@ def _scenarios(
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--models", nargs="*", default=[m[0] for m in MODELS])
+    ap.add_argument(
+        "--models",
+        nargs="*",
+        default=[m[0] for m in MODELS],
+        help="Labels to run, or 'occlusion' / 'exact' for every model of that method.",
+    )
     ap.add_argument("--runs", type=Path, help="Folder of runs named by label (trained if absent).")
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--duration", type=float, default=5.0, help="Seconds per row (wrk).")
@@ -92,6 +100,8 @@ def main() -> None:
     ap.add_argument("--client", choices=["auto", "wrk", "httpx"], default="auto")
     ap.add_argument("--out", type=Path, default=Path("docs/benchmarks/explain_serve"))
     args = ap.parse_args()
+    if args.models in (["occlusion"], ["exact"]):
+        args.models = [m[0] for m in MODELS if m[3] == args.models[0]]
     use_wrk = args.client == "wrk" or (args.client == "auto" and shutil.which("wrk") is not None)
     from recforge.artifacts import load_run
     from recforge.pipeline import train_run
@@ -169,8 +179,11 @@ def main() -> None:
         + (f"--models {' '.join(args.models)} " if len(args.models) < len(MODELS) else "")
         + f"--out {args.out}"
     )
+    import recforge
+
     meta = {
         "command": command,
+        "source": str(Path(recforge.__file__).resolve().parent),
         "data": "ML-100k, random:0.2 split, models fitted on the train part",
         "server": "recforge serve RUN (uvicorn, 1 worker, --log-level warning), loopback",
         "client": client,
