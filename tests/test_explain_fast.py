@@ -107,14 +107,13 @@ def test_known_user_explanation_matches_the_reference() -> None:
     lo, hi = int(model.seen_.indptr[u]), int(model.seen_.indptr[u + 1])
     order = np.argsort(model.seen_order_[lo:hi], kind="stable")
     idx = model.seen_.indices[lo:hi][order].astype(np.int64)
-    full = float(model.fold_in_scores(idx, np.ones(len(idx), np.float32))[model.items_.index_one(item)])
+    t = int(model.items_.index_one(item))
+    full = float(model.fold_in_scores(idx, np.ones(len(idx), np.float32))[t])
     assert exp.raw_score == pytest.approx(full, abs=1e-5)
     for c in exp.contributions:
         keep = idx != model.items_.index_one(c.item_id)
         drop = full - float(
-            model.fold_in_scores(idx[keep], np.ones(int(keep.sum()), np.float32))[
-                model.items_.index_one(item)
-            ]
+            model.fold_in_scores(idx[keep], np.ones(int(keep.sum()), np.float32))[t]
         )
         assert c.weight == pytest.approx(drop, abs=1e-5)
 
