@@ -305,7 +305,8 @@ def drop_one_products(inputs: sp.csr_matrix, weight: Any) -> Any:
     cols = np.unique(np.concatenate([f_ind, diff.indices]))
     dev = weight.device
     w = weight.detach()[:, torch.as_tensor(cols, device=dev)].to(torch.float64).T  # (m, h)
-    full = torch.as_tensor(f_dat, device=dev) @ w[torch.as_tensor(np.searchsorted(cols, f_ind))]
+    first = torch.as_tensor(np.searchsorted(cols, f_ind), device=dev)
+    full = torch.as_tensor(f_dat, device=dev) @ w[first]
     out = full[None, :].expand(n, -1).clone()
     d_rows = np.repeat(np.arange(n), np.diff(diff.indptr))
     contrib = (
