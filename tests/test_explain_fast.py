@@ -38,7 +38,7 @@ def _model(name: str, config: dict[str, Any], explicit: bool) -> Recommender:
     key = f"{name}{sorted(config.items())}{explicit}"
     if key not in _FITTED:
         data = planted_explicit(0) if explicit else planted_implicit(0)
-        _FITTED[key] = create(name, {"seed": 0, **config}).fit(data.train)
+        _FITTED[key] = create(name, config).fit(data.train)
     return _FITTED[key]
 
 
@@ -137,3 +137,36 @@ def test_drop_one_products_equal_the_dense_products() -> None:
     expect = block.toarray().astype(np.float64) @ weight.double().numpy().T
     got = drop_one_products(block, weight).numpy()
     np.testing.assert_allclose(got, expect, rtol=1e-12, atol=1e-12)
+
+
+#: Blend's batched fold-in: every member's batch, blended (the occlusion reference's one call).
+BATCHED: list[tuple[str, dict[str, Any], bool]] = [
+    (
+        "blend",
+        {
+            "members": [
+                {"model": "biases"},
+                {"model": "user_knn", "config": {"similarity": "pearson_baseline"}},
+                {"model": "autorec", "config": {"epochs": 2}},
+            ]
+        },
+        True,
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "config", "explicit"), BATCHED)
+def test_batched_fold_in_equals_one_user_at_a_time(
+    name: str, config: dict[str, Any], explicit: bool
+) -> None:
+    model = _model(name, config, explicit)
+    histories = _histories(model, explicit)[:2]
+    # Repeated items and the drop-one rows of an explanation, as the occlusion reference sends.
+    idx, vals = histories[0]
+    histories.append((np.concatenate([idx, idx[:2]]), np.concatenate([vals, vals[:2]])))
+    rows = sp.vstack([_rows(model, histories), drop_one_rows(idx, vals, model.n_items)]).tocsr()
+    batch = model.fold_in_scores_batch(rows)
+    for r in range(rows.shape[0]):
+        lo, hi = rows.indptr[r], rows.indptr[r + 1]
+        alone = model.fold_in_scores(rows.indices[lo:hi].astype(np.int64), rows.data[lo:hi])
+        np.testing.assert_allclose(batch[r], alone, rtol=0, atol=1e-6)

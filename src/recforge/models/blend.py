@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
+import scipy.sparse as sp
 from pydantic import Field, field_validator
 
 from recforge.config import FrozenConfig, ModelConfig
@@ -197,6 +198,12 @@ class Blend(Recommender):
         """Every member folds the new user in; their scores are blended with the fitted weights."""
         self._check_fitted()
         return self._combine([m.fold_in_scores(item_idx, ratings) for m in self.members_])
+
+    def fold_in_scores_batch(self, rows: sp.csr_matrix) -> FloatArray:
+        """The blend of every member's batched fold-in of the rows (an occlusion explanation's
+        ``|H| + 1`` rows reach the members' batched paths, not one fold-in per row)."""
+        self._check_fitted()
+        return self._combine([m.fold_in_scores_batch(rows) for m in self.members_])
 
     # ------------------------------------------------------------------ persistence
     def get_state(self) -> dict[str, npt.NDArray[Any]]:
