@@ -13,7 +13,7 @@ from recforge.data.interactions import Interactions
 from recforge.errors import ConfigError, ModelFitError
 from recforge.models.ease import EASE, ease_memory_bytes, parse_bytes
 from recforge.models.registry import create
-from recforge.testing import hit_rate, planted_implicit
+from recforge.testing import hit_rate, make_interactions, planted_implicit
 
 # 5 users x 4 items; a zero means "no interaction".
 RATINGS = np.array(
@@ -81,6 +81,18 @@ def test_predict_idx_matches_score_items() -> None:
     np.testing.assert_allclose(
         model.predict_idx(u, i), model.score_items(u)[np.arange(len(u)), i], rtol=1e-6
     )
+
+
+@pytest.mark.parametrize("weighting", ["binary", "rating"])
+def test_one_user_scores_are_the_batched_scores_bit_for_bit(weighting: str) -> None:
+    """A served request scores one user without scipy's row product; the answer must not move
+    (a changed last bit can reorder near-tied items)."""
+    data = make_interactions(60, 40, density=0.3, rating_scale=(1.0, 5.0), seed=5).interactions
+    model = EASE(reg=3.0, weighting=weighting).fit(data)
+    users = np.arange(model.n_users)
+    one = np.vstack([model.score_items(np.array([u])) for u in users.tolist()])
+    np.testing.assert_array_equal(one, model.score_items(users))
+    assert one.dtype == np.float32
 
 
 def test_memory_refusal_happens_before_any_work(monkeypatch: pytest.MonkeyPatch) -> None:

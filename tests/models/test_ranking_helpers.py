@@ -58,6 +58,32 @@ def test_seen_cells_follow_the_requested_users() -> None:
     ]
 
 
+def test_one_row_ranking_matches_the_batched_path_with_ties_and_exclusions() -> None:
+    """A served request ranks one row without torch; the order must be the batch path's."""
+    rng = np.random.default_rng(3)
+    for trial in range(200):
+        n = int(rng.integers(2, 60))
+        # few distinct values: many ties, some straddling the cut; -inf as excluded items
+        row = rng.integers(0, 4, size=n).astype(np.float32)
+        row[rng.random(n) < 0.3] = -np.inf
+        k = int(rng.integers(1, n))
+        one_idx, one_val = topk_rows(row[None, :], k)
+        # the same row twice takes the general (torch) path
+        both_idx, both_val = topk_rows(np.vstack([row, row]), k)
+        assert one_idx.tolist()[0] == both_idx.tolist()[0], (trial, row, k)
+        np.testing.assert_array_equal(one_val[0], both_val[0])
+        assert one_idx.dtype == np.int64 and one_val.dtype == np.float32
+
+
+def test_seen_cells_of_one_user_and_of_users_without_events() -> None:
+    seen = sp.csr_matrix(np.array([[0, 0, 0], [0, 1, 1], [1, 0, 0]], dtype=np.float32))
+    rows, cols = seen_cells(seen, np.array([1]))
+    assert rows.tolist() == [0, 0] and cols.tolist() == [1, 2]
+    rows, cols = seen_cells(seen, np.array([0, 2, 0, 1]))
+    assert rows.tolist() == [1, 3, 3] and cols.tolist() == [0, 1, 2]
+    assert rows.dtype == np.int64 and cols.dtype == np.int64
+
+
 def test_check_fitted_is_public() -> None:
     model = create("popularity")
     with pytest.raises(NotFittedError, match="not fitted yet"):

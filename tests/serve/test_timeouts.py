@@ -1,4 +1,5 @@
-"""Issue 17, case 7: a connection that never finishes its request head is closed."""
+"""Issue 17, case 7: a connection that never finishes its request head is closed; a head over
+the size limit is refused. Both HTTP parsers (httptools, the default, and h11) carry them."""
 
 from __future__ import annotations
 
@@ -7,7 +8,13 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pytest
+
+from recforge.serve.timeouts import MAX_HEADER_BYTES
+
 from ._server import serve
+
+PARSERS = pytest.mark.parametrize("parser", ["httptools", "h11"])
 
 
 def _connect(base: str) -> socket.socket:
@@ -16,8 +23,13 @@ def _connect(base: str) -> socket.socket:
     return sock
 
 
-def test_slow_request_head_is_cut_and_idle_connections_close(mf_run: Path) -> None:
-    env = {"RECFORGE_HEADER_TIMEOUT": "1", "RECFORGE_KEEP_ALIVE_TIMEOUT": "1"}
+@PARSERS
+def test_slow_request_head_is_cut_and_idle_connections_close(mf_run: Path, parser: str) -> None:
+    env = {
+        "RECFORGE_HEADER_TIMEOUT": "1",
+        "RECFORGE_KEEP_ALIVE_TIMEOUT": "1",
+        "RECFORGE_HTTP_PARSER": parser,
+    }
     with serve(mf_run, **env) as base:
         # Half a request head, then silence: the server closes (recv gives b"") well before
         # the 60 s socket timeout, which a server without a head deadline would reach.
@@ -57,4 +69,46 @@ def test_slow_request_head_is_cut_and_idle_connections_close(mf_run: Path) -> No
         rest = b""
         while chunk := ok.recv(4096):
             rest += chunk
+        ok.close()
+
+
+def _answer(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    out = b""
+    while chunk := sock.recv(65536):
+        out += chunk
+    return out
+
+
+@PARSERS
+def test_a_request_head_over_the_limit_is_refused(mf_run: Path, parser: str) -> None:
+    pad = b"a" * (MAX_HEADER_BYTES + 100)
+    with serve(mf_run, RECFORGE_HTTP_PARSER=parser) as base:
+        # Whole in one write (the parser sees a complete head): httptools counts what it
+        # parsed; h11 bounds only what it holds unparsed, so it takes a whole head in one read.
+        whole = _connect(base)
+        whole.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Pad: " + pad + b"\r\n\r\n")
+        answer = _answer(whole)
+        if parser == "httptools":
+            assert answer.startswith(b"HTTP/1.1 400")
+        whole.close()
+        # Never finished (the bytes pile up): 400 and closed with either parser.
+        endless = _connect(base)
+        endless.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Pad: " + pad)
+        assert _answer(endless).startswith(b"HTTP/1.1 400")
+        endless.close()
+        # Many small headers add up as well (sent without the final blank line: incomplete).
+        many = _connect(base)
+        heads = b"".join(b"X-H%d: %s\r\n" % (n, b"b" * 100) for n in range(200))
+        many.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n" + heads)
+        assert _answer(many).startswith(b"HTTP/1.1 400")
+        many.close()
+        # A head just under the limit is answered.
+        ok = _connect(base)
+        ok.sendall(
+            b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Pad: "
+            + b"a" * 8000
+            + b"\r\n\r\n"
+        )
+        assert _answer(ok).startswith(b"HTTP/1.1 200")
         ok.close()

@@ -608,7 +608,9 @@ def serve_cmd(
     _preflight(settings)
     from recforge.serve.timeouts import uvicorn_options
 
-    timeouts = uvicorn_options(settings.header_timeout, settings.keep_alive_timeout)
+    timeouts = uvicorn_options(
+        settings.header_timeout, settings.keep_alive_timeout, settings.http_parser
+    )
     if workers == 1:
         uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, **timeouts)
         return

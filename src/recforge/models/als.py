@@ -450,6 +450,8 @@ class ALS(Recommender):
         super().__init__(config, **overrides)
         # YᵀY (float64) for implicit fold-in, derived from item_factors_ on first use.
         self._item_gram: F64Array | None = None
+        # item_factors_ in float64 for explanations, keyed by the float32 array it copies.
+        self._factors64: tuple[FloatArray, F64Array] | None = None
         # The compiled CG kernel module while fitting with it (see _pick_backend).
         self._native: Any | None = None
         self._backend = "torch"
@@ -812,6 +814,15 @@ class ALS(Recommender):
         out: FloatArray = scores.astype(np.float32)
         return out
 
+    def _item_factors64(self) -> F64Array:
+        """``item_factors_`` in float64, copied once per factor array (not per explanation: the
+        copy of every item's factors was most of a served explanation's time)."""
+        cached = self._factors64
+        if cached is None or cached[0] is not self.item_factors_:
+            cached = (self.item_factors_, self.item_factors_.astype(np.float64))
+            self._factors64 = cached
+        return cached[1]
+
     def explain_rows(
         self, rows: sp.csr_matrix, row_of: IndexArray, targets: IndexArray
     ) -> Attribution:
@@ -829,7 +840,7 @@ class ALS(Recommender):
         targets = np.asarray(targets, dtype=np.int64)
         weights: list[F64Array] = [np.zeros(0)] * len(targets)
         score = np.zeros(len(targets), dtype=np.float64)
-        y = self.item_factors_.astype(np.float64)
+        y = self._item_factors64()
         k = y.shape[1]
         for r in np.unique(row_of).tolist():
             pairs = np.flatnonzero(row_of == r)

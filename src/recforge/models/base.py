@@ -106,6 +106,10 @@ def topk_rows(
     k = min(k, n)
     if k <= 0:
         return np.zeros((scores.shape[0], 0), np.int64), np.zeros((scores.shape[0], 0), np.float32)
+    if scores.shape[0] == 1 and k < n:
+        one = _top_one_row(scores[0], k)
+        if one is not None:
+            return one
     if k < n:
         from recforge.models._topk import select_top
 
@@ -118,6 +122,25 @@ def topk_rows(
     order = np.lexsort((part, -vals), axis=1)
     idx = np.take_along_axis(part, order, axis=1).astype(np.int64)
     return idx, np.take_along_axis(vals, order, axis=1).astype(np.float32)
+
+
+def _top_one_row(
+    row: npt.NDArray[np.floating[Any]], k: int
+) -> tuple[IndexArray, npt.NDArray[np.float32]] | None:
+    """:func:`topk_rows` of one row (a served request), None when it holds a NaN.
+
+    The same order (value descending, ties by lower index) without torch's per-call cost: the
+    ``k``-th largest value from ``np.partition``, then every entry at or above it (ties at the
+    cut included) ordered by ``lexsort``. About 30 µs for 27,000 items instead of ~150 µs.
+    """
+    if np.isnan(row).any():  # NaN orders differently in numpy and torch: the general path
+        return None
+    n = len(row)
+    kth = np.partition(row, n - k)[n - k]
+    cand = np.flatnonzero(row >= kth)
+    vals = row[cand]
+    order = np.lexsort((cand, -vals))[:k]
+    return cand[order].astype(np.int64)[None, :], vals[order].astype(np.float32)[None, :]
 
 
 def finite_scores(scores: npt.ArrayLike, dtype: type[np.floating[Any]] = np.float32) -> Any:
@@ -167,9 +190,14 @@ def seen_cells(
     seen: sp.csr_matrix, user_idx: npt.NDArray[np.integer[Any]]
 ) -> tuple[IndexArray, IndexArray]:
     """``(rows, cols)``: for each position ``r`` of ``user_idx``, the items that user has seen."""
-    rows = seen[user_idx]
-    counts = np.diff(rows.indptr)
-    return np.repeat(np.arange(len(user_idx)), counts), rows.indices.astype(np.int64)
+    # Straight from indptr/indices: scipy's fancy row indexing builds a matrix (~100 µs a call,
+    # most of a served request's ranking).
+    u = np.asarray(user_idx, dtype=np.int64)
+    starts = seen.indptr[u].astype(np.int64)
+    counts = seen.indptr[u + 1].astype(np.int64) - starts
+    rows = np.repeat(np.arange(len(u)), counts)
+    first = np.repeat(starts - (np.cumsum(counts) - counts), counts)
+    return rows, seen.indices[first + np.arange(len(rows))].astype(np.int64)
 
 
 #: Attributes :meth:`Recommender.fit` sets before ``_fit``; removed again when ``_fit`` fails.

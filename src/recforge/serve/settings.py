@@ -66,6 +66,12 @@ class Settings(BaseModel):
     keep_alive_timeout: float = Field(
         5.0, gt=0, le=3600, description="Seconds an idle keep-alive connection stays open."
     )
+    http_parser: Literal["auto", "httptools", "h11"] = Field(
+        "auto",
+        description="uvicorn's HTTP parser (recforge serve): httptools (C, the default when "
+        "installed) or h11 (pure Python, ~90 µs more server CPU per request); both carry the "
+        "header timeout and size limit.",
+    )
     run_roots: tuple[str, ...] = Field(
         (),
         description="Folders POST /admin/reload may load runs from (links resolved; separated by "
