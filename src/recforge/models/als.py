@@ -867,9 +867,9 @@ class ALS(Recommender):
             # (x_tᵀ A⁻¹ x_j) for every target t and history item j, from one solve.
             kernel = np.linalg.solve(a, x_tgt.T).T @ x_hist.T
             contrib = kernel * coef[None, :]
+            score[pairs] = base + contrib.sum(axis=1)  # one reduction, not one per pair
             for n, p in enumerate(pairs.tolist()):
                 weights[p] = contrib[n]
-                score[p] = float(base[n] + contrib[n].sum())
         return Attribution(score, weights, "exact")
 
     def item_vectors(self) -> FloatArray | None:

@@ -448,9 +448,11 @@ class EASE(Recommender):
             x = x * sequence_weights(len(idx), self.config.recency_tau)
             # One gather for every target of this history: (|H|, n_targets).
             w_all = x[:, None] * self.weights_[np.ix_(idx, targets[pairs])].astype(np.float64)
+            # Pairs as rows: one (pairwise, as per column before) reduction, not one per pair.
+            per_pair = np.ascontiguousarray(w_all.T)
+            score[pairs] = per_pair.sum(axis=1)
             for n, p in enumerate(pairs.tolist()):
-                weights[p] = w_all[:, n]
-                score[p] = float(w_all[:, n].sum())
+                weights[p] = per_pair[n]
         return Attribution(score, weights, "exact")
 
     # ------------------------------------------------------------------ items

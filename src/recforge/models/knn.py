@@ -399,6 +399,24 @@ def _row_sums_of_product(a: sp.csr_matrix, b: sp.csr_matrix) -> F64Array:
     return np.asarray(a.multiply(b).sum(axis=1), dtype=np.float64).ravel()
 
 
+def _gather_rows(b: sp.csr_matrix, rows: IndexArray) -> tuple[IndexArray, IndexArray]:
+    """Positions in ``b.data``/``b.indices`` of the entries of ``rows``, row after row, and how
+    many each row has."""
+    starts = b.indptr[rows].astype(np.int64)
+    counts = b.indptr[rows + 1].astype(np.int64) - starts
+    first = np.repeat(starts - (np.cumsum(counts) - counts), counts)
+    return first + np.arange(int(counts.sum())), counts
+
+
+def _dense_rows(m: sp.csr_matrix, rows: IndexArray) -> npt.NDArray[Any]:
+    """``m[rows].toarray()`` (a canonical CSR) for a few rows without scipy's fancy indexing,
+    which built two matrices per call: 40% of a served explanation's time."""
+    pos, counts = _gather_rows(m, rows)
+    out = np.zeros((len(rows), m.shape[1]), dtype=m.dtype)
+    out[np.repeat(np.arange(len(rows)), counts), m.indices[pos]] = m.data[pos]
+    return out
+
+
 def _state_array(state: Mapping[str, npt.NDArray[Any]], key: str) -> npt.NDArray[Any]:
     if key not in state:
         raise KeyError(f"state lacks {key!r}")
@@ -738,16 +756,18 @@ class ItemKNN(_NeighbourhoodModel):
             else:
                 b_u = self._fold_in_user_bias(idx, vals.astype(np.float64))
                 resid = vals.astype(np.float64) - self.global_mean_ - b_u - self.item_bias_[idx]
-                sims = self._sim[tgt][:, idx].toarray().T  # s_ij: (|H|, n_targets)
+                sims = _dense_rows(self._sim, tgt)[:, idx].T  # s_ij: (|H|, n_targets)
                 den = sims.sum(axis=0)
-                cnt = (self._sim_bin[tgt][:, idx].toarray() != 0).sum(axis=1)
+                cnt = (_dense_rows(self._sim_bin, tgt)[:, idx] != 0).sum(axis=1)
                 ok = (cnt >= self.config.min_k) & (den > 0)
                 scale = np.divide(1.0, den, out=np.zeros_like(den), where=ok)
                 w_all = sims * resid[:, None] * scale[None, :]
                 base = self.global_mean_ + b_u + self.item_bias_[tgt]
+            # Pairs as rows: one (pairwise, as per column before) reduction, not one per pair.
+            per_pair = np.ascontiguousarray(w_all.T)
+            score[pairs] = base + per_pair.sum(axis=1)
             for n, p in enumerate(pairs.tolist()):
-                weights[p] = w_all[:, n]
-                score[p] = float(base[n] + w_all[:, n].sum())
+                weights[p] = per_pair[n]
         return Attribution(score, weights, "exact")
 
     def similar_items(self, item_id: Any, k: int = 10) -> RecList:

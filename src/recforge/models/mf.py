@@ -305,9 +305,9 @@ def _ridge_explain(
         solved = np.linalg.solve(system.a, x_t.T).T  # rows: A⁻¹ x_t
         contrib = (solved @ system.x.T) * system.t[None, :]
         base = solved @ system.prior + system.item_offset[targets[pairs]]
+        score[pairs] = base + contrib.sum(axis=1)  # one reduction, not one per pair
         for n, p in enumerate(pairs.tolist()):
             weights[p] = contrib[n]
-            score[p] = float(base[n] + contrib[n].sum())
     return Attribution(score, weights, "exact", y_range)
 
 

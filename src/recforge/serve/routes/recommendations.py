@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
 from recforge.errors import DataError
@@ -12,11 +10,10 @@ from recforge.serve.deps import (
     NO_KNOWN_RATINGS,
     TOO_MANY_RATINGS,
     check_k,
-    get_service,
+    current_service,
     require_live,
 )
 from recforge.serve.schemas import ErrorBody, InvalidRequest, NewUserRequest, Recommendations
-from recforge.serve.service import Service
 
 router = APIRouter(tags=["new users"])
 
@@ -32,15 +29,14 @@ router = APIRouter(tags=["new users"])
     },
     summary="Recommendations for a new user's ratings",
 )
-async def new_user_recommendations(
-    body: NewUserRequest, service: Annotated[Service, Depends(get_service)]
-) -> Recommendations:
+async def new_user_recommendations(body: NewUserRequest, request: Request) -> Recommendations:
     """Fold-in: the model fits only the new user's own parameters to ``ratings`` and ranks
     every item. Rated items are excluded unless ``exclude_rated`` is false. For models trained on
     implicit feedback only liked ratings (above the scale's midpoint) count as evidence. With
     ``explain`` each item carries ``because`` (:mod:`recforge.explain`). Models whose fold-in
     measured under 2 ms at load (closed-form ones) answer on the event loop; slower ones run in
     a worker thread so they do not stall other requests."""
+    service = current_service(request)
     check_k(service, body.k)
     if body.n_given > service.settings.max_ratings:
         raise HTTPException(

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from recforge.serve.deps import UNKNOWN_USER, check_k, get_service, require_live
+from recforge.serve.deps import (
+    UNKNOWN_USER,
+    check_k,
+    current_service,
+    get_service,
+    require_live,
+)
 from recforge.serve.schemas import MAX_K, ErrorBody, History, Recommendations
 from recforge.serve.service import Service
 
@@ -26,7 +32,7 @@ _ERRORS: dict[int | str, dict[str, object]] = {
 )
 async def user_recommendations(
     user_id: str,
-    service: Annotated[Service, Depends(get_service)],
+    request: Request,
     k: Annotated[int, Query(ge=1, le=MAX_K, description="How many items.")] = 10,
     exclude_seen: Annotated[
         bool, Query(description="Leave out items the user rated in training (live mode).")
@@ -41,6 +47,7 @@ async def user_recommendations(
     runs with ``fallback=popular`` and a run. With ``explain=true`` each item carries
     ``because``: the user's rated items that raised its score most (:mod:`recforge.explain`).
     """
+    service = current_service(request)
     check_k(service, k)
     if service.store is not None:
         items = service.store.recommend(user_id, k, service.catalog)
