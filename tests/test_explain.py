@@ -154,6 +154,33 @@ def test_scaled_sigmoid_models_decompose_the_logit() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    "model",
+    [
+        EASE(reg=2.0, weighting="rating"),
+        ItemKNN(similarity="cosine", feedback="explicit", k_neighbors=10),
+        ItemKNN(similarity="cosine", feedback="implicit"),
+        ALS(n_factors=3, iterations=5, reg=0.5, alpha=2.0, weighting="rating"),
+        ALS(n_factors=3, iterations=5, objective="explicit"),
+        create("mf", {"epochs": 2, "n_factors": 4}),
+        create("biased_mf", {"epochs": 2, "n_factors": 4}),
+    ],
+    ids=["ease", "item_knn_explicit", "item_knn_implicit", "als", "als_explicit", "mf", "bmf"],
+)
+def test_one_history_fast_path_is_the_csr_path_bit_for_bit(model: Recommender) -> None:
+    """The served explanation skips the one-row CSR (explain_history); same numbers exactly."""
+    model.fit(_small())
+    items = np.array([3, 0, 1], dtype=np.int64)  # timeline order, not sorted
+    ratings = np.array([4.0, 5.0, 2.0], dtype=np.float32)
+    targets = np.array([2, 1, 2, 0], dtype=np.int64)
+    score, weights = model.explain_history(items, ratings, targets)
+    ref_score, ref_weights = Recommender.explain_history(model, items, ratings, targets)
+    assert type(model).explain_history is not Recommender.explain_history
+    assert weights.shape == (4, 3)
+    np.testing.assert_array_equal(score, ref_score)
+    np.testing.assert_array_equal(weights, ref_weights)
+
+
 def test_occlusion_weights_are_drop_one_score_changes() -> None:
     model = create("user_knn", {"feedback": "implicit"}).fit(_small())
     idx = np.array([0, 1, 3])

@@ -30,7 +30,7 @@ item ids (each counted as a rating at the top of the scale: a "like").
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -262,6 +262,28 @@ def row_entries(rows: sp.csr_matrix, r: int) -> tuple[I64, npt.NDArray[np.float3
     """Item indices and values of CSR row ``r`` in stored (timeline) order."""
     lo, hi = int(rows.indptr[r]), int(rows.indptr[r + 1])
     return rows.indices[lo:hi].astype(np.int64), np.asarray(rows.data[lo:hi], dtype=np.float32)
+
+
+def rows_by_history(
+    rows: sp.csr_matrix,
+    row_of: I64,
+    targets: I64,
+    one: Callable[[I64, npt.NDArray[np.float32], I64], tuple[F64, F64]],
+) -> tuple[F64, list[F64]]:
+    """An exact ``explain_rows`` from its one-history form ``one(items, ratings, targets) ->
+    (score, weights)`` (see :meth:`Recommender.explain_history`): scores and per-pair weights."""
+    row_of = np.asarray(row_of, dtype=np.int64)
+    targets = np.asarray(targets, dtype=np.int64)
+    weights: list[F64] = [np.zeros(0)] * len(targets)
+    score = np.zeros(len(targets), dtype=np.float64)
+    for r in np.unique(row_of).tolist():
+        pairs = np.flatnonzero(row_of == r)
+        idx, vals = row_entries(rows, r)
+        s, w = one(idx, vals, targets[pairs])
+        score[pairs] = s
+        for n, p in enumerate(pairs.tolist()):
+            weights[p] = w[n]
+    return score, weights
 
 
 # ---------------------------------------------------------------------- the occlusion default
@@ -506,8 +528,7 @@ def because_idx(
     targets = np.asarray(targets, dtype=np.int64)
     if not len(targets) or not len(hist.items):
         return [[] for _ in range(len(targets))]
-    attr = model.explain_rows(_row(hist, model.n_items), np.zeros(len(targets), np.int64), targets)
-    w_all = np.stack([np.asarray(w, dtype=np.float64) for w in attr.weights])
+    _, w_all = model.explain_history(hist.items, hist.ratings, targets)
     pos = np.broadcast_to(np.arange(len(hist.items)), w_all.shape)
     top = np.lexsort((pos, -w_all), axis=-1)[:, :n]
     shown = np.take_along_axis(w_all, top, axis=1)

@@ -52,7 +52,7 @@ from recforge.config import ModelConfig
 from recforge.data.interactions import Interactions
 from recforge.errors import ConfigError, ModelFitError
 from recforge.eval.metrics import rmse
-from recforge.explain import Attribution, row_entries
+from recforge.explain import Attribution, rows_by_history
 from recforge.models.base import FloatArray, IndexArray, Recommender
 from recforge.threads import map_in_threads
 
@@ -835,42 +835,50 @@ class ALS(Recommender):
         residual ``μ + b_i``.
         """
         self._check_fitted()
+        score, weights = rows_by_history(rows, row_of, targets, self._explain_one)
+        return Attribution(score, weights, "exact")
+
+    def explain_history(
+        self, items: IndexArray, ratings: FloatArray, targets: IndexArray
+    ) -> tuple[F64Array, F64Array]:
+        """:meth:`explain_rows` of one history, without a CSR row."""
+        self._check_fitted()
+        return self._explain_one(
+            np.asarray(items, dtype=np.int64),
+            np.asarray(ratings, dtype=np.float32),
+            np.asarray(targets, dtype=np.int64),
+        )
+
+    def _explain_one(
+        self, idx: IndexArray, vals: FloatArray, tgt: IndexArray
+    ) -> tuple[F64Array, F64Array]:
         cfg = self.config
-        row_of = np.asarray(row_of, dtype=np.int64)
-        targets = np.asarray(targets, dtype=np.int64)
-        weights: list[F64Array] = [np.zeros(0)] * len(targets)
-        score = np.zeros(len(targets), dtype=np.float64)
         y = self._item_factors64()
         k = y.shape[1]
-        for r in np.unique(row_of).tolist():
-            pairs = np.flatnonzero(row_of == r)
-            idx, vals = row_entries(rows, r)
-            y_i = y[idx]
-            if not self._explicit:
-                if self._item_gram is None:
-                    self._item_gram = y.T @ y
-                coef = self._confidence(vals).astype(np.float64)
-                a = self._item_gram + (y_i * (coef - 1.0)[:, None]).T @ y_i + self.reg * np.eye(k)
-                x_hist, x_tgt = y_i, y[targets[pairs]]
-                base = np.zeros(len(pairs))
-            else:
-                coef = vals.astype(np.float64) - self.global_mean_ - self.item_bias_[idx]
-                scale = float(max(len(idx), 1)) if cfg.weighted_reg else 1.0
-                reg = np.full(k, self.reg)
-                x_hist, x_tgt = y_i, y[targets[pairs]]
-                if cfg.biases:
-                    x_hist = np.hstack([y_i, np.ones((len(idx), 1))])
-                    x_tgt = np.hstack([x_tgt, np.ones((len(pairs), 1))])
-                    reg = np.append(reg, self._bias_reg)
-                a = x_hist.T @ x_hist + scale * np.diag(np.maximum(reg, 1e-12))
-                base = self.global_mean_ + self.item_bias_[targets[pairs]].astype(np.float64)
-            # (x_tᵀ A⁻¹ x_j) for every target t and history item j, from one solve.
-            kernel = np.linalg.solve(a, x_tgt.T).T @ x_hist.T
-            contrib = kernel * coef[None, :]
-            score[pairs] = base + contrib.sum(axis=1)  # one reduction, not one per pair
-            for n, p in enumerate(pairs.tolist()):
-                weights[p] = contrib[n]
-        return Attribution(score, weights, "exact")
+        y_i = y[idx]
+        if not self._explicit:
+            if self._item_gram is None:
+                self._item_gram = y.T @ y
+            coef = self._confidence(vals).astype(np.float64)
+            a = self._item_gram + (y_i * (coef - 1.0)[:, None]).T @ y_i + self.reg * np.eye(k)
+            x_hist, x_tgt = y_i, y[tgt]
+            base = np.zeros(len(tgt))
+        else:
+            coef = vals.astype(np.float64) - self.global_mean_ - self.item_bias_[idx]
+            scale = float(max(len(idx), 1)) if cfg.weighted_reg else 1.0
+            reg = np.full(k, self.reg)
+            x_hist, x_tgt = y_i, y[tgt]
+            if cfg.biases:
+                x_hist = np.hstack([y_i, np.ones((len(idx), 1))])
+                x_tgt = np.hstack([x_tgt, np.ones((len(tgt), 1))])
+                reg = np.append(reg, self._bias_reg)
+            a = x_hist.T @ x_hist + scale * np.diag(np.maximum(reg, 1e-12))
+            base = self.global_mean_ + self.item_bias_[tgt].astype(np.float64)
+        # (x_tᵀ A⁻¹ x_j) for every target t and history item j, from one solve.
+        kernel = np.linalg.solve(a, x_tgt.T).T @ x_hist.T
+        contrib: F64Array = kernel * coef[None, :]
+        score: F64Array = base + contrib.sum(axis=1)  # one reduction, not one per pair
+        return score, contrib
 
     def item_vectors(self) -> FloatArray | None:
         """The item factors ``(n_items, k)``."""

@@ -25,7 +25,7 @@ from pydantic import Field, field_validator
 from recforge.config import ModelConfig
 from recforge.data.interactions import Interactions
 from recforge.errors import ConfigError, ModelFitError
-from recforge.explain import Attribution, row_entries
+from recforge.explain import Attribution, rows_by_history
 from recforge.models.base import FloatArray, IndexArray, RecList, Recommender, rank_scores
 from recforge.models.recency import recency_matrix, sequence_weights
 
@@ -435,25 +435,32 @@ class EASE(Recommender):
         residual is the difference to the counted row).
         """
         self._check_fitted()
-        row_of = np.asarray(row_of, dtype=np.int64)
-        targets = np.asarray(targets, dtype=np.int64)
-        weights: list[npt.NDArray[np.float64]] = [np.zeros(0)] * len(targets)
-        score = np.zeros(len(targets), dtype=np.float64)
-        for r in np.unique(row_of).tolist():
-            pairs = np.flatnonzero(row_of == r)
-            idx, vals = row_entries(rows, r)
-            # The fold-in's rule: the given values count only with weighting='rating'.
-            rated = self.config.weighting == "rating"
-            x = vals.astype(np.float64) if rated else np.ones(len(idx))
-            x = x * sequence_weights(len(idx), self.config.recency_tau)
-            # One gather for every target of this history: (|H|, n_targets).
-            w_all = x[:, None] * self.weights_[np.ix_(idx, targets[pairs])].astype(np.float64)
-            # Pairs as rows: one (pairwise, as per column before) reduction, not one per pair.
-            per_pair = np.ascontiguousarray(w_all.T)
-            score[pairs] = per_pair.sum(axis=1)
-            for n, p in enumerate(pairs.tolist()):
-                weights[p] = per_pair[n]
+        score, weights = rows_by_history(rows, row_of, targets, self._explain_one)
         return Attribution(score, weights, "exact")
+
+    def explain_history(
+        self, items: IndexArray, ratings: FloatArray, targets: IndexArray
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """:meth:`explain_rows` of one history, without a CSR row."""
+        self._check_fitted()
+        return self._explain_one(
+            np.asarray(items, dtype=np.int64),
+            np.asarray(ratings, dtype=np.float32),
+            np.asarray(targets, dtype=np.int64),
+        )
+
+    def _explain_one(
+        self, idx: IndexArray, vals: FloatArray, targets: IndexArray
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        # The fold-in's rule: the given values count only with weighting='rating'.
+        rated = self.config.weighting == "rating"
+        x = vals.astype(np.float64) if rated else np.ones(len(idx))
+        x = x * sequence_weights(len(idx), self.config.recency_tau)
+        # One gather for every target of this history: (|H|, n_targets).
+        w_all = x[:, None] * self.weights_[np.ix_(idx, targets)].astype(np.float64)
+        # Pairs as rows: one (pairwise, as per column before) reduction, not one per pair.
+        per_pair = np.ascontiguousarray(w_all.T)
+        return per_pair.sum(axis=1), per_pair
 
     # ------------------------------------------------------------------ items
     def item_vectors(self) -> FloatArray | None:

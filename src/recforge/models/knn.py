@@ -97,7 +97,7 @@ from pydantic import Field
 from recforge.config import ModelConfig
 from recforge.data.interactions import Interactions
 from recforge.errors import ConfigError
-from recforge.explain import Attribution, row_entries
+from recforge.explain import Attribution, rows_by_history
 from recforge.models.base import FloatArray, IndexArray, RecList, Recommender, topk_rows
 from recforge.models.recency import recency_matrix, sequence_weights
 from recforge.threads import equal_cost_ranges, map_in_threads
@@ -740,35 +740,42 @@ class ItemKNN(_NeighbourhoodModel):
         (0 when fewer than ``min_k``); the baseline ``μ + b_u + b_i`` is the residual.
         """
         self._check_fitted()
-        row_of = np.asarray(row_of, dtype=np.int64)
-        targets = np.asarray(targets, dtype=np.int64)
-        weights: list[F64Array] = [np.zeros(0)] * len(targets)
-        score = np.zeros(len(targets), dtype=np.float64)
-        for r in np.unique(row_of).tolist():
-            pairs = np.flatnonzero(row_of == r)
-            idx, vals = row_entries(rows, r)
-            tgt = targets[pairs]
-            if self.feedback_ == "implicit":
-                x = sequence_weights(len(idx), self.config.recency_tau).astype(np.float64)
-                # s_ji for every history item j (rows) and target i (columns), one slice.
-                w_all = x[:, None] * self._sim[idx][:, tgt].toarray()
-                base = np.zeros(len(pairs))
-            else:
-                b_u = self._fold_in_user_bias(idx, vals.astype(np.float64))
-                resid = vals.astype(np.float64) - self.global_mean_ - b_u - self.item_bias_[idx]
-                sims = _dense_rows(self._sim, tgt)[:, idx].T  # s_ij: (|H|, n_targets)
-                den = sims.sum(axis=0)
-                cnt = (_dense_rows(self._sim_bin, tgt)[:, idx] != 0).sum(axis=1)
-                ok = (cnt >= self.config.min_k) & (den > 0)
-                scale = np.divide(1.0, den, out=np.zeros_like(den), where=ok)
-                w_all = sims * resid[:, None] * scale[None, :]
-                base = self.global_mean_ + b_u + self.item_bias_[tgt]
-            # Pairs as rows: one (pairwise, as per column before) reduction, not one per pair.
-            per_pair = np.ascontiguousarray(w_all.T)
-            score[pairs] = base + per_pair.sum(axis=1)
-            for n, p in enumerate(pairs.tolist()):
-                weights[p] = per_pair[n]
+        score, weights = rows_by_history(rows, row_of, targets, self._explain_one)
         return Attribution(score, weights, "exact")
+
+    def explain_history(
+        self, items: IndexArray, ratings: FloatArray, targets: IndexArray
+    ) -> tuple[F64Array, F64Array]:
+        """:meth:`explain_rows` of one history, without a CSR row."""
+        self._check_fitted()
+        return self._explain_one(
+            np.asarray(items, dtype=np.int64),
+            np.asarray(ratings, dtype=np.float32),
+            np.asarray(targets, dtype=np.int64),
+        )
+
+    def _explain_one(
+        self, idx: IndexArray, vals: FloatArray, tgt: IndexArray
+    ) -> tuple[F64Array, F64Array]:
+        if self.feedback_ == "implicit":
+            x = sequence_weights(len(idx), self.config.recency_tau).astype(np.float64)
+            # s_ji for every history item j (rows) and target i (columns), one slice.
+            w_all = x[:, None] * self._sim[idx][:, tgt].toarray()
+            base = np.zeros(len(tgt))
+        else:
+            b_u = self._fold_in_user_bias(idx, vals.astype(np.float64))
+            resid = vals.astype(np.float64) - self.global_mean_ - b_u - self.item_bias_[idx]
+            sims = _dense_rows(self._sim, tgt)[:, idx].T  # s_ij: (|H|, n_targets)
+            den = sims.sum(axis=0)
+            cnt = (_dense_rows(self._sim_bin, tgt)[:, idx] != 0).sum(axis=1)
+            ok = (cnt >= self.config.min_k) & (den > 0)
+            scale = np.divide(1.0, den, out=np.zeros_like(den), where=ok)
+            w_all = sims * resid[:, None] * scale[None, :]
+            base = self.global_mean_ + b_u + self.item_bias_[tgt]
+        # Pairs as rows: one (pairwise, as per column before) reduction, not one per pair.
+        per_pair = np.ascontiguousarray(w_all.T)
+        score: F64Array = base + per_pair.sum(axis=1)
+        return score, per_pair
 
     def similar_items(self, item_id: Any, k: int = 10) -> RecList:
         """The stored nearest neighbours of ``item_id``, most similar first (itself excluded).

@@ -57,7 +57,7 @@ from torch import nn
 
 from recforge.config import ModelConfig, OptimizerName, ScheduleName
 from recforge.errors import ConfigError
-from recforge.explain import Attribution, row_entries
+from recforge.explain import Attribution, rows_by_history
 from recforge.models.base import FloatArray, IndexArray
 from recforge.models.neural import NeuralRecommender, OutputHead, PairConfig, YRange
 from recforge.train.trainer import FusedEpoch, FusedFactory
@@ -291,24 +291,26 @@ def _ridge_explain(
 ) -> Attribution:
     """Exact terms of the closed-form fold-in: the logit ``x_iᵀw`` is linear in the targets, so
     ``w_j = (x_iᵀ A⁻¹ x_j) t_j`` and the residual is ``x_iᵀ A⁻¹ λw₀ + b_i + c``."""
-    row_of = np.asarray(row_of, dtype=np.int64)
-    targets = np.asarray(targets, dtype=np.int64)
-    weights: list[npt.NDArray[np.float64]] = [np.zeros(0)] * len(targets)
-    score = np.zeros(len(targets), dtype=np.float64)
-    y_range = None
-    for r in np.unique(row_of).tolist():
-        pairs = np.flatnonzero(row_of == r)
-        idx, vals = row_entries(rows, r)
-        system = _ridge_system(model, idx, vals)
-        y_range = system.y_range
-        x_t = system.item_rows[targets[pairs]]
-        solved = np.linalg.solve(system.a, x_t.T).T  # rows: A⁻¹ x_t
-        contrib = (solved @ system.x.T) * system.t[None, :]
-        base = solved @ system.prior + system.item_offset[targets[pairs]]
-        score[pairs] = base + contrib.sum(axis=1)  # one reduction, not one per pair
-        for n, p in enumerate(pairs.tolist()):
-            weights[p] = contrib[n]
+    score, weights = rows_by_history(
+        rows, row_of, targets, lambda idx, vals, tgt: _ridge_explain_one(model, idx, vals, tgt)
+    )
+    head = model._module()
+    assert isinstance(head, OutputHead)
+    y_range = None if head.y_range is None else (float(head.y_range[0]), float(head.y_range[1]))
     return Attribution(score, weights, "exact", y_range)
+
+
+def _ridge_explain_one(
+    model: NeuralRecommender, idx: IndexArray, vals: FloatArray, tgt: IndexArray
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """:func:`_ridge_explain` of one history: ``(score, weights)`` (targets as rows)."""
+    system = _ridge_system(model, idx, vals)
+    x_t = system.item_rows[tgt]
+    solved = np.linalg.solve(system.a, x_t.T).T  # rows: A⁻¹ x_t
+    contrib: npt.NDArray[np.float64] = (solved @ system.x.T) * system.t[None, :]
+    base = solved @ system.prior + system.item_offset[tgt]
+    score: npt.NDArray[np.float64] = base + contrib.sum(axis=1)  # one reduction per history
+    return score, contrib
 
 
 # ====================================================================== recommenders
@@ -375,6 +377,19 @@ class _RidgeFoldIn(NeuralRecommender):
         if self.loss_kind() != "mse":
             return super().explain_rows(rows, row_of, targets)
         return _ridge_explain(self, rows, row_of, targets)
+
+    def explain_history(
+        self, items: IndexArray, ratings: FloatArray, targets: IndexArray
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """:meth:`explain_rows` of one history; the MSE closed form without a CSR row."""
+        if self.loss_kind() != "mse":
+            return super().explain_history(items, ratings, targets)
+        return _ridge_explain_one(
+            self,
+            np.asarray(items, dtype=np.int64),
+            np.asarray(ratings, dtype=np.float32),
+            np.asarray(targets, dtype=np.int64),
+        )
 
 
 class MF(_RidgeFoldIn):
