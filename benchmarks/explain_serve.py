@@ -8,7 +8,13 @@ user), and POST /recommendations with ``"explain": true`` for new users (10 rati
 items, 1-5 stars, rotating through 2000 prepared bodies). Load generator: Debian's ``wrk`` (one
 thread, Lua scripts in benchmarks/wrk/) when on PATH, else the async httpx client of
 ``serve_load.py``. The machine's load average is recorded before and after every row: client,
-server and any other work share its cores.
+server and any other work share its cores. So is the server's CPU time per request (wrk rows),
+which moves far less with the machine's load than latency does.
+
+The server is ``python -m recforge.cli serve`` from whatever ``recforge`` the interpreter imports
+(put a source tree first on ``PYTHONPATH`` to measure it). ``--baseline-src OTHER/src`` also
+runs every model's rows against a server from another source tree, right before the current
+one, and adds a table of ratios (req/s, server CPU per request) measured back to back.
 
     apt-get install -y wrk
     RECFORGE_DATA_DIR=../shared/data nice -n 10 .venv/bin/python benchmarks/explain_serve.py \\
@@ -56,6 +62,19 @@ def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux ``/proc``), NaN elsewhere.
+
+    Throughput and latency on a shared machine move with its load; the server's CPU time per
+    request moves much less, so it is what compares two versions of the server fairly.
+    """
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _scenarios(
     users: list[str], bodies: list[dict[str, Any]], ids_file: Path, bodies_file: Path
 ) -> list[tuple[str, Any, str, dict[str, str]]]:
@@ -99,6 +118,13 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=2000, help="Requests per row (httpx).")
     ap.add_argument("--client", choices=["auto", "wrk", "httpx"], default="auto")
     ap.add_argument("--out", type=Path, default=Path("docs/benchmarks/explain_serve"))
+    ap.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="A source tree (its src/ folder) of another recforge version: every model's rows "
+        "are also run against a server from it, right before this version's, for ratios "
+        "measured in the same machine state.",
+    )
     args = ap.parse_args()
     if args.models in (["occlusion"], ["exact"]):
         args.models = [m[0] for m in MODELS if m[3] == args.models[0]]
@@ -133,39 +159,52 @@ def main() -> None:
         ids_file.write_text("\n".join(users) + "\n")
         bodies_file.write_text("\n".join(json.dumps(b) for b in bodies) + "\n")
         scenarios = _scenarios(users, bodies, ids_file, bodies_file)
-        proc, base = start([str(run)], 1)
-        try:
-            for scenario, make, script, env in scenarios:
-                before = load()
-                if use_wrk:
-                    res = drive_wrk(base, script, env, args.clients, args.duration)
-                else:
-                    res = asyncio.run(drive(base, make, args.clients, args.requests))
-                row = {
-                    "model": label,
-                    "method": method,
-                    "request": scenario,
-                    "clients": args.clients,
-                    **res,
-                    "load_before": before,
-                    "load_after": load(),
-                }
-                if "explain" in scenario and "no explain" not in scenario:
-                    row["goal_p99_ms"] = GOALS[method]
-                    row["met"] = bool(
-                        res["requests"] > 0
-                        and res["p99_ms"] <= GOALS[method]
-                        and res["errors"] == 0
-                    )
-                rows.append(row)
-                print(json.dumps(row), flush=True)
-        finally:
-            proc.terminate()
+        versions: list[tuple[str, dict[str, str]]] = [("current", {})]
+        if args.baseline_src is not None:
+            versions.insert(0, ("baseline", {"PYTHONPATH": str(args.baseline_src.resolve())}))
+        for version, extra_env in versions:
+            proc, base = start([str(run)], 1, extra_env)
             try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:  # worker threads still folding in: stop it hard
-                proc.kill()
-                proc.wait(timeout=10)
+                for scenario, make, script, env in scenarios:
+                    before = load()
+                    cpu0 = [cpu_seconds(proc.pid)]
+                    if use_wrk:
+
+                        def measured(pid: int = proc.pid, at: list[float] = cpu0) -> None:
+                            at[0] = cpu_seconds(pid)  # after wrk's warm-up second
+
+                        res = drive_wrk(base, script, env, args.clients, args.duration, measured)
+                    else:
+                        res = asyncio.run(drive(base, make, args.clients, args.requests))
+                    cpu = cpu_seconds(proc.pid) - cpu0[0]
+                    row = {
+                        "model": label,
+                        "method": method,
+                        "request": scenario,
+                        "version": version,
+                        "clients": args.clients,
+                        **res,
+                        "load_before": before,
+                        "load_after": load(),
+                    }
+                    if use_wrk and res["requests"]:
+                        row["server_cpu_us_per_request"] = 1e6 * cpu / res["requests"]
+                    if "explain" in scenario and "no explain" not in scenario:
+                        row["goal_p99_ms"] = GOALS[method]
+                        row["met"] = bool(
+                            res["requests"] > 0
+                            and res["p99_ms"] <= GOALS[method]
+                            and res["errors"] == 0
+                        )
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+            finally:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:  # worker threads still folding in: kill
+                    proc.kill()
+                    proc.wait(timeout=10)
 
     client = (
         f"wrk -t1 -c{args.clients} -d{args.duration:g}s --latency (after a 1 s warm-up)"
@@ -177,6 +216,7 @@ def main() -> None:
         f"--client {'wrk' if use_wrk else 'httpx'} --clients {args.clients} "
         + (f"--duration {args.duration:g} " if use_wrk else f"--requests {args.requests} ")
         + (f"--models {' '.join(args.models)} " if len(args.models) < len(MODELS) else "")
+        + (f"--baseline-src {args.baseline_src} " if args.baseline_src is not None else "")
         + f"--out {args.out}"
     )
     import recforge
@@ -204,20 +244,52 @@ def main() -> None:
         "average before/after each row in the table). Goals (issue 14): p99 <= 20 ms for the "
         "exact families, <= 100 ms for occlusion-based models, with explain=true.",
         "",
-        "| model | method | request | requests | errors | p50 ms | p99 ms | req/s | goal p99 | "
-        "met | load before / after |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---|---|",
+        "| model | method | request | version | requests | errors | p50 ms | p99 ms | req/s | "
+        "server CPU µs/req | goal p99 | met | load before / after |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in rows:
         goal = f"{r['goal_p99_ms']:g}" if "goal_p99_ms" in r else ""
         met = ("yes" if r["met"] else "no") if "met" in r else ""
+        cpu = r.get("server_cpu_us_per_request")
         lines.append(
-            f"| {r['model']} | {r['method']} | {r['request']} | {r['requests']} | {r['errors']} | "
-            f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['rps']:.0f} | {goal} | {met} | "
+            f"| {r['model']} | {r['method']} | {r['request']} | {r['version']} | "
+            f"{r['requests']} | {r['errors']} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+            f"{r['rps']:.0f} | {'' if cpu is None else f'{cpu:.0f}'} | {goal} | {met} | "
             f"{r['load_before']} / {r['load_after']} |"
         )
+    lines += _ratios(rows)
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def _ratios(rows: list[dict[str, Any]]) -> list[str]:
+    """Current over baseline, per model and request (rows run back to back), when both ran."""
+    pairs = {}
+    for r in rows:
+        pairs.setdefault((r["model"], r["request"]), {})[r["version"]] = r
+    out = []
+    for (model, request), got in pairs.items():
+        if "baseline" not in got or "current" not in got or not got["baseline"]["rps"]:
+            continue
+        old, new = got["baseline"], got["current"]
+        cpu_old = old.get("server_cpu_us_per_request")
+        cpu_new = new.get("server_cpu_us_per_request")
+        cpu = f"{cpu_new / cpu_old:.2f}" if cpu_old and cpu_new else ""
+        out.append(
+            f"| {model} | {request} | {new['rps'] / old['rps']:.2f} | {cpu} | "
+            f"{old['p99_ms']:.1f} -> {new['p99_ms']:.1f} |"
+        )
+    if not out:
+        return []
+    return [
+        "",
+        "Current version against `--baseline-src`, each model's rows run back to back:",
+        "",
+        "| model | request | req/s ratio | server CPU/req ratio | p99 ms |",
+        "|---|---|---:|---:|---|",
+        *out,
+    ]
 
 
 if __name__ == "__main__":

@@ -42,9 +42,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start(args: list[str], workers: int = 1) -> tuple[subprocess.Popen[bytes], str]:
+def start(
+    args: list[str], workers: int = 1, extra_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECFORGE_")}
+    env.update(extra_env or {})
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -123,9 +126,15 @@ WRK_DIR = Path(__file__).parent / "wrk"
 
 
 def drive_wrk(
-    base: str, script: str, env: dict[str, str], clients: int, seconds: float
+    base: str,
+    script: str,
+    env: dict[str, str],
+    clients: int,
+    seconds: float,
+    after_warm_up: Any = None,
 ) -> dict[str, float]:
-    """``clients`` connections for ``seconds`` (after a 1 s warm-up) with one wrk thread."""
+    """``clients`` connections for ``seconds`` (after a 1 s warm-up, then ``after_warm_up()``
+    when given) with one wrk thread."""
 
     def once(duration: float) -> dict[str, float]:
         cmd = ["wrk", "-t1", f"-c{clients}", f"-d{duration:g}s", "--latency", "--timeout", "10s"]
@@ -139,6 +148,8 @@ def drive_wrk(
         return dict(json.loads(found.group(1)))
 
     once(1)
+    if after_warm_up is not None:
+        after_warm_up()
     r = once(seconds)
     return {
         "requests": r["requests"],
