@@ -60,6 +60,28 @@ def test_excluded_items_filtered_and_k_still_returned(mode: str) -> None:
         np.testing.assert_array_equal(idx, top[:, 40:50])
 
 
+def test_one_query_takes_the_same_answer_as_a_batch() -> None:
+    """A served request searches one query through a shortcut; the answer must not change."""
+    vecs = _catalogue(400, 8)
+    index = ItemIndex(vecs, mode="exact")
+    rng = np.random.default_rng(4)
+    q = rng.normal(size=(6, 8)).astype(np.float32)
+    exclude = [rng.choice(400, size=int(rng.integers(0, 60)), replace=False) for _ in range(6)]
+    b_idx, b_val = index.search(q, 12, exclude=exclude)  # the batched path
+    for r in range(6):
+        one_idx, one_val = index.search(q[r], 12, exclude=[exclude[r]])
+        np.testing.assert_array_equal(one_idx[0], b_idx[r])
+        # the scores: one BLAS gemv against a gemm's rows, equal to the last bit or so
+        np.testing.assert_allclose(one_val[0], b_val[r], rtol=1e-6)
+    # more asked than left after the exclusions: the same padding
+    many = np.arange(395)
+    idx, val = index.search(q[0], 8, exclude=[many])
+    assert idx[0, :5].tolist() == sorted(
+        set(range(400)) - set(many.tolist()), key=lambda i: -(q[0] @ vecs[i])
+    )
+    assert idx[0, 5:].tolist() == [-1, -1, -1] and np.isneginf(val[0, 5:]).all()
+
+
 def test_everything_excluded_pads_with_minus_one() -> None:
     vecs = np.eye(3, dtype=np.float32)
     idx, val = ItemIndex(vecs, mode="exact").search(np.ones(3), 5, exclude=[np.array([0, 2])])

@@ -385,9 +385,9 @@ class EASE(Recommender):
             m = self.user_matrix_
             lo, hi = int(m.indptr[u[0]]), int(m.indptr[u[0] + 1])
             vals = np.asarray(m.data[lo:hi])
-            rows = self.weights_[m.indices[lo:hi]]
+            picked = self.weights_[m.indices[lo:hi]]
             # All-ones rows (binary weighting, most users under 'auto'): 1·b is b exactly.
-            out[0] = (rows if (vals == 1).all() else vals[:, None] * rows).sum(axis=0)
+            out[0] = (picked if (vals == 1).all() else vals[:, None] * picked).sum(axis=0)
             return out
         for start in range(0, len(u), _SCORE_CHUNK):
             rows = self.user_matrix_[u[start : start + _SCORE_CHUNK]]
