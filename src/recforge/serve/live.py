@@ -48,7 +48,7 @@ def _limit_blas_threads(n: int) -> None:
     A request's matrix products are small (ALS's explanation: a ``k × k`` solve and a few
     ``|H| × k`` products), and OpenBLAS splits even those over every core: its threads then
     spin against each other and against the other requests. Measured on the 2-core machine at
-    load ~7: ALS's explanation of 10 items took 4.5 ms with 2 BLAS threads, 1.1 ms with 1.
+    load ~7: ALS's explanation of 10 items took 3.8 ms with 2 BLAS threads, 1.1 ms with 1.
     """
     from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
