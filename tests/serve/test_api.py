@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -199,6 +200,10 @@ def test_openapi_documents_every_endpoint(live: TestClient) -> None:
         assert p in paths
     get_recs = paths["/users/{user_id}/recommendations"]["get"]
     assert "404" in get_recs["responses"]
+    # The hot routes answer with a pre-serialised response; their schema must still be documented.
+    for path, method in (("/users/{user_id}/recommendations", "get"), ("/recommendations", "post")):
+        ok = paths[path][method]["responses"]["200"]["content"]["application/json"]["schema"]
+        assert ok == {"$ref": "#/components/schemas/Recommendations"}
 
 
 def test_retrieval_vectors_reproduce_scores(model) -> None:  # type: ignore[no-untyped-def]
@@ -250,3 +255,21 @@ def test_settings_to_env_round_trips() -> None:
     assert env["RECFORGE_ADMIN"] == "False" and env["RECFORGE_MAX_K"] == "50"
     assert Settings.from_env(env) == s
     assert "RECFORGE_RUN" not in Settings(store="sqlite:///r.db").to_env()
+
+
+def test_model_json_response_is_the_models_json() -> None:
+    from recforge.serve.responses import ModelJSONResponse
+    from recforge.serve.schemas import Because, Recommendations, ScoredItem
+
+    item = ScoredItem(
+        item_id="i7",
+        title="Ä film",
+        rank=1,
+        score=0.1 + 0.2,
+        because=[Because(item_id="i2", weight=1e-5)],
+    )
+    answer = Recommendations(user_id=None, model_version="v1", source="fold_in", items=[item])
+    response = ModelJSONResponse(answer)
+    assert response.media_type == "application/json" and response.status_code == 200
+    assert json.loads(response.body) == answer.model_dump(mode="json")
+    assert json.loads(response.body)["items"][0]["score"] == 0.1 + 0.2  # shortest round trip

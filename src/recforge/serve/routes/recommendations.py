@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from recforge.errors import DataError
@@ -13,6 +13,7 @@ from recforge.serve.deps import (
     current_service,
     require_live,
 )
+from recforge.serve.responses import ModelJSONResponse
 from recforge.serve.schemas import ErrorBody, InvalidRequest, NewUserRequest, Recommendations
 
 router = APIRouter(tags=["new users"])
@@ -29,7 +30,7 @@ router = APIRouter(tags=["new users"])
     },
     summary="Recommendations for a new user's ratings",
 )
-async def new_user_recommendations(body: NewUserRequest, request: Request) -> Recommendations:
+async def new_user_recommendations(body: NewUserRequest, request: Request) -> Response:
     """Fold-in: the model fits only the new user's own parameters to ``ratings`` and ranks
     every item. Rated items are excluded unless ``exclude_rated`` is false. For models trained on
     implicit feedback only liked ratings (above the scale's midpoint) count as evidence. With
@@ -54,6 +55,7 @@ async def new_user_recommendations(body: NewUserRequest, request: Request) -> Re
     except DataError as exc:
         known = NO_KNOWN_RATINGS if "known" in str(exc) else str(exc)
         raise HTTPException(status_code=422, detail=known) from None
-    return Recommendations(
+    answer = Recommendations(
         user_id=None, model_version=service.model_version, source="fold_in", items=items
     )
+    return ModelJSONResponse(answer)

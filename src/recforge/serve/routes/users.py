@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from recforge.serve.deps import (
@@ -14,6 +14,7 @@ from recforge.serve.deps import (
     get_service,
     require_live,
 )
+from recforge.serve.responses import ModelJSONResponse
 from recforge.serve.schemas import MAX_K, ErrorBody, History, Recommendations
 from recforge.serve.service import Service
 
@@ -40,7 +41,7 @@ async def user_recommendations(
     explain: Annotated[
         bool, Query(description="Add `because` to each item (needs a run; not for fallbacks).")
     ] = False,
-) -> Recommendations:
+) -> Response:
     """From the store when one is configured (its lists already exclude seen items), else live.
 
     Unknown users get 404 ``unknown user: <id>``, or the most popular items when the service
@@ -58,12 +59,13 @@ async def user_recommendations(
         source = "live"
     if items is None:
         if service.settings.fallback == "popular" and service.live is not None:
-            return Recommendations(
+            fallback = Recommendations(
                 user_id=user_id,
                 model_version=service.model_version,
                 source="popular",
                 items=service.live.popular(k),
             )
+            return ModelJSONResponse(fallback)
         raise HTTPException(status_code=404, detail=UNKNOWN_USER.format(user_id))
     if explain:
         live = require_live(service)
@@ -71,12 +73,10 @@ async def user_recommendations(
             live.add_because(user_id, items)
         else:
             await run_in_threadpool(live.add_because, user_id, items)
-    return Recommendations(
-        user_id=user_id,
-        model_version=service.model_version,
-        source=source,
-        items=items,
+    answer = Recommendations(
+        user_id=user_id, model_version=service.model_version, source=source, items=items
     )
+    return ModelJSONResponse(answer)
 
 
 @router.get(
