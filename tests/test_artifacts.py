@@ -611,3 +611,67 @@ def test_blend_member_that_reads_item_metadata_round_trips(tmp_path: Path) -> No
     loaded = load_run(save_run(tmp_path / "run", model)).model
     users = np.arange(model.n_users)
     np.testing.assert_allclose(loaded.score_items(users), model.score_items(users), rtol=1e-6)
+
+
+# ------------------------------------ found by mutation testing (artifacts.py, second part)
+def test_every_refusal_names_the_run(run_dir: Path) -> None:
+    # The base tensors' and the stored interactions' checks name the run like every other one.
+    _edit_weights(run_dir, lambda s: s.pop("_base.global_mean"))
+    with pytest.raises(ArtifactError, match=rf"^{re.escape(str(run_dir))}: weights tensor"):
+        load_run(run_dir)
+
+
+def test_stored_interactions_outside_the_vocabularies_name_the_run(
+    fitted: Recommender, tmp_path: Path
+) -> None:
+    run = save_run(tmp_path / "run", fitted)
+    n_items = len(fitted.items_)
+    _edit_weights(
+        run,
+        lambda s: s.update({"_base.seen_indices": np.full_like(s["_base.seen_indices"], n_items)}),
+    )
+    with pytest.raises(
+        ArtifactError,
+        match=rf"^{re.escape(str(run))}: stored interactions do not match the vocabularies$",
+    ):
+        load_run(run)
+
+
+def test_config_that_is_not_an_object_is_refused_by_name(run_dir: Path) -> None:
+    (run_dir / "config.json").write_text("[1, 2]")
+    _fix_checksum(run_dir, "config.json")
+    with pytest.raises(
+        ArtifactError,
+        match=rf"^{re.escape(str(run_dir))}: config.json is not an object; re-create the run$",
+    ):
+        load_run(run_dir)
+
+
+def test_overlapping_tensors_that_pass_the_header_check_are_refused(run_dir: Path) -> None:
+    # Each entry is in bounds and sized right, so only the safetensors library itself sees
+    # that two tensors share bytes; its error becomes the usual one-line refusal.
+    raw = (run_dir / "weights.safetensors").read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + n])
+    spec = next(v for k, v in header.items() if k != "__metadata__")
+    header["zz_overlap"] = dict(spec)
+    text = json.dumps(header).encode()
+    _write_weights(run_dir, len(text).to_bytes(8, "little") + text + raw[8 + n :])
+    with pytest.raises(
+        ArtifactError, match=rf"^{re.escape(str(run_dir))}: cannot parse run files \(.+\)$"
+    ):
+        load_run(run_dir)
+
+
+def test_an_unexpected_failure_names_its_exception_type(
+    run_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from recforge.models.baselines import Biases
+
+    def boom(self: Any, state: Any) -> None:
+        raise ZeroDivisionError("planted")
+
+    monkeypatch.setattr(Biases, "set_state", boom)
+    with pytest.raises(ArtifactError) as info:
+        load_run(run_dir)
+    assert str(info.value) == f"{run_dir}: cannot load the run (ZeroDivisionError: planted)"
