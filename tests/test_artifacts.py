@@ -433,7 +433,8 @@ def test_blend_member_network_larger_than_its_weights_is_refused(tmp_path: Path)
     _inflate_config(run, bigger)
     with pytest.raises(
         ArtifactError,
-        match=r"weights tensor 'm1\.module\.[a-z_.]+' is F32\[\d+, 4\], but the config and "
+        match=rf"^{re.escape(str(run))}: weights tensor 'm1\.module\.[a-z_.]+' is F32\[\d+, 4\], "
+        r"but the config and "
         r"vocabularies \(\d+ users, 15 items\) declare \[\d+, 64\]; the weights do not belong",
     ):
         load_run(run)
