@@ -670,3 +670,133 @@ def test_ml100k_predefined_folds_partition_u_data() -> None:
         tests.append(split.test)
     # the five test files are disjoint and together cover u.data
     pd.testing.assert_frame_equal(canon(*tests), canon(full))
+
+
+# ---------------------------------------------------- found by mutation testing (data/split.py)
+def _tiny() -> Interactions:
+    """Three users, timestamps 1..9: u1 has 4 events, u2 3, u3 2 (source "tiny")."""
+    rows = [
+        (1, 10, 4.0, 1), (1, 20, 3.0, 2), (1, 30, 5.0, 3), (1, 40, 2.0, 4),
+        (2, 10, 1.0, 5), (2, 20, 2.0, 6), (2, 50, 3.0, 7),
+        (3, 30, 4.0, 8), (3, 60, 5.0, 9),
+    ]  # fmt: skip
+    return inter(rows, source="tiny")
+
+
+SPEC_LIST = ", ".join(S.valid_split_specs())
+BAD_CALLS: list[tuple[Callable[[], Any], type[Exception], str]] = [
+    (lambda: S.random_holdout(_tiny(), 0.2, valid_ratio=0.8), ConfigError,
+     "valid_ratio must be in [0, 1) with test_ratio + valid_ratio < 1, got 0.8"),
+    (lambda: S.random_holdout(_tiny(), 0.2, valid_ratio=-0.1), ConfigError,
+     "valid_ratio must be in [0, 1) with test_ratio + valid_ratio < 1, got -0.1"),
+    (lambda: S.random_holdout(_tiny(), 0.01), DataError,
+     "tiny: 9 events are too few for test_ratio=0.01, valid_ratio=0.0; every part needs at "
+     "least one event"),
+    (lambda: S.random_holdout(_tiny(), 0.5, valid_ratio=0.04), DataError,
+     "tiny: 9 events are too few for test_ratio=0.5, valid_ratio=0.04; every part needs at "
+     "least one event"),
+    (lambda: S.random_holdout(_tiny(), 1.0), ConfigError,
+     "test_ratio must be a number in (0, 1), got 1.0"),
+    (lambda: S.random_holdout(_tiny(), "0.2"), ConfigError,  # type: ignore[arg-type]
+     "test_ratio must be a number in (0, 1), got '0.2'"),
+    (lambda: S.kfold(_tiny(), 1), ConfigError, "kfold needs an integer k >= 2, got 1"),
+    (lambda: S.kfold(_tiny(), 2.0), ConfigError,  # type: ignore[arg-type]
+     "kfold needs an integer k >= 2, got 2.0"),
+    (lambda: S.kfold_fold(_tiny(), 3, 3), ConfigError,
+     "kfold fold must be an integer in 0..2, got 3"),
+    (lambda: S.kfold_fold(_tiny(), 3, -1), ConfigError,
+     "kfold fold must be an integer in 0..2, got -1"),
+    (lambda: S.kfold_fold(_tiny(), 3, 1.0), ConfigError,  # type: ignore[arg-type]
+     "kfold fold must be an integer in 0..2, got 1.0"),
+    (lambda: S.kfold(_tiny(), 10), DataError, "tiny: 9 events cannot fill k=10 folds"),
+    (lambda: S.predefined(frame([(1, 10)]).iloc[:0], frame([(1, 10)]), name="u9"), DataError,
+     "u9: predefined split 'u9' has an empty train or test part"),
+    (lambda: S.predefined(frame([(1, 10)]), frame([(2, 10)]).iloc[:0], name="u9", source="s"),
+     DataError, "s: predefined split 'u9' has an empty train or test part"),
+    (lambda: S.predefined([1], frame([(1, 10)])), ConfigError,  # type: ignore[arg-type]
+     "predefined: train must be a DataFrame or Interactions, got list"),
+    (lambda: S.predefined(frame([(1, 10)]), None), ConfigError,  # type: ignore[arg-type]
+     "predefined: test must be a DataFrame or Interactions, got NoneType"),
+    (lambda: S.temporal_user(_tiny(), 0.2, test_n=1), ConfigError,
+     "temporal_user takes test_ratio or test_n, not both"),
+    (lambda: S.temporal_user(_tiny(), test_n=0), ConfigError, "test_n must be >= 1, got 0"),
+    (lambda: S.temporal_user(_tiny(), min_events=0), ConfigError,
+     "min_events must be >= 1, got 0"),
+    (lambda: S.temporal_user(_tiny(), 1.5), ConfigError,
+     "test_ratio must be a number in (0, 1), got 1.5"),
+    (lambda: S.temporal_user(_tiny(), min_events=5), DataError,
+     "tiny: temporal-user put no event in test (users have too few events?); lower "
+     "min_events or use a random protocol"),
+    (lambda: S.global_temporal(_tiny(), cutoff=3, test_ratio=0.2), ConfigError,
+     "global_temporal takes cutoff or test_ratio, not both"),
+    (lambda: S.global_temporal(_tiny(), test_ratio=0.0), ConfigError,
+     "test_ratio must be a number in (0, 1), got 0.0"),
+    (lambda: S.global_temporal(inter([(1, 10, 1.0, 5)], source="one")), DataError,
+     "one: 1 events are too few to split"),
+    (lambda: S.global_temporal(_tiny(), cutoff=0), DataError,
+     "tiny: every event is at or after the cut 0 (are timestamps missing?); pass an explicit "
+     "cutoff or use a random protocol"),
+    (lambda: S.global_temporal(_tiny(), cutoff=100), DataError,
+     "tiny: global-temporal put no event in test (users have too few events?); lower "
+     "min_events or use a random protocol"),
+    (lambda: S.leave_latest_out(_tiny(), n=0), ConfigError, "leave_latest_out needs n >= 1, got 0"),
+    (lambda: S.leave_latest_out(_tiny(), n=4), DataError,
+     "tiny: leave-latest-out put no event in test (users have too few events?); lower "
+     "min_events or use a random protocol"),
+    (lambda: S.heldout_users(_tiny(), foldin_ratio=1.0), ConfigError,
+     "foldin_ratio must be a number in (0, 1), got 1.0"),
+    (lambda: S.heldout_users(_tiny(), min_events=3, foldin_events=3), ConfigError,
+     "foldin_events must be in 1..2 (below min_events), got 3"),
+    (lambda: S.heldout_users(_tiny(), min_events=3, foldin_events=0), ConfigError,
+     "foldin_events must be in 1..2 (below min_events), got 0"),
+    (lambda: S.heldout_users(_tiny(), test_users=0, valid_users=0), ConfigError,
+     "test_users=0 selects no user out of 3"),
+    (lambda: S.heldout_users(_tiny(), test_users=0.1, valid_users=0), ConfigError,
+     "test_users=0.1 selects no user out of 3"),
+    (lambda: S.heldout_users(_tiny(), test_users=3, valid_users=0, min_events=2), DataError,
+     "tiny: 3 users have >= 2 events, too few to hold out 3 test and 0 validation users and "
+     "keep training users"),
+    (lambda: S.heldout_users(_tiny(), test_users=1, valid_users=1, min_events=4), DataError,
+     "tiny: 1 users have >= 4 events, too few to hold out 1 test and 1 validation users and "
+     "keep training users"),
+    (lambda: S.heldout_users(_tiny(), test_users=True), ConfigError,  # type: ignore[arg-type]
+     "test_users must be a fraction in [0, 1) or a user count, got True"),
+    (lambda: S.heldout_users(_tiny(), valid_users=-1), ConfigError,
+     "valid_users must be a fraction in [0, 1) or a user count, got -1"),
+    (lambda: S.heldout_users(_tiny(), valid_users="1"), ConfigError,  # type: ignore[arg-type]
+     "valid_users must be a fraction in [0, 1) or a user count, got '1'"),
+    (lambda: S.heldout_users(_tiny(), test_users=1.0), ConfigError,
+     "test_users=1.0: a float is a fraction and must be < 1; pass an int count"),
+    (lambda: S.carve_validation(_tiny(), "k-fold"), ConfigError,
+     "carve_validation: kfold does not give one validation split; use random"),
+    (lambda: S.carve_validation(_tiny(), "heldout"), ConfigError,
+     "carve_validation: heldout-users does not give one validation split; use random"),
+    (lambda: S.parse_split_spec("random:0.2:0.3"), ConfigError,
+     "split spec 'random:0.2:0.3': expected key=value, got '0.3'"),
+    (lambda: S.parse_split_spec("random:seed=1:seed=2"), ConfigError,
+     "split spec 'random:seed=1:seed=2': seed given twice"),
+    (lambda: S.parse_split_spec("random:0.2:sed=7"), ConfigError,
+     "split random-holdout: unknown parameter 'sed'; valid: test_ratio, seed, valid_ratio"),
+    (lambda: S.parse_split_spec("random:zz=1:aa=2"), ConfigError,
+     "split random-holdout: unknown parameter 'aa'; valid: test_ratio, seed, valid_ratio"),
+    (lambda: S.parse_split_spec(" Bogus_Name "), ConfigError,
+     f"unknown split 'Bogus_Name'; valid specs: {SPEC_LIST} (provider folds such as "
+     "ml100k:u1 are handled by the CLI)"),
+    (lambda: S.make_split(_tiny(), "kfold:3:fold=3"), ConfigError,
+     "split spec 'kfold:3:fold=3': fold must be an integer in 0..2"),
+    (lambda: S.make_split(_tiny(), "kfold:3:fold=x"), ConfigError,
+     "split spec 'kfold:3:fold=x': fold must be an integer in 0..2"),
+    (lambda: S.random_holdout(inter([(1, 10), (2, 20), (1, 10), (2, 20)], source="dup")),
+     DataError,
+     "dup: 2 duplicate (user_id, item_id) rows, e.g. (1, 10); a split would put copies on "
+     "both sides — deduplicate first (read_ratings' duplicate policy 'last' or 'mean')"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("call", "error", "message"), BAD_CALLS)
+def test_every_refusal_has_its_exact_message(
+    call: Callable[[], Any], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error) as info:
+        call()
+    assert str(info.value) == message
