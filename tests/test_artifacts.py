@@ -676,3 +676,138 @@ def test_an_unexpected_failure_names_its_exception_type(
     with pytest.raises(ArtifactError) as info:
         load_run(run_dir)
     assert str(info.value) == f"{run_dir}: cannot load the run (ZeroDivisionError: planted)"
+
+
+def _manifest_error(run: Path) -> str:
+    with pytest.raises(ArtifactError) as info:
+        read_manifest(run)
+    return str(info.value)
+
+
+def test_read_manifest_refusals_have_their_exact_messages(run_dir: Path, tmp_path: Path) -> None:
+    mf = run_dir / "manifest.json"
+    missing = tmp_path / "nowhere"
+    assert _manifest_error(missing) == (
+        f"{missing}: not a run directory (it does not exist or is not a folder)"
+    )
+    assert _manifest_error(mf) == (
+        f"{mf}: not a run directory (it does not exist or is not a folder)"
+    )
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert _manifest_error(empty) == (
+        f"{empty}: no manifest.json; is this a recforge run directory?"
+    )
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "manifest.json").symlink_to(mf)
+    assert _manifest_error(linked) == (
+        f"{linked}: manifest.json is a symbolic link; refusing to follow it"
+    )
+    text = mf.read_text()
+    mf.write_text("{not json")
+    assert re.fullmatch(
+        rf"{re.escape(str(mf))}: corrupt manifest \(Expecting .+\)", _manifest_error(run_dir)
+    )
+    mf.write_bytes(b"\xff\xfe{}")
+    assert _manifest_error(run_dir).startswith(f"{mf}: corrupt manifest (")
+    for body in ("[1]", "{}", '{"format_version": true}', '{"format_version": "1"}'):
+        mf.write_text(body)
+        assert _manifest_error(run_dir) == f"{mf}: manifest has no integer format_version"
+    with open(mf, "wb") as fh:  # one byte over the limit
+        fh.truncate((16 << 20) + 1)
+    assert _manifest_error(run_dir) == f"{mf}: corrupt manifest (over 16 MiB)"
+    mf.write_text(text)
+    assert read_manifest(run_dir)["model_name"] == "biases"
+
+
+def test_newer_format_names_both_versions(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import recforge.artifacts as artifacts_mod
+
+    mf = run_dir / "manifest.json"
+    manifest = json.loads(mf.read_text())
+    monkeypatch.setattr(
+        artifacts_mod, "_version", lambda pkg: "9.8.7" if pkg == "recforge" else None
+    )
+    for versions, writer in (
+        ({"recforge": "2.0"}, "2.0"),
+        ({}, "(unknown version)"),
+        (None, "(unknown version)"),
+    ):
+        mf.write_text(json.dumps({**manifest, "format_version": 2, "versions": versions}))
+        assert _manifest_error(run_dir) == (
+            f"{run_dir}: run format 2 is newer than this recforge 9.8.7 understands (format 1); "
+            f"it was written by recforge {writer}: upgrade recforge to load it"
+        )
+    monkeypatch.setattr(artifacts_mod, "_version", lambda pkg: None)
+    mf.write_text(json.dumps({**manifest, "format_version": 3}))
+    assert _manifest_error(run_dir).startswith(
+        f"{run_dir}: run format 3 is newer than this recforge (unknown version) understands"
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"n_users": -1}, "n_users: Input should be greater than or equal to 0"),
+        ({"model_name": ""}, "model_name: String should have at least 1 character"),
+        ({"files": {"model.pkl": "0" * 64}}, "files: lists 'model.pkl', which is not one of the "
+         f"run files ({', '.join(sorted(RUN_FILES))}); refusing to read it"),
+        ({"format_version": 0}, "format_version: Input should be greater than or equal to 1"),
+    ],
+)  # fmt: skip
+def test_invalid_manifest_names_the_field(
+    run_dir: Path, change: dict[str, Any], message: str
+) -> None:
+    _rewrite_manifest(run_dir, **change)
+    assert _manifest_error(run_dir) == f"{run_dir / 'manifest.json'}: invalid manifest: {message}"
+
+
+def test_manifest_without_a_field_names_it(run_dir: Path) -> None:
+    mf = run_dir / "manifest.json"
+    manifest = json.loads(mf.read_text())
+    del manifest["created_at"]
+    mf.write_text(json.dumps(manifest))
+    assert _manifest_error(run_dir) == f"{mf}: invalid manifest: created_at: Field required"
+
+
+def test_save_run_refusals_have_their_exact_messages(fitted: Recommender, tmp_path: Path) -> None:
+    with pytest.raises(ArtifactError) as info:
+        save_run(tmp_path / "a", fitted, extra={"files": 1, "n_items": 2, "dataset": "x"})
+    assert str(info.value) == (
+        "save_run: extra keys ['files', 'n_items'] are reserved manifest fields; rename"
+    )
+
+    class _Sneaky(type(fitted)):  # type: ignore[misc]
+        def get_state(self) -> dict[str, Any]:
+            return {**super().get_state(), "_base.seen_indptr": np.zeros(1)}
+
+    sneaky = _Sneaky(fitted.config)
+    sneaky.__dict__.update(fitted.__dict__)
+    with pytest.raises(ArtifactError) as info:
+        save_run(tmp_path / "b", sneaky)
+    assert str(info.value) == "model state keys must not start with '_base.'"
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_saved_files_are_readable_json_and_a_plain_csv(fitted: Recommender, run_dir: Path) -> None:
+    import datetime as dt
+
+    config = (run_dir / "config.json").read_text(encoding="utf-8")
+    assert config == json.dumps(fitted.config.model_dump(), indent=2)
+    metrics = (run_dir / "metrics.json").read_text(encoding="utf-8")
+    assert metrics == json.dumps({"rmse": 0.5, "per_k": [1, 2]}, indent=2)
+    assert (run_dir / "history.csv").read_text().splitlines()[0] == "epoch,train_loss"
+    manifest_text = (run_dir / "manifest.json").read_text(encoding="utf-8")
+    manifest = json.loads(manifest_text)
+    assert manifest_text == json.dumps(manifest, indent=2)
+    assert set(manifest["versions"]) == {"recforge", "torch", "numpy"}
+    assert manifest["versions"]["numpy"] == np.__version__
+    created = dt.datetime.fromisoformat(manifest["created_at"])
+    assert created.tzinfo is not None and created.utcoffset() == dt.timedelta(0)
+    assert created.microsecond == 0
+    assert abs((dt.datetime.now(dt.UTC) - created).total_seconds()) < 3600
+    assert (run_dir / "vocab" / "users.json").read_text(encoding="utf-8") == fitted.users_.to_json()
+    assert (run_dir / "vocab" / "items.json").read_text(encoding="utf-8") == fitted.items_.to_json()
+    meta = pd.read_parquet(run_dir / "items.parquet")
+    assert meta.columns[0] == "item_id" and list(meta.index) == list(range(len(meta)))
