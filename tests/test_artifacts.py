@@ -717,8 +717,16 @@ def test_read_manifest_refusals_have_their_exact_messages(run_dir: Path, tmp_pat
     with open(mf, "wb") as fh:  # one byte over the limit
         fh.truncate((16 << 20) + 1)
     assert _manifest_error(run_dir) == f"{mf}: corrupt manifest (over 16 MiB)"
+    with open(mf, "wb") as fh:  # exactly the limit: read, then refused as unparsable
+        fh.truncate(16 << 20)
+    assert _manifest_error(run_dir).startswith(f"{mf}: corrupt manifest (Expecting value")
     mf.write_text(text)
     assert read_manifest(run_dir)["model_name"] == "biases"
+    os.link(mf, tmp_path / "elsewhere.json")
+    assert _manifest_error(run_dir) == (
+        f"{run_dir}: manifest.json is a hard link (2 names); a run's files must be its own, "
+        "so copy the run (cp -r) instead of linking it"
+    )
 
 
 def test_newer_format_names_both_versions(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
