@@ -824,3 +824,69 @@ def test_saved_files_are_readable_json_and_a_plain_csv(fitted: Recommender, run_
         "item_id",
         *fitted.item_meta_.columns,
     ]
+
+
+def test_base_state_round_trips_exactly(fitted: Recommender, run_dir: Path) -> None:
+    model = load_run(run_dir).model
+    assert model.seen_.shape == fitted.seen_.shape and model.seen_.dtype == np.float32
+    np.testing.assert_array_equal(model.seen_.toarray(), fitted.seen_.toarray())
+    assert model.seen_ratings_.dtype == np.float32 and model.seen_order_.dtype == np.int32
+    np.testing.assert_array_equal(model.seen_ratings_, fitted.seen_ratings_)
+    np.testing.assert_array_equal(model.seen_order_, fitted.seen_order_)
+    assert model.global_mean_ == fitted.global_mean_ and type(model.global_mean_) is float
+    assert model.rating_scale_ == (1.0, 5.0)
+    assert all(type(v) is float for v in model.rating_scale_)
+
+
+def test_a_run_saved_before_explanations_loads_with_default_history(run_dir: Path) -> None:
+    # Older runs hold no seen ratings or order: ratings 1 ("seen") and each user's items in
+    # stored order (0, 1, 2, ... per user).
+    _edit_weights(run_dir, lambda s: [s.pop("_base.seen_ratings"), s.pop("_base.seen_order")])
+    model = load_run(run_dir).model
+    counts = np.diff(model.seen_.indptr)
+    assert model.seen_ratings_.tolist() == [1.0] * model.seen_.nnz
+    assert model.seen_ratings_.dtype == np.float32 and model.seen_order_.dtype == np.int32
+    assert model.seen_order_.tolist() == [p for n in counts for p in range(n)]
+    assert counts.max() > 1  # the per-user restart is exercised
+
+
+@pytest.mark.parametrize("key", ["_base.seen_ratings", "_base.seen_order"])
+def test_history_arrays_must_match_the_interactions(run_dir: Path, key: str) -> None:
+    _edit_weights(run_dir, lambda s: s.update({key: s[key][:-1]}))
+    with pytest.raises(ArtifactError) as info:
+        load_run(run_dir)
+    assert str(info.value) == (f"{run_dir}: stored ratings do not match the stored interactions")
+
+
+def _non_monotone(indptr: np.ndarray) -> np.ndarray:
+    """Starts at 0 and ends at nnz, but goes down in between."""
+    out = indptr.copy()
+    out[1], out[2:-1] = out[-1], 0
+    return out
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda s: s.update({"_base.seen_indptr": s["_base.seen_indptr"] + 1}),  # not from 0
+        lambda s: s.update({"_base.seen_indptr": _non_monotone(s["_base.seen_indptr"])}),
+        lambda s: s.update({"_base.seen_indices": np.full_like(s["_base.seen_indices"], -1)}),
+        lambda s: s["_base.seen_indptr"].__setitem__(-1, s["_base.seen_indptr"][-1] - 1),
+    ],
+)
+def test_inconsistent_seen_matrix_is_refused(run_dir: Path, edit: Any) -> None:
+    _edit_weights(run_dir, edit)
+    with pytest.raises(ArtifactError) as info:
+        load_run(run_dir)
+    assert str(info.value) == f"{run_dir}: stored interactions do not match the vocabularies"
+
+
+def test_implicit_run_has_no_rating_scale_after_loading(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"user_id": [1, 1, 2], "item_id": [10, 20, 20]})
+    model = create("popularity").fit(Interactions.from_frame(frame))
+    loaded = load_run(save_run(tmp_path / "r", model)).model
+    assert loaded.rating_scale_ is None
+    for scale in ([np.nan, 5.0], [1.0, np.nan]):
+        run = save_run(tmp_path / f"r{scale[0]}", model)
+        _edit_weights(run, lambda s, v=scale: s.update({"_base.rating_scale": np.array(v)}))
+        assert load_run(run).model.rating_scale_ is None
