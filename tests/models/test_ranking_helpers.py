@@ -498,3 +498,43 @@ def test_mask_seen_sets_minus_inf_in_place() -> None:
     scores = np.ones((2, 3), np.float32)
     assert mask_seen(scores, seen, np.array([1, 0])) is None
     assert np.isneginf(scores).tolist() == [[False, True, False], [True, False, True]]
+
+
+def test_topk_rows_gives_int64_indices_and_float32_values() -> None:
+    scores = np.array([[0.5, 2.0, 1.0], [3.0, 1.0, 2.0]], dtype=np.float64)
+    for k in (2, 3):  # the partial selection and the full sort
+        idx, val = topk_rows(scores, k)
+        assert idx.dtype == np.int64 and val.dtype == np.float32
+        assert idx.tolist() == [[1, 2, 0][:k], [0, 2, 1][:k]]
+        assert val.tolist() == [[2.0, 1.0, 0.5][:k], [3.0, 2.0, 1.0][:k]]
+
+
+def test_batch_fold_in_passes_index_and_float32_arrays() -> None:
+    seen: list[tuple[np.dtype, np.dtype]] = []
+
+    class _Spy(Biases):
+        def fold_in_scores(self, item_idx: np.ndarray, ratings: np.ndarray) -> np.ndarray:
+            seen.append((item_idx.dtype, ratings.dtype))
+            return super().fold_in_scores(item_idx, ratings)
+
+    model = _Spy(epochs=2).fit(_rated_ladder())
+    model.fold_in_scores_batch(sp.csr_matrix(np.array([[0, 2.5, 0, 1] + [0] * 8], np.float64)))
+    assert seen == [(np.dtype(np.int64), np.dtype(np.float32))]
+
+
+def test_new_user_lists_default_to_ten_and_accept_k_one() -> None:
+    model = Biases(epochs=2).fit(_rated_ladder())
+    assert len(model.recommend_for_ratings({"i1": 4.0})) == 10
+    assert len(model.recommend_for_items(["i1"])) == 10
+    assert len(model.recommend_for_ratings({"i1": 4.0}, k=1)) == 1
+
+
+def test_similar_items_scores_are_cosines_for_any_query_norm() -> None:
+    model = _Vectors().fit(_popularity_data())
+    ids = model.items_.ids
+    rec = model.similar_items(ids[2], k=2)  # query [3, 0.3]: not a unit vector
+    q = np.array([3.0, 0.3])
+    want = {0: 3.0 / np.hypot(3, 0.3), 1: (6.0 + 0.6) / (np.hypot(2, 2) * np.hypot(3, 0.3))}
+    assert rec.item_ids.tolist() == [ids[0], ids[1]]
+    np.testing.assert_allclose(rec.scores, [want[0], want[1]], rtol=1e-6)
+    assert np.linalg.norm(q) != 1.0
