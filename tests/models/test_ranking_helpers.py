@@ -11,6 +11,7 @@ import scipy.sparse as sp
 
 import recforge.models.base as base_mod
 from recforge.data.interactions import Interactions
+from recforge.data.vocab import IdVocab
 from recforge.errors import ArtifactError, ConfigError, DataError, NotFittedError
 from recforge.models import create
 from recforge.models.base import (
@@ -538,3 +539,35 @@ def test_similar_items_scores_are_cosines_for_any_query_norm() -> None:
     assert rec.item_ids.tolist() == [ids[0], ids[1]]
     np.testing.assert_allclose(rec.scores, [want[0], want[1]], rtol=1e-6)
     assert np.linalg.norm(q) != 1.0
+
+
+def test_fit_reads_a_frame_through_its_column_mapping() -> None:
+    frame = (
+        _rated_ladder()
+        .to_frame()
+        .rename(columns={"user_id": "customer", "item_id": "product", "rating": "stars"})
+    )
+    model = Biases(epochs=2).fit(
+        frame, columns={"user": "customer", "item": "product", "rating": "stars"}
+    )
+    assert model.n_items == 12 and model.items_.ids.tolist()[0] == "i0"
+    assert model.global_mean_ == pytest.approx(frame["stars"].mean())
+
+
+def test_validation_with_train_users_but_its_own_items_is_reencoded() -> None:
+    data = _rated_ladder()
+    reversed_items = IdVocab(data.items.ids[::-1].copy(), name="item")
+    frame = data.to_frame()
+    valid = Interactions.from_frame(frame, users=data.users, items=reversed_items, source="v")
+    assert valid.users is data.users and valid.items is not data.items
+    seen: list[Interactions] = []
+
+    class _Spy(Biases):
+        def _fit(self, train: Interactions, valid: Interactions | None) -> None:
+            assert valid is not None
+            seen.append(valid)
+            super()._fit(train, valid)
+
+    _Spy(epochs=1).fit(data, valid)
+    assert seen[0].items is data.items
+    np.testing.assert_array_equal(seen[0].item_idx, data.item_idx)
