@@ -571,3 +571,47 @@ def test_validation_with_train_users_but_its_own_items_is_reencoded() -> None:
     _Spy(epochs=1).fit(data, valid)
     assert seen[0].items is data.items
     np.testing.assert_array_equal(seen[0].item_idx, data.item_idx)
+
+
+class _ValidSpy(Biases):
+    """Biases that records the validation data its _fit receives."""
+
+    received: list[Interactions] = []
+
+    def _fit(self, train: Interactions, valid: Interactions | None) -> None:
+        assert valid is not None
+        self.received.append(valid)
+        super()._fit(train, valid)
+
+
+def test_validation_with_its_own_users_is_reencoded_and_unknown_ids_dropped() -> None:
+    data = _rated_ladder()
+    frame = data.to_frame()
+    extra = pd.DataFrame({"user_id": [99], "item_id": ["i3"], "rating": [2.0], "timestamp": [0]})
+    frame = pd.concat([frame, extra], ignore_index=True)
+    users = IdVocab(np.r_[data.users.ids[::-1], 99], name="user")
+    valid = Interactions.from_frame(frame, users=users, items=data.items, source="v")
+    assert valid.items is data.items and valid.users is not data.users
+    _ValidSpy.received = []
+    _ValidSpy(epochs=1).fit(data, valid)
+    (got,) = _ValidSpy.received
+    assert got.users is data.users and len(got) == len(data)  # user 99 is dropped
+    np.testing.assert_array_equal(got.user_idx, data.user_idx)
+
+
+def test_fit_runs_with_the_threads_the_model_asks_for() -> None:
+    import torch
+
+    used: list[int] = []
+
+    class _OneThread(Biases):
+        def _threads_wanted(self) -> int | None:
+            return 1
+
+        def _fit(self, train: Interactions, valid: Interactions | None) -> None:
+            used.append(torch.get_num_threads())
+            super()._fit(train, valid)
+
+    before = torch.get_num_threads()
+    _OneThread(epochs=1).fit(_rated_ladder())
+    assert used == [1] and torch.get_num_threads() == before
