@@ -890,3 +890,35 @@ def test_implicit_run_has_no_rating_scale_after_loading(tmp_path: Path) -> None:
         run = save_run(tmp_path / f"r{scale[0]}", model)
         _edit_weights(run, lambda s, v=scale: s.update({"_base.rating_scale": np.array(v)}))
         assert load_run(run).model.rating_scale_ is None
+
+
+def test_the_load_probe_scores_user_zero_with_an_index_array(
+    run_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from recforge.models.baselines import Biases
+
+    probes: list[np.ndarray] = []
+    original = Biases.score_items
+
+    def spy(self: Biases, user_idx: np.ndarray) -> np.ndarray:
+        probes.append(np.asarray(user_idx))
+        return original(self, user_idx)
+
+    monkeypatch.setattr(Biases, "score_items", spy)
+    run = load_run(run_dir)
+    assert run.path == run_dir
+    assert probes[0].dtype == np.int64 and probes[0].tolist() == [0]
+
+
+def test_a_model_that_scores_the_wrong_width_is_refused(
+    run_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from recforge.models.baselines import Biases
+
+    monkeypatch.setattr(Biases, "score_items", lambda self, u: np.zeros((len(u), 5), np.float32))
+    with pytest.raises(ArtifactError) as info:
+        load_run(run_dir)
+    assert str(info.value) == (
+        f"{run_dir}: weights do not fit model biases (scoring a user gives shape (1, 5), "
+        "expected (1, 4))"
+    )
