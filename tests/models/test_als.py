@@ -776,3 +776,32 @@ def test_compiled_backends_hold_blas_to_one_thread() -> None:
     with als_mod._single_threaded_blas():
         blas = [p for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
         assert blas and all(p["num_threads"] == 1 for p in blas)
+
+
+@pytest.mark.parametrize("ones", [0, 3])
+@pytest.mark.parametrize("cells", [als_mod.CHUNK_CELLS, 1000, 100, 40])
+def test_chunks_bound_padding_and_both_cell_budgets(
+    cells: int, ones: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Event counts 0 (rows without events), 1 (or none, so that zero rows sit next to 2s in
+    # the order), 2, 3, a bucket of twelve 12s and one 17, and a few long rows.
+    counts = np.array(
+        [0] * 4 + [1] * ones + [2] * 5 + [3] * 3 + [12] * 12 + [17] + [40, 41], np.int64
+    )
+    rng = np.random.default_rng(0)
+    dense = np.zeros((len(counts), 50), np.float32)
+    for r, c in enumerate(counts[rng.permutation(len(counts))]):
+        dense[r, rng.choice(50, c, replace=False)] = 1.0
+    side = als_mod._make_side(sp.csr_matrix(dense), np.ones(int(counts.sum()), np.float32),
+                              np.ones(int(counts.sum()), np.float32))  # fmt: skip
+    monkeypatch.setattr(als_mod, "CHUNK_CELLS", cells)
+    width = 6
+    chunks = list(als_mod._chunks(side, width))
+    assert sorted(np.concatenate(chunks).tolist()) == list(range(len(counts)))
+    for chunk in chunks:
+        c = side.counts[chunk]
+        # A row is padded to less than 1.5 times its own length; rows without events alone.
+        assert c.max() < 1.5 * c.min() or c.max() == 0
+        if len(chunk) > 1:  # both the padded block and the Gram batch fit the budget
+            assert len(chunk) * c.max() * width <= cells
+            assert len(chunk) * width * width <= cells
