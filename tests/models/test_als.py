@@ -679,10 +679,11 @@ def test_exact_explanations_add_up_to_the_fold_in_score(cfg: dict) -> None:
     hist = [
         (np.array([1, 4, 7]), np.array([5.0, 2.0, 4.0])),
         (np.array([0, 2]), np.array([3.0, 1.0])),
+        (np.array([6]), np.array([2.0])),  # one item: ALS-WR's scale is n = 1
     ]
     vals = np.concatenate([v for _, v in hist]).astype(np.float32)
-    rows = sp.csr_matrix((vals, np.concatenate([i for i, _ in hist]), [0, 3, 5]), shape=(2, 9))
-    row_of, targets = np.array([1, 0, 0, 1]), np.array([3, 3, 8, 5])
+    rows = sp.csr_matrix((vals, np.concatenate([i for i, _ in hist]), [0, 3, 5, 6]), shape=(3, 9))
+    row_of, targets = np.array([1, 0, 0, 1, 2]), np.array([3, 3, 8, 5, 4])
     att = model.explain_rows(rows, row_of, targets)
     assert att.method == "exact"
     y = model.item_factors_.astype(np.float64)
@@ -805,3 +806,32 @@ def test_chunks_bound_padding_and_both_cell_budgets(
         if len(chunk) > 1:  # both the padded block and the Gram batch fit the budget
             assert len(chunk) * c.max() * width <= cells
             assert len(chunk) * width * width <= cells
+
+
+def test_explicit_objective_honours_the_cg_solver() -> None:
+    # One CG step is not the exact solve: the explicit half-steps must use the solver asked for.
+    data = _tiny(13)
+    cfg = {"objective": "explicit", "n_factors": 3, "iterations": 1, "cg_steps": 1}
+    cg = ALS(solver="cg", **cfg).fit(data)
+    exact = ALS(solver="cholesky", **cfg).fit(data)
+    assert not np.allclose(cg.user_factors_, exact.user_factors_, atol=1e-3)
+
+
+@pytest.mark.parametrize("objective", ["implicit", "explicit"])
+def test_loss_of_a_single_event(objective: str) -> None:
+    frame = pd.DataFrame({"user_id": [1], "item_id": [2], "rating": [4.0]})
+    scale = (1.0, 5.0) if objective == "explicit" else None
+    data = Interactions.from_frame(frame, rating_scale=scale, source="one")
+    model = ALS(objective=objective, n_factors=1, iterations=1, reg=0.5, alpha=1.0,
+                solver="cholesky", track_loss=True).fit(data)  # fmt: skip
+    x, y = float(model.user_factors_[0, 0]), float(model.item_factors_[0, 0])
+    s = x * y
+    if objective == "explicit":
+        pred = model.global_mean_ + float(model.user_bias_[0]) + float(model.item_bias_[0]) + s
+        fit = (4.0 - pred) ** 2
+        penalty = 0.5 * (x**2 + y**2 + float(model.user_bias_[0]) ** 2
+                         + float(model.item_bias_[0]) ** 2)  # fmt: skip
+    else:
+        fit = 5.0 * (1.0 - s) ** 2  # c = 1 + 1·4, the only pair
+        penalty = 0.5 * (x**2 + y**2)
+    assert model.history_["train_loss"].iloc[-1] == pytest.approx(fit + penalty, rel=1e-5)
