@@ -649,7 +649,16 @@ def test_predict_idx_is_the_score_of_each_pair(objective: str) -> None:
 def test_explicit_fold_in_solves_the_user_equations(variant: dict) -> None:
     data = _tiny(8)
     model = ALS(objective="explicit", n_factors=3, iterations=4, reg=0.3, **variant).fit(data)
-    idx, ratings = np.array([1, 4, 7]), np.array([5.0, 2.0, 4.0], np.float32)
+    for idx, ratings in [
+        (np.array([1, 4, 7]), np.array([5.0, 2.0, 4.0], np.float32)),
+        (np.array([5]), np.array([1.0], np.float32)),  # one rating: n = 1 in ALS-WR's scale
+    ]:
+        _check_explicit_fold_in(model, variant, idx, ratings)
+
+
+def _check_explicit_fold_in(
+    model: ALS, variant: dict, idx: np.ndarray, ratings: np.ndarray
+) -> None:
     y = model.item_factors_.astype(np.float64)
     want_x, want_b = _explicit_row(
         y[idx], model.item_bias_[idx].astype(np.float64), ratings.astype(np.float64),
@@ -835,3 +844,12 @@ def test_loss_of_a_single_event(objective: str) -> None:
         fit = 5.0 * (1.0 - s) ** 2  # c = 1 + 1·4, the only pair
         penalty = 0.5 * (x**2 + y**2)
     assert model.history_["train_loss"].iloc[-1] == pytest.approx(fit + penalty, rel=1e-5)
+
+
+def test_numba_backend_is_available_whenever_numba_is_installed() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("numba") is None:
+        pytest.skip("numba is not installed")
+    kernels = als_mod._numba_cg()
+    assert kernels is not None and kernels.__name__ == "recforge.models._als_kernels"
