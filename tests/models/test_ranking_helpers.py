@@ -615,3 +615,14 @@ def test_fit_runs_with_the_threads_the_model_asks_for() -> None:
     before = torch.get_num_threads()
     _OneThread(epochs=1).fit(_rated_ladder())
     assert used == [1] and torch.get_num_threads() == before
+
+
+def test_bad_model_config_is_named_after_the_family() -> None:
+    with pytest.raises(ConfigError) as info:
+        Biases(epochs=0)
+    assert str(info.value) == "model biases: epochs: Input should be greater than or equal to 1"
+    with pytest.raises(ConfigError) as info:
+        Biases({"epochs": 2}, bogus=1)
+    assert str(info.value) == (
+        "model biases: bogus: unknown key; valid keys are: epochs, reg_i, reg_u, seed"
+    )
