@@ -783,9 +783,18 @@ def test_make_side_keeps_counts_order_and_the_native_csr() -> None:
 
 def test_compiled_backends_hold_blas_to_one_thread() -> None:
     threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def openmp() -> list[int]:
+        return [
+            p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "openmp"
+        ]
+
+    before = openmp()
     with als_mod._single_threaded_blas():
         blas = [p for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
         assert blas and all(p["num_threads"] == 1 for p in blas)
+        # Only BLAS: the compiled kernels' own OpenMP threads (implicit's CG) keep their count.
+        assert openmp() == before
 
 
 @pytest.mark.parametrize("ones", [0, 3])
