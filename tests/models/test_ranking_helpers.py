@@ -552,6 +552,11 @@ def test_fit_reads_a_frame_through_its_column_mapping() -> None:
     )
     assert model.n_items == 12 and model.items_.ids.tolist()[0] == "i0"
     assert model.global_mean_ == pytest.approx(frame["stars"].mean())
+    # The same roles as keywords, plus a reader option (the rating scale).
+    by_keyword = Biases(epochs=2).fit(
+        frame, user="customer", item="product", rating="stars", rating_scale=(1.0, 5.0)
+    )
+    assert by_keyword.rating_scale_ == (1.0, 5.0) and by_keyword.n_users == model.n_users
 
 
 def test_validation_with_train_users_but_its_own_items_is_reencoded() -> None:
