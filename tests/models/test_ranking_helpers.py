@@ -609,17 +609,18 @@ def test_fit_runs_with_the_threads_the_model_asks_for() -> None:
 
     used: list[int] = []
 
-    class _OneThread(Biases):
+    class _TwoThreads(Biases):
+        # Not the default: the test session's RECFORGE_NUM_THREADS is 1.
         def _threads_wanted(self) -> int | None:
-            return 1
+            return 2
 
         def _fit(self, train: Interactions, valid: Interactions | None) -> None:
             used.append(torch.get_num_threads())
             super()._fit(train, valid)
 
     before = torch.get_num_threads()
-    _OneThread(epochs=1).fit(_rated_ladder())
-    assert used == [1] and torch.get_num_threads() == before
+    _TwoThreads(epochs=1).fit(_rated_ladder())
+    assert used == [2] and torch.get_num_threads() == before
 
 
 def test_bad_model_config_is_named_after_the_family() -> None:
