@@ -433,7 +433,8 @@ def test_blend_member_network_larger_than_its_weights_is_refused(tmp_path: Path)
     _inflate_config(run, bigger)
     with pytest.raises(
         ArtifactError,
-        match=r"weights tensor 'm1\.module\.[a-z_.]+' is F32\[\d+, 4\], but the config and "
+        match=rf"^{re.escape(str(run))}: weights tensor 'm1\.module\.[a-z_.]+' is F32\[\d+, 4\], "
+        r"but the config and "
         r"vocabularies \(\d+ users, 15 items\) declare \[\d+, 64\]; the weights do not belong",
     ):
         load_run(run)
@@ -611,3 +612,313 @@ def test_blend_member_that_reads_item_metadata_round_trips(tmp_path: Path) -> No
     loaded = load_run(save_run(tmp_path / "run", model)).model
     users = np.arange(model.n_users)
     np.testing.assert_allclose(loaded.score_items(users), model.score_items(users), rtol=1e-6)
+
+
+# ------------------------------------ found by mutation testing (artifacts.py, second part)
+def test_every_refusal_names_the_run(run_dir: Path) -> None:
+    # The base tensors' and the stored interactions' checks name the run like every other one.
+    _edit_weights(run_dir, lambda s: s.pop("_base.global_mean"))
+    with pytest.raises(ArtifactError, match=rf"^{re.escape(str(run_dir))}: weights tensor"):
+        load_run(run_dir)
+
+
+def test_stored_interactions_outside_the_vocabularies_name_the_run(
+    fitted: Recommender, tmp_path: Path
+) -> None:
+    run = save_run(tmp_path / "run", fitted)
+    n_items = len(fitted.items_)
+    _edit_weights(
+        run,
+        lambda s: s.update({"_base.seen_indices": np.full_like(s["_base.seen_indices"], n_items)}),
+    )
+    with pytest.raises(
+        ArtifactError,
+        match=rf"^{re.escape(str(run))}: stored interactions do not match the vocabularies$",
+    ):
+        load_run(run)
+
+
+def test_config_that_is_not_an_object_is_refused_by_name(run_dir: Path) -> None:
+    (run_dir / "config.json").write_text("[1, 2]")
+    _fix_checksum(run_dir, "config.json")
+    with pytest.raises(
+        ArtifactError,
+        match=rf"^{re.escape(str(run_dir))}: config.json is not an object; re-create the run$",
+    ):
+        load_run(run_dir)
+
+
+def test_overlapping_tensors_that_pass_the_header_check_are_refused(run_dir: Path) -> None:
+    # Each entry is in bounds and sized right, so only the safetensors library itself sees
+    # that two tensors share bytes; its error becomes the usual one-line refusal.
+    raw = (run_dir / "weights.safetensors").read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + n])
+    spec = next(v for k, v in header.items() if k != "__metadata__")
+    header["zz_overlap"] = dict(spec)
+    text = json.dumps(header).encode()
+    _write_weights(run_dir, len(text).to_bytes(8, "little") + text + raw[8 + n :])
+    with pytest.raises(
+        ArtifactError, match=rf"^{re.escape(str(run_dir))}: cannot parse run files \(.+\)$"
+    ):
+        load_run(run_dir)
+
+
+def test_an_unexpected_failure_names_its_exception_type(
+    run_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from recforge.models.baselines import Biases
+
+    def boom(self: Any, state: Any) -> None:
+        raise ZeroDivisionError("planted")
+
+    monkeypatch.setattr(Biases, "set_state", boom)
+    with pytest.raises(ArtifactError) as info:
+        load_run(run_dir)
+    assert str(info.value) == f"{run_dir}: cannot load the run (ZeroDivisionError: planted)"
+
+
+def _manifest_error(run: Path) -> str:
+    with pytest.raises(ArtifactError) as info:
+        read_manifest(run)
+    return str(info.value)
+
+
+def test_read_manifest_refusals_have_their_exact_messages(run_dir: Path, tmp_path: Path) -> None:
+    mf = run_dir / "manifest.json"
+    missing = tmp_path / "nowhere"
+    assert _manifest_error(missing) == (
+        f"{missing}: not a run directory (it does not exist or is not a folder)"
+    )
+    assert _manifest_error(mf) == (
+        f"{mf}: not a run directory (it does not exist or is not a folder)"
+    )
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert _manifest_error(empty) == (
+        f"{empty}: no manifest.json; is this a recforge run directory?"
+    )
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "manifest.json").symlink_to(mf)
+    assert _manifest_error(linked) == (
+        f"{linked}: manifest.json is a symbolic link; refusing to follow it"
+    )
+    text = mf.read_text()
+    mf.write_text("{not json")
+    assert re.fullmatch(
+        rf"{re.escape(str(mf))}: corrupt manifest \(Expecting .+\)", _manifest_error(run_dir)
+    )
+    mf.write_bytes(b"\xff\xfe{}")
+    assert _manifest_error(run_dir).startswith(f"{mf}: corrupt manifest (")
+    for body in ("[1]", "{}", '{"format_version": true}', '{"format_version": "1"}'):
+        mf.write_text(body)
+        assert _manifest_error(run_dir) == f"{mf}: manifest has no integer format_version"
+    with open(mf, "wb") as fh:  # one byte over the limit
+        fh.truncate((16 << 20) + 1)
+    assert _manifest_error(run_dir) == f"{mf}: corrupt manifest (over 16 MiB)"
+    with open(mf, "wb") as fh:  # exactly the limit: read, then refused as unparsable
+        fh.truncate(16 << 20)
+    assert _manifest_error(run_dir).startswith(f"{mf}: corrupt manifest (Expecting value")
+    mf.write_text(text)
+    assert read_manifest(run_dir)["model_name"] == "biases"
+    os.link(mf, tmp_path / "elsewhere.json")
+    assert _manifest_error(run_dir) == (
+        f"{run_dir}: manifest.json is a hard link (2 names); a run's files must be its own, "
+        "so copy the run (cp -r) instead of linking it"
+    )
+
+
+def test_newer_format_names_both_versions(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import recforge.artifacts as artifacts_mod
+
+    mf = run_dir / "manifest.json"
+    manifest = json.loads(mf.read_text())
+    monkeypatch.setattr(
+        artifacts_mod, "_version", lambda pkg: "9.8.7" if pkg == "recforge" else None
+    )
+    for versions, writer in (
+        ({"recforge": "2.0"}, "2.0"),
+        ({}, "(unknown version)"),
+        (None, "(unknown version)"),
+    ):
+        mf.write_text(json.dumps({**manifest, "format_version": 2, "versions": versions}))
+        assert _manifest_error(run_dir) == (
+            f"{run_dir}: run format 2 is newer than this recforge 9.8.7 understands (format 1); "
+            f"it was written by recforge {writer}: upgrade recforge to load it"
+        )
+    monkeypatch.setattr(artifacts_mod, "_version", lambda pkg: None)
+    mf.write_text(json.dumps({**manifest, "format_version": 3}))
+    assert _manifest_error(run_dir).startswith(
+        f"{run_dir}: run format 3 is newer than this recforge (unknown version) understands"
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"n_users": -1}, "n_users: Input should be greater than or equal to 0"),
+        ({"model_name": ""}, "model_name: String should have at least 1 character"),
+        ({"files": {"model.pkl": "0" * 64}}, "files: lists 'model.pkl', which is not one of the "
+         f"run files ({', '.join(sorted(RUN_FILES))}); refusing to read it"),
+        ({"format_version": 0}, "format_version: Input should be greater than or equal to 1"),
+    ],
+)  # fmt: skip
+def test_invalid_manifest_names_the_field(
+    run_dir: Path, change: dict[str, Any], message: str
+) -> None:
+    _rewrite_manifest(run_dir, **change)
+    assert _manifest_error(run_dir) == f"{run_dir / 'manifest.json'}: invalid manifest: {message}"
+
+
+def test_manifest_without_a_field_names_it(run_dir: Path) -> None:
+    mf = run_dir / "manifest.json"
+    manifest = json.loads(mf.read_text())
+    del manifest["created_at"]
+    mf.write_text(json.dumps(manifest))
+    assert _manifest_error(run_dir) == f"{mf}: invalid manifest: created_at: Field required"
+
+
+def test_save_run_refusals_have_their_exact_messages(fitted: Recommender, tmp_path: Path) -> None:
+    with pytest.raises(ArtifactError) as info:
+        save_run(tmp_path / "a", fitted, extra={"files": 1, "n_items": 2, "dataset": "x"})
+    assert str(info.value) == (
+        "save_run: extra keys ['files', 'n_items'] are reserved manifest fields; rename"
+    )
+
+    class _Sneaky(type(fitted)):  # type: ignore[misc]
+        def get_state(self) -> dict[str, Any]:
+            return {**super().get_state(), "_base.seen_indptr": np.zeros(1)}
+
+    sneaky = _Sneaky(fitted.config)
+    sneaky.__dict__.update(fitted.__dict__)
+    with pytest.raises(ArtifactError) as info:
+        save_run(tmp_path / "b", sneaky)
+    assert str(info.value) == "model state keys must not start with '_base.'"
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_saved_files_are_readable_json_and_a_plain_csv(fitted: Recommender, run_dir: Path) -> None:
+    import datetime as dt
+
+    config = (run_dir / "config.json").read_text(encoding="utf-8")
+    assert config == json.dumps(fitted.config.model_dump(), indent=2)
+    metrics = (run_dir / "metrics.json").read_text(encoding="utf-8")
+    assert metrics == json.dumps({"rmse": 0.5, "per_k": [1, 2]}, indent=2)
+    assert (run_dir / "history.csv").read_text().splitlines()[0] == "epoch,train_loss"
+    manifest_text = (run_dir / "manifest.json").read_text(encoding="utf-8")
+    manifest = json.loads(manifest_text)
+    assert manifest_text == json.dumps(manifest, indent=2)
+    assert set(manifest["versions"]) == {"recforge", "torch", "numpy"}
+    assert manifest["versions"]["numpy"] == np.__version__
+    created = dt.datetime.fromisoformat(manifest["created_at"])
+    assert created.tzinfo is not None and created.utcoffset() == dt.timedelta(0)
+    assert created.microsecond == 0
+    assert abs((dt.datetime.now(dt.UTC) - created).total_seconds()) < 3600
+    assert (run_dir / "vocab" / "users.json").read_text(encoding="utf-8") == fitted.users_.to_json()
+    assert (run_dir / "vocab" / "items.json").read_text(encoding="utf-8") == fitted.items_.to_json()
+    import pyarrow.parquet as pq
+
+    # items.parquet holds the id column and the metadata columns, no stored pandas index.
+    assert pq.read_schema(run_dir / "items.parquet").names == [
+        "item_id",
+        *fitted.item_meta_.columns,
+    ]
+
+
+def test_base_state_round_trips_exactly(fitted: Recommender, run_dir: Path) -> None:
+    model = load_run(run_dir).model
+    assert model.seen_.shape == fitted.seen_.shape and model.seen_.dtype == np.float32
+    np.testing.assert_array_equal(model.seen_.toarray(), fitted.seen_.toarray())
+    assert model.seen_ratings_.dtype == np.float32 and model.seen_order_.dtype == np.int32
+    np.testing.assert_array_equal(model.seen_ratings_, fitted.seen_ratings_)
+    np.testing.assert_array_equal(model.seen_order_, fitted.seen_order_)
+    assert model.global_mean_ == fitted.global_mean_ and type(model.global_mean_) is float
+    assert model.rating_scale_ == (1.0, 5.0)
+    assert all(type(v) is float for v in model.rating_scale_)
+
+
+def test_a_run_saved_before_explanations_loads_with_default_history(run_dir: Path) -> None:
+    # Older runs hold no seen ratings or order: ratings 1 ("seen") and each user's items in
+    # stored order (0, 1, 2, ... per user).
+    _edit_weights(run_dir, lambda s: [s.pop("_base.seen_ratings"), s.pop("_base.seen_order")])
+    model = load_run(run_dir).model
+    counts = np.diff(model.seen_.indptr)
+    assert model.seen_ratings_.tolist() == [1.0] * model.seen_.nnz
+    assert model.seen_ratings_.dtype == np.float32 and model.seen_order_.dtype == np.int32
+    assert model.seen_order_.tolist() == [p for n in counts for p in range(n)]
+    assert counts.max() > 1  # the per-user restart is exercised
+
+
+@pytest.mark.parametrize("key", ["_base.seen_ratings", "_base.seen_order"])
+def test_history_arrays_must_match_the_interactions(run_dir: Path, key: str) -> None:
+    _edit_weights(run_dir, lambda s: s.update({key: s[key][:-1]}))
+    with pytest.raises(ArtifactError) as info:
+        load_run(run_dir)
+    assert str(info.value) == (f"{run_dir}: stored ratings do not match the stored interactions")
+
+
+def _non_monotone(indptr: np.ndarray) -> np.ndarray:
+    """Starts at 0 and ends at nnz, but goes down in between."""
+    out = indptr.copy()
+    out[1], out[2:-1] = out[-1], 0
+    return out
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda s: s.update({"_base.seen_indptr": s["_base.seen_indptr"] + 1}),  # not from 0
+        lambda s: s.update({"_base.seen_indptr": _non_monotone(s["_base.seen_indptr"])}),
+        lambda s: s.update({"_base.seen_indices": np.full_like(s["_base.seen_indices"], -1)}),
+        lambda s: s["_base.seen_indptr"].__setitem__(-1, s["_base.seen_indptr"][-1] - 1),
+    ],
+)
+def test_inconsistent_seen_matrix_is_refused(run_dir: Path, edit: Any) -> None:
+    _edit_weights(run_dir, edit)
+    with pytest.raises(ArtifactError) as info:
+        load_run(run_dir)
+    assert str(info.value) == f"{run_dir}: stored interactions do not match the vocabularies"
+
+
+def test_implicit_run_has_no_rating_scale_after_loading(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"user_id": [1, 1, 2], "item_id": [10, 20, 20]})
+    model = create("popularity").fit(Interactions.from_frame(frame))
+    loaded = load_run(save_run(tmp_path / "r", model)).model
+    assert loaded.rating_scale_ is None
+    for scale in ([np.nan, 5.0], [1.0, np.nan]):
+        run = save_run(tmp_path / f"r{scale[0]}", model)
+        _edit_weights(run, lambda s, v=scale: s.update({"_base.rating_scale": np.array(v)}))
+        assert load_run(run).model.rating_scale_ is None
+
+
+def test_the_load_probe_scores_user_zero_with_an_index_array(
+    run_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from recforge.models.baselines import Biases
+
+    probes: list[np.ndarray] = []
+    original = Biases.score_items
+
+    def spy(self: Biases, user_idx: np.ndarray) -> np.ndarray:
+        probes.append(np.asarray(user_idx))
+        return original(self, user_idx)
+
+    monkeypatch.setattr(Biases, "score_items", spy)
+    run = load_run(run_dir)
+    assert run.path == run_dir
+    assert probes[0].dtype == np.int64 and probes[0].tolist() == [0]
+
+
+def test_a_model_that_scores_the_wrong_width_is_refused(
+    run_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from recforge.models.baselines import Biases
+
+    monkeypatch.setattr(Biases, "score_items", lambda self, u: np.zeros((len(u), 5), np.float32))
+    with pytest.raises(ArtifactError) as info:
+        load_run(run_dir)
+    assert str(info.value) == (
+        f"{run_dir}: weights do not fit model biases (scoring a user gives shape (1, 5), "
+        "expected (1, 4))"
+    )

@@ -670,3 +670,364 @@ def test_ml100k_predefined_folds_partition_u_data() -> None:
         tests.append(split.test)
     # the five test files are disjoint and together cover u.data
     pd.testing.assert_frame_equal(canon(*tests), canon(full))
+
+
+# ---------------------------------------------------- found by mutation testing (data/split.py)
+def _tiny() -> Interactions:
+    """Three users, timestamps 1..9: u1 has 4 events, u2 3, u3 2 (source "tiny")."""
+    rows = [
+        (1, 10, 4.0, 1), (1, 20, 3.0, 2), (1, 30, 5.0, 3), (1, 40, 2.0, 4),
+        (2, 10, 1.0, 5), (2, 20, 2.0, 6), (2, 50, 3.0, 7),
+        (3, 30, 4.0, 8), (3, 60, 5.0, 9),
+    ]  # fmt: skip
+    return inter(rows, source="tiny")
+
+
+SPEC_LIST = ", ".join(S.valid_split_specs())
+BAD_CALLS: list[tuple[Callable[[], Any], type[Exception], str]] = [
+    (lambda: S.random_holdout(_tiny(), 0.2, valid_ratio=0.8), ConfigError,
+     "valid_ratio must be in [0, 1) with test_ratio + valid_ratio < 1, got 0.8"),
+    (lambda: S.random_holdout(_tiny(), 0.2, valid_ratio=-0.1), ConfigError,
+     "valid_ratio must be in [0, 1) with test_ratio + valid_ratio < 1, got -0.1"),
+    (lambda: S.random_holdout(_tiny(), 0.01), DataError,
+     "tiny: 9 events are too few for test_ratio=0.01, valid_ratio=0.0; every part needs at "
+     "least one event"),
+    (lambda: S.random_holdout(_tiny(), 0.5, valid_ratio=0.04), DataError,
+     "tiny: 9 events are too few for test_ratio=0.5, valid_ratio=0.04; every part needs at "
+     "least one event"),
+    (lambda: S.random_holdout(_tiny(), 1.0), ConfigError,
+     "test_ratio must be a number in (0, 1), got 1.0"),
+    (lambda: S.random_holdout(_tiny(), "0.2"), ConfigError,  # type: ignore[arg-type]
+     "test_ratio must be a number in (0, 1), got '0.2'"),
+    (lambda: S.kfold(_tiny(), 1), ConfigError, "kfold needs an integer k >= 2, got 1"),
+    (lambda: S.kfold(_tiny(), 2.0), ConfigError,  # type: ignore[arg-type]
+     "kfold needs an integer k >= 2, got 2.0"),
+    (lambda: S.kfold_fold(_tiny(), 3, 3), ConfigError,
+     "kfold fold must be an integer in 0..2, got 3"),
+    (lambda: S.kfold_fold(_tiny(), 3, -1), ConfigError,
+     "kfold fold must be an integer in 0..2, got -1"),
+    (lambda: S.kfold_fold(_tiny(), 3, 1.0), ConfigError,  # type: ignore[arg-type]
+     "kfold fold must be an integer in 0..2, got 1.0"),
+    (lambda: S.kfold(_tiny(), 10), DataError, "tiny: 9 events cannot fill k=10 folds"),
+    (lambda: S.predefined(frame([(1, 10)]).iloc[:0], frame([(1, 10)]), name="u9"), DataError,
+     "u9: predefined split 'u9' has an empty train or test part"),
+    (lambda: S.predefined(frame([(1, 10)]), frame([(2, 10)]).iloc[:0], name="u9", source="s"),
+     DataError, "s: predefined split 'u9' has an empty train or test part"),
+    (lambda: S.predefined([1], frame([(1, 10)])), ConfigError,  # type: ignore[arg-type]
+     "predefined: train must be a DataFrame or Interactions, got list"),
+    (lambda: S.predefined(frame([(1, 10)]), None), ConfigError,  # type: ignore[arg-type]
+     "predefined: test must be a DataFrame or Interactions, got NoneType"),
+    (lambda: S.temporal_user(_tiny(), 0.2, test_n=1), ConfigError,
+     "temporal_user takes test_ratio or test_n, not both"),
+    (lambda: S.temporal_user(_tiny(), test_n=0), ConfigError, "test_n must be >= 1, got 0"),
+    (lambda: S.temporal_user(_tiny(), min_events=0), ConfigError,
+     "min_events must be >= 1, got 0"),
+    (lambda: S.temporal_user(_tiny(), 1.5), ConfigError,
+     "test_ratio must be a number in (0, 1), got 1.5"),
+    (lambda: S.temporal_user(_tiny(), min_events=5), DataError,
+     "tiny: temporal-user put no event in test (users have too few events?); lower "
+     "min_events or use a random protocol"),
+    (lambda: S.global_temporal(_tiny(), cutoff=3, test_ratio=0.2), ConfigError,
+     "global_temporal takes cutoff or test_ratio, not both"),
+    (lambda: S.global_temporal(_tiny(), test_ratio=0.0), ConfigError,
+     "test_ratio must be a number in (0, 1), got 0.0"),
+    (lambda: S.global_temporal(inter([(1, 10, 1.0, 5)], source="one")), DataError,
+     "one: 1 events are too few to split"),
+    (lambda: S.global_temporal(_tiny(), cutoff=0), DataError,
+     "tiny: every event is at or after the cut 0 (are timestamps missing?); pass an explicit "
+     "cutoff or use a random protocol"),
+    (lambda: S.global_temporal(_tiny(), cutoff=100), DataError,
+     "tiny: global-temporal put no event in test (users have too few events?); lower "
+     "min_events or use a random protocol"),
+    (lambda: S.leave_latest_out(_tiny(), n=0), ConfigError, "leave_latest_out needs n >= 1, got 0"),
+    (lambda: S.leave_latest_out(_tiny(), n=4), DataError,
+     "tiny: leave-latest-out put no event in test (users have too few events?); lower "
+     "min_events or use a random protocol"),
+    (lambda: S.heldout_users(_tiny(), foldin_ratio=1.0), ConfigError,
+     "foldin_ratio must be a number in (0, 1), got 1.0"),
+    (lambda: S.heldout_users(_tiny(), min_events=3, foldin_events=3), ConfigError,
+     "foldin_events must be in 1..2 (below min_events), got 3"),
+    (lambda: S.heldout_users(_tiny(), min_events=3, foldin_events=0), ConfigError,
+     "foldin_events must be in 1..2 (below min_events), got 0"),
+    (lambda: S.heldout_users(_tiny(), test_users=0, valid_users=0), ConfigError,
+     "test_users=0 selects no user out of 3"),
+    (lambda: S.heldout_users(_tiny(), test_users=0.1, valid_users=0), ConfigError,
+     "test_users=0.1 selects no user out of 3"),
+    (lambda: S.heldout_users(_tiny(), test_users=3, valid_users=0, min_events=2), DataError,
+     "tiny: 3 users have >= 2 events, too few to hold out 3 test and 0 validation users and "
+     "keep training users"),
+    (lambda: S.heldout_users(_tiny(), test_users=1, valid_users=1, min_events=4), DataError,
+     "tiny: 1 users have >= 4 events, too few to hold out 1 test and 1 validation users and "
+     "keep training users"),
+    (lambda: S.heldout_users(_tiny(), test_users=True), ConfigError,  # type: ignore[arg-type]
+     "test_users must be a fraction in [0, 1) or a user count, got True"),
+    (lambda: S.heldout_users(_tiny(), valid_users=-1), ConfigError,
+     "valid_users must be a fraction in [0, 1) or a user count, got -1"),
+    (lambda: S.heldout_users(_tiny(), valid_users="1"), ConfigError,  # type: ignore[arg-type]
+     "valid_users must be a fraction in [0, 1) or a user count, got '1'"),
+    (lambda: S.heldout_users(_tiny(), test_users=1.0), ConfigError,
+     "test_users=1.0: a float is a fraction and must be < 1; pass an int count"),
+    (lambda: S.carve_validation(_tiny(), "k-fold"), ConfigError,
+     "carve_validation: kfold does not give one validation split; use random"),
+    (lambda: S.carve_validation(_tiny(), "heldout"), ConfigError,
+     "carve_validation: heldout-users does not give one validation split; use random"),
+    (lambda: S.parse_split_spec("random:0.2:0.3"), ConfigError,
+     "split spec 'random:0.2:0.3': expected key=value, got '0.3'"),
+    (lambda: S.parse_split_spec("random:seed=1:seed=2"), ConfigError,
+     "split spec 'random:seed=1:seed=2': seed given twice"),
+    (lambda: S.parse_split_spec("random:0.2:sed=7"), ConfigError,
+     "split random-holdout: unknown parameter 'sed'; valid: test_ratio, seed, valid_ratio"),
+    (lambda: S.parse_split_spec("random:zz=1:aa=2"), ConfigError,
+     "split random-holdout: unknown parameter 'aa'; valid: test_ratio, seed, valid_ratio"),
+    (lambda: S.parse_split_spec(" Bogus_Name "), ConfigError,
+     f"unknown split 'Bogus_Name'; valid specs: {SPEC_LIST} (provider folds such as "
+     "ml100k:u1 are handled by the CLI)"),
+    (lambda: S.make_split(_tiny(), "kfold:3:fold=3"), ConfigError,
+     "split spec 'kfold:3:fold=3': fold must be an integer in 0..2"),
+    (lambda: S.make_split(_tiny(), "kfold:3:fold=x"), ConfigError,
+     "split spec 'kfold:3:fold=x': fold must be an integer in 0..2"),
+    (lambda: S.random_holdout(inter([(1, 10), (2, 20), (1, 10), (2, 20)], source="dup")),
+     DataError,
+     "dup: 2 duplicate (user_id, item_id) rows, e.g. (1, 10); a split would put copies on "
+     "both sides — deduplicate first (read_ratings' duplicate policy 'last' or 'mean')"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("call", "error", "message"), BAD_CALLS)
+def test_every_refusal_has_its_exact_message(
+    call: Callable[[], Any], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error) as info:
+        call()
+    assert str(info.value) == message
+
+
+def test_split_summary_and_repr_by_hand() -> None:
+    train = frame([(1, 10, 4.0, 1), (1, 20, 3.0, 2), (2, 10, 5.0, 3)])
+    test = frame([(2, 20, 1.0, 4), (3, 10, 2.0, 5), (1, 30, 3.0, 6)])
+    valid = frame([(4, 40, 4.0, 7)])
+    split = S.predefined(train, test, valid=valid, name="hand", params={"fold": 1}, source="h")
+    assert split.summary() == {
+        "protocol": "hand(fold=1)",
+        "protocol_name": "hand",
+        "params": {"fold": 1},
+        "source": "h",
+        "n_train": 3,
+        "n_test": 3,
+        "n_valid": 1,
+        "n_train_users": 2,
+        "n_train_items": 2,
+        "n_test_users": 3,
+        "n_test_items": 3,
+        "n_test_unknown_users": 1,
+        "n_test_unknown_items": 1,
+        "n_test_unknown_user_ids": 1,
+        "n_test_unknown_item_ids": 1,
+        "n_valid_unknown_users": 1,
+        "n_valid_unknown_items": 1,
+    }
+    assert repr(split) == "Split(hand(fold=1): train=3, test=3, valid=1)"
+    assert split.known_test_mask("valid").tolist() == [False]
+    assert len(split.test_known("valid")) == 0
+    plain = S.predefined(train, test, name="hand")
+    assert repr(plain) == "Split(hand: train=3, test=3)"
+    summary = plain.summary()
+    assert summary["n_valid"] == 0 and "n_valid_unknown_users" not in summary
+    with pytest.raises(ConfigError) as info:
+        plain.known_test_mask("valid")
+    assert str(info.value) == "split hand has no valid part"
+
+
+def test_split_constructor_names_the_part() -> None:
+    train = inter([(1, 10, 4.0, 1), (2, 20, 5.0, 3)])
+    good = inter([(2, 20, 1.0, 4)], users=train.users, items=train.items)
+    bad = inter([(2, 10, 1.0, 4)], users=IdVocab([2, 1]), items=train.items)
+    msg = (
+        "Split: {} is not encoded against train's vocabularies; build splits with "
+        "Split.from_parts(...) or a recforge.data.split protocol"
+    )
+    for test, valid, part in ((bad, None, "test"), (good, bad, "valid")):
+        with pytest.raises(DataError) as info:
+            S.Split(train, test, valid, S.Protocol("x"))
+        assert str(info.value) == msg.format(part)
+    short_items = inter([(2, 10, 1.0, 4)], users=train.users, items=IdVocab([10]))
+    with pytest.raises(DataError):
+        S.Split(train, short_items, None, S.Protocol("x"))
+    short_users = inter([(1, 20, 1.0, 4)], users=IdVocab([1]), items=train.items)
+    with pytest.raises(DataError):
+        S.Split(train, short_users, None, S.Protocol("x"))
+
+
+def test_heldout_summary_and_repr_by_hand() -> None:
+    rows = [(u, i, 3.0, 0) for u in ("e1", "e2", "e3") for i in (1, 2, 3, 4, 5)]
+    rows += [("e1", 99, 3.0, 0)]
+    rows += [("s1", 1, 3.0, 0), ("s1", 2, 3.0, 0), ("s2", 3, 3.0, 0), ("s2", 4, 3.0, 0)]
+    h = S.heldout_users(inter(rows, source="hs"), valid_users=1, test_users=2, seed=0, min_events=5)
+    describe = "heldout-users(valid_users=1, test_users=2, foldin_ratio=0.8, seed=0, min_events=5)"
+    assert h.summary() == {
+        "protocol": describe,
+        "protocol_name": "heldout-users",
+        "params": {"valid_users": 1, "test_users": 2, "foldin_ratio": 0.8, "seed": 0,
+                   "min_events": 5},
+        "source": "hs",
+        "n_train": 4,
+        "n_train_users": 2,
+        "n_train_items": 4,
+        "n_test_users": 2,
+        "n_test_foldin": 6,
+        "n_test_target": 2,
+        "n_dropped_unknown_items": 4,  # item 5 of each held-out user, and 99
+        "n_valid_users": 1,
+        "n_valid_foldin": 3,
+        "n_valid_target": 1,
+    }  # fmt: skip
+    assert repr(h) == f"HeldOutSplit({describe}: train=4, test users=2)"
+    no_valid = S.heldout_users(inter(rows), valid_users=0, test_users=1, min_events=5, seed=0)
+    s = no_valid.summary()
+    assert (s["n_valid_users"], s["n_valid_foldin"], s["n_valid_target"]) == (0, 0, 0)
+    assert no_valid.valid_foldin is None and no_valid.valid_target is None
+    fixed = S.heldout_users(inter(rows), test_users=1, valid_users=0, min_events=5,
+                            foldin_events=2, seed=0)  # fmt: skip
+    assert fixed.protocol.params["foldin_events"] == 2
+    assert fixed.test_foldin.user_counts().tolist() == [2]
+
+
+def test_heldout_targets_follow_the_ratio_and_the_fixed_count() -> None:
+    rows = [(u, i, 3.0, 0) for u in range(6) for i in range(u + 4)]  # 4..9 events per user
+    data = inter(rows)
+    for ratio in (0.5, 0.7):
+        h = S.heldout_users(data, valid_users=0, test_users=5, foldin_ratio=ratio, min_events=4,
+                            seed=1)  # fmt: skip
+        n_t, n_f = h.test_target.user_counts(), h.test_foldin.user_counts()
+        n = n_t + n_f
+        np.testing.assert_array_equal(
+            n_t, np.minimum(np.maximum(np.ceil((1 - ratio) * n - 1e-9), 1), n - 1)
+        )
+    h = S.heldout_users(data, valid_users=0, test_users=5, min_events=4, foldin_events=3, seed=1)
+    assert h.test_foldin.user_counts().tolist() == [3] * 5
+    n = h.test_foldin.user_counts() + h.test_target.user_counts()
+    assert h.test_target.user_counts().tolist() == (n - 3).tolist()
+
+
+def test_protocol_from_a_minimal_dict_and_its_hash() -> None:
+    p = S.Protocol.from_dict({"name": "x"})
+    assert p == S.Protocol("x") and p.params == {} and p.temporal is False
+    assert S.Protocol.from_dict({"name": "t", "temporal": 1}).temporal is True
+    assert S.Protocol("x", {1: np.float64(0.5)}).params == {"1": 0.5}
+    assert type(S.Protocol("x", {"a": np.float64(0.5)}).params["a"]) is float
+    assert S.Protocol("x", {"a": 1}).to_dict() == {
+        "name": "x",
+        "params": {"a": 1},
+        "temporal": False,
+    }
+    assert hash(S.Protocol("x", {"a": 1})) == hash("x(a=1)")
+
+
+def test_spec_values_are_parsed_like_their_type() -> None:
+    spec = "random:0.3:seed=7:valid-ratio=0.1"
+    assert S.parse_split_spec(spec) == (
+        "random-holdout",
+        {"test_ratio": 0.3, "seed": 7, "valid_ratio": 0.1},
+    )
+    for raw, value in [("true", True), ("YES", True), ("false", False), ("No", False),
+                       ("none", None), ("NULL", None), ("12", 12), ("-3", -3), ("1e-2", 0.01),
+                       ("abc", "abc")]:  # fmt: skip
+        got = S._parse_value(raw)
+        assert got == value and type(got) is type(value)
+    assert S.parse_split_spec("loo:2") == ("leave-latest-out", {"n": 2})
+    assert S.parse_split_spec(" kfold : 3 ")[0] == "kfold"
+    assert S.make_split(_tiny(), "kfold:3:fold=1").protocol.params == {
+        "k": 3,
+        "fold": 1,
+        "seed": 42,
+    }
+
+
+def test_random_holdout_and_kfold_rows_follow_the_seeded_permutation() -> None:
+    data = _tiny()
+    perm = np.random.default_rng(5).permutation(9)
+    split = S.random_holdout(data, 0.3, seed=5, valid_ratio=0.2)
+    assert sorted(split.test.timestamp.tolist()) == sorted((perm[:3] + 1).tolist())
+    assert split.valid is not None
+    assert sorted(split.valid.timestamp.tolist()) == sorted((perm[3:5] + 1).tolist())
+    assert split.protocol.params == {"test_ratio": 0.3, "seed": 5, "valid_ratio": 0.2}
+    fold = S.kfold_fold(data, 4, 3, seed=5)
+    assert sorted(fold.test.timestamp.tolist()) == sorted((np.array_split(perm, 4)[3] + 1).tolist())
+    assert fold.protocol.params == {"k": 4, "fold": 3, "seed": 5}
+    assert S._round_count(2.5) == 3 and S._round_count(0.5) == 1 and S._round_count(0.49) == 0
+    assert S._round_count(0.28 * 25) == 7
+
+
+def test_carve_validation_defaults_from_the_parent() -> None:
+    data = make_interactions(40, 30, density=0.3, seed=3).interactions
+    parent = S.kfold(data, 4, seed=9)[0]
+    carved = S.carve_validation(parent)
+    assert carved.protocol.params == {"test_ratio": 0.25, "seed": 9,
+                                      "from_train_of": parent.protocol.describe()}  # fmt: skip
+    assert carved.valid is None and len(carved.train) + len(carved.test) == len(parent.train)
+    gt = S.global_temporal(data, cutoff=int(np.median(data.timestamp)))
+    carved_gt = S.carve_validation(gt)
+    assert carved_gt.protocol.name == "global-temporal"
+    assert carved_gt.protocol.params["test_ratio"] == 0.2 and carved_gt.protocol.temporal
+    gt_ratio = S.global_temporal(data, test_ratio=0.3)
+    assert S.carve_validation(gt_ratio).protocol.params["test_ratio"] == 0.3
+    rv = S.random_holdout(data, 0.2, seed=4, valid_ratio=0.1)
+    carved_rv = S.carve_validation(rv)
+    assert carved_rv.protocol.params == {"test_ratio": 0.2, "seed": 4,
+                                         "from_train_of": rv.protocol.describe()}  # fmt: skip
+    loo = S.leave_latest_out(data, valid=True)
+    assert S.carve_validation(loo).protocol.params["valid"] is False  # not inherited
+    plain = S.carve_validation(data)
+    assert plain.protocol.name == "random-holdout"
+    assert plain.protocol.params["from_train_of"] == data.source
+    other = S.predefined(parent.train, parent.test, name="given")
+    assert S.carve_validation(other).protocol.name == "random-holdout"
+    assert S.carve_validation(other, seed=3).protocol.params["seed"] == 3
+
+
+def test_held_out_user_in_both_validation_and_test_is_a_leak() -> None:
+    rows = [(u, i, 3.0, 0) for u in ("e1", "e2", "e3") for i in (1, 2, 3, 4, 5)]
+    rows += [("s1", 1, 3.0, 0), ("s1", 2, 3.0, 0)]
+    h = S.heldout_users(inter(rows), valid_users=1, test_users=1, seed=0, min_events=5)
+    leaky = S.HeldOutSplit(h.train, h.test_foldin, h.test_target, h.test_foldin, h.test_target,
+                           h.protocol)  # fmt: skip
+    who = h.test_foldin.users.ids[0]
+    with pytest.raises(DataError) as info:
+        S.check_no_leak(leaky)
+    assert (
+        str(info.value)
+        == f"{h.protocol.describe()}: user {who!r} is both a validation and a test user"
+    )
+    in_train = S.HeldOutSplit(h.test_foldin, None, None, h.test_foldin, h.test_target, h.protocol)
+    with pytest.raises(DataError) as info:
+        S.check_no_leak(in_train)
+    assert str(info.value).startswith(f"{h.protocol.describe()}: ")
+    valid_in_train = S.HeldOutSplit(h.valid_foldin, h.valid_foldin, h.valid_target,
+                                    h.test_foldin, h.test_target, h.protocol)  # fmt: skip
+    with pytest.raises(DataError) as info:
+        S.check_no_leak(valid_in_train)
+    assert "held-out valid user" in str(info.value)
+    shared = S.HeldOutSplit(h.train, None, None, h.test_foldin, h.test_foldin, h.protocol)
+    with pytest.raises(DataError) as info:
+        S.check_no_leak(shared)
+    assert "is in both test_foldin and test_target" in str(info.value)
+
+
+def test_leak_messages_are_exact() -> None:
+    data = inter([(1, 10, 4.0, 5), (1, 20, 5.0, 3), (2, 20, 5.0, 1)])
+    train, test = data.subset(np.array([0, 2])), data.subset(np.array([1]))
+    bad = S.Split.from_parts(train, test, protocol=S.Protocol("timed", temporal=True), check=False)
+    with pytest.raises(DataError) as info:
+        S.check_no_leak(bad)
+    assert str(info.value) == "timed: user 1 has a test event at 3 before a train event at 5"
+    shared = S.Split.from_parts(data.subset(np.array([0, 1])), data.subset(np.array([1])),
+                                protocol=S.Protocol("p"), check=False)  # fmt: skip
+    with pytest.raises(DataError) as info:
+        S.check_no_leak(shared)
+    assert str(info.value) == "p: pair (user 1, item 20) is in both train and test"
+
+
+def test_unorderable_item_ids_break_ties_by_index() -> None:
+    items = IdVocab(np.array([30, "a", 10], dtype=object), name="item")
+    assert S._id_rank(items).tolist() == [0, 1, 2]
+    assert S._id_rank(IdVocab([30, 10, 20])).tolist() == [2, 0, 1]

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
@@ -13,7 +14,7 @@ import torch
 import recforge.models.als as als_mod
 from recforge.artifacts import load_run
 from recforge.data.interactions import Interactions
-from recforge.errors import ConfigError
+from recforge.errors import ConfigError, ModelFitError
 from recforge.models.als import ALS
 from recforge.models.registry import create
 from recforge.testing import hit_rate, planted_explicit, planted_implicit, rating_rmse
@@ -433,3 +434,433 @@ def test_loss_is_computed_only_when_asked_for() -> None:
     # Tracking the loss does not change the fit.
     tracked = ALS(track_loss=True, **SMALL).fit(data.train)
     np.testing.assert_array_equal(tracked.item_factors_, plain.item_factors_)
+
+
+# ------------------------------------------------------- found by mutation testing (models/als.py)
+def _tiny(seed: int = 0, *, scale: tuple[float, float] | None = (1.0, 5.0)) -> Interactions:
+    """12 users × 9 items, ratings 1-5, every user and item with at least one event."""
+    rng = np.random.default_rng(seed)
+    dense = (rng.random((12, 9)) < 0.45) * rng.integers(1, 6, (12, 9))
+    dense[np.arange(12), np.arange(12) % 9] = rng.integers(1, 6, 12)
+    u, i = np.nonzero(dense)
+    frame = pd.DataFrame({"user_id": u, "item_id": i, "rating": dense[u, i].astype(np.float64)})
+    return Interactions.from_frame(frame, rating_scale=scale, source="tiny")
+
+
+EXPLICIT_VARIANTS = [
+    {"biases": True, "weighted_reg": True, "bias_reg": 0.05},
+    {"biases": True, "weighted_reg": False},
+    {"biases": False, "weighted_reg": True},
+    {"biases": True, "weighted_reg": True, "bias_reg": 0.0},
+]
+
+
+def _explicit_row(y, x_bias, ratings, mu, reg, bias_reg, biases, weighted):
+    """Per-row reference of the explicit half-step: returns (factors, bias)."""
+    k = y.shape[1]
+    z = np.hstack([y, np.ones((len(y), 1))]) if biases else y
+    t = ratings - mu - x_bias
+    d = np.r_[np.full(k, reg), bias_reg] if biases else np.full(k, reg)
+    s = max(len(y), 1) if weighted else 1.0
+    sol = np.linalg.solve(z.T @ z + s * np.diag(np.maximum(d, 1e-12)), z.T @ t)
+    return (sol[:k], sol[k]) if biases else (sol, 0.0)
+
+
+@pytest.mark.parametrize("variant", EXPLICIT_VARIANTS)
+@pytest.mark.parametrize("solver", ["cholesky", "cg"])
+def test_explicit_half_step_solves_each_rows_equations(variant: dict, solver: str) -> None:
+    data = _tiny(1)
+    model = ALS(objective="explicit", solver=solver, reg=0.3, cg_steps=40, n_factors=3, **variant)
+    model.global_mean_ = data.global_mean
+    csr = data.csr("rating")
+    side = als_mod._make_side(csr, np.ones(csr.nnz, np.float32), csr.data)
+    rng = np.random.default_rng(2)
+    x0 = torch.from_numpy(rng.normal(0, 0.3, (12, 3)).astype(np.float32))
+    y = rng.normal(0, 0.5, (9, 3)).astype(np.float32)
+    b_u = rng.normal(0, 0.2, 12).astype(np.float32)
+    b_i = rng.normal(0, 0.2, 9).astype(np.float32)
+    x, bias = model._explicit_half(side, x0, torch.from_numpy(y), b_u.copy(), b_i)
+    assert bias.dtype == np.float32 and x.shape == (12, 3)
+    lam_b = variant.get("bias_reg", 0.3)
+    for u in range(12):
+        cols = csr.indices[csr.indptr[u] : csr.indptr[u + 1]]
+        r = csr.data[csr.indptr[u] : csr.indptr[u + 1]].astype(np.float64)
+        want_x, want_b = _explicit_row(
+            y[cols].astype(np.float64), b_i[cols], r, data.global_mean, 0.3, lam_b,
+            variant["biases"], variant["weighted_reg"],
+        )  # fmt: skip
+        np.testing.assert_allclose(x[u].numpy(), want_x, rtol=2e-3, atol=2e-4)
+        assert bias[u] == pytest.approx(want_b if variant["biases"] else b_u[u], abs=2e-4)
+
+
+@pytest.mark.parametrize("backend", ["torch", "cholesky", "numba", "implicit"])
+def test_implicit_half_step_solves_each_rows_equations(backend: str) -> None:
+    data = _tiny(3, scale=None)
+    solver = "cholesky" if backend == "cholesky" else "cg"
+    model = ALS(alpha=0.7, reg=0.4, cg_steps=40, n_factors=3, solver=solver)
+    csr = data.csr("rating")
+    conf = model._confidence(csr.data)
+    side = als_mod._make_side(csr, conf - 1.0, conf, native=True)
+    if backend == "numba":
+        model._backend, model._native = "numba", als_mod._numba_cg()
+    elif backend == "implicit":
+        model._backend, model._native = "implicit", als_mod._native_cg()
+    if backend in ("numba", "implicit") and model._native is None:
+        pytest.skip(f"{backend} is not installed")
+    rng = np.random.default_rng(4)
+    x0 = rng.normal(0, 0.3, (12, 3)).astype(np.float32)
+    y = rng.normal(0, 0.5, (9, 3)).astype(np.float32)
+    x = model._implicit_half(side, torch.from_numpy(x0.copy()), torch.from_numpy(y)).numpy()
+    y64 = y.astype(np.float64)
+    for u in range(12):
+        cols = csr.indices[csr.indptr[u] : csr.indptr[u + 1]]
+        c = 1.0 + 0.7 * csr.data[csr.indptr[u] : csr.indptr[u + 1]].astype(np.float64)
+        a = y64.T @ y64 + (y64[cols] * (c - 1.0)[:, None]).T @ y64[cols] + 0.4 * np.eye(3)
+        np.testing.assert_allclose(x[u], np.linalg.solve(a, y64[cols].T @ c), rtol=2e-3, atol=2e-4)
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        {"objective": "implicit", "alpha": 0.5, "reg": 0.7},
+        {"objective": "implicit", "alpha": 0.5, "reg": 0.7, "confidence": "log"},
+        *({"objective": "explicit", "reg": 0.2, **v} for v in EXPLICIT_VARIANTS),
+    ],
+)
+def test_tracked_loss_is_the_objective_by_hand(cfg: dict) -> None:
+    explicit = cfg["objective"] == "explicit"
+    data = _tiny(5, scale=(1.0, 5.0) if explicit else None)
+    model = ALS(solver="cholesky", n_factors=3, iterations=2, track_loss=True, **cfg).fit(data)
+    r = data.csr("rating").toarray().astype(np.float64)
+    obs = r > 0
+    x, y = model.user_factors_.astype(np.float64), model.item_factors_.astype(np.float64)
+    s = x @ y.T
+    n = obs.sum()
+    last = model.history_.iloc[-1]
+    if explicit:
+        pred = model.global_mean_ + model.user_bias_[:, None] + model.item_bias_[None, :] + s
+        fit = ((r - pred) ** 2)[obs].sum()
+        w_u = obs.sum(1) if cfg["weighted_reg"] else np.ones(len(x))
+        w_i = obs.sum(0) if cfg["weighted_reg"] else np.ones(len(y))
+        penalty = 0.2 * (w_u @ (x**2).sum(1) + w_i @ (y**2).sum(1))
+        if cfg["biases"]:
+            lam_b = cfg.get("bias_reg", 0.2)
+            penalty += lam_b * (w_u @ model.user_bias_**2 + w_i @ model.item_bias_**2)
+        else:
+            assert not model.user_bias_.any() and not model.item_bias_.any()
+        assert last["train_rmse"] == pytest.approx(np.sqrt(fit / n), rel=1e-5)
+    else:
+        c = 1.0 + (0.5 * np.log1p(r) if cfg.get("confidence") == "log" else 0.5 * r)
+        fit = (c * (obs - s) ** 2).sum()
+        penalty = 0.7 * ((x**2).sum() + (y**2).sum())
+        assert "train_rmse" not in model.history_.columns
+    assert last["train_loss"] == pytest.approx((fit + penalty) / n, rel=1e-5)
+    assert model.history_["epoch"].tolist() == [1, 2]
+    assert model.history_["epoch"].dtype == np.int64
+    assert (model.history_["seconds"] >= 0).all()
+
+
+@pytest.mark.parametrize("objective", ["implicit", "explicit"])
+def test_first_sweep_starts_from_the_seeded_gaussian(objective: str) -> None:
+    # One CG sweep from the documented start (seeded N(0, init_std²) factors, users then items).
+    data = _tiny(6, scale=(1.0, 5.0) if objective == "explicit" else None)
+    cfg = {"objective": objective, "n_factors": 4, "init_std": 0.3, "seed": 11, "cg_steps": 1}
+    fitted = ALS(iterations=1, backend="torch", **cfg).fit(data)
+    model = ALS(backend="torch", **cfg)
+    model.global_mean_ = data.global_mean
+    rng = np.random.default_rng(11)
+    x = torch.from_numpy(rng.normal(0.0, 0.3, (12, 4)).astype(np.float32))
+    y = torch.from_numpy(rng.normal(0.0, 0.3, (9, 4)).astype(np.float32))
+    by_user = data.csr("rating")
+    by_item = by_user.T.tocsr()
+    by_item.sort_indices()
+    if objective == "explicit":
+        sides = [
+            als_mod._make_side(m, np.ones(m.nnz, np.float32), m.data) for m in (by_user, by_item)
+        ]
+        b_u, b_i = np.zeros(12, np.float32), np.zeros(9, np.float32)
+        x, b_u = model._explicit_half(sides[0], x, y, b_u, b_i)
+        y, b_i = model._explicit_half(sides[1], y, x, b_i, b_u)
+        np.testing.assert_allclose(fitted.user_bias_, b_u, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(fitted.item_bias_, b_i, rtol=1e-5, atol=1e-6)
+    else:
+        conf = [model._confidence(m.data) for m in (by_user, by_item)]
+        sides = [
+            als_mod._make_side(m, c - 1.0, c) for m, c in zip((by_user, by_item), conf, strict=True)
+        ]
+        x = model._implicit_half(sides[0], x, y)
+        y = model._implicit_half(sides[1], y, x)
+    np.testing.assert_allclose(fitted.user_factors_, x.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(fitted.item_factors_, y.numpy(), rtol=1e-5, atol=1e-6)
+    assert fitted.user_factors_.dtype == np.float32 and fitted.user_factors_.flags.c_contiguous
+    assert fitted.backend_ == "torch" and fitted._bounds == {} and fitted._item_gram is None
+
+
+def test_non_finite_factors_stop_the_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    def nan_half(
+        self: ALS, side: object, current: torch.Tensor, other: torch.Tensor
+    ) -> torch.Tensor:
+        return torch.full_like(current, float("nan"))
+
+    monkeypatch.setattr(ALS, "_implicit_half", nan_half)
+    model = ALS(backend="torch", iterations=3)
+    with pytest.raises(
+        ModelFitError,
+        match=r"^als: factors became non-finite in sweep 1; increase reg or lower alpha$",
+    ):
+        model.fit(_tiny(scale=None))
+    assert not model.is_fitted
+
+
+def test_a_singular_normal_equation_is_a_fit_error() -> None:
+    csr = sp.csr_matrix(np.array([[1.0, 1.0]], np.float32))
+    side = als_mod._make_side(csr, np.ones(2, np.float32), csr.data)
+    other = torch.tensor([[1.0], [-1.0]])
+    with pytest.raises(
+        ModelFitError,
+        match=r"^als: a normal-equation matrix is not positive definite; increase reg$",
+    ):
+        als_mod._solve_side(
+            side, other, torch.zeros(1, 1), gram=None, reg_diag=torch.tensor([-5.0]),
+            row_scale=torch.ones(1), offsets=None, solver="cholesky", cg_steps=1,
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize("objective", ["implicit", "explicit"])
+def test_predict_idx_is_the_score_of_each_pair(objective: str) -> None:
+    data = _tiny(7, scale=(1.0, 5.0) if objective == "explicit" else None)
+    model = ALS(objective=objective, n_factors=3, iterations=3).fit(data)
+    if objective == "explicit":
+        assert model.user_bias_.any() and model.item_bias_.any()
+    scores = model.score_items(np.arange(12))
+    x, y = model.user_factors_, model.item_factors_
+    want = x @ y.T
+    if objective == "explicit":
+        want = want + model.global_mean_ + model.user_bias_[:, None] + model.item_bias_[None, :]
+    np.testing.assert_allclose(scores, want, rtol=1e-5, atol=1e-6)
+    assert scores.dtype == np.float32
+    u, i = np.repeat(np.arange(12), 9), np.tile(np.arange(9), 12)
+    got = model.predict_idx(u, i)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, scores[u, i], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("variant", EXPLICIT_VARIANTS)
+def test_explicit_fold_in_solves_the_user_equations(variant: dict) -> None:
+    data = _tiny(8)
+    model = ALS(objective="explicit", n_factors=3, iterations=4, reg=0.3, **variant).fit(data)
+    for idx, ratings in [
+        (np.array([1, 4, 7]), np.array([5.0, 2.0, 4.0], np.float32)),
+        (np.array([5]), np.array([1.0], np.float32)),  # one rating: n = 1 in ALS-WR's scale
+    ]:
+        _check_explicit_fold_in(model, variant, idx, ratings)
+
+
+def _check_explicit_fold_in(
+    model: ALS, variant: dict, idx: np.ndarray, ratings: np.ndarray
+) -> None:
+    y = model.item_factors_.astype(np.float64)
+    want_x, want_b = _explicit_row(
+        y[idx], model.item_bias_[idx].astype(np.float64), ratings.astype(np.float64),
+        model.global_mean_, 0.3, variant.get("bias_reg", 0.3), variant["biases"],
+        variant["weighted_reg"],
+    )  # fmt: skip
+    vec, bias = model.fold_in_vector(idx, ratings)
+    np.testing.assert_allclose(vec, want_x, rtol=1e-6, atol=1e-8)
+    assert bias == pytest.approx(want_b, abs=1e-8)
+    scores = model.fold_in_scores(idx, ratings)
+    assert scores.dtype == np.float32
+    want = y @ want_x + model.global_mean_ + want_b + model.item_bias_
+    np.testing.assert_allclose(scores, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        {"objective": "implicit"},
+        {"objective": "implicit", "weighting": "binary", "alpha": 2.0},
+        *({"objective": "explicit", **v} for v in EXPLICIT_VARIANTS),
+    ],
+)
+def test_exact_explanations_add_up_to_the_fold_in_score(cfg: dict) -> None:
+    data = _tiny(9, scale=(1.0, 5.0) if cfg["objective"] == "explicit" else None)
+    model = ALS(n_factors=3, iterations=4, reg=0.3, **cfg).fit(data)
+    hist = [
+        (np.array([1, 4, 7]), np.array([5.0, 2.0, 4.0])),
+        (np.array([0, 2]), np.array([3.0, 1.0])),
+        (np.array([6]), np.array([2.0])),  # one item: ALS-WR's scale is n = 1
+    ]
+    vals = np.concatenate([v for _, v in hist]).astype(np.float32)
+    rows = sp.csr_matrix((vals, np.concatenate([i for i, _ in hist]), [0, 3, 5, 6]), shape=(3, 9))
+    row_of, targets = np.array([1, 0, 0, 1, 2]), np.array([3, 3, 8, 5, 4])
+    att = model.explain_rows(rows, row_of, targets)
+    assert att.method == "exact"
+    y = model.item_factors_.astype(np.float64)
+    for p, (r, t) in enumerate(zip(row_of.tolist(), targets.tolist(), strict=True)):
+        idx, vals = hist[r]
+        scores = model.fold_in_scores(idx, vals.astype(np.float32))
+        assert att.score[p] == pytest.approx(scores[t], rel=1e-4, abs=1e-4)
+        assert len(att.weights[p]) == len(idx)
+        if cfg["objective"] == "implicit":
+            assert att.weights[p].sum() == pytest.approx(att.score[p], rel=1e-9, abs=1e-12)
+            c = model._confidence(vals.astype(np.float32)).astype(np.float64)
+            a = y.T @ y + (y[idx] * (c - 1.0)[:, None]).T @ y[idx] + 0.3 * np.eye(3)
+            want = (y[t] @ np.linalg.solve(a, y[idx].T)) * c
+            np.testing.assert_allclose(att.weights[p], want, rtol=1e-6, atol=1e-10)
+        else:
+            residual = model.global_mean_ + float(model.item_bias_[t])
+            assert att.weights[p].sum() + residual == pytest.approx(att.score[p], rel=1e-9)
+
+
+def test_state_round_trip_names_each_misshapen_array() -> None:
+    model = ALS(objective="explicit", n_factors=3, iterations=2).fit(_tiny(10))
+    state = model.get_state()
+    assert set(state) == {"user_factors", "item_factors", "user_bias", "item_bias"}
+    for key, shape in [
+        ("user_factors", (12, 3)),
+        ("item_factors", (9, 3)),
+        ("user_bias", (12,)),
+        ("item_bias", (9,)),
+    ]:
+        bad = dict(state)
+        bad[key] = np.zeros((2, 2), np.float32)
+        with pytest.raises(ValueError) as err:
+            model.set_state(bad)
+        assert str(err.value) == f"state {key!r} has shape (2, 2), expected {shape}"
+    other = ALS(objective="explicit", n_factors=3)
+    other.users_, other.items_ = model.users_, model.items_
+    other.set_state({k: v.astype(np.float64) * 2 for k, v in state.items()})
+    for key, arr in state.items():
+        got = getattr(other, f"{key}_")
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, arr * 2)
+
+
+def test_set_state_forgets_the_cached_item_gram() -> None:
+    model = ALS(n_factors=3, iterations=2).fit(_tiny(11, scale=None))
+    before = model.fold_in_scores(np.array([1, 2]), np.array([1.0, 1.0], np.float32))
+    assert model._item_gram is not None
+    state = model.get_state()
+    model.set_state({**state, "item_factors": state["item_factors"] * 3})
+    assert model._item_gram is None
+    after = model.fold_in_scores(np.array([1, 2]), np.array([1.0, 1.0], np.float32))
+    fresh = ALS(n_factors=3)
+    fresh.users_, fresh.items_ = model.users_, model.items_
+    fresh.set_state(model.get_state())
+    np.testing.assert_allclose(
+        after, fresh.fold_in_scores(np.array([1, 2]), np.array([1.0, 1.0], np.float32))
+    )
+    assert not np.allclose(before, after)
+
+
+def test_embeddings_are_the_factors_and_reg_defaults_follow_the_objective() -> None:
+    model = ALS(n_factors=3, iterations=2).fit(_tiny(12, scale=None))
+    assert model.item_vectors() is model.item_factors_
+    assert model.item_embeddings() is model.item_factors_
+    assert model.user_embeddings() is model.user_factors_
+    assert ALS().reg == 20.0 and ALS(objective="explicit").reg == 0.15
+    assert ALS(reg=3.0).reg == 3.0
+    assert ALS(reg=3.0)._bias_reg == 3.0 and ALS(reg=3.0, bias_reg=0.5)._bias_reg == 0.5
+    assert ALS(bias_reg=0.0)._bias_reg == 0.0
+
+
+def test_make_side_keeps_counts_order_and_the_native_csr() -> None:
+    csr = sp.csr_matrix(np.array([[0, 2, 0], [0, 0, 0], [1, 0, 3], [0, 4, 0]], np.float32))
+    side = als_mod._make_side(csr, np.full(4, 0.5), np.array([9.0, 8.0, 7.0, 6.0]), native=True)
+    assert side.counts.tolist() == [1, 0, 2, 1] and side.counts.dtype == np.int64
+    assert side.order.tolist() == [1, 0, 3, 2]  # stable: users 0 and 3 keep their order
+    assert side.n_cols == 3 and side.indices.dtype == np.int64 and side.indptr.dtype == np.int64
+    assert side.weights.dtype == np.float32 and side.targets.tolist() == [9.0, 8.0, 7.0, 6.0]
+    assert side.native is not None and side.native.shape == (4, 3)
+    np.testing.assert_array_equal(
+        side.native.toarray(), [[0, 9, 0], [0, 0, 0], [8, 0, 7], [0, 6, 0]]
+    )
+    assert side.native.dtype == np.float32
+    assert als_mod._make_side(csr, np.ones(4), np.ones(4)).native is None
+    dense = side.csr(torch.arange(4, dtype=torch.float32)).to_dense().numpy()
+    np.testing.assert_array_equal(dense, [[0, 0, 0], [0, 0, 0], [1, 0, 2], [0, 3, 0]])
+
+
+def test_compiled_backends_hold_blas_to_one_thread() -> None:
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def openmp() -> list[int]:
+        return [
+            p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "openmp"
+        ]
+
+    # (the test session runs torch with one OpenMP thread: give OpenMP two for this check)
+    with threadpoolctl.threadpool_limits(2, user_api="openmp"):
+        before = openmp()
+        with als_mod._single_threaded_blas():
+            blas = [p for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
+            assert blas and all(p["num_threads"] == 1 for p in blas)
+            # Only BLAS: the compiled kernels' own OpenMP threads (implicit's CG) keep theirs.
+            assert openmp() == before
+
+
+@pytest.mark.parametrize("ones", [0, 3])
+@pytest.mark.parametrize("cells", [als_mod.CHUNK_CELLS, 1000, 100, 40])
+def test_chunks_bound_padding_and_both_cell_budgets(
+    cells: int, ones: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Event counts 0 (rows without events), 1 (or none, so that zero rows sit next to 2s in
+    # the order), 2, 3, a bucket of twelve 12s and one 17, and a few long rows.
+    counts = np.array(
+        [0] * 4 + [1] * ones + [2] * 5 + [3] * 3 + [12] * 12 + [17] + [40, 41], np.int64
+    )
+    rng = np.random.default_rng(0)
+    dense = np.zeros((len(counts), 50), np.float32)
+    for r, c in enumerate(counts[rng.permutation(len(counts))]):
+        dense[r, rng.choice(50, c, replace=False)] = 1.0
+    side = als_mod._make_side(sp.csr_matrix(dense), np.ones(int(counts.sum()), np.float32),
+                              np.ones(int(counts.sum()), np.float32))  # fmt: skip
+    monkeypatch.setattr(als_mod, "CHUNK_CELLS", cells)
+    width = 6
+    chunks = list(als_mod._chunks(side, width))
+    assert sorted(np.concatenate(chunks).tolist()) == list(range(len(counts)))
+    for chunk in chunks:
+        c = side.counts[chunk]
+        # A row is padded to less than 1.5 times its own length; rows without events alone.
+        assert c.max() < 1.5 * c.min() or c.max() == 0
+        if len(chunk) > 1:  # both the padded block and the Gram batch fit the budget
+            assert len(chunk) * c.max() * width <= cells
+            assert len(chunk) * width * width <= cells
+
+
+def test_explicit_objective_honours_the_cg_solver() -> None:
+    # One CG step is not the exact solve: the explicit half-steps must use the solver asked for.
+    data = _tiny(13)
+    cfg = {"objective": "explicit", "n_factors": 3, "iterations": 1, "cg_steps": 1}
+    cg = ALS(solver="cg", **cfg).fit(data)
+    exact = ALS(solver="cholesky", **cfg).fit(data)
+    assert not np.allclose(cg.user_factors_, exact.user_factors_, atol=1e-3)
+
+
+@pytest.mark.parametrize("objective", ["implicit", "explicit"])
+def test_loss_of_a_single_event(objective: str) -> None:
+    frame = pd.DataFrame({"user_id": [1], "item_id": [2], "rating": [4.0]})
+    scale = (1.0, 5.0) if objective == "explicit" else None
+    data = Interactions.from_frame(frame, rating_scale=scale, source="one")
+    model = ALS(objective=objective, n_factors=1, iterations=1, reg=0.5, alpha=1.0,
+                solver="cholesky", track_loss=True).fit(data)  # fmt: skip
+    x, y = float(model.user_factors_[0, 0]), float(model.item_factors_[0, 0])
+    s = x * y
+    if objective == "explicit":
+        pred = model.global_mean_ + float(model.user_bias_[0]) + float(model.item_bias_[0]) + s
+        fit = (4.0 - pred) ** 2
+        penalty = 0.5 * (x**2 + y**2 + float(model.user_bias_[0]) ** 2
+                         + float(model.item_bias_[0]) ** 2)  # fmt: skip
+    else:
+        fit = 5.0 * (1.0 - s) ** 2  # c = 1 + 1·4, the only pair
+        penalty = 0.5 * (x**2 + y**2)
+    assert model.history_["train_loss"].iloc[-1] == pytest.approx(fit + penalty, rel=1e-5)
+
+
+def test_numba_backend_is_available_whenever_numba_is_installed() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("numba") is None:
+        pytest.skip("numba is not installed")
+    kernels = als_mod._numba_cg()
+    assert kernels is not None and kernels.__name__ == "recforge.models._als_kernels"
