@@ -111,6 +111,9 @@ def topk_rows(
         one = top_k_one_row(scores[0], k)
         if one is not None:
             return one[0][None, :], one[1][None, :]
+    compiled = _compiled_topk(scores, k)
+    if compiled is not None:
+        return compiled
     if k < n:
         from recforge.models._topk import select_top
 
@@ -144,6 +147,50 @@ def top_k_one_row(
     vals = row[cand]
     order = np.lexsort((cand, -vals))[:k]
     return cand[order].astype(np.int64), vals[order].astype(np.float32)
+
+
+#: One-thread cost of the compiled top-k per score cell, in milliseconds (~5-15 ns measured on
+#: MovieLens-sized blocks, k = 100): its work estimate for :func:`recforge.threads.threads_for`.
+_TOPK_MS_PER_CELL = 5e-6
+
+
+def _compiled_topk(
+    scores: npt.NDArray[np.floating[Any]], k: int
+) -> tuple[IndexArray, npt.NDArray[np.float32]] | None:
+    """:func:`topk_rows` by the numba heap kernel (:mod:`recforge.models._topk_kernels`); None
+    without numba. Rows holding a NaN go through the torch path, as before."""
+    from recforge.train.fused_mf import numba_available
+
+    if not numba_available() or scores.ndim != 2 or scores.dtype not in (np.float32, np.float64):
+        return None
+    import torch
+
+    from recforge.models._topk_kernels import topk_block
+    from recforge.threads import equal_cost_ranges, map_in_threads, threads_for
+
+    block = np.ascontiguousarray(scores)
+    rows = block.shape[0]
+    idx = np.empty((rows, k), dtype=np.int64)
+    val = np.empty((rows, k), dtype=np.float32)
+    nan = np.zeros(rows, dtype=np.bool_)
+    n_threads = threads_for(block.size * _TOPK_MS_PER_CELL, torch.get_num_threads())
+    bounds = equal_cost_ranges(np.ones(rows), n_threads) or [(0, rows)]
+    map_in_threads(lambda b: topk_block(block, k, b[0], b[1], idx, val, nan), bounds, n_threads)
+    if nan.any():
+        from recforge.models._topk import select_top
+
+        bad = np.flatnonzero(nan)
+        sub = block[bad]
+        part = (
+            select_top(sub, k)
+            if k < block.shape[1]
+            else np.broadcast_to(np.arange(block.shape[1]), sub.shape).copy()
+        )
+        vals = np.take_along_axis(sub, part, axis=1)
+        order = np.lexsort((part, -vals), axis=1)
+        idx[bad] = np.take_along_axis(part, order, axis=1)
+        val[bad] = np.take_along_axis(vals, order, axis=1)
+    return idx, val
 
 
 def finite_scores(scores: npt.ArrayLike, dtype: type[np.floating[Any]] = np.float32) -> Any:
