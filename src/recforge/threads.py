@@ -28,7 +28,7 @@ import math
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -43,6 +43,7 @@ __all__ = [
     "ENV_VAR",
     "MIN_MS_PER_THREAD",
     "available_cpus",
+    "background",
     "capped",
     "cgroup_cpu_limit",
     "default_threads",
@@ -332,3 +333,8 @@ def capped(work_ms: float) -> Iterator[int]:
     finally:
         if want != old:
             torch.set_num_threads(old)
+
+
+def background(fn: Callable[[], _R]) -> Future[_R]:
+    """Run ``fn`` on a lasting background worker; calls run one at a time, in submission order."""
+    return _pool(1).submit(fn)
