@@ -670,3 +670,22 @@ def test_ml100k_predefined_folds_partition_u_data() -> None:
         tests.append(split.test)
     # the five test files are disjoint and together cover u.data
     pd.testing.assert_frame_equal(canon(*tests), canon(full))
+
+
+def test_timeline_order_is_lexsorts_order_packed_or_not() -> None:
+    # The packed-key stable argsort must give lexsort's order, duplicates included (stable).
+    from recforge.data.split import _timeline_order
+
+    rng = np.random.default_rng(0)
+    n = 5000
+    users = rng.integers(0, 50, n)
+    tie = rng.integers(0, 30, n)
+    for ts in (
+        rng.integers(-1000, 1000, n),  # negative timestamps: shifted by their minimum
+        rng.integers(0, 5, n),  # many exact duplicates of (user, ts, tie)
+        rng.integers(0, 2**62, n),  # too wide to pack: the lexsort fallback
+        rng.random(n),  # float timestamps: the lexsort fallback
+    ):
+        np.testing.assert_array_equal(
+            _timeline_order(users, ts, tie), np.lexsort((tie, ts, users))
+        )

@@ -705,16 +705,19 @@ def seen_history(train: Interactions) -> tuple[FloatArray, npt.NDArray[np.int32]
     from_end = recency_positions(train).astype(np.float64)
     n_u = np.bincount(train.user_idx, minlength=train.n_users)
     position = n_u[train.user_idx] - 1 - from_end
-    shape = (train.n_users, train.n_items)
-    pos = sp.csr_matrix((position + 1.0, (train.user_idx, train.item_idx)), shape=shape)
-    # Duplicate events of a pair were summed by csr(); keep their mean position.
-    cnt = sp.csr_matrix((np.ones(len(train)), (train.user_idx, train.item_idx)), shape=shape)
-    pos.sum_duplicates()
-    pos.sort_indices()
-    cnt.sum_duplicates()
-    cnt.sort_indices()
+    # Each event's entry of the CSR (sorted unique (user, item) pairs): one binary search of its
+    # pair key among the entries' keys, where two more COO -> CSR builds cost ~3x as long.
+    seen = train.csr("binary")
+    n_items = np.int64(max(train.n_items, 1))
+    rows = np.repeat(np.arange(train.n_users, dtype=np.int64), np.diff(seen.indptr))
+    keys = rows * n_items + seen.indices
+    slot = np.searchsorted(keys, train.user_idx.astype(np.int64) * n_items + train.item_idx)
+    # Duplicate events of a pair were summed by csr(); keep their mean position (integer sums,
+    # exact in float64 whatever their order).
+    total = np.bincount(slot, weights=position + 1.0, minlength=seen.nnz)
+    count = np.bincount(slot, minlength=seen.nnz)
     ratings = train.csr("rating").data.astype(np.float32)
-    order = np.rint(pos.data / cnt.data - 1.0).astype(np.int32)
+    order = np.rint(total / np.maximum(count, 1) - 1.0).astype(np.int32)
     return ratings, order
 
 
