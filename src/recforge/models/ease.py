@@ -198,13 +198,15 @@ _LAPACK_F32_PER_MS = 2e7
 def lapack_region_ms(n: int, dtype: Any = np.float32) -> float:
     """One-thread milliseconds of each parallel region of an ``n × n`` Cholesky + inverse.
 
-    Both factor 128-column panels, a few parallel regions each (~``3n/128`` in all), so a region
-    holds ``n³ / (3n/128)`` of the ~``n³`` multiply-adds; float64 runs at half the float32 rate.
-    Measured on the 2-core machine (docs/benchmarks/speed_threads.md): two threads are slower
-    than one up to n ≈ 2,000 and faster from n ≈ 2,500.
+    Both work panel by panel, several parallel regions (small GEMM/TRSM calls) a panel: about
+    ``n/16`` regions in all, so a region holds ``16n²`` of the ~``n³`` multiply-adds; float64
+    runs at half the float32 rate. Calibrated on the 2-core machine under load
+    (docs/benchmarks/speed_threads.md): two threads were slower than one up to n = 2,500 and
+    about even at 3,500, so the second thread starts near n ≈ 3,900 (ml-latest-small's 8,230
+    items: 2 threads, 0.56x the one-thread time in docs/benchmarks/speed.md).
     """
     rate = _LAPACK_F32_PER_MS / (2.0 if np.dtype(dtype) == np.float64 else 1.0)
-    return float(n) ** 2 * 128.0 / 3.0 / rate
+    return float(n) ** 2 * 16.0 / rate
 
 
 def spd_inverse(gram: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.floating[Any]] | None:
