@@ -686,6 +686,4 @@ def test_timeline_order_is_lexsorts_order_packed_or_not() -> None:
         rng.integers(0, 2**62, n),  # too wide to pack: the lexsort fallback
         rng.random(n),  # float timestamps: the lexsort fallback
     ):
-        np.testing.assert_array_equal(
-            _timeline_order(users, ts, tie), np.lexsort((tie, ts, users))
-        )
+        np.testing.assert_array_equal(_timeline_order(users, ts, tie), np.lexsort((tie, ts, users)))
