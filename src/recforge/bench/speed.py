@@ -231,7 +231,9 @@ def speed_pairs() -> list[Pair]:
             rank,
             ndcg,
             "recforge: one compiled (numba) call per epoch running its AdamW + one-cycle "
-            "mini-batch algorithm (4 negatives a positive); implicit: Hogwild SGD, 1 negative.",
+            "mini-batch algorithm (4 negatives a positive; with 2 threads the epoch's negatives "
+            "are drawn in a second thread beside it, bit-identical); implicit: Hogwild SGD, "
+            "1 negative.",
             ("implicit",),
         ),
         Pair(
@@ -244,7 +246,8 @@ def speed_pairs() -> list[Pair]:
             lambda t, s: ImplicitCosine(K=40, num_threads=t, seed=s),
             rank,
             ndcg,
-            "recforge: compiled sparse accumulator + top-k heap, row ranges in threads.",
+            "recforge: compiled sparse accumulator + top-k heap, row ranges in threads (a "
+            "second thread only for enough work, recforge.threads.threads_for).",
             ("implicit",),
         ),
         Pair(
