@@ -199,3 +199,16 @@ def test_background_runs_in_submission_order() -> None:
     for f in futures:
         f.result()
     assert done == list(range(20))
+
+
+def test_blas_capped_holds_small_products_to_one_blas_thread_and_restores() -> None:
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    controller = threadpoolctl.ThreadpoolController().select(user_api="blas")
+    with controller.limit(limits=2):
+        before = [i["num_threads"] for i in controller.info()]
+        with th.blas_capped(0.1) as n:
+            assert n == 1
+            assert all(i["num_threads"] == 1 for i in controller.info())
+        assert [i["num_threads"] for i in controller.info()] == before
+        with th.blas_capped(th.MIN_MS_PER_THREAD * 100) as n:
+            assert n == max(before)

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -44,6 +44,7 @@ __all__ = [
     "MIN_MS_PER_THREAD",
     "available_cpus",
     "background",
+    "blas_capped",
     "capped",
     "cgroup_cpu_limit",
     "default_threads",
@@ -338,3 +339,39 @@ def capped(work_ms: float) -> Iterator[int]:
 def background(fn: Callable[[], _R]) -> Future[_R]:
     """Run ``fn`` on a lasting background worker; calls run one at a time, in submission order."""
     return _pool(1).submit(fn)
+
+
+_blas_controller: list[Any] = []  # [ThreadpoolController] once created (None: no threadpoolctl)
+
+
+def _blas() -> Any:
+    """threadpoolctl's controller of the loaded BLAS libraries, created once (~1 ms: it scans
+    the loaded libraries; a limit through it then costs ~0.03 ms), or None without threadpoolctl."""
+    if not _blas_controller:
+        try:
+            import importlib
+
+            threadpoolctl = importlib.import_module("threadpoolctl")  # optional (implicit's)
+            _blas_controller.append(threadpoolctl.ThreadpoolController().select(user_api="blas"))
+        except (ImportError, AttributeError):
+            _blas_controller.append(None)
+    return _blas_controller[0]
+
+
+@contextmanager
+def blas_capped(work_ms: float) -> Iterator[int]:
+    """Within the block, numpy/scipy's BLAS uses at most :func:`threads_for` ``(work_ms)`` threads.
+
+    For BLAS calls (numpy matmuls) of about ``work_ms`` one-thread milliseconds each. OpenBLAS
+    workers spin while they wait: on a busy machine two threads made a 943 × 1,682 score block
+    2.3x slower than one (docs/benchmarks/speed.md). Yields the count in force.
+    """
+    controller = _blas()
+    infos = controller.info() if controller is not None else []
+    current = max((int(i.get("num_threads") or 1) for i in infos), default=1)
+    want = threads_for(work_ms, current)
+    if controller is None or want >= current:
+        yield current
+        return
+    with controller.limit(limits=want):
+        yield want

@@ -230,10 +230,8 @@ def speed_pairs() -> list[Pair]:
             lambda t, s: _peer("implicit-bpr", factors=64, iterations=100, num_threads=t, seed=s),
             rank,
             ndcg,
-            "recforge: one compiled (numba) call per epoch running its AdamW + one-cycle "
-            "mini-batch algorithm (4 negatives a positive; with 2 threads the epoch's negatives "
-            "are drawn in a second thread beside it, bit-identical); implicit: Hogwild SGD, "
-            "1 negative.",
+            "recforge: one compiled (numba) call per epoch (AdamW + one-cycle mini-batches, 4 "
+            "negatives a positive, drawn beside it in a 2nd thread); implicit: Hogwild, 1 neg.",
             ("implicit",),
         ),
         Pair(
@@ -246,8 +244,7 @@ def speed_pairs() -> list[Pair]:
             lambda t, s: ImplicitCosine(K=40, num_threads=t, seed=s),
             rank,
             ndcg,
-            "recforge: compiled sparse accumulator + top-k heap, row ranges in threads (a "
-            "second thread only for enough work, recforge.threads.threads_for).",
+            "recforge: compiled sparse accumulator + top-k heap, row ranges in threads.",
             ("implicit",),
         ),
         Pair(

@@ -24,6 +24,7 @@ from recforge.config import ModelConfig, config_from_mapping
 from recforge.data.interactions import Interactions
 from recforge.data.vocab import IdVocab
 from recforge.errors import ConfigError, DataError, NotFittedError
+from recforge.threads import blas_capped
 
 if TYPE_CHECKING:
     from recforge.explain import Attribution, Explanation
@@ -149,6 +150,9 @@ def top_k_one_row(
     return cand[order].astype(np.int64), vals[order].astype(np.float32)
 
 
+#: One-thread cost of computing a score cell by a BLAS product, in milliseconds (~64
+#: multiply-adds, as for 64 factors, at ~2e7 a millisecond): BLAS threads for a score block.
+_SCORE_MS_PER_CELL = 3.2e-6
 #: One-thread cost of the compiled top-k per score cell, in milliseconds (~5-15 ns measured on
 #: MovieLens-sized blocks, k = 100): its work estimate for :func:`recforge.threads.threads_for`.
 _TOPK_MS_PER_CELL = 5e-6
@@ -462,6 +466,21 @@ class Recommender(ABC):
         width = min(k, self.n_items)
         all_idx = np.empty((len(user_idx), width), dtype=np.int64)
         all_val = np.empty((len(user_idx), width), dtype=np.float32)
+        cells = min(len(user_idx), DEFAULT_SCORE_CHUNK) * self.n_items
+        with blas_capped(cells * _SCORE_MS_PER_CELL):
+            self._rank_chunks(user_idx, width, exclude_seen, candidates, all_idx, all_val)
+        return all_idx, all_val
+
+    def _rank_chunks(
+        self,
+        user_idx: npt.NDArray[np.integer[Any]],
+        width: int,
+        exclude_seen: bool,
+        candidates: npt.NDArray[np.bool_] | None,
+        all_idx: IndexArray,
+        all_val: FloatArray,
+    ) -> None:
+        """:meth:`recommend_idx`'s loop: score, exclude and rank each chunk of users."""
         for start in range(0, len(user_idx), DEFAULT_SCORE_CHUNK):
             chunk = user_idx[start : start + DEFAULT_SCORE_CHUNK]
             idx, val = rank_scores(
@@ -472,7 +491,6 @@ class Recommender(ABC):
             )
             all_idx[start : start + len(chunk)] = idx
             all_val[start : start + len(chunk)] = val
-        return all_idx, all_val
 
     def recommend(
         self,
