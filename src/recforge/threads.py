@@ -40,6 +40,7 @@ _T = TypeVar("_T")
 _R = TypeVar("_R")
 
 __all__ = [
+    "BLAS_MIN_MS_PER_THREAD",
     "ENV_VAR",
     "MIN_MS_PER_THREAD",
     "available_cpus",
@@ -300,11 +301,20 @@ def map_in_threads(fn: Callable[[_T], _R], items: Sequence[_T], n_threads: int) 
 MIN_MS_PER_THREAD = 6.0
 
 
-def threads_for(work_ms: float, requested: int | None = None) -> int:
+#: The same for BLAS (OpenBLAS) calls, whose idle workers spin instead of sleeping: measured on
+#: the 2-core machine at load ~4.5 (a float32 ``(rows × 64) @ (64 × items)`` score product), two
+#: BLAS threads took 4x as long as one for 1.6M cells (~5 ms), 1.1x for 5.9M, 0.88x for 28M.
+BLAS_MIN_MS_PER_THREAD = 40.0
+
+
+def threads_for(
+    work_ms: float, requested: int | None = None, *, min_ms: float = MIN_MS_PER_THREAD
+) -> int:
     """How many threads a parallel region of ``work_ms`` one-thread milliseconds should use.
 
     At most ``requested`` (None: torch's current count, which :func:`threads` sets for a fit),
-    and only as many as each get :data:`MIN_MS_PER_THREAD` of work; at least 1. Every compiled
+    and only as many as each get ``min_ms`` (:data:`MIN_MS_PER_THREAD`) of work; at least 1.
+    Every compiled
     kernel and BLAS/LAPACK call that runs in threads asks here, with its own cost model turning
     the problem size into milliseconds, so that a small problem runs on one thread and two
     threads are never slower than one.
@@ -313,7 +323,7 @@ def threads_for(work_ms: float, requested: int | None = None) -> int:
         import torch
 
         requested = torch.get_num_threads()
-    return max(1, min(int(requested), int(work_ms // MIN_MS_PER_THREAD)))
+    return max(1, min(int(requested), int(work_ms // min_ms)))
 
 
 @contextmanager
@@ -360,16 +370,18 @@ def _blas() -> Any:
 
 @contextmanager
 def blas_capped(work_ms: float) -> Iterator[int]:
-    """Within the block, numpy/scipy's BLAS uses at most :func:`threads_for` ``(work_ms)`` threads.
+    """Within the block, numpy/scipy's BLAS uses at most :func:`threads_for` ``(work_ms)`` threads,
+    at :data:`BLAS_MIN_MS_PER_THREAD` a thread.
 
     For BLAS calls (numpy matmuls) of about ``work_ms`` one-thread milliseconds each. OpenBLAS
-    workers spin while they wait: on a busy machine two threads made a 943 × 1,682 score block
-    2.3x slower than one (docs/benchmarks/speed.md). Yields the count in force.
+    workers spin while they wait: on a busy machine two threads made the speed suite's scoring
+    of ML-100k 2.3x and of ml-latest-small 1.7x slower than one (docs/benchmarks/speed.md).
+    Yields the count in force.
     """
     controller = _blas()
     infos = controller.info() if controller is not None else []
     current = max((int(i.get("num_threads") or 1) for i in infos), default=1)
-    want = threads_for(work_ms, current)
+    want = threads_for(work_ms, current, min_ms=BLAS_MIN_MS_PER_THREAD)
     if controller is None or want >= current:
         yield current
         return
