@@ -202,8 +202,10 @@ def test_background_runs_in_submission_order() -> None:
 
 
 def test_blas_capped_holds_small_products_to_one_blas_thread_and_restores() -> None:
-    threadpoolctl = pytest.importorskip("threadpoolctl")
-    controller = threadpoolctl.ThreadpoolController().select(user_api="blas")
+    pytest.importorskip("threadpoolctl")
+    # recforge's own controller: the BLAS libraries loaded when it was first needed (numpy's,
+    # loaded at import; a library loaded later, e.g. by torch, is not among them).
+    controller = th._blas()
     with controller.limit(limits=2):
         before = [i["num_threads"] for i in controller.info()]
         with th.blas_capped(0.1) as n:

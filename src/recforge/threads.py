@@ -356,7 +356,9 @@ _blas_controller: list[Any] = []  # [ThreadpoolController] once created (None: n
 
 def _blas() -> Any:
     """threadpoolctl's controller of the loaded BLAS libraries, created once (~1 ms: it scans
-    the loaded libraries; a limit through it then costs ~0.03 ms), or None without threadpoolctl."""
+    the loaded libraries; a limit through it then costs ~0.03 ms), or None without threadpoolctl.
+    It knows the libraries loaded at its first use (numpy's BLAS, loaded with numpy; one loaded
+    later, say by torch, is not capped: torch's own pool is, by :func:`capped`)."""
     if not _blas_controller:
         try:
             import importlib
