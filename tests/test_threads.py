@@ -151,3 +151,68 @@ def test_small_mf_asks_for_one_thread_unless_told(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(mf_mod, "SERIAL_CELLS", 1)
     create("mf", **cfg).fit(data)  # "large" tables: the machine's default
     assert seen == [1, 2, 2]
+
+
+def test_threads_for_gives_a_thread_per_min_ms_of_work_up_to_the_request() -> None:
+    per = th.MIN_MS_PER_THREAD
+    assert th.threads_for(0.0, 4) == 1
+    assert th.threads_for(per * 1.9, 4) == 1  # not enough for a second thread
+    assert th.threads_for(per * 2.0, 4) == 2
+    assert th.threads_for(per * 100, 4) == 4  # never more than asked
+    assert th.threads_for(per * 100, 1) == 1
+    with th.threads(3):
+        assert th.threads_for(per * 100) == 3  # default request: torch's current count
+
+
+def test_capped_lowers_torch_threads_for_small_work_and_restores() -> None:
+    with th.threads(2):
+        with th.capped(0.1) as n:
+            assert n == 1 and torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        with th.capped(th.MIN_MS_PER_THREAD * 10) as n:
+            assert n == 2 and torch.get_num_threads() == 2
+
+
+def test_map_in_threads_reuses_one_pool_keeps_order_and_runs_nested_calls_serially() -> None:
+    import threading
+
+    names: list[str] = []
+
+    def inner(x: int) -> int:
+        names.append(threading.current_thread().name)
+        return x * 10
+
+    def outer(x: int) -> list[int]:
+        # Called on a pool worker: the nested map must not wait for a worker of the same pool.
+        return th.map_in_threads(inner, [x, x + 1], 2)
+
+    assert th.map_in_threads(outer, list(range(6)), 2) == [[10 * x, 10 * x + 10] for x in range(6)]
+    assert all(n.startswith("recforge") for n in names)  # inner ran on the outer's workers
+    first = th._pool(2)
+    th.map_in_threads(inner, [1, 2, 3], 2)
+    assert th._pool(2) is first
+
+
+def test_background_runs_in_submission_order() -> None:
+    done: list[int] = []
+    futures = [th.background(lambda i=i: done.append(i)) for i in range(20)]
+    for f in futures:
+        f.result()
+    assert done == list(range(20))
+
+
+def test_blas_capped_holds_small_products_to_one_blas_thread_and_restores() -> None:
+    pytest.importorskip("threadpoolctl")
+    # recforge's own controller: the BLAS libraries loaded when it was first needed (numpy's,
+    # loaded at import; a library loaded later, e.g. by torch, is not among them).
+    controller = th._blas()
+    with controller.limit(limits=2):
+        before = [i["num_threads"] for i in controller.info()]
+        with th.blas_capped(0.1) as n:
+            assert n == 1
+            assert all(i["num_threads"] == 1 for i in controller.info())
+        assert [i["num_threads"] for i in controller.info()] == before
+        with th.blas_capped(th.MIN_MS_PER_THREAD * 10) as n:
+            assert n == 1  # enough for a thread of recforge's own pool, not for a spinning BLAS
+        with th.blas_capped(th.BLAS_MIN_MS_PER_THREAD * 100) as n:
+            assert n == max(before)

@@ -26,10 +26,12 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -38,8 +40,13 @@ _T = TypeVar("_T")
 _R = TypeVar("_R")
 
 __all__ = [
+    "BLAS_MIN_MS_PER_THREAD",
     "ENV_VAR",
+    "MIN_MS_PER_THREAD",
     "available_cpus",
+    "background",
+    "blas_capped",
+    "capped",
     "cgroup_cpu_limit",
     "default_threads",
     "equal_cost_ranges",
@@ -49,6 +56,7 @@ __all__ = [
     "resolve_threads",
     "set_forced_threads",
     "threads",
+    "threads_for",
 ]
 
 #: Environment variable that sets the default thread count (below ``--threads`` and configs).
@@ -242,11 +250,142 @@ def equal_cost_ranges(row_cost: npt.ArrayLike, parts: int) -> list[tuple[int, in
     return [(a, b) for a, b in itertools.pairwise(edges) if b > a]
 
 
-def map_in_threads(fn: Callable[[_T], _R], items: Sequence[_T], n_threads: int) -> list[_R]:
-    """``[fn(x) for x in items]``, on ``n_threads`` worker threads when more than one (in order)."""
-    if n_threads <= 1 or len(items) <= 1:
-        return [fn(x) for x in items]
-    from concurrent.futures import ThreadPoolExecutor
+# One lasting pool per size: starting and joining fresh threads at every call cost ~0.3 ms, paid
+# 30 times by a 15-sweep ALS fit. Idle workers block on the pool's queue (no spinning).
+_pools: dict[int, ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
+_in_worker = threading.local()
 
-    with ThreadPoolExecutor(n_threads) as pool:
-        return list(pool.map(fn, items))
+
+def _forget_pools() -> None:
+    # A forked child inherits the pool objects but not their threads: it starts its own.
+    global _pools_lock
+    _pools.clear()
+    _pools_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pools)
+
+
+def _pool(n_threads: int) -> ThreadPoolExecutor:
+    with _pools_lock:
+        pool = _pools.get(n_threads)
+        if pool is None:
+            pool = ThreadPoolExecutor(
+                n_threads, thread_name_prefix="recforge", initializer=_mark_worker
+            )
+            _pools[n_threads] = pool
+        return pool
+
+
+def _mark_worker() -> None:
+    _in_worker.active = True
+
+
+def map_in_threads(fn: Callable[[_T], _R], items: Sequence[_T], n_threads: int) -> list[_R]:
+    """``[fn(x) for x in items]``, on ``n_threads`` worker threads when more than one (in order).
+
+    The workers are a lasting pool shared by every call; a call made from inside one of them runs
+    serially (a nested map on the same pool could wait forever for a free worker).
+    """
+    if n_threads <= 1 or len(items) <= 1 or getattr(_in_worker, "active", False):
+        return [fn(x) for x in items]
+    return list(_pool(n_threads).map(fn, items))
+
+
+#: One-thread milliseconds of work a parallel region must give each thread before it starts one
+#: more: below it, starting and joining the thread (and, on a busy machine, waiting for a core
+#: for it) costs more than the thread saves. Derived from measurements on a 2-core machine, see
+#: docs/benchmarks/speed_threads.md.
+MIN_MS_PER_THREAD = 6.0
+
+
+#: The same for BLAS (OpenBLAS) calls, whose idle workers spin instead of sleeping: measured on
+#: the 2-core machine at load ~4.5 (a float32 ``(rows × 64) @ (64 × items)`` score product), two
+#: BLAS threads took 4x as long as one for 1.6M cells (~5 ms), 1.1x for 5.9M, 0.88x for 28M.
+BLAS_MIN_MS_PER_THREAD = 40.0
+
+
+def threads_for(
+    work_ms: float, requested: int | None = None, *, min_ms: float = MIN_MS_PER_THREAD
+) -> int:
+    """How many threads a parallel region of ``work_ms`` one-thread milliseconds should use.
+
+    At most ``requested`` (None: torch's current count, which :func:`threads` sets for a fit),
+    and only as many as each get ``min_ms`` (:data:`MIN_MS_PER_THREAD`) of work; at least 1.
+    Every compiled
+    kernel and BLAS/LAPACK call that runs in threads asks here, with its own cost model turning
+    the problem size into milliseconds, so that a small problem runs on one thread and two
+    threads are never slower than one.
+    """
+    if requested is None:
+        import torch
+
+        requested = torch.get_num_threads()
+    return max(1, min(int(requested), int(work_ms // min_ms)))
+
+
+@contextmanager
+def capped(work_ms: float) -> Iterator[int]:
+    """Within the block, torch uses at most :func:`threads_for` ``(work_ms)`` threads; yields that.
+
+    For a stretch of torch ops (or a LAPACK call through torch) whose parallel regions each hold
+    about ``work_ms`` one-thread milliseconds; the count torch had before is restored after.
+    """
+    import torch
+
+    old = torch.get_num_threads()
+    want = threads_for(work_ms, old)
+    if want != old:
+        torch.set_num_threads(want)
+    try:
+        yield want
+    finally:
+        if want != old:
+            torch.set_num_threads(old)
+
+
+def background(fn: Callable[[], _R]) -> Future[_R]:
+    """Run ``fn`` on a lasting background worker; calls run one at a time, in submission order."""
+    return _pool(1).submit(fn)
+
+
+_blas_controller: list[Any] = []  # [ThreadpoolController] once created (None: no threadpoolctl)
+
+
+def _blas() -> Any:
+    """threadpoolctl's controller of the loaded BLAS libraries, created once (~1 ms: it scans
+    the loaded libraries; a limit through it then costs ~0.03 ms), or None without threadpoolctl.
+    It knows the libraries loaded at its first use (numpy's BLAS, loaded with numpy; one loaded
+    later, say by torch, is not capped: torch's own pool is, by :func:`capped`)."""
+    if not _blas_controller:
+        try:
+            import importlib
+
+            threadpoolctl = importlib.import_module("threadpoolctl")  # optional (implicit's)
+            _blas_controller.append(threadpoolctl.ThreadpoolController().select(user_api="blas"))
+        except (ImportError, AttributeError):
+            _blas_controller.append(None)
+    return _blas_controller[0]
+
+
+@contextmanager
+def blas_capped(work_ms: float) -> Iterator[int]:
+    """Within the block, numpy/scipy's BLAS uses at most :func:`threads_for` ``(work_ms)`` threads,
+    at :data:`BLAS_MIN_MS_PER_THREAD` a thread.
+
+    For BLAS calls (numpy matmuls) of about ``work_ms`` one-thread milliseconds each. OpenBLAS
+    workers spin while they wait: on a busy machine two threads made the speed suite's scoring
+    of ML-100k 2.3x and of ml-latest-small 1.7x slower than one (docs/benchmarks/speed.md).
+    Yields the count in force.
+    """
+    controller = _blas()
+    infos = controller.info() if controller is not None else []
+    current = max((int(i.get("num_threads") or 1) for i in infos), default=1)
+    want = threads_for(work_ms, current, min_ms=BLAS_MIN_MS_PER_THREAD)
+    if controller is None or want >= current:
+        yield current
+        return
+    with controller.limit(limits=want):
+        yield want

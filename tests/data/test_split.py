@@ -1031,3 +1031,20 @@ def test_unorderable_item_ids_break_ties_by_index() -> None:
     items = IdVocab(np.array([30, "a", 10], dtype=object), name="item")
     assert S._id_rank(items).tolist() == [0, 1, 2]
     assert S._id_rank(IdVocab([30, 10, 20])).tolist() == [2, 0, 1]
+
+
+def test_timeline_order_is_lexsorts_order_packed_or_not() -> None:
+    # The packed-key stable argsort must give lexsort's order, duplicates included (stable).
+    from recforge.data.split import _timeline_order
+
+    rng = np.random.default_rng(0)
+    n = 5000
+    users = rng.integers(0, 50, n)
+    tie = rng.integers(0, 30, n)
+    for ts in (
+        rng.integers(-1000, 1000, n),  # negative timestamps: shifted by their minimum
+        rng.integers(0, 5, n),  # many exact duplicates of (user, ts, tie)
+        rng.integers(0, 2**62, n),  # too wide to pack: the lexsort fallback
+        rng.random(n),  # float timestamps: the lexsort fallback
+    ):
+        np.testing.assert_array_equal(_timeline_order(users, ts, tie), np.lexsort((tie, ts, users)))

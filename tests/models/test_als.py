@@ -406,9 +406,11 @@ def test_numba_half_step_equals_torch_cg_half_step() -> None:
     np.testing.assert_allclose(out.numpy(), exact, rtol=1e-3, atol=1e-3)
 
 
-def test_numba_fit_is_identical_for_any_thread_count() -> None:
+def test_numba_fit_is_identical_for_any_thread_count(monkeypatch: pytest.MonkeyPatch) -> None:
     if als_mod._numba_cg() is None:
         pytest.skip("numba is not installed")
+    # This problem is far below the work that earns a second thread (threads_for): force it.
+    monkeypatch.setattr(als_mod, "threads_for", lambda work_ms, requested=None: requested or 1)
     data = planted_implicit(1).train
     one = ALS(backend="numba", num_threads=1, **SMALL).fit(data)
     two = ALS(backend="numba", num_threads=2, **SMALL).fit(data)
@@ -864,3 +866,20 @@ def test_numba_backend_is_available_whenever_numba_is_installed() -> None:
         pytest.skip("numba is not installed")
     kernels = als_mod._numba_cg()
     assert kernels is not None and kernels.__name__ == "recforge.models._als_kernels"
+
+
+def test_small_half_steps_run_on_one_thread_and_large_ones_on_more() -> None:
+    # threads_for with the CG cost model: ~k² + 2k·nnz per row and CG step.
+    import scipy.sparse as sp
+
+    from recforge.threads import threads_for
+
+    def pattern(rows: int, cols: int, per_row: int) -> sp.csr_matrix:
+        indices = np.tile(np.arange(per_row), rows)
+        indptr = np.arange(rows + 1) * per_row
+        return sp.csr_matrix((np.ones(rows * per_row), indices, indptr), shape=(rows, cols))
+
+    small = pattern(943, 1682, 85)  # ML-100k's shape: ~5 ms a half-step
+    large = pattern(100_000, 20_000, 20)  # issue 16's 2M-event log
+    assert threads_for(als_mod._cg_half_ms(small, 64, 3), 2) == 1
+    assert threads_for(als_mod._cg_half_ms(large, 64, 3), 2) == 2

@@ -95,6 +95,8 @@ def test_threaded_row_ranges_give_the_serial_matrix(
         return map_in_threads(fn, items, workers)
 
     monkeypatch.setattr(knn, "map_in_threads", spy)
+    # These matrices are far below the work that earns a second thread (threads_for): force it.
+    monkeypatch.setattr(knn, "threads_for", lambda work_ms, requested=None: requested or 1)
     for binary in (True, False):
         values = _matrix(7, binary)
         with threads(1):
@@ -118,3 +120,21 @@ def test_equal_cost_ranges_cover_every_row_once() -> None:
     assert all(a[1] == b[0] for a, b in itertools.pairwise(bounds))
     assert equal_cost_ranges(cost, 1) == [(0, len(cost))]
     assert equal_cost_ranges([], 4) == []
+
+
+def test_a_small_matrix_runs_on_one_thread_whatever_the_thread_count(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # threads_for: a few thousand products are far below MIN_MS_PER_THREAD of work per thread.
+    from recforge.threads import map_in_threads, threads
+
+    workers: list[int] = []
+
+    def spy(fn: Any, items: Any, n: int) -> Any:
+        workers.append(n)
+        return map_in_threads(fn, items, n)
+
+    monkeypatch.setattr(knn, "map_in_threads", spy)
+    with threads(2):
+        knn.neighbour_similarities(_matrix(7, True), _matrix(7, True), k=4, restricted=False)
+    assert workers == [1]

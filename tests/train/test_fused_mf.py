@@ -146,3 +146,40 @@ def test_compiled_uniform_sampler_draws_the_numpy_items() -> None:
     assert not plain_sampler.is_positive(np.repeat(users, 2), plain.reshape(-1))[
         plain.reshape(-1) >= 0
     ].any()
+
+
+def test_negatives_drawn_beside_the_kernel_give_the_serial_fit_bit_for_bit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # With two threads an epoch's negatives are drawn range by range in a worker thread while
+    # the kernel runs the ranges already drawn: same random numbers, same items, same epoch.
+    from recforge.train import fused_mf
+
+    launched: list[int] = []
+    real_background = fused_mf.background
+
+    def spy(fn: Any) -> Any:
+        launched.append(1)
+        return real_background(fn)
+
+    # ~70k draws an epoch (the compiled sampler's range); far below the work that earns the
+    # second thread by default (threads_for), so the overlap is forced here.
+    monkeypatch.setattr(fused_mf, "threads_for", lambda work_ms, requested=None: requested or 1)
+    monkeypatch.setattr(fused_mf, "background", spy)
+    fits = []
+    for n in (1, 2):
+        split = planted_implicit(3, n_users=400, n_items=300, density=0.3)
+        model = create(
+            "mf",
+            {"loss": "bpr", "epochs": 2, "batch_size": 256, "verbose": False, "seed": 5,
+             "num_threads": n, "backend": "numba"},
+        )  # fmt: skip
+        assert isinstance(model, NeuralRecommender)
+        fits.append(model.fit(split.train))
+        assert bool(launched) == (n == 2)
+    one, two = (f.get_state() for f in fits)
+    for key in one:
+        np.testing.assert_array_equal(one[key], two[key], err_msg=key)
+    np.testing.assert_array_equal(
+        fits[0].history_["train_loss"].to_numpy(), fits[1].history_["train_loss"].to_numpy()
+    )

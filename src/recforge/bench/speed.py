@@ -230,8 +230,8 @@ def speed_pairs() -> list[Pair]:
             lambda t, s: _peer("implicit-bpr", factors=64, iterations=100, num_threads=t, seed=s),
             rank,
             ndcg,
-            "recforge: one compiled (numba) call per epoch running its AdamW + one-cycle "
-            "mini-batch algorithm (4 negatives a positive); implicit: Hogwild SGD, 1 negative.",
+            "recforge: one compiled (numba) call per epoch (AdamW + one-cycle mini-batches, 4 "
+            "negatives a positive, drawn beside it in a 2nd thread); implicit: Hogwild, 1 neg.",
             ("implicit",),
         ),
         Pair(

@@ -54,7 +54,7 @@ from recforge.errors import ConfigError, ModelFitError
 from recforge.eval.metrics import rmse
 from recforge.explain import Attribution, rows_by_history
 from recforge.models.base import FloatArray, IndexArray, Recommender
-from recforge.threads import map_in_threads
+from recforge.threads import capped, map_in_threads, threads_for
 
 __all__ = ["ALS", "CHUNK_CELLS", "ALSConfig"]
 
@@ -190,6 +190,23 @@ def _numba_cg() -> Any | None:
         return importlib.import_module("recforge.models._als_kernels")
     except ImportError:
         return None
+
+
+#: One-thread multiply-adds per millisecond of the compiled CG and of torch's sparse kernels on
+#: this kind of CPU (ML-100k: a 15-sweep numba fit of 64 factors, ~84M multiply-adds a half-step,
+#: took ~0.15 s on one core): the cost models behind the thread counts (threads_for).
+_MADDS_PER_MS = 8e6
+
+
+def _cg_half_ms(mat: sp.csr_matrix, k: int, steps: int) -> float:
+    """One-thread milliseconds of a CG half-step: per row and step, ``k²`` for ``(YᵀY + λI)p``
+    and ``2k`` per stored entry for ``Y_Iᵀ(C_I − I)Y_I p``."""
+    return float(steps * (mat.shape[0] * k * k + 2 * k * mat.nnz) / _MADDS_PER_MS)
+
+
+def _torch_region_ms(nnz: int, k: int) -> float:
+    """One-thread milliseconds of one of the torch backend's sparse ops (~``2·nnz·k``)."""
+    return 2.0 * nnz * k / _MADDS_PER_MS
 
 
 def _single_threaded_blas() -> contextlib.AbstractContextManager[Any]:
@@ -525,7 +542,10 @@ class ALS(Recommender):
         # so BLAS gets one thread (scoped once: threadpoolctl's library scan costs milliseconds).
         compiled = self._backend in ("implicit", "numba")
         blas = _single_threaded_blas() if compiled else contextlib.nullcontext()
-        with torch.no_grad(), blas:
+        # The torch backend's ops (sampled_addmm, CSR spmm, row-wise sums) are parallel regions of
+        # about nnz·k multiply-adds each: one thread when that is too little to share (threads_for).
+        torch_ops = capped(_torch_region_ms(by_user.nnz, k)) if not compiled else None
+        with torch.no_grad(), blas, torch_ops or contextlib.nullcontext():
             for epoch in range(1, cfg.iterations + 1):
                 t0 = time.perf_counter()
                 if self._explicit:
@@ -609,7 +629,9 @@ class ALS(Recommender):
                 out,
                 other.numpy(),
                 self.reg,
-                num_threads=torch.get_num_threads(),
+                num_threads=threads_for(
+                    _cg_half_ms(side.native, k, cfg.cg_steps), torch.get_num_threads()
+                ),
                 cg_steps=cfg.cg_steps,
             )
             return torch.from_numpy(out)
@@ -641,9 +663,9 @@ class ALS(Recommender):
         # split the n-long reduction differently from run to run, and YᵀY must be reproducible.
         s = y.T @ y
         s[np.diag_indices(k)] += np.float32(self.reg)
-        n_threads = torch.get_num_threads()
-        parts = 1 if n_threads == 1 else 4 * n_threads
         steps = self.config.cg_steps
+        n_threads = threads_for(_cg_half_ms(mat, k, steps), torch.get_num_threads())
+        parts = 1 if n_threads == 1 else 4 * n_threads
         key = (id(mat), parts)
         if key not in self._bounds:  # once per side and fit: the cost split only needs indptr
             self._bounds[key] = kernels.row_bounds(mat.indptr, k, parts)

@@ -28,6 +28,7 @@ from recforge.errors import ConfigError, ModelFitError
 from recforge.explain import Attribution, rows_by_history
 from recforge.models.base import FloatArray, IndexArray, RecList, Recommender, rank_scores
 from recforge.models.recency import recency_matrix, sequence_weights
+from recforge.threads import capped
 
 __all__ = [
     "EASE",
@@ -189,19 +190,40 @@ def _largest_eigenvalue(gram: torch.Tensor) -> float:
     return 1.1 * value
 
 
+#: One-thread float32 multiply-adds per millisecond of LAPACK's blocked Cholesky and inverse
+#: (n = 1,682: ~170-250 ms for the ~n³ of both on one core of the 2-core machine).
+_LAPACK_F32_PER_MS = 2e7
+
+
+def lapack_region_ms(n: int, dtype: Any = np.float32) -> float:
+    """One-thread milliseconds of each parallel region of an ``n × n`` Cholesky + inverse.
+
+    Both work panel by panel, several parallel regions (small GEMM/TRSM calls) a panel: about
+    ``n/16`` regions in all, so a region holds ``16n²`` of the ~``n³`` multiply-adds; float64
+    runs at half the float32 rate. Calibrated on the 2-core machine under load
+    (docs/benchmarks/speed_threads.md): two threads were slower than one up to n = 2,500 and
+    about even at 3,500, so the second thread starts near n ≈ 3,900 (ml-latest-small's 8,230
+    items: 2 threads, 0.56x the one-thread time in docs/benchmarks/speed.md).
+    """
+    rate = _LAPACK_F32_PER_MS / (2.0 if np.dtype(dtype) == np.float64 else 1.0)
+    return float(n) ** 2 * 16.0 / rate
+
+
 def spd_inverse(gram: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.floating[Any]] | None:
     """``gram⁻¹`` through its Cholesky factor (``torch.linalg.cholesky`` + ``cholesky_inverse``),
     in ``gram``'s dtype; None when ``gram`` is not numerically positive definite.
 
-    Both LAPACK calls use every torch thread. ``gram`` is consumed (its memory may be reused).
+    Both LAPACK calls use the torch threads, as many as :func:`lapack_region_ms` gives work for
+    (:func:`recforge.threads.threads_for`). ``gram`` is consumed (its memory may be reused).
     """
-    t = torch.from_numpy(gram)
-    chol, info = torch.linalg.cholesky_ex(t)
-    del t
-    if int(info) != 0:
-        return None
-    inv = torch.cholesky_inverse(chol)
-    del chol
+    with capped(lapack_region_ms(gram.shape[0], gram.dtype)):
+        t = torch.from_numpy(gram)
+        chol, info = torch.linalg.cholesky_ex(t)
+        del t
+        if int(info) != 0:
+            return None
+        inv = torch.cholesky_inverse(chol)
+        del chol
     out: npt.NDArray[np.floating[Any]] = inv.numpy()
     return out if bool(np.isfinite(out).all()) else None
 
@@ -347,7 +369,9 @@ class EASE(Recommender):
         gram = _gram(x, dtype)
         gram[np.diag_indices(n)] += cfg.reg
         if cfg.dtype == "auto":
-            condition = _largest_eigenvalue(torch.from_numpy(gram)) / cfg.reg
+            # Matrix-vector products: n² multiply-adds a region, one thread unless n is large.
+            with capped(float(n) * n / _LAPACK_F32_PER_MS):
+                condition = _largest_eigenvalue(torch.from_numpy(gram)) / cfg.reg
             if condition > F32_MAX_CONDITION:
                 dtype = "float64"
         p = spd_inverse(gram) if dtype == "float32" else None

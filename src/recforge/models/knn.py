@@ -100,7 +100,7 @@ from recforge.errors import ConfigError
 from recforge.explain import Attribution, rows_by_history
 from recforge.models.base import FloatArray, IndexArray, RecList, Recommender, topk_rows
 from recforge.models.recency import recency_matrix, sequence_weights
-from recforge.threads import equal_cost_ranges, map_in_threads
+from recforge.threads import equal_cost_ranges, map_in_threads, threads_for
 
 F64Array = npt.NDArray[np.float64]
 Similarity = Literal["cosine", "adjusted_cosine", "pearson_baseline"]
@@ -335,6 +335,10 @@ def _numba_available() -> bool:
     return importlib.util.find_spec("numba") is not None
 
 
+#: One-thread milliseconds per accumulated product of the compiled cosine kernel (~1 ns).
+_KNN_MS_PER_PRODUCT = 1e-6
+
+
 def _cosine_topk_compiled(
     values: sp.csr_matrix, k: int, shrinkage: float, min_support: int, min_similarity: float
 ) -> sp.csr_matrix:
@@ -368,11 +372,12 @@ def _cosine_topk_compiled(
             cosine_topk(*args, np.zeros(n, dtype=support_dtype), bound[0], bound[1]),
         )
 
-    n_threads = torch.get_num_threads()  # the fit's thread count (recforge.threads)
     # Row a costs the summed lengths of its columns in t; rows are independent and the kernel
     # releases the GIL, so ranges run in parallel and their concatenation is the serial result.
     row_of = np.repeat(np.arange(n), np.diff(values.indptr))
     row_cost = np.bincount(row_of, weights=np.diff(t.indptr)[values.indices], minlength=n) + 1.0
+    # The fit's thread count (recforge.threads), as many as the accumulations give work for.
+    n_threads = threads_for(float(row_cost.sum()) * _KNN_MS_PER_PRODUCT, torch.get_num_threads())
     bounds = equal_cost_ranges(row_cost, 1 if n_threads == 1 else 4 * n_threads) or [(0, n)]
     parts = map_in_threads(rows, bounds, n_threads)
     indptr = np.zeros(n + 1, dtype=np.int64)

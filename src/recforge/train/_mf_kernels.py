@@ -288,8 +288,13 @@ def mf_epoch(
     users: Any, items: Any, ratings: Any, negs: Any, perm: Any, batch_size: int,
     lrs: Any, step0: int, loss_kind: int, offset: float, lo: float, hi: float,
     use_range: bool, reg: float, b1: float, b2: float, eps: float, wd: float, decoupled: bool,
+    b_lo: int, b_hi: int, total: float,
 ) -> float:  # fmt: skip
-    """One epoch over ``perm`` in batches; returns ``Σ_batches loss · batch rows``.
+    """Batches ``b_lo ≤ b < b_hi`` of an epoch over ``perm``; returns ``total + Σ loss · rows``.
+
+    A whole epoch is ``(0, len(lrs), 0.0)``; consecutive ranges run in order, each given the
+    previous one's return, are that same epoch to the last bit (the caller may start on the
+    first batches while the later ones' negatives are drawn).
 
     ``negs`` holds each row's negatives in epoch order (``negs[k]`` for ``perm[k]``; ``-1``: none
     left for that user), unused for MSE. The ``g*`` buffers must be zero on entry (left zero).
@@ -297,10 +302,9 @@ def mf_epoch(
     then the Adam(W) sweep of every table at the batch's rate ``lrs[b]``.
     """
     n = perm.shape[0]
-    total = 0.0
     tmp = np.zeros(P.shape[1], dtype=np.float32)
     tables = ((P, mP, vP, gP), (Q, mQ, vQ, gQ), (BU, mBU, vBU, gBU), (BI, mBI, vBI, gBI))
-    for b in range(lrs.shape[0]):
+    for b in range(b_lo, b_hi):
         start = b * batch_size
         end = min(n, start + batch_size)
         if loss_kind == MSE:

@@ -136,17 +136,31 @@ class NegativeSampler:
         out = self._uniform(u, gen) if self.kind == "uniform" else self._popularity(u, gen)
         return out.reshape(-1, n)
 
+    def compiled_uniform(self, n_draws: int) -> bool:
+        """Whether :meth:`sample` makes ``n_draws`` draws (users × n) by the compiled uniform
+        search: then ``sample(users, n)`` is ``uniform_items(u, uniform_random(len(u)))`` with
+        ``u = np.repeat(users, n)``, which a caller may split into ranges."""
+        return self.kind == "uniform" and n_draws >= _COMPILED_FROM and _numba_available()
+
+    def uniform_random(self, n_draws: int) -> npt.NDArray[np.float64]:
+        """The uniform numbers the next ``n_draws`` uniform draws use (from the own stream)."""
+        return self._rng.random(n_draws)
+
+    def uniform_items(self, users: IntArray, rand: npt.NDArray[np.float64]) -> IntArray:
+        """Exact uniform negatives of ``users`` from the numbers ``rand`` (compiled; the GIL is
+        released, and each draw depends only on its own user and number)."""
+        from recforge.train._mf_kernels import uniform_negatives
+
+        out: IntArray = uniform_negatives(
+            self._shifted, self._indptr, self._n_free, users, rand, self.n_items
+        )
+        return out
+
     def _uniform(self, users: IntArray, rng: np.random.Generator) -> IntArray:
         if len(users) >= _COMPILED_FROM and _numba_available():
             # A whole epoch's draws (the fused MF epoch): the same items from the same random
             # numbers, ~3x sooner than the vectorised numpy below.
-            from recforge.train._mf_kernels import uniform_negatives
-
-            rand = rng.random(len(users))
-            out: IntArray = uniform_negatives(
-                self._shifted, self._indptr, self._n_free, users, rand, self.n_items
-            )
-            return out
+            return self.uniform_items(users, rng.random(len(users)))
         free = self._n_free[users]
         ranks = np.floor(rng.random(len(users)) * np.maximum(free, 1)).astype(np.int64)
         base = users * self.n_items

@@ -66,6 +66,7 @@ from torch import nn
 
 from recforge.config import TrainConfig
 from recforge.errors import ConfigError, DataError, ModelFitError
+from recforge.threads import capped
 from recforge.threads import threads as threads  # re-exported: recforge.train.threads
 from recforge.train.checkpoint import (
     FitCheckpointer,
@@ -271,6 +272,9 @@ class Trainer:
         with (
             # None: keep the count the model's fit chose (recforge.threads' default or a hint).
             threads(cfg.num_threads) if cfg.num_threads is not None else contextlib.nullcontext(),
+            # A fused epoch is one compiled call; torch's own ops around it (the epoch's
+            # permutation, version bumps) touch ~n_rows values: threads only for large logs.
+            capped(runner.n_rows * 1e-5) if runner.fused is not None else contextlib.nullcontext(),
             seeded(cfg.seed, self.device),
             _progress(
                 runner.parallel.writes and cfg.verbose, cfg.epochs * steps_per_epoch, description
