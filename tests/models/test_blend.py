@@ -10,6 +10,7 @@ import pytest
 from recforge.errors import ConfigError, DataError
 from recforge.models.base import Recommender
 from recforge.models.blend import Blend, ridge_blend_weights
+from recforge.models.blend_meta import META_FEATURES, fwls_design, fwls_split, side_tables
 from recforge.models.registry import create
 from recforge.testing import ModelContract, planted_explicit, planted_implicit
 
@@ -84,4 +85,134 @@ def test_config_errors() -> None:
 class TestBlendContract(ModelContract):
     model_name = "blend"
     config = {"members": FAST_MEMBERS}
+    explicit = True
+
+
+# ---------------------------------------------------------------- feature-weighted stacking
+FWLS = {"members": FAST_MEMBERS, "meta_features": list(META_FEATURES)}
+
+
+def _support_planted(n: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """Two members whose accuracy swaps with the user's support (log count of ratings)."""
+    support = rng.uniform(0.0, 6.0, size=n)  # log(1 + ratings) of the pair's user
+    t = rng.normal(3.5, 1.0, size=n)
+    heavy = support > 3.0
+    # Member 0 (say a factor model) is sharp for heavy users and noisy for light ones;
+    # member 1 (say a baseline) the other way round.
+    p0 = t + rng.normal(0.0, np.where(heavy, 0.2, 1.2))
+    p1 = t + rng.normal(0.0, np.where(heavy, 1.2, 0.2))
+    return np.column_stack([p0, p1]), support[:, None], t
+
+
+def test_fwls_beats_the_plain_stack_when_the_best_member_depends_on_support() -> None:
+    rng = np.random.default_rng(3)
+    p_fit, f_fit, t_fit = _support_planted(20_000, rng)
+    p_new, f_new, t_new = _support_planted(20_000, rng)
+    mu, sd = f_fit.mean(0), f_fit.std(0)
+    w0, w = ridge_blend_weights(p_fit, t_fit, ridge=1e-3)
+    plain = np.sqrt(np.mean((w0 + p_new @ w - t_new) ** 2))
+    design = fwls_design(p_fit, (f_fit - mu) / sd)
+    c0, coef = ridge_blend_weights(design, t_fit, ridge=1e-3)
+    fwls = np.sqrt(np.mean((c0 + fwls_design(p_new, (f_new - mu) / sd) @ coef - t_new) ** 2))
+    _, v, _ = fwls_split(coef, 2, 1)
+    # The plain stack splits the weight about evenly; FWLS shifts it with support.
+    assert abs(w[0] - w[1]) < 0.1
+    assert v[0, 0] > 0.1 and v[1, 0] < -0.1
+    assert fwls < 0.93 * plain, (fwls, plain)
+
+
+def test_fwls_columns_and_split_are_inverse() -> None:
+    p = np.array([[1.0, 2.0], [3.0, 4.0]])
+    f = np.array([[10.0, 0.5], [20.0, -1.0]])
+    x = fwls_design(p, f)
+    np.testing.assert_allclose(x[0], [1, 2, 10, 20, 0.5, 1.0, 10, 0.5])
+    coef = np.arange(8.0)
+    w, v, a = fwls_split(coef, 2, 2)
+    # r = w·p + Σ_j (v[:, j]·p) f_j + a·f, the same as design @ coef.
+    by_hand = p @ w + ((p @ v) * f).sum(1) + f @ a
+    np.testing.assert_allclose(x @ coef, by_hand)
+
+
+def test_side_tables_by_hand() -> None:
+    users, items = np.array([0, 0, 1, 2, 2, 2]), np.array([0, 1, 1, 0, 1, 2])
+    r = np.array([5.0, 3.0, 4.0, 1.0, 2.0, 3.0])
+    u, i = side_tables(users, items, r, 4, 4, META_FEATURES)
+    np.testing.assert_allclose(u[:, 0], np.log1p([2, 1, 3, 0]))
+    np.testing.assert_allclose(u[:, 1], [4.0, 4.0, 2.0, 3.0])  # user 3: the global mean
+    np.testing.assert_allclose(u[:, 2], [1.0, 0.0, np.sqrt(2 / 3), 0.0])
+    np.testing.assert_allclose(i[:, 1], [3.0, 3.0, 3.0, 3.0])
+    np.testing.assert_allclose(i[:, 2], [2.0, np.sqrt(2 / 3), 0.0, 0.0])
+
+
+def test_fwls_scores_follow_the_formula_and_agree_with_predict() -> None:
+    data = planted_explicit(1)
+    model = create("blend", FWLS).fit(data.train)
+    assert isinstance(model, Blend)
+    assert model.meta_v_.shape == (3, 6) and model.meta_users_.shape == (model.n_users, 3)
+    users = np.arange(5)
+    lo, hi = model.rating_scale_ or (1.0, 5.0)
+    fu, fi = model.meta_users_[users], model.meta_items_
+    expected = model.intercept_ + (fu @ model.meta_a_[:3])[:, None] + fi @ model.meta_a_[3:]
+    for m, member in enumerate(model.members_):
+        weight = (
+            model.weights_[m] + (fu @ model.meta_v_[m, :3])[:, None] + fi @ model.meta_v_[m, 3:]
+        )
+        expected = expected + weight * np.clip(member.score_items(users), lo, hi)
+    scores = model.score_items(users)
+    np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-5)
+    pairs_u, pairs_i = np.repeat(users, 4), np.tile([0, 3, 7, 11], 5)
+    np.testing.assert_allclose(
+        model.predict_idx(pairs_u, pairs_i), scores[pairs_u, pairs_i], rtol=1e-6, atol=1e-6
+    )
+    # The default (no meta-features) keeps the plain stack: exactly its weights.
+    plain = create("blend", {"members": FAST_MEMBERS}).fit(data.train)
+    assert isinstance(plain, Blend) and not hasattr(plain, "meta_v_")
+
+
+def test_fwls_fold_in_uses_the_new_users_own_ratings() -> None:
+    data = planted_explicit(2)
+    model = create("blend", FWLS).fit(data.train)
+    assert isinstance(model, Blend)
+    items = np.array([0, 2, 5, 9], dtype=np.int64)
+    ratings = np.array([5.0, 4.0, 2.0, 5.0], dtype=np.float32)
+    raw = np.array([np.log1p(4), ratings.mean(), ratings.std()])
+    fu = (raw - model.meta_mu_[:3]) / model.meta_sd_[:3]
+    fi = model.meta_items_
+    lo, hi = model.rating_scale_ or (1.0, 5.0)
+    expected = model.intercept_ + fu @ model.meta_a_[:3] + fi @ model.meta_a_[3:]
+    for m, member in enumerate(model.members_):
+        weight = model.weights_[m] + fu @ model.meta_v_[m, :3] + fi @ model.meta_v_[m, 3:]
+        expected = expected + weight * np.clip(member.fold_in_scores(items, ratings), lo, hi)
+    np.testing.assert_allclose(model.fold_in_scores(items, ratings), expected, rtol=1e-5, atol=1e-5)
+    # A user who rated everything 5 gets other meta-features than one who rated everything 1.
+    assert not np.allclose(
+        model.fold_in_scores(items, np.full(4, 5.0, np.float32)) - 4.0,
+        model.fold_in_scores(items, np.full(4, 1.0, np.float32)),
+    )
+
+
+def test_fwls_save_load_round_trip_and_one_sided_features(tmp_path: Path) -> None:
+    data = planted_explicit(0)
+    for names in (list(META_FEATURES), ["item_support"]):
+        model = create("blend", {"members": FAST_MEMBERS, "meta_features": names}).fit(data.train)
+        loaded = Recommender.load(model.save(tmp_path / f"run{len(names)}"))
+        users = np.arange(model.n_users)
+        np.testing.assert_array_equal(loaded.score_items(users), model.score_items(users))
+        ratings = {model.items_.ids[i]: 3.0 + i % 3 for i in range(6)}
+        np.testing.assert_array_equal(
+            loaded.recommend_for_ratings(ratings, k=5).scores,
+            model.recommend_for_ratings(ratings, k=5).scores,
+        )
+
+
+def test_fwls_config_errors() -> None:
+    with pytest.raises(ConfigError, match="meta_features"):
+        create("blend", {"meta_features": ["user_age"]})
+    with pytest.raises(ConfigError, match="twice"):
+        create("blend", {"meta_features": ["user_sd", "user_sd"]})
+
+
+class TestBlendFWLSContract(ModelContract):
+    model_name = "blend"
+    config = FWLS
     explicit = True

@@ -14,6 +14,17 @@ Fitting (stacking with a hold-out, Breiman 1996; the blends of the Netflix Prize
     4. refit every member on **all** of the training data; the blend scores
        ``w₀ + Σ_m w_m · clip(s_m)`` with each member's score ``s_m``.
 
+With ``meta_features`` set, the stack is *feature-weighted* (FWLS; Sill, Takács, Mackey & Lin
+2009, the Netflix Prize blend; :mod:`recforge.models.blend_meta`): each member's weight is a
+linear function of meta-features ``f_j(u, i)`` of the pair (log support, rating mean and sd of
+the user and of the item, from the ratings the members were trained on)::
+
+    r̂(u, i) = w₀ + Σ_m (w_m + Σ_j v_mj f_j(u, i)) · clip(s_m) + Σ_j a_j f_j(u, i)
+
+fitted by the same ridge regression on the columns ``[p_m, p_m·f_j, f_j]`` (the ``v`` and ``a``
+coefficients penalised by ``meta_ridge``). The meta-features of a folded-in user come from their
+given ratings. With ``meta_features = []`` (the default) the blend is the plain stack above.
+
 Only the blend's own training data is used (never a test split). Members must predict ratings
 on explicit data (checked after the carve fit). A new user is folded in by folding them into
 every member (so every member must support fold-in). ``item_vectors`` is None: a weighted sum of
@@ -37,6 +48,13 @@ from recforge.config import FrozenConfig, ModelConfig
 from recforge.data.interactions import Interactions
 from recforge.errors import ConfigError, DataError
 from recforge.models.base import FloatArray, IndexArray, Recommender
+from recforge.models.blend_meta import (
+    META_FEATURES,
+    fwls_design,
+    fwls_split,
+    side_tables,
+    user_row,
+)
 
 __all__ = ["Blend", "BlendConfig", "BlendMember", "ridge_blend_weights"]
 
@@ -71,6 +89,33 @@ class BlendConfig(ModelConfig):
         1e-3, ge=0, description="L2 penalty on the member weights (per carved rating)."
     )
 
+    meta_features: tuple[str, ...] = Field(
+        (),
+        description=(
+            "Feature-weighted linear stacking (Sill et al. 2009): meta-features the member "
+            f"weights depend on, any of {', '.join(META_FEATURES)}; empty = plain linear stack."
+        ),
+    )
+    meta_ridge: float | None = Field(
+        None, ge=0, description="L2 penalty on the FWLS coefficients (None: the same as ridge)."
+    )
+
+    @field_validator("meta_features")
+    @classmethod
+    def _check_meta(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        for name in names:
+            if name not in META_FEATURES:
+                raise ValueError(
+                    f"meta_features: unknown feature {name!r}; "
+                    f"choose from {', '.join(META_FEATURES)}"
+                )
+        if len(set(names)) != len(names):
+            raise ValueError("meta_features: a feature is listed twice")
+        # Users first, then items: the order of the design's feature columns.
+        return tuple(n for n in names if n.startswith("user_")) + tuple(
+            n for n in names if n.startswith("item_")
+        )
+
     @field_validator("members")
     @classmethod
     def _check_members(cls, members: tuple[BlendMember, ...]) -> tuple[BlendMember, ...]:
@@ -96,20 +141,27 @@ class BlendConfig(ModelConfig):
 
 
 def ridge_blend_weights(
-    preds: npt.NDArray[np.floating[Any]], target: npt.NDArray[np.floating[Any]], ridge: float
+    preds: npt.NDArray[np.floating[Any]],
+    target: npt.NDArray[np.floating[Any]],
+    ridge: float | npt.NDArray[np.floating[Any]],
 ) -> tuple[float, npt.NDArray[np.float64]]:
-    """``(w₀, w)`` minimising ``mean (t − w₀ − P w)² + ridge · ‖w‖²`` (intercept not penalised).
+    """``(w₀, w)`` minimising ``mean (t − w₀ − P w)² + Σ_k ridge_k · w_k²`` (w₀ not penalised).
 
     Args:
-        preds: ``(n, m)`` member predictions.
+        preds: ``(n, m)`` member predictions (or any regressors, e.g. FWLS columns).
         target: ``(n,)`` observed ratings.
-        ridge: the penalty (0 = ordinary least squares; a tiny jitter keeps it solvable).
+        ridge: the penalty, one for all weights or ``(m,)`` per column (0 = ordinary least
+            squares; a tiny jitter keeps it solvable).
     """
     p = np.asarray(preds, dtype=np.float64)
     t = np.asarray(target, dtype=np.float64)
     mean_p, mean_t = p.mean(axis=0), float(t.mean())
     pc = p - mean_p
-    gram = pc.T @ pc / len(t) + (ridge + 1e-12) * np.eye(p.shape[1])
+    if np.ndim(ridge) == 0:
+        penalty = (ridge + 1e-12) * np.eye(p.shape[1])
+    else:
+        penalty = np.diag(np.asarray(ridge, dtype=np.float64) + 1e-12)
+    gram = pc.T @ pc / len(t) + penalty
     w = np.linalg.solve(gram, pc.T @ (t - mean_t) / len(t))
     return mean_t - float(mean_p @ w), w
 
@@ -122,6 +174,10 @@ class Blend(Recommender):
         intercept_: ``w₀``; weights_: ``(n_members,)`` float64 member weights.
         valid_rmse_: RMSE of the blend on the carved ratings (members fitted without them).
         member_valid_rmse_: ``(n_members,)`` each member's RMSE on the carved ratings.
+        meta_v_, meta_a_: FWLS coefficients ``(n_members, q)`` and ``(q,)`` (with meta_features).
+        meta_mu_, meta_sd_: ``(q,)`` standardisation of the raw meta-features (carve values).
+        meta_users_, meta_items_: standardised per-user ``(n_users, q_u)`` and per-item
+            ``(n_items, q_i)`` meta-features of the training data the members were refitted on.
     """
 
     name: ClassVar[str] = "blend"
@@ -134,6 +190,12 @@ class Blend(Recommender):
     weights_: npt.NDArray[np.float64]
     valid_rmse_: float
     member_valid_rmse_: npt.NDArray[np.float64]
+    meta_v_: npt.NDArray[np.float64]
+    meta_a_: npt.NDArray[np.float64]
+    meta_mu_: npt.NDArray[np.float64]
+    meta_sd_: npt.NDArray[np.float64]
+    meta_users_: npt.NDArray[np.float64]
+    meta_items_: npt.NDArray[np.float64]
 
     def _new_members(self) -> list[Recommender]:
         from recforge.models.registry import create
@@ -161,13 +223,61 @@ class Blend(Recommender):
             p = member.predict(held["user_id"].to_numpy(), held["item_id"].to_numpy())
             preds[:, k] = np.where(np.isfinite(p), p, carve.train.global_mean)
         target = held["rating"].to_numpy(dtype=np.float64)
-        self.intercept_, self.weights_ = ridge_blend_weights(preds, target, cfg.ridge)
-        fitted = self.intercept_ + preds @ self.weights_
+        if cfg.meta_features:
+            fitted = self._fit_fwls(train, carve.train, carve.test, preds, target)
+        else:
+            self.intercept_, self.weights_ = ridge_blend_weights(preds, target, cfg.ridge)
+            fitted = self.intercept_ + preds @ self.weights_
         lo, hi = train.rating_scale
         self.valid_rmse_ = float(np.sqrt(np.mean((np.clip(fitted, lo, hi) - target) ** 2)))
         self.member_valid_rmse_ = np.sqrt(np.mean((preds - target[:, None]) ** 2, axis=0))
         # Refit on everything: the weights were learned for members of this strength or weaker.
         self.members_ = [m.fit(train) for m in self._new_members()]
+        if cfg.meta_features:
+            users, items = self._raw_tables(train)
+            self._set_tables(users, items)
+
+    def _raw_tables(
+        self, data: Interactions
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        return side_tables(
+            data.user_idx,
+            data.item_idx,
+            data.rating,
+            data.n_users,
+            data.n_items,
+            self.config.meta_features,
+        )
+
+    def _set_tables(self, users: npt.NDArray[np.float64], items: npt.NDArray[np.float64]) -> None:
+        qu = users.shape[1]
+        self.meta_users_ = (users - self.meta_mu_[:qu]) / self.meta_sd_[:qu]
+        self.meta_items_ = (items - self.meta_mu_[qu:]) / self.meta_sd_[qu:]
+
+    def _fit_fwls(
+        self,
+        train: Interactions,
+        inner: Interactions,
+        held: Interactions,
+        preds: npt.NDArray[np.float64],
+        target: npt.NDArray[np.float64],
+    ) -> npt.NDArray[np.float64]:
+        """FWLS weights on the carve; meta-features from ``inner`` (what the members saw)."""
+        cfg = self.config
+        users, items = self._raw_tables(inner)
+        raw = np.column_stack([users[held.user_idx], items[held.item_idx]])
+        self.meta_mu_ = raw.mean(axis=0)
+        sd = raw.std(axis=0)
+        self.meta_sd_ = np.where(sd > 0, sd, 1.0)
+        feats = (raw - self.meta_mu_) / self.meta_sd_
+        design = fwls_design(preds, feats)
+        n, q = preds.shape[1], feats.shape[1]
+        meta_ridge = cfg.ridge if cfg.meta_ridge is None else cfg.meta_ridge
+        penalty = np.concatenate([np.full(n, cfg.ridge), np.full(design.shape[1] - n, meta_ridge)])
+        self.intercept_, coef = ridge_blend_weights(design, target, penalty)
+        self.weights_, self.meta_v_, self.meta_a_ = fwls_split(coef, n, q)
+        fitted: npt.NDArray[np.float64] = self.intercept_ + design @ coef
+        return fitted
 
     # ------------------------------------------------------------------ scoring
     def _clip_member(self, values: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.float64]:
@@ -176,28 +286,72 @@ class Blend(Recommender):
             out = np.clip(out, *self.rating_scale_)
         return out
 
-    def _combine(self, parts: list[npt.NDArray[np.floating[Any]]]) -> FloatArray:
-        total = np.full(np.shape(parts[0]), self.intercept_, dtype=np.float64)
-        for w, p in zip(self.weights_, parts, strict=True):
-            total += w * self._clip_member(p)
-        return total.astype(np.float32)
+    def _combine(
+        self,
+        parts: list[npt.NDArray[np.floating[Any]]],
+        user_feats: npt.NDArray[np.float64] | None = None,
+        item_feats: npt.NDArray[np.float64] | None = None,
+        grid: bool = False,
+    ) -> FloatArray:
+        """Blend member scores; with FWLS, the standardised meta-features of the rows.
+
+        ``grid``: ``parts`` are ``(len(user_feats), len(item_feats))`` score matrices; otherwise
+        they are ``(n,)`` vectors of pairs and both feature arrays have ``n`` rows.
+        """
+        if not self.config.meta_features:
+            total = np.full(np.shape(parts[0]), self.intercept_, dtype=np.float64)
+            for w, p in zip(self.weights_, parts, strict=True):
+                total += w * self._clip_member(p)
+            return total.astype(np.float32)
+        assert user_feats is not None and item_feats is not None
+        qu = user_feats.shape[1]
+        # Per-row member-weight offsets and feature terms, user and item parts separately, so
+        # a (users × items) score matrix never materialises a (users × items × q) array.
+        u_w, i_w = user_feats @ self.meta_v_[:, :qu].T, item_feats @ self.meta_v_[:, qu:].T
+        u_o, i_o = user_feats @ self.meta_a_[:qu], item_feats @ self.meta_a_[qu:]
+        if grid:
+            u_w, i_w, u_o, i_o = u_w[:, None, :], i_w[None, :, :], u_o[:, None], i_o[None, :]
+        total = self.intercept_ + u_o + i_o
+        for m, p in enumerate(parts):
+            total = total + (self.weights_[m] + u_w[..., m] + i_w[..., m]) * self._clip_member(p)
+        return np.broadcast_to(total, np.shape(parts[0])).astype(np.float32)
 
     def score_items(self, user_idx: npt.NDArray[np.integer[Any]]) -> FloatArray:
-        """``w₀ + Σ_m w_m · clip(member scores)`` of every item: ``(len(user_idx), n_items)``."""
+        """The blend of every item's member scores: ``(len(user_idx), n_items)``."""
         self._check_fitted()
-        return self._combine([m.score_items(user_idx) for m in self.members_])
+        parts = [m.score_items(user_idx) for m in self.members_]
+        if not self.config.meta_features:
+            return self._combine(parts)
+        users = np.asarray(user_idx, dtype=np.int64)
+        return self._combine(parts, self.meta_users_[users], self.meta_items_, grid=True)
 
     def predict_idx(
         self, user_idx: npt.NDArray[np.integer[Any]], item_idx: npt.NDArray[np.integer[Any]]
     ) -> FloatArray:
         """The blend of the members' ``predict_idx`` for each (user, item) pair."""
         self._check_fitted()
-        return self._combine([m.predict_idx(user_idx, item_idx) for m in self.members_])
+        parts = [m.predict_idx(user_idx, item_idx) for m in self.members_]
+        if not self.config.meta_features:
+            return self._combine(parts)
+        users = np.asarray(user_idx, dtype=np.int64)
+        items = np.asarray(item_idx, dtype=np.int64)
+        return self._combine(parts, self.meta_users_[users], self.meta_items_[items])
 
     def fold_in_scores(self, item_idx: IndexArray, ratings: FloatArray) -> FloatArray:
-        """Every member folds the new user in; their scores are blended with the fitted weights."""
+        """Every member folds the new user in; their scores are blended with the fitted weights.
+
+        With FWLS the new user's meta-features come from the given ratings.
+        """
         self._check_fitted()
-        return self._combine([m.fold_in_scores(item_idx, ratings) for m in self.members_])
+        parts = [m.fold_in_scores(item_idx, ratings) for m in self.members_]
+        if not self.config.meta_features:
+            return self._combine(parts)
+        qu = self.meta_users_.shape[1]
+        raw = user_row(ratings, self.config.meta_features, self.global_mean_)
+        feats = (raw - self.meta_mu_[:qu]) / self.meta_sd_[:qu]
+        rows = [np.asarray(p)[None, :] for p in parts]
+        out: FloatArray = self._combine(rows, feats, self.meta_items_, grid=True)[0]
+        return out
 
     def fold_in_scores_batch(self, rows: sp.csr_matrix) -> FloatArray:
         """The blend of every member's batched fold-in of the rows (an occlusion explanation's
@@ -212,6 +366,16 @@ class Blend(Recommender):
             "blend_weights": np.concatenate([[self.intercept_], self.weights_]),
             "blend_valid_rmse": np.concatenate([[self.valid_rmse_], self.member_valid_rmse_]),
         }
+        if self.config.meta_features:
+            state |= {
+                "blend_meta_coef": np.vstack([self.meta_v_, self.meta_a_[None, :]]),
+                "blend_meta_norm": np.vstack([self.meta_mu_, self.meta_sd_]),
+            }
+            # Zero-width tables are not stored (a side without features is rebuilt empty).
+            if self.meta_users_.shape[1]:
+                state["blend_meta_users"] = self.meta_users_
+            if self.meta_items_.shape[1]:
+                state["blend_meta_items"] = self.meta_items_
         for k, member in enumerate(self.members_):
             state |= {f"m{k}.{key}": value for key, value in member.get_state().items()}
         return state
@@ -227,6 +391,25 @@ class Blend(Recommender):
         rmse = np.asarray(state["blend_valid_rmse"], dtype=np.float64)
         self.intercept_, self.weights_ = float(weights[0]), weights[1:].copy()
         self.valid_rmse_, self.member_valid_rmse_ = float(rmse[0]), rmse[1:].copy()
+        names = self.config.meta_features
+        if names:
+            coef = np.asarray(state["blend_meta_coef"], dtype=np.float64)
+            norm = np.asarray(state["blend_meta_norm"], dtype=np.float64)
+            if coef.shape != (n + 1, len(names)) or norm.shape != (2, len(names)):
+                raise ValueError(
+                    f"state 'blend_meta_coef'/'blend_meta_norm' have shapes {coef.shape}/"
+                    f"{norm.shape}, expected {(n + 1, len(names))}/{(2, len(names))}"
+                )
+            self.meta_v_, self.meta_a_ = coef[:n].copy(), coef[n].copy()
+            self.meta_mu_, self.meta_sd_ = norm[0].copy(), norm[1].copy()
+            qu = sum(1 for name in names if name.startswith("user_"))
+            empty_u, empty_i = np.zeros((len(self.users_), 0)), np.zeros((len(self.items_), 0))
+            self.meta_users_ = np.asarray(state.get("blend_meta_users", empty_u), np.float64)
+            self.meta_items_ = np.asarray(state.get("blend_meta_items", empty_i), np.float64)
+            if self.meta_users_.shape[1] != qu or self.meta_items_.shape[1] != len(names) - qu:
+                raise ValueError(
+                    "state 'blend_meta_users'/'blend_meta_items' do not match the config"
+                )
         members = self._new_members()
         for k, member in enumerate(members):
             prefix = f"m{k}."
