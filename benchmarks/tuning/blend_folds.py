@@ -16,6 +16,10 @@ Command (one thread; the machine is shared)::
       --members autorec biased_mf 'item_knn:{"similarity": "pearson_baseline"}' ...
 
 Prints each member's validation RMSE and the best subsets; appends JSON lines to ``--log``.
+
+``--meta`` also scores feature-weighted linear stacking (the blend's ``meta_features``; Sill et
+al. 2009) on the ``--fwls-top`` best plain subsets: meta-features of C come from T∖C and those
+of V from T, standardised with C's mean and sd, exactly as the blend computes them.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from recforge.data.interactions import Interactions
 from recforge.data.movielens import load_movielens_fold
 from recforge.data.split import carve_validation, random_holdout
 from recforge.models.blend import ridge_blend_weights
+from recforge.models.blend_meta import META_FEATURES, fwls_design, side_tables
 from recforge.models.registry import create
 
 
@@ -46,10 +51,18 @@ def _predict(model: Any, part: Interactions, fallback: float) -> np.ndarray:
 
 
 def member_predictions(
-    spec: str, inner: Interactions, carve_c: Any, valid: Interactions, cache: Path
+    spec: str,
+    inner: Interactions,
+    carve_c: Any,
+    valid: Interactions,
+    cache: Path,
+    valid_ratio: float = 0.1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(predictions on C from a fit on T∖C, predictions on V from a fit on T), cached."""
-    key = hashlib.sha1((spec + inner.fingerprint() + valid.fingerprint()).encode()).hexdigest()[:16]
+    # The blend's carve ratio is part of the key (C differs with it); 0.1 keeps the old keys.
+    tag = "" if valid_ratio == 0.1 else f"|vr={valid_ratio}"
+    raw_key = spec + tag + inner.fingerprint() + valid.fingerprint()
+    key = hashlib.sha1(raw_key.encode()).hexdigest()[:16]
     path = cache / f"{key}.npz"
     if path.exists():
         z = np.load(path)
@@ -66,6 +79,42 @@ def member_predictions(
     return pc, pv
 
 
+def meta_features(
+    names: tuple[str, ...], carve_c: Any, inner: Interactions, valid: Interactions
+) -> tuple[np.ndarray, np.ndarray]:
+    """Standardised meta-features of C (from T∖C) and of V (from T), as the blend makes them."""
+    names = tuple(n for n in names if n.startswith("user_")) + tuple(
+        n for n in names if n.startswith("item_")
+    )
+
+    def raw(fit_on: Interactions, rows: Interactions) -> np.ndarray:
+        u, i = side_tables(
+            fit_on.user_idx,
+            fit_on.item_idx,
+            fit_on.rating,
+            fit_on.n_users,
+            fit_on.n_items,
+            names,
+        )
+        # V may hold ids T lacks (its own vocabularies): they get the row of no ratings
+        # (log support 0, the global mean, sd 0), appended as index -1.
+        ru = fit_on.users.index(rows.users.lookup(rows.user_idx), missing="negative")
+        ri = fit_on.items.index(rows.items.lookup(rows.item_idx), missing="negative")
+        mean0 = float(np.mean(fit_on.rating))
+
+        def empty(side: str) -> np.ndarray:
+            cols = [n for n in names if n.startswith(side + "_")]
+            return np.array([[mean0 if n.endswith("_mean") else 0.0 for n in cols]])
+
+        u, i = np.vstack([u, empty("user")]), np.vstack([i, empty("item")])
+        return np.column_stack([u[ru], i[ri]])
+
+    fc, fv = raw(carve_c.train, carve_c.test), raw(inner, valid)
+    mu, sd = fc.mean(axis=0), fc.std(axis=0)
+    sd = np.where(sd > 0, sd, 1.0)
+    return (fc - mu) / sd, (fv - mu) / sd
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fold", default="u1")
@@ -75,6 +124,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-size", type=int, default=6)
     parser.add_argument("--cache", default="/tmp/recforge_blend_cache")
     parser.add_argument("--log", default="docs/benchmarks/tuning_blend.jsonl")
+    parser.add_argument(
+        "--meta", nargs="*", default=[], help="FWLS meta-feature sets: 'a,b,...' or 'all'"
+    )
+    parser.add_argument("--meta-ridges", default="0.001,0.01,0.1")
+    parser.add_argument("--fwls-top", type=int, default=200, help="plain subsets given FWLS")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     cache = Path(args.cache)
@@ -87,7 +141,10 @@ def main(argv: list[str] | None = None) -> None:
     carve_c = random_holdout(inner, test_ratio=args.valid_ratio, seed=42)
     yc = carve_c.test.rating.astype(np.float64)
     yv = valid.rating.astype(np.float64)
-    preds = {s: member_predictions(s, inner, carve_c, valid, cache) for s in args.members}
+    preds = {
+        s: member_predictions(s, inner, carve_c, valid, cache, args.valid_ratio)
+        for s in args.members
+    }
     rows: list[dict[str, Any]] = []
     for spec, (_, pv) in preds.items():
         rmse = float(np.sqrt(np.mean((np.clip(pv, 1, 5) - yv) ** 2)))
@@ -110,8 +167,36 @@ def main(argv: list[str] | None = None) -> None:
                 )
     rows.sort(key=lambda r: r["valid_rmse"])
     singles = [r for r in rows if r["ridge"] is None]
+    fwls_rows: list[dict[str, Any]] = []
+    top = [r for r in rows if r["ridge"] is not None][: args.fwls_top]
+    for meta in args.meta:
+        names = META_FEATURES if meta == "all" else tuple(meta.split(","))
+        fc, fv = meta_features(names, carve_c, inner, valid)
+        for r in top:
+            subset, ridge = r["members"], float(r["ridge"])
+            pc = np.column_stack([preds[s][0] for s in subset])
+            pv = np.column_stack([preds[s][1] for s in subset])
+            xc, xv = fwls_design(pc, fc), fwls_design(pv, fv)
+            for meta_ridge in (float(x) for x in args.meta_ridges.split(",")):
+                pen = np.r_[
+                    np.full(len(subset), ridge), np.full(xc.shape[1] - len(subset), meta_ridge)
+                ]
+                w0, w = ridge_blend_weights(xc, yc, pen)
+                rmse = float(np.sqrt(np.mean((np.clip(w0 + xv @ w, 1, 5) - yv) ** 2)))
+                fwls_rows.append(
+                    {
+                        "members": list(subset),
+                        "ridge": ridge,
+                        "meta_features": list(names),
+                        "meta_ridge": meta_ridge,
+                        "valid_ratio": args.valid_ratio,
+                        "valid_rmse": rmse,
+                        "plain_valid_rmse": r["valid_rmse"],
+                    }
+                )
+    fwls_rows.sort(key=lambda r: r["valid_rmse"])
     with Path(args.log).open("a", encoding="utf-8") as fh:
-        for r in singles + rows[:15]:
+        for r in singles + rows[:15] + fwls_rows[:25]:
             r = {"fold": args.fold, "on": "valid", **r}
             print(json.dumps(r), flush=True)
             fh.write(json.dumps(r) + "\n")
