@@ -161,6 +161,7 @@ def main(argv: list[str] | None = None) -> None:
                     {
                         "members": list(subset),
                         "ridge": ridge,
+                        "valid_ratio": args.valid_ratio,
                         "valid_rmse": rmse,
                         "weights": [round(w0, 4), *np.round(w, 4).tolist()],
                     }
