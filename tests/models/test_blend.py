@@ -5,12 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from recforge.errors import ConfigError, DataError
 from recforge.models.base import Recommender
 from recforge.models.blend import Blend, ridge_blend_weights
-from recforge.models.blend_meta import META_FEATURES, fwls_design, fwls_split, side_tables
+from recforge.models.blend_meta import (
+    META_FEATURES,
+    fwls_design,
+    fwls_split,
+    pair_features,
+    side_tables,
+)
 from recforge.models.registry import create
 from recforge.testing import ModelContract, planted_explicit, planted_implicit
 
@@ -216,3 +223,27 @@ class TestBlendFWLSContract(ModelContract):
     model_name = "blend"
     config = FWLS
     explicit = True
+
+
+def test_fwls_carve_with_ids_its_inner_part_lacks() -> None:
+    # 60 items rated once: the carve holds some of them, which its inner part has never seen
+    # (the carve extends the inner vocabularies); they get the no-ratings meta-features.
+    data = planted_explicit(4)
+    frame = data.train.to_frame()
+    users = frame["user_id"].unique()[:60]
+    extra = pd.DataFrame(
+        {"user_id": users, "item_id": [f"solo{k}" for k in range(60)], "rating": 4.0}
+    )
+    frame = frame.drop(columns="timestamp").astype({"item_id": str})
+    train = pd.concat([frame, extra], ignore_index=True)
+    model = create("blend", {**FWLS, "valid_ratio": 0.3}).fit(train, rating_scale=(1.0, 5.0))
+    assert isinstance(model, Blend)
+    pred = model.predict(extra["user_id"].to_numpy(), extra["item_id"].to_numpy())
+    assert np.isfinite(pred).all()
+
+
+def test_pair_features_pads_unknown_ids() -> None:
+    users, items = np.array([[1.0, 4.0]]), np.array([[2.0]])
+    names = ("user_support", "user_mean", "item_sd")
+    out = pair_features(users, items, np.array([0, 1]), np.array([3, 0]), names, mean0=3.5)
+    np.testing.assert_allclose(out, [[1.0, 4.0, 0.0], [0.0, 3.5, 2.0]])

@@ -52,6 +52,7 @@ from recforge.models.blend_meta import (
     META_FEATURES,
     fwls_design,
     fwls_split,
+    pair_features,
     side_tables,
     user_row,
 )
@@ -265,7 +266,10 @@ class Blend(Recommender):
         """FWLS weights on the carve; meta-features from ``inner`` (what the members saw)."""
         cfg = self.config
         users, items = self._raw_tables(inner)
-        raw = np.column_stack([users[held.user_idx], items[held.item_idx]])
+        # held extends inner's vocabularies: ids only it has get the no-ratings row.
+        raw = pair_features(
+            users, items, held.user_idx, held.item_idx, cfg.meta_features, inner.global_mean
+        )
         self.meta_mu_ = raw.mean(axis=0)
         sd = raw.std(axis=0)
         self.meta_sd_ = np.where(sd > 0, sd, 1.0)

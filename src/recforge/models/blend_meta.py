@@ -31,6 +31,7 @@ __all__ = [
     "META_FEATURES",
     "fwls_design",
     "fwls_split",
+    "pair_features",
     "rating_stats",
     "side_tables",
     "user_row",
@@ -93,6 +94,31 @@ def side_tables(
     users = _pick(names, "user", rating_stats(user_idx, ratings, n_users, mean0))
     items = _pick(names, "item", rating_stats(item_idx, ratings, n_items, mean0))
     return users, items
+
+
+def pair_features(
+    users: F64,
+    items: F64,
+    user_idx: npt.NDArray[np.integer[Any]],
+    item_idx: npt.NDArray[np.integer[Any]],
+    names: tuple[str, ...],
+    mean0: float,
+) -> F64:
+    """Raw meta-features ``(n, q)`` of pairs from :func:`side_tables`' tables.
+
+    An index past a table's end (an id the tables' data lacks: a split's held-out part extends
+    its training vocabularies) gets the row of no ratings: log support 0, mean ``mean0``, sd 0.
+    """
+
+    def padded(table: F64, side: str) -> F64:
+        cols = [n for n in names if n.startswith(side + "_")]
+        empty = [mean0 if n.endswith("_mean") else 0.0 for n in cols]
+        return np.vstack([table, np.asarray(empty, dtype=np.float64).reshape(1, -1)])
+
+    u, i = padded(users, "user"), padded(items, "item")
+    ui = np.minimum(np.asarray(user_idx, dtype=np.int64), len(users))
+    ii = np.minimum(np.asarray(item_idx, dtype=np.int64), len(items))
+    return np.column_stack([u[ui], i[ii]])
 
 
 def user_row(ratings: npt.NDArray[np.floating[Any]], names: tuple[str, ...], mean0: float) -> F64:
