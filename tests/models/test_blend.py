@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 import pytest
 
 from recforge.errors import ConfigError, DataError
@@ -191,6 +192,17 @@ def test_fwls_fold_in_uses_the_new_users_own_ratings() -> None:
         weight = model.weights_[m] + fu @ model.meta_v_[m, :3] + fi @ model.meta_v_[m, 3:]
         expected = expected + weight * np.clip(member.fold_in_scores(items, ratings), lo, hi)
     np.testing.assert_allclose(model.fold_in_scores(items, ratings), expected, rtol=1e-5, atol=1e-5)
+    # The batched fold-in (occlusion explanations) gives each row its own meta-features.
+    batch = sp.csr_matrix(
+        (np.r_[ratings, ratings[:2]], (np.r_[0, 0, 0, 0, 1, 1], np.r_[items, items[:2]])),
+        shape=(2, model.n_items),
+    )
+    np.testing.assert_allclose(
+        model.fold_in_scores_batch(batch),
+        np.vstack([expected, model.fold_in_scores(items[:2], ratings[:2])]),
+        rtol=1e-5,
+        atol=1e-5,
+    )
     # A user who rated everything 5 gets other meta-features than one who rated everything 1.
     assert not np.allclose(
         model.fold_in_scores(items, np.full(4, 5.0, np.float32)) - 4.0,

@@ -55,6 +55,7 @@ from recforge.models.blend_meta import (
     pair_features,
     side_tables,
     user_row,
+    user_rows,
 )
 
 __all__ = ["Blend", "BlendConfig", "BlendMember", "ridge_blend_weights"]
@@ -361,7 +362,18 @@ class Blend(Recommender):
         """The blend of every member's batched fold-in of the rows (an occlusion explanation's
         ``|H| + 1`` rows reach the members' batched paths, not one fold-in per row)."""
         self._check_fitted()
-        return self._combine([m.fold_in_scores_batch(rows) for m in self.members_])
+        parts = [m.fold_in_scores_batch(rows) for m in self.members_]
+        if not self.config.meta_features:
+            return self._combine(parts)
+        # FWLS: each row's user meta-features come from that row's own ratings.
+        rows = sp.csr_matrix(rows)
+        owner = np.repeat(np.arange(rows.shape[0]), np.diff(rows.indptr))
+        qu = self.meta_users_.shape[1]
+        raw = user_rows(
+            owner, rows.data, rows.shape[0], self.config.meta_features, self.global_mean_
+        )
+        feats = (raw - self.meta_mu_[:qu]) / self.meta_sd_[:qu]
+        return self._combine(parts, feats, self.meta_items_, grid=True)
 
     # ------------------------------------------------------------------ persistence
     def get_state(self) -> dict[str, npt.NDArray[Any]]:

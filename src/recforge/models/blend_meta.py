@@ -35,6 +35,7 @@ __all__ = [
     "rating_stats",
     "side_tables",
     "user_row",
+    "user_rows",
 ]
 
 #: Meta-feature names: the side (``user``/``item``) and the statistic.
@@ -123,8 +124,19 @@ def pair_features(
 
 def user_row(ratings: npt.NDArray[np.floating[Any]], names: tuple[str, ...], mean0: float) -> F64:
     """The user-side raw meta-features ``(1, q_u)`` of a new user from their given ratings."""
+    return user_rows(np.zeros(len(ratings), dtype=np.int64), ratings, 1, names, mean0)
+
+
+def user_rows(
+    row: npt.NDArray[np.integer[Any]],
+    ratings: npt.NDArray[np.floating[Any]],
+    n_rows: int,
+    names: tuple[str, ...],
+    mean0: float,
+) -> F64:
+    """User-side raw meta-features ``(n_rows, q_u)`` of new users; ``row`` says whose rating."""
     r = np.asarray(ratings, dtype=np.float64)
-    return _pick(names, "user", rating_stats(np.zeros(len(r), dtype=np.int64), r, 1, mean0))
+    return _pick(names, "user", rating_stats(np.asarray(row, np.int64), r, n_rows, mean0))
 
 
 def fwls_design(preds: F64, feats: F64) -> F64:
