@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 import pytest
+import scipy.sparse as sp
 
 from recforge.errors import ConfigError, DataError
 from recforge.models.base import Recommender
