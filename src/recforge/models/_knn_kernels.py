@@ -216,3 +216,22 @@ def cosine_topk(
         counts[a - lo] = size
         pos += size
     return counts, out_idx[:pos].copy(), out_val[:pos].copy()
+
+
+@_jit
+def history_sums(
+    indptr: Any, indices: Any, data: Any, hist: Any, vals: Any, num: Any, den: Any, cnt: Any
+) -> None:
+    """One user's item-kNN sums over the neighbour rows of their history items ``hist``:
+    ``num[i] += vals[a]·s_ji``, ``den[i] += s_ji``, ``cnt[i] += 1``, history in order, entries in
+    row order — the order in which scipy's ``csr_matmat`` adds them, so the float64 sums are
+    the batched path's, bit for bit."""
+    for a in range(hist.shape[0]):
+        j = hist[a]
+        v = vals[a]
+        for p in range(indptr[j], indptr[j + 1]):
+            c = indices[p]
+            s = data[p]
+            num[c] += v * s
+            den[c] += s
+            cnt[c] += 1.0

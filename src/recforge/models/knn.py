@@ -422,6 +422,23 @@ def _dense_rows(m: sp.csr_matrix, rows: IndexArray) -> npt.NDArray[Any]:
     return out
 
 
+def _history_sums(
+    nbrs: sp.csr_matrix, hist: npt.NDArray[np.integer[Any]], vals: npt.NDArray[Any], n: int
+) -> tuple[F64Array, F64Array, F64Array]:
+    """``(Σ_j x_j s_ji, Σ_j s_ji, #j)`` over the rows ``hist`` of ``nbrs`` (weights ``vals``)."""
+    if _numba_available():
+        from recforge.models._knn_kernels import history_sums
+
+        sums = np.zeros((3, n))
+        history_sums(nbrs.indptr, nbrs.indices, nbrs.data, hist, vals, *sums)
+        return sums[0], sums[1], sums[2]
+    pos, counts = _gather_rows(nbrs, np.asarray(hist, dtype=np.int64))
+    cols, sims = nbrs.indices[pos], nbrs.data[pos]
+    num = np.asarray(np.bincount(cols, np.repeat(vals, counts) * sims, n), dtype=np.float64)
+    den = np.asarray(np.bincount(cols, sims, n), dtype=np.float64)
+    return num, den, np.bincount(cols, minlength=n).astype(np.float64)
+
+
 def _state_array(state: Mapping[str, npt.NDArray[Any]], key: str) -> npt.NDArray[Any]:
     if key not in state:
         raise KeyError(f"state lacks {key!r}")
@@ -608,6 +625,8 @@ class _NeighbourhoodModel(Recommender):
         """Scores of every item for the users: predicted ratings (explicit) or top-N sums."""
         self._check_fitted()
         u = np.asarray(user_idx, dtype=np.int64)
+        if self.item_based and len(u) == 1:
+            return self._item_scores_one(int(u[0]))
         if self.item_based:
             data_u = self._data[u]
             if self.feedback_ == "implicit":
@@ -623,6 +642,25 @@ class _NeighbourhoodModel(Recommender):
             den = (sim_u @ self._pattern).toarray()
             cnt = (self._sim_bin[u] @ self._pattern).toarray()
         return self._combine(self._baseline(u), num, den, cnt).astype(np.float32)
+
+    def _item_scores_one(self, u: int) -> FloatArray:
+        """One user's item-based scores (a served request): the sums over the history's
+        neighbour rows, without scipy's sparse products (three of them, ~0.7 ms a request on
+        ML-100k with every similarity kept). Compiled with numba when installed
+        (:func:`recforge.models._knn_kernels.history_sums`), else ``bincount``.
+
+        Bit-identical to :meth:`score_items`' batched path: ``csr_matmat`` also adds the
+        float64 products ``x_uj · s_ji`` into each column in history order, entry by entry.
+        """
+        lo, hi = int(self._data.indptr[u]), int(self._data.indptr[u + 1])
+        hist, vals = self._data.indices[lo:hi], self._data.data[lo:hi]
+        nbrs = self._sim if self.feedback_ == "implicit" else self._sim_t
+        num, den, cnt = _history_sums(nbrs, hist, vals, self.n_items)
+        if self.feedback_ == "implicit":
+            return num[None, :].astype(np.float32)
+        one = np.asarray([u])
+        combined = self._combine(self._baseline(one), num[None, :], den[None, :], cnt[None, :])
+        return combined.astype(np.float32)
 
     def predict_idx(
         self, user_idx: npt.NDArray[np.integer[Any]], item_idx: npt.NDArray[np.integer[Any]]
