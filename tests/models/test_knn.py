@@ -372,3 +372,34 @@ def test_one_user_scores_are_the_batched_scores_bit_for_bit(
     one = np.vstack([model.score_items(np.asarray([u])) for u in range(model.n_users)])
     np.testing.assert_array_equal(one, batch)
     assert np.ptp(one) > 0  # real scores, not a constant row
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("feedback", ["explicit", "implicit"])
+def test_new_user_scores_are_the_sparse_products_bit_for_bit(
+    feedback: str, compiled: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # fold_in_scores sums over the given items' neighbour rows; the reference is the formula as
+    # sparse products of the new user's rows (a repeated item counts twice in both).
+    import recforge.models.knn as knn_mod
+
+    if compiled and not knn_mod._numba_available():
+        pytest.skip("numba is not installed")
+    monkeypatch.setattr(knn_mod, "_numba_available", lambda: compiled)
+    split = planted_implicit(3) if feedback == "implicit" else planted_explicit(3)
+    model = ItemKNN(feedback=feedback, k_neighbors=25).fit(split.train)  # type: ignore[arg-type]
+    rng = np.random.default_rng(0)
+    items = np.r_[rng.choice(model.n_items, 12, replace=False), 5, 5]
+    ratings = rng.integers(1, 6, len(items)).astype(np.float32)
+    data, pattern, b_u = model._fold_in_row(items, ratings)
+    if feedback == "implicit":
+        want = (data @ model._sim).toarray()[0]
+    else:
+        num = (data @ model._sim_t).toarray()
+        den = (pattern @ model._sim_t).toarray()
+        cnt = (pattern @ model._sim_bin_t).toarray()
+        base = (model.global_mean_ + b_u + model.item_bias_)[None, :]
+        want = model._combine(base, num, den, cnt)[0]
+    got = model.fold_in_scores(items, ratings)
+    np.testing.assert_array_equal(got, want.astype(np.float32))
+    assert np.ptp(got) > 0

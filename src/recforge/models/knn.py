@@ -764,14 +764,16 @@ class ItemKNN(_NeighbourhoodModel):
     def fold_in_scores(self, item_idx: IndexArray, ratings: FloatArray) -> FloatArray:
         """Scores for a new user: the same formulas applied to their row, with ``S`` fixed."""
         self._check_fitted()
-        data, pattern, b_u = self._fold_in_row(item_idx, ratings)
+        data, _, b_u = self._fold_in_row(item_idx, ratings)
+        # The row's entries (sorted by item) through the one-user sums of a known user: the
+        # same float64 terms, in the order the sparse products data @ S and pattern @ S add them.
+        nbrs = self._sim if self.feedback_ == "implicit" else self._sim_t
+        num, den, cnt = _history_sums(nbrs, data.indices, data.data, self.n_items)
         if self.feedback_ == "implicit":
-            return np.asarray((data @ self._sim).toarray()[0], dtype=np.float32)
-        num = (data @ self._sim_t).toarray()
-        den = (pattern @ self._sim_t).toarray()
-        cnt = (pattern @ self._sim_bin_t).toarray()
+            return num.astype(np.float32)
         base = (self.global_mean_ + b_u + self.item_bias_)[None, :]
-        return np.asarray(self._combine(base, num, den, cnt)[0], dtype=np.float32)
+        combined = self._combine(base, num[None, :], den[None, :], cnt[None, :])
+        return np.asarray(combined[0], dtype=np.float32)
 
     def explain_rows(
         self, rows: sp.csr_matrix, row_of: IndexArray, targets: IndexArray
