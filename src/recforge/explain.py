@@ -286,6 +286,43 @@ def rows_by_history(
     return score, weights
 
 
+class HistoryTerms:
+    """Mixin of the exact explainers (EASE, item-kNN, ALS) that compute one history at a time.
+
+    A model defines ``_explain_one(items, ratings, targets) -> (score, weights)`` (int64 items
+    in timeline order, float32 values, int64 targets; ``weights[p, m]`` the term of
+    ``items[m]`` in ``targets[p]``'s score) and calls :meth:`_history_terms` from its
+    ``explain_rows`` (whose docstring states its formula); :meth:`explain_history` then serves
+    one history straight from ``_explain_one``, without the one-row CSR of the default.
+    """
+
+    if TYPE_CHECKING:
+
+        def _check_fitted(self) -> None: ...
+
+    def _explain_one(
+        self, idx: I64, vals: npt.NDArray[np.float32], targets: I64
+    ) -> tuple[F64, F64]:
+        raise NotImplementedError
+
+    def _history_terms(self, rows: sp.csr_matrix, row_of: I64, targets: I64) -> Attribution:
+        """``explain_rows``' exact attribution: each row's history through ``_explain_one``."""
+        self._check_fitted()
+        score, weights = rows_by_history(rows, row_of, targets, self._explain_one)
+        return Attribution(score, weights, "exact")
+
+    def explain_history(
+        self, items: I64, ratings: npt.NDArray[np.floating[Any]], targets: I64
+    ) -> tuple[F64, F64]:
+        """:meth:`Recommender.explain_rows` of one history, without a CSR row."""
+        self._check_fitted()
+        return self._explain_one(
+            np.asarray(items, dtype=np.int64),
+            np.asarray(ratings, dtype=np.float32),
+            np.asarray(targets, dtype=np.int64),
+        )
+
+
 # ---------------------------------------------------------------------- the occlusion default
 def _drop_one_block(idx: I64, vals: npt.NDArray[np.float32]) -> tuple[I64, Any, I64]:
     """CSR arrays of ``1 + L`` rows: the full history, then the history without entry ``m``."""

@@ -52,7 +52,7 @@ from recforge.config import ModelConfig
 from recforge.data.interactions import Interactions
 from recforge.errors import ConfigError, ModelFitError
 from recforge.eval.metrics import rmse
-from recforge.explain import Attribution, rows_by_history
+from recforge.explain import Attribution, HistoryTerms
 from recforge.models.base import FloatArray, IndexArray, Recommender
 from recforge.threads import capped, map_in_threads, threads_for
 
@@ -411,7 +411,7 @@ def _solve_side(
     return out
 
 
-class ALS(Recommender):
+class ALS(HistoryTerms, Recommender):
     """Matrix factorisation by alternating least squares, implicit or explicit (``objective``).
 
     **implicit** (Hu, Koren & Volinsky 2008). Scoring ``s_ui = x_uᵀ y_i``. With preference
@@ -856,20 +856,7 @@ class ALS(Recommender):
         ``X = [Y_I, 1]`` and ``t_j = r_j − μ − b_j``, hence ``w_j = (x_iᵀ A⁻¹ x_j) t_j`` and the
         residual ``μ + b_i``.
         """
-        self._check_fitted()
-        score, weights = rows_by_history(rows, row_of, targets, self._explain_one)
-        return Attribution(score, weights, "exact")
-
-    def explain_history(
-        self, items: IndexArray, ratings: FloatArray, targets: IndexArray
-    ) -> tuple[F64Array, F64Array]:
-        """:meth:`explain_rows` of one history, without a CSR row."""
-        self._check_fitted()
-        return self._explain_one(
-            np.asarray(items, dtype=np.int64),
-            np.asarray(ratings, dtype=np.float32),
-            np.asarray(targets, dtype=np.int64),
-        )
+        return self._history_terms(rows, row_of, targets)
 
     def _explain_one(
         self, idx: IndexArray, vals: FloatArray, tgt: IndexArray

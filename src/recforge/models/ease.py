@@ -25,7 +25,7 @@ from pydantic import Field, field_validator
 from recforge.config import ModelConfig
 from recforge.data.interactions import Interactions
 from recforge.errors import ConfigError, ModelFitError
-from recforge.explain import Attribution, rows_by_history
+from recforge.explain import Attribution, HistoryTerms
 from recforge.models.base import FloatArray, IndexArray, RecList, Recommender, rank_scores
 from recforge.models.recency import recency_matrix, sequence_weights
 from recforge.threads import capped
@@ -246,7 +246,7 @@ def _gram(x: sp.csr_matrix, dtype: str) -> npt.NDArray[np.floating[Any]]:
     return gram
 
 
-class EASE(Recommender):
+class EASE(HistoryTerms, Recommender):
     """Embarrassingly Shallow AutoEncoder: item-item linear regression with a zero diagonal.
 
     Scoring: ``s_u = x_u B`` where ``x_u`` is user ``u``'s row of the training matrix ``X``
@@ -460,20 +460,7 @@ class EASE(Recommender):
         residual for new users; for a known user whose training row holds repeat counts, the
         residual is the difference to the counted row).
         """
-        self._check_fitted()
-        score, weights = rows_by_history(rows, row_of, targets, self._explain_one)
-        return Attribution(score, weights, "exact")
-
-    def explain_history(
-        self, items: IndexArray, ratings: FloatArray, targets: IndexArray
-    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-        """:meth:`explain_rows` of one history, without a CSR row."""
-        self._check_fitted()
-        return self._explain_one(
-            np.asarray(items, dtype=np.int64),
-            np.asarray(ratings, dtype=np.float32),
-            np.asarray(targets, dtype=np.int64),
-        )
+        return self._history_terms(rows, row_of, targets)
 
     def _explain_one(
         self, idx: IndexArray, vals: FloatArray, targets: IndexArray

@@ -97,7 +97,7 @@ from pydantic import Field
 from recforge.config import ModelConfig
 from recforge.data.interactions import Interactions
 from recforge.errors import ConfigError
-from recforge.explain import Attribution, rows_by_history
+from recforge.explain import Attribution, HistoryTerms
 from recforge.models.base import FloatArray, IndexArray, RecList, Recommender, topk_rows
 from recforge.models.recency import recency_matrix, sequence_weights
 from recforge.threads import equal_cost_ranges, map_in_threads, threads_for
@@ -730,7 +730,7 @@ class _NeighbourhoodModel(Recommender):
         return data, pattern, b_u
 
 
-class ItemKNN(_NeighbourhoodModel):
+class ItemKNN(HistoryTerms, _NeighbourhoodModel):
     """Item-based k-nearest-neighbour collaborative filtering (Sarwar et al. 2001).
 
     Stores the sparse top-``k`` item–item similarity matrix ``S``. Scoring (see the module
@@ -784,20 +784,7 @@ class ItemKNN(_NeighbourhoodModel):
         ``w_j = s_ij (r_j − b_uj) / Σ_{j'} s_ij'`` over the stored neighbours among the history
         (0 when fewer than ``min_k``); the baseline ``μ + b_u + b_i`` is the residual.
         """
-        self._check_fitted()
-        score, weights = rows_by_history(rows, row_of, targets, self._explain_one)
-        return Attribution(score, weights, "exact")
-
-    def explain_history(
-        self, items: IndexArray, ratings: FloatArray, targets: IndexArray
-    ) -> tuple[F64Array, F64Array]:
-        """:meth:`explain_rows` of one history, without a CSR row."""
-        self._check_fitted()
-        return self._explain_one(
-            np.asarray(items, dtype=np.int64),
-            np.asarray(ratings, dtype=np.float32),
-            np.asarray(targets, dtype=np.int64),
-        )
+        return self._history_terms(rows, row_of, targets)
 
     def _explain_one(
         self, idx: IndexArray, vals: FloatArray, tgt: IndexArray
