@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -26,16 +25,6 @@ class HeaderTimeoutHttpToolsProtocol(HeadDeadline, HttpToolsProtocol):
         self._in_head = True
         self._head_bytes = 0
         self._parsed_head = 0
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        """Start the head deadline with the connection."""
-        super().connection_made(transport)
-        self._arm_head_timer()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        """Drop the deadline with the connection."""
-        self._cancel_head_timer()
-        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         """Parse as uvicorn does, counting the bytes of an incomplete head."""

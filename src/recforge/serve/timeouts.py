@@ -43,8 +43,9 @@ def _env_seconds(name: str, default: float) -> float:
         return default
 
 
-class HeadDeadline:
-    """The head deadline shared by both protocols: a timer armed while a head is awaited.
+class HeadDeadline(asyncio.Protocol):
+    """The head deadline shared by both protocols: a timer armed while a head is awaited
+    (from the connection on; listed first, so its connection hooks wrap the protocol's).
 
     Worker processes import the protocol classes by name; they read the deadline from the
     environment that ``recforge serve`` hands them.
@@ -54,6 +55,16 @@ class HeadDeadline:
     loop: asyncio.AbstractEventLoop
     transport: asyncio.Transport
     _head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        """Start the head deadline with the connection."""
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Drop the deadline with the connection."""
+        self._cancel_head_timer()
+        super().connection_lost(exc)
 
     def _arm_head_timer(self) -> None:
         self._cancel_head_timer()
@@ -78,16 +89,6 @@ class HeadDeadline:
 
 class HeaderTimeoutH11Protocol(HeadDeadline, H11Protocol):
     """uvicorn's h11 protocol plus a deadline on each request head (see the module docstring)."""
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        """Start the head deadline with the connection."""
-        super().connection_made(transport)
-        self._arm_head_timer()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        """Drop the deadline with the connection."""
-        self._cancel_head_timer()
-        super().connection_lost(exc)
 
     def handle_events(self) -> None:
         """Parse as uvicorn does; a new request (a new cycle) means its head arrived in time."""
