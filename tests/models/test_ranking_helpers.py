@@ -275,11 +275,8 @@ def test_fit_records_the_training_state() -> None:
     assert model.rating_scale_ == (1.0, 5.0)
 
 
-def test_validation_with_its_own_vocabulary_is_reencoded_to_train() -> None:
-    data = _rated_ladder()
-    frame = data.to_frame()
-    valid = Interactions.from_frame(frame.iloc[::-1].reset_index(drop=True), source="valid")
-    assert valid.users is not data.users
+def _validation_as_fitted(data: Interactions, valid: Interactions) -> list[Interactions]:
+    """The validation set ``fit(data, valid)`` hands the family's ``_fit`` (a spy's record)."""
     seen: list[Interactions] = []
 
     class _Spy(Biases):
@@ -289,6 +286,15 @@ def test_validation_with_its_own_vocabulary_is_reencoded_to_train() -> None:
             super()._fit(train, valid)
 
     _Spy(epochs=1).fit(data, valid)
+    return seen
+
+
+def test_validation_with_its_own_vocabulary_is_reencoded_to_train() -> None:
+    data = _rated_ladder()
+    frame = data.to_frame()
+    valid = Interactions.from_frame(frame.iloc[::-1].reset_index(drop=True), source="valid")
+    assert valid.users is not data.users
+    seen = _validation_as_fitted(data, valid)
     assert seen[0].users is data.users and seen[0].items is data.items
 
 
@@ -565,15 +571,7 @@ def test_validation_with_train_users_but_its_own_items_is_reencoded() -> None:
     frame = data.to_frame()
     valid = Interactions.from_frame(frame, users=data.users, items=reversed_items, source="v")
     assert valid.users is data.users and valid.items is not data.items
-    seen: list[Interactions] = []
-
-    class _Spy(Biases):
-        def _fit(self, train: Interactions, valid: Interactions | None) -> None:
-            assert valid is not None
-            seen.append(valid)
-            super()._fit(train, valid)
-
-    _Spy(epochs=1).fit(data, valid)
+    seen = _validation_as_fitted(data, valid)
     assert seen[0].items is data.items
     np.testing.assert_array_equal(seen[0].item_idx, data.item_idx)
 
