@@ -858,6 +858,54 @@ def test_history_arrays_must_match_the_interactions(run_dir: Path, key: str) -> 
     assert str(info.value) == (f"{run_dir}: stored ratings do not match the stored interactions")
 
 
+# --- found by mutation testing (artifacts._restore_base_state) ---------------------------------
+
+
+@pytest.mark.parametrize("key", ["_base.seen_ratings", "_base.seen_order"])
+def test_a_run_missing_one_history_array_loads_with_default_history(
+    fitted: Recommender, run_dir: Path, key: str
+) -> None:
+    # Ratings without their order (or the reverse) cannot be trusted: both fall back to the
+    # defaults of a run saved before explanations existed, rather than crash or mix the two.
+    _edit_weights(run_dir, lambda s: s.pop(key))
+    model = load_run(run_dir).model
+    counts = np.diff(model.seen_.indptr)
+    assert model.seen_ratings_.tolist() == [1.0] * model.seen_.nnz
+    assert fitted.seen_ratings_.tolist() != [1.0] * fitted.seen_.nnz  # the stored ones differ
+    assert model.seen_order_.tolist() == [p for n in counts for p in range(n)]
+
+
+def test_history_arrays_of_another_dtype_are_cast_on_load(
+    fitted: Recommender, run_dir: Path
+) -> None:
+    # The header check does not pin these two dtypes; the loaded model must still hold the
+    # float32 ratings and int32 order every explainer indexes with.
+    def widen(state: dict[str, Any]) -> None:
+        state["_base.seen_ratings"] = state["_base.seen_ratings"].astype(np.float64)
+        state["_base.seen_order"] = state["_base.seen_order"].astype(np.int64)
+
+    _edit_weights(run_dir, widen)
+    model = load_run(run_dir).model
+    assert model.seen_ratings_.dtype == np.float32 and model.seen_order_.dtype == np.int32
+    np.testing.assert_array_equal(model.seen_ratings_, fitted.seen_ratings_)
+    np.testing.assert_array_equal(model.seen_order_, fitted.seen_order_)
+
+
+def test_seen_matrix_takes_its_shape_from_the_vocabularies(tmp_path: Path) -> None:
+    # User 3 and item 30 are in the vocabularies but in no interaction: the seen matrix must
+    # still be 3 x 3 (its shape cannot be read off the stored indices).
+    from recforge.data.vocab import IdVocab
+
+    frame = pd.DataFrame({"user_id": [1, 1, 2], "item_id": [10, 20, 20]})
+    data = Interactions.from_frame(
+        frame, users=IdVocab([1, 2, 3], "user"), items=IdVocab([10, 20, 30], "item")
+    )
+    model = create("popularity").fit(data)
+    loaded = load_run(save_run(tmp_path / "r", model)).model
+    assert loaded.seen_.shape == (3, 3)
+    np.testing.assert_array_equal(loaded.seen_.toarray(), [[1, 1, 0], [0, 1, 0], [0, 0, 0]])
+
+
 def _non_monotone(indptr: np.ndarray) -> np.ndarray:
     """Starts at 0 and ends at nnz, but goes down in between."""
     out = indptr.copy()
