@@ -192,3 +192,36 @@ def test_index_refuses_an_unknown_missing_policy() -> None:
     v = IdVocab.from_values(["a", "b"])
     with pytest.raises(ConfigError, match="missing must be 'error' or 'negative', got 'negativ'"):
         v.index(["a", "zz"], missing="negativ")  # type: ignore[arg-type]
+
+
+# --- found by mutation testing (data/vocab.py, second pass) -----------------------------------
+
+
+def test_overflowing_int_vocabulary_names_itself_or_the_default() -> None:
+    big = str(2**64)
+    with pytest.raises(DataError) as info:
+        IdVocab.from_json(f'{{"name": "user", "kind": "int", "ids": [1, {big}]}}')
+    assert str(info.value) == "user vocabulary holds an id outside the 64-bit integer range"
+    with pytest.raises(DataError) as info:
+        IdVocab.from_json(f'{{"kind": "int", "ids": [{big}]}}')
+    assert str(info.value) == "id vocabulary holds an id outside the 64-bit integer range"
+
+
+def test_small_lookups_answer_like_the_general_path() -> None:
+    # Short lists and tuples take a dict lookup; each case below must give what
+    # pandas' get_indexer gives for the same ids.
+    v = IdVocab([0, 1, 2], name="item")
+    # True == 1 and hash(True) == hash(1) in a dict, but a bool is not an integer id.
+    assert v.index([True, False], missing="negative").tolist() == [-1, -1]
+    with pytest.raises(UnknownIdError, match="unknown item id True"):
+        v.index((True,))
+    assert v.index([[2], [0]]).tolist() == [2, 0]  # nested (unhashable) ids are flattened
+    assert v.index([1.0]).tolist() == [1]  # an integral float is the integer id
+    empty = v.index([])
+    assert empty.dtype == np.int64 and empty.tolist() == []
+    assert v.index(()).dtype == np.int64
+    ids = list(range(3)) * 11  # 33 ids: longer than the dict path takes
+    assert v.index(ids).tolist() == ids and v.index(ids[:32]).tolist() == ids[:32]
+    strings = IdVocab(["a", "b"])
+    assert strings.index([np.str_("b"), "a"]).tolist() == [1, 0]
+    assert v.index([np.int64(2), 1]).tolist() == [2, 1]
