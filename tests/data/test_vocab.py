@@ -225,3 +225,24 @@ def test_small_lookups_answer_like_the_general_path() -> None:
     strings = IdVocab(["a", "b"])
     assert strings.index([np.str_("b"), "a"]).tolist() == [1, 0]
     assert v.index([np.int64(2), 1]).tolist() == [2, 1]
+
+
+def test_short_lists_of_known_ids_skip_get_indexer(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The dict path exists for speed (get_indexer costs ~0.1 ms a call, a request looks ids
+    # up a dozen times): up to 32 known plain ids must not reach pandas at all.
+    v = IdVocab(list(range(40)), name="item")
+
+    def refuse(_: object) -> None:
+        raise AssertionError("get_indexer called for a short list of known ids")
+
+    general = v._index
+    monkeypatch.setattr(v, "_index", type("NoIndexer", (), {"get_indexer": staticmethod(refuse)})())
+    assert v.index(list(range(32))).tolist() == list(range(32))
+    assert v.index((np.int64(5), 7)).tolist() == [5, 7]
+    assert v.index_one(39) == 39
+    with pytest.raises(AssertionError):
+        v.index(list(range(33)))  # longer inputs go the general way
+    monkeypatch.setattr(v, "_index", general)
+    s = IdVocab(["a", "b"])
+    monkeypatch.setattr(s, "_index", type("NoIndexer", (), {"get_indexer": staticmethod(refuse)})())
+    assert s.index(["b", np.str_("a")]).tolist() == [1, 0]
