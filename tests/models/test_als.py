@@ -883,3 +883,45 @@ def test_small_half_steps_run_on_one_thread_and_large_ones_on_more() -> None:
     large = pattern(100_000, 20_000, 20)  # issue 16's 2M-event log
     assert threads_for(als_mod._cg_half_ms(small, 64, 3), 2) == 1
     assert threads_for(als_mod._cg_half_ms(large, 64, 3), 2) == 2
+
+
+# ------------------------------------- found by mutation testing (models/als.py, the fit loop)
+@pytest.mark.parametrize("backend", ["torch", "numba", "implicit"])
+def test_blas_is_held_to_one_thread_only_around_the_compiled_backends(
+    backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import contextlib
+
+    if backend == "numba" and als_mod._numba_cg() is None:
+        pytest.skip("numba is not installed")
+    if backend == "implicit" and als_mod._native_cg() is None:
+        pytest.skip("implicit is not installed")
+    entered: list[str] = []
+
+    @contextlib.contextmanager
+    def recording() -> Any:
+        entered.append("blas")
+        yield
+
+    monkeypatch.setattr(als_mod, "_single_threaded_blas", recording)
+    model = ALS(backend=backend, **SMALL).fit(planted_implicit(0).train)
+    assert model.backend_ == backend
+    # The torch kernels keep their BLAS threads; the compiled ones get one, entered once a fit.
+    assert entered == ([] if backend == "torch" else ["blas"])
+
+
+def test_implicit_fit_with_validation_data_reports_no_valid_rmse() -> None:
+    # Implicit scores are not ratings: validation data turns loss tracking on, not an RMSE.
+    data = planted_implicit(0)
+    model = ALS(**SMALL).fit(data.train, valid=data.test)
+    assert list(model.history_.columns) == ["epoch", "seconds", "train_loss"]
+
+
+def test_history_seconds_are_the_sweeps_own_durations() -> None:
+    import time
+
+    start = time.perf_counter()
+    model = ALS(**SMALL).fit(planted_implicit(0).train)
+    elapsed = time.perf_counter() - start
+    seconds = model.history_["seconds"]
+    assert (seconds >= 0).all() and seconds.sum() <= elapsed
