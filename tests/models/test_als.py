@@ -925,3 +925,11 @@ def test_history_seconds_are_the_sweeps_own_durations() -> None:
     elapsed = time.perf_counter() - start
     seconds = model.history_["seconds"]
     assert (seconds >= 0).all() and seconds.sum() <= elapsed
+
+
+def test_unfitted_model_reports_the_torch_backend_and_its_objectives_kind() -> None:
+    # backend_ names the kernels of the last fit; before any fit (or for a loaded run, which
+    # scores with numpy) no compiled kernel is held, so it is the plain "torch".
+    assert ALS().backend_ == "torch" and ALS(backend="numba").backend_ == "torch"
+    assert ALS(objective="explicit").predicts_ratings is True
+    assert ALS().predicts_ratings is False
