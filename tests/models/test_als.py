@@ -933,3 +933,20 @@ def test_unfitted_model_reports_the_torch_backend_and_its_objectives_kind() -> N
     assert ALS().backend_ == "torch" and ALS(backend="numba").backend_ == "torch"
     assert ALS(objective="explicit").predicts_ratings is True
     assert ALS().predicts_ratings is False
+
+
+def test_make_side_keeps_empty_trailing_columns_a_stable_order_and_float32_targets() -> None:
+    # 40 rows with 0, 1, 2, 0, 1, 2, ... events in columns 0 and 1 of 5: the native CSR keeps
+    # all 5 columns (the item factors it is multiplied with have 5 rows), equal counts keep
+    # their row order (an unstable sort reorders them at this length), and float64 targets
+    # are stored as float32.
+    counts = np.arange(40) % 3
+    rows = np.repeat(np.arange(40), counts)
+    cols = np.concatenate([np.arange(c) for c in counts])
+    csr = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(40, 5))
+    targets = np.linspace(1.0, 2.0, len(rows))
+    side = als_mod._make_side(csr, np.ones(len(rows)), targets, native=True)
+    assert side.native is not None and side.native.shape == (40, 5) and side.n_cols == 5
+    assert side.order.tolist() == [r for c in range(3) for r in range(40) if r % 3 == c]
+    assert side.targets.dtype == np.float32 and side.weights.dtype == np.float32
+    np.testing.assert_array_equal(side.targets, targets.astype(np.float32))
