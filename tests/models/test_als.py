@@ -950,3 +950,14 @@ def test_make_side_keeps_empty_trailing_columns_a_stable_order_and_float32_targe
     assert side.order.tolist() == [r for c in range(3) for r in range(40) if r % 3 == c]
     assert side.targets.dtype == np.float32 and side.weights.dtype == np.float32
     np.testing.assert_array_equal(side.targets, targets.astype(np.float32))
+
+
+@pytest.mark.parametrize(
+    "cfg", [{"weighting": "rating"}, {"weighting": "binary"}, {"confidence": "log"}]
+)
+def test_confidences_are_float32_whatever_the_ratings_dtype(cfg: dict[str, Any]) -> None:
+    # The CSR weights, the implicit backend's matrix and the fold-in all expect float32.
+    r = np.array([1.0, 4.0], dtype=np.float64)
+    conf = ALS(alpha=0.5, **cfg)._confidence(r)
+    assert conf.dtype == np.float32
+    np.testing.assert_allclose(conf, ALS(alpha=0.5, **cfg)._confidence(r.astype(np.float32)))
