@@ -8,6 +8,7 @@ backend's up to float rounding. Planted data, small enough for a second each.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -183,3 +184,140 @@ def test_negatives_drawn_beside_the_kernel_give_the_serial_fit_bit_for_bit(
     np.testing.assert_array_equal(
         fits[0].history_["train_loss"].to_numpy(), fits[1].history_["train_loss"].to_numpy()
     )
+
+
+# ------------------------------------------------------------------ the threaded (owner) engine
+def _kernel_inputs(has_bias: bool, seed: int = 1) -> tuple[list[np.ndarray], ...]:
+    r = np.random.default_rng(seed)
+    n_users, n_items, f = 70, 90, 8
+    tabs = [
+        (r.standard_normal((n_users, f)) * 0.3).astype(np.float32),
+        (r.standard_normal((n_items, f)) * 0.3).astype(np.float32),
+    ]
+    if has_bias:
+        tabs += [(r.standard_normal((n, 1)) * 0.3).astype(np.float32) for n in (n_users, n_items)]
+    else:
+        tabs += [np.zeros((1, 1), np.float32), np.zeros((1, 1), np.float32)]
+    return (
+        tabs,
+        [np.zeros_like(t) for t in tabs],
+        [np.zeros_like(t) for t in tabs],
+        [np.zeros_like(t) for t in tabs],
+    )
+
+
+@pytest.mark.parametrize("kind", [1, 2])  # sampled BCE, BPR
+@pytest.mark.parametrize("has_bias", [False, True])
+def test_threaded_epoch_is_the_serial_epoch_bit_for_bit(kind: int, has_bias: bool) -> None:
+    # Owner-computes: each gradient row receives its terms in the serial order, and the sweep is
+    # element-wise, so any thread count (and any split of the batches into calls) gives the
+    # serial kernel's tables, moments and loss to the last bit. Negatives of -1 (a user without
+    # a free item) and repeated rows are in the data; three epochs, so moments matter.
+    from recforge.train import _mf_kernels as kernels
+    from recforge.train.fused_mf import _numba_threads
+
+    r = np.random.default_rng(3)
+    n = 3000
+    users, items = r.integers(0, 70, n), r.integers(0, 90, n)
+    negs = r.integers(-1, 90, (n, 3))
+    perm = r.permutation(n)
+    bs, n_batches = 128, -(-n // 128)
+    lrs = np.linspace(0.02, 0.002, n_batches)
+    args = (kind, 0.1, 0.9, 0.999, 1e-8, 0.05, True)
+
+    def serial() -> tuple[float, list[np.ndarray]]:
+        p, m, v, g = _kernel_inputs(has_bias)
+        total = 0.0
+        for epoch in range(3):
+            total = kernels.mf_epoch(
+                *p, has_bias, m[0], v[0], m[1], v[1], m[2], v[2], m[3], v[3], *g,
+                users, items, np.zeros(1), negs, perm, bs, lrs, epoch * n_batches, kind, 0.1,
+                0.0, 1.0, False, 0.0, *args[2:], 0, n_batches, total,
+            )  # fmt: skip
+        return total, p + m + v + g
+
+    def threaded(n_par: int, cuts: list[int]) -> tuple[float, list[np.ndarray]]:
+        p, m, v, g = _kernel_inputs(has_bias)
+        total = 0.0
+        with _numba_threads(n_par):
+            for epoch in range(3):
+                for lo, hi in itertools.pairwise(cuts):
+                    total = kernels.sampled_epoch_threaded(
+                        *p, has_bias, m[0], v[0], m[1], v[1], m[2], v[2], m[3], v[3], *g,
+                        users, items, negs, perm, bs, lrs, epoch * n_batches, *args[:2],
+                        *args[2:], lo, hi, total, n_par,
+                    )  # fmt: skip
+        return total, p + m + v + g
+
+    want_total, want = serial()
+    assert np.abs(want[1] - _kernel_inputs(has_bias)[0][1]).max() > 1e-3  # it trained
+    for n_par, cuts in ((1, [0, n_batches]), (2, [0, 5, n_batches]), (3, [0, 1, 9, n_batches])):
+        total, got = threaded(n_par, cuts)
+        assert total == want_total, n_par
+        for a, b in zip(got, want, strict=True):
+            np.testing.assert_array_equal(a, b, err_msg=f"{n_par} threads")
+
+
+def test_two_thread_bpr_fit_equals_the_one_thread_fit_whatever_the_engine(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # At 2 threads the picker may run any mix of the threaded and serial kernels; the fit is the
+    # 1-thread fit bit for bit. Forced here: threaded only, then alternating call by call.
+    from recforge.train import fused_mf
+
+    def fit(threads: int) -> NeuralRecommender:
+        split = planted_implicit(3, n_users=120, n_items=150, density=0.2)
+        model = create(
+            "mf",
+            {"loss": "bpr", "epochs": 3, "batch_size": 64, "verbose": False, "seed": 5,
+             "num_threads": threads, "backend": "numba", "n_factors": 8},
+        )  # fmt: skip
+        assert isinstance(model, NeuralRecommender)
+        return model.fit(split.train)
+
+    one = fit(1).get_state()
+    if not fused_mf.threaded_engine_usable():
+        pytest.skip("numba has no thread-safe threading layer here")
+    used: list[str] = []
+    for mode in ("threaded", "alternate"):
+        used.clear()
+
+        def pick(self: fused_mf.EnginePicker, mode: str = mode) -> str:
+            self.calls += 1
+            engine = "threaded" if mode == "threaded" or self.calls % 2 else "serial"
+            used.append(engine)
+            return engine
+
+        monkeypatch.setattr(fused_mf.EnginePicker, "pick", pick)
+        two = fit(2).get_state()
+        assert "threaded" in used and (mode == "threaded") == ("serial" not in used)
+        for key in one:
+            np.testing.assert_array_equal(one[key], two[key], err_msg=f"{mode}: {key}")
+
+
+def test_engine_picker_skips_warm_ups_uses_the_faster_and_reprobes() -> None:
+    from recforge.train.fused_mf import EnginePicker
+
+    picker = EnginePicker(("threaded", "serial"))
+    pace = {"threaded": 1.0, "serial": 2.0}
+    order = []
+    for _ in range(3 * EnginePicker.REPROBE):
+        engine = picker.pick()
+        order.append(engine)
+        # The warm-up (first) call of each is slow and must not count.
+        picker.record(engine, 50.0 if picker.seen[engine] == 0 else pace[engine])
+    probes = EnginePicker.PROBES + 1
+    assert order[: 2 * probes] == ["threaded"] * probes + ["serial"] * probes
+    rest = order[2 * probes :]
+    assert rest.count("serial") == sum(
+        1 for c in range(2 * probes + 1, 3 * EnginePicker.REPROBE + 1)
+        if c % EnginePicker.REPROBE == 0
+    )  # fmt: skip
+    assert rest.count("threaded") > 0.8 * len(rest)
+    # When the machine gets busy the other engine wins on its next probes.
+    pace = {"threaded": 9.0, "serial": 2.0}
+    for _ in range(4 * EnginePicker.REPROBE):
+        engine = picker.pick()
+        picker.record(engine, pace[engine])
+    assert picker.pick() == "serial" or picker.calls % EnginePicker.REPROBE == 0
+    assert EnginePicker(("serial",)).pick() == "serial"

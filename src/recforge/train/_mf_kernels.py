@@ -362,3 +362,198 @@ def uniform_negatives(
             n = half if not go else n - half - 1
         out[k] = rank + lo - indptr[u]
     return out
+
+
+# ---------------------------------------------------------------------------- threaded epoch
+#: Rows are owned by threads in blocks of this many (a block's bias cells share a cache line).
+OWNER_BLOCK = 16
+
+
+def _jit_parallel(fn: Callable[..., Any]) -> Any:
+    """:func:`_jit` with numba's ``parallel=True`` (``prange`` loops run on numba's threads)."""
+    try:
+        return numba.njit(cache=True, nogil=True, error_model="numpy", parallel=True)(fn)
+    except RuntimeError:  # pragma: no cover - depends on the file system
+        return numba.njit(cache=False, nogil=True, error_model="numpy", parallel=True)(fn)
+
+
+@_jit
+def _sweep_part(
+    P: Any, mP: Any, vP: Any, gP: Any, Q: Any, mQ: Any, vQ: Any, gQ: Any,
+    BU: Any, mBU: Any, vBU: Any, gBU: Any, BI: Any, mBI: Any, vBI: Any, gBI: Any,
+    has_bias: bool, lo_c: int, hi_c: int, lr: float, t: float, b1: float, b2: float,
+    eps: float, wd: float, decoupled: bool,
+) -> None:  # fmt: skip
+    """:func:`_adam_sweep` of cells ``lo_c ≤ x < hi_c`` of the tables laid end to end."""
+    flat = (
+        (P.reshape(-1), mP.reshape(-1), vP.reshape(-1), gP.reshape(-1)),
+        (Q.reshape(-1), mQ.reshape(-1), vQ.reshape(-1), gQ.reshape(-1)),
+        (BU.reshape(-1), mBU.reshape(-1), vBU.reshape(-1), gBU.reshape(-1)),
+        (BI.reshape(-1), mBI.reshape(-1), vBI.reshape(-1), gBI.reshape(-1)),
+    )
+    base = 0
+    for ti in range(4 if has_bias else 2):
+        p, m, v, g = flat[ti]
+        lo = max(lo_c - base, 0)
+        hi = min(hi_c - base, p.shape[0])
+        if hi > lo:
+            _adam_sweep(p[lo:hi], m[lo:hi], v[lo:hi], g[lo:hi], lr, t, b1, b2, eps, wd, decoupled)
+        base += p.shape[0]
+
+
+@_jit
+def _pair_derivatives(
+    P: Any, Q: Any, BU: Any, BI: Any, has_bias: bool, users: Any, items: Any, negs: Any,
+    perm: Any, start: int, lo: int, hi: int, offset: float, loss_kind: int, inv_m: float,
+    coef: Any, terms: Any,
+) -> None:  # fmt: skip
+    """Rows ``lo ≤ k < hi`` of a batch starting at ``start``: :func:`_sampled_batch`'s scores and
+    loss derivatives, stored (``coef``: negatives then the positive; ``terms``: the positive's
+    BCE term then the negatives'), read-only on the tables."""
+    for k in range(lo, hi):
+        r = perm[k]
+        u, i = users[r], items[r]
+        pu = P[u]
+        row = k - start
+        sp = _dot(pu, Q[i]) + offset
+        if has_bias:
+            sp += BU[u, 0] + BI[i, 0]
+        cpos = 0.0
+        if loss_kind == BCE:
+            term, sig = _softplus_sigmoid(-sp)
+            terms[row, 0] = term
+            cpos = -sig * inv_m
+        for j in range(negs.shape[1]):
+            ng = negs[k, j]
+            if ng < 0:
+                continue
+            sn = _dot(pu, Q[ng]) + offset
+            if has_bias:
+                sn += BU[u, 0] + BI[ng, 0]
+            term, sig = _softplus_sigmoid(sn - sp if loss_kind == BPR else sn)
+            terms[row, j + 1] = term
+            cj = sig * inv_m
+            coef[row, j] = cj
+            if loss_kind == BPR:
+                cpos -= cj
+        coef[row, negs.shape[1]] = cpos
+
+
+@_jit
+def _batch_loss(
+    negs: Any, start: int, rows: int, loss_kind: int, inv_m: float, terms: Any
+) -> float:  # fmt: skip
+    """The batch's loss from ``terms``, summed in :func:`_sampled_batch`'s order."""
+    loss = 0.0
+    for row in range(rows):
+        if loss_kind == BCE:
+            loss += terms[row, 0]
+        for j in range(negs.shape[1]):
+            if negs[start + row, j] >= 0:
+                loss += terms[row, j + 1]
+    return loss * inv_m
+
+
+@_jit
+def _owner_gradients(
+    P: Any, Q: Any, has_bias: bool, gP: Any, gQ: Any, gBU: Any, gBI: Any, users: Any,
+    items: Any, negs: Any, perm: Any, start: int, end: int, coef: Any, tmp: Any,
+    owner: int, n_par: int,
+) -> None:  # fmt: skip
+    """The batch's gradient terms into the rows thread ``owner`` owns (row ``r``'s owner is
+    ``(r // OWNER_BLOCK) % n_par``), in :func:`_sampled_batch`'s order for every row."""
+    n_neg = negs.shape[1]
+    for k in range(start, end):
+        r = perm[k]
+        u, i = users[r], items[r]
+        pu = P[u]
+        row = k - start
+        own_u = (u // OWNER_BLOCK) % n_par == owner
+        for j in range(n_neg):
+            ng = negs[k, j]
+            if ng < 0:
+                continue
+            cj = coef[row, j]
+            own_n = (ng // OWNER_BLOCK) % n_par == owner
+            if own_u:
+                _axpy(tmp, cj, Q[ng])
+                if has_bias:
+                    gBU[u, 0] += np.float32(cj)
+            if own_n:
+                _axpy(gQ[ng], cj, pu)
+                if has_bias:
+                    gBI[ng, 0] += np.float32(cj)
+        cpos = coef[row, n_neg]
+        if own_u:
+            _axpy(tmp, cpos, Q[i])
+            if has_bias:
+                gBU[u, 0] += np.float32(cpos)
+            gu = gP[u]
+            for x in range(tmp.shape[0]):
+                gu[x] += tmp[x]
+                tmp[x] = 0.0
+        if (i // OWNER_BLOCK) % n_par == owner:
+            _axpy(gQ[i], cpos, pu)
+            if has_bias:
+                gBI[i, 0] += np.float32(cpos)
+
+
+@_jit_parallel
+def sampled_epoch_threaded(
+    P: Any, Q: Any, BU: Any, BI: Any, has_bias: bool,
+    mP: Any, vP: Any, mQ: Any, vQ: Any, mBU: Any, vBU: Any, mBI: Any, vBI: Any,
+    gP: Any, gQ: Any, gBU: Any, gBI: Any,
+    users: Any, items: Any, negs: Any, perm: Any, batch_size: int,
+    lrs: Any, step0: int, loss_kind: int, offset: float,
+    b1: float, b2: float, eps: float, wd: float, decoupled: bool,
+    b_lo: int, b_hi: int, total: float, n_par: int,
+) -> float:  # fmt: skip
+    """:func:`mf_epoch` of a BPR / sampled-BCE loss without ``reg``, on ``n_par`` threads, with
+    the very same floating-point operations in the same order: the same result to the last bit
+    whatever ``n_par`` (tests/train/test_fused_mf.py).
+
+    Per batch, three parallel passes instead of the serial gradient + sweep:
+
+    1. the scores and loss derivatives of the batch's (positive, negative) pairs, read-only on
+       the tables, split by rows of the batch (:func:`_pair_derivatives`); the loss is then
+       summed serially in :func:`_sampled_batch`'s order (:func:`_batch_loss`);
+    2. the gradient rows, split by **owner** (:func:`_owner_gradients`): each thread walks the
+       whole batch in order and adds only into its own rows, so every row receives its terms
+       in the serial order (the scan is cheap; the row updates are the work);
+    3. the Adam(W) sweep (element-wise), split into contiguous ranges (:func:`_sweep_part`).
+    """
+    n = perm.shape[0]
+    n_neg = negs.shape[1]
+    coef = np.zeros((batch_size, n_neg + 1))
+    terms = np.zeros((batch_size, n_neg + 1))
+    tmps = np.zeros((n_par, P.shape[1]), dtype=np.float32)
+    cells = P.size + Q.size + (BU.size + BI.size if has_bias else 0)
+    for b in range(b_lo, b_hi):
+        start = b * batch_size
+        end = min(n, start + batch_size)
+        rows = end - start
+        valid = 0
+        for k in range(start, end):
+            for j in range(n_neg):
+                valid += negs[k, j] >= 0
+        inv_m = 1.0 / max(valid, 1) if loss_kind == BPR else 1.0 / (rows + valid)
+        for c in numba.prange(n_par):
+            _pair_derivatives(
+                P, Q, BU, BI, has_bias, users, items, negs, perm, start,
+                start + rows * c // n_par, start + rows * (c + 1) // n_par, offset, loss_kind,
+                inv_m, coef, terms,
+            )  # fmt: skip
+        total += _batch_loss(negs, start, rows, loss_kind, inv_m, terms) * rows
+        for c in numba.prange(n_par):
+            _owner_gradients(
+                P, Q, has_bias, gP, gQ, gBU, gBI, users, items, negs, perm, start, end, coef,
+                tmps[c], c, n_par,
+            )  # fmt: skip
+        t = float(step0 + b + 1)
+        lr = lrs[b]
+        for c in numba.prange(n_par):
+            _sweep_part(
+                P, mP, vP, gP, Q, mQ, vQ, gQ, BU, mBU, vBU, gBU, BI, mBI, vBI, gBI, has_bias,
+                cells * c // n_par, cells * (c + 1) // n_par, lr, t, b1, b2, eps, wd, decoupled,
+            )  # fmt: skip
+    return total

@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -41,7 +43,13 @@ from recforge.train.losses import BPR, Objective, RatingMSE, SampledBCE
 if TYPE_CHECKING:
     from recforge.models.neural import OutputHead
 
-__all__ = ["FusedMFEpoch", "fused_mf_epoch", "numba_available"]
+__all__ = [
+    "EnginePicker",
+    "FusedMFEpoch",
+    "fused_mf_epoch",
+    "numba_available",
+    "threaded_engine_usable",
+]
 
 
 def numba_available() -> bool:
@@ -69,6 +77,7 @@ class FusedMFEpoch:
         *,
         decoupled: bool,
         overlap: bool = False,
+        n_threads: int = 1,
     ) -> None:
         from recforge.models.mf import BiasedDotModule, DotModule
 
@@ -97,6 +106,11 @@ class FusedMFEpoch:
         #: Draw each epoch's negatives in a worker thread beside the kernel (see _negatives).
         self.overlap = overlap
         self.grads = [np.zeros(t.shape, dtype=np.float32) for t in self.tables]
+        #: Threads of the owner-computes epoch (1: the serial kernel only). It gives the serial
+        #: kernel's result to the last bit, so :class:`EnginePicker` may switch between the two
+        #: by measured speed without changing the fit.
+        self.n_threads = n_threads if self.kind != 0 and self.reg == 0.0 else 1
+        self.picker = EnginePicker(("threaded", "serial") if self.n_threads > 1 else ("serial",))
 
     def _state(self) -> list[tuple[npt.NDArray[Any], npt.NDArray[Any], torch.Tensor]]:
         """``(exp_avg, exp_avg_sq, step)`` of each table, created as torch's Adam creates them."""
@@ -136,18 +150,33 @@ class FusedMFEpoch:
         rates = np.asarray(lrs, dtype=np.float64)
         total = 0.0
         with torch.no_grad():
-            for b_lo, b_hi, ready in ranges:
+            for b_lo, b_hi, ready in self._chunked(ranges):
                 if ready is not None:
                     ready.result()
-                total = kernels.mf_epoch(
-                    p[0], p[1], p[2], p[3], self.has_bias,
-                    m[0], v[0], m[1], v[1], m[2], v[2], m[3], v[3],
-                    g[0], g[1], g[2], g[3],
-                    self.users, self.items, self.ratings, negs, order, int(batch_size),
-                    rates, step0, self.kind, self.offset,
-                    self.lo, self.hi, self.use_range, self.reg, b1, b2, float(group["eps"]),
-                    float(group["weight_decay"]), self.decoupled, b_lo, b_hi, total,
-                )  # fmt: skip
+                engine = self.picker.pick()
+                t0 = time.perf_counter()
+                if engine == "threaded":
+                    with _numba_threads(self.n_threads):
+                        total = kernels.sampled_epoch_threaded(
+                            p[0], p[1], p[2], p[3], self.has_bias,
+                            m[0], v[0], m[1], v[1], m[2], v[2], m[3], v[3],
+                            g[0], g[1], g[2], g[3],
+                            self.users, self.items, negs, order, int(batch_size),
+                            rates, step0, self.kind, self.offset, b1, b2, float(group["eps"]),
+                            float(group["weight_decay"]), self.decoupled, b_lo, b_hi, total,
+                            self.n_threads,
+                        )  # fmt: skip
+                else:
+                    total = kernels.mf_epoch(
+                        p[0], p[1], p[2], p[3], self.has_bias,
+                        m[0], v[0], m[1], v[1], m[2], v[2], m[3], v[3],
+                        g[0], g[1], g[2], g[3],
+                        self.users, self.items, self.ratings, negs, order, int(batch_size),
+                        rates, step0, self.kind, self.offset,
+                        self.lo, self.hi, self.use_range, self.reg, b1, b2, float(group["eps"]),
+                        float(group["weight_decay"]), self.decoupled, b_lo, b_hi, total,
+                    )  # fmt: skip
+                self.picker.record(engine, (time.perf_counter() - t0) / (b_hi - b_lo))
             for _, _, step in state:
                 step += len(lrs)
             for t in self.tables:
@@ -156,6 +185,19 @@ class FusedMFEpoch:
                 # at the cost of a pass over the table: 40 ms a fit at 2 threads under load.)
                 _bump_version(t)
         return float(total)
+
+    def _chunked(
+        self, ranges: list[tuple[int, int, Future[None] | None]]
+    ) -> list[tuple[int, int, Future[None] | None]]:
+        """``ranges`` cut to at most :data:`_PICK_BATCHES` batches each when two engines are in
+        play, so that the picker measures (and switches) within an epoch."""
+        if len(self.picker.engines) < 2:
+            return ranges
+        out: list[tuple[int, int, Future[None] | None]] = []
+        for b_lo, b_hi, ready in ranges:
+            cuts = [*range(b_lo, b_hi, _PICK_BATCHES), b_hi]
+            out += [(a, b, ready) for a, b in itertools.pairwise(cuts)]
+        return out
 
     def _negatives(
         self, order: npt.NDArray[np.int64], batch_size: int, n_batches: int
@@ -193,6 +235,81 @@ class FusedMFEpoch:
 _OVERLAP_RANGES = 16
 #: One-thread milliseconds per uniform negative draw (~50 ns, ML-100k): the overlap's work.
 _DRAW_MS = 5e-5
+
+
+#: Batches a kernel call runs at most when :class:`EnginePicker` chooses between two engines.
+_PICK_BATCHES = 8
+
+
+class EnginePicker:
+    """Chooses, call by call, the faster of engines that compute the same result.
+
+    Each engine's first call is a warm-up (numba loads compiled code) and is not counted; then
+    each is tried until it has :data:`PROBES` timings, after which the one with the lower running
+    mean of seconds per batch is used, and the other is re-tried every :data:`REPROBE` calls,
+    since the machine's load changes. Only for engines whose results are bit-identical: the
+    choice changes the time, never the fit.
+    """
+
+    PROBES = 2
+    REPROBE = 12
+
+    def __init__(self, engines: tuple[str, ...]) -> None:
+        self.engines = engines
+        self.calls = 0
+        self.seen: dict[str, int] = dict.fromkeys(engines, 0)
+        self.pace: dict[str, float] = {}
+
+    def pick(self) -> str:
+        """The engine for the next call."""
+        self.calls += 1
+        short = [e for e in self.engines if self.seen[e] <= self.PROBES]
+        if short:
+            return short[0]
+        best = min(self.engines, key=lambda e: self.pace[e])
+        others = [e for e in self.engines if e != best]
+        if others and self.calls % self.REPROBE == 0:
+            return others[(self.calls // self.REPROBE) % len(others)]
+        return best
+
+    def record(self, engine: str, seconds_per_batch: float) -> None:
+        """The timing of a call made with ``engine``."""
+        self.seen[engine] += 1
+        if self.seen[engine] == 1:
+            return  # the warm-up call
+        old = self.pace.get(engine)
+        self.pace[engine] = seconds_per_batch if old is None else 0.5 * (old + seconds_per_batch)
+
+
+@contextmanager
+def _numba_threads(n: int) -> Iterator[None]:
+    """numba's parallel regions on ``n`` threads (at most its pool) within the block."""
+    import numba
+
+    old = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(n, int(numba.config.NUMBA_NUM_THREADS))))  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        numba.set_num_threads(old)
+
+
+def threaded_engine_usable() -> bool:
+    """Whether numba's parallel threading layer is safe to use from any thread (omp or tbb; its
+    fallback, workqueue, aborts the process on concurrent use)."""
+    if not _LAYER:
+        try:
+            import numba
+            from numba.np.ufunc import parallel
+
+            parallel._launch_threads()  # type: ignore[no-untyped-call]
+            _LAYER.append(str(numba.threading_layer()))  # type: ignore[attr-defined]
+        except Exception:  # any failure: no threaded engine
+            _LAYER.append("none")
+    return _LAYER[0] in ("omp", "tbb")
+
+
+_LAYER: list[str] = []
 
 
 def _bump_version(t: torch.Tensor) -> None:
@@ -244,5 +361,9 @@ def fused_mf_epoch(
     # The fit's thread count, read now (the Trainer then holds torch's own ops of a fused fit to
     # what they need): with two or more, an epoch's negatives are drawn beside the kernel.
     n_draws = len(next(iter(tensors.values()))) * int(getattr(objective, "n_negatives", 0))
-    overlap = threads_for(n_draws * _DRAW_MS, torch.get_num_threads()) > 1
-    return FusedMFEpoch(module, opt, objective, tensors, decoupled=decoupled, overlap=overlap)
+    n_threads = torch.get_num_threads()
+    overlap = threads_for(n_draws * _DRAW_MS, n_threads) > 1
+    threaded = n_threads if n_threads > 1 and threaded_engine_usable() else 1
+    return FusedMFEpoch(
+        module, opt, objective, tensors, decoupled=decoupled, overlap=overlap, n_threads=threaded
+    )
