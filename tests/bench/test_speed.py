@@ -110,7 +110,39 @@ def test_eval_reps_measures_quality_on_the_first_repetitions_only() -> None:
 def test_speed_opts_parse_and_refuse_unknown_options() -> None:
     from recforge.cli.benchmark import _speed_opts
 
-    assert _speed_opts(None) == (False, None)
-    assert _speed_opts("only-threads,eval-reps=2") == (True, 2)
-    with pytest.raises(ConfigError, match="speed-opts"):
-        _speed_opts("fast")
+    assert _speed_opts(None) == (False, None, speed.MIN_SECONDS)
+    assert _speed_opts("only-threads,eval-reps=2,min-seconds=0.5") == (True, 2, 0.5)
+    for bad in ("fast", "min-seconds=x", "min-seconds=-1"):
+        with pytest.raises(ConfigError, match="speed-opts"):
+            _speed_opts(bad)
+
+
+def test_min_seconds_repeats_short_fits_and_reports_the_mean_per_fit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A fit of ~0.1 s is as long as a scheduler hiccup: a measurement repeats it (same seed)
+    # until the fits last min_seconds together, and reports the mean per fit.
+    clock = iter(float(x) for x in range(10_000))
+    monkeypatch.setattr(speed.time, "perf_counter", lambda: next(clock) * 0.1)
+    fits = []
+    real = speed.get_protocol
+
+    def spy(name: str):  # type: ignore[no-untyped-def]
+        fits.append(name)
+        return real(name)
+
+    monkeypatch.setattr(speed, "get_protocol", spy)
+    result = speed.run_speed(
+        [("tiny", _data())], threads=[1, 2], reps=2, pairs=["ease"], min_seconds=0.35
+    )
+    row = result["rows"][0]
+    for t in ("1", "2"):
+        for side in ("ours", "peer"):
+            cell = row["by_threads"][t][side]
+            assert cell["fits"] == [4, 4]  # 0.1 s a fit: 4 fits reach 0.35 s
+            assert cell["seconds"] == pytest.approx([0.1, 0.1])
+    assert row["ours_threads_cpu_ratio"]["2"] > 0
+    lo, hi = row["ours_threads_ratio_range"]["2"]
+    assert lo <= row["ours_threads_ratio"]["2"] <= hi
+    md = speed.speed_markdown(result)
+    assert "until the fits last 0.35 s together" in md and "(CPU)" in md

@@ -311,10 +311,13 @@ class _Series:
     metric: list[float] = field(default_factory=list)
     #: Process CPU seconds of each fit (all threads): the work done, whatever the scheduler did.
     cpu: list[float] = field(default_factory=list)
+    #: Fits averaged in each measurement (see _fit_eval's min_seconds).
+    fits: list[int] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         return {
             "cpu_seconds": self.cpu,
+            "fits": self.fits,
             "seconds_median": statistics.median(self.seconds),
             "seconds_min": min(self.seconds),
             "seconds_max": max(self.seconds),
@@ -358,18 +361,36 @@ def _fit_eval(
     metric: str,
     *,
     measure: bool = True,
-) -> tuple[float, float | None, float]:
-    """(wall seconds, quality or None, process CPU seconds) of one fit."""
+    min_seconds: float = 0.0,
+) -> tuple[float, float | None, float, int]:
+    """(wall seconds, quality or None, process CPU seconds, fits) of one measurement.
+
+    The same fit (same seed: the same model, every fit being deterministic) is repeated until
+    the fits together last ``min_seconds`` (at most :data:`MAX_FITS`); the times are the mean
+    per fit. A 0.1 s fit is as long as a scheduler hiccup on a shared machine: one fit per
+    measurement made the 2-thread / 1-thread ratio of such fits swing by ±30%.
+    """
     proto = get_protocol(protocol)
+    seconds = cpu = 0.0
+    fits = 0
     with _all_threads(threads):
-        model = factory(threads, seed)
-        c0, t0 = time.process_time(), time.perf_counter()
-        model.fit(ps.train)
-        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+        while fits == 0 or (seconds < min_seconds and fits < MAX_FITS):
+            model = factory(threads, seed)
+            c0, t0 = time.process_time(), time.perf_counter()
+            model.fit(ps.train)
+            seconds += time.perf_counter() - t0
+            cpu += time.process_time() - c0
+            fits += 1
     if not measure:
-        return seconds, None, cpu
+        return seconds / fits, None, cpu / fits, fits
     value = float(proto.evaluate(model, ps)["metrics"][metric])
-    return seconds, value, cpu
+    return seconds / fits, value, cpu / fits, fits
+
+
+#: Most fits one measurement repeats to reach ``min_seconds`` (see :func:`_fit_eval`).
+MAX_FITS = 20
+#: Default ``min_seconds`` of a measurement.
+MIN_SECONDS = 1.0
 
 
 def _loadavg() -> list[float] | None:
@@ -387,22 +408,26 @@ def _interleaved(
     eval_reps: int | None,
     dataset: str,
     progress: Callable[[str], None] | None,
+    min_seconds: float = 0.0,
 ) -> dict[tuple[int, str], _Series]:
-    """Fit (and evaluate) both sides of ``pair``: per repetition and thread count, interleaved."""
+    """Fit (and evaluate) both sides of ``pair``: per repetition and thread count, interleaved
+    (the order of the sides and of the thread counts flips on odd repetitions)."""
     series = {(t, side): _Series() for t in threads for side in ("ours", "peer")}
     for rep in range(reps):
-        for t in threads:
+        for t in threads if rep % 2 == 0 else list(reversed(threads)):
             order = ("ours", "peer") if rep % 2 == 0 else ("peer", "ours")
             for side in order:
                 if progress is not None:
                     progress(f"{dataset} · {pair.name} · {side} · {t} thr · rep {rep + 1}")
                 factory = pair.ours if side == "ours" else pair.peer
                 measure = eval_reps is None or rep < eval_reps
-                sec, val, cpu = _fit_eval(
-                    factory, t, rep, ps, pair.protocol, pair.metric, measure=measure
-                )
+                sec, val, cpu, fits = _fit_eval(
+                    factory, t, rep, ps, pair.protocol, pair.metric, measure=measure,
+                    min_seconds=min_seconds,
+                )  # fmt: skip
                 series[(t, side)].seconds.append(sec)
                 series[(t, side)].cpu.append(cpu)
+                series[(t, side)].fits.append(fits)
                 if val is not None:
                     series[(t, side)].metric.append(val)
     return series
@@ -417,8 +442,12 @@ def run_speed(
     pairs: Sequence[str] | None = None,
     command: str = "",
     progress: Callable[[str], None] | None = None,
+    min_seconds: float = 0.0,
 ) -> dict[str, Any]:
     """Run the pairs on each dataset, interleaved; the JSON-ready result (see module docstring).
+
+    ``min_seconds``: each measurement repeats its fit until the fits last that long together
+    and reports the mean per fit (:func:`_fit_eval`); the CLI uses :data:`MIN_SECONDS`.
 
     ``eval_reps``: measure quality on the first that many repetitions only (None: all); on a
     10M-event log one evaluation costs more than a fit.
@@ -442,6 +471,7 @@ def run_speed(
         "threads": list(threads),
         "reps": reps,
         "eval_reps": eval_reps,
+        "min_seconds": min_seconds,
         "rows": [],
     }
     for dataset, data in datasets:
@@ -480,7 +510,9 @@ def run_speed(
                 continue
             ps = splits[pair.protocol]
             _warm_up(pair, ps, threads[0])
-            series = _interleaved(pair, ps, threads, reps, eval_reps, dataset, progress)
+            series = _interleaved(
+                pair, ps, threads, reps, eval_reps, dataset, progress, min_seconds
+            )
             row |= _ratios(series, threads)
             result["rows"].append(row)
     result["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -527,10 +559,17 @@ def _ratios(series: dict[tuple[int, str], _Series], threads: Sequence[int]) -> d
             "cpu_ratio_median": statistics.median(cpu_ratios) if cpu_ratios else None,
         }
     if len(threads) > 1:
-        base = series[(threads[0], "ours")].seconds
-        out["ours_threads_ratio"] = {
+        base, base_cpu = series[(threads[0], "ours")].seconds, series[(threads[0], "ours")].cpu
+        walls = {
+            t: [a / b for a, b in zip(series[(t, "ours")].seconds, base, strict=True)]
+            for t in threads[1:]
+        }
+        out["ours_threads_ratio"] = {str(t): statistics.median(r) for t, r in walls.items()}
+        out["ours_threads_ratio_range"] = {str(t): [min(r), max(r)] for t, r in walls.items()}
+        out["ours_threads_cpu_ratio"] = {
             str(t): statistics.median(
-                [a / b for a, b in zip(series[(t, "ours")].seconds, base, strict=True)]
+                [a / b for a, b in zip(series[(t, "ours")].cpu, base_cpu, strict=True) if b > 0]
+                or [float("nan")]
             )
             for t in threads[1:]
         }
@@ -601,7 +640,15 @@ def speed_markdown(result: dict[str, Any]) -> str:
             else f"the first {result['eval_reps']} of those seeds"
         )
         + " (NDCG@10 on temporal-user-80-20, or RMSE on random-80-20). Same thread "
-        "count both sides (torch, BLAS via threadpoolctl, and the peer's num_threads).",
+        "count both sides (torch, BLAS via threadpoolctl, and the peer's num_threads)."
+        + (
+            f" Each measurement repeats its fit (same seed) until the fits last "
+            f"{result['min_seconds']:g} s together (at most {MAX_FITS}) and takes the mean per "
+            "fit, so that sub-second fits are not read off one scheduler slice; the thread "
+            "counts' order also flips on odd repetitions."
+            if result.get("min_seconds")
+            else ""
+        ),
         "",
     ]
     datasets = list(dict.fromkeys(r["dataset"] for r in result["rows"]))
@@ -633,15 +680,27 @@ def speed_markdown(result: dict[str, Any]) -> str:
         if len(threads) > 1:
             lines += [
                 f"recforge at {', '.join(map(str, threads[1:]))} threads over 1 thread "
-                "(median of paired repetitions; ≤ 1.0 means more threads did not slow it down):",
+                "(wall: median [min–max] of paired repetitions, ≤ 1.0 means more threads did not "
+                "slow it down; CPU: process CPU seconds, the work added by the threads):",
                 "",
-                "| model | " + " | ".join(f"{t} thr / 1 thr" for t in threads[1:]) + " |",
-                "|---|" + "---|" * (len(threads) - 1),
+                "| model | "
+                + " | ".join(f"{t} thr / 1 thr (wall) | (CPU)" for t in threads[1:])
+                + " |",
+                "|---|" + "---|---|" * (len(threads) - 1),
             ]
             for row in (r for r in result["rows"] if r["dataset"] == dataset):
                 if "ours_threads_ratio" in row:
-                    vals = " | ".join(f"{v:.2f}" for v in row["ours_threads_ratio"].values())
-                    lines.append(f"| {row['ours']} | {vals} |")
+                    spans = row.get("ours_threads_ratio_range", {})
+                    cpus = row.get("ours_threads_cpu_ratio", {})
+                    cells = []
+                    for t, v in row["ours_threads_ratio"].items():
+                        lo, hi = spans.get(t, [v, v])
+                        c = cpus.get(t)
+                        cells.append(
+                            f"{v:.2f} [{lo:.2f}–{hi:.2f}] | "
+                            + (f"{c:.2f}" if c is not None and c == c else "–")
+                        )
+                    lines.append(f"| {row['ours']} | {' | '.join(cells)} |")
             lines.append("")
     return "\n".join(lines)
 

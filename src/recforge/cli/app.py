@@ -457,7 +457,8 @@ def benchmark_cmd(
         typer.Option(
             "--speed-opts",
             help="speed suite: 'only-threads' (skip the 1-thread runs), 'eval-reps=N' "
-            "(quality on the first N repetitions only), comma-separated.",
+            "(quality on the first N repetitions only), 'min-seconds=S' (repeat each timed fit "
+            "until the fits last S seconds, default 1), comma-separated.",
         ),
     ] = None,
     json_out: JsonOpt = False,

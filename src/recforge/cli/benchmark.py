@@ -189,21 +189,27 @@ def train_protocol_command(
     render_train_result(result)
 
 
-def _speed_opts(opts: str | None) -> tuple[bool, int | None]:
-    """``--speed-opts``: (only the given thread count, repetitions that measure quality)."""
+def _speed_opts(opts: str | None) -> tuple[bool, int | None, float]:
+    """``--speed-opts``: (only the given thread count, repetitions that measure quality,
+    minimum seconds of fits per measurement)."""
+    from recforge.bench.speed import MIN_SECONDS
     from recforge.errors import ConfigError
 
-    only, eval_reps = False, None
+    only, eval_reps, min_seconds = False, None, MIN_SECONDS
     for part in _split_list(opts) or []:
+        value = part.split("=", 1)[1] if "=" in part else ""
         if part == "only-threads":
             only = True
-        elif part.startswith("eval-reps=") and part.split("=", 1)[1].isdigit():
-            eval_reps = max(1, int(part.split("=", 1)[1]))
+        elif part.startswith("eval-reps=") and value.isdigit():
+            eval_reps = max(1, int(value))
+        elif part.startswith("min-seconds=") and value.replace(".", "", 1).isdigit():
+            min_seconds = float(value)
         else:
             raise ConfigError(
-                f"--speed-opts: unknown option {part!r}; use only-threads and/or eval-reps=N"
+                f"--speed-opts: unknown option {part!r}; use only-threads, eval-reps=N "
+                "and/or min-seconds=S"
             )
-    return only, eval_reps
+    return only, eval_reps, min_seconds
 
 
 def speed_command(
@@ -228,7 +234,7 @@ def speed_command(
 
     names = [d.strip() for d in data.split(",") if d.strip()]
     n = threads if threads is not None else default_threads()
-    only, eval_reps = _speed_opts(opts)
+    only, eval_reps, min_seconds = _speed_opts(opts)
     counts = [n] if n == 1 or only else [1, n]
     out_dir = out if out is not None else Path("runs") / "benchmark" / "speed"
     args = ["benchmark", "--suite", "speed", "--data", ",".join(names), "--reps", str(reps)]
@@ -245,6 +251,7 @@ def speed_command(
         pairs=_split_list(pairs),
         command="recforge " + shlex.join(args),
         progress=lambda desc: line(f"speed: {desc}", verbose=True),
+        min_seconds=min_seconds,
     )
     jpath, mpath = write_speed(result, out_dir)
     console().print(f"wrote {mpath} and {jpath}")
