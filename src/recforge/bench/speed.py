@@ -492,15 +492,7 @@ def run_speed(
                 )
                 continue
             pair = known[name]
-            row: dict[str, Any] = {
-                "pair": pair.name,
-                "dataset": dataset,
-                "protocol": pair.protocol,
-                "metric": pair.metric,
-                "ours": pair.ours_label,
-                "peer": pair.peer_label,
-                "note": pair.note,
-            }
+            row = _pair_row(pair, dataset)
             reason = _missing(pair.needs)
             if reason is None and pair.protocol not in splits:
                 splits[pair.protocol] = get_protocol(pair.protocol).split(data)
@@ -518,6 +510,19 @@ def run_speed(
     result["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     result["load_average_end"] = _loadavg()
     return result
+
+
+def _pair_row(pair: Pair, dataset: str) -> dict[str, Any]:
+    """A pair's row of the result, before its timings."""
+    return {
+        "pair": pair.name,
+        "dataset": dataset,
+        "protocol": pair.protocol,
+        "metric": pair.metric,
+        "ours": pair.ours_label,
+        "peer": pair.peer_label,
+        "note": pair.note,
+    }
 
 
 def _machine() -> dict[str, Any]:
@@ -615,6 +620,33 @@ def _cpu_lines(rows: list[dict[str, Any]]) -> list[str]:
     ]
 
 
+def _threads_table(rows: list[dict[str, Any]], threads: Sequence[int]) -> list[str]:
+    """recforge's own N-thread / 1-thread ratios of one dataset's rows (wall and CPU)."""
+    lines = [
+        f"recforge at {', '.join(map(str, threads[1:]))} threads over 1 thread "
+        "(wall: median [min–max] of paired repetitions, ≤ 1.0 means more threads did not "
+        "slow it down; CPU: process CPU seconds, the work added by the threads):",
+        "",
+        "| model | " + " | ".join(f"{t} thr / 1 thr (wall) | (CPU)" for t in threads[1:]) + " |",
+        "|---|" + "---|---|" * (len(threads) - 1),
+    ]
+    for row in rows:
+        if "ours_threads_ratio" in row:
+            spans = row.get("ours_threads_ratio_range", {})
+            cpus = row.get("ours_threads_cpu_ratio", {})
+            cells = []
+            for t, v in row["ours_threads_ratio"].items():
+                lo, hi = spans.get(t, [v, v])
+                c = cpus.get(t)
+                cells.append(
+                    f"{v:.2f} [{lo:.2f}–{hi:.2f}] | "
+                    + (f"{c:.2f}" if c is not None and c == c else "–")
+                )
+            lines.append(f"| {row['ours']} | {' | '.join(cells)} |")
+    lines.append("")
+    return lines
+
+
 def speed_markdown(result: dict[str, Any]) -> str:
     """The Markdown report of :func:`run_speed`'s result."""
     m = result["machine"]
@@ -678,30 +710,7 @@ def speed_markdown(result: dict[str, Any]) -> str:
         lines += ["", *notes, ""]
         lines += _cpu_lines([r for r in result["rows"] if r["dataset"] == dataset])
         if len(threads) > 1:
-            lines += [
-                f"recforge at {', '.join(map(str, threads[1:]))} threads over 1 thread "
-                "(wall: median [min–max] of paired repetitions, ≤ 1.0 means more threads did not "
-                "slow it down; CPU: process CPU seconds, the work added by the threads):",
-                "",
-                "| model | "
-                + " | ".join(f"{t} thr / 1 thr (wall) | (CPU)" for t in threads[1:])
-                + " |",
-                "|---|" + "---|---|" * (len(threads) - 1),
-            ]
-            for row in (r for r in result["rows"] if r["dataset"] == dataset):
-                if "ours_threads_ratio" in row:
-                    spans = row.get("ours_threads_ratio_range", {})
-                    cpus = row.get("ours_threads_cpu_ratio", {})
-                    cells = []
-                    for t, v in row["ours_threads_ratio"].items():
-                        lo, hi = spans.get(t, [v, v])
-                        c = cpus.get(t)
-                        cells.append(
-                            f"{v:.2f} [{lo:.2f}–{hi:.2f}] | "
-                            + (f"{c:.2f}" if c is not None and c == c else "–")
-                        )
-                    lines.append(f"| {row['ours']} | {' | '.join(cells)} |")
-            lines.append("")
+            lines += _threads_table([r for r in result["rows"] if r["dataset"] == dataset], threads)
     return "\n".join(lines)
 
 
