@@ -230,8 +230,10 @@ def speed_pairs() -> list[Pair]:
             lambda t, s: _peer("implicit-bpr", factors=64, iterations=100, num_threads=t, seed=s),
             rank,
             ndcg,
-            "recforge: one compiled (numba) call per epoch (AdamW + one-cycle mini-batches, 4 "
-            "negatives a positive, drawn beside it in a 2nd thread); implicit: Hogwild, 1 neg.",
+            "recforge: compiled (numba) epochs (AdamW + one-cycle mini-batches, 4 negatives a "
+            "positive, drawn beside it in a 2nd thread); with 2+ threads each batch's gradient "
+            "rows and Adam sweep are also split by owner (the same fit to the last bit), used "
+            "when measured faster than the serial kernel; implicit: Hogwild, 1 neg.",
             ("implicit",),
         ),
         Pair(
