@@ -145,4 +145,19 @@ def test_min_seconds_repeats_short_fits_and_reports_the_mean_per_fit(
     lo, hi = row["ours_threads_ratio_range"]["2"]
     assert lo <= row["ours_threads_ratio"]["2"] <= hi
     md = speed.speed_markdown(result)
-    assert "until the fits last 0.35 s together" in md and "(CPU)" in md
+    assert "until the fits last 0.35 s together" in md and "(CPU)" in md and "busy at 2" in md
+    assert set(row["ours_busy_threads"]) == {"1", "2"}
+
+
+def test_busy_threads_counts_threads_with_a_tenth_of_the_work() -> None:
+    before = {"1": 100, "2": 5, "3": 0}
+    # 80 + 19 + 1 ticks (a new thread "4" counts from 0): two did >= 10%.
+    after = {"1": 180, "2": 24, "3": 0, "4": 1}
+    assert speed._busy_threads(before, after) == 2
+    assert speed._busy_threads(before, {"1": 110, "2": 5}) is None  # 10 ticks: too coarse
+    ticks = speed._thread_ticks()
+    if ticks:  # Linux: this process's threads, this one among them
+        import threading
+
+        assert str(threading.get_native_id()) in ticks
+        assert all(v >= 0 for v in ticks.values())

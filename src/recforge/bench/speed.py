@@ -181,6 +181,14 @@ def _peer(name: str, **cfg: Any) -> Recommender:
     return create_peer(name, cfg)
 
 
+_BPR_NOTE = (
+    "recforge: compiled (numba) epochs (AdamW + one-cycle mini-batches, 4 negatives a positive, "
+    "drawn beside it in a 2nd thread); with 2+ threads each batch's gradient rows and Adam sweep "
+    "are also split by owner (the same fit to the last bit), used when measured faster than the "
+    "serial kernel; implicit: Hogwild, 1 neg."
+)
+
+
 def speed_pairs() -> list[Pair]:
     """The suite's pairs (see the module docstring)."""
     rank, ndcg = "temporal-user-80-20", "ndcg@10"
@@ -230,10 +238,7 @@ def speed_pairs() -> list[Pair]:
             lambda t, s: _peer("implicit-bpr", factors=64, iterations=100, num_threads=t, seed=s),
             rank,
             ndcg,
-            "recforge: compiled (numba) epochs (AdamW + one-cycle mini-batches, 4 negatives a "
-            "positive, drawn beside it in a 2nd thread); with 2+ threads each batch's gradient "
-            "rows and Adam sweep are also split by owner (the same fit to the last bit), used "
-            "when measured faster than the serial kernel; implicit: Hogwild, 1 neg.",
+            _BPR_NOTE,
             ("implicit",),
         ),
         Pair(
@@ -315,11 +320,14 @@ class _Series:
     cpu: list[float] = field(default_factory=list)
     #: Fits averaged in each measurement (see _fit_eval's min_seconds).
     fits: list[int] = field(default_factory=list)
+    #: Threads that did a tenth or more of each measurement's CPU work (None: not known).
+    busy_threads: list[int | None] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         return {
             "cpu_seconds": self.cpu,
             "fits": self.fits,
+            "busy_threads": self.busy_threads,
             "seconds_median": statistics.median(self.seconds),
             "seconds_min": min(self.seconds),
             "seconds_max": max(self.seconds),
@@ -364,8 +372,9 @@ def _fit_eval(
     *,
     measure: bool = True,
     min_seconds: float = 0.0,
-) -> tuple[float, float | None, float, int]:
-    """(wall seconds, quality or None, process CPU seconds, fits) of one measurement.
+) -> tuple[float, float | None, float, int, int | None]:
+    """(wall seconds, quality or None, process CPU seconds, fits, busy threads) of one
+    measurement (:func:`_busy_threads`).
 
     The same fit (same seed: the same model, every fit being deterministic) is repeated until
     the fits together last ``min_seconds`` (at most :data:`MAX_FITS`); the times are the mean
@@ -375,6 +384,7 @@ def _fit_eval(
     proto = get_protocol(protocol)
     seconds = cpu = 0.0
     fits = 0
+    ticks = _thread_ticks()
     with _all_threads(threads):
         while fits == 0 or (seconds < min_seconds and fits < MAX_FITS):
             model = factory(threads, seed)
@@ -383,10 +393,40 @@ def _fit_eval(
             seconds += time.perf_counter() - t0
             cpu += time.process_time() - c0
             fits += 1
+    busy = _busy_threads(ticks, _thread_ticks())
     if not measure:
-        return seconds / fits, None, cpu / fits, fits
+        return seconds / fits, None, cpu / fits, fits, busy
     value = float(proto.evaluate(model, ps)["metrics"][metric])
-    return seconds / fits, value, cpu / fits, fits
+    return seconds / fits, value, cpu / fits, fits, busy
+
+
+def _thread_ticks() -> dict[str, int]:
+    """CPU clock ticks (user + system) of each thread of this process: Linux ``/proc``, else
+    empty."""
+    out: dict[str, int] = {}
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            stat = Path(f"/proc/self/task/{tid}/stat").read_text()
+        except OSError:  # the thread ended meanwhile
+            continue
+        fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)": state is field 0
+        out[tid] = int(fields[11]) + int(fields[12])
+    return out
+
+
+def _busy_threads(before: dict[str, int], after: dict[str, int]) -> int | None:
+    """Threads that did at least a tenth of the CPU work between two :func:`_thread_ticks`
+    (None: under 20 ticks in all, too coarse to tell). Shows whether a fit given two threads
+    used them, or kept to one because its work was too small to share (recforge.threads)."""
+    deltas = [n - before.get(tid, 0) for tid, n in after.items()]
+    total = sum(d for d in deltas if d > 0)
+    if total < 20:
+        return None
+    return sum(1 for d in deltas if d >= 0.1 * total)
 
 
 #: Most fits one measurement repeats to reach ``min_seconds`` (see :func:`_fit_eval`).
@@ -423,13 +463,14 @@ def _interleaved(
                     progress(f"{dataset} · {pair.name} · {side} · {t} thr · rep {rep + 1}")
                 factory = pair.ours if side == "ours" else pair.peer
                 measure = eval_reps is None or rep < eval_reps
-                sec, val, cpu, fits = _fit_eval(
+                sec, val, cpu, fits, busy = _fit_eval(
                     factory, t, rep, ps, pair.protocol, pair.metric, measure=measure,
                     min_seconds=min_seconds,
                 )  # fmt: skip
                 series[(t, side)].seconds.append(sec)
                 series[(t, side)].cpu.append(cpu)
                 series[(t, side)].fits.append(fits)
+                series[(t, side)].busy_threads.append(busy)
                 if val is not None:
                     series[(t, side)].metric.append(val)
     return series
@@ -573,6 +614,12 @@ def _ratios(series: dict[tuple[int, str], _Series], threads: Sequence[int]) -> d
         }
         out["ours_threads_ratio"] = {str(t): statistics.median(r) for t, r in walls.items()}
         out["ours_threads_ratio_range"] = {str(t): [min(r), max(r)] for t, r in walls.items()}
+        out["ours_busy_threads"] = {
+            str(t): max(
+                (b for b in series[(t, "ours")].busy_threads if b is not None), default=None
+            )
+            for t in threads
+        }
         out["ours_threads_cpu_ratio"] = {
             str(t): statistics.median(
                 [a / b for a, b in zip(series[(t, "ours")].cpu, base_cpu, strict=True) if b > 0]
@@ -627,15 +674,21 @@ def _threads_table(rows: list[dict[str, Any]], threads: Sequence[int]) -> list[s
     lines = [
         f"recforge at {', '.join(map(str, threads[1:]))} threads over 1 thread "
         "(wall: median [min–max] of paired repetitions, ≤ 1.0 means more threads did not "
-        "slow it down; CPU: process CPU seconds, the work added by the threads):",
+        "slow it down; CPU: process CPU seconds, the work added by the threads; busy: the "
+        "threads that did a tenth or more of the fit's CPU work, most over the repetitions — "
+        "1 means the fit kept to one thread, its work being too small to share, so its ratio "
+        "compares the same single-threaded run twice):",
         "",
-        "| model | " + " | ".join(f"{t} thr / 1 thr (wall) | (CPU)" for t in threads[1:]) + " |",
-        "|---|" + "---|---|" * (len(threads) - 1),
+        "| model | "
+        + " | ".join(f"{t} thr / 1 thr (wall) | (CPU) | busy at {t}" for t in threads[1:])
+        + " |",
+        "|---|" + "---|---|---|" * (len(threads) - 1),
     ]
     for row in rows:
         if "ours_threads_ratio" in row:
             spans = row.get("ours_threads_ratio_range", {})
             cpus = row.get("ours_threads_cpu_ratio", {})
+            busy = row.get("ours_busy_threads", {})
             cells = []
             for t, v in row["ours_threads_ratio"].items():
                 lo, hi = spans.get(t, [v, v])
@@ -643,6 +696,7 @@ def _threads_table(rows: list[dict[str, Any]], threads: Sequence[int]) -> list[s
                 cells.append(
                     f"{v:.2f} [{lo:.2f}–{hi:.2f}] | "
                     + (f"{c:.2f}" if c is not None and c == c else "–")
+                    + f" | {busy.get(t) if busy.get(t) is not None else '–'}"
                 )
             lines.append(f"| {row['ours']} | {' | '.join(cells)} |")
     lines.append("")
