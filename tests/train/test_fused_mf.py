@@ -295,29 +295,29 @@ def test_two_thread_bpr_fit_equals_the_one_thread_fit_whatever_the_engine(
             np.testing.assert_array_equal(one[key], two[key], err_msg=f"{mode}: {key}")
 
 
-def test_engine_picker_skips_warm_ups_uses_the_faster_and_reprobes() -> None:
+def test_engine_picker_skips_warm_ups_uses_the_faster_and_reprobes_less_when_confirmed() -> None:
     from recforge.train.fused_mf import EnginePicker
 
     picker = EnginePicker(("threaded", "serial"))
     pace = {"threaded": 1.0, "serial": 2.0}
     order = []
-    for _ in range(3 * EnginePicker.REPROBE):
+    for _ in range(300):
         engine = picker.pick()
         order.append(engine)
         # The warm-up (first) call of each is slow and must not count.
         picker.record(engine, 50.0 if picker.seen[engine] == 0 else pace[engine])
     probes = EnginePicker.PROBES + 1
     assert order[: 2 * probes] == ["threaded"] * probes + ["serial"] * probes
-    rest = order[2 * probes :]
-    assert rest.count("serial") == sum(
-        1 for c in range(2 * probes + 1, 3 * EnginePicker.REPROBE + 1)
-        if c % EnginePicker.REPROBE == 0
-    )  # fmt: skip
-    assert rest.count("threaded") > 0.8 * len(rest)
-    # When the machine gets busy the other engine wins on its next probes.
+    # Re-tries of the slower engine come after 12, 24, 48, 96, 96 ... calls.
+    retries = [i + 1 for i, e in enumerate(order) if e == "serial"][probes:]
+    gaps = [b - a for a, b in itertools.pairwise([2 * probes, *retries])]
+    assert gaps[:4] == [12, 24, 48, 96] and set(gaps[4:]) <= {96}
+    # When the machine gets busy the other engine wins at its next re-try, and re-tries of the
+    # new loser start again at the short interval.
     pace = {"threaded": 9.0, "serial": 2.0}
-    for _ in range(4 * EnginePicker.REPROBE):
-        engine = picker.pick()
-        picker.record(engine, pace[engine])
-    assert picker.pick() == "serial" or picker.calls % EnginePicker.REPROBE == 0
+    while picker.pick() != "serial":
+        picker.record("threaded", pace["threaded"])
+    picker.record("serial", pace["serial"])
+    assert picker.best() == "serial" and picker.interval == EnginePicker.REPROBE
+    assert picker.pick() == "serial"
     assert EnginePicker(("serial",)).pick() == "serial"

@@ -246,29 +246,41 @@ class EnginePicker:
 
     Each engine's first call is a warm-up (numba loads compiled code) and is not counted; then
     each is tried until it has :data:`PROBES` timings, after which the one with the lower running
-    mean of seconds per batch is used, and the other is re-tried every :data:`REPROBE` calls,
-    since the machine's load changes. Only for engines whose results are bit-identical: the
-    choice changes the time, never the fit.
+    mean of seconds per batch is used. The other is re-tried now and then, since the machine's
+    load changes: after :data:`REPROBE` calls, and after twice as many each time a re-try
+    confirms it slower (up to :data:`MAX_REPROBE`), so that on a busy machine, where a second
+    thread mostly waits for a core, the slower engine costs a few calls, not a fixed share.
+    Only for engines whose results are bit-identical: the choice changes the time, never the fit.
     """
 
     PROBES = 2
     REPROBE = 12
+    MAX_REPROBE = 96
 
     def __init__(self, engines: tuple[str, ...]) -> None:
         self.engines = engines
         self.calls = 0
         self.seen: dict[str, int] = dict.fromkeys(engines, 0)
         self.pace: dict[str, float] = {}
+        self.interval = self.REPROBE
+        self.next_probe = 0
+
+    def best(self) -> str:
+        """The engine with the lowest pace so far (the first one before any timing)."""
+        timed = [e for e in self.engines if e in self.pace]
+        return min(timed, key=lambda e: self.pace[e]) if timed else self.engines[0]
 
     def pick(self) -> str:
         """The engine for the next call."""
         self.calls += 1
         short = [e for e in self.engines if self.seen[e] <= self.PROBES]
         if short:
+            self.next_probe = self.calls + self.interval
             return short[0]
-        best = min(self.engines, key=lambda e: self.pace[e])
+        best = self.best()
         others = [e for e in self.engines if e != best]
-        if others and self.calls % self.REPROBE == 0:
+        if others and self.calls >= self.next_probe:
+            self.next_probe = self.calls + self.interval
             return others[(self.calls // self.REPROBE) % len(others)]
         return best
 
@@ -277,8 +289,17 @@ class EnginePicker:
         self.seen[engine] += 1
         if self.seen[engine] == 1:
             return  # the warm-up call
+        was_best = self.best()
         old = self.pace.get(engine)
         self.pace[engine] = seconds_per_batch if old is None else 0.5 * (old + seconds_per_batch)
+        if self.best() != was_best:  # the lead changed: re-try the new loser soon
+            self.interval = self.REPROBE
+        elif engine != was_best and self.seen[engine] > self.PROBES + 1:
+            # A re-try confirmed the loser slower: wait longer before the next.
+            self.interval = min(2 * self.interval, self.MAX_REPROBE)
+        else:
+            return
+        self.next_probe = self.calls + self.interval
 
 
 @contextmanager
