@@ -544,7 +544,10 @@ def run_speed(
                 result["rows"].append(row)
                 continue
             ps = splits[pair.protocol]
-            _warm_up(pair, ps, threads[0])
+            for (
+                t
+            ) in threads:  # each thread count may load its own kernels (fused_mf's threaded one)
+                _warm_up(pair, ps, t)
             series = _interleaved(
                 pair, ps, threads, reps, eval_reps, dataset, progress, min_seconds
             )
