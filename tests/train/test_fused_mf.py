@@ -321,3 +321,18 @@ def test_engine_picker_skips_warm_ups_uses_the_faster_and_reprobes_less_when_con
     assert picker.best() == "serial" and picker.interval == EnginePicker.REPROBE
     assert picker.pick() == "serial"
     assert EnginePicker(("serial",)).pick() == "serial"
+
+
+def test_threaded_engine_is_not_used_in_a_process_forked_after_numba_started_its_pool(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GNU OpenMP's pool does not survive fork: a child must keep to the serial kernel. The
+    # pid recorded when the pool started is compared with the caller's.
+    from recforge.train import fused_mf
+
+    usable = fused_mf.threaded_engine_usable()
+    if not usable:
+        pytest.skip("numba has no thread-safe threading layer here")
+    real_pid = fused_mf.os.getpid()
+    monkeypatch.setattr(fused_mf.os, "getpid", lambda: real_pid + 1)
+    assert not fused_mf.threaded_engine_usable()

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import os
 import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future
@@ -317,20 +318,27 @@ def _numba_threads(n: int) -> Iterator[None]:
 
 def threaded_engine_usable() -> bool:
     """Whether numba's parallel threading layer is safe to use from any thread (omp or tbb; its
-    fallback, workqueue, aborts the process on concurrent use)."""
+    fallback, workqueue, aborts the process on concurrent use), with more than one thread, and
+    started in this process: GNU OpenMP's pool does not survive a fork (a child's first
+    parallel region would wait for threads that exist only in the parent), so a child forked
+    after the pool started keeps to the serial kernel."""
     if not _LAYER:
         try:
             import numba
             from numba.np.ufunc import parallel
 
             parallel._launch_threads()  # type: ignore[no-untyped-call]
-            _LAYER.append(str(numba.threading_layer()))  # type: ignore[attr-defined]
+            layer = str(numba.threading_layer())  # type: ignore[attr-defined]
+            size = int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
+            _LAYER.append((layer if size > 1 else "one thread", os.getpid()))
         except Exception:  # any failure: no threaded engine
-            _LAYER.append("none")
-    return _LAYER[0] in ("omp", "tbb")
+            _LAYER.append(("none", os.getpid()))
+    layer, pid = _LAYER[0]
+    return layer in ("omp", "tbb") and pid == os.getpid()
 
 
-_LAYER: list[str] = []
+#: ``(numba's threading layer, the pid that started it)`` once :func:`threaded_engine_usable` ran.
+_LAYER: list[tuple[str, int]] = []
 
 
 def _bump_version(t: torch.Tensor) -> None:
