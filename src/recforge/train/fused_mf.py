@@ -392,7 +392,9 @@ def fused_mf_epoch(
     n_draws = len(next(iter(tensors.values()))) * int(getattr(objective, "n_negatives", 0))
     n_threads = torch.get_num_threads()
     overlap = threads_for(n_draws * _DRAW_MS, n_threads) > 1
-    threaded = n_threads if n_threads > 1 and threaded_engine_usable() else 1
+    # The threaded kernel covers BPR / sampled BCE without reg; only then is numba's pool started.
+    sampled = isinstance(objective, (SampledBCE, BPR)) and not getattr(objective, "reg", 0.0)
+    threaded = n_threads if n_threads > 1 and sampled and threaded_engine_usable() else 1
     return FusedMFEpoch(
         module, opt, objective, tensors, decoupled=decoupled, overlap=overlap, n_threads=threaded
     )
