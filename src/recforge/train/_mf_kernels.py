@@ -12,6 +12,9 @@ fit (same row order, negatives and schedule), equal up to float rounding.
 
 Serial loops; only the dot products may reassociate (:func:`_jit_reassoc`, vectorised sums in
 an order fixed by the compiled code), so results are deterministic for a seed on a machine.
+:func:`sampled_epoch_threaded` runs BPR / sampled-BCE epochs on several threads with the same
+operations in the same order (owner-computes), so its result is the serial kernel's, bit for
+bit, for any thread count.
 Compiled with ``cache=True`` (see :func:`_jit` for read-only installs).
 """
 

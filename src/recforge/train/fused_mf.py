@@ -16,7 +16,11 @@ compiled call per epoch (:mod:`recforge.train._mf_kernels`, numba):
   checkpoints and resume are the Trainer's, unchanged.
 
 Results equal the torch loop's up to float rounding (tests/train/test_fused_mf.py compares
-them) and are deterministic for a seed (serial loops). :func:`fused_mf_epoch` returns None when the
+them) and are deterministic for a seed, whatever the thread count: with two or more, BPR /
+sampled-BCE epochs without ``reg`` may run on the threaded kernel
+(:func:`~recforge.train._mf_kernels.sampled_epoch_threaded`), the serial one's result bit for
+bit; :class:`EnginePicker` runs whichever of the two is faster on the machine at the moment.
+:func:`fused_mf_epoch` returns None when the
 setup is outside what the kernel implements (another optimizer, gradient clipping, bf16, a GPU,
 torchrun, a module that is not a bare factor table pair); the Trainer then runs its torch loop.
 """
