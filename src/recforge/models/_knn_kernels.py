@@ -235,3 +235,32 @@ def history_sums(
             num[c] += v * s
             den[c] += s
             cnt[c] += 1.0
+
+
+@_jit
+def gather_block(
+    indptr: Any, indices: Any, data: Any, rows: Any, cols: Any, scratch: Any, vals: Any,
+    stored: Any,
+) -> None:  # fmt: skip
+    """``vals[r, m] = M[rows[r], cols[m]]`` of the CSR ``M = (indptr, indices, data)``, and
+    ``stored[r]``: how many of those cells are stored entries (a repeated column counts each time).
+
+    The values of ``M[rows].toarray()[:, cols]`` (for a column stored twice in a row, its last
+    entry, as numpy's fancy assignment keeps), reading only the ``rows``' entries and ``cols``:
+    each row is scattered into ``scratch`` (``(n_cols_of_M, 2)`` zeros: value, stored mark),
+    read at ``cols``, and zeroed again, so ``scratch`` is zero on return."""
+    n_cols = cols.shape[0]
+    for r in range(rows.shape[0]):
+        i = rows[r]
+        for p in range(indptr[i], indptr[i + 1]):
+            scratch[indices[p], 0] = data[p]
+            scratch[indices[p], 1] = 1.0
+        count = 0
+        for m in range(n_cols):
+            c = cols[m]
+            vals[r, m] = scratch[c, 0]
+            count += scratch[c, 1] != 0.0
+        stored[r] = count
+        for p in range(indptr[i], indptr[i + 1]):
+            scratch[indices[p], 0] = 0.0
+            scratch[indices[p], 1] = 0.0

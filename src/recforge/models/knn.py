@@ -413,13 +413,34 @@ def _gather_rows(b: sp.csr_matrix, rows: IndexArray) -> tuple[IndexArray, IndexA
     return first + np.arange(int(counts.sum())), counts
 
 
-def _dense_rows(m: sp.csr_matrix, rows: IndexArray) -> npt.NDArray[Any]:
-    """``m[rows].toarray()`` (a canonical CSR) for a few rows without scipy's fancy indexing,
-    which built two matrices per call: 40% of a served explanation's time."""
+def _cells(
+    m: sp.csr_matrix, rows: IndexArray, cols: IndexArray
+) -> tuple[F64Array, npt.NDArray[np.int64]]:
+    """``(m[rows].toarray()[:, cols], stored)``: the cells of a few rows at the columns ``cols``
+    (float64, rows × cols, C order) and per row how many of them are stored entries.
+
+    One pass over the rows' entries (compiled with numba when installed), instead of the
+    ``rows × n_cols`` dense rows the slices are cut from: a served explanation's gather of its
+    targets' neighbour rows at the user's history. The values are the dense rows' own, so
+    everything computed from them is unchanged, bit for bit.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    cols = np.asarray(cols, dtype=np.int64)
+    if _numba_available():
+        from recforge.models._knn_kernels import gather_block
+
+        vals = np.empty((len(rows), len(cols)), dtype=np.float64)
+        stored = np.empty(len(rows), dtype=np.int64)
+        scratch = np.zeros((m.shape[1], 2), dtype=np.float64)
+        gather_block(m.indptr, m.indices, m.data, rows, cols, scratch, vals, stored)
+        return vals, stored
     pos, counts = _gather_rows(m, rows)
-    out = np.zeros((len(rows), m.shape[1]), dtype=m.dtype)
-    out[np.repeat(np.arange(len(rows)), counts), m.indices[pos]] = m.data[pos]
-    return out
+    dense = np.zeros((len(rows), m.shape[1]), dtype=np.float64)
+    marks = np.zeros((len(rows), m.shape[1]), dtype=bool)
+    at = (np.repeat(np.arange(len(rows)), counts), m.indices[pos])
+    dense[at] = m.data[pos]
+    marks[at] = True
+    return dense[:, cols], marks[:, cols].sum(axis=1).astype(np.int64)
 
 
 def _history_sums(
@@ -791,15 +812,18 @@ class ItemKNN(HistoryTerms, _NeighbourhoodModel):
     ) -> tuple[F64Array, F64Array]:
         if self.feedback_ == "implicit":
             x = sequence_weights(len(idx), self.config.recency_tau).astype(np.float64)
-            # s_ji for every history item j (rows) and target i (columns), one slice.
-            w_all = x[:, None] * self._sim[idx][:, tgt].toarray()
+            # s_ji for every history item j (rows) and target i (columns): the targets' rows
+            # of Sᵀ at the history's columns (the same values as S's rows at the targets).
+            w_all = x[:, None] * _cells(self._sim_t, tgt, idx)[0].T
             base = np.zeros(len(tgt))
         else:
             b_u = self._fold_in_user_bias(idx, vals.astype(np.float64))
             resid = vals.astype(np.float64) - self.global_mean_ - b_u - self.item_bias_[idx]
-            sims = _dense_rows(self._sim, tgt)[:, idx].T  # s_ij: (|H|, n_targets)
+            # One gather of the targets' neighbour rows at the history: s_ij and how many of the
+            # history's items are stored neighbours (what S's binary pattern counts).
+            cells, cnt = _cells(self._sim, tgt, idx)
+            sims = cells.T  # s_ij: (|H|, n_targets)
             den = sims.sum(axis=0)
-            cnt = (_dense_rows(self._sim_bin, tgt)[:, idx] != 0).sum(axis=1)
             ok = (cnt >= self.config.min_k) & (den > 0)
             scale = np.divide(1.0, den, out=np.zeros_like(den), where=ok)
             w_all = sims * resid[:, None] * scale[None, :]
