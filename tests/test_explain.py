@@ -235,3 +235,34 @@ def test_the_stars_count_only_where_the_model_ignores_them() -> None:
     biases = create("biases").fit(data)
     assert like_threshold(biases) is None
     assert liked_only(biases, {100: 5.0, 101: 1.0}) == {100: 5.0, 101: 1.0}
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        EASE(reg=2.0, weighting="rating"),
+        ItemKNN(similarity="cosine", feedback="implicit"),
+        ItemKNN(similarity="cosine", feedback="explicit", k_neighbors=10),
+    ],
+    ids=["ease", "item_knn_implicit", "item_knn_explicit"],
+)
+def test_because_idx_lists_what_explanations_call_because(model: Recommender) -> None:
+    """The service's `because` (top positive weights by argmax passes) is Explanation.because
+    (a full sort, ties to the earlier history item), for every user, item and n."""
+    from recforge.explain import because_idx, explain_items
+
+    model.fit(_small())
+    items = list(model.items_.ids.tolist())
+    ties = 0
+    for user in model.users_.ids.tolist():
+        exps = explain_items(model, user, items, k=4)
+        for n in (1, 2, 3, 5):
+            got = because_idx(model, user, model.items_.index(np.asarray(items)), n)
+            want = [
+                [(int(model.items_.index_one(c.item_id)), c.weight) for c in e.because(n)]
+                for e in exps
+            ]
+            assert got == want
+        ties += sum(len({c.weight for c in e.because(4)}) < len(e.because(4)) for e in exps)
+    if isinstance(model, ItemKNN) and model.feedback_ == "implicit":
+        assert ties > 0  # equal weights occur, so the tie order is exercised

@@ -566,14 +566,22 @@ def because_idx(
     if not len(targets) or not len(hist.items):
         return [[] for _ in range(len(targets))]
     _, w_all = model.explain_history(hist.items, hist.ratings, targets)
-    pos = np.broadcast_to(np.arange(len(hist.items)), w_all.shape)
-    top = np.lexsort((pos, -w_all), axis=-1)[:, :n]
-    shown = np.take_along_axis(w_all, top, axis=1)
-    items = hist.items[top]
-    return [
-        [(j, w) for j, w in zip(ij, wj, strict=True) if w > 0]
-        for ij, wj in zip(items.tolist(), shown.tolist(), strict=True)
-    ]
+    # Only positive weights are listed: the n largest of each row by n argmax passes (the first
+    # of equal weights is the earliest in the timeline, as Explanation.contributions ranks
+    # them), not a sort of every row; -inf marks what is no longer (or never was) a candidate.
+    w = np.where(w_all > 0, w_all, -np.inf)
+    rows = np.arange(len(w))
+    picks = []
+    for _ in range(min(n, w.shape[1])):
+        j = w.argmax(axis=1)
+        picks.append((hist.items[j].tolist(), w[rows, j].tolist()))
+        w[rows, j] = -np.inf
+    out: list[list[tuple[int, float]]] = [[] for _ in range(len(targets))]
+    for items, weights in picks:
+        for p, (i, wt) in enumerate(zip(items, weights, strict=True)):
+            if wt > 0:
+                out[p].append((i, wt))
+    return out
 
 
 def explain_items(

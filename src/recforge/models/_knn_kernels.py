@@ -219,22 +219,21 @@ def cosine_topk(
 
 
 @_jit
-def history_sums(
-    indptr: Any, indices: Any, data: Any, hist: Any, vals: Any, num: Any, den: Any, cnt: Any
-) -> None:
-    """One user's item-kNN sums over the neighbour rows of their history items ``hist``:
-    ``num[i] += vals[a]·s_ji``, ``den[i] += s_ji``, ``cnt[i] += 1``, history in order, entries in
+def history_sums(indptr: Any, indices: Any, data: Any, hist: Any, vals: Any, acc: Any) -> None:
+    """One user's item-kNN sums over the neighbour rows of their history items ``hist``, into
+    ``acc`` (``(n, 3)``: ``acc[i] += (vals[a]·s_ji, s_ji, 1)``), history in order, entries in
     row order — the order in which scipy's ``csr_matmat`` adds them, so the float64 sums are
-    the batched path's, bit for bit."""
+    the batched path's, bit for bit. The three sums of an item share a cache line (three
+    separate arrays: ~1.2x the time on ML-100k)."""
     for a in range(hist.shape[0]):
         j = hist[a]
         v = vals[a]
         for p in range(indptr[j], indptr[j + 1]):
             c = indices[p]
             s = data[p]
-            num[c] += v * s
-            den[c] += s
-            cnt[c] += 1.0
+            acc[c, 0] += v * s
+            acc[c, 1] += s
+            acc[c, 2] += 1.0
 
 
 @_jit

@@ -450,8 +450,9 @@ def _history_sums(
     if _numba_available():
         from recforge.models._knn_kernels import history_sums
 
-        sums = np.zeros((3, n))
-        history_sums(nbrs.indptr, nbrs.indices, nbrs.data, hist, vals, *sums)
+        acc = np.zeros((n, 3))
+        history_sums(nbrs.indptr, nbrs.indices, nbrs.data, hist, vals, acc)
+        sums = acc.T.copy()  # three contiguous rows for the callers' array arithmetic
         return sums[0], sums[1], sums[2]
     pos, counts = _gather_rows(nbrs, np.asarray(hist, dtype=np.int64))
     cols, sims = nbrs.indices[pos], nbrs.data[pos]
