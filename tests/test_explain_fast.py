@@ -170,3 +170,50 @@ def test_batched_fold_in_equals_one_user_at_a_time(
         lo, hi = rows.indptr[r], rows.indptr[r + 1]
         alone = model.fold_in_scores(rows.indices[lo:hi].astype(np.int64), rows.data[lo:hi])
         np.testing.assert_allclose(batch[r], alone, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(("name", "config", "explicit"), CASES[:4])
+def test_screened_because_is_the_full_explanations_because(
+    name: str, config: dict[str, Any], explicit: bool
+) -> None:
+    """Mult-VAE/DAE's served `because` occludes only the history rows its first-order screen
+    keeps; the lists must be the full path's, with its weights, for every user (30-40 item
+    histories: past the screen's 8 rows per target) and n."""
+    from recforge.explain import because_idx, explain_items
+    from recforge.models.vae import _screen_rows
+
+    model = _model(name, config, explicit)
+    rng = np.random.default_rng(5)
+    items = model.items_.ids
+    screened = 0
+    for size in (30, 40, 35):
+        pick = rng.choice(len(items), size=size, replace=False)
+        stars = rng.integers(1, 6, size=size) if explicit else np.full(size, 5)
+        user = {items[j]: float(s) for j, s in zip(pick.tolist(), stars.tolist(), strict=True)}
+        targets = rng.choice(len(items), size=10, replace=False).astype(np.int64)
+        exps = explain_items(model, user, items[targets].tolist(), k=len(items))
+        for n in (1, 3):
+            got = because_idx(model, user, targets, n)
+            for exp, listed in zip(exps, got, strict=True):
+                want = exp.because(n)
+                assert [int(model.items_.index_one(c.item_id)) for c in want] == [
+                    j for j, _ in listed
+                ]
+                np.testing.assert_allclose(
+                    [w for _, w in listed], [c.weight for c in want], rtol=0, atol=1e-6
+                )
+        hist_len = len(model._fold_in_inputs(user)[0])
+        top = model.explain_history_top(  # type: ignore[attr-defined]
+            *model._fold_in_inputs(user), targets, 3
+        )
+        screened += hist_len > _screen_rows(3) and bool(np.isinf(top).any())
+    assert screened  # the screen ran (some rows were left out), not only the full path
+
+
+def test_screened_because_of_a_short_history_is_the_full_path() -> None:
+    model = _model("mult_vae", {"epochs": 3}, False)
+    idx = np.arange(6, dtype=np.int64)
+    vals = np.ones(6, np.float32)
+    targets = np.arange(10, 20, dtype=np.int64)
+    top = model.explain_history_top(idx, vals, targets, 3)  # type: ignore[attr-defined]
+    np.testing.assert_array_equal(top, model.explain_history(idx, vals, targets)[1])

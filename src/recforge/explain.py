@@ -565,7 +565,12 @@ def because_idx(
     targets = np.asarray(targets, dtype=np.int64)
     if not len(targets) or not len(hist.items):
         return [[] for _ in range(len(targets))]
-    _, w_all = model.explain_history(hist.items, hist.ratings, targets)
+    # A model may screen which history items can be among the n largest (-inf for the rest).
+    top_n = getattr(model, "explain_history_top", None)
+    if top_n is not None:
+        w_all = top_n(hist.items, hist.ratings, targets, n)
+    else:
+        w_all = model.explain_history(hist.items, hist.ratings, targets)[1]
     # Only positive weights are listed: the n largest of each row by n argmax passes (the first
     # of equal weights is the earliest in the timeline, as Explanation.contributions ranks
     # them), not a sort of every row; -inf marks what is no longer (or never was) a candidate.

@@ -78,6 +78,12 @@ if TYPE_CHECKING:
 _DENSE_BUDGET = 1 << 23
 
 
+def _screen_rows(n: int) -> int:
+    """History rows per target that :meth:`MultDAE.explain_history_top` occludes exactly to
+    find the ``n`` largest weights (a margin over ``n``: the screen is first-order)."""
+    return max(2 * n + 2, 8)
+
+
 # ====================================================================== pure functions
 def kl_beta(step: int, total_anneal_steps: int, beta_max: float) -> float:
     """KL weight of batch ``step`` (0-based): ``min(β_max, step / total_anneal_steps)``.
@@ -171,11 +177,13 @@ class MultVAENet(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Item logits ``f(z)``: ``(B, n_items)``."""
-        last = len(self.decoder) - 1
-        for k, layer in enumerate(self.decoder):
-            z = layer(z)
-            if k < last:
-                z = torch.tanh(z)
+        out: torch.Tensor = self.decoder[-1](self.decode_hidden(z))
+        return out
+
+    def decode_hidden(self, z: torch.Tensor) -> torch.Tensor:
+        """The input of the decoder's last layer (``z`` itself without hidden layers)."""
+        for layer in self.decoder[:-1]:
+            z = torch.tanh(layer(z))
         return z
 
     def parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -560,7 +568,7 @@ class MultDAE(NeuralRecommender):
         every weight of a drop-one row moves (positions shift), and the update covers all of
         them. The layers after the first and the full-width softmax run as before.
         """
-        from recforge.explain import Attribution, drop_one_products, drop_one_rows, row_entries
+        from recforge.explain import Attribution, row_entries
 
         net = self._net()
         net.eval()
@@ -569,26 +577,13 @@ class MultDAE(NeuralRecommender):
         targets = np.asarray(targets, dtype=np.int64)
         score = np.zeros(len(targets), dtype=np.float64)
         weights: list[npt.NDArray[np.float64]] = [np.zeros(0)] * len(targets)
-        first = net.encoder[0]
-        assert isinstance(first, nn.Linear)
         with torch.no_grad():
             for r in range(rows.shape[0]):
                 pairs = np.flatnonzero(row_of == r)
                 if not len(pairs):
                     continue
                 idx, vals = row_entries(rows, r)
-                found = self._drop_one_first_layer(idx, vals, first.weight)
-                if found is None:
-                    inputs = self._encoder_inputs(drop_one_rows(idx, vals, self.n_items))
-                    prod = drop_one_products(inputs, first.weight)
-                    sq = np.asarray(inputs.multiply(inputs).sum(axis=1), np.float64).ravel()
-                    norm = torch.as_tensor(np.sqrt(sq), device=prod.device)
-                else:
-                    prod, norm = found
-                # F.normalize: x / max(‖x‖, 1e-12); an empty row stays 0 (no rounding residue).
-                unit = torch.where(norm[:, None] > 0, prod / norm.clamp_min(1e-12)[:, None], 0.0)
-                pre = (unit + first.bias.to(unit.dtype)).to(first.weight.dtype)
-                logits = net.decode(net.encode_from_first(pre)[0])
+                logits = net.decoder[-1](self._drop_one_hidden(idx, vals))
                 cols, col_of = np.unique(targets[pairs], return_inverse=True)
                 logp = F.log_softmax(logits, dim=1)[:, torch.as_tensor(cols, device=logits.device)]
                 lp = logp.double().cpu().numpy()
@@ -596,6 +591,91 @@ class MultDAE(NeuralRecommender):
                     score[p] = lp[0, k]
                     weights[p] = lp[0, k] - lp[1:, k]
         return Attribution(score, weights, "occlusion")
+
+    def explain_history_top(
+        self, items: IndexArray, ratings: FloatArray, targets: IndexArray, n: int
+    ) -> npt.NDArray[np.float64]:
+        """Drop-one weights ``(len(targets), len(items))`` of the history items that can be
+        among each target's ``n`` largest; ``-inf`` for the others (what a served ``because``
+        of ``n`` items needs, :func:`recforge.explain.because_idx`).
+
+        The decoder's last layer over the whole catalogue, for the log-softmax normaliser of
+        every drop-one row, is most of an explanation; a first-order screen picks the rows worth
+        it. With ``h(pre)`` the decoder's last hidden layer as a function of the first encoder
+        layer's output, ``p₀ = softmax(W h_0 + b)`` and ``w̄ = p₀ᵀW`` (``0``: the full history),
+        Jensen's inequality gives ``N_v − N_0 ≥ w̄·(h_v − h_0)`` for the normaliser
+        ``N = logsumexp(W h + b)``: the weight of row ``v`` for target ``i`` is at least
+        ``(w̄ − W_i)·(h_v − h_0)``, short by the same second-order term for every target. The
+        screen linearises that bound once more, at the full history's ``pre_0``:
+        ``g_i·(pre_v − pre_0)`` with ``g_i = ∂[(w̄ − W_i)·h]/∂pre`` (one backward pass for all
+        targets), so only the first layer (rank-one updates) runs for every row. The union
+        over targets of each one's :func:`_screen_rows` best-screened rows (8 for ``n = 3``) is
+        then occluded exactly, the same log-softmax difference as :meth:`explain_rows` over
+        those rows only (float32 rows of a smaller batch: equal to the full path's here, tested
+        to 1e-6). On ML-100k (471 users, their top-10, ``n = 3``) the lists equalled the full
+        path's in every pair from 6 screened rows per target on (5: all but 1 of 4710);
+        histories with no more rows than the screen keeps are explained in full
+        (:meth:`explain_history`). Served ``because`` only: :meth:`explain_rows` stays complete.
+        """
+        idx = np.asarray(items, dtype=np.int64)
+        targets = np.asarray(targets, dtype=np.int64)
+        keep = _screen_rows(n)
+        if len(idx) <= keep or not len(targets):
+            return self.explain_history(idx, ratings, targets)[1]
+        net = self._net()
+        net.eval()
+        last = net.decoder[-1]
+        assert isinstance(last, nn.Linear)
+        with torch.no_grad():
+            pre = self._drop_one_pre(idx, np.asarray(ratings, dtype=np.float32))
+            dev = pre.device
+            tgt = torch.as_tensor(targets, device=dev)
+            w = last.weight.detach()
+            h0 = net.decode_hidden(net.encode_from_first(pre[:1])[0])
+            p0 = torch.softmax(last(h0)[0], dim=0)
+            coef = (p0 @ w)[None, :] - w[tgt]  # (targets, width): w̄ − W_i
+        with torch.enable_grad():
+            # g_i = ∂[(w̄ − W_i)·h(pre)]/∂pre at the full history, all targets in one pass.
+            x0 = pre[:1].detach().expand(len(targets), -1).clone().requires_grad_(True)
+            h = net.decode_hidden(net.encode_from_first(x0)[0])
+            (grad,) = torch.autograd.grad(h, x0, grad_outputs=coef)
+        with torch.no_grad():
+            screen = (pre[1:] - pre[0]) @ grad.T  # (|H|, targets)
+            top = torch.topk(screen, min(keep, len(idx)), dim=0).indices
+            cand = torch.unique(top)  # sorted history positions
+            rows = torch.cat([torch.zeros(1, dtype=cand.dtype, device=dev), cand + 1])
+            hidden = net.decode_hidden(net.encode_from_first(pre[rows])[0])
+            logp = F.log_softmax(last(hidden), dim=1)[:, tgt].double()
+            part = (logp[0][None, :] - logp[1:]).T  # (targets, candidates)
+            out = torch.full((len(targets), len(idx)), -math.inf, dtype=torch.float64)
+            out[:, cand.cpu()] = part.cpu()
+        return out.numpy()
+
+    def _drop_one_hidden(self, idx: IndexArray, vals: FloatArray) -> torch.Tensor:
+        """The decoder's last hidden layer (its input) of the full history (row 0) and of each
+        drop-one history (row ``1 + m``: without entry ``m``), ``(|H| + 1, width)``."""
+        net = self._net()
+        return net.decode_hidden(net.encode_from_first(self._drop_one_pre(idx, vals))[0])
+
+    def _drop_one_pre(self, idx: IndexArray, vals: FloatArray) -> torch.Tensor:
+        """The first encoder layer's output ``W₁ x̂_v + c₁`` of the rows of
+        :meth:`_drop_one_hidden`, in the weights' dtype."""
+        from recforge.explain import drop_one_products, drop_one_rows
+
+        net = self._net()
+        first = net.encoder[0]
+        assert isinstance(first, nn.Linear)
+        found = self._drop_one_first_layer(idx, vals, first.weight)
+        if found is None:
+            inputs = self._encoder_inputs(drop_one_rows(idx, vals, self.n_items))
+            prod = drop_one_products(inputs, first.weight)
+            sq = np.asarray(inputs.multiply(inputs).sum(axis=1), np.float64).ravel()
+            norm = torch.as_tensor(np.sqrt(sq), device=prod.device)
+        else:
+            prod, norm = found
+        # F.normalize: x / max(‖x‖, 1e-12); an empty row stays 0 (no rounding residue).
+        unit = torch.where(norm[:, None] > 0, prod / norm.clamp_min(1e-12)[:, None], 0.0)
+        return (unit + first.bias.to(unit.dtype)).to(first.weight.dtype)
 
     def _drop_one_first_layer(
         self, idx: IndexArray, vals: FloatArray, weight: torch.Tensor
