@@ -217,3 +217,22 @@ def test_screened_because_of_a_short_history_is_the_full_path() -> None:
     targets = np.arange(10, 20, dtype=np.int64)
     top = model.explain_history_top(idx, vals, targets, 3)  # type: ignore[attr-defined]
     np.testing.assert_array_equal(top, model.explain_history(idx, vals, targets)[1])
+
+
+@pytest.mark.parametrize("variational", [True, False])
+def test_hand_vjp_is_autograds(variational: bool) -> None:
+    import torch
+
+    from recforge.models.vae import MultVAENet
+
+    torch.manual_seed(0)
+    net = MultVAENet(40, (16, 12), 6, variational=variational).eval()
+    pre = torch.randn(1, 16)
+    cot = torch.randn(5, 16)
+    h, vjp = net.hidden_and_vjp(pre)
+    x = pre.expand(5, -1).clone().requires_grad_(True)
+    ref_h = net.decode_hidden(net.encode_from_first(x)[0])
+    (ref,) = torch.autograd.grad(ref_h, x, grad_outputs=cot)
+    torch.testing.assert_close(h, ref_h[:1].detach())
+    torch.testing.assert_close(vjp(cot), ref, rtol=1e-5, atol=1e-6)
+    assert float(ref.abs().max()) > 1e-3
