@@ -200,6 +200,7 @@ class MultVAENet(nn.Module):
         last = len(self.encoder) - 1
         for k, layer in enumerate(self.encoder):
             if k:
+                assert isinstance(layer, nn.Linear)
                 h = layer(h)
                 tape.append(layer.weight)
                 kinds.append("linear")
@@ -212,6 +213,7 @@ class MultVAENet(nn.Module):
             kinds.append("mean")
             tape.append(h)
         for layer in self.decoder[:-1]:
+            assert isinstance(layer, nn.Linear)
             h = layer(h)
             tape.append(layer.weight)
             kinds.append("linear")
@@ -718,7 +720,8 @@ class MultDAE(NeuralRecommender):
         unit = prod / norm.clamp_min(1e-12)[:, None]
         if not bool((norm > 0).all()):
             unit = torch.where(norm[:, None] > 0, unit, 0.0)
-        return (unit + first.bias.to(unit.dtype)).to(first.weight.dtype)
+        pre: torch.Tensor = (unit + first.bias.to(unit.dtype)).to(first.weight.dtype)
+        return pre
 
     def _drop_one_first_layer(
         self, idx: IndexArray, vals: FloatArray, weight: torch.Tensor
