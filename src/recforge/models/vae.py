@@ -674,20 +674,44 @@ class MultDAE(NeuralRecommender):
         net.eval()
         last = net.decoder[-1]
         assert isinstance(last, nn.Linear)
+        first = net.encoder[0]
+        assert isinstance(first, nn.Linear)
+        vals = np.asarray(ratings, dtype=np.float32)
         with torch.no_grad():
-            pre = self._drop_one_pre(idx, np.asarray(ratings, dtype=np.float32))
-            dev = pre.device
+            parts = self._first_layer_parts(idx, vals, first.weight)
+            pre = self._drop_one_pre(idx, vals) if parts is None else None
+            if parts is None:
+                assert pre is not None
+                pre0 = pre[:1]
+            else:
+                pre0 = self._pre_rows(parts, [0])
+            dev = pre0.device
             tgt = torch.as_tensor(targets, device=dev)
             w = last.weight.detach()
-            h0, vjp = net.hidden_and_vjp(pre[:1])
+            h0, vjp = net.hidden_and_vjp(pre0)
             p0 = torch.softmax(last(h0)[0], dim=0)
             # g_i = ∂[(w̄ − W_i)·h(pre)]/∂pre at the full history, every target at once.
             grad = vjp((p0 @ w)[None, :] - w[tgt])
-            screen = (pre[1:] - pre[0]) @ grad.T  # (|H|, targets)
+            if parts is None:
+                assert pre is not None
+                screen = (pre[1:] - pre[0]) @ grad.T  # (|H|, targets)
+            else:
+                # The same products without the rows: pre_v − pre_0 = (full − c_v)/‖x_v‖ −
+                # full/‖x_0‖ (bias cancels), so only the columns' products with g are needed.
+                full, cols, norm = parts
+                g = grad.T.to(full.dtype)
+                fg = full @ g
+                unit = norm.clamp_min(1e-12)
+                screen = (fg[None, :] - cols.T @ g) / unit[1:, None] - fg[None, :] / unit[0]
             top = torch.topk(screen, min(keep, len(idx)), dim=0).indices
             cand = torch.unique(top)  # sorted history positions
             rows = torch.cat([torch.zeros(1, dtype=cand.dtype, device=dev), cand + 1])
-            hidden = net.decode_hidden(net.encode_from_first(pre[rows])[0])
+            if parts is None:
+                assert pre is not None
+                pre_rows = pre[rows]
+            else:
+                pre_rows = self._pre_rows(parts, rows)
+            hidden = net.decode_hidden(net.encode_from_first(pre_rows)[0])
             logp = F.log_softmax(last(hidden), dim=1)[:, tgt].double()
             part = (logp[0][None, :] - logp[1:]).T  # (targets, candidates)
             out = torch.full((len(targets), len(idx)), -math.inf, dtype=torch.float64)
@@ -716,12 +740,30 @@ class MultDAE(NeuralRecommender):
             norm = torch.as_tensor(np.sqrt(sq), device=prod.device)
         else:
             prod, norm = found
+        return self._pre_from(prod, norm)
+
+    def _pre_from(self, prod: torch.Tensor, norm: torch.Tensor) -> torch.Tensor:
+        """``W₁ x̂ + c₁`` in the weights' dtype from rows' products ``x W₁ᵀ`` and norms ``‖x‖``."""
+        first = self._net().encoder[0]
+        assert isinstance(first, nn.Linear)
         # F.normalize: x / max(‖x‖, 1e-12); an empty row stays 0 (no rounding residue).
         unit = prod / norm.clamp_min(1e-12)[:, None]
         if not bool((norm > 0).all()):
             unit = torch.where(norm[:, None] > 0, unit, 0.0)
         pre: torch.Tensor = (unit + first.bias.to(unit.dtype)).to(first.weight.dtype)
         return pre
+
+    def _pre_rows(
+        self, parts: tuple[torch.Tensor, torch.Tensor, torch.Tensor], rows: Any
+    ) -> torch.Tensor:
+        """Rows ``rows`` (0: the full history, ``1 + m``: without entry ``m``) of
+        :meth:`_drop_one_pre` from :meth:`_first_layer_parts`: the same elementwise operations
+        on those rows only, so the same numbers, bit for bit."""
+        full, cols, norm = parts
+        r = torch.as_tensor(rows, dtype=torch.int64, device=full.device)
+        diff = cols.T[(r - 1).clamp_min(0)]
+        prod = torch.where((r == 0)[:, None], full[None, :], full[None, :] - diff)
+        return self._pre_from(prod, norm[r])
 
     def _drop_one_first_layer(
         self, idx: IndexArray, vals: FloatArray, weight: torch.Tensor
@@ -731,6 +773,18 @@ class MultDAE(NeuralRecommender):
         the dropped item; None otherwise (recency weights, repeated items, or a threshold that
         leaves one positive: dropping it brings the others back), for the general path.
         """
+        parts = self._first_layer_parts(idx, vals, weight)
+        if parts is None:
+            return None
+        full, cols, norm = parts
+        return torch.cat([full[None, :], full[None, :] - cols.T]), norm
+
+    def _first_layer_parts(
+        self, idx: IndexArray, vals: FloatArray, weight: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """What :meth:`_drop_one_first_layer` builds its rows from: the full row's product
+        ``full`` (``(hidden,)``), the kept entries' columns of ``W₁`` (``(hidden, |H|)``, zero
+        for entries below the threshold) and every row's norm; None for the general path."""
         cfg = self._cfg()
         if cfg.recency_tau is not None or len(np.unique(idx)) != len(idx):
             return None
@@ -745,11 +799,9 @@ class MultDAE(NeuralRecommender):
         cols = weight.detach().index_select(1, torch.as_tensor(idx, device=dev)).double()
         if not kept.all():  # (× 1 is exact: skipped when every item is kept)
             cols = cols * torch.as_tensor(kept, device=dev)
-        full = cols.sum(1)
-        prod = torch.cat([full[None, :], full[None, :] - cols.T])
         n_kept = float(kept.sum())
         sq = np.concatenate([[n_kept], n_kept - kept.astype(np.float64)])
-        return prod, torch.as_tensor(np.sqrt(sq), device=dev)
+        return cols.sum(1), cols, torch.as_tensor(np.sqrt(sq), device=dev)
 
     # ------------------------------------------------------------------ persistence
     def get_state(self) -> dict[str, npt.NDArray[Any]]:
