@@ -735,21 +735,30 @@ class _NeighbourhoodModel(Recommender):
         self, item_idx: IndexArray, ratings: FloatArray
     ) -> tuple[sp.csr_matrix, sp.csr_matrix, float]:
         """The new user's ``(data row, pattern row, b_u)`` as ``1 × n_items`` CSR rows."""
+        idx, data_vals, b_u = self._fold_in_entries(item_idx, ratings)
+        ptr = np.array([0, len(idx)], dtype=np.int64)
+        pattern = sp.csr_matrix((np.ones(len(idx)), idx, ptr), shape=(1, self.n_items))
+        data = sp.csr_matrix((data_vals, idx.copy(), ptr.copy()), shape=(1, self.n_items))
+        return data, pattern, b_u
+
+    def _fold_in_entries(
+        self, item_idx: IndexArray, ratings: FloatArray
+    ) -> tuple[npt.NDArray[np.int64], F64Array, float]:
+        """The entries of :meth:`_fold_in_row`'s data row (item indices sorted, stably, and
+        their values) and ``b_u``, without building the CSR rows (two sparse constructors were
+        ~10% of a served new-user request)."""
         idx = np.asarray(item_idx, dtype=np.int64)
         # Recency of a new user's entries is their order as given (last = latest).
         weights = sequence_weights(len(idx), self.config.recency_tau)
         order = np.argsort(idx, kind="stable")
         idx = idx[order]
         vals = np.asarray(ratings, dtype=np.float64)[order]
-        ptr = np.array([0, len(idx)], dtype=np.int64)
-        pattern = sp.csr_matrix((np.ones(len(idx)), idx, ptr), shape=(1, self.n_items))
         b_u = self._fold_in_user_bias(idx, vals) if self.feedback_ == "explicit" else 0.0
         if self.feedback_ == "explicit":
             data_vals = vals - self.global_mean_ - b_u - self.item_bias_[idx]
         else:
             data_vals = weights[order].astype(np.float64)
-        data = sp.csr_matrix((data_vals, idx.copy(), ptr.copy()), shape=(1, self.n_items))
-        return data, pattern, b_u
+        return idx, data_vals, b_u
 
 
 class ItemKNN(HistoryTerms, _NeighbourhoodModel):
@@ -786,11 +795,11 @@ class ItemKNN(HistoryTerms, _NeighbourhoodModel):
     def fold_in_scores(self, item_idx: IndexArray, ratings: FloatArray) -> FloatArray:
         """Scores for a new user: the same formulas applied to their row, with ``S`` fixed."""
         self._check_fitted()
-        data, _, b_u = self._fold_in_row(item_idx, ratings)
+        hist, vals, b_u = self._fold_in_entries(item_idx, ratings)
         # The row's entries (sorted by item) through the one-user sums of a known user: the
         # same float64 terms, in the order the sparse products data @ S and pattern @ S add them.
         nbrs = self._sim if self.feedback_ == "implicit" else self._sim_t
-        num, den, cnt = _history_sums(nbrs, data.indices, data.data, self.n_items)
+        num, den, cnt = _history_sums(nbrs, hist, vals, self.n_items)
         if self.feedback_ == "implicit":
             return num.astype(np.float32)
         base = (self.global_mean_ + b_u + self.item_bias_)[None, :]
