@@ -660,8 +660,9 @@ class MultDAE(NeuralRecommender):
         over targets of each one's :func:`_screen_rows` best-screened rows (8 for ``n = 3``) is
         then occluded exactly, the same log-softmax difference as :meth:`explain_rows` over
         those rows only (float32 rows of a smaller batch: equal to the full path's here, tested
-        to 1e-6). On ML-100k (471 users, their top-10, ``n = 3``) the lists equalled the full
-        path's in every pair from 6 screened rows per target on (5: all but 1 of 4710);
+        to 1e-6). On ML-100k (all 943 users, their top-10, ``n = 3``) the lists equalled the
+        full path's in every pair from 6 screened rows per target on (5: all but 3 of 9430;
+        docs/benchmarks/explain_screen_coverage.md);
         histories with no more rows than the screen keeps are explained in full
         (:meth:`explain_history`). Served ``because`` only: :meth:`explain_rows` stays complete.
         """
