@@ -172,7 +172,10 @@ def test_batched_fold_in_equals_one_user_at_a_time(
         np.testing.assert_allclose(batch[r], alone, rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize(("name", "config", "explicit"), CASES[:4])
+@pytest.mark.parametrize(
+    ("name", "config", "explicit"),
+    [*CASES[:4], ("mult_vae", {"epochs": 3, "hidden": [32, 16], "latent": 8}, False)],
+)
 def test_screened_because_is_the_full_explanations_because(
     name: str, config: dict[str, Any], explicit: bool
 ) -> None:
