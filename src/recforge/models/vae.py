@@ -797,7 +797,15 @@ class MultDAE(NeuralRecommender):
             if pos.any():
                 kept = pos
         dev = weight.device
-        cols = weight.detach().index_select(1, torch.as_tensor(idx, device=dev)).double()
+        # W₁[:, idx] (hidden × |H|) from an item-major copy: |H| contiguous rows instead of a
+        # column gather touching a cache line per cell (the gather was ~0.5 ms of a served
+        # explanation); the same float64 values in the same layout, so the sums are unchanged.
+        cached = self.__dict__.get("_w1_by_item")
+        if cached is None or cached[0] is not weight or cached[1] != weight._version:
+            cached = (weight, weight._version, weight.detach().T.contiguous())
+            self.__dict__["_w1_by_item"] = cached
+        rows = cached[2].index_select(0, torch.as_tensor(idx, device=dev))
+        cols = rows.double().T.contiguous()
         if not kept.all():  # (× 1 is exact: skipped when every item is kept)
             cols = cols * torch.as_tensor(kept, device=dev)
         n_kept = float(kept.sum())
