@@ -630,3 +630,28 @@ def test_bad_model_config_is_named_after_the_family() -> None:
     assert str(info.value) == (
         "model biases: bogus: unknown key; valid keys are: epochs, reg_i, reg_u, seed"
     )
+
+
+# ------------------------------------------ found by mutation testing (models/base.py, fourth step)
+def test_scoring_threads_are_capped_by_one_chunks_cells(monkeypatch: pytest.MonkeyPatch) -> None:
+    """recommend_idx asks the BLAS cap for one chunk's work: min(users, chunk) × items cells at
+    _SCORE_MS_PER_CELL milliseconds each."""
+    import contextlib
+
+    asked: list[float] = []
+
+    @contextlib.contextmanager
+    def _record(ms: float):  # type: ignore[no-untyped-def]
+        asked.append(ms)
+        yield 1
+
+    monkeypatch.setattr(base_mod, "blas_capped", _record)
+    model = create("popularity").fit(_popularity_data())
+    model.recommend_idx(np.array([0, 1, 0]), k=3)
+    monkeypatch.setattr(base_mod, "DEFAULT_SCORE_CHUNK", 2)
+    model.recommend_idx(np.array([0, 1, 0]), k=3)
+    per_cell = base_mod._SCORE_MS_PER_CELL
+    assert asked == [
+        pytest.approx(3 * model.n_items * per_cell),
+        pytest.approx(2 * model.n_items * per_cell),
+    ]
