@@ -1072,3 +1072,27 @@ def test_missing_backend_messages_are_exact(monkeypatch: pytest.MonkeyPatch) -> 
         "als: backend 'implicit' needs the implicit package: pip install implicit "
         "(or set backend = 'torch')"
     )
+
+
+@pytest.mark.parametrize("backend", ["torch", "numba"])
+def test_only_the_torch_backend_caps_torch_threads_by_its_sparse_ops(
+    backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The torch backend's fit runs inside one thread cap sized for a sparse op (2·nnz·k); the
+    compiled backends schedule their own threads and ask for none."""
+    import contextlib
+
+    if backend == "numba" and als_mod._numba_cg() is None:
+        pytest.skip("numba is not installed")
+    asked: list[float] = []
+
+    @contextlib.contextmanager
+    def _record(ms: float):  # type: ignore[no-untyped-def]
+        asked.append(ms)
+        yield 1
+
+    monkeypatch.setattr(als_mod, "capped", _record)
+    data = planted_implicit(0).train
+    ALS(backend=backend, n_factors=4, iterations=1).fit(data)
+    want = [pytest.approx(als_mod._torch_region_ms(data.csr("rating").nnz, 4))]
+    assert asked == (want if backend == "torch" else [])
