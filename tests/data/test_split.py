@@ -1060,6 +1060,11 @@ def _tiny_with_absent_user() -> Interactions:
     return data.subset(data.user_idx != 2)  # users present: 1 (4 events), 2 (3), 4 (1)
 
 
+DUPLICATES = "duplicate (user_id, item_id) rows, e.g."
+DEDUPLICATE = (
+    "; a split would put copies on both sides — deduplicate first (read_ratings' duplicate "
+    "policy 'last' or 'mean')"
+)
 NO_ITEM_ID = "missing column 'item_id'; expected user_id, item_id[, rating, timestamp]"
 BAD_CALLS_4: list[tuple[Callable[[], Any], type[Exception], str]] = [
     (lambda: S.heldout_users(_tiny(), test_users=2, valid_users=1, min_events=2), DataError,
@@ -1085,6 +1090,12 @@ BAD_CALLS_4: list[tuple[Callable[[], Any], type[Exception], str]] = [
     (lambda: S.predefined(frame([(1, 10)]), frame([(2, 10)]), name="u9",
                           valid=pd.DataFrame({"user_id": [3]})), DataError,
      f"u9 (valid): {NO_ITEM_ID}"),
+    (lambda: S.random_holdout(inter([(1, 10), (1, 10)], source="dup")), DataError,
+     f"dup: 1 {DUPLICATES} (1, 10){DEDUPLICATE}"),
+    (lambda: S.kfold(inter([(1, 10), (2, 10), (2, 10)], source="dup"), 2), DataError,
+     f"dup: 1 {DUPLICATES} (2, 10){DEDUPLICATE}"),  # one item
+    (lambda: S.temporal_user(inter([(1, 10), (2, 20), (2, 20)], source="dup")), DataError,
+     f"dup: 1 {DUPLICATES} (2, 20){DEDUPLICATE}"),
 ]  # fmt: skip
 
 
@@ -1217,3 +1228,42 @@ def test_predefined_temporal_flag_is_kept_and_checked() -> None:
 
 def test_spec_value_may_contain_an_equals_sign() -> None:
     assert S.parse_split_spec("random:seed=a=b") == ("random-holdout", {"seed": "a=b"})
+
+
+def test_parts_list_only_the_ids_they_use() -> None:
+    data = inter(
+        [(1, 10, 1.0, 1), (1, 20, 1.0, 2), (2, 10, 1.0, 3), (3, 30, 1.0, 4), (4, 10, 1.0, 5)]
+    )
+    # Subsets keep data's whole vocabulary; user 3 and item 30 are in no part.
+    split = S.predefined(data.subset(np.array([0, 2])), data.subset(np.array([1, 4])))
+    assert split.test.users.ids.tolist() == [1, 2, 4]
+    assert split.test.items.ids.tolist() == [10, 20]
+    assert split.summary()["n_test_unknown_user_ids"] == 1
+
+
+def test_held_out_leak_messages_are_exact() -> None:
+    rows = [(u, i, 3.0, 0) for u in ("e1", "e2", "e3") for i in (1, 2, 3, 4, 5)]
+    rows += [("s1", 1, 3.0, 0), ("s1", 2, 3.0, 0)]
+    h = S.heldout_users(inter(rows), valid_users=1, test_users=1, seed=0, min_events=5)
+    assert h.valid_foldin is not None and h.valid_target is not None
+    name = h.protocol.describe()
+    tester = h.test_foldin.users.ids[0]
+    first = h.test_foldin.to_frame().iloc[0]
+    bad = [
+        (S.HeldOutSplit(h.test_foldin, None, None, h.test_foldin, h.test_target, h.protocol),
+         f"{name}: held-out test user {tester!r} also occurs in train"),
+        (S.HeldOutSplit(h.train, None, None, h.test_foldin, h.test_foldin, h.protocol),
+         f"{name}: pair (user {first.user_id!r}, item {int(first.item_id)}) is in both "
+         "test_foldin and test_target"),
+        # a validation fold-in user who is a test user leaks, whoever the validation targets are
+        (S.HeldOutSplit(h.train, h.test_foldin, h.valid_target, h.test_foldin, h.test_target,
+                        h.protocol),
+         f"{name}: user {tester!r} is both a validation and a test user"),
+    ]  # fmt: skip
+    for split, message in bad:
+        with pytest.raises(DataError) as info:
+            S.check_no_leak(split)
+        assert str(info.value) == message
+    # validation fold-in without targets: there is no fold-in/target pair to compare
+    S.check_no_leak(S.HeldOutSplit(h.train, h.valid_foldin, None, h.test_foldin, h.test_target,
+                                   h.protocol))  # fmt: skip
