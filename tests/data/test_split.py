@@ -1267,3 +1267,16 @@ def test_held_out_leak_messages_are_exact() -> None:
     # validation fold-in without targets: there is no fold-in/target pair to compare
     S.check_no_leak(S.HeldOutSplit(h.train, h.valid_foldin, None, h.test_foldin, h.test_target,
                                    h.protocol))  # fmt: skip
+
+
+def test_timeline_order_falls_back_where_a_packed_key_would_be_wrong() -> None:
+    from recforge.data.split import _timeline_order
+
+    cases = [
+        # a negative tie would set every high bit of its key
+        (np.array([0, 1]), np.array([0, 0]), np.array([0, -1])),
+        # 1 + 62 + 1 = 64 bits: user 1 would land on the sign bit
+        (np.array([0, 1]), np.array([0, 2**62 - 1]), np.array([0, 1])),
+    ]
+    for users, ts, tie in cases:
+        np.testing.assert_array_equal(_timeline_order(users, ts, tie), [0, 1])
