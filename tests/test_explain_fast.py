@@ -239,3 +239,25 @@ def test_hand_vjp_is_autograds(variational: bool) -> None:
     torch.testing.assert_close(h, ref_h[:1].detach())
     torch.testing.assert_close(vjp(cot), ref, rtol=1e-5, atol=1e-6)
     assert float(ref.abs().max()) > 1e-3
+
+
+# ------------------------------------------ found by mutation testing (models/base.py, fourth step)
+@pytest.mark.parametrize(("name", "config", "explicit"), [CASES[0], CASES[4]])
+def test_default_explain_history_is_the_full_width_csr_row(
+    name: str, config: dict[str, Any], explicit: bool
+) -> None:
+    """The base class's one-history form wraps the history in a row as wide as the catalogue
+    (a history without the last item must not give a narrower row) and returns the rows'
+    answer; no targets give empty weights of the history's width."""
+    model = _model(name, config, explicit)
+    idx = np.array([3, 0, 17], dtype=np.int64)
+    vals = np.array([5.0, 2.0, 4.0] if explicit else [1.0, 1.0, 1.0], dtype=np.float32)
+    targets = np.array([1, 40, 7], dtype=np.int64)
+    score, weights = model.explain_history(idx, vals, targets)
+    attr = model.explain_rows(_rows(model, [(idx, vals)]), np.zeros(3, np.int64), targets)
+    np.testing.assert_array_equal(score, attr.score)
+    np.testing.assert_array_equal(weights, np.stack(attr.weights))
+    assert weights.dtype == np.float64 and weights.shape == (3, 3)
+    none_score, none_weights = model.explain_history(idx, vals, np.array([], dtype=np.int64))
+    assert none_score.shape == (0,) and none_weights.shape == (0, 3)
+    assert none_weights.dtype == np.float64

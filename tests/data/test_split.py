@@ -23,7 +23,7 @@ from recforge.data import split as S
 from recforge.data.interactions import Interactions
 from recforge.data.synthetic import make_interactions
 from recforge.data.vocab import IdVocab
-from recforge.errors import ConfigError, DataError
+from recforge.errors import ConfigError, DataError, UnknownIdError
 
 
 # ----------------------------------------------------------------------------------------- helpers
@@ -1048,3 +1048,235 @@ def test_timeline_order_is_lexsorts_order_packed_or_not() -> None:
         rng.random(n),  # float timestamps: the lexsort fallback
     ):
         np.testing.assert_array_equal(_timeline_order(users, ts, tie), np.lexsort((tie, ts, users)))
+
+
+# --------------------------------------- found by mutation testing (data/split.py, fourth step)
+def _tiny_with_absent_user() -> Interactions:
+    """_tiny plus user 4 with one event; user 3's events dropped but 3 kept in the vocabulary."""
+    rows = [(1, 10, 4.0, 1), (1, 20, 3.0, 2), (1, 30, 5.0, 3), (1, 40, 2.0, 4),
+            (2, 10, 1.0, 5), (2, 20, 2.0, 6), (2, 50, 3.0, 7),
+            (3, 30, 4.0, 8), (3, 60, 5.0, 9), (4, 70, 1.0, 10)]  # fmt: skip
+    data = inter(rows, source="tiny")
+    return data.subset(data.user_idx != 2)  # users present: 1 (4 events), 2 (3), 4 (1)
+
+
+DUPLICATES = "duplicate (user_id, item_id) rows, e.g."
+DEDUPLICATE = (
+    "; a split would put copies on both sides — deduplicate first (read_ratings' duplicate "
+    "policy 'last' or 'mean')"
+)
+NO_ITEM_ID = "missing column 'item_id'; expected user_id, item_id[, rating, timestamp]"
+BAD_CALLS_4: list[tuple[Callable[[], Any], type[Exception], str]] = [
+    (lambda: S.heldout_users(_tiny(), test_users=2, valid_users=1, min_events=2), DataError,
+     "tiny: 3 users have >= 2 events, too few to hold out 2 test and 1 validation users and "
+     "keep training users"),
+    (lambda: S.heldout_users(_tiny_with_absent_user(), test_users=0.1, valid_users=0),
+     ConfigError, "test_users=0.1 selects no user out of 3"),
+    (lambda: S.random_holdout(_tiny(), 0.5, valid_ratio=0.45), DataError,
+     "tiny: 9 events are too few for test_ratio=0.5, valid_ratio=0.45; every part needs at "
+     "least one event"),
+    (lambda: S.carve_validation(_tiny(), "random", bogus=1), ConfigError,
+     "split random-holdout: unknown parameter 'bogus'; valid: test_ratio, seed, valid_ratio"),
+    (lambda: S.parse_split_spec("random:0.2:fold=0"), ConfigError,
+     "split random-holdout: unknown parameter 'fold'; valid: test_ratio, seed, valid_ratio"),
+    (lambda: S.predefined(frame([(1, 10)]), frame([(2, 10)]), valid=[1]),  # type: ignore[arg-type]
+     ConfigError, "predefined: valid must be a DataFrame or Interactions, got list"),
+    (lambda: S.predefined(pd.DataFrame({"user_id": [1]}), frame([(2, 10)]), name="u9",
+                          source="s"), DataError, f"s (train): {NO_ITEM_ID}"),
+    (lambda: S.predefined(pd.DataFrame({"user_id": [1]}), frame([(2, 10)]), name="u9"),
+     DataError, f"u9 (train): {NO_ITEM_ID}"),
+    (lambda: S.predefined(frame([(1, 10)]), pd.DataFrame({"user_id": [2]}), name="u9",
+                          source="s"), DataError, f"s (test): {NO_ITEM_ID}"),
+    (lambda: S.predefined(frame([(1, 10)]), frame([(2, 10)]), name="u9",
+                          valid=pd.DataFrame({"user_id": [3]})), DataError,
+     f"u9 (valid): {NO_ITEM_ID}"),
+    (lambda: S.random_holdout(inter([(1, 10), (1, 10)], source="dup")), DataError,
+     f"dup: 1 {DUPLICATES} (1, 10){DEDUPLICATE}"),
+    (lambda: S.kfold(inter([(1, 10), (2, 10), (2, 10)], source="dup"), 2), DataError,
+     f"dup: 1 {DUPLICATES} (2, 10){DEDUPLICATE}"),  # one item
+    (lambda: S.temporal_user(inter([(1, 10), (2, 20), (2, 20)], source="dup")), DataError,
+     f"dup: 1 {DUPLICATES} (2, 20){DEDUPLICATE}"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("call", "error", "message"), BAD_CALLS_4)
+def test_more_refusals_have_their_exact_message(
+    call: Callable[[], Any], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error) as info:
+        call()
+    assert str(info.value) == message
+
+
+def test_smallest_accepted_counts_and_the_defaults() -> None:
+    data = _tiny()  # timestamps 1..9 are the row numbers + 1
+    assert [len(s.test) for s in S.kfold(data, 2)] == [5, 4]  # k = 2 is the smallest k
+    perm = np.random.default_rng(42).permutation(9)
+    folds = S.kfold(data)  # k = 5, seed = 42
+    assert [s.protocol.params for s in folds] == [{"k": 5, "fold": f, "seed": 42} for f in range(5)]
+    one = S.kfold_fold(data, 3, 0)  # seed = 42
+    assert one.protocol.params == {"k": 3, "fold": 0, "seed": 42}
+    assert sorted(one.test.timestamp.tolist()) == sorted((np.array_split(perm, 3)[0] + 1).tolist())
+    assert len(S.kfold_fold(data, 9, 8).test) == 1  # as many folds as events
+    assert S.make_split(data, "kfold:3:fold=0").protocol.params["fold"] == 0
+    single = S.random_holdout(data, 0.1)  # round(0.9) = 1 test event
+    assert (len(single.train), len(single.test), single.valid) == (8, 1, None)
+    lone_train = S.random_holdout(data, 0.5, valid_ratio=0.3)  # 5 test, round(2.7) = 3 valid
+    assert lone_train.valid is not None
+    assert (len(lone_train.train), len(lone_train.test), len(lone_train.valid)) == (1, 5, 3)
+    latest = S.global_temporal(data, test_ratio=0.1)  # round(0.9) = 1: the cut is the last event
+    assert latest.test.timestamp.tolist() == [9]
+    assert latest.protocol.params == {"test_ratio": 0.1, "cutoff": 9}
+    # ceil(0.2 · n_u) = 1 latest event of each user (4, 3 and 2 events)
+    assert S.temporal_user(data, 0.2, min_events=2).test.timestamp.tolist() == [4, 7, 9]
+
+
+def test_leave_latest_out_with_two_events_and_validation_by_hand() -> None:
+    rows = [("big", i, 3.0, i) for i in (1, 2, 3, 4, 5)] + [
+        ("mid", i, 3.0, i) for i in (1, 2, 3, 4)
+    ]
+    split = S.leave_latest_out(inter(rows), n=2, valid=True)
+    assert split.valid is not None
+    assert sorted(pairs(split.test)) == [("big", 4), ("big", 5), ("mid", 3), ("mid", 4)]
+    assert sorted(pairs(split.valid)) == [("big", 2), ("big", 3)]  # "mid" needs 2·2 + 1 events
+    assert sorted(pairs(split.train)) == [("big", 1), ("mid", 1), ("mid", 2)]
+
+
+def test_temporal_leak_check_accepts_empty_parts() -> None:
+    data = inter([(1, 10, 1.0, 1), (1, 20, 1.0, 2), (2, 10, 1.0, 3), (2, 30, 1.0, 4)])
+    loo = S.leave_latest_out(data, valid=True)  # nobody has 3 events: valid is empty
+    assert loo.valid is not None and len(loo.valid) == 0 and len(loo.test) == 2
+    empty = data.subset(np.zeros(len(data), dtype=np.bool_))
+    timed = S.Protocol("timed", temporal=True)
+    both_empty = S.Split.from_parts(data, empty, empty, protocol=timed)
+    assert repr(both_empty) == "Split(timed: train=4, test=0, valid=0)"
+
+
+def _heldout_rows() -> list[tuple[Any, ...]]:
+    """e1 and e2 (5 events) are eligible; e2's items 98 and 99 are absent from train (s1, s2)."""
+    rows = [("e1", i, 3.0, 0) for i in (1, 2, 3, 4, 5)]
+    rows += [("e2", i, 3.0, 0) for i in (1, 2, 3, 98, 99)]
+    rows += [("s1", i, 3.0, 0) for i in (1, 2, 3, 4)] + [("s2", 5, 3.0, 0)]
+    return rows
+
+
+def test_heldout_target_counts_at_their_bounds() -> None:
+    data = inter(_heldout_rows())
+    kw: dict[str, Any] = {"valid_users": 0, "test_users": 2, "min_events": 5, "seed": 0}
+    # e1 keeps 5 events, e2 3 (98 and 99 dropped). ceil(0.9 · n) is capped at n - 1 targets.
+    h = S.heldout_users(data, foldin_ratio=0.1, **kw)
+    assert h.n_dropped_unknown_items == 2
+    assert h.test_target.users.ids.tolist() == ["e1", "e2"]
+    assert h.test_target.user_counts().tolist() == [4, 2]
+    assert h.test_foldin.user_counts().tolist() == [1, 1]
+    # foldin_events = 3: e2 has only 3 known events left and keeps them all as fold-in.
+    fixed = S.heldout_users(data, foldin_events=3, **kw)
+    assert fixed.test_foldin.user_counts().tolist() == [3, 3]
+    assert fixed.test_target.user_counts().tolist() == [2, 0]
+    # foldin_events = 1 is the smallest accepted
+    one = S.heldout_users(data, foldin_events=1, **kw)
+    assert one.test_foldin.user_counts().tolist() == [1, 1]
+    assert one.test_target.user_counts().tolist() == [4, 2]
+
+
+def test_heldout_targets_are_drawn_by_the_seed_not_the_first_rows() -> None:
+    data = inter(_heldout_rows())
+    chosen: set[Any] = set()
+    for seed in range(10):
+        h = S.heldout_users(data, valid_users=0, test_users=2, min_events=5, seed=seed)
+        target = h.test_target.to_frame()
+        chosen |= set(target.item_id[target.user_id == "e1"])
+    # e1 has one target (ceil(0.2 · 5)); taking each user's first rows would always give item 1
+    assert len(chosen) > 1
+
+
+def test_heldout_parts_name_their_user_vocabulary() -> None:
+    h = S.heldout_users(inter(_heldout_rows()), valid_users=0, test_users=2, min_events=5)
+    for part in (h.test_foldin, h.test_target):
+        with pytest.raises(UnknownIdError) as info:
+            part.users.index(["nobody"])
+        assert str(info.value) == "unknown user id 'nobody'"
+
+
+def test_predefined_defaults_and_metadata_on_every_part() -> None:
+    train, test = frame([(1, 10, 4.0, 1), (2, 20, 5.0, 3)]), frame([(1, 20, 1.0, 4)])
+    plain = S.predefined(train, test)
+    assert (plain.protocol.describe(), plain.train.source) == ("predefined", "predefined")
+    item_meta = pd.DataFrame({"item_id": [10, 20], "title": ["a", "b"]})
+    user_meta = pd.DataFrame({"user_id": [1, 2], "age": [30, 40]})
+    split = S.predefined(train, test, valid=frame([(2, 10, 2.0, 5)]), item_meta=item_meta,
+                         user_meta=user_meta, rating_scale=(1.0, 5.0), source="src")  # fmt: skip
+    known = split.test_known()
+    for part in (split.train, split.test, split.valid, known):
+        assert part is not None
+        assert part.item_meta is item_meta and part.user_meta is user_meta
+        assert (part.rating_scale, part.source) == ((1.0, 5.0), "src")
+    # From an Interactions train: its own metadata is kept when none is passed.
+    again = S.predefined(split.train, split.test)
+    assert again.train.user_meta is user_meta and again.test.user_meta is user_meta
+    assert again.train.item_meta is item_meta and again.test.rating_scale == (1.0, 5.0)
+
+
+def test_predefined_temporal_flag_is_kept_and_checked() -> None:
+    train, test = frame([(1, 10, 4.0, 5), (2, 20, 5.0, 3)]), frame([(2, 10, 1.0, 4)])
+    split = S.predefined(train, test, name="cut", temporal=True)
+    assert split.protocol.temporal is True
+    with pytest.raises(DataError) as info:
+        S.predefined(train, frame([(1, 20, 1.0, 4)]), name="cut", temporal=True)
+    assert str(info.value) == "cut: user 1 has a test event at 4 before a train event at 5"
+
+
+def test_spec_value_may_contain_an_equals_sign() -> None:
+    assert S.parse_split_spec("random:seed=a=b") == ("random-holdout", {"seed": "a=b"})
+
+
+def test_parts_list_only_the_ids_they_use() -> None:
+    data = inter(
+        [(1, 10, 1.0, 1), (1, 20, 1.0, 2), (2, 10, 1.0, 3), (3, 30, 1.0, 4), (4, 10, 1.0, 5)]
+    )
+    # Subsets keep data's whole vocabulary; user 3 and item 30 are in no part.
+    split = S.predefined(data.subset(np.array([0, 2])), data.subset(np.array([1, 4])))
+    assert split.test.users.ids.tolist() == [1, 2, 4]
+    assert split.test.items.ids.tolist() == [10, 20]
+    assert split.summary()["n_test_unknown_user_ids"] == 1
+
+
+def test_held_out_leak_messages_are_exact() -> None:
+    rows = [(u, i, 3.0, 0) for u in ("e1", "e2", "e3") for i in (1, 2, 3, 4, 5)]
+    rows += [("s1", 1, 3.0, 0), ("s1", 2, 3.0, 0)]
+    h = S.heldout_users(inter(rows), valid_users=1, test_users=1, seed=0, min_events=5)
+    assert h.valid_foldin is not None and h.valid_target is not None
+    name = h.protocol.describe()
+    tester = h.test_foldin.users.ids[0]
+    first = h.test_foldin.to_frame().iloc[0]
+    bad = [
+        (S.HeldOutSplit(h.test_foldin, None, None, h.test_foldin, h.test_target, h.protocol),
+         f"{name}: held-out test user {tester!r} also occurs in train"),
+        (S.HeldOutSplit(h.train, None, None, h.test_foldin, h.test_foldin, h.protocol),
+         f"{name}: pair (user {first.user_id!r}, item {int(first.item_id)}) is in both "
+         "test_foldin and test_target"),
+        # a validation fold-in user who is a test user leaks, whoever the validation targets are
+        (S.HeldOutSplit(h.train, h.test_foldin, h.valid_target, h.test_foldin, h.test_target,
+                        h.protocol),
+         f"{name}: user {tester!r} is both a validation and a test user"),
+    ]  # fmt: skip
+    for split, message in bad:
+        with pytest.raises(DataError) as info:
+            S.check_no_leak(split)
+        assert str(info.value) == message
+    # validation fold-in without targets: there is no fold-in/target pair to compare
+    S.check_no_leak(S.HeldOutSplit(h.train, h.valid_foldin, None, h.test_foldin, h.test_target,
+                                   h.protocol))  # fmt: skip
+
+
+def test_timeline_order_falls_back_where_a_packed_key_would_be_wrong() -> None:
+    from recforge.data.split import _timeline_order
+
+    cases = [
+        # a negative tie would set every high bit of its key
+        (np.array([0, 1]), np.array([0, 0]), np.array([0, -1])),
+        # 1 + 62 + 1 = 64 bits: user 1 would land on the sign bit
+        (np.array([0, 1]), np.array([0, 2**62 - 1]), np.array([0, 1])),
+    ]
+    for users, ts, tie in cases:
+        np.testing.assert_array_equal(_timeline_order(users, ts, tie), [0, 1])

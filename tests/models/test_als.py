@@ -961,3 +961,138 @@ def test_confidences_are_float32_whatever_the_ratings_dtype(cfg: dict[str, Any])
     conf = ALS(alpha=0.5, **cfg)._confidence(r)
     assert conf.dtype == np.float32
     np.testing.assert_allclose(conf, ALS(alpha=0.5, **cfg)._confidence(r.astype(np.float32)))
+
+
+# ----------------------------------------- found by mutation testing (models/als.py, fourth step)
+def test_cost_models_by_hand() -> None:
+    """A CG half-step: steps × (rows·k² + 2k·nnz) multiply-adds; a torch sparse op 2·nnz·k; both
+    at 8e6 multiply-adds a millisecond."""
+    mat = sp.random(10, 7, density=30 / 70, format="csr", random_state=0)
+    assert mat.nnz == 30
+    assert als_mod._cg_half_ms(mat, 4, 3) == pytest.approx(3 * (10 * 16 + 2 * 4 * 30) / 8e6)
+    assert als_mod._torch_region_ms(1000, 8) == pytest.approx(2 * 1000 * 8 / 8e6)
+
+
+class _Recorder:
+    """A kernel module whose calls are recorded and passed on to the real one."""
+
+    def __init__(self, real: Any) -> None:
+        self.real, self.calls = real, []
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self.real, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append((name, kwargs))
+            return target(*args, **kwargs)
+
+        return call
+
+
+@pytest.mark.parametrize("backend", ["numba", "implicit"])
+def test_each_compiled_backend_runs_its_own_kernel(
+    backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chosen backend's kernel does the half-steps (a fall-through to the torch solver would
+    fit nearly the same model); implicit's is given the thread count and the CG steps."""
+    finder = "_numba_cg" if backend == "numba" else "_native_cg"
+    real = getattr(als_mod, finder)()
+    if real is None:
+        pytest.skip(f"{backend} is not installed")
+    recorder = _Recorder(real)
+    monkeypatch.setattr(als_mod, finder, lambda: recorder)
+    data = planted_implicit(0).train
+    model = ALS(backend=backend, n_factors=4, iterations=2, cg_steps=2).fit(data)
+    assert model.backend_ == backend
+    kernel = "cg_half" if backend == "numba" else "least_squares_cg"
+    solves = [kw for name, kw in recorder.calls if name == kernel]
+    assert len(solves) >= 4  # 2 sweeps x 2 sides
+    if backend == "implicit":
+        mat = data.csr("rating")
+        want = als_mod.threads_for(als_mod._cg_half_ms(mat, 4, 2))
+        assert all(kw == {"num_threads": want, "cg_steps": 2} for kw in solves)
+
+
+def test_torch_backend_takes_cg_steps_not_an_exact_solve() -> None:
+    """backend='torch' with solver='cg' runs the configured CG steps: one step from the same
+    start gives the numba kernel's factors, not the exact solve's."""
+    if als_mod._numba_cg() is None:
+        pytest.skip("numba is not installed")
+    data = planted_implicit(0).train
+    kw = {"n_factors": 4, "iterations": 1, "cg_steps": 1, "seed": 3}
+    torch_cg = ALS(backend="torch", **kw).fit(data)
+    numba_cg = ALS(backend="numba", **kw).fit(data)
+    exact = ALS(solver="cholesky", **kw).fit(data)
+    scale = np.abs(exact.user_factors_).max()
+    to_numba = np.abs(torch_cg.user_factors_ - numba_cg.user_factors_).max() / scale
+    to_exact = np.abs(torch_cg.user_factors_ - exact.user_factors_).max() / scale
+    assert to_numba < 1e-5 and to_exact > 1e-4, (to_numba, to_exact)
+
+
+def test_torch_backend_keeps_items_without_events() -> None:
+    """An item of the vocabulary with no training event (the last one here) still has a factor
+    row: the sparse tensors take their shape from the data, not from the stored indices."""
+    data = planted_implicit(0).train
+    last = data.n_items - 1
+    part = data.subset(data.item_idx != last)
+    model = ALS(backend="torch", n_factors=4, iterations=2).fit(part)
+    assert model.item_factors_.shape == (data.n_items, 4)
+    assert model.score_items(np.array([0, 1])).shape == (2, data.n_items)
+
+
+def test_explanations_follow_a_refit() -> None:
+    """The float64 copy of the item factors that explanations use is refreshed by a refit of the
+    same model object."""
+    first, second = planted_implicit(0).train, planted_implicit(1).train
+    model = ALS(n_factors=4, iterations=3).fit(first)
+    items, ratings, targets = np.array([0, 3, 5]), np.ones(3, np.float32), np.array([1, 2])
+    model.explain_history(items, ratings, targets)
+    model.fit(second)
+    fresh = ALS(n_factors=4, iterations=3).fit(second)
+    got, want = (
+        model.explain_history(items, ratings, targets),
+        fresh.explain_history(items, ratings, targets),
+    )
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-6)
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-6, atol=1e-9)
+
+
+def test_missing_backend_messages_are_exact(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(als_mod, "_native_cg", lambda: None)
+    monkeypatch.setattr(als_mod, "_numba_cg", lambda: None)
+    data = planted_implicit(0).train
+    with pytest.raises(ConfigError) as numba_error:
+        ALS(backend="numba", **SMALL).fit(data)
+    assert str(numba_error.value) == (
+        "als: backend 'numba' needs numba: pip install numba (or set backend = 'torch')"
+    )
+    with pytest.raises(ConfigError) as implicit_error:
+        ALS(backend="implicit", **SMALL).fit(data)
+    assert str(implicit_error.value) == (
+        "als: backend 'implicit' needs the implicit package: pip install implicit "
+        "(or set backend = 'torch')"
+    )
+
+
+@pytest.mark.parametrize("backend", ["torch", "numba"])
+def test_only_the_torch_backend_caps_torch_threads_by_its_sparse_ops(
+    backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The torch backend's fit runs inside one thread cap sized for a sparse op (2·nnz·k); the
+    compiled backends schedule their own threads and ask for none."""
+    import contextlib
+
+    if backend == "numba" and als_mod._numba_cg() is None:
+        pytest.skip("numba is not installed")
+    asked: list[float] = []
+
+    @contextlib.contextmanager
+    def _record(ms: float):  # type: ignore[no-untyped-def]
+        asked.append(ms)
+        yield 1
+
+    monkeypatch.setattr(als_mod, "capped", _record)
+    data = planted_implicit(0).train
+    ALS(backend=backend, n_factors=4, iterations=1).fit(data)
+    want = [pytest.approx(als_mod._torch_region_ms(data.csr("rating").nnz, 4))]
+    assert asked == (want if backend == "torch" else [])

@@ -505,3 +505,81 @@ def test_float32_failure_message_names_both_remedies(monkeypatch: pytest.MonkeyP
         r"reg or use dtype='float64'$",
     ):
         EASE(reg=50.0, dtype="float32").fit(_small())
+
+
+# ------------------------------------------------ found by mutation testing (fourth step)
+@pytest.mark.parametrize("n_users", [1, 2, 3])
+def test_every_row_of_a_small_batch_is_its_users_scores(n_users: int) -> None:
+    """The one-user path serves exactly one user; two or three users take the batched path and
+    each row is that user's ``X[u] B``."""
+    data = make_interactions(30, 20, density=0.3, rating_scale=(1.0, 5.0), seed=3).interactions
+    model = EASE(reg=2.0, weighting="rating").fit(data)
+    users = np.arange(n_users) + 4
+    expected = model.user_matrix_.toarray()[users].astype(np.float64) @ model.weights_
+    np.testing.assert_allclose(model.score_items(users), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_one_user_whose_ratings_are_all_equal_is_scaled_by_them() -> None:
+    """The one-user shortcut skips the multiplication only for all-ones rows: a row of 2s is
+    2 × (B[0] + B[1])."""
+    frame = pd.DataFrame(
+        {
+            "user_id": [1, 1, 2, 2, 2, 3, 3],
+            "item_id": [10, 11, 10, 11, 12, 11, 12],
+            "rating": [2.0, 2.0, 5.0, 3.0, 1.0, 4.0, 4.0],
+        }
+    )
+    data = Interactions.from_frame(frame, rating_scale=(1.0, 5.0), source="hand")
+    model = EASE(reg=1.0, weighting="rating").fit(data)
+    u = int(data.users.index(np.array([1]))[0])
+    b = model.weights_.astype(np.float64)
+    np.testing.assert_allclose(model.score_items(np.array([u]))[0], 2 * (b[0] + b[1]), rtol=1e-6)
+
+
+def test_explain_history_scores_every_target_separately() -> None:
+    """One history explained for several targets gives each target its own score (the
+    fold-in's), not their total."""
+    data = make_interactions(40, 25, density=0.3, rating_scale=(1.0, 5.0), seed=8).interactions
+    model = EASE(reg=2.0, weighting="rating").fit(data)
+    items = np.array([3, 7, 11], dtype=np.int64)
+    ratings = np.array([5.0, 2.0, 4.0], dtype=np.float32)
+    targets = np.array([0, 5, 9, 20], dtype=np.int64)
+    score, weights = model.explain_history(items, ratings, targets)
+    expected = model.fold_in_scores(items, ratings)[targets]
+    np.testing.assert_allclose(score, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(weights.sum(axis=1), score, rtol=1e-12)
+
+
+def test_lapack_region_ms_by_hand() -> None:
+    """n²·16 multiply-adds a region at 2e7 a millisecond in float32, half that rate in float64."""
+    assert ease_mod.lapack_region_ms(1000) == pytest.approx(0.8)
+    assert ease_mod.lapack_region_ms(1000, np.float32) == pytest.approx(0.8)
+    assert ease_mod.lapack_region_ms(1000, np.float64) == pytest.approx(1.6)
+    assert ease_mod.lapack_region_ms(500, "float64") == pytest.approx(0.4)
+
+
+def test_lapack_work_estimates_reach_the_thread_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The thread cap is asked with the estimate of the call it wraps: the power iteration's n²
+    products, then the Cholesky regions in the Gram matrix's own dtype."""
+    import contextlib
+
+    asked: list[float] = []
+
+    @contextlib.contextmanager
+    def _record(ms: float):  # type: ignore[no-untyped-def]
+        asked.append(ms)
+        yield
+
+    monkeypatch.setattr(ease_mod, "capped", _record)
+    gram = np.eye(30, dtype=np.float32) * 2.0
+    assert ease_mod.spd_inverse(gram.copy()) is not None
+    assert asked == [pytest.approx(ease_mod.lapack_region_ms(30, np.float32))]
+    asked.clear()
+    assert ease_mod.spd_inverse(gram.astype(np.float64)) is not None
+    assert asked == [pytest.approx(ease_mod.lapack_region_ms(30, np.float64))]
+    asked.clear()
+    data = make_interactions(40, 25, density=0.3, seed=8).interactions
+    EASE(reg=2.0, dtype="auto").fit(data)
+    n = data.n_items
+    assert asked[0] == pytest.approx(n * n / 2e7)
+    assert asked[1] == pytest.approx(ease_mod.lapack_region_ms(n, np.float32))

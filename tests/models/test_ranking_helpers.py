@@ -630,3 +630,98 @@ def test_bad_model_config_is_named_after_the_family() -> None:
     assert str(info.value) == (
         "model biases: bogus: unknown key; valid keys are: epochs, reg_i, reg_u, seed"
     )
+
+
+# ------------------------------------------ found by mutation testing (models/base.py, fourth step)
+def test_scoring_threads_are_capped_by_one_chunks_cells(monkeypatch: pytest.MonkeyPatch) -> None:
+    """recommend_idx asks the BLAS cap for one chunk's work: min(users, chunk) × items cells at
+    _SCORE_MS_PER_CELL milliseconds each."""
+    import contextlib
+
+    asked: list[float] = []
+
+    @contextlib.contextmanager
+    def _record(ms: float):  # type: ignore[no-untyped-def]
+        asked.append(ms)
+        yield 1
+
+    monkeypatch.setattr(base_mod, "blas_capped", _record)
+    model = create("popularity").fit(_popularity_data())
+    model.recommend_idx(np.array([0, 1, 0]), k=3)
+    monkeypatch.setattr(base_mod, "DEFAULT_SCORE_CHUNK", 2)
+    model.recommend_idx(np.array([0, 1, 0]), k=3)
+    per_cell = base_mod._SCORE_MS_PER_CELL
+    assert asked == [
+        pytest.approx(3 * model.n_items * per_cell),
+        pytest.approx(2 * model.n_items * per_cell),
+    ]
+
+
+def _needs_numba() -> None:
+    from recforge.train.fused_mf import numba_available
+
+    if not numba_available():
+        pytest.skip("numba is not installed")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k", [5, 20])
+def test_compiled_topk_ranks_nan_rows_like_the_torch_path(
+    dtype: type, k: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows holding a NaN leave the compiled heap for the reference selection; every row's
+    answer (indices and values) is the torch path's, ties by lower index included."""
+    _needs_numba()
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 6, (6, 20)).astype(dtype)  # many ties
+    scores[1, [3, 7]] = np.nan
+    scores[4, 0] = np.nan
+    scores[2, 5] = -np.inf
+    got_idx, got_val = topk_rows(scores, k)
+    monkeypatch.setattr(base_mod, "_compiled_topk", lambda s, k: None)
+    want_idx, want_val = topk_rows(scores, k)
+    np.testing.assert_array_equal(got_idx, want_idx)
+    np.testing.assert_array_equal(got_val, want_val)
+    assert got_idx.dtype == np.int64 and got_val.dtype == np.float32
+
+
+def test_compiled_topk_takes_float_blocks_on_threads_for_their_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """float32/float64 blocks of several rows go to the compiled kernel, on as many threads as
+    their cells are worth (one for a small block, whatever torch allows); other dtypes do not."""
+    _needs_numba()
+    import torch
+
+    import recforge.models._topk_kernels as kernels_mod
+    import recforge.threads as threads_mod
+
+    calls: list[str] = []
+    real_kernel, real_map = kernels_mod.topk_block, threads_mod.map_in_threads
+
+    def _kernel(block, *args):  # type: ignore[no-untyped-def]
+        calls.append(str(block.dtype))
+        return real_kernel(block, *args)
+
+    threads_used: list[int] = []
+
+    def _map(fn, items, n_threads):  # type: ignore[no-untyped-def]
+        threads_used.append(n_threads)
+        return real_map(fn, items, n_threads)
+
+    monkeypatch.setattr(kernels_mod, "topk_block", _kernel)
+    monkeypatch.setattr(threads_mod, "map_in_threads", _map)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        scores = np.arange(40, dtype=np.float64).reshape(4, 10)
+        for dtype in (np.float32, np.float64):
+            idx, _ = topk_rows(scores.astype(dtype), 3)
+            assert idx[:, 0].tolist() == [9, 9, 9, 9]
+        assert calls == ["float32", "float64"] and threads_used == [1, 1]
+        for dtype in (np.float16, np.int64):
+            idx, _ = topk_rows(scores.astype(dtype), 3)
+            assert idx[:, 0].tolist() == [9, 9, 9, 9]
+        assert calls == ["float32", "float64"]
+    finally:
+        torch.set_num_threads(before)

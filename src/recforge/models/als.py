@@ -629,9 +629,7 @@ class ALS(HistoryTerms, Recommender):
                 out,
                 other.numpy(),
                 self.reg,
-                num_threads=threads_for(
-                    _cg_half_ms(side.native, k, cfg.cg_steps), torch.get_num_threads()
-                ),
+                num_threads=threads_for(_cg_half_ms(side.native, k, cfg.cg_steps)),
                 cg_steps=cfg.cg_steps,
             )
             return torch.from_numpy(out)
@@ -664,7 +662,7 @@ class ALS(HistoryTerms, Recommender):
         s = y.T @ y
         s[np.diag_indices(k)] += np.float32(self.reg)
         steps = self.config.cg_steps
-        n_threads = threads_for(_cg_half_ms(mat, k, steps), torch.get_num_threads())
+        n_threads = threads_for(_cg_half_ms(mat, k, steps))
         parts = 1 if n_threads == 1 else 4 * n_threads
         key = (id(mat), parts)
         if key not in self._bounds:  # once per side and fit: the cost split only needs indptr

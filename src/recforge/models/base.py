@@ -167,7 +167,6 @@ def _compiled_topk(
 
     if not numba_available() or scores.ndim != 2 or scores.dtype not in (np.float32, np.float64):
         return None
-    import torch
 
     from recforge.models._topk_kernels import topk_block
     from recforge.threads import equal_cost_ranges, map_in_threads, threads_for
@@ -177,7 +176,7 @@ def _compiled_topk(
     idx = np.empty((rows, k), dtype=np.int64)
     val = np.empty((rows, k), dtype=np.float32)
     nan = np.zeros(rows, dtype=np.bool_)
-    n_threads = threads_for(block.size * _TOPK_MS_PER_CELL, torch.get_num_threads())
+    n_threads = threads_for(block.size * _TOPK_MS_PER_CELL)
     bounds = equal_cost_ranges(np.ones(rows), n_threads) or [(0, rows)]
     map_in_threads(lambda b: topk_block(block, k, b[0], b[1], idx, val, nan), bounds, n_threads)
     if nan.any():
