@@ -720,8 +720,9 @@ def test_compiled_topk_takes_float_blocks_on_threads_for_their_size(
             assert idx[:, 0].tolist() == [9, 9, 9, 9]
         assert calls == ["float32", "float64"] and threads_used == [1, 1]
         for dtype in (np.float16, np.int64):
-            idx, _ = topk_rows(scores.astype(dtype), 3)
+            idx, val = topk_rows(scores.astype(dtype), 3)
             assert idx[:, 0].tolist() == [9, 9, 9, 9]
+            assert idx.dtype == np.int64 and val.dtype == np.float32
         assert calls == ["float32", "float64"]
     finally:
         torch.set_num_threads(before)
