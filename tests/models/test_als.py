@@ -19,6 +19,8 @@ from recforge.models.als import ALS
 from recforge.models.registry import create
 from recforge.testing import hit_rate, planted_explicit, planted_implicit, rating_rmse
 
+from ._caps import record_thread_caps
+
 SMALL = {"n_factors": 12, "iterations": 8}
 
 
@@ -1080,18 +1082,11 @@ def test_only_the_torch_backend_caps_torch_threads_by_its_sparse_ops(
 ) -> None:
     """The torch backend's fit runs inside one thread cap sized for a sparse op (2·nnz·k); the
     compiled backends schedule their own threads and ask for none."""
-    import contextlib
 
     if backend == "numba" and als_mod._numba_cg() is None:
         pytest.skip("numba is not installed")
-    asked: list[float] = []
 
-    @contextlib.contextmanager
-    def _record(ms: float):  # type: ignore[no-untyped-def]
-        asked.append(ms)
-        yield 1
-
-    monkeypatch.setattr(als_mod, "capped", _record)
+    asked = record_thread_caps(monkeypatch, als_mod, "capped")
     data = planted_implicit(0).train
     ALS(backend=backend, n_factors=4, iterations=1).fit(data)
     want = [pytest.approx(als_mod._torch_region_ms(data.csr("rating").nnz, 4))]

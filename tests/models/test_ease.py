@@ -15,6 +15,8 @@ from recforge.models.ease import EASE, ease_memory_bytes, parse_bytes
 from recforge.models.registry import create
 from recforge.testing import hit_rate, make_interactions, planted_implicit
 
+from ._caps import record_thread_caps
+
 # 5 users x 4 items; a zero means "no interaction".
 RATINGS = np.array(
     [
@@ -561,16 +563,7 @@ def test_lapack_region_ms_by_hand() -> None:
 def test_lapack_work_estimates_reach_the_thread_cap(monkeypatch: pytest.MonkeyPatch) -> None:
     """The thread cap is asked with the estimate of the call it wraps: the power iteration's n²
     products, then the Cholesky regions in the Gram matrix's own dtype."""
-    import contextlib
-
-    asked: list[float] = []
-
-    @contextlib.contextmanager
-    def _record(ms: float):  # type: ignore[no-untyped-def]
-        asked.append(ms)
-        yield
-
-    monkeypatch.setattr(ease_mod, "capped", _record)
+    asked = record_thread_caps(monkeypatch, ease_mod, "capped")
     gram = np.eye(30, dtype=np.float32) * 2.0
     assert ease_mod.spd_inverse(gram.copy()) is not None
     assert asked == [pytest.approx(ease_mod.lapack_region_ms(30, np.float32))]

@@ -27,6 +27,8 @@ from recforge.models.base import (
 )
 from recforge.models.baselines import Biases, GlobalMean, Popularity
 
+from ._caps import record_thread_caps
+
 MAX = np.finfo(np.float32).max
 
 
@@ -636,16 +638,7 @@ def test_bad_model_config_is_named_after_the_family() -> None:
 def test_scoring_threads_are_capped_by_one_chunks_cells(monkeypatch: pytest.MonkeyPatch) -> None:
     """recommend_idx asks the BLAS cap for one chunk's work: min(users, chunk) × items cells at
     _SCORE_MS_PER_CELL milliseconds each."""
-    import contextlib
-
-    asked: list[float] = []
-
-    @contextlib.contextmanager
-    def _record(ms: float):  # type: ignore[no-untyped-def]
-        asked.append(ms)
-        yield 1
-
-    monkeypatch.setattr(base_mod, "blas_capped", _record)
+    asked = record_thread_caps(monkeypatch, base_mod, "blas_capped")
     model = create("popularity").fit(_popularity_data())
     model.recommend_idx(np.array([0, 1, 0]), k=3)
     monkeypatch.setattr(base_mod, "DEFAULT_SCORE_CHUNK", 2)
