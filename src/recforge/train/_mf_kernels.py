@@ -30,8 +30,8 @@ import numpy as np
 MSE, BCE, BPR = 0, 1, 2
 
 
-def _jit(fn: Callable[..., Any]) -> Any:
-    """``numba.njit(cache=True)``, or uncached when no cache directory is writable.
+def _compile(fn: Callable[..., Any], **options: Any) -> Any:
+    """``numba.njit(cache=True, **options)``, or uncached when no cache directory is writable.
 
     numba caches next to this file, else in ``NUMBA_CACHE_DIR`` / the user's cache directory;
     when none is writable (a read-only install and a read-only home) it raises at decoration,
@@ -40,18 +40,19 @@ def _jit(fn: Callable[..., Any]) -> Any:
     # error_model="numpy": no zero-division check per element, which would keep LLVM from
     # vectorising the Adam sweep (measured 11 -> 0.7 ns per cell); IEEE results (inf/nan) instead.
     try:
-        return numba.njit(cache=True, nogil=True, error_model="numpy")(fn)
+        return numba.njit(cache=True, nogil=True, error_model="numpy", **options)(fn)
     except RuntimeError:  # pragma: no cover - depends on the file system
-        return numba.njit(cache=False, nogil=True, error_model="numpy")(fn)
+        return numba.njit(cache=False, nogil=True, error_model="numpy", **options)(fn)
+
+
+def _jit(fn: Callable[..., Any]) -> Any:
+    """The kernels' compiler: :func:`_compile` with no extra options."""
+    return _compile(fn)
 
 
 def _jit_reassoc(fn: Callable[..., Any]) -> Any:
     """:func:`_jit` plus reassociation (vectorised sums) for one reduction."""
-    flags = {"reassoc", "contract"}
-    try:
-        return numba.njit(cache=True, nogil=True, error_model="numpy", fastmath=flags)(fn)
-    except RuntimeError:  # pragma: no cover - depends on the file system
-        return numba.njit(cache=False, nogil=True, error_model="numpy", fastmath=flags)(fn)
+    return _compile(fn, fastmath={"reassoc", "contract"})
 
 
 @_jit
@@ -374,10 +375,7 @@ OWNER_BLOCK = 16
 
 def _jit_parallel(fn: Callable[..., Any]) -> Any:
     """:func:`_jit` with numba's ``parallel=True`` (``prange`` loops run on numba's threads)."""
-    try:
-        return numba.njit(cache=True, nogil=True, error_model="numpy", parallel=True)(fn)
-    except RuntimeError:  # pragma: no cover - depends on the file system
-        return numba.njit(cache=False, nogil=True, error_model="numpy", parallel=True)(fn)
+    return _compile(fn, parallel=True)
 
 
 @_jit
