@@ -345,6 +345,15 @@ def test_state_shapes_are_checked() -> None:
     assert sp.issparse(model.similarity_)
 
 
+def _use_compiled_kernels(compiled: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Send item-kNN through its compiled kernels (skipped without numba) or the numpy path."""
+    import recforge.models.knn as knn_mod
+
+    if compiled and not knn_mod._numba_available():
+        pytest.skip("numba is not installed")
+    monkeypatch.setattr(knn_mod, "_numba_available", lambda: compiled)
+
+
 @pytest.mark.parametrize("compiled", [True, False])
 @pytest.mark.parametrize(
     "config",
@@ -360,11 +369,7 @@ def test_one_user_scores_are_the_batched_scores_bit_for_bit(
 ) -> None:
     # A served request scores one user through its own path (sums over the history's
     # neighbour rows); it must add the same float64 terms in the same order as the batch.
-    import recforge.models.knn as knn_mod
-
-    if compiled and not knn_mod._numba_available():
-        pytest.skip("numba is not installed")
-    monkeypatch.setattr(knn_mod, "_numba_available", lambda: compiled)
+    _use_compiled_kernels(compiled, monkeypatch)
     implicit = config.get("feedback") == "implicit"
     data = (planted_implicit(2) if implicit else planted_explicit(2)).train
     model = ItemKNN(**config).fit(data)  # type: ignore[arg-type]
@@ -381,11 +386,7 @@ def test_new_user_scores_are_the_sparse_products_bit_for_bit(
 ) -> None:
     # fold_in_scores sums over the given items' neighbour rows; the reference is the formula as
     # sparse products of the new user's rows (a repeated item counts twice in both).
-    import recforge.models.knn as knn_mod
-
-    if compiled and not knn_mod._numba_available():
-        pytest.skip("numba is not installed")
-    monkeypatch.setattr(knn_mod, "_numba_available", lambda: compiled)
+    _use_compiled_kernels(compiled, monkeypatch)
     split = planted_implicit(3) if feedback == "implicit" else planted_explicit(3)
     model = ItemKNN(feedback=feedback, k_neighbors=25).fit(split.train)  # type: ignore[arg-type]
     rng = np.random.default_rng(0)
@@ -421,12 +422,9 @@ def test_explanation_terms_are_the_dense_slices_bit_for_bit(
     # A served explanation gathers its targets' neighbour rows at the history's columns in one
     # pass; the terms must be those computed from the dense rows, bit for bit (a repeated
     # history item and a target that is no neighbour of the history included).
-    import recforge.models.knn as knn_mod
     from recforge.models.recency import sequence_weights
 
-    if compiled and not knn_mod._numba_available():
-        pytest.skip("numba is not installed")
-    monkeypatch.setattr(knn_mod, "_numba_available", lambda: compiled)
+    _use_compiled_kernels(compiled, monkeypatch)
     implicit = config.get("feedback") == "implicit"
     data = (planted_implicit(4) if implicit else planted_explicit(4)).train
     model = ItemKNN(**config).fit(data)  # type: ignore[arg-type]
