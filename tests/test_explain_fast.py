@@ -243,12 +243,11 @@ def test_hand_vjp_is_autograds(variational: bool) -> None:
 
 # ------------------------------------------ found by mutation testing (models/base.py, fourth step)
 @pytest.mark.parametrize(("name", "config", "explicit"), [CASES[0], CASES[4]])
-def test_default_explain_history_is_the_full_width_csr_row(
+def test_default_explain_history_is_explain_rows_of_its_history(
     name: str, config: dict[str, Any], explicit: bool
 ) -> None:
-    """The base class's one-history form wraps the history in a row as wide as the catalogue
-    (a history without the last item must not give a narrower row) and returns the rows'
-    answer; no targets give empty weights of the history's width."""
+    """The base class's one-history form gives explain_rows' answer for that history as a
+    catalogue-wide row, as float64; no targets give empty weights of the history's width."""
     model = _model(name, config, explicit)
     idx = np.array([3, 0, 17], dtype=np.int64)
     vals = np.array([5.0, 2.0, 4.0] if explicit else [1.0, 1.0, 1.0], dtype=np.float32)
