@@ -216,3 +216,90 @@ def test_blas_capped_holds_small_products_to_one_blas_thread_and_restores() -> N
             assert n == 1  # enough for a thread of recforge's own pool, not for a spinning BLAS
         with th.blas_capped(th.BLAS_MIN_MS_PER_THREAD * 100) as n:
             assert n == max(before)
+
+
+class _FakeClock:
+    """A clock the test advances by hand: each timed block 'takes' what the test says."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _run_picked(kernel: str, clock: _FakeClock, ms_per_work: dict[int, float], work: float) -> int:
+    with th.picked_threads(kernel, work, 2, clock=clock) as n:
+        clock.now += ms_per_work[n] * work / 1000.0
+    return n
+
+
+def test_picked_threads_probes_both_then_keeps_the_faster_and_switches_when_load_changes() -> None:
+    clock = _FakeClock()
+    pace = {2: 0.6, 1: 1.0}  # two threads 1.67x faster (a quiet machine)
+    used = [_run_picked("test.pick.quiet", clock, pace, 8.0) for _ in range(40)]
+    probes = th.EnginePicker.PROBES + 1  # a warm-up + PROBES timed calls each
+    assert used[: 2 * probes] == [2] * probes + [1] * probes
+    assert used[2 * probes :].count(1) <= 3  # then two threads, one-thread re-tries only
+    # The machine gets busy: a second thread now waits for a core. The next re-try of one
+    # thread finds it faster and the picker switches to it.
+    pace = {2: 3.0, 1: 1.0}
+    used = [_run_picked("test.pick.quiet", clock, pace, 8.0) for _ in range(60)]
+    assert used[-20:].count(1) >= 18
+    picker = th.thread_picker("test.pick.quiet", 8.0, 2)
+    assert picker.best() == 1 and picker.engines == (2, 1)
+
+
+def test_thread_pickers_are_per_kernel_thread_count_and_size_class() -> None:
+    a = th.thread_picker("test.pick.keys", 5.0, 2)
+    assert th.thread_picker("test.pick.keys", 7.9, 2) is a  # same power of two of work
+    assert th.thread_picker("test.pick.keys", 40.0, 2) is not a
+    assert th.thread_picker("test.pick.keys", 5.0, 3) is not a
+    assert th.thread_picker("test.pick.other", 5.0, 2) is not a
+    # Too little work for a second thread's probe, or one thread asked for: nothing to pick.
+    assert th.thread_picker("test.pick.keys", 0.9, 2).engines == (1,)
+    assert th.thread_picker("test.pick.keys", 500.0, 1).engines == (1,)
+    # More threads are offered only as many as each get PICK_MIN_MS_PER_THREAD of work.
+    assert th.thread_picker("test.pick.keys", 1.6, 8).engines == (3, 1)
+
+
+def test_picked_threads_does_not_record_a_block_that_raised() -> None:
+    clock = _FakeClock()
+    with pytest.raises(RuntimeError), th.picked_threads("test.pick.raise", 8.0, 2, clock=clock):
+        raise RuntimeError("boom")
+    picker = th.thread_picker("test.pick.raise", 8.0, 2)
+    assert picker.calls == 1 and sum(picker.seen.values()) == 0
+
+
+def test_picked_threads_honours_forced_threads() -> None:
+    # --threads 1 (forced_threads) must keep every picked region on one thread.
+    with th.forced_threads(1), th.threads(None), th.picked_threads("test.pick.forced", 64.0) as n:
+        assert n == 1
+
+
+def test_engine_picker_skips_warm_ups_uses_the_faster_and_reprobes_less_when_confirmed() -> None:
+    import itertools
+
+    picker: th.EnginePicker[str] = th.EnginePicker(("threaded", "serial"))
+    pace = {"threaded": 1.0, "serial": 2.0}
+    order = []
+    for _ in range(300):
+        engine = picker.pick()
+        order.append(engine)
+        # The warm-up (first) call of each is slow and must not count.
+        picker.record(engine, 50.0 if picker.seen[engine] == 0 else pace[engine])
+    probes = th.EnginePicker.PROBES + 1
+    assert order[: 2 * probes] == ["threaded"] * probes + ["serial"] * probes
+    # Re-tries of the slower engine come after 12, 24, 48, 96, 96 ... calls.
+    retries = [i + 1 for i, e in enumerate(order) if e == "serial"][probes:]
+    gaps = [b - a for a, b in itertools.pairwise([2 * probes, *retries])]
+    assert gaps[:4] == [12, 24, 48, 96] and set(gaps[4:]) <= {96}
+    # When the machine gets busy the other engine wins at its next re-try, and re-tries of the
+    # new loser start again at the short interval.
+    pace = {"threaded": 9.0, "serial": 2.0}
+    while picker.pick() != "serial":
+        picker.record("threaded", pace["threaded"])
+    picker.record("serial", pace["serial"])
+    assert picker.best() == "serial" and picker.interval == th.EnginePicker.REPROBE
+    assert picker.pick() == "serial"
+    assert th.EnginePicker(("serial",)).pick() == "serial"

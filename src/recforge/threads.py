@@ -27,22 +27,26 @@ import itertools
 import math
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+import time
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
     import numpy.typing as npt
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")
+_E = TypeVar("_E", bound=Hashable)
 
 __all__ = [
     "BLAS_MIN_MS_PER_THREAD",
     "ENV_VAR",
     "MIN_MS_PER_THREAD",
+    "PICK_MIN_MS_PER_THREAD",
+    "EnginePicker",
     "available_cpus",
     "background",
     "blas_capped",
@@ -52,9 +56,11 @@ __all__ = [
     "equal_cost_ranges",
     "forced_threads",
     "map_in_threads",
+    "picked_threads",
     "quiet_openmp",
     "resolve_threads",
     "set_forced_threads",
+    "thread_picker",
     "threads",
     "threads_for",
 ]
@@ -389,3 +395,133 @@ def blas_capped(work_ms: float) -> Iterator[int]:
         return
     with controller.limit(limits=want):
         yield want
+
+
+class EnginePicker(Generic[_E]):
+    """Chooses, call by call, the fastest of engines that compute the same result.
+
+    An engine is any label: a kernel's name (the fused BPR epoch's ``"threaded"`` / ``"serial"``)
+    or a thread count (:func:`picked_threads`). Each engine's first call is a warm-up (numba
+    loads compiled code, a thread pool starts) and is not counted; then each is tried until it
+    has :data:`PROBES` timings, after which the one with the lower running mean of seconds per
+    unit of work is used. The others are re-tried now and then, since the machine's load
+    changes: after :data:`REPROBE` calls, and after twice as many each time a re-try confirms the
+    loser slower (up to :data:`MAX_REPROBE`), so that on a busy machine, where a second thread
+    mostly waits for a core, the slower engine costs a few calls, not a fixed share.
+
+    Only for engines whose results are bit-identical: the choice changes the time, never the
+    result. Thread-safe (one lock around the bookkeeping; the timed work runs outside it).
+    """
+
+    PROBES = 2
+    REPROBE = 12
+    MAX_REPROBE = 96
+
+    def __init__(self, engines: tuple[_E, ...]) -> None:
+        self.engines = engines
+        self.calls = 0
+        self.seen: dict[_E, int] = dict.fromkeys(engines, 0)
+        self.pace: dict[_E, float] = {}
+        self.interval = self.REPROBE
+        self.next_probe = 0
+        self._lock = threading.Lock()
+
+    def best(self) -> _E:
+        """The engine with the lowest pace so far (the first one before any timing)."""
+        timed = [e for e in self.engines if e in self.pace]
+        return min(timed, key=lambda e: self.pace[e]) if timed else self.engines[0]
+
+    def pick(self) -> _E:
+        """The engine for the next call."""
+        with self._lock:
+            self.calls += 1
+            short = [e for e in self.engines if self.seen[e] <= self.PROBES]
+            if short:
+                self.next_probe = self.calls + self.interval
+                return short[0]
+            best = self.best()
+            others = [e for e in self.engines if e != best]
+            if others and self.calls >= self.next_probe:
+                self.next_probe = self.calls + self.interval
+                return others[(self.calls // self.REPROBE) % len(others)]
+            return best
+
+    def record(self, engine: _E, seconds_per_unit: float) -> None:
+        """The timing of a call made with ``engine`` (seconds per unit of its work)."""
+        with self._lock:
+            self.seen[engine] += 1
+            if self.seen[engine] == 1:
+                return  # the warm-up call
+            was_best = self.best()
+            old = self.pace.get(engine)
+            self.pace[engine] = seconds_per_unit if old is None else 0.5 * (old + seconds_per_unit)
+            if self.best() != was_best:  # the lead changed: re-try the new loser soon
+                self.interval = self.REPROBE
+            elif engine != was_best and self.seen[engine] > self.PROBES + 1:
+                # A re-try confirmed the loser slower: wait longer before the next.
+                self.interval = min(2 * self.interval, self.MAX_REPROBE)
+            else:
+                return
+            self.next_probe = self.calls + self.interval
+
+
+#: One-thread milliseconds of work per thread below which a region is not even offered a second
+#: thread: the picker's probes of a region this small would cost more than they could save.
+#: :data:`MIN_MS_PER_THREAD` (6 ms) was a static threshold calibrated on the 2-core machine under
+#: a load of 4.5-6; on the same machine quiet, a 5 ms ALS half-step ran 1.7x faster on two
+#: threads (docs/benchmarks/speed.md). Between the two, :func:`picked_threads` measures.
+PICK_MIN_MS_PER_THREAD = 0.5
+
+# One picker per (kernel, thread count offered, size class), for the life of the process: the
+# probes are paid once, not per fit (a 15-sweep ALS fit has only 30 half-steps).
+_thread_pickers: dict[tuple[str, int, int], EnginePicker[int]] = {}
+
+
+def thread_picker(
+    kernel: str,
+    work_ms: float,
+    requested: int | None = None,
+    *,
+    min_ms: float = PICK_MIN_MS_PER_THREAD,
+) -> EnginePicker[int]:
+    """The process's :class:`EnginePicker` over thread counts for a region of ``kernel``.
+
+    Its engines are ``(n, 1)`` with ``n = threads_for(work_ms, requested, min_ms=min_ms)``, or
+    ``(1,)`` when that is 1. Regions are grouped by size (powers of two of ``work_ms``), since
+    whether a second thread pays depends on the size: the pace a picker compares is seconds per
+    one-thread millisecond of estimated work.
+    """
+    n = threads_for(work_ms, requested, min_ms=min_ms)
+    size = math.floor(math.log2(work_ms)) if work_ms >= 1.0 else 0
+    key = (kernel, n, size)
+    picker = _thread_pickers.get(key)
+    if picker is None:
+        picker = _thread_pickers.setdefault(key, EnginePicker((n, 1) if n > 1 else (1,)))
+    return picker
+
+
+@contextmanager
+def picked_threads(
+    kernel: str,
+    work_ms: float,
+    requested: int | None = None,
+    *,
+    min_ms: float = PICK_MIN_MS_PER_THREAD,
+    clock: Callable[[], float] = time.perf_counter,
+) -> Iterator[int]:
+    """Yields the thread count to run a region of ``kernel`` with, and times the block.
+
+    The count is the choice of :func:`thread_picker`: as many threads as the fit allows when
+    they were measured faster here, else one. Only for regions whose result is the same to the
+    last bit for any thread count (independent rows, each computed by one thread); the choice
+    then changes the time, never the result. ``--threads`` / ``num_threads`` still cap the count
+    (``requested``, default torch's current count). A block that raises is not recorded.
+    """
+    picker = thread_picker(kernel, work_ms, requested, min_ms=min_ms)
+    n = picker.pick()
+    if len(picker.engines) < 2:
+        yield n
+        return
+    t0 = clock()
+    yield n
+    picker.record(n, (clock() - t0) / max(work_ms, 1e-9))

@@ -19,7 +19,7 @@ from recforge.models.als import ALS
 from recforge.models.registry import create
 from recforge.testing import hit_rate, planted_explicit, planted_implicit, rating_rmse
 
-from ._caps import record_thread_caps
+from ._caps import force_picked_threads, record_thread_caps
 
 SMALL = {"n_factors": 12, "iterations": 8}
 
@@ -408,16 +408,26 @@ def test_numba_half_step_equals_torch_cg_half_step() -> None:
     np.testing.assert_allclose(out.numpy(), exact, rtol=1e-3, atol=1e-3)
 
 
-def test_numba_fit_is_identical_for_any_thread_count(monkeypatch: pytest.MonkeyPatch) -> None:
-    if als_mod._numba_cg() is None:
-        pytest.skip("numba is not installed")
-    # This problem is far below the work that earns a second thread (threads_for): force it.
-    monkeypatch.setattr(als_mod, "threads_for", lambda work_ms, requested=None: requested or 1)
+@pytest.mark.parametrize("backend", ["numba", "implicit"])
+def test_compiled_fit_is_identical_for_any_thread_count_and_any_picker_choice(
+    backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The half-steps' thread count is picked by measured speed (picked_threads): whichever
+    # count timing picks, half-step by half-step, the fit must be the same to the last bit.
+    if (als_mod._numba_cg() if backend == "numba" else als_mod._native_cg()) is None:
+        pytest.skip(f"{backend} is not installed")
     data = planted_implicit(1).train
-    one = ALS(backend="numba", num_threads=1, **SMALL).fit(data)
-    two = ALS(backend="numba", num_threads=2, **SMALL).fit(data)
+    one = ALS(backend=backend, num_threads=1, **SMALL).fit(data)
+    for mode in ("all", "alternate", "one"):
+        given = force_picked_threads(monkeypatch, als_mod, mode)
+        two = ALS(backend=backend, num_threads=2, **SMALL).fit(data)
+        assert (2 in given) == (mode != "one") and (1 in given) == (mode != "all"), mode
+        np.testing.assert_array_equal(one.user_factors_, two.user_factors_, err_msg=mode)
+        np.testing.assert_array_equal(one.item_factors_, two.item_factors_, err_msg=mode)
+    monkeypatch.undo()
+    # And with the real picker, whatever it chose on this machine.
+    two = ALS(backend=backend, num_threads=2, **SMALL).fit(data)
     np.testing.assert_array_equal(one.user_factors_, two.user_factors_)
-    np.testing.assert_array_equal(one.item_factors_, two.item_factors_)
     torch_fit = ALS(backend="torch", **SMALL).fit(data)
     users = np.arange(data.n_users)
     np.testing.assert_allclose(one.score_items(users), torch_fit.score_items(users), atol=1e-3)
@@ -870,21 +880,25 @@ def test_numba_backend_is_available_whenever_numba_is_installed() -> None:
     assert kernels is not None and kernels.__name__ == "recforge.models._als_kernels"
 
 
-def test_small_half_steps_run_on_one_thread_and_large_ones_on_more() -> None:
-    # threads_for with the CG cost model: ~k² + 2k·nnz per row and CG step.
+def test_tiny_half_steps_run_on_one_thread_and_larger_ones_are_offered_more() -> None:
+    # thread_picker with the CG cost model (~k² + 2k·nnz per row and CG step): a region too
+    # small to pay for a probe keeps to one thread; from ML-100k's size on, the picker measures.
     import scipy.sparse as sp
 
-    from recforge.threads import threads_for
+    from recforge.threads import thread_picker
 
     def pattern(rows: int, cols: int, per_row: int) -> sp.csr_matrix:
         indices = np.tile(np.arange(per_row), rows)
         indptr = np.arange(rows + 1) * per_row
         return sp.csr_matrix((np.ones(rows * per_row), indices, indptr), shape=(rows, cols))
 
+    tiny = pattern(30, 40, 5)
     small = pattern(943, 1682, 85)  # ML-100k's shape: ~5 ms a half-step
     large = pattern(100_000, 20_000, 20)  # issue 16's 2M-event log
-    assert threads_for(als_mod._cg_half_ms(small, 64, 3), 2) == 1
-    assert threads_for(als_mod._cg_half_ms(large, 64, 3), 2) == 2
+    assert thread_picker("test.als", als_mod._cg_half_ms(tiny, 8, 3), 2).engines == (1,)
+    assert thread_picker("test.als", als_mod._cg_half_ms(small, 64, 3), 2).engines == (2, 1)
+    assert thread_picker("test.als", als_mod._cg_half_ms(large, 64, 3), 2).engines == (2, 1)
+    assert thread_picker("test.als", als_mod._cg_half_ms(small, 64, 3), 1).engines == (1,)
 
 
 # ------------------------------------- found by mutation testing (models/als.py, the fit loop)
@@ -1009,10 +1023,8 @@ def test_each_compiled_backend_runs_its_own_kernel(
     kernel = "cg_half" if backend == "numba" else "least_squares_cg"
     solves = [kw for name, kw in recorder.calls if name == kernel]
     assert len(solves) >= 4  # 2 sweeps x 2 sides
-    if backend == "implicit":
-        mat = data.csr("rating")
-        want = als_mod.threads_for(als_mod._cg_half_ms(mat, 4, 2))
-        assert all(kw == {"num_threads": want, "cg_steps": 2} for kw in solves)
+    if backend == "implicit":  # this problem is below what earns a second thread
+        assert all(kw == {"num_threads": 1, "cg_steps": 2} for kw in solves)
 
 
 def test_torch_backend_takes_cg_steps_not_an_exact_solve() -> None:

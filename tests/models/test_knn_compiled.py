@@ -13,6 +13,8 @@ import recforge.models.knn as knn
 from recforge.models import create
 from recforge.testing import planted_implicit
 
+from ._caps import force_picked_threads
+
 pytestmark = pytest.mark.skipif(not knn._numba_available(), reason="numba is not installed")
 
 
@@ -95,8 +97,9 @@ def test_threaded_row_ranges_give_the_serial_matrix(
         return map_in_threads(fn, items, workers)
 
     monkeypatch.setattr(knn, "map_in_threads", spy)
-    # These matrices are far below the work that earns a second thread (threads_for): force it.
-    monkeypatch.setattr(knn, "threads_for", lambda work_ms, requested=None: requested or 1)
+    # These matrices are far below the work that earns a second thread: force it (whichever
+    # count the picker takes, the matrix must be the same).
+    force_picked_threads(monkeypatch, knn, "all")
     for binary in (True, False):
         values = _matrix(7, binary)
         with threads(1):
@@ -125,7 +128,7 @@ def test_equal_cost_ranges_cover_every_row_once() -> None:
 def test_a_small_matrix_runs_on_one_thread_whatever_the_thread_count(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # threads_for: a few thousand products are far below MIN_MS_PER_THREAD of work per thread.
+    # thread_picker: a few thousand products are far below PICK_MIN_MS_PER_THREAD per thread.
     from recforge.threads import map_in_threads, threads
 
     workers: list[int] = []

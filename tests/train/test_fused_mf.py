@@ -295,34 +295,6 @@ def test_two_thread_bpr_fit_equals_the_one_thread_fit_whatever_the_engine(
             np.testing.assert_array_equal(one[key], two[key], err_msg=f"{mode}: {key}")
 
 
-def test_engine_picker_skips_warm_ups_uses_the_faster_and_reprobes_less_when_confirmed() -> None:
-    from recforge.train.fused_mf import EnginePicker
-
-    picker = EnginePicker(("threaded", "serial"))
-    pace = {"threaded": 1.0, "serial": 2.0}
-    order = []
-    for _ in range(300):
-        engine = picker.pick()
-        order.append(engine)
-        # The warm-up (first) call of each is slow and must not count.
-        picker.record(engine, 50.0 if picker.seen[engine] == 0 else pace[engine])
-    probes = EnginePicker.PROBES + 1
-    assert order[: 2 * probes] == ["threaded"] * probes + ["serial"] * probes
-    # Re-tries of the slower engine come after 12, 24, 48, 96, 96 ... calls.
-    retries = [i + 1 for i, e in enumerate(order) if e == "serial"][probes:]
-    gaps = [b - a for a, b in itertools.pairwise([2 * probes, *retries])]
-    assert gaps[:4] == [12, 24, 48, 96] and set(gaps[4:]) <= {96}
-    # When the machine gets busy the other engine wins at its next re-try, and re-tries of the
-    # new loser start again at the short interval.
-    pace = {"threaded": 9.0, "serial": 2.0}
-    while picker.pick() != "serial":
-        picker.record("threaded", pace["threaded"])
-    picker.record("serial", pace["serial"])
-    assert picker.best() == "serial" and picker.interval == EnginePicker.REPROBE
-    assert picker.pick() == "serial"
-    assert EnginePicker(("serial",)).pick() == "serial"
-
-
 def test_threaded_engine_is_not_used_in_a_process_forked_after_numba_started_its_pool(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

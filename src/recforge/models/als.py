@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import math
 import time
 import warnings
 from collections.abc import Iterator, Mapping
@@ -54,7 +55,7 @@ from recforge.errors import ConfigError, ModelFitError
 from recforge.eval.metrics import rmse
 from recforge.explain import Attribution, HistoryTerms
 from recforge.models.base import FloatArray, IndexArray, Recommender
-from recforge.threads import capped, map_in_threads, threads_for
+from recforge.threads import capped, map_in_threads, picked_threads
 
 __all__ = ["ALS", "CHUNK_CELLS", "ALSConfig"]
 
@@ -554,8 +555,13 @@ class ALS(HistoryTerms, Recommender):
                 else:
                     x = self._implicit_half(sides[0], x, y)
                     y = self._implicit_half(sides[1], y, x)
-                # A sum is finite only when every entry is: one reduction, no boolean copy.
-                if not bool(torch.isfinite(x.sum() + y.sum())):
+                # A sum is finite only when every entry is: one reduction, no boolean copy. In
+                # numpy (one thread, float64 so large finite factors cannot overflow it): a torch
+                # sum at the fit's 2 threads took 16 ms a sweep on the loaded 2-core machine,
+                # 2.4x the fit's time (its second thread waits for a core).
+                if not math.isfinite(
+                    float(x.numpy().sum(dtype=np.float64)) + float(y.numpy().sum(dtype=np.float64))
+                ):
                     raise ModelFitError(
                         f"als: factors became non-finite in sweep {epoch}; increase reg or "
                         f"lower alpha"
@@ -624,14 +630,19 @@ class ALS(HistoryTerms, Recommender):
             # Same equations, compiled per-row loop over the torch thread count (BLAS is held
             # to one thread around the whole fit, see _fit).
             native: Any = self._native
-            native.least_squares_cg(
-                side.native,
-                out,
-                other.numpy(),
-                self.reg,
-                num_threads=threads_for(_cg_half_ms(side.native, k, cfg.cg_steps)),
-                cg_steps=cfg.cg_steps,
-            )
+            # Rows are solved independently (one OpenMP thread a row): the thread count changes
+            # the time, not the result, so it is measured (picked_threads).
+            with picked_threads(
+                "als.implicit_cg", _cg_half_ms(side.native, k, cfg.cg_steps)
+            ) as n_threads:
+                native.least_squares_cg(
+                    side.native,
+                    out,
+                    other.numpy(),
+                    self.reg,
+                    num_threads=n_threads,
+                    cg_steps=cfg.cg_steps,
+                )
             return torch.from_numpy(out)
         return _solve_side(
             side,
@@ -662,22 +673,24 @@ class ALS(HistoryTerms, Recommender):
         s = y.T @ y
         s[np.diag_indices(k)] += np.float32(self.reg)
         steps = self.config.cg_steps
-        n_threads = threads_for(_cg_half_ms(mat, k, steps))
-        parts = 1 if n_threads == 1 else 4 * n_threads
-        key = (id(mat), parts)
-        if key not in self._bounds:  # once per side and fit: the cost split only needs indptr
-            self._bounds[key] = kernels.row_bounds(mat.indptr, k, parts)
-        bounds = self._bounds[key]
+        # One thread or the fit's count, whichever this process measured faster for half-steps
+        # of this size: a static threshold cannot be right both on a busy machine (where a
+        # second thread waits for a core) and on a quiet one (docs/benchmarks/speed.md).
+        with picked_threads("als.cg", _cg_half_ms(mat, k, steps)) as n_threads:
+            parts = 1 if n_threads == 1 else 4 * n_threads
+            key = (id(mat), parts)
+            if key not in self._bounds:  # once per side and fit: the split only needs indptr
+                self._bounds[key] = kernels.row_bounds(mat.indptr, k, parts)
+            bounds = self._bounds[key]
+            scratch = np.zeros((len(bounds), 3, k), dtype=np.float32)
 
-        scratch = np.zeros((len(bounds), 3, k), dtype=np.float32)
+            def run(part: int) -> None:
+                lo, hi = bounds[part]
+                kernels.cg_half(
+                    mat.indptr, mat.indices, mat.data, x, y, s, steps, lo, hi, scratch[part]
+                )
 
-        def run(part: int) -> None:
-            lo, hi = bounds[part]
-            kernels.cg_half(
-                mat.indptr, mat.indices, mat.data, x, y, s, steps, lo, hi, scratch[part]
-            )
-
-        map_in_threads(run, range(len(bounds)), n_threads)
+            map_in_threads(run, range(len(bounds)), n_threads)
         return current
 
     def _explicit_half(

@@ -100,7 +100,7 @@ from recforge.errors import ConfigError
 from recforge.explain import Attribution, HistoryTerms
 from recforge.models.base import FloatArray, IndexArray, RecList, Recommender, topk_rows
 from recforge.models.recency import recency_matrix, sequence_weights
-from recforge.threads import equal_cost_ranges, map_in_threads, threads_for
+from recforge.threads import equal_cost_ranges, map_in_threads, picked_threads
 
 F64Array = npt.NDArray[np.float64]
 Similarity = Literal["cosine", "adjusted_cosine", "pearson_baseline"]
@@ -376,10 +376,12 @@ def _cosine_topk_compiled(
     # releases the GIL, so ranges run in parallel and their concatenation is the serial result.
     row_of = np.repeat(np.arange(n), np.diff(values.indptr))
     row_cost = np.bincount(row_of, weights=np.diff(t.indptr)[values.indices], minlength=n) + 1.0
-    # The fit's thread count (recforge.threads), as many as the accumulations give work for.
-    n_threads = threads_for(float(row_cost.sum()) * _KNN_MS_PER_PRODUCT, torch.get_num_threads())
-    bounds = equal_cost_ranges(row_cost, 1 if n_threads == 1 else 4 * n_threads) or [(0, n)]
-    parts = map_in_threads(rows, bounds, n_threads)
+    # The fit's thread count or one, whichever this process measured faster for accumulations
+    # of this size (recforge.threads.picked_threads): the split never changes the matrix.
+    work_ms = float(row_cost.sum()) * _KNN_MS_PER_PRODUCT
+    with picked_threads("knn.cosine", work_ms, torch.get_num_threads()) as n_threads:
+        bounds = equal_cost_ranges(row_cost, 1 if n_threads == 1 else 4 * n_threads) or [(0, n)]
+        parts = map_in_threads(rows, bounds, n_threads)
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.concatenate([p[0] for p in parts]), out=indptr[1:])
     indices = np.concatenate([p[1] for p in parts])

@@ -19,10 +19,10 @@ Results equal the torch loop's up to float rounding (tests/train/test_fused_mf.p
 them) and are deterministic for a seed, whatever the thread count: with two or more, BPR /
 sampled-BCE epochs without ``reg`` may run on the threaded kernel
 (:func:`~recforge.train._mf_kernels.sampled_epoch_threaded`), the serial one's result bit for
-bit; :class:`EnginePicker` runs whichever of the two is faster on the machine at the moment.
-:func:`fused_mf_epoch` returns None when the
-setup is outside what the kernel implements (another optimizer, gradient clipping, bf16, a GPU,
-torchrun, a module that is not a bare factor table pair); the Trainer then runs its torch loop.
+bit; :class:`~recforge.threads.EnginePicker` runs whichever of the two is faster on the machine
+at the moment. :func:`fused_mf_epoch` returns None when the setup is outside what the kernel
+implements (another optimizer, gradient clipping, bf16, a GPU, torchrun, a module that is not a
+bare factor table pair); the Trainer then runs its torch loop.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from recforge.config import TrainConfig
-from recforge.threads import background, threads_for
+from recforge.threads import EnginePicker, background, threads_for
 from recforge.train.losses import BPR, Objective, RatingMSE, SampledBCE
 
 if TYPE_CHECKING:
@@ -115,7 +115,9 @@ class FusedMFEpoch:
         #: kernel's result to the last bit, so :class:`EnginePicker` may switch between the two
         #: by measured speed without changing the fit.
         self.n_threads = n_threads if self.kind != 0 and self.reg == 0.0 else 1
-        self.picker = EnginePicker(("threaded", "serial") if self.n_threads > 1 else ("serial",))
+        self.picker: EnginePicker[str] = EnginePicker(
+            ("threaded", "serial") if self.n_threads > 1 else ("serial",)
+        )
 
     def _state(self) -> list[tuple[npt.NDArray[Any], npt.NDArray[Any], torch.Tensor]]:
         """``(exp_avg, exp_avg_sq, step)`` of each table, created as torch's Adam creates them."""
@@ -244,67 +246,6 @@ _DRAW_MS = 5e-5
 
 #: Batches a kernel call runs at most when :class:`EnginePicker` chooses between two engines.
 _PICK_BATCHES = 8
-
-
-class EnginePicker:
-    """Chooses, call by call, the faster of engines that compute the same result.
-
-    Each engine's first call is a warm-up (numba loads compiled code) and is not counted; then
-    each is tried until it has :data:`PROBES` timings, after which the one with the lower running
-    mean of seconds per batch is used. The other is re-tried now and then, since the machine's
-    load changes: after :data:`REPROBE` calls, and after twice as many each time a re-try
-    confirms it slower (up to :data:`MAX_REPROBE`), so that on a busy machine, where a second
-    thread mostly waits for a core, the slower engine costs a few calls, not a fixed share.
-    Only for engines whose results are bit-identical: the choice changes the time, never the fit.
-    """
-
-    PROBES = 2
-    REPROBE = 12
-    MAX_REPROBE = 96
-
-    def __init__(self, engines: tuple[str, ...]) -> None:
-        self.engines = engines
-        self.calls = 0
-        self.seen: dict[str, int] = dict.fromkeys(engines, 0)
-        self.pace: dict[str, float] = {}
-        self.interval = self.REPROBE
-        self.next_probe = 0
-
-    def best(self) -> str:
-        """The engine with the lowest pace so far (the first one before any timing)."""
-        timed = [e for e in self.engines if e in self.pace]
-        return min(timed, key=lambda e: self.pace[e]) if timed else self.engines[0]
-
-    def pick(self) -> str:
-        """The engine for the next call."""
-        self.calls += 1
-        short = [e for e in self.engines if self.seen[e] <= self.PROBES]
-        if short:
-            self.next_probe = self.calls + self.interval
-            return short[0]
-        best = self.best()
-        others = [e for e in self.engines if e != best]
-        if others and self.calls >= self.next_probe:
-            self.next_probe = self.calls + self.interval
-            return others[(self.calls // self.REPROBE) % len(others)]
-        return best
-
-    def record(self, engine: str, seconds_per_batch: float) -> None:
-        """The timing of a call made with ``engine``."""
-        self.seen[engine] += 1
-        if self.seen[engine] == 1:
-            return  # the warm-up call
-        was_best = self.best()
-        old = self.pace.get(engine)
-        self.pace[engine] = seconds_per_batch if old is None else 0.5 * (old + seconds_per_batch)
-        if self.best() != was_best:  # the lead changed: re-try the new loser soon
-            self.interval = self.REPROBE
-        elif engine != was_best and self.seen[engine] > self.PROBES + 1:
-            # A re-try confirmed the loser slower: wait longer before the next.
-            self.interval = min(2 * self.interval, self.MAX_REPROBE)
-        else:
-            return
-        self.next_probe = self.calls + self.interval
 
 
 @contextmanager
