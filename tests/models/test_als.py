@@ -1088,18 +1088,66 @@ def test_missing_backend_messages_are_exact(monkeypatch: pytest.MonkeyPatch) -> 
     )
 
 
-@pytest.mark.parametrize("backend", ["torch", "numba"])
-def test_only_the_torch_backend_caps_torch_threads_by_its_sparse_ops(
-    backend: str, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("backend", "solver"), [("torch", "cg"), ("torch", "cholesky"), ("numba", "cg")]
+)
+def test_only_the_torch_backend_caps_torch_threads(
+    backend: str, solver: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The torch backend's fit runs inside one thread cap sized for a sparse op (2·nnz·k); the
-    compiled backends schedule their own threads and ask for none."""
+    """The torch backend's fit runs inside one thread cap: one torch thread for the CG (its
+    threads are its own row blocks), sized for a sparse op (2·nnz·k) for the Cholesky solver;
+    the compiled backends schedule their own threads and ask for none."""
 
     if backend == "numba" and als_mod._numba_cg() is None:
         pytest.skip("numba is not installed")
 
     asked = record_thread_caps(monkeypatch, als_mod, "capped")
     data = planted_implicit(0).train
-    ALS(backend=backend, n_factors=4, iterations=1).fit(data)
-    want = [pytest.approx(als_mod._torch_region_ms(data.csr("rating").nnz, 4))]
-    assert asked == (want if backend == "torch" else [])
+    ALS(backend=backend, solver=solver, n_factors=4, iterations=1).fit(data)
+    sparse_op = [pytest.approx(als_mod._torch_region_ms(data.csr("rating").nnz, 4))]
+    want = {"torch": [0.0] if solver == "cg" else sparse_op, "numba": []}[backend]
+    assert asked == want
+
+
+@pytest.mark.parametrize("objective", ["implicit", "explicit"])
+def test_torch_cg_fit_is_identical_for_any_thread_count_and_any_picker_choice(
+    objective: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The torch CG runs fixed row blocks (their number set by the work, never by the thread
+    # count) on one or more threads: every choice must give the one-thread fit to the last bit.
+    monkeypatch.setattr(als_mod, "_BLOCK_MS", 1e-3)  # blocks even for this small problem
+    data = (planted_explicit(1) if objective == "explicit" else planted_implicit(1)).train
+    cfg = {**SMALL, "backend": "torch", "solver": "cg", "objective": objective}
+    one = ALS(num_threads=1, **cfg).fit(data)
+    split: list[int] = []
+    real_blocks = als_mod._row_blocks
+
+    def blocks(*args: Any) -> Any:
+        out = real_blocks(*args)
+        split.append(len(out))
+        return out
+
+    monkeypatch.setattr(als_mod, "_row_blocks", blocks)
+    for mode in ("all", "alternate", "one"):
+        given = force_picked_threads(monkeypatch, als_mod, mode)
+        two = ALS(num_threads=2, **cfg).fit(data)
+        assert (2 in given) == (mode != "one") and (1 in given) == (mode != "all"), mode
+        np.testing.assert_array_equal(one.user_factors_, two.user_factors_, err_msg=mode)
+        np.testing.assert_array_equal(one.item_factors_, two.item_factors_, err_msg=mode)
+        np.testing.assert_array_equal(one.user_bias_, two.user_bias_, err_msg=mode)
+    assert split and min(split) > 1  # the fits really ran in blocks
+
+
+def test_row_blocks_cover_the_side_and_their_number_depends_on_the_work_only() -> None:
+    data = planted_implicit(0).train
+    mat = data.csr("rating")
+    side = als_mod._make_side(mat, np.ones(mat.nnz, np.float32), np.asarray(mat.data, np.float32))
+    assert len(als_mod._row_blocks(side, 8, 4.9)) == 1
+    blocks = als_mod._row_blocks(side, 8, 5.0)
+    assert len(blocks) == 2
+    assert len(als_mod._row_blocks(side, 8, 1e9)) == 32
+    assert blocks[0][0] == 0 and blocks[-1][1] == mat.shape[0] and blocks[0][1] == blocks[1][0]
+    for lo, hi, sub in blocks:
+        rows = mat[lo:hi]
+        assert np.array_equal(sub.indptr, rows.indptr) and np.array_equal(sub.indices, rows.indices)
+        assert np.array_equal(sub.targets, np.asarray(rows.data, np.float32))

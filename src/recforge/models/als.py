@@ -55,7 +55,7 @@ from recforge.errors import ConfigError, ModelFitError
 from recforge.eval.metrics import rmse
 from recforge.explain import Attribution, HistoryTerms
 from recforge.models.base import FloatArray, IndexArray, Recommender
-from recforge.threads import capped, map_in_threads, picked_threads
+from recforge.threads import capped, equal_cost_ranges, map_in_threads, picked_threads
 
 __all__ = ["ALS", "CHUNK_CELLS", "ALSConfig"]
 
@@ -168,6 +168,42 @@ def _csr_tensor(
             size=shape,
             check_invariants=False,  # built from a canonical scipy CSR, so valid by construction
         )
+
+
+#: One-thread milliseconds of a torch CG half-step per row block (:func:`_row_blocks`): a block
+#: adds ~40 op dispatches (~0.3 ms), so blocks much smaller than this would cost more than the
+#: second thread saves.
+_BLOCK_MS = 2.5
+
+
+def _row_blocks(side: _Side, k: int, work_ms: float) -> list[tuple[int, int, _Side]]:
+    """The torch CG's row blocks of ``side``: ``(lo, hi, the rows lo..hi-1 as a _Side)``.
+
+    Their number is a power of two set by the work alone (``work_ms`` / :data:`_BLOCK_MS`, at
+    most 32), never by the thread count, and their cost (``k² + 2k·n_u`` a row) about equal: each
+    block runs the same single-threaded torch ops whichever thread runs it, so the fit is the
+    same to the last bit for any thread count (torch's own intra-op threads split a GEMM as they
+    like; these do not get the chance, see ``_solve_side``).
+    """
+    n = len(side.counts)
+    parts = 1
+    while parts < 32 and 2 * parts * _BLOCK_MS <= work_ms:
+        parts *= 2
+    bounds = equal_cost_ranges(k * k + 2 * k * side.counts, parts) if parts > 1 else [(0, n)]
+    out = []
+    for lo, hi in bounds or [(0, n)]:
+        a, b = int(side.indptr[lo]), int(side.indptr[hi])
+        sub = _Side(
+            side.indptr[lo : hi + 1] - a,
+            side.indices[a:b],
+            side.weights[a:b],
+            side.targets[a:b],
+            side.counts[lo:hi],
+            np.argsort(side.counts[lo:hi], kind="stable").astype(np.int64),
+            side.n_cols,
+        )
+        out.append((lo, hi, sub))
+    return out
 
 
 def _native_cg() -> Any | None:
@@ -363,6 +399,9 @@ def _solve_side(
     offsets: FloatArray | None,
     solver: str,
     cg_steps: int,
+    blocks: list[tuple[int, int, _Side]] | None = None,
+    work_ms: float = 0.0,
+    threads: int = 1,
 ) -> torch.Tensor:
     """New factors for every row of ``side`` given the partner factors ``other``.
 
@@ -374,6 +413,10 @@ def _solve_side(
         reg_diag: ``(k,)`` per-coordinate penalty ``d``.
         row_scale: ``(n_rows,)`` per-row penalty multiplier ``s_u``.
         offsets: per-partner values subtracted from the targets (explicit: μ + partner bias).
+        blocks: the CG's row blocks (:func:`_row_blocks`), run on one or more threads (None:
+            one block, the whole side).
+        work_ms: the half-step's one-thread milliseconds (for the thread count's picker).
+        threads: the most threads the blocks may run on (the fit's count).
     """
     if solver == "cg":
         shared: torch.Tensor | None
@@ -384,15 +427,39 @@ def _solve_side(
             row_reg = None
         else:
             shared, row_reg = gram, row_scale[:, None] * reg_diag[None, :]
-        return _cg_solve_side(
-            side,
-            other,
-            current,
-            shared=shared,
-            row_reg=row_reg,
-            offsets=offsets,
-            cg_steps=cg_steps,
-        )
+        if blocks is None or len(blocks) < 2:
+            return _cg_solve_side(
+                side,
+                other,
+                current,
+                shared=shared,
+                row_reg=row_reg,
+                offsets=offsets,
+                cg_steps=cg_steps,
+            )
+        out = torch.empty_like(current)
+
+        def run(block: tuple[int, int, _Side]) -> None:
+            lo, hi, sub = block
+            # Each block's ops on one torch thread, in whichever thread runs it: a pool worker
+            # keeps the torch thread count it first saw (ATen initialises it once a thread).
+            if torch.get_num_threads() != 1:
+                torch.set_num_threads(1)
+            out[lo:hi] = _cg_solve_side(
+                sub,
+                other,
+                current[lo:hi],
+                shared=shared,
+                row_reg=None if row_reg is None else row_reg[lo:hi],
+                offsets=offsets,
+                cg_steps=cg_steps,
+            )
+
+        # Rows are independent and each block's ops are the same on any thread: the count
+        # changes the time only, so it is measured (picked_threads).
+        with picked_threads("als.torch_cg", work_ms, threads) as n_threads:
+            map_in_threads(run, blocks, n_threads)
+        return out
     out = current.clone()
     k = other.shape[1]
     for rows in _chunks(side, k):
@@ -475,6 +542,9 @@ class ALS(HistoryTerms, Recommender):
         self._backend = "torch"
         # Per side: the numba backend's row ranges (see _numba_half).
         self._bounds: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        # Per side and width: the torch CG's row blocks and work estimate (see _torch_blocks).
+        self._blocks: dict[tuple[int, int], tuple[list[tuple[int, int, _Side]], float]] = {}
+        self._fit_threads = 1
         #: Which kernels the last fit used: "numba", "torch" or "implicit".
         self.backend_ = "torch"
         # Whether scores are ratings depends on the objective, so it is per instance. It is set
@@ -518,6 +588,7 @@ class ALS(HistoryTerms, Recommender):
         self._native = None
         self._backend = "torch"
         self._bounds = {}
+        self._blocks = {}
         if self._explicit:
             sides = [_make_side(m, np.ones(m.nnz, np.float32), m.data) for m in (by_user, by_item)]
         else:
@@ -545,7 +616,12 @@ class ALS(HistoryTerms, Recommender):
         blas = _single_threaded_blas() if compiled else contextlib.nullcontext()
         # The torch backend's ops (sampled_addmm, CSR spmm, row-wise sums) are parallel regions of
         # about nnz·k multiply-adds each: one thread when that is too little to share (threads_for).
-        torch_ops = capped(_torch_region_ms(by_user.nnz, k)) if not compiled else None
+        # The CG solver runs them on one torch thread: its threads are its own row blocks, which
+        # give the same fit for any thread count (_row_blocks).
+        torch_ops = None
+        self._fit_threads = torch.get_num_threads()  # the fit's count, before any cap
+        if not compiled:
+            torch_ops = capped(0.0 if cfg.solver == "cg" else _torch_region_ms(by_user.nnz, k))
         with torch.no_grad(), blas, torch_ops or contextlib.nullcontext():
             for epoch in range(1, cfg.iterations + 1):
                 t0 = time.perf_counter()
@@ -585,6 +661,7 @@ class ALS(HistoryTerms, Recommender):
         self._item_gram = None
         self.backend_ = self._backend
         self._bounds = {}
+        self._blocks = {}
         self.history_ = pd.DataFrame(rows).astype({"epoch": np.int64})
 
     def _tracks_loss(self, valid: Interactions | None) -> bool:
@@ -654,7 +731,21 @@ class ALS(HistoryTerms, Recommender):
             offsets=None,
             solver=cfg.solver,
             cg_steps=cfg.cg_steps,
+            **self._torch_blocks(side, k),
         )
+
+    def _torch_blocks(self, side: _Side, width: int) -> dict[str, Any]:
+        """``blocks`` and ``work_ms`` of ``side`` for :func:`_solve_side`'s CG (once per fit)."""
+        if self.config.solver != "cg":
+            return {}
+        key = (id(side), width)
+        if key not in self._blocks:
+            steps = self.config.cg_steps + 1  # + the initial residual
+            n, nnz = len(side.counts), len(side.indices)
+            work_ms = steps * (n * width * width + 2 * width * nnz) / _MADDS_PER_MS
+            self._blocks[key] = (_row_blocks(side, width, work_ms), work_ms)
+        blocks, work_ms = self._blocks[key]
+        return {"blocks": blocks, "work_ms": work_ms, "threads": self._fit_threads}
 
     def _numba_half(
         self, mat: sp.csr_matrix, current: torch.Tensor, other: torch.Tensor
@@ -727,6 +818,7 @@ class ALS(HistoryTerms, Recommender):
             offsets=offsets,
             solver=cfg.solver,
             cg_steps=cfg.cg_steps,
+            **self._torch_blocks(side, aug_other.shape[1]),
         )
         if cfg.biases:
             return solved[:, :k].contiguous(), solved[:, k].numpy().astype(np.float32)
