@@ -26,3 +26,19 @@ def test_seen_history_keeps_the_mean_timeline_position_of_repeated_pairs() -> No
     assert list(items) == ["x", "y", "z", "z"]
     assert order.tolist() == [1, 1, 3, 0]
     assert ratings.tolist() == [6.0, 3.0, 5.0, 1.0]  # csr("rating") sums a repeated pair
+
+
+def test_entry_of_is_searchsorted_on_every_path() -> None:
+    import numpy as np
+
+    from recforge.models.base import _entry_of
+
+    rng = np.random.default_rng(3)
+    for space, n_keys in ((5_000, 900), (10**9, 900), (40, 40)):
+        keys = np.unique(rng.integers(0, space, n_keys)).astype(np.int64)
+        # Events: every key at least once, some repeated, in shuffled (timeline) order and sorted.
+        queries = np.concatenate([keys, rng.choice(keys, 300)])
+        for q in (rng.permutation(queries), np.sort(queries)):
+            got = _entry_of(keys, q)
+            assert got.dtype == np.int64
+            np.testing.assert_array_equal(got, np.searchsorted(keys, q))
