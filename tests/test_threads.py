@@ -303,3 +303,28 @@ def test_engine_picker_skips_warm_ups_uses_the_faster_and_reprobes_less_when_con
     assert picker.best() == "serial" and picker.interval == th.EnginePicker.REPROBE
     assert picker.pick() == "serial"
     assert th.EnginePicker(("serial",)).pick() == "serial"
+
+
+def test_engine_picker_needs_a_margin_to_switch_and_retries_soon_when_its_engine_slows() -> None:
+    picker: th.EnginePicker[int] = th.EnginePicker((2, 1))
+    pace = {2: 1.0, 1: 1.5}
+
+    def run(calls: int) -> list[int]:
+        used = []
+        for _ in range(calls):
+            engine = picker.pick()
+            used.append(engine)
+            picker.record(engine, pace[engine])
+        return used
+
+    run(30)
+    assert picker.best() == 2
+    # One thread becomes 5% faster than two: within the margin, no switch (noise on a busy
+    # machine must not flip the choice back and forth).
+    pace = {2: 1.0, 1: 0.95}
+    assert run(200).count(1) <= 8 and picker.best() == 2
+    # Two threads slow down (the machine got busy) below one thread's last pace: one thread is
+    # re-tried within REPROBE // 4 calls, wins by more than the margin, and takes over.
+    pace = {2: 3.0, 1: 0.95}
+    used = run(th.EnginePicker.REPROBE // 4 + 2)
+    assert used[-1] == 1 and picker.best() == 1

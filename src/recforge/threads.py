@@ -403,11 +403,14 @@ class EnginePicker(Generic[_E]):
     An engine is any label: a kernel's name (the fused BPR epoch's ``"threaded"`` / ``"serial"``)
     or a thread count (:func:`picked_threads`). Each engine's first call is a warm-up (numba
     loads compiled code, a thread pool starts) and is not counted; then each is tried until it
-    has :data:`PROBES` timings, after which the one with the lower running mean of seconds per
-    unit of work is used. The others are re-tried now and then, since the machine's load
-    changes: after :data:`REPROBE` calls, and after twice as many each time a re-try confirms the
-    loser slower (up to :data:`MAX_REPROBE`), so that on a busy machine, where a second thread
-    mostly waits for a core, the slower engine costs a few calls, not a fixed share.
+    has :data:`PROBES` timings, after which the one with the lowest pace (a running mean of
+    seconds per unit of work) is used. The others are re-tried now and then, since the machine's
+    load changes: after :data:`REPROBE` calls, and after twice as many each time a re-try
+    confirms the loser slower (up to :data:`MAX_REPROBE`), so that on a busy machine, where a
+    second thread mostly waits for a core, the slower engine costs a few calls, not a fixed
+    share. A re-try takes the lead only when :data:`MARGIN` faster than the engine in use (one
+    lucky timing on a noisy machine should not flip it); when the engine in use slows down below
+    another's last pace, that one is re-tried within a few calls.
 
     Only for engines whose results are bit-identical: the choice changes the time, never the
     result. Thread-safe (one lock around the bookkeeping; the timed work runs outside it).
@@ -416,6 +419,8 @@ class EnginePicker(Generic[_E]):
     PROBES = 2
     REPROBE = 12
     MAX_REPROBE = 96
+    #: The share by which a re-tried engine must beat the one in use to take over.
+    MARGIN = 0.1
 
     def __init__(self, engines: tuple[_E, ...]) -> None:
         self.engines = engines
@@ -424,10 +429,13 @@ class EnginePicker(Generic[_E]):
         self.pace: dict[_E, float] = {}
         self.interval = self.REPROBE
         self.next_probe = 0
+        self.current: _E | None = None
         self._lock = threading.Lock()
 
     def best(self) -> _E:
-        """The engine with the lowest pace so far (the first one before any timing)."""
+        """The engine in use (before the probes end: the lowest pace so far, or the first)."""
+        if self.current is not None:
+            return self.current
         timed = [e for e in self.engines if e in self.pace]
         return min(timed, key=lambda e: self.pace[e]) if timed else self.engines[0]
 
@@ -452,17 +460,29 @@ class EnginePicker(Generic[_E]):
             self.seen[engine] += 1
             if self.seen[engine] == 1:
                 return  # the warm-up call
-            was_best = self.best()
             old = self.pace.get(engine)
             self.pace[engine] = seconds_per_unit if old is None else 0.5 * (old + seconds_per_unit)
-            if self.best() != was_best:  # the lead changed: re-try the new loser soon
-                self.interval = self.REPROBE
-            elif engine != was_best and self.seen[engine] > self.PROBES + 1:
-                # A re-try confirmed the loser slower: wait longer before the next.
-                self.interval = min(2 * self.interval, self.MAX_REPROBE)
-            else:
+            if any(self.seen[e] <= self.PROBES for e in self.engines):
+                return  # still probing: best() is the lowest pace so far
+            if self.current is None:
+                self.current = self.best()
                 return
-            self.next_probe = self.calls + self.interval
+            current = self.current
+            if engine != current:  # a re-try
+                if self.pace[engine] < (1.0 - self.MARGIN) * self.pace[current]:
+                    self.current = engine  # it took the lead: re-try the old one soon
+                    self.interval = self.REPROBE
+                else:  # confirmed slower: wait longer before the next re-try
+                    self.interval = min(2 * self.interval, self.MAX_REPROBE)
+                self.next_probe = self.calls + self.interval
+            elif any(
+                self.pace[e] < (1.0 - self.MARGIN) * self.pace[current]
+                for e in self.engines
+                if e != current and e in self.pace
+            ):
+                # The engine in use slowed down below another's last pace: re-try that soon.
+                self.interval = self.REPROBE
+                self.next_probe = min(self.next_probe, self.calls + self.REPROBE // 4)
 
 
 #: One-thread milliseconds of work per thread below which a region is not even offered a second

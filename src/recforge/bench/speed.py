@@ -202,7 +202,10 @@ def speed_pairs() -> list[Pair]:
             rank,
             ndcg,
             "recforge's default backend is its numba per-row CG (implicit's compiled CG when "
-            "numba is missing); neither side computes a training loss per sweep.",
+            "numba is missing); neither side computes a training loss per sweep. At N threads "
+            "each half-step runs on 1 or N threads, whichever recforge.threads.picked_threads "
+            "measured faster in this process (the same fit either way); its probes are paid once "
+            "a process, by the first fits here.",
             ("implicit",),
         ),
         Pair(
@@ -215,7 +218,9 @@ def speed_pairs() -> list[Pair]:
             lambda t, s: _peer("implicit-als", factors=64, iterations=15, num_threads=t, seed=s),
             rank,
             ndcg,
-            "recforge's own unpadded torch CG (sampled_addmm + CSR spmm), no implicit code.",
+            "recforge's own unpadded torch CG (sampled_addmm + CSR spmm), no implicit code: "
+            "row blocks set by the problem size, each on one torch thread, run on 1 or N "
+            "threads as measured faster (the same fit for any count).",
             ("implicit",),
         ),
         Pair(
@@ -251,7 +256,8 @@ def speed_pairs() -> list[Pair]:
             lambda t, s: ImplicitCosine(K=40, num_threads=t, seed=s),
             rank,
             ndcg,
-            "recforge: compiled sparse accumulator + top-k heap, row ranges in threads.",
+            "recforge: compiled sparse accumulator + top-k heap, row ranges on 1 or N threads "
+            "as measured faster (the same matrix).",
             ("implicit",),
         ),
         Pair(
