@@ -27,7 +27,7 @@ from recforge.models.base import (
 )
 from recforge.models.baselines import Biases, GlobalMean, Popularity
 
-from ._caps import record_thread_caps
+from ._caps import force_picked_threads, record_thread_caps
 
 MAX = np.finfo(np.float32).max
 
@@ -719,3 +719,28 @@ def test_compiled_topk_takes_float_blocks_on_threads_for_their_size(
         assert calls == ["float32", "float64"]
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("mode", ["all", "one"])
+def test_compiled_topk_is_the_same_whichever_thread_count_is_picked(
+    mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Rows are independent: a block's top-k on the picked thread count (1 or the fit's) must be
+    # the one-thread result to the last bit, ties included.
+    _needs_numba()
+    import torch
+
+    import recforge.threads as threads_mod
+
+    scores = np.random.default_rng(4).integers(0, 30, (37, 50)).astype(np.float32)
+    want_idx, want_val = topk_rows(scores, 7)
+    given = force_picked_threads(monkeypatch, threads_mod, mode)
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        got_idx, got_val = topk_rows(scores, 7)
+    finally:
+        torch.set_num_threads(before)
+    assert given == [3 if mode == "all" else 1]
+    np.testing.assert_array_equal(got_idx, want_idx)
+    np.testing.assert_array_equal(got_val, want_val)

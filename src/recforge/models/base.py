@@ -154,7 +154,7 @@ def top_k_one_row(
 #: multiply-adds, as for 64 factors, at ~2e7 a millisecond): BLAS threads for a score block.
 _SCORE_MS_PER_CELL = 3.2e-6
 #: One-thread cost of the compiled top-k per score cell, in milliseconds (~5-15 ns measured on
-#: MovieLens-sized blocks, k = 100): its work estimate for :func:`recforge.threads.threads_for`.
+#: MovieLens-sized blocks, k = 100): its work estimate for :func:`recforge.threads.picked_threads`.
 _TOPK_MS_PER_CELL = 5e-6
 
 
@@ -169,16 +169,17 @@ def _compiled_topk(
         return None
 
     from recforge.models._topk_kernels import topk_block
-    from recforge.threads import equal_cost_ranges, map_in_threads, threads_for
+    from recforge.threads import equal_cost_ranges, map_in_threads, picked_threads
 
     block = np.ascontiguousarray(scores)
     rows = block.shape[0]
     idx = np.empty((rows, k), dtype=np.int64)
     val = np.empty((rows, k), dtype=np.float32)
     nan = np.zeros(rows, dtype=np.bool_)
-    n_threads = threads_for(block.size * _TOPK_MS_PER_CELL)
-    bounds = equal_cost_ranges(np.ones(rows), n_threads) or [(0, rows)]
-    map_in_threads(lambda b: topk_block(block, k, b[0], b[1], idx, val, nan), bounds, n_threads)
+    # Rows are independent: 1 thread or the fit's count, whichever was measured faster here.
+    with picked_threads("topk", block.size * _TOPK_MS_PER_CELL) as n_threads:
+        bounds = equal_cost_ranges(np.ones(rows), n_threads) or [(0, rows)]
+        map_in_threads(lambda b: topk_block(block, k, b[0], b[1], idx, val, nan), bounds, n_threads)
     if nan.any():
         from recforge.models._topk import select_top
 
