@@ -308,3 +308,21 @@ def test_threaded_engine_is_not_used_in_a_process_forked_after_numba_started_its
     real_pid = fused_mf.os.getpid()
     monkeypatch.setattr(fused_mf.os, "getpid", lambda: real_pid + 1)
     assert not fused_mf.threaded_engine_usable()
+
+
+def test_threaded_epochs_of_the_same_shape_share_one_picker_for_the_process() -> None:
+    # The probes are paid once a process for epochs alike (thread count, loss, bias, size).
+    import torch
+
+    from recforge.train.fused_mf import _picker
+
+    small = [torch.zeros(100, 8), torch.zeros(50, 8)]
+    again = [torch.zeros(100, 8), torch.zeros(50, 8)]
+    large = [torch.zeros(5000, 8), torch.zeros(50, 8)]
+    a = _picker(2, 2, False, small)
+    assert a.engines == ("threaded", "serial")
+    assert _picker(2, 2, False, again) is a
+    assert _picker(2, 2, False, large) is not a
+    assert _picker(3, 2, False, small) is not a
+    assert _picker(2, 1, False, small) is not a
+    assert _picker(1, 2, False, small).engines == ("serial",)

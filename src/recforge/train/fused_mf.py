@@ -115,9 +115,7 @@ class FusedMFEpoch:
         #: kernel's result to the last bit, so :class:`EnginePicker` may switch between the two
         #: by measured speed without changing the fit.
         self.n_threads = n_threads if self.kind != 0 and self.reg == 0.0 else 1
-        self.picker: EnginePicker[str] = EnginePicker(
-            ("threaded", "serial") if self.n_threads > 1 else ("serial",)
-        )
+        self.picker = _picker(self.n_threads, self.kind, self.has_bias, self.tables)
 
     def _state(self) -> list[tuple[npt.NDArray[Any], npt.NDArray[Any], torch.Tensor]]:
         """``(exp_avg, exp_avg_sq, step)`` of each table, created as torch's Adam creates them."""
@@ -236,6 +234,27 @@ class FusedMFEpoch:
 
             ranges.append((b_lo, b_hi, background(draw)))
         return out.reshape(-1, n_neg), ranges
+
+
+# One picker per kind of epoch for the life of the process (see _picker).
+_PICKERS: dict[tuple[int, ...], EnginePicker[str]] = {}
+
+
+def _picker(
+    n_threads: int, kind: int, has_bias: bool, tables: list[torch.Tensor]
+) -> EnginePicker[str]:
+    """The :class:`EnginePicker` of epochs like this one, shared by the fits of a process.
+
+    Its pace is seconds per batch, which the tables' size sets (the Adam sweep is dense), so
+    pickers are per thread count, loss kind, bias and power of two of the parameter count: a
+    process that fits the same model again (tuning, the speed suite, a service's retraining)
+    does not pay the probes again. Only the threaded kernel's own fits have two engines.
+    """
+    if n_threads <= 1:
+        return EnginePicker(("serial",))
+    params = sum(int(t.numel()) for t in tables)
+    key = (n_threads, kind, int(has_bias), max(params, 1).bit_length())
+    return _PICKERS.setdefault(key, EnginePicker(("threaded", "serial")))
 
 
 #: Batch ranges an epoch is cut into when its negatives are drawn beside the kernel.
