@@ -11,6 +11,14 @@ Precedence, highest first: a forced count (``recforge --threads N`` on the comma
 :func:`forced_threads`), the model config's ``num_threads``, the ``RECFORGE_NUM_THREADS``
 environment variable, then :func:`available_cpus`.
 
+**How many for one parallel region.** Within that count, a region whose result depends on
+the thread count (a LAPACK call, torch's GEMMs) starts a thread only per
+:data:`MIN_MS_PER_THREAD` of estimated one-thread work (:func:`threads_for`, :func:`capped`).
+A region whose result is the same to the last bit for any count (independent rows: ALS
+half-steps, the kNN accumulation, top-k blocks) instead measures: :func:`picked_threads` times
+one thread against the full count and keeps the faster (:class:`EnginePicker`), since a static
+threshold cannot be right both on a busy machine and on a quiet one.
+
 **How they wait.** GNU OpenMP (torch's CPU thread pool) lets an idle worker spin for up to
 ~300,000 iterations before sleeping. When the machine is busier than it has cores, a spinning
 worker burns the time slice the working thread needs; measured here on a 2-core machine under a
