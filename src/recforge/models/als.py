@@ -301,7 +301,9 @@ def _cg_solve_side(
     if offsets is not None:
         targets = targets - offsets[side.indices]
     t = torch.from_numpy(np.ascontiguousarray(targets, dtype=np.float32))
-    other_t = other.T.contiguous()
+    # A transposed view: sampled_addmm takes it as is (0.46 vs 0.49 ms a call for ML-100k's
+    # users, the same values); a contiguous transpose cost one more copy a call.
+    other_t = other.T
     pattern = side.csr(torch.ones_like(w))
 
     def events(p: torch.Tensor, scale: torch.Tensor, base: torch.Tensor | None) -> torch.Tensor:
