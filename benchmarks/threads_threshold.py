@@ -5,7 +5,9 @@ CG half-step of the compiled kernel, a top-k block of the scoring path) is timed
 with two threads *forced* (the thread policy bypassed), interleaved per repetition in one
 process, at sizes around the policy's cut. Beside each: the cost model's one-thread milliseconds
 per region and the count ``threads_for`` picks at 2 requested threads. The policy is right where
-it picks 2 exactly when the measured ``2 thr / 1 thr`` is below 1.
+it picks 2 exactly when the measured ``2 thr / 1 thr`` is below 1. (ALS half-steps and top-k
+blocks now choose their count at run time, ``recforge.threads.picked_threads``; their rows here
+show where the static policy would have been right.)
 
 Usage (from the repository root):
     RECFORGE_DATA_DIR=../shared/data nice -n 10 .venv/bin/python benchmarks/threads_threshold.py \
@@ -32,9 +34,10 @@ import recforge.threads as threads_mod
 from recforge.models import als as als_mod
 from recforge.models import base as base_mod
 from recforge.models import ease as ease_mod
-from recforge.threads import MIN_MS_PER_THREAD, threads_for
+from recforge.threads import MIN_MS_PER_THREAD, picked_threads, threads_for
 
 _REAL_THREADS_FOR = threads_for
+_REAL_PICKED = picked_threads
 
 
 @contextlib.contextmanager
@@ -48,14 +51,21 @@ def forced(n: int) -> Iterator[None]:
     def always(work_ms: float, requested: int | None = None) -> int:
         return requested or 1
 
-    threads_mod.threads_for = always  # type: ignore[assignment]  # capped() and top-k read it here
-    als_mod.threads_for = always  # type: ignore[assignment]
+    @contextlib.contextmanager
+    def all_picked(kernel: str, work_ms: float, requested: int | None = None, **_: Any) -> Any:
+        yield torch.get_num_threads() if requested is None else requested
+
+    threads_mod.threads_for = always  # type: ignore[assignment]  # capped() reads it here
+    # Regions that pick their count at run time (ALS half-steps, top-k): all threads.
+    threads_mod.picked_threads = all_picked  # type: ignore[assignment]
+    als_mod.picked_threads = all_picked  # type: ignore[assignment]
     try:
         yield
     finally:
         torch.set_num_threads(old)
         threads_mod.threads_for = _REAL_THREADS_FOR  # type: ignore[assignment]
-        als_mod.threads_for = _REAL_THREADS_FOR  # type: ignore[assignment]
+        threads_mod.picked_threads = _REAL_PICKED  # type: ignore[assignment]
+        als_mod.picked_threads = _REAL_PICKED  # type: ignore[assignment]
 
 
 def ease_case(n: int) -> tuple[Callable[[], Any], float]:
