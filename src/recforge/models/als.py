@@ -171,8 +171,10 @@ def _csr_tensor(
 
 
 #: One-thread milliseconds of a torch CG half-step per row block (:func:`_row_blocks`): a block
-#: adds ~40 op dispatches (~0.3 ms), so blocks much smaller than this would cost more than the
-#: second thread saves.
+#: adds ~40 op dispatches (~0.6 ms a half-step measured on ML-100k under load), so blocks much
+#: smaller than this would cost more than the second thread saves; on larger sides, blocks of
+#: this size keep the CG's (rows x k) arrays in a core's L2 cache (ml-latest-small's torch fit
+#: 0.69x of the unblocked one at one thread, docs/benchmarks/speed_picker.md).
 _BLOCK_MS = 2.5
 
 
