@@ -1151,3 +1151,36 @@ def test_row_blocks_cover_the_side_and_their_number_depends_on_the_work_only() -
         rows = mat[lo:hi]
         assert np.array_equal(sub.indptr, rows.indptr) and np.array_equal(sub.indices, rows.indices)
         assert np.array_equal(sub.targets, np.asarray(rows.data, np.float32))
+
+
+def test_threads_from_config_and_forced_threads_cap_the_picked_count(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # num_threads / --threads bound what the picker may choose: at 1, every half-step runs on
+    # one thread even where two are offered at 2 (64 factors: ~1.2 ms a half-step here).
+    if als_mod._numba_cg() is None:
+        pytest.skip("numba is not installed")
+    from recforge.threads import forced_threads, thread_picker
+
+    counts: list[int] = []
+    real_map = als_mod.map_in_threads
+
+    def spy(fn: Any, items: Any, n_threads: int) -> Any:
+        counts.append(n_threads)
+        return real_map(fn, items, n_threads)
+
+    monkeypatch.setattr(als_mod, "map_in_threads", spy)
+    data = planted_implicit(0).train
+    cfg = {"backend": "numba", "n_factors": 64, "iterations": 2}
+    work = als_mod._cg_half_ms(data.csr("rating"), 64, 3)
+    assert thread_picker("als.cg", work, 2).engines == (2, 1)  # two are offered at 2
+    assert thread_picker("als.cg", work, 1).engines == (1,)
+    # Whatever the picker would choose (here: always the most it may), the fit's count caps it.
+    force_picked_threads(monkeypatch, als_mod, "all")
+    ALS(num_threads=2, **cfg).fit(data)
+    assert counts and set(counts) == {2}
+    counts.clear()
+    ALS(num_threads=1, **cfg).fit(data)
+    with forced_threads(1):
+        ALS(num_threads=2, **cfg).fit(data)
+    assert counts and set(counts) == {1}
