@@ -149,24 +149,39 @@ def test_compiled_uniform_sampler_draws_the_numpy_items() -> None:
     ].any()
 
 
+@pytest.mark.parametrize("kernel", ["serial", "threaded"])
 def test_negatives_drawn_beside_the_kernel_give_the_serial_fit_bit_for_bit(
-    monkeypatch: pytest.MonkeyPatch,
+    kernel: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # With two threads an epoch's negatives are drawn range by range in a worker thread while
-    # the kernel runs the ranges already drawn: same random numbers, same items, same epoch.
+    # the serial kernel runs the ranges already drawn, or, when the threaded kernel is in use,
+    # all first on every thread: same random numbers, same items, same epoch.
     from recforge.train import fused_mf
 
     launched: list[int] = []
-    real_background = fused_mf.background
+    mapped: list[int] = []
+    real_background, real_map = fused_mf.background, fused_mf.map_in_threads
 
     def spy(fn: Any) -> Any:
         launched.append(1)
         return real_background(fn)
 
+    def map_spy(fn: Any, items: Any, n: int) -> Any:
+        mapped.append(n)
+        return real_map(fn, items, n)
+
     # ~70k draws an epoch (the compiled sampler's range); far below the work that earns the
     # second thread by default (threads_for), so the overlap is forced here.
     monkeypatch.setattr(fused_mf, "threads_for", lambda work_ms, requested=None: requested or 1)
     monkeypatch.setattr(fused_mf, "background", spy)
+    monkeypatch.setattr(fused_mf, "map_in_threads", map_spy)
+    if kernel == "serial":
+        monkeypatch.setattr(fused_mf, "threaded_engine_usable", lambda: False)
+    elif not fused_mf.threaded_engine_usable():
+        pytest.skip("numba has no thread-safe threading layer here")
+    else:  # the picker has chosen the threaded kernel
+        monkeypatch.setattr(fused_mf.EnginePicker, "best", lambda self: self.engines[0])
+        monkeypatch.setattr(fused_mf.EnginePicker, "pick", lambda self: self.engines[0])
     fits = []
     for n in (1, 2):
         split = planted_implicit(3, n_users=400, n_items=300, density=0.3)
@@ -177,7 +192,8 @@ def test_negatives_drawn_beside_the_kernel_give_the_serial_fit_bit_for_bit(
         )  # fmt: skip
         assert isinstance(model, NeuralRecommender)
         fits.append(model.fit(split.train))
-        assert bool(launched) == (n == 2)
+        assert bool(launched) == (n == 2 and kernel == "serial")
+        assert mapped == ([2, 2] if n == 2 and kernel == "threaded" else [])  # one an epoch
     one, two = (f.get_state() for f in fits)
     for key in one:
         np.testing.assert_array_equal(one[key], two[key], err_msg=key)

@@ -27,6 +27,7 @@ bare factor table pair); the Trainer then runs its torch loop.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import itertools
 import os
@@ -42,7 +43,7 @@ import torch
 from torch import nn
 
 from recforge.config import TrainConfig
-from recforge.threads import EnginePicker, background, threads_for
+from recforge.threads import EnginePicker, background, map_in_threads, threads_for
 from recforge.train.losses import BPR, Objective, RatingMSE, SampledBCE
 
 if TYPE_CHECKING:
@@ -214,7 +215,10 @@ class FusedMFEpoch:
         are drawn, then a worker thread maps them to items range by range (the compiled uniform
         draw, GIL released) while the epoch's kernel runs the ranges already drawn: the same
         negatives, the same epoch, bit for bit, with the sampling (a quarter of a BPR fit on
-        ML-100k) off the critical path.
+        ML-100k) off the critical path. When the picker runs the threaded kernel, which keeps
+        every thread busy, the ranges are instead mapped first, on all the threads: a third
+        runnable thread beside the kernel's would hold up each of its parallel regions (they
+        wait for their slowest thread).
         """
         assert isinstance(self.objective, (SampledBCE, BPR))
         sampler, n_neg = self.objective.sampler, self.objective.n_negatives
@@ -225,14 +229,21 @@ class FusedMFEpoch:
         rand = sampler.uniform_random(len(users))
         out = np.empty(len(users), dtype=np.int64)
         cuts = np.linspace(0, n_batches, min(n_batches, _OVERLAP_RANGES) + 1).astype(np.int64)
-        ranges: list[tuple[int, int, Future[None] | None]] = []
-        for b_lo, b_hi in itertools.pairwise(cuts.tolist()):
-            lo, hi = b_lo * batch_size * n_neg, min(len(users), b_hi * batch_size * n_neg)
+        spans = [
+            (b_lo, b_hi, b_lo * batch_size * n_neg, min(len(users), b_hi * batch_size * n_neg))
+            for b_lo, b_hi in itertools.pairwise(cuts.tolist())
+        ]
 
-            def draw(lo: int = lo, hi: int = hi) -> None:
-                out[lo:hi] = sampler.uniform_items(users[lo:hi], rand[lo:hi])
+        def draw(span: tuple[int, int, int, int]) -> None:
+            _, _, lo, hi = span
+            out[lo:hi] = sampler.uniform_items(users[lo:hi], rand[lo:hi])
 
-            ranges.append((b_lo, b_hi, background(draw)))
+        if self.n_threads > 1 and self.picker.best() == "threaded":
+            map_in_threads(draw, spans, self.n_threads)
+            return out.reshape(-1, n_neg), [(0, n_batches, None)]
+        ranges: list[tuple[int, int, Future[None] | None]] = [
+            (span[0], span[1], background(functools.partial(draw, span))) for span in spans
+        ]
         return out.reshape(-1, n_neg), ranges
 
 
