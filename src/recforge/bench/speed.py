@@ -183,9 +183,10 @@ def _peer(name: str, **cfg: Any) -> Recommender:
 
 _BPR_NOTE = (
     "recforge: compiled (numba) epochs (AdamW + one-cycle mini-batches, 4 negatives a positive, "
-    "drawn beside it in a 2nd thread); with 2+ threads each batch's gradient rows and Adam sweep "
-    "are also split by owner (the same fit to the last bit), used when measured faster than the "
-    "serial kernel; implicit: Hogwild, 1 neg."
+    "drawn beside the serial kernel in a 2nd thread); with 2+ threads each batch's gradient rows "
+    "and Adam sweep are also split by owner (the same fit to the last bit), used when measured "
+    "faster than the serial kernel (its negatives then drawn first on all threads); implicit: "
+    "Hogwild, 1 neg."
 )
 
 
