@@ -278,7 +278,6 @@ def test_picked_threads_honours_forced_threads() -> None:
 
 
 def test_engine_picker_skips_warm_ups_uses_the_faster_and_reprobes_less_when_confirmed() -> None:
-    import itertools
 
     picker: th.EnginePicker[str] = th.EnginePicker(("threaded", "serial"))
     pace = {"threaded": 1.0, "serial": 2.0}
@@ -290,15 +289,21 @@ def test_engine_picker_skips_warm_ups_uses_the_faster_and_reprobes_less_when_con
         picker.record(engine, 50.0 if picker.seen[engine] == 0 else pace[engine])
     probes = th.EnginePicker.PROBES + 1
     assert order[: 2 * probes] == ["threaded"] * probes + ["serial"] * probes
-    # Re-tries of the slower engine come after 12, 24, 48, 96, 96 ... calls.
-    retries = [i + 1 for i, e in enumerate(order) if e == "serial"][probes:]
-    gaps = [b - a for a, b in itertools.pairwise([2 * probes, *retries])]
+    # Re-tries of the slower engine (PROBES calls each) start 12, 24, 48, 96, 96 ... calls
+    # after the previous one ended.
+    calls = [i + 1 for i, e in enumerate(order) if e == "serial"][probes:]
+    starts = [c for c in calls if c - 1 not in calls]
+    assert all(c + 1 in calls for c in starts)  # each re-try is two calls
+    ends = [2 * probes] + [c + th.EnginePicker.PROBES - 1 for c in starts]
+    gaps = [b - a for a, b in zip(ends, starts, strict=False)]
     assert gaps[:4] == [12, 24, 48, 96] and set(gaps[4:]) <= {96}
     # When the machine gets busy the other engine wins at its next re-try, and re-tries of the
     # new loser start again at the short interval.
     pace = {"threaded": 9.0, "serial": 2.0}
     while picker.pick() != "serial":
         picker.record("threaded", pace["threaded"])
+    picker.record("serial", pace["serial"])
+    assert picker.pick() == "serial"  # a re-try is two calls
     picker.record("serial", pace["serial"])
     assert picker.best() == "serial" and picker.interval == th.EnginePicker.REPROBE
     assert picker.pick() == "serial"
@@ -326,5 +331,28 @@ def test_engine_picker_needs_a_margin_to_switch_and_retries_soon_when_its_engine
     # Two threads slow down (the machine got busy) below one thread's last pace: one thread is
     # re-tried within REPROBE // 4 calls, wins by more than the margin, and takes over.
     pace = {2: 3.0, 1: 0.95}
-    used = run(th.EnginePicker.REPROBE // 4 + 2)
+    # (the median of the last WINDOW timings moves after 3 slow ones)
+    used = run(3 + th.EnginePicker.REPROBE // 4 + 1)
     assert used[-1] == 1 and picker.best() == 1
+
+
+def test_engine_picker_retries_afresh_so_a_past_burst_does_not_keep_an_engine_out() -> None:
+    picker: th.EnginePicker[int] = th.EnginePicker((2, 1))
+    pace = {2: 1.0, 1: 1.5}
+
+    def run(calls: int) -> list[int]:
+        used = []
+        for _ in range(calls):
+            engine = picker.pick()
+            used.append(engine)
+            picker.record(engine, pace[engine])
+        return used
+
+    run(20)
+    assert picker.best() == 2
+    pace = {2: 4.0, 1: 1.5}  # a burst of load slows two threads for a while
+    run(10)
+    assert picker.best() == 1
+    pace = {2: 1.0, 1: 1.5}  # the burst is over: the next re-try of two threads, timed
+    used = run(2 * th.EnginePicker.REPROBE)  # afresh, wins back the lead
+    assert picker.best() == 2 and used.count(2) > len(used) // 2

@@ -31,9 +31,11 @@ recforge`` calls it (torch is imported lazily later), and an explicit ``OMP_WAIT
 
 from __future__ import annotations
 
+import collections
 import itertools
 import math
 import os
+import statistics
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterator, Sequence
@@ -411,14 +413,15 @@ class EnginePicker(Generic[_E]):
     An engine is any label: a kernel's name (the fused BPR epoch's ``"threaded"`` / ``"serial"``)
     or a thread count (:func:`picked_threads`). Each engine's first call is a warm-up (numba
     loads compiled code, a thread pool starts) and is not counted; then each is tried until it
-    has :data:`PROBES` timings, after which the one with the lowest pace (a running mean of
-    seconds per unit of work) is used. The others are re-tried now and then, since the machine's
-    load changes: after :data:`REPROBE` calls, and after twice as many each time a re-try
-    confirms the loser slower (up to :data:`MAX_REPROBE`), so that on a busy machine, where a
-    second thread mostly waits for a core, the slower engine costs a few calls, not a fixed
-    share. A re-try takes the lead only when :data:`MARGIN` faster than the engine in use (one
-    lucky timing on a noisy machine should not flip it); when the engine in use slows down below
-    another's last pace, that one is re-tried within a few calls.
+    has :data:`PROBES` timings, after which the one with the lowest pace (the median of its
+    latest :data:`WINDOW` timings, in seconds per unit of work) is used. The others are
+    re-tried now and then, since the machine's load changes: after :data:`REPROBE` calls, and
+    after twice as many each time a re-try confirms the loser slower (up to
+    :data:`MAX_REPROBE`), so that on a busy machine, where a second thread mostly waits for a
+    core, the slower engine costs a few calls, not a fixed share. A re-try is :data:`PROBES`
+    calls timed afresh, and takes the lead only when :data:`MARGIN` faster than the engine in
+    use (one lucky timing on a noisy machine should not flip it); when the engine in use slows
+    down below another's last pace, that one is re-tried within a few calls.
 
     Only for engines whose results are bit-identical: the choice changes the time, never the
     result. Thread-safe (one lock around the bookkeeping; the timed work runs outside it).
@@ -429,6 +432,10 @@ class EnginePicker(Generic[_E]):
     MAX_REPROBE = 96
     #: The share by which a re-tried engine must beat the one in use to take over.
     MARGIN = 0.1
+    #: Timings an engine's pace is the median of (its latest): on a busy machine a call may be
+    #: parked for a time slice, and one such call must not flip the choice (a running mean did:
+    #: 2 threads ran 25% of a BPR fit's chunks at load 6 while 3.4x slower than one).
+    WINDOW = 5
 
     def __init__(self, engines: tuple[_E, ...]) -> None:
         self.engines = engines
@@ -438,6 +445,9 @@ class EnginePicker(Generic[_E]):
         self.interval = self.REPROBE
         self.next_probe = 0
         self.current: _E | None = None
+        self._recent: dict[_E, collections.deque[float]] = {}
+        self._retrying: _E | None = None
+        self._retry_left = 0
         self._lock = threading.Lock()
 
     def best(self) -> _E:
@@ -455,11 +465,18 @@ class EnginePicker(Generic[_E]):
             if short:
                 self.next_probe = self.calls + self.interval
                 return short[0]
+            if self._retrying is not None:
+                return self._retrying
             best = self.best()
             others = [e for e in self.engines if e != best]
             if others and self.calls >= self.next_probe:
+                engine = others[(self.calls // self.REPROBE) % len(others)]
+                # A re-try is PROBES calls timed afresh: the engine's older timings predate the
+                # load now (a burst that slowed it once must not keep it out).
+                self._retrying, self._retry_left = engine, self.PROBES
+                self._recent.pop(engine, None)
                 self.next_probe = self.calls + self.interval
-                return others[(self.calls // self.REPROBE) % len(others)]
+                return engine
             return best
 
     def record(self, engine: _E, seconds_per_unit: float) -> None:
@@ -468,8 +485,9 @@ class EnginePicker(Generic[_E]):
             self.seen[engine] += 1
             if self.seen[engine] == 1:
                 return  # the warm-up call
-            old = self.pace.get(engine)
-            self.pace[engine] = seconds_per_unit if old is None else 0.5 * (old + seconds_per_unit)
+            recent = self._recent.setdefault(engine, collections.deque(maxlen=self.WINDOW))
+            recent.append(seconds_per_unit)
+            self.pace[engine] = statistics.median(recent)
             if any(self.seen[e] <= self.PROBES for e in self.engines):
                 return  # still probing: best() is the lowest pace so far
             if self.current is None:
@@ -477,6 +495,11 @@ class EnginePicker(Generic[_E]):
                 return
             current = self.current
             if engine != current:  # a re-try
+                if engine == self._retrying:
+                    self._retry_left -= 1
+                    if self._retry_left > 0:
+                        return
+                    self._retrying = None
                 if self.pace[engine] < (1.0 - self.MARGIN) * self.pace[current]:
                     self.current = engine  # it took the lead: re-try the old one soon
                     self.interval = self.REPROBE

@@ -149,13 +149,14 @@ def test_compiled_uniform_sampler_draws_the_numpy_items() -> None:
     ].any()
 
 
-@pytest.mark.parametrize("kernel", ["serial", "threaded"])
+@pytest.mark.parametrize("kernel", ["serial", "serial-first", "threaded"])
 def test_negatives_drawn_beside_the_kernel_give_the_serial_fit_bit_for_bit(
     kernel: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # With two threads an epoch's negatives are drawn range by range in a worker thread while
-    # the serial kernel runs the ranges already drawn, or, when the threaded kernel is in use,
-    # all first on every thread: same random numbers, same items, same epoch.
+    # the serial kernel runs the ranges already drawn, or all first when that was measured
+    # faster, or, when the threaded kernel is in use, all first on every thread: same random
+    # numbers, same items, same epoch.
     from recforge.train import fused_mf
 
     launched: list[int] = []
@@ -175,13 +176,15 @@ def test_negatives_drawn_beside_the_kernel_give_the_serial_fit_bit_for_bit(
     monkeypatch.setattr(fused_mf, "threads_for", lambda work_ms, requested=None: requested or 1)
     monkeypatch.setattr(fused_mf, "background", spy)
     monkeypatch.setattr(fused_mf, "map_in_threads", map_spy)
-    if kernel == "serial":
+    if kernel.startswith("serial"):
         monkeypatch.setattr(fused_mf, "threaded_engine_usable", lambda: False)
     elif not fused_mf.threaded_engine_usable():
         pytest.skip("numba has no thread-safe threading layer here")
-    else:  # the picker has chosen the threaded kernel
-        monkeypatch.setattr(fused_mf.EnginePicker, "best", lambda self: self.engines[0])
-        monkeypatch.setattr(fused_mf.EnginePicker, "pick", lambda self: self.engines[0])
+    # The pickers' choices, forced: the first engine ("threaded" / "beside"), or drawing first.
+    first = "first" if kernel == "serial-first" else ""
+    choose = lambda self: first if first in self.engines else self.engines[0]  # noqa: E731
+    monkeypatch.setattr(fused_mf.EnginePicker, "best", choose)
+    monkeypatch.setattr(fused_mf.EnginePicker, "pick", choose)
     fits = []
     for n in (1, 2):
         split = planted_implicit(3, n_users=400, n_items=300, density=0.3)
@@ -192,7 +195,7 @@ def test_negatives_drawn_beside_the_kernel_give_the_serial_fit_bit_for_bit(
         )  # fmt: skip
         assert isinstance(model, NeuralRecommender)
         fits.append(model.fit(split.train))
-        assert bool(launched) == (n == 2 and kernel == "serial")
+        assert bool(launched) == (n == 2 and kernel == "serial")  # beside the kernel
         assert mapped == ([2, 2] if n == 2 and kernel == "threaded" else [])  # one an epoch
     one, two = (f.get_state() for f in fits)
     for key in one:
@@ -342,3 +345,8 @@ def test_threaded_epochs_of_the_same_shape_share_one_picker_for_the_process() ->
     assert _picker(3, 2, False, small) is not a
     assert _picker(2, 1, False, small) is not a
     assert _picker(1, 2, False, small).engines == ("serial",)
+    # Where the negatives are drawn: its own picker per kind of epoch and event count.
+    draws = _picker(2, 2, False, small, 5000)
+    assert draws.engines == ("beside", "first") and draws is not a
+    assert _picker(2, 2, False, again, 5000) is draws
+    assert _picker(2, 2, False, small, 50_000) is not draws

@@ -117,6 +117,14 @@ class FusedMFEpoch:
         #: by measured speed without changing the fit.
         self.n_threads = n_threads if self.kind != 0 and self.reg == 0.0 else 1
         self.picker = _picker(self.n_threads, self.kind, self.has_bias, self.tables)
+        #: Where an epoch's negatives are drawn, "beside" the kernel (a worker thread) or
+        #: "first": on a busy machine the kernel can wait for a worker the scheduler parked, so
+        #: the two are timed per epoch like the kernels (the same draws either way).
+        self.draws: EnginePicker[str] = (
+            _picker(n_threads, self.kind, self.has_bias, self.tables, len(self.users))
+            if overlap and self.kind != 0
+            else EnginePicker(("first",))
+        )
 
     def _state(self) -> list[tuple[npt.NDArray[Any], npt.NDArray[Any], torch.Tensor]]:
         """``(exp_avg, exp_avg_sq, step)`` of each table, created as torch's Adam creates them."""
@@ -140,10 +148,12 @@ class FusedMFEpoch:
         n_batches = len(lrs)
         # Batch ranges run in order, each once its negatives are there (see _negatives).
         ranges: list[tuple[int, int, Future[None] | None]] = [(0, n_batches, None)]
+        draws = self.draws.pick()
+        t_epoch = time.perf_counter()
         if self.kind == 0:
             negs = np.zeros((1, 1), dtype=np.int64)
         else:
-            negs, ranges = self._negatives(order, batch_size, n_batches)
+            negs, ranges = self._negatives(order, batch_size, n_batches, beside=draws == "beside")
         state = self._state()
         step0 = int(state[0][2].item())
         p = [_arr(t) for t in self.tables]
@@ -183,6 +193,8 @@ class FusedMFEpoch:
                         float(group["weight_decay"]), self.decoupled, b_lo, b_hi, total,
                     )  # fmt: skip
                 self.picker.record(engine, (time.perf_counter() - t0) / (b_hi - b_lo))
+            if len(self.draws.engines) > 1:
+                self.draws.record(draws, (time.perf_counter() - t_epoch) / max(n_batches, 1))
             for _, _, step in state:
                 step += len(lrs)
             for t in self.tables:
@@ -206,7 +218,7 @@ class FusedMFEpoch:
         return out
 
     def _negatives(
-        self, order: npt.NDArray[np.int64], batch_size: int, n_batches: int
+        self, order: npt.NDArray[np.int64], batch_size: int, n_batches: int, *, beside: bool = True
     ) -> tuple[npt.NDArray[np.int64], list[tuple[int, int, Future[None] | None]]]:
         """The epoch's negatives in batch order (the draws the torch loop makes batch by batch),
         and the batch ranges to run with the future each waits for.
@@ -218,7 +230,8 @@ class FusedMFEpoch:
         ML-100k) off the critical path. When the picker runs the threaded kernel, which keeps
         every thread busy, the ranges are instead mapped first, on all the threads: a third
         runnable thread beside the kernel's would hold up each of its parallel regions (they
-        wait for their slowest thread).
+        wait for their slowest thread). Without ``beside`` (the serial kernel, when drawing
+        first was measured faster) all are drawn first, as with one thread.
         """
         assert isinstance(self.objective, (SampledBCE, BPR))
         sampler, n_neg = self.objective.sampler, self.objective.n_negatives
@@ -241,6 +254,9 @@ class FusedMFEpoch:
         if self.n_threads > 1 and self.picker.best() == "threaded":
             map_in_threads(draw, spans, self.n_threads)
             return out.reshape(-1, n_neg), [(0, n_batches, None)]
+        if not beside:
+            draw((0, n_batches, 0, len(users)))
+            return out.reshape(-1, n_neg), [(0, n_batches, None)]
         ranges: list[tuple[int, int, Future[None] | None]] = [
             (span[0], span[1], background(functools.partial(draw, span))) for span in spans
         ]
@@ -252,7 +268,7 @@ _PICKERS: dict[tuple[int, ...], EnginePicker[str]] = {}
 
 
 def _picker(
-    n_threads: int, kind: int, has_bias: bool, tables: list[torch.Tensor]
+    n_threads: int, kind: int, has_bias: bool, tables: list[torch.Tensor], events: int = 0
 ) -> EnginePicker[str]:
     """The :class:`EnginePicker` of epochs like this one, shared by the fits of a process.
 
@@ -261,11 +277,16 @@ def _picker(
     process that fits the same model again (tuning, the speed suite, a service's retraining)
     does not pay the probes again. Only the threaded kernel's own fits have two engines.
     """
+    if events:  # where the negatives are drawn (FusedMFEpoch.draws), per epoch
+        params = sum(int(t.numel()) for t in tables)
+        draws: tuple[int, ...] = (0, n_threads, kind, int(has_bias), params.bit_length())
+        key = (*draws, events.bit_length())
+        return _PICKERS.setdefault(key, EnginePicker(("beside", "first")))
     if n_threads <= 1:
         return EnginePicker(("serial",))
     params = sum(int(t.numel()) for t in tables)
-    key = (n_threads, kind, int(has_bias), max(params, 1).bit_length())
-    return _PICKERS.setdefault(key, EnginePicker(("threaded", "serial")))
+    kernels: tuple[int, ...] = (n_threads, kind, int(has_bias), max(params, 1).bit_length())
+    return _PICKERS.setdefault(kernels, EnginePicker(("threaded", "serial")))
 
 
 #: Batch ranges an epoch is cut into when its negatives are drawn beside the kernel.
