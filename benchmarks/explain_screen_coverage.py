@@ -17,6 +17,7 @@ items and the mean number of rows occluded per user.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -38,6 +39,13 @@ def main() -> None:
     ap.add_argument("--every", type=int, default=1, help="Every k-th known user.")
     ap.add_argument("--n", type=int, default=3, help="Items per `because` list.")
     ap.add_argument("--keeps", type=int, nargs="+", default=[3, 5, 6, 8])
+    ap.add_argument(
+        "--refines",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="Rows per item the second screen passes on (0: the default, _refine_rows(n)).",
+    )
     ap.add_argument("--out", type=Path, default=Path("docs/benchmarks/explain_screen_coverage"))
     args = ap.parse_args()
 
@@ -71,10 +79,13 @@ def main() -> None:
             want.append([(int(hist.items[j]), float(full[p, j])) for j in top if w[p, j] > 0])
         cases.append((uid, targets, want, len(hist.items)))
     rows = []
-    screen_rows = vae._screen_rows
+    screen_rows, refine_rows = vae._screen_rows, vae._refine_rows
     try:
-        for keep in args.keeps:
+        for keep, refine in itertools.product(args.keeps, args.refines):
             vae._screen_rows = lambda n, k=keep: k  # type: ignore[assignment]
+            vae._refine_rows = (  # type: ignore[assignment]
+                refine_rows if refine <= 0 else (lambda n, k=refine: k)
+            )
             equal = pairs = 0
             diff = 0.0
             occluded = []
@@ -92,6 +103,7 @@ def main() -> None:
             rows.append(
                 {
                     "keep": keep,
+                    "refine": refine if refine > 0 else refine_rows(args.n),
                     "pairs": pairs,
                     "equal": equal,
                     "equal_share": equal / max(pairs, 1),
@@ -101,12 +113,13 @@ def main() -> None:
             )
             print(json.dumps(rows[-1]), flush=True)
     finally:
-        vae._screen_rows = screen_rows
+        vae._screen_rows, vae._refine_rows = screen_rows, refine_rows
     lengths = [c[3] for c in cases]
     command = (
         "RECFORGE_DATA_DIR=../shared/data .venv/bin/python benchmarks/explain_screen_coverage.py "
         f"--runs RUNS --every {args.every} --n {args.n} "
-        f"--keeps {' '.join(map(str, args.keeps))} --out {args.out}"
+        f"--keeps {' '.join(map(str, args.keeps))} "
+        f"--refines {' '.join(map(str, args.refines))} --out {args.out}"
     )
     meta = {
         "command": command,
@@ -115,6 +128,7 @@ def main() -> None:
         "users": len(cases),
         "mean_history": float(np.mean(lengths)),
         "default_keep": screen_rows(args.n),
+        "default_refine": refine_rows(args.n),
         "load_before_after": f"{before} / {load()}",
         "machine": f"{platform.platform()}, {os.cpu_count()} cores",
     }
@@ -129,15 +143,17 @@ def main() -> None:
         "",
         f"{meta['data']}; {len(cases)} known users (every {args.every}th; mean "
         f"history {meta['mean_history']:.1f}), each with their top-10 items; `because` of "
-        f"{args.n}. The service's default keeps {meta['default_keep']} screened rows per item.",
+        f"{args.n}. The service's default keeps {meta['default_keep']} screened rows per item "
+        f"(first screen) and occludes {meta['default_refine']} of them exactly (second screen).",
         "",
-        "| rows kept per item | pairs | lists equal | share | max weight diff (equal lists) | "
-        "rows occluded per user |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| rows kept per item | rows occluded per item | pairs | lists equal | share | "
+        "max weight diff (equal lists) | rows occluded per user |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['keep']} | {r['pairs']} | {r['equal']} | {r['equal_share']:.4f} | "
+            f"| {r['keep']} | {r['refine']} | {r['pairs']} | {r['equal']} | "
+            f"{r['equal_share']:.4f} | "
             f"{r['max_weight_diff']:.1e} | {r['mean_rows_occluded']:.1f} |"
         )
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")

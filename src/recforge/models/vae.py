@@ -84,6 +84,13 @@ def _screen_rows(n: int) -> int:
     return max(2 * n + 2, 8)
 
 
+def _refine_rows(n: int) -> int:
+    """Rows per target, of those :func:`_screen_rows` keeps, that the second screen of
+    :meth:`MultDAE.explain_history_top` (the Jensen bound on exact hidden layers) passes on to
+    the exact log-softmax."""
+    return n + 2
+
+
 # ====================================================================== pure functions
 def kl_beta(step: int, total_anneal_steps: int, beta_max: float) -> float:
     """KL weight of batch ``step`` (0-based): ``min(β_max, step / total_anneal_steps)``.
@@ -655,69 +662,75 @@ class MultDAE(NeuralRecommender):
         ``(w̄ − W_i)·(h_v − h_0)``, short by the same second-order term for every target. The
         screen linearises that bound once more, at the full history's ``pre_0``:
         ``g_i·(pre_v − pre_0)`` with ``g_i = ∂[(w̄ − W_i)·h]/∂pre`` (one vector-Jacobian product
-        for all targets, :meth:`MultVAENet.hidden_and_vjp`), so only the first layer (rank-one
-        updates) runs for every row. The union
-        over targets of each one's :func:`_screen_rows` best-screened rows (8 for ``n = 3``) is
-        then occluded exactly, the same log-softmax difference as :meth:`explain_rows` over
-        those rows only (float32 rows of a smaller batch: equal to the full path's here, tested
-        to 1e-6). On ML-100k (all 943 users, their top-10, ``n = 3``) the lists equalled the
-        full path's in every pair from 6 screened rows per target on (5: all but 3 of 9430;
-        docs/benchmarks/explain_screen_coverage.md);
-        histories with no more rows than the screen keeps are explained in full
-        (:meth:`explain_history`). Served ``because`` only: :meth:`explain_rows` stays complete.
+        for all targets), so only the first layer (rank-one updates) runs for every row. The union
+        over targets of each one's :func:`_screen_rows` best-screened rows (8 for ``n = 3``) goes
+        through the layers after the first (a few hundred multiply-adds per row, not the
+        catalogue-wide last layer), and a second screen ranks them by the Jensen bound itself,
+        ``(W_i − w̄)·(h_0 − h_v)``; the union of each target's :func:`_refine_rows` best (5 for
+        ``n = 3``) is occluded exactly: the same log-softmax difference as :meth:`explain_rows`
+        over those rows only. On ML-100k (943 users, their top-10, ``n = 3``) the lists equal
+        the full path's (docs/benchmarks/explain_screen_coverage.md). The screen runs in numpy
+        (:mod:`recforge.models._vae_screen`: torch's small CPU products cost several times
+        numpy's); weights agree with the full path to float32 rounding of the logits (~5e-6 on
+        ML-100k, 1e-6 on the tests' networks). Histories with no more rows than the first screen
+        keeps are explained in full (:meth:`explain_history`). Served ``because`` only:
+        :meth:`explain_rows` stays complete.
         """
+        from recforge.models import _vae_screen
+
         idx = np.asarray(items, dtype=np.int64)
         targets = np.asarray(targets, dtype=np.int64)
         keep = _screen_rows(n)
         if len(idx) <= keep or not len(targets):
             return self.explain_history(idx, ratings, targets)[1]
-        net = self._net()
-        net.eval()
-        last = net.decoder[-1]
-        assert isinstance(last, nn.Linear)
-        first = net.encoder[0]
-        assert isinstance(first, nn.Linear)
+        lay = self._numpy_net()
         vals = np.asarray(ratings, dtype=np.float32)
-        with torch.no_grad():
-            parts = self._first_layer_parts(idx, vals, first.weight)
-            pre = self._drop_one_pre(idx, vals) if parts is None else None
-            if parts is None:
-                assert pre is not None
-                pre0 = pre[:1]
-            else:
-                pre0 = self._pre_rows(parts, [0])
-            dev = pre0.device
-            tgt = torch.as_tensor(targets, device=dev)
-            w = last.weight.detach()
-            h0, vjp = net.hidden_and_vjp(pre0)
-            p0 = torch.softmax(last(h0)[0], dim=0)
-            # g_i = ∂[(w̄ − W_i)·h(pre)]/∂pre at the full history, every target at once.
-            grad = vjp((p0 @ w)[None, :] - w[tgt])
-            if parts is None:
-                assert pre is not None
-                screen = (pre[1:] - pre[0]) @ grad.T  # (|H|, targets)
-            else:
-                # The same products without the rows: pre_v − pre_0 = (full − c_v)/‖x_v‖ −
-                # full/‖x_0‖ (bias cancels), so only the columns' products with g are needed.
-                full, cols, norm = parts
-                g = grad.T.to(full.dtype)
-                fg = full @ g
-                unit = norm.clamp_min(1e-12)
-                screen = (fg[None, :] - cols.T @ g) / unit[1:, None] - fg[None, :] / unit[0]
-            top = torch.topk(screen, min(keep, len(idx)), dim=0).indices
-            cand = torch.unique(top)  # sorted history positions
-            rows = torch.cat([torch.zeros(1, dtype=cand.dtype, device=dev), cand + 1])
-            if parts is None:
-                assert pre is not None
-                pre_rows = pre[rows]
-            else:
-                pre_rows = self._pre_rows(parts, rows)
-            hidden = net.decode_hidden(net.encode_from_first(pre_rows)[0])
-            logp = F.log_softmax(last(hidden), dim=1)[:, tgt].double()
-            part = (logp[0][None, :] - logp[1:]).T  # (targets, candidates)
-            out = torch.full((len(targets), len(idx)), -math.inf, dtype=torch.float64)
-            out[:, cand.cpu()] = part.cpu()
-        return out.numpy()
+        kept = self._first_layer_kept(idx, vals)
+        if kept is None:  # recency weights, repeats, one positive: the general rows (torch)
+            with torch.no_grad():
+                pre = self._drop_one_pre(idx, vals).float().cpu().numpy()
+        else:
+            pre = _vae_screen.first_layer_rows(lay, idx, None if kept.all() else kept)
+        cand, part = _vae_screen.screened_weights(lay, pre, targets, keep, _refine_rows(n))
+        out = np.full((len(targets), len(idx)), -math.inf, dtype=np.float64)
+        out[:, cand] = part
+        return out
+
+    def _numpy_net(self) -> Any:
+        """The network's layers as numpy arrays (:mod:`recforge.models._vae_screen`), built once
+        per set of weights: rebuilt when a parameter is replaced or changed in place."""
+        from recforge.models import _vae_screen
+
+        net = self._net()
+        params = tuple(net.parameters())
+        versions = tuple(p._version for p in params)
+        cached = self.__dict__.get("_numpy_layers")
+        if (
+            cached is None
+            or len(cached[0]) != len(params)
+            or any(a is not b for a, b in zip(cached[0], params, strict=True))
+            or cached[1] != versions
+        ):
+            # A whole tuple swapped in at once: threads reading the old one keep a valid copy.
+            cached = (params, versions, _vae_screen.numpy_net(net))
+            self.__dict__["_numpy_layers"] = cached
+        return cached[2]
+
+    def _first_layer_kept(self, idx: IndexArray, vals: FloatArray) -> npt.NDArray[np.bool_] | None:
+        """Which history entries the encoder's binary row counts, when every drop-one row is
+        the full row less at most the dropped entry; None otherwise (recency weights, repeated
+        items, or a threshold that leaves one positive: dropping it brings the others back)."""
+        cfg = self._cfg()
+        if cfg.recency_tau is not None or len(np.unique(idx)) != len(idx):
+            return None
+        kept = np.ones(len(idx), dtype=bool)
+        if cfg.positive_threshold is not None:
+            pos = np.asarray(vals) >= cfg.positive_threshold
+            if int(pos.sum()) == 1:
+                return None
+            if pos.any():
+                kept = pos
+        return kept
 
     def _drop_one_hidden(self, idx: IndexArray, vals: FloatArray) -> torch.Tensor:
         """The decoder's last hidden layer (its input) of the full history (row 0) and of each
@@ -786,16 +799,9 @@ class MultDAE(NeuralRecommender):
         """What :meth:`_drop_one_first_layer` builds its rows from: the full row's product
         ``full`` (``(hidden,)``), the kept entries' columns of ``W₁`` (``(hidden, |H|)``, zero
         for entries below the threshold) and every row's norm; None for the general path."""
-        cfg = self._cfg()
-        if cfg.recency_tau is not None or len(np.unique(idx)) != len(idx):
+        kept = self._first_layer_kept(idx, vals)
+        if kept is None:
             return None
-        kept = np.ones(len(idx), dtype=bool)
-        if cfg.positive_threshold is not None:
-            pos = np.asarray(vals) >= cfg.positive_threshold
-            if int(pos.sum()) == 1:
-                return None
-            if pos.any():
-                kept = pos
         dev = weight.device
         # W₁[:, idx] (hidden × |H|) from an item-major copy: |H| contiguous rows instead of a
         # column gather touching a cache line per cell (the gather was ~0.5 ms of a served

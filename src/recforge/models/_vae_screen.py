@@ -1,0 +1,195 @@
+"""The screened drop-one occlusion of Mult-VAE/DAE's served ``because``, in numpy.
+
+:meth:`recforge.models.vae.MultDAE.explain_history_top` explains one history against a few
+targets per request. Its work is dozens of small products (``|H| × 600 @ 600 × 10``, one-row
+layers) and one large one (the exact rows' logits over the catalogue). Torch's CPU matmul costs
+~70 µs for such a small product where numpy's BLAS call costs ~16 µs (measured on the 2-core
+machine, one thread), and the large product costs the same in both; so the network's layers are
+read once into numpy arrays (:class:`NumpyNet`, cached per model and rebuilt when a weight
+changes) and the whole screen runs in numpy, float32 for the network, float64 for the first
+layer's rank-one updates and for the weights themselves.
+
+The arithmetic is the torch path's (:meth:`MultDAE.explain_rows`): the same drop-one first-layer
+rows (bit for bit), the same layers in float32 (other BLAS kernels: the logits agree to float32
+rounding, ~1e-6 on the weights, ``tests/test_explain_fast.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from recforge.models.vae import MultVAENet
+
+F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+#: One step after the first layer: ``("tanh", None, None)``, ``("linear", W (out, in), b)``,
+#: or ``("slice", width, None)`` (the mean half of a variational code without a layer to cut).
+Step = tuple[str, Any, Any]
+
+
+@dataclass(frozen=True)
+class NumpyNet:
+    """A :class:`~recforge.models.vae.MultVAENet`'s layers as numpy arrays (eval mode).
+
+    Attributes:
+        w1_items: the first layer's weight item-major, ``(n_items, hidden[0])`` float32.
+        b1: the first layer's bias, float64 (added to the float64 normalised product).
+        steps: from the first layer's output to the decoder's last hidden layer: tanh and
+            linear steps; a variational encoder's last layer is cut to its mean half (the
+            log-variance is never used at inference).
+        w_last: the decoder's last layer ``(n_items, width)`` float32, ``b_last`` its bias.
+    """
+
+    w1_items: F32
+    b1: F64
+    steps: tuple[Step, ...]
+    w_last: F32
+    b_last: F32
+
+
+def numpy_net(net: MultVAENet) -> NumpyNet:
+    """Read ``net``'s weights into a :class:`NumpyNet` (copies: the module may train on)."""
+    from torch import nn
+
+    def arr(t: Any) -> Any:
+        return t.detach().cpu().float().numpy().copy()
+
+    first = net.encoder[0]
+    assert isinstance(first, nn.Linear)
+    steps: list[Step] = []
+    last = len(net.encoder) - 1
+    for k, layer in enumerate(net.encoder):
+        if k:
+            assert isinstance(layer, nn.Linear)
+            steps.append(("linear", arr(layer.weight), arr(layer.bias)))
+        if k < last or not net.variational:
+            steps.append(("tanh", None, None))
+    if net.variational:
+        if steps and steps[-1][0] == "linear":
+            _, w, b = steps[-1]
+            steps[-1] = ("linear", np.ascontiguousarray(w[: net.latent]), b[: net.latent].copy())
+        else:
+            steps.append(("slice", net.latent, None))
+    for layer in net.decoder[:-1]:
+        assert isinstance(layer, nn.Linear)
+        steps.append(("linear", arr(layer.weight), arr(layer.bias)))
+        steps.append(("tanh", None, None))
+    out = net.decoder[-1]
+    assert isinstance(out, nn.Linear)
+    return NumpyNet(
+        w1_items=np.ascontiguousarray(arr(first.weight).T),
+        b1=first.bias.detach().cpu().double().numpy().copy(),
+        steps=tuple(steps),
+        w_last=arr(out.weight),
+        b_last=arr(out.bias),
+    )
+
+
+def forward(steps: tuple[Step, ...], h: F32) -> F32:
+    """The decoder's last hidden layer of first-layer outputs ``h`` ``(R, hidden[0])``."""
+    for kind, a, b in steps:
+        if kind == "tanh":
+            h = np.tanh(h)
+        elif kind == "linear":
+            h = h @ a.T + b
+        else:
+            h = h[:, :a]
+    return h
+
+
+def forward_and_vjp(steps: tuple[Step, ...], h: F32) -> tuple[F32, Any]:
+    """:func:`forward` of rows ``h`` and its vector-Jacobian product at them (one row, as
+    :meth:`MultVAENet.hidden_and_vjp`): ``vjp(c)`` maps ``(T, width)`` cotangents to
+    ``(T, hidden[0])``."""
+    tape: list[tuple[str, Any]] = []
+    for kind, a, b in steps:
+        if kind == "tanh":
+            h = np.tanh(h)
+            tape.append(("tanh", h))
+        elif kind == "linear":
+            tape.append(("linear", a))
+            h = h @ a.T + b
+        else:
+            tape.append(("slice", h.shape[1] - a))
+            h = h[:, :a]
+
+    def vjp(c: F32) -> F32:
+        for kind, t in reversed(tape):
+            if kind == "tanh":
+                c = c * (1.0 - t * t)
+            elif kind == "linear":
+                c = c @ t
+            else:
+                c = np.concatenate([c, np.zeros((len(c), t), dtype=c.dtype)], axis=1)
+        return c
+
+    return h, vjp
+
+
+def first_layer_rows(lay: NumpyNet, idx: I64, kept: npt.NDArray[np.bool_] | None) -> F32:
+    """``W₁ x̂_v + c₁`` of the full binary row (``v = 0``) and each drop-one row (``1 + m``:
+    without entry ``m``), float32 ``(|H| + 1, hidden[0])``: the products by rank-one updates in
+    float64 (the full row's minus the dropped column), each divided by its row's L2 norm.
+    ``kept``: entries that count (a threshold's positives); None: all. The same elementwise
+    operations as :meth:`MultDAE._pre_rows`, so the same float32 rows."""
+    cols = lay.w1_items[idx].astype(np.float64)  # (|H|, hidden): W₁[:, idx]ᵀ
+    k = np.ones(len(idx), dtype=np.float64) if kept is None else kept.astype(np.float64)
+    if kept is not None and not kept.all():
+        cols *= k[:, None]
+    full = cols.sum(axis=0)
+    prod = np.empty((len(idx) + 1, cols.shape[1]), dtype=np.float64)
+    prod[0] = full
+    np.subtract(full[None, :], cols, out=prod[1:])
+    n_kept = float(k.sum())
+    norm = np.sqrt(np.concatenate([[n_kept], n_kept - k]))
+    unit = prod / np.maximum(norm, 1e-12)[:, None]
+    if not (norm > 0).all():
+        unit[norm <= 0] = 0.0
+    out: F32 = (unit + lay.b1).astype(np.float32)
+    return out
+
+
+def screened_weights(
+    lay: NumpyNet, pre: F32, targets: I64, keep: int, refine: int
+) -> tuple[I64, F64]:
+    """The screened drop-one weights of :meth:`MultDAE.explain_history_top` from the first-layer
+    rows ``pre`` (row 0: the full history, ``1 + m``: without entry ``m``).
+
+    Returns ``(cand, weights)``: the history positions occluded exactly (sorted) and their
+    weights ``(len(targets), len(cand))``: ``log p_0(i) − log p_v(i)``.
+    """
+    w = lay.w_last
+    h0, vjp = forward_and_vjp(lay.steps, pre[:1])
+    z0 = h0[0] @ w.T + lay.b_last
+    p0 = np.exp(z0 - z0.max())
+    p0 /= p0.sum()
+    wbar = p0 @ w
+    wt = w[targets]
+    # First screen: g_i·(pre_v − pre_0), g_i = ∂[(w̄ − W_i)·h]/∂pre at the full history.
+    grad = vjp(wbar[None, :] - wt)
+    screen = (pre[1:] - pre[:1]) @ grad.T  # (|H|, targets)
+    n_hist = len(pre) - 1
+    keep = min(keep, n_hist)
+    cand = np.unique(np.argpartition(-screen, keep - 1, axis=0)[:keep])
+    rows = np.concatenate([[0], cand + 1])
+    hidden = forward(lay.steps, pre[rows])
+    # Second screen on the exact hidden layers: the Jensen bound (W_i − w̄)·(h_0 − h_v), short
+    # of the weight by the same (second-order) gap for every target.
+    refine = min(refine, len(cand))
+    if refine < len(cand):
+        bound = (hidden[:1] - hidden[1:]) @ (wt - wbar[None, :]).T
+        best = np.unique(np.argpartition(-bound, refine - 1, axis=0)[:refine])
+        cand = cand[best]
+        hidden = hidden[np.concatenate([[0], best + 1])]
+    z = hidden @ w.T + lay.b_last  # (1 + |cand|, n_items), row 0: the full history
+    top = z.max(axis=1, keepdims=True)
+    lse = (np.log(np.exp(z - top).sum(axis=1, dtype=np.float64)) + top[:, 0]).astype(np.float32)
+    logp = (z[:, targets] - lse[:, None]).astype(np.float64)  # float32 values, as the torch path
+    return cand.astype(np.int64), (logp[0][None, :] - logp[1:]).T

@@ -1,0 +1,120 @@
+"""Mult-VAE/DAE's served `because` in numpy (recforge.models._vae_screen) against the torch path.
+
+The numpy screen must compute what the torch network computes: the same first-layer rows (bit
+for bit), the same hidden layers and vector-Jacobian products (float32 rounding), weights equal
+to the full occlusion's where it occludes, and a second screen that only drops rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+import recforge.models.vae as vae
+from recforge.models import _vae_screen
+from recforge.models.registry import create
+from recforge.testing import planted_explicit, planted_implicit
+
+_FITTED: dict[str, Any] = {}
+
+
+def _model(name: str, config: dict[str, Any], explicit: bool = False) -> Any:
+    key = f"{name}{sorted(config.items())}{explicit}"
+    if key not in _FITTED:
+        data = planted_explicit(0) if explicit else planted_implicit(0)
+        _FITTED[key] = create(name, config).fit(data.train)
+    return _FITTED[key]
+
+
+@pytest.mark.parametrize("variational", [True, False])
+@pytest.mark.parametrize("hidden", [(16, 12), (), (10,)])
+def test_numpy_layers_and_vjp_are_the_networks(variational: bool, hidden: tuple[int, ...]) -> None:
+    torch.manual_seed(0)
+    net = vae.MultVAENet(40, hidden, 6, variational=variational).eval()
+    lay = _vae_screen.numpy_net(net)
+    width = hidden[0] if hidden else (12 if variational else 6)
+    pre = torch.randn(4, width)
+    with torch.no_grad():
+        want = net.decode_hidden(net.encode_from_first(pre)[0]).numpy()
+        h_t, vjp_t = net.hidden_and_vjp(pre[:1])
+        cot = torch.randn(5, h_t.shape[1])
+        grad_t = vjp_t(cot).numpy()
+    got = _vae_screen.forward(lay.steps, pre.numpy())
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    h_n, vjp_n = _vae_screen.forward_and_vjp(lay.steps, pre[:1].numpy())
+    np.testing.assert_allclose(h_n, want[:1], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(vjp_n(cot.numpy()), grad_t, rtol=1e-5, atol=1e-6)
+    assert float(np.abs(grad_t).max()) > 1e-3
+    # The weight and bias of the last layer and the item-major first layer, as the module's.
+    np.testing.assert_array_equal(lay.w1_items, net.encoder[0].weight.detach().numpy().T)
+    np.testing.assert_array_equal(lay.w_last, net.decoder[-1].weight.detach().numpy())
+
+
+@pytest.mark.parametrize(
+    ("config", "explicit", "stars"),
+    [
+        ({"epochs": 2}, False, None),
+        ({"epochs": 2, "positive_threshold": 4.0}, True, [5, 2, 4, 1, 5, 3, 4, 5, 2, 4]),
+    ],
+)
+def test_first_layer_rows_are_the_torch_rows_bit_for_bit(
+    config: dict[str, Any], explicit: bool, stars: list[int] | None
+) -> None:
+    model = _model("mult_vae", config, explicit)
+    idx = np.array([7, 3, 11, 0, 25, 9, 14, 2, 30, 5], dtype=np.int64)
+    vals = np.ones(len(idx), np.float32) if stars is None else np.asarray(stars, np.float32)
+    kept = model._first_layer_kept(idx, vals)
+    assert kept is not None
+    assert kept.all() == (stars is None)
+    got = _vae_screen.first_layer_rows(model._numpy_net(), idx, None if kept.all() else kept)
+    with torch.no_grad():
+        want = model._drop_one_pre(idx, vals).numpy()
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, want)
+
+
+def test_numpy_layers_follow_weight_changes() -> None:
+    model = _model("mult_dae", {"epochs": 2})
+    first = model._numpy_net()
+    assert model._numpy_net() is first  # cached while the weights stay
+    last = model._net().decoder[-1]
+    with torch.no_grad():
+        last.bias.add_(1.0)  # an in-place change bumps the tensor's version
+    try:
+        again = model._numpy_net()
+        assert again is not first
+        np.testing.assert_allclose(again.b_last, first.b_last + 1.0, rtol=0, atol=1e-6)
+    finally:
+        with torch.no_grad():
+            last.bias.sub_(1.0)
+
+
+@pytest.mark.parametrize("name", ["mult_vae", "mult_dae"])
+def test_second_screen_only_drops_rows(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second screen occludes fewer rows than the first keeps, with the same weights where
+    both occlude, the full occlusion's weights, and the full path's `because` lists."""
+    model = _model(name, {"epochs": 3})
+    rng = np.random.default_rng(3)
+    cut = 0
+    for size in (30, 40):
+        idx = rng.choice(model.n_items, size=size, replace=False).astype(np.int64)
+        vals = np.ones(size, np.float32)
+        targets = rng.choice(model.n_items, size=10, replace=False).astype(np.int64)
+        default = model.explain_history_top(idx, vals, targets, 3)
+        monkeypatch.setattr(vae, "_refine_rows", lambda n: 10_000)
+        wide = model.explain_history_top(idx, vals, targets, 3)
+        monkeypatch.undo()
+        full = model.explain_history(idx, vals, targets)[1]
+        shown = np.isfinite(default)
+        assert (shown <= np.isfinite(wide)).all()
+        cut += int(np.isfinite(wide).sum() - shown.sum())
+        np.testing.assert_allclose(default[shown], wide[shown], rtol=0, atol=1e-7)
+        np.testing.assert_allclose(default[shown], full[shown], rtol=0, atol=1e-6)
+        for row_d, row_f in zip(default, full, strict=True):
+            top_d = np.argsort(-np.where(row_d > 0, row_d, -np.inf), kind="stable")[:3]
+            top_f = np.argsort(-np.where(row_f > 0, row_f, -np.inf), kind="stable")[:3]
+            assert top_d[row_d[top_d] > 0].tolist() == top_f[row_f[top_f] > 0].tolist()
+    assert cut > 0  # the second screen left rows out
