@@ -6,12 +6,14 @@ layers) and one large one (the exact rows' logits over the catalogue). Torch's C
 ~70 µs for such a small product where numpy's BLAS call costs ~16 µs (measured on the 2-core
 machine, one thread), and the large product costs the same in both; so the network's layers are
 read once into numpy arrays (:class:`NumpyNet`, cached per model and rebuilt when a weight
-changes) and the whole screen runs in numpy, float32 for the network, float64 for the first
-layer's rank-one updates and for the weights themselves.
+changes) and the whole screened explanation runs in numpy (float32 for the network, float64 for
+the first layer's rank-one updates and the log-softmax normaliser's sum).
 
 The arithmetic is the torch path's (:meth:`MultDAE.explain_rows`): the same drop-one first-layer
-rows (bit for bit), the same layers in float32 (other BLAS kernels: the logits agree to float32
-rounding, ~1e-6 on the weights, ``tests/test_explain_fast.py``).
+rows (bit for bit), the same layers in float32 through other BLAS kernels, so the weights agree
+with the full path's to float32 rounding of the catalogue-wide logits (up to 6.7e-6 on ML-100k,
+where 5 of 9430 `because` lists of 3 differ from the full path's by the order of near-equal
+weights; docs/benchmarks/explain_screen_coverage.md).
 """
 
 from __future__ import annotations
@@ -138,7 +140,7 @@ def first_layer_rows(lay: NumpyNet, idx: I64, kept: npt.NDArray[np.bool_] | None
     without entry ``m``), float32 ``(|H| + 1, hidden[0])``: the products by rank-one updates in
     float64 (the full row's minus the dropped column), each divided by its row's L2 norm.
     ``kept``: entries that count (a threshold's positives); None: all. The same elementwise
-    operations as :meth:`MultDAE._pre_rows`, so the same float32 rows."""
+    operations as :meth:`MultDAE._drop_one_pre`, so the same float32 rows."""
     cols = lay.w1_items[idx].astype(np.float64)  # (|H|, hidden): W₁[:, idx]ᵀ
     k = np.ones(len(idx), dtype=np.float64) if kept is None else kept.astype(np.float64)
     if kept is not None and not kept.all():
@@ -156,40 +158,49 @@ def first_layer_rows(lay: NumpyNet, idx: I64, kept: npt.NDArray[np.bool_] | None
     return out
 
 
-def screened_weights(
-    lay: NumpyNet, pre: F32, targets: I64, keep: int, refine: int
-) -> tuple[I64, F64]:
-    """The screened drop-one weights of :meth:`MultDAE.explain_history_top` from the first-layer
-    rows ``pre`` (row 0: the full history, ``1 + m``: without entry ``m``).
+def first_screen(lay: NumpyNet, pre: F32, targets: I64, keep: int) -> tuple[I64, F32, F32]:
+    """The first screen of :meth:`MultDAE.explain_history_top` from the first-layer rows
+    ``pre`` (row 0: the full history, ``1 + m``: without entry ``m``).
 
-    Returns ``(cand, weights)``: the history positions occluded exactly (sorted) and their
-    weights ``(len(targets), len(cand))``: ``log p_0(i) − log p_v(i)``.
+    ``g_i·(pre_v − pre_0)`` with ``g_i = ∂[(w̄ − W_i)·h]/∂pre`` at the full history, every
+    target at once. Returns the union over targets of each one's ``keep`` best history
+    positions (sorted), ``w̄ = p₀ᵀW`` and the targets' rows ``W_i`` of the last layer.
     """
     w = lay.w_last
     h0, vjp = forward_and_vjp(lay.steps, pre[:1])
     z0 = h0[0] @ w.T + lay.b_last
     p0 = np.exp(z0 - z0.max())
     p0 /= p0.sum()
-    wbar = p0 @ w
-    wt = w[targets]
-    # First screen: g_i·(pre_v − pre_0), g_i = ∂[(w̄ − W_i)·h]/∂pre at the full history.
+    wbar: F32 = p0 @ w
+    wt: F32 = w[targets]
     grad = vjp(wbar[None, :] - wt)
     screen = (pre[1:] - pre[:1]) @ grad.T  # (|H|, targets)
-    n_hist = len(pre) - 1
-    keep = min(keep, n_hist)
-    cand = np.unique(np.argpartition(-screen, keep - 1, axis=0)[:keep])
-    rows = np.concatenate([[0], cand + 1])
-    hidden = forward(lay.steps, pre[rows])
-    # Second screen on the exact hidden layers: the Jensen bound (W_i − w̄)·(h_0 − h_v), short
-    # of the weight by the same (second-order) gap for every target.
-    refine = min(refine, len(cand))
-    if refine < len(cand):
-        bound = (hidden[:1] - hidden[1:]) @ (wt - wbar[None, :]).T
-        best = np.unique(np.argpartition(-bound, refine - 1, axis=0)[:refine])
-        cand = cand[best]
-        hidden = hidden[np.concatenate([[0], best + 1])]
-    z = hidden @ w.T + lay.b_last  # (1 + |cand|, n_items), row 0: the full history
+    keep = min(keep, len(pre) - 1)
+    cand = np.unique(np.argpartition(-screen, keep - 1, axis=0)[:keep]).astype(np.int64)
+    return cand, wbar, wt
+
+
+def second_screen(lay: NumpyNet, pre_rows: F32, wbar: F32, wt: F32, refine: int) -> tuple[I64, F32]:
+    """The second screen: rows ``pre_rows`` (row 0: the full history) through the layers after
+    the first, ranked per target by the Jensen bound ``(W_i − w̄)·(h_0 − h_v)`` (short of the
+    weight by the same gap for every target). Returns the union of each target's ``refine``
+    best (positions in ``pre_rows[1:]``, sorted) and the hidden layers of row 0 and those."""
+    hidden = forward(lay.steps, pre_rows)
+    n_rows = len(pre_rows) - 1
+    if refine >= n_rows:
+        return np.arange(n_rows, dtype=np.int64), hidden
+    bound = (hidden[:1] - hidden[1:]) @ (wt - wbar[None, :]).T
+    best = np.unique(np.argpartition(-bound, refine - 1, axis=0)[:refine]).astype(np.int64)
+    return best, hidden[np.concatenate([[0], best + 1])]
+
+
+def exact_weights(lay: NumpyNet, hidden: F32, targets: I64) -> F64:
+    """Drop-one weights ``log p_0(i) − log p_v(i)`` ``(len(targets), len(hidden) − 1)`` from the
+    decoder's last hidden layers (row 0: the full history): the catalogue-wide logits and
+    their log-softmax normaliser per row, float32 as the network computes them."""
+    z = hidden @ lay.w_last.T + lay.b_last
     top = z.max(axis=1, keepdims=True)
     lse = (np.log(np.exp(z - top).sum(axis=1, dtype=np.float64)) + top[:, 0]).astype(np.float32)
-    logp = (z[:, targets] - lse[:, None]).astype(np.float64)  # float32 values, as the torch path
-    return cand.astype(np.int64), (logp[0][None, :] - logp[1:]).T
+    logp = (z[:, targets] - lse[:, None]).astype(np.float64)
+    out: F64 = (logp[0][None, :] - logp[1:]).T
+    return out

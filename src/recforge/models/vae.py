@@ -691,9 +691,11 @@ class MultDAE(NeuralRecommender):
                 pre = self._drop_one_pre(idx, vals).float().cpu().numpy()
         else:
             pre = _vae_screen.first_layer_rows(lay, idx, None if kept.all() else kept)
-        cand, part = _vae_screen.screened_weights(lay, pre, targets, keep, _refine_rows(n))
+        cand, wbar, wt = _vae_screen.first_screen(lay, pre, targets, keep)
+        rows = np.concatenate([[0], cand + 1])
+        best, hidden = _vae_screen.second_screen(lay, pre[rows], wbar, wt, _refine_rows(n))
         out = np.full((len(targets), len(idx)), -math.inf, dtype=np.float64)
-        out[:, cand] = part
+        out[:, cand[best]] = _vae_screen.exact_weights(lay, hidden, targets)
         return out
 
     def _numpy_net(self) -> Any:
@@ -766,18 +768,6 @@ class MultDAE(NeuralRecommender):
             unit = torch.where(norm[:, None] > 0, unit, 0.0)
         pre: torch.Tensor = (unit + first.bias.to(unit.dtype)).to(first.weight.dtype)
         return pre
-
-    def _pre_rows(
-        self, parts: tuple[torch.Tensor, torch.Tensor, torch.Tensor], rows: Any
-    ) -> torch.Tensor:
-        """Rows ``rows`` (0: the full history, ``1 + m``: without entry ``m``) of
-        :meth:`_drop_one_pre` from :meth:`_first_layer_parts`: the same elementwise operations
-        on those rows only, so the same numbers, bit for bit."""
-        full, cols, norm = parts
-        r = torch.as_tensor(rows, dtype=torch.int64, device=full.device)
-        diff = cols.T[(r - 1).clamp_min(0)]
-        prod = torch.where((r == 0)[:, None], full[None, :], full[None, :] - diff)
-        return self._pre_from(prod, norm[r])
 
     def _drop_one_first_layer(
         self, idx: IndexArray, vals: FloatArray, weight: torch.Tensor
