@@ -271,13 +271,11 @@ class LiveBackend:
         ok = idx >= 0
         out = []
         item = self.catalog.item
-        # Built without validation (model_construct): every value is already of its field's
-        # type (the catalogue's validated Item, Python int and float), so the JSON is the same;
-        # validating 10 items and their lists cost ~50 µs of a ~1 ms request.
-        construct = ScoredItem.model_construct
+        # Validated construction on purpose: pydantic-core builds a ScoredItem in ~1.7 µs,
+        # model_construct (pure Python) in ~3.7 µs (measured; Because: 1.0 vs 1.9 µs).
         for rank, (i, s) in enumerate(zip(idx[ok].tolist(), scores[ok].tolist(), strict=True), 1):
             base = item(self._item_text[i])
-            out.append(construct(**base.__dict__, rank=rank, score=float(s)))
+            out.append(ScoredItem(**base.__dict__, rank=rank, score=float(s)))
         return out
 
     # ------------------------------------------------------------------ answers
@@ -381,10 +379,7 @@ class LiveBackend:
 
     def _because(self, item: int, weight: float) -> Because:
         text = self._item_text[item]
-        # Unvalidated, as _scored: a str id, the catalogue's title, a Python float.
-        return Because.model_construct(
-            item_id=text, title=self.catalog.item(text).title, weight=round(float(weight), 6)
-        )
+        return Because(item_id=text, title=self.catalog.item(text).title, weight=round(weight, 6))
 
     def items_as_ratings(self, item_ids: Sequence[str]) -> dict[str, float]:
         """Ordered item ids as implicit positives ``{item_id: value}``, in the order given.
