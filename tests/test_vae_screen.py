@@ -69,11 +69,15 @@ def test_first_layer_rows_are_the_torch_rows_bit_for_bit(
     kept = model._first_layer_kept(idx, vals)
     assert kept is not None
     assert kept.all() == (stars is None)
-    got = _vae_screen.first_layer_rows(model._numpy_net(), idx, None if kept.all() else kept)
+    parts = _vae_screen.first_layer(model._numpy_net(), idx, None if kept.all() else kept)
+    got = parts.rows(np.arange(len(idx) + 1))
     with torch.no_grad():
         want = model._drop_one_pre(idx, vals).numpy()
     assert got.dtype == np.float32
     np.testing.assert_array_equal(got, want)
+    # The screen's products without the rows equal the products of the rows (float32).
+    g = np.random.default_rng(0).normal(size=(3, got.shape[1])).astype(np.float32)
+    np.testing.assert_allclose(parts.screen(g), (want[1:] - want[:1]) @ g.T, rtol=0, atol=2e-5)
 
 
 def test_numpy_layers_follow_weight_changes() -> None:

@@ -18,6 +18,7 @@ weights; docs/benchmarks/explain_screen_coverage.md).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -135,47 +136,90 @@ def forward_and_vjp(steps: tuple[Step, ...], h: F32) -> tuple[F32, Any]:
     return h, vjp
 
 
-def first_layer_rows(lay: NumpyNet, idx: I64, kept: npt.NDArray[np.bool_] | None) -> F32:
-    """``W₁ x̂_v + c₁`` of the full binary row (``v = 0``) and each drop-one row (``1 + m``:
-    without entry ``m``), float32 ``(|H| + 1, hidden[0])``: the products by rank-one updates in
-    float64 (the full row's minus the dropped column), each divided by its row's L2 norm.
-    ``kept``: entries that count (a threshold's positives); None: all. The same elementwise
-    operations as :meth:`MultDAE._drop_one_pre`, so the same float32 rows."""
-    cols = lay.w1_items[idx].astype(np.float64)  # (|H|, hidden): W₁[:, idx]ᵀ
+@dataclass(frozen=True)
+class FirstLayer:
+    """The first layer's drop-one rows of one binary history, kept as parts.
+
+    Row ``v`` (0: the full history, ``1 + m``: without entry ``m``) is
+    ``W₁ x̂_v + c₁ = (full − cols[v − 1]) / norm[v] + c₁`` (``full`` alone for ``v = 0``), so
+    the screen needs only the products of ``full`` and ``cols`` with its gradients, and only
+    the rows it keeps are built (:meth:`rows`).
+
+    Attributes:
+        lay: the network.
+        cols: ``(|H|, hidden[0])`` float32: the kept entries' columns of ``W₁`` (zeros for
+            entries a threshold leaves out).
+        full: ``(hidden[0],)`` float64: their sum, the full row's product.
+        norm: ``(|H| + 1,)`` every row's L2 norm.
+    """
+
+    lay: NumpyNet
+    cols: F32
+    full: F64
+    norm: F64
+
+    def rows(self, r: I64) -> F32:
+        """Rows ``r`` as :meth:`MultDAE._drop_one_pre` builds them: the products in float64,
+        divided by the norm (an empty row stays 0), plus the bias, cast to float32."""
+        r = np.asarray(r, dtype=np.int64)
+        dropped = self.cols[np.maximum(r - 1, 0)].astype(np.float64)
+        prod = np.where((r == 0)[:, None], self.full[None, :], self.full[None, :] - dropped)
+        norm = self.norm[r]
+        unit = prod / np.maximum(norm, 1e-12)[:, None]
+        if not (norm > 0).all():
+            unit[norm <= 0] = 0.0
+        out: F32 = (unit + self.lay.b1).astype(np.float32)
+        return out
+
+    def screen(self, grad: F32) -> F32:
+        """``(pre_v − pre_0)·g_i`` of every drop-one row ``v`` and cotangent row ``g_i`` of
+        ``grad`` ``(T, hidden[0])``: ``(|H|, T)`` from ``full·g`` and ``cols·g`` (the bias
+        cancels), one pass over ``cols`` instead of building every row."""
+        g = grad.T
+        fg = self.full @ g.astype(np.float64)
+        cg = self.cols @ g
+        unit = np.maximum(self.norm, 1e-12)
+        out: F32 = ((fg[None, :] - cg) / unit[1:, None] - fg[None, :] / unit[0]).astype(np.float32)
+        return out
+
+
+def first_layer(lay: NumpyNet, idx: I64, kept: npt.NDArray[np.bool_] | None) -> FirstLayer:
+    """:class:`FirstLayer` of the binary history ``idx`` (``kept``: the entries a threshold
+    counts; None: all)."""
+    cols = lay.w1_items[idx]
     k = np.ones(len(idx), dtype=np.float64) if kept is None else kept.astype(np.float64)
     if kept is not None and not kept.all():
-        cols *= k[:, None]
-    full = cols.sum(axis=0)
-    prod = np.empty((len(idx) + 1, cols.shape[1]), dtype=np.float64)
-    prod[0] = full
-    np.subtract(full[None, :], cols, out=prod[1:])
+        cols = cols * kept[:, None].astype(np.float32)
     n_kept = float(k.sum())
     norm = np.sqrt(np.concatenate([[n_kept], n_kept - k]))
-    unit = prod / np.maximum(norm, 1e-12)[:, None]
-    if not (norm > 0).all():
-        unit[norm <= 0] = 0.0
-    out: F32 = (unit + lay.b1).astype(np.float32)
-    return out
+    return FirstLayer(lay, cols, cols.sum(axis=0, dtype=np.float64), norm)
 
 
-def first_screen(lay: NumpyNet, pre: F32, targets: I64, keep: int) -> tuple[I64, F32, F32]:
-    """The first screen of :meth:`MultDAE.explain_history_top` from the first-layer rows
-    ``pre`` (row 0: the full history, ``1 + m``: without entry ``m``).
+def first_screen(
+    lay: NumpyNet,
+    pre0: F32,
+    screen_of: Callable[[F32], F32],
+    targets: I64,
+    keep: int,
+) -> tuple[I64, F32, F32]:
+    """The first screen of :meth:`MultDAE.explain_history_top`.
 
-    ``g_i·(pre_v − pre_0)`` with ``g_i = ∂[(w̄ − W_i)·h]/∂pre`` at the full history, every
-    target at once. Returns the union over targets of each one's ``keep`` best history
-    positions (sorted), ``w̄ = p₀ᵀW`` and the targets' rows ``W_i`` of the last layer.
+    ``pre0``: the full history's first-layer row ``(1, hidden[0])``; ``screen_of(g)``: the
+    products ``(pre_v − pre_0)·g_i`` of every drop-one row with the rows of ``g``
+    (:meth:`FirstLayer.screen`). The screen is ``g_i·(pre_v − pre_0)`` with
+    ``g_i = ∂[(w̄ − W_i)·h]/∂pre`` at the full history, every target at once. Returns the union
+    over targets of each one's ``keep`` best history positions (sorted), ``w̄ = p₀ᵀW`` and the
+    targets' rows ``W_i`` of the last layer.
     """
     w = lay.w_last
-    h0, vjp = forward_and_vjp(lay.steps, pre[:1])
+    h0, vjp = forward_and_vjp(lay.steps, pre0)
     z0 = h0[0] @ w.T + lay.b_last
     p0 = np.exp(z0 - z0.max())
     p0 /= p0.sum()
     wbar: F32 = p0 @ w
     wt: F32 = w[targets]
-    grad = vjp(wbar[None, :] - wt)
-    screen = (pre[1:] - pre[:1]) @ grad.T  # (|H|, targets)
-    keep = min(keep, len(pre) - 1)
+    screen = screen_of(vjp(wbar[None, :] - wt))  # (|H|, targets)
+    keep = min(keep, len(screen))
     cand = np.unique(np.argpartition(-screen, keep - 1, axis=0)[:keep]).astype(np.int64)
     return cand, wbar, wt
 

@@ -686,14 +686,26 @@ class MultDAE(NeuralRecommender):
         lay = self._numpy_net()
         vals = np.asarray(ratings, dtype=np.float32)
         kept = self._first_layer_kept(idx, vals)
+        pre_of: Callable[[IndexArray], FloatArray]
+        screen_of: Callable[[FloatArray], FloatArray]
         if kept is None:  # recency weights, repeats, one positive: the general rows (torch)
             with torch.no_grad():
                 pre = self._drop_one_pre(idx, vals).float().cpu().numpy()
+
+            def pre_of(r: IndexArray) -> FloatArray:
+                return pre[r]
+
+            def screen_of(g: FloatArray) -> FloatArray:
+                out: FloatArray = (pre[1:] - pre[:1]) @ g.T
+                return out
+
         else:
-            pre = _vae_screen.first_layer_rows(lay, idx, None if kept.all() else kept)
-        cand, wbar, wt = _vae_screen.first_screen(lay, pre, targets, keep)
-        rows = np.concatenate([[0], cand + 1])
-        best, hidden = _vae_screen.second_screen(lay, pre[rows], wbar, wt, _refine_rows(n))
+            parts = _vae_screen.first_layer(lay, idx, None if kept.all() else kept)
+            pre_of, screen_of = parts.rows, parts.screen
+        zero = np.zeros(1, dtype=np.int64)
+        cand, wbar, wt = _vae_screen.first_screen(lay, pre_of(zero), screen_of, targets, keep)
+        rows = np.concatenate([zero, cand + 1])
+        best, hidden = _vae_screen.second_screen(lay, pre_of(rows), wbar, wt, _refine_rows(n))
         out = np.full((len(targets), len(idx)), -math.inf, dtype=np.float64)
         out[:, cand[best]] = _vae_screen.exact_weights(lay, hidden, targets)
         return out
