@@ -122,3 +122,37 @@ def test_second_screen_only_drops_rows(name: str, monkeypatch: pytest.MonkeyPatc
             top_f = np.argsort(-np.where(row_f > 0, row_f, -np.inf), kind="stable")[:3]
             assert top_d[row_d[top_d] > 0].tolist() == top_f[row_f[top_f] > 0].tolist()
     assert cut > 0  # the second screen left rows out
+
+
+@pytest.mark.parametrize(
+    ("name", "config", "explicit"),
+    [
+        ("mult_vae", {"epochs": 2}, False),
+        ("mult_dae", {"epochs": 2}, False),
+        ("mult_vae", {"epochs": 2, "positive_threshold": 4.0}, True),
+        ("mult_dae", {"epochs": 2, "recency_tau": 5.0}, True),
+    ],
+)
+def test_one_user_fold_in_is_the_batch_path_bit_for_bit(
+    name: str, config: dict[str, Any], explicit: bool
+) -> None:
+    """fold_in_scores' direct binary row gives fold_in_scores_batch's scores exactly: every
+    item kept, a threshold with and without positives, repeats and recency (the batch path)."""
+    import scipy.sparse as sp
+
+    model = _model(name, config, explicit)
+    histories = [
+        ([4, 9, 17, 2], [5.0, 1.0, 4.0, 2.0]),
+        ([4, 9, 17], [1.0, 2.0, 3.0]),  # no rating reaches a threshold: all count
+        ([4, 9, 4, 30], [2.0, 2.0, 3.0, 5.0]),  # a repeated item
+        ([], []),
+        ([11], [5.0]),
+    ]
+    for items, stars in histories:
+        idx = np.asarray(items, dtype=np.int64)
+        vals = np.asarray(stars, dtype=np.float32)
+        row = sp.csr_matrix((vals, idx, np.array([0, len(idx)])), shape=(1, model.n_items))
+        want = model.fold_in_scores_batch(row)[0]
+        got = model.fold_in_scores(idx, vals)
+        assert got.dtype == want.dtype == np.float32
+        np.testing.assert_array_equal(got, want)
