@@ -156,3 +156,26 @@ def test_one_user_fold_in_is_the_batch_path_bit_for_bit(
         got = model.fold_in_scores(idx, vals)
         assert got.dtype == want.dtype == np.float32
         np.testing.assert_array_equal(got, want)
+
+
+def test_screened_because_from_several_threads_is_the_sequential_one() -> None:
+    """The service explains from worker threads at once: the cached numpy layers are shared
+    read-only, so concurrent calls give each history its sequential answer."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = _model("mult_vae", {"epochs": 2})
+    model.__dict__.pop("_numpy_layers", None)  # every thread may race to build the cache
+    rng = np.random.default_rng(7)
+    jobs = []
+    for _ in range(12):
+        size = int(rng.integers(12, 40))
+        idx = rng.choice(model.n_items, size=size, replace=False).astype(np.int64)
+        targets = rng.choice(model.n_items, size=10, replace=False).astype(np.int64)
+        jobs.append((idx, np.ones(size, np.float32), targets))
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda j: model.explain_history_top(*j, 3), jobs * 3))
+    for job, got in zip(jobs * 3, together, strict=True):
+        alone = model.explain_history_top(*job, 3)
+        # (BLAS may split a product differently when called from several threads: rounding.)
+        assert (np.isfinite(got) == np.isfinite(alone)).all()
+        np.testing.assert_allclose(got[np.isfinite(got)], alone[np.isfinite(alone)], atol=1e-6)
