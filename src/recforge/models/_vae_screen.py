@@ -108,9 +108,9 @@ def forward(steps: tuple[Step, ...], h: F32) -> F32:
 
 
 def forward_and_vjp(steps: tuple[Step, ...], h: F32) -> tuple[F32, Any]:
-    """:func:`forward` of rows ``h`` and its vector-Jacobian product at them (one row, as
-    :meth:`MultVAENet.hidden_and_vjp`): ``vjp(c)`` maps ``(T, width)`` cotangents to
-    ``(T, hidden[0])``."""
+    """:func:`forward` of one row ``h`` and its vector-Jacobian product there, by hand
+    through the tanh MLP (one row forward, ``T`` rows back, no autograd graph): ``vjp(c)`` maps
+    ``(T, width)`` cotangents to ``(T, hidden[0])``."""
     tape: list[tuple[str, Any]] = []
     for kind, a, b in steps:
         if kind == "tanh":

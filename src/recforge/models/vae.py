@@ -193,53 +193,6 @@ class MultVAENet(nn.Module):
             z = torch.tanh(layer(z))
         return z
 
-    def hidden_and_vjp(
-        self, pre: torch.Tensor
-    ) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
-        """``decode_hidden(encode_from_first(pre)[0])`` of one row ``pre`` (``(1, hidden[0])``,
-        eval mode), and its vector-Jacobian product: ``vjp(c)`` maps cotangents ``c``
-        (``(T, width)``) to ``c ∂h/∂pre`` (``(T, hidden[0])``). By hand through the tanh MLP:
-        one row forward, ``T`` rows back, no autograd graph (a 10-row autograd pass cost
-        twice as much on ML-100k)."""
-        tape: list[torch.Tensor] = []  # per step: a tanh output, or a weight to multiply by
-        kinds: list[str] = []
-        h = pre
-        last = len(self.encoder) - 1
-        for k, layer in enumerate(self.encoder):
-            if k:
-                assert isinstance(layer, nn.Linear)
-                h = layer(h)
-                tape.append(layer.weight)
-                kinds.append("linear")
-            if k < last or not self.variational:
-                h = torch.tanh(h)
-                tape.append(h)
-                kinds.append("tanh")
-        if self.variational:
-            h = h[:, : self.latent]  # μ: the log-variance half gets no gradient
-            kinds.append("mean")
-            tape.append(h)
-        for layer in self.decoder[:-1]:
-            assert isinstance(layer, nn.Linear)
-            h = layer(h)
-            tape.append(layer.weight)
-            kinds.append("linear")
-            h = torch.tanh(h)
-            tape.append(h)
-            kinds.append("tanh")
-
-        def vjp(c: torch.Tensor) -> torch.Tensor:
-            for kind, t in zip(reversed(kinds), reversed(tape), strict=True):
-                if kind == "tanh":
-                    c = c * (1.0 - t * t)
-                elif kind == "linear":
-                    c = c @ t
-                else:
-                    c = torch.cat([c, torch.zeros_like(c)], dim=1)
-            return c
-
-        return h, vjp
-
     def parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """``(logits, μ, log σ²)``; samples ``z`` in training mode, uses ``μ`` in eval mode."""
         mu, logvar = self.encode(x)
@@ -670,28 +623,28 @@ class MultDAE(NeuralRecommender):
         among each target's ``n`` largest; ``-inf`` for the others (what a served ``because``
         of ``n`` items needs, :func:`recforge.explain.because_idx`).
 
-        The decoder's last layer over the whole catalogue, for the log-softmax normaliser of
-        every drop-one row, is most of an explanation; a first-order screen picks the rows worth
-        it. With ``h(pre)`` the decoder's last hidden layer as a function of the first encoder
-        layer's output, ``p₀ = softmax(W h_0 + b)`` and ``w̄ = p₀ᵀW`` (``0``: the full history),
-        Jensen's inequality gives ``N_v − N_0 ≥ w̄·(h_v − h_0)`` for the normaliser
-        ``N = logsumexp(W h + b)``: the weight of row ``v`` for target ``i`` is at least
-        ``(w̄ − W_i)·(h_v − h_0)``, short by the same second-order term for every target. The
-        screen linearises that bound once more, at the full history's ``pre_0``:
-        ``g_i·(pre_v − pre_0)`` with ``g_i = ∂[(w̄ − W_i)·h]/∂pre`` (one vector-Jacobian product
-        for all targets), so only the first layer (rank-one updates) runs for every row. The union
-        over targets of each one's :func:`_screen_rows` best-screened rows (8 for ``n = 3``) goes
-        through the layers after the first (a few hundred multiply-adds per row, not the
-        catalogue-wide last layer), and a second screen ranks them by the Jensen bound itself,
-        ``(W_i − w̄)·(h_0 − h_v)``; the union of each target's :func:`_refine_rows` best (5 for
-        ``n = 3``) is occluded exactly: the same log-softmax difference as :meth:`explain_rows`
-        over those rows only. On ML-100k (943 users, their top-10, ``n = 3``) the lists equal
-        the full path's (docs/benchmarks/explain_screen_coverage.md). The screen runs in numpy
-        (:mod:`recforge.models._vae_screen`: torch's small CPU products cost several times
-        numpy's); weights agree with the full path to float32 rounding of the logits (~5e-6 on
-        ML-100k, 1e-6 on the tests' networks). Histories with no more rows than the first screen
-        keeps are explained in full (:meth:`explain_history`). Served ``because`` only:
-        :meth:`explain_rows` stays complete.
+        The decoder's last layer over the whole catalogue, for the log-softmax normaliser of every
+        drop-one row, is most of an explanation; a first-order screen picks the rows worth it. With
+        ``h(pre)`` the decoder's last hidden layer as a function of the first encoder layer's
+        output, ``p₀ = softmax(W h_0 + b)`` and ``w̄ = p₀ᵀW`` (``0``: the full history), Jensen's
+        inequality gives ``N_v − N_0 ≥ w̄·(h_v − h_0)`` for the normaliser ``N = logsumexp(W h +
+        b)``: the weight of row ``v`` for target ``i`` is at least ``(w̄ − W_i)·(h_v − h_0)``, short
+        by the same second-order term for every target. The screen linearises that bound once more,
+        at the full history's ``pre_0``: ``g_i·(pre_v − pre_0)`` with ``g_i = ∂[(w̄ − W_i)·h]/∂pre``
+        (one vector-Jacobian product for all targets), so only the first layer (rank-one updates)
+        runs for every row. The union over targets of each one's :func:`_screen_rows` best-screened
+        rows (8 for ``n = 3``) goes through the layers after the first (a quarter of the
+        catalogue-wide last layer's multiply-adds per row on ML-100k), and a second screen ranks
+        them by the Jensen bound itself, ``(W_i − w̄)·(h_0 − h_v)``; the union of each target's
+        :func:`_refine_rows` best (5 for ``n = 3``) is occluded exactly: the same log-softmax
+        difference as :meth:`explain_rows` over those rows only. On ML-100k (943 users, their
+        top-10, ``n = 3``) 9422 of 9430 lists equal the full path's
+        (docs/benchmarks/explain_screen_coverage.md). The screens and the exact rows run in numpy
+        (:mod:`recforge.models._vae_screen`: torch's small CPU products cost several times numpy's);
+        weights agree with the full path to float32 rounding of the logits (up to 7.2e-6 on ML-100k,
+        1e-6 on the tests' networks; the 8 other lists there order near-equal weights differently).
+        Histories with no more rows than the first screen keeps are explained in full
+        (:meth:`explain_history`). Served ``because`` only: :meth:`explain_rows` stays complete.
         """
         from recforge.models import _vae_screen
 
