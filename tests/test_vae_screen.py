@@ -53,6 +53,12 @@ def test_numpy_layers_and_vjp_are_the_networks(variational: bool, hidden: tuple[
     # The weight and bias of the last layer and the item-major first layer, as the module's.
     np.testing.assert_array_equal(lay.w1_items, net.encoder[0].weight.detach().numpy().T)
     np.testing.assert_array_equal(lay.w_last, net.decoder[-1].weight.detach().numpy())
+    np.testing.assert_array_equal(lay.w_last_t, lay.w_last.T)
+    assert lay.w_last_t.flags.c_contiguous
+    for kind, a, _ in lay.steps:
+        if kind == "linear":
+            np.testing.assert_array_equal(a[1], a[0].T)
+            assert a[1].flags.c_contiguous
 
 
 @pytest.mark.parametrize(
