@@ -222,25 +222,6 @@ def test_screened_because_of_a_short_history_is_the_full_path() -> None:
     np.testing.assert_array_equal(top, model.explain_history(idx, vals, targets)[1])
 
 
-@pytest.mark.parametrize("variational", [True, False])
-def test_hand_vjp_is_autograds(variational: bool) -> None:
-    import torch
-
-    from recforge.models.vae import MultVAENet
-
-    torch.manual_seed(0)
-    net = MultVAENet(40, (16, 12), 6, variational=variational).eval()
-    pre = torch.randn(1, 16)
-    cot = torch.randn(5, 16)
-    h, vjp = net.hidden_and_vjp(pre)
-    x = pre.expand(5, -1).clone().requires_grad_(True)
-    ref_h = net.decode_hidden(net.encode_from_first(x)[0])
-    (ref,) = torch.autograd.grad(ref_h, x, grad_outputs=cot)
-    torch.testing.assert_close(h, ref_h[:1].detach())
-    torch.testing.assert_close(vjp(cot), ref, rtol=1e-5, atol=1e-6)
-    assert float(ref.abs().max()) > 1e-3
-
-
 # ------------------------------------------ found by mutation testing (models/base.py, fourth step)
 @pytest.mark.parametrize(("name", "config", "explicit"), [CASES[0], CASES[4]])
 def test_default_explain_history_is_explain_rows_of_its_history(

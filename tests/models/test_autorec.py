@@ -90,6 +90,20 @@ def test_dense_rows_equal_the_dense_matrix() -> None:
     assert empty_v.shape == (0, 11) and empty_m.shape == (0, 11)
 
 
+def test_one_row_is_the_batched_rows_row() -> None:
+    """The single-row path (a served request) gives the batched expansion's tensors."""
+    rng = np.random.default_rng(4)
+    dense = np.where(rng.random((6, 9)) < 0.4, rng.integers(1, 6, (6, 9)), 0).astype(np.float32)
+    dense[3] = 0.0  # an empty row
+    rows = CSRRows(sp.csr_matrix(dense))
+    batch_v, batch_m = rows.dense(torch.arange(6))
+    for r in range(6):
+        for pick in (torch.tensor([r]), torch.tensor(r)):
+            one_v, one_m = rows.dense(pick)
+            assert one_v.shape == (1, 9) and one_v.dtype == batch_v.dtype
+            assert torch.equal(one_v[0], batch_v[r]) and torch.equal(one_m[0], batch_m[r])
+
+
 def test_stored_zero_is_observed() -> None:
     mat = sp.csr_matrix(
         (np.array([0.0, 2.0], np.float32), np.array([1, 2]), np.array([0, 2])), shape=(1, 3)

@@ -235,7 +235,11 @@ def _ridge_constants(model: NeuralRecommender) -> _RidgeConstants:
     assert isinstance(head, OutputHead)
     net = head.inner
     assert isinstance(net, (DotModule, BiasedDotModule))
-    params = [p for _, p in sorted(net.named_parameters())]
+    # The parameters the constants read, named directly: a named_parameters() walk of the
+    # module tree cost ~40 µs of every fold-in and explanation on the service's hot path.
+    params = [net.item_emb.weight, net.user_emb.weight]
+    if isinstance(net, BiasedDotModule):
+        params += [net.item_bias.weight, net.user_bias.weight]
     key = (*(id(p) for p in params), *(p._version for p in params), float(head.offset))
     cached = model.__dict__.get("_ridge_cache")
     if cached is not None and cached[0] == key:

@@ -84,6 +84,13 @@ def _screen_rows(n: int) -> int:
     return max(2 * n + 2, 8)
 
 
+def _refine_rows(n: int) -> int:
+    """Rows per target, of those :func:`_screen_rows` keeps, that the second screen of
+    :meth:`MultDAE.explain_history_top` (the Jensen bound on exact hidden layers) passes on to
+    the exact log-softmax."""
+    return n + 2
+
+
 # ====================================================================== pure functions
 def kl_beta(step: int, total_anneal_steps: int, beta_max: float) -> float:
     """KL weight of batch ``step`` (0-based): ``min(β_max, step / total_anneal_steps)``.
@@ -185,53 +192,6 @@ class MultVAENet(nn.Module):
         for layer in self.decoder[:-1]:
             z = torch.tanh(layer(z))
         return z
-
-    def hidden_and_vjp(
-        self, pre: torch.Tensor
-    ) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
-        """``decode_hidden(encode_from_first(pre)[0])`` of one row ``pre`` (``(1, hidden[0])``,
-        eval mode), and its vector-Jacobian product: ``vjp(c)`` maps cotangents ``c``
-        (``(T, width)``) to ``c ∂h/∂pre`` (``(T, hidden[0])``). By hand through the tanh MLP:
-        one row forward, ``T`` rows back, no autograd graph (a 10-row autograd pass cost
-        twice as much on ML-100k)."""
-        tape: list[torch.Tensor] = []  # per step: a tanh output, or a weight to multiply by
-        kinds: list[str] = []
-        h = pre
-        last = len(self.encoder) - 1
-        for k, layer in enumerate(self.encoder):
-            if k:
-                assert isinstance(layer, nn.Linear)
-                h = layer(h)
-                tape.append(layer.weight)
-                kinds.append("linear")
-            if k < last or not self.variational:
-                h = torch.tanh(h)
-                tape.append(h)
-                kinds.append("tanh")
-        if self.variational:
-            h = h[:, : self.latent]  # μ: the log-variance half gets no gradient
-            kinds.append("mean")
-            tape.append(h)
-        for layer in self.decoder[:-1]:
-            assert isinstance(layer, nn.Linear)
-            h = layer(h)
-            tape.append(layer.weight)
-            kinds.append("linear")
-            h = torch.tanh(h)
-            tape.append(h)
-            kinds.append("tanh")
-
-        def vjp(c: torch.Tensor) -> torch.Tensor:
-            for kind, t in zip(reversed(kinds), reversed(tape), strict=True):
-                if kind == "tanh":
-                    c = c * (1.0 - t * t)
-                elif kind == "linear":
-                    c = c @ t
-                else:
-                    c = torch.cat([c, torch.zeros_like(c)], dim=1)
-            return c
-
-        return h, vjp
 
     def parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """``(logits, μ, log σ²)``; samples ``z`` in training mode, uses ``μ`` in eval mode."""
@@ -550,6 +510,23 @@ class MultDAE(NeuralRecommender):
         """
         idx = np.asarray(item_idx, dtype=np.int64)
         r = np.asarray(ratings, dtype=np.float32)
+        cfg = self._cfg()
+        if cfg.recency_tau is None and len(np.unique(idx)) == len(idx):
+            # The binary row built directly, as _encoder_inputs builds it (1 per kept item;
+            # every item when none reaches the threshold): the network reads the same tensor
+            # as through the CSR batch path, without its scipy and CSRRows round trips (0.67
+            # vs 0.36 ms per served fold-in on ML-100k; the scores are bit-identical, tested).
+            keep = np.ones(len(idx), dtype=bool)
+            if cfg.positive_threshold is not None and (r >= cfg.positive_threshold).any():
+                keep = r >= cfg.positive_threshold
+            net = self._net()
+            net.eval()
+            dev = self._device()
+            x = torch.zeros(1, self.n_items, device=dev)
+            x[0, torch.as_tensor(idx[keep], device=dev)] = 1.0
+            with torch.no_grad():
+                one: FloatArray = F.log_softmax(net(x), dim=1).float().cpu().numpy()[0]
+            return one
         rows = sp.csr_matrix((r, idx, np.array([0, len(idx)])), shape=(1, self.n_items))
         out: FloatArray = self.fold_in_scores_batch(rows)[0]
         return out
@@ -646,78 +623,98 @@ class MultDAE(NeuralRecommender):
         among each target's ``n`` largest; ``-inf`` for the others (what a served ``because``
         of ``n`` items needs, :func:`recforge.explain.because_idx`).
 
-        The decoder's last layer over the whole catalogue, for the log-softmax normaliser of
-        every drop-one row, is most of an explanation; a first-order screen picks the rows worth
-        it. With ``h(pre)`` the decoder's last hidden layer as a function of the first encoder
-        layer's output, ``p₀ = softmax(W h_0 + b)`` and ``w̄ = p₀ᵀW`` (``0``: the full history),
-        Jensen's inequality gives ``N_v − N_0 ≥ w̄·(h_v − h_0)`` for the normaliser
-        ``N = logsumexp(W h + b)``: the weight of row ``v`` for target ``i`` is at least
-        ``(w̄ − W_i)·(h_v − h_0)``, short by the same second-order term for every target. The
-        screen linearises that bound once more, at the full history's ``pre_0``:
-        ``g_i·(pre_v − pre_0)`` with ``g_i = ∂[(w̄ − W_i)·h]/∂pre`` (one vector-Jacobian product
-        for all targets, :meth:`MultVAENet.hidden_and_vjp`), so only the first layer (rank-one
-        updates) runs for every row. The union
-        over targets of each one's :func:`_screen_rows` best-screened rows (8 for ``n = 3``) is
-        then occluded exactly, the same log-softmax difference as :meth:`explain_rows` over
-        those rows only (float32 rows of a smaller batch: equal to the full path's here, tested
-        to 1e-6). On ML-100k (all 943 users, their top-10, ``n = 3``) the lists equalled the
-        full path's in every pair from 6 screened rows per target on (5: all but 3 of 9430;
-        docs/benchmarks/explain_screen_coverage.md);
-        histories with no more rows than the screen keeps are explained in full
+        The decoder's last layer over the whole catalogue, for the log-softmax normaliser of every
+        drop-one row, is most of an explanation; a first-order screen picks the rows worth it. With
+        ``h(pre)`` the decoder's last hidden layer as a function of the first encoder layer's
+        output, ``p₀ = softmax(W h_0 + b)`` and ``w̄ = p₀ᵀW`` (``0``: the full history), Jensen's
+        inequality gives ``N_v − N_0 ≥ w̄·(h_v − h_0)`` for the normaliser ``N = logsumexp(W h +
+        b)``: the weight of row ``v`` for target ``i`` is at least ``(w̄ − W_i)·(h_v − h_0)``, short
+        by the same second-order term for every target. The screen linearises that bound once more,
+        at the full history's ``pre_0``: ``g_i·(pre_v − pre_0)`` with ``g_i = ∂[(w̄ − W_i)·h]/∂pre``
+        (one vector-Jacobian product for all targets), so only the first layer (rank-one updates)
+        runs for every row. The union over targets of each one's :func:`_screen_rows` best-screened
+        rows (8 for ``n = 3``) goes through the layers after the first (a quarter of the
+        catalogue-wide last layer's multiply-adds per row on ML-100k), and a second screen ranks
+        them by the Jensen bound itself, ``(W_i − w̄)·(h_0 − h_v)``; the union of each target's
+        :func:`_refine_rows` best (5 for ``n = 3``) is occluded exactly: the same log-softmax
+        difference as :meth:`explain_rows` over those rows only. On ML-100k (943 users, their
+        top-10, ``n = 3``) 9422 of 9430 lists equal the full path's
+        (docs/benchmarks/explain_screen_coverage.md). The screens and the exact rows run in numpy
+        (:mod:`recforge.models._vae_screen`: torch's small CPU products cost several times numpy's);
+        weights agree with the full path to float32 rounding of the logits (up to 7.2e-6 on ML-100k,
+        1e-6 on the tests' networks; the 8 other lists there order near-equal weights differently).
+        Histories with no more rows than the first screen keeps are explained in full
         (:meth:`explain_history`). Served ``because`` only: :meth:`explain_rows` stays complete.
         """
+        from recforge.models import _vae_screen
+
         idx = np.asarray(items, dtype=np.int64)
         targets = np.asarray(targets, dtype=np.int64)
         keep = _screen_rows(n)
         if len(idx) <= keep or not len(targets):
             return self.explain_history(idx, ratings, targets)[1]
-        net = self._net()
-        net.eval()
-        last = net.decoder[-1]
-        assert isinstance(last, nn.Linear)
-        first = net.encoder[0]
-        assert isinstance(first, nn.Linear)
+        lay = self._numpy_net()
         vals = np.asarray(ratings, dtype=np.float32)
-        with torch.no_grad():
-            parts = self._first_layer_parts(idx, vals, first.weight)
-            pre = self._drop_one_pre(idx, vals) if parts is None else None
-            if parts is None:
-                assert pre is not None
-                pre0 = pre[:1]
-            else:
-                pre0 = self._pre_rows(parts, [0])
-            dev = pre0.device
-            tgt = torch.as_tensor(targets, device=dev)
-            w = last.weight.detach()
-            h0, vjp = net.hidden_and_vjp(pre0)
-            p0 = torch.softmax(last(h0)[0], dim=0)
-            # g_i = ∂[(w̄ − W_i)·h(pre)]/∂pre at the full history, every target at once.
-            grad = vjp((p0 @ w)[None, :] - w[tgt])
-            if parts is None:
-                assert pre is not None
-                screen = (pre[1:] - pre[0]) @ grad.T  # (|H|, targets)
-            else:
-                # The same products without the rows: pre_v − pre_0 = (full − c_v)/‖x_v‖ −
-                # full/‖x_0‖ (bias cancels), so only the columns' products with g are needed.
-                full, cols, norm = parts
-                g = grad.T.to(full.dtype)
-                fg = full @ g
-                unit = norm.clamp_min(1e-12)
-                screen = (fg[None, :] - cols.T @ g) / unit[1:, None] - fg[None, :] / unit[0]
-            top = torch.topk(screen, min(keep, len(idx)), dim=0).indices
-            cand = torch.unique(top)  # sorted history positions
-            rows = torch.cat([torch.zeros(1, dtype=cand.dtype, device=dev), cand + 1])
-            if parts is None:
-                assert pre is not None
-                pre_rows = pre[rows]
-            else:
-                pre_rows = self._pre_rows(parts, rows)
-            hidden = net.decode_hidden(net.encode_from_first(pre_rows)[0])
-            logp = F.log_softmax(last(hidden), dim=1)[:, tgt].double()
-            part = (logp[0][None, :] - logp[1:]).T  # (targets, candidates)
-            out = torch.full((len(targets), len(idx)), -math.inf, dtype=torch.float64)
-            out[:, cand.cpu()] = part.cpu()
-        return out.numpy()
+        kept = self._first_layer_kept(idx, vals)
+        pre_of: Callable[[IndexArray], FloatArray]
+        screen_of: Callable[[FloatArray], FloatArray]
+        if kept is None:  # recency weights, repeats, one positive: the general rows (torch)
+            with torch.no_grad():
+                pre = self._drop_one_pre(idx, vals).float().cpu().numpy()
+
+            def pre_of(r: IndexArray) -> FloatArray:
+                return pre[r]
+
+            def screen_of(g: FloatArray) -> FloatArray:
+                out: FloatArray = (pre[1:] - pre[:1]) @ g.T
+                return out
+
+        else:
+            parts = _vae_screen.first_layer(lay, idx, None if kept.all() else kept)
+            pre_of, screen_of = parts.rows, parts.screen
+        zero = np.zeros(1, dtype=np.int64)
+        cand, wbar, wt = _vae_screen.first_screen(lay, pre_of(zero), screen_of, targets, keep)
+        rows = np.concatenate([zero, cand + 1])
+        best, hidden = _vae_screen.second_screen(lay, pre_of(rows), wbar, wt, _refine_rows(n))
+        out = np.full((len(targets), len(idx)), -math.inf, dtype=np.float64)
+        out[:, cand[best]] = _vae_screen.exact_weights(lay, hidden, targets)
+        return out
+
+    def _numpy_net(self) -> Any:
+        """The network's layers as numpy arrays (:mod:`recforge.models._vae_screen`), built once
+        per set of weights: rebuilt when a parameter is replaced or changed in place."""
+        from recforge.models import _vae_screen
+
+        net = self._net()
+        params = tuple(net.parameters())
+        versions = tuple(p._version for p in params)
+        cached = self.__dict__.get("_numpy_layers")
+        if (
+            cached is None
+            or len(cached[0]) != len(params)
+            or any(a is not b for a, b in zip(cached[0], params, strict=True))
+            or cached[1] != versions
+        ):
+            # A whole tuple swapped in at once: threads reading the old one keep a valid copy.
+            cached = (params, versions, _vae_screen.numpy_net(net))
+            self.__dict__["_numpy_layers"] = cached
+        return cached[2]
+
+    def _first_layer_kept(self, idx: IndexArray, vals: FloatArray) -> npt.NDArray[np.bool_] | None:
+        """Which history entries the encoder's binary row counts, when every drop-one row is
+        the full row less at most the dropped entry; None otherwise (recency weights, repeated
+        items, or a threshold that leaves one positive: dropping it brings the others back)."""
+        cfg = self._cfg()
+        if cfg.recency_tau is not None or len(np.unique(idx)) != len(idx):
+            return None
+        kept = np.ones(len(idx), dtype=bool)
+        if cfg.positive_threshold is not None:
+            pos = np.asarray(vals) >= cfg.positive_threshold
+            if int(pos.sum()) == 1:
+                return None
+            if pos.any():
+                kept = pos
+        return kept
 
     def _drop_one_hidden(self, idx: IndexArray, vals: FloatArray) -> torch.Tensor:
         """The decoder's last hidden layer (its input) of the full history (row 0) and of each
@@ -754,18 +751,6 @@ class MultDAE(NeuralRecommender):
         pre: torch.Tensor = (unit + first.bias.to(unit.dtype)).to(first.weight.dtype)
         return pre
 
-    def _pre_rows(
-        self, parts: tuple[torch.Tensor, torch.Tensor, torch.Tensor], rows: Any
-    ) -> torch.Tensor:
-        """Rows ``rows`` (0: the full history, ``1 + m``: without entry ``m``) of
-        :meth:`_drop_one_pre` from :meth:`_first_layer_parts`: the same elementwise operations
-        on those rows only, so the same numbers, bit for bit."""
-        full, cols, norm = parts
-        r = torch.as_tensor(rows, dtype=torch.int64, device=full.device)
-        diff = cols.T[(r - 1).clamp_min(0)]
-        prod = torch.where((r == 0)[:, None], full[None, :], full[None, :] - diff)
-        return self._pre_from(prod, norm[r])
-
     def _drop_one_first_layer(
         self, idx: IndexArray, vals: FloatArray, weight: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -786,16 +771,9 @@ class MultDAE(NeuralRecommender):
         """What :meth:`_drop_one_first_layer` builds its rows from: the full row's product
         ``full`` (``(hidden,)``), the kept entries' columns of ``W₁`` (``(hidden, |H|)``, zero
         for entries below the threshold) and every row's norm; None for the general path."""
-        cfg = self._cfg()
-        if cfg.recency_tau is not None or len(np.unique(idx)) != len(idx):
+        kept = self._first_layer_kept(idx, vals)
+        if kept is None:
             return None
-        kept = np.ones(len(idx), dtype=bool)
-        if cfg.positive_threshold is not None:
-            pos = np.asarray(vals) >= cfg.positive_threshold
-            if int(pos.sum()) == 1:
-                return None
-            if pos.any():
-                kept = pos
         dev = weight.device
         # W₁[:, idx] (hidden × |H|) from an item-major copy: |H| contiguous rows instead of a
         # column gather touching a cache line per cell (the gather was ~0.5 ms of a served

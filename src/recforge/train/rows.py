@@ -83,6 +83,17 @@ class CSRRows:
 
         Unstored entries are 0 in the values and False in the mask (a stored 0 is observed).
         """
+        if rows.numel() == 1:
+            # One row (a served request): its slice directly, the same tensors in 5 ops
+            # instead of the ~12 of the batched expansion (~0.1 ms of a ~1 ms request).
+            r = int(rows.reshape(-1)[0])
+            lo, hi = int(self.indptr[r]), int(self.indptr[r + 1])
+            cols1 = self.indices[lo:hi]
+            one = torch.zeros(1, self.shape[1], device=self.values.device)
+            seen = torch.zeros(1, self.shape[1], dtype=torch.bool, device=self.values.device)
+            one[0, cols1] = self.values[lo:hi]
+            seen[0, cols1] = True
+            return one, seen
         pos, cols, vals = self.entries(rows)
         out = torch.zeros(len(rows), self.shape[1], device=self.values.device)
         mask = torch.zeros(len(rows), self.shape[1], dtype=torch.bool, device=self.values.device)
