@@ -42,3 +42,39 @@ def test_entry_of_is_searchsorted_on_every_path() -> None:
             got = _entry_of(keys, q)
             assert got.dtype == np.int64
             np.testing.assert_array_equal(got, np.searchsorted(keys, q))
+
+
+def test_fit_computes_the_seen_history_on_first_read_and_refits_replace_it() -> None:
+    import numpy as np
+    import pandas as pd
+    import pytest
+
+    from recforge.data.interactions import Interactions
+    from recforge.models.base import seen_history
+    from recforge.models.registry import create
+
+    def frame(rating: float) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "user_id": ["a", "a", "a", "b", "b"],
+                "item_id": ["x", "y", "z", "z", "x"],
+                "rating": [4.0, 3.0, rating, 1.0, 2.0],
+                "timestamp": [3, 1, 2, 5, 4],
+            }
+        )
+
+    model = create("popularity")
+    with pytest.raises(AttributeError):
+        _ = model.seen_order_  # unfitted: no history, no events
+    first = Interactions.from_frame(frame(5.0))
+    model.fit(first)
+    assert "_seen_source_" in model.__dict__  # kept until read, not computed by fit
+    ratings, order = seen_history(first)
+    np.testing.assert_array_equal(model.seen_order_, order)
+    np.testing.assert_array_equal(model.seen_ratings_, ratings)
+    assert "_seen_source_" not in model.__dict__  # the events are let go once computed
+    # A refit replaces the history of the previous fit (not the cached arrays of the first).
+    second = Interactions.from_frame(frame(2.5))
+    model.fit(second)
+    np.testing.assert_array_equal(model.seen_ratings_, seen_history(second)[0])
+    assert model.seen_ratings_.tolist() != ratings.tolist()

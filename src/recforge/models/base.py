@@ -261,6 +261,7 @@ _FIT_ATTRIBUTES = (
     "seen_",
     "seen_ratings_",
     "seen_order_",
+    "_seen_source_",
     "global_mean_",
     "rating_scale_",
     "item_meta_",
@@ -277,7 +278,8 @@ class Recommender(ABC):
         users_, items_: the training vocabularies.
         seen_: user × item CSR (binary) of training interactions; used to exclude seen items.
         seen_ratings_, seen_order_: per stored entry of ``seen_``, its training rating and its
-            position in the user's timeline (0 = oldest); what explanations of known users read.
+            position in the user's timeline (0 = oldest); what explanations of known users read
+            (computed from the training events on first read).
         global_mean_: mean training rating; rating_scale_: (low, high) or None.
         item_meta_: item metadata frame (titles, genres) or None.
     """
@@ -337,7 +339,11 @@ class Recommender(ABC):
         self.users_ = train.users
         self.items_ = train.items
         self.seen_ = train.csr("binary")
-        self.seen_ratings_, self.seen_order_ = seen_history(train)
+        # seen_ratings_ / seen_order_ are computed from train on first read (see the properties):
+        # ~9 ms of an ML-100k fit that is ~50 ms for item-kNN, needed by save and explanations.
+        self.__dict__.pop("seen_ratings_", None)
+        self.__dict__.pop("seen_order_", None)
+        self.__dict__["_seen_source_"] = train
         self.global_mean_ = train.global_mean
         self.rating_scale_ = train.rating_scale
         self.item_meta_ = train.item_meta
@@ -356,6 +362,44 @@ class Recommender(ABC):
                 self.__dict__.pop(attr, None)
             raise
         return self
+
+    @property
+    def seen_ratings_(self) -> FloatArray:
+        """Per stored entry of ``seen_``: its training rating (see :func:`seen_history`)."""
+        return self._seen_attr("seen_ratings_")  # type: ignore[no-any-return]
+
+    @seen_ratings_.setter
+    def seen_ratings_(self, value: FloatArray) -> None:
+        self.__dict__["seen_ratings_"] = value
+
+    @property
+    def seen_order_(self) -> npt.NDArray[np.int32]:
+        """Per stored entry of ``seen_``: its position in the user's timeline (0 = oldest)."""
+        return self._seen_attr("seen_order_")  # type: ignore[no-any-return]
+
+    @seen_order_.setter
+    def seen_order_(self, value: npt.NDArray[np.int32]) -> None:
+        self.__dict__["seen_order_"] = value
+
+    def _seen_attr(self, name: str) -> Any:
+        """``seen_ratings_`` / ``seen_order_``, computed by :func:`seen_history` from the fit's
+        training events on first read (then the events are let go): a fit that is never saved
+        or explained does not pay for them. Values stored under the attributes' own names in
+        ``__dict__`` (the properties take precedence), so a failed fit removes them like the
+        other fitted attributes. Two threads reading at once may both compute (the same
+        arrays); neither sees a missing attribute."""
+        d = self.__dict__
+        if name not in d:
+            train = d.get("_seen_source_")
+            if train is None:
+                if name in d:  # another thread finished in between
+                    return d[name]
+                raise AttributeError(name)
+            ratings, order = seen_history(train)
+            d.setdefault("seen_ratings_", ratings)
+            d.setdefault("seen_order_", order)
+            d.pop("_seen_source_", None)
+        return d[name]
 
     def _threads_wanted(self) -> int | None:
         """The config's ``num_threads`` (None: recforge.threads' default for the machine).
