@@ -141,3 +141,32 @@ def test_a_small_matrix_runs_on_one_thread_whatever_the_thread_count(
     with threads(2):
         knn.neighbour_similarities(_matrix(7, True), _matrix(7, True), k=4, restricted=False)
     assert workers == [1]
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_a_given_transpose_gives_the_same_matrix_and_a_wrong_one_is_not_used(
+    binary: bool,
+) -> None:
+    values = _matrix(7, binary)
+    want = knn.neighbour_similarities(values, values, k=4, restricted=False)
+    t = values.T.tocsr()
+    assert t.has_canonical_format
+    got = knn.neighbour_similarities(values, values, k=4, restricted=False, values_t=t)
+    for a, b in ((got.indptr, want.indptr), (got.indices, want.indices), (got.data, want.data)):
+        assert np.array_equal(a, b)
+    # Not usable (float32, or the wrong shape): ignored, the kernel transposes itself.
+    for bad in (t.astype(np.float32), values):
+        got = knn.neighbour_similarities(values, values, k=4, restricted=False, values_t=bad)
+        assert np.array_equal(got.data, want.data) and np.array_equal(got.indices, want.indices)
+
+
+def test_implicit_item_knn_fit_is_unchanged_by_the_shared_transposes() -> None:
+    """The fit hands the user × item matrix to the kernel as the transpose: the similarity is
+    the one computed from the item × user matrix alone."""
+    data = planted_implicit(seed=2).train
+    model = create("item_knn", k_neighbors=5, feedback="implicit").fit(data)
+    values = data.csr("binary").astype(np.float64).T.tocsr()
+    want = knn.neighbour_similarities(values, values, k=5, restricted=False)
+    assert np.array_equal(model.similarity_.indices, want.indices)
+    assert np.array_equal(model.similarity_.data, want.data)
+    assert model._data_t is model._pattern_t  # implicit: one transpose serves both

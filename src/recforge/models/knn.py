@@ -280,6 +280,7 @@ def neighbour_similarities(
     min_similarity: float = 0.0,
     chunk_size: int | None = None,
     memory_budget_mb: float = 256.0,
+    values_t: sp.csr_matrix | None = None,
 ) -> sp.csr_matrix:
     """Sparse top-``k`` similarity matrix between the rows of ``values``.
 
@@ -294,13 +295,17 @@ def neighbour_similarities(
         min_similarity: keep only similarities strictly above this.
         chunk_size: rows per block; None derives it from ``memory_budget_mb``.
         memory_budget_mb: bound on the dense arrays of one block.
+        values_t: ``values.T.tocsr()`` when the caller has it (float64, canonical: sorted
+            indices, no duplicates), saving the compiled cosine path a transpose.
 
     Returns:
         ``(n, n)`` float32 CSR with at most ``k`` entries per row, no diagonal, sorted indices.
     """
     n = values.shape[0]
     if not restricted and _numba_available():
-        return _cosine_topk_compiled(values, k, shrinkage, min_support, min_similarity)
+        return _cosine_topk_compiled(
+            values, k, shrinkage, min_support, min_similarity, values_t=values_t
+        )
     if chunk_size is None:
         chunk_size = max(1, int(memory_budget_mb * 2**20 // (_BLOCK_ARRAYS * 8 * max(n, 1))))
     ctx = _make_context(
@@ -340,7 +345,13 @@ _KNN_MS_PER_PRODUCT = 1e-6
 
 
 def _cosine_topk_compiled(
-    values: sp.csr_matrix, k: int, shrinkage: float, min_support: int, min_similarity: float
+    values: sp.csr_matrix,
+    k: int,
+    shrinkage: float,
+    min_support: int,
+    min_similarity: float,
+    *,
+    values_t: sp.csr_matrix | None = None,
 ) -> sp.csr_matrix:
     """The cosine branch of :func:`neighbour_similarities` by a sparse accumulator (numba).
 
@@ -355,7 +366,15 @@ def _cosine_topk_compiled(
     values.sort_indices()
     n = values.shape[0]
     norms = np.sqrt(np.asarray(values.multiply(values).sum(axis=1)).ravel())
-    t = values.T.tocsr()
+    # The transpose, or the caller's copy of it: a canonical float64 CSR of the transposed shape
+    # is the same arrays (an item-kNN fit transposed the user × item matrix to get ``values``).
+    usable = (
+        values_t is not None
+        and values_t.shape == values.shape[::-1]
+        and values_t.dtype == np.float64
+        and values_t.has_canonical_format
+    )
+    t = values_t if usable else values.T.tocsr()
     # int32 column indices (when they fit): half the memory traffic of the inner loop.
     idx_type = np.int32 if n < 2**31 and values.shape[1] < 2**31 else np.int64
     args = (
@@ -563,9 +582,13 @@ class _NeighbourhoodModel(Recommender):
             self.user_bias_ = np.zeros(self.n_users, dtype=np.float64)
             self.item_bias_ = np.zeros(self.n_items, dtype=np.float64)
         values = self._similarity_values(self.ratings_)
-        pattern = self._binary(self.ratings_)
+        # Implicit feedback: the values are the binary pattern itself (one transpose, not two).
+        pattern = values if self.feedback_ == "implicit" else self._binary(self.ratings_)
+        values_t = None
         if self.item_based:
-            values, pattern = values.T.tocsr(), pattern.T.tocsr()
+            values_t = values
+            values = values.T.tocsr()
+            pattern = values if pattern is values_t else pattern.T.tocsr()
         self.similarity_ = neighbour_similarities(
             values,
             pattern,
@@ -576,6 +599,7 @@ class _NeighbourhoodModel(Recommender):
             min_similarity=cfg.min_similarity,
             chunk_size=cfg.chunk_size,
             memory_budget_mb=cfg.memory_budget_mb,
+            values_t=values_t,
         )
         self._prepare()
 
@@ -619,7 +643,7 @@ class _NeighbourhoodModel(Recommender):
             self._data = sp.csr_matrix(self._pattern.multiply(self.recency_), dtype=np.float64)
         else:
             self._data = self._pattern
-        self._data_t = self._data.T.tocsr()
+        self._data_t = self._pattern_t if self._data is self._pattern else self._data.T.tocsr()
         sim = sp.csr_matrix(self.similarity_, dtype=np.float64)
         if self.feedback_ == "implicit" and self.config.normalize:
             sums = np.asarray(sim.sum(axis=1)).ravel()
