@@ -350,3 +350,55 @@ def test_threaded_epochs_of_the_same_shape_share_one_picker_for_the_process() ->
     assert draws.engines == ("beside", "first") and draws is not a
     assert _picker(2, 2, False, again, 5000) is draws
     assert _picker(2, 2, False, small, 50_000) is not draws
+
+
+def test_a_threaded_chunk_waits_for_the_negatives_drawn_beside_the_serial_kernel(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The serial kernel leads, so an epoch's negatives are drawn beside it in a worker; when the
+    # picker then tries the threaded kernel on a chunk, the chunk starts only once every range
+    # is drawn (not 3 threads on 2 cores, which its timing would blame on it), and the fit is
+    # still the 1-thread fit bit for bit.
+    from recforge.train import _mf_kernels, fused_mf
+
+    if not fused_mf.threaded_engine_usable():
+        pytest.skip("numba has no thread-safe threading layer here")
+
+    def fit(threads: int) -> NeuralRecommender:
+        split = planted_implicit(3, n_users=400, n_items=300, density=0.3)
+        model = create(
+            "mf",
+            {"loss": "bpr", "epochs": 2, "batch_size": 256, "verbose": False, "seed": 5,
+             "num_threads": threads, "backend": "numba", "n_factors": 8},
+        )  # fmt: skip
+        assert isinstance(model, NeuralRecommender)
+        return model.fit(split.train)
+
+    one = fit(1).get_state()
+    futures: list[Any] = []
+    real_background, real_kernel = fused_mf.background, _mf_kernels.sampled_epoch_threaded
+    waited: list[bool] = []
+
+    def spy(fn: Any) -> Any:
+        futures.append(real_background(fn))
+        return futures[-1]
+
+    def kernel(*args: Any) -> Any:
+        waited.append(all(f.done() for f in futures))
+        return real_kernel(*args)
+
+    def pick(self: fused_mf.EnginePicker) -> str:
+        self.calls += 1
+        if "beside" in self.engines:
+            return "beside"
+        return "threaded" if self.calls % 2 == 0 else "serial"
+
+    monkeypatch.setattr(fused_mf, "threads_for", lambda work_ms, requested=None: requested or 1)
+    monkeypatch.setattr(fused_mf, "background", spy)
+    monkeypatch.setattr(_mf_kernels, "sampled_epoch_threaded", kernel)
+    monkeypatch.setattr(fused_mf.EnginePicker, "pick", pick)
+    monkeypatch.setattr(fused_mf.EnginePicker, "best", lambda self: self.engines[-1])  # serial
+    two = fit(2).get_state()
+    assert futures and waited and all(waited)
+    for key in one:
+        np.testing.assert_array_equal(one[key], two[key], err_msg=key)

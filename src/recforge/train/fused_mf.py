@@ -170,6 +170,14 @@ class FusedMFEpoch:
                 if ready is not None:
                     ready.result()
                 engine = self.picker.pick()
+                if engine == "threaded":
+                    # Negatives drawn beside the serial kernel (it leads): a threaded chunk
+                    # waits for them all first. Beside a drawing worker its parallel regions
+                    # would wait for a descheduled thread, and the picker would time that and
+                    # keep the serial kernel for good (the probes measured 3 threads on 2 cores).
+                    for _, _, pending in ranges:
+                        if pending is not None:
+                            pending.result()
                 t0 = time.perf_counter()
                 if engine == "threaded":
                     with _numba_threads(self.n_threads):
