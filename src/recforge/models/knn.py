@@ -368,13 +368,14 @@ def _cosine_topk_compiled(
     norms = np.sqrt(np.asarray(values.multiply(values).sum(axis=1)).ravel())
     # The transpose, or the caller's copy of it: a canonical float64 CSR of the transposed shape
     # is the same arrays (an item-kNN fit transposed the user × item matrix to get ``values``).
-    usable = (
-        values_t is not None
+    t = (
+        values_t
+        if values_t is not None
         and values_t.shape == values.shape[::-1]
         and values_t.dtype == np.float64
         and values_t.has_canonical_format
+        else values.T.tocsr()
     )
-    t = values_t if usable else values.T.tocsr()
     # int32 column indices (when they fit): half the memory traffic of the inner loop.
     idx_type = np.int32 if n < 2**31 and values.shape[1] < 2**31 else np.int64
     args = (
