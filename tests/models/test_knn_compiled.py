@@ -170,3 +170,7 @@ def test_implicit_item_knn_fit_is_unchanged_by_the_shared_transposes() -> None:
     assert np.array_equal(model.similarity_.indices, want.indices)
     assert np.array_equal(model.similarity_.data, want.data)
     assert model._data_t is model._pattern_t  # implicit: one transpose serves both
+    want_bin_t = model._sim_bin.T.tocsr()  # built from _sim_t's pattern instead
+    for name in ("indptr", "indices", "data"):
+        assert np.array_equal(getattr(model._sim_bin_t, name), getattr(want_bin_t, name))
+    assert model._sim_bin_t.data.dtype == want_bin_t.data.dtype

@@ -653,7 +653,8 @@ class _NeighbourhoodModel(Recommender):
         self._sim = sim
         self._sim_t = sim.T.tocsr()
         self._sim_bin = self._binary(sim)
-        self._sim_bin_t = self._sim_bin.T.tocsr()
+        # The transpose's pattern is _sim_t's (the same sorted entries): no second transpose.
+        self._sim_bin_t = self._binary(self._sim_t)
         self._fold_ctx = None  # built on the first new user (user-kNN only)
 
     # ------------------------------------------------------------------ scoring
