@@ -174,3 +174,24 @@ def test_implicit_item_knn_fit_is_unchanged_by_the_shared_transposes() -> None:
     for name in ("indptr", "indices", "data"):
         assert np.array_equal(getattr(model._sim_bin_t, name), getattr(want_bin_t, name))
     assert model._sim_bin_t.data.dtype == want_bin_t.data.dtype
+
+
+def test_the_work_estimate_is_the_summed_row_cost(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Σ_j (column length)² + n, computed without the per-row costs, is their sum: the picker
+    # keys its size classes on it, so the classes are those of the per-row formula.
+    from contextlib import contextmanager
+
+    seen: list[float] = []
+
+    @contextmanager
+    def record(kernel: str, work_ms: float, requested: int | None = None) -> Any:
+        seen.append(work_ms)
+        yield 1
+
+    monkeypatch.setattr(knn, "picked_threads", record)
+    values = _matrix(4, True)
+    knn.neighbour_similarities(values, values, k=4, restricted=False)
+    t = values.T.tocsr()
+    row_of = np.repeat(np.arange(values.shape[0]), np.diff(values.indptr))
+    cost = np.bincount(row_of, weights=np.diff(t.indptr)[values.indices], minlength=70) + 1.0
+    assert seen == [float(cost.sum()) * knn._KNN_MS_PER_PRODUCT]

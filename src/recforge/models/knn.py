@@ -365,7 +365,13 @@ def _cosine_topk_compiled(
     values = sp.csr_matrix(values, dtype=np.float64)
     values.sort_indices()
     n = values.shape[0]
-    norms = np.sqrt(np.asarray(values.multiply(values).sum(axis=1)).ravel())
+    binary = bool(values.nnz == 0 or np.all(values.data == 1.0))
+    # Binary rows: ‖v‖² is the row's entry count (exact integer sums either way).
+    norms = (
+        np.sqrt(np.diff(values.indptr).astype(np.float64))
+        if binary
+        else np.sqrt(np.asarray(values.multiply(values).sum(axis=1)).ravel())
+    )
     # The transpose, or the caller's copy of it: a canonical float64 CSR of the transposed shape
     # is the same arrays (an item-kNN fit transposed the user × item matrix to get ``values``).
     t = (
@@ -381,8 +387,7 @@ def _cosine_topk_compiled(
     args = (
         values.indptr.astype(np.int64), values.indices.astype(idx_type), values.data,
         t.indptr.astype(np.int64), t.indices.astype(idx_type), t.data,
-        norms, int(k), float(shrinkage), int(min_support), float(min_similarity),
-        bool(values.nnz == 0 or np.all(values.data == 1.0)),
+        norms, int(k), float(shrinkage), int(min_support), float(min_similarity), binary,
     )  # fmt: skip
     support_dtype = np.int16 if values.shape[1] < 2**15 else np.int64  # co-counts <= m
 
@@ -394,13 +399,18 @@ def _cosine_topk_compiled(
 
     # Row a costs the summed lengths of its columns in t; rows are independent and the kernel
     # releases the GIL, so ranges run in parallel and their concatenation is the serial result.
-    row_of = np.repeat(np.arange(n), np.diff(values.indptr))
-    row_cost = np.bincount(row_of, weights=np.diff(t.indptr)[values.indices], minlength=n) + 1.0
+    # The work Σ_a (cost of row a) = Σ_j (length of column j)² + n, exact in float64: the
+    # per-row costs are only needed to split the rows (more than one thread).
+    col_len = np.diff(t.indptr).astype(np.float64)
+    work_ms = (float(col_len @ col_len) + n) * _KNN_MS_PER_PRODUCT
     # The fit's thread count or one, whichever this process measured faster for accumulations
     # of this size (recforge.threads.picked_threads): the split never changes the matrix.
-    work_ms = float(row_cost.sum()) * _KNN_MS_PER_PRODUCT
     with picked_threads("knn.cosine", work_ms, torch.get_num_threads()) as n_threads:
-        bounds = equal_cost_ranges(row_cost, 1 if n_threads == 1 else 4 * n_threads) or [(0, n)]
+        bounds = [(0, n)]
+        if n_threads > 1:
+            row_of = np.repeat(np.arange(n), np.diff(values.indptr))
+            row_cost = np.bincount(row_of, weights=col_len[values.indices], minlength=n) + 1.0
+            bounds = equal_cost_ranges(row_cost, 4 * n_threads) or bounds
         parts = map_in_threads(rows, bounds, n_threads)
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.concatenate([p[0] for p in parts]), out=indptr[1:])
