@@ -1,6 +1,9 @@
-"""Choose the members of a ``blend`` for ``ml100k-folds`` on a validation carve (never on test).
+"""Choose the members of a ``blend`` on a validation carve of one protocol fold (never on test).
 
-For fold ``uN`` (default u1): the training file ``uN.base`` is carved with
+``--data``/``--protocol``/``--fold`` name the fold (default ``ml-100k`` ``ml100k-folds`` u1; e.g.
+``--data ml-1m-ratings --protocol ml1m-90-10 --fold 0`` is seed 42); its training part is
+carved by the protocol's own tuning rule (``Protocol.validation_split``). For ``ml100k-folds``
+the training file ``uN.base`` is carved with
 ``recforge.data.split.carve_validation`` (the same rule the benchmark's tuning uses for the
 predefined folds: a random 20% hold-out, seed 42) into T (inner training) and V (validation).
 Each candidate member is then handled exactly as :class:`recforge.models.blend.Blend` would
@@ -40,7 +43,9 @@ import torch
 
 from recforge.data.interactions import Interactions
 from recforge.data.movielens import load_movielens_fold
+from recforge.data.sources import load_dataset
 from recforge.data.split import Split, carve_validation, kfold, random_holdout
+from recforge.eval.protocols import get_protocol
 from recforge.models.blend import ridge_blend_weights
 from recforge.models.blend_meta import META_FEATURES, fwls_design, side_tables
 from recforge.models.registry import create
@@ -50,6 +55,23 @@ def _predict(model: Any, part: Interactions, fallback: float) -> np.ndarray:
     frame = part.to_frame()
     p = model.predict(frame["user_id"].to_numpy(), frame["item_id"].to_numpy())
     return np.where(np.isfinite(p), p, fallback).astype(np.float64)
+
+
+def inner_and_valid(data: str, protocol: str, fold: str) -> tuple[Interactions, Interactions]:
+    """T and V: the fold's training part carved by the protocol's own tuning rule."""
+    if data == "ml-100k" and protocol == "ml100k-folds":
+        # The predefined files, carved as before (the cached predictions' keys stay valid).
+        data_dir = os.environ.get("RECFORGE_DATA_DIR")
+        base_df, _ = load_movielens_fold("ml-100k", fold, data_dir=data_dir, download=False)
+        base = Interactions.from_frame(base_df, rating_scale=(1.0, 5.0), source=f"ml-100k/{fold}")
+        outer = carve_validation(base)
+        return outer.train, outer.test
+    proto = get_protocol(protocol)
+    ps = proto.validation_split(
+        proto.split(load_dataset(data), int(fold) if fold.isdigit() else fold)
+    )
+    assert isinstance(ps.split, Split)
+    return ps.split.train, ps.split.test
 
 
 def blend_carves(inner: Interactions, valid_ratio: float, cv_folds: int) -> list[Split]:
@@ -132,7 +154,9 @@ def meta_features(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fold", default="u1")
+    parser.add_argument("--data", default="ml-100k")
+    parser.add_argument("--protocol", default="ml100k-folds")
+    parser.add_argument("--fold", default="u1", help="fold label or index (u1, 0 = seed 42)")
     parser.add_argument("--members", nargs="+", required=True, help="name[:json config]")
     parser.add_argument("--valid-ratio", type=float, default=0.1, help="the blend's own carve")
     parser.add_argument("--cv-folds", type=int, default=0, help="the blend's cv_folds (K >= 2)")
@@ -149,13 +173,10 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
-    data_dir = os.environ.get("RECFORGE_DATA_DIR")
-    base_df, _ = load_movielens_fold("ml-100k", args.fold, data_dir=data_dir, download=False)
-    base = Interactions.from_frame(base_df, rating_scale=(1.0, 5.0), source=f"ml-100k/{args.fold}")
-    outer = carve_validation(base)
-    inner, valid = outer.train, outer.test
+    inner, valid = inner_and_valid(args.data, args.protocol, args.fold)
     carves = blend_carves(inner, args.valid_ratio, args.cv_folds)
     tag = carve_tag(args.valid_ratio, args.cv_folds)
+    lo, hi = inner.rating_scale or (1.0, 5.0)
     yc = np.concatenate([c.test.rating for c in carves]).astype(np.float64)
     yv = valid.rating.astype(np.float64)
     preds = {s: member_predictions(s, inner, carves, valid, cache, tag) for s in args.members}
@@ -164,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     rows: list[dict[str, Any]] = []
     for spec, (_, pv) in preds.items():
-        rmse = float(np.sqrt(np.mean((np.clip(pv, 1, 5) - yv) ** 2)))
+        rmse = float(np.sqrt(np.mean((np.clip(pv, lo, hi) - yv) ** 2)))
         rows.append({"members": [spec], "ridge": None, "valid_rmse": rmse})
     specs = list(preds)
     for size in range(2, min(args.max_size, len(specs)) + 1):
@@ -173,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
             pv = np.column_stack([preds[s][1] for s in subset])
             for ridge in (float(r) for r in args.ridges.split(",")):
                 w0, w = ridge_blend_weights(pc, yc, ridge)
-                rmse = float(np.sqrt(np.mean((np.clip(w0 + pv @ w, 1, 5) - yv) ** 2)))
+                rmse = float(np.sqrt(np.mean((np.clip(w0 + pv @ w, lo, hi) - yv) ** 2)))
                 rows.append(
                     {
                         "members": list(subset),
@@ -200,7 +221,7 @@ def main(argv: list[str] | None = None) -> None:
                     np.full(len(subset), ridge), np.full(xc.shape[1] - len(subset), meta_ridge)
                 ]
                 w0, w = ridge_blend_weights(xc, yc, pen)
-                rmse = float(np.sqrt(np.mean((np.clip(w0 + xv @ w, 1, 5) - yv) ** 2)))
+                rmse = float(np.sqrt(np.mean((np.clip(w0 + xv @ w, lo, hi) - yv) ** 2)))
                 fwls_rows.append(
                     {
                         "members": list(subset),
@@ -215,7 +236,13 @@ def main(argv: list[str] | None = None) -> None:
     fwls_rows.sort(key=lambda r: r["valid_rmse"])
     with Path(args.log).open("a", encoding="utf-8") as fh:
         for r in singles + rows[:15] + fwls_rows[:25]:
-            r = {"fold": args.fold, "on": "valid", **r}
+            r = {
+                "data": args.data,
+                "protocol": args.protocol,
+                "fold": args.fold,
+                "on": "valid",
+                **r,
+            }
             print(json.dumps(r), flush=True)
             fh.write(json.dumps(r) + "\n")
 
