@@ -259,3 +259,80 @@ def test_pair_features_pads_unknown_ids() -> None:
     names = ("user_support", "user_mean", "item_sd")
     out = pair_features(users, items, np.array([0, 1]), np.array([3, 0]), names, mean0=3.5)
     np.testing.assert_allclose(out, [[1.0, 4.0, 0.0], [0.0, 3.5, 2.0]])
+
+
+# ---------------------------------------------------------------- cross-fitted stacking
+@pytest.mark.parametrize("meta", [(), META_FEATURES], ids=["plain", "fwls"])
+def test_cross_fitted_weights_use_every_rating_out_of_fold(meta: tuple[str, ...]) -> None:
+    from recforge.data.split import kfold
+
+    train = planted_explicit(2, n_users=120, n_items=80).train
+    cfg = {"members": FAST_MEMBERS, "cv_folds": 3, "seed": 5, "meta_features": list(meta)}
+    model = create("blend", cfg).fit(train)
+    assert isinstance(model, Blend)
+    # By hand: the three folds of the blend's seed, each predicted by members fitted without it.
+    folds = kfold(train, k=3, seed=5)
+    pairs = [
+        set(zip(f.test.user_idx.tolist(), f.test.item_idx.tolist(), strict=True)) for f in folds
+    ]
+    assert sum(map(len, pairs)) == len(train) == len(set().union(*pairs))  # a partition
+    preds, target, raw = [], [], []
+    for f in folds:
+        frame = f.test.to_frame()
+        cols = [
+            create(m["model"], m.get("config", {}))
+            .fit(f.train)
+            .predict(frame["user_id"].to_numpy(), frame["item_id"].to_numpy())
+            for m in FAST_MEMBERS
+        ]
+        preds.append(np.column_stack(cols).astype(np.float64))
+        target.append(frame["rating"].to_numpy(dtype=np.float64))
+        if meta:
+            u, i = side_tables(
+                f.train.user_idx,
+                f.train.item_idx,
+                f.train.rating,
+                f.train.n_users,
+                f.train.n_items,
+                model.config.meta_features,
+            )
+            raw.append(
+                pair_features(
+                    u,
+                    i,
+                    f.test.user_idx,
+                    f.test.item_idx,
+                    model.config.meta_features,
+                    f.train.global_mean,
+                )
+            )
+    p, t = np.vstack(preds), np.concatenate(target)
+    if meta:
+        x = np.vstack(raw)
+        sd = np.where(x.std(0) > 0, x.std(0), 1.0)
+        design = fwls_design(p, (x - x.mean(0)) / sd)
+        n = p.shape[1]
+        pen = np.r_[np.full(n, 1e-3), np.full(design.shape[1] - n, 1e-3)]
+        w0, coef = ridge_blend_weights(design, t, pen)
+        w = fwls_split(coef, n, len(meta))[0]
+    else:
+        w0, w = ridge_blend_weights(p, t, 1e-3)
+    assert model.intercept_ == pytest.approx(w0, abs=1e-9)
+    np.testing.assert_allclose(model.weights_, w, atol=1e-9)
+    # The carve diagnostics are out-of-fold: each member's error on all training ratings.
+    np.testing.assert_allclose(
+        model.member_valid_rmse_, np.sqrt(np.mean((p - t[:, None]) ** 2, axis=0)), rtol=1e-12
+    )
+
+
+def test_cv_folds_config_errors() -> None:
+    with pytest.raises(ConfigError, match="cv_folds"):
+        create("blend", {"cv_folds": 1})
+    with pytest.raises(ConfigError, match="cv_folds"):
+        create("blend", {"cv_folds": -2})
+
+
+class TestBlendCrossFitContract(ModelContract):
+    model_name = "blend"
+    config = {**FWLS, "cv_folds": 2}
+    explicit = True

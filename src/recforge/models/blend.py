@@ -14,6 +14,15 @@ Fitting (stacking with a hold-out, Breiman 1996; the blends of the Netflix Prize
     4. refit every member on **all** of the training data; the blend scores
        ``w₀ + Σ_m w_m · clip(s_m)`` with each member's score ``s_m``.
 
+With ``cv_folds = K`` (K ≥ 2) steps 1–2 are *cross-fitted* instead (stacked generalisation,
+Wolpert 1992; Breiman 1996, "Stacked regressions", §3): the training ratings are cut into K
+random folds (seed ``seed``), every member is fitted K times, each time on K − 1 folds, and
+predicts the fold left out, so **every** training rating gets an out-of-fold prediction and the
+weights are fitted on all of them, not on a ``valid_ratio`` carve. The members are fitted K + 1
+times instead of twice; the weights (FWLS's ~50 coefficients above all) are learned from
+``1 / valid_ratio`` times as many ratings, by members closer to the final ones' strength
+(trained on (K − 1)/K of the data instead of 1 − ``valid_ratio``).
+
 With ``meta_features`` set, the stack is *feature-weighted* (FWLS; Sill, Takács, Mackey & Lin
 2009, the Netflix Prize blend; :mod:`recforge.models.blend_meta`): each member's weight is a
 linear function of meta-features ``f_j(u, i)`` of the pair (log support, rating mean and sd of
@@ -37,7 +46,7 @@ the blend's vocabularies and base state, because they are refitted on the same d
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -57,6 +66,9 @@ from recforge.models.blend_meta import (
     user_row,
     user_rows,
 )
+
+if TYPE_CHECKING:
+    from recforge.data.split import Split
 
 __all__ = ["Blend", "BlendConfig", "BlendMember", "ridge_blend_weights"]
 
@@ -90,6 +102,16 @@ class BlendConfig(ModelConfig):
     ridge: float = Field(
         1e-3, ge=0, description="L2 penalty on the member weights (per carved rating)."
     )
+    cv_folds: int = Field(
+        0,
+        ge=0,
+        le=20,
+        description=(
+            "0: fit the weights on one valid_ratio carve; K >= 2: cross-fitted stacking, every "
+            "training rating predicted by members fitted on the other K-1 folds (valid_ratio "
+            "is then unused)."
+        ),
+    )
 
     meta_features: tuple[str, ...] = Field(
         (),
@@ -117,6 +139,13 @@ class BlendConfig(ModelConfig):
         return tuple(n for n in names if n.startswith("user_")) + tuple(
             n for n in names if n.startswith("item_")
         )
+
+    @field_validator("cv_folds")
+    @classmethod
+    def _check_cv_folds(cls, k: int) -> int:
+        if k == 1:
+            raise ValueError("cv_folds: 1 fold leaves nothing to train on; use 0 or >= 2")
+        return k
 
     @field_validator("members")
     @classmethod
@@ -205,28 +234,16 @@ class Blend(Recommender):
         return [create(m.model, m.config) for m in self.config.members]
 
     def _fit(self, train: Interactions, valid: Interactions | None) -> None:
-        from recforge.data.split import random_holdout
-
         if train.rating_scale is None:
             raise DataError(
                 f"{train.source}: blend combines rating predictions and needs explicit ratings"
             )
         cfg = self.config
-        carve = random_holdout(train, test_ratio=cfg.valid_ratio, seed=cfg.seed)
-        held = carve.test.to_frame()
-        preds = np.empty((len(held), len(cfg.members)), dtype=np.float64)
-        for k, member in enumerate(self._new_members()):
-            member.fit(carve.train)
-            if not member.predicts_ratings:
-                raise ConfigError(
-                    f"blend: members.{k} ({member.name}) does not predict ratings with this "
-                    "config; use rating models only"
-                )
-            p = member.predict(held["user_id"].to_numpy(), held["item_id"].to_numpy())
-            preds[:, k] = np.where(np.isfinite(p), p, carve.train.global_mean)
-        target = held["rating"].to_numpy(dtype=np.float64)
+        blocks = [self._carve_block(carve) for carve in self._carves(train)]
+        preds = np.vstack([b[0] for b in blocks])
+        target = np.concatenate([b[1] for b in blocks])
         if cfg.meta_features:
-            fitted = self._fit_fwls(train, carve.train, carve.test, preds, target)
+            fitted = self._fit_fwls(np.vstack([b[2] for b in blocks]), preds, target)
         else:
             self.intercept_, self.weights_ = ridge_blend_weights(preds, target, cfg.ridge)
             fitted = self.intercept_ + preds @ self.weights_
@@ -238,6 +255,47 @@ class Blend(Recommender):
         if cfg.meta_features:
             users, items = self._raw_tables(train)
             self._set_tables(users, items)
+
+    def _carves(self, train: Interactions) -> list[Split]:
+        """The (members' training part, held-out ratings) pairs the weights are fitted on."""
+        from recforge.data.split import kfold, random_holdout
+
+        cfg = self.config
+        if cfg.cv_folds >= 2:
+            return kfold(train, k=cfg.cv_folds, seed=cfg.seed)
+        return [random_holdout(train, test_ratio=cfg.valid_ratio, seed=cfg.seed)]
+
+    def _carve_block(
+        self, carve: Split
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """Members fitted on ``carve.train`` predict ``carve.test``: ``(predictions (n, m),
+        ratings (n,), raw meta-features (n, q))`` (q = 0 without FWLS)."""
+        held = carve.test.to_frame()
+        preds = np.empty((len(held), len(self.config.members)), dtype=np.float64)
+        for k, member in enumerate(self._new_members()):
+            member.fit(carve.train)
+            if not member.predicts_ratings:
+                raise ConfigError(
+                    f"blend: members.{k} ({member.name}) does not predict ratings with this "
+                    "config; use rating models only"
+                )
+            p = member.predict(held["user_id"].to_numpy(), held["item_id"].to_numpy())
+            preds[:, k] = np.where(np.isfinite(p), p, carve.train.global_mean)
+        target = held["rating"].to_numpy(dtype=np.float64)
+        raw = np.zeros((len(held), 0))
+        if self.config.meta_features:
+            # Meta-features from what the members saw; held extends inner's vocabularies, so
+            # ids only it has get the no-ratings row.
+            users, items = self._raw_tables(carve.train)
+            raw = pair_features(
+                users,
+                items,
+                carve.test.user_idx,
+                carve.test.item_idx,
+                self.config.meta_features,
+                carve.train.global_mean,
+            )
+        return preds, target, raw
 
     def _raw_tables(
         self, data: Interactions
@@ -258,19 +316,12 @@ class Blend(Recommender):
 
     def _fit_fwls(
         self,
-        train: Interactions,
-        inner: Interactions,
-        held: Interactions,
+        raw: npt.NDArray[np.float64],
         preds: npt.NDArray[np.float64],
         target: npt.NDArray[np.float64],
     ) -> npt.NDArray[np.float64]:
-        """FWLS weights on the carve; meta-features from ``inner`` (what the members saw)."""
+        """FWLS weights on the held-out ratings, from their raw meta-features; fitted values."""
         cfg = self.config
-        users, items = self._raw_tables(inner)
-        # held extends inner's vocabularies: ids only it has get the no-ratings row.
-        raw = pair_features(
-            users, items, held.user_idx, held.item_idx, cfg.meta_features, inner.global_mean
-        )
         self.meta_mu_ = raw.mean(axis=0)
         sd = raw.std(axis=0)
         self.meta_sd_ = np.where(sd > 0, sd, 1.0)
