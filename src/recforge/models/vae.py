@@ -646,15 +646,66 @@ class MultDAE(NeuralRecommender):
         Histories with no more rows than the first screen keeps are explained in full
         (:meth:`explain_history`). Served ``because`` only: :meth:`explain_rows` stays complete.
         """
-        from recforge.models import _vae_screen
-
         idx = np.asarray(items, dtype=np.int64)
         targets = np.asarray(targets, dtype=np.int64)
-        keep = _screen_rows(n)
-        if len(idx) <= keep or not len(targets):
+        if len(idx) <= _screen_rows(n) or not len(targets):
             return self.explain_history(idx, ratings, targets)[1]
         lay = self._numpy_net()
+        pre_of, screen_of = self._screen_parts(lay, idx, np.asarray(ratings, dtype=np.float32))
+        return self._screened_top(lay, pre_of, screen_of, len(idx), targets, n, None)
+
+    def rank_history_top(
+        self, items: IndexArray, ratings: FloatArray, k: int, exclude: IndexArray, n: int
+    ) -> tuple[IndexArray, FloatArray, npt.NDArray[np.float64]] | None:
+        """A known user's served top-``k`` and its ``because`` weights from one forward pass.
+
+        ``items``/``ratings``: the user's training history (timeline order), ``exclude`` the
+        item indices left out of the ranking. Returns the ranked item indices and their
+        scores (as :func:`~recforge.models.base.rank_scores`: -1 / -inf where unfilled) and
+        :meth:`explain_history_top`'s weights for them. The screened explanation computes the
+        full history's catalogue-wide logits anyway (its row 0): the ranking reads them instead
+        of a second pass through the torch network. Scores are ``log softmax`` of those logits,
+        the same function as :meth:`score_items`, through numpy's kernels and a sparse first
+        layer (the sum of the history's columns): equal to :meth:`score_items` up to float32
+        rounding (the top-``k`` lists of ML-100k's users are the same; see
+        docs/explain.md), and the logits the screens linearise at.
+
+        None when this path does not apply and the caller ranks and explains separately: the
+        encoder's input row is not the binary history (``positive_threshold``,
+        ``recency_tau``, repeat counts) or the history is short enough to be explained in full.
+        """
+        from recforge.models import _vae_screen
+        from recforge.models.base import rank_scores
+
+        cfg = self._cfg()
+        idx = np.asarray(items, dtype=np.int64)
         vals = np.asarray(ratings, dtype=np.float32)
+        # Implicit data's repeat counts are the input row's values (binary only when all 1).
+        counted = cfg.weighting == "auto" and self.rating_scale_ is None and (vals != 1).any()
+        if cfg.positive_threshold is not None or cfg.recency_tau is not None or counted:
+            return None
+        if len(idx) <= _screen_rows(n) or len(np.unique(idx)) != len(idx):
+            return None
+        lay = self._numpy_net()
+        pre_of, screen_of = self._screen_parts(lay, idx, vals)
+        head = _vae_screen.head(lay, pre_of(np.zeros(1, dtype=np.int64)))
+        logp = _vae_screen.log_softmax(head.z0[None, :])
+        ex = np.asarray(exclude, dtype=np.int64)
+        top, scores = rank_scores(logp, k, exclude=(np.zeros(len(ex), np.int64), ex))
+        top, scores = top[0], scores[0]
+        targets = top[top >= 0]
+        if not len(targets):
+            return top, scores, np.zeros((0, len(idx)))
+        weights = self._screened_top(lay, pre_of, screen_of, len(idx), targets, n, head)
+        return top, scores, weights
+
+    def _screen_parts(
+        self, lay: Any, idx: IndexArray, vals: FloatArray
+    ) -> tuple[Callable[[IndexArray], FloatArray], Callable[[FloatArray], FloatArray]]:
+        """The first layer's drop-one rows of a history (``pre_of(rows)``) and the first
+        screen's products with them (``screen_of(g)``), for :meth:`_screened_top`."""
+        from recforge.models import _vae_screen
+
         kept = self._first_layer_kept(idx, vals)
         pre_of: Callable[[IndexArray], FloatArray]
         screen_of: Callable[[FloatArray], FloatArray]
@@ -672,11 +723,29 @@ class MultDAE(NeuralRecommender):
         else:
             parts = _vae_screen.first_layer(lay, idx, None if kept.all() else kept)
             pre_of, screen_of = parts.rows, parts.screen
+        return pre_of, screen_of
+
+    def _screened_top(
+        self,
+        lay: Any,
+        pre_of: Callable[[IndexArray], FloatArray],
+        screen_of: Callable[[FloatArray], FloatArray],
+        n_hist: int,
+        targets: IndexArray,
+        n: int,
+        head: Any,
+    ) -> npt.NDArray[np.float64]:
+        """:meth:`explain_history_top`'s two screens and exact rows (``head``: the full
+        history's :func:`recforge.models._vae_screen.head` when already computed)."""
+        from recforge.models import _vae_screen
+
         zero = np.zeros(1, dtype=np.int64)
-        cand, wbar, wt = _vae_screen.first_screen(lay, pre_of(zero), screen_of, targets, keep)
+        if head is None:
+            head = _vae_screen.head(lay, pre_of(zero))
+        cand, wbar, wt = _vae_screen.first_screen(lay, head, screen_of, targets, _screen_rows(n))
         rows = np.concatenate([zero, cand + 1])
         best, hidden = _vae_screen.second_screen(lay, pre_of(rows), wbar, wt, _refine_rows(n))
-        out = np.full((len(targets), len(idx)), -math.inf, dtype=np.float64)
+        out = np.full((len(targets), n_hist), -math.inf, dtype=np.float64)
         out[:, cand[best]] = _vae_screen.exact_weights(lay, hidden, targets)
         return out
 

@@ -343,6 +343,39 @@ class LiveBackend:
             self.add_because(liked, items)
         return items
 
+    def recommend_explained(
+        self, user_id: str, k: int, exclude_seen: bool, n: int = 3
+    ) -> list[ScoredItem] | None:
+        """:meth:`recommend` with ``because`` filled as :meth:`add_because` fills it (None when
+        the user is unknown).
+
+        A model with ``rank_history_top`` (Mult-VAE/DAE) ranks and explains from one pass: its
+        screened explanation computes the full history's catalogue-wide logits anyway, so the
+        ranking reads them instead of a second, torch forward (:meth:`MultDAE.rank_history_top`;
+        same top-k, scores equal to the plain ranking's up to float32 rounding). Every other
+        model (and a model's case the fused pass does not cover) ranks, then explains.
+        """
+        fused = getattr(self.model, "rank_history_top", None)
+        u = self.user_index(user_id) if fused is not None and self.index is None else None
+        if u is not None and fused is not None:
+            from recforge.explain import because_lists, history_of
+
+            hist_items, hist_ratings = history_of(self.model, u)
+            seen = self._seen_indices[self._seen_indptr[u] : self._seen_indptr[u + 1]]
+            exclude = seen if exclude_seen else np.zeros(0, dtype=np.int64)
+            got = fused(hist_items, hist_ratings, k, exclude, n)
+            if got is not None:
+                top, scores, weights = got
+                fused_items = self._scored(top, scores)
+                lists = because_lists(hist_items, weights, n)
+                for it, pairs in zip(fused_items, lists, strict=True):
+                    it.because = [self._because(j, w) for j, w in pairs]
+                return fused_items
+        items = self.recommend(user_id, k, exclude_seen)
+        if items is not None:
+            self.add_because(user_id, items, n)
+        return items
+
     def add_because(self, user: Any, items: list[ScoredItem], n: int = 3) -> None:
         """Fill ``because`` of each item: the (at most ``n``) rated items that raised it most.
 
