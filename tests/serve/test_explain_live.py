@@ -127,6 +127,21 @@ def test_ranked_and_explained_together_is_ranked_then_explained(tmp_path: Path, 
         fused += any(it.because for it in got)
     assert live.recommend_explained("no-such-user", 10, True) is None
     assert fused >= 40
+    # New users (POST): the fused pass against ranking, then explaining (the pass disabled).
+    ids = [str(i) for i in live.model.items_.ids.tolist()]
+    rng = np.random.default_rng(0)
+    for t in range(30):
+        pick = rng.choice(len(ids), size=int(rng.integers(3, 25)), replace=False)
+        ratings = {ids[i]: float(rng.integers(1, 6)) for i in pick}
+        got = live.fold_in(ratings, 10, bool(t % 3), explain=True)
+        live.model.rank_history_top = None  # type: ignore[attr-defined]
+        try:
+            want = live.fold_in(ratings, 10, bool(t % 3), explain=True)
+        finally:
+            del live.model.rank_history_top  # type: ignore[attr-defined]
+        assert [it.item_id for it in got] == [it.item_id for it in want]
+        assert [it.because for it in got] == [it.because for it in want]
+        assert [it.score for it in got] == pytest.approx([it.score for it in want], abs=1e-5)
     if name == "mult_vae":  # the fused pass was the one that served
         from recforge.explain import history_of
 

@@ -655,18 +655,27 @@ class MultDAE(NeuralRecommender):
         return self._screened_top(lay, pre_of, screen_of, len(idx), targets, n, None)
 
     def rank_history_top(
-        self, items: IndexArray, ratings: FloatArray, k: int, exclude: IndexArray, n: int
+        self,
+        items: IndexArray,
+        ratings: FloatArray,
+        k: int,
+        exclude: IndexArray,
+        n: int,
+        *,
+        new_user: bool = False,
     ) -> tuple[IndexArray, FloatArray, npt.NDArray[np.float64]] | None:
-        """A known user's served top-``k`` and its ``because`` weights from one forward pass.
+        """A user's served top-``k`` and its ``because`` weights from one forward pass.
 
-        ``items``/``ratings``: the user's training history (timeline order), ``exclude`` the
-        item indices left out of the ranking. Returns the ranked item indices and their
-        scores (as :func:`~recforge.models.base.rank_scores`: -1 / -inf where unfilled) and
-        :meth:`explain_history_top`'s weights for them. The screened explanation computes the
-        full history's catalogue-wide logits anyway (its row 0): the ranking reads them instead
-        of a second pass through the torch network. Scores are ``log softmax`` of those logits,
-        the same function as :meth:`score_items`, through numpy's kernels and a sparse first
-        layer (the sum of the history's columns): equal to :meth:`score_items` up to float32
+        ``items``/``ratings``: a known user's training history (timeline order), or with
+        ``new_user`` a new user's fold-in ratings (:meth:`fold_in_scores`: always a binary
+        row); ``exclude`` the item indices left out of the ranking. Returns the ranked item
+        indices and their scores (as :func:`~recforge.models.base.rank_scores`: -1 / -inf
+        where unfilled) and :meth:`explain_history_top`'s weights for them. The screened
+        explanation computes the full history's catalogue-wide logits anyway (its row 0): the
+        ranking reads them instead of a second pass through the torch network. Scores are
+        ``log softmax`` of those logits, the same function as :meth:`score_items` and
+        :meth:`fold_in_scores`, through numpy's kernels and a sparse first layer (the sum of
+        the history's columns): equal to theirs up to float32
         rounding (the top-``k`` lists of ML-100k's users are the same; see
         docs/explain.md), and the logits the screens linearise at.
 
@@ -681,7 +690,12 @@ class MultDAE(NeuralRecommender):
         idx = np.asarray(items, dtype=np.int64)
         vals = np.asarray(ratings, dtype=np.float32)
         # Implicit data's repeat counts are the input row's values (binary only when all 1).
-        counted = cfg.weighting == "auto" and self.rating_scale_ is None and (vals != 1).any()
+        counted = (
+            not new_user
+            and cfg.weighting == "auto"
+            and self.rating_scale_ is None
+            and bool((vals != 1).any())
+        )
         if cfg.positive_threshold is not None or cfg.recency_tau is not None or counted:
             return None
         if len(idx) <= _screen_rows(n) or len(np.unique(idx)) != len(idx):

@@ -338,6 +338,17 @@ class LiveBackend:
             for item in popular if explain else []:
                 item.because = []  # nothing the user rated raised these: they are just popular
             return popular
+        fused = getattr(self.model, "rank_history_top", None) if explain else None
+        if fused is not None:
+            # Ranked and explained from one pass, as recommend_explained: excluding every
+            # rated item is what dropping the disliked ones from a longer list gives.
+            hist_items, hist_ratings = self.model._fold_in_inputs(liked)
+            exclude = (
+                self.model.items_.index(list(known)) if exclude_rated else np.zeros(0, np.int64)
+            )
+            got = fused(hist_items, hist_ratings, k, exclude, 3, new_user=True)
+            if got is not None:
+                return self._explained(got, hist_items.astype(np.int64), 3)
         extra = len(disliked) if exclude_rated else 0
         rec = self.model.recommend_for_ratings(liked, k + extra, exclude_rated=exclude_rated)
         keep = ~np.isin(rec.item_ids, np.asarray(disliked)) if disliked and exclude_rated else None
@@ -365,25 +376,36 @@ class LiveBackend:
         fused = getattr(self.model, "rank_history_top", None)
         u = self.user_index(user_id) if fused is not None and self.index is None else None
         if u is not None and fused is not None:
-            from recforge.explain import because_lists, history_of
+            from recforge.explain import history_of
 
             hist_items, hist_ratings = history_of(self.model, u)
             seen = self._seen_indices[self._seen_indptr[u] : self._seen_indptr[u + 1]]
             exclude = seen if exclude_seen else np.zeros(0, dtype=np.int64)
             got = fused(hist_items, hist_ratings, k, exclude, n)
             if got is not None:
-                top, scores, weights = got
-                fused_items = self._scored(top, scores)
-                lists = because_lists(hist_items, weights, n)
-                for it, pairs in zip(fused_items, lists, strict=True):
-                    it.because = [self._because(j, w) for j, w in pairs]
-                return fused_items
+                return self._explained(got, hist_items, n)
         u = self.user_index(user_id) if u is None else u
         if u is None:
             return None
         top, scores = self._recommend_idx(u, k, exclude_seen)
         items = self._scored(top, scores)
         self._fill_because(_coerce(user_id, self._user_kind), items, top[top >= 0], n)
+        return items
+
+    def _explained(
+        self,
+        got: tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], npt.NDArray[np.float64]],
+        hist_items: npt.NDArray[np.int64],
+        n: int,
+    ) -> list[ScoredItem]:
+        """Served items of a fused ``rank_history_top`` answer ``(top, scores, weights)``."""
+        from recforge.explain import because_lists
+
+        top, scores, weights = got
+        items = self._scored(top, scores)
+        lists = because_lists(hist_items, weights, n)
+        for it, pairs in zip(items, lists, strict=True):
+            it.because = [self._because(j, w) for j, w in pairs]
         return items
 
     def add_because(self, user: Any, items: list[ScoredItem], n: int = 3) -> None:
