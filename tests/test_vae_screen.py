@@ -187,3 +187,49 @@ def test_screened_because_from_several_threads_is_the_sequential_one() -> None:
         # (BLAS may split a product differently when called from several threads: rounding.)
         assert (np.isfinite(got) == np.isfinite(alone)).all()
         np.testing.assert_allclose(got[np.isfinite(got)], alone[np.isfinite(alone)], atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["mult_vae", "mult_dae"])
+def test_ranking_from_the_screens_pass_is_the_models_ranking(name: str) -> None:
+    """`rank_history_top` (the served ranking read off the explanation's own forward pass):
+    the same top-k as `recommend_idx`, scores equal to float32 rounding, and the weights that
+    `explain_history_top` gives for that list, bit for bit."""
+    from recforge.explain import history_of
+
+    model = _model(name, {"epochs": 3})
+    checked = 0
+    for u in range(model.n_users):
+        items, ratings = history_of(model, u)
+        seen = model.seen_.indices[model.seen_.indptr[u] : model.seen_.indptr[u + 1]]
+        got = model.rank_history_top(items, ratings, 10, seen, 3)
+        if len(items) <= vae._screen_rows(3):
+            assert got is None  # short histories: ranked and explained in full, separately
+            continue
+        assert got is not None
+        top, scores, weights = got
+        want_idx, want_val = model.recommend_idx(np.asarray([u]), 10, exclude_seen=True)
+        np.testing.assert_array_equal(top, want_idx[0])
+        np.testing.assert_allclose(scores, want_val[0], rtol=0, atol=1e-5)
+        alone = model.explain_history_top(items, ratings, top[top >= 0], 3)
+        np.testing.assert_array_equal(weights, alone)
+        # Not excluding: the history's items may rank, and still only unseen ones are shown
+        # by the default path when asked to exclude.
+        top_all, _, _ = model.rank_history_top(items, ratings, 10, np.zeros(0, np.int64), 3)
+        np.testing.assert_array_equal(
+            top_all, model.recommend_idx(np.asarray([u]), 10, exclude_seen=False)[0][0]
+        )
+        checked += 1
+        if checked == 25:
+            break
+    assert checked == 25
+
+
+def test_ranking_from_the_screens_pass_declines_other_input_rows() -> None:
+    """With a threshold the encoder's input is not the binary history: the fused path says
+    None and the service ranks and explains separately."""
+    model = _model("mult_dae", {"epochs": 2, "positive_threshold": 4.0}, explicit=True)
+    from recforge.explain import history_of
+
+    u = int(np.argmax(np.diff(model.seen_.indptr)))
+    items, ratings = history_of(model, u)
+    assert model.rank_history_top(items, ratings, 10, items, 3) is None

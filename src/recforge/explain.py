@@ -236,13 +236,23 @@ def _history(model: Recommender, user: Any) -> _History:
         top = model.rating_scale_[1] if model.rating_scale_ is not None else 1.0
         idx, vals = model._fold_in_inputs(dict.fromkeys(ids, top))
         return _History(None, None, idx.astype(np.int64), vals.astype(np.float32))
-    u = int(model.users_.index_one(user))
+    return _known_history(model, user, int(model.users_.index_one(user)))
+
+
+def _known_history(model: Recommender, user: Any, u: int) -> _History:
     seen = model.seen_
     lo, hi = int(seen.indptr[u]), int(seen.indptr[u + 1])
     order = np.argsort(model.seen_order_[lo:hi], kind="stable")
     items = seen.indices[lo:hi][order].astype(np.int64)
     vals = np.asarray(model.seen_ratings_[lo:hi], dtype=np.float32)[order]
     return _History(user, u, items, vals)
+
+
+def history_of(model: Recommender, user_idx: int) -> tuple[I64, npt.NDArray[np.float32]]:
+    """A known user's training history by user index: item indices in timeline order and their
+    ratings (what :func:`because_idx` explains for the user's raw id)."""
+    hist = _known_history(model, None, user_idx)
+    return hist.items, hist.ratings
 
 
 def history_items(model: Recommender, user: Any) -> I64:
@@ -571,6 +581,14 @@ def because_idx(
         w_all = top_n(hist.items, hist.ratings, targets, n)
     else:
         w_all = model.explain_history(hist.items, hist.ratings, targets)[1]
+    return because_lists(hist.items, w_all, n)
+
+
+def because_lists(
+    items: I64, w_all: npt.NDArray[np.float64], n: int
+) -> list[list[tuple[int, float]]]:
+    """:func:`because_idx`'s lists from weights ``w_all`` ``(targets, len(items))`` of the
+    history ``items`` (``-inf``: not a candidate)."""
     # Only positive weights are listed: the n largest of each row by n argmax passes (the first
     # of equal weights is the earliest in the timeline, as Explanation.contributions ranks
     # them), not a sort of every row; -inf marks what is no longer (or never was) a candidate.
@@ -579,11 +597,11 @@ def because_idx(
     picks = []
     for _ in range(min(n, w.shape[1])):
         j = w.argmax(axis=1)
-        picks.append((hist.items[j].tolist(), w[rows, j].tolist()))
+        picks.append((items[j].tolist(), w[rows, j].tolist()))
         w[rows, j] = -np.inf
-    out: list[list[tuple[int, float]]] = [[] for _ in range(len(targets))]
-    for items, weights in picks:
-        for p, (i, wt) in enumerate(zip(items, weights, strict=True)):
+    out: list[list[tuple[int, float]]] = [[] for _ in range(len(w))]
+    for picked, weights in picks:
+        for p, (i, wt) in enumerate(zip(picked, weights, strict=True)):
             if wt > 0:
                 out[p].append((i, wt))
     return out

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -94,3 +95,56 @@ def test_concurrent_explained_answers_match_the_models_explanations(
             assert all(b["title"] == f"Movie {b['item_id']}" for b in it["because"])
             checked += 1
     assert checked >= 100
+
+
+@pytest.mark.parametrize("name", ["mult_vae", "ease"])
+def test_ranked_and_explained_together_is_ranked_then_explained(tmp_path: Path, name: str) -> None:
+    """`LiveBackend.recommend_explained` (Mult-VAE: ranking and `because` from one pass) serves
+    the items, `because` lists and weights of `recommend` + `add_because`; scores to float32
+    rounding (bit for bit where the model has no fused pass)."""
+    from recforge.data.synthetic import make_interactions
+    from recforge.models.registry import create
+    from recforge.serve.live import LiveBackend
+    from recforge.serve.settings import Settings
+
+    data = make_interactions(80, 40, density=0.45, seed=2).interactions  # histories of ~18
+    cfg: dict[str, Any] = {"epochs": 3} if name == "mult_vae" else {"reg": 20.0}
+    run = create(name, cfg).fit(data).save(tmp_path / name)
+    live = LiveBackend(run, Settings(run=str(run), web=False))
+    fused = 0
+    for uid in [str(u) for u in live.model.users_.ids.tolist()]:
+        want = live.recommend(uid, 10, True)
+        assert want is not None
+        live.add_because(uid, want)
+        got = live.recommend_explained(uid, 10, True)
+        assert got is not None
+        assert [it.item_id for it in got] == [it.item_id for it in want]
+        assert [it.because for it in got] == [it.because for it in want]
+        if name == "ease":
+            assert [it.score for it in got] == [it.score for it in want]
+        else:
+            assert [it.score for it in got] == pytest.approx([it.score for it in want], abs=1e-5)
+        fused += any(it.because for it in got)
+    assert live.recommend_explained("no-such-user", 10, True) is None
+    assert fused >= 40
+    # New users (POST): the fused pass against ranking, then explaining (the pass disabled).
+    ids = [str(i) for i in live.model.items_.ids.tolist()]
+    rng = np.random.default_rng(0)
+    for t in range(30):
+        pick = rng.choice(len(ids), size=int(rng.integers(3, 25)), replace=False)
+        ratings = {ids[i]: float(rng.integers(1, 6)) for i in pick}
+        got = live.fold_in(ratings, 10, bool(t % 3), explain=True)
+        live.model.rank_history_top = None  # type: ignore[attr-defined]
+        try:
+            want = live.fold_in(ratings, 10, bool(t % 3), explain=True)
+        finally:
+            del live.model.rank_history_top  # type: ignore[attr-defined]
+        assert [it.item_id for it in got] == [it.item_id for it in want]
+        assert [it.because for it in got] == [it.because for it in want]
+        assert [it.score for it in got] == pytest.approx([it.score for it in want], abs=1e-5)
+    if name == "mult_vae":  # the fused pass was the one that served
+        from recforge.explain import history_of
+
+        long = int(np.argmax(np.diff(live.model.seen_.indptr)))
+        items, ratings = history_of(live.model, long)
+        assert live.model.rank_history_top(items, ratings, 10, items, 3) is not None

@@ -207,16 +207,47 @@ def first_layer(lay: NumpyNet, idx: I64, kept: npt.NDArray[np.bool_] | None) -> 
     return FirstLayer(lay, cols, cols.sum(axis=0, dtype=np.float64), norm)
 
 
+@dataclass(frozen=True)
+class Head:
+    """The full history's pass through the network (row 0 of every screen).
+
+    Attributes:
+        h0: the decoder's last hidden layer ``(1, width)``.
+        vjp: its vector-Jacobian product at the first layer's output (:func:`forward_and_vjp`).
+        z0: the catalogue-wide logits ``(n_items,)`` float32.
+    """
+
+    h0: F32
+    vjp: Callable[[F32], F32]
+    z0: F32
+
+
+def head(lay: NumpyNet, pre0: F32) -> Head:
+    """:class:`Head` of the full history's first-layer row ``pre0`` ``(1, hidden[0])``."""
+    h0, vjp = forward_and_vjp(lay.steps, pre0)
+    z0: F32 = h0[0] @ lay.w_last.T + lay.b_last
+    return Head(h0, vjp, z0)
+
+
+def log_softmax(z: F32) -> F32:
+    """Row-wise ``log softmax`` of float32 logits ``z`` ``(R, n_items)``, the normaliser summed
+    in float64 (as :func:`exact_weights` computes it): float32."""
+    top = z.max(axis=1, keepdims=True)
+    lse = (np.log(np.exp(z - top).sum(axis=1, dtype=np.float64)) + top[:, 0]).astype(np.float32)
+    out: F32 = z - lse[:, None]
+    return out
+
+
 def first_screen(
     lay: NumpyNet,
-    pre0: F32,
+    full: Head,
     screen_of: Callable[[F32], F32],
     targets: I64,
     keep: int,
 ) -> tuple[I64, F32, F32]:
     """The first screen of :meth:`MultDAE.explain_history_top`.
 
-    ``pre0``: the full history's first-layer row ``(1, hidden[0])``; ``screen_of(g)``: the
+    ``full``: the full history's :func:`head`; ``screen_of(g)``: the
     products ``(pre_v − pre_0)·g_i`` of every drop-one row with the rows of ``g``
     (:meth:`FirstLayer.screen`). The screen is ``g_i·(pre_v − pre_0)`` with
     ``g_i = ∂[(w̄ − W_i)·h]/∂pre`` at the full history, every target at once. Returns the union
@@ -224,13 +255,12 @@ def first_screen(
     targets' rows ``W_i`` of the last layer.
     """
     w = lay.w_last
-    h0, vjp = forward_and_vjp(lay.steps, pre0)
-    z0 = h0[0] @ w.T + lay.b_last
+    z0 = full.z0
     p0 = np.exp(z0 - z0.max())
     p0 /= p0.sum()
     wbar: F32 = p0 @ w
     wt: F32 = w[targets]
-    screen = screen_of(vjp(wbar[None, :] - wt))  # (|H|, targets)
+    screen = screen_of(full.vjp(wbar[None, :] - wt))  # (|H|, targets)
     keep = min(keep, len(screen))
     cand = np.unique(np.argpartition(-screen, keep - 1, axis=0)[:keep]).astype(np.int64)
     return cand, wbar, wt
@@ -257,6 +287,6 @@ def exact_weights(lay: NumpyNet, hidden: F32, targets: I64) -> F64:
     z = hidden @ lay.w_last_t + lay.b_last
     top = z.max(axis=1, keepdims=True)
     lse = (np.log(np.exp(z - top).sum(axis=1, dtype=np.float64)) + top[:, 0]).astype(np.float32)
-    logp = (z[:, targets] - lse[:, None]).astype(np.float64)
+    logp = (z[:, targets] - lse[:, None]).astype(np.float64)  # (log_softmax's, on columns)
     out: F64 = (logp[0][None, :] - logp[1:]).T
     return out

@@ -646,15 +646,80 @@ class MultDAE(NeuralRecommender):
         Histories with no more rows than the first screen keeps are explained in full
         (:meth:`explain_history`). Served ``because`` only: :meth:`explain_rows` stays complete.
         """
-        from recforge.models import _vae_screen
-
         idx = np.asarray(items, dtype=np.int64)
         targets = np.asarray(targets, dtype=np.int64)
-        keep = _screen_rows(n)
-        if len(idx) <= keep or not len(targets):
+        if len(idx) <= _screen_rows(n) or not len(targets):
             return self.explain_history(idx, ratings, targets)[1]
         lay = self._numpy_net()
+        pre_of, screen_of = self._screen_parts(lay, idx, np.asarray(ratings, dtype=np.float32))
+        return self._screened_top(lay, pre_of, screen_of, len(idx), targets, n, None)
+
+    def rank_history_top(
+        self,
+        items: IndexArray,
+        ratings: FloatArray,
+        k: int,
+        exclude: IndexArray,
+        n: int,
+        *,
+        new_user: bool = False,
+    ) -> tuple[IndexArray, FloatArray, npt.NDArray[np.float64]] | None:
+        """A user's served top-``k`` and its ``because`` weights from one forward pass.
+
+        ``items``/``ratings``: a known user's training history (timeline order), or with
+        ``new_user`` a new user's fold-in ratings (:meth:`fold_in_scores`: always a binary
+        row); ``exclude`` the item indices left out of the ranking. Returns the ranked item
+        indices and their scores (as :func:`~recforge.models.base.rank_scores`: -1 / -inf
+        where unfilled) and :meth:`explain_history_top`'s weights for them. The screened
+        explanation computes the full history's catalogue-wide logits anyway (its row 0): the
+        ranking reads them instead of a second pass through the torch network. Scores are
+        ``log softmax`` of those logits, the same function as :meth:`score_items` and
+        :meth:`fold_in_scores`, through numpy's kernels and a sparse first layer (the sum of
+        the history's columns): equal to theirs up to float32
+        rounding (the top-``k`` lists of ML-100k's users are the same; see
+        docs/explain.md), and the logits the screens linearise at.
+
+        None when this path does not apply and the caller ranks and explains separately: the
+        encoder's input row is not the binary history (``positive_threshold``,
+        ``recency_tau``, repeat counts) or the history is short enough to be explained in full.
+        """
+        from recforge.models import _vae_screen
+        from recforge.models.base import rank_scores
+
+        cfg = self._cfg()
+        idx = np.asarray(items, dtype=np.int64)
         vals = np.asarray(ratings, dtype=np.float32)
+        # Implicit data's repeat counts are the input row's values (binary only when all 1).
+        counted = (
+            not new_user
+            and cfg.weighting == "auto"
+            and self.rating_scale_ is None
+            and bool((vals != 1).any())
+        )
+        if cfg.positive_threshold is not None or cfg.recency_tau is not None or counted:
+            return None
+        if len(idx) <= _screen_rows(n) or len(np.unique(idx)) != len(idx):
+            return None
+        lay = self._numpy_net()
+        pre_of, screen_of = self._screen_parts(lay, idx, vals)
+        head = _vae_screen.head(lay, pre_of(np.zeros(1, dtype=np.int64)))
+        logp = _vae_screen.log_softmax(head.z0[None, :])
+        ex = np.asarray(exclude, dtype=np.int64)
+        top, scores = rank_scores(logp, k, exclude=(np.zeros(len(ex), np.int64), ex))
+        top, scores = top[0], scores[0]
+        targets = top[top >= 0]
+        if not len(targets):
+            return top, scores, np.zeros((0, len(idx)))
+        weights = self._screened_top(lay, pre_of, screen_of, len(idx), targets, n, head)
+        return top, scores, weights
+
+    def _screen_parts(
+        self, lay: Any, idx: IndexArray, vals: FloatArray
+    ) -> tuple[Callable[[IndexArray], FloatArray], Callable[[FloatArray], FloatArray]]:
+        """The first layer's drop-one rows of a history (``pre_of(rows)``) and the first
+        screen's products with them (``screen_of(g)``), for :meth:`_screened_top`."""
+        from recforge.models import _vae_screen
+
         kept = self._first_layer_kept(idx, vals)
         pre_of: Callable[[IndexArray], FloatArray]
         screen_of: Callable[[FloatArray], FloatArray]
@@ -672,11 +737,29 @@ class MultDAE(NeuralRecommender):
         else:
             parts = _vae_screen.first_layer(lay, idx, None if kept.all() else kept)
             pre_of, screen_of = parts.rows, parts.screen
+        return pre_of, screen_of
+
+    def _screened_top(
+        self,
+        lay: Any,
+        pre_of: Callable[[IndexArray], FloatArray],
+        screen_of: Callable[[FloatArray], FloatArray],
+        n_hist: int,
+        targets: IndexArray,
+        n: int,
+        head: Any,
+    ) -> npt.NDArray[np.float64]:
+        """:meth:`explain_history_top`'s two screens and exact rows (``head``: the full
+        history's :func:`recforge.models._vae_screen.head` when already computed)."""
+        from recforge.models import _vae_screen
+
         zero = np.zeros(1, dtype=np.int64)
-        cand, wbar, wt = _vae_screen.first_screen(lay, pre_of(zero), screen_of, targets, keep)
+        if head is None:
+            head = _vae_screen.head(lay, pre_of(zero))
+        cand, wbar, wt = _vae_screen.first_screen(lay, head, screen_of, targets, _screen_rows(n))
         rows = np.concatenate([zero, cand + 1])
         best, hidden = _vae_screen.second_screen(lay, pre_of(rows), wbar, wt, _refine_rows(n))
-        out = np.full((len(targets), len(idx)), -math.inf, dtype=np.float64)
+        out = np.full((len(targets), n_hist), -math.inf, dtype=np.float64)
         out[:, cand[best]] = _vae_screen.exact_weights(lay, hidden, targets)
         return out
 
@@ -686,17 +769,22 @@ class MultDAE(NeuralRecommender):
         from recforge.models import _vae_screen
 
         net = self._net()
-        params = tuple(net.parameters())
-        versions = tuple(p._version for p in params)
         cached = self.__dict__.get("_numpy_layers")
+        # The check reads each parameter's slot in its module's own dict (the parameter held
+        # there, its version): ``net.parameters()`` walks the module tree, ~0.1 ms a request.
         if (
             cached is None
-            or len(cached[0]) != len(params)
-            or any(a is not b for a, b in zip(cached[0], params, strict=True))
-            or cached[1] != versions
+            or cached[0] is not net
+            or any(slots.get(name) is not p or p._version != v for slots, name, p, v in cached[1])
         ):
+            slots = [
+                (m._parameters, name, p, p._version)
+                for m in net.modules()
+                for name, p in m._parameters.items()
+                if p is not None
+            ]
             # A whole tuple swapped in at once: threads reading the old one keep a valid copy.
-            cached = (params, versions, _vae_screen.numpy_net(net))
+            cached = (net, slots, _vae_screen.numpy_net(net))
             self.__dict__["_numpy_layers"] = cached
         return cached[2]
 

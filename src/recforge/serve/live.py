@@ -221,6 +221,7 @@ class LiveBackend:
         self.explain_inline = self.fold_in_inline and (
             type(model).explain_rows is not Recommender.explain_rows
         )
+        self._because_base: dict[int, tuple[str, str | None]] = {}
         #: The model ranks similar items its own way (EASE weights, stored kNN neighbours).
         self._own_similar = type(model).similar_items is not Recommender.similar_items
 
@@ -284,15 +285,21 @@ class LiveBackend:
         u = self.user_index(user_id)
         if u is None:
             return None
+        return self._scored(*self._recommend_idx(u, k, exclude_seen))
+
+    def _recommend_idx(
+        self, u: int, k: int, exclude_seen: bool
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """Top-k item indices and served scores of user index ``u`` (-1: unfilled)."""
         if self.index is not None and self.user_vectors is not None:
             seen = self._seen_indices[self._seen_indptr[u] : self._seen_indptr[u + 1]]
             idx, raw = self.index.search(
                 self.user_vectors[u], k, exclude=[seen] if exclude_seen else None
             )
             scores = np.where(np.isfinite(raw), self._transform(raw), raw)
-            return self._scored(idx[0], scores[0])
+            return idx[0], scores[0]
         idx2, val = self.model.recommend_idx(np.asarray([u]), k, exclude_seen=exclude_seen)
-        return self._scored(idx2[0], val[0])
+        return idx2[0], val[0]
 
     def popular(self, k: int) -> list[ScoredItem]:
         """The ``k`` most-interacted items of the training data."""
@@ -331,6 +338,17 @@ class LiveBackend:
             for item in popular if explain else []:
                 item.because = []  # nothing the user rated raised these: they are just popular
             return popular
+        fused = getattr(self.model, "rank_history_top", None) if explain else None
+        if fused is not None:
+            # Ranked and explained from one pass, as recommend_explained: excluding every
+            # rated item is what dropping the disliked ones from a longer list gives.
+            hist_items, hist_ratings = self.model._fold_in_inputs(liked)
+            exclude = (
+                self.model.items_.index(list(known)) if exclude_rated else np.zeros(0, np.int64)
+            )
+            got = fused(hist_items, hist_ratings, k, exclude, 3, new_user=True)
+            if got is not None:
+                return self._explained(got, hist_items.astype(np.int64), 3)
         extra = len(disliked) if exclude_rated else 0
         rec = self.model.recommend_for_ratings(liked, k + extra, exclude_rated=exclude_rated)
         keep = ~np.isin(rec.item_ids, np.asarray(disliked)) if disliked and exclude_rated else None
@@ -341,6 +359,53 @@ class LiveBackend:
         items = self._scored(idx, scores[:k])
         if explain:
             self.add_because(liked, items)
+        return items
+
+    def recommend_explained(
+        self, user_id: str, k: int, exclude_seen: bool, n: int = 3
+    ) -> list[ScoredItem] | None:
+        """:meth:`recommend` with ``because`` filled as :meth:`add_because` fills it (None when
+        the user is unknown).
+
+        A model with ``rank_history_top`` (Mult-VAE/DAE) ranks and explains from one pass: its
+        screened explanation computes the full history's catalogue-wide logits anyway, so the
+        ranking reads them instead of a second, torch forward (:meth:`MultDAE.rank_history_top`;
+        same top-k, scores equal to the plain ranking's up to float32 rounding). Every other
+        model (and a model's case the fused pass does not cover) ranks, then explains.
+        """
+        fused = getattr(self.model, "rank_history_top", None)
+        u = self.user_index(user_id) if fused is not None and self.index is None else None
+        if u is not None and fused is not None:
+            from recforge.explain import history_of
+
+            hist_items, hist_ratings = history_of(self.model, u)
+            seen = self._seen_indices[self._seen_indptr[u] : self._seen_indptr[u + 1]]
+            exclude = seen if exclude_seen else np.zeros(0, dtype=np.int64)
+            got = fused(hist_items, hist_ratings, k, exclude, n)
+            if got is not None:
+                return self._explained(got, hist_items, n)
+        u = self.user_index(user_id) if u is None else u
+        if u is None:
+            return None
+        top, scores = self._recommend_idx(u, k, exclude_seen)
+        items = self._scored(top, scores)
+        self._fill_because(_coerce(user_id, self._user_kind), items, top[top >= 0], n)
+        return items
+
+    def _explained(
+        self,
+        got: tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], npt.NDArray[np.float64]],
+        hist_items: npt.NDArray[np.int64],
+        n: int,
+    ) -> list[ScoredItem]:
+        """Served items of a fused ``rank_history_top`` answer ``(top, scores, weights)``."""
+        from recforge.explain import because_lists
+
+        top, scores, weights = got
+        items = self._scored(top, scores)
+        lists = because_lists(hist_items, weights, n)
+        for it, pairs in zip(items, lists, strict=True):
+            it.because = [self._because(j, w) for j, w in pairs]
         return items
 
     def add_because(self, user: Any, items: list[ScoredItem], n: int = 3) -> None:
@@ -357,29 +422,41 @@ class LiveBackend:
             )
         else:
             raw_user = user
-        from recforge.explain import attention_idx, because_idx, history_items
-
-        for it in items:
-            it.because = []
         # Items this model does not know (a store list of another version) get an empty list.
         raw = [_coerce(it.item_id, self._item_kind) for it in items]
         idx = self.model.items_.index(raw, missing="negative") if raw else np.zeros(0, np.int64)
+        self._fill_because(raw_user, items, idx, n)
+
+    def _fill_because(
+        self, raw_user: Any, items: list[ScoredItem], idx: npt.NDArray[np.int64], n: int
+    ) -> None:
+        """:meth:`add_because` given the items' indices ``idx`` (-1: unknown to the model) and
+        the user as the model sees it (None: nothing to explain by)."""
+        from recforge.explain import attention_idx, because_idx, history_items
+
         known = np.flatnonzero(idx >= 0)
-        if raw_user is None or not len(known):
-            return
-        found = because_idx(self.model, raw_user, idx[known], n)
-        if hasattr(self.model, "attention_to_history"):
-            history = history_items(self.model, raw_user)
-            att = attention_idx(self.model, history, n)
-            attention = None if att is None else [self._because(history[j], w) for j, w in att]
-            for it in items:
-                it.attention = attention
-        for p, pairs in zip(known.tolist(), found, strict=True):
-            items[p].because = [self._because(j, w) for j, w in pairs]
+        # Each item's `because` is assigned once (a validated assignment costs ~2 µs).
+        lists: list[list[Because]] = [[] for _ in items]
+        if raw_user is not None and len(known):
+            found = because_idx(self.model, raw_user, idx[known], n)
+            if hasattr(self.model, "attention_to_history"):
+                history = history_items(self.model, raw_user)
+                att = attention_idx(self.model, history, n)
+                attention = None if att is None else [self._because(history[j], w) for j, w in att]
+                for it in items:
+                    it.attention = attention
+            for p, pairs in zip(known.tolist(), found, strict=True):
+                lists[p] = [self._because(j, w) for j, w in pairs]
+        for it, because in zip(items, lists, strict=True):
+            it.because = because
 
     def _because(self, item: int, weight: float) -> Because:
-        text = self._item_text[item]
-        return Because(item_id=text, title=self.catalog.item(text).title, weight=round(weight, 6))
+        found = self._because_base.get(item)
+        if found is None:
+            # (item id, title) per item, read from the catalogue once (~30 per request).
+            text = self._item_text[item]
+            found = self._because_base[item] = (text, self.catalog.item(text).title)
+        return Because(item_id=found[0], title=found[1], weight=round(weight, 6))
 
     def items_as_ratings(self, item_ids: Sequence[str]) -> dict[str, float]:
         """Ordered item ids as implicit positives ``{item_id: value}``, in the order given.

@@ -50,12 +50,18 @@ async def user_recommendations(
     """
     service = current_service(request)
     check_k(service, k)
+    explained = False
     if service.store is not None:
         items = service.store.recommend(user_id, k, service.catalog)
         source = "store"
     else:
         live = require_live(service)
-        items = live.recommend(user_id, k, exclude_seen)
+        # Closed-form explanations rank and explain in one call (which may share the pass).
+        explained = explain and live.explain_inline
+        if explained:
+            items = live.recommend_explained(user_id, k, exclude_seen)
+        else:
+            items = live.recommend(user_id, k, exclude_seen)
         source = "live"
     if items is None:
         if service.settings.fallback == "popular" and service.live is not None:
@@ -67,7 +73,7 @@ async def user_recommendations(
             )
             return ModelJSONResponse(fallback)
         raise HTTPException(status_code=404, detail=UNKNOWN_USER.format(user_id))
-    if explain:
+    if explain and not explained:
         live = require_live(service)
         if live.explain_inline:
             live.add_because(user_id, items)
