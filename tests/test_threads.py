@@ -310,29 +310,31 @@ def test_engine_picker_skips_warm_ups_uses_the_faster_and_reprobes_less_when_con
     assert th.EnginePicker(("serial",)).pick() == "serial"
 
 
+def _drive(picker: th.EnginePicker[int], pace: dict[int, float], calls: int) -> list[int]:
+    """Run ``calls`` picks, each timed at its engine's ``pace``; the engines used."""
+    used = []
+    for _ in range(calls):
+        engine = picker.pick()
+        used.append(engine)
+        picker.record(engine, pace[engine])
+    return used
+
+
 def test_engine_picker_needs_a_margin_to_switch_and_retries_soon_when_its_engine_slows() -> None:
     picker: th.EnginePicker[int] = th.EnginePicker((2, 1))
     pace = {2: 1.0, 1: 1.5}
 
-    def run(calls: int) -> list[int]:
-        used = []
-        for _ in range(calls):
-            engine = picker.pick()
-            used.append(engine)
-            picker.record(engine, pace[engine])
-        return used
-
-    run(30)
+    _drive(picker, pace, 30)
     assert picker.best() == 2
     # One thread becomes 5% faster than two: within the margin, no switch (noise on a busy
     # machine must not flip the choice back and forth).
     pace = {2: 1.0, 1: 0.95}
-    assert run(200).count(1) <= 8 and picker.best() == 2
+    assert _drive(picker, pace, 200).count(1) <= 8 and picker.best() == 2
     # Two threads slow down (the machine got busy) below one thread's last pace: one thread is
     # re-tried within REPROBE // 4 calls, wins by more than the margin, and takes over.
     pace = {2: 3.0, 1: 0.95}
     # (the median of the last WINDOW timings moves after 3 slow ones)
-    used = run(3 + th.EnginePicker.REPROBE // 4 + 1)
+    used = _drive(picker, pace, 3 + th.EnginePicker.REPROBE // 4 + 1)
     assert used[-1] == 1 and picker.best() == 1
 
 
@@ -340,19 +342,11 @@ def test_engine_picker_retries_afresh_so_a_past_burst_does_not_keep_an_engine_ou
     picker: th.EnginePicker[int] = th.EnginePicker((2, 1))
     pace = {2: 1.0, 1: 1.5}
 
-    def run(calls: int) -> list[int]:
-        used = []
-        for _ in range(calls):
-            engine = picker.pick()
-            used.append(engine)
-            picker.record(engine, pace[engine])
-        return used
-
-    run(20)
+    _drive(picker, pace, 20)
     assert picker.best() == 2
     pace = {2: 4.0, 1: 1.5}  # a burst of load slows two threads for a while
-    run(10)
+    _drive(picker, pace, 10)
     assert picker.best() == 1
     pace = {2: 1.0, 1: 1.5}  # the burst is over: the next re-try of two threads, timed
-    used = run(2 * th.EnginePicker.REPROBE)  # afresh, wins back the lead
+    used = _drive(picker, pace, 2 * th.EnginePicker.REPROBE)  # afresh, wins back the lead
     assert picker.best() == 2 and used.count(2) > len(used) // 2
