@@ -190,6 +190,24 @@ _BPR_NOTE = (
 )
 
 
+_ALS_NOTE = (
+    "recforge's default backend is its numba per-row CG (implicit's compiled CG when "
+    "numba is missing); neither side computes a training loss per sweep. At N threads "
+    "each half-step runs on 1 or N threads, whichever recforge.threads.picked_threads "
+    "measured faster in this process (the same fit either way); its probes are paid once "
+    "a process, by the first fits here."
+)
+_ALS_TORCH_NOTE = (
+    "recforge's own unpadded torch CG (sampled_addmm + CSR spmm), no implicit code: "
+    "row blocks set by the problem size, each on one torch thread, run on 1 or N "
+    "threads as measured faster (the same fit for any count)."
+)
+_KNN_NOTE = (
+    "recforge: compiled sparse accumulator + top-k heap, row ranges on 1 or N threads "
+    "as measured faster (the same matrix)."
+)
+
+
 def speed_pairs() -> list[Pair]:
     """The suite's pairs (see the module docstring)."""
     rank, ndcg = "temporal-user-80-20", "ndcg@10"
@@ -202,11 +220,7 @@ def speed_pairs() -> list[Pair]:
             lambda t, s: _peer("implicit-als", factors=64, iterations=15, num_threads=t, seed=s),
             rank,
             ndcg,
-            "recforge's default backend is its numba per-row CG (implicit's compiled CG when "
-            "numba is missing); neither side computes a training loss per sweep. At N threads "
-            "each half-step runs on 1 or N threads, whichever recforge.threads.picked_threads "
-            "measured faster in this process (the same fit either way); its probes are paid once "
-            "a process, by the first fits here.",
+            _ALS_NOTE,
             ("implicit",),
         ),
         Pair(
@@ -219,9 +233,7 @@ def speed_pairs() -> list[Pair]:
             lambda t, s: _peer("implicit-als", factors=64, iterations=15, num_threads=t, seed=s),
             rank,
             ndcg,
-            "recforge's own unpadded torch CG (sampled_addmm + CSR spmm), no implicit code: "
-            "row blocks set by the problem size, each on one torch thread, run on 1 or N "
-            "threads as measured faster (the same fit for any count).",
+            _ALS_TORCH_NOTE,
             ("implicit",),
         ),
         Pair(
@@ -257,8 +269,7 @@ def speed_pairs() -> list[Pair]:
             lambda t, s: ImplicitCosine(K=40, num_threads=t, seed=s),
             rank,
             ndcg,
-            "recforge: compiled sparse accumulator + top-k heap, row ranges on 1 or N threads "
-            "as measured faster (the same matrix).",
+            _KNN_NOTE,
             ("implicit",),
         ),
         Pair(

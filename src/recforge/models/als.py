@@ -464,6 +464,19 @@ def _solve_side(
         with picked_threads("als.torch_cg", work_ms, threads) as n_threads:
             map_in_threads(run, blocks, n_threads)
         return out
+    return _cholesky_solve_side(side, other, current, gram, reg_diag, row_scale, offsets)
+
+
+def _cholesky_solve_side(
+    side: _Side,
+    other: torch.Tensor,
+    current: torch.Tensor,
+    gram: torch.Tensor | None,
+    reg_diag: torch.Tensor,
+    row_scale: torch.Tensor,
+    offsets: FloatArray | None,
+) -> torch.Tensor:
+    """:func:`_solve_side`'s exact solver: each row's normal equations by batched Cholesky."""
     out = current.clone()
     k = other.shape[1]
     for rows in _chunks(side, k):
@@ -481,6 +494,20 @@ def _solve_side(
             )
         out[rows] = torch.cholesky_solve(rhs[:, :, None], chol).squeeze(-1)
     return out
+
+
+def _check_finite(x: torch.Tensor, y: torch.Tensor, epoch: int) -> None:
+    """Refuse factors that became non-finite in sweep ``epoch``."""
+    # A sum is finite only when every entry is: one reduction, no boolean copy. In numpy (one
+    # thread, float64 so large finite factors cannot overflow it): a torch sum at the fit's 2
+    # threads took 16 ms a sweep on the loaded 2-core machine, 2.4x the fit's time (its second
+    # thread waits for a core).
+    if not math.isfinite(
+        float(x.numpy().sum(dtype=np.float64)) + float(y.numpy().sum(dtype=np.float64))
+    ):
+        raise ModelFitError(
+            f"als: factors became non-finite in sweep {epoch}; increase reg or lower alpha"
+        )
 
 
 class ALS(HistoryTerms, Recommender):
@@ -589,23 +616,9 @@ class ALS(HistoryTerms, Recommender):
         by_user = train.csr("rating")
         by_item = by_user.T.tocsr()
         by_item.sort_indices()
-        self._native = None
-        self._backend = "torch"
         self._bounds = {}
         self._blocks = {}
-        if self._explicit:
-            sides = [_make_side(m, np.ones(m.nnz, np.float32), m.data) for m in (by_user, by_item)]
-        else:
-            self._backend, self._native = self._pick_backend()
-            sides = [
-                _make_side(
-                    m,
-                    self._confidence(m.data) - 1.0,
-                    self._confidence(m.data),
-                    native=self._native is not None,
-                )
-                for m in (by_user, by_item)
-            ]
+        sides = self._build_sides(by_user, by_item)
         rng = np.random.default_rng(cfg.seed)
         x = torch.from_numpy(rng.normal(0.0, cfg.init_std, (train.n_users, k)).astype(np.float32))
         y = torch.from_numpy(rng.normal(0.0, cfg.init_std, (train.n_items, k)).astype(np.float32))
@@ -635,17 +648,7 @@ class ALS(HistoryTerms, Recommender):
                 else:
                     x = self._implicit_half(sides[0], x, y)
                     y = self._implicit_half(sides[1], y, x)
-                # A sum is finite only when every entry is: one reduction, no boolean copy. In
-                # numpy (one thread, float64 so large finite factors cannot overflow it): a torch
-                # sum at the fit's 2 threads took 16 ms a sweep on the loaded 2-core machine,
-                # 2.4x the fit's time (its second thread waits for a core).
-                if not math.isfinite(
-                    float(x.numpy().sum(dtype=np.float64)) + float(y.numpy().sum(dtype=np.float64))
-                ):
-                    raise ModelFitError(
-                        f"als: factors became non-finite in sweep {epoch}; increase reg or "
-                        f"lower alpha"
-                    )
+                _check_finite(x, y, epoch)
                 row = {"epoch": float(epoch), "seconds": time.perf_counter() - t0}
                 rows.append(row)
                 if not track:
@@ -667,6 +670,23 @@ class ALS(HistoryTerms, Recommender):
         self._bounds = {}
         self._blocks = {}
         self.history_ = pd.DataFrame(rows).astype({"epoch": np.int64})
+
+    def _build_sides(self, by_user: sp.csr_matrix, by_item: sp.csr_matrix) -> list[_Side]:
+        """The two half-steps' row sides (users, items); picks the implicit backend."""
+        self._native = None
+        self._backend = "torch"
+        if self._explicit:
+            return [_make_side(m, np.ones(m.nnz, np.float32), m.data) for m in (by_user, by_item)]
+        self._backend, self._native = self._pick_backend()
+        return [
+            _make_side(
+                m,
+                self._confidence(m.data) - 1.0,
+                self._confidence(m.data),
+                native=self._native is not None,
+            )
+            for m in (by_user, by_item)
+        ]
 
     def _tracks_loss(self, valid: Interactions | None) -> bool:
         """Whether this fit computes the per-sweep loss (see ``ALSConfig.track_loss``)."""
