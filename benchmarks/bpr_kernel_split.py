@@ -47,25 +47,15 @@ nb = (n + bs - 1) // bs
 lrs = np.full(nb, 1e-3)
 
 
+def _state(p, m, v, g):
+    """The four parameter arrays, the no-bias flag, Adam's moments and the gradients, in the
+    kernels' argument order (shared by both kernels)."""
+    return (*p, False, *(x for pair in zip(m, v, strict=True) for x in pair), *g)
+
+
 def serial(p, m, v, g):
     return K.mf_epoch(
-        p[0],
-        p[1],
-        p[2],
-        p[3],
-        False,
-        m[0],
-        v[0],
-        m[1],
-        v[1],
-        m[2],
-        v[2],
-        m[3],
-        v[3],
-        g[0],
-        g[1],
-        g[2],
-        g[3],
+        *_state(p, m, v, g),
         users,
         items,
         np.zeros(1),
@@ -94,23 +84,7 @@ def serial(p, m, v, g):
 def threaded(p, m, v, g, npar):
     with _numba_threads(npar):
         return K.sampled_epoch_threaded(
-            p[0],
-            p[1],
-            p[2],
-            p[3],
-            False,
-            m[0],
-            v[0],
-            m[1],
-            v[1],
-            m[2],
-            v[2],
-            m[3],
-            v[3],
-            g[0],
-            g[1],
-            g[2],
-            g[3],
+            *_state(p, m, v, g),
             users,
             items,
             negs,
