@@ -47,6 +47,7 @@ from recforge.data.sources import load_dataset
 from recforge.data.split import Split, carve_validation, kfold, random_holdout
 from recforge.eval.protocols import get_protocol
 from recforge.models.blend import ridge_blend_weights
+from recforge.models.blend_boost import boost_inputs, fit_boost
 from recforge.models.blend_meta import META_FEATURES, fwls_design, side_tables
 from recforge.models.registry import create
 
@@ -152,6 +153,55 @@ def meta_features(
     return (fc - mu) / sd, (fv - mu) / sd
 
 
+def boosted_rows(
+    rows: list[dict[str, Any]],
+    preds: dict[str, tuple[np.ndarray, np.ndarray]],
+    carves: list[Split],
+    inner: Interactions,
+    valid: Interactions,
+    args: argparse.Namespace,
+) -> list[dict[str, Any]]:
+    """Each FWLS row again with the blend's boosted trees on its residuals (``boost_rounds``),
+    fitted exactly as :class:`recforge.models.blend.Blend` fits them (defaults of the other
+    ``boost_*`` options, seed 42); best first."""
+    lo, hi = inner.rating_scale or (1.0, 5.0)
+    yc = np.concatenate([c.test.rating for c in carves]).astype(np.float64)
+    yv = valid.rating.astype(np.float64)
+    out = []
+    for r in rows:
+        subset, names = r["members"], tuple(r["meta_features"])
+        fc, fv = meta_features(names, carves, inner, valid)
+        pc = np.column_stack([preds[s][0] for s in subset])
+        pv = np.column_stack([preds[s][1] for s in subset])
+        xc, xv = fwls_design(pc, fc), fwls_design(pv, fv)
+        pen = np.r_[
+            np.full(len(subset), r["ridge"]), np.full(xc.shape[1] - len(subset), r["meta_ridge"])
+        ]
+        w0, w = ridge_blend_weights(xc, yc, pen)
+        trees = fit_boost(
+            boost_inputs(list(np.clip(pc, lo, hi).T), fc),
+            yc - (w0 + xc @ w),
+            max_rounds=args.boost_rounds,
+            learning_rate=0.05,
+            max_leaves=15,
+            min_leaf=100,
+            l2=1.0,
+            seed=42,
+        )
+        boost = trees.predict(boost_inputs(list(np.clip(pv, lo, hi).T), fv))
+        rmse = float(np.sqrt(np.mean((np.clip(w0 + xv @ w + boost, lo, hi) - yv) ** 2)))
+        out.append(
+            {
+                **r,
+                "boost_rounds": args.boost_rounds,
+                "boost_trees": trees.n_trees,
+                "fwls_valid_rmse": r["valid_rmse"],
+                "valid_rmse": rmse,
+            }
+        )
+    return sorted(out, key=lambda r: r["valid_rmse"])
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="ml-100k")
@@ -169,6 +219,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--meta-ridges", default="0.001,0.01,0.1")
     parser.add_argument("--fwls-top", type=int, default=200, help="plain subsets given FWLS")
+    parser.add_argument(
+        "--boost-rounds", type=int, default=0, help="boosted trees on the best FWLS rows' residuals"
+    )
+    parser.add_argument("--boost-top", type=int, default=5, help="FWLS rows given boosting")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     cache = Path(args.cache)
@@ -234,6 +288,8 @@ def main(argv: list[str] | None = None) -> None:
                     }
                 )
     fwls_rows.sort(key=lambda r: r["valid_rmse"])
+    if args.boost_rounds:
+        fwls_rows = boosted_rows(fwls_rows[: args.boost_top], preds, carves, inner, valid, args)
     with Path(args.log).open("a", encoding="utf-8") as fh:
         for r in singles + rows[:15] + fwls_rows[:25]:
             r = {

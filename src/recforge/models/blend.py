@@ -34,12 +34,20 @@ fitted by the same ridge regression on the columns ``[p_m, p_m·f_j, f_j]`` (the
 coefficients penalised by ``meta_ridge``). The meta-features of a folded-in user come from their
 given ratings. With ``meta_features = []`` (the default) the blend is the plain stack above.
 
+With ``boost_rounds > 0``, gradient-boosted regression trees are fitted to the stack's residuals
+on the same held-out (or out-of-fold) ratings, from the clipped member predictions, their spread
+and the meta-features (:mod:`recforge.models.blend_boost`; the non-linear blending of the Netflix
+Prize's winners, Töscher, Jahrer & Bell 2009)::
+
+    r̂(u, i) = stack(u, i) + Σ_t η · tree_t([clip(s_1) … clip(s_m), sd_m clip(s_m), f(u, i)])
+
 Only the blend's own training data is used (never a test split). Members must predict ratings
 on explicit data (checked after the carve fit). A new user is folded in by folding them into
 every member (so every member must support fold-in). ``item_vectors`` is None: a weighted sum of
 different models has no single item embedding.
 
-Saved state: the weights, and each member's own state under the prefix ``m<k>.`` (members share
+Saved state: the weights, the boosted trees as node arrays (``blend_boost_*``), and each member's
+own state under the prefix ``m<k>.`` (members share
 the blend's vocabularies and base state, because they are refitted on the same data).
 """
 
@@ -57,6 +65,7 @@ from recforge.config import FrozenConfig, ModelConfig
 from recforge.data.interactions import Interactions
 from recforge.errors import ConfigError, DataError
 from recforge.models.base import FloatArray, IndexArray, Recommender
+from recforge.models.blend_boost import BOOST_CHUNK_ROWS, TreeEnsemble, boost_inputs, fit_boost
 from recforge.models.blend_meta import (
     META_FEATURES,
     fwls_design,
@@ -123,6 +132,21 @@ class BlendConfig(ModelConfig):
     meta_ridge: float | None = Field(
         None, ge=0, description="L2 penalty on the FWLS coefficients (None: the same as ridge)."
     )
+    boost_rounds: int = Field(
+        0,
+        ge=0,
+        le=100_000,
+        description=(
+            "Gradient-boosted trees on the stack's residuals (recforge.models.blend_boost): at "
+            "most this many trees, early-stopped; 0 = the linear stack alone."
+        ),
+    )
+    boost_lr: float = Field(0.05, gt=0, le=1, description="Boosting learning rate (shrinkage).")
+    boost_leaves: int = Field(15, ge=2, le=4096, description="Leaves per boosted tree.")
+    boost_min_leaf: int = Field(
+        100, ge=1, description="Fewest held-out ratings in a boosted tree's leaf."
+    )
+    boost_l2: float = Field(1.0, ge=0, description="L2 penalty on the boosted leaf values.")
 
     @field_validator("meta_features")
     @classmethod
@@ -227,6 +251,7 @@ class Blend(Recommender):
     meta_sd_: npt.NDArray[np.float64]
     meta_users_: npt.NDArray[np.float64]
     meta_items_: npt.NDArray[np.float64]
+    boost_: TreeEnsemble
 
     def _new_members(self) -> list[Recommender]:
         from recforge.models.registry import create
@@ -242,12 +267,26 @@ class Blend(Recommender):
         blocks = [self._carve_block(carve) for carve in self._carves(train)]
         preds = np.vstack([b[0] for b in blocks])
         target = np.concatenate([b[1] for b in blocks])
+        feats: npt.NDArray[np.float64] | None = None
         if cfg.meta_features:
-            fitted = self._fit_fwls(np.vstack([b[2] for b in blocks]), preds, target)
+            feats = self._standardise(np.vstack([b[2] for b in blocks]))
+            fitted = self._fit_fwls(feats, preds, target)
         else:
             self.intercept_, self.weights_ = ridge_blend_weights(preds, target, cfg.ridge)
             fitted = self.intercept_ + preds @ self.weights_
         lo, hi = train.rating_scale
+        if cfg.boost_rounds:
+            clipped = np.clip(preds, lo, hi)
+            self.boost_ = fit_boost(
+                boost_inputs(list(clipped.T), feats),
+                target - fitted,
+                max_rounds=cfg.boost_rounds,
+                learning_rate=cfg.boost_lr,
+                max_leaves=cfg.boost_leaves,
+                min_leaf=cfg.boost_min_leaf,
+                l2=cfg.boost_l2,
+                seed=cfg.seed,
+            )
         self.valid_rmse_ = float(np.sqrt(np.mean((np.clip(fitted, lo, hi) - target) ** 2)))
         self.member_valid_rmse_ = np.sqrt(np.mean((preds - target[:, None]) ** 2, axis=0))
         # Refit on everything: the weights were learned for members of this strength or weaker.
@@ -314,18 +353,22 @@ class Blend(Recommender):
         self.meta_users_ = (users - self.meta_mu_[:qu]) / self.meta_sd_[:qu]
         self.meta_items_ = (items - self.meta_mu_[qu:]) / self.meta_sd_[qu:]
 
-    def _fit_fwls(
-        self,
-        raw: npt.NDArray[np.float64],
-        preds: npt.NDArray[np.float64],
-        target: npt.NDArray[np.float64],
-    ) -> npt.NDArray[np.float64]:
-        """FWLS weights on the held-out ratings, from their raw meta-features; fitted values."""
-        cfg = self.config
+    def _standardise(self, raw: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """Set the meta-features' mean and sd from the held-out rows; their standardised values."""
         self.meta_mu_ = raw.mean(axis=0)
         sd = raw.std(axis=0)
         self.meta_sd_ = np.where(sd > 0, sd, 1.0)
-        feats = (raw - self.meta_mu_) / self.meta_sd_
+        return (raw - self.meta_mu_) / self.meta_sd_
+
+    def _fit_fwls(
+        self,
+        feats: npt.NDArray[np.float64],
+        preds: npt.NDArray[np.float64],
+        target: npt.NDArray[np.float64],
+    ) -> npt.NDArray[np.float64]:
+        """FWLS weights on the held-out ratings, from their standardised meta-features; the
+        fitted values."""
+        cfg = self.config
         design = fwls_design(preds, feats)
         n, q = preds.shape[1], feats.shape[1]
         meta_ridge = cfg.ridge if cfg.meta_ridge is None else cfg.meta_ridge
@@ -354,23 +397,64 @@ class Blend(Recommender):
         ``grid``: ``parts`` are ``(len(user_feats), len(item_feats))`` score matrices; otherwise
         they are ``(n,)`` vectors of pairs and both feature arrays have ``n`` rows.
         """
+        clipped = [self._clip_member(p) for p in parts]
+        shape = np.shape(parts[0])
         if not self.config.meta_features:
-            total = np.full(np.shape(parts[0]), self.intercept_, dtype=np.float64)
-            for w, p in zip(self.weights_, parts, strict=True):
-                total += w * self._clip_member(p)
-            return total.astype(np.float32)
-        assert user_feats is not None and item_feats is not None
-        qu = user_feats.shape[1]
-        # Per-row member-weight offsets and feature terms, user and item parts separately, so
-        # a (users × items) score matrix never materialises a (users × items × q) array.
-        u_w, i_w = user_feats @ self.meta_v_[:, :qu].T, item_feats @ self.meta_v_[:, qu:].T
-        u_o, i_o = user_feats @ self.meta_a_[:qu], item_feats @ self.meta_a_[qu:]
-        if grid:
-            u_w, i_w, u_o, i_o = u_w[:, None, :], i_w[None, :, :], u_o[:, None], i_o[None, :]
-        total = self.intercept_ + u_o + i_o
-        for m, p in enumerate(parts):
-            total = total + (self.weights_[m] + u_w[..., m] + i_w[..., m]) * self._clip_member(p)
-        return np.broadcast_to(total, np.shape(parts[0])).astype(np.float32)
+            total = np.full(shape, self.intercept_, dtype=np.float64)
+            for w, p in zip(self.weights_, clipped, strict=True):
+                total += w * p
+        else:
+            assert user_feats is not None and item_feats is not None
+            qu = user_feats.shape[1]
+            # Per-row member-weight offsets and feature terms, user and item parts separately,
+            # so a (users × items) score matrix never materialises a (users × items × q) array.
+            u_w, i_w = user_feats @ self.meta_v_[:, :qu].T, item_feats @ self.meta_v_[:, qu:].T
+            u_o, i_o = user_feats @ self.meta_a_[:qu], item_feats @ self.meta_a_[qu:]
+            if grid:
+                u_w, i_w, u_o, i_o = u_w[:, None, :], i_w[None, :, :], u_o[:, None], i_o[None, :]
+            total = self.intercept_ + u_o + i_o
+            for m, p in enumerate(clipped):
+                total = total + (self.weights_[m] + u_w[..., m] + i_w[..., m]) * p
+            total = np.broadcast_to(total, shape)
+        if self.config.boost_rounds:
+            total = total + self._boost_term(clipped, user_feats, item_feats, grid)
+        return np.asarray(total, dtype=np.float32)
+
+    def _boost_term(
+        self,
+        clipped: list[npt.NDArray[np.float64]],
+        user_feats: npt.NDArray[np.float64] | None,
+        item_feats: npt.NDArray[np.float64] | None,
+        grid: bool,
+    ) -> npt.NDArray[np.float64]:
+        """The boosted trees' output for every score of ``clipped`` (pairs or a grid)."""
+        shape = np.shape(clipped[0])
+        meta = self.config.meta_features
+        if not grid:
+            feats = None
+            if meta:
+                assert user_feats is not None and item_feats is not None
+                feats = np.hstack([user_feats, item_feats])
+            flat = [np.ravel(p) for p in clipped]
+            return self.boost_.predict(boost_inputs(flat, feats)).reshape(shape)
+        # A (users × items) grid, a block of users at a time (bounded input rows).
+        n_users, n_items = shape
+        out = np.empty(shape, dtype=np.float64)
+        step = max(1, BOOST_CHUNK_ROWS // max(1, n_items))
+        for a in range(0, n_users, step):
+            b = min(n_users, a + step)
+            flat = [np.ravel(p[a:b]) for p in clipped]
+            feats = None
+            if meta:
+                assert user_feats is not None and item_feats is not None
+                feats = np.hstack(
+                    [
+                        np.repeat(user_feats[a:b], n_items, axis=0),
+                        np.tile(item_feats, (b - a, 1)),
+                    ]
+                )
+            out[a:b] = self.boost_.predict(boost_inputs(flat, feats)).reshape(b - a, n_items)
+        return out
 
     def score_items(self, user_idx: npt.NDArray[np.integer[Any]]) -> FloatArray:
         """The blend of every item's member scores: ``(len(user_idx), n_items)``."""
@@ -443,6 +527,8 @@ class Blend(Recommender):
                 state["blend_meta_users"] = self.meta_users_
             if self.meta_items_.shape[1]:
                 state["blend_meta_items"] = self.meta_items_
+        if self.config.boost_rounds:
+            state |= self.boost_.to_state("blend_boost_")
         for k, member in enumerate(self.members_):
             state |= {f"m{k}.{key}": value for key, value in member.get_state().items()}
         return state
@@ -476,6 +562,14 @@ class Blend(Recommender):
             if self.meta_users_.shape[1] != qu or self.meta_items_.shape[1] != len(names) - qu:
                 raise ValueError(
                     "state 'blend_meta_users'/'blend_meta_items' do not match the config"
+                )
+        if self.config.boost_rounds:
+            self.boost_ = TreeEnsemble.from_state(dict(state), "blend_boost_")
+            n_inputs = n + 1 + len(names)
+            if self.boost_.n_features != n_inputs:
+                raise ValueError(
+                    f"state 'blend_boost_scalars': trees over {self.boost_.n_features} inputs, "
+                    f"the config gives {n_inputs}"
                 )
         members = self._new_members()
         for k, member in enumerate(members):
