@@ -93,33 +93,24 @@ class TreeEnsemble:
             raise ValueError(f"boost input has shape {x.shape}, expected (n, {self.n_features})")
         out = np.full(len(x), self.baseline, dtype=np.float64)
         if self.n_trees:
-            _ensemble_predict(
-                x,
-                self.feature,
-                self.threshold,
-                self.left,
-                self.right,
-                self.value,
-                self.leaf,
-                self.nan_left,
-                self.roots,
-                out,
-            )
+            _ensemble_predict(x, *self._node_columns(), self.roots, out)
         return out
+
+    def _node_columns(self) -> tuple[npt.NDArray[Any], ...]:
+        """The per-node arrays in the node table's column order."""
+        return (
+            self.feature,
+            self.threshold,
+            self.left,
+            self.right,
+            self.value,
+            self.leaf,
+            self.nan_left,
+        )
 
     def to_state(self, prefix: str) -> dict[str, npt.NDArray[Any]]:
         """Plain arrays for a saved model (the node table, tree roots and scalars)."""
-        nodes = np.column_stack(
-            [
-                self.feature,
-                self.threshold,
-                self.left,
-                self.right,
-                self.value,
-                self.leaf,
-                self.nan_left,
-            ]
-        ).astype(np.float64)
+        nodes = np.column_stack(self._node_columns()).astype(np.float64)
         return {
             f"{prefix}nodes": nodes.reshape(-1, 7),
             f"{prefix}roots": self.roots.astype(np.int64),
