@@ -100,8 +100,9 @@ def to_markdown(payload: dict[str, Any]) -> str:
         f"- Started {payload.get('created_at')}, finished "
         f"{payload.get('finished_at') or '(still running)'}.",
         f"- Machine: {env.get('machine')} ({env.get('platform')}); python {env.get('python')}, "
-        f"torch {env.get('torch')}, recforge {env.get('recforge')}; torch threads "
-        f"{env.get('torch_threads')}; thread variables {env.get('thread_env') or 'unset'}.",
+        f"torch {env.get('torch')}, recforge {env.get('recforge')}; the process's torch threads "
+        f"at start {env.get('torch_threads')} (a model's own num_threads config overrides it "
+        f"while it runs); thread variables {env.get('thread_env') or 'unset'}.",
         f"- Load average (1, 5, 15 min) at start {env.get('load_average_start')}, at end "
         f"{env.get('load_average_end')}; timings are wall seconds on this machine.",
         f"- Figures are mean ± sd over the folds/seeds listed per protocol (sample sd; one "
