@@ -36,6 +36,24 @@ def _fit(name: str, explicit: bool, backend: str, **cfg: Any) -> NeuralRecommend
     return model.fit(split.train)
 
 
+def _bpr_fit(threads: int, *, big: bool, **cfg: Any) -> NeuralRecommender:
+    """A numba BPR fit at ``threads`` on planted data (seed 3): 400 × 300 users × items at
+    density 0.3, 2 epochs of 256 (``big``), else 120 × 150 at 0.2, 3 epochs of 64."""
+    if big:
+        split = planted_implicit(3, n_users=400, n_items=300, density=0.3)
+        shape = {"epochs": 2, "batch_size": 256}
+    else:
+        split = planted_implicit(3, n_users=120, n_items=150, density=0.2)
+        shape = {"epochs": 3, "batch_size": 64}
+    model = create(
+        "mf",
+        {"loss": "bpr", **shape, "verbose": False, "seed": 5, "num_threads": threads,
+         "backend": "numba", **cfg},
+    )  # fmt: skip
+    assert isinstance(model, NeuralRecommender)
+    return model.fit(split.train)
+
+
 def _assert_same_fit(a: NeuralRecommender, b: NeuralRecommender, skip: str = "") -> None:
     sa, sb = a.get_state(), b.get_state()
     assert sa.keys() == sb.keys()
@@ -187,14 +205,7 @@ def test_negatives_drawn_beside_the_kernel_give_the_serial_fit_bit_for_bit(
     monkeypatch.setattr(fused_mf.EnginePicker, "pick", choose)
     fits = []
     for n in (1, 2):
-        split = planted_implicit(3, n_users=400, n_items=300, density=0.3)
-        model = create(
-            "mf",
-            {"loss": "bpr", "epochs": 2, "batch_size": 256, "verbose": False, "seed": 5,
-             "num_threads": n, "backend": "numba"},
-        )  # fmt: skip
-        assert isinstance(model, NeuralRecommender)
-        fits.append(model.fit(split.train))
+        fits.append(_bpr_fit(n, big=True))
         assert bool(launched) == (n == 2 and kernel == "serial")  # beside the kernel
         assert mapped == ([2, 2] if n == 2 and kernel == "threaded" else [])  # one an epoch
     one, two = (f.get_state() for f in fits)
@@ -285,14 +296,7 @@ def test_two_thread_bpr_fit_equals_the_one_thread_fit_whatever_the_engine(
     from recforge.train import fused_mf
 
     def fit(threads: int) -> NeuralRecommender:
-        split = planted_implicit(3, n_users=120, n_items=150, density=0.2)
-        model = create(
-            "mf",
-            {"loss": "bpr", "epochs": 3, "batch_size": 64, "verbose": False, "seed": 5,
-             "num_threads": threads, "backend": "numba", "n_factors": 8},
-        )  # fmt: skip
-        assert isinstance(model, NeuralRecommender)
-        return model.fit(split.train)
+        return _bpr_fit(threads, big=False, n_factors=8)
 
     one = fit(1).get_state()
     if not fused_mf.threaded_engine_usable():
@@ -365,14 +369,7 @@ def test_a_threaded_chunk_waits_for_the_negatives_drawn_beside_the_serial_kernel
         pytest.skip("numba has no thread-safe threading layer here")
 
     def fit(threads: int) -> NeuralRecommender:
-        split = planted_implicit(3, n_users=400, n_items=300, density=0.3)
-        model = create(
-            "mf",
-            {"loss": "bpr", "epochs": 2, "batch_size": 256, "verbose": False, "seed": 5,
-             "num_threads": threads, "backend": "numba", "n_factors": 8},
-        )  # fmt: skip
-        assert isinstance(model, NeuralRecommender)
-        return model.fit(split.train)
+        return _bpr_fit(threads, big=True, n_factors=8)
 
     one = fit(1).get_state()
     futures: list[Any] = []
