@@ -46,7 +46,7 @@ from recforge.data.movielens import load_movielens_fold
 from recforge.data.sources import load_dataset
 from recforge.data.split import Split, carve_validation, kfold, random_holdout
 from recforge.eval.protocols import get_protocol
-from recforge.models.blend import ridge_blend_weights
+from recforge.models.blend import BlendConfig, ridge_blend_weights
 from recforge.models.blend_boost import boost_inputs, fit_boost
 from recforge.models.blend_meta import META_FEATURES, fwls_design, side_tables
 from recforge.models.registry import create
@@ -162,11 +162,12 @@ def boosted_rows(
     args: argparse.Namespace,
 ) -> list[dict[str, Any]]:
     """Each FWLS row again with the blend's boosted trees on its residuals (``boost_rounds``),
-    fitted exactly as :class:`recforge.models.blend.Blend` fits them (defaults of the other
-    ``boost_*`` options, seed 42); best first."""
+    fitted exactly as :class:`recforge.models.blend.Blend` fits them (its defaults of the other
+    ``boost_*`` options and seed); best first."""
     lo, hi = inner.rating_scale or (1.0, 5.0)
     yc = np.concatenate([c.test.rating for c in carves]).astype(np.float64)
     yv = valid.rating.astype(np.float64)
+    cfg = BlendConfig(boost_rounds=args.boost_rounds)  # the blend's own boost_* defaults
     out = []
     for r in rows:
         subset, names = r["members"], tuple(r["meta_features"])
@@ -181,12 +182,12 @@ def boosted_rows(
         trees = fit_boost(
             boost_inputs(list(np.clip(pc, lo, hi).T), fc),
             yc - (w0 + xc @ w),
-            max_rounds=args.boost_rounds,
-            learning_rate=0.05,
-            max_leaves=15,
-            min_leaf=100,
-            l2=1.0,
-            seed=42,
+            max_rounds=cfg.boost_rounds,
+            learning_rate=cfg.boost_lr,
+            max_leaves=cfg.boost_leaves,
+            min_leaf=cfg.boost_min_leaf,
+            l2=cfg.boost_l2,
+            seed=cfg.seed,
         )
         boost = trees.predict(boost_inputs(list(np.clip(pv, lo, hi).T), fv))
         rmse = float(np.sqrt(np.mean((np.clip(w0 + xv @ w + boost, lo, hi) - yv) ** 2)))

@@ -193,32 +193,23 @@ def _from_sklearn(model: Any, n_features: int) -> TreeEnsemble:
     ``left``/``right`` child indices local to the tree, ``value`` with the learning rate applied,
     ``is_leaf``, ``missing_go_to_left``); tests check the result against ``model.predict``.
     """
+    # One tree per round (a single output); the rounds' node tables share one structured dtype.
     tables = [round_[0].nodes for round_ in model._predictors]
-    offsets = np.cumsum([0, *[len(t) for t in tables]])[:-1].astype(np.int64)
-
-    def stacked(field: str) -> npt.NDArray[Any]:
-        if not tables:
-            return np.zeros(0)
-        return np.concatenate([t[field] for t in tables])
-
-    shift = (
-        np.concatenate(
-            [np.full(len(t), off, np.int64) for t, off in zip(tables, offsets, strict=True)]
-        )
-        if tables
-        else np.zeros(0, np.int64)
-    )
-    leaf = stacked("is_leaf").astype(bool)
-    left = np.where(leaf, 0, stacked("left").astype(np.int64) + shift)
-    right = np.where(leaf, 0, stacked("right").astype(np.int64) + shift)
+    sizes = [len(t) for t in tables]
+    offsets = np.cumsum([0, *sizes])[:-1].astype(np.int64)
+    nodes = np.concatenate(tables)
+    shift = np.repeat(offsets, sizes)  # each node's tree's first index: local → global links
+    leaf = nodes["is_leaf"].astype(bool)
+    left = np.where(leaf, 0, nodes["left"].astype(np.int64) + shift)
+    right = np.where(leaf, 0, nodes["right"].astype(np.int64) + shift)
     return TreeEnsemble(
-        feature=np.where(leaf, 0, stacked("feature_idx").astype(np.int64)),
-        threshold=stacked("num_threshold").astype(np.float64),
+        feature=np.where(leaf, 0, nodes["feature_idx"].astype(np.int64)),
+        threshold=nodes["num_threshold"].astype(np.float64),
         left=left,
         right=right,
-        value=stacked("value").astype(np.float64),
+        value=nodes["value"].astype(np.float64),
         leaf=leaf,
-        nan_left=stacked("missing_go_to_left").astype(bool),
+        nan_left=nodes["missing_go_to_left"].astype(bool),
         roots=offsets,
         baseline=float(np.ravel(model._baseline_prediction)[0]),
         n_features=n_features,
