@@ -46,8 +46,8 @@ from recforge.data.movielens import load_movielens_fold
 from recforge.data.sources import load_dataset
 from recforge.data.split import Split, carve_validation, kfold, random_holdout
 from recforge.eval.protocols import get_protocol
-from recforge.models.blend import BlendConfig, ridge_blend_weights
-from recforge.models.blend_boost import boost_inputs, fit_boost
+from recforge.models.blend import BlendConfig, fit_residual_trees, ridge_blend_weights
+from recforge.models.blend_boost import boost_inputs
 from recforge.models.blend_meta import META_FEATURES, fwls_design, side_tables
 from recforge.models.registry import create
 
@@ -179,16 +179,7 @@ def boosted_rows(
             np.full(len(subset), r["ridge"]), np.full(xc.shape[1] - len(subset), r["meta_ridge"])
         ]
         w0, w = ridge_blend_weights(xc, yc, pen)
-        trees = fit_boost(
-            boost_inputs(list(np.clip(pc, lo, hi).T), fc),
-            yc - (w0 + xc @ w),
-            max_rounds=cfg.boost_rounds,
-            learning_rate=cfg.boost_lr,
-            max_leaves=cfg.boost_leaves,
-            min_leaf=cfg.boost_min_leaf,
-            l2=cfg.boost_l2,
-            seed=cfg.seed,
-        )
+        trees = fit_residual_trees(cfg, np.clip(pc, lo, hi), fc, yc - (w0 + xc @ w))
         boost = trees.predict(boost_inputs(list(np.clip(pv, lo, hi).T), fv))
         rmse = float(np.sqrt(np.mean((np.clip(w0 + xv @ w + boost, lo, hi) - yv) ** 2)))
         out.append(

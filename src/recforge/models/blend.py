@@ -79,7 +79,7 @@ from recforge.models.blend_meta import (
 if TYPE_CHECKING:
     from recforge.data.split import Split
 
-__all__ = ["Blend", "BlendConfig", "BlendMember", "ridge_blend_weights"]
+__all__ = ["Blend", "BlendConfig", "BlendMember", "fit_residual_trees", "ridge_blend_weights"]
 
 
 class BlendMember(FrozenConfig):
@@ -221,6 +221,27 @@ def ridge_blend_weights(
     return mean_t - float(mean_p @ w), w
 
 
+def fit_residual_trees(
+    cfg: BlendConfig,
+    clipped: npt.NDArray[np.float64],
+    feats: npt.NDArray[np.float64] | None,
+    residual: npt.NDArray[np.float64],
+) -> TreeEnsemble:
+    """The blend's boosted trees (``cfg.boost_*``) fitted to the stack's ``residual`` on the
+    held-out rows, from their ``(n, m)`` clipped member predictions and standardised
+    meta-features (None without FWLS)."""
+    return fit_boost(
+        boost_inputs(list(clipped.T), feats),
+        residual,
+        max_rounds=cfg.boost_rounds,
+        learning_rate=cfg.boost_lr,
+        max_leaves=cfg.boost_leaves,
+        min_leaf=cfg.boost_min_leaf,
+        l2=cfg.boost_l2,
+        seed=cfg.seed,
+    )
+
+
 class Blend(Recommender):
     """Linear blend of rating models, weights fitted on a validation carve (module docstring).
 
@@ -276,17 +297,7 @@ class Blend(Recommender):
             fitted = self.intercept_ + preds @ self.weights_
         lo, hi = train.rating_scale
         if cfg.boost_rounds:
-            clipped = np.clip(preds, lo, hi)
-            self.boost_ = fit_boost(
-                boost_inputs(list(clipped.T), feats),
-                target - fitted,
-                max_rounds=cfg.boost_rounds,
-                learning_rate=cfg.boost_lr,
-                max_leaves=cfg.boost_leaves,
-                min_leaf=cfg.boost_min_leaf,
-                l2=cfg.boost_l2,
-                seed=cfg.seed,
-            )
+            self.boost_ = fit_residual_trees(cfg, np.clip(preds, lo, hi), feats, target - fitted)
         self.valid_rmse_ = float(np.sqrt(np.mean((np.clip(fitted, lo, hi) - target) ** 2)))
         self.member_valid_rmse_ = np.sqrt(np.mean((preds - target[:, None]) ** 2, axis=0))
         # Refit on everything: the weights were learned for members of this strength or weaker.
