@@ -606,6 +606,8 @@ def serve_cmd(
         fallback=fallback,
         watch_interval=watch,
     ).check()
+    if "RECFORGE_FREEZE_HEAP" not in os.environ:  # a served process holds little besides the run
+        settings = settings.model_copy(update={"freeze_heap": True})
     _preflight(settings)
     from recforge.serve.timeouts import uvicorn_options
 

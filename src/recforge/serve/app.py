@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -151,9 +152,30 @@ async def reload(
             raise ConfigError(f"cannot load {settings.run}: {type(exc).__name__}") from None
         app.state.service = new  # one reference assignment: atomic for every later request
         log.info("reloaded: %s -> %s", old.model_version, new.model_version)
+        if settings.freeze_heap:
+            # The old generation must become collectable (else its cycles leak, frozen); the
+            # new one is settled once the old store is closed and nothing holds the old service.
+            gc.unfreeze()
+            asyncio.get_running_loop().call_later(SETTLE_AFTER_RELOAD, settle_heap)
     if old.store is not None:
         asyncio.get_running_loop().call_later(30.0, old.close)
     return new
+
+
+#: Seconds after a reload before the heap is settled again: past the old store's 30 s grace.
+SETTLE_AFTER_RELOAD = 35.0
+
+
+def settle_heap() -> None:
+    """Collect once, then exempt every surviving object from later collections (``gc.freeze``).
+
+    A loaded model leaves ~400,000 container objects (torch, pandas, the vocabularies) that
+    live as long as the service; a full collection walks all of them: 250 ms measured on a
+    loaded ML-100k run, a pause every in-flight request waits through, which a 16-client
+    p99 shows. Frozen, they are never walked again; the per-request garbage still is.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 async def follow_shared(app: Any) -> None:
@@ -231,6 +253,8 @@ def _lifespan(
         app.state.follow_lock = asyncio.Lock()
         app.state.shared = SharedState(settings.state_file) if settings.state_file else None
         app.state.service = await run_in_threadpool(load_service, settings)
+        if settings.freeze_heap:
+            settle_heap()
         # A worker started after a reload elsewhere serves what the others serve.
         await follow_shared(app)
         watcher = None

@@ -60,7 +60,26 @@ def _identity(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
 
 
 def _head_transform(head: Any) -> Transform:
+    """``head.activate`` on a numpy array: in numpy for :class:`OutputHead` (offset and scaled
+    sigmoid: ~5 µs on a top-10 row against ~30 µs for torch's ``no_grad`` + ``from_numpy`` +
+    two ops on every served request), through torch for any other head."""
     import torch
+
+    from recforge.models.neural import OutputHead
+
+    if isinstance(head, OutputHead):
+        offset = np.float32(head.offset.item())
+        y_range = head.y_range
+        if y_range is None:
+            return lambda x: np.asarray(x, dtype=np.float32) + offset
+        low, span = np.float32(y_range[0]), np.float32(y_range[1] - y_range[0])
+
+        def scaled(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+            z = np.asarray(x, dtype=np.float32) + offset
+            out: npt.NDArray[np.float32] = low + span / (np.float32(1.0) + np.exp(-z))
+            return out
+
+        return scaled
 
     def apply(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         with torch.no_grad():
