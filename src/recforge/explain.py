@@ -66,6 +66,8 @@ __all__ = [
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
+#: How an explanation's weights were computed (see :class:`Explanation`).
+Method = Literal["exact", "occlusion", "leave_one_out"]
 
 #: Rows folded in per ``fold_in_scores_batch`` call of the occlusion default (bounds the dense
 #: ``rows × n_items`` score block together with :data:`OCCLUSION_CELLS`).
@@ -80,13 +82,13 @@ class Attribution:
     Attributes:
         score: ``(n_pairs,)`` the decomposed fold-in score of each target (the link's input).
         weights: one ``(|H_p|,)`` array per pair, aligned with the entries of its history row.
-        method: ``"exact"`` or ``"occlusion"``.
+        method: ``"exact"``, ``"occlusion"`` or ``"leave_one_out"`` (see :class:`Explanation`).
         y_range: ``(lo, hi)`` when the served score is ``lo + (hi − lo)·σ(score)``, else None.
     """
 
     score: F64
     weights: list[F64]
-    method: Literal["exact", "occlusion"]
+    method: Method
     y_range: tuple[float, float] | None = None
 
 
@@ -111,7 +113,10 @@ class Explanation:
         contributions: the ``k`` history items with the largest weights, largest first.
         rest: summed weight of the other history items.
         residual: the part no history item accounts for (see the module docstring).
-        method: ``"exact"`` (a decomposition) or ``"occlusion"`` (drop-one score changes).
+        method: ``"exact"`` (a decomposition), ``"occlusion"`` (drop-one score changes, each
+            from a refit) or ``"leave_one_out"`` (drop-one score changes of a least-squares
+            fold-in from its one solution: exact for a user model linear in its parameters,
+            first order otherwise; :mod:`recforge.train.gauss_newton`).
         link: ``"identity"``, or ``"scaled_sigmoid"`` when weights add up to :attr:`raw_score`
             (the logit) and ``score = lo + (hi − lo)·σ(raw_score)``.
         raw_score: the additive quantity: ``Σ contributions + rest + residual``.
@@ -128,7 +133,7 @@ class Explanation:
     contributions: tuple[Contribution, ...]
     rest: float
     residual: float
-    method: Literal["exact", "occlusion"]
+    method: Method
     link: Literal["identity", "scaled_sigmoid"] = "identity"
     raw_score: float = field(default=float("nan"))
     attention: tuple[Contribution, ...] | None = None

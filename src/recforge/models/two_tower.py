@@ -538,6 +538,9 @@ class TwoTower(NeuralRecommender):
         outputs are computed once and each optimiser step runs the user tower alone. Rows are
         independent (:mod:`recforge.train.rowwise`).
         """
+        if self.supports_least_squares():
+            # Explicit ratings: the least-squares fold-in its leave-one-out explanations share.
+            return self._least_squares_fold_in(items, target, mask)
         cfg = self._cfg()
         head, net = self._parts()
         net.eval()

@@ -1,0 +1,126 @@
+"""Row-wise Levenberg–Marquardt and its leave-one-out (recforge.train.gauss_newton)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from recforge.train.gauss_newton import (
+    LeastSquaresRows,
+    gauss_newton_rows,
+    leave_one_out,
+    target_jacobian,
+)
+
+LAM = 0.7
+
+
+def _problem(
+    x: torch.Tensor, rows: list[list[int]], t: torch.Tensor, link: bool = False
+) -> LeastSquaresRows:
+    """Pairs (row r, item j) with outputs x_j·θ_r (through a sigmoid when ``link``)."""
+    row = torch.tensor([r for r, items in enumerate(rows) for _ in items])
+    col = torch.tensor([m for items in rows for m in range(len(items))])
+    item = torch.tensor([j for items in rows for j in items])
+
+    def outputs(theta: torch.Tensor) -> torch.Tensor:
+        raw = (theta * x[item]).sum(1)
+        return 4.0 * torch.sigmoid(raw) if link else raw
+
+    prior = torch.full((len(rows), x.shape[1]), 0.1, dtype=torch.float64)
+    width = max(len(items) for items in rows)
+    return LeastSquaresRows(outputs, row, col, width, t, prior, LAM)
+
+
+def _data(seed: int = 0) -> tuple[torch.Tensor, list[list[int]], torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(12, 3, generator=g, dtype=torch.float64)
+    rows = [[0, 3, 5, 7, 9], [1, 2, 4], [6, 8, 10, 11, 0, 2]]
+    t = torch.randn(sum(map(len, rows)), generator=g, dtype=torch.float64)
+    return x, rows, t
+
+
+def _ridge(x: torch.Tensor, items: list[int], t: torch.Tensor) -> torch.Tensor:
+    """Closed form of one row: (XᵀX + λI)⁻¹(Xᵀt + λθ₀)."""
+    xs = x[items]
+    a = xs.T @ xs + LAM * torch.eye(x.shape[1], dtype=x.dtype)
+    return torch.linalg.solve(a, xs.T @ t + LAM * 0.1)
+
+
+def test_linear_rows_reach_the_ridge_solution() -> None:
+    x, rows, t = _data()
+    problem = _problem(x, rows, t)
+    start = problem.prior.clone()
+    theta = gauss_newton_rows(problem, start, max_iter=30)
+    offsets = np.cumsum([0] + [len(r) for r in rows])
+    for r, items in enumerate(rows):
+        want = _ridge(x, items, t[offsets[r] : offsets[r + 1]])
+        torch.testing.assert_close(theta[r], want, rtol=1e-9, atol=1e-9)
+
+
+def test_rows_end_where_they_would_alone() -> None:
+    x, rows, t = _data(1)
+    batch = gauss_newton_rows(_problem(x, rows, t, link=True), _problem(x, rows, t).prior)
+    offsets = np.cumsum([0] + [len(r) for r in rows])
+    for r, items in enumerate(rows):
+        alone = _problem(x, [items], t[offsets[r] : offsets[r + 1]], link=True)
+        torch.testing.assert_close(gauss_newton_rows(alone, alone.prior.clone())[0], batch[r])
+
+
+def test_nonlinear_solution_is_stationary() -> None:
+    x, rows, t = _data(2)
+    problem = _problem(x, rows, 2.0 + t.clamp(-1.5, 1.5), link=True)
+    def grad_at(theta: torch.Tensor) -> float:
+        theta = theta.clone().requires_grad_(True)
+        loss = problem.loss(theta, problem.outputs(theta[problem.row])).sum()
+        return float(torch.autograd.grad(loss, theta)[0].abs().max())
+
+    solved = gauss_newton_rows(problem, problem.prior.clone(), max_iter=50)
+    # Stopped by the loss test (a relative decrease under 1e-10): far from the start's slope.
+    assert grad_at(solved) < 1e-4 < 1e-3 * grad_at(problem.prior)
+
+
+def test_leave_one_out_is_exact_for_a_linear_model() -> None:
+    """The weights equal the score changes of refits without each rating (Cook's formula)."""
+    x, rows, t = _data(3)
+    problem = _problem(x, rows, t)
+    theta = gauss_newton_rows(problem, problem.prior.clone(), max_iter=30)
+    k, lev_e = leave_one_out(problem, theta)
+    targets = torch.tensor([2, 11])
+    offsets = np.cumsum([0] + [len(r) for r in rows])
+    for r, items in enumerate(rows):
+        tr = t[offsets[r] : offsets[r + 1]]
+        score, grad = target_jacobian(
+            lambda th: (th * x[targets]).sum(1), theta[r].expand(len(targets), -1)
+        )
+        weights = -(grad[:, None, :] @ k[r])[:, 0, : len(items)] * lev_e[r, : len(items)]
+        for m in range(len(items)):
+            keep = [q for q in range(len(items)) if q != m]
+            refit = _ridge(x, [items[q] for q in keep], tr[keep])
+            drop = score - x[targets] @ refit
+            torch.testing.assert_close(weights[:, m], drop, rtol=1e-8, atol=1e-10)
+
+
+def test_leave_one_out_tracks_refits_through_a_link() -> None:
+    x, rows, t = _data(4)
+    tt = 2.0 + t.clamp(-1.5, 1.5)
+    problem = _problem(x, rows, tt, link=True)
+    theta = gauss_newton_rows(problem, problem.prior.clone(), max_iter=50)
+    k, lev_e = leave_one_out(problem, theta)
+    items = rows[2]
+    target = torch.tensor([1])
+
+    def scored(th: torch.Tensor) -> torch.Tensor:
+        return 4.0 * torch.sigmoid((th * x[target]).sum(1))
+
+    score, grad = target_jacobian(scored, theta[2][None, :])
+    weights = (-(grad[:, None, :] @ k[2])[:, 0, : len(items)] * lev_e[2, : len(items)])[0]
+    drops = []
+    for m in range(len(items)):
+        keep = [q for q in range(len(items)) if q != m]
+        alone = _problem(x, [[items[q] for q in keep]], tt[8:][keep], link=True)
+        refit = gauss_newton_rows(alone, alone.prior.clone(), max_iter=50)
+        drops.append(float(score[0] - scored(refit)[0]))
+    # First order through the sigmoid: the ranking and the sizes (within 15%), not the digits.
+    assert np.corrcoef(weights.numpy(), drops)[0, 1] > 0.99
+    np.testing.assert_allclose(weights.numpy(), drops, rtol=0.15, atol=0.01)
