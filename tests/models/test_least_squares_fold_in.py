@@ -67,8 +67,8 @@ def test_gauss_newton_reaches_the_lbfgs_fold_in(name: str, cfg: dict[str, Any]) 
 
 
 def test_gauss_newton_needs_the_squared_error() -> None:
-    model = create(
-        "ncf", {"verbose": False, "epochs": 1, "fold_in_optimizer": "gauss_newton"}
-    ).fit(planted_implicit(0).train)
+    model = create("ncf", {"verbose": False, "epochs": 1, "fold_in_optimizer": "gauss_newton"}).fit(
+        planted_implicit(0).train
+    )
     with pytest.raises(ConfigError, match="gauss_newton"):
         model.fold_in_scores(np.array([0, 1, 2]), np.ones(3, np.float32))

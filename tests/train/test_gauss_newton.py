@@ -70,6 +70,7 @@ def test_rows_end_where_they_would_alone() -> None:
 def test_nonlinear_solution_is_stationary() -> None:
     x, rows, t = _data(2)
     problem = _problem(x, rows, 2.0 + t.clamp(-1.5, 1.5), link=True)
+
     def grad_at(theta: torch.Tensor) -> float:
         theta = theta.clone().requires_grad_(True)
         loss = problem.loss(theta, problem.outputs(theta[problem.row])).sum()
