@@ -72,3 +72,33 @@ def test_gauss_newton_needs_the_squared_error() -> None:
     )
     with pytest.raises(ConfigError, match="gauss_newton"):
         model.fold_in_scores(np.array([0, 1, 2]), np.ones(3, np.float32))
+
+
+def test_one_solve_serves_the_fold_in_and_its_explanation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A new user's ranking and explanation share one solve; new weights invalidate it."""
+    import torch
+
+    import recforge.models.neural as neural
+
+    solves: list[int] = []
+    real = neural.gauss_newton_rows
+
+    def counted(*args: Any, **kwargs: Any) -> torch.Tensor:
+        solves.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(neural, "gauss_newton_rows", counted)
+    model = _fit("ncf", epochs=2)
+    items, ratings = _history(model, 2)
+    first = model.fold_in_scores(items, ratings)
+    targets = np.argsort(-first)[:2]
+    attr = model.explain_rows(_row(model, items, ratings), np.zeros(2, np.int64), targets)
+    np.testing.assert_allclose(attr.score, first[targets], rtol=1e-6)
+    np.testing.assert_array_equal(model.fold_in_scores(items, ratings), first)
+    assert len(solves) == 1
+    with torch.no_grad():  # an in-place update (a training step) bumps the weights' version
+        next(model._module().parameters()).mul_(1.5)
+    assert not np.allclose(model.fold_in_scores(items, ratings), first)
+    assert len(solves) == 2

@@ -732,15 +732,36 @@ class NeuralRecommender(Recommender):
         """The fitted rows ``θ`` ``(R, d)`` of a least-squares fold-in, by the configured
         optimizer (Gauss-Newton, or L-BFGS / Adam on the same loss). Fold-ins and explanations
         both solve through here, so an explanation's score is its fold-in's."""
+        key = self._solve_key(ls)
+        cache: dict[tuple[Any, ...], torch.Tensor] = self.__dict__.setdefault("_solve_cache", {})
+        found = cache.get(key) if key is not None else None
+        if found is not None:
+            return found.clone()
         if self.fold_in_optimizer() == "gauss_newton":
             with threads(getattr(self.config, "num_threads", None) or 1):
-                return gauss_newton_rows(ls.problem, ls.start, self.fold_in_steps())
-        problem = ls.problem
-        theta = ls.start.clone().requires_grad_(True)
-        self.minimise_fold_in_rows(
-            [theta], lambda: problem.loss(theta, problem.outputs(theta[problem.row]))
-        )
-        return theta.detach()
+                theta = gauss_newton_rows(ls.problem, ls.start, self.fold_in_steps())
+        else:
+            problem = ls.problem
+            theta = ls.start.clone().requires_grad_(True)
+            self.minimise_fold_in_rows(
+                [theta], lambda: problem.loss(theta, problem.outputs(theta[problem.row]))
+            )
+            theta = theta.detach()
+        if key is not None:
+            while len(cache) >= SOLVE_CACHE_SIZE:
+                cache.pop(next(iter(cache)), None)  # the oldest first
+            cache[key] = theta.clone()
+        return theta
+
+    def _solve_key(self, ls: LeastSquaresFoldIn) -> tuple[Any, ...] | None:
+        """What a one-user solve depends on (None for batches, which are not cached): the
+        history, the fold-in settings and the weights (identities and in-place versions)."""
+        if ls.start.shape[0] != 1:
+            return None
+        weights = tuple((id(p), p._version) for p in self._module().parameters())
+        settings = (self.fold_in_optimizer(), self.fold_in_steps(), self.fold_in_reg())
+        history = (ls.pair_items.cpu().numpy().tobytes(), ls.problem.target.cpu().numpy().tobytes())
+        return (*settings, *history, weights)
 
     def explain_rows(
         self, rows: sp.csr_matrix, row_of: IndexArray, targets: IndexArray
@@ -779,6 +800,7 @@ class LeastSquaresFoldIn:
     start: torch.Tensor
     pair_scores: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     all_scores: Callable[[torch.Tensor], torch.Tensor]
+    pair_items: torch.Tensor
 
 
 def _least_squares(
@@ -803,8 +825,12 @@ def _least_squares(
         prior=rows,
         lam=reg,
     )
-    return LeastSquaresFoldIn(problem, rows.clone(), pair_scores, all_scores)
+    return LeastSquaresFoldIn(problem, rows.clone(), pair_scores, all_scores, pair_items)
 
+
+#: One-user least-squares solves remembered per model: a service's new-user request folds in
+#: (the ranking) and explains (``because``) the same ratings, one solve for both.
+SOLVE_CACHE_SIZE = 32
 
 #: At most this many Gauss-Newton iterations in a fold-in (unless ``fold_in_steps`` says).
 GAUSS_NEWTON_STEPS = 20
