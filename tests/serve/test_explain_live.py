@@ -158,3 +158,36 @@ def test_ranked_and_explained_together_is_ranked_then_explained(tmp_path: Path, 
         long = int(np.argmax(np.diff(live.model.seen_.indptr)))
         items, ratings = history_of(live.model, long)
         assert live.model.rank_history_top(items, ratings, 10, items, 3) is not None
+
+
+def test_slow_model_work_runs_on_the_model_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Iterative fold-ins and their explanations queue on the backend's own threads
+    (Settings.model_threads), not in the request thread pool."""
+    import threading
+
+    from recforge.serve.live import LiveBackend
+
+    from .conftest import client_for
+
+    run = _fit(tmp_path / "ncf", "ncf", epochs=1)
+    seen: list[str] = []
+    for name in ("fold_in", "add_because"):
+        real = getattr(LiveBackend, name)
+
+        def spy(self: LiveBackend, *args: Any, _real: Any = real, **kw: Any) -> Any:
+            seen.append(threading.current_thread().name)
+            return _real(self, *args, **kw)
+
+        monkeypatch.setattr(LiveBackend, name, spy)
+    with client_for(run=str(run)) as client:
+        live = client.app.state.service.live  # type: ignore[attr-defined]
+        assert not live.fold_in_inline  # the gradient fold-in is too slow for the event loop
+        seen.clear()  # start-up timed three fold-ins while loading (in a loader thread)
+        uid = str(live.model.users_.ids[0])
+        assert client.get(f"/users/{uid}/recommendations?explain=true").status_code == 200
+        item = str(live.model.items_.ids[0])
+        body = {"ratings": {item: 5.0}, "explain": True}
+        assert client.post("/recommendations", json=body).status_code == 200
+    assert len(seen) >= 2 and all(n.startswith("recforge-model") for n in seen), seen

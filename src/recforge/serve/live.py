@@ -16,11 +16,14 @@ beyond the approximation of the ANN mode.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -40,6 +43,8 @@ _CHECK_USERS = 32
 #: waits for the GIL, so for cheap models inline is faster; a slow (iterative) fold-in inline
 #: would stall every other request for its whole duration.
 INLINE_FOLD_IN_SECONDS = 0.002
+
+_T = TypeVar("_T")
 
 
 def _limit_blas_threads(n: int) -> None:
@@ -232,6 +237,10 @@ class LiveBackend:
             self.similar_index = ItemIndex(
                 unit, mode=settings.index, ann_threshold=settings.ann_threshold
             )
+        #: Where slow model work runs (:meth:`offload`): its own threads, not the request pool.
+        self._model_work = ThreadPoolExecutor(
+            max_workers=settings.model_threads, thread_name_prefix="recforge-model"
+        )
         #: Whether POST /recommendations may fold in on the event loop (see INLINE_FOLD_IN_SECONDS).
         self.fold_in_inline = self._time_fold_in() < INLINE_FOLD_IN_SECONDS
         from recforge.models.base import Recommender
@@ -243,6 +252,16 @@ class LiveBackend:
         self._because_base: dict[int, tuple[str, str | None]] = {}
         #: The model ranks similar items its own way (EASE weights, stored kNN neighbours).
         self._own_similar = type(model).similar_items is not Recommender.similar_items
+
+    async def offload(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """``fn(*args)`` on the backend's model threads (``Settings.model_threads``), awaited.
+
+        Iterative fold-ins and their explanations are too slow for the event loop and hold the
+        GIL most of the time; in the shared request thread pool 16 of them ran at once and each
+        took 3-4x the CPU it takes alone. Queued on a few threads, they run one after another.
+        """
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._model_work, functools.partial(fn, *args))
 
     def _time_fold_in(self) -> float:
         """Best of three fold-ins of the five most popular items, in seconds (inf if it fails).

@@ -91,6 +91,15 @@ class Settings(BaseModel):
         "250 ms pause on ML-100k). `recforge serve` turns it on; off for apps built in tests "
         "and notebooks, whose process holds much more than the service.",
     )
+    model_threads: int = Field(
+        1,
+        ge=1,
+        description="Threads that run slow model work (iterative fold-ins and their "
+        "explanations) per worker process, one call each at a time. Such calls hold the GIL "
+        "for most of their time: 16 of them at once in the request thread pool cost 3-4x the "
+        "CPU per request of one after another (two-tower POST: 79 against ~20 ms). Scale with "
+        "--workers.",
+    )
     torch_threads: int = Field(
         1,
         ge=1,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Request, Response
-from starlette.concurrency import run_in_threadpool
 
 from recforge.errors import DataError
 from recforge.serve.deps import (
@@ -51,7 +50,7 @@ async def new_user_recommendations(body: NewUserRequest, request: Request) -> Re
         if live.fold_in_inline and (live.explain_inline or not body.explain):
             items = live.fold_in(*args)
         else:
-            items = await run_in_threadpool(live.fold_in, *args)
+            items = await live.offload(live.fold_in, *args)
     except DataError as exc:
         known = NO_KNOWN_RATINGS if "known" in str(exc) else str(exc)
         raise HTTPException(status_code=422, detail=known) from None

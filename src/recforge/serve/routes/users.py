@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
-from starlette.concurrency import run_in_threadpool
 
 from recforge.serve.deps import (
     UNKNOWN_USER,
@@ -78,7 +77,7 @@ async def user_recommendations(
         if live.explain_inline:
             live.add_because(user_id, items)
         else:
-            await run_in_threadpool(live.add_because, user_id, items)
+            await live.offload(live.add_because, user_id, items)
     answer = Recommendations(
         user_id=user_id, model_version=service.model_version, source=source, items=items
     )
