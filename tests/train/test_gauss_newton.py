@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
+from recforge.train import gauss_newton
 from recforge.train.gauss_newton import (
     LeastSquaresRows,
     gauss_newton_rows,
@@ -67,7 +69,7 @@ def test_rows_end_where_they_would_alone() -> None:
         torch.testing.assert_close(gauss_newton_rows(alone, alone.prior.clone())[0], batch[r])
 
 
-def test_nonlinear_solution_is_stationary() -> None:
+def test_nonlinear_solution_is_stationary(monkeypatch: pytest.MonkeyPatch) -> None:
     x, rows, t = _data(2)
     problem = _problem(x, rows, 2.0 + t.clamp(-1.5, 1.5), link=True)
 
@@ -76,9 +78,16 @@ def test_nonlinear_solution_is_stationary() -> None:
         loss = problem.loss(theta, problem.outputs(theta[problem.row])).sum()
         return float(torch.autograd.grad(loss, theta)[0].abs().max())
 
+    def loss_at(theta: torch.Tensor) -> torch.Tensor:
+        return problem.loss(theta, problem.outputs(theta[problem.row]))
+
+    default = gauss_newton_rows(problem, problem.prior.clone(), max_iter=50)
+    monkeypatch.setattr(gauss_newton, "PRED_TOL", 0.0)
     solved = gauss_newton_rows(problem, problem.prior.clone(), max_iter=50)
-    # Stopped by the loss test (a relative decrease under 1e-10): far from the start's slope.
+    # Run to the end: stopped by the loss test (a relative decrease under 1e-10).
     assert grad_at(solved) < 1e-4 < 1e-3 * grad_at(problem.prior)
+    # The default stops once a step promises under 1e-4 of the loss: that close to the optimum.
+    assert torch.all(loss_at(default) - loss_at(solved) <= 1e-4 * loss_at(solved))
 
 
 def test_leave_one_out_is_exact_for_a_linear_model() -> None:

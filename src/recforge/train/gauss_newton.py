@@ -46,9 +46,15 @@ PairOutputs = Callable[[torch.Tensor], torch.Tensor]
 #: ``1 + |θ|``) or lowers its loss by less than this fraction.
 _STEP_TOL = 1e-7
 _LOSS_TOL = 1e-10
-#: Damping relative to the mean diagonal of ``JᵀJ + λI``: the start, the factor a rejected
-#: step multiplies it by (an accepted one divides), and the floor a rejection restarts from.
-_MU_START = 1e-3
+#: Stop a row when the next Gauss-Newton step promises (on its quadratic model) to lower the
+#: loss by less than this fraction of it. ReLU networks are piecewise linear in the user row:
+#: past that point the steps chase kinks, half of them rejected, for 1e-4 of the loss (NCF on
+#: ML-100k: 4 iterations reach 34.4451 of the optimum's 34.4437, the next 20 the rest).
+PRED_TOL = 1e-4
+#: Damping relative to the mean diagonal of ``JᵀJ + λI``: the start (none: the first step is
+#: Newton's, exact for a model linear in θ), the factor a rejected step multiplies it by (an
+#: accepted one divides), and the floor a rejection restarts from.
+_MU_START = 0.0
 _MU_FACTOR = 10.0
 _MU_FLOOR = 1e-3
 
@@ -99,8 +105,10 @@ def gauss_newton_rows(
 ) -> torch.Tensor:
     """Minimise every row's ``L`` from ``start`` ``(R, d)``; the solved rows ``(R, d)``.
 
-    Levenberg–Marquardt per row (module docstring): at most ``max_iter`` iterations, a row stops
-    when a step accepted moves no coordinate by more than ``1e-9 (1 + |θ|)``.
+    Levenberg–Marquardt per row (module docstring): at most ``max_iter`` iterations; a row stops
+    when its next step promises less than :data:`PRED_TOL` of its loss, or when an accepted step
+    moved no coordinate by more than ``1e-7 (1 + |θ|)`` or lowered the loss by less than 1e-10
+    of it.
     """
     theta = start.detach().clone()
     n_rows, dim = theta.shape
@@ -117,6 +125,10 @@ def gauss_newton_rows(
         grad = grad + problem.lam * (theta - problem.prior)
         scale = a.diagonal(dim1=1, dim2=2).mean(1)
         step = -torch.linalg.solve(a + (mu * scale)[:, None, None] * eye, grad[:, :, None])[..., 0]
+        promised = -(grad * step).sum(1) - 0.5 * (step[:, None, :] @ a @ step[:, :, None])[:, 0, 0]
+        active = active & (promised > PRED_TOL * loss)
+        if not bool(active.any()):
+            break
         step = torch.where(active[:, None], step, 0.0)
         trial = theta + step
         f_new, jac_new = problem.jacobian(trial)
