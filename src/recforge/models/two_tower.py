@@ -154,6 +154,8 @@ class TwoTowerNet(nn.Module):
         self.item_param_names: tuple[str, ...] = ("item_emb.weight",) + (
             ("item_bias.weight",) if use_bias else ()
         )
+        #: Every item's tower output, on a copy whose item side is frozen (freeze_item_side).
+        self._frozen_items: torch.Tensor | None = None
 
     def _finish(self, x: torch.Tensor) -> torch.Tensor:
         return nn.functional.normalize(x, dim=-1) if self.normalize else x
@@ -162,8 +164,17 @@ class TwoTowerNet(nn.Module):
         """User tower output: ``(B, k)``."""
         return self._finish(self.user_tower(self.user_emb(user_idx)))
 
+    def freeze_item_side(self) -> None:
+        """Compute the item tower once, for a private copy whose item weights no longer change
+        (a fold-in's: each evaluation then reads rows instead of re-running the tower)."""
+        with torch.no_grad():
+            self._frozen_items = self.item_vectors()
+
     def item_vectors(self, item_idx: torch.Tensor | None = None) -> torch.Tensor:
         """Item tower output for ``item_idx`` ``(B, k)``, or for every item ``(n_items, k)``."""
+        if self._frozen_items is not None:
+            frozen = self._frozen_items
+            return frozen if item_idx is None else frozen[item_idx]
         x = self.item_emb.weight if item_idx is None else self.item_emb(item_idx)
         if self.feature_emb is not None and self.item_features is not None:
             f = self.item_features if item_idx is None else self.item_features[item_idx]
