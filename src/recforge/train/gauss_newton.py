@@ -85,6 +85,8 @@ class LeastSquaresRows:
 
     def padded(self, per_pair: torch.Tensor) -> torch.Tensor:
         """``(P, ...)`` per-pair values as ``(R, width, ...)`` with zeros in the padding."""
+        if self.prior.shape[0] == 1 and len(per_pair) == self.width:
+            return per_pair[None]  # one full row (a served fold-in): no scatter
         shape = (self.prior.shape[0], self.width, *per_pair.shape[1:])
         out = per_pair.new_zeros(shape)
         out[self.row, self.col] = per_pair
@@ -126,7 +128,9 @@ def gauss_newton_rows(
         )
         grad = grad + problem.lam * (theta - problem.prior)
         scale = a.diagonal(dim1=1, dim2=2).mean(1)
-        step = -torch.linalg.solve(a + (mu * scale)[:, None, None] * eye, grad[:, :, None])[..., 0]
+        # solve_ex: no per-call check for singular systems (A ⪰ λI is not), which costs a sync.
+        damped = a + (mu * scale)[:, None, None] * eye
+        step = -torch.linalg.solve_ex(damped, grad[:, :, None])[0][..., 0]
         promised = -(grad * step).sum(1) - 0.5 * (step[:, None, :] @ a @ step[:, :, None])[:, 0, 0]
         active = active & (promised > PRED_TOL * loss)
         if not bool(active.any()):
@@ -163,7 +167,7 @@ def leave_one_out(
     f, jac = problem.jacobian(theta)
     a = problem.normal_matrix(jac)
     j = problem.padded(jac)  # (R, W, d)
-    k = torch.linalg.solve(a, j.transpose(1, 2))  # (R, d, W)
+    k = torch.linalg.solve_ex(a, j.transpose(1, 2))[0]  # (R, d, W)
     lev = (j * k.transpose(1, 2)).sum(2)  # (R, W): h = J_jᵀ A⁻¹ J_j
     e = problem.padded(f - problem.target)
     # h < 1 always (A = JᵀJ + λI with λ > 0); the clamp only guards rounding.
