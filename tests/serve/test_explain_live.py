@@ -167,10 +167,13 @@ def test_slow_model_work_runs_on_the_model_threads(
     (Settings.model_threads), not in the request thread pool."""
     import threading
 
+    from recforge.serve import live as live_module
     from recforge.serve.live import LiveBackend
 
     from .conftest import client_for
 
+    # A fold-in this small (synthetic data) would be fast enough for the event loop.
+    monkeypatch.setattr(live_module, "INLINE_FOLD_IN_SECONDS", 0.0)
     run = _fit(tmp_path / "ncf", "ncf", epochs=1)
     seen: list[str] = []
     for name in ("fold_in", "add_because"):
@@ -183,7 +186,7 @@ def test_slow_model_work_runs_on_the_model_threads(
         monkeypatch.setattr(LiveBackend, name, spy)
     with client_for(run=str(run)) as client:
         live = client.app.state.service.live  # type: ignore[attr-defined]
-        assert not live.fold_in_inline  # the gradient fold-in is too slow for the event loop
+        assert not live.fold_in_inline
         seen.clear()  # start-up timed three fold-ins while loading (in a loader thread)
         uid = str(live.model.users_.ids[0])
         assert client.get(f"/users/{uid}/recommendations?explain=true").status_code == 200
