@@ -203,8 +203,7 @@ def test_ranking_from_the_screens_pass_is_the_models_ranking(name: str) -> None:
         seen = model.seen_.indices[model.seen_.indptr[u] : model.seen_.indptr[u + 1]]
         got = model.rank_history_top(items, ratings, 10, seen, 3)
         if len(items) <= vae._screen_rows(3):
-            assert got is None  # short histories: ranked and explained in full, separately
-            continue
+            continue  # explained in full, no screen (test_short_histories_rank_and_explain_in_full)
         assert got is not None
         top, scores, weights = got
         want_idx, want_val = model.recommend_idx(np.asarray([u]), 10, exclude_seen=True)
@@ -222,6 +221,29 @@ def test_ranking_from_the_screens_pass_is_the_models_ranking(name: str) -> None:
         if checked == 25:
             break
     assert checked == 25
+
+
+@pytest.mark.parametrize("name", ["mult_vae", "mult_dae"])
+def test_short_histories_rank_and_explain_in_full(name: str) -> None:
+    """A history too short to screen (a new user's few likes): one pass gives the fold-in's
+    ranking (scores to float32 rounding) and the full drop-one weights of its items."""
+    from recforge.explain import history_of
+
+    model = _model(name, {"epochs": 3})
+    for u in range(10):
+        items, ratings = history_of(model, u)
+        items, ratings = items[:6], ratings[:6]
+        got = model.rank_history_top(items, ratings, 10, items, 3, new_user=True)
+        assert got is not None
+        top, scores, weights = got
+        want = model.fold_in_scores(items, ratings).astype(np.float64)
+        want[items] = -np.inf
+        order = np.argsort(-want, kind="stable")[:10]
+        np.testing.assert_array_equal(top, order)
+        np.testing.assert_allclose(scores, want[order], rtol=0, atol=1e-5)
+        np.testing.assert_allclose(
+            weights, model.explain_history(items, ratings, top)[1], atol=1e-9
+        )
 
 
 def test_ranking_from_the_screens_pass_declines_other_input_rows() -> None:

@@ -681,7 +681,8 @@ class MultDAE(NeuralRecommender):
 
         None when this path does not apply and the caller ranks and explains separately: the
         encoder's input row is not the binary history (``positive_threshold``,
-        ``recency_tau``, repeat counts) or the history is short enough to be explained in full.
+        ``recency_tau``, repeat counts). A history short enough to be explained in full has
+        every drop-one row computed in the same pass (:meth:`_rank_short_history`).
         """
         from recforge.models import _vae_screen
         from recforge.models.base import rank_scores
@@ -698,8 +699,10 @@ class MultDAE(NeuralRecommender):
         )
         if cfg.positive_threshold is not None or cfg.recency_tau is not None or counted:
             return None
-        if len(idx) <= _screen_rows(n) or len(np.unique(idx)) != len(idx):
+        if len(np.unique(idx)) != len(idx):
             return None
+        if len(idx) <= _screen_rows(n):
+            return self._rank_short_history(idx, vals, k, exclude)
         lay = self._numpy_net()
         pre_of, screen_of = self._screen_parts(lay, idx, vals)
         head = _vae_screen.head(lay, pre_of(np.zeros(1, dtype=np.int64)))
@@ -712,6 +715,27 @@ class MultDAE(NeuralRecommender):
             return top, scores, np.zeros((0, len(idx)))
         weights = self._screened_top(lay, pre_of, screen_of, len(idx), targets, n, head)
         return top, scores, weights
+
+    def _rank_short_history(
+        self, idx: IndexArray, vals: FloatArray, k: int, exclude: IndexArray
+    ) -> tuple[IndexArray, FloatArray, npt.NDArray[np.float64]]:
+        """:meth:`rank_history_top` of a history short enough to occlude in full (no screen):
+        the full row and every drop-one row in one pass, as :meth:`explain_rows` computes them;
+        row 0's log-probabilities rank (a new user's POST: one pass, not a fold-in, then it)."""
+        from recforge.models.base import rank_scores
+
+        net = self._net()
+        net.eval()
+        with torch.no_grad():
+            logits = net.decoder[-1](self._drop_one_hidden(idx, vals))
+            logp = F.log_softmax(logits, dim=1).double().cpu().numpy()
+        ex = np.asarray(exclude, dtype=np.int64)
+        top, scores = rank_scores(
+            logp[:1].astype(np.float32), k, exclude=(np.zeros(len(ex), np.int64), ex)
+        )
+        targets = top[0][top[0] >= 0]
+        weights = logp[0, targets][:, None] - logp[1:, targets].T
+        return top[0], scores[0], weights
 
     def _screen_parts(
         self, lay: Any, idx: IndexArray, vals: FloatArray
