@@ -47,6 +47,16 @@ nb = (n + bs - 1) // bs
 lrs = np.full(nb, 1e-3)
 
 
+#: The kernels' lazy-Adam arguments with lazy Adam off (lazy, coefs, clocks, directions).
+DENSE = (
+    False,
+    np.zeros((5, 1)),
+    np.zeros(1, np.int64),
+    np.zeros(1, np.int64),
+    tuple(np.zeros((1, 1), np.float32) for _ in range(4)),
+)
+
+
 def _state(p, m, v, g):
     """The four parameter arrays, the no-bias flag, Adam's moments and the gradients, in the
     kernels' argument order (shared by both kernels)."""
@@ -78,6 +88,7 @@ def serial(p, m, v, g):
         0,
         nb,
         0.0,
+        *DENSE,
     )
 
 
@@ -103,6 +114,7 @@ def threaded(p, m, v, g, npar):
             nb,
             0.0,
             npar,
+            *DENSE,
         )
 
 

@@ -217,6 +217,16 @@ def test_negatives_drawn_beside_the_kernel_give_the_serial_fit_bit_for_bit(
 
 
 # ------------------------------------------------------------------ the threaded (owner) engine
+#: The kernels' lazy-Adam arguments when it is off (lazy, coefs, clocks, directions).
+_DENSE = (
+    False,
+    np.zeros((3, 1)),
+    np.zeros(1, np.int64),
+    np.zeros(1, np.int64),
+    tuple(np.zeros((1, 1), np.float32) for _ in range(4)),
+)
+
+
 def _kernel_inputs(has_bias: bool, seed: int = 1) -> tuple[list[np.ndarray], ...]:
     r = np.random.default_rng(seed)
     n_users, n_items, f = 70, 90, 8
@@ -262,7 +272,7 @@ def test_threaded_epoch_is_the_serial_epoch_bit_for_bit(kind: int, has_bias: boo
             total = kernels.mf_epoch(
                 *p, has_bias, m[0], v[0], m[1], v[1], m[2], v[2], m[3], v[3], *g,
                 users, items, np.zeros(1), negs, perm, bs, lrs, epoch * n_batches, kind, 0.1,
-                0.0, 1.0, False, 0.0, *args[2:], 0, n_batches, total,
+                0.0, 1.0, False, 0.0, *args[2:], 0, n_batches, total, *_DENSE,
             )  # fmt: skip
         return total, p + m + v + g
 
@@ -275,7 +285,7 @@ def test_threaded_epoch_is_the_serial_epoch_bit_for_bit(kind: int, has_bias: boo
                     total = kernels.sampled_epoch_threaded(
                         *p, has_bias, m[0], v[0], m[1], v[1], m[2], v[2], m[3], v[3], *g,
                         users, items, negs, perm, bs, lrs, epoch * n_batches, *args[:2],
-                        *args[2:], lo, hi, total, n_par,
+                        *args[2:], lo, hi, total, n_par, *_DENSE,
                     )  # fmt: skip
         return total, p + m + v + g
 

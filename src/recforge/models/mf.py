@@ -45,6 +45,7 @@ change of the network).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -157,6 +158,13 @@ _BACKEND_HELP = (
 )
 
 
+_LAZY_HELP = (
+    "numba backend: Adam(W) steps only the rows a batch touches and brings the others up to "
+    "date in closed form when next touched (dense Adam up to epsilon, fewer cells a batch); "
+    "False: every row every batch, as torch's optimizer"
+)
+
+
 class MFConfig(PairConfig):
     """Hyper-parameters of ``mf`` (see the module docstring; defaults measured on ML-100k)."""
 
@@ -179,6 +187,7 @@ class MFConfig(PairConfig):
     weight_decay: float = Field(0.1, ge=0)
     schedule: ScheduleName = "one_cycle"
     backend: Backend = Field("auto", description=_BACKEND_HELP)
+    lazy_adam: bool = Field(False, description=_LAZY_HELP)
 
 
 class BiasedMFConfig(PairConfig):
@@ -195,6 +204,7 @@ class BiasedMFConfig(PairConfig):
     weight_decay: float = Field(0.1, ge=0)
     schedule: ScheduleName = "one_cycle"
     backend: Backend = Field("auto", description=_BACKEND_HELP)
+    lazy_adam: bool = Field(False, description=_LAZY_HELP)
 
 
 # ====================================================================== closed-form fold-in
@@ -350,6 +360,7 @@ class _RidgeFoldIn(NeuralRecommender):
         from recforge.train.fused_mf import fused_mf_epoch, numba_available
 
         backend = getattr(self.config, "backend", "auto")
+        lazy = bool(getattr(self.config, "lazy_adam", False))
         if backend == "torch":
             return None
         if backend == "numba":
@@ -359,8 +370,8 @@ class _RidgeFoldIn(NeuralRecommender):
                     "or set backend = 'torch'"
                 )
 
-            def required(*args: Any) -> FusedEpoch:
-                fused = fused_mf_epoch(*args)
+            def required(*args: Any, lazy: bool) -> FusedEpoch:
+                fused = fused_mf_epoch(*args, lazy=lazy)
                 if fused is None:
                     raise ConfigError(
                         f"model {self.name}: backend 'numba' runs on CPU with optimizer adam or "
@@ -368,8 +379,8 @@ class _RidgeFoldIn(NeuralRecommender):
                     )
                 return fused
 
-            return required
-        return fused_mf_epoch
+            return functools.partial(required, lazy=lazy)
+        return functools.partial(fused_mf_epoch, lazy=lazy)
 
     def fold_in_scores(self, item_idx: IndexArray, ratings: FloatArray) -> FloatArray:
         """Closed-form ridge fold-in of ``p`` (``[p; b]`` for biased MF; module docstring).

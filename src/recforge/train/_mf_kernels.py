@@ -26,6 +26,7 @@ from typing import Any
 
 import numba
 import numpy as np
+import numpy.typing as npt
 
 MSE, BCE, BPR = 0, 1, 2
 
@@ -56,26 +57,29 @@ def _jit_reassoc(fn: Callable[..., Any]) -> Any:
 
 
 @_jit
-def _adam_sweep(
-    p: Any, m: Any, v: Any, g: Any, lr: float, t: float, b1: float, b2: float, eps: float,
-    wd: float, decoupled: bool,
-) -> None:  # fmt: skip
-    """torch's single-tensor Adam(W) step on flat float32 arrays; ``g`` is zeroed behind."""
+def _adam_consts(
+    lr: float, t: float, b1: float, b2: float, eps: float, wd: float
+) -> tuple[Any, Any, Any, Any, Any, Any, Any, Any]:  # fmt: skip
+    """The float32 constants of torch's Adam(W) step ``t`` at rate ``lr`` (:func:`_adam_cells`)."""
     f32 = np.float32
     bc1 = 1.0 - b1**t
-    step = f32(lr / bc1)
     # torch divides √v by √(1 − β₂ᵗ); multiplying by the reciprocal saves one of the two
     # divisions per cell, the sweep's bottleneck with the square root (a last-bit difference).
     inv_bc2 = f32(1.0 / math.sqrt(1.0 - b2**t))
-    one_b1 = f32(1.0 - b1)
-    b2f = f32(b2)
-    one_b2 = f32(1.0 - b2)
-    epsf = f32(eps)
-    decay = f32(1.0 - lr * wd)
-    wdf = f32(wd)
+    return (
+        f32(lr / bc1), inv_bc2, f32(1.0 - b1), f32(b2), f32(1.0 - b2), f32(eps),
+        f32(1.0 - lr * wd), f32(wd),
+    )  # fmt: skip
+
+
+@_jit
+def _adam_cells(p: Any, m: Any, v: Any, g: Any, c: Any, decoupled: bool) -> None:
+    """torch's single-tensor Adam(W) step on flat float32 arrays with the constants ``c`` of
+    :func:`_adam_consts`; ``g`` is zeroed behind."""
+    step, inv_bc2, one_b1, b2f, one_b2, epsf, decay, wdf = c
     for k in range(p.shape[0]):
         gk = g[k]
-        g[k] = f32(0.0)
+        g[k] = np.float32(0.0)
         pk = p[k]
         if decoupled:
             pk = pk * decay
@@ -86,6 +90,15 @@ def _adam_sweep(
         m[k] = mk
         v[k] = vk
         p[k] = pk - step * (mk / (np.sqrt(vk) * inv_bc2 + epsf))
+
+
+@_jit
+def _adam_sweep(
+    p: Any, m: Any, v: Any, g: Any, lr: float, t: float, b1: float, b2: float, eps: float,
+    wd: float, decoupled: bool,
+) -> None:  # fmt: skip
+    """torch's single-tensor Adam(W) step on flat float32 arrays; ``g`` is zeroed behind."""
+    _adam_cells(p, m, v, g, _adam_consts(lr, t, b1, b2, eps, wd), decoupled)
 
 
 @_jit_reassoc
@@ -132,11 +145,31 @@ def _axpy(y: Any, c: float, x: Any) -> None:
 
 
 @_jit
-def _softplus_sigmoid(x: float) -> tuple[float, float]:
-    """``(softplus(x), σ(x))`` from one ``exp`` (the loss term and its derivative)."""
+def _softplus_parts(x: float) -> tuple[float, float, float]:
+    """``(max(x, 0), 1 + e^{-|x|}, σ(x))`` from one ``exp``: ``softplus(x)`` is the first plus
+    the log of the second, a log the batch takes once for many terms (:func:`_log_sum`)."""
     e = math.exp(-abs(x))
-    sig = 1.0 / (1.0 + e) if x >= 0 else e / (1.0 + e)
-    return max(x, 0.0) + math.log1p(e), sig
+    one_e = 1.0 + e
+    sig = 1.0 / one_e if x >= 0 else e / one_e
+    return max(x, 0.0), one_e, sig
+
+
+#: Factors of one product in :func:`_log_sum` (each is ≤ 2, so the product stays < 2^512).
+LOG_CHUNK = 512
+
+
+@_jit
+def _log_sum(buf: Any, n: int) -> float:
+    """``Σ log buf[k]`` (``k < n``) as the logs of products of :data:`LOG_CHUNK` factors: the
+    softplus terms' logs, one ``log`` a chunk instead of one ``log1p`` a pair (a quarter of a
+    BPR batch's time went to them; the loss is only reported, it moves no weight)."""
+    total = 0.0
+    for k in range(0, n, LOG_CHUNK):
+        prod = 1.0
+        for x in range(k, min(n, k + LOG_CHUNK)):
+            prod *= buf[x]
+        total += math.log(prod)
+    return total
 
 
 @_jit
@@ -198,60 +231,72 @@ def _mse_batch(
 def _sampled_batch(
     P: Any, Q: Any, BU: Any, BI: Any, has_bias: bool, gP: Any, gQ: Any, gBU: Any, gBI: Any,
     users: Any, items: Any, negs: Any, perm: Any, start: int, end: int, offset: float,
-    loss_kind: int, tmp: Any,
+    loss_kind: int, tmp: Any, logs: Any,
 ) -> float:  # fmt: skip
     """Gradient of one BPR / sampled-BCE batch into the buffers; returns its loss.
 
     The mean runs over the kept (positive, negative) pairs for BPR, over positives plus kept
-    negatives for BCE, as :func:`~recforge.train.losses.bpr_loss` / ``bce_pos_neg`` do.
+    negatives for BCE, as :func:`~recforge.train.losses.bpr_loss` / ``bce_pos_neg`` do. Rows
+    are updated by index (``gQ[ng, f]``), not through row views: a view written to costs
+    reference counting that took longer than the row's arithmetic. ``logs``: room for the
+    batch's softplus factors (:func:`_log_sum`).
     """
     n_neg = negs.shape[1]
+    n_f = tmp.shape[0]
     valid = 0
     for k in range(start, end):
         for j in range(n_neg):
             valid += negs[k, j] >= 0
     inv_m = 1.0 / max(valid, 1) if loss_kind == BPR else 1.0 / (end - start + valid)
-    loss = 0.0
+    lin = 0.0
+    n_logs = 0
     for k in range(start, end):
         r = perm[k]
         u, i = users[r], items[r]
-        pu, qi = P[u], Q[i]
-        sp = _dot(pu, qi) + offset
+        pu = P[u]
+        sp = _dot(pu, Q[i]) + offset
         if has_bias:
             sp += BU[u, 0] + BI[i, 0]
         cpos = 0.0  # d loss / d s(u, i)
         if loss_kind == BCE:
-            term, sig = _softplus_sigmoid(-sp)
-            loss += term
+            mx, one_e, sig = _softplus_parts(-sp)
+            logs[n_logs] = one_e
+            lin += mx
+            n_logs += 1
             cpos = -sig * inv_m
         for j in range(n_neg):
             ng = negs[k, j]
             if ng < 0:
                 continue
-            qn = Q[ng]
-            sn = _dot(pu, qn) + offset
+            sn = _dot(pu, Q[ng]) + offset
             if has_bias:
                 sn += BU[u, 0] + BI[ng, 0]
-            term, sig = _softplus_sigmoid(sn - sp if loss_kind == BPR else sn)
-            loss += term
+            mx, one_e, sig = _softplus_parts(sn - sp if loss_kind == BPR else sn)
+            logs[n_logs] = one_e
+            lin += mx
+            n_logs += 1
             c = sig * inv_m
             if loss_kind == BPR:
                 cpos -= c
-            _axpy(tmp, c, qn)
-            _axpy(gQ[ng], c, pu)
+            cf = np.float32(c)
+            for f in range(n_f):  # tmp += c·Q[ng], gQ[ng] += c·P[u] (by index, see above)
+                tmp[f] += cf * Q[ng, f]
+                gQ[ng, f] += cf * P[u, f]
             if has_bias:
                 gBU[u, 0] += np.float32(c)
                 gBI[ng, 0] += np.float32(c)
-        _axpy(tmp, cpos, qi)
-        _axpy(gQ[i], cpos, pu)
+        cf = np.float32(cpos)
+        for f in range(n_f):
+            tmp[f] += cf * Q[i, f]
+            gQ[i, f] += cf * P[u, f]
         if has_bias:
             gBU[u, 0] += np.float32(cpos)
             gBI[i, 0] += np.float32(cpos)
-        gu = gP[u]
-        for f in range(tmp.shape[0]):
-            gu[f] += tmp[f]
+        for f in range(n_f):
+            gP[u, f] += tmp[f]
             tmp[f] = 0.0
-    return loss * inv_m
+    logs_sum: float = _log_sum(logs, n_logs)
+    return (lin + logs_sum) * inv_m
 
 
 @_jit
@@ -284,6 +329,192 @@ def _sampled_l2(
     return l2
 
 
+# ---------------------------------------------------------------------------- lazy Adam(W)
+# With ``lazy`` the kernels step only the rows a batch touches (its users, positives and
+# negatives) and bring every other row up to date in closed form when it is next touched, and
+# all rows at the end of the epoch. With a zero gradient, the steps ``s < j ≤ T`` of Adam(W)
+# on a row last stepped at ``s`` are
+#
+#     m ← β₁ᵏm,  v ← β₂ᵏv,  p ← D·p − Σⱼ (D/Dⱼ)·aⱼ·rʲ⁻ˢ · u   (k = T − s)
+#
+# with ``r = β₁/√β₂``, ``aⱼ = lrⱼ·√(1 − β₂ʲ)/(1 − β₁ʲ)``, ``D`` (``Dⱼ``) the product of the
+# decoupled decays ``1 − lr·wd`` of the steps after ``s`` (after ``j``) and
+# ``u = m/(√v + ε·√(1 − β₂ˢ))``, the row's direction at its last step, kept beside the table
+# (``U``) by that step. Only ε's weight against the decayed √v is approximated (exact for the
+# first skipped step up to a factor √(1 − β₂ˢ⁺¹)/√(1 − β₂ˢ) on ε); momentum, decay and moments
+# are all applied. A touched row is first caught up (``p`` only, so that the batch's gradient
+# reads the dense fit's weights), then its moments are decayed by the skipped steps and it takes
+# the dense step. When every row is touched by every batch nothing is skipped and the lazy epoch
+# is the dense one, bit for bit (tests/train/test_fused_mf.py).
+#
+# Rows are visited in ascending order (a scan of the batch's marks, not a list in batch order:
+# random rows cost a cache miss each, ascending ones are prefetched) and updated by index in
+# loops written out here: a helper called per row with array arguments costs reference counting
+# that took longer than the row's arithmetic.
+#: ``mode`` of :func:`_lazy_tables`: catch the touched rows' weights up to step ``T``; Adam step
+#: ``T`` of the touched rows; catch every row up to ``T`` (the epoch's end), clocks back to 0.
+CATCH_UP, STEP, FLUSH = 0, 1, 2
+
+
+def lazy_coefs(
+    lrs: npt.NDArray[np.float64], step0: int, b1: float, b2: float, wd: float, decoupled: bool
+) -> npt.NDArray[np.float64]:  # fmt: skip
+    """The catch-up's per-step constants of an epoch, rows ``(a, d, Σ log d, β₁ᵏ, β₂ᵏ)`` by
+    epoch step (or ``k``) ``0..len(lrs)`` (the section comment; column 0: the epoch's start)."""
+    n = len(lrs)
+    t = step0 + np.arange(n + 1, dtype=np.float64)
+    lr = np.concatenate([[0.0], np.asarray(lrs, dtype=np.float64)])
+    out = np.zeros((5, n + 1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out[0, 1:] = (lr * np.sqrt(1.0 - b2**t) / (1.0 - b1**t))[1:]
+    # The dense sweep's float32 decay factor, so that D is the product the dense steps apply.
+    out[1] = (1.0 - lr * wd).astype(np.float32) if decoupled else 1.0
+    out[1, 0] = 1.0
+    out[2] = np.cumsum(np.log(out[1]))
+    k = np.arange(n + 1, dtype=np.float64)
+    out[3], out[4] = b1**k, b2**k
+    return out
+
+
+@_jit
+def lazy_directions(m: Any, v: Any, U: Any, step: int, b2: float, eps: float) -> None:
+    """``U = m/(√v + ε·√(1 − β₂ˢᵗᵉᵖ))`` (flat arrays): every row's direction at the epoch's
+    start (all rows then up to date), from the optimizer state alone, so a resumed fit
+    continues as the uninterrupted one."""
+    if step == 0:
+        U[:] = 0.0
+        return
+    e = eps * math.sqrt(1.0 - b2**step)
+    for k in range(U.shape[0]):
+        U[k] = m[k] / (math.sqrt(v[k]) + e)
+
+
+@_jit
+def _lazy_step(
+    p: Any, m: Any, v: Any, g: Any, U: Any, seen: Any, tag: int, lo: int, hi: int, last: Any,
+    T: int, c: Any, coefs: Any, decoupled: bool, set_last: bool,
+) -> None:  # fmt: skip
+    """Adam(W) step ``T`` (constants ``c``) of the rows ``lo ≤ r < hi`` marked ``tag``, after
+    their moments' decay over the skipped steps (factors 1 when none: the dense step to the
+    last bit); each row's direction kept in ``U``; ``set_last``: their clocks set to ``T``."""
+    step, inv_bc2, one_b1, b2f, one_b2, epsf, decay, wdf = c
+    for r in range(lo, hi):
+        if seen[r] != tag:
+            continue
+        gap = T - 1 - last[r]
+        f1, f2 = np.float32(coefs[3, gap]), np.float32(coefs[4, gap])
+        for k in range(p.shape[1]):
+            gk = g[r, k]
+            g[r, k] = np.float32(0.0)
+            pk = p[r, k]
+            if decoupled:
+                pk = pk * decay
+            else:
+                gk = gk + wdf * pk
+            mo = m[r, k] * f1
+            mk = mo + one_b1 * (gk - mo)
+            vk = v[r, k] * f2 * b2f + one_b2 * gk * gk
+            m[r, k] = mk
+            v[r, k] = vk
+            dk = mk / (np.sqrt(vk) * inv_bc2 + epsf)
+            p[r, k] = pk - step * dk
+            U[r, k] = dk * inv_bc2
+        if set_last:
+            last[r] = T
+
+
+@_jit
+def _lazy_catch_up(
+    p: Any, m: Any, v: Any, U: Any, seen: Any, tag: int, lo: int, hi: int, last: Any, T: int,
+    coefs: Any, b1: float, b2: float, flush: bool, reset: bool,
+) -> None:  # fmt: skip
+    """Rows ``lo ≤ r < hi`` marked ``tag`` (every row with ``flush``) caught up to step ``T``:
+    ``p ← D·p − β·u`` (the section comment), and with ``flush`` also their moments (the
+    touched rows' moments are decayed by their step instead); ``reset``: clocks back to 0."""
+    r_geo = b1 / math.sqrt(b2)
+    for r in range(lo, hi):
+        if not flush and seen[r] != tag:
+            continue
+        s = last[r]
+        if s < T:
+            alpha = 1.0
+            beta = 0.0
+            rk = 1.0
+            j = s + 1
+            while j <= T:  # (D, Σ (D/Dⱼ)·aⱼ·rʲ⁻ˢ) while rʲ⁻ˢ counts
+                d = coefs[1, j]
+                rk *= r_geo
+                alpha *= d
+                beta = beta * d + coefs[0, j] * rk
+                j += 1
+                if rk < 1e-20:  # later momentum is below float precision: only decay is left
+                    break
+            if j <= T:
+                tail = math.exp(coefs[2, T] - coefs[2, j - 1])
+                alpha *= tail
+                beta *= tail
+            for f in range(p.shape[1]):
+                p[r, f] = alpha * p[r, f] - beta * U[r, f]
+            if flush:
+                f1, f2 = coefs[3, T - s], coefs[4, T - s]
+                for f in range(p.shape[1]):
+                    m[r, f] *= f1
+                    v[r, f] *= f2
+        if reset:
+            last[r] = 0
+
+
+@_jit
+def _touch(
+    users: Any, items: Any, negs: Any, perm: Any, start: int, end: int, sampled: bool,
+    item0: bool, seen_u: Any, seen_i: Any, tag: int,
+) -> None:  # fmt: skip
+    """Marks the users and items a batch's gradient reaches: ``seen_*[row] = tag``. ``item0``:
+    a missing negative (-1) reaches item 0 (the sampled ``reg`` clamps it there)."""
+    for k in range(start, end):
+        r = perm[k]
+        seen_u[users[r]] = tag
+        seen_i[items[r]] = tag
+        if sampled:
+            for j in range(negs.shape[1]):
+                ng = negs[k, j]
+                if ng >= 0 or item0:
+                    seen_i[max(ng, 0)] = tag
+
+
+@_jit
+def _lazy_tables(
+    P: Any, mP: Any, vP: Any, gP: Any, Q: Any, mQ: Any, vQ: Any, gQ: Any,
+    BU: Any, mBU: Any, vBU: Any, gBU: Any, BI: Any, mBI: Any, vBI: Any, gBI: Any,
+    has_bias: bool, seen_u: Any, seen_i: Any, tag: int, part: int, n_par: int,
+    last_u: Any, last_i: Any, Us: Any, T: int, mode: int, coefs: Any, c: Any, b1: float,
+    b2: float, decoupled: bool,
+) -> None:  # fmt: skip
+    """The lazy ``mode`` on part ``part`` of ``n_par`` of the users (P, BU) and of the items
+    (Q, BI), then, after the epoch's last step, every row of the part brought up to date;
+    ``Us``: the directions of P, Q, BU, BI. A row's tables share its clock, set last."""
+    sides = (
+        (P, mP, vP, gP, Us[0], BU, mBU, vBU, gBU, Us[2], seen_u, last_u),
+        (Q, mQ, vQ, gQ, Us[1], BI, mBI, vBI, gBI, Us[3], seen_i, last_i),
+    )
+    for x in range(2):
+        p, m, v, g, U, pb, mb, vb, gb, Ub, seen, last = sides[x]
+        lo, hi = p.shape[0] * part // n_par, p.shape[0] * (part + 1) // n_par
+        if mode == STEP:
+            _lazy_step(p, m, v, g, U, seen, tag, lo, hi, last, T, c, coefs, decoupled,
+                       not has_bias)  # fmt: skip
+            if has_bias:
+                _lazy_step(pb, mb, vb, gb, Ub, seen, tag, lo, hi, last, T, c, coefs, decoupled,
+                           True)  # fmt: skip
+        flush = mode == FLUSH or (mode == STEP and coefs.shape[1] - 1 == T)
+        if mode == CATCH_UP or flush:
+            _lazy_catch_up(p, m, v, U, seen, tag, lo, hi, last, T, coefs, b1, b2, flush,
+                           flush and not has_bias)  # fmt: skip
+            if has_bias:
+                _lazy_catch_up(pb, mb, vb, Ub, seen, tag, lo, hi, last, T, coefs, b1, b2,
+                               flush, flush)  # fmt: skip
+
+
 @_jit
 def mf_epoch(
     P: Any, Q: Any, BU: Any, BI: Any, has_bias: bool,
@@ -292,7 +523,8 @@ def mf_epoch(
     users: Any, items: Any, ratings: Any, negs: Any, perm: Any, batch_size: int,
     lrs: Any, step0: int, loss_kind: int, offset: float, lo: float, hi: float,
     use_range: bool, reg: float, b1: float, b2: float, eps: float, wd: float, decoupled: bool,
-    b_lo: int, b_hi: int, total: float,
+    b_lo: int, b_hi: int, total: float, lazy: bool, coefs: Any, last_u: Any, last_i: Any,
+    Us: Any,
 ) -> float:  # fmt: skip
     """Batches ``b_lo ≤ b < b_hi`` of an epoch over ``perm``; returns ``total + Σ loss · rows``.
 
@@ -303,14 +535,27 @@ def mf_epoch(
     ``negs`` holds each row's negatives in epoch order (``negs[k]`` for ``perm[k]``; ``-1``: none
     left for that user), unused for MSE. The ``g*`` buffers must be zero on entry (left zero).
     Per batch: its gradient (:func:`_mse_batch` or :func:`_sampled_batch` + :func:`_sampled_l2`),
-    then the Adam(W) sweep of every table at the batch's rate ``lrs[b]``.
+    then the Adam(W) sweep of every table at the batch's rate ``lrs[b]``; with ``lazy``, the
+    step of the rows the batch touches only (the lazy Adam section: ``coefs`` from
+    :func:`lazy_coefs`, ``last_u`` / ``last_i`` the rows' clocks, zero at the epoch's start and
+    left zero at its end, when every row is brought up to date; ``Us`` the tables' directions,
+    from :func:`lazy_directions` at the epoch's start).
     """
     n = perm.shape[0]
     tmp = np.zeros(P.shape[1], dtype=np.float32)
+    logs = np.empty(batch_size * (negs.shape[1] + 1))
     tables = ((P, mP, vP, gP), (Q, mQ, vQ, gQ), (BU, mBU, vBU, gBU), (BI, mBI, vBI, gBI))
+    seen_u, seen_i = _lazy_buffers(P.shape[0], Q.shape[0], lazy)
     for b in range(b_lo, b_hi):
         start = b * batch_size
         end = min(n, start + batch_size)
+        c = _adam_consts(lrs[b], float(step0 + b + 1), b1, b2, eps, wd)
+        if lazy:  # the batch's rows brought up to date before its gradient reads them
+            _touch(users, items, negs, perm, start, end, loss_kind != MSE, reg > 0.0, seen_u,
+                   seen_i, b + 1)  # fmt: skip
+            _lazy_tables(P, mP, vP, gP, Q, mQ, vQ, gQ, BU, mBU, vBU, gBU, BI, mBI, vBI, gBI,
+                         has_bias, seen_u, seen_i, b + 1, 0, 1, last_u, last_i, Us, b,
+                         CATCH_UP, coefs, c, b1, b2, decoupled)  # fmt: skip
         if loss_kind == MSE:
             loss, l2 = _mse_batch(
                 P, Q, BU, BI, has_bias, gP, gQ, gBU, gBI, users, items, ratings, perm,
@@ -319,7 +564,7 @@ def mf_epoch(
         else:
             loss = _sampled_batch(
                 P, Q, BU, BI, has_bias, gP, gQ, gBU, gBI, users, items, negs, perm,
-                start, end, offset, loss_kind, tmp,
+                start, end, offset, loss_kind, tmp, logs,
             )  # fmt: skip
             l2 = 0.0
             if reg > 0.0:
@@ -329,12 +574,22 @@ def mf_epoch(
                 )  # fmt: skip
         loss += reg * l2 / (end - start)
         total += loss * (end - start)
-        t = float(step0 + b + 1)
+        if lazy:
+            _lazy_tables(P, mP, vP, gP, Q, mQ, vQ, gQ, BU, mBU, vBU, gBU, BI, mBI, vBI, gBI,
+                         has_bias, seen_u, seen_i, b + 1, 0, 1, last_u, last_i, Us, b + 1,
+                         STEP, coefs, c, b1, b2, decoupled)  # fmt: skip
+            continue
         for ti in range(4 if has_bias else 2):
             p, m, v, g = tables[ti]
-            _adam_sweep(p.reshape(-1), m.reshape(-1), v.reshape(-1), g.reshape(-1),
-                        lrs[b], t, b1, b2, eps, wd, decoupled)  # fmt: skip
+            _adam_cells(p.reshape(-1), m.reshape(-1), v.reshape(-1), g.reshape(-1), c, decoupled)
     return total
+
+
+@_jit
+def _lazy_buffers(n_users: int, n_items: int, lazy: bool) -> tuple[Any, Any]:
+    """``(seen_u, seen_i)`` of :func:`_touch` (empty unless ``lazy``)."""
+    nu, ni = (n_users, n_items) if lazy else (0, 0)
+    return np.full(nu, -1, dtype=np.int64), np.full(ni, -1, dtype=np.int64)
 
 
 @_jit
@@ -409,8 +664,9 @@ def _pair_derivatives(
     coef: Any, terms: Any,
 ) -> None:  # fmt: skip
     """Rows ``lo ≤ k < hi`` of a batch starting at ``start``: :func:`_sampled_batch`'s scores and
-    loss derivatives, stored (``coef``: negatives then the positive; ``terms``: the positive's
-    BCE term then the negatives'), read-only on the tables."""
+    loss derivatives, stored (``coef``: negatives then the positive; ``terms``: the softplus
+    parts of the positive's BCE term then of the negatives', in columns ``2·slot`` and
+    ``2·slot + 1``), read-only on the tables."""
     for k in range(lo, hi):
         r = perm[k]
         u, i = users[r], items[r]
@@ -421,8 +677,9 @@ def _pair_derivatives(
             sp += BU[u, 0] + BI[i, 0]
         cpos = 0.0
         if loss_kind == BCE:
-            term, sig = _softplus_sigmoid(-sp)
-            terms[row, 0] = term
+            mx, one_e, sig = _softplus_parts(-sp)
+            terms[row, 0] = mx
+            terms[row, 1] = one_e
             cpos = -sig * inv_m
         for j in range(negs.shape[1]):
             ng = negs[k, j]
@@ -431,8 +688,9 @@ def _pair_derivatives(
             sn = _dot(pu, Q[ng]) + offset
             if has_bias:
                 sn += BU[u, 0] + BI[ng, 0]
-            term, sig = _softplus_sigmoid(sn - sp if loss_kind == BPR else sn)
-            terms[row, j + 1] = term
+            mx, one_e, sig = _softplus_parts(sn - sp if loss_kind == BPR else sn)
+            terms[row, 2 * j + 2] = mx
+            terms[row, 2 * j + 3] = one_e
             cj = sig * inv_m
             coef[row, j] = cj
             if loss_kind == BPR:
@@ -442,17 +700,23 @@ def _pair_derivatives(
 
 @_jit
 def _batch_loss(
-    negs: Any, start: int, rows: int, loss_kind: int, inv_m: float, terms: Any
+    negs: Any, start: int, rows: int, loss_kind: int, inv_m: float, terms: Any, logs: Any
 ) -> float:  # fmt: skip
     """The batch's loss from ``terms``, summed in :func:`_sampled_batch`'s order."""
-    loss = 0.0
+    lin = 0.0
+    n_logs = 0
     for row in range(rows):
         if loss_kind == BCE:
-            loss += terms[row, 0]
+            lin += terms[row, 0]
+            logs[n_logs] = terms[row, 1]
+            n_logs += 1
         for j in range(negs.shape[1]):
             if negs[start + row, j] >= 0:
-                loss += terms[row, j + 1]
-    return loss * inv_m
+                lin += terms[row, 2 * j + 2]
+                logs[n_logs] = terms[row, 2 * j + 3]
+                n_logs += 1
+    logs_sum: float = _log_sum(logs, n_logs)
+    return (lin + logs_sum) * inv_m
 
 
 @_jit
@@ -462,41 +726,41 @@ def _owner_gradients(
     owner: int, n_par: int,
 ) -> None:  # fmt: skip
     """The batch's gradient terms into the rows thread ``owner`` owns (row ``r``'s owner is
-    ``(r // OWNER_BLOCK) % n_par``), in :func:`_sampled_batch`'s order for every row."""
+    ``(r // OWNER_BLOCK) % n_par``), in :func:`_sampled_batch`'s order for every row: one walk
+    of the batch for the user rows, one for the item rows (rows updated by index, as there)."""
     n_neg = negs.shape[1]
+    n_f = tmp.shape[0]
     for k in range(start, end):
         r = perm[k]
-        u, i = users[r], items[r]
-        pu = P[u]
+        u = users[r]
+        if (u // OWNER_BLOCK) % n_par != owner:
+            continue
         row = k - start
-        own_u = (u // OWNER_BLOCK) % n_par == owner
-        for j in range(n_neg):
-            ng = negs[k, j]
+        for j in range(n_neg + 1):  # the negatives, then the positive
+            ng = negs[k, j] if j < n_neg else items[r]
             if ng < 0:
                 continue
-            cj = coef[row, j]
-            own_n = (ng // OWNER_BLOCK) % n_par == owner
-            if own_u:
-                _axpy(tmp, cj, Q[ng])
-                if has_bias:
-                    gBU[u, 0] += np.float32(cj)
-            if own_n:
-                _axpy(gQ[ng], cj, pu)
-                if has_bias:
-                    gBI[ng, 0] += np.float32(cj)
-        cpos = coef[row, n_neg]
-        if own_u:
-            _axpy(tmp, cpos, Q[i])
+            cf = np.float32(coef[row, j])
+            for f in range(n_f):
+                tmp[f] += cf * Q[ng, f]
             if has_bias:
-                gBU[u, 0] += np.float32(cpos)
-            gu = gP[u]
-            for x in range(tmp.shape[0]):
-                gu[x] += tmp[x]
-                tmp[x] = 0.0
-        if (i // OWNER_BLOCK) % n_par == owner:
-            _axpy(gQ[i], cpos, pu)
+                gBU[u, 0] += cf
+        for f in range(n_f):
+            gP[u, f] += tmp[f]
+            tmp[f] = 0.0
+    for k in range(start, end):
+        r = perm[k]
+        u = users[r]
+        row = k - start
+        for j in range(n_neg + 1):
+            ng = negs[k, j] if j < n_neg else items[r]
+            if ng < 0 or (ng // OWNER_BLOCK) % n_par != owner:
+                continue
+            cf = np.float32(coef[row, j])
+            for f in range(n_f):
+                gQ[ng, f] += cf * P[u, f]
             if has_bias:
-                gBI[i, 0] += np.float32(cpos)
+                gBI[ng, 0] += cf
 
 
 @_jit_parallel
@@ -508,6 +772,7 @@ def sampled_epoch_threaded(
     lrs: Any, step0: int, loss_kind: int, offset: float,
     b1: float, b2: float, eps: float, wd: float, decoupled: bool,
     b_lo: int, b_hi: int, total: float, n_par: int,
+    lazy: bool, coefs: Any, last_u: Any, last_i: Any, Us: Any,
 ) -> float:  # fmt: skip
     """:func:`mf_epoch` of a BPR / sampled-BCE loss without ``reg``, on ``n_par`` threads, with
     the very same floating-point operations in the same order: the same result to the last bit
@@ -518,43 +783,61 @@ def sampled_epoch_threaded(
     1. the scores and loss derivatives of the batch's (positive, negative) pairs, read-only on
        the tables, split by rows of the batch (:func:`_pair_derivatives`); the loss is then
        summed serially in :func:`_sampled_batch`'s order (:func:`_batch_loss`);
-    2. the gradient rows, split by **owner** (:func:`_owner_gradients`): each thread walks the
-       whole batch in order and adds only into its own rows, so every row receives its terms
+    2. the gradient rows, split by **owner** (:func:`_owner_gradients`): each thread walks
+       the whole batch in order and adds only into its own rows, so every row receives its terms
        in the serial order (the scan is cheap; the row updates are the work);
-    3. the Adam(W) sweep (element-wise), split into contiguous ranges (:func:`_sweep_part`).
+    3. the Adam(W) sweep (element-wise), split into contiguous ranges (:func:`_sweep_part`);
+       with ``lazy``, the touched rows' catch-up (before 1) and step, split into row ranges
+       (:func:`_lazy_tables`).
     """
     n = perm.shape[0]
     n_neg = negs.shape[1]
     coef = np.zeros((batch_size, n_neg + 1))
-    terms = np.zeros((batch_size, n_neg + 1))
+    terms = np.zeros((batch_size, 2 * n_neg + 2))
+    logs = np.empty(batch_size * (n_neg + 1))
     tmps = np.zeros((n_par, P.shape[1]), dtype=np.float32)
     cells = P.size + Q.size + (BU.size + BI.size if has_bias else 0)
+    seen_u, seen_i = _lazy_buffers(P.shape[0], Q.shape[0], lazy)
     for b in range(b_lo, b_hi):
         start = b * batch_size
         end = min(n, start + batch_size)
         rows = end - start
+        t = float(step0 + b + 1)
+        lr = lrs[b]
+        c = _adam_consts(lr, t, b1, b2, eps, wd)
+        if lazy:
+            _touch(users, items, negs, perm, start, end, True, False, seen_u, seen_i, b + 1)
+            for part in numba.prange(n_par):
+                _lazy_tables(P, mP, vP, gP, Q, mQ, vQ, gQ, BU, mBU, vBU, gBU, BI, mBI, vBI,
+                             gBI, has_bias, seen_u, seen_i, b + 1, part, n_par, last_u, last_i,
+                             Us, b, CATCH_UP, coefs, c, b1, b2, decoupled)  # fmt: skip
         valid = 0
         for k in range(start, end):
             for j in range(n_neg):
                 valid += negs[k, j] >= 0
         inv_m = 1.0 / max(valid, 1) if loss_kind == BPR else 1.0 / (rows + valid)
-        for c in numba.prange(n_par):
+        for part in numba.prange(n_par):
             _pair_derivatives(
                 P, Q, BU, BI, has_bias, users, items, negs, perm, start,
-                start + rows * c // n_par, start + rows * (c + 1) // n_par, offset, loss_kind,
-                inv_m, coef, terms,
+                start + rows * part // n_par, start + rows * (part + 1) // n_par, offset,
+                loss_kind, inv_m, coef, terms,
             )  # fmt: skip
-        total += _batch_loss(negs, start, rows, loss_kind, inv_m, terms) * rows
-        for c in numba.prange(n_par):
+        total += _batch_loss(negs, start, rows, loss_kind, inv_m, terms, logs) * rows
+        for part in numba.prange(n_par):
             _owner_gradients(
                 P, Q, has_bias, gP, gQ, gBU, gBI, users, items, negs, perm, start, end, coef,
-                tmps[c], c, n_par,
+                tmps[part], part, n_par,
             )  # fmt: skip
-        t = float(step0 + b + 1)
-        lr = lrs[b]
-        for c in numba.prange(n_par):
+        if lazy:
+            for part in numba.prange(n_par):
+                _lazy_tables(P, mP, vP, gP, Q, mQ, vQ, gQ, BU, mBU, vBU, gBU, BI, mBI, vBI,
+                             gBI, has_bias, seen_u, seen_i, b + 1, part, n_par, last_u, last_i,
+                             Us, b + 1, STEP, coefs, c, b1, b2, decoupled)  # fmt: skip
+            continue
+        for part in numba.prange(n_par):
             _sweep_part(
                 P, mP, vP, gP, Q, mQ, vQ, gQ, BU, mBU, vBU, gBU, BI, mBI, vBI, gBI, has_bias,
-                cells * c // n_par, cells * (c + 1) // n_par, lr, t, b1, b2, eps, wd, decoupled,
+                cells * part // n_par, cells * (part + 1) // n_par, lr, t, b1, b2, eps, wd,
+                decoupled,
             )  # fmt: skip
     return total

@@ -35,6 +35,7 @@ import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -68,6 +69,21 @@ def _arr(t: torch.Tensor) -> npt.NDArray[Any]:
     return t.detach().numpy()
 
 
+@dataclass
+class _EpochArgs:
+    """One epoch's kernel arguments (:meth:`FusedMFEpoch.run`)."""
+
+    #: ``P, Q, BU, BI, has_bias``, the moments ``m, v`` of each table, the gradient buffers.
+    tables: list[Any]
+    negs: npt.NDArray[np.int64]
+    order: npt.NDArray[np.int64]
+    batch_size: int
+    rates: npt.NDArray[np.float64]
+    step0: int
+    #: The lazy catch-up's constants (:func:`~recforge.train._mf_kernels.lazy_coefs`), once.
+    coefs: npt.NDArray[np.float64] | None = None
+
+
 class FusedMFEpoch:
     """Runs Trainer epochs of an ``OutputHead(DotModule | BiasedDotModule)`` in one numba call.
 
@@ -84,6 +100,7 @@ class FusedMFEpoch:
         decoupled: bool,
         overlap: bool = False,
         n_threads: int = 1,
+        lazy: bool = False,
     ) -> None:
         from recforge.models.mf import BiasedDotModule, DotModule
 
@@ -112,11 +129,22 @@ class FusedMFEpoch:
         #: Draw each epoch's negatives in a worker thread beside the kernel (see _negatives).
         self.overlap = overlap
         self.grads = [np.zeros(t.shape, dtype=np.float32) for t in self.tables]
+        # Lazy Adam(W) (_mf_kernels' lazy section): with a coupled L2 decay every row has a
+        # gradient every step, so only decoupled (or no) decay qualifies.
+        wd = float(optimizer.param_groups[0]["weight_decay"])
+        self.lazy = lazy and (decoupled or wd == 0.0)
+        #: Each user's / item's epoch step of its last update (lazy): zero between epochs.
+        self.last = [np.zeros(len(t) if self.lazy else 1, dtype=np.int64) for t in self.tables[:2]]
+        #: Each table's row directions (lazy), set from the moments at each epoch's start.
+        shapes = [tuple(t.shape) if self.lazy else (1, 1) for t in self.tables]
+        self.directions = tuple(
+            np.zeros(shape, dtype=np.float32) for shape in [*shapes, (1, 1), (1, 1)][:4]
+        )
         #: Threads of the owner-computes epoch (1: the serial kernel only). It gives the serial
         #: kernel's result to the last bit, so :class:`EnginePicker` may switch between the two
         #: by measured speed without changing the fit.
         self.n_threads = n_threads if self.kind != 0 and self.reg == 0.0 else 1
-        self.picker = _picker(self.n_threads, self.kind, self.has_bias, self.tables)
+        self.picker = _picker(self.n_threads, self.kind, self.has_bias, self.tables, lazy=self.lazy)
         #: Where an epoch's negatives are drawn, "beside" the kernel (a worker thread) or
         #: "first": on a busy machine the kernel can wait for a worker the scheduler parked, so
         #: the two are timed per epoch like the kernels (the same draws either way).
@@ -140,10 +168,6 @@ class FusedMFEpoch:
 
     def run(self, perm: torch.Tensor, batch_size: int, lrs: list[float]) -> float:
         """One epoch over ``perm`` with the per-batch rates ``lrs``; the summed batch losses."""
-        from recforge.train import _mf_kernels as kernels
-
-        group = self.optimizer.param_groups[0]
-        b1, b2 = (float(x) for x in group["betas"])
         order = _arr(perm).astype(np.int64, copy=False)
         n_batches = len(lrs)
         # Batch ranges run in order, each once its negatives are there (see _negatives).
@@ -163,7 +187,10 @@ class FusedMFEpoch:
         if not self.has_bias:  # placeholders for the bias arguments
             z = np.zeros((1, 1), dtype=np.float32)
             p, m, v, g = [*p, z, z], [*m, z, z], [*v, z, z], [*g, z.copy(), z.copy()]
+        tables = [p[0], p[1], p[2], p[3], self.has_bias, m[0], v[0], m[1], v[1], m[2], v[2]]
+        tables += [m[3], v[3], g[0], g[1], g[2], g[3]]
         rates = np.asarray(lrs, dtype=np.float64)
+        epoch = _EpochArgs(tables, negs, order, int(batch_size), rates, step0)
         total = 0.0
         with torch.no_grad():
             for b_lo, b_hi, ready in self._chunked(ranges):
@@ -179,27 +206,7 @@ class FusedMFEpoch:
                         if pending is not None:
                             pending.result()
                 t0 = time.perf_counter()
-                if engine == "threaded":
-                    with _numba_threads(self.n_threads):
-                        total = kernels.sampled_epoch_threaded(
-                            p[0], p[1], p[2], p[3], self.has_bias,
-                            m[0], v[0], m[1], v[1], m[2], v[2], m[3], v[3],
-                            g[0], g[1], g[2], g[3],
-                            self.users, self.items, negs, order, int(batch_size),
-                            rates, step0, self.kind, self.offset, b1, b2, float(group["eps"]),
-                            float(group["weight_decay"]), self.decoupled, b_lo, b_hi, total,
-                            self.n_threads,
-                        )  # fmt: skip
-                else:
-                    total = kernels.mf_epoch(
-                        p[0], p[1], p[2], p[3], self.has_bias,
-                        m[0], v[0], m[1], v[1], m[2], v[2], m[3], v[3],
-                        g[0], g[1], g[2], g[3],
-                        self.users, self.items, self.ratings, negs, order, int(batch_size),
-                        rates, step0, self.kind, self.offset,
-                        self.lo, self.hi, self.use_range, self.reg, b1, b2, float(group["eps"]),
-                        float(group["weight_decay"]), self.decoupled, b_lo, b_hi, total,
-                    )  # fmt: skip
+                total = self._kernel(engine, epoch, b_lo, b_hi, total)
                 self.picker.record(engine, (time.perf_counter() - t0) / (b_hi - b_lo))
             if len(self.draws.engines) > 1:
                 self.draws.record(draws, (time.perf_counter() - t_epoch) / max(n_batches, 1))
@@ -211,6 +218,38 @@ class FusedMFEpoch:
                 # at the cost of a pass over the table: 40 ms a fit at 2 threads under load.)
                 _bump_version(t)
         return float(total)
+
+    def _kernel(self, engine: str, e: _EpochArgs, b_lo: int, b_hi: int, total: float) -> float:
+        """Batches ``b_lo ≤ b < b_hi`` of the epoch ``e`` on ``engine``; the new running total."""
+        from recforge.train import _mf_kernels as kernels
+
+        group = self.optimizer.param_groups[0]
+        b1, b2 = (float(x) for x in group["betas"])
+        eps, wd = float(group["eps"]), float(group["weight_decay"])
+        if self.lazy and e.coefs is None:  # the epoch's first call
+            e.coefs = kernels.lazy_coefs(e.rates, e.step0, b1, b2, wd, self.decoupled)
+            for k, u in enumerate(self.directions[: len(self.tables)]):
+                m, v = e.tables[5 + 2 * k], e.tables[6 + 2 * k]
+                kernels.lazy_directions(
+                    m.reshape(-1), v.reshape(-1), u.reshape(-1), e.step0, b2, eps
+                )
+        coefs = e.coefs if e.coefs is not None else np.zeros((3, 1))
+        lazy = (self.lazy, coefs, self.last[0], self.last[1], self.directions)
+        data = (self.users, self.items)
+        adam = (b1, b2, eps, wd, self.decoupled, b_lo, b_hi, total)
+        if engine == "threaded":
+            with _numba_threads(self.n_threads):
+                out = kernels.sampled_epoch_threaded(
+                    *e.tables, *data, e.negs, e.order, e.batch_size, e.rates, e.step0,
+                    self.kind, self.offset, *adam, self.n_threads, *lazy,
+                )  # fmt: skip
+        else:
+            out = kernels.mf_epoch(
+                *e.tables, *data, self.ratings, e.negs, e.order, e.batch_size, e.rates,
+                e.step0, self.kind, self.offset, self.lo, self.hi, self.use_range, self.reg,
+                *adam, *lazy,
+            )  # fmt: skip
+        return float(out)
 
     def _chunked(
         self, ranges: list[tuple[int, int, Future[None] | None]]
@@ -276,12 +315,19 @@ _PICKERS: dict[tuple[int, ...], EnginePicker[str]] = {}
 
 
 def _picker(
-    n_threads: int, kind: int, has_bias: bool, tables: list[torch.Tensor], events: int = 0
+    n_threads: int,
+    kind: int,
+    has_bias: bool,
+    tables: list[torch.Tensor],
+    events: int = 0,
+    *,
+    lazy: bool = False,
 ) -> EnginePicker[str]:
     """The :class:`EnginePicker` of epochs like this one, shared by the fits of a process.
 
     Its pace is seconds per batch, which the tables' size sets (the Adam sweep is dense), so
-    pickers are per thread count, loss kind, bias and power of two of the parameter count: a
+    pickers are per thread count, loss kind, bias, lazy or dense Adam and power of two of the
+    parameter count: a
     process that fits the same model again (tuning, the speed suite, a service's retraining)
     does not pay the probes again. Only the threaded kernel's own fits have two engines.
     """
@@ -294,6 +340,7 @@ def _picker(
         return EnginePicker(("serial",))
     params = sum(int(t.numel()) for t in tables)
     kernels: tuple[int, ...] = (n_threads, kind, int(has_bias), max(params, 1).bit_length())
+    kernels += (1,) if lazy else ()
     return _PICKERS.setdefault(kernels, EnginePicker(("threaded", "serial")))
 
 
@@ -360,8 +407,14 @@ def fused_mf_epoch(
     objective: Objective,
     tensors: Mapping[str, torch.Tensor],
     config: TrainConfig,
+    *,
+    lazy: bool = False,
 ) -> FusedMFEpoch | None:
-    """The fused epoch for this fit, or None when the setup needs the torch loop (module doc)."""
+    """The fused epoch for this fit, or None when the setup needs the torch loop (module doc).
+
+    ``lazy``: Adam(W) steps only the rows each batch touches, the others caught up in closed
+    form (:mod:`recforge.train._mf_kernels`, lazy section; dense Adam up to ε).
+    """
     from recforge.models.mf import BiasedDotModule, DotModule
     from recforge.models.neural import OutputHead
 
@@ -400,5 +453,12 @@ def fused_mf_epoch(
     sampled = isinstance(objective, (SampledBCE, BPR)) and not getattr(objective, "reg", 0.0)
     threaded = n_threads if n_threads > 1 and sampled and threaded_engine_usable() else 1
     return FusedMFEpoch(
-        module, opt, objective, tensors, decoupled=decoupled, overlap=overlap, n_threads=threaded
+        module,
+        opt,
+        objective,
+        tensors,
+        decoupled=decoupled,
+        overlap=overlap,
+        n_threads=threaded,
+        lazy=lazy,
     )

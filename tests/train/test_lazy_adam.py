@@ -1,0 +1,188 @@
+"""Lazy Adam(W) in the fused MF epoch (``lazy_adam``): only the rows a batch touches are stepped,
+the others caught up in closed form when next touched and at the epoch's end.
+
+Claims tested: with every row touched by every batch it is the dense epoch bit for bit; with
+rows skipped it is dense Adam(W) up to ε (momentum, decoupled decay and moments of the skipped
+steps all applied), on the serial and the threaded kernel alike (the same bits for any thread
+count and any split of the batches into calls); a lazy BPR fit still finds planted structure,
+is deterministic for a seed, and gives the same fit at 1 and 2 threads.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+import pytest
+
+from recforge.models import create
+from recforge.models.neural import NeuralRecommender
+from recforge.testing import hit_rate, planted_implicit
+from recforge.train.fused_mf import numba_available
+
+pytestmark = pytest.mark.skipif(not numba_available(), reason="numba is not installed")
+
+B1, B2 = 0.9, 0.999
+
+
+def _tables(n_users: int, n_items: int, f: int, has_bias: bool) -> list[list[np.ndarray]]:
+    """``[p, m, v, g]`` lists of P, Q, BU, BI (1×1 placeholders without biases)."""
+    r = np.random.default_rng(1)
+    p = [
+        (r.standard_normal((n_users, f)) * 0.3).astype(np.float32),
+        (r.standard_normal((n_items, f)) * 0.3).astype(np.float32),
+    ]
+    if has_bias:
+        p += [(r.standard_normal((n, 1)) * 0.3).astype(np.float32) for n in (n_users, n_items)]
+    else:
+        p += [np.zeros((1, 1), np.float32), np.zeros((1, 1), np.float32)]
+    return [p, [np.zeros_like(t) for t in p], [np.zeros_like(t) for t in p],
+            [np.zeros_like(t) for t in p]]  # fmt: skip
+
+
+def _run(
+    data: dict[str, Any], *, lazy: bool, has_bias: bool = False, kind: int = 2,
+    eps: float = 1e-8, wd: float = 0.05, n_par: int = 0, cuts: list[int] | None = None,
+) -> tuple[float, list[np.ndarray]]:  # fmt: skip
+    """Three epochs of the serial kernel (``n_par`` 0) or the threaded one: ``(loss, p+m+v)``."""
+    from recforge.train import _mf_kernels as kernels
+    from recforge.train.fused_mf import _numba_threads
+
+    users, items, negs, perm, bs = (data[k] for k in ("users", "items", "negs", "perm", "bs"))
+    n_users, n_items, f = data["shape"]
+    p, m, v, g = _tables(n_users, n_items, f, has_bias)
+    n_batches = -(-len(perm) // bs)
+    lrs = np.linspace(0.02, 0.002, n_batches)
+    last = [np.zeros(n if lazy else 1, np.int64) for n in (n_users, n_items)]
+    dirs = tuple(np.zeros(t.shape if lazy else (1, 1), np.float32) for t in p)
+    total = 0.0
+    for epoch in range(3):
+        step0 = epoch * n_batches
+        coefs = kernels.lazy_coefs(lrs, step0, B1, B2, wd, True)
+        for k in range(4 if has_bias else 2):
+            kernels.lazy_directions(m[k].reshape(-1), v[k].reshape(-1), dirs[k].reshape(-1),
+                                    step0, B2, eps)  # fmt: skip
+        tail = (lazy, coefs, last[0], last[1], dirs)
+        state = (*p, has_bias, m[0], v[0], m[1], v[1], m[2], v[2], m[3], v[3], *g)
+        if n_par == 0:
+            total = kernels.mf_epoch(
+                *state, users, items, np.zeros(1), negs, perm, bs, lrs, step0, kind, 0.1,
+                0.0, 1.0, False, 0.0, B1, B2, eps, wd, True, 0, n_batches, total, *tail,
+            )  # fmt: skip
+            continue
+        with _numba_threads(n_par):
+            for lo, hi in itertools.pairwise(cuts or [0, n_batches]):
+                total = kernels.sampled_epoch_threaded(
+                    *state, users, items, negs, perm, bs, lrs, step0, kind, 0.1, B1, B2, eps,
+                    wd, True, lo, hi, total, n_par, *tail,
+                )  # fmt: skip
+    return total, p + m + v
+
+
+def _sparse_data() -> dict[str, Any]:
+    """3,000 rows over 70 users × 400 items, 2 negatives (some -1), batches of 64: each batch
+    touches a minority of the items, so most rows are skipped most steps."""
+    r = np.random.default_rng(3)
+    n = 3000
+    return {
+        "users": r.integers(0, 70, n), "items": r.integers(0, 400, n),
+        "negs": r.integers(-1, 400, (n, 2)), "perm": r.permutation(n), "bs": 64,
+        "shape": (70, 400, 8),
+    }  # fmt: skip
+
+
+def _dense_data() -> dict[str, Any]:
+    """Every batch of 12 rows holds all 4 users and all 6 items (as positives): nothing is ever
+    skipped."""
+    r = np.random.default_rng(4)
+    n_batches = 9
+    users = np.tile(np.arange(4).repeat(3), n_batches)
+    items = np.concatenate([r.permutation(np.tile(np.arange(6), 2)) for _ in range(n_batches)])
+    return {
+        "users": users, "items": items, "negs": r.integers(0, 6, (len(users), 2)),
+        "perm": np.arange(len(users)), "bs": 12, "shape": (4, 6, 8),
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("has_bias", [False, True])
+@pytest.mark.parametrize("kind", [1, 2])  # sampled BCE, BPR
+def test_lazy_equals_dense_bit_for_bit_when_every_row_is_touched(kind: int, has_bias: bool) -> None:
+    data = _dense_data()
+    want_total, want = _run(data, lazy=False, kind=kind, has_bias=has_bias)
+    for n_par in (0, 2):
+        total, got = _run(data, lazy=True, kind=kind, has_bias=has_bias, n_par=n_par)
+        assert total == want_total
+        for a, b in zip(got, want, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("has_bias", [False, True])
+def test_lazy_catch_up_is_dense_adamw_up_to_eps(has_bias: bool) -> None:
+    # With ε → 0 the closed form is exact: skipped rows' momentum, decoupled decay and moment
+    # decay all equal the dense steps' (float rounding aside). With torch's ε = 1e-8 the rows
+    # still agree closely (ε's weight against √v is the only approximation).
+    # Biases under sampled BCE: under BPR a user's bias cancels in s⁺ − s⁻, its gradient is
+    # summation noise that Adam scales to full steps (test_fused_mf.py), in either update.
+    data, kind = _sparse_data(), 1 if has_bias else 2
+    names = ["P", "Q", "BU", "BI", "mP", "mQ", "mBU", "mBI", "vP", "vQ", "vBU", "vBI"]
+    for eps, rtol in ((1e-30, 1e-4), (1e-8, 2e-2)):
+        dense_total, dense = _run(data, lazy=False, eps=eps, has_bias=has_bias, kind=kind)
+        lazy_total, lazy = _run(data, lazy=True, eps=eps, has_bias=has_bias, kind=kind)
+        assert lazy_total == pytest.approx(dense_total, rel=rtol / 10)
+        for name, a, b in zip(names, lazy, dense, strict=True):
+            scale = float(np.abs(b).max()) + 1e-30
+            assert float(np.abs(a - b).max()) <= rtol * scale, (eps, name)
+    # The dense fit moved the rows a batch did not touch (momentum and decay): the lazy one
+    # had to catch them up, so this compared something (not rows that never moved).
+    start = _tables(70, 400, 8, has_bias)[0][1]
+    assert float(np.abs(dense[1] - start).min(axis=1).max()) > 1e-3
+
+
+@pytest.mark.parametrize("has_bias", [False, True])
+def test_lazy_threaded_kernel_is_the_lazy_serial_kernel_bit_for_bit(has_bias: bool) -> None:
+    data = _sparse_data()
+    want_total, want = _run(data, lazy=True, has_bias=has_bias)
+    n_batches = -(-len(data["perm"]) // data["bs"])
+    for n_par, cuts in ((1, [0, n_batches]), (2, [0, 5, n_batches]), (3, [0, 1, 9, n_batches])):
+        total, got = _run(data, lazy=True, has_bias=has_bias, n_par=n_par, cuts=cuts)
+        assert total == want_total, n_par
+        for a, b in zip(got, want, strict=True):
+            np.testing.assert_array_equal(a, b, err_msg=f"{n_par} threads")
+
+
+def _planted_fit(threads: int, lazy: bool, seed: int = 5) -> tuple[NeuralRecommender, Any]:
+    # 600 users × 400 items at density 0.03: a batch of 256 with 4 negatives touches about
+    # a third of the items, so rows are skipped.
+    split = planted_implicit(2, n_users=600, n_items=400, density=0.03)
+    model = create(
+        "mf",
+        {"loss": "bpr", "epochs": 15, "batch_size": 256, "n_factors": 16, "lr": 0.01,
+         "verbose": False, "seed": seed, "num_threads": threads, "backend": "numba",
+         "lazy_adam": lazy},
+    )  # fmt: skip
+    assert isinstance(model, NeuralRecommender)
+    return model.fit(split.train), split
+
+
+def test_lazy_bpr_fit_finds_planted_structure_like_the_dense_fit() -> None:
+    lazy, split = _planted_fit(1, True)
+    dense, _ = _planted_fit(1, False)
+    chance = 10 / 400
+    lazy_hits, dense_hits = hit_rate(lazy, split), hit_rate(dense, split)
+    assert lazy_hits > 4 * chance
+    assert abs(lazy_hits - dense_hits) < 0.05
+    # Not the dense fit in disguise: the weights differ (ε), slightly.
+    a = lazy.get_state()["module.inner.item_emb.weight"]
+    b = dense.get_state()["module.inner.item_emb.weight"]
+    assert not np.array_equal(a, b)
+    np.testing.assert_allclose(a, b, atol=0.05 * float(np.abs(b).max()))
+
+
+def test_lazy_bpr_fit_is_deterministic_and_the_same_at_two_threads() -> None:
+    one, _ = _planted_fit(1, True)
+    again, _ = _planted_fit(1, True)
+    two, _ = _planted_fit(2, True)
+    for key, value in one.get_state().items():
+        np.testing.assert_array_equal(value, again.get_state()[key], err_msg=key)
+        np.testing.assert_array_equal(value, two.get_state()[key], err_msg=key)
