@@ -13,7 +13,10 @@ compiled call per epoch (:mod:`recforge.train._mf_kernels`, numba):
   ``reg`` of :func:`~recforge.train.losses.embedding_l2`), the same schedule,
 * torch's Adam/AdamW update with dense semantics, on the **optimizer's own state tensors**
   (``exp_avg``, ``exp_avg_sq``, ``step``), so history, validation, early stopping, callbacks,
-  checkpoints and resume are the Trainer's, unchanged.
+  checkpoints and resume are the Trainer's, unchanged; or, with ``lazy`` (``lazy_adam``), the
+  same update on the rows each batch touches only, the others caught up in closed form when next
+  touched and at the epoch's end (dense Adam up to ε; the rows' directions are rebuilt from the
+  moments at each epoch's start, so a resumed fit still continues as the uninterrupted one).
 
 Results equal the torch loop's up to float rounding (tests/train/test_fused_mf.py compares
 them) and are deterministic for a seed, whatever the thread count: with two or more, BPR /

@@ -1,0 +1,58 @@
+"""mf loss=bpr with dense vs lazy Adam(W) (``lazy_adam``): paired fit times and NDCG@10.
+
+Usage: ``python benchmarks/bpr_lazy_adam.py DATASET EPOCHS REPS [THREADS]`` (DATASET: a
+MovieLens name or a speed-suite synthetic log, e.g. ``synthetic-2m``; temporal-user-80-20
+training part, 64 factors, seed 0; REPS interleaved repetitions, the order flipped on odd ones,
+the first dropped as a warm-up when REPS > 2). Prints per arm the median wall and process CPU
+seconds, the paired wall ratio lazy/dense, NDCG@10 of the last fit of each arm, and the load.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+
+from recforge.bench.speed import _all_threads, load_speed_dataset
+from recforge.eval.protocols import get_protocol
+from recforge.models.registry import create
+
+
+def main(dataset: str, epochs: int, reps: int, threads: int) -> None:
+    protocol = get_protocol("temporal-user-80-20")
+    ps = protocol.split(load_speed_dataset(dataset))
+    print(f"{dataset}: {epochs} epochs, {threads} thread(s), load {os.getloadavg()}")
+    times: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
+    ndcg: dict[bool, float] = {}
+    for rep in range(reps):
+        for lazy in (False, True) if rep % 2 == 0 else (True, False):
+            with _all_threads(threads):
+                model = create(
+                    "mf", loss="bpr", n_factors=64, epochs=epochs, seed=0, num_threads=threads,
+                    verbose=False, lazy_adam=lazy,
+                )  # fmt: skip
+                w0, c0 = time.perf_counter(), time.process_time()
+                model.fit(ps.train)
+                times[lazy].append((time.perf_counter() - w0, time.process_time() - c0))
+            if rep == reps - 1:
+                ndcg[lazy] = float(protocol.evaluate(model, ps)["metrics"]["ndcg@10"])
+    skip = 1 if reps > 2 else 0
+    for lazy, rows in times.items():
+        wall, cpu = (statistics.median(r[i] for r in rows[skip:]) for i in range(2))
+        name = "lazy" if lazy else "dense"
+        print(f"{name}: wall {wall:.3f} s, CPU {cpu:.3f} s, ndcg@10 {ndcg[lazy]:.4f}")
+    pairs = zip(times[True][skip:], times[False][skip:], strict=True)
+    ratios = sorted(a[0] / b[0] for a, b in pairs)
+    print(f"paired wall lazy/dense: median {statistics.median(ratios):.3f}, all "
+          f"{[round(r, 2) for r in ratios]}; load at end {os.getloadavg()}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    main(
+        args[0] if args else "ml-latest-small",
+        int(args[1]) if len(args) > 1 else 20,
+        int(args[2]) if len(args) > 2 else 5,
+        int(args[3]) if len(args) > 3 else 1,
+    )
