@@ -49,7 +49,7 @@ lrs = np.full(nb, 1e-3)
 
 #: The kernels' lazy-Adam arguments with lazy Adam off (lazy, coefs, clocks, directions).
 DENSE = (
-    False,
+    0,
     np.zeros((5, 1)),
     np.zeros(1, np.int64),
     np.zeros(1, np.int64),

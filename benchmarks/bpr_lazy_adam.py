@@ -2,9 +2,11 @@
 
 Usage: ``python benchmarks/bpr_lazy_adam.py DATASET EPOCHS REPS [THREADS]`` (DATASET: a
 MovieLens name or a speed-suite synthetic log, e.g. ``synthetic-2m``; temporal-user-80-20
-training part, 64 factors, seed 0; REPS interleaved repetitions, the order flipped on odd ones,
-the first dropped as a warm-up when REPS > 2). Prints per arm the median wall and process CPU
-seconds, the paired wall ratio lazy/dense, NDCG@10 of the last fit of each arm, and the load.
+training part, 64 factors, seed 0; REPS interleaved repetitions, the arms' order reversed on odd
+ones, the first dropped as a warm-up when REPS > 2). Arms: ``lazy_adam`` False (dense), "auto"
+(lazy on the sides a batch touches little of), True (both sides lazy). Prints per arm the
+median wall and process CPU seconds, the paired ratios against dense, NDCG@10 of the last fit
+of each arm, and the load.
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ def main(dataset: str, epochs: int, reps: int, threads: int) -> None:
     protocol = get_protocol("temporal-user-80-20")
     ps = protocol.split(load_speed_dataset(dataset))
     print(f"{dataset}: {epochs} epochs, {threads} thread(s), load {os.getloadavg()}")
-    times: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
-    ndcg: dict[bool, float] = {}
+    arms: list[bool | str] = [False, "auto", True]
+    times: dict[bool | str, list[tuple[float, float]]] = {arm: [] for arm in arms}
+    ndcg: dict[bool | str, float] = {}
     for rep in range(reps):
-        for lazy in (False, True) if rep % 2 == 0 else (True, False):
+        for lazy in arms if rep % 2 == 0 else arms[::-1]:
             with _all_threads(threads):
                 model = create(
                     "mf", loss="bpr", n_factors=64, epochs=epochs, seed=0, num_threads=threads,
@@ -40,12 +43,12 @@ def main(dataset: str, epochs: int, reps: int, threads: int) -> None:
     skip = 1 if reps > 2 else 0
     for lazy, rows in times.items():
         wall, cpu = (statistics.median(r[i] for r in rows[skip:]) for i in range(2))
-        name = "lazy" if lazy else "dense"
-        print(f"{name}: wall {wall:.3f} s, CPU {cpu:.3f} s, ndcg@10 {ndcg[lazy]:.4f}")
-    pairs = zip(times[True][skip:], times[False][skip:], strict=True)
-    ratios = sorted(a[0] / b[0] for a, b in pairs)
-    print(f"paired wall lazy/dense: median {statistics.median(ratios):.3f}, all "
-          f"{[round(r, 2) for r in ratios]}; load at end {os.getloadavg()}")  # fmt: skip
+        pairs = list(zip(rows[skip:], times[False][skip:], strict=True))
+        walls = [round(a[0] / b[0], 2) for a, b in pairs]
+        cpus = [round(a[1] / b[1], 2) for a, b in pairs]
+        print(f"lazy_adam={lazy}: wall {wall:.3f} s, CPU {cpu:.3f} s, ndcg@10 {ndcg[lazy]:.4f}; "
+              f"paired vs dense: wall {walls}, CPU {cpus}")  # fmt: skip
+    print(f"load at end {os.getloadavg()}")
 
 
 if __name__ == "__main__":

@@ -219,7 +219,7 @@ def test_negatives_drawn_beside_the_kernel_give_the_serial_fit_bit_for_bit(
 # ------------------------------------------------------------------ the threaded (owner) engine
 #: The kernels' lazy-Adam arguments when it is off (lazy, coefs, clocks, directions).
 _DENSE = (
-    False,
+    0,
     np.zeros((3, 1)),
     np.zeros(1, np.int64),
     np.zeros(1, np.int64),

@@ -42,10 +42,11 @@ def _tables(n_users: int, n_items: int, f: int, has_bias: bool) -> list[list[np.
 
 
 def _run(
-    data: dict[str, Any], *, lazy: bool, has_bias: bool = False, kind: int = 2,
+    data: dict[str, Any], *, lazy: int, has_bias: bool = False, kind: int = 2,
     eps: float = 1e-8, wd: float = 0.05, n_par: int = 0, cuts: list[int] | None = None,
 ) -> tuple[float, list[np.ndarray]]:  # fmt: skip
-    """Three epochs of the serial kernel (``n_par`` 0) or the threaded one: ``(loss, p+m+v)``."""
+    """Three epochs of the serial kernel (``n_par`` 0) or the threaded one: ``(loss, p+m+v)``;
+    ``lazy``: the kernels' mask (1 users, 2 items, 3 both)."""
     from recforge.train import _mf_kernels as kernels
     from recforge.train.fused_mf import _numba_threads
 
@@ -54,13 +55,14 @@ def _run(
     p, m, v, g = _tables(n_users, n_items, f, has_bias)
     n_batches = -(-len(perm) // bs)
     lrs = np.linspace(0.02, 0.002, n_batches)
-    last = [np.zeros(n if lazy else 1, np.int64) for n in (n_users, n_items)]
-    dirs = tuple(np.zeros(t.shape if lazy else (1, 1), np.float32) for t in p)
+    side = [bool(lazy & 1), bool(lazy & 2)] * 2
+    last = [np.zeros(n if side[k] else 1, np.int64) for k, n in enumerate((n_users, n_items))]
+    dirs = tuple(np.zeros(t.shape if side[k] else (1, 1), np.float32) for k, t in enumerate(p))
     total = 0.0
     for epoch in range(3):
         step0 = epoch * n_batches
         coefs = kernels.lazy_coefs(lrs, step0, B1, B2, wd, True)
-        for k in range(4 if has_bias else 2):
+        for k in [k for k in range(4 if has_bias else 2) if side[k]]:
             kernels.lazy_directions(m[k].reshape(-1), v[k].reshape(-1), dirs[k].reshape(-1),
                                     step0, B2, eps)  # fmt: skip
         tail = (lazy, coefs, last[0], last[1], dirs)
@@ -109,9 +111,9 @@ def _dense_data() -> dict[str, Any]:
 @pytest.mark.parametrize("kind", [1, 2])  # sampled BCE, BPR
 def test_lazy_equals_dense_bit_for_bit_when_every_row_is_touched(kind: int, has_bias: bool) -> None:
     data = _dense_data()
-    want_total, want = _run(data, lazy=False, kind=kind, has_bias=has_bias)
-    for n_par in (0, 2):
-        total, got = _run(data, lazy=True, kind=kind, has_bias=has_bias, n_par=n_par)
+    want_total, want = _run(data, lazy=0, kind=kind, has_bias=has_bias)
+    for n_par, mask in itertools.product((0, 2), (1, 2, 3)):
+        total, got = _run(data, lazy=mask, kind=kind, has_bias=has_bias, n_par=n_par)
         assert total == want_total
         for a, b in zip(got, want, strict=True):
             np.testing.assert_array_equal(a, b)
@@ -127,8 +129,8 @@ def test_lazy_catch_up_is_dense_adamw_up_to_eps(has_bias: bool) -> None:
     data, kind = _sparse_data(), 1 if has_bias else 2
     names = ["P", "Q", "BU", "BI", "mP", "mQ", "mBU", "mBI", "vP", "vQ", "vBU", "vBI"]
     for eps, rtol in ((1e-30, 1e-4), (1e-8, 2e-2)):
-        dense_total, dense = _run(data, lazy=False, eps=eps, has_bias=has_bias, kind=kind)
-        lazy_total, lazy = _run(data, lazy=True, eps=eps, has_bias=has_bias, kind=kind)
+        dense_total, dense = _run(data, lazy=0, eps=eps, has_bias=has_bias, kind=kind)
+        lazy_total, lazy = _run(data, lazy=3, eps=eps, has_bias=has_bias, kind=kind)
         assert lazy_total == pytest.approx(dense_total, rel=rtol / 10)
         for name, a, b in zip(names, lazy, dense, strict=True):
             scale = float(np.abs(b).max()) + 1e-30
@@ -141,14 +143,17 @@ def test_lazy_catch_up_is_dense_adamw_up_to_eps(has_bias: bool) -> None:
 
 @pytest.mark.parametrize("has_bias", [False, True])
 def test_lazy_threaded_kernel_is_the_lazy_serial_kernel_bit_for_bit(has_bias: bool) -> None:
+    # Lazy on one side only, the other swept densely, or on both: any thread count and any
+    # split of the batches into calls give the serial kernel's bits.
     data = _sparse_data()
-    want_total, want = _run(data, lazy=True, has_bias=has_bias)
     n_batches = -(-len(data["perm"]) // data["bs"])
-    for n_par, cuts in ((1, [0, n_batches]), (2, [0, 5, n_batches]), (3, [0, 1, 9, n_batches])):
-        total, got = _run(data, lazy=True, has_bias=has_bias, n_par=n_par, cuts=cuts)
-        assert total == want_total, n_par
-        for a, b in zip(got, want, strict=True):
-            np.testing.assert_array_equal(a, b, err_msg=f"{n_par} threads")
+    for mask in (1, 2, 3):  # users only, items only (the other side dense), both
+        want_total, want = _run(data, lazy=mask, has_bias=has_bias)
+        for n_par, cuts in ((1, [0, n_batches]), (2, [0, 5, n_batches]), (3, [0, 1, 9, n_batches])):
+            total, got = _run(data, lazy=mask, has_bias=has_bias, n_par=n_par, cuts=cuts)
+            assert total == want_total, (mask, n_par)
+            for a, b in zip(got, want, strict=True):
+                np.testing.assert_array_equal(a, b, err_msg=f"mask {mask}, {n_par} threads")
 
 
 def _planted_fit(threads: int, lazy: bool, seed: int = 5) -> tuple[NeuralRecommender, Any]:
@@ -186,3 +191,20 @@ def test_lazy_bpr_fit_is_deterministic_and_the_same_at_two_threads() -> None:
     for key, value in one.get_state().items():
         np.testing.assert_array_equal(value, again.get_state()[key], err_msg=key)
         np.testing.assert_array_equal(value, two.get_state()[key], err_msg=key)
+
+
+def test_auto_makes_lazy_only_the_sides_a_batch_touches_little_of() -> None:
+    from recforge.train.fused_mf import LAZY_SHARE, lazy_sides
+
+    # ml-latest-small under BPR (batches of 1024, 4 negatives): 610 users, 8,230 items, both
+    # mostly touched by every batch: dense, as before the option existed.
+    assert lazy_sides("auto", 610, 8230, 1024, 4) == 0
+    # 100k users × 20k items: ~1% of the users a batch, ~23% of the items: users lazy only.
+    assert lazy_sides("auto", 100_000, 20_000, 1024, 4) == 1
+    # Both large: both lazy; the threshold is the expected touched share.
+    assert lazy_sides("auto", 1_000_000, 1_000_000, 1024, 4) == 3
+    edge = int(-1024 / np.log(1 - LAZY_SHARE))  # 1 − exp(−1024/rows) = LAZY_SHARE
+    assert lazy_sides("auto", edge - 50, 10, 1024, 0) == 0
+    assert lazy_sides("auto", edge + 50, 10, 1024, 0) == 1
+    assert lazy_sides(True, 10, 10, 1024, 4) == 3
+    assert lazy_sides(False, 10**7, 10**7, 1024, 4) == 0

@@ -191,7 +191,7 @@ class MFConfig(PairConfig):
     weight_decay: float = Field(0.1, ge=0)
     schedule: ScheduleName = "one_cycle"
     backend: Backend = Field("auto", description=_BACKEND_HELP)
-    lazy_adam: bool = Field(False, description=_LAZY_HELP)
+    lazy_adam: bool | Literal["auto"] = Field(False, description=_LAZY_HELP)
 
 
 class BiasedMFConfig(PairConfig):
@@ -208,7 +208,7 @@ class BiasedMFConfig(PairConfig):
     weight_decay: float = Field(0.1, ge=0)
     schedule: ScheduleName = "one_cycle"
     backend: Backend = Field("auto", description=_BACKEND_HELP)
-    lazy_adam: bool = Field(False, description=_LAZY_HELP)
+    lazy_adam: bool | Literal["auto"] = Field(False, description=_LAZY_HELP)
 
 
 # ====================================================================== closed-form fold-in
@@ -364,7 +364,7 @@ class _RidgeFoldIn(NeuralRecommender):
         from recforge.train.fused_mf import fused_mf_epoch, numba_available
 
         backend = getattr(self.config, "backend", "auto")
-        lazy = bool(getattr(self.config, "lazy_adam", False))
+        lazy: bool | str = getattr(self.config, "lazy_adam", False)
         if backend == "torch":
             return None
         if backend == "numba":
@@ -374,7 +374,7 @@ class _RidgeFoldIn(NeuralRecommender):
                     "or set backend = 'torch'"
                 )
 
-            def required(*args: Any, lazy: bool) -> FusedEpoch:
+            def required(*args: Any, lazy: bool | str) -> FusedEpoch:
                 fused = fused_mf_epoch(*args, lazy=lazy)
                 if fused is None:
                     raise ConfigError(

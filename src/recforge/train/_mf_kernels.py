@@ -236,6 +236,18 @@ def _mse_batch(
 
 
 @_jit
+def _inv_pairs(negs: Any, start: int, end: int, loss_kind: int) -> float:
+    """``1/m`` of a sampled batch's mean: ``m`` its kept (positive, negative) pairs for BPR, its
+    positives plus kept negatives for BCE."""
+    valid = 0
+    for k in range(start, end):
+        for j in range(negs.shape[1]):
+            valid += negs[k, j] >= 0
+    inv: float = 1.0 / max(valid, 1) if loss_kind == BPR else 1.0 / (end - start + valid)
+    return inv
+
+
+@_jit
 def _sampled_batch(
     P: Any, Q: Any, BU: Any, BI: Any, has_bias: bool, gP: Any, gQ: Any, gBU: Any, gBI: Any,
     users: Any, items: Any, negs: Any, perm: Any, start: int, end: int, offset: float,
@@ -251,11 +263,7 @@ def _sampled_batch(
     """
     n_neg = negs.shape[1]
     n_f = tmp.shape[0]
-    valid = 0
-    for k in range(start, end):
-        for j in range(n_neg):
-            valid += negs[k, j] >= 0
-    inv_m = 1.0 / max(valid, 1) if loss_kind == BPR else 1.0 / (end - start + valid)
+    inv_m: float = _inv_pairs(negs, start, end, loss_kind)
     lin = 0.0
     n_logs = 0
     for k in range(start, end):
@@ -362,6 +370,8 @@ def _sampled_l2(
 #: ``mode`` of :func:`_lazy_tables`: catch the touched rows' weights up to step ``T``; Adam step
 #: ``T`` of the touched rows; catch every row up to ``T`` (the epoch's end), clocks back to 0.
 CATCH_UP, STEP, FLUSH = 0, 1, 2
+#: Bits of the kernels' ``lazy`` mask: the user side (P, BU), the item side (Q, BI).
+LAZY_USERS, LAZY_ITEMS = 1, 2
 
 
 def lazy_coefs(
@@ -496,17 +506,20 @@ def _lazy_tables(
     BU: Any, mBU: Any, vBU: Any, gBU: Any, BI: Any, mBI: Any, vBI: Any, gBI: Any,
     has_bias: bool, seen_u: Any, seen_i: Any, tag: int, part: int, n_par: int,
     last_u: Any, last_i: Any, Us: Any, T: int, mode: int, coefs: Any, c: Any, b1: float,
-    b2: float, decoupled: bool,
+    b2: float, decoupled: bool, sides: int,
 ) -> None:  # fmt: skip
     """The lazy ``mode`` on part ``part`` of ``n_par`` of the users (P, BU) and of the items
-    (Q, BI), then, after the epoch's last step, every row of the part brought up to date;
-    ``Us``: the directions of P, Q, BU, BI. A row's tables share its clock, set last."""
-    sides = (
+    (Q, BI) of the sides in ``sides`` (bit mask), then, after the epoch's last step, every row
+    of the part brought up to date; ``Us``: the directions of P, Q, BU, BI. A row's tables
+    share its clock, set last."""
+    tabs = (
         (P, mP, vP, gP, Us[0], BU, mBU, vBU, gBU, Us[2], seen_u, last_u),
         (Q, mQ, vQ, gQ, Us[1], BI, mBI, vBI, gBI, Us[3], seen_i, last_i),
     )
     for x in range(2):
-        p, m, v, g, U, pb, mb, vb, gb, Ub, seen, last = sides[x]
+        if not (sides >> x) & 1:
+            continue
+        p, m, v, g, U, pb, mb, vb, gb, Ub, seen, last = tabs[x]
         lo, hi = p.shape[0] * part // n_par, p.shape[0] * (part + 1) // n_par
         if mode == STEP:
             _lazy_step(p, m, v, g, U, seen, tag, lo, hi, last, T, c, coefs, decoupled,
@@ -531,7 +544,7 @@ def mf_epoch(
     users: Any, items: Any, ratings: Any, negs: Any, perm: Any, batch_size: int,
     lrs: Any, step0: int, loss_kind: int, offset: float, lo: float, hi: float,
     use_range: bool, reg: float, b1: float, b2: float, eps: float, wd: float, decoupled: bool,
-    b_lo: int, b_hi: int, total: float, lazy: bool, coefs: Any, last_u: Any, last_i: Any,
+    b_lo: int, b_hi: int, total: float, lazy: int, coefs: Any, last_u: Any, last_i: Any,
     Us: Any,
 ) -> float:  # fmt: skip
     """Batches ``b_lo ≤ b < b_hi`` of an epoch over ``perm``; returns ``total + Σ loss · rows``.
@@ -543,7 +556,8 @@ def mf_epoch(
     ``negs`` holds each row's negatives in epoch order (``negs[k]`` for ``perm[k]``; ``-1``: none
     left for that user), unused for MSE. The ``g*`` buffers must be zero on entry (left zero).
     Per batch: its gradient (:func:`_mse_batch` or :func:`_sampled_batch` + :func:`_sampled_l2`),
-    then the Adam(W) sweep of every table at the batch's rate ``lrs[b]``; with ``lazy``, the
+    then the Adam(W) sweep of every table at the batch's rate ``lrs[b]``; on the sides in the
+    bit mask ``lazy`` (:data:`LAZY_USERS`, :data:`LAZY_ITEMS`), the
     step of the rows the batch touches only (the lazy Adam section: ``coefs`` from
     :func:`lazy_coefs`, ``last_u`` / ``last_i`` the rows' clocks, zero at the epoch's start and
     left zero at its end, when every row is brought up to date; ``Us`` the tables' directions,
@@ -563,7 +577,7 @@ def mf_epoch(
                    seen_i, b + 1)  # fmt: skip
             _lazy_tables(P, mP, vP, gP, Q, mQ, vQ, gQ, BU, mBU, vBU, gBU, BI, mBI, vBI, gBI,
                          has_bias, seen_u, seen_i, b + 1, 0, 1, last_u, last_i, Us, b,
-                         CATCH_UP, coefs, c, b1, b2, decoupled)  # fmt: skip
+                         CATCH_UP, coefs, c, b1, b2, decoupled, lazy)  # fmt: skip
         if loss_kind == MSE:
             loss, l2 = _mse_batch(
                 P, Q, BU, BI, has_bias, gP, gQ, gBU, gBI, users, items, ratings, perm,
@@ -585,16 +599,17 @@ def mf_epoch(
         if lazy:
             _lazy_tables(P, mP, vP, gP, Q, mQ, vQ, gQ, BU, mBU, vBU, gBU, BI, mBI, vBI, gBI,
                          has_bias, seen_u, seen_i, b + 1, 0, 1, last_u, last_i, Us, b + 1,
-                         STEP, coefs, c, b1, b2, decoupled)  # fmt: skip
-            continue
+                         STEP, coefs, c, b1, b2, decoupled, lazy)  # fmt: skip
         for ti in range(4 if has_bias else 2):
+            if (lazy >> (ti % 2)) & 1:  # a lazy side (its rows stepped above)
+                continue
             p, m, v, g = tables[ti]
             _adam_cells(p.reshape(-1), m.reshape(-1), v.reshape(-1), g.reshape(-1), c, decoupled)
     return total
 
 
 @_jit
-def _lazy_buffers(n_users: int, n_items: int, lazy: bool) -> tuple[Any, Any]:
+def _lazy_buffers(n_users: int, n_items: int, lazy: int) -> tuple[Any, Any]:
     """``(seen_u, seen_i)`` of :func:`_touch` (empty unless ``lazy``)."""
     nu, ni = (n_users, n_items) if lazy else (0, 0)
     return np.full(nu, -1, dtype=np.int64), np.full(ni, -1, dtype=np.int64)
@@ -646,9 +661,10 @@ def _sweep_part(
     P: Any, mP: Any, vP: Any, gP: Any, Q: Any, mQ: Any, vQ: Any, gQ: Any,
     BU: Any, mBU: Any, vBU: Any, gBU: Any, BI: Any, mBI: Any, vBI: Any, gBI: Any,
     has_bias: bool, lo_c: int, hi_c: int, lr: float, t: float, b1: float, b2: float,
-    eps: float, wd: float, decoupled: bool,
+    eps: float, wd: float, decoupled: bool, lazy: int,
 ) -> None:  # fmt: skip
-    """:func:`_adam_sweep` of cells ``lo_c ≤ x < hi_c`` of the tables laid end to end."""
+    """:func:`_adam_sweep` of cells ``lo_c ≤ x < hi_c`` of the tables laid end to end, those
+    of the sides in the bit mask ``lazy`` left out."""
     flat = (
         (P.reshape(-1), mP.reshape(-1), vP.reshape(-1), gP.reshape(-1)),
         (Q.reshape(-1), mQ.reshape(-1), vQ.reshape(-1), gQ.reshape(-1)),
@@ -657,6 +673,8 @@ def _sweep_part(
     )
     base = 0
     for ti in range(4 if has_bias else 2):
+        if (lazy >> (ti % 2)) & 1:
+            continue
         p, m, v, g = flat[ti]
         lo = max(lo_c - base, 0)
         hi = min(hi_c - base, p.shape[0])
@@ -780,7 +798,7 @@ def sampled_epoch_threaded(
     lrs: Any, step0: int, loss_kind: int, offset: float,
     b1: float, b2: float, eps: float, wd: float, decoupled: bool,
     b_lo: int, b_hi: int, total: float, n_par: int,
-    lazy: bool, coefs: Any, last_u: Any, last_i: Any, Us: Any,
+    lazy: int, coefs: Any, last_u: Any, last_i: Any, Us: Any,
 ) -> float:  # fmt: skip
     """:func:`mf_epoch` of a BPR / sampled-BCE loss without ``reg``, on ``n_par`` threads, with
     the very same floating-point operations in the same order: the same result to the last bit
@@ -804,7 +822,10 @@ def sampled_epoch_threaded(
     terms = np.zeros((batch_size, 2 * n_neg + 2))
     logs = np.empty(batch_size * (n_neg + 1))
     tmps = np.zeros((n_par, P.shape[1]), dtype=np.float32)
-    cells = P.size + Q.size + (BU.size + BI.size if has_bias else 0)
+    sizes = (P.size, Q.size, BU.size if has_bias else 0, BI.size if has_bias else 0)
+    cells = 0
+    for ti in range(4):
+        cells += 0 if (lazy >> (ti % 2)) & 1 else sizes[ti]
     seen_u, seen_i = _lazy_buffers(P.shape[0], Q.shape[0], lazy)
     for b in range(b_lo, b_hi):
         start = b * batch_size
@@ -818,12 +839,8 @@ def sampled_epoch_threaded(
             for part in numba.prange(n_par):
                 _lazy_tables(P, mP, vP, gP, Q, mQ, vQ, gQ, BU, mBU, vBU, gBU, BI, mBI, vBI,
                              gBI, has_bias, seen_u, seen_i, b + 1, part, n_par, last_u, last_i,
-                             Us, b, CATCH_UP, coefs, c, b1, b2, decoupled)  # fmt: skip
-        valid = 0
-        for k in range(start, end):
-            for j in range(n_neg):
-                valid += negs[k, j] >= 0
-        inv_m = 1.0 / max(valid, 1) if loss_kind == BPR else 1.0 / (rows + valid)
+                             Us, b, CATCH_UP, coefs, c, b1, b2, decoupled, lazy)  # fmt: skip
+        inv_m = _inv_pairs(negs, start, end, loss_kind)
         for part in numba.prange(n_par):
             _pair_derivatives(
                 P, Q, BU, BI, has_bias, users, items, negs, perm, start,
@@ -840,12 +857,13 @@ def sampled_epoch_threaded(
             for part in numba.prange(n_par):
                 _lazy_tables(P, mP, vP, gP, Q, mQ, vQ, gQ, BU, mBU, vBU, gBU, BI, mBI, vBI,
                              gBI, has_bias, seen_u, seen_i, b + 1, part, n_par, last_u, last_i,
-                             Us, b + 1, STEP, coefs, c, b1, b2, decoupled)  # fmt: skip
+                             Us, b + 1, STEP, coefs, c, b1, b2, decoupled, lazy)  # fmt: skip
+        if cells == 0:  # every side lazy
             continue
         for part in numba.prange(n_par):
             _sweep_part(
                 P, mP, vP, gP, Q, mQ, vQ, gQ, BU, mBU, vBU, gBU, BI, mBI, vBI, gBI, has_bias,
                 cells * part // n_par, cells * (part + 1) // n_par, lr, t, b1, b2, eps, wd,
-                decoupled,
+                decoupled, lazy,
             )  # fmt: skip
     return total
