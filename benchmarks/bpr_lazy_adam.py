@@ -1,12 +1,12 @@
 """mf loss=bpr with dense vs lazy Adam(W) (``lazy_adam``): paired fit times and NDCG@10.
 
-Usage: ``python benchmarks/bpr_lazy_adam.py DATASET EPOCHS REPS [THREADS]`` (DATASET: a
-MovieLens name or a speed-suite synthetic log, e.g. ``synthetic-2m``; temporal-user-80-20
-training part, 64 factors, seed 0; REPS interleaved repetitions, the arms' order reversed on odd
-ones, the first dropped as a warm-up when REPS > 2). Arms: ``lazy_adam`` False (dense), "auto"
-(lazy on the sides a batch touches little of), True (both sides lazy). Prints per arm the
-median wall and process CPU seconds, the paired ratios against dense, NDCG@10 of the last fit
-of each arm, and the load.
+Usage: ``python benchmarks/bpr_lazy_adam.py DATASET EPOCHS REPS [THREADS [PROTOCOL]]``
+(DATASET: a MovieLens name or a speed-suite synthetic log, e.g. ``synthetic-2m``; PROTOCOL's
+training part, temporal-user-80-20 by default; 64 factors, seed 0; REPS interleaved
+repetitions, the arms' order reversed on odd ones, the first dropped as a warm-up when
+REPS > 2). Arms: ``lazy_adam`` False (dense), "auto" (lazy on the sides a batch touches little
+of), True (both sides lazy). Prints per arm the median wall and process CPU seconds, the paired
+ratios against dense, NDCG@10 of the last fit of each arm, and the load.
 """
 
 from __future__ import annotations
@@ -21,10 +21,12 @@ from recforge.eval.protocols import get_protocol
 from recforge.models.registry import create
 
 
-def main(dataset: str, epochs: int, reps: int, threads: int) -> None:
-    protocol = get_protocol("temporal-user-80-20")
+def main(dataset: str, epochs: int, reps: int, threads: int, protocol_name: str) -> None:
+    protocol = get_protocol(protocol_name)
     ps = protocol.split(load_speed_dataset(dataset))
-    print(f"{dataset}: {epochs} epochs, {threads} thread(s), load {os.getloadavg()}")
+    print(
+        f"{dataset} ({protocol_name}): {epochs} epochs, {threads} thread(s), load {os.getloadavg()}"
+    )
     arms: list[bool | str] = [False, "auto", True]
     times: dict[bool | str, list[tuple[float, float]]] = {arm: [] for arm in arms}
     ndcg: dict[bool | str, float] = {}
@@ -58,4 +60,5 @@ if __name__ == "__main__":
         int(args[1]) if len(args) > 1 else 20,
         int(args[2]) if len(args) > 2 else 5,
         int(args[3]) if len(args) > 3 else 1,
+        args[4] if len(args) > 4 else "temporal-user-80-20",
     )

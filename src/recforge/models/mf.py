@@ -40,11 +40,14 @@ Trainer's torch steps, equal up to float rounding, 5-10x faster than them (ML-1M
 seed 0, load ~20: 101 s -> 20 s, RMSE 0.8458 both), and 0.57-0.90x the time of Surprise's SVD /
 implicit's BPR on ML-100k and ml-latest-small at one thread, 1.07x Surprise on ML-1M
 (docs/benchmarks/speed-sgd/speed.md). ``"torch"`` forces the torch loop (e.g. to debug a custom
-change of the network). ``lazy_adam=True`` (numba engine, AdamW or no weight decay) steps only
-the rows each batch touches and catches the others up in closed form: dense AdamW up to ε
-(NDCG@10 0.1161 vs 0.1162 on ml-latest-small), 1.6x faster kernels with 100k users × 20k items
-but slower on ml-latest-small, where a BPR batch touches ~45% of the items
-(docs/benchmarks/speed_bpr16.md); hence off by default.
+change of the network). ``lazy_adam`` (numba engine, AdamW or no weight decay) steps only the
+rows each batch touches and catches the others up in closed form: dense AdamW up to ε (forced on
+both sides, NDCG@10 0.1161 vs 0.1162 on ml-latest-small, 0.1871 both on ML-100k). It pays when a
+batch touches few of a table's rows (100k users: half the CPU time of a BPR epoch) and not when
+it touches many (a BPR batch touches ~45% of ml-latest-small's items: 1.4x slower), so ``mf``
+defaults to ``"auto"``, lazy on a side only when a batch is expected to touch < 10% of its rows
+(never on MovieLens-sized data, whose fits are unchanged to the last bit);
+``biased_mf`` defaults to False (docs/benchmarks/speed_bpr16.md).
 """
 
 from __future__ import annotations
@@ -164,7 +167,8 @@ _BACKEND_HELP = (
 
 _LAZY_HELP = (
     "numba backend: Adam(W) steps only the rows a batch touches and brings the others up to "
-    "date in closed form when next touched (dense Adam up to epsilon, fewer cells a batch); "
+    "date in closed form when next touched (dense Adam up to epsilon, fewer cells a batch): "
+    "True on users and items, 'auto' on the side(s) a batch touches < 10% of (many users), "
     "False: every row every batch, as torch's optimizer"
 )
 
@@ -191,7 +195,7 @@ class MFConfig(PairConfig):
     weight_decay: float = Field(0.1, ge=0)
     schedule: ScheduleName = "one_cycle"
     backend: Backend = Field("auto", description=_BACKEND_HELP)
-    lazy_adam: bool | Literal["auto"] = Field(False, description=_LAZY_HELP)
+    lazy_adam: bool | Literal["auto"] = Field("auto", description=_LAZY_HELP)
 
 
 class BiasedMFConfig(PairConfig):
