@@ -15,8 +15,8 @@ batch touches a small share of the rows (large user / item tables).
 
 Rows are read and written by index (``gQ[i, f]``) in loops written out in the kernels: a row
 view written to, or a helper called per row with array arguments, costs reference counting
-that took longer than the row's arithmetic (a BPR batch's gradient: 0.45 -> 0.26 ms on
-ml-latest-small's shapes, the same weights to the last bit).
+that took longer than the row's arithmetic (a BPR epoch on ml-latest-small's shapes: 0.73-0.85
+of the time, the same weights to the last bit; docs/benchmarks/speed_bpr16.md).
 
 Serial loops; only the dot products may reassociate (:func:`_jit_reassoc`, vectorised sums in
 an order fixed by the compiled code), so results are deterministic for a seed on a machine.
