@@ -167,6 +167,33 @@ def test_compiled_uniform_sampler_draws_the_numpy_items() -> None:
     ].any()
 
 
+def test_compiled_uniform_draws_match_numpy_on_skewed_users() -> None:
+    # The compiled draw counts a user's positives below the rank from a bucket index (buckets of
+    # 2^k ranks, ~2 positives each) then walks the bucket: users with no positive, one, all
+    # items but one, clustered and spread positives, and ranks at bucket edges (rand 0 and
+    # just below 1) must give numpy's searchsorted items.
+    rng = np.random.default_rng(1)
+    n_items = 5000
+    rows = [np.array([], np.int64), np.array([7]), np.delete(np.arange(n_items), 4321),
+            np.arange(100, 1100), np.sort(rng.choice(n_items, 700, replace=False)),
+            np.arange(0, n_items, 2), np.arange(4990, 5000)]  # fmt: skip
+    u = np.concatenate([np.full(len(r), k) for k, r in enumerate(rows)])
+    i = np.concatenate(rows)
+    users = rng.integers(0, len(rows), 1 << 17)
+    compiled_sampler = NegativeSampler(u, i, len(rows), n_items, seed=4)
+    rand = compiled_sampler.uniform_random(len(users))
+    rand[:14] = [0.0, 1 - 1e-12] * 7
+    users[:14] = np.repeat(np.arange(7), 2)
+    compiled = compiled_sampler.uniform_items(users, rand)
+    free = compiled_sampler._n_free[users]
+    ranks = np.floor(rand * np.maximum(free, 1)).astype(np.int64)
+    below = np.searchsorted(compiled_sampler._shifted, users * n_items + ranks, side="right")
+    plain = np.where(free > 0, ranks + below - compiled_sampler._indptr[users], -1)
+    assert np.array_equal(compiled, plain)
+    assert not compiled_sampler.is_positive(users, compiled)[compiled >= 0].any()
+    assert (compiled[users == 2] == 4321).all()  # the one free item
+
+
 @pytest.mark.parametrize("kernel", ["serial", "serial-first", "threaded"])
 def test_negatives_drawn_beside_the_kernel_give_the_serial_fit_bit_for_bit(
     kernel: str, monkeypatch: pytest.MonkeyPatch

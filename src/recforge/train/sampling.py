@@ -85,6 +85,8 @@ class NegativeSampler:
         rank_in_user = np.arange(len(self._keys), dtype=np.int64) - self._indptr[key_users]
         # Shifted keys (see module docstring); non-decreasing because p_m - m never decreases.
         self._shifted: IntArray = key_users * self.n_items + (key_items - rank_in_user)
+        #: The compiled uniform draw's bucket index (_mf_kernels.uniform_buckets), when first used.
+        self._buckets: tuple[IntArray, IntArray, npt.NDArray[np.int32]] | None = None
         pop = np.bincount(i, minlength=self.n_items).astype(np.float64)
         weights = np.where(pop > 0, pop**self.alpha, 0.0)
         total = weights.sum()
@@ -144,6 +146,8 @@ class NegativeSampler:
 
     def uniform_random(self, n_draws: int) -> npt.NDArray[np.float64]:
         """The uniform numbers the next ``n_draws`` uniform draws use (from the own stream)."""
+        if _numba_available():
+            self._bucket_index()  # here, before the draws are spread over threads
         return self._rng.random(n_draws)
 
     def uniform_items(self, users: IntArray, rand: npt.NDArray[np.float64]) -> IntArray:
@@ -152,9 +156,19 @@ class NegativeSampler:
         from recforge.train._mf_kernels import uniform_negatives
 
         out: IntArray = uniform_negatives(
-            self._shifted, self._indptr, self._n_free, users, rand, self.n_items
-        )
+            self._shifted, self._indptr, self._n_free, users, rand, self.n_items,
+            *self._bucket_index(),
+        )  # fmt: skip
         return out
+
+    def _bucket_index(self) -> tuple[IntArray, IntArray, npt.NDArray[np.int32]]:
+        """The compiled draw's bucket index (``_mf_kernels.uniform_buckets``), built on first
+        use (~1 ms for 80k events; built twice at worst by racing threads, the same arrays)."""
+        if self._buckets is None:
+            from recforge.train._mf_kernels import uniform_buckets
+
+            self._buckets = uniform_buckets(self._shifted, self._indptr, self._n_free, self.n_items)
+        return self._buckets
 
     def _uniform(self, users: IntArray, rng: np.random.Generator) -> IntArray:
         if len(users) >= _COMPILED_FROM and _numba_available():
