@@ -79,3 +79,35 @@ def test_large_random_windows_cover_each_event_once() -> None:
     pairs = {(a, b) for h in lists for a, b in zip(h[:-1] + 1, h[1:] + 1, strict=True)}
     cells = targets > 0
     assert set(zip(inputs[cells].tolist(), targets[cells].tolist(), strict=True)) <= pairs
+
+
+def test_window_priors_list_the_items_read_before_each_window() -> None:
+    seq = Sequences.from_lists([[0, 1, 0, 2, 3, 4, 5, 1], [5, 6]], n_items=8)
+    inputs, _ = seq.windows(max_len=2)
+    # user 0's windows, latest first, read events (5, 6), (3, 4), (1, 2), (0); user 1 reads (0).
+    assert inputs.tolist() == [[5, 6], [3, 4], [2, 1], [0, 1], [0, 6]]
+    # Before them: events 0-4 (items 0, 1, 0, 2, 3), 0-2, 0, none; none for user 1 (+1 coded).
+    priors = seq.window_priors(max_len=2)
+    assert priors.tolist() == [[1, 2, 3, 4], [1, 2, 0, 0], [1, 0, 0, 0], [0] * 4, [0] * 4]
+    unshifted = seq.window_priors(max_len=2, shift=False)
+    assert unshifted[0].tolist() == [1, 2, 3, 4, 5]  # events 0-5 precede the last window (6, 7)
+
+
+def test_window_priors_match_a_per_window_reading_on_random_histories() -> None:
+    rng = np.random.default_rng(1)
+    lists = [rng.integers(0, 30, rng.integers(0, 40)) for _ in range(80)]
+    seq = Sequences.from_lists(lists, n_items=30)
+    inputs, _ = seq.windows(max_len=6)
+    priors = seq.window_priors(max_len=6)
+    assert priors.shape[0] == inputs.shape[0]
+    row = 0
+    for h in lists:  # reference: slice each history by hand, latest window first
+        n_targets = max(len(h) - 1, 0)
+        for k in range(-(-n_targets // 6)):
+            start = max(n_targets - (k + 1) * 6, 0)
+            want = sorted({int(x) + 1 for x in h[:start]})
+            got = priors[row][priors[row] > 0].tolist()
+            assert got == want
+            assert inputs[row][inputs[row] > 0][0] == h[start] + 1  # the window's first input
+            row += 1
+    assert row == inputs.shape[0]

@@ -278,3 +278,58 @@ def test_cli_and_api_show_attention(
         assert [a["item_id"] for a in it["attention"]] == [str(c.item_id) for c in exp.attention]
         assert it["because"] is not None  # beside, not instead
     assert all(it["attention"] is None for it in plain["items"])
+
+
+def test_mask_seen_with_prior_drops_earlier_windows_items() -> None:
+    import torch
+
+    from recforge.models.sequential import _mask_seen
+
+    # Two rows; row 0's user read items 2 and 3 before this window, row 1's user nothing.
+    inputs = torch.tensor([[0, 1], [1, 2]])
+    target = torch.tensor([[1, 4], [2, 3]])  # row 0 re-watches item 3 (coded 4) at position 1
+    keep = target > 0
+    prior = torch.tensor([[3, 4], [0, 0]])
+    logits = torch.zeros(4, 4)
+    out = _mask_seen(logits, inputs, target, keep, window=1, prior=prior)
+    inf = float("-inf")
+    # row 0: position 0 has read items 2, 3 (earlier) and its target is item 0; position 1 has
+    # read item 0 and 2, 3 earlier, but its target item 3 stays in. Row 1 is the window case.
+    assert out.tolist() == [[0, 0, inf, inf], [inf, 0, inf, 0], [inf, 0, 0, 0], [inf, inf, 0, 0]]
+    assert _mask_seen(logits, inputs, target, keep, 1, prior=None).tolist()[:2] == [
+        [0, 0, 0, 0],
+        [inf, 0, 0, 0],
+    ]
+
+
+def test_exclude_seen_history_scope_changes_only_long_histories() -> None:
+    from recforge.data.sequences import Sequences
+
+    data = _chain_data(n_users=40, n_items=30, length=12)
+    base = {"epochs": 3, "max_len": 12, "hidden": 16, "exclude_seen": True, "dropout": 0.0}
+    # Every history fits one window: the earlier-history set is empty, the fits are identical.
+    scopes = ("window", "history")
+    short = [create("sasrec", **base, exclude_seen_scope=s).fit(data) for s in scopes]
+    users = np.arange(5)
+    np.testing.assert_array_equal(short[0].score_items(users), short[1].score_items(users))
+    # Windows of 4 over 12-event histories: the scope now reaches earlier windows' items.
+    long = [create("sasrec", **{**base, "max_len": 4}, exclude_seen_scope=s) for s in scopes]
+    for model in long:
+        model.fit(data)
+    assert not np.allclose(long[0].score_items(users), long[1].score_items(users))
+    assert np.isfinite(long[1].history_["train_loss"]).all()
+    # The default trains on the window tensors alone; "history" adds each window's priors.
+    long[0]._sequences = long[1]._sequences = Sequences.from_interactions(data)
+    plain, _ = long[0].training_setup(data)
+    wide, _ = long[1].training_setup(data)
+    assert set(plain) == {"input", "target"}
+    want = Sequences.from_interactions(data).window_priors(4)
+    np.testing.assert_array_equal(wide["prior"].numpy(), want)
+
+
+def test_exclude_seen_scope_needs_exclude_seen() -> None:
+    from recforge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="exclude_seen_scope"):
+        create("sasrec", exclude_seen_scope="history")
+    assert create("gru4rec", exclude_seen=True, exclude_seen_scope="history") is not None

@@ -191,3 +191,33 @@ class Sequences:
         targets[row, col] = self.items[src] + 1
         inputs[row, col] = self.items[src - skip] + 1
         return inputs, targets
+
+    def window_priors(self, max_len: int, *, shift: bool = True) -> IntArray:
+        """Items each training window's user read **before** the window: ``(n_windows, P)``.
+
+        Row ``r`` lists, once each (item index ``+ 1``, sorted, right-padded with 0), the
+        distinct items of the events that precede the first input of window ``r`` of
+        :meth:`windows` (same rows, same order). A user's earliest window has none; ``P`` is
+        the largest count (at least 1). Memory is ``n_windows × P`` — ``P`` is bounded by
+        the catalogue and by the longest history. Vectorised: one ``unique`` over the
+        ``(window, item)`` pairs.
+        """
+        if max_len < 1:
+            raise ConfigError(f"max_len must be >= 1, got {max_len}")
+        n_targets = np.maximum(self.lengths - (1 if shift else 0), 0)
+        n_win = -(-n_targets // max_len)
+        user_of_row = np.repeat(np.arange(self.n_users), n_win)
+        first_row = np.concatenate([[0], np.cumsum(n_win)[:-1]]).astype(np.int64)
+        # Window k (0 = latest) starts at input event max(0, n_targets - (k + 1) max_len).
+        k = np.arange(len(user_of_row)) - first_row[user_of_row]
+        prior = np.maximum(n_targets[user_of_row] - (k + 1) * max_len, 0)
+        rows = np.repeat(np.arange(len(prior)), prior)
+        within = np.arange(int(prior.sum())) - np.repeat(np.cumsum(prior) - prior, prior)
+        items = self.items[self.indptr[user_of_row][rows] + within]
+        key = np.unique(rows * (self.n_items + 1) + items + 1)
+        rows, codes = key // (self.n_items + 1), key % (self.n_items + 1)
+        counts = np.bincount(rows, minlength=len(prior)).astype(np.int64)
+        out = np.zeros((len(prior), max(1, int(counts.max(initial=0)))), dtype=np.int64)
+        col = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
+        out[rows, col] = codes
+        return out

@@ -17,8 +17,10 @@ catalogue at every position (default, SASRec+), ``"sampled_ce"``, or ``"gbce"`` 
 ``n_negatives`` uniform negatives. ``"ce"`` options: ``target_window``/``window_decay`` (each
 position learns its next ``w`` events, the ``j``-th weighted ``γ^j``: the all-action objective of
 PinnerFormer, Pancha et al. KDD 2022) and ``exclude_seen`` (a position's own history leaves its
-softmax, as evaluation removes training items). Trained on every position of every window of the
-history (causal mask), by the shared :class:`~recforge.train.Trainer`.
+softmax, as evaluation removes training items; ``exclude_seen_scope = "history"``: the items of
+the user's events before the training window too, not only those inside it). Trained on every
+position of every window of the history (causal mask), by the shared
+:class:`~recforge.train.Trainer`.
 
 For explanations, :meth:`SASRec.attention_to_history` gives the last layer's attention of the
 final position over the history (averaged over heads): which past items the next-item state

@@ -33,7 +33,13 @@ Objectives (``loss``), for next-item models, over the positions ``t`` with a tar
   leave that position's softmax, except its targets: ``log softmax`` runs over
   ``I ∖ (s_≤t ∖ targets_t)``. Evaluation removes a user's training items from the ranking, so
   the model need not spend capacity pushing them down (the train-time analogue of the
-  held-out ranking's mask, as in the masked softmax of Mult-VAE's evaluation);
+  held-out ranking's mask, as in the masked softmax of Mult-VAE's evaluation).
+  ``exclude_seen_scope = "history"`` widens the removed set to the user's whole earlier
+  history, ``I ∖ ((p_w ∪ s_≤t) ∖ targets_t)`` with ``p_w`` the items of the events before
+  window ``w`` (:meth:`Sequences.window_priors`): a history longer than ``max_len`` is cut into
+  windows, and without it a later window's positions keep the items of earlier windows in
+  their softmax although evaluation removes every training item. The default ``"window"``
+  removes only ``s_≤t``;
 
 * ``"sampled_ce"`` — the same softmax over the target and ``n_negatives`` items drawn uniformly
   once per batch (shared by its positions; a drawn negative equal to a target is ignored for that
@@ -132,6 +138,11 @@ class SequentialConfig(TrainConfig):
         description='"ce": drop each position\'s own history items (not its targets) from its '
         "softmax, as evaluation drops a user's training items.",
     )
+    exclude_seen_scope: Literal["window", "history"] = Field(
+        "window",
+        description='exclude_seen: "window" drops the items read inside the training window; '
+        '"history" also those of the user\'s earlier events (histories longer than max_len).',
+    )
     gbce_t: float = Field(0.75, ge=0, le=1, description="gBCE calibration t (0: plain BCE).")
     use_features: bool = Field(
         False, description="Add item genre embeddings (item_meta genres) to item embeddings."
@@ -162,6 +173,11 @@ class SequentialConfig(TrainConfig):
             raise ValueError(
                 f'exclude_seen and window_decay apply to loss = "ce" only (loss is '
                 f'"{self.loss}"); set loss = "ce" or drop them'
+            )
+        if self.exclude_seen_scope != "window" and not self.exclude_seen:
+            raise ValueError(
+                f'exclude_seen_scope = "{self.exclude_seen_scope}" needs exclude_seen = true; '
+                "set it or drop exclude_seen_scope"
             )
         return self
 
@@ -278,7 +294,8 @@ class NextItemLoss(Objective):
         if self.kind == "ce":
             logits = h @ table.T
             if self.exclude_seen:
-                logits = _mask_seen(logits, batch["input"], target, keep, self.window)
+                prior = batch.get("prior")  # present with exclude_seen_scope = "history"
+                logits = _mask_seen(logits, batch["input"], target, keep, self.window, prior)
             if self.window > 1:
                 return _window_ce(logits, target, keep, self.window, self.decay)
             return F.cross_entropy(logits, y)
@@ -335,12 +352,14 @@ def _mask_seen(
     target: torch.Tensor,
     keep: torch.Tensor,
     window: int,
+    prior: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``logits`` with each kept position's history items set to ``−inf``, its targets kept.
 
     Position ``(r, c)``'s history is ``inputs[r, :c + 1]`` (the inputs are the events before
-    each target); its targets are ``target[r, c : c + window]``, which stay in the softmax even
-    when seen before (a re-watched item remains a valid answer).
+    each target) plus, when given, ``prior[r]`` (``(B, P)``, the items of the user's events
+    before row ``r``'s window, 0 = pad); its targets are ``target[r, c : c + window]``, which
+    stay in the softmax even when seen before (a re-watched item remains a valid answer).
     """
     length = inputs.shape[1]
     upto = torch.ones(length, length, dtype=torch.bool, device=inputs.device).tril()
@@ -348,6 +367,12 @@ def _mask_seen(
     # Column 0 collects the padding (index 0) so every scatter writes one value per call.
     seen = torch.zeros(logits.shape[0], logits.shape[1] + 1, dtype=torch.bool, device=logits.device)
     seen.scatter_(1, history, True)
+    if prior is not None:
+        # One row per window, then copied to its kept positions: (B, I+1) -> (N, I+1).
+        earlier = torch.zeros(prior.shape[0], seen.shape[1], dtype=torch.bool, device=seen.device)
+        earlier.scatter_(1, prior, True)
+        rows = torch.arange(inputs.shape[0], device=inputs.device)[:, None].expand(-1, length)
+        seen |= earlier[rows[keep]]
     seen.scatter_(1, _ahead(target, keep, window), False)
     return logits.masked_fill(seen[:, 1:], -math.inf)
 
@@ -485,13 +510,17 @@ class SequentialRecommender(NeuralRecommender):
     def training_setup(self, train: Interactions) -> tuple[dict[str, torch.Tensor], Objective]:
         """Window tensors ``{"input", "target"}`` of every user's history and the objective."""
         assert self._sequences is not None
-        inputs, targets = self._sequences.windows(self._cfg().max_len, shift=self.shift)
+        cfg = self._cfg()
+        inputs, targets = self._sequences.windows(cfg.max_len, shift=self.shift)
         if len(targets) == 0:
             raise DataError(
                 f"{train.source}: no user has {'two events' if self.shift else 'an event'} to "
                 f"train {self.name} on"
             )
         data = {"input": torch.from_numpy(inputs), "target": torch.from_numpy(targets)}
+        if cfg.exclude_seen and cfg.exclude_seen_scope == "history":
+            prior = self._sequences.window_priors(cfg.max_len, shift=self.shift)
+            data["prior"] = torch.from_numpy(prior)
         return data, self.make_objective()
 
     def make_validator(self, train: Interactions, valid: Interactions) -> Validator | None:
