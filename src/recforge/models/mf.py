@@ -301,11 +301,16 @@ def _ridge_scores(
 ) -> FloatArray:
     """Fold-in scores of every item from the closed form (through the y_range sigmoid)."""
     system = _ridge_system(model, item_idx, ratings)
-    raw = system.raw_scores()
-    if system.y_range is not None:
-        lo, hi = system.y_range
-        raw = lo + (hi - lo) / (1.0 + np.exp(-raw))
-    out: FloatArray = raw.astype(np.float32)
+    out: FloatArray = _served(system, system.raw_scores()).astype(np.float32)
+    return out
+
+
+def _served(system: _Ridge, raw: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Raw (logit) scores through the output's scaled sigmoid, when it has one."""
+    if system.y_range is None:
+        return raw
+    lo, hi = system.y_range
+    out: npt.NDArray[np.float64] = lo + (hi - lo) / (1.0 + np.exp(-raw))
     return out
 
 
@@ -331,7 +336,13 @@ def _ridge_explain_one(
     The served explanation's hot path (~1,000 calls a second): one solve with the targets'
     rows and the prior as right-hand sides, and only the targets' offsets.
     """
-    system = _ridge_system(model, idx, vals)
+    return _ridge_terms(_ridge_system(model, idx, vals), tgt)
+
+
+def _ridge_terms(
+    system: _Ridge, tgt: IndexArray
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """``(score, weights)`` of targets ``tgt`` in a ridge system (:func:`_ridge_explain_one`)."""
     x_t = system.item_rows[tgt]
     rhs = np.vstack([x_t, system.prior[None, :]]).T
     solved = np.linalg.solve(system.a, rhs).T  # rows: A⁻¹ x_t, then A⁻¹ λw₀
@@ -406,6 +417,36 @@ class _RidgeFoldIn(NeuralRecommender):
         if self.loss_kind() != "mse":
             return super().explain_rows(rows, row_of, targets)
         return _ridge_explain(self, rows, row_of, targets)
+
+    def rank_history_top(
+        self,
+        items: IndexArray,
+        ratings: FloatArray,
+        k: int,
+        exclude: IndexArray,
+        n: int,
+        *,
+        new_user: bool = False,
+    ) -> tuple[IndexArray, FloatArray, npt.NDArray[np.float64]] | None:
+        """A new user's top-``k`` (as :meth:`recommend_for_ratings` ranks it) and its exact
+        explanation weights ``(k, |H|)`` from one ridge system, not a fold-in and then a second
+        one for the explanation (the service's explained POST).
+
+        None for known users, whom the service ranks by their trained factors, and for the
+        losses without the closed form.
+        """
+        del n  # every history item's weight is exact; the caller picks the largest
+        if not new_user or self.loss_kind() != "mse":
+            return None
+        from recforge.models.base import rank_scores
+
+        idx = np.asarray(items, dtype=np.int64)
+        system = _ridge_system(self, idx, np.asarray(ratings, dtype=np.float32))
+        scores = _served(system, system.raw_scores()).astype(np.float32)
+        ex = np.asarray(exclude, dtype=np.int64)
+        top, val = rank_scores(scores[None, :], k, exclude=(np.zeros(len(ex), np.int64), ex))
+        targets = top[0][top[0] >= 0]
+        return top[0], val[0], _ridge_terms(system, targets)[1]
 
     def explain_history(
         self, items: IndexArray, ratings: FloatArray, targets: IndexArray
