@@ -985,6 +985,35 @@ class ALS(HistoryTerms, Recommender):
         """
         return self._history_terms(rows, row_of, targets)
 
+    def rank_history_top(
+        self,
+        items: IndexArray,
+        ratings: FloatArray,
+        k: int,
+        exclude: IndexArray,
+        n: int,
+        *,
+        new_user: bool = False,
+    ) -> tuple[IndexArray, FloatArray, F64Array] | None:
+        """A new user's top-``k`` (as :meth:`recommend_for_ratings` ranks it) with its exact
+        explanation weights ``(k, |H|)``, in one call: the service's explained POST, without
+        the item-id round trip of a ranked list between the fold-in and the explanation.
+
+        None for known users, whom the service ranks by their trained factors.
+        """
+        del n  # every history item's weight is exact; the caller picks the largest
+        if not new_user:
+            return None
+        from recforge.models.base import rank_scores
+
+        idx = np.asarray(items, dtype=np.int64)
+        vals = np.asarray(ratings, dtype=np.float32)
+        ex = np.asarray(exclude, dtype=np.int64)
+        scores = self.fold_in_scores(idx, vals)[None, :]
+        top, val = rank_scores(scores, k, exclude=(np.zeros(len(ex), np.int64), ex))
+        targets = top[0][top[0] >= 0]
+        return top[0], val[0], self._explain_one(idx, vals, targets)[1]
+
     def _explain_one(
         self, idx: IndexArray, vals: FloatArray, tgt: IndexArray
     ) -> tuple[F64Array, F64Array]:

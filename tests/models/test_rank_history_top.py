@@ -1,4 +1,4 @@
-"""MF / biased MF: a new user's ranking and its explanation from one ridge system
+"""MF, biased MF and ALS: a new user's ranking and its explanation in one call
 (``rank_history_top``, the service's explained POST) equal the separate calls."""
 
 from __future__ import annotations
@@ -10,10 +10,20 @@ from recforge.models.registry import create
 from recforge.testing import planted_explicit, planted_implicit
 
 
-@pytest.mark.parametrize("name", ["mf", "biased_mf"])
-def test_one_system_ranks_and_explains_as_the_separate_calls(name: str) -> None:
-    data = planted_explicit(3)
-    model = create(name, {"epochs": 3, "seed": 0, "verbose": False}).fit(data.train)
+@pytest.mark.parametrize(
+    ("name", "cfg", "implicit"),
+    [
+        ("mf", {"epochs": 3, "seed": 0, "verbose": False}, False),
+        ("biased_mf", {"epochs": 3, "seed": 0, "verbose": False}, False),
+        ("als", {"iterations": 3, "seed": 0}, False),
+        ("als", {"iterations": 3, "seed": 0}, True),
+    ],
+)
+def test_one_call_ranks_and_explains_as_the_separate_calls(
+    name: str, cfg: dict[str, object], implicit: bool
+) -> None:
+    data = planted_implicit(3) if implicit else planted_explicit(3)
+    model = create(name, cfg).fit(data.train)
     rng = np.random.default_rng(0)
     for _ in range(5):
         idx = rng.choice(model.n_items, 8, replace=False).astype(np.int64)
