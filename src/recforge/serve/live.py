@@ -55,6 +55,10 @@ def _limit_blas_threads(n: int) -> None:
     spin against each other and against the other requests. Measured on the 2-core machine at
     load ~7: ALS's explanation of 10 items took 3.8 ms with 2 BLAS threads, 1.1 ms with 1.
     """
+    # scipy ships its own OpenBLAS, loaded with scipy.linalg: load it first, or it keeps every
+    # core (measured: 2 threads in a served item-kNN, whose every ranking then paid a
+    # threadpoolctl limit, ~30 µs, and a BLAS call split over spinning threads).
+    import scipy.linalg  # noqa: F401
     from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
     threadpool_limits(limits=n, user_api="blas")
