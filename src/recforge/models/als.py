@@ -1004,15 +1004,12 @@ class ALS(HistoryTerms, Recommender):
         del n  # every history item's weight is exact; the caller picks the largest
         if not new_user:
             return None
-        from recforge.models.base import rank_scores
+        from recforge.models.base import rank_one_row
 
         idx = np.asarray(items, dtype=np.int64)
         vals = np.asarray(ratings, dtype=np.float32)
-        ex = np.asarray(exclude, dtype=np.int64)
-        scores = self.fold_in_scores(idx, vals)[None, :]
-        top, val = rank_scores(scores, k, exclude=(np.zeros(len(ex), np.int64), ex))
-        targets = top[0][top[0] >= 0]
-        return top[0], val[0], self._explain_one(idx, vals, targets)[1]
+        top, val, targets = rank_one_row(self.fold_in_scores(idx, vals), k, exclude)
+        return top, val, self._explain_one(idx, vals, targets)[1]
 
     def _explain_one(
         self, idx: IndexArray, vals: FloatArray, tgt: IndexArray

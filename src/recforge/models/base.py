@@ -208,6 +208,21 @@ def finite_scores(scores: npt.ArrayLike, dtype: type[np.floating[Any]] = np.floa
     return out
 
 
+def rank_one_row(
+    scores: npt.ArrayLike, k: int, exclude: npt.ArrayLike
+) -> tuple[IndexArray, FloatArray, IndexArray]:
+    """One user's ranked list from a score row: ``(top, scores, targets)``.
+
+    :func:`rank_scores` of the ``(n_items,)`` row (or ``(1, n_items)``) without the items
+    ``exclude``; ``targets`` are the filled positions of ``top`` (no -1), the items a
+    ``rank_history_top`` then explains.
+    """
+    row = np.asarray(scores).reshape(1, -1)
+    ex = np.asarray(exclude, dtype=np.int64)
+    top, val = rank_scores(row, k, exclude=(np.zeros(len(ex), np.int64), ex))
+    return top[0], val[0], top[0][top[0] >= 0]
+
+
 def rank_scores(
     scores: npt.ArrayLike,
     k: int,

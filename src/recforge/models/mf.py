@@ -438,15 +438,13 @@ class _RidgeFoldIn(NeuralRecommender):
         del n  # every history item's weight is exact; the caller picks the largest
         if not new_user or self.loss_kind() != "mse":
             return None
-        from recforge.models.base import rank_scores
+        from recforge.models.base import rank_one_row
 
         idx = np.asarray(items, dtype=np.int64)
         system = _ridge_system(self, idx, np.asarray(ratings, dtype=np.float32))
         scores = _served(system, system.raw_scores()).astype(np.float32)
-        ex = np.asarray(exclude, dtype=np.int64)
-        top, val = rank_scores(scores[None, :], k, exclude=(np.zeros(len(ex), np.int64), ex))
-        targets = top[0][top[0] >= 0]
-        return top[0], val[0], _ridge_terms(system, targets)[1]
+        top, val, targets = rank_one_row(scores, k, exclude)
+        return top, val, _ridge_terms(system, targets)[1]
 
     def explain_history(
         self, items: IndexArray, ratings: FloatArray, targets: IndexArray

@@ -685,7 +685,7 @@ class MultDAE(NeuralRecommender):
         every drop-one row computed in the same pass (:meth:`_rank_short_history`).
         """
         from recforge.models import _vae_screen
-        from recforge.models.base import rank_scores
+        from recforge.models.base import rank_one_row
 
         cfg = self._cfg()
         idx = np.asarray(items, dtype=np.int64)
@@ -707,10 +707,7 @@ class MultDAE(NeuralRecommender):
         pre_of, screen_of = self._screen_parts(lay, idx, vals)
         head = _vae_screen.head(lay, pre_of(np.zeros(1, dtype=np.int64)))
         logp = _vae_screen.log_softmax(head.z0[None, :])
-        ex = np.asarray(exclude, dtype=np.int64)
-        top, scores = rank_scores(logp, k, exclude=(np.zeros(len(ex), np.int64), ex))
-        top, scores = top[0], scores[0]
-        targets = top[top >= 0]
+        top, scores, targets = rank_one_row(logp, k, exclude)
         if not len(targets):
             return top, scores, np.zeros((0, len(idx)))
         weights = self._screened_top(lay, pre_of, screen_of, len(idx), targets, n, head)
@@ -722,20 +719,16 @@ class MultDAE(NeuralRecommender):
         """:meth:`rank_history_top` of a history short enough to occlude in full (no screen):
         the full row and every drop-one row in one pass, as :meth:`explain_rows` computes them;
         row 0's log-probabilities rank (a new user's POST: one pass, not a fold-in, then it)."""
-        from recforge.models.base import rank_scores
+        from recforge.models.base import rank_one_row
 
         net = self._net()
         net.eval()
         with torch.no_grad():
             logits = net.decoder[-1](self._drop_one_hidden(idx, vals))
             logp = F.log_softmax(logits, dim=1).double().cpu().numpy()
-        ex = np.asarray(exclude, dtype=np.int64)
-        top, scores = rank_scores(
-            logp[:1].astype(np.float32), k, exclude=(np.zeros(len(ex), np.int64), ex)
-        )
-        targets = top[0][top[0] >= 0]
+        top, scores, targets = rank_one_row(logp[0].astype(np.float32), k, exclude)
         weights = logp[0, targets][:, None] - logp[1:, targets].T
-        return top[0], scores[0], weights
+        return top, scores, weights
 
     def _screen_parts(
         self, lay: Any, idx: IndexArray, vals: FloatArray
