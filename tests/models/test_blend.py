@@ -10,7 +10,6 @@ import pytest
 import scipy.sparse as sp
 
 from recforge.errors import ConfigError, DataError
-from recforge.models.base import Recommender
 from recforge.models.blend import Blend, ridge_blend_weights
 from recforge.models.blend_meta import (
     META_FEATURES,
@@ -21,6 +20,8 @@ from recforge.models.blend_meta import (
 )
 from recforge.models.registry import create
 from recforge.testing import ModelContract, planted_explicit, planted_implicit
+
+from ._round_trip import assert_loads_identically
 
 FAST_MEMBERS = [
     {"model": "biases"},
@@ -67,14 +68,8 @@ def test_scores_are_the_weighted_member_scores() -> None:
 def test_save_load_round_trip(tmp_path: Path) -> None:
     data = planted_explicit(2)
     model = create("blend", {"members": FAST_MEMBERS}).fit(data.train)
-    loaded = Recommender.load(model.save(tmp_path / "run"))
-    users = np.arange(model.n_users)
-    np.testing.assert_array_equal(loaded.score_items(users), model.score_items(users))
     ratings = {model.items_.ids[i]: 4.0 for i in range(6)}
-    np.testing.assert_array_equal(
-        loaded.recommend_for_ratings(ratings, k=5).item_ids,
-        model.recommend_for_ratings(ratings, k=5).item_ids,
-    )
+    assert_loads_identically(model, tmp_path / "run", ratings)
 
 
 def test_config_errors() -> None:
@@ -214,14 +209,8 @@ def test_fwls_save_load_round_trip_and_one_sided_features(tmp_path: Path) -> Non
     data = planted_explicit(0)
     for names in (list(META_FEATURES), ["item_support"]):
         model = create("blend", {"members": FAST_MEMBERS, "meta_features": names}).fit(data.train)
-        loaded = Recommender.load(model.save(tmp_path / f"run{len(names)}"))
-        users = np.arange(model.n_users)
-        np.testing.assert_array_equal(loaded.score_items(users), model.score_items(users))
         ratings = {model.items_.ids[i]: 3.0 + i % 3 for i in range(6)}
-        np.testing.assert_array_equal(
-            loaded.recommend_for_ratings(ratings, k=5).scores,
-            model.recommend_for_ratings(ratings, k=5).scores,
-        )
+        assert_loads_identically(model, tmp_path / f"run{len(names)}", ratings)
 
 
 def test_fwls_config_errors() -> None:

@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 from sklearn.ensemble import HistGradientBoostingRegressor
 
-from recforge.models.base import Recommender
 from recforge.models.blend import Blend, ridge_blend_weights
 from recforge.models.blend_boost import TreeEnsemble, _from_sklearn, boost_inputs, fit_boost
 from recforge.models.blend_meta import META_FEATURES
 from recforge.models.registry import create
 from recforge.testing import ModelContract, planted_explicit
+
+from ._round_trip import assert_loads_identically
 
 FAST_MEMBERS = [
     {"model": "biases"},
@@ -122,14 +123,8 @@ def test_plain_blend_state_has_no_trees_and_boosted_round_trips(tmp_path: Path) 
     assert not any(k.startswith("blend_boost_") for k in plain.get_state())
     for config in (BOOST, {"members": FAST_MEMBERS, "boost_rounds": 20, "boost_min_leaf": 10}):
         model = create("blend", config).fit(data.train)
-        loaded = Recommender.load(model.save(tmp_path / f"run{len(config)}"))
-        users = np.arange(model.n_users)
-        np.testing.assert_array_equal(loaded.score_items(users), model.score_items(users))
         ratings = {model.items_.ids[i]: 2.0 + i % 4 for i in range(8)}
-        np.testing.assert_array_equal(
-            loaded.recommend_for_ratings(ratings, k=5).scores,
-            model.recommend_for_ratings(ratings, k=5).scores,
-        )
+        assert_loads_identically(model, tmp_path / f"run{len(config)}", ratings)
 
 
 class TestBlendBoostContract(ModelContract):
