@@ -64,8 +64,6 @@ class EmbeddingNetModule(nn.Module):
         sigmoid range); ``score_all(user_idx (B,)) -> (B, n_items)``.
     """
 
-    #: ``score_all(user_idx, items)`` scores an item subset (the fold-in grids rely on it).
-    scores_item_subsets: ClassVar[bool] = True
     user_param_names: ClassVar[tuple[str, ...]] = ("user_emb.weight",)
     item_param_names: ClassVar[tuple[str, ...]] = ("item_emb.weight",)
 
@@ -112,14 +110,12 @@ class EmbeddingNetModule(nn.Module):
     def _weights(self) -> list[torch.Tensor]:
         return [lin.weight for lin in self.linears if isinstance(lin, nn.Linear)]
 
-    def score_all(self, user_idx: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
-        """Raw scores of every item (or of ``items``) for each user: ``(B, n_items)`` (``(B, I)``)
-        (eval mode: no dropout)."""
+    def score_all(self, user_idx: torch.Tensor) -> torch.Tensor:
+        """Raw scores of every item for each user: ``(B, n_items)`` (eval mode: no dropout)."""
         first = self.linears[0]
         assert isinstance(first, nn.Linear)
         d = self.n_factors
-        q = self.item_emb.weight if items is None else self.item_emb(items)
-        item_part = q @ first.weight[:, d:].T  # (n_items, h1), once per call
+        item_part = self.item_emb.weight @ first.weight[:, d:].T  # (n_items, h1), once per call
         n_items = item_part.shape[0]
         widest = max(int(w.shape[0]) for w in self._weights())
         chunk = max(1, _SCORE_BUDGET // max(1, n_items * widest))

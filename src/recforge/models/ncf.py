@@ -80,8 +80,6 @@ class GMF(nn.Module):
         ``score_all(user_idx (B,)) -> (B, n_items)``.
     """
 
-    #: ``score_all(user_idx, items)`` scores an item subset (the fold-in grids rely on it).
-    scores_item_subsets: ClassVar[bool] = True
     user_param_names: ClassVar[tuple[str, ...]] = ("user_emb.weight",)
     item_param_names: ClassVar[tuple[str, ...]] = ("item_emb.weight",)
 
@@ -105,11 +103,9 @@ class GMF(nn.Module):
         out: torch.Tensor = self.predict(self.features(user_idx, item_idx)).squeeze(-1)
         return out
 
-    def score_all(self, user_idx: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
-        """Scores of every item (or of ``items``) for each user: ``(B, n_items)`` (``(B, I)``),
-        via ``p_u (Q diag(h))^T + b``."""
-        q = self.item_emb.weight if items is None else self.item_emb(items)
-        weighted = q * self.predict.weight  # (n_items, d) * (1, d)
+    def score_all(self, user_idx: torch.Tensor) -> torch.Tensor:
+        """Scores of every item for each user: ``(B, n_items)``, via ``p_u (Q diag(h))^T + b``."""
+        weighted = self.item_emb.weight * self.predict.weight  # (n_items, d) * (1, d)
         out: torch.Tensor = self.user_emb(user_idx) @ weighted.T + self.predict.bias
         return out
 
@@ -129,8 +125,6 @@ class NCFMLP(nn.Module):
         ``score_all(user_idx (B,)) -> (B, n_items)``.
     """
 
-    #: ``score_all(user_idx, items)`` scores an item subset (the fold-in grids rely on it).
-    scores_item_subsets: ClassVar[bool] = True
     user_param_names: ClassVar[tuple[str, ...]] = ("user_emb.weight",)
     item_param_names: ClassVar[tuple[str, ...]] = ("item_emb.weight",)
 
@@ -173,11 +167,8 @@ class NCFMLP(nn.Module):
         out: torch.Tensor = self.predict(self.features(user_idx, item_idx)).squeeze(-1)
         return out
 
-    def features_all(
-        self, user_idx: torch.Tensor, items: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """Last hidden activation for every (user, item): ``(B, n_items, layers[-1])``
-        (``(B, I, layers[-1])`` for the items ``items``).
+    def features_all(self, user_idx: torch.Tensor) -> torch.Tensor:
+        """Last hidden activation for every (user, item): ``(B, n_items, layers[-1])``.
 
         The first layer is split into its user and item halves so the item half is computed once.
         Dropout is not applied (call under ``eval()``; this is a scoring path).
@@ -187,20 +178,19 @@ class NCFMLP(nn.Module):
         d = self.user_emb.embedding_dim
         w_u, w_i = first.weight[:, :d], first.weight[:, d:]
         user_part = self.user_emb(user_idx) @ w_u.T + first.bias  # (B, h1)
-        q = self.item_emb.weight if items is None else self.item_emb(items)
-        item_part = q @ w_i.T  # (n_items, h1)
+        item_part = self.item_emb.weight @ w_i.T  # (n_items, h1)
         x = torch.relu(user_part[:, None, :] + item_part[None, :, :])
         for layer in list(self.hidden)[1:]:
             x = torch.relu(layer(x))
         return x
 
-    def score_all(self, user_idx: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
-        """Scores of every item (or of ``items``) for each user, in memory-bounded user chunks."""
-        n = self.item_emb.num_embeddings if items is None else len(items)
-        return _chunked_users(user_idx, n, self.first_width, lambda u: self._score_chunk(u, items))
+    def score_all(self, user_idx: torch.Tensor) -> torch.Tensor:
+        """Scores of every item for each user, in memory-bounded user chunks."""
+        n = self.item_emb.num_embeddings
+        return _chunked_users(user_idx, n, self.first_width, self._score_chunk)
 
-    def _score_chunk(self, user_idx: torch.Tensor, items: torch.Tensor | None) -> torch.Tensor:
-        out: torch.Tensor = self.predict(self.features_all(user_idx, items)).squeeze(-1)
+    def _score_chunk(self, user_idx: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.predict(self.features_all(user_idx)).squeeze(-1)
         return out
 
 
@@ -231,8 +221,6 @@ class NeuMF(nn.Module):
         ``score_all(user_idx (B,)) -> (B, n_items)``.
     """
 
-    #: ``score_all(user_idx, items)`` scores an item subset (the fold-in grids rely on it).
-    scores_item_subsets: ClassVar[bool] = True
     user_param_names: ClassVar[tuple[str, ...]] = ("gmf.user_emb.weight", "mlp.user_emb.weight")
     item_param_names: ClassVar[tuple[str, ...]] = ("gmf.item_emb.weight", "mlp.item_emb.weight")
 
@@ -260,19 +248,16 @@ class NeuMF(nn.Module):
         out: torch.Tensor = self.predict(x).squeeze(-1)
         return out
 
-    def score_all(self, user_idx: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
-        """Scores of every item (or of ``items``) for each user, in memory-bounded user chunks."""
-        n = self.gmf.item_emb.num_embeddings if items is None else len(items)
-        return _chunked_users(
-            user_idx, n, self.mlp.first_width, lambda u: self._score_chunk(u, items)
-        )
+    def score_all(self, user_idx: torch.Tensor) -> torch.Tensor:
+        """Scores of every item for each user, in memory-bounded user chunks."""
+        n = self.gmf.item_emb.num_embeddings
+        return _chunked_users(user_idx, n, self.mlp.first_width, self._score_chunk)
 
-    def _score_chunk(self, user_idx: torch.Tensor, items: torch.Tensor | None) -> torch.Tensor:
+    def _score_chunk(self, user_idx: torch.Tensor) -> torch.Tensor:
         d = self.gmf.item_emb.embedding_dim
         h_gmf, h_mlp = self.predict.weight[0, :d], self.predict.weight[0, d:]
-        q = self.gmf.item_emb.weight if items is None else self.gmf.item_emb(items)
-        gmf_part = self.gmf.user_emb(user_idx) @ (q * h_gmf).T
-        mlp_part = self.mlp.features_all(user_idx, items) @ h_mlp
+        gmf_part = self.gmf.user_emb(user_idx) @ (self.gmf.item_emb.weight * h_gmf).T
+        mlp_part = self.mlp.features_all(user_idx) @ h_mlp
         out: torch.Tensor = gmf_part + mlp_part + self.predict.bias
         return out
 

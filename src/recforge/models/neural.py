@@ -42,9 +42,7 @@ Batched fold-in: users are independent rows of one optimisation (:mod:`recforge.
 per-row L-BFGS with its own line search and stopping tests), so :meth:`fold_in_scores_batch`
 folds in ``R`` users (or an occlusion explanation's ``|H| + 1`` histories) at the cost of a few
 dozen batched evaluations rather than ``R`` separate fits, and each row ends where it would
-alone; :meth:`fold_in_scores` is the batch of one. For the implicit losses, rows that share
-their items (occlusion) are scored as a grid through networks that score item subsets
-(``scores_item_subsets``: the split first layer of the embedding MLPs).
+alone; :meth:`fold_in_scores` is the batch of one.
 
 Explanations (:meth:`NeuralRecommender.explain_rows`): under the squared error the fold-in is
 least squares (:meth:`NeuralRecommender.least_squares_rows`), and each rating's weight is its
@@ -223,19 +221,10 @@ class OutputHead(nn.Module):
         """Outputs of (user, item) pairs: ``(B,)``."""
         return self.activate(self.inner(user_idx, item_idx))
 
-    def score_all(self, user_idx: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
-        """Outputs of every item for each user: ``(B, n_items)``; of ``items`` only: ``(B, I)``.
-
-        A network scores an item subset itself when it declares ``scores_item_subsets``
-        (its ``score_all(user_idx, items)``), else the subset is scored pair by pair.
-        """
+    def score_all(self, user_idx: torch.Tensor) -> torch.Tensor:
+        """Outputs of every item for each user: ``(B, n_items)`` (the network's own
+        ``score_all`` when it has one, else pair by pair)."""
         inner_score_all = getattr(self.inner, "score_all", None)
-        if items is not None:
-            if inner_score_all is not None and getattr(self.inner, "scores_item_subsets", False):
-                return self.activate(inner_score_all(user_idx, items))
-            pairs_u = user_idx.repeat_interleave(len(items))
-            grid = self.forward(pairs_u, items.repeat(len(user_idx)))
-            return grid.reshape(len(user_idx), len(items))
         if inner_score_all is not None:
             raw: torch.Tensor = inner_score_all(user_idx)
             return self.activate(raw)
@@ -900,9 +889,9 @@ class _ScoreAll(nn.Module):
         super().__init__()
         self.m = m
 
-    def forward(self, user_idx: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
-        score_all: Callable[..., torch.Tensor] = getattr(self.m, "score_all")  # noqa: B009
-        return score_all(user_idx) if items is None else score_all(user_idx, items)
+    def forward(self, user_idx: torch.Tensor) -> torch.Tensor:
+        score_all: Callable[[torch.Tensor], torch.Tensor] = getattr(self.m, "score_all")  # noqa: B009
+        return score_all(user_idx)
 
 
 def _prefixed(params: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
