@@ -714,7 +714,7 @@ class NeuralRecommender(Recommender):
         cost ~3 ms of a ~6 ms two-tower fold-in; each thread keeps its own, as the copy is
         mutated per evaluation)."""
         module = self._module()
-        key = (id(module), *((id(p), p._version) for p in module.parameters()))
+        key = self._weights_key()
         cache: dict[int, tuple[Any, _UserRows]] = self.__dict__.setdefault("_user_rows_cache", {})
         thread = threading.get_ident()
         found = cache.get(thread)
@@ -725,6 +725,12 @@ class NeuralRecommender(Recommender):
         rows = _UserRows(module, self._user_param_names())
         cache[thread] = (key, rows)
         return rows
+
+    def _weights_key(self) -> tuple[Any, ...]:
+        """The network's weights as the fold-in caches see them: each parameter's identity and
+        in-place version (a training step or loaded weights change it)."""
+        module = self._module()
+        return (id(module), *((id(p), p._version) for p in module.parameters()))
 
     def _least_squares_fold_in(
         self, items: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
@@ -765,7 +771,7 @@ class NeuralRecommender(Recommender):
         history, the fold-in settings and the weights (identities and in-place versions)."""
         if ls.start.shape[0] != 1:
             return None
-        weights = tuple((id(p), p._version) for p in self._module().parameters())
+        weights = self._weights_key()
         settings = (self.fold_in_optimizer(), self.fold_in_steps(), self.fold_in_reg())
         history = (ls.pair_items.cpu().numpy().tobytes(), ls.problem.target.cpu().numpy().tobytes())
         return (*settings, *history, weights)
