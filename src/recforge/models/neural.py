@@ -125,10 +125,10 @@ class NeuralConfig(TrainConfig):
         ),
     )
     init_std: float = Field(0.01, gt=0, description="Std of the normal embedding initialisation.")
-    # auto: Gauss-Newton (Levenberg-Marquardt) for the squared error's least squares. On 20
-    # ML-100k users (random:0.2 fits) it stops (gauss_newton.PRED_TOL) in 7.5 / 6.9 / 5.3 ms
-    # against L-BFGS's 25 / 27 / 28 ms for NCF / embedding net / two-tower, at a loss 0.005 /
-    # 0.009 / 0.003 above L-BFGS's (~1e-4 of it); the implicit losses keep L-BFGS.
+    # auto: Gauss-Newton (Levenberg-Marquardt) for the squared error's least squares. On 40
+    # ML-100k users it stops (gauss_newton.PRED_TOL) in 4.3-8.0 ms against L-BFGS's 18.7-23.8 ms
+    # for NCF / embedding net / two-tower, at a loss ~1e-4 of it above the optimum's
+    # (docs/benchmarks/fold_in_solvers.md); the implicit losses keep L-BFGS.
     fold_in_optimizer: Literal["auto", "lbfgs", "adam", "gauss_newton"] = Field(
         "auto",
         description="Optimizer of the generic new-user fold-in. auto: gauss_newton for the "

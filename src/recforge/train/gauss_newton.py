@@ -48,14 +48,14 @@ _STEP_TOL = 1e-7
 _LOSS_TOL = 1e-10
 #: Stop a row when the next Gauss-Newton step promises (on its quadratic model) to lower the
 #: loss by less than this fraction of it. ReLU networks are piecewise linear in the user row:
-#: past that point the steps chase kinks, half of them rejected, for 1e-4 of the loss (NCF on
-#: ML-100k: 4 iterations reach 34.4451 of the optimum's 34.4437, the next 20 the rest).
+#: past that point the steps chase kinks, half of them rejected, for 1e-4 of the loss (on
+#: ML-100k the stopped solutions sit 0.6-1.2e-4 of the loss above a 60-iteration reference:
+#: docs/benchmarks/fold_in_solvers.md).
 PRED_TOL = 1e-4
 #: Damping relative to the mean diagonal of ``JᵀJ + λI``: the start (none: the first step is
 #: Newton's, exact for a model linear in θ), the factor a rejected step multiplies it by (an
 #: accepted one divides), and the floor a rejection restarts from: 0.1, as smaller dampings
-#: barely shorten a step that crossed a ReLU kink (NCF on ML-100k, 40 users: 6.1-7.3 ms a
-#: fold-in against 6.5-8.9 ms with a floor of 1e-3, at the same loss).
+#: barely shorten a step that crossed a ReLU kink (each such retry is a wasted evaluation).
 _MU_START = 0.0
 _MU_FACTOR = 10.0
 _MU_FLOOR = 0.1
