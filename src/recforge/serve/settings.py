@@ -87,8 +87,8 @@ class Settings(BaseModel):
     freeze_heap: bool = Field(
         False,
         description="After loading, collect once and gc.freeze() the survivors, so the "
-        "model's ~400,000 long-lived objects are never walked by a full collection again (a "
-        "250 ms pause on ML-100k). `recforge serve` turns it on; off for apps built in tests "
+        "model's ~390,000 long-lived objects are never walked by a full collection again (a "
+        "~210 ms pause on ML-100k, benchmarks/serve_gc_pause.py). `recforge serve` turns it on; off for apps built in tests "
         "and notebooks, whose process holds much more than the service.",
     )
     model_threads: int = Field(
@@ -96,9 +96,9 @@ class Settings(BaseModel):
         ge=1,
         description="Threads that run slow model work (iterative fold-ins and their "
         "explanations) per worker process, one call each at a time. Such calls hold the GIL "
-        "for most of their time: 16 of them at once in the request thread pool cost 3-4x the "
-        "CPU per request of one after another (two-tower POST: 79 against ~20 ms). Scale with "
-        "--workers.",
+        "for most of their time: 16 of them at once in the request thread pool cost each 2-4x "
+        "the CPU of one after another (benchmarks/explain_serve.py at load ~3, before/after: "
+        "NCF POST 87 -> 26 ms of server CPU a request). Scale with --workers.",
     )
     torch_threads: int = Field(
         1,
