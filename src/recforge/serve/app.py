@@ -171,8 +171,9 @@ def settle_heap() -> None:
 
     A loaded model leaves ~390,000 container objects (torch, pandas, the vocabularies) that
     live as long as the service; a full collection walks all of them: ~210 ms on a loaded
-    ML-100k run (docs/benchmarks/serve_gc_pause.md), a pause every in-flight request waits through, which a 16-client
-    p99 shows. Frozen, they are never walked again; the per-request garbage still is.
+    ML-100k run (docs/benchmarks/serve_gc_pause.md), a pause every in-flight request waits
+    through, which a 16-client p99 shows. Frozen, they are never walked again; the
+    per-request garbage still is.
     """
     gc.collect()
     gc.freeze()

@@ -262,7 +262,8 @@ class LiveBackend:
 
         Iterative fold-ins and their explanations are too slow for the event loop and hold the
         GIL most of the time; in the shared request thread pool 16 of them ran at once and each
-        took 2-4x the CPU it takes alone (:attr:`Settings.model_threads`). Queued on a few threads, they run one after another.
+        took 2-4x the CPU it takes alone (:attr:`Settings.model_threads`). Queued on a few
+        threads, they run one after another.
         """
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._model_work, functools.partial(fn, *args))

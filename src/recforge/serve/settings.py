@@ -88,8 +88,9 @@ class Settings(BaseModel):
         False,
         description="After loading, collect once and gc.freeze() the survivors, so the "
         "model's ~390,000 long-lived objects are never walked by a full collection again (a "
-        "~210 ms pause on ML-100k, benchmarks/serve_gc_pause.py). `recforge serve` turns it on; off for apps built in tests "
-        "and notebooks, whose process holds much more than the service.",
+        "~210 ms pause on ML-100k, benchmarks/serve_gc_pause.py). `recforge serve` turns it "
+        "on; off for apps built in tests and notebooks, whose process holds much more than "
+        "the service.",
     )
     model_threads: int = Field(
         1,
