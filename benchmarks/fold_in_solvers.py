@@ -73,12 +73,10 @@ def measure(model: Any) -> dict[str, Any]:
     for kind, row in _histories(model, np.random.default_rng(0)):
         items, target, mask = neural._padded(row, torch.device("cpu"))
         ls = model.least_squares_rows(items, target.double(), mask)
-        tol = gauss_newton.PRED_TOL
-        gauss_newton.PRED_TOL = 0.0
-        try:
-            ref = _loss(ls, gauss_newton.gauss_newton_rows(ls.problem, ls.start, 60))
-        finally:
-            gauss_newton.PRED_TOL = tol
+        converged = gauss_newton.gauss_newton_rows(
+            ls.problem, ls.start, 60, pred_tol=0.0, loss_tol=1e-10
+        )
+        ref = _loss(ls, converged)
         for optimizer in ("lbfgs", "gauss_newton"):
             theta, seconds = _solve(model, ls, optimizer)
             cell = rows.setdefault(f"{kind}/{optimizer}", {"ms": [], "excess": []})

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
-from recforge.train import gauss_newton
 from recforge.train.gauss_newton import (
     LeastSquaresRows,
     gauss_newton_rows,
@@ -69,7 +67,7 @@ def test_rows_end_where_they_would_alone() -> None:
         torch.testing.assert_close(gauss_newton_rows(alone, alone.prior.clone())[0], batch[r])
 
 
-def test_nonlinear_solution_is_stationary(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_nonlinear_solution_is_stationary() -> None:
     x, rows, t = _data(2)
     problem = _problem(x, rows, 2.0 + t.clamp(-1.5, 1.5), link=True)
 
@@ -82,12 +80,13 @@ def test_nonlinear_solution_is_stationary(monkeypatch: pytest.MonkeyPatch) -> No
         return problem.loss(theta, problem.outputs(theta[problem.row]))
 
     default = gauss_newton_rows(problem, problem.prior.clone(), max_iter=50)
-    monkeypatch.setattr(gauss_newton, "PRED_TOL", 0.0)
-    solved = gauss_newton_rows(problem, problem.prior.clone(), max_iter=50)
+    solved = gauss_newton_rows(
+        problem, problem.prior.clone(), max_iter=50, pred_tol=0.0, loss_tol=1e-10
+    )
     # Run to the end: stopped by the loss test (a relative decrease under 1e-10).
     assert grad_at(solved) < 1e-4 < 1e-3 * grad_at(problem.prior)
-    # The default stops once a step promises under 1e-4 of the loss: that close to the optimum.
-    assert torch.all(loss_at(default) - loss_at(solved) <= 1e-4 * loss_at(solved))
+    # The default stops once a step promises under 1e-4 of the loss, or gains under 1e-3 of it.
+    assert torch.all(loss_at(default) - loss_at(solved) <= 1e-3 * loss_at(solved))
 
 
 def test_leave_one_out_is_exact_for_a_linear_model() -> None:

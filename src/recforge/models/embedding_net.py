@@ -41,6 +41,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from recforge.config import ModelConfig, OptimizerName, ScheduleName
+from recforge.models._row_jacobian import RowJacobian, concat_mlp
 from recforge.models.base import FloatArray
 from recforge.models.neural import NeuralRecommender, OutputHead, PairConfig, YRange
 
@@ -106,6 +107,18 @@ class EmbeddingNetModule(nn.Module):
             x = drop(torch.relu(lin(x)))
         out: torch.Tensor = self.out(x).squeeze(-1)
         return out
+
+    def row_jacobian(self, item_idx: torch.Tensor, row: torch.Tensor) -> RowJacobian:
+        """Pairs' raw scores and gradients in the user rows, in closed form (eval mode)."""
+        features = concat_mlp(
+            self.item_emb.weight[item_idx], list(self.linears), self.out.weight, row
+        )
+
+        def at(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            x, grad = features(theta)
+            return x @ self.out.weight[0] + self.out.bias, grad[0]
+
+        return at
 
     def _weights(self) -> list[torch.Tensor]:
         return [lin.weight for lin in self.linears if isinstance(lin, nn.Linear)]

@@ -55,6 +55,7 @@ from torch import nn
 
 from recforge.config import ModelConfig, OptimizerName, ScheduleName
 from recforge.data.interactions import Interactions
+from recforge.models._row_jacobian import RowJacobian, concat_mlp
 from recforge.models.base import FloatArray
 from recforge.models.neural import NeuralRecommender, OutputHead, PairConfig, YRange
 
@@ -108,6 +109,15 @@ class GMF(nn.Module):
         weighted = self.item_emb.weight * self.predict.weight  # (n_items, d) * (1, d)
         out: torch.Tensor = self.user_emb(user_idx) @ weighted.T + self.predict.bias
         return out
+
+    def row_jacobian(self, item_idx: torch.Tensor, row: torch.Tensor) -> RowJacobian:
+        """Pairs' scores and gradients in the user rows (linear: ``∂s/∂p_u = h ⊙ q_i``)."""
+        coef = self.item_emb.weight[item_idx] * self.predict.weight  # (P, d)
+
+        def at(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return (theta[row] * coef).sum(1) + self.predict.bias, coef
+
+        return at
 
 
 class NCFMLP(nn.Module):
@@ -189,6 +199,22 @@ class NCFMLP(nn.Module):
         n = self.item_emb.num_embeddings
         return _chunked_users(user_idx, n, self.first_width, self._score_chunk)
 
+    def row_features(
+        self, item_idx: torch.Tensor, row: torch.Tensor, head: torch.Tensor
+    ) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+        """``θ -> (φ_L (P, h_L), ∂(head φ_L)/∂θ (k, P, d))`` of fixed pairs (eval mode)."""
+        return concat_mlp(self.item_emb.weight[item_idx], list(self.hidden), head, row)
+
+    def row_jacobian(self, item_idx: torch.Tensor, row: torch.Tensor) -> RowJacobian:
+        """Pairs' scores and gradients in the user rows, in closed form (eval mode)."""
+        features = self.row_features(item_idx, row, self.predict.weight)
+
+        def at(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            x, grad = features(theta)
+            return x @ self.predict.weight[0] + self.predict.bias, grad[0]
+
+        return at
+
     def _score_chunk(self, user_idx: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.predict(self.features_all(user_idx)).squeeze(-1)
         return out
@@ -260,6 +286,20 @@ class NeuMF(nn.Module):
         mlp_part = self.mlp.features_all(user_idx) @ h_mlp
         out: torch.Tensor = gmf_part + mlp_part + self.predict.bias
         return out
+
+    def row_jacobian(self, item_idx: torch.Tensor, row: torch.Tensor) -> RowJacobian:
+        """Pairs' scores and gradients in the user rows ``θ = [p^G; p^M]`` (eval mode)."""
+        d = self.gmf.item_emb.embedding_dim
+        h_gmf, h_mlp = self.predict.weight[:, :d], self.predict.weight[:, d:]
+        coef = self.gmf.item_emb.weight[item_idx] * h_gmf  # (P, d): ∂s/∂p^G
+        features = self.mlp.row_features(item_idx, row, h_mlp)
+
+        def at(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            x, grad = features(theta[:, d:])
+            out = (theta[row, :d] * coef).sum(1) + x @ h_mlp[0] + self.predict.bias
+            return out, torch.cat([coef, grad[0]], 1)
+
+        return at
 
     @torch.no_grad()
     def load_pretrained(self, gmf: GMF, mlp: NCFMLP, alpha: float = 0.5) -> None:

@@ -77,6 +77,7 @@ from recforge.config import ModelConfig, TrainConfig
 from recforge.data.interactions import Interactions
 from recforge.errors import ConfigError, DataError
 from recforge.explain import Attribution
+from recforge.models._row_jacobian import RowJacobian
 from recforge.models.base import DEFAULT_SCORE_CHUNK, FloatArray, IndexArray, Recommender
 from recforge.train.gauss_newton import (
     LeastSquaresRows,
@@ -220,6 +221,26 @@ class OutputHead(nn.Module):
     def forward(self, user_idx: torch.Tensor, item_idx: torch.Tensor) -> torch.Tensor:
         """Outputs of (user, item) pairs: ``(B,)``."""
         return self.activate(self.inner(user_idx, item_idx))
+
+    def row_jacobian(self, item_idx: torch.Tensor, row: torch.Tensor) -> RowJacobian | None:
+        """Outputs and gradients of fixed pairs in the user rows (:mod:`recforge.models.
+        _row_jacobian`), when the network states them in closed form; None otherwise."""
+        make = getattr(self.inner, "row_jacobian", None)
+        if make is None:
+            return None
+        raw_at: RowJacobian = make(item_idx, row)
+        y_range = self.y_range
+
+        def at(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            raw, jac = raw_at(theta)
+            x = raw + self.offset
+            if y_range is None:
+                return x, jac
+            lo, hi = y_range
+            s = torch.sigmoid(x)
+            return lo + (hi - lo) * s, jac * ((hi - lo) * s * (1.0 - s))[:, None]
+
+        return at
 
     def score_all(self, user_idx: torch.Tensor) -> torch.Tensor:
         """Outputs of every item for each user: ``(B, n_items)`` (the network's own
@@ -704,9 +725,13 @@ class NeuralRecommender(Recommender):
             )
             return score_all(users)
 
+        def pair_jacobian(item_idx: torch.Tensor, row: torch.Tensor) -> RowJacobian | None:
+            make = getattr(rows.module, "row_jacobian", None)
+            return None if make is None else make(item_idx, row)
+
         start = rows.start
         return _least_squares(
-            items, target, mask, start, self.fold_in_reg(), pair_scores, all_scores
+            items, target, mask, start, self.fold_in_reg(), pair_scores, all_scores, pair_jacobian
         )
 
     def _user_rows(self) -> _UserRows:
@@ -730,7 +755,13 @@ class NeuralRecommender(Recommender):
         """The network's weights as the fold-in caches see them: each parameter's identity and
         in-place version (a training step or loaded weights change it)."""
         module = self._module()
-        return (id(module), *((id(p), p._version) for p in module.parameters()))
+        # The parameter list is remembered per module object: walking the module tree for it
+        # cost ~0.1 ms, three times per served fold-in.
+        found = self.__dict__.get("_weights_of")
+        if found is None or found[0] is not module:
+            found = (module, tuple(module.parameters()))
+            self.__dict__["_weights_of"] = found
+        return (id(module), *((id(p), p._version) for p in found[1]))
 
     def _least_squares_fold_in(
         self, items: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
@@ -795,7 +826,11 @@ class NeuralRecommender(Recommender):
             k, lev_e = leave_one_out(ls.problem, theta)
             row_t = torch.as_tensor(row_of, device=device)
             tgt = torch.as_tensor(np.asarray(targets, dtype=np.int64), device=device)
-            score, grad = target_jacobian(lambda th: ls.pair_scores(th, tgt), theta[row_t])
+            closed = ls.pair_jacobian(tgt, row_t)
+            if closed is not None:
+                score, grad = closed(theta)
+            else:
+                score, grad = target_jacobian(lambda th: ls.pair_scores(th, tgt), theta[row_t])
             w = -(grad[:, None, :] @ k[row_t])[:, 0, :] * lev_e[row_t]
         lengths = np.diff(rows.indptr)
         w_np = w.detach().cpu().numpy()
@@ -806,14 +841,17 @@ class NeuralRecommender(Recommender):
 @dataclass(frozen=True)
 class LeastSquaresFoldIn:
     """A squared-error fold-in as least squares: the problem, its start rows, and scorers of
-    parameter rows ``θ``: ``pair_scores(θ (P, d), items (P,)) -> (P,)`` (one row per pair) and
-    ``all_scores(θ (R, d)) -> (R, n_items)``."""
+    parameter rows ``θ``: ``pair_scores(θ (P, d), items (P,)) -> (P,)`` (one row per pair),
+    ``all_scores(θ (R, d)) -> (R, n_items)`` and ``pair_jacobian(items (P,), rows (P,))``, the
+    closed-form :data:`~recforge.models._row_jacobian.RowJacobian` of those pairs (None where
+    the network has none: autograd then)."""
 
     problem: LeastSquaresRows
     start: torch.Tensor
     pair_scores: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     all_scores: Callable[[torch.Tensor], torch.Tensor]
     pair_items: torch.Tensor
+    pair_jacobian: Callable[[torch.Tensor, torch.Tensor], RowJacobian | None]
 
 
 def _least_squares(
@@ -824,6 +862,7 @@ def _least_squares(
     reg: float,
     pair_scores: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     all_scores: Callable[[torch.Tensor], torch.Tensor],
+    pair_jacobian: Callable[[torch.Tensor, torch.Tensor], RowJacobian | None],
 ) -> LeastSquaresFoldIn:
     """:class:`LeastSquaresFoldIn` of padded histories with start (and prior) row ``start``."""
     pr, pl = mask.nonzero(as_tuple=True)
@@ -837,8 +876,11 @@ def _least_squares(
         target=target[pr, pl].to(start.dtype),
         prior=rows,
         lam=reg,
+        row_jacobian=pair_jacobian(pair_items, pr),
     )
-    return LeastSquaresFoldIn(problem, rows.clone(), pair_scores, all_scores, pair_items)
+    return LeastSquaresFoldIn(
+        problem, rows.clone(), pair_scores, all_scores, pair_items, pair_jacobian
+    )
 
 
 #: Threads whose private float64 network copy a model keeps (:meth:`NeuralRecommender._user_rows`).

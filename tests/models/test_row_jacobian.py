@@ -1,0 +1,124 @@
+"""Closed-form pair outputs and Jacobians in the user row (recforge.models._row_jacobian) equal
+autograd's, for every network that states them; fitted models solve through them."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from recforge.models.embedding_net import EmbeddingNetModule
+from recforge.models.ncf import GMF, NCFMLP, NeuMF
+from recforge.models.neural import OutputHead, _UserRows
+from recforge.models.registry import create
+from recforge.models.two_tower import TwoTowerNet
+from recforge.testing import planted_explicit
+from recforge.train.gauss_newton import LeastSquaresRows
+
+N_USERS, N_ITEMS = 7, 23
+
+NETWORKS: dict[str, Callable[[], nn.Module]] = {
+    "gmf": lambda: GMF(N_USERS, N_ITEMS, 5),
+    "ncf_mlp": lambda: NCFMLP(N_USERS, N_ITEMS, (10, 8, 6, 4)),
+    "neumf": lambda: NeuMF(N_USERS, N_ITEMS, 4, (8, 6)),
+    "embedding_net": lambda: EmbeddingNetModule(N_USERS, N_ITEMS, 5, (9, 7), (0.2,)),
+    "two_tower": lambda: TwoTowerNet(N_USERS, N_ITEMS, 6, (8, 5)),
+    "two_tower_bias": lambda: TwoTowerNet(N_USERS, N_ITEMS, 6, (8, 7, 5), use_bias=True),
+    "two_tower_cosine": lambda: TwoTowerNet(N_USERS, N_ITEMS, 6, (8, 5), normalize=True),
+    "two_tower_linear": lambda: TwoTowerNet(N_USERS, N_ITEMS, 6, (5,), use_bias=True),
+    "two_tower_features": lambda: TwoTowerNet(
+        N_USERS,
+        N_ITEMS,
+        6,
+        (8, 5),
+        item_features=(torch.rand(N_ITEMS, 4) > 0.5).float(),
+        use_bias=True,
+    ),
+}
+
+
+def _randomised(net: nn.Module) -> nn.Module:
+    # Initial weights leave most ReLUs in one state; random ones cross kinks in every layer.
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0.0, 0.7)
+    return net
+
+
+@pytest.mark.parametrize("y_range", [None, (0.5, 5.5)])
+@pytest.mark.parametrize("name", sorted(NETWORKS))
+def test_closed_form_matches_autograd(name: str, y_range: tuple[float, float] | None) -> None:
+    head = OutputHead(_randomised(NETWORKS[name]()), N_ITEMS, y_range=y_range, offset=0.3)
+    rows = _UserRows(head, head.user_param_names)
+    n_rows, n_pairs = 3, 40
+    gen = torch.Generator().manual_seed(1)
+    # Unsorted rows, one row without pairs, items repeated: the layouts a batch can have.
+    row = torch.randint(0, n_rows - 1, (n_pairs,), generator=gen)
+    items = torch.randint(0, N_ITEMS, (n_pairs,), generator=gen)
+    theta = torch.randn(n_rows, rows.start.shape[1], dtype=torch.float64, generator=gen)
+
+    def outputs(copies: torch.Tensor) -> torch.Tensor:
+        rows.set(copies)
+        out: torch.Tensor = rows.module(torch.arange(len(copies)), items)
+        return out
+
+    closed = rows.module.row_jacobian(items, row)
+    assert closed is not None
+    problem = LeastSquaresRows(
+        outputs=outputs,
+        row=row,
+        col=torch.zeros_like(row),
+        width=1,
+        target=torch.zeros(n_pairs, dtype=torch.float64),
+        prior=theta,
+        lam=1.0,
+    )
+    f_auto, j_auto = problem.jacobian(theta)
+    f_closed, j_closed = dataclasses.replace(problem, row_jacobian=closed).jacobian(theta)
+    torch.testing.assert_close(f_closed, f_auto, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(j_closed, j_auto, rtol=1e-10, atol=1e-12)
+    assert float(j_auto.abs().max()) > 1e-3  # not vacuous
+
+
+def test_head_without_closed_form_says_so() -> None:
+    class Dot(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.user_emb = nn.Embedding(N_USERS, 3)
+            self.item_emb = nn.Embedding(N_ITEMS, 3)
+
+        def forward(self, u: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+            return (self.user_emb(u) * self.item_emb(i)).sum(-1)
+
+    head = OutputHead(Dot(), N_ITEMS, y_range=None, offset=0.0)
+    assert head.row_jacobian(torch.tensor([0]), torch.tensor([0])) is None
+
+
+@pytest.mark.parametrize(
+    ("name", "cfg"),
+    [
+        ("ncf", {"variant": "neumf"}),
+        ("ncf", {"variant": "gmf"}),
+        ("embedding_net", {}),
+        ("two_tower", {}),
+    ],
+)
+def test_fitted_models_solve_in_closed_form(name: str, cfg: dict[str, Any]) -> None:
+    """The served fold-in takes the closed form, and its solution is autograd's."""
+    model = create(name, {"verbose": False, "seed": 0, "epochs": 2, **cfg})
+    model.fit(planted_explicit(3).train)
+    items = np.array([0, 3, 5, 8, 13], dtype=np.int64)
+    target = torch.tensor([[5.0, 1.0, 4.0, 2.0, 3.0]], dtype=torch.float64)
+    ls = model.least_squares_rows(torch.from_numpy(items)[None], target, torch.ones(1, 5).bool())
+    assert ls.problem.row_jacobian is not None
+    theta = model.solve_least_squares(ls)
+    auto = dataclasses.replace(ls.problem, row_jacobian=None)
+    f_closed, _ = ls.problem.jacobian(theta)
+    f_auto, _ = auto.jacobian(theta)
+    torch.testing.assert_close(f_closed, f_auto, rtol=1e-10, atol=1e-10)
