@@ -14,59 +14,77 @@ form:
 * a user tower is evaluated once per row, not once per pair (``f_p = v_{j_p} · u(θ_{r_p})``,
   so ``∂f_p/∂θ = v_{j_p}ᵀ ∂u/∂θ``).
 
-A network offers this through ``row_jacobian(item_idx (P,), row (P,)) -> RowJacobian``; the
-tests check every one against autograd.
+A network offers this through ``row_jacobian(item_idx (P,), row (P,)) -> RowJacobian``, in
+numpy float64 as the solver is (:mod:`recforge.train.gauss_newton`), from the weights of the
+fold-in's private float64 copy; the tests check every one against autograd.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["RowJacobian", "concat_mlp", "relu_stack", "row_products"]
+from recforge.train.gauss_newton import FloatArray, IntArray, RowJacobian
 
-#: ``θ (R, d) -> (outputs (P,), Jacobian (P, d))`` of fixed pairs, each scored at its row of θ.
-RowJacobian = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+__all__ = [
+    "F64",
+    "IntArray",
+    "RowJacobian",
+    "concat_mlp",
+    "dense",
+    "relu_stack",
+    "row_products",
+]
+
+#: The fold-in's float64 arrays (named apart from the models' float32 ``FloatArray``).
+F64 = FloatArray
+
+
+def dense(tensor: torch.Tensor) -> FloatArray:
+    """A weight as a float64 numpy array (no copy for the CPU float64 fold-in network)."""
+    return np.asarray(tensor.detach().cpu().numpy(), dtype=np.float64)
+
+
+def _layers(linears: Sequence[nn.Module]) -> list[tuple[FloatArray, FloatArray]]:
+    out = []
+    for lin in linears:
+        assert isinstance(lin, nn.Linear) and lin.bias is not None
+        out.append((dense(lin.weight), dense(lin.bias)))
+    return out
 
 
 def relu_stack(
-    z1: torch.Tensor, linears: Sequence[nn.Module], head: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+    z1: FloatArray, layers: Sequence[tuple[FloatArray, FloatArray]], head: FloatArray
+) -> tuple[FloatArray, FloatArray]:
     """``x_L = ReLU(W_L ⋯ ReLU(W_2 ReLU(z1) + c_2) ⋯ + c_L)`` and the gradients of ``head x_L``.
 
     Args:
         z1: first-layer pre-activations ``(B, h_1)``.
-        linears: the layers after the first (``nn.Linear``, each followed by a ReLU).
+        layers: ``(W, c)`` of the layers after the first (each followed by a ReLU).
         head: ``(k, h_L)`` output map whose rows' gradients are wanted.
 
     Returns:
         ``x_L`` ``(B, h_L)`` and ``∂(head x_L)/∂z1`` ``(k, B, h_1)`` (output-major: for one
-        output these are plain ``(B, h)`` matmuls, where ``(B, 1, h)`` ones were batched
-        matmuls of one row each, several times slower).
+        output these are plain ``(B, h)`` matmuls).
     """
     masks = [z1 > 0]
-    x = torch.relu(z1)
-    for lin in linears:
-        assert isinstance(lin, nn.Linear)
-        z = F.linear(x, lin.weight, lin.bias)
+    x = np.maximum(z1, 0.0)
+    for w, c in layers:
+        z = x @ w.T + c
         masks.append(z > 0)
-        x = torch.relu(z)
+        x = np.maximum(z, 0.0)
     grad = head[:, None, :] * masks[-1]
-    for lin, mask in zip(reversed(linears), reversed(masks[:-1]), strict=True):
-        assert isinstance(lin, nn.Linear)
-        grad = (grad @ lin.weight) * mask
+    for (w, _), mask in zip(reversed(layers), reversed(masks[:-1]), strict=True):
+        grad = (grad @ w) * mask
     return x, grad
 
 
 def concat_mlp(
-    item_rows: torch.Tensor,
-    linears: Sequence[nn.Module],
-    head: torch.Tensor,
-    row: torch.Tensor,
-) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    item_rows: FloatArray, linears: Sequence[nn.Module], head: FloatArray, row: IntArray
+) -> Callable[[FloatArray], tuple[FloatArray, FloatArray]]:
     """The ReLU MLP on ``[θ_{r_p}; q_{j_p}]`` of fixed pairs, as a function of the user rows.
 
     Args:
@@ -78,24 +96,23 @@ def concat_mlp(
     Returns:
         ``θ (R, d_u) -> (x_L (P, h_L), ∂(head x_L)/∂θ (k, P, d_u))``.
     """
-    first = linears[0]
-    assert isinstance(first, nn.Linear)
-    d_u = first.in_features - item_rows.shape[1]
-    w_user = first.weight[:, :d_u]
+    (w1, c1), *rest = _layers(linears)
+    d_u = w1.shape[1] - item_rows.shape[1]
+    w_user = w1[:, :d_u]
     # The item half of the first layer is fixed during a fold-in: once per problem.
-    item_part = F.linear(item_rows, first.weight[:, d_u:], first.bias)
+    item_part = item_rows @ w1[:, d_u:].T + c1
 
-    def at(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def at(theta: FloatArray) -> tuple[FloatArray, FloatArray]:
         z1 = (theta @ w_user.T)[row] + item_part
-        x, grad = relu_stack(z1, linears[1:], head)
+        x, grad = relu_stack(z1, rest, head)
         return x, grad @ w_user
 
     return at
 
 
 def row_products(
-    vectors: torch.Tensor, row: torch.Tensor, n_rows: int
-) -> Callable[[torch.Tensor], torch.Tensor]:
+    vectors: FloatArray, row: IntArray, n_rows: int
+) -> Callable[[FloatArray], FloatArray]:
     """``M (R, k, d) -> (P, d)`` with entry ``p`` = ``vectors[p] @ M[row[p]]``, for fixed pairs.
 
     Gathering ``M[row]`` would hold ``P·k·d`` numbers (gigabytes for a batch of fold-ins);
@@ -104,12 +121,11 @@ def row_products(
     """
     if n_rows == 1:
         return lambda m: vectors @ m[0]
-    order = torch.argsort(row, stable=True)
-    counts = torch.bincount(row, minlength=n_rows)
-    starts = torch.cumsum(counts, 0) - counts
-    col = torch.empty_like(row)
-    col[order] = torch.arange(len(row), device=row.device) - starts[row[order]]
-    width = int(counts.max()) if len(row) else 0
-    padded = vectors.new_zeros(n_rows, width, vectors.shape[1])
+    order = np.argsort(row, kind="stable")
+    counts = np.bincount(row, minlength=n_rows)
+    starts = np.cumsum(counts) - counts
+    col = np.empty_like(row)
+    col[order] = np.arange(len(row)) - starts[row[order]]
+    padded = np.zeros((n_rows, int(counts.max(initial=0)), vectors.shape[1]))
     padded[row, col] = vectors
     return lambda m: (padded @ m)[row, col]

@@ -41,7 +41,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from recforge.config import ModelConfig, OptimizerName, ScheduleName
-from recforge.models._row_jacobian import RowJacobian, concat_mlp
+from recforge.models._row_jacobian import F64, IntArray, RowJacobian, concat_mlp, dense
 from recforge.models.base import FloatArray
 from recforge.models.neural import NeuralRecommender, OutputHead, PairConfig, YRange
 
@@ -108,15 +108,15 @@ class EmbeddingNetModule(nn.Module):
         out: torch.Tensor = self.out(x).squeeze(-1)
         return out
 
-    def row_jacobian(self, item_idx: torch.Tensor, row: torch.Tensor) -> RowJacobian:
+    def row_jacobian(self, item_idx: IntArray, row: IntArray) -> RowJacobian:
         """Pairs' raw scores and gradients in the user rows, in closed form (eval mode)."""
-        features = concat_mlp(
-            self.item_emb.weight[item_idx], list(self.linears), self.out.weight, row
-        )
+        head, bias = dense(self.out.weight), float(self.out.bias)
+        item_rows = dense(self.item_emb.weight)[item_idx]
+        features = concat_mlp(item_rows, list(self.linears), head, row)
 
-        def at(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        def at(theta: F64) -> tuple[F64, F64]:
             x, grad = features(theta)
-            return x @ self.out.weight[0] + self.out.bias, grad[0]
+            return x @ head[0] + bias, grad[0]
 
         return at
 

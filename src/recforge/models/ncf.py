@@ -48,6 +48,7 @@ import itertools
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Literal
 
+import numpy as np
 import pandas as pd
 import torch
 from pydantic import Field, model_validator
@@ -55,7 +56,7 @@ from torch import nn
 
 from recforge.config import ModelConfig, OptimizerName, ScheduleName
 from recforge.data.interactions import Interactions
-from recforge.models._row_jacobian import RowJacobian, concat_mlp
+from recforge.models._row_jacobian import F64, IntArray, RowJacobian, concat_mlp, dense
 from recforge.models.base import FloatArray
 from recforge.models.neural import NeuralRecommender, OutputHead, PairConfig, YRange
 
@@ -110,12 +111,13 @@ class GMF(nn.Module):
         out: torch.Tensor = self.user_emb(user_idx) @ weighted.T + self.predict.bias
         return out
 
-    def row_jacobian(self, item_idx: torch.Tensor, row: torch.Tensor) -> RowJacobian:
+    def row_jacobian(self, item_idx: IntArray, row: IntArray) -> RowJacobian:
         """Pairs' scores and gradients in the user rows (linear: ``∂s/∂p_u = h ⊙ q_i``)."""
-        coef = self.item_emb.weight[item_idx] * self.predict.weight  # (P, d)
+        coef = dense(self.item_emb.weight)[item_idx] * dense(self.predict.weight)  # (P, d)
+        bias = float(self.predict.bias)
 
-        def at(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            return (theta[row] * coef).sum(1) + self.predict.bias, coef
+        def at(theta: F64) -> tuple[F64, F64]:
+            return (theta[row] * coef).sum(1) + bias, coef
 
         return at
 
@@ -200,18 +202,19 @@ class NCFMLP(nn.Module):
         return _chunked_users(user_idx, n, self.first_width, self._score_chunk)
 
     def row_features(
-        self, item_idx: torch.Tensor, row: torch.Tensor, head: torch.Tensor
-    ) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+        self, item_idx: IntArray, row: IntArray, head: F64
+    ) -> Callable[[F64], tuple[F64, F64]]:
         """``θ -> (φ_L (P, h_L), ∂(head φ_L)/∂θ (k, P, d))`` of fixed pairs (eval mode)."""
-        return concat_mlp(self.item_emb.weight[item_idx], list(self.hidden), head, row)
+        return concat_mlp(dense(self.item_emb.weight)[item_idx], list(self.hidden), head, row)
 
-    def row_jacobian(self, item_idx: torch.Tensor, row: torch.Tensor) -> RowJacobian:
+    def row_jacobian(self, item_idx: IntArray, row: IntArray) -> RowJacobian:
         """Pairs' scores and gradients in the user rows, in closed form (eval mode)."""
-        features = self.row_features(item_idx, row, self.predict.weight)
+        head, bias = dense(self.predict.weight), float(self.predict.bias)
+        features = self.row_features(item_idx, row, head)
 
-        def at(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        def at(theta: F64) -> tuple[F64, F64]:
             x, grad = features(theta)
-            return x @ self.predict.weight[0] + self.predict.bias, grad[0]
+            return x @ head[0] + bias, grad[0]
 
         return at
 
@@ -287,17 +290,18 @@ class NeuMF(nn.Module):
         out: torch.Tensor = gmf_part + mlp_part + self.predict.bias
         return out
 
-    def row_jacobian(self, item_idx: torch.Tensor, row: torch.Tensor) -> RowJacobian:
+    def row_jacobian(self, item_idx: IntArray, row: IntArray) -> RowJacobian:
         """Pairs' scores and gradients in the user rows ``θ = [p^G; p^M]`` (eval mode)."""
         d = self.gmf.item_emb.embedding_dim
-        h_gmf, h_mlp = self.predict.weight[:, :d], self.predict.weight[:, d:]
-        coef = self.gmf.item_emb.weight[item_idx] * h_gmf  # (P, d): ∂s/∂p^G
+        head, bias = dense(self.predict.weight), float(self.predict.bias)
+        h_gmf, h_mlp = head[:, :d], head[:, d:]
+        coef = dense(self.gmf.item_emb.weight)[item_idx] * h_gmf  # (P, d): ∂s/∂p^G
         features = self.mlp.row_features(item_idx, row, h_mlp)
 
-        def at(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        def at(theta: F64) -> tuple[F64, F64]:
             x, grad = features(theta[:, d:])
-            out = (theta[row, :d] * coef).sum(1) + x @ h_mlp[0] + self.predict.bias
-            return out, torch.cat([coef, grad[0]], 1)
+            out = (theta[row, :d] * coef).sum(1) + x @ h_mlp[0] + bias
+            return out, np.concatenate([coef, grad[0]], 1)
 
         return at
 

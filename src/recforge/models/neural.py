@@ -70,6 +70,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 from pydantic import Field, model_validator
+from scipy.special import expit
 from torch import nn
 from torch.nn import functional as F
 
@@ -77,13 +78,13 @@ from recforge.config import ModelConfig, TrainConfig
 from recforge.data.interactions import Interactions
 from recforge.errors import ConfigError, DataError
 from recforge.explain import Attribution
-from recforge.models._row_jacobian import RowJacobian
+from recforge.models._row_jacobian import F64, IntArray, RowJacobian, dense
 from recforge.models.base import DEFAULT_SCORE_CHUNK, FloatArray, IndexArray, Recommender
 from recforge.train.gauss_newton import (
     LeastSquaresRows,
+    autograd_jacobian,
     gauss_newton_rows,
     leave_one_out,
-    target_jacobian,
 )
 from recforge.train.losses import (
     BPR,
@@ -222,7 +223,7 @@ class OutputHead(nn.Module):
         """Outputs of (user, item) pairs: ``(B,)``."""
         return self.activate(self.inner(user_idx, item_idx))
 
-    def row_jacobian(self, item_idx: torch.Tensor, row: torch.Tensor) -> RowJacobian | None:
+    def row_jacobian(self, item_idx: IntArray, row: IntArray) -> RowJacobian | None:
         """Outputs and gradients of fixed pairs in the user rows (:mod:`recforge.models.
         _row_jacobian`), when the network states them in closed form; None otherwise."""
         make = getattr(self.inner, "row_jacobian", None)
@@ -230,14 +231,15 @@ class OutputHead(nn.Module):
             return None
         raw_at: RowJacobian = make(item_idx, row)
         y_range = self.y_range
+        offset = float(self.offset)
 
-        def at(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        def at(theta: F64) -> tuple[F64, F64]:
             raw, jac = raw_at(theta)
-            x = raw + self.offset
+            x = raw + offset
             if y_range is None:
                 return x, jac
             lo, hi = y_range
-            s = torch.sigmoid(x)
+            s = expit(x)
             return lo + (hi - lo) * s, jac * ((hi - lo) * s * (1.0 - s))[:, None]
 
         return at
@@ -725,11 +727,17 @@ class NeuralRecommender(Recommender):
             )
             return score_all(users)
 
-        def pair_jacobian(item_idx: torch.Tensor, row: torch.Tensor) -> RowJacobian | None:
+        def pair_jacobian(item_idx: IntArray, row: IntArray) -> RowJacobian:
             make = getattr(rows.module, "row_jacobian", None)
-            return None if make is None else make(item_idx, row)
+            closed: RowJacobian | None = None if make is None else make(item_idx, row)
+            if closed is not None:
+                return closed
+            item_t = torch.as_tensor(item_idx, device=rows.start.device)
+            return autograd_jacobian(
+                lambda copies: pair_scores(copies, item_t), row, rows.start.device
+            )
 
-        start = rows.start
+        start = dense(rows.start)
         return _least_squares(
             items, target, mask, start, self.fold_in_reg(), pair_scores, all_scores, pair_jacobian
         )
@@ -770,32 +778,45 @@ class NeuralRecommender(Recommender):
         ls = self.least_squares_rows(items, target, mask)
         theta = self.solve_least_squares(ls)
         with torch.no_grad():
-            return ls.all_scores(theta)
+            return ls.all_scores(torch.from_numpy(theta).to(items.device))
 
-    def solve_least_squares(self, ls: LeastSquaresFoldIn) -> torch.Tensor:
+    def solve_least_squares(self, ls: LeastSquaresFoldIn) -> F64:
         """The fitted rows ``θ`` ``(R, d)`` of a least-squares fold-in, by the configured
         optimizer (Gauss-Newton, or L-BFGS / Adam on the same loss). Fold-ins and explanations
         both solve through here, so an explanation's score is its fold-in's."""
         key = self._solve_key(ls)
-        cache: dict[tuple[Any, ...], torch.Tensor] = self.__dict__.setdefault("_solve_cache", {})
+        cache: dict[tuple[Any, ...], F64] = self.__dict__.setdefault("_solve_cache", {})
         found = cache.get(key) if key is not None else None
         if found is not None:
-            return found.clone()
+            return found.copy()
         if self.fold_in_optimizer() == "gauss_newton":
-            with threads(getattr(self.config, "num_threads", None) or 1):
-                theta = gauss_newton_rows(ls.problem, ls.start, self.fold_in_steps())
+            theta = gauss_newton_rows(ls.problem, ls.start, self.fold_in_steps())
         else:
-            problem = ls.problem
-            theta = ls.start.clone().requires_grad_(True)
-            self.minimise_fold_in_rows(
-                [theta], lambda: problem.loss(theta, problem.outputs(theta[problem.row]))
-            )
-            theta = theta.detach()
+            theta = self._minimise_least_squares(ls)
         if key is not None:
             while len(cache) >= SOLVE_CACHE_SIZE:
                 cache.pop(next(iter(cache)), None)  # the oldest first
-            cache[key] = theta.clone()
+            cache[key] = theta.copy()
         return theta
+
+    def _minimise_least_squares(self, ls: LeastSquaresFoldIn) -> F64:
+        """The least-squares fold-in by the gradient optimizers (:meth:`minimise_fold_in_rows`),
+        through autograd on the network's pair scores."""
+        problem, device = ls.problem, self._device()
+        row = torch.from_numpy(problem.row).to(device)
+        items = torch.from_numpy(ls.pair_items).to(device)
+        target = torch.from_numpy(problem.target).to(device)
+        prior = torch.from_numpy(problem.prior).to(device)
+        theta = prior.clone().requires_grad_(True)
+
+        def objective() -> torch.Tensor:
+            err = (ls.pair_scores(theta[row], items) - target) ** 2
+            pull = ((theta - prior) ** 2).sum(1)
+            return theta.new_zeros(len(theta)).index_add(0, row, err) + problem.lam * pull
+
+        self.minimise_fold_in_rows([theta], objective)
+        out: F64 = theta.detach().cpu().numpy()
+        return out
 
     def _solve_key(self, ls: LeastSquaresFoldIn) -> tuple[Any, ...] | None:
         """What a one-user solve depends on (None for batches, which are not cached): the
@@ -804,7 +825,7 @@ class NeuralRecommender(Recommender):
             return None
         weights = self._weights_key()
         settings = (self.fold_in_optimizer(), self.fold_in_steps(), self.fold_in_reg())
-        history = (ls.pair_items.cpu().numpy().tobytes(), ls.problem.target.cpu().numpy().tobytes())
+        history = (ls.pair_items.tobytes(), ls.problem.target.tobytes())
         return (*settings, *history, weights)
 
     def explain_rows(
@@ -818,68 +839,58 @@ class NeuralRecommender(Recommender):
             return super().explain_rows(rows, row_of, targets)
         rows = sp.csr_matrix(rows)
         row_of = np.asarray(row_of, dtype=np.int64)
-        device = self._device()
-        items, target, mask = _padded(rows, device)
+        items, target, mask = _padded(rows, self._device())
         ls = self.least_squares_rows(items, target.to(torch.float64), mask)
         theta = self.solve_least_squares(ls)
-        with threads(getattr(self.config, "num_threads", None) or 1):
-            k, lev_e = leave_one_out(ls.problem, theta)
-            row_t = torch.as_tensor(row_of, device=device)
-            tgt = torch.as_tensor(np.asarray(targets, dtype=np.int64), device=device)
-            closed = ls.pair_jacobian(tgt, row_t)
-            if closed is not None:
-                score, grad = closed(theta)
-            else:
-                score, grad = target_jacobian(lambda th: ls.pair_scores(th, tgt), theta[row_t])
-            w = -(grad[:, None, :] @ k[row_t])[:, 0, :] * lev_e[row_t]
+        k, lev_e = leave_one_out(ls.problem, theta)
+        score, grad = ls.pair_jacobian(np.asarray(targets, dtype=np.int64), row_of)(theta)
+        w = -(grad[:, None, :] @ k[row_of])[:, 0, :] * lev_e[row_of]
         lengths = np.diff(rows.indptr)
-        w_np = w.detach().cpu().numpy()
-        weights = [w_np[p, : lengths[r]] for p, r in enumerate(row_of.tolist())]
-        return Attribution(score.cpu().numpy(), weights, "leave_one_out")
+        weights = [w[p, : lengths[r]] for p, r in enumerate(row_of.tolist())]
+        return Attribution(score, weights, "leave_one_out")
 
 
 @dataclass(frozen=True)
 class LeastSquaresFoldIn:
-    """A squared-error fold-in as least squares: the problem, its start rows, and scorers of
-    parameter rows ``θ``: ``pair_scores(θ (P, d), items (P,)) -> (P,)`` (one row per pair),
-    ``all_scores(θ (R, d)) -> (R, n_items)`` and ``pair_jacobian(items (P,), rows (P,))``, the
-    closed-form :data:`~recforge.models._row_jacobian.RowJacobian` of those pairs (None where
-    the network has none: autograd then)."""
+    """A squared-error fold-in as least squares: the problem, its start rows ``(R, d)``, the
+    pairs' items, and scorers of parameter rows ``θ``: ``pair_scores(θ (P, d), items (P,)) ->
+    (P,)`` (torch, one row per pair), ``all_scores(θ (R, d)) -> (R, n_items)`` (torch) and
+    ``pair_jacobian(items (P,), rows (P,))``, the :data:`~recforge.train.gauss_newton.
+    RowJacobian` of those pairs (closed form where the network states it, else autograd)."""
 
     problem: LeastSquaresRows
-    start: torch.Tensor
+    start: F64
     pair_scores: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     all_scores: Callable[[torch.Tensor], torch.Tensor]
-    pair_items: torch.Tensor
-    pair_jacobian: Callable[[torch.Tensor, torch.Tensor], RowJacobian | None]
+    pair_items: IntArray
+    pair_jacobian: Callable[[IntArray, IntArray], RowJacobian]
 
 
 def _least_squares(
     items: torch.Tensor,
     target: torch.Tensor,
     mask: torch.Tensor,
-    start: torch.Tensor,
+    start: F64,
     reg: float,
     pair_scores: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     all_scores: Callable[[torch.Tensor], torch.Tensor],
-    pair_jacobian: Callable[[torch.Tensor, torch.Tensor], RowJacobian | None],
+    pair_jacobian: Callable[[IntArray, IntArray], RowJacobian],
 ) -> LeastSquaresFoldIn:
     """:class:`LeastSquaresFoldIn` of padded histories with start (and prior) row ``start``."""
-    pr, pl = mask.nonzero(as_tuple=True)
-    pair_items = items[pr, pl]
-    rows = start.expand(items.shape[0], -1)
+    pr, pl = (t.cpu().numpy() for t in mask.nonzero(as_tuple=True))
+    pair_items = items.cpu().numpy()[pr, pl]
+    prior = np.repeat(start, items.shape[0], axis=0)
     problem = LeastSquaresRows(
-        outputs=lambda theta: pair_scores(theta, pair_items),
+        jacobian=pair_jacobian(pair_items, pr),
         row=pr,
         col=pl,
         width=items.shape[1],
-        target=target[pr, pl].to(start.dtype),
-        prior=rows,
+        target=target.cpu().numpy()[pr, pl].astype(np.float64),
+        prior=prior,
         lam=reg,
-        row_jacobian=pair_jacobian(pair_items, pr),
     )
     return LeastSquaresFoldIn(
-        problem, rows.clone(), pair_scores, all_scores, pair_items, pair_jacobian
+        problem, prior.copy(), pair_scores, all_scores, pair_items, pair_jacobian
     )
 
 

@@ -44,21 +44,27 @@ over bounded cosine scores finds 95%, in a quarter of the time.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import nn
 
 from recforge.config import ModelConfig, OptimizerName, ScheduleName
 from recforge.data.interactions import Interactions
 from recforge.data.vocab import IdVocab
-from recforge.models._row_jacobian import RowJacobian, relu_stack, row_products
+from recforge.models._row_jacobian import (
+    F64,
+    IntArray,
+    RowJacobian,
+    dense,
+    relu_stack,
+    row_products,
+)
 from recforge.models.base import DEFAULT_SCORE_CHUNK, FloatArray
 from recforge.models.neural import NeuralConfig, NeuralRecommender, OutputHead, YRange
 from recforge.train.losses import Batch, Objective, RatingMSE
@@ -208,42 +214,50 @@ class TwoTowerNet(nn.Module):
             dot = dot + self.user_bias_of(user_idx) + self.item_bias_of(item_idx)
         return dot
 
-    def user_tower_jacobian(self, emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """User tower outputs ``u`` ``(R, k)`` of id embeddings ``emb`` ``(R, d)`` and their
-        Jacobians ``∂u/∂emb`` ``(R, k, d)``, in closed form (eval mode)."""
-        linears = [m for m in self.user_tower if isinstance(m, nn.Linear)]
-        first, last = linears[0], linears[-1]
-        if len(linears) == 1:
-            u = F.linear(emb, first.weight, first.bias)
-            jac = first.weight.expand(len(emb), -1, -1)
-        else:
-            x, grad = relu_stack(
-                F.linear(emb, first.weight, first.bias), linears[1:-1], last.weight
-            )
-            u = F.linear(x, last.weight, last.bias)
-            jac = (grad @ first.weight).transpose(0, 1)
-        if self.normalize:  # u/|u|: ∂ = (I − ûûᵀ) ∂u / |u|
-            norm = u.norm(dim=1, keepdim=True).clamp_min(1e-12)
-            u = u / norm
-            jac = (jac - u[:, :, None] * (u[:, None, :] @ jac)) / norm[:, :, None]
-        return u, jac
+    def user_tower_jacobian(self) -> Callable[[F64], tuple[F64, F64]]:
+        """``emb (R, d) -> (u (R, k), ∂u/∂emb (R, k, d))``: the user tower and its Jacobians in
+        closed form (eval mode), in numpy float64 (:mod:`recforge.models._row_jacobian`)."""
+        layers = [
+            (dense(m.weight), dense(m.bias)) for m in self.user_tower if isinstance(m, nn.Linear)
+        ]
+        (w1, c1), (w_last, c_last) = layers[0], layers[-1]
+        normalize = self.normalize
 
-    def row_jacobian(self, item_idx: torch.Tensor, row: torch.Tensor) -> RowJacobian:
+        def at(emb: F64) -> tuple[F64, F64]:
+            if len(layers) == 1:
+                u = emb @ w1.T + c1
+                jac = np.broadcast_to(w1, (len(emb), *w1.shape))
+            else:
+                x, grad = relu_stack(emb @ w1.T + c1, layers[1:-1], w_last)
+                u = x @ w_last.T + c_last
+                jac = (grad @ w1).transpose(1, 0, 2)
+            if normalize:  # u/|u|: ∂ = (I − ûûᵀ) ∂u / |u|
+                norm = np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-12)
+                u = u / norm
+                jac = (jac - u[:, :, None] * (u[:, None, :] @ jac)) / norm[:, :, None]
+            return u, jac
+
+        return at
+
+    def row_jacobian(self, item_idx: IntArray, row: IntArray) -> RowJacobian:
         """Pairs' scores and gradients in the user rows ``θ = [p_u (; b_u)]`` (eval mode): the
         user tower runs once per row, and ``∂s/∂p_u = v_iᵀ ∂u/∂p_u``."""
-        v = self.item_vectors(item_idx)  # (P, k)
-        item_bias = self.item_bias_of(item_idx)
+        with torch.no_grad():
+            idx = torch.as_tensor(item_idx, device=self.item_emb.weight.device)
+            v = dense(self.item_vectors(idx))  # (P, k)
+            item_bias = dense(self.item_bias_of(idx))
         d = self.user_emb.embedding_dim
         n_rows = int(row.max()) + 1 if len(row) else 0
         times_v = row_products(v, row, n_rows)
+        tower = self.user_tower_jacobian()
 
-        def at(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            u, jac = self.user_tower_jacobian(theta[:, :d])
+        def at(theta: F64) -> tuple[F64, F64]:
+            u, jac = tower(theta[:, :d])
             out = (u[row] * v).sum(1)
             grad = times_v(jac[:n_rows])
             if self.use_bias:
                 out = out + theta[row, d] + item_bias
-                grad = torch.cat([grad, torch.ones_like(out)[:, None]], 1)
+                grad = np.concatenate([grad, np.ones((len(out), 1))], 1)
             return out, grad
 
         return at
