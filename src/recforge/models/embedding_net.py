@@ -99,6 +99,22 @@ class EmbeddingNetModule(nn.Module):
             width = h
         self.out = nn.Linear(width, 1)
         self.n_factors = n_factors
+        #: The first layer's item half, on a copy whose item side is frozen (freeze_item_side).
+        self._frozen_item_part: torch.Tensor | None = None
+
+    def freeze_item_side(self) -> None:
+        """Compute the first layer's item half once, for a private copy whose item weights no
+        longer change (a fold-in's: ranking every item then costs one layer less)."""
+        with torch.no_grad():
+            self._frozen_item_part = self._item_part()
+
+    def _item_part(self) -> torch.Tensor:
+        """``W_i q_i`` of every item: ``(n_items, hidden[0])``."""
+        if self._frozen_item_part is not None:
+            return self._frozen_item_part
+        first = self.linears[0]
+        assert isinstance(first, nn.Linear)
+        return self.item_emb.weight @ first.weight[:, self.n_factors :].T
 
     def forward(self, user_idx: torch.Tensor, item_idx: torch.Tensor) -> torch.Tensor:
         """Raw scores of (user, item) pairs: ``(B,)``."""
@@ -128,7 +144,7 @@ class EmbeddingNetModule(nn.Module):
         first = self.linears[0]
         assert isinstance(first, nn.Linear)
         d = self.n_factors
-        item_part = self.item_emb.weight @ first.weight[:, d:].T  # (n_items, h1), once per call
+        item_part = self._item_part()  # (n_items, h1), once per call
         n_items = item_part.shape[0]
         widest = max(int(w.shape[0]) for w in self._weights())
         chunk = max(1, _SCORE_BUDGET // max(1, n_items * widest))

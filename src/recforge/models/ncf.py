@@ -164,6 +164,22 @@ class NCFMLP(nn.Module):
         self.predict = nn.Linear(layers[-1], 1)
         self.out_dim = int(layers[-1])
         self.first_width = int(layers[1])
+        #: The first layer's item half, on a copy whose item side is frozen (freeze_item_side).
+        self._frozen_item_part: torch.Tensor | None = None
+
+    def freeze_item_side(self) -> None:
+        """Compute the first layer's item half once, for a private copy whose item weights no
+        longer change (a fold-in's: ranking every item then costs one layer less)."""
+        with torch.no_grad():
+            self._frozen_item_part = self._item_part()
+
+    def _item_part(self) -> torch.Tensor:
+        """``W_i q_i`` of every item: ``(n_items, layers[1])``."""
+        if self._frozen_item_part is not None:
+            return self._frozen_item_part
+        first = self.hidden[0]
+        assert isinstance(first, nn.Linear)
+        return self.item_emb.weight @ first.weight[:, self.user_emb.embedding_dim :].T
 
     def features(self, user_idx: torch.Tensor, item_idx: torch.Tensor) -> torch.Tensor:
         """Last hidden activation ``φ_L(...)``: ``(B, layers[-1])``."""
@@ -188,9 +204,8 @@ class NCFMLP(nn.Module):
         first = self.hidden[0]
         assert isinstance(first, nn.Linear)
         d = self.user_emb.embedding_dim
-        w_u, w_i = first.weight[:, :d], first.weight[:, d:]
-        user_part = self.user_emb(user_idx) @ w_u.T + first.bias  # (B, h1)
-        item_part = self.item_emb.weight @ w_i.T  # (n_items, h1)
+        user_part = self.user_emb(user_idx) @ first.weight[:, :d].T + first.bias  # (B, h1)
+        item_part = self._item_part()  # (n_items, h1)
         x = torch.relu(user_part[:, None, :] + item_part[None, :, :])
         for layer in list(self.hidden)[1:]:
             x = torch.relu(layer(x))
@@ -289,6 +304,10 @@ class NeuMF(nn.Module):
         mlp_part = self.mlp.features_all(user_idx) @ h_mlp
         out: torch.Tensor = gmf_part + mlp_part + self.predict.bias
         return out
+
+    def freeze_item_side(self) -> None:
+        """Precompute the MLP branch's item side (:meth:`NCFMLP.freeze_item_side`)."""
+        self.mlp.freeze_item_side()
 
     def row_jacobian(self, item_idx: IntArray, row: IntArray) -> RowJacobian:
         """Pairs' scores and gradients in the user rows ``θ = [p^G; p^M]`` (eval mode)."""

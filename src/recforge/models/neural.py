@@ -775,29 +775,41 @@ class NeuralRecommender(Recommender):
         self, items: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
     ) -> torch.Tensor:
         """Scores ``(R, n_items)`` of the Gauss-Newton fold-in (recforge.train.gauss_newton)."""
-        ls = self.least_squares_rows(items, target, mask)
-        theta = self.solve_least_squares(ls)
+        ls, theta = self.solved_least_squares(items, target, mask)
         with torch.no_grad():
             return ls.all_scores(torch.from_numpy(theta).to(items.device))
 
-    def solve_least_squares(self, ls: LeastSquaresFoldIn) -> F64:
-        """The fitted rows ``θ`` ``(R, d)`` of a least-squares fold-in, by the configured
-        optimizer (Gauss-Newton, or L-BFGS / Adam on the same loss). Fold-ins and explanations
-        both solve through here, so an explanation's score is its fold-in's."""
-        key = self._solve_key(ls)
-        cache: dict[tuple[Any, ...], F64] = self.__dict__.setdefault("_solve_cache", {})
+    def solved_least_squares(
+        self, items: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[LeastSquaresFoldIn, F64]:
+        """The least-squares fold-in of padded histories and its solution ``θ`` ``(R, d)``.
+
+        Fold-ins and explanations both solve through here, so an explanation's score is its
+        fold-in's. One-user problems are remembered (:data:`SOLVE_CACHE_SIZE`, per thread, as a
+        problem scores through its thread's network copy): a service's new-user request ranks
+        and explains the same ratings with one problem and one solve.
+        """
+        key = self._solve_key(items, target, mask)
+        cache: dict[tuple[Any, ...], tuple[LeastSquaresFoldIn, F64]] = self.__dict__.setdefault(
+            "_solve_cache", {}
+        )
         found = cache.get(key) if key is not None else None
         if found is not None:
-            return found.copy()
-        if self.fold_in_optimizer() == "gauss_newton":
-            theta = gauss_newton_rows(ls.problem, ls.start, self.fold_in_steps())
-        else:
-            theta = self._minimise_least_squares(ls)
+            return found[0], found[1].copy()
+        ls = self.least_squares_rows(items, target, mask)
+        theta = self.solve_least_squares(ls)
         if key is not None:
             while len(cache) >= SOLVE_CACHE_SIZE:
                 cache.pop(next(iter(cache)), None)  # the oldest first
-            cache[key] = theta.copy()
-        return theta
+            cache[key] = (ls, theta.copy())
+        return ls, theta
+
+    def solve_least_squares(self, ls: LeastSquaresFoldIn) -> F64:
+        """The fitted rows ``θ`` ``(R, d)`` of a least-squares fold-in, by the configured
+        optimizer (Gauss-Newton, or L-BFGS / Adam on the same loss)."""
+        if self.fold_in_optimizer() == "gauss_newton":
+            return gauss_newton_rows(ls.problem, ls.start, self.fold_in_steps())
+        return self._minimise_least_squares(ls)
 
     def _minimise_least_squares(self, ls: LeastSquaresFoldIn) -> F64:
         """The least-squares fold-in by the gradient optimizers (:meth:`minimise_fold_in_rows`),
@@ -818,15 +830,22 @@ class NeuralRecommender(Recommender):
         out: F64 = theta.detach().cpu().numpy()
         return out
 
-    def _solve_key(self, ls: LeastSquaresFoldIn) -> tuple[Any, ...] | None:
+    def _solve_key(
+        self, items: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[Any, ...] | None:
         """What a one-user solve depends on (None for batches, which are not cached): the
-        history, the fold-in settings and the weights (identities and in-place versions)."""
-        if ls.start.shape[0] != 1:
+        history, the fold-in settings, the weights (identities and in-place versions) and the
+        thread."""
+        if items.shape[0] != 1:
             return None
         weights = self._weights_key()
         settings = (self.fold_in_optimizer(), self.fold_in_steps(), self.fold_in_reg())
-        history = (ls.pair_items.tobytes(), ls.problem.target.tobytes())
-        return (*settings, *history, weights)
+        keep = mask[0].cpu().numpy()
+        history = (
+            items[0].cpu().numpy()[keep].tobytes(),
+            target[0].cpu().numpy()[keep].astype(np.float64).tobytes(),
+        )
+        return (*settings, *history, weights, threading.get_ident())
 
     def explain_rows(
         self, rows: sp.csr_matrix, row_of: IndexArray, targets: IndexArray
@@ -840,8 +859,7 @@ class NeuralRecommender(Recommender):
         rows = sp.csr_matrix(rows)
         row_of = np.asarray(row_of, dtype=np.int64)
         items, target, mask = _padded(rows, self._device())
-        ls = self.least_squares_rows(items, target.to(torch.float64), mask)
-        theta = self.solve_least_squares(ls)
+        ls, theta = self.solved_least_squares(items, target.to(torch.float64), mask)
         k, lev_e = leave_one_out(ls.problem, theta)
         score, grad = ls.pair_jacobian(np.asarray(targets, dtype=np.int64), row_of)(theta)
         w = -(grad[:, None, :] @ k[row_of])[:, 0, :] * lev_e[row_of]
