@@ -273,8 +273,9 @@ def _markdown(result: dict[str, Any]) -> str:
         "",
         *(f"Re-run of some parts: `{r}`" for r in result.get("reruns", [])),
         "",
-        f"Machine: {result['machine']}; load average at start {result['load_start']}, "
-        f"at end {result['load_end']}.",
+        f"Machine: {result['machine']}; load average at the start of the last run "
+        f"{result['load_start']}, at its end {result['load_end']} (rows of earlier runs: their "
+        "own load column, where it has one).",
         "",
         "## Faithfulness: removing the top-3 explained history items vs 3 random ones",
         "",
@@ -400,7 +401,8 @@ def main() -> None:
             rerun += " --families " + " ".join(args.families)
         if args.skip:
             rerun += " --skip " + " ".join(args.skip)
-        result["reruns"] = [*old.get("reruns", []), rerun]
+        # The same command run again is listed once.
+        result["reruns"] = list(dict.fromkeys([*old.get("reruns", []), rerun]))
         result["command"] = old.get("command", result["command"])
 
     def save() -> None:
