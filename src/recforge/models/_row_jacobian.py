@@ -37,6 +37,7 @@ __all__ = [
     "dense",
     "relu_stack",
     "row_products",
+    "times",
 ]
 
 #: The fold-in's float64 arrays (named apart from the models' float32 ``FloatArray``).
@@ -78,8 +79,16 @@ def relu_stack(
         x = np.maximum(z, 0.0)
     grad = head[:, None, :] * masks[-1]
     for (w, _), mask in zip(reversed(layers), reversed(masks[:-1]), strict=True):
-        grad = (grad @ w) * mask
+        grad = times(grad, w) * mask
     return x, grad
+
+
+def times(stacked: FloatArray, weight: FloatArray) -> FloatArray:
+    """``(k, B, h) @ (h, h')`` as one 2-D product (numpy runs a 3-D ``@`` as ``k`` small ones:
+    a two-tower's 64 tower outputs of one user took ~50 µs so)."""
+    k, b, h = stacked.shape
+    out: FloatArray = (stacked.reshape(k * b, h) @ weight).reshape(k, b, -1)
+    return out
 
 
 def concat_mlp(
@@ -105,7 +114,7 @@ def concat_mlp(
     def at(theta: FloatArray) -> tuple[FloatArray, FloatArray]:
         z1 = (theta @ w_user.T)[row] + item_part
         x, grad = relu_stack(z1, rest, head)
-        return x, grad @ w_user
+        return x, times(grad, w_user)
 
     return at
 

@@ -64,6 +64,7 @@ from recforge.models._row_jacobian import (
     dense,
     relu_stack,
     row_products,
+    times,
 )
 from recforge.models.base import DEFAULT_SCORE_CHUNK, FloatArray
 from recforge.models.neural import NeuralConfig, NeuralRecommender, OutputHead, YRange
@@ -230,7 +231,7 @@ class TwoTowerNet(nn.Module):
             else:
                 x, grad = relu_stack(emb @ w1.T + c1, layers[1:-1], w_last)
                 u = x @ w_last.T + c_last
-                jac = (grad @ w1).transpose(1, 0, 2)
+                jac = times(grad, w1).transpose(1, 0, 2)
             if normalize:  # u/|u|: ∂ = (I − ûûᵀ) ∂u / |u|
                 norm = np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-12)
                 u = u / norm
