@@ -333,3 +333,60 @@ def test_exclude_seen_scope_needs_exclude_seen() -> None:
     with pytest.raises(ConfigError, match="exclude_seen_scope"):
         create("sasrec", exclude_seen_scope="history")
     assert create("gru4rec", exclude_seen=True, exclude_seen_scope="history") is not None
+
+
+class TestSASRecEnsemble(ModelContract):
+    """Two SASRec networks side by side pass the whole contract (save/load, determinism,
+    fold-in, batch equals single, ...)."""
+
+    model_name = "sasrec"
+    config: ClassVar[dict[str, Any]] = {**_SMALL, "ensemble": 2}
+    explicit = False
+
+
+def test_ensemble_scores_are_the_members_mean_log_softmax() -> None:
+    import torch
+
+    from recforge.models.sequential import SequenceEnsemble
+
+    model = create("sasrec", epochs=6, max_len=12, hidden=16, lr=5e-3, dropout=0.0, ensemble=2).fit(
+        _chain_data()
+    )
+    net = model._module()
+    assert isinstance(net, SequenceEnsemble) and len(net.members) == 2
+    seqs = torch.from_numpy(model.sequences_[:5])
+    with torch.no_grad():
+        parts = [torch.log_softmax(m.score_last(seqs), -1) for m in net.members]
+        # Different initialisations: the members are different networks.
+        assert not torch.allclose(parts[0], parts[1])
+        want = ((parts[0] + parts[1]) / 2).numpy()
+    np.testing.assert_allclose(model.score_items(np.arange(5)), want, rtol=1e-5, atol=1e-5)
+    # The ensemble learns the order too, and its attention is the members' mean (sums to 1).
+    assert model.recommend_for_items([3, 4, 5], k=1).item_ids.tolist() == [6]
+    w = model.attention_to_history(np.array([1, 2, 3, 4]))
+    assert np.all(w >= 0) and w.sum() == pytest.approx(1.0, abs=1e-5)
+    assert model.item_vectors().shape == (model.n_items, 32)
+
+
+def test_ensemble_members_train_as_they_would_alone() -> None:
+    """The ensemble's loss is the members' sum: each member's gradient is its own loss's."""
+    import torch
+
+    from recforge.models.sequential import EnsembleLoss, NextItemLoss, SequenceEnsemble
+
+    model = create("sasrec", epochs=1, max_len=8, hidden=8, dropout=0.0, ensemble=2)
+    model.fit(_chain_data(n_users=20, length=8))
+    net = model._module()
+    assert isinstance(net, SequenceEnsemble)
+    inner = NextItemLoss("ce", model.n_items)
+    batch = {"input": torch.from_numpy(model.sequences_[:6, :-1]),
+             "target": torch.from_numpy(model.sequences_[:6, 1:])}  # fmt: skip
+    net.zero_grad()
+    EnsembleLoss(inner).loss(net, batch).backward()
+    together = [p.grad.clone() for p in net.members[1].parameters() if p.grad is not None]
+    net.zero_grad()
+    inner.loss(net.members[1], batch).backward()
+    alone = [p.grad.clone() for p in net.members[1].parameters() if p.grad is not None]
+    assert len(together) == len(alone) > 0
+    for a, b in zip(together, alone, strict=True):
+        torch.testing.assert_close(a, b)

@@ -87,7 +87,7 @@ def times(stacked: FloatArray, weight: FloatArray) -> FloatArray:
     """``(k, B, h) @ (h, h')`` as one 2-D product (numpy runs a 3-D ``@`` as ``k`` small ones:
     a two-tower's 64 tower outputs of one user took ~50 µs so)."""
     k, b, h = stacked.shape
-    out: FloatArray = (stacked.reshape(k * b, h) @ weight).reshape(k, b, -1)
+    out: FloatArray = (stacked.reshape(k * b, h) @ weight).reshape(k, b, weight.shape[1])
     return out
 
 

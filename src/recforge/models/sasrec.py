@@ -42,6 +42,7 @@ from recforge.data.sequences import pad_left
 from recforge.models.base import FloatArray, IndexArray
 from recforge.models.sequential import (
     ItemEmbedding,
+    SequenceEnsemble,
     SequenceNet,
     SequentialConfig,
     SequentialRecommender,
@@ -196,11 +197,13 @@ class SASRec(SequentialRecommender):
         )
 
     def _attention_rows(self, rows: IndexArray) -> FloatArray:
+        """The last layer's attention from the final position (an ensemble: its members' mean)."""
         net = self._net()
-        assert isinstance(net, SASRecNet)
+        nets = list(net.members) if isinstance(net, SequenceEnsemble) else [net]
         net.eval()
+        seq = torch.as_tensor(rows, device=self._device())
         with torch.no_grad():
-            w = net.last_attention(torch.as_tensor(rows, device=self._device()))
+            w = torch.stack([_attention_net(n).last_attention(seq) for n in nets]).mean(0)
         out: FloatArray = w.float().cpu().numpy()
         return out
 
@@ -220,3 +223,8 @@ class SASRec(SequentialRecommender):
         if n:
             out[len(idx) - n :] = w[max_len - n :]
         return out
+
+
+def _attention_net(net: nn.Module) -> SASRecNet:
+    assert isinstance(net, SASRecNet)
+    return net
