@@ -118,3 +118,20 @@ def test_fitted_models_solve_in_closed_form(name: str, cfg: dict[str, Any]) -> N
     f_auto, j_auto = autograd_jacobian(outputs, rows)(theta)
     np.testing.assert_allclose(f_closed, f_auto, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(j_closed, j_auto, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["ncf_mlp", "neumf", "embedding_net"])
+def test_frozen_item_half_scores_as_the_network(name: str) -> None:
+    """A fold-in copy computes W_i q_i once; its full scoring is the trained network's."""
+    head = OutputHead(_randomised(NETWORKS[name]()), N_ITEMS, y_range=None, offset=0.0)
+    rows = _UserRows(head, head.user_param_names)  # freezes the item side of its copy
+    inner = rows.module.inner
+    frozen = getattr(inner, "mlp", inner)._frozen_item_part
+    assert frozen is not None
+    theta = torch.from_numpy(np.random.default_rng(2).normal(size=(2, rows.start.shape[1])))
+    rows.set(theta)
+    got = rows.module.score_all(torch.arange(2))
+    want = torch.stack(
+        [rows.module(torch.full((N_ITEMS,), r), torch.arange(N_ITEMS)) for r in range(2)]
+    )
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)

@@ -31,6 +31,7 @@ from recforge.train.gauss_newton import FloatArray, IntArray, RowJacobian
 
 __all__ = [
     "F64",
+    "FrozenItemHalf",
     "IntArray",
     "RowJacobian",
     "concat_mlp",
@@ -42,6 +43,30 @@ __all__ = [
 
 #: The fold-in's float64 arrays (named apart from the models' float32 ``FloatArray``).
 F64 = FloatArray
+
+
+class FrozenItemHalf:
+    """Mixin of networks whose first layer takes ``[p_u; q_i]``: the item half ``W_i q_i`` of
+    every item, computed once on a copy whose item side is frozen (:meth:`freeze_item_side`:
+    a fold-in's private copy, where ranking every item then costs one layer less)."""
+
+    _frozen_item_part: torch.Tensor | None = None
+
+    def first_layer(self) -> tuple[nn.Linear, nn.Embedding, int]:
+        """The first layer, the item embedding table and the user part's width."""
+        raise NotImplementedError
+
+    def freeze_item_side(self) -> None:
+        """Compute the item half once (the item weights must not change afterwards)."""
+        with torch.no_grad():
+            self._frozen_item_part = self.item_half()
+
+    def item_half(self) -> torch.Tensor:
+        """``W_i q_i`` of every item: ``(n_items, first layer width)``."""
+        if self._frozen_item_part is not None:
+            return self._frozen_item_part
+        first, items, d_user = self.first_layer()
+        return items.weight @ first.weight[:, d_user:].T
 
 
 def dense(tensor: torch.Tensor) -> FloatArray:

@@ -41,7 +41,14 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from recforge.config import ModelConfig, OptimizerName, ScheduleName
-from recforge.models._row_jacobian import F64, IntArray, RowJacobian, concat_mlp, dense
+from recforge.models._row_jacobian import (
+    F64,
+    FrozenItemHalf,
+    IntArray,
+    RowJacobian,
+    concat_mlp,
+    dense,
+)
 from recforge.models.base import FloatArray
 from recforge.models.neural import NeuralRecommender, OutputHead, PairConfig, YRange
 
@@ -49,7 +56,7 @@ from recforge.models.neural import NeuralRecommender, OutputHead, PairConfig, YR
 _SCORE_BUDGET = 1 << 24
 
 
-class EmbeddingNetModule(nn.Module):
+class EmbeddingNetModule(FrozenItemHalf, nn.Module):
     """Embeddings → concat → dropout → [Linear → ReLU → Dropout]* → Linear(1).
 
     Args:
@@ -99,22 +106,12 @@ class EmbeddingNetModule(nn.Module):
             width = h
         self.out = nn.Linear(width, 1)
         self.n_factors = n_factors
-        #: The first layer's item half, on a copy whose item side is frozen (freeze_item_side).
-        self._frozen_item_part: torch.Tensor | None = None
 
-    def freeze_item_side(self) -> None:
-        """Compute the first layer's item half once, for a private copy whose item weights no
-        longer change (a fold-in's: ranking every item then costs one layer less)."""
-        with torch.no_grad():
-            self._frozen_item_part = self._item_part()
-
-    def _item_part(self) -> torch.Tensor:
-        """``W_i q_i`` of every item: ``(n_items, hidden[0])``."""
-        if self._frozen_item_part is not None:
-            return self._frozen_item_part
+    def first_layer(self) -> tuple[nn.Linear, nn.Embedding, int]:
+        """The first layer, the item embedding table and the user part's width."""
         first = self.linears[0]
         assert isinstance(first, nn.Linear)
-        return self.item_emb.weight @ first.weight[:, self.n_factors :].T
+        return first, self.item_emb, self.n_factors
 
     def forward(self, user_idx: torch.Tensor, item_idx: torch.Tensor) -> torch.Tensor:
         """Raw scores of (user, item) pairs: ``(B,)``."""
@@ -144,7 +141,7 @@ class EmbeddingNetModule(nn.Module):
         first = self.linears[0]
         assert isinstance(first, nn.Linear)
         d = self.n_factors
-        item_part = self._item_part()  # (n_items, h1), once per call
+        item_part = self.item_half()  # (n_items, h1), once per call
         n_items = item_part.shape[0]
         widest = max(int(w.shape[0]) for w in self._weights())
         chunk = max(1, _SCORE_BUDGET // max(1, n_items * widest))

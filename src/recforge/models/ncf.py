@@ -56,7 +56,14 @@ from torch import nn
 
 from recforge.config import ModelConfig, OptimizerName, ScheduleName
 from recforge.data.interactions import Interactions
-from recforge.models._row_jacobian import F64, IntArray, RowJacobian, concat_mlp, dense
+from recforge.models._row_jacobian import (
+    F64,
+    FrozenItemHalf,
+    IntArray,
+    RowJacobian,
+    concat_mlp,
+    dense,
+)
 from recforge.models.base import FloatArray
 from recforge.models.neural import NeuralRecommender, OutputHead, PairConfig, YRange
 
@@ -122,7 +129,7 @@ class GMF(nn.Module):
         return at
 
 
-class NCFMLP(nn.Module):
+class NCFMLP(FrozenItemHalf, nn.Module):
     """The NCF multi-layer perceptron: ``s(u, i) = h^T φ_L(...φ_1([p_u; q_i])) + b``.
 
     Args:
@@ -164,22 +171,12 @@ class NCFMLP(nn.Module):
         self.predict = nn.Linear(layers[-1], 1)
         self.out_dim = int(layers[-1])
         self.first_width = int(layers[1])
-        #: The first layer's item half, on a copy whose item side is frozen (freeze_item_side).
-        self._frozen_item_part: torch.Tensor | None = None
 
-    def freeze_item_side(self) -> None:
-        """Compute the first layer's item half once, for a private copy whose item weights no
-        longer change (a fold-in's: ranking every item then costs one layer less)."""
-        with torch.no_grad():
-            self._frozen_item_part = self._item_part()
-
-    def _item_part(self) -> torch.Tensor:
-        """``W_i q_i`` of every item: ``(n_items, layers[1])``."""
-        if self._frozen_item_part is not None:
-            return self._frozen_item_part
+    def first_layer(self) -> tuple[nn.Linear, nn.Embedding, int]:
+        """The first layer, the item embedding table and the user part's width."""
         first = self.hidden[0]
         assert isinstance(first, nn.Linear)
-        return self.item_emb.weight @ first.weight[:, self.user_emb.embedding_dim :].T
+        return first, self.item_emb, self.user_emb.embedding_dim
 
     def features(self, user_idx: torch.Tensor, item_idx: torch.Tensor) -> torch.Tensor:
         """Last hidden activation ``φ_L(...)``: ``(B, layers[-1])``."""
@@ -205,7 +202,7 @@ class NCFMLP(nn.Module):
         assert isinstance(first, nn.Linear)
         d = self.user_emb.embedding_dim
         user_part = self.user_emb(user_idx) @ first.weight[:, :d].T + first.bias  # (B, h1)
-        item_part = self._item_part()  # (n_items, h1)
+        item_part = self.item_half()  # (n_items, h1)
         x = torch.relu(user_part[:, None, :] + item_part[None, :, :])
         for layer in list(self.hidden)[1:]:
             x = torch.relu(layer(x))
