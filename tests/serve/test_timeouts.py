@@ -56,6 +56,11 @@ def test_slow_request_head_is_cut_and_idle_connections_close(mf_run: Path, parse
                     break
             except BlockingIOError:
                 pass
+            except OSError:
+                # Closed with a reset, not a FIN: a byte we sent was still unread when the
+                # server closed (Linux then resets), which a loaded machine makes likely.
+                closed = True
+                break
             finally:
                 drip.setblocking(True)
         assert closed
