@@ -3,9 +3,8 @@
 A least-squares fold-in (:mod:`recforge.train.gauss_newton`) needs, at every iteration, the
 outputs ``f_p`` of its pairs ``p = (row r_p, item j_p)`` and their gradients ``∂f_p/∂θ_{r_p}`` in
 the user row ``θ`` (every other weight frozen). Autograd gets them from one backward pass through
-one copy of the row per pair: a forward and a backward through the whole network, ~0.6 ms of a
-~1 ms NCF iteration. The networks whose user row enters one linear map are cheaper in closed
-form:
+one copy of the row per pair: a forward and a backward through the whole network per
+evaluation. The networks whose user row enters one linear map are cheaper in closed form:
 
 * the item side of that first map is fixed during a fold-in, so it is computed once per problem;
 * a ReLU stack is linear between kinks: its gradient is the product of the layers' weights
@@ -109,32 +108,37 @@ def relu_stack(
 
 
 def times(stacked: FloatArray, weight: FloatArray) -> FloatArray:
-    """``(k, B, h) @ (h, h')`` as one 2-D product (numpy runs a 3-D ``@`` as ``k`` small ones:
-    a two-tower's 64 tower outputs of one user took ~50 µs so)."""
+    """``(k, B, h) @ (h, h')`` as one 2-D product (numpy runs a 3-D ``@`` as ``k`` small ones,
+    slow for a tower's ``k`` outputs of one user, ``B = 1``)."""
     k, b, h = stacked.shape
     out: FloatArray = (stacked.reshape(k * b, h) @ weight).reshape(k, b, weight.shape[1])
     return out
 
 
 def concat_mlp(
-    item_rows: FloatArray, linears: Sequence[nn.Module], head: FloatArray, row: IntArray
+    net: FrozenItemHalf,
+    linears: Sequence[nn.Module],
+    head: FloatArray,
+    item_idx: IntArray,
+    row: IntArray,
 ) -> Callable[[FloatArray], tuple[FloatArray, FloatArray]]:
     """The ReLU MLP on ``[θ_{r_p}; q_{j_p}]`` of fixed pairs, as a function of the user rows.
 
     Args:
-        item_rows: the pairs' item embeddings ``q_{j_p}`` ``(P, d_i)``.
+        net: the network; its item half ``W_i q_i`` (:meth:`FrozenItemHalf.item_half`, computed
+            once on a fold-in's copy) gives the pairs' fixed part of the first layer.
         linears: the hidden layers, each followed by a ReLU; the first takes ``[θ; q]``.
         head: ``(k, h_L)`` output map whose gradients are wanted.
+        item_idx: each pair's item ``(P,)``.
         row: each pair's row of θ ``(P,)``.
 
     Returns:
         ``θ (R, d_u) -> (x_L (P, h_L), ∂(head x_L)/∂θ (k, P, d_u))``.
     """
+    d_u = net.first_layer()[2]
     (w1, c1), *rest = _layers(linears)
-    d_u = w1.shape[1] - item_rows.shape[1]
     w_user = w1[:, :d_u]
-    # The item half of the first layer is fixed during a fold-in: once per problem.
-    item_part = item_rows @ w1[:, d_u:].T + c1
+    item_part = dense(net.item_half())[item_idx] + c1
 
     def at(theta: FloatArray) -> tuple[FloatArray, FloatArray]:
         z1 = (theta @ w_user.T)[row] + item_part

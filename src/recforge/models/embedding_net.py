@@ -124,8 +124,7 @@ class EmbeddingNetModule(FrozenItemHalf, nn.Module):
     def row_jacobian(self, item_idx: IntArray, row: IntArray) -> RowJacobian:
         """Pairs' raw scores and gradients in the user rows, in closed form (eval mode)."""
         head, bias = dense(self.out.weight), float(self.out.bias)
-        item_rows = dense(self.item_emb.weight)[item_idx]
-        features = concat_mlp(item_rows, list(self.linears), head, row)
+        features = concat_mlp(self, list(self.linears), head, item_idx, row)
 
         def at(theta: F64) -> tuple[F64, F64]:
             x, grad = features(theta)

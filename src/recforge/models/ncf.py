@@ -217,7 +217,7 @@ class NCFMLP(FrozenItemHalf, nn.Module):
         self, item_idx: IntArray, row: IntArray, head: F64
     ) -> Callable[[F64], tuple[F64, F64]]:
         """``θ -> (φ_L (P, h_L), ∂(head φ_L)/∂θ (k, P, d))`` of fixed pairs (eval mode)."""
-        return concat_mlp(dense(self.item_emb.weight)[item_idx], list(self.hidden), head, row)
+        return concat_mlp(self, list(self.hidden), head, item_idx, row)
 
     def row_jacobian(self, item_idx: IntArray, row: IntArray) -> RowJacobian:
         """Pairs' scores and gradients in the user rows, in closed form (eval mode)."""

@@ -763,8 +763,8 @@ class NeuralRecommender(Recommender):
         """The network's weights as the fold-in caches see them: each parameter's identity and
         in-place version (a training step or loaded weights change it)."""
         module = self._module()
-        # The parameter list is remembered per module object: walking the module tree for it
-        # cost ~0.1 ms, three times per served fold-in.
+        # The parameter list is remembered per module object: a served fold-in asks for this
+        # key three times, and each walk of the module tree visits every submodule.
         found = self.__dict__.get("_weights_of")
         if found is None or found[0] is not module:
             found = (module, tuple(module.parameters()))

@@ -19,8 +19,9 @@ through a copy of its row's ``θ`` per pair (each output depends on its copy onl
 gradient of ``Σ f`` with respect to the copies is ``J`` itself).
 
 The solver runs in numpy float64: a served fold-in is a few dozen operations on ``d × d``
-matrices per iteration (``d`` ~ 100), where torch's ~3 µs of dispatch per operation made one
-NCF solve 2.4 ms against numpy's 0.5 ms, with the same iterates.
+matrices per iteration (``d`` ~ 100), each cheaper to dispatch in numpy than in torch. With the
+closed-form Jacobians, a solve takes 1.2-2.5 ms on ML-100k (docs/benchmarks/fold_in_solvers.md;
+that table's session-9 version, torch and autograd, read 4.3-8.0 ms).
 
 Rows are independent problems solved as one batch (as :mod:`recforge.train.rowwise`): every
 decision (accept, damping, stop) is taken per row, so a row ends where it would alone.
