@@ -176,21 +176,59 @@ def test_capped_lowers_torch_threads_for_small_work_and_restores() -> None:
 def test_map_in_threads_reuses_one_pool_keeps_order_and_runs_nested_calls_serially() -> None:
     import threading
 
-    names: list[str] = []
+    inner_threads: list[tuple[str, str]] = []
 
     def inner(x: int) -> int:
-        names.append(threading.current_thread().name)
         return x * 10
 
     def outer(x: int) -> list[int]:
-        # Called on a pool worker: the nested map must not wait for a worker of the same pool.
-        return th.map_in_threads(inner, [x, x + 1], 2)
+        # On a pool worker the nested map must not wait for a worker of the same pool: it runs
+        # serially, on that worker.
+        here = threading.current_thread().name
+        result = th.map_in_threads(
+            lambda y: (inner_threads.append((here, threading.current_thread().name)), inner(y))[1],
+            [x, x + 1],
+            2,
+        )
+        return result
 
     assert th.map_in_threads(outer, list(range(6)), 2) == [[10 * x, 10 * x + 10] for x in range(6)]
-    assert all(n.startswith("recforge") for n in names)  # inner ran on the outer's workers
-    first = th._pool(2)
+    assert all(o == i for o, i in inner_threads if o.startswith("recforge"))
+    first = th._pool(1, "map")
     th.map_in_threads(inner, [1, 2, 3], 2)
-    assert th._pool(2) is first
+    assert th._pool(1, "map") is first and th._pool(1, "background") is not first
+
+
+def test_map_in_threads_does_not_wait_for_a_worker_that_never_starts() -> None:
+    import threading
+
+    # The map pool's only worker is held up (as by a scheduler that does not give it a core):
+    # the caller takes every item itself and returns without it.
+    release = threading.Event()
+    th._pool(1, "map").submit(release.wait)
+    try:
+        names: list[str] = []
+        out = th.map_in_threads(
+            lambda x: (names.append(threading.current_thread().name), x + 1)[1], list(range(8)), 2
+        )
+        assert out == list(range(1, 9))
+        assert set(names) == {threading.current_thread().name}
+    finally:
+        release.set()
+
+
+def test_map_in_threads_runs_every_item_then_raises_the_first_error() -> None:
+    ran: list[int] = []
+
+    def fn(x: int) -> int:
+        ran.append(x)
+        if x in (3, 5):
+            raise ValueError(f"item {x}")
+        return x
+
+    with pytest.raises(ValueError, match="item 3"):
+        th.map_in_threads(fn, list(range(8)), 2)
+    assert sorted(ran) == list(range(8))
 
 
 def test_background_runs_in_submission_order() -> None:
@@ -238,9 +276,11 @@ def test_picked_threads_probes_both_then_keeps_the_faster_and_switches_when_load
     clock = _FakeClock()
     pace = {2: 0.6, 1: 1.0}  # two threads 1.67x faster (a quiet machine)
     used = [_run_picked("test.pick.quiet", clock, pace, 8.0) for _ in range(40)]
-    probes = th.EnginePicker.PROBES + 1  # a warm-up + PROBES timed calls each
-    assert used[: 2 * probes] == [2] * probes + [1] * probes
-    assert used[2 * probes :].count(1) <= 3  # then two threads, one-thread re-tries only
+    # Two threads: a warm-up + PROBES timed calls; one thread: PROBES timed calls (the two-thread
+    # calls loaded the kernel, so it needs no warm-up).
+    probes = 2 * th.EnginePicker.PROBES + 1
+    assert used[:probes] == [2] * (th.EnginePicker.PROBES + 1) + [1] * th.EnginePicker.PROBES
+    assert used[probes:].count(1) <= 3  # then two threads, one-thread re-tries only
     # The machine gets busy: a second thread now waits for a core. The next re-try of one
     # thread finds it faster and the picker switches to it.
     pace = {2: 3.0, 1: 1.0}
@@ -268,7 +308,7 @@ def test_picked_threads_does_not_record_a_block_that_raised() -> None:
     with pytest.raises(RuntimeError), th.picked_threads("test.pick.raise", 8.0, 2, clock=clock):
         raise RuntimeError("boom")
     picker = th.thread_picker("test.pick.raise", 8.0, 2)
-    assert picker.calls == 1 and sum(picker.seen.values()) == 0
+    assert picker.calls == 1 and picker.seen == {2: 0, 1: 1}  # (one thread starts warm)
 
 
 def test_picked_threads_honours_forced_threads() -> None:
@@ -279,24 +319,30 @@ def test_picked_threads_honours_forced_threads() -> None:
 
 def test_engine_picker_skips_warm_ups_uses_the_faster_and_reprobes_less_when_confirmed() -> None:
 
-    picker: th.EnginePicker[str] = th.EnginePicker(("threaded", "serial"))
-    pace = {"threaded": 1.0, "serial": 2.0}
-    order = []
-    for _ in range(300):
-        engine = picker.pick()
-        order.append(engine)
-        # The warm-up (first) call of each is slow and must not count.
-        picker.record(engine, 50.0 if picker.seen[engine] == 0 else pace[engine])
-    probes = th.EnginePicker.PROBES + 1
-    assert order[: 2 * probes] == ["threaded"] * probes + ["serial"] * probes
-    # Re-tries of the slower engine (PROBES calls each) start 12, 24, 48, 96, 96 ... calls
+    def retry_gaps(picker: th.EnginePicker[str], pace: dict[str, float]) -> list[int]:
+        order = []
+        for _ in range(300):
+            engine = picker.pick()
+            order.append(engine)
+            # The warm-up (first) call of each is slow and must not count.
+            picker.record(engine, 50.0 if picker.seen[engine] == 0 else pace[engine])
+        probes = th.EnginePicker.PROBES + 1
+        assert order[: 2 * probes] == ["threaded"] * probes + ["serial"] * probes
+        calls = [i + 1 for i, e in enumerate(order) if e == "serial"][probes:]
+        starts = [c for c in calls if c - 1 not in calls]
+        assert all(c + 1 in calls for c in starts)  # each re-try is two calls
+        ends = [2 * probes] + [c + th.EnginePicker.PROBES - 1 for c in starts]
+        return [b - a for a, b in zip(ends, starts, strict=False)]
+
+    # A loser by a small share: re-tries (PROBES calls each) start 12, 24, 48, 96, 96 ... calls
     # after the previous one ended.
-    calls = [i + 1 for i, e in enumerate(order) if e == "serial"][probes:]
-    starts = [c for c in calls if c - 1 not in calls]
-    assert all(c + 1 in calls for c in starts)  # each re-try is two calls
-    ends = [2 * probes] + [c + th.EnginePicker.PROBES - 1 for c in starts]
-    gaps = [b - a for a, b in zip(ends, starts, strict=False)]
+    gaps = retry_gaps(th.EnginePicker(("threaded", "serial")), {"threaded": 1.0, "serial": 1.2})
     assert gaps[:4] == [12, 24, 48, 96] and set(gaps[4:]) <= {96}
+    # A clear loser (the engine in use more than CLEAR_MARGIN faster): 12, then 96 at once.
+    picker: th.EnginePicker[str] = th.EnginePicker(("threaded", "serial"))
+    gaps = retry_gaps(picker, {"threaded": 1.0, "serial": 2.0})
+    assert gaps[0] == 12 and set(gaps[1:]) == {96}
+    pace = {"threaded": 1.0, "serial": 2.0}
     # When the machine gets busy the other engine wins at its next re-try, and re-tries of the
     # new loser start again at the short interval.
     pace = {"threaded": 9.0, "serial": 2.0}

@@ -268,7 +268,7 @@ def equal_cost_ranges(row_cost: npt.ArrayLike, parts: int) -> list[tuple[int, in
 
 # One lasting pool per size: starting and joining fresh threads at every call cost ~0.3 ms, paid
 # 30 times by a 15-sweep ALS fit. Idle workers block on the pool's queue (no spinning).
-_pools: dict[int, ThreadPoolExecutor] = {}
+_pools: dict[tuple[str, int], ThreadPoolExecutor] = {}
 _pools_lock = threading.Lock()
 _in_worker = threading.local()
 
@@ -284,14 +284,16 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pools)
 
 
-def _pool(n_threads: int) -> ThreadPoolExecutor:
+def _pool(n_workers: int, purpose: str) -> ThreadPoolExecutor:
+    """The lasting pool of ``n_workers`` threads for ``purpose`` (``"map"`` or ``"background"``:
+    separate, so that a background task never holds up a map's workers)."""
     with _pools_lock:
-        pool = _pools.get(n_threads)
+        pool = _pools.get((purpose, n_workers))
         if pool is None:
             pool = ThreadPoolExecutor(
-                n_threads, thread_name_prefix="recforge", initializer=_mark_worker
+                n_workers, thread_name_prefix="recforge", initializer=_mark_worker
             )
-            _pools[n_threads] = pool
+            _pools[(purpose, n_workers)] = pool
         return pool
 
 
@@ -300,14 +302,49 @@ def _mark_worker() -> None:
 
 
 def map_in_threads(fn: Callable[[_T], _R], items: Sequence[_T], n_threads: int) -> list[_R]:
-    """``[fn(x) for x in items]``, on ``n_threads`` worker threads when more than one (in order).
+    """``[fn(x) for x in items]`` on ``n_threads`` threads when more than one (results in order).
 
-    The workers are a lasting pool shared by every call; a call made from inside one of them runs
-    serially (a nested map on the same pool could wait forever for a free worker).
+    The calling thread is one of the ``n_threads``: it and ``n_threads − 1`` workers of a lasting
+    pool take the items one at a time, whichever is free next. On a busy machine a woken worker
+    can wait a whole scheduler slice (~3 ms) for a core: the ML-100k ALS half-step's first range
+    on each worker took 3.4 ms against 0.7 ms for the others, and the fit on two threads was no
+    faster than on one. Here such a worker delays only the item it took, and the call returns
+    once every item is done, without waiting for a worker that took none; so two threads cost
+    about one thread's time at worst. A call made from inside a worker runs serially (a nested
+    map on the same pool could wait forever for a free worker). The first error raised by ``fn``
+    (in item order) is raised after every item has run.
     """
     if n_threads <= 1 or len(items) <= 1 or getattr(_in_worker, "active", False):
         return [fn(x) for x in items]
-    return list(_pool(n_threads).map(fn, items))
+    n_items = len(items)
+    results: list[Any] = [None] * n_items
+    errors: dict[int, BaseException] = {}
+    claim = itertools.count()  # next() on a C iterator is atomic under the GIL
+    finished = [0]
+    all_done = threading.Condition()
+
+    def drain() -> None:
+        for i in iter(claim.__next__, None):
+            if i >= n_items:
+                return
+            try:
+                results[i] = fn(items[i])
+            except BaseException as exc:  # re-raised in the caller, in item order
+                errors[i] = exc
+            with all_done:
+                finished[0] += 1
+                if finished[0] == n_items:
+                    all_done.notify_all()
+
+    pool = _pool(n_threads - 1, "map")
+    for _ in range(min(n_threads - 1, n_items - 1)):
+        pool.submit(drain)
+    drain()
+    with all_done:
+        all_done.wait_for(lambda: finished[0] == n_items)
+    if errors:
+        raise errors[min(errors)]
+    return results
 
 
 #: One-thread milliseconds of work a parallel region must give each thread before it starts one
@@ -364,7 +401,7 @@ def capped(work_ms: float) -> Iterator[int]:
 
 def background(fn: Callable[[], _R]) -> Future[_R]:
     """Run ``fn`` on a lasting background worker; calls run one at a time, in submission order."""
-    return _pool(1).submit(fn)
+    return _pool(1, "background").submit(fn)
 
 
 _blas_controller: list[Any] = []  # [ThreadpoolController] once created (None: no threadpoolctl)
@@ -410,18 +447,19 @@ def blas_capped(work_ms: float) -> Iterator[int]:
 class EnginePicker(Generic[_E]):
     """Chooses, call by call, the fastest of engines that compute the same result.
 
-    An engine is any label: a kernel's name (the fused BPR epoch's ``"threaded"`` / ``"serial"``)
-    or a thread count (:func:`picked_threads`). Each engine's first call is a warm-up (numba
-    loads compiled code, a thread pool starts) and is not counted; then each is tried until it
-    has :data:`PROBES` timings, after which the one with the lowest pace (the median of its
-    latest :data:`WINDOW` timings, in seconds per unit of work) is used. The others are
-    re-tried now and then, since the machine's load changes: after :data:`REPROBE` calls, and
-    after twice as many each time a re-try confirms the loser slower (up to
-    :data:`MAX_REPROBE`), so that on a busy machine, where a second thread mostly waits for a
-    core, the slower engine costs a few calls, not a fixed share. A re-try is :data:`PROBES`
-    calls timed afresh, and takes the lead only when :data:`MARGIN` faster than the engine in
-    use (one lucky timing on a noisy machine should not flip it); when the engine in use slows
-    down below another's last pace, that one is re-tried within a few calls.
+    An engine is any label: a kernel's name (the fused BPR epoch's ``"threaded"`` /
+    ``"serial"``) or a thread count (:func:`picked_threads`). Each engine's first call is a
+    warm-up (numba loads compiled code, a thread pool starts) and is not counted, except for
+    engines named ``warm``; then each is tried until it has :data:`PROBES` timings, after which
+    the one with the lowest pace (the median of its latest :data:`WINDOW` timings, in seconds
+    per unit of work) is used. The others are re-tried now and then, since the machine's load
+    changes: after :data:`REPROBE` calls, and after twice as many each time a re-try confirms
+    the loser slower (up to :data:`MAX_REPROBE`; at once when it lost by :data:`CLEAR_MARGIN`),
+    so that on a busy machine, where a second thread mostly waits for a core, the slower engine
+    costs a few calls, not a fixed share. A re-try is :data:`PROBES` calls timed afresh, and
+    takes the lead only when :data:`MARGIN` faster than the engine in use (one lucky timing on a
+    noisy machine should not flip it); when the engine in use slows down below another's last
+    pace, that one is re-tried within a few calls.
 
     Only for engines whose results are bit-identical: the choice changes the time, never the
     result. Thread-safe (one lock around the bookkeeping; the timed work runs outside it).
@@ -432,15 +470,24 @@ class EnginePicker(Generic[_E]):
     MAX_REPROBE = 96
     #: The share by which a re-tried engine must beat the one in use to take over.
     MARGIN = 0.1
+    #: The share by which the engine in use beats a re-tried one for the re-try to count as a
+    #: clear loss: the next re-try then waits :data:`MAX_REPROBE` calls at once. A re-try costs
+    #: whole calls on the slow engine (item-kNN on ML-100k: 43 ms on one thread against 25 on
+    #: two), and a load change that favours the loser shows first as the engine in use slowing
+    #: down, which brings a re-try forward anyway (below).
+    CLEAR_MARGIN = 0.25
     #: Timings an engine's pace is the median of (its latest): on a busy machine a call may be
     #: parked for a time slice, and one such call must not flip the choice (a running mean did:
     #: 2 threads ran 25% of a BPR fit's chunks at load 6 while 3.4x slower than one).
     WINDOW = 5
 
-    def __init__(self, engines: tuple[_E, ...]) -> None:
+    def __init__(self, engines: tuple[_E, ...], warm: tuple[_E, ...] = ()) -> None:
+        """``warm``: engines whose first call needs no warm-up (it is timed like the others):
+        one thread of a kernel whose code another engine's first call has loaded."""
         self.engines = engines
         self.calls = 0
-        self.seen: dict[_E, int] = dict.fromkeys(engines, 0)
+        # Calls seen so far, the warm-up counted; a warm engine starts as if past its warm-up.
+        self.seen: dict[_E, int] = {e: int(e in warm) for e in engines}
         self.pace: dict[_E, float] = {}
         self.interval = self.REPROBE
         self.next_probe = 0
@@ -503,6 +550,8 @@ class EnginePicker(Generic[_E]):
                 if self.pace[engine] < (1.0 - self.MARGIN) * self.pace[current]:
                     self.current = engine  # it took the lead: re-try the old one soon
                     self.interval = self.REPROBE
+                elif self.pace[current] < (1.0 - self.CLEAR_MARGIN) * self.pace[engine]:
+                    self.interval = self.MAX_REPROBE  # a clear loss: re-try it rarely
                 else:  # confirmed slower: wait longer before the next re-try
                     self.interval = min(2 * self.interval, self.MAX_REPROBE)
                 self.next_probe = self.calls + self.interval
@@ -547,7 +596,9 @@ def thread_picker(
     key = (kernel, n, size)
     picker = _thread_pickers.get(key)
     if picker is None:
-        picker = _thread_pickers.setdefault(key, EnginePicker((n, 1) if n > 1 else (1,)))
+        # One thread needs no warm-up call: the n-thread probes ran first and loaded the kernel.
+        engines = (n, 1) if n > 1 else (1,)
+        picker = _thread_pickers.setdefault(key, EnginePicker(engines, warm=(1,) if n > 1 else ()))
     return picker
 
 

@@ -612,7 +612,8 @@ class _NeighbourhoodModel(Recommender):
             memory_budget_mb=cfg.memory_budget_mb,
             values_t=values_t,
         )
-        self._prepare()
+        # An item-based fit has already transposed the pattern: _prepare reuses it.
+        self._prepare(pattern_t=pattern if self.item_based else None)
 
     @staticmethod
     def _binary(mat: sp.csr_matrix) -> sp.csr_matrix:
@@ -641,12 +642,19 @@ class _NeighbourhoodModel(Recommender):
         out: F64Array = np.asarray(r.data, dtype=np.float64) - base
         return out
 
-    def _prepare(self) -> None:
-        """Derived matrices used for scoring (rebuilt identically after loading)."""
+    def _prepare(self, pattern_t: sp.csr_matrix | None = None) -> None:
+        """Derived matrices used for scoring (rebuilt identically after loading).
+
+        ``pattern_t``: the items × users binary pattern of ``ratings_``, when the caller has it
+        (the same arrays as transposing it here)."""
         r = sp.csr_matrix(self.ratings_, dtype=np.float64)
         self._pattern = self._binary(r)
-        self._pattern_t = self._pattern.T.tocsr()
-        self._item_means = _row_means(r.T.tocsr())
+        self._pattern_t = self._pattern.T.tocsr() if pattern_t is None else pattern_t
+        # Column means without a transpose: bincount adds each item's entries in user order,
+        # the order the transposed row sums used.
+        counts = np.bincount(r.indices, minlength=r.shape[1]).astype(np.float64)
+        sums = np.bincount(r.indices, weights=r.data, minlength=r.shape[1])
+        self._item_means = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
         if self.feedback_ == "explicit":
             self._data = _with_data(r, self._residual_data(r))
         elif self.recency_ is not None:
