@@ -396,3 +396,86 @@ def test_engine_picker_retries_afresh_so_a_past_burst_does_not_keep_an_engine_ou
     pace = {2: 1.0, 1: 1.5}  # the burst is over: the next re-try of two threads, timed
     used = _drive(picker, pace, 2 * th.EnginePicker.REPROBE)  # afresh, wins back the lead
     assert picker.best() == 2 and used.count(2) > len(used) // 2
+
+
+class _TickClock:
+    """A clock that advances by one second at each reading."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+def test_picked_map_keeps_results_in_order_on_every_path() -> None:
+    items = list(range(13))
+    costs = [1.0] * len(items)
+    for _ in range(40):  # probes, mixed probes, re-tries and plain calls alike
+        out = th.picked_map("test.map.order", lambda x: x * x, items, costs, 8.0, 2)
+        assert out == [x * x for x in items]
+    assert th.picked_map("test.map.order1", lambda x: -x, items, costs, 8.0, 1) == [
+        -x for x in items
+    ]
+
+
+def test_picked_map_probes_one_thread_on_every_fourth_item_and_times_both_engines() -> None:
+    import threading
+
+    clock = _TickClock()
+    picker = th.thread_picker("test.map.mixed", 8.0, 2)
+    recorded: list[tuple[int, float]] = []
+    real_record = picker.record
+    picker.record = lambda e, p: (recorded.append((e, p)), real_record(e, p))[1]  # type: ignore[method-assign]
+    items = list(range(8))
+    costs = [1.0, 1.0, 1.0, 1.0, 3.0, 1.0, 1.0, 1.0]  # item 4 costs three times the others
+
+    def call() -> list[tuple[int, str]]:
+        ran: list[tuple[int, str]] = []
+        th.picked_map(
+            "test.map.mixed",
+            lambda x: ran.append((x, threading.current_thread().name)),
+            items,
+            costs,
+            8.0,
+            2,
+            clock=clock,
+        )
+        return ran
+
+    for _ in range(th.EnginePicker.PROBES + 1):  # two threads first: a warm-up + PROBES
+        call()
+    # (the warm-up's timing is handed over too, and not counted)
+    assert [e for e, _ in recorded] == [2] * (th.EnginePicker.PROBES + 1)
+    recorded.clear()
+    ran = call()  # one thread's probe: items 0 and 4 alone, first, then the rest on two threads
+    caller = threading.current_thread().name
+    assert ran[:2] == [(0, caller), (4, caller)]
+    assert sorted(x for x, _ in ran[2:]) == [1, 2, 3, 5, 6, 7]
+    # Each engine's pace is its second of work over its share of the 8 ms (items 0 and 4 hold
+    # 4 of the 10 units of cost): two threads first, the engine then in use.
+    assert recorded == [
+        (2, pytest.approx(1.0 / (8.0 * 0.6))),
+        (1, pytest.approx(1.0 / (8.0 * 0.4))),
+    ]
+
+
+def test_picked_map_runs_on_one_thread_alone_once_one_thread_is_the_faster() -> None:
+    import threading
+
+    picker = th.thread_picker("test.map.serial", 8.0, 2)
+    picker.current = 1  # measured faster (a busy machine)
+    picker.seen = {2: 3, 1: 3}
+    picker.pace = {2: 2.0, 1: 1.0}
+    picker.next_probe = 10**9  # no re-try of two threads in this test
+    names: set[str] = set()
+    th.picked_map(
+        "test.map.serial",
+        lambda x: names.add(threading.current_thread().name),
+        list(range(8)),
+        [1.0] * 8,
+        8.0,
+        2,
+    )
+    assert names == {threading.current_thread().name}

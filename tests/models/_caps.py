@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from types import ModuleType
+from typing import Any
 
 import pytest
+
+import recforge.threads as th
 
 
 def record_thread_caps(
@@ -28,9 +31,11 @@ def record_thread_caps(
 def force_picked_threads(
     monkeypatch: pytest.MonkeyPatch, module: ModuleType, mode: str
 ) -> list[int]:
-    """Replace ``module.picked_threads`` by one that ignores timings: ``mode`` "all" gives every
-    region the fit's thread count (``requested``, default torch's count), "alternate" gives
-    every other region one thread, "one" always one. Returns the counts it gave."""
+    """Replace ``module.picked_threads`` and ``module.picked_map`` (those it has) by ones that
+    ignore timings: ``mode`` "all" gives every region the fit's thread count (``requested``,
+    default torch's count), "alternate" gives every other region one thread (and maps every
+    third region with picked_map's one-thread probe), "one" always one. Returns the counts it
+    gave."""
     import torch
 
     given: list[int] = []
@@ -45,5 +50,24 @@ def force_picked_threads(
         given.append(n)
         yield n
 
-    monkeypatch.setattr(module, "picked_threads", _forced)
+    def _forced_map(
+        kernel: str,
+        fn: Callable[[Any], Any],
+        items: Sequence[Any],
+        costs: Sequence[float],
+        work_ms: float,
+        requested: int | None = None,
+        **_: object,
+    ) -> list[Any]:
+        with _forced(kernel, work_ms, requested) as n:
+            # "alternate" also takes picked_map's one-thread probe (a quarter of the items
+            # alone, then the rest on n threads) every third region.
+            if mode == "alternate" and len(given) % 3 == 0:
+                return th.map_with_one_thread_probe(fn, items, max(n, 2))[0]
+            return th.map_in_threads(fn, items, n)  # looked up now: tests may spy on it
+
+    if hasattr(module, "picked_threads"):
+        monkeypatch.setattr(module, "picked_threads", _forced)
+    if hasattr(module, "picked_map"):
+        monkeypatch.setattr(module, "picked_map", _forced_map)
     return given

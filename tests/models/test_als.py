@@ -1160,16 +1160,17 @@ def test_threads_from_config_and_forced_threads_cap_the_picked_count(
     # one thread even where two are offered at 2 (64 factors: ~1.2 ms a half-step here).
     if als_mod._numba_cg() is None:
         pytest.skip("numba is not installed")
+    import recforge.threads as threads_mod
     from recforge.threads import forced_threads, thread_picker
 
     counts: list[int] = []
-    real_map = als_mod.map_in_threads
+    real_map = threads_mod.map_in_threads
 
     def spy(fn: Any, items: Any, n_threads: int) -> Any:
         counts.append(n_threads)
         return real_map(fn, items, n_threads)
 
-    monkeypatch.setattr(als_mod, "map_in_threads", spy)
+    monkeypatch.setattr(threads_mod, "map_in_threads", spy)
     data = planted_implicit(0).train
     cfg = {"backend": "numba", "n_factors": 64, "iterations": 2}
     work = als_mod._cg_half_ms(data.csr("rating"), 64, 3)

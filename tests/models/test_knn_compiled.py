@@ -88,18 +88,22 @@ def test_threaded_row_ranges_give_the_serial_matrix(
     # the concatenation must be the one-thread matrix, bit for bit.
     import torch
 
-    from recforge.threads import map_in_threads, threads
+    from recforge.threads import threads
 
     n_ranges: list[int] = []
 
-    def spy(fn: Any, items: Any, workers: int) -> Any:
-        n_ranges.append(len(items))
-        return map_in_threads(fn, items, workers)
-
-    monkeypatch.setattr(knn, "map_in_threads", spy)
     # These matrices are far below the work that earns a second thread: force it (whichever
-    # count the picker takes, the matrix must be the same).
-    force_picked_threads(monkeypatch, knn, "all")
+    # count the picker takes, the matrix must be the same; "alternate" also takes the
+    # one-thread probe that runs a quarter of the ranges alone).
+    monkeypatch.setattr(knn, "offered_threads", lambda work_ms, requested=None: requested)
+    force_picked_threads(monkeypatch, knn, "alternate" if n_threads == 3 else "all")
+    forced = knn.picked_map
+
+    def spy(kernel: str, fn: Any, items: Any, *args: Any, **kwargs: Any) -> Any:
+        n_ranges.append(len(items))
+        return forced(kernel, fn, items, *args, **kwargs)
+
+    monkeypatch.setattr(knn, "picked_map", spy)
     for binary in (True, False):
         values = _matrix(7, binary)
         with threads(1):
@@ -129,6 +133,7 @@ def test_a_small_matrix_runs_on_one_thread_whatever_the_thread_count(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # thread_picker: a few thousand products are far below PICK_MIN_MS_PER_THREAD per thread.
+    import recforge.threads as threads_mod
     from recforge.threads import map_in_threads, threads
 
     workers: list[int] = []
@@ -137,7 +142,7 @@ def test_a_small_matrix_runs_on_one_thread_whatever_the_thread_count(
         workers.append(n)
         return map_in_threads(fn, items, n)
 
-    monkeypatch.setattr(knn, "map_in_threads", spy)
+    monkeypatch.setattr(threads_mod, "map_in_threads", spy)
     with threads(2):
         knn.neighbour_similarities(_matrix(7, True), _matrix(7, True), k=4, restricted=False)
     assert workers == [1]
@@ -179,16 +184,13 @@ def test_implicit_item_knn_fit_is_unchanged_by_the_shared_transposes() -> None:
 def test_the_work_estimate_is_the_summed_row_cost(monkeypatch: pytest.MonkeyPatch) -> None:
     # Σ_j (column length)² + n, computed without the per-row costs, is their sum: the picker
     # keys its size classes on it, so the classes are those of the per-row formula.
-    from contextlib import contextmanager
-
     seen: list[float] = []
 
-    @contextmanager
-    def record(kernel: str, work_ms: float, requested: int | None = None) -> Any:
+    def record(kernel: str, fn: Any, items: Any, costs: Any, work_ms: float, *_: Any) -> Any:
         seen.append(work_ms)
-        yield 1
+        return [fn(x) for x in items]
 
-    monkeypatch.setattr(knn, "picked_threads", record)
+    monkeypatch.setattr(knn, "picked_map", record)
     values = _matrix(4, True)
     knn.neighbour_similarities(values, values, k=4, restricted=False)
     t = values.T.tocsr()

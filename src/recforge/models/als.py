@@ -55,7 +55,13 @@ from recforge.errors import ConfigError, ModelFitError
 from recforge.eval.metrics import rmse
 from recforge.explain import Attribution, HistoryTerms
 from recforge.models.base import FloatArray, IndexArray, Recommender
-from recforge.threads import capped, equal_cost_ranges, map_in_threads, picked_threads
+from recforge.threads import (
+    capped,
+    equal_cost_ranges,
+    offered_threads,
+    picked_map,
+    picked_threads,
+)
 
 __all__ = ["ALS", "CHUNK_CELLS", "ALSConfig"]
 
@@ -460,9 +466,11 @@ def _solve_side(
             )
 
         # Rows are independent and each block's ops are the same on any thread: the count
-        # changes the time only, so it is measured (picked_threads).
-        with picked_threads("als.torch_cg", work_ms, threads) as n_threads:
-            map_in_threads(run, blocks, n_threads)
+        # changes the time only, so it is measured (picked_map).
+        # A block's one-thread cost: k² a row (its system) + 2k an event (its products).
+        k = other.shape[1]
+        costs = [float((hi - lo) * k * k + 2 * k * len(sub.indices)) for lo, hi, sub in blocks]
+        picked_map("als.torch_cg", run, blocks, costs, work_ms, threads)
         return out
     return _cholesky_solve_side(side, other, current, gram, reg_diag, row_scale, offsets)
 
@@ -572,7 +580,7 @@ class ALS(HistoryTerms, Recommender):
         self._native: Any | None = None
         self._backend = "torch"
         # Per side: the numba backend's row ranges (see _numba_half).
-        self._bounds: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        self._bounds: dict[tuple[int, int], tuple[list[tuple[int, int]], list[float]]] = {}
         # Per side and width: the torch CG's row blocks and work estimate (see _torch_blocks).
         self._blocks: dict[tuple[int, int], tuple[list[tuple[int, int, _Side]], float]] = {}
         self._fit_threads = 1
@@ -791,21 +799,26 @@ class ALS(HistoryTerms, Recommender):
         # One thread or the fit's count, whichever this process measured faster for half-steps
         # of this size: a static threshold cannot be right both on a busy machine (where a
         # second thread waits for a core) and on a quiet one (docs/benchmarks/speed.md).
-        with picked_threads("als.cg", _cg_half_ms(mat, k, steps)) as n_threads:
-            parts = 1 if n_threads == 1 else 4 * n_threads
-            key = (id(mat), parts)
-            if key not in self._bounds:  # once per side and fit: the split only needs indptr
-                self._bounds[key] = kernels.row_bounds(mat.indptr, k, parts)
-            bounds = self._bounds[key]
-            scratch = np.zeros((len(bounds), 3, k), dtype=np.float32)
+        # (recforge.threads.picked_map: its one-thread probes run a quarter of the ranges alone.)
+        work_ms = _cg_half_ms(mat, k, steps)
+        offered = offered_threads(work_ms)
+        parts = 1 if offered == 1 else 4 * offered
+        key = (id(mat), parts)
+        if key not in self._bounds:  # once per side and fit: the split only needs indptr
+            bounds = kernels.row_bounds(mat.indptr, k, parts)
+            rows = np.diff(np.asarray(mat.indptr, dtype=np.int64))
+            cum = np.concatenate([[0.0], np.cumsum(k * k + 2.0 * k * rows)])
+            self._bounds[key] = (bounds, [float(cum[hi] - cum[lo]) for lo, hi in bounds])
+        bounds, costs = self._bounds[key]
+        scratch = np.zeros((len(bounds), 3, k), dtype=np.float32)
 
-            def run(part: int) -> None:
-                lo, hi = bounds[part]
-                kernels.cg_half(
-                    mat.indptr, mat.indices, mat.data, x, y, s, steps, lo, hi, scratch[part]
-                )
+        def run(part: int) -> None:
+            lo, hi = bounds[part]
+            kernels.cg_half(
+                mat.indptr, mat.indices, mat.data, x, y, s, steps, lo, hi, scratch[part]
+            )
 
-            map_in_threads(run, range(len(bounds)), n_threads)
+        picked_map("als.cg", run, range(len(bounds)), costs, work_ms)
         return current
 
     def _explicit_half(

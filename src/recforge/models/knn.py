@@ -100,7 +100,7 @@ from recforge.errors import ConfigError
 from recforge.explain import Attribution, HistoryTerms
 from recforge.models.base import FloatArray, IndexArray, RecList, Recommender, topk_rows
 from recforge.models.recency import recency_matrix, sequence_weights
-from recforge.threads import equal_cost_ranges, map_in_threads, picked_threads
+from recforge.threads import equal_cost_ranges, offered_threads, picked_map
 
 F64Array = npt.NDArray[np.float64]
 Similarity = Literal["cosine", "adjusted_cosine", "pearson_baseline"]
@@ -404,14 +404,18 @@ def _cosine_topk_compiled(
     col_len = np.diff(t.indptr).astype(np.float64)
     work_ms = (float(col_len @ col_len) + n) * _KNN_MS_PER_PRODUCT
     # The fit's thread count or one, whichever this process measured faster for accumulations
-    # of this size (recforge.threads.picked_threads): the split never changes the matrix.
-    with picked_threads("knn.cosine", work_ms, torch.get_num_threads()) as n_threads:
-        bounds = [(0, n)]
-        if n_threads > 1:
-            row_of = np.repeat(np.arange(n), np.diff(values.indptr))
-            row_cost = np.bincount(row_of, weights=col_len[values.indices], minlength=n) + 1.0
-            bounds = equal_cost_ranges(row_cost, 4 * n_threads) or bounds
-        parts = map_in_threads(rows, bounds, n_threads)
+    # of this size (recforge.threads.picked_map): the split never changes the matrix.
+    requested = torch.get_num_threads()
+    bounds = [(0, n)]
+    costs = [1.0]
+    offered = offered_threads(work_ms, requested)
+    if offered > 1:
+        row_of = np.repeat(np.arange(n), np.diff(values.indptr))
+        row_cost = np.bincount(row_of, weights=col_len[values.indices], minlength=n) + 1.0
+        bounds = equal_cost_ranges(row_cost, 4 * offered) or bounds
+        cum = np.concatenate([[0.0], np.cumsum(row_cost)])
+        costs = [float(cum[hi] - cum[lo]) for lo, hi in bounds]
+    parts = picked_map("knn.cosine", rows, bounds, costs, work_ms, requested)
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.concatenate([p[0] for p in parts]), out=indptr[1:])
     indices = np.concatenate([p[1] for p in parts])
