@@ -1109,6 +1109,41 @@ def test_only_the_torch_backend_caps_torch_threads(
     assert asked == want
 
 
+def test_torch_cg_blocks_run_by_the_caller_leave_its_torch_thread_count(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Each block runs on one torch thread in whichever thread takes it, the calling one
+    # included (recforge.threads.map_in_threads): the caller's count must be given back.
+    import torch
+
+    monkeypatch.setattr(als_mod, "_BLOCK_MS", 1e-3)  # blocks even for this small problem
+    force_picked_threads(monkeypatch, als_mod, "one")  # every block on the calling thread
+    record_thread_caps(monkeypatch, als_mod, "capped")  # the fit's two torch threads stay
+    in_block: list[int] = []
+    at_call: list[int] = []
+    real_cg, forced_map = als_mod._cg_solve_side, als_mod.picked_map
+
+    def cg(*args: Any, **kwargs: Any) -> Any:
+        in_block.append(torch.get_num_threads())
+        return real_cg(*args, **kwargs)
+
+    def spy_map(*args: Any, **kwargs: Any) -> Any:
+        at_call.append(torch.get_num_threads())  # the caller's count at each half-step
+        return forced_map(*args, **kwargs)
+
+    monkeypatch.setattr(als_mod, "_cg_solve_side", cg)
+    monkeypatch.setattr(als_mod, "picked_map", spy_map)
+    before = torch.get_num_threads()
+    try:
+        als_mod.ALS(backend="torch", solver="cg", num_threads=2, **SMALL).fit(
+            planted_implicit(1).train
+        )
+    finally:
+        torch.set_num_threads(before)
+    assert in_block and set(in_block) == {1}
+    assert len(at_call) > 1 and set(at_call) == {2}
+
+
 @pytest.mark.parametrize("objective", ["implicit", "explicit"])
 def test_torch_cg_fit_is_identical_for_any_thread_count_and_any_picker_choice(
     objective: str, monkeypatch: pytest.MonkeyPatch
