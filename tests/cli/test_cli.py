@@ -191,3 +191,38 @@ def test_each_bad_input_is_one_line_exit_2(
     assert name in lines[0]
     assert needle.lower() in lines[0].lower() or needle == "bad.csv", lines[0]
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("where", ["command", "global"])
+def test_train_threads_flag_sets_the_fit_threads(
+    capsys: pytest.CaptureFixture[str],
+    ratings_csv: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    where: str,
+) -> None:
+    # `recforge train --threads N` (as a user reading `train --help` types it) and
+    # `recforge --threads N train` both run the fit on N threads, over the config's count.
+    import torch
+
+    from recforge.models.als import ALS
+    from recforge.threads import set_forced_threads
+
+    seen: list[int] = []
+    original = ALS._fit
+
+    def spy(self: ALS, train: object, valid: object) -> None:
+        seen.append(torch.get_num_threads())
+        original(self, train, valid)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ALS, "_fit", spy)
+    try:
+        for n in (1, 2):
+            flag = ["--threads", str(n)]
+            args = ["train", "-m", "als", "--set", "num_threads=3", "--set", "iterations=1"]
+            args += ["--data", str(ratings_csv), "--out", str(tmp_path / f"run{n}")]
+            code, _, err = run_cli(capsys, *(args + flag if where == "command" else flag + args))
+            assert code == 0, err
+    finally:
+        set_forced_threads(None)
+    assert seen == [1, 2]

@@ -184,6 +184,7 @@ def train(
     batch_size: topts.BatchSizeOpt = None,
     n_factors: topts.FactorsOpt = None,
     seed: topts.SeedOpt = None,
+    threads: topts.ThreadsOpt = None,
     protocol: topts.ProtocolOpt = None,
     fold: topts.FoldOpt = "0",
     checkpoint_every: topts.CheckpointEveryOpt = None,
@@ -197,6 +198,7 @@ def train(
     from recforge.errors import ConfigError
     from recforge.pipeline import train_run
 
+    topts.force_threads(threads)
     if resume is not None:
         given = [model, config, sets, epochs, lr, batch_size, n_factors, seed, out, data]
         given += [train_file, test_file, valid_ratio, ks, like_threshold, relevance_threshold]

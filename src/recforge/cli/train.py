@@ -54,6 +54,15 @@ LrOpt = Annotated[float | None, typer.Option(help="Learning rate (neural models)
 BatchSizeOpt = Annotated[int | None, typer.Option(help="Batch size (neural models).")]
 FactorsOpt = Annotated[int | None, typer.Option(help="Embedding size (factor models).")]
 SeedOpt = Annotated[int | None, typer.Option(help="Random seed.")]
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--threads",
+        min=1,
+        help="CPU threads for this fit (the same as `recforge --threads N train ...`; overrides "
+        "the config's num_threads; default: the CPUs this process may use).",
+    ),
+]
 ProtocolOpt = Annotated[
     str | None,
     typer.Option(
@@ -151,3 +160,12 @@ def report_train(result: Any, json_out: bool) -> None:
     from recforge.cli.render import render_train_result
 
     render_train_result(result)
+
+
+def force_threads(threads: int | None) -> None:
+    """``train --threads N``: every fit of this command on ``N`` threads (None: leave the global
+    ``recforge --threads`` choice, or the config's and the machine's, as they are)."""
+    if threads is not None:
+        from recforge.threads import set_forced_threads
+
+        set_forced_threads(threads)

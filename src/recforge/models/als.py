@@ -470,15 +470,22 @@ def _solve_side(
         # A block's one-thread cost: k² a row (its system) + 2k an event (its products).
         k = other.shape[1]
         costs = [float((hi - lo) * k * k + 2 * k * len(sub.indices)) for lo, hi, sub in blocks]
-        # The calling thread runs blocks too (one torch thread each): give it its count back.
-        caller_threads = torch.get_num_threads()
-        try:
+        with _own_torch_threads():  # the calling thread runs blocks too
             picked_map("als.torch_cg", run, blocks, costs, work_ms, threads)
-        finally:
-            if torch.get_num_threads() != caller_threads:
-                torch.set_num_threads(caller_threads)
         return out
     return _cholesky_solve_side(side, other, current, gram, reg_diag, row_scale, offsets)
+
+
+@contextlib.contextmanager
+def _own_torch_threads() -> Iterator[None]:
+    """Gives the calling thread its torch thread count back after the block (a CG block sets
+    the count of whichever thread runs it to one)."""
+    before = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 def _cholesky_solve_side(
