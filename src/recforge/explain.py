@@ -125,6 +125,9 @@ class Explanation:
             is the attention weight, and the same list serves every item of the user). Shown
             beside the contributions, never instead: attention is not tested for faithfulness,
             the occlusion weights are.
+        rated: whether the history holds ratings (the model was fitted on explicit ratings):
+            the sentence says "Because you rated X", else "Because of X in your history" (a
+            click or purchase log is not a rating).
     """
 
     user_id: Any
@@ -137,18 +140,24 @@ class Explanation:
     link: Literal["identity", "scaled_sigmoid"] = "identity"
     raw_score: float = field(default=float("nan"))
     attention: tuple[Contribution, ...] | None = None
+    rated: bool = True
 
     def because(self, n: int = 2) -> list[Contribution]:
         """The (at most ``n``) history items that raised the score most; positive weights only."""
         return [c for c in self.contributions if c.weight > 0][:n]
 
     def sentence(self, n: int = 2) -> str:
-        """``"Because you rated X and Y"`` (empty when no history item raised the score)."""
+        """``"Because you rated X and Y"`` (implicit feedback: ``"Because of X and Y in your
+        history"``; empty when no history item raised the score)."""
         names = [c.title or str(c.item_id) for c in self.because(n)]
-        if not names:
-            return ""
+        return self.because_phrase(names) if names else ""
+
+    def because_phrase(self, names: Sequence[str]) -> str:
+        """``names`` (one or more) joined into this explanation's "because" sentence."""
         joined = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-        return f"Because you rated {joined}"
+        return (
+            f"Because you rated {joined}" if self.rated else f"Because of {joined} in your history"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly dict (ids as given, floats rounded to 6 digits)."""
@@ -550,6 +559,7 @@ def _explain_pairs(model: Recommender, hist: _History, targets: I64, k: int) -> 
                 link=link,
                 raw_score=raw,
                 attention=attention,
+                rated=model.rating_scale_ is not None,
             )
         )
     return out

@@ -9,12 +9,12 @@ from recforge.explain import Explanation
 
 
 def because_line(exp: Explanation, n: int = 2) -> str:
-    """``Because you rated X (+0.12) and Y (+0.08)``; says so when no history item raised it."""
+    """``Because you rated X (+0.12) and Y (+0.08)`` (implicit feedback: ``Because of X (+0.12)
+    and Y (+0.08) in your history``); says so when no history item raised it."""
     parts = [f"{c.title or c.item_id} ({c.weight:+.3g})" for c in exp.because(n)]
     if not parts:
-        return "no rated item raised this score (it comes from the residual)"
-    joined = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-    return f"Because you rated {joined}"
+        return "no history item raised this score (it comes from the residual)"
+    return exp.because_phrase(parts)
 
 
 def render_because(con: Any, recs: Any, explanations: list[Explanation]) -> None:
