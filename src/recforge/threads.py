@@ -320,10 +320,11 @@ def map_in_threads(fn: Callable[[_T], _R], items: Sequence[_T], n_threads: int) 
     results: list[Any] = [None] * n_items
     errors: dict[int, BaseException] = {}
     claim = itertools.count()  # next() on a C iterator is atomic under the GIL
-    finished = [0]
+    finished = 0
     all_done = threading.Condition()
 
     def drain() -> None:
+        nonlocal finished
         for i in iter(claim.__next__, None):
             if i >= n_items:
                 return
@@ -332,8 +333,8 @@ def map_in_threads(fn: Callable[[_T], _R], items: Sequence[_T], n_threads: int) 
             except BaseException as exc:  # re-raised in the caller, in item order
                 errors[i] = exc
             with all_done:
-                finished[0] += 1
-                if finished[0] == n_items:
+                finished += 1
+                if finished == n_items:
                     all_done.notify_all()
 
     pool = _pool(n_threads - 1, "map")
@@ -341,7 +342,7 @@ def map_in_threads(fn: Callable[[_T], _R], items: Sequence[_T], n_threads: int) 
         pool.submit(drain)
     drain()
     with all_done:
-        all_done.wait_for(lambda: finished[0] == n_items)
+        all_done.wait_for(lambda: finished == n_items)
     if errors:
         raise errors[min(errors)]
     return results
@@ -641,9 +642,33 @@ PROBE_STRIDE = 4
 
 def offered_threads(work_ms: float, requested: int | None = None) -> int:
     """The most threads :func:`picked_threads` / :func:`picked_map` may pick for a region of
-    ``work_ms`` one-thread milliseconds (callers split the work into ``4 ×`` that many items;
-    one item when it is 1)."""
+    ``work_ms`` one-thread milliseconds."""
     return threads_for(work_ms, requested, min_ms=PICK_MIN_MS_PER_THREAD)
+
+
+def thread_ranges(
+    n_rows: int,
+    row_cost: Callable[[], npt.ArrayLike],
+    work_ms: float,
+    requested: int | None = None,
+) -> tuple[list[tuple[int, int]], list[float]]:
+    """The row ranges a :func:`picked_map` over ``n_rows`` independent rows takes, and each
+    range's cost.
+
+    One range when a single thread is offered for ``work_ms`` (``row_cost`` is then not called);
+    else ``4 ×`` the offered count, of equal cost by ``row_cost()`` (:func:`equal_cost_ranges`:
+    more ranges than threads, so a parked thread holds no one up, and a one-thread probe has a
+    quarter of them to time).
+    """
+    import numpy as np
+
+    offered = offered_threads(work_ms, requested)
+    if offered < 2 or n_rows < 2:
+        return [(0, n_rows)], [1.0]
+    cost = np.asarray(row_cost(), dtype=np.float64)
+    bounds = equal_cost_ranges(cost, 4 * offered) or [(0, n_rows)]
+    cum = np.concatenate([[0.0], np.cumsum(cost)])
+    return bounds, [float(cum[hi] - cum[lo]) for lo, hi in bounds]
 
 
 def picked_map(
@@ -654,14 +679,14 @@ def picked_map(
     work_ms: float,
     requested: int | None = None,
     *,
-    min_ms: float = PICK_MIN_MS_PER_THREAD,
     clock: Callable[[], float] = time.perf_counter,
 ) -> list[_R]:
     """``map_in_threads(fn, items, n)`` with ``n`` picked as :func:`picked_threads` picks it,
     and one-thread probes that cost a fraction of a call.
 
     ``costs``: each item's share of the work (any unit), ``work_ms``: the whole call's one-thread
-    milliseconds (the picker's size class and pace unit). When the picker asks for a timing of
+    milliseconds (the picker's size class and pace unit); :func:`thread_ranges` gives both the
+    items (row ranges) and their costs. When the picker asks for a timing of
     one thread while more are allowed, this call runs every :data:`PROBE_STRIDE`-th item on this
     thread alone, timed, then the other items on ``n`` threads, timed: both engines get a pace
     (per unit of work) from one call, under the same load, and the probe costs a quarter of the
@@ -669,20 +694,19 @@ def picked_map(
     ml-latest-small: 215 ms on one thread against 118 on two, two probes in the first six fits).
     Items must be independent, so that the result does not depend on who ran which item.
     """
-    picker = thread_picker(kernel, work_ms, requested, min_ms=min_ms)
+    picker = thread_picker(kernel, work_ms, requested)
     n = picker.pick()
     if len(picker.engines) < 2:
         return map_in_threads(fn, items, n)
     many = max(picker.engines)
     total = float(sum(costs))
-    alone = list(range(0, len(items), PROBE_STRIDE))
     if n != 1 or not picker.probing(1) or len(items) < PROBE_STRIDE or total <= 0.0:
         t0 = clock()
         out = map_in_threads(fn, items, n)
         picker.record(n, (clock() - t0) / max(work_ms, 1e-9))
         return out
     results, alone_s, rest_s = map_with_one_thread_probe(fn, items, many, clock)
-    share_alone = sum(costs[i] for i in alone) / total
+    share_alone = sum(costs[::PROBE_STRIDE]) / total  # the items run alone
     # The engine in use first: a one-thread timing that takes the lead must not be followed by
     # a many-thread one read as a re-try of the old engine.
     picker.record(many, rest_s / max(work_ms * (1.0 - share_alone), 1e-9))

@@ -65,6 +65,8 @@ def test_a_click_log_is_explained_by_its_history_not_by_ratings(
 
 
 def test_the_sentence_says_rated_only_for_ratings() -> None:
+    import dataclasses
+
     from recforge.explain import Contribution, Explanation
 
     exp = Explanation(
@@ -77,6 +79,6 @@ def test_the_sentence_says_rated_only_for_ratings() -> None:
         method="exact",
     )
     assert exp.sentence() == "Because you rated Heat and 4"
-    clicks = Explanation(**{**exp.__dict__, "rated": False})
+    clicks = dataclasses.replace(exp, rated=False)
     assert clicks.sentence() == "Because of Heat and 4 in your history"
     assert clicks.sentence(1) == "Because of Heat in your history"

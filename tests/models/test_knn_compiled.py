@@ -95,7 +95,9 @@ def test_threaded_row_ranges_give_the_serial_matrix(
     # These matrices are far below the work that earns a second thread: force it (whichever
     # count the picker takes, the matrix must be the same; "alternate" also takes the
     # one-thread probe that runs a quarter of the ranges alone).
-    monkeypatch.setattr(knn, "offered_threads", lambda work_ms, requested=None: requested)
+    import recforge.threads as threads_mod
+
+    monkeypatch.setattr(threads_mod, "offered_threads", lambda work_ms, requested=None: requested)
     force_picked_threads(monkeypatch, knn, "alternate" if n_threads == 3 else "all")
     forced = knn.picked_map
 

@@ -31,8 +31,6 @@ from typing import Any
 
 import numpy as np
 
-from recforge.threads import equal_cost_ranges
-
 numba: Any = importlib.import_module("numba")
 
 
@@ -175,8 +173,3 @@ def cg_half(
             for a in range(p.shape[0]):
                 p[a] = r[a] + beta * p[a]
             rs_old = rs_new
-
-
-def row_bounds(indptr: Any, k: int, parts: int) -> list[tuple[int, int]]:
-    """``parts`` contiguous row ranges of about equal cost ``k² + 2k·n_u`` per row."""
-    return equal_cost_ranges(k * k + 2 * k * np.diff(np.asarray(indptr, dtype=np.int64)), parts)

@@ -61,6 +61,7 @@ from recforge.threads import (
     offered_threads,
     picked_map,
     picked_threads,
+    thread_ranges,
 )
 
 __all__ = ["ALS", "CHUNK_CELLS", "ALSConfig"]
@@ -814,14 +815,11 @@ class ALS(HistoryTerms, Recommender):
         # second thread waits for a core) and on a quiet one (docs/benchmarks/speed.md).
         # (recforge.threads.picked_map: its one-thread probes run a quarter of the ranges alone.)
         work_ms = _cg_half_ms(mat, k, steps)
-        offered = offered_threads(work_ms)
-        parts = 1 if offered == 1 else 4 * offered
-        key = (id(mat), parts)
+        key = (id(mat), offered_threads(work_ms))
         if key not in self._bounds:  # once per side and fit: the split only needs indptr
-            bounds = kernels.row_bounds(mat.indptr, k, parts)
+            # A row's cost: k² (its system) + 2k a rated item (its products).
             rows = np.diff(np.asarray(mat.indptr, dtype=np.int64))
-            cum = np.concatenate([[0.0], np.cumsum(k * k + 2.0 * k * rows)])
-            self._bounds[key] = (bounds, [float(cum[hi] - cum[lo]) for lo, hi in bounds])
+            self._bounds[key] = thread_ranges(len(rows), lambda: k * k + 2 * k * rows, work_ms)
         bounds, costs = self._bounds[key]
         scratch = np.zeros((len(bounds), 3, k), dtype=np.float32)
 

@@ -169,24 +169,18 @@ def _compiled_topk(
         return None
 
     from recforge.models._topk_kernels import topk_block
-    from recforge.threads import equal_cost_ranges, offered_threads, picked_map
+    from recforge.threads import picked_map, thread_ranges
 
     block = np.ascontiguousarray(scores)
     rows = block.shape[0]
     idx = np.empty((rows, k), dtype=np.int64)
     val = np.empty((rows, k), dtype=np.float32)
     nan = np.zeros(rows, dtype=np.bool_)
-    # Rows are independent: 1 thread or the fit's count, whichever was measured faster here
-    # (more ranges than threads: picked_map times a quarter of them alone when it probes).
+    # Rows are independent: 1 thread or the fit's count, whichever was measured faster here.
     work_ms = block.size * _TOPK_MS_PER_CELL
-    offered = offered_threads(work_ms)
-    bounds = equal_cost_ranges(np.ones(rows), 4 * offered if offered > 1 else 1) or [(0, rows)]
+    bounds, costs = thread_ranges(rows, lambda: np.ones(rows), work_ms)
     picked_map(
-        "topk",
-        lambda b: topk_block(block, k, b[0], b[1], idx, val, nan),
-        bounds,
-        [float(hi - lo) for lo, hi in bounds],
-        work_ms,
+        "topk", lambda b: topk_block(block, k, b[0], b[1], idx, val, nan), bounds, costs, work_ms
     )
     if nan.any():
         from recforge.models._topk import select_top

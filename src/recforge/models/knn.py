@@ -100,7 +100,7 @@ from recforge.errors import ConfigError
 from recforge.explain import Attribution, HistoryTerms
 from recforge.models.base import FloatArray, IndexArray, RecList, Recommender, topk_rows
 from recforge.models.recency import recency_matrix, sequence_weights
-from recforge.threads import equal_cost_ranges, offered_threads, picked_map
+from recforge.threads import picked_map, thread_ranges
 
 F64Array = npt.NDArray[np.float64]
 Similarity = Literal["cosine", "adjusted_cosine", "pearson_baseline"]
@@ -406,15 +406,13 @@ def _cosine_topk_compiled(
     # The fit's thread count or one, whichever this process measured faster for accumulations
     # of this size (recforge.threads.picked_map): the split never changes the matrix.
     requested = torch.get_num_threads()
-    bounds = [(0, n)]
-    costs = [1.0]
-    offered = offered_threads(work_ms, requested)
-    if offered > 1:
+
+    def row_cost() -> F64Array:  # only when the rows are split across threads
         row_of = np.repeat(np.arange(n), np.diff(values.indptr))
-        row_cost = np.bincount(row_of, weights=col_len[values.indices], minlength=n) + 1.0
-        bounds = equal_cost_ranges(row_cost, 4 * offered) or bounds
-        cum = np.concatenate([[0.0], np.cumsum(row_cost)])
-        costs = [float(cum[hi] - cum[lo]) for lo, hi in bounds]
+        cost = np.bincount(row_of, weights=col_len[values.indices], minlength=n) + 1.0
+        return np.asarray(cost, dtype=np.float64)
+
+    bounds, costs = thread_ranges(n, row_cost, work_ms, requested)
     parts = picked_map("knn.cosine", rows, bounds, costs, work_ms, requested)
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.concatenate([p[0] for p in parts]), out=indptr[1:])
@@ -427,6 +425,15 @@ def _row_means(values: sp.csr_matrix) -> F64Array:
     """Mean of the stored entries of each row (0 for empty rows)."""
     counts = np.diff(values.indptr).astype(np.float64)
     sums = np.asarray(values.sum(axis=1), dtype=np.float64).ravel()
+    return np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
+
+
+def _column_means(values: sp.csr_matrix) -> F64Array:
+    """Mean of the stored entries of each column (0 for empty columns), without a transpose:
+    ``bincount`` adds each column's entries in row order, as the transposed matrix's row sums
+    do, so the values are :func:`_row_means` of the transpose's, bit for bit."""
+    counts = np.bincount(values.indices, minlength=values.shape[1]).astype(np.float64)
+    sums = np.bincount(values.indices, weights=values.data, minlength=values.shape[1])
     return np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
 
 
@@ -635,7 +642,7 @@ class _NeighbourhoodModel(Recommender):
             if self.item_based:  # Sarwar: centre by the user's mean
                 means = _row_means(r)
                 return _with_data(r, r.data - np.repeat(means, np.diff(r.indptr)))
-            item_means = _row_means(r.T.tocsr())  # user-kNN: centre by the item's mean
+            item_means = _column_means(r)  # user-kNN: centre by the item's mean
             return _with_data(r, r.data - item_means[r.indices])
         return _with_data(r, self._residual_data(r))
 
@@ -654,11 +661,7 @@ class _NeighbourhoodModel(Recommender):
         r = sp.csr_matrix(self.ratings_, dtype=np.float64)
         self._pattern = self._binary(r)
         self._pattern_t = self._pattern.T.tocsr() if pattern_t is None else pattern_t
-        # Column means without a transpose: bincount adds each item's entries in user order,
-        # the order the transposed row sums used.
-        counts = np.bincount(r.indices, minlength=r.shape[1]).astype(np.float64)
-        sums = np.bincount(r.indices, weights=r.data, minlength=r.shape[1])
-        self._item_means = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
+        self._item_means = _column_means(r)
         if self.feedback_ == "explicit":
             self._data = _with_data(r, self._residual_data(r))
         elif self.recency_ is not None:
