@@ -19,14 +19,29 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from recforge.train import _mf_kernels as new
-from recforge.train.fused_mf import _numba_threads
+
+
+@contextmanager
+def _numba_threads(n: int) -> Iterator[None]:
+    """numba's parallel regions on ``n`` threads within the block (a base commit's threaded
+    kernel used ``prange``; since session 12 it runs a team of Python threads and ignores it)."""
+    import numba
+
+    old = numba.get_num_threads()
+    numba.set_num_threads(min(n, int(numba.config.NUMBA_NUM_THREADS)))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(old)
+
 
 DENSE = (0, np.zeros((5, 1)), np.zeros(1, np.int64), np.zeros(1, np.int64),
          tuple(np.zeros((1, 1), np.float32) for _ in range(4)))  # fmt: skip

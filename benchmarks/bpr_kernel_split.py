@@ -18,7 +18,7 @@ import numpy as np
 
 import recforge  # noqa: F401  (OMP_WAIT_POLICY=PASSIVE before OpenMP loads)
 from recforge.train import _mf_kernels as K
-from recforge.train.fused_mf import _numba_threads, threaded_engine_usable
+from recforge.train.fused_mf import threaded_engine_usable
 
 assert threaded_engine_usable()
 rng = np.random.default_rng(0)
@@ -93,29 +93,28 @@ def serial(p, m, v, g):
 
 
 def threaded(p, m, v, g, npar):
-    with _numba_threads(npar):
-        return K.sampled_epoch_threaded(
-            *_state(p, m, v, g),
-            users,
-            items,
-            negs,
-            perm,
-            bs,
-            lrs,
-            0,
-            2,
-            0.0,
-            0.9,
-            0.999,
-            1e-8,
-            0.01,
-            True,
-            0,
-            nb,
-            0.0,
-            npar,
-            *DENSE,
-        )
+    return K.sampled_epoch_threaded(
+        *_state(p, m, v, g),
+        users,
+        items,
+        negs,
+        perm,
+        bs,
+        lrs,
+        0,
+        2,
+        0.0,
+        0.9,
+        0.999,
+        1e-8,
+        0.01,
+        True,
+        0,
+        nb,
+        0.0,
+        npar,
+        *DENSE,
+    )
 
 
 arms = {

@@ -231,6 +231,100 @@ def test_map_in_threads_runs_every_item_then_raises_the_first_error() -> None:
     assert sorted(ran) == list(range(8))
 
 
+def test_run_team_runs_every_part_at_once_and_returns_them_in_order() -> None:
+    import threading
+
+    meet = threading.Barrier(3, timeout=10)  # breaks (raises) unless all 3 parts run at once
+    names: list[str] = []
+
+    def part(k: int) -> int:
+        names.append(threading.current_thread().name)
+        meet.wait()
+        return k * 10
+
+    assert th.run_team(part, 3) == [0, 10, 20]
+    assert len(set(names)) == 3 and threading.current_thread().name in names  # caller is part 0
+    assert th.run_team(lambda k: k + 7, 1) == [7]  # one part: the caller alone
+
+
+def test_run_team_started_from_two_threads_at_once_finishes_both() -> None:
+    # The second team's parts queue behind the first's in the shared pool; neither deadlocks.
+    import threading
+
+    def team(out: list[list[int]]) -> None:
+        meet = threading.Barrier(2, timeout=20)
+
+        def part(k: int) -> int:
+            meet.wait()
+            return k
+
+        out.append(th.run_team(part, 2))
+
+    results: list[list[int]] = []
+    others = [threading.Thread(target=team, args=(results,)) for _ in range(3)]
+    for t in others:
+        t.start()
+    team(results)
+    for t in others:
+        t.join(30)
+    assert results == [[0, 1]] * 4
+
+
+def test_run_team_raises_a_parts_error_after_all_parts_returned_and_refuses_nesting() -> None:
+    done: list[int] = []
+
+    def part(k: int) -> int:
+        if k == 1:
+            raise ValueError("part 1")
+        done.append(k)
+        return k
+
+    with pytest.raises(ValueError, match="part 1"):
+        th.run_team(part, 3)
+    assert sorted(done) == [0, 2]
+    with pytest.raises(RuntimeError, match="inside a recforge worker"):
+        th.background(lambda: th.run_team(part, 2)).result()
+
+
+def test_spin_barrier_meets_across_threads_and_releases_on_abort() -> None:
+    import threading
+
+    import numba
+    import numpy as np
+
+    from recforge.train import _numba_sync as sync
+
+    @numba.njit(nogil=True)
+    def count_rounds(state: np.ndarray, cells: np.ndarray, part: int, rounds: int) -> int:
+        # Each round: write own cell, meet, check the partner's write of this round, meet.
+        for r in range(rounds):
+            cells[part] = r
+            if sync.barrier(state, 2) < 0:
+                return -1
+            if cells[1 - part] != r:
+                return -2
+            if sync.barrier(state, 2) < 0:
+                return -1
+        return rounds
+
+    state, cells = np.zeros(3, np.int64), np.zeros(2, np.int64)
+    out: list[int] = []
+    other = threading.Thread(target=lambda: out.append(count_rounds(state, cells, 1, 2000)))
+    other.start()
+    assert count_rounds(state, cells, 0, 2000) == 2000
+    other.join(10)
+    assert out == [2000]
+    # A lone thread at the barrier waits until the abort flag releases it with -1.
+    lone = np.zeros(3, np.int64)
+    waiting = threading.Thread(target=lambda: out.append(count_rounds(lone, cells, 0, 1)))
+    waiting.start()
+    waiting.join(0.2)
+    assert waiting.is_alive()
+    lone[sync.ABORT] = 1
+    waiting.join(10)
+    assert out[-1] == -1
+
+
 def test_background_runs_in_submission_order() -> None:
     done: list[int] = []
     futures = [th.background(lambda i=i: done.append(i)) for i in range(20)]

@@ -65,10 +65,12 @@ __all__ = [
     "default_threads",
     "equal_cost_ranges",
     "forced_threads",
+    "in_worker_thread",
     "map_in_threads",
     "picked_threads",
     "quiet_openmp",
     "resolve_threads",
+    "run_team",
     "set_forced_threads",
     "thread_picker",
     "threads",
@@ -285,8 +287,9 @@ if hasattr(os, "register_at_fork"):
 
 
 def _pool(n_workers: int, purpose: str) -> ThreadPoolExecutor:
-    """The lasting pool of ``n_workers`` threads for ``purpose`` (``"map"`` or ``"background"``:
-    separate, so that a background task never holds up a map's workers)."""
+    """The lasting pool of ``n_workers`` threads for ``purpose`` (``"map"``, ``"background"`` or
+    ``"team"``: separate, so that a background task never holds up a map's or a team's
+    workers)."""
     with _pools_lock:
         pool = _pools.get((purpose, n_workers))
         if pool is None:
@@ -299,6 +302,11 @@ def _pool(n_workers: int, purpose: str) -> ThreadPoolExecutor:
 
 def _mark_worker() -> None:
     _in_worker.active = True
+
+
+def in_worker_thread() -> bool:
+    """Whether the calling thread is one of this module's pool workers."""
+    return bool(getattr(_in_worker, "active", False))
 
 
 def map_in_threads(fn: Callable[[_T], _R], items: Sequence[_T], n_threads: int) -> list[_R]:
@@ -398,6 +406,35 @@ def capped(work_ms: float) -> Iterator[int]:
     finally:
         if want != old:
             torch.set_num_threads(old)
+
+
+def run_team(fn: Callable[[int], _R], n_threads: int) -> list[_R]:
+    """``[fn(0), …, fn(n_threads − 1)]`` all running at once, each part on its own thread.
+
+    For kernels whose parts wait for each other (a spin barrier between phases,
+    :mod:`recforge.train._numba_sync`), which :func:`map_in_threads` cannot run: it may hand two
+    items to one thread. The caller runs part 0 and ``n_threads − 1`` workers of a lasting pool
+    of their own the others; ``fn`` must release the GIL while it waits (nogil numba). Two teams
+    started at once from different threads share the workers: the second's parts wait in the
+    pool's queue until the first team is done, and its part 0 waits for them at its first
+    barrier, so both finish. Not from inside a worker of this module (its parts could wait
+    behind their own caller): that raises ``RuntimeError``. An error in a part is raised after
+    every part has returned; ``fn`` must then release the others (the barrier's abort flag).
+    """
+    if n_threads <= 1:
+        return [fn(0)]
+    if in_worker_thread():
+        raise RuntimeError("run_team cannot run inside a recforge worker thread")
+    pool = _pool(n_threads - 1, "team")
+    futures = [pool.submit(fn, part) for part in range(1, n_threads)]
+    try:
+        first = fn(0)
+    finally:
+        rest = [f.exception() for f in futures]  # waits for every part
+    for err in rest:
+        if err is not None:
+            raise err
+    return [first, *(f.result() for f in futures)]
 
 
 def background(fn: Callable[[], _R]) -> Future[_R]:

@@ -224,7 +224,7 @@ def test_negatives_drawn_beside_the_kernel_give_the_serial_fit_bit_for_bit(
     if kernel.startswith("serial"):
         monkeypatch.setattr(fused_mf, "threaded_engine_usable", lambda: False)
     elif not fused_mf.threaded_engine_usable():
-        pytest.skip("numba has no thread-safe threading layer here")
+        pytest.skip("the threaded kernel cannot run from this thread")
     # The pickers' choices, forced: the first engine ("threaded" / "beside"), or drawing first.
     first = "first" if kernel == "serial-first" else ""
     choose = lambda self: first if first in self.engines else self.engines[0]  # noqa: E731
@@ -281,7 +281,6 @@ def test_threaded_epoch_is_the_serial_epoch_bit_for_bit(kind: int, has_bias: boo
     # serial kernel's tables, moments and loss to the last bit. Negatives of -1 (a user without
     # a free item) and repeated rows are in the data; three epochs, so moments matter.
     from recforge.train import _mf_kernels as kernels
-    from recforge.train.fused_mf import _numba_threads
 
     r = np.random.default_rng(3)
     n = 3000
@@ -306,14 +305,13 @@ def test_threaded_epoch_is_the_serial_epoch_bit_for_bit(kind: int, has_bias: boo
     def threaded(n_par: int, cuts: list[int]) -> tuple[float, list[np.ndarray]]:
         p, m, v, g = _kernel_inputs(has_bias)
         total = 0.0
-        with _numba_threads(n_par):
-            for epoch in range(3):
-                for lo, hi in itertools.pairwise(cuts):
-                    total = kernels.sampled_epoch_threaded(
-                        *p, has_bias, m[0], v[0], m[1], v[1], m[2], v[2], m[3], v[3], *g,
-                        users, items, negs, perm, bs, lrs, epoch * n_batches, *args[:2],
-                        *args[2:], lo, hi, total, n_par, *_DENSE,
-                    )  # fmt: skip
+        for epoch in range(3):
+            for lo, hi in itertools.pairwise(cuts):
+                total = kernels.sampled_epoch_threaded(
+                    *p, has_bias, m[0], v[0], m[1], v[1], m[2], v[2], m[3], v[3], *g,
+                    users, items, negs, perm, bs, lrs, epoch * n_batches, *args[:2],
+                    *args[2:], lo, hi, total, n_par, *_DENSE,
+                )  # fmt: skip
         return total, p + m + v + g
 
     want_total, want = serial()
@@ -337,7 +335,7 @@ def test_two_thread_bpr_fit_equals_the_one_thread_fit_whatever_the_engine(
 
     one = fit(1).get_state()
     if not fused_mf.threaded_engine_usable():
-        pytest.skip("numba has no thread-safe threading layer here")
+        pytest.skip("the threaded kernel cannot run from this thread")
     used: list[str] = []
     for mode in ("threaded", "alternate"):
         used.clear()
@@ -355,19 +353,68 @@ def test_two_thread_bpr_fit_equals_the_one_thread_fit_whatever_the_engine(
             np.testing.assert_array_equal(one[key], two[key], err_msg=f"{mode}: {key}")
 
 
-def test_threaded_engine_is_not_used_in_a_process_forked_after_numba_started_its_pool(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # GNU OpenMP's pool does not survive fork: a child must keep to the serial kernel. The
-    # pid recorded when the pool started is compared with the caller's.
+def _small_sampled_epochs(n_par: int) -> tuple[float, list[np.ndarray]]:
+    """Two BPR epochs of 1,000 rows (serial kernel for ``n_par`` 0, else the threaded one)."""
+    from recforge.train import _mf_kernels as kernels
+
+    r = np.random.default_rng(5)
+    n, bs = 1000, 64
+    users, items, negs = r.integers(0, 40, n), r.integers(0, 60, n), r.integers(0, 60, (n, 2))
+    perm = r.permutation(n)
+    n_batches = -(-n // bs)
+    lrs = np.full(n_batches, 0.01)
+    p, m, v, g = _kernel_inputs(False)
+    state = (*p, False, m[0], v[0], m[1], v[1], m[2], v[2], m[3], v[3], *g)
+    adam = (0.9, 0.999, 1e-8, 0.0, True)
+    total = 0.0
+    for epoch in range(2):
+        step0 = epoch * n_batches
+        if n_par == 0:
+            total = kernels.mf_epoch(
+                *state, users, items, np.zeros(1), negs, perm, bs, lrs, step0, 2, 0.0, 0.0,
+                1.0, False, 0.0, *adam, 0, n_batches, total, *_DENSE,
+            )  # fmt: skip
+        else:
+            total = kernels.sampled_epoch_threaded(
+                *state, users, items, negs, perm, bs, lrs, step0, 2, 0.0, *adam, 0, n_batches,
+                total, n_par, *_DENSE,
+            )  # fmt: skip
+    return total, p + m + v
+
+
+def test_threaded_engine_runs_in_a_process_forked_after_its_team_started() -> None:
+    # The team is Python threads (threads.run_team), renewed in a forked child, so a child
+    # forked after the parent ran the threaded kernel runs it too, to the serial result.
+    # (numba's OpenMP pool did not survive a fork: children had to keep to the serial kernel.)
+    import os
+    import signal
+
     from recforge.train import fused_mf
 
-    usable = fused_mf.threaded_engine_usable()
-    if not usable:
-        pytest.skip("numba has no thread-safe threading layer here")
-    real_pid = fused_mf.os.getpid()
-    monkeypatch.setattr(fused_mf.os, "getpid", lambda: real_pid + 1)
-    assert not fused_mf.threaded_engine_usable()
+    want = _small_sampled_epochs(0)
+    _small_sampled_epochs(2)  # the parent's team exists now
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through its exit status
+        signal.alarm(60)  # a hang would fail the test instead of blocking it
+        try:
+            ok = fused_mf.threaded_engine_usable()
+            total, got = _small_sampled_epochs(2)
+            ok = ok and total == want[0]
+            ok = ok and all(np.array_equal(a, b) for a, b in zip(got, want[1], strict=True))
+        except BaseException:
+            ok = False
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_threaded_engine_is_not_used_from_inside_a_worker_thread() -> None:
+    # Its team's workers could wait behind their own caller (threads.run_team).
+    from recforge.threads import background
+    from recforge.train import fused_mf
+
+    assert fused_mf.threaded_engine_usable()
+    assert not background(fused_mf.threaded_engine_usable).result()
 
 
 def test_threaded_epochs_of_the_same_shape_share_one_picker_for_the_process() -> None:
@@ -403,7 +450,7 @@ def test_a_threaded_chunk_waits_for_the_negatives_drawn_beside_the_serial_kernel
     from recforge.train import _mf_kernels, fused_mf
 
     if not fused_mf.threaded_engine_usable():
-        pytest.skip("numba has no thread-safe threading layer here")
+        pytest.skip("the threaded kernel cannot run from this thread")
 
     def fit(threads: int) -> NeuralRecommender:
         return _bpr_fit(threads, big=True, n_factors=8)

@@ -48,7 +48,6 @@ def _run(
     """Three epochs of the serial kernel (``n_par`` 0) or the threaded one: ``(loss, p+m+v)``;
     ``lazy``: the kernels' mask (1 users, 2 items, 3 both)."""
     from recforge.train import _mf_kernels as kernels
-    from recforge.train.fused_mf import _numba_threads
 
     users, items, negs, perm, bs = (data[k] for k in ("users", "items", "negs", "perm", "bs"))
     n_users, n_items, f = data["shape"]
@@ -73,12 +72,11 @@ def _run(
                 0.0, 1.0, False, 0.0, B1, B2, eps, wd, True, 0, n_batches, total, *tail,
             )  # fmt: skip
             continue
-        with _numba_threads(n_par):
-            for lo, hi in itertools.pairwise(cuts or [0, n_batches]):
-                total = kernels.sampled_epoch_threaded(
-                    *state, users, items, negs, perm, bs, lrs, step0, kind, 0.1, B1, B2, eps,
-                    wd, True, lo, hi, total, n_par, *tail,
-                )  # fmt: skip
+        for lo, hi in itertools.pairwise(cuts or [0, n_batches]):
+            total = kernels.sampled_epoch_threaded(
+                *state, users, items, negs, perm, bs, lrs, step0, kind, 0.1, B1, B2, eps,
+                wd, True, lo, hi, total, n_par, *tail,
+            )  # fmt: skip
     return total, p + m + v
 
 

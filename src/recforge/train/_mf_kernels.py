@@ -20,9 +20,9 @@ of the time, the same weights to the last bit; docs/benchmarks/speed_bpr16.md).
 
 Serial loops; only the dot products may reassociate (:func:`_jit_reassoc`, vectorised sums in
 an order fixed by the compiled code), so results are deterministic for a seed on a machine.
-:func:`sampled_epoch_threaded` runs BPR / sampled-BCE epochs on several threads with the same
-operations in the same order (owner-computes), so its result is the serial kernel's, bit for
-bit, for any thread count.
+:func:`sampled_epoch_threaded` runs BPR / sampled-BCE epochs on a team of threads meeting at a
+spin barrier (:mod:`recforge.train._numba_sync`), with the same operations in the same order
+(owner-computes), so its result is the serial kernel's, bit for bit, for any thread count.
 Compiled with ``cache=True`` (see :func:`_jit` for read-only installs).
 """
 
@@ -35,6 +35,8 @@ from typing import Any
 import numba
 import numpy as np
 import numpy.typing as npt
+
+from recforge.train._numba_sync import ABORT, barrier
 
 MSE, BCE, BPR = 0, 1, 2
 
@@ -701,11 +703,6 @@ def uniform_negatives(
 OWNER_BLOCK = 16
 
 
-def _jit_parallel(fn: Callable[..., Any]) -> Any:
-    """:func:`_jit` with numba's ``parallel=True`` (``prange`` loops run on numba's threads)."""
-    return _compile(fn, parallel=True)
-
-
 @_jit
 def _sweep_part(
     P: Any, mP: Any, vP: Any, gP: Any, Q: Any, mQ: Any, vQ: Any, gQ: Any,
@@ -839,7 +836,79 @@ def _owner_gradients(
                 gBI[ng, 0] += cf
 
 
-@_jit_parallel
+@_jit
+def sampled_epoch_part(
+    P: Any, Q: Any, BU: Any, BI: Any, has_bias: bool,
+    mP: Any, vP: Any, mQ: Any, vQ: Any, mBU: Any, vBU: Any, mBI: Any, vBI: Any,
+    gP: Any, gQ: Any, gBU: Any, gBI: Any,
+    users: Any, items: Any, negs: Any, perm: Any, batch_size: int,
+    lrs: Any, step0: int, loss_kind: int, offset: float,
+    b1: float, b2: float, eps: float, wd: float, decoupled: bool,
+    b_lo: int, b_hi: int, total: float, part: int, n_par: int,
+    lazy: int, coefs: Any, last_u: Any, last_i: Any, Us: Any,
+    sync: Any, coef: Any, terms: Any, logs: Any, seen_u: Any, seen_i: Any,
+) -> float:  # fmt: skip
+    """Thread ``part`` of ``n_par`` of :func:`sampled_epoch_threaded` (which documents the
+    phases): the team's threads each run this call at once and meet at
+    :func:`~recforge.train._numba_sync.barrier` between phases. ``coef``, ``terms``, ``logs``,
+    ``seen_u``, ``seen_i`` and ``sync`` are shared by the team; part 0 sums the loss and returns
+    the new total (the others return ``total``)."""
+    n = perm.shape[0]
+    tmp = np.zeros(P.shape[1], dtype=np.float32)
+    sizes = (P.size, Q.size, BU.size if has_bias else 0, BI.size if has_bias else 0)
+    cells = 0
+    for ti in range(4):
+        cells += 0 if (lazy >> (ti % 2)) & 1 else sizes[ti]
+    for b in range(b_lo, b_hi):
+        start = b * batch_size
+        end = min(n, start + batch_size)
+        rows = end - start
+        t = float(step0 + b + 1)
+        lr = lrs[b]
+        c = _adam_consts(lr, t, b1, b2, eps, wd)
+        if lazy:
+            if part == 0:
+                _touch(users, items, negs, perm, start, end, True, False, seen_u, seen_i, b + 1)
+            if barrier(sync, n_par) < 0:
+                return total
+            _lazy_tables(P, mP, vP, gP, Q, mQ, vQ, gQ, BU, mBU, vBU, gBU, BI, mBI, vBI, gBI,
+                         has_bias, seen_u, seen_i, b + 1, part, n_par, last_u, last_i, Us, b,
+                         CATCH_UP, coefs, c, b1, b2, decoupled, lazy)  # fmt: skip
+            if barrier(sync, n_par) < 0:
+                return total
+        inv_m = _inv_pairs(negs, start, end, loss_kind)
+        _pair_derivatives(
+            P, Q, BU, BI, has_bias, users, items, negs, perm, start,
+            start + rows * part // n_par, start + rows * (part + 1) // n_par, offset,
+            loss_kind, inv_m, coef, terms,
+        )  # fmt: skip
+        if barrier(sync, n_par) < 0:
+            return total
+        if part == 0:  # reads terms, which the next batch rewrites only after two barriers
+            total += _batch_loss(negs, start, rows, loss_kind, inv_m, terms, logs) * rows
+        _owner_gradients(
+            P, Q, has_bias, gP, gQ, gBU, gBI, users, items, negs, perm, start, end, coef,
+            tmp, part, n_par,
+        )  # fmt: skip
+        # Every thread's gradient rows read P and Q, which the steps below write.
+        if barrier(sync, n_par) < 0:
+            return total
+        if lazy:
+            _lazy_tables(P, mP, vP, gP, Q, mQ, vQ, gQ, BU, mBU, vBU, gBU, BI, mBI, vBI, gBI,
+                         has_bias, seen_u, seen_i, b + 1, part, n_par, last_u, last_i, Us,
+                         b + 1, STEP, coefs, c, b1, b2, decoupled, lazy)  # fmt: skip
+        if cells:  # the dense sides (the lazy ones were stepped above: other tables)
+            _sweep_part(
+                P, mP, vP, gP, Q, mQ, vQ, gQ, BU, mBU, vBU, gBU, BI, mBI, vBI, gBI, has_bias,
+                cells * part // n_par, cells * (part + 1) // n_par, lr, t, b1, b2, eps, wd,
+                decoupled, lazy,
+            )  # fmt: skip
+        # The next batch reads rows any thread may have stepped.
+        if barrier(sync, n_par) < 0:
+            return total
+    return total
+
+
 def sampled_epoch_threaded(
     P: Any, Q: Any, BU: Any, BI: Any, has_bias: bool,
     mP: Any, vP: Any, mQ: Any, vQ: Any, mBU: Any, vBU: Any, mBI: Any, vBI: Any,
@@ -854,66 +923,44 @@ def sampled_epoch_threaded(
     the very same floating-point operations in the same order: the same result to the last bit
     whatever ``n_par`` (tests/train/test_fused_mf.py).
 
-    Per batch, three parallel passes instead of the serial gradient + sweep:
+    Per batch, three phases split between the threads instead of the serial gradient + sweep:
 
     1. the scores and loss derivatives of the batch's (positive, negative) pairs, read-only on
        the tables, split by rows of the batch (:func:`_pair_derivatives`); the loss is then
-       summed serially in :func:`_sampled_batch`'s order (:func:`_batch_loss`);
+       summed by thread 0 in :func:`_sampled_batch`'s order (:func:`_batch_loss`);
     2. the gradient rows, split by **owner** (:func:`_owner_gradients`): each thread walks
        the whole batch in order and adds only into its own rows, so every row receives its terms
        in the serial order (the scan is cheap; the row updates are the work);
     3. the Adam(W) sweep (element-wise), split into contiguous ranges (:func:`_sweep_part`);
        with ``lazy``, the touched rows' catch-up (before 1) and step, split into row ranges
        (:func:`_lazy_tables`).
+
+    The threads are a team (:func:`recforge.threads.run_team`: the caller and ``n_par − 1``
+    pool workers, each running :func:`sampled_epoch_part` nogil for the whole range of
+    batches) that meets at a spin barrier after each phase (:mod:`._numba_sync`), four times a
+    batch (six with ``lazy``), rather than starting a parallel region a phase.
     """
-    n = perm.shape[0]
+    from recforge.threads import run_team
+
     n_neg = negs.shape[1]
     coef = np.zeros((batch_size, n_neg + 1))
     terms = np.zeros((batch_size, 2 * n_neg + 2))
     logs = np.empty(batch_size * (n_neg + 1))
-    tmps = np.zeros((n_par, P.shape[1]), dtype=np.float32)
-    sizes = (P.size, Q.size, BU.size if has_bias else 0, BI.size if has_bias else 0)
-    cells = 0
-    for ti in range(4):
-        cells += 0 if (lazy >> (ti % 2)) & 1 else sizes[ti]
     seen_u, seen_i = _lazy_buffers(P.shape[0], Q.shape[0], lazy)
-    for b in range(b_lo, b_hi):
-        start = b * batch_size
-        end = min(n, start + batch_size)
-        rows = end - start
-        t = float(step0 + b + 1)
-        lr = lrs[b]
-        c = _adam_consts(lr, t, b1, b2, eps, wd)
-        if lazy:
-            _touch(users, items, negs, perm, start, end, True, False, seen_u, seen_i, b + 1)
-            for part in numba.prange(n_par):
-                _lazy_tables(P, mP, vP, gP, Q, mQ, vQ, gQ, BU, mBU, vBU, gBU, BI, mBI, vBI,
-                             gBI, has_bias, seen_u, seen_i, b + 1, part, n_par, last_u, last_i,
-                             Us, b, CATCH_UP, coefs, c, b1, b2, decoupled, lazy)  # fmt: skip
-        inv_m = _inv_pairs(negs, start, end, loss_kind)
-        for part in numba.prange(n_par):
-            _pair_derivatives(
-                P, Q, BU, BI, has_bias, users, items, negs, perm, start,
-                start + rows * part // n_par, start + rows * (part + 1) // n_par, offset,
-                loss_kind, inv_m, coef, terms,
+    sync = np.zeros(3, dtype=np.int64)
+    shared = (sync, coef, terms, logs, seen_u, seen_i)
+
+    def run(part: int) -> float:
+        try:
+            out: float = sampled_epoch_part(
+                P, Q, BU, BI, has_bias, mP, vP, mQ, vQ, mBU, vBU, mBI, vBI, gP, gQ, gBU, gBI,
+                users, items, negs, perm, batch_size, lrs, step0, loss_kind, offset, b1, b2,
+                eps, wd, decoupled, b_lo, b_hi, total, part, n_par, lazy, coefs, last_u,
+                last_i, Us, *shared,
             )  # fmt: skip
-        total += _batch_loss(negs, start, rows, loss_kind, inv_m, terms, logs) * rows
-        for part in numba.prange(n_par):
-            _owner_gradients(
-                P, Q, has_bias, gP, gQ, gBU, gBI, users, items, negs, perm, start, end, coef,
-                tmps[part], part, n_par,
-            )  # fmt: skip
-        if lazy:
-            for part in numba.prange(n_par):
-                _lazy_tables(P, mP, vP, gP, Q, mQ, vQ, gQ, BU, mBU, vBU, gBU, BI, mBI, vBI,
-                             gBI, has_bias, seen_u, seen_i, b + 1, part, n_par, last_u, last_i,
-                             Us, b + 1, STEP, coefs, c, b1, b2, decoupled, lazy)  # fmt: skip
-        if cells == 0:  # every side lazy
-            continue
-        for part in numba.prange(n_par):
-            _sweep_part(
-                P, mP, vP, gP, Q, mQ, vQ, gQ, BU, mBU, vBU, gBU, BI, mBI, vBI, gBI, has_bias,
-                cells * part // n_par, cells * (part + 1) // n_par, lr, t, b1, b2, eps, wd,
-                decoupled, lazy,
-            )  # fmt: skip
-    return total
+        except BaseException:
+            sync[ABORT] = 1  # release the other threads waiting at a barrier
+            raise
+        return out
+
+    return run_team(run, n_par)[0]

@@ -33,11 +33,9 @@ from __future__ import annotations
 import functools
 import importlib.util
 import itertools
-import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from concurrent.futures import Future
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -47,7 +45,13 @@ import torch
 from torch import nn
 
 from recforge.config import TrainConfig
-from recforge.threads import EnginePicker, background, map_in_threads, threads_for
+from recforge.threads import (
+    EnginePicker,
+    background,
+    in_worker_thread,
+    map_in_threads,
+    threads_for,
+)
 from recforge.train.losses import BPR, Objective, RatingMSE, SampledBCE
 
 if TYPE_CHECKING:
@@ -206,7 +210,7 @@ class FusedMFEpoch:
                 engine = self.picker.pick()
                 if engine == "threaded":
                     # Negatives drawn beside the serial kernel (it leads): a threaded chunk
-                    # waits for them all first. Beside a drawing worker its parallel regions
+                    # waits for them all first. Beside a drawing worker its barriers
                     # would wait for a descheduled thread, and the picker would time that and
                     # keep the serial kernel for good (the probes measured 3 threads on 2 cores).
                     for _, _, pending in ranges:
@@ -247,11 +251,9 @@ class FusedMFEpoch:
         data = (self.users, self.items)
         adam = (b1, b2, eps, wd, self.decoupled, b_lo, b_hi, total)
         if engine == "threaded":
-            with _numba_threads(self.n_threads):
-                out = kernels.sampled_epoch_threaded(
-                    *e.tables, *data, e.negs, e.order, e.batch_size, e.rates, e.step0,
-                    self.kind, self.offset, *adam, self.n_threads, *lazy,
-                )  # fmt: skip
+            args = [*e.tables, *data, e.negs, e.order, e.batch_size, e.rates, e.step0]
+            args += [self.kind, self.offset, *adam, self.n_threads, *lazy]
+            out = kernels.sampled_epoch_threaded(*args)
         else:
             out = kernels.mf_epoch(
                 *e.tables, *data, self.ratings, e.negs, e.order, e.batch_size, e.rates,
@@ -285,7 +287,7 @@ class FusedMFEpoch:
         negatives, the same epoch, bit for bit, with the sampling (a quarter of a BPR fit on
         ML-100k) off the critical path. When the picker runs the threaded kernel, which keeps
         every thread busy, the ranges are instead mapped first, on all the threads: a third
-        runnable thread beside the kernel's would hold up each of its parallel regions (they
+        runnable thread beside the kernel's would hold up each of its barriers (they
         wait for their slowest thread). Without ``beside`` (the serial kernel, when drawing
         first was measured faster) all are drawn first, as with one thread.
         """
@@ -363,19 +365,6 @@ _DRAW_MS = 5e-5
 _PICK_BATCHES = 8
 
 
-@contextmanager
-def _numba_threads(n: int) -> Iterator[None]:
-    """numba's parallel regions on ``n`` threads (at most its pool) within the block."""
-    import numba
-
-    old = numba.get_num_threads()
-    numba.set_num_threads(max(1, min(n, int(numba.config.NUMBA_NUM_THREADS))))  # type: ignore[attr-defined]
-    try:
-        yield
-    finally:
-        numba.set_num_threads(old)
-
-
 #: ``lazy="auto"`` makes a side lazy when a batch is expected to touch less than this share of its
 #: rows. Measured (docs/benchmarks/speed_bpr16.md): at ~45% (ml-latest-small's items under BPR)
 #: the lazy step was 1.4x slower than the dense sweep, at ~1% (100k users) 1.6x faster.
@@ -399,28 +388,12 @@ def lazy_sides(lazy: bool | str, n_users: int, n_items: int, batch: int, n_neg: 
 
 
 def threaded_engine_usable() -> bool:
-    """Whether numba's parallel threading layer is safe to use from any thread (omp or tbb; its
-    fallback, workqueue, aborts the process on concurrent use), with more than one thread, and
-    started in this process: GNU OpenMP's pool does not survive a fork (a child's first
-    parallel region would wait for threads that exist only in the parent), so a child forked
-    after the pool started keeps to the serial kernel."""
-    if not _LAYER:
-        try:
-            import numba
-            from numba.np.ufunc import parallel
-
-            parallel._launch_threads()  # type: ignore[no-untyped-call]
-            layer = str(numba.threading_layer())  # type: ignore[attr-defined]
-            size = int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
-            _LAYER.append((layer if size > 1 else "one thread", os.getpid()))
-        except Exception:  # any failure: no threaded engine
-            _LAYER.append(("none", os.getpid()))
-    layer, pid = _LAYER[0]
-    return layer in ("omp", "tbb") and pid == os.getpid()
-
-
-#: ``(numba's threading layer, the pid that started it)`` once :func:`threaded_engine_usable` ran.
-_LAYER: list[tuple[str, int]] = []
+    """Whether the threaded kernel may run from this thread: not from inside one of recforge's
+    worker threads (its team's workers could wait behind their own caller,
+    :func:`~recforge.threads.run_team`). Its team is plain Python threads running the nogil
+    kernel, so it needs no numba threading layer and survives a fork (the pools are renewed in
+    the child)."""
+    return not in_worker_thread()
 
 
 def _bump_version(t: torch.Tensor) -> None:
@@ -481,7 +454,7 @@ def fused_mf_epoch(
     n_draws = len(next(iter(tensors.values()))) * int(getattr(objective, "n_negatives", 0))
     n_threads = torch.get_num_threads()
     overlap = threads_for(n_draws * _DRAW_MS, n_threads) > 1
-    # The threaded kernel covers BPR / sampled BCE without reg; only then is numba's pool started.
+    # The threaded kernel covers BPR / sampled BCE without reg.
     sampled = isinstance(objective, (SampledBCE, BPR)) and not getattr(objective, "reg", 0.0)
     threaded = n_threads if n_threads > 1 and sampled and threaded_engine_usable() else 1
     coupled_decay = not decoupled and float(group["weight_decay"]) != 0.0
