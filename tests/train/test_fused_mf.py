@@ -408,6 +408,26 @@ def test_threaded_engine_runs_in_a_process_forked_after_its_team_started() -> No
     assert os.waitstatus_to_exitcode(status) == 0
 
 
+def test_threaded_engine_is_not_used_where_its_barrier_does_not_compile(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A platform without the barrier's pieces (libc's sched_yield, atomics) keeps fits on the
+    # serial kernel instead of failing them.
+    from recforge.train import _numba_sync, fused_mf
+
+    assert fused_mf._barrier_compiles()
+
+    def broken(state: Any, n: int) -> int:
+        raise RuntimeError("no sched_yield to link")
+
+    fused_mf._barrier_compiles.cache_clear()
+    monkeypatch.setattr(_numba_sync, "barrier", broken)
+    try:
+        assert not fused_mf.threaded_engine_usable()
+    finally:
+        fused_mf._barrier_compiles.cache_clear()
+
+
 def test_threaded_engine_is_not_used_from_inside_a_worker_thread() -> None:
     # Its team's workers could wait behind their own caller (threads.run_team).
     from recforge.threads import background

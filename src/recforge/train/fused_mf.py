@@ -392,8 +392,21 @@ def threaded_engine_usable() -> bool:
     worker threads (its team's workers could wait behind their own caller,
     :func:`~recforge.threads.run_team`). Its team is plain Python threads running the nogil
     kernel, so it needs no numba threading layer and survives a fork (the pools are renewed in
-    the child)."""
-    return not in_worker_thread()
+    the child); it does need its spin barrier to compile here (atomics and libc's
+    ``sched_yield``), checked once a process."""
+    return not in_worker_thread() and _barrier_compiles()
+
+
+@functools.cache
+def _barrier_compiles() -> bool:
+    """Whether the team's barrier compiles and runs on this platform (a one-thread call returns
+    at once); if not, fits keep to the serial kernel instead of failing."""
+    try:
+        from recforge.train._numba_sync import barrier
+
+        return int(barrier(np.zeros(3, dtype=np.int64), 1)) == 0
+    except Exception:  # any failure (no sched_yield to link, no atomics): no threaded engine
+        return False
 
 
 def _bump_version(t: torch.Tensor) -> None:
