@@ -390,3 +390,61 @@ def test_ensemble_members_train_as_they_would_alone() -> None:
     assert len(together) == len(alone) > 0
     for a, b in zip(together, alone, strict=True):
         torch.testing.assert_close(a, b)
+
+
+def _two_block_matrix() -> Any:
+    """Users 0-39 use items 0-9 only, users 40-79 items 10-19 only (items 20-21: nobody)."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(4)
+    dense = np.zeros((80, 22))
+    dense[:40, :10] = rng.random((40, 10)) < 0.5
+    dense[40:, 10:20] = rng.random((40, 10)) < 0.5
+    return sp.csr_matrix(dense)
+
+
+def test_svd_item_factors_put_items_that_share_users_together() -> None:
+    from recforge.models.item_factors import svd_item_factors
+
+    x = _two_block_matrix()
+    f = svd_item_factors(x, 4, 0.05)
+    assert f.shape == (22, 4) and f.dtype == np.float32
+    assert float(f.std()) == pytest.approx(0.05, rel=1e-5)
+    assert not f[20:].any()  # items nobody used stay at zero
+    unit = f[:20] / np.linalg.norm(f[:20], axis=1, keepdims=True)
+    cos = unit @ unit.T
+    same = np.mean(
+        [cos[a, b] for a in range(20) for b in range(20) if a != b and a // 10 == b // 10]
+    )
+    other = np.mean([abs(cos[a, b]) for a in range(10) for b in range(10, 20)])
+    assert same > 0.5 and other < 0.2, (same, other)
+    assert np.array_equal(f, svd_item_factors(x, 4, 0.05))  # deterministic
+    wide = svd_item_factors(x, 100, 0.05)  # rank capped at min(shape) - 1, the rest zero
+    assert wide.shape == (22, 100) and not wide[:, 21:].any()
+
+
+def _item_table(model: Any) -> np.ndarray:
+    items = [m for m in model.module_.modules() if type(m).__name__ == "ItemEmbedding"]
+    return np.stack([m.emb.weight.detach().numpy()[1 : m.n_items + 1] for m in items])
+
+
+@pytest.mark.parametrize("name", ["sasrec", "gru4rec"])
+@pytest.mark.parametrize("ensemble", [1, 2])
+def test_svd_item_init_adds_the_factors_to_every_item_table(name: str, ensemble: int) -> None:
+    # One step at a negligible rate: the item tables are their initialisation. The "svd"
+    # model's minus the "normal" model's (same seed, so the same normal draws) is the factors,
+    # for every ensemble member; the fits are deterministic.
+    from recforge.models.item_factors import svd_item_factors
+
+    data = _chain_data()
+    opts = {"epochs": 1, "max_len": 12, "hidden": 8, "lr": 1e-12, "ensemble": ensemble}
+    normal = create(name, **opts).fit(data)
+    svd = create(name, item_init="svd", item_init_scale=0.1, **opts).fit(data)
+    want = svd_item_factors(data.csr("binary"), 8, 0.1)
+    diff = _item_table(svd) - _item_table(normal)
+    assert diff.shape[0] == ensemble
+    for member in diff:
+        np.testing.assert_allclose(member, want, atol=1e-6)
+    again = create(name, item_init="svd", item_init_scale=0.1, **opts).fit(data)
+    np.testing.assert_array_equal(_item_table(again), _item_table(svd))
+    assert svd._item_init is None  # only held during the fit

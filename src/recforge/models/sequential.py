@@ -55,6 +55,12 @@ Item features: with ``use_features`` an item's embedding is ``e_i + W g_i`` wher
 item's genre multi-hot averaged over its genres (``item_meta["genres"]``) — a cold item still gets
 its genres' direction.
 
+Item initialisation: with ``item_init = "svd"`` the item table starts from
+``e_i⁰ = N(0, init_std²) + F_i``, ``F`` the items' factors from a truncated SVD of the
+cosine-normalised training matrix (:func:`recforge.models.item_factors.svd_item_factors`, std
+``item_init_scale``): items that share users start close, so a small catalogue's many rare
+items need not learn their place from the event order alone.
+
 The model reads the user's training events: :meth:`SequentialRecommender.score_items` uses the
 last ``max_len`` training events of each user (``sequences_``, saved with the run). New users
 need no retraining (:meth:`~SequentialRecommender.fold_in_scores`): their items, **in the order
@@ -92,6 +98,7 @@ from recforge.models.base import (
     RecList,
     Recommender,
 )
+from recforge.models.item_factors import svd_item_factors
 from recforge.models.neural import NeuralRecommender
 from recforge.train.heldout import HeldOutRanking
 from recforge.train.losses import Batch, Objective
@@ -152,6 +159,15 @@ class SequentialConfig(TrainConfig):
     )
     valid_k: int = Field(10, ge=1, description="Cut-off of the valid_ndcg@k validation metric.")
     init_std: float = Field(0.02, gt=0, description="Std of the normal embedding initialisation.")
+    item_init: Literal["normal", "svd"] = Field(
+        "normal",
+        description='Item embeddings at the start: "normal" (std init_std), or "svd": that plus '
+        "the items' factors from a truncated SVD of the training user x item matrix "
+        "(recforge.models.item_factors), std item_init_scale.",
+    )
+    item_init_scale: float = Field(
+        0.05, gt=0, le=10, description='item_init = "svd": std of the added SVD factors.'
+    )
     ensemble: int = Field(
         1,
         ge=1,
@@ -511,6 +527,8 @@ class SequentialRecommender(NeuralRecommender):
 
     sequences_: IndexArray
     _sequences: Sequences | None = None
+    #: ``item_init = "svd"``: the factors added to new networks' item embeddings (during fit).
+    _item_init: npt.NDArray[np.float32] | None = None
 
     def _cfg(self) -> SequentialConfig:
         cfg = self.config
@@ -529,12 +547,24 @@ class SequentialRecommender(NeuralRecommender):
         """One network, or ``ensemble`` of them initialised from seeds seed, seed+1, ..."""
         cfg = self._cfg()
         if cfg.ensemble == 1:
-            return super()._new_module()
+            return self._with_item_init(super()._new_module())
         members = []
         for k in range(cfg.ensemble):
             with seeded(cfg.seed + k):
                 members.append(_member(self.wrap_network(self.build_network())))
-        return SequenceEnsemble(members)
+        return self._with_item_init(SequenceEnsemble(members))
+
+    def _with_item_init(self, module: nn.Module) -> nn.Module:
+        """``module`` with :attr:`_item_init` added to every item table (``item_init = "svd"``,
+        during a fit; each ensemble member keeps its own normal part)."""
+        if self._item_init is not None:
+            init = torch.from_numpy(self._item_init)
+            with torch.no_grad():
+                for part in module.modules():
+                    if isinstance(part, ItemEmbedding):
+                        rows = part.emb.weight[1 : part.n_items + 1]
+                        rows += init.to(rows.device, rows.dtype)
+        return module
 
     def _genres(self) -> torch.Tensor | None:
         """The genre multi-hot of the training items when ``use_features`` and known."""
@@ -551,12 +581,24 @@ class SequentialRecommender(NeuralRecommender):
         return None if thr is None else np.asarray(data.rating >= thr)
 
     def _fit(self, train: Interactions, valid: Interactions | None) -> None:
-        self._sequences = Sequences.from_interactions(train, self._keep(train))
+        keep = self._keep(train)
+        self._sequences = Sequences.from_interactions(train, keep)
         self.sequences_ = self._sequences.padded(np.arange(train.n_users), self._cfg().max_len)
+        cfg = self._cfg()
+        if cfg.item_init == "svd":
+            x = train.csr("binary")
+            if keep is not None:
+                x = sp.csr_matrix(
+                    (np.ones(int(keep.sum())), (train.user_idx[keep], train.item_idx[keep])),
+                    shape=x.shape,
+                )
+                x.data[:] = 1.0
+            self._item_init = svd_item_factors(x, cfg.hidden, cfg.item_init_scale)
         try:
             super()._fit(train, valid)
         finally:
             self._sequences = None
+            self._item_init = None
 
     def make_objective(self) -> Objective:
         """The training objective (next-item losses; BERT4Rec overrides)."""
