@@ -448,3 +448,25 @@ def test_svd_item_init_adds_the_factors_to_every_item_table(name: str, ensemble:
     again = create(name, item_init="svd", item_init_scale=0.1, **opts).fit(data)
     np.testing.assert_array_equal(_item_table(again), _item_table(svd))
     assert svd._item_init is None  # only held during the fit
+
+
+def test_svd_item_init_reads_only_the_events_the_sequences_keep() -> None:
+    # With positive_threshold, low ratings leave the sequences and the SVD alike.
+    import scipy.sparse as sp
+
+    from recforge.models.item_factors import svd_item_factors
+
+    frame = _chain_data().to_frame()
+    frame["rating"] = np.where(np.arange(len(frame)) % 3 == 0, 1.0, 5.0)
+    data = Interactions.from_frame(frame)
+    opts = {"epochs": 1, "max_len": 12, "hidden": 8, "lr": 1e-12, "positive_threshold": 4.0}
+    normal = create("sasrec", **opts).fit(data)
+    svd = create("sasrec", item_init="svd", **opts).fit(data)
+    kept = data.rating >= 4.0
+    x = sp.csr_matrix(
+        (np.ones(int(kept.sum())), (data.user_idx[kept], data.item_idx[kept])),
+        shape=(data.n_users, data.n_items),
+    )
+    want = svd_item_factors(x, 8, 0.05)
+    assert not np.allclose(want, svd_item_factors(data.csr("binary"), 8, 0.05), atol=1e-3)
+    np.testing.assert_allclose((_item_table(svd) - _item_table(normal))[0], want, atol=1e-6)

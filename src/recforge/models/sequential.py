@@ -584,21 +584,28 @@ class SequentialRecommender(NeuralRecommender):
         keep = self._keep(train)
         self._sequences = Sequences.from_interactions(train, keep)
         self.sequences_ = self._sequences.padded(np.arange(train.n_users), self._cfg().max_len)
-        cfg = self._cfg()
-        if cfg.item_init == "svd":
-            x = train.csr("binary")
-            if keep is not None:
-                x = sp.csr_matrix(
-                    (np.ones(int(keep.sum())), (train.user_idx[keep], train.item_idx[keep])),
-                    shape=x.shape,
-                )
-                x.data[:] = 1.0
-            self._item_init = svd_item_factors(x, cfg.hidden, cfg.item_init_scale)
+        if self._cfg().item_init == "svd":
+            self._item_init = self._svd_item_init(train, keep)
         try:
             super()._fit(train, valid)
         finally:
             self._sequences = None
             self._item_init = None
+
+    def _svd_item_init(
+        self, train: Interactions, keep: npt.NDArray[np.bool_] | None
+    ) -> npt.NDArray[np.float32]:
+        """``item_init = "svd"``: the SVD item factors of the (user, item) pairs the sequences
+        keep (binary: a repeated pair counts once)."""
+        cfg = self._cfg()
+        users, items = train.user_idx, train.item_idx
+        if keep is not None:
+            users, items = users[keep], items[keep]
+        x = sp.csr_matrix(
+            (np.ones(len(users)), (users, items)), shape=(train.n_users, train.n_items)
+        )
+        x.data[:] = 1.0  # duplicates were summed
+        return svd_item_factors(x, cfg.hidden, cfg.item_init_scale)
 
     def make_objective(self) -> Objective:
         """The training objective (next-item losses; BERT4Rec overrides)."""
