@@ -598,14 +598,8 @@ class SequentialRecommender(NeuralRecommender):
         """``item_init = "svd"``: the SVD item factors of the (user, item) pairs the sequences
         keep (binary: a repeated pair counts once)."""
         cfg = self._cfg()
-        users, items = train.user_idx, train.item_idx
-        if keep is not None:
-            users, items = users[keep], items[keep]
-        x = sp.csr_matrix(
-            (np.ones(len(users)), (users, items)), shape=(train.n_users, train.n_items)
-        )
-        x.data[:] = 1.0  # duplicates were summed
-        return svd_item_factors(x, cfg.hidden, cfg.item_init_scale)
+        part = train if keep is None else train.subset(keep)
+        return svd_item_factors(part.csr("binary"), cfg.hidden, cfg.item_init_scale)
 
     def make_objective(self) -> Objective:
         """The training objective (next-item losses; BERT4Rec overrides)."""
