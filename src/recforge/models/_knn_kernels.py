@@ -94,19 +94,39 @@ def _accumulate_row(
 def _accumulate_binary(
     a: int, indptr: Any, indices: Any, t_indptr: Any, t_indices: Any, support: Any, out: Any
 ) -> int:  # fmt: skip
-    """Binary rows: row ``a``'s co-counts into ``support``, and the rows it meets into ``out``
-    in first-meeting order; returns their count. A co-count only grows, so a row is listed
-    exactly once, when its count leaves 0, by a branch-free conditional append: the work is
-    the products alone, where :func:`_touched`'s scan of all ``n`` rows per row cost more than
-    the products on ml-latest-small (68M steps against 39M products)."""
+    """Binary rows: row ``a``'s co-counts into ``support``, and the rows it meets into ``out``;
+    returns their count.
+
+    A row meeting fewer products than there are rows lists them by a branch-free conditional
+    append in first-meeting order (a co-count only grows, so a row is listed exactly once, when
+    its count leaves 0): the work is the products alone. A row with more products than rows (a
+    popular item) instead only counts, then lists the rows by one scan of ``support``: the
+    append's store and dependent counter cost more than the scan there (the whole kernel
+    0.80-0.87x the time on ml-latest-small with the histogram selection of
+    :func:`_row_topk`, benchmarks/knn_kernel_costs.py).
+    """
+    n = support.shape[0]
+    products = 0
+    for p in range(indptr[a], indptr[a + 1]):
+        c = indices[p]
+        products += t_indptr[c + 1] - t_indptr[c]
     nt = 0
+    if products <= n:
+        for p in range(indptr[a], indptr[a + 1]):
+            c = indices[p]
+            for q in range(t_indptr[c], t_indptr[c + 1]):
+                b = t_indices[q]
+                out[nt] = b
+                nt += support[b] == 0
+                support[b] += 1
+        return nt
     for p in range(indptr[a], indptr[a + 1]):
         c = indices[p]
         for q in range(t_indptr[c], t_indptr[c + 1]):
-            b = t_indices[q]
-            out[nt] = b
-            nt += support[b] == 0
-            support[b] += 1
+            support[t_indices[q]] += 1
+    for b in range(n):
+        out[nt] = b
+        nt += support[b] != 0
     return nt
 
 
@@ -127,14 +147,35 @@ def _touched(binary: bool, acc: Any, support: Any, out: Any) -> int:
     return nt
 
 
+#: Buckets of the similarity histogram of :func:`_row_topk`, over ``[-1, 1]``.
+_BUCKETS = 2048
+
+
+@_jit
+def _bucket(s: float) -> int:
+    """The histogram bucket of similarity ``s``: monotone in ``s`` (clipped to ``[-1, 1]``)."""
+    j = int((min(max(s, -1.0), 1.0) + 1.0) * (_BUCKETS // 2))
+    return min(j, _BUCKETS - 1)
+
+
 @_jit
 def _row_topk(
     a: int, touched: Any, nt: int, binary: bool, acc: Any, support: Any, norms: Any, k: int,
     shrinkage: float, min_support: int, min_similarity: float, heap_v: Any, heap_i: Any,
+    sims: Any, buckets: Any, hist: Any,
 ) -> int:  # fmt: skip
     """Similarities of row ``a`` to its touched rows into the top-``k`` heap (resetting the
-    accumulators); returns the heap size."""
-    size = 0
+    accumulators); returns the heap size.
+
+    Two passes instead of offering every candidate to the heap (a tenth of them entered it, at
+    ~50 ns a sift, most of the kernel's time): the first computes each similarity into ``sims``
+    and counts the candidates per histogram bucket (``hist``: :data:`_BUCKETS` zeros, zero
+    again on return); the buckets are monotone in the similarity, so the highest buckets that
+    together hold ``k`` candidates hold the top ``k`` (ties included), and only their
+    candidates are offered. The same selection as offering all, whatever the offer order.
+    """
+    na = norms[a]
+    top = 0
     for t in range(nt):
         b = touched[t]
         if binary:
@@ -145,21 +186,33 @@ def _row_topk(
             acc[b] = 0.0
             sup = support[b]
         support[b] = 0
-        if b == a:
-            continue
-        den = norms[a] * norms[b]
-        # Full heap: reject without the division when num/den is surely below the worst kept
-        # value (shrinkage only lowers it); near-ties take the exact path below.
-        if size == k and num < heap_v[0] * den * (1.0 - 1e-12):
-            continue
+        den = na * norms[b]
         sim = num / den if den > 0 else 0.0
         if shrinkage > 0:
             shrunk = max(sup - 1.0, 0.0)
             sim *= shrunk / (shrunk + shrinkage)
         if min_support > 1 and sup < min_support:
             sim = 0.0
-        if sim > min_similarity:
-            size = _offer(heap_v, heap_i, size, k, sim, b)
+        sims[t] = sim
+        candidate = (sim > min_similarity) & (b != a)
+        j = _bucket(sim) if candidate else -1
+        buckets[t] = j
+        hist[max(j, 0)] += candidate
+        top = max(top, j)
+    cut, count = top, 0
+    while cut > 0:
+        count += hist[cut]
+        if count >= k:
+            break
+        cut -= 1
+    size = 0
+    for t in range(nt):
+        j = buckets[t]
+        if j >= 0:
+            hist[j] = 0
+            if j >= cut:
+                size = _offer(heap_v, heap_i, size, k, sims[t], touched[t])
+    hist[0] = 0
     return size
 
 
@@ -181,13 +234,17 @@ def cosine_topk(
     range, with their own ``support``, and the concatenated results are the serial ones).
     Returns ``(counts (hi − lo,), indices, float32 values)`` of those CSR rows, indices ascending.
 
-    Per row: accumulate into dense per-row arrays (no branch per product), then one sequential
-    scan of them collects the candidates and resets them.
+    Per row: accumulate into dense per-row arrays (no branch per product), collect the touched
+    rows, then select the top ``k`` of them by a similarity histogram (:func:`_row_topk`),
+    resetting the arrays.
     """
     n = indptr.shape[0] - 1
     need_support = shrinkage > 0 or min_support > 1
     acc = np.zeros(n if not binary else 1, dtype=np.float64)
     touched = np.empty(n + 1, dtype=np.int64)  # +1: the binary append writes one ahead
+    sims = np.empty(n, dtype=np.float64)
+    buckets = np.empty(n, dtype=np.int32)
+    hist = np.zeros(_BUCKETS, dtype=np.int64)
     counts = np.zeros(hi - lo, dtype=np.int64)
     out_idx = np.empty((hi - lo) * min(k, n), dtype=np.int64)
     out_val = np.empty((hi - lo) * min(k, n), dtype=np.float32)
@@ -205,7 +262,7 @@ def cosine_topk(
             nt = _touched(binary, acc, support, touched)
         size = _row_topk(
             a, touched, nt, binary, acc, support, norms, k, shrinkage, min_support,
-            min_similarity, heap_v, heap_i,
+            min_similarity, heap_v, heap_i, sims, buckets, hist,
         )  # fmt: skip
         if not binary and need_support:
             support[:] = 0  # co-counts of rows whose products summed to exactly 0

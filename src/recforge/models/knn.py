@@ -342,6 +342,9 @@ def _numba_available() -> bool:
 
 #: One-thread milliseconds per accumulated product of the compiled cosine kernel (~1 ns).
 _KNN_MS_PER_PRODUCT = 1e-6
+#: A touched row's and a row's own cost in the kernel, in accumulated products (row_cost).
+_KNN_TOUCHED_COST = 6.0
+_KNN_ROW_COST = 5000.0
 
 
 def _cosine_topk_compiled(
@@ -397,10 +400,10 @@ def _cosine_topk_compiled(
             cosine_topk(*args, np.zeros(n, dtype=support_dtype), bound[0], bound[1]),
         )
 
-    # Row a costs the summed lengths of its columns in t; rows are independent and the kernel
-    # releases the GIL, so ranges run in parallel and their concatenation is the serial result.
-    # The work Σ_a (cost of row a) = Σ_j (length of column j)² + n, exact in float64: the
-    # per-row costs are only needed to split the rows (more than one thread).
+    # Row a's products are the summed lengths of its columns in t; rows are independent and the
+    # kernel releases the GIL, so ranges run in parallel and their concatenation is the serial
+    # result. The work estimate Σ_a (products of row a) + n = Σ_j (length of column j)² + n,
+    # exact in float64, needs no per-row costs (only a split across threads does).
     col_len = np.diff(t.indptr).astype(np.float64)
     work_ms = (float(col_len @ col_len) + n) * _KNN_MS_PER_PRODUCT
     # The fit's thread count or one, whichever this process measured faster for accumulations
@@ -409,7 +412,13 @@ def _cosine_topk_compiled(
 
     def row_cost() -> F64Array:  # only when the rows are split across threads
         row_of = np.repeat(np.arange(n), np.diff(values.indptr))
-        cost = np.bincount(row_of, weights=col_len[values.indices], minlength=n) + 1.0
+        products = np.bincount(row_of, weights=col_len[values.indices], minlength=n)
+        # A row also pays for each row it touches (at most min(products, n)) and a constant,
+        # in product units ~3-18 and ~2,600-19,000 by fits over 40 row ranges of ML-100k and
+        # ml-latest-small (benchmarks/knn_kernel_costs.py). Balanced on products alone, the
+        # rare items' ranges ran longest: 2 threads took 0.54 of one thread's time on
+        # ml-latest-small, against 0.50 with this cost.
+        cost = products + _KNN_TOUCHED_COST * np.minimum(products, n) + _KNN_ROW_COST
         return np.asarray(cost, dtype=np.float64)
 
     bounds, costs = thread_ranges(n, row_cost, work_ms, requested)
