@@ -62,6 +62,50 @@ def test_compiled_cosine_equals_the_dense_block_path(
     assert got.nnz > 0 and got.diagonal().sum() == 0  # self excluded
 
 
+def _skewed_matrix(seed: int, kind: str) -> sp.csr_matrix:
+    """300 rows over 60 columns of very unequal popularity: some rows meet fewer products than
+    there are rows (the kernel's append path), others more (its count-then-scan path)."""
+    rng = np.random.default_rng(seed)
+    popularity = np.geomspace(0.6, 0.004, 60)
+    mask = rng.random((300, 60)) < popularity
+    if kind == "binary":
+        dense = mask * 1.0
+    elif kind == "signed":  # centred values: negative similarities, exact zeros
+        dense = mask * (rng.integers(1, 6, (300, 60)) - 3.0)
+    else:
+        dense = mask * rng.integers(1, 6, (300, 60)) * 1.0
+    return sp.csr_matrix(dense)
+
+
+@pytest.mark.parametrize("kind", ["binary", "signed", "ratings"])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"k": 7},
+        {"k": 25, "shrinkage": 10.0, "min_support": 2},
+        {"k": 40, "min_similarity": 0.05},  # (the config keeps min_similarity >= 0)
+    ],
+)
+def test_histogram_selection_on_both_accumulation_paths_equals_the_dense_block_path(
+    kind: str, options: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The top k of each row is selected from the highest similarity-histogram buckets holding
+    # k candidates: ties, bucket edges and both ways of collecting the touched rows must give
+    # the dense-block path's matrix.
+    values = _skewed_matrix(11, kind)
+    products = values @ np.diff(values.T.tocsr().indptr)
+    n = values.shape[0]
+    assert (products <= n).any() and (products > n).any()
+    pattern = values.copy()
+    pattern.data[:] = 1.0
+    got = knn.neighbour_similarities(values, pattern, restricted=False, **options)
+    want = _dense_block_path(values, monkeypatch, **options)
+    assert np.array_equal(got.indptr, want.indptr)
+    assert np.array_equal(got.indices, want.indices)
+    assert np.array_equal(got.data, want.data)
+    assert np.diff(got.indptr).max() == options["k"]  # the cut really selected
+
+
 def test_hand_computed_cosine_and_tie_rule() -> None:
     # Rows 1 and 2 both share one column with row 0 (cosine 1/sqrt(2)); k=1 keeps the lower.
     values = sp.csr_matrix(np.array([[1, 1, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], float))
