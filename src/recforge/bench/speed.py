@@ -203,8 +203,8 @@ _ALS_TORCH_NOTE = (
     "threads as measured faster (the same fit for any count)."
 )
 _KNN_NOTE = (
-    "recforge: compiled sparse accumulator + top-k heap, row ranges on 1 or N threads "
-    "as measured faster (the same matrix)."
+    "recforge: compiled sparse accumulator, top-k by a similarity histogram then a heap, "
+    "row ranges on 1 or N threads as measured faster (the same matrix)."
 )
 
 
