@@ -84,6 +84,7 @@ Citations:
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -347,6 +348,21 @@ _KNN_TOUCHED_COST = 6.0
 _KNN_ROW_COST = 5000.0
 
 
+def _kernel_row_costs(values: sp.csr_matrix, col_len: F64Array) -> F64Array:
+    """Each row's cost in the compiled cosine kernel, in accumulated products (to split the rows
+    across threads): its products (the summed lengths ``col_len`` of its columns in the
+    transpose), plus a share for each row it touches (at most ``min(products, n)``) and a
+    constant. Fits over 40 row ranges of ML-100k and ml-latest-small put those two at ~3-18 and
+    ~2,600-19,000 products (benchmarks/knn_kernel_costs.py). Balanced on products alone, the
+    rare items' ranges ran longest: 2 threads took 0.54 of one thread's time on
+    ml-latest-small, against 0.50 with this cost."""
+    n = values.shape[0]
+    row_of = np.repeat(np.arange(n), np.diff(values.indptr))
+    products = np.bincount(row_of, weights=col_len[values.indices], minlength=n)
+    cost = products + _KNN_TOUCHED_COST * np.minimum(products, n) + _KNN_ROW_COST
+    return np.asarray(cost, dtype=np.float64)
+
+
 def _cosine_topk_compiled(
     values: sp.csr_matrix,
     k: int,
@@ -410,18 +426,10 @@ def _cosine_topk_compiled(
     # of this size (recforge.threads.picked_map): the split never changes the matrix.
     requested = torch.get_num_threads()
 
-    def row_cost() -> F64Array:  # only when the rows are split across threads
-        row_of = np.repeat(np.arange(n), np.diff(values.indptr))
-        products = np.bincount(row_of, weights=col_len[values.indices], minlength=n)
-        # A row also pays for each row it touches (at most min(products, n)) and a constant,
-        # in product units ~3-18 and ~2,600-19,000 by fits over 40 row ranges of ML-100k and
-        # ml-latest-small (benchmarks/knn_kernel_costs.py). Balanced on products alone, the
-        # rare items' ranges ran longest: 2 threads took 0.54 of one thread's time on
-        # ml-latest-small, against 0.50 with this cost.
-        cost = products + _KNN_TOUCHED_COST * np.minimum(products, n) + _KNN_ROW_COST
-        return np.asarray(cost, dtype=np.float64)
-
-    bounds, costs = thread_ranges(n, row_cost, work_ms, requested)
+    # The per-row costs are only computed when the rows are split across threads.
+    bounds, costs = thread_ranges(
+        n, functools.partial(_kernel_row_costs, values, col_len), work_ms, requested
+    )
     parts = picked_map("knn.cosine", rows, bounds, costs, work_ms, requested)
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.concatenate([p[0] for p in parts]), out=indptr[1:])
