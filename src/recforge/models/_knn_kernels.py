@@ -167,8 +167,9 @@ def _row_topk(
     """Similarities of row ``a`` to its touched rows into the top-``k`` heap (resetting the
     accumulators); returns the heap size.
 
-    Two passes instead of offering every candidate to the heap (a tenth of them entered it, at
-    ~50 ns a sift, most of the kernel's time): the first computes each similarity into ``sims``
+    Two passes instead of offering every candidate to the heap (on ml-latest-small 2.2M of
+    17.6M touched rows passed the heap's reject test and sifted through it, and the selection
+    took about half of the kernel's time): the first computes each similarity into ``sims``
     and counts the candidates per histogram bucket (``hist``: :data:`_BUCKETS` zeros, zero
     again on return); the buckets are monotone in the similarity, so the highest buckets that
     together hold ``k`` candidates hold the top ``k`` (ties included), and only their
