@@ -124,10 +124,7 @@ def _accumulate_binary(
         c = indices[p]
         for q in range(t_indptr[c], t_indptr[c + 1]):
             support[t_indices[q]] += 1
-    for b in range(n):
-        out[nt] = b
-        nt += support[b] != 0
-    return nt
+    return _touched(True, support, support, out)  # (acc unused for binary rows)
 
 
 @_jit
