@@ -124,7 +124,8 @@ def _accumulate_binary(
         c = indices[p]
         for q in range(t_indptr[c], t_indptr[c + 1]):
             support[t_indices[q]] += 1
-    return _touched(True, support, support, out)  # (acc unused for binary rows)
+    nt = _touched(True, support, support, out)  # (acc unused for binary rows)
+    return nt
 
 
 @_jit
