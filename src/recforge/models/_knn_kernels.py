@@ -124,8 +124,7 @@ def _accumulate_binary(
         c = indices[p]
         for q in range(t_indptr[c], t_indptr[c + 1]):
             support[t_indices[q]] += 1
-    nt = _touched(True, support, support, out)  # (acc unused for binary rows)
-    return nt
+    return int(_touched(True, support, support, out))  # (acc unused for binary rows)
 
 
 @_jit
