@@ -101,9 +101,8 @@ def _accumulate_binary(
     append in first-meeting order (a co-count only grows, so a row is listed exactly once, when
     its count leaves 0): the work is the products alone. A row with more products than rows (a
     popular item) instead only counts, then lists the rows by one scan of ``support``: the
-    append's store and dependent counter cost more than the scan there (on ml-latest-small,
-    with :func:`_row_topk`'s histogram, the kernel took 0.80x the old one's time against 0.87x
-    with the append alone: docs/benchmarks/speed_knn.md).
+    append's store and dependent counter cost more than the scan there (docs/benchmarks/
+    speed_knn.md: the whole change took the ml-latest-small fit to 0.77-0.84x its time).
     """
     n = support.shape[0]
     products = 0
@@ -165,8 +164,8 @@ def _row_topk(
     accumulators); returns the heap size.
 
     Two passes instead of offering every candidate to the heap (on ml-latest-small 2.2M of
-    17.6M touched rows passed the heap's reject test and sifted through it, and the selection
-    took about half of the kernel's time): the first computes each similarity into ``sims``
+    17.6M touched rows passed the heap's reject test and sifted through it; the histogram offers
+    0.85M: benchmarks/knn_selection_work.py): the first computes each similarity into ``sims``
     and counts the candidates per histogram bucket (``hist``: :data:`_BUCKETS` zeros, zero
     again on return); the buckets are monotone in the similarity, so the highest buckets that
     together hold ``k`` candidates hold the top ``k`` (ties included), and only their
