@@ -139,6 +139,40 @@ def test_lazy_catch_up_is_dense_adamw_up_to_eps(has_bias: bool) -> None:
     assert float(np.abs(dense[1] - start).min(axis=1).max()) > 1e-3
 
 
+def test_catch_up_closed_form_equals_the_step_by_step_sum_over_long_gaps() -> None:
+    # The O(1) catch-up (lazy_coefs' H) against the sum it replaces, step by step in Python:
+    # α = Π_{s<j≤T} dⱼ, β = Σ_{s<j≤T} aⱼ·rʲ⁻ˢ·Π_{j<l≤T} dₗ, over gaps from 1 step to the whole
+    # epoch (a user of a large log is touched every few hundred batches), mid-epoch and at its
+    # end, with a warm-up + decay schedule and a step count past the bias correction's start.
+    from recforge.train import _mf_kernels as kernels
+
+    n, wd = 700, 0.1
+    lrs = np.concatenate([np.linspace(1e-4, 5e-3, 200), np.linspace(5e-3, 1e-5, n - 200)])
+    coefs = kernels.lazy_coefs(lrs, 3 * n, B1, B2, wd, True)
+    r = B1 / np.sqrt(B2)
+    rng = np.random.default_rng(7)
+    pairs = [(0, 1), (0, n), (5, 6), (10, 450), (123, n), (599, n), (40, 690)]
+    last = np.array([s for s, _ in pairs], dtype=np.int64)
+    p = rng.standard_normal((len(pairs), 4)).astype(np.float32)
+    u = rng.standard_normal((len(pairs), 4)).astype(np.float32)
+    want = p.astype(np.float64).copy()
+    for row, (s, t) in enumerate(pairs):
+        alpha, beta = 1.0, 0.0
+        for j in range(s + 1, t + 1):
+            alpha *= coefs[1, j]
+            beta = beta * coefs[1, j] + coefs[0, j] * r ** (j - s)
+        want[row] = alpha * p[row] - beta * u[row]
+        got, clock = p.copy(), last.copy()
+        seen = np.full(len(pairs), -1, dtype=np.int64)
+        seen[row] = 1  # only this row is caught up, to its own T
+        kernels._lazy_catch_up(got, np.ones_like(p), np.ones_like(p), u, seen, 1, 0,
+                               len(pairs), clock, t, coefs, False, False)  # fmt: skip
+        np.testing.assert_allclose(got[row], want[row], rtol=2e-6, atol=1e-7)
+        assert np.array_equal(np.delete(got, row, 0), np.delete(p, row, 0))
+    # The catch-up did something: the long gaps moved their rows (decay and momentum).
+    assert float(np.abs(want - p).max()) > 1e-3
+
+
 @pytest.mark.parametrize("has_bias", [False, True])
 def test_lazy_threaded_kernel_is_the_lazy_serial_kernel_bit_for_bit(has_bias: bool) -> None:
     # Lazy on one side only, the other swept densely, or on both: any thread count and any
