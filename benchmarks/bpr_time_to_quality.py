@@ -9,8 +9,9 @@ interleaved (one fit each, seed 0, after an untimed warm-up of both sides), ever
 speed suite's ``temporal-user-80-20`` training part, scored by NDCG@10 on its test part. The
 figure to read: the time each side needs to reach the other's quality.
 
-Usage: ``python benchmarks/bpr_time_to_quality.py [DATASET [THREADS [OUT]]]``
-(defaults: ``synthetic-10m``, 2 threads, ``docs/benchmarks/speed_bpr_10m_quality``). Writes
+Usage: ``python benchmarks/bpr_time_to_quality.py [DATASET [THREADS [OUT [EPOCHS [ITERATIONS]]]]]``
+(defaults: ``synthetic-10m``, 2 threads, ``docs/benchmarks/speed_bpr_10m_quality``, recforge
+epochs ``2,5,10,20``, implicit iterations ``25,50,100``; the budgets as comma lists). Writes
 ``OUT/bpr_time_to_quality.{json,md}``.
 """
 
@@ -42,10 +43,13 @@ RECFORGE_EPOCHS = (2, 5, 10, 20)
 IMPLICIT_ITERATIONS = (25, 50, 100)
 
 
-def _points() -> list[tuple[str, int]]:
+def _points(
+    epochs_list: tuple[int, ...] = RECFORGE_EPOCHS,
+    iterations_list: tuple[int, ...] = IMPLICIT_ITERATIONS,
+) -> list[tuple[str, int]]:
     """The fits in run order: recforge and implicit budgets alternating, small to large."""
     out: list[tuple[str, int]] = []
-    for epochs, iterations in itertools.zip_longest(RECFORGE_EPOCHS, IMPLICIT_ITERATIONS):
+    for epochs, iterations in itertools.zip_longest(epochs_list, iterations_list):
         out += [("recforge", epochs)] if epochs else []
         out += [("implicit", iterations)] if iterations else []
     return out
@@ -59,7 +63,7 @@ def _factory(side: str, budget: int) -> Any:
     return lambda t, s: _peer("implicit-bpr", factors=64, iterations=budget, num_threads=t, seed=s)
 
 
-def run(dataset: str, threads: int) -> dict[str, Any]:
+def run(dataset: str, threads: int, points: list[tuple[str, int]]) -> dict[str, Any]:
     ps = get_protocol(PROTOCOL).split(load_speed_dataset(dataset))
     result: dict[str, Any] = {
         "command": "python benchmarks/bpr_time_to_quality.py " + " ".join(sys.argv[1:]),
@@ -73,10 +77,10 @@ def run(dataset: str, threads: int) -> dict[str, Any]:
     }
     # Untimed warm-up of both sides on a small slice (library loading, compiled kernels).
     tiny = ps.train.subset(np.arange(min(len(ps.train), 3000))).compact()
-    for side, budget in _points()[:2]:
+    for side, budget in {side: (side, budget) for side, budget in points}.values():
         with _all_threads(threads):
             _factory(side, budget)(threads, 0).fit(tiny)
-    for side, budget in _points():
+    for side, budget in points:
         seconds, ndcg, cpu, _, _ = _fit_eval(
             _factory(side, budget), threads, 0, ps, PROTOCOL, "ndcg@10"
         )
@@ -130,4 +134,5 @@ if __name__ == "__main__":
     name = args[0] if args else "synthetic-10m"
     n_threads = int(args[1]) if len(args) > 1 else 2
     target = Path(args[2]) if len(args) > 2 else Path("docs/benchmarks/speed_bpr_10m_quality")
-    write(run(name, n_threads), target)
+    budgets = [tuple(int(x) for x in a.split(",")) for a in args[3:5]]
+    write(run(name, n_threads, _points(*budgets)), target)
