@@ -440,18 +440,18 @@ class ModelContract:
         self, fitted: Recommender, planted: KnownAnswerSplit, tiny_chunks: int
     ) -> None:
         # exclude_seen=False must be exactly the ranking of score_items (non-finite scores last,
-        # ties by lower item index), across chunk boundaries.
+        # ties by lower item index), across chunk boundaries, showing display_scores' values.
         k = 10
         users = self.sample_users(planted)
         recs = fitted.recommend(users, k=k, exclude_seen=False)
-        scores = np.asarray(
-            fitted.score_items(planted.train.users.index(users)), dtype=np.float32
-        ).copy()
+        raw = np.asarray(fitted.score_items(planted.train.users.index(users)), dtype=np.float32)
+        shown = fitted.display_scores(raw)
+        scores = raw.copy()
         scores[~np.isfinite(scores)] = np.float32(-np.finfo(np.float32).max)
         expected = []
-        for uid, row in zip(users, scores, strict=True):
+        for uid, row, values in zip(users, scores, shown, strict=True):
             order = np.argsort(-row, kind="stable")[:k]
-            expected.append(RecList(uid, planted.train.items.lookup(order), row[order]))
+            expected.append(RecList(uid, planted.train.items.lookup(order), values[order]))
         _assert_same_reclists(recs, expected, self.batch_rtol, self.batch_atol)
 
     def test_recommend_respects_candidates(

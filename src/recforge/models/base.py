@@ -507,6 +507,17 @@ class Recommender(ABC):
             return np.clip(values, lo, hi).astype(np.float32)
         return values.astype(np.float32, copy=False)
 
+    def display_scores(self, values: FloatArray) -> FloatArray:
+        """Scores as recommendations show them: a rating model's predicted ratings capped to the
+        training scale (as :meth:`predict` and Surprise's ``predict(clip=True)``), other scores
+        unchanged; ``-inf`` (an unfilled slot) and NaN stay. Lists are ranked on the uncapped
+        scores, so two items shown at the scale's top keep the model's order."""
+        if not (self.predicts_ratings and self.rating_scale_ is not None):
+            return values
+        lo, hi = self.rating_scale_
+        finite = np.isfinite(values)
+        return np.where(finite, np.clip(values, lo, hi), values).astype(np.float32)
+
     def recommend_idx(
         self,
         user_idx: npt.NDArray[np.integer[Any]],
@@ -530,7 +541,7 @@ class Recommender(ABC):
         cells = min(len(user_idx), DEFAULT_SCORE_CHUNK) * self.n_items
         with blas_capped(cells * _SCORE_MS_PER_CELL):
             self._rank_chunks(user_idx, width, exclude_seen, candidates, all_idx, all_val)
-        return all_idx, all_val
+        return all_idx, self.display_scores(all_val)
 
     def _rank_chunks(
         self,
@@ -638,7 +649,7 @@ class Recommender(ABC):
             raise ConfigError(f"k must be >= 1, got {k}")
         rated = (np.zeros_like(item_idx), item_idx) if exclude_rated else None
         idx, val = rank_scores(scores, k, exclude=rated)
-        return self._to_reclist(None, idx[0], val[0])
+        return self._to_reclist(None, idx[0], self.display_scores(val[0]))
 
     def recommend_for_items(
         self, item_ids: Sequence[Any], k: int = 10, *, exclude_rated: bool = True

@@ -340,7 +340,7 @@ class LiveBackend:
                 self.user_vectors[u], k, exclude=[seen] if exclude_seen else None
             )
             scores = np.where(np.isfinite(raw), self._transform(raw), raw)
-            return idx[0], scores[0]
+            return idx[0], self.model.display_scores(scores[0])
         idx2, val = self.model.recommend_idx(np.asarray([u]), k, exclude_seen=exclude_seen)
         return idx2[0], val[0]
 
@@ -445,7 +445,7 @@ class LiveBackend:
         from recforge.explain import because_lists
 
         top, scores, weights = got
-        items = self._scored(top, scores)
+        items = self._scored(top, self.model.display_scores(scores))
         lists = because_lists(hist_items, weights, n)
         for it, pairs in zip(items, lists, strict=True):
             it.because = [self._because(j, w) for j, w in pairs]
