@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from recforge._atomic import atomic_write_text
 from recforge.bench.speed import (
     _all_threads,
     _fit_eval,
@@ -120,13 +120,8 @@ def markdown(result: dict[str, Any]) -> str:
 
 def write(result: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    for name, text in (
-        ("bpr_time_to_quality.json", json.dumps(result, indent=2) + "\n"),
-        ("bpr_time_to_quality.md", markdown(result)),
-    ):
-        tmp = out / (name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, out / name)
+    atomic_write_text(out / "bpr_time_to_quality.json", json.dumps(result, indent=2) + "\n")
+    atomic_write_text(out / "bpr_time_to_quality.md", markdown(result))
 
 
 if __name__ == "__main__":
