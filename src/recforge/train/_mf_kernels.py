@@ -367,8 +367,9 @@ def _sampled_l2(
 #
 # The sum costs O(1) a row, not O(T − s): with ``H[s] = Σ_{s<j≤n} aⱼ·rʲ⁻ˢ·Dₛ/Dⱼ`` over the
 # epoch's ``n`` steps (one backward pass, :func:`lazy_coefs`), it is ``D·H[s] − rᵀ⁻ˢ·H[T]``.
-# A step-by-step sum cost each of a 138k-user log's ~1,000 touched users a batch ~150-440
-# iterations (a user is touched every ~135 batches): 1.04 ms of a batch's CPU, now 0.72
+# A step-by-step sum cost each of a 138k-user log's ~1,000 touched users a batch one iteration
+# a skipped step (~135 on average, a user being touched every ~135 batches; up to ~440, where
+# rʲ⁻ˢ fell below 1e-20): 1.02 ms of a batch's CPU, now 0.76
 # (``python benchmarks/bpr_lazy_phases.py``).
 #
 # Rows are visited in ascending order (a scan of the batch's marks, not a list in batch order:
