@@ -76,6 +76,19 @@ def test_new_user_because_names_liked_rated_items(client: TestClient, ease: Reco
         assert {b["item_id"] for b in it["because"]} <= {ids[0], ids[1], ids[2]}
 
 
+def test_new_user_explain_may_come_in_the_query_as_on_get(
+    client: TestClient, ease: Recommender
+) -> None:
+    ids = [str(i) for i in ease.items_.ids[:3].tolist()]
+    body = {"ratings": dict.fromkeys(ids, 5), "k": 3}
+    asked = client.post("/recommendations?explain=true", json=body)
+    assert asked.status_code == 200, asked.text
+    assert all(it["because"] for it in asked.json()["items"])
+    plain = client.post("/recommendations", json=body).json()["items"]
+    assert all(it["because"] is None for it in plain)
+    assert client.post("/recommendations?explain=maybe", json=body).status_code == 422
+
+
 def test_one_star_and_five_stars_give_different_lists(
     client: TestClient, ease: Recommender
 ) -> None:

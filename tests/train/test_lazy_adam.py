@@ -242,10 +242,13 @@ def test_auto_makes_lazy_only_the_sides_a_batch_touches_little_of() -> None:
     assert lazy_sides(False, 10**7, 10**7, 1024, 4) == 0
 
 
-def test_mf_defaults_to_auto_lazy_on_the_wide_side_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    # mf's default lazy_adam="auto": 600 users, batches of 32 (~5% of the users a batch): the
-    # user side is lazy; 400 items with 4 negatives a row (~33% a batch): swept densely. On the
-    # small planted data of the other tests nothing is lazy (their fits are the dense ones).
+def test_mf_and_biased_mf_default_to_auto_lazy_on_the_wide_side_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # mf's and biased_mf's default lazy_adam="auto": 600 users, batches of 32 (~5% of the users
+    # a batch): the user side is lazy; 400 items with 4 negatives a row (~33% a batch): swept
+    # densely. On the small planted data of the other tests nothing is lazy (their fits are the
+    # dense ones).
     from recforge.train import fused_mf
 
     masks: list[int] = []
@@ -260,5 +263,6 @@ def test_mf_defaults_to_auto_lazy_on_the_wide_side_only(monkeypatch: pytest.Monk
     base = {"loss": "bpr", "epochs": 1, "n_factors": 8, "verbose": False, "num_threads": 1}
     create("mf", {**base, "batch_size": 32}).fit(split.train)
     create("mf", {**base, "batch_size": 1024}).fit(split.train)
-    create("biased_mf", {**base, "batch_size": 32}).fit(split.train)  # default: off
-    assert masks == [1, 0, 0]
+    create("biased_mf", {**base, "batch_size": 32}).fit(split.train)  # "auto" too (session 15)
+    create("biased_mf", {**base, "batch_size": 32, "lazy_adam": False}).fit(split.train)
+    assert masks == [1, 0, 1, 0]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from recforge.errors import DataError
 from recforge.serve.deps import (
@@ -29,7 +31,14 @@ router = APIRouter(tags=["new users"])
     },
     summary="Recommendations for a new user's ratings",
 )
-async def new_user_recommendations(body: NewUserRequest, request: Request) -> Response:
+async def new_user_recommendations(
+    body: NewUserRequest,
+    request: Request,
+    explain: Annotated[
+        bool,
+        Query(description="Same as the body's `explain` (as on GET /users/{id}/recommendations)."),
+    ] = False,
+) -> Response:
     """Fold-in: the model fits only the new user's own parameters to ``ratings`` and ranks
     every item. Rated items are excluded unless ``exclude_rated`` is false. For models trained on
     implicit feedback only liked ratings (above the scale's midpoint) count as evidence. With
@@ -43,6 +52,8 @@ async def new_user_recommendations(body: NewUserRequest, request: Request) -> Re
             status_code=422, detail=TOO_MANY_RATINGS.format(service.settings.max_ratings)
         )
     live = require_live(service)
+    # ?explain=true was silently ignored on POST while GET reads it from the query: take either.
+    body.explain = body.explain or explain
     if body.items:  # ordered items: ratings read in their order, or implicit positives
         body.ratings = body.ordered_ratings() or live.items_as_ratings(body.items)
     try:
