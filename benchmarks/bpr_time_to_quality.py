@@ -77,7 +77,7 @@ def run(dataset: str, threads: int, points: list[tuple[str, int]]) -> dict[str, 
     }
     # Untimed warm-up of both sides on a small slice (library loading, compiled kernels).
     tiny = ps.train.subset(np.arange(min(len(ps.train), 3000))).compact()
-    for side, budget in {side: (side, budget) for side, budget in points}.values():
+    for side, budget in dict(points).items():  # each side once, at its last budget
         with _all_threads(threads):
             _factory(side, budget)(threads, 0).fit(tiny)
     for side, budget in points:

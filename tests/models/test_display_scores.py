@@ -64,10 +64,12 @@ def test_known_user_lists_and_exports_show_capped_ratings_and_keep_unfilled_slot
 
 def test_scores_that_are_not_ratings_are_left_as_they_are() -> None:
     data = _one_to_ten()
-    model = create("item_knn", {"feedback": "implicit"}).fit(data)
+    # Normalised neighbour rows: scores below the scale's floor of 1, which a cap would lift.
+    model = create("item_knn", {"feedback": "implicit", "normalize": True}).fit(data)
     assert not model.predicts_ratings
     liked = {"i0": 10.0, "i1": 10.0, "i2": 10.0}
     raw = model.fold_in_scores(*model._fold_in_inputs(liked))
+    assert raw.max() < 1.0
     rec = model.recommend_for_ratings(liked, k=3)
     np.testing.assert_allclose(rec.scores, np.sort(raw[~np.isin(np.arange(6), [0, 1, 2])])[::-1])
 

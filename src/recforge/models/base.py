@@ -514,9 +514,7 @@ class Recommender(ABC):
         scores, so two items shown at the scale's top keep the model's order."""
         if not (self.predicts_ratings and self.rating_scale_ is not None):
             return values
-        lo, hi = self.rating_scale_
-        finite = np.isfinite(values)
-        return np.where(finite, np.clip(values, lo, hi), values).astype(np.float32)
+        return np.where(np.isfinite(values), self._clip(values), values).astype(np.float32)
 
     def recommend_idx(
         self,

@@ -48,7 +48,8 @@ it touches many (a BPR batch touches ~45% of ml-latest-small's items: 1.4x slowe
 models default to ``"auto"``, lazy on a side only when a batch is expected to touch < 10% of its
 rows (not on the MovieLens training splits, whose fits are unchanged to the last bit;
 docs/benchmarks/speed_bpr16.md). For ``biased_mf`` on a 10M-rating log with 138k users it
-halves a fit's time at the same RMSE (2 epochs: 43 s vs 106 s, RMSE 0.6909 both).
+cuts a fit from 546 s to 215 s at the same RMSE, 0.6455 (docs/benchmarks/
+speed_biased_mf_10m_s15 and speed_biased_mf_10m_s15_lazy, the speed suite's command in each).
 """
 
 from __future__ import annotations
