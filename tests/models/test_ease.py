@@ -322,6 +322,23 @@ def test_memory_messages_name_the_right_remedy(monkeypatch: pytest.MonkeyPatch) 
     assert EASE().check_memory(1000) == 12_000_000  # exactly what is free is enough
 
 
+def test_the_default_budget_is_the_memory_the_machine_has(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 20 000 items need 4.8 GB in float32: over the old fixed 4 GB default, so a person with
+    # that catalogue and a 32 GB machine was refused at the defaults.
+    assert EASE().config.memory_budget == "auto"
+    assert EASE().config.memory_budget_bytes is None
+    assert EASE(memory_budget=" Auto ").config.memory_budget == "auto"
+    monkeypatch.setattr(ease_mod, "available_memory_bytes", lambda: 32 * 10**9)
+    assert EASE().check_memory(20_000) == 20_000**2 * 12
+    monkeypatch.setattr(ease_mod, "available_memory_bytes", lambda: 4 * 10**9)
+    with pytest.raises(ConfigError, match=r"need about 4\.8 GB .* only 4\.0 GB of memory"):
+        EASE().check_memory(20_000)
+    # An explicit budget still binds below what the machine has.
+    monkeypatch.setattr(ease_mod, "available_memory_bytes", lambda: 32 * 10**9)
+    with pytest.raises(ConfigError, match=r"over memory_budget='4GB'"):
+        EASE(memory_budget="4GB").check_memory(20_000)
+
+
 def test_parse_and_format_bytes_edges() -> None:
     assert parse_bytes(0) == 0 and parse_bytes(0.5) == 0 and parse_bytes(1.9) == 1
     for bad in (-1, float("nan"), float("inf")):
