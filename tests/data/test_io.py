@@ -539,3 +539,37 @@ def test_corrupt_parquet(tmp_path: Path) -> None:
 def test_data_error_is_a_value_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         read_ratings(tmp_path / "missing.csv")
+
+
+def test_year_last_dates_read_in_one_order_for_the_whole_column(tmp_path: Path) -> None:
+    # Value by value, 01.02.2024 was read as 2 January (month first) beside 14.10.2024 as
+    # 14 October (day first): one column, two orders, silently.
+    def times(body: str) -> list[str]:
+        frame = read_ratings(write(tmp_path, "d.csv", "user;item;rating;time\n" + body))
+        return pd.to_datetime(frame["timestamp"], unit="s").dt.strftime("%Y-%m-%d").tolist()
+
+    assert times("a;x;1;01.02.2024\na;y;2;14.10.2024\n") == ["2024-02-01", "2024-10-14"]
+    assert times("a;x;1;01.02.2024\na;y;2;03.04.2024\n") == ["2024-02-01", "2024-04-03"]  # dots
+    assert times("a;x;1;01/02/2024\na;y;2;10/14/2024\n") == ["2024-01-02", "2024-10-14"]
+    assert times("a;x;1;01-02-2024 10:00\na;y;2;31-01-2024\n") == ["2024-02-01", "2024-01-31"]
+    # ISO beside them keeps year-month-day.
+    assert times("a;x;1;2024-03-05\na;y;2;14.10.2024\n") == ["2024-03-05", "2024-10-14"]
+    with pytest.raises(DataError, match=r"line 2, .*'01/02/2024' could be day/month or month/day"):
+        times("a;x;1;01/02/2024\na;y;2;03/04/2024\n")
+    with pytest.raises(DataError, match=r"line 2, .*'13/02/2024' puts the day first but '02/13"):
+        times("a;x;1;13/02/2024\na;y;2;02/13/2024\n")
+    # An explicit pattern settles what the column cannot.
+    frame = read_ratings(
+        write(tmp_path, "p.csv", "user;item;rating;time\na;x;1;01/02/2024\n"),
+        time_format="%d/%m/%Y",
+    )
+    assert pd.to_datetime(frame["timestamp"], unit="s").dt.month.tolist() == [2]
+
+
+def test_decimal_commas_in_ratings(tmp_path: Path) -> None:
+    frame = read_ratings(write(tmp_path, "r.csv", "user;item;rating\na;x;4,5\na;y;3\nb;x;-0,5\n"))
+    assert frame["rating"].tolist() == [4.5, 3.0, -0.5]
+    # Commas beside decimal points, or not one decimal comma: no guess, the usual error.
+    for bad in ("a;x;4,5\na;y;3.5\n", "a;x;1,500,0\n"):
+        with pytest.raises(DataError, match=r"is not a number.*--implicit"):
+            read_ratings(write(tmp_path, "b.csv", "user;item;rating\n" + bad))

@@ -1178,13 +1178,32 @@ def _integer_ids(raw: _Raw, canon: str, col: pd.Series, text: pd.Series) -> pd.S
     return pd.Series(digits.astype(np.int64).to_numpy())
 
 
-def _numeric(raw: _Raw, canon: str, what: str) -> npt.NDArray[np.float64]:
+#: A number written with a decimal comma, as European spreadsheets save it: ``4,5``, ``-0,25``.
+_COMMA_DECIMAL = re.compile(r"^[+-]?\d+,\d+$")
+
+
+def _comma_decimals(text: pd.Series) -> pd.Series:
+    """``text`` with ',' read as the decimal mark when the column is written that way: some
+    value has a comma, every such value is ``digits,digits`` and no value has a '.' (so a
+    thousands separator beside decimal points is never misread); otherwise ``text`` as is."""
+    has_comma = text.str.contains(",", regex=False)
+    if not has_comma.any() or text.str.contains(".", regex=False).any():
+        return text
+    if not text[has_comma].str.match(_COMMA_DECIMAL).all():
+        return text
+    return text.str.replace(",", ".", regex=False)
+
+
+def _numeric(
+    raw: _Raw, canon: str, what: str, *, comma_decimals: bool = False
+) -> npt.NDArray[np.float64]:
     col = raw.columns[canon]
     _check_missing(raw, canon, col)
     if col.dtype.kind in "iufb":
         values = col.to_numpy(dtype=np.float64)
     else:
-        coerced = pd.to_numeric(col.astype(str).str.strip(), errors="coerce")
+        text = col.astype(str).str.strip()
+        coerced = pd.to_numeric(_comma_decimals(text) if comma_decimals else text, errors="coerce")
         bad = coerced.isna().to_numpy()
         if bad.any():
             pos, n = _first(bad)
@@ -1239,10 +1258,11 @@ def _timestamps(raw: _Raw, time_format: str) -> tuple[npt.NDArray[np.int64], str
         return _from_epoch(values, unit), f"epoch-{unit}"
     # Text times: ISO-8601 (auto/iso) or an explicit strftime pattern.
     source = text if text is not None else col.astype(str)
-    fmt = time_format if "%" in time_format else "ISO8601"
     if time_format == "auto":
-        fmt = "mixed"
-    parsed = pd.to_datetime(source, errors="coerce", utc=True, format=fmt)
+        parsed = _parse_text_times(raw, source)
+    else:
+        fmt = time_format if "%" in time_format else "ISO8601"
+        parsed = pd.to_datetime(source, errors="coerce", utc=True, format=fmt)
     bad = parsed.isna().to_numpy()
     if bad.any():
         pos, n = _first(bad)
@@ -1256,6 +1276,61 @@ def _timestamps(raw: _Raw, time_format: str) -> tuple[npt.NDArray[np.int64], str
             f"{_more(n)}; {_TIME_FIX}"
         )
     return _epoch_seconds(parsed), ("iso" if time_format == "auto" else time_format)
+
+
+#: A numeric date with the year last: ``01.02.2024``, ``1/2/24``, ``05-03-2024 10:00``.
+_YEAR_LAST = re.compile(r"^(\d{1,2})([./-])(\d{1,2})\2\d{2,4}\b")
+#: Values of a time column looked at before the whole column is searched for such dates.
+_TIME_SAMPLE = 10_000
+
+
+def _parse_text_times(raw: _Raw, text: pd.Series) -> pd.Series:
+    """Text times in any format pandas knows (ISO-8601 and the like), with year-last numeric
+    dates read in one day/month order for the whole column (:func:`_day_first`), not guessed
+    value by value (``01.02.2024`` as 2 January and ``14.10.2024`` as 14 October)."""
+    # A strided sample first: an ISO column of millions of rows skips the regex pass.
+    sample = text.iloc[:: max(1, len(text) // _TIME_SAMPLE)]
+    if not sample.str.match(_YEAR_LAST).any():
+        return pd.to_datetime(text, errors="coerce", utc=True, format="mixed")
+    parts = text.str.extract(_YEAR_LAST)
+    year_last = parts[0].notna().to_numpy()
+    day_first = _day_first(raw, text, parts, year_last)
+    parsed = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns, UTC]")
+    if (~year_last).any():
+        parsed[~year_last] = pd.to_datetime(
+            text[~year_last], errors="coerce", utc=True, format="mixed"
+        )
+    parsed[year_last] = pd.to_datetime(
+        text[year_last], errors="coerce", utc=True, format="mixed", dayfirst=day_first
+    )
+    return parsed
+
+
+def _day_first(raw: _Raw, text: pd.Series, parts: pd.DataFrame, year_last: Any) -> bool:
+    """Whether the column's year-last dates put the day first: a first field above 12 says
+    yes, a second field above 12 says no, dots alone say yes (no month-first convention
+    writes dots); a column that says both, or nothing with slashes or dashes, is an error."""
+    first = pd.to_numeric(parts[0], errors="coerce").to_numpy()
+    second = pd.to_numeric(parts[2], errors="coerce").to_numpy()
+    day_first, month_first = first > 12, second > 12
+    if day_first.any() and month_first.any():
+        a, _ = _first(day_first)
+        b, _ = _first(month_first)
+        raise DataError(
+            f"{raw.where(text.index[a], 'timestamp')}: {_shown(text.iloc[a])} puts the day "
+            f"first but {_shown(text.iloc[b])} ({raw.where(text.index[b], 'timestamp')}) the "
+            "month; write every date one way, or pass --time-format with a %-pattern"
+        )
+    if day_first.any() or month_first.any():
+        return bool(day_first.any())
+    if (parts[1][year_last] == ".").all():
+        return True
+    pos, _ = _first(year_last)
+    raise DataError(
+        f"{raw.where(text.index[pos], 'timestamp')}: {_shown(text.iloc[pos])} could be "
+        "day/month or month/day and no date in the column settles it; pass --time-format "
+        "'%d/%m/%Y' or '%m/%d/%Y' (the separator as in the file)"
+    )
 
 
 def _epoch_seconds(parsed: pd.Series) -> npt.NDArray[np.int64]:
@@ -1294,7 +1369,10 @@ def _canonicalize(
     items = _ids(raw, "item_id")
     if has_rating:
         values = _numeric(
-            raw, "rating", "ratings must be numbers (pass implicit=True to ignore them)"
+            raw,
+            "rating",
+            "ratings must be numbers (pass --implicit, implicit=True, to ignore them)",
+            comma_decimals=True,
         )
         if rating_scale is not None:
             lo, hi = rating_scale
