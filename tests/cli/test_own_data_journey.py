@@ -1,8 +1,9 @@
 """A person's own files, end to end from the command line, with flags only (no renaming).
 
-Three files are made here: a click log with string ids and ISO-8601 times
+Four files are made here: a click log with string ids and ISO-8601 times
 (``customer,product,clicked_at``, repeats included), a 1-10 TSV with odd column names
-(``member\\tfilm\\tstars\\twhen``) and a Parquet file with int64 ids and epoch-millisecond times.
+(``member\\tfilm\\tstars\\twhen``), a Parquet file with int64 ids and epoch-millisecond times, and
+a German spreadsheet's CSV (BOM, ``;``, decimal-comma half stars, ``31.12.2024 10:00`` dates).
 Each goes describe → split → train (ease, als, two_tower, biased_mf) → evaluate → recommend →
 similar → report → export → serve (API and page).
 """
@@ -124,7 +125,36 @@ def make_parquet(folder: Path) -> OwnFile:
     return OwnFile("parquet", path, flags, True, "epoch-ms", "10000000001", "70003")
 
 
-MAKERS = {"clicks": make_click_log, "tsv": make_ten_point_tsv, "parquet": make_parquet}
+def make_european_csv(folder: Path) -> OwnFile:
+    """As a German spreadsheet saves it: BOM, ';', decimal commas, day-first dotted dates."""
+    ev = _events(3).drop_duplicates(["u", "i"])
+    liked = (ev["i"] // 10) == (ev["u"] % 3)
+    halves = np.where(liked, 4.0 + (ev["k"] % 3) / 2, 1.0 + (ev["k"] % 4) / 2)
+    when = pd.Timestamp("2024-01-03") + pd.to_timedelta(ev["u"] * 5 + ev["k"], unit="D")
+    frame = pd.DataFrame(
+        {
+            "Kunde": [f"kunde.{u:03d}@example.de" for u in ev["u"]],
+            "Artikel": [f"Artikel {i}" for i in ev["i"]],
+            "Bewertung": [f"{x:g}".replace(".", ",") for x in halves],
+            "Datum": when.dt.strftime("%d.%m.%Y %H:%M"),
+        }
+    )
+    path = folder / "bewertungen.csv"
+    path.write_text(frame.to_csv(sep=";", index=False), encoding="utf-8-sig")
+    flags = ["--user-col", "Kunde", "--item-col", "Artikel", "--rating-col", "Bewertung"]
+    flags += ["--time-col", "Datum", "--rating-scale", "0.5:5"]
+    return OwnFile(
+        "euro", path, flags, False, "day-first dates", "kunde.001@example.de", "Artikel 3",
+        (0.5, 5.0),
+    )  # fmt: skip
+
+
+MAKERS = {
+    "clicks": make_click_log,
+    "tsv": make_ten_point_tsv,
+    "parquet": make_parquet,
+    "euro": make_european_csv,
+}
 
 
 def cli(capsys: pytest.CaptureFixture[str], *args: str | Path) -> str:
@@ -208,6 +238,8 @@ def test_own_file_journey(
     if own.scale == (1.0, 10.0):
         assert "like > 5.5, relevant >= 7.75" in metrics["protocol"]
         assert metrics["ranking"]["protocol"]["relevance_threshold"] == 7.75
+    elif own.scale == (0.5, 5.0):  # the decimal-comma half stars read as numbers
+        assert metrics["ranking"]["protocol"]["relevance_threshold"] == 3.875
     else:
         assert "implicit" in metrics["protocol"]
     text = cli(capsys, "evaluate", runs / "ease")

@@ -1258,8 +1258,9 @@ def _timestamps(raw: _Raw, time_format: str) -> tuple[npt.NDArray[np.int64], str
         return _from_epoch(values, unit), f"epoch-{unit}"
     # Text times: ISO-8601 (auto/iso) or an explicit strftime pattern.
     source = text if text is not None else col.astype(str)
+    read_as = time_format
     if time_format == "auto":
-        parsed = _parse_text_times(raw, source)
+        parsed, read_as = _parse_text_times(raw, source)
     else:
         fmt = time_format if "%" in time_format else "ISO8601"
         parsed = pd.to_datetime(source, errors="coerce", utc=True, format=fmt)
@@ -1275,7 +1276,7 @@ def _timestamps(raw: _Raw, time_format: str) -> tuple[npt.NDArray[np.int64], str
             f"{raw.where(col.index[pos], 'timestamp')}: {_shown(col.iloc[pos])} {problem}"
             f"{_more(n)}; {_TIME_FIX}"
         )
-    return _epoch_seconds(parsed), ("iso" if time_format == "auto" else time_format)
+    return _epoch_seconds(parsed), read_as
 
 
 #: A numeric date with the year last: ``01.02.2024``, ``1/2/24``, ``05-03-2024 10:00``.
@@ -1284,14 +1285,15 @@ _YEAR_LAST = re.compile(r"^(\d{1,2})([./-])(\d{1,2})\2\d{2,4}\b")
 _TIME_SAMPLE = 10_000
 
 
-def _parse_text_times(raw: _Raw, text: pd.Series) -> pd.Series:
+def _parse_text_times(raw: _Raw, text: pd.Series) -> tuple[pd.Series, str]:
     """Text times in any format pandas knows (ISO-8601 and the like), with year-last numeric
     dates read in one day/month order for the whole column (:func:`_day_first`), not guessed
-    value by value (``01.02.2024`` as 2 January and ``14.10.2024`` as 14 October)."""
+    value by value (``01.02.2024`` as 2 January and ``14.10.2024`` as 14 October); and how
+    they were read (``iso``, ``day-first dates``, ``month-first dates``)."""
     # A strided sample first: an ISO column of millions of rows skips the regex pass.
     sample = text.iloc[:: max(1, len(text) // _TIME_SAMPLE)]
     if not sample.str.match(_YEAR_LAST).any():
-        return pd.to_datetime(text, errors="coerce", utc=True, format="mixed")
+        return pd.to_datetime(text, errors="coerce", utc=True, format="mixed"), "iso"
     parts = text.str.extract(_YEAR_LAST)
     year_last = parts[0].notna().to_numpy()
     day_first = _day_first(raw, text, parts, year_last)
@@ -1303,7 +1305,7 @@ def _parse_text_times(raw: _Raw, text: pd.Series) -> pd.Series:
     parsed[year_last] = pd.to_datetime(
         text[year_last], errors="coerce", utc=True, format="mixed", dayfirst=day_first
     )
-    return parsed
+    return parsed, "day-first dates" if day_first else "month-first dates"
 
 
 def _day_first(raw: _Raw, text: pd.Series, parts: pd.DataFrame, year_last: Any) -> bool:
