@@ -161,3 +161,18 @@ def test_busy_threads_counts_threads_with_a_tenth_of_the_work() -> None:
 
         assert str(threading.get_native_id()) in ticks
         assert all(v >= 0 for v in ticks.values())
+
+
+def test_ease_pair_is_skipped_where_its_reference_crashes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # numpy's multi-threaded OpenBLAS Cholesky segfaulted on a 27k-item log, taking the whole
+    # suite run (and recforge's finished timings) with it; the pair is now skipped with the
+    # reason, before either side runs.
+    monkeypatch.setattr(speed, "NUMPY_CHOLESKY_MAX_THREADED_ITEMS", 40)
+    result = speed.run_speed([("tiny", _data())], threads=[1, 2], reps=1, pairs=["ease"])
+    (row,) = result["rows"]
+    assert "segfault" in row["skipped"] and "this log has 50" in row["skipped"]
+    assert "--threads 1" in row["skipped"] and "ratio" not in row
+    one = speed.run_speed([("tiny", _data())], threads=[1], reps=1, pairs=["ease"])
+    assert "skipped" not in one["rows"][0]

@@ -167,6 +167,27 @@ class Pair:
     note: str = ""
     #: Modules the peer needs (the pair is skipped, with the reason, when one is missing).
     needs: tuple[str, ...] = ()
+    #: Why the peer cannot run on these data at these thread counts (the pair is skipped with
+    #: that reason), or None.
+    refuses: Callable[[Interactions, Sequence[int]], str | None] | None = None
+
+
+#: Items above which the ``ease`` reference's multi-threaded float32 Cholesky (numpy's OpenBLAS
+#: 0.3.31 ``spotrf``) crashed the process with a segfault on the 2-core machine: 12,000 items ran
+#: at 2 threads, 16,000 and more did not (session 16; one thread ran at 18,000). scipy's
+#: OpenBLAS 0.3.30 ran 17,000 but crashed at 27,000. recforge's EASE (torch's LAPACK) is not
+#: affected.
+NUMPY_CHOLESKY_MAX_THREADED_ITEMS = 12_000
+
+
+def _numpy_cholesky_refuses(data: Interactions, threads: Sequence[int]) -> str | None:
+    if data.n_items > NUMPY_CHOLESKY_MAX_THREADED_ITEMS and max(threads) > 1:
+        return (
+            f"the numpy reference's multi-threaded OpenBLAS Cholesky crashes (segfault) above "
+            f"{NUMPY_CHOLESKY_MAX_THREADED_ITEMS:,} items; this log has {data.n_items:,} "
+            "(run with --threads 1)"
+        )
+    return None
 
 
 def _create(name: str, **cfg: Any) -> Recommender:
@@ -245,6 +266,7 @@ def speed_pairs() -> list[Pair]:
             rank,
             ndcg,
             "recforge: float32 Cholesky via torch LAPACK, float64 fallback when ill-conditioned.",
+            refuses=_numpy_cholesky_refuses,
         ),
         Pair(
             "bpr",
@@ -555,6 +577,8 @@ def run_speed(
             pair = known[name]
             row = _pair_row(pair, dataset)
             reason = _missing(pair.needs)
+            if reason is None and pair.refuses is not None:
+                reason = pair.refuses(data, threads)
             if reason is None and pair.protocol not in splits:
                 splits[pair.protocol] = get_protocol(pair.protocol).split(data)
             if reason is not None:
