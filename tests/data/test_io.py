@@ -552,6 +552,13 @@ def test_year_last_dates_read_in_one_order_for_the_whole_column(tmp_path: Path) 
     assert times("a;x;1;01.02.2024\na;y;2;03.04.2024\n") == ["2024-02-01", "2024-04-03"]  # dots
     assert times("a;x;1;01/02/2024\na;y;2;10/14/2024\n") == ["2024-01-02", "2024-10-14"]
     assert times("a;x;1;01-02-2024 10:00\na;y;2;31-01-2024\n") == ["2024-02-01", "2024-01-31"]
+    # One explicit format from the first value (fast), the values it does not fit parsed one by
+    # one in the same order: two-digit years, times with and without seconds, a UTC offset.
+    assert times("a;x;1;1.2.2024\na;y;2;13.12.24 5:07\nb;x;1;02.01.2024 10:00:05 +0100\n") == [
+        "2024-02-01",
+        "2024-12-13",
+        "2024-01-02",
+    ]
     # ISO beside them keeps year-month-day.
     assert times("a;x;1;2024-03-05\na;y;2;14.10.2024\n") == ["2024-03-05", "2024-10-14"]
     with pytest.raises(DataError, match=r"line 2, .*'01/02/2024' could be day/month or month/day"):

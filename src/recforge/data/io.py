@@ -1302,10 +1302,36 @@ def _parse_text_times(raw: _Raw, text: pd.Series) -> tuple[pd.Series, str]:
         parsed[~year_last] = pd.to_datetime(
             text[~year_last], errors="coerce", utc=True, format="mixed"
         )
-    parsed[year_last] = pd.to_datetime(
-        text[year_last], errors="coerce", utc=True, format="mixed", dayfirst=day_first
-    )
+    parsed[year_last] = _parse_year_last(text[year_last], day_first)
     return parsed, "day-first dates" if day_first else "month-first dates"
+
+
+#: What may follow a year-last date: a time of day, ``10:00`` or ``10:00:05``.
+_TIME_OF_DAY = re.compile(r"^(\s+)\d{1,2}:\d{2}(:\d{2})?$")
+
+
+def _parse_year_last(text: pd.Series, day_first: bool) -> pd.Series:
+    """Year-last dates in the given order: through the explicit format the first value shows
+    (``%d.%m.%Y %H:%M``: ~1.5 s a million, where pandas' per-value 'mixed' parse took ~30 s),
+    the values that do not fit it through the per-value parse."""
+    first = str(text.iloc[0])
+    head = _YEAR_LAST.match(first)
+    assert head is not None  # the caller's rows all match
+    sep, year = head.group(2), first[: head.end()].rsplit(head.group(2), 1)[1]
+    order = ("%d", "%m") if day_first else ("%m", "%d")
+    fmt = sep.join([*order, "%Y" if len(year) == 4 else "%y"])
+    rest = _TIME_OF_DAY.match(first[head.end() :])
+    if rest is not None:
+        fmt += rest.group(1) + ("%H:%M:%S" if rest.group(2) else "%H:%M")
+    elif head.end() != len(first):
+        fmt = "mixed"
+    parsed = pd.to_datetime(text, errors="coerce", utc=True, format=fmt)
+    missed = parsed.isna().to_numpy()
+    if fmt != "mixed" and missed.any():
+        parsed[missed] = pd.to_datetime(
+            text[missed], errors="coerce", utc=True, format="mixed", dayfirst=day_first
+        )
+    return parsed
 
 
 def _day_first(raw: _Raw, text: pd.Series, parts: pd.DataFrame, year_last: Any) -> bool:
