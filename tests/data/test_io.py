@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recforge.data.interactions import Interactions
-from recforge.data.io import read_ratings
+from recforge.data.io import read_frame, read_ratings
 from recforge.errors import ConfigError, DataError, DataWarning
 
 CANON = ["user_id", "item_id", "rating", "timestamp"]
@@ -580,3 +580,53 @@ def test_decimal_commas_in_ratings(tmp_path: Path) -> None:
     for bad in ("a;x;4,5\na;y;3.5\n", "a;x;1,500,0\n"):
         with pytest.raises(DataError, match=r"is not a number.*--implicit"):
             read_ratings(write(tmp_path, "b.csv", "user;item;rating\n" + bad))
+
+
+def test_header_annotations_in_brackets_still_match_the_aliases(tmp_path: Path) -> None:
+    path = write(tmp_path, "r.csv", "User ID [hashed],Product ID,Rating (1-10)\nA1,P1,7\n")
+    frame = read_ratings(path)
+    assert frame.attrs["mapping"] == {
+        "user_id": "User ID [hashed]",
+        "item_id": "Product ID",
+        "rating": "Rating (1-10)",
+    }
+    assert frame["rating"].tolist() == [7.0]
+    twins = write(tmp_path, "t.csv", "user,item,Rating (1-5),Rating (1-10)\n1,2,3,6\n")
+    with pytest.raises(DataError, match=r"column 'Rating \(1-5\)' appears twice"):
+        read_ratings(twins)
+
+
+def test_an_unmapped_rating_column_warns_before_the_data_turn_into_clicks(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, "r.csv", "user;item;Bewertung;Zeit (UTC)\na;x;4,5;1\nb;y;3;2\n")
+    with pytest.warns(DataWarning) as caught:
+        frame = read_ratings(path)
+    text = " ".join(str(w.message) for w in caught)
+    assert "column 'Bewertung' looks like ratings (its name and values like '4,5')" in text
+    assert "--rating-col Bewertung" in text and "--implicit" in text
+    assert frame.attrs["implicit"] is True
+    # A column name with a space is quoted for the shell in the flag to pass.
+    assert "--time-col 'Zeit (UTC)'" in text
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read_ratings(path, implicit=True, columns={"timestamp": "Zeit (UTC)"})
+        read_ratings(path, columns={"rating": "Bewertung", "timestamp": "Zeit (UTC)"})
+    frame_in = pd.DataFrame({"user": ["a"], "item": ["x"], "Punkte": [80]})
+    with pytest.warns(
+        DataWarning, match=r"'Punkte' looks like ratings \(its name and its type int"
+    ):
+        read_frame(frame_in)
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [("ratings.xlsx", b"PK\x03\x04rest"), ("ratings.xls", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1")],
+)
+def test_spreadsheet_workbooks_are_refused_with_save_as_csv(
+    tmp_path: Path, name: str, content: bytes
+) -> None:
+    with pytest.raises(DataError) as exc:
+        read_ratings(write(tmp_path, name, content))
+    assert f"{name}: is a spreadsheet workbook" in one_line(exc)
+    assert "save the sheet as CSV" in str(exc.value)

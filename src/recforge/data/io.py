@@ -43,6 +43,7 @@ import csv
 import lzma
 import os
 import re
+import shlex
 import warnings
 import zlib
 from collections.abc import Callable, Mapping
@@ -71,7 +72,9 @@ COLUMN_FLAGS = {
     "timestamp": "--time-col",
 }
 #: Header names that look like a time (``clicked_at``, ``event_time``, ``when``, ``date``...).
-_TIME_NAME = re.compile(r"(time|date|when|day|_at$|ts$|^at$|created|updated|epoch)", re.I)
+_TIME_NAME = re.compile(
+    r"(time|date|when|day|_at$|ts$|^at$|created|updated|epoch|zeit|datum|fecha)", re.I
+)
 _ISO_VALUE = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}.*)?$")
 
 #: Header names recognised for each canonical column, compared case-insensitively with
@@ -92,10 +95,23 @@ _INT64_MAX = str(np.iinfo(np.int64).max)
 _INT_TEXT = r"[+-]?\d+(?:\.0*)?"  # integral id text, "12" or "12.0"
 _SCI_TEXT = r"[+-]?(?:\d+\.?\d*|\.\d+)[eE][+-]?\d+"
 _MARKUP = ("<!doctype", "<html", "<?xml", "{", "[")
+_ANNOTATION = re.compile(r"\s*[(\[][^()\[\]]*[)\]]\s*$")
+#: Header names that look like ratings (``Bewertung``, ``score``, ``stars``...), for the warning
+#: when none is mapped.
+_RATING_NAME = re.compile(
+    r"(rating|score|stars?|grade|vote|bewertung|sterne|punkte|note|valoraci|calificaci|"
+    r"puntuaci|avis|voto)",
+    re.I,
+)
+#: Spreadsheet workbooks (zip or OLE2 files) by extension: say "save as CSV", not "extract".
+_WORKBOOKS = (".xlsx", ".xlsm", ".xlsb", ".xls", ".ods", ".numbers")
 
 
 def _norm(name: str) -> str:
-    return re.sub(r"[\s_\-.]", "", name).lower()
+    """A header name compared with the aliases: a trailing annotation in brackets dropped
+    (``Rating (1-10)``, ``Order Date [UTC]``), case, spaces, ``_``, ``-`` and ``.`` ignored."""
+    bare = _ANNOTATION.sub("", name)
+    return re.sub(r"[\s_\-.]", "", bare if bare.strip() else name).lower()
 
 
 _ALIAS_LOOKUP = {canon: {_norm(a) for a in aliases} for canon, aliases in COLUMN_ALIASES.items()}
@@ -218,6 +234,7 @@ def _finish(
     """Validate a parsed file or frame into the canonical frame (shared by both readers)."""
     label = raw.label
     _warn_unmapped_time(raw)
+    _warn_unmapped_rating(raw, implicit)
     frame, time_used = _canonicalize(
         raw, implicit=implicit, rating_scale=rating_scale, time_format=time_format
     )
@@ -288,6 +305,13 @@ def read_frame(
                 time_like[name] = "its name"
     raw = _Raw(label, cols, shown, 0, {}, time_like)
     raw.mapped = {c: names[pos] for c, pos in positions.items()}
+    if "rating" not in positions:
+        used = set(positions.values())
+        raw.rating_like = {
+            name: f"its name and its type {df.iloc[:, i].dtype}"
+            for i, name in enumerate(names)
+            if i not in used and _RATING_NAME.search(name) and df.iloc[:, i].dtype.kind in "iuf"
+        }
     return _finish(
         raw,
         implicit=implicit,
@@ -313,6 +337,8 @@ class _Raw:
     header: dict[str, str] = field(default_factory=dict)  # canonical -> header text, if any
     # unmapped columns that look like a time: name -> why (name or a date-like value)
     time_like: dict[str, str] = field(default_factory=dict)
+    # unmapped columns that look like ratings (name and a numeric value): name -> why
+    rating_like: dict[str, str] = field(default_factory=dict)
     mapped: dict[str, str] = field(default_factory=dict)  # canonical -> file column, for reports
 
     def __len__(self) -> int:
@@ -506,6 +532,11 @@ def _read_text(
     max_bytes: int | None = None,
 ) -> _Raw:
     compression = next((c for m, c in _COMPRESSIONS.items() if magic.startswith(m)), None)
+    if p.suffix.lower() in _WORKBOOKS or magic.startswith(b"\xd0\xcf\x11\xe0"):
+        raise DataError(
+            f"{label}: is a spreadsheet workbook, not a text file; save the sheet as CSV "
+            "(File > Save As > CSV) or load it with pandas.read_excel and pass the DataFrame"
+        )
     if magic.startswith(b"PK\x03\x04"):
         raise DataError(
             f"{label}: is a zip archive; extract the ratings file first "
@@ -552,6 +583,7 @@ def _read_text_source(
     header_names = {c: names[pos] for c, pos in positions.items()} if names is not None else {}
     time_like = _time_like_text(names, positions, rows) if names is not None else {}
     raw = _Raw(label, cols, shown, data_line, header_names, time_like)
+    raw.rating_like = _rating_like_text(names, positions, rows) if names is not None else {}
     raw.mapped = header_names or {c: f"column {pos}" for c, pos in positions.items()}
     return raw
 
@@ -672,6 +704,22 @@ def _time_like_text(
         elif _TIME_NAME.search(name):
             time_like[name] = "its name"
     return time_like
+
+
+def _rating_like_text(
+    names: list[str], positions: dict[str, int], rows: list[list[str]]
+) -> dict[str, str]:
+    """Unmapped header columns named like ratings whose first value is a number."""
+    if "rating" in positions:
+        return {}
+    used = set(positions.values())
+    second_row = rows[1] if len(rows) > 1 else []
+    out: dict[str, str] = {}
+    for i, name in enumerate(names):
+        value = _clean_name(second_row[i]) if i < len(second_row) else ""
+        if i not in used and _RATING_NAME.search(name) and _is_number(value.replace(",", ".")):
+            out[name] = f"its name and values like {value!r}"
+    return out
 
 
 def _read_sample(src: TextSource, label: str, compression: str | None) -> tuple[bytes, bool]:
@@ -1374,8 +1422,24 @@ def _warn_unmapped_time(raw: _Raw) -> None:
     for name, why in raw.time_like.items():
         warnings.warn(
             f"{raw.label}: column {name!r} looks like a time ({why}) but is not mapped, so "
-            f"the events have no timestamps; pass --time-col {name} "
+            f"the events have no timestamps; pass --time-col {shlex.quote(name)} "
             f"(columns={{'timestamp': {name!r}}}) to use it",
+            DataWarning,
+            stacklevel=3,
+        )
+        return
+
+
+def _warn_unmapped_rating(raw: _Raw, implicit: bool) -> None:
+    """A rating-looking column that is not read, when nobody asked for implicit data: the
+    events would silently become clicks; say which flag reads the ratings."""
+    if implicit or "rating" in raw.columns:
+        return
+    for name, why in raw.rating_like.items():
+        warnings.warn(
+            f"{raw.label}: column {name!r} looks like ratings ({why}) but is not mapped, so "
+            f"the events are read as implicit feedback; pass --rating-col {shlex.quote(name)} "
+            f"(columns={{'rating': {name!r}}}) to use it, or --implicit to keep clicks",
             DataWarning,
             stacklevel=3,
         )
