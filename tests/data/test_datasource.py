@@ -229,11 +229,14 @@ def test_recency_and_temporal_splits_need_timestamps(tmp_path: Path) -> None:
 
 def test_text_header_over_text_ids_is_detected(tmp_path: Path) -> None:
     # Without flags, the header is still recognised as one: the error names its columns.
-    path = write(tmp_path, "c.csv", "customer,product\nc1,p9\nc2,p3\n")
-    with pytest.raises(DataError, match=r"the file has: customer, product\); pass --user-col"):
+    path = write(tmp_path, "c.csv", "kunde,artikel\nc1,p9\nc2,p3\n")
+    with pytest.raises(DataError, match=r"the file has: kunde, artikel\); pass --user-col"):
         read_ratings(path)
-    got = read_ratings(path, columns={"user_id": "customer", "item_id": "product"})
+    got = read_ratings(path, columns={"user_id": "kunde", "item_id": "artikel"})
     assert got["user_id"].tolist() == ["c1", "c2"]
+    # customer / product are aliases: a shop's export needs no flags.
+    shop = write(tmp_path, "s.csv", "customer,product\nc1,p9\nc2,p3\n")
+    assert read_ratings(shop).attrs["mapping"] == {"user_id": "customer", "item_id": "product"}
     plain = write(tmp_path, "p.csv", "u1,i9\nu2,i7\n")  # rows alike: no header
     assert read_ratings(plain)["user_id"].tolist() == ["u1", "u2"]
 
