@@ -163,10 +163,8 @@ def test_catch_up_closed_form_equals_the_step_by_step_sum_over_long_gaps() -> No
             beta = beta * coefs[1, j] + coefs[0, j] * r ** (j - s)
         want[row] = alpha * p[row] - beta * u[row]
         got, clock = p.copy(), last.copy()
-        seen = np.full(len(pairs), -1, dtype=np.int64)
-        seen[row] = 1  # only this row is caught up, to its own T
-        kernels._lazy_catch_up(got, np.ones_like(p), np.ones_like(p), u, seen, 1, 0,
-                               len(pairs), clock, t, coefs, False, False)  # fmt: skip
+        rows = np.array([row], dtype=np.int64)  # only this row is caught up, to its own T
+        kernels._lazy_catch_up(got, u, rows, clock, t, coefs)
         np.testing.assert_allclose(got[row], want[row], rtol=2e-6, atol=1e-7)
         assert np.array_equal(np.delete(got, row, 0), np.delete(p, row, 0))
     # The catch-up did something: the long gaps moved their rows (decay and momentum).
