@@ -393,6 +393,15 @@ def _all_threads(n: int) -> Iterator[None]:
         yield
 
 
+def _skip_reason(pair: Pair, data: Interactions, threads: Sequence[int]) -> str | None:
+    """Why ``pair`` is skipped on ``data`` at ``threads`` (a missing peer module, or a peer that
+    cannot run there), or None."""
+    reason = _missing(pair.needs)
+    if reason is None and pair.refuses is not None:
+        reason = pair.refuses(data, threads)
+    return reason
+
+
 def _missing(modules: Sequence[str]) -> str | None:
     for module in modules:
         try:
@@ -576,9 +585,7 @@ def run_speed(
                 continue
             pair = known[name]
             row = _pair_row(pair, dataset)
-            reason = _missing(pair.needs)
-            if reason is None and pair.refuses is not None:
-                reason = pair.refuses(data, threads)
+            reason = _skip_reason(pair, data, threads)
             if reason is None and pair.protocol not in splits:
                 splits[pair.protocol] = get_protocol(pair.protocol).split(data)
             if reason is not None:
@@ -586,9 +593,7 @@ def run_speed(
                 result["rows"].append(row)
                 continue
             ps = splits[pair.protocol]
-            for (
-                t
-            ) in threads:  # each thread count may load its own kernels (fused_mf's threaded one)
+            for t in threads:  # each thread count may load its own kernels (fused_mf's threaded)
                 _warm_up(pair, ps, t)
             series = _interleaved(
                 pair, ps, threads, reps, eval_reps, dataset, progress, min_seconds
