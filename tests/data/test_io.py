@@ -613,10 +613,13 @@ def test_an_unmapped_rating_column_warns_before_the_data_turn_into_clicks(
         read_ratings(path, implicit=True, columns={"timestamp": "Zeit (UTC)"})
         read_ratings(path, columns={"rating": "Bewertung", "timestamp": "Zeit (UTC)"})
     frame_in = pd.DataFrame({"user": ["a"], "item": ["x"], "Punkte": [80]})
-    with pytest.warns(
-        DataWarning, match=r"'Punkte' looks like ratings \(its name and its type int"
-    ):
+    expected = r"'Punkte' looks like ratings \(its name and its type int"
+    with pytest.warns(DataWarning, match=expected):
         read_frame(frame_in)
+    parquet = tmp_path / "r.parquet"
+    frame_in.to_parquet(parquet, index=False)
+    with pytest.warns(DataWarning, match=expected):  # a Parquet file's column types too
+        read_ratings(parquet)
 
 
 @pytest.mark.parametrize(

@@ -267,8 +267,7 @@ def _finish(
 ) -> pd.DataFrame:
     """Validate a parsed file or frame into the canonical frame (shared by both readers)."""
     label = raw.label
-    _warn_unmapped_time(raw)
-    _warn_unmapped_rating(raw, implicit)
+    _warn_unmapped_columns(raw, implicit)
     frame, time_used = _canonicalize(
         raw, implicit=implicit, rating_scale=rating_scale, time_format=time_format
     )
@@ -326,26 +325,15 @@ def read_frame(
     names = [str(c) for c in df.columns]
     positions, shown = _resolve_columns(label, names, len(names), columns, 0)
     cols = {canon: df.iloc[:, pos].reset_index(drop=True) for canon, pos in positions.items()}
-    time_like: dict[str, str] = {}
-    if "timestamp" not in positions:
-        used = set(positions.values())
-        for i, name in enumerate(names):
-            dtype = df.iloc[:, i].dtype
-            if i in used:
-                continue
-            if isinstance(dtype, pd.DatetimeTZDtype) or dtype.kind == "M":
-                time_like[name] = f"its type {dtype}"
-            elif _TIME_NAME.search(name):
-                time_like[name] = "its name"
-    raw = _Raw(label, cols, shown, 0, {}, time_like)
+    dtypes = list(df.dtypes)
+    time_like, rating_like = _unmapped_hints(
+        names,
+        positions,
+        lambda i: f"its type {dtypes[i]}" if dtypes[i].kind == "M" else None,
+        lambda i: f"its type {dtypes[i]}" if dtypes[i].kind in "iuf" else None,
+    )
+    raw = _Raw(label, cols, shown, 0, {}, time_like, rating_like)
     raw.mapped = {c: names[pos] for c, pos in positions.items()}
-    if "rating" not in positions:
-        used = set(positions.values())
-        raw.rating_like = {
-            name: f"its name and its type {df.iloc[:, i].dtype}"
-            for i, name in enumerate(names)
-            if i not in used and _RATING_NAME.search(name) and df.iloc[:, i].dtype.kind in "iuf"
-        }
     return _finish(
         raw,
         implicit=implicit,
@@ -615,9 +603,8 @@ def _read_text_source(
     if n_rows == 0:
         raise DataError(f"{label}: file is empty; expected a header and/or rating rows")
     header_names = {c: names[pos] for c, pos in positions.items()} if names is not None else {}
-    time_like = _time_like_text(names, positions, rows) if names is not None else {}
-    raw = _Raw(label, cols, shown, data_line, header_names, time_like)
-    raw.rating_like = _rating_like_text(names, positions, rows) if names is not None else {}
+    time_like, rating_like = _text_hints(names, positions, rows) if names is not None else ({}, {})
+    raw = _Raw(label, cols, shown, data_line, header_names, time_like, rating_like)
     raw.mapped = header_names or {c: f"column {pos}" for c, pos in positions.items()}
     return raw
 
@@ -720,40 +707,48 @@ def _header_only(label: str, first_line: int) -> DataError:
     )
 
 
-def _time_like_text(
-    names: list[str], positions: dict[str, int], rows: list[list[str]]
-) -> dict[str, str]:
-    """Unmapped header columns that look like a time (by a date-like value or the name)."""
+def _unmapped_hints(
+    names: list[str],
+    positions: dict[str, int],
+    time_evidence: Callable[[int], str | None],
+    number_evidence: Callable[[int], str | None],
+) -> tuple[dict[str, str], dict[str, str]]:
+    """``(time_like, rating_like)``: the unmapped columns that look like a time (by the
+    reader's ``time_evidence`` for column ``i``, a date-like value or type, else the name) and
+    those named like ratings that hold numbers (``number_evidence``), each name -> why. Only
+    while no time (no rating) column is mapped."""
     time_like: dict[str, str] = {}
-    if "timestamp" in positions:
-        return time_like
+    rating_like: dict[str, str] = {}
     used = set(positions.values())
-    second_row = rows[1] if len(rows) > 1 else []
     for i, name in enumerate(names):
         if i in used:
             continue
-        value = _clean_name(second_row[i]) if i < len(second_row) else ""
-        if _ISO_VALUE.match(value):
-            time_like[name] = f"values like {value!r}"
-        elif _TIME_NAME.search(name):
-            time_like[name] = "its name"
-    return time_like
+        if "timestamp" not in positions:
+            why = time_evidence(i) or ("its name" if _TIME_NAME.search(name) else None)
+            if why is not None:
+                time_like[name] = why
+        if "rating" not in positions and _RATING_NAME.search(name):
+            number = number_evidence(i)
+            if number is not None:
+                rating_like[name] = f"its name and {number}"
+    return time_like, rating_like
 
 
-def _rating_like_text(
+def _text_hints(
     names: list[str], positions: dict[str, int], rows: list[list[str]]
-) -> dict[str, str]:
-    """Unmapped header columns named like ratings whose first value is a number."""
-    if "rating" in positions:
-        return {}
-    used = set(positions.values())
+) -> tuple[dict[str, str], dict[str, str]]:
+    """:func:`_unmapped_hints` of a text file, from its first data row."""
     second_row = rows[1] if len(rows) > 1 else []
-    out: dict[str, str] = {}
-    for i, name in enumerate(names):
-        value = _clean_name(second_row[i]) if i < len(second_row) else ""
-        if i not in used and _RATING_NAME.search(name) and _is_number(value.replace(",", ".")):
-            out[name] = f"its name and values like {value!r}"
-    return out
+
+    def value(i: int) -> str:
+        return _clean_name(second_row[i]) if i < len(second_row) else ""
+
+    return _unmapped_hints(
+        names,
+        positions,
+        lambda i: f"values like {value(i)!r}" if _ISO_VALUE.match(value(i)) else None,
+        lambda i: f"values like {value(i)!r}" if _is_number(value(i).replace(",", ".")) else None,
+    )
 
 
 def _read_sample(src: TextSource, label: str, compression: str | None) -> tuple[bytes, bool]:
@@ -1120,16 +1115,22 @@ def _read_parquet(p: Path, label: str, columns: Mapping[str, str | int] | None) 
                 "flatten the column (one user, item and rating per row)"
             )
     cols = {canon: table.column(names[pos]).to_pandas() for canon, pos in positions.items()}
-    time_like: dict[str, str] = {}
-    if "timestamp" not in positions:
-        used = set(positions.values())
-        for i, name in enumerate(names):
-            kind = pf.schema_arrow.field(name).type
-            if i not in used and (pa.types.is_timestamp(kind) or pa.types.is_date(kind)):
-                time_like[name] = f"its type {kind}"
-            elif i not in used and _TIME_NAME.search(name):
-                time_like[name] = "its name"
-    raw = _Raw(label, cols, shown, 0, {}, time_like)
+    kinds = [pf.schema_arrow.field(name).type for name in names]
+    time_like, rating_like = _unmapped_hints(
+        names,
+        positions,
+        lambda i: (
+            f"its type {kinds[i]}"
+            if pa.types.is_timestamp(kinds[i]) or pa.types.is_date(kinds[i])
+            else None
+        ),
+        lambda i: (
+            f"its type {kinds[i]}"
+            if pa.types.is_integer(kinds[i]) or pa.types.is_floating(kinds[i])
+            else None
+        ),
+    )
+    raw = _Raw(label, cols, shown, 0, {}, time_like, rating_like)
     raw.mapped = {c: names[pos] for c, pos in positions.items()}
     return raw
 
@@ -1362,7 +1363,7 @@ def _timestamps(raw: _Raw, time_format: str) -> tuple[npt.NDArray[np.int64], str
 
 
 #: A numeric date with the year last: ``01.02.2024``, ``1/2/24``, ``05-03-2024 10:00``.
-_YEAR_LAST = re.compile(r"^(\d{1,2})([./-])(\d{1,2})\2\d{2,4}\b")
+_YEAR_LAST = re.compile(r"^(\d{1,2})([./-])(\d{1,2})\2(\d{2,4})\b")
 #: Values of a time column looked at before the whole column is searched for such dates.
 _TIME_SAMPLE = 10_000
 
@@ -1399,9 +1400,8 @@ def _parse_year_last(text: pd.Series, day_first: bool) -> pd.Series:
     first = str(text.iloc[0])
     head = _YEAR_LAST.match(first)
     assert head is not None  # the caller's rows all match
-    sep, year = head.group(2), first[: head.end()].rsplit(head.group(2), 1)[1]
     order = ("%d", "%m") if day_first else ("%m", "%d")
-    fmt = sep.join([*order, "%Y" if len(year) == 4 else "%y"])
+    fmt = head.group(2).join([*order, "%Y" if len(head.group(4)) == 4 else "%y"])
     rest = _TIME_OF_DAY.match(first[head.end() :])
     if rest is not None:
         fmt += rest.group(1) + ("%H:%M:%S" if rest.group(2) else "%H:%M")
@@ -1451,33 +1451,30 @@ def _epoch_seconds(parsed: pd.Series) -> npt.NDArray[np.int64]:
     return secs
 
 
-def _warn_unmapped_time(raw: _Raw) -> None:
-    """A time-looking column that is not read: say which flag would read it."""
-    for name, why in raw.time_like.items():
+def _warn_unmapped(
+    raw: _Raw, canon: str, hints: dict[str, str], looks: str, so: str, tail: str = ""
+) -> None:
+    """The first column of ``hints`` that looks like ``canon`` (``looks``) but is not read:
+    what follows (``so``) and the flag that would read it (then ``tail``)."""
+    for name, why in hints.items():
         warnings.warn(
-            f"{raw.label}: column {name!r} looks like a time ({why}) but is not mapped, so "
-            f"the events have no timestamps; pass --time-col {shlex.quote(name)} "
-            f"(columns={{'timestamp': {name!r}}}) to use it",
+            f"{raw.label}: column {name!r} looks like {looks} ({why}) but is not mapped, so "
+            f"{so}; pass {COLUMN_FLAGS[canon]} {shlex.quote(name)} "
+            f"(columns={{{canon!r}: {name!r}}}) to use it{tail}",
             DataWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
         return
 
 
-def _warn_unmapped_rating(raw: _Raw, implicit: bool) -> None:
-    """A rating-looking column that is not read, when nobody asked for implicit data: the
-    events would silently become clicks; say which flag reads the ratings."""
-    if implicit or "rating" in raw.columns:
-        return
-    for name, why in raw.rating_like.items():
-        warnings.warn(
-            f"{raw.label}: column {name!r} looks like ratings ({why}) but is not mapped, so "
-            f"the events are read as implicit feedback; pass --rating-col {shlex.quote(name)} "
-            f"(columns={{'rating': {name!r}}}) to use it, or --implicit to keep clicks",
-            DataWarning,
-            stacklevel=3,
-        )
-        return
+def _warn_unmapped_columns(raw: _Raw, implicit: bool) -> None:
+    """A time or rating column left unread: say which flag reads it (ratings only when nobody
+    asked for implicit data, as the events would otherwise silently become clicks)."""
+    _warn_unmapped(raw, "timestamp", raw.time_like, "a time", "the events have no timestamps")
+    if not implicit and "rating" not in raw.columns:
+        so = "the events are read as implicit feedback"
+        tail = ", or --implicit to keep clicks"
+        _warn_unmapped(raw, "rating", raw.rating_like, "ratings", so, tail)
 
 
 def _canonicalize(
