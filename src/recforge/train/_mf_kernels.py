@@ -372,12 +372,9 @@ def _sampled_l2(
 # rʲ⁻ˢ fell below 1e-20): 1.02 ms of a batch's CPU, now 0.76
 # (``python benchmarks/bpr_lazy_phases.py``).
 #
-# Rows are visited in ascending order (the batch's marks gathered into a list first: a list in
-# batch order would cost a cache miss a row, ascending rows are prefetched; and the core can
-# issue the next row's loads from a list while it computes the current row, not from a scan that
-# mispredicts at every mark, :func:`_lazy_tables`) and updated by index in loops written out
-# here: a helper called per row with array arguments costs reference counting that took longer
-# than the row's arithmetic.
+# Rows are visited in ascending order, from a list of the batch's marks (:func:`_lazy_side`
+# says why a list), and updated by index in loops written out here: a helper called per row
+# with array arguments costs reference counting that took longer than the row's arithmetic.
 #: ``mode`` of :func:`_lazy_tables`: catch the touched rows' weights up to step ``T``; Adam step
 #: ``T`` of the touched rows; catch every row up to ``T`` (the epoch's end), clocks back to 0.
 CATCH_UP, STEP, FLUSH = 0, 1, 2
