@@ -421,15 +421,16 @@ def lazy_directions(m: Any, v: Any, U: Any, step: int, b2: float, eps: float) ->
 
 
 @_jit
-def _marked_rows(seen: Any, tag: int, lo: int, hi: int) -> Any:
-    """The rows ``lo ≤ r < hi`` marked ``tag``, ascending (int64): one branch-free pass (every
-    row written, the cursor moved by the mark), as a branch at each mark mispredicts."""
-    rows = np.empty(hi - lo, dtype=np.int64)
+def _rows_in(rows: Any, lo: int, hi: int) -> Any:
+    """The ``rows`` with ``lo ≤ r < hi``, in list order (int64): one branch-free pass (every
+    row written, the cursor moved by the test), as a branch on each row mispredicts."""
+    out = np.empty(rows.shape[0], dtype=np.int64)
     k = 0
-    for r in range(lo, hi):
-        rows[k] = r
-        k += seen[r] == tag
-    return rows[:k]
+    for j in range(rows.shape[0]):
+        r = rows[j]
+        out[k] = r
+        k += (r >= lo) & (r < hi)
+    return out[:k]
 
 
 @_jit
@@ -510,26 +511,39 @@ def _lazy_flush(
 @_jit
 def _touch(
     users: Any, items: Any, negs: Any, perm: Any, start: int, end: int, sampled: bool,
-    item0: bool, seen_u: Any, seen_i: Any, tag: int,
+    item0: bool, seen_u: Any, seen_i: Any, tag: int, rows_u: Any, rows_i: Any, counts: Any,
 ) -> None:  # fmt: skip
-    """Marks the users and items a batch's gradient reaches: ``seen_*[row] = tag``. ``item0``:
-    a missing negative (-1) reaches item 0 (the sampled ``reg`` clamps it there)."""
+    """Lists the users and items a batch's gradient reaches, once each in first-touch order:
+    ``rows_u[:counts[0]]``, ``rows_i[:counts[1]]`` (``seen_*[row] = tag`` marks a listed row).
+    ``item0``: a missing negative (-1) reaches item 0 (the sampled ``reg`` clamps it there)."""
+    nu = ni = 0
+    # Branch-free: every row is written at the cursor, which moves only for a row not yet
+    # marked this batch (a branch there mispredicts at each new row).
     for k in range(start, end):
         r = perm[k]
-        seen_u[users[r]] = tag
-        seen_i[items[r]] = tag
+        u, i = users[r], items[r]
+        rows_u[nu] = u
+        nu += seen_u[u] != tag
+        seen_u[u] = tag
+        rows_i[ni] = i
+        ni += seen_i[i] != tag
+        seen_i[i] = tag
         if sampled:
             for j in range(negs.shape[1]):
                 ng = negs[k, j]
                 if ng >= 0 or item0:
-                    seen_i[max(ng, 0)] = tag
+                    ng = max(ng, 0)
+                    rows_i[ni] = ng
+                    ni += seen_i[ng] != tag
+                    seen_i[ng] = tag
+    counts[0], counts[1] = nu, ni
 
 
 @_jit
 def _lazy_tables(
     P: Any, mP: Any, vP: Any, gP: Any, Q: Any, mQ: Any, vQ: Any, gQ: Any,
     BU: Any, mBU: Any, vBU: Any, gBU: Any, BI: Any, mBI: Any, vBI: Any, gBI: Any,
-    has_bias: bool, seen_u: Any, seen_i: Any, tag: int, part: int, n_par: int,
+    has_bias: bool, rows_u: Any, rows_i: Any, part: int, n_par: int,
     last_u: Any, last_i: Any, Us: Any, T: int, mode: int, coefs: Any, c: Any,
     decoupled: bool, sides: int,
 ) -> None:  # fmt: skip
@@ -538,28 +552,33 @@ def _lazy_tables(
     of the part brought up to date; ``Us``: the directions of P, Q, BU, BI. A row's tables
     share its clock, set last."""
     if sides & 1:
-        _lazy_side(P, mP, vP, gP, Us[0], BU, mBU, vBU, gBU, Us[2], has_bias, seen_u, last_u,
-                   tag, part, n_par, T, mode, coefs, c, decoupled)  # fmt: skip
+        _lazy_side(P, mP, vP, gP, Us[0], BU, mBU, vBU, gBU, Us[2], has_bias, rows_u, last_u,
+                   part, n_par, T, mode, coefs, c, decoupled)  # fmt: skip
     if sides & 2:
-        _lazy_side(Q, mQ, vQ, gQ, Us[1], BI, mBI, vBI, gBI, Us[3], has_bias, seen_i, last_i,
-                   tag, part, n_par, T, mode, coefs, c, decoupled)  # fmt: skip
+        _lazy_side(Q, mQ, vQ, gQ, Us[1], BI, mBI, vBI, gBI, Us[3], has_bias, rows_i, last_i,
+                   part, n_par, T, mode, coefs, c, decoupled)  # fmt: skip
 
 
 @_jit
 def _lazy_side(
     p: Any, m: Any, v: Any, g: Any, U: Any, pb: Any, mb: Any, vb: Any, gb: Any, Ub: Any,
-    has_bias: bool, seen: Any, last: Any, tag: int, part: int, n_par: int, T: int, mode: int,
+    has_bias: bool, touched: Any, last: Any, part: int, n_par: int, T: int, mode: int,
     coefs: Any, c: Any, decoupled: bool,
 ) -> None:  # fmt: skip
     """:func:`_lazy_tables` on one side: its factor table ``p`` (moments ``m``, ``v``,
     gradient ``g``, directions ``U``) and bias table ``pb`` (``mb`` .. ``Ub``)."""
     lo, hi = p.shape[0] * part // n_par, p.shape[0] * (part + 1) // n_par
-    # The marked rows gathered into a list once, then stepped or caught up from it: a scan
-    # that branches on each mark mispredicts at every touched row, and the core cannot start
-    # the next row's DRAM loads while it computes the current one; from a list it can. With
-    # the end-of-epoch flush in a loop of its own, a 2-epoch biased_mf fit on the 10M-event
-    # log went from 34.0-38.8 s to 19.9-22.4 s (1 thread, interleaved, the same RMSE).
-    rows = _marked_rows(seen, tag, lo, hi) if mode != FLUSH else np.empty(0, np.int64)
+    # The touched rows are stepped or caught up from a list (:func:`_touch`'s), not found by
+    # a scan of the table's marks: a scan that branches on each mark mispredicts at every
+    # touched row, and the core cannot start the next row's DRAM loads while it computes the
+    # current one; from a list it can. With the end-of-epoch flush in a loop of its own, a
+    # 2-epoch biased_mf fit on the 10M-event log went from 34.0-38.8 s to 19.9-22.4 s (1
+    # thread, interleaved, the same RMSE); listing the rows as the batch touches them, instead
+    # of a branch-free pass over all 138k user marks twice a batch, from 22.3-27.0 s to
+    # 19.6-20.2 s (session 17).
+    rows = touched if n_par == 1 else _rows_in(touched, lo, hi)
+    if mode == FLUSH:
+        rows = rows[:0]
     if mode == STEP:
         _lazy_step(p, m, v, g, U, rows, last, T, c, coefs, decoupled, not has_bias)
         if has_bias:
@@ -605,17 +624,19 @@ def mf_epoch(
     tmp = np.zeros(P.shape[1], dtype=np.float32)
     logs = np.empty(batch_size * (negs.shape[1] + 1))
     tables = ((P, mP, vP, gP), (Q, mQ, vQ, gQ), (BU, mBU, vBU, gBU), (BI, mBI, vBI, gBI))
-    seen_u, seen_i = _lazy_buffers(P.shape[0], Q.shape[0], lazy)
+    seen_u, seen_i, rows_u, rows_i, counts = _lazy_buffers(
+        P.shape[0], Q.shape[0], lazy, batch_size, negs.shape[1]
+    )
     for b in range(b_lo, b_hi):
         start = b * batch_size
         end = min(n, start + batch_size)
         c = _adam_consts(lrs[b], float(step0 + b + 1), b1, b2, eps, wd)
         if lazy:  # the batch's rows brought up to date before its gradient reads them
             _touch(users, items, negs, perm, start, end, loss_kind != MSE, reg > 0.0, seen_u,
-                   seen_i, b + 1)  # fmt: skip
+                   seen_i, b + 1, rows_u, rows_i, counts)  # fmt: skip
             _lazy_tables(P, mP, vP, gP, Q, mQ, vQ, gQ, BU, mBU, vBU, gBU, BI, mBI, vBI, gBI,
-                         has_bias, seen_u, seen_i, b + 1, 0, 1, last_u, last_i, Us, b,
-                         CATCH_UP, coefs, c, decoupled, lazy)  # fmt: skip
+                         has_bias, rows_u[: counts[0]], rows_i[: counts[1]], 0, 1, last_u,
+                         last_i, Us, b, CATCH_UP, coefs, c, decoupled, lazy)  # fmt: skip
         if loss_kind == MSE:
             loss, l2 = _mse_batch(
                 P, Q, BU, BI, has_bias, gP, gQ, gBU, gBI, users, items, ratings, perm,
@@ -636,8 +657,8 @@ def mf_epoch(
         total += loss * (end - start)
         if lazy:
             _lazy_tables(P, mP, vP, gP, Q, mQ, vQ, gQ, BU, mBU, vBU, gBU, BI, mBI, vBI, gBI,
-                         has_bias, seen_u, seen_i, b + 1, 0, 1, last_u, last_i, Us, b + 1,
-                         STEP, coefs, c, decoupled, lazy)  # fmt: skip
+                         has_bias, rows_u[: counts[0]], rows_i[: counts[1]], 0, 1, last_u,
+                         last_i, Us, b + 1, STEP, coefs, c, decoupled, lazy)  # fmt: skip
         for ti in range(4 if has_bias else 2):
             if (lazy >> (ti % 2)) & 1:  # a lazy side (its rows stepped above)
                 continue
@@ -647,10 +668,20 @@ def mf_epoch(
 
 
 @_jit
-def _lazy_buffers(n_users: int, n_items: int, lazy: int) -> tuple[Any, Any]:
-    """``(seen_u, seen_i)`` of :func:`_touch` (empty unless ``lazy``)."""
-    nu, ni = (n_users, n_items) if lazy else (0, 0)
-    return np.full(nu, -1, dtype=np.int64), np.full(ni, -1, dtype=np.int64)
+def _lazy_buffers(
+    n_users: int, n_items: int, lazy: int, batch_size: int, n_neg: int
+) -> tuple[Any, Any, Any, Any, Any]:
+    """``(seen_u, seen_i, rows_u, rows_i, counts)`` of :func:`_touch` (empty unless
+    ``lazy``): the marks by row, and the lists of a batch's rows (one user and ``1 + n_neg``
+    items a training row at most)."""
+    nu, ni, nb = (n_users, n_items, batch_size) if lazy else (0, 0, 0)
+    return (
+        np.full(nu, -1, dtype=np.int64),
+        np.full(ni, -1, dtype=np.int64),
+        np.empty(nb, dtype=np.int64),
+        np.empty(nb * (1 + n_neg), dtype=np.int64),
+        np.zeros(2, dtype=np.int64),
+    )
 
 
 #: Users with at most this many positives are searched by bisection (a few probes in a cache
@@ -882,12 +913,14 @@ def sampled_epoch_part(
     b1: float, b2: float, eps: float, wd: float, decoupled: bool,
     b_lo: int, b_hi: int, total: float, part: int, n_par: int,
     lazy: int, coefs: Any, last_u: Any, last_i: Any, Us: Any,
-    sync: Any, coef: Any, terms: Any, logs: Any, seen_u: Any, seen_i: Any,
+    sync: Any, coef: Any, terms: Any, logs: Any, seen_u: Any, seen_i: Any, rows_u: Any,
+    rows_i: Any, counts: Any,
 ) -> float:  # fmt: skip
     """Thread ``part`` of ``n_par`` of :func:`sampled_epoch_threaded` (which documents the
     phases): the team's threads each run this call at once and meet at
     :func:`~recforge.train._numba_sync.barrier` between phases. ``coef``, ``terms``, ``logs``,
-    ``seen_u``, ``seen_i`` and ``sync`` are shared by the team; part 0 sums the loss and returns
+    ``seen_u``, ``seen_i``, ``rows_u``, ``rows_i``, ``counts`` (:func:`_touch`'s) and ``sync``
+    are shared by the team; part 0 sums the loss and returns
     the new total (the others return ``total``)."""
     n = perm.shape[0]
     tmp = np.zeros(P.shape[1], dtype=np.float32)
@@ -904,12 +937,13 @@ def sampled_epoch_part(
         c = _adam_consts(lr, t, b1, b2, eps, wd)
         if lazy:
             if part == 0:
-                _touch(users, items, negs, perm, start, end, True, False, seen_u, seen_i, b + 1)
+                _touch(users, items, negs, perm, start, end, True, False, seen_u, seen_i, b + 1,
+                       rows_u, rows_i, counts)  # fmt: skip
             if barrier(sync, n_par) < 0:
                 return total
             _lazy_tables(P, mP, vP, gP, Q, mQ, vQ, gQ, BU, mBU, vBU, gBU, BI, mBI, vBI, gBI,
-                         has_bias, seen_u, seen_i, b + 1, part, n_par, last_u, last_i, Us, b,
-                         CATCH_UP, coefs, c, decoupled, lazy)  # fmt: skip
+                         has_bias, rows_u[: counts[0]], rows_i[: counts[1]], part, n_par,
+                         last_u, last_i, Us, b, CATCH_UP, coefs, c, decoupled, lazy)  # fmt: skip
             if barrier(sync, n_par) < 0:
                 return total
         inv_m = _inv_pairs(negs, start, end, loss_kind)
@@ -931,8 +965,8 @@ def sampled_epoch_part(
             return total
         if lazy:
             _lazy_tables(P, mP, vP, gP, Q, mQ, vQ, gQ, BU, mBU, vBU, gBU, BI, mBI, vBI, gBI,
-                         has_bias, seen_u, seen_i, b + 1, part, n_par, last_u, last_i, Us,
-                         b + 1, STEP, coefs, c, decoupled, lazy)  # fmt: skip
+                         has_bias, rows_u[: counts[0]], rows_i[: counts[1]], part, n_par,
+                         last_u, last_i, Us, b + 1, STEP, coefs, c, decoupled, lazy)  # fmt: skip
         if cells:  # the dense sides (the lazy ones were stepped above: other tables)
             _sweep_part(
                 P, mP, vP, gP, Q, mQ, vQ, gQ, BU, mBU, vBU, gBU, BI, mBI, vBI, gBI, has_bias,
@@ -982,9 +1016,9 @@ def sampled_epoch_threaded(
     coef = np.zeros((batch_size, n_neg + 1))
     terms = np.zeros((batch_size, 2 * n_neg + 2))
     logs = np.empty(batch_size * (n_neg + 1))
-    seen_u, seen_i = _lazy_buffers(P.shape[0], Q.shape[0], lazy)
+    touch = _lazy_buffers(P.shape[0], Q.shape[0], lazy, batch_size, n_neg)
     sync = np.zeros(3, dtype=np.int64)
-    shared = (sync, coef, terms, logs, seen_u, seen_i)
+    shared = (sync, coef, terms, logs, *touch)
 
     def run(part: int) -> float:
         try:
