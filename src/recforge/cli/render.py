@@ -116,10 +116,18 @@ def render_train_result(result: Any) -> None:
         for _, row in shown[cols].iterrows():
             con.print("  " + "  ".join(f"{c}={_fmt(row[c])}" for c in cols))
     render_metrics(con, result.metrics)
-    t = result.timings
-    con.print(f"fit {t.get('fit_s', 0):.2f}s, evaluate {t.get('evaluate_s', 0):.2f}s")
+    con.print(_timing_line(result.timings))
     if result.run_dir is not None:
         con.print(f"saved run -> {result.run_dir}")
+
+
+def _timing_line(timings: dict[str, float]) -> str:
+    """``fit 1.20s, evaluate 0.30s``; the fit alone when nothing was evaluated (a run on all
+    the data has no held-out part, so it has no evaluate step)."""
+    text = f"fit {timings.get('fit_s', 0):.2f}s"
+    if "evaluate_s" in timings:
+        text += f", evaluate {timings['evaluate_s']:.2f}s"
+    return text
 
 
 def _fmt(value: Any) -> str:

@@ -1,0 +1,59 @@
+"""Rough edges a person meets training on their own small file (not MovieLens).
+
+One hand-made German spreadsheet CSV (``Benutzer;Titel;Bewertung;Datum``: film titles as item
+ids, decimal-comma half stars, day-first dotted dates) goes through ``train --split none``,
+``recommend``, ``similar``, ``export`` and the HTTP service; the checks are the ones each edge
+needs, not a full journey (that is ``test_own_data_journey.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from recforge.cli import main
+
+FILMS = ("Der Pate", "Casablanca", "Metropolis", "Das Boot", "Lola rennt", "M", "Nosferatu")
+
+
+def _german_csv(folder: Path, item_col: str = "Titel") -> Path:
+    """Eight users, each rating five of seven films (who rated what follows a fixed pattern)."""
+    rows = [f"Benutzer;{item_col};Bewertung;Datum"]
+    for u in range(8):
+        for k in range(5):
+            film = FILMS[(u + k) % len(FILMS)]
+            stars = f"{1 + (u + 2 * k) % 9 / 2:g}".replace(".", ",")
+            rows.append(f"nutzer{u};{film};{stars};{1 + k:02d}.0{1 + u % 9}.2023")
+    path = folder / "bewertungen.csv"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *args: str | Path) -> str:
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return captured.out
+
+
+def _flags(item_col: str = "Titel") -> list[str]:
+    return ["--user-col", "Benutzer", "--item-col", item_col, "--rating-col", "Bewertung"]
+
+
+def test_training_on_all_data_prints_no_evaluate_time(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = _german_csv(tmp_path)
+    train = ["train", "-m", "biases", "--data", data, *_flags()]
+    out = _cli(capsys, *train, "--split", "none")
+    timing = [ln for ln in out.splitlines() if ln.startswith("fit ")]
+    assert len(timing) == 1 and "evaluate" not in timing[0], out
+    assert "nothing held out" in out
+    result = json.loads(_cli(capsys, *train, "--split", "none", "--json"))
+    assert "evaluate_s" not in result["timings"] and "fit_s" in result["timings"]
+    # With a held-out part the evaluate step is there and timed.
+    out = _cli(capsys, *train, "--split", "random:0.2")
+    timing = [ln for ln in out.splitlines() if ln.startswith("fit ")]
+    assert len(timing) == 1 and ", evaluate " in timing[0], out
