@@ -57,3 +57,13 @@ def test_training_on_all_data_prints_no_evaluate_time(
     out = _cli(capsys, *train, "--split", "random:0.2")
     timing = [ln for ln in out.splitlines() if ln.startswith("fit ")]
     assert len(timing) == 1 and ", evaluate " in timing[0], out
+
+
+def test_rating_scale_flag_takes_a_decimal_comma(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = _german_csv(tmp_path)
+    stats = json.loads(
+        _cli(capsys, "data", "describe", data, *_flags(), "--rating-scale", "0,5:5", "--json")
+    )
+    assert stats["rating_scale"] == [0.5, 5.0]

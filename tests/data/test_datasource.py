@@ -67,6 +67,32 @@ def test_bad_separator_and_scale_are_config_errors() -> None:
         parse_rating_scale("ten")
 
 
+@pytest.mark.parametrize(
+    ("text", "scale"),
+    [
+        ("0,5:5", (0.5, 5.0)),  # a decimal comma, as a German user types the scale
+        ("0,5..5", (0.5, 5.0)),
+        ("0,5-5", (0.5, 5.0)),
+        ("1,5:10,5", (1.5, 10.5)),
+        ("0.5:4,5", (0.5, 4.5)),
+        ("-2,5:2,5", (-2.5, 2.5)),
+        ("1,5", (1.0, 5.0)),  # a comma alone still separates: 1 to 5, as before
+        ("1,10", (1.0, 10.0)),
+        (" 0,5 : 5 ", (0.5, 5.0)),
+    ],
+)
+def test_rating_scale_accepts_a_decimal_comma_beside_another_separator(
+    text: str, scale: tuple[float, float]
+) -> None:
+    assert parse_rating_scale(text) == scale
+
+
+@pytest.mark.parametrize("text", ["0,5,5", "0,5:5,", "1,2,3:5", "0,5:"])
+def test_rating_scale_with_ambiguous_commas_is_refused_with_the_fix(text: str) -> None:
+    with pytest.raises(ConfigError, match=r"e\.g\. 1:5 or 0\.5:5 \(or 0,5:5\)"):
+        parse_rating_scale(text)
+
+
 def test_digit_column_is_a_position_and_bad_combinations_refused(tmp_path: Path) -> None:
     path = write(tmp_path, "r.csv", "7,8,3\n")
     assert DataSource.of(path, user_col="0").user_col == 0

@@ -62,7 +62,11 @@ _OPTIONS: dict[str, Any] = {
     ],
     "rating_scale": Annotated[
         str | None,
-        _opt("--rating-scale", help="LOW:HIGH of the ratings, e.g. 1:10 (default: min:max)."),
+        _opt(
+            "--rating-scale",
+            help="LOW:HIGH of the ratings, e.g. 1:10 or 0.5:5 (a decimal comma works: 0,5:5) "
+            "(default: min:max).",
+        ),
     ],
     "time_format": Annotated[
         str | None,
