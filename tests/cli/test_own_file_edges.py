@@ -67,3 +67,19 @@ def test_rating_scale_flag_takes_a_decimal_comma(
         _cli(capsys, "data", "describe", data, *_flags(), "--rating-scale", "0,5:5", "--json")
     )
     assert stats["rating_scale"] == [0.5, 5.0]
+
+
+def test_spreadsheet_serial_dates_are_refused_and_read_with_time_format_excel(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "serial.csv"
+    data.write_text("user,item,rating,date\na,x,4,45292\na,y,3,45293\nb,x,5,45310\n")
+    out = tmp_path / "run"
+    code = main(["train", "-m", "popularity", "--data", str(data), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert f"{data}, line 2, column 'date' (timestamp): 45292 looks like a spreadsheet" in err
+    assert "--time-format excel" in err and not out.exists()
+    stats = json.loads(_cli(capsys, "data", "describe", data, "--time-format", "excel", "--json"))
+    assert stats["read"]["time_format"] == "excel-days"
+    assert stats["timestamp_range"] == [1_704_067_200, 1_705_622_400]  # 2024-01-01, -01-19

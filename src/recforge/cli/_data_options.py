@@ -72,7 +72,8 @@ _OPTIONS: dict[str, Any] = {
         str | None,
         _opt(
             "--time-format",
-            help="auto | s | ms | iso | a strftime pattern like %d/%m/%Y (default auto).",
+            help="auto | s | ms | us | ns | excel (spreadsheet serial dates, days since "
+            "1899-12-30) | iso | a strftime pattern like %d/%m/%Y (default auto).",
         ),
     ],
     "duplicates": Annotated[

@@ -44,7 +44,7 @@ SEPARATORS: dict[str, str] = {
 }
 
 #: ``time_format`` values besides a strftime pattern (anything holding ``%``).
-TIME_FORMATS = ("auto", "s", "ms", "us", "ns", "iso")
+TIME_FORMATS = ("auto", "s", "ms", "us", "ns", "excel", "iso")
 
 
 def parse_sep(text: str) -> str:
@@ -141,8 +141,9 @@ class DataSource(BaseModel):
         rating_scale: declared ``(low, high)`` of explicit ratings; None infers it from the
             data's minimum and maximum. Evaluation thresholds follow it.
         time_format: ``"auto"`` (epoch seconds or milliseconds by magnitude, or ISO-8601 text),
-            ``"s"``, ``"ms"``, ``"us"``, ``"ns"`` (epoch units), ``"iso"`` (ISO-8601 dates or
-            times) or a strftime pattern such as ``"%d/%m/%Y"``.
+            ``"s"``, ``"ms"``, ``"us"``, ``"ns"`` (epoch units), ``"excel"`` (spreadsheet serial
+            dates, days since 1899-12-30), ``"iso"`` (ISO-8601 dates or times) or a strftime
+            pattern such as ``"%d/%m/%Y"``.
         duplicates: repeated (user, item) rows: ``"count"`` (implicit: the number of repeats
             becomes the event's weight; the default for implicit data), ``"last"`` (the default
             for explicit data), ``"mean"`` or ``"error"``.

@@ -56,7 +56,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from recforge.data._stream import TextSource, max_input_bytes
-from recforge.data.datasource import DataSource
+from recforge.data.datasource import TIME_FORMATS, DataSource
 from recforge.errors import ConfigError, DataError, DataWarning
 
 __all__ = ["CANONICAL_COLUMNS", "COLUMN_ALIASES", "DuplicatePolicy", "read_frame", "read_ratings"]
@@ -196,9 +196,9 @@ def read_ratings(
             honoured transparently.
         implicit: ignore any rating column and set every rating to 1.0 (also the behaviour when
             the file has no rating column).
-        time_format: ``"auto"`` (numbers are epoch seconds, or milli/micro/nanoseconds when
-            their magnitude says so; text is parsed as ISO-8601 dates/times), ``"s"``, ``"ms"``,
-            ``"us"``, ``"ns"``, ``"iso"``, or a strftime pattern (``"%d/%m/%Y %H:%M"``).
+        time_format: ``"auto"`` (epoch s/ms/us/ns by magnitude, spreadsheet serial dates
+            refused; ISO-8601 text), ``"s"``, ``"ms"``, ``"us"``, ``"ns"``, ``"excel"`` (days
+            since 1899-12-30), ``"iso"``, or a strftime pattern (``"%d/%m/%Y %H:%M"``).
         max_input_bytes: cap on the bytes a compressed file may expand to (a decompression
             bomb stops there with a DataError); None reads ``RECFORGE_MAX_INPUT_BYTES``, else
             32 times the compressed size within [64 MiB, 2 GiB]. See
@@ -391,9 +391,9 @@ def _check_arguments(
         raise ConfigError(
             f"duplicates must be 'error', 'last', 'mean' or 'count', got {duplicates!r}"
         )
-    if time_format not in ("auto", "s", "ms", "us", "ns", "iso") and "%" not in time_format:
+    if time_format not in TIME_FORMATS and "%" not in time_format:
         raise ConfigError(
-            f"time_format must be auto, s, ms, us, ns, iso or a strftime pattern, "
+            f"time_format must be {', '.join(TIME_FORMATS)} or a strftime pattern, "
             f"got {time_format!r}"
         )
     if columns is not None:
@@ -1326,6 +1326,46 @@ def _from_epoch(values: npt.NDArray[np.float64], unit: str) -> npt.NDArray[np.in
     return secs
 
 
+#: Spreadsheet serial dates (Excel's and LibreOffice's default 1900 system) count days from
+#: 1899-12-30, the time of day as the fraction; 1970-01-01 is day 25569.
+_SERIAL_EPOCH_DAY = 25_569
+_SERIAL_START = pd.Timestamp("1899-12-30")
+_SERIAL_LAST = 2_958_465  # 9999-12-31, the last date a spreadsheet shows
+#: Numeric times all in this range are spreadsheet dates from 1954 to 2119; read as epoch
+#: seconds they would all fall within the first day of 1970, which no real log does.
+_SERIAL_RANGE = (20_000.0, 80_000.0)
+
+
+def _from_serial_days(raw: _Raw, values: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+    """Epoch seconds of spreadsheet serial dates (``--time-format excel``)."""
+    beyond = np.abs(values) > _SERIAL_LAST
+    if beyond.any():
+        pos, n = _first(beyond)
+        col = raw.columns["timestamp"]
+        raise DataError(
+            f"{raw.where(col.index[pos], 'timestamp')}: {_shown(col.iloc[pos])} is past "
+            f"9999-12-31 as a spreadsheet serial date{_more(n)}; fix it or drop the time column"
+        )
+    secs: npt.NDArray[np.int64] = np.round((values - _SERIAL_EPOCH_DAY) * 86_400).astype(np.int64)
+    return secs
+
+
+def _refuse_serial_dates(raw: _Raw, values: npt.NDArray[np.float64]) -> None:
+    """Numeric times that are all spreadsheet serial dates (45292 is 2024-01-01) are refused
+    under ``--time-format auto`` instead of being read as seconds after 1970-01-01 00:00."""
+    lo, hi = _SERIAL_RANGE
+    if not len(values) or values.min() < lo or values.max() > hi:
+        return
+    col = raw.columns["timestamp"]
+    day = (_SERIAL_START + pd.Timedelta(days=float(values[0]))).strftime("%Y-%m-%d")
+    raise DataError(
+        f"{raw.where(col.index[0], 'timestamp')}: {values[0]:.10g} looks like a "
+        f"spreadsheet serial date (days since 1899-12-30: {day}), as do all the column's times, "
+        "which as epoch seconds would all fall on 1970-01-01; pass --time-format excel, or "
+        "format the column as dates before saving the CSV (--time-format s if they are seconds)"
+    )
+
+
 def _timestamps(raw: _Raw, time_format: str) -> tuple[npt.NDArray[np.int64], str]:
     """Epoch seconds of the time column, and how they were read (``epoch-ms``, ``iso``...)."""
     col = raw.columns["timestamp"]
@@ -1335,8 +1375,13 @@ def _timestamps(raw: _Raw, time_format: str) -> tuple[npt.NDArray[np.int64], str
     numeric_kind = col.dtype.kind in "iuf"
     text = None if numeric_kind else col.astype(str).str.strip()
     is_text_time = text is not None and not _is_number(str(text.iloc[0]))
-    if time_format in _UNIT_DIVISOR or (time_format == "auto" and not is_text_time):
+    numeric_format = time_format in _UNIT_DIVISOR or time_format == "excel"
+    if numeric_format or (time_format == "auto" and not is_text_time):
         values = _numeric(raw, "timestamp", f"times must be epoch numbers or dates; {_TIME_FIX}")
+        if time_format == "excel":
+            return _from_serial_days(raw, values), "excel-days"
+        if time_format == "auto":
+            _refuse_serial_dates(raw, values)
         unit = _epoch_unit(values) if time_format == "auto" else time_format
         return _from_epoch(values, unit), f"epoch-{unit}"
     # Text times: ISO-8601 (auto/iso) or an explicit strftime pattern.
