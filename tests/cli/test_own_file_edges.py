@@ -83,3 +83,37 @@ def test_spreadsheet_serial_dates_are_refused_and_read_with_time_format_excel(
     stats = json.loads(_cli(capsys, "data", "describe", data, "--time-format", "excel", "--json"))
     assert stats["read"]["time_format"] == "excel-days"
     assert stats["timestamp_range"] == [1_704_067_200, 1_705_622_400]  # 2024-01-01, -01-19
+
+
+def test_an_item_column_of_titles_shows_them_everywhere(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--item-col Titel``: recommend, similar, the export and the service (live and store
+    mode) all show each film's name as its title, from the run's one item table."""
+    from fastapi.testclient import TestClient
+
+    from recforge.artifacts import load_run
+    from recforge.serve import Settings, create_app
+
+    data = _german_csv(tmp_path)
+    stats = _cli(capsys, "data", "describe", data, *_flags())
+    assert "titles   the item ids (column 'Titel' holds titles)" in stats
+    run = tmp_path / "run"
+    _cli(capsys, "train", "-m", "ease", "--data", data, *_flags(), "--split", "none", "--out", run)
+    recs = json.loads(_cli(capsys, "recommend", run, "--user", "nutzer0", "-k", "2", "--json"))
+    assert [i["title"] for i in recs[0]["items"]] == [i["item_id"] for i in recs[0]["items"]]
+    table = _cli(capsys, "recommend", run, "--user", "nutzer0", "-k", "2")
+    assert "title" not in table  # the table does not repeat the ids as a title column
+    sim = json.loads(_cli(capsys, "similar", run, "--item", "Casablanca", "-k", "2", "--json"))
+    assert all(i["title"] == i["item_id"] for i in sim["items"])
+    frame = load_run(run).model.recommend(["nutzer0"], 2)[0].to_frame()
+    assert frame["title"].tolist() == frame["item_id"].tolist()
+    db = f"sqlite:///{tmp_path / 'recs.db'}"
+    _cli(capsys, "export", run, "--db", db, "-k", "2")
+    for settings in (Settings(run=str(run)), Settings(store=db)):
+        with TestClient(create_app(settings)) as client:
+            got = client.get("/users/nutzer0/recommendations", params={"k": 2})
+            assert got.status_code == 200, got.text
+            assert all(i["title"] == i["item_id"] for i in got.json()["items"]), got.text
+            found = client.get("/items", params={"query": "metro"}).json()
+            assert [i["title"] for i in found["items"]] == ["Metropolis"], found

@@ -193,6 +193,50 @@ def test_item_file_gives_titles_and_categories(tmp_path: Path) -> None:
         wrong.load()
 
 
+def test_an_item_column_of_titles_titles_its_items(tmp_path: Path) -> None:
+    """A German export ``Benutzer;Titel;Bewertung``: the films' names are the ids and titles."""
+    ratings = write(tmp_path, "r.csv", "Benutzer;Titel;Bewertung\na;Das Boot;4\nb;M;3,5\n")
+    src = DataSource.of(ratings, user_col="Benutzer", item_col="Titel", rating_col="Bewertung")
+    data, info = load_with_info(src)
+    assert data.item_meta is not None
+    assert data.item_meta["title"].to_dict() == {"Das Boot": "Das Boot", "M": "M"}
+    assert info["titles_from"] == "Titel"
+    # Other names that say titles: the same (movie is also found by alias, unmapped).
+    assert (
+        DataSource.of(write(tmp_path, "a.csv", "user,movie\na,Heat\n")).load().item_meta is not None
+    )
+    for header in ("movie", "Movie Title", "book_name", "Song (original)", "films"):
+        path = write(tmp_path, "h.csv", f"user,{header},rating\na,Alien,4\nb,Heat,3\n")
+        meta = DataSource.of(path, item_col=header).load().item_meta
+        assert meta is not None and meta.loc["Heat", "title"] == "Heat", header
+    # Not for id-like column names, integer ids, codes (every id one word with a digit), or
+    # a file without a header.
+    codes = (("product", "Alien"), ("movie", "12"), ("movie_id", "Alien"), ("movie", "tt0111161"))
+    for header, ids in codes:
+        path = write(tmp_path, "n.csv", f"user,{header},rating\na,{ids},4\n")
+        assert DataSource.of(path, item_col=header).load().item_meta is None, header
+    bare = write(tmp_path, "b.csv", "a,Alien,4\nb,Heat,3\n")
+    assert load_dataset(bare).item_meta is None
+
+
+def test_titles_from_ids_fill_what_the_item_file_leaves_out(tmp_path: Path) -> None:
+    ratings = write(tmp_path, "r.csv", "user,title\n1,Alien\n2,Heat\n3,Ran\n")
+    items = write(tmp_path, "i.csv", "id,name,genre\nAlien,Alien (1979),scifi\nHeat,,crime\n")
+    src = DataSource.of(ratings, item_col="title", items=str(items), item_feature_cols=("genre",))
+    meta = src.load().item_meta
+    # The item file's title first; an empty one, or an item it lacks, falls back to the id.
+    assert meta["title"].to_dict() == {"Alien": "Alien (1979)", "Heat": "Heat", "Ran": "Ran"}
+    assert meta.loc["Heat", "genres"] == ["crime"]
+
+
+def test_a_dataframe_with_a_title_column_of_ids_is_titled_too() -> None:
+    from recforge.data.frames import frame_to_interactions
+
+    frame = pd.DataFrame({"user": ["a", "b"], "Titel": ["Das Boot", "M"], "rating": [4, 3]})
+    data = frame_to_interactions(frame, columns={"item": "Titel"})
+    assert data.item_meta is not None and data.item_meta.loc["M", "title"] == "M"
+
+
 # ------------------------------------------------------------------------------ thresholds
 @pytest.mark.parametrize(
     ("scale", "like", "relevance"),

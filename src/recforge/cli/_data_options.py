@@ -39,7 +39,14 @@ _OPTIONS: dict[str, Any] = {
     "user_col": Annotated[
         str | None, _opt("--user-col", help="User id column (header name or 0-based position).")
     ],
-    "item_col": Annotated[str | None, _opt("--item-col", help="Item id column.")],
+    "item_col": Annotated[
+        str | None,
+        _opt(
+            "--item-col",
+            help="Item id column; one named like titles (Titel, title, movie, book...) holding "
+            "text also gives each item its id as title, unless --items names one.",
+        ),
+    ],
     "rating_col": Annotated[str | None, _opt("--rating-col", help="Rating column.")],
     "time_col": Annotated[str | None, _opt("--time-col", help="Time column (epoch or dates).")],
     "implicit": Annotated[

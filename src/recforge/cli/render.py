@@ -49,8 +49,14 @@ def render_reclist(
     from recforge.data.domain import nouns_for
 
     words = nouns_for(meta)
-    # Columns the data can fill: a file without an item file has ids and scores only.
-    has_title = meta is not None and "title" in meta.columns
+    infos = [item_info(meta, iid) for iid in rec.item_ids.tolist()]
+    # Columns the data can fill: a file without an item file has ids and scores only, and a
+    # title column that repeats the ids (an item column of titles, data.items.id_titles) is left
+    # out of the table; --json still carries the titles.
+    has_title = any(
+        info.get("title", str(iid)) != str(iid) or "year" in info
+        for iid, info in zip(rec.item_ids.tolist(), infos, strict=True)
+    )
     has_categories = meta is not None and "genres" in meta.columns
     table = Table(title=heading, title_justify="left")
     table.add_column("#", justify="right")
@@ -60,10 +66,9 @@ def render_reclist(
     if has_categories:
         table.add_column(words.categories)
     table.add_column(score_label, justify="right")
-    for rank, (iid, score) in enumerate(
-        zip(rec.item_ids.tolist(), rec.scores.tolist(), strict=True), 1
+    for rank, (iid, score, info) in enumerate(
+        zip(rec.item_ids.tolist(), rec.scores.tolist(), infos, strict=True), 1
     ):
-        info = item_info(meta, iid)
         title = info.get("title", "")
         if "year" in info:
             title = f"{title} ({info['year']})"

@@ -59,7 +59,14 @@ from recforge.data._stream import TextSource, max_input_bytes
 from recforge.data.datasource import TIME_FORMATS, DataSource
 from recforge.errors import ConfigError, DataError, DataWarning
 
-__all__ = ["CANONICAL_COLUMNS", "COLUMN_ALIASES", "DuplicatePolicy", "read_frame", "read_ratings"]
+__all__ = [
+    "CANONICAL_COLUMNS",
+    "COLUMN_ALIASES",
+    "DuplicatePolicy",
+    "names_titles",
+    "read_frame",
+    "read_ratings",
+]
 
 CANONICAL_COLUMNS = ("user_id", "item_id", "rating", "timestamp")
 DuplicatePolicy = Literal["error", "last", "mean", "count"]
@@ -137,6 +144,13 @@ _RATING_NAME = re.compile(
     r"puntuaci|avis|voto)",
     re.I,
 )
+#: Header names of an item column that holds titles, compared after :func:`_norm` (``Titel``,
+#: ``movie_title``, ``Filmname``, ``Book``): its text ids are the items' titles when nothing else
+#: names them (:func:`recforge.data.items.id_titles`).
+_TITLE_NAME = re.compile(
+    r"(title|titel|titre|t[ií]tulo|titolo|name|nombre|movie|film|pel[ií]cula|book|buch|libro|"
+    r"song|album)s?$"
+)
 #: Spreadsheet workbooks (zip or OLE2 files) by extension: say "save as CSV", not "extract".
 _WORKBOOKS = (".xlsx", ".xlsm", ".xlsb", ".xls", ".ods", ".numbers")
 
@@ -150,6 +164,14 @@ def _norm(name: str) -> str:
 
 _ALIAS_LOOKUP = {canon: {_norm(a) for a in aliases} for canon, aliases in COLUMN_ALIASES.items()}
 _ALL_ALIASES = set().union(*_ALIAS_LOOKUP.values())
+
+
+def names_titles(column: object) -> bool:
+    """Whether a header name says the column holds titles: it ends in ``title``, ``name``,
+    ``movie``, ``film``, ``book``, ``song`` or ``album`` (or ``Titel``, ``titre``, ``título``,
+    ``titolo``, ``nombre``, ``película``, ``Buch``, ``libro``), optionally plural, with case,
+    separators and a bracketed note ignored. A position (a file without a header) never does."""
+    return isinstance(column, str) and bool(_TITLE_NAME.search(_norm(column)))
 
 
 # ---------------------------------------------------------------------------------------------
