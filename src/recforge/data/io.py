@@ -1343,9 +1343,31 @@ def _epoch_unit(values: npt.NDArray[np.float64]) -> str:
     return "s"
 
 
-def _from_epoch(values: npt.NDArray[np.float64], unit: str) -> npt.NDArray[np.int64]:
-    secs: npt.NDArray[np.int64] = np.floor(values / _UNIT_DIVISOR[unit]).astype(np.int64)
+def _from_epoch(values: npt.NDArray[np.float64], unit: str) -> npt.NDArray[np.float64]:
+    """Whole epoch seconds, still as floats: :func:`_refuse_out_of_range` checks them before
+    the cast to int64, which would turn ``1e30`` into garbage instead of an error."""
+    secs: npt.NDArray[np.float64] = np.floor(values / _UNIT_DIVISOR[unit])
     return secs
+
+
+#: Times recforge can show as dates (Python's datetime, ISO-8601): years 1 to 9999, UTC.
+_FIRST_SECOND = -62_135_596_800  # 0001-01-01T00:00:00Z
+_LAST_SECOND = 253_402_300_799  # 9999-12-31T23:59:59Z
+
+
+def _refuse_out_of_range(
+    raw: _Raw, secs: npt.NDArray[np.float64] | npt.NDArray[np.int64], read_as: str
+) -> None:
+    """DataError at the first time before year 1 or after year 9999 (``1e25`` as epoch
+    nanoseconds is the year 316889355): ``describe`` and the exports could not show it."""
+    beyond = (secs < _FIRST_SECOND) | (secs > _LAST_SECOND)
+    if beyond.any():
+        pos, n = _first(beyond)
+        col = raw.columns["timestamp"]
+        raise DataError(
+            f"{raw.where(col.index[pos], 'timestamp')}: {_shown(col.iloc[pos])} is outside "
+            f"the years 1 to 9999 (read as {read_as}){_more(n)}; {_TIME_FIX}"
+        )
 
 
 #: Spreadsheet serial dates (Excel's and LibreOffice's default 1900 system) count days from
@@ -1389,7 +1411,17 @@ def _refuse_serial_dates(raw: _Raw, values: npt.NDArray[np.float64]) -> None:
 
 
 def _timestamps(raw: _Raw, time_format: str) -> tuple[npt.NDArray[np.int64], str]:
-    """Epoch seconds of the time column, and how they were read (``epoch-ms``, ``iso``...)."""
+    """Epoch seconds of the time column, and how they were read (``epoch-ms``, ``iso``...);
+    a time outside the years 1 to 9999 is a DataError, however it was written."""
+    secs, read_as = _read_times(raw, time_format)
+    _refuse_out_of_range(raw, secs, read_as)
+    return secs.astype(np.int64, copy=False), read_as
+
+
+def _read_times(
+    raw: _Raw, time_format: str
+) -> tuple[npt.NDArray[np.float64] | npt.NDArray[np.int64], str]:
+    """Epoch seconds of the time column (floats from epoch numbers), and how they were read."""
     col = raw.columns["timestamp"]
     _check_missing(raw, "timestamp", col)
     if isinstance(col.dtype, pd.DatetimeTZDtype) or col.dtype.kind == "M":
@@ -1443,15 +1475,15 @@ def _parse_text_times(raw: _Raw, text: pd.Series) -> tuple[pd.Series, str]:
     # A strided sample first: an ISO column of millions of rows skips the regex pass.
     sample = text.iloc[:: max(1, len(text) // _TIME_SAMPLE)]
     if not sample.str.match(_YEAR_LAST).any():
-        return pd.to_datetime(text, errors="coerce", utc=True, format="mixed"), "iso"
+        return _parse_mixed(text), "iso"
     parts = text.str.extract(_YEAR_LAST)
     year_last = parts[0].notna().to_numpy()
     day_first = _day_first(raw, text, parts, year_last)
-    parsed = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns, UTC]")
+    # Pieces parsed apart come back in units of their own (nanoseconds, or seconds for a
+    # year-100 date outside the nanosecond range), so both are brought to whole seconds.
+    parsed = pd.Series(pd.NaT, index=text.index, dtype="datetime64[s, UTC]")
     if (~year_last).any():
-        parsed[~year_last] = pd.to_datetime(
-            text[~year_last], errors="coerce", utc=True, format="mixed"
-        )
+        parsed[~year_last] = _whole_seconds(_parse_mixed(text[~year_last]))
     parsed[year_last] = _parse_year_last(text[year_last], day_first)
     return parsed, "day-first dates" if day_first else "month-first dates"
 
@@ -1473,14 +1505,38 @@ def _parse_year_last(text: pd.Series, day_first: bool) -> pd.Series:
     if rest is not None:
         fmt += rest.group(1) + ("%H:%M:%S" if rest.group(2) else "%H:%M")
     elif head.end() != len(first):
-        fmt = "mixed"
-    parsed = pd.to_datetime(text, errors="coerce", utc=True, format=fmt)
+        return _whole_seconds(_parse_mixed(text, day_first))
+    parsed = _whole_seconds(pd.to_datetime(text, errors="coerce", utc=True, format=fmt))
     missed = parsed.isna().to_numpy()
-    if fmt != "mixed" and missed.any():
-        parsed[missed] = pd.to_datetime(
-            text[missed], errors="coerce", utc=True, format="mixed", dayfirst=day_first
-        )
+    if missed.any():
+        parsed[missed] = _whole_seconds(_parse_mixed(text[missed], day_first))
     return parsed
+
+
+def _parse_mixed(text: pd.Series, day_first: bool = False) -> pd.Series:
+    """pandas' per-value parse (NaT where a value is no time), with the values it missed
+    parsed again on their own: one value with nanoseconds puts the whole parse in that unit,
+    where a date before 1677 or after 2262 (``2500-01-01``) does not fit and came back NaT."""
+    parsed = pd.to_datetime(text, errors="coerce", utc=True, format="mixed", dayfirst=day_first)
+    missed = parsed.isna().to_numpy()
+    if not missed.any() or missed.all():
+        return parsed
+    again = pd.to_datetime(
+        text[missed], errors="coerce", utc=True, format="mixed", dayfirst=day_first
+    )
+    if again.isna().all():
+        return parsed
+    parsed = _whole_seconds(parsed)
+    parsed[missed] = _whole_seconds(again)
+    return parsed
+
+
+def _whole_seconds(parsed: pd.Series) -> pd.Series:
+    """``parsed`` (datetimes in any unit) floored to whole seconds, in unit seconds: pieces of
+    one column can then be put together whatever their years (pandas' nanosecond unit ends in
+    1677 and 2262) and their fractions of a second (a lossy unit cast is an error)."""
+    seconds: pd.Series = parsed.dt.floor("s").dt.as_unit("s")
+    return seconds
 
 
 def _day_first(raw: _Raw, text: pd.Series, parts: pd.DataFrame, year_last: Any) -> bool:
