@@ -102,10 +102,13 @@ def test_an_item_column_of_titles_shows_them_everywhere(
     _cli(capsys, "train", "-m", "ease", "--data", data, *_flags(), "--split", "none", "--out", run)
     recs = json.loads(_cli(capsys, "recommend", run, "--user", "nutzer0", "-k", "2", "--json"))
     assert [i["title"] for i in recs[0]["items"]] == [i["item_id"] for i in recs[0]["items"]]
+    assert recs[0]["user_id"] == "nutzer0"
     table = _cli(capsys, "recommend", run, "--user", "nutzer0", "-k", "2")
     assert "title" not in table  # the table does not repeat the ids as a title column
     sim = json.loads(_cli(capsys, "similar", run, "--item", "Casablanca", "-k", "2", "--json"))
     assert all(i["title"] == i["item_id"] for i in sim["items"])
+    # The queried item is named for what it is (it was under "user_id").
+    assert sim["item_id"] == "Casablanca" and "user_id" not in sim
     frame = load_run(run).model.recommend(["nutzer0"], 2)[0].to_frame()
     assert frame["title"].tolist() == frame["item_id"].tolist()
     db = f"sqlite:///{tmp_path / 'recs.db'}"
