@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from pathlib import Path
 
@@ -191,6 +192,46 @@ def test_item_file_gives_titles_and_categories(tmp_path: Path) -> None:
     wrong = src.replace(item_title_col="label")
     with pytest.raises(DataError, match=r"missing column 'label'.*id, name, cat.*--item-title-col"):
         wrong.load()
+
+
+@pytest.mark.parametrize("infer_string", [True, False])
+def test_missing_titles_and_categories_in_an_item_file_stay_missing(
+    tmp_path: Path, infer_string: bool
+) -> None:
+    """Parquet nulls and empty CSV cells are no title (None), never the text 'None' or 'nan'
+    (``astype(str)`` wrote those with pandas 2's object strings, which ``infer_string=False``
+    brings back; with pandas 3's str a null category crashed the '|' split)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ratings = write(tmp_path, "r.csv", "user,item\n1,10\n2,11\n3,12\n")
+    csv = write(tmp_path, "items.csv", "id,name,cat\n10,Lamp,home|light\n11,,\n12,  ,kitchen\n")
+    table = {"id": [10, 11, 12], "name": ["Lamp", None, "  "], "cat": ["home|light", None, "x"]}
+    pq.write_table(pa.table(table), tmp_path / "items.parquet")
+    with contextlib.ExitStack() as stack:
+        if not infer_string:
+            stack.enter_context(warnings.catch_warnings())
+            warnings.simplefilter("ignore")  # pandas 3 deprecates turning the option off
+            try:
+                stack.enter_context(pd.option_context("future.infer_string", False))
+            except pd.errors.OptionError:
+                pytest.skip("this pandas has no object strings to fall back to")
+        for items in (csv, tmp_path / "items.parquet"):
+            src = DataSource.of(ratings, items=str(items), item_title_col="name")
+            meta = src.replace(item_feature_cols=("cat",)).load().item_meta
+            assert meta["title"].tolist() == ["Lamp", None, None], items
+            assert meta["genres"].tolist()[:2] == [["home", "light"], []], items
+
+
+def test_missing_titles_in_a_dataframe_item_table_show_as_null() -> None:
+    """Item metadata given as a DataFrame with NaN titles: the CLI's item info says None."""
+    from recforge.cli.render import item_info
+    from recforge.data.frames import frame_to_interactions
+
+    frame = pd.DataFrame({"user": ["a", "b", "b"], "item": [1, 2, 3], "rating": [4, 3, 5]})
+    meta = pd.DataFrame({"title": ["Lamp", np.nan, None]}, index=pd.Index([1, 2, 3]))
+    data = frame_to_interactions(frame, item_meta=meta)
+    assert [item_info(data.item_meta, i).get("title") for i in (1, 2, 3)] == ["Lamp", None, None]
 
 
 def test_an_item_column_of_titles_titles_its_items(tmp_path: Path) -> None:

@@ -26,13 +26,15 @@ def coerce_ids(raw: list[str], known: np.ndarray[Any, Any]) -> list[Any]:
 
 
 def item_info(meta: pd.DataFrame | None, item_id: Any) -> dict[str, Any]:
-    """Title/year/genres of one item, when metadata knows it."""
+    """Title/year/genres of one item, when metadata knows it (``title`` None where the
+    metadata has a title column but no title for this item: null in JSON, not 'nan')."""
     if meta is None or item_id not in meta.index:
         return {}
     row = meta.loc[item_id]
     info: dict[str, Any] = {}
     if "title" in row.index:
-        info["title"] = str(row["title"])
+        title = row["title"]
+        info["title"] = None if title is None or pd.isna(title) else str(title)
     if "year" in row.index and pd.notna(row["year"]):
         info["year"] = int(row["year"])
     if "genres" in row.index and row["genres"] is not None:
@@ -54,7 +56,7 @@ def render_reclist(
     # title column that repeats the ids (an item column of titles, data.items.id_titles) is left
     # out of the table; --json still carries the titles.
     has_title = any(
-        info.get("title", str(iid)) != str(iid) or "year" in info
+        info.get("title") not in (None, str(iid)) or "year" in info
         for iid, info in zip(rec.item_ids.tolist(), infos, strict=True)
     )
     has_categories = meta is not None and "genres" in meta.columns
@@ -69,7 +71,7 @@ def render_reclist(
     for rank, (iid, score, info) in enumerate(
         zip(rec.item_ids.tolist(), rec.scores.tolist(), infos, strict=True), 1
     ):
-        title = info.get("title", "")
+        title = info.get("title") or ""
         if "year" in info:
             title = f"{title} ({info['year']})"
         cells = [str(rank), str(iid)]

@@ -119,16 +119,30 @@ def read_items(source: DataSource, rating_ids: pd.Series) -> pd.DataFrame:
         raise DataError(f"{path}: item id {dup!r} appears twice in column {id_col!r}; dedupe it")
     meta = pd.DataFrame(index=index)
     if title_col is not None:
-        meta["title"] = table[title_col].astype(str).to_numpy()
+        # object, not str: a missing title stays None on every pandas (str would make it NaN)
+        meta["title"] = pd.Series(_texts(table[title_col]), index=index, dtype=object)
     if features:
         lists: list[list[str]] = [[] for _ in range(len(table))]
         for col in features:
             assert col is not None
             meta[col] = table[col].to_numpy()
-            for k, cell in enumerate(table[col].astype(str)):
-                lists[k].extend(v.strip() for v in cell.split("|") if v.strip())
+            for k, cell in enumerate(_texts(table[col])):
+                if cell is not None:
+                    lists[k].extend(v.strip() for v in cell.split("|") if v.strip())
         meta["genres"] = lists
     return meta
+
+
+def _texts(column: pd.Series) -> list[str | None]:
+    """The column's cells as text, None where a cell is missing (None, NaN, NA: a Parquet null)
+    or blank (an empty CSV cell): ``astype(str)`` wrote them as the titles or genres 'None' and
+    'nan' (pandas 2), or kept a float NaN that ``str.split`` cannot take (pandas 3)."""
+    out: list[str | None] = []
+    for cell in column.astype(object).tolist():
+        missing = cell is None or (pd.api.types.is_scalar(cell) and pd.isna(cell))
+        text = None if missing else str(cell)
+        out.append(text if text is not None and text.strip() else None)
+    return out
 
 
 def id_titles(frame: pd.DataFrame, meta: pd.DataFrame | None) -> pd.DataFrame | None:
