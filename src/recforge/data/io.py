@@ -1187,15 +1187,15 @@ def _ids(raw: _Raw, canon: str) -> pd.Series:
     _check_missing(raw, canon, col)
     values = col.to_numpy()
     if values.dtype.kind == "u" and len(values):
-        _refuse_ids(raw, canon, col, values > np.iinfo(np.int64).max, _TOO_BIG)
+        _refuse_rows(raw, canon, col, values > np.iinfo(np.int64).max, _TOO_BIG)
     if values.dtype.kind in "iu":
         ints = values.astype(np.int64, copy=False)
-        _refuse_ids(raw, canon, col, ints < 0, _NEGATIVE)
+        _refuse_rows(raw, canon, col, ints < 0, _NEGATIVE)
         return pd.Series(ints)
     if values.dtype.kind == "f":  # Parquet floats; text files re-read float ids as text
         if np.all(np.isfinite(values)) and np.all(values == np.round(values)):
-            _refuse_ids(raw, canon, col, np.abs(values) >= 2.0**63, _TOO_BIG)
-            _refuse_ids(raw, canon, col, values < 0, _NEGATIVE)
+            _refuse_rows(raw, canon, col, np.abs(values) >= 2.0**63, _TOO_BIG)
+            _refuse_rows(raw, canon, col, values < 0, _NEGATIVE)
             return pd.Series(values.astype(np.int64))
         return pd.Series(col.astype(str).to_numpy(), dtype="str")
     if values.dtype.kind == "b":
@@ -1203,14 +1203,14 @@ def _ids(raw: _Raw, canon: str) -> pd.Series:
     text = col.astype(str).str.strip()
     header = raw.header.get(canon)
     if header is not None:
-        _refuse_ids(
+        _refuse_rows(
             raw,
             canon,
             col,
             (text == header).to_numpy(bool),
             "repeats the header row (were files concatenated?); remove the extra header line",
         )
-    _refuse_ids(
+    _refuse_rows(
         raw,
         canon,
         col,
@@ -1218,7 +1218,7 @@ def _ids(raw: _Raw, canon: str) -> pd.Series:
         "holds a byte-order mark (U+FEFF), so files were concatenated; re-save them as one "
         "UTF-8 file",
     )
-    _refuse_ids(
+    _refuse_rows(
         raw,
         canon,
         col,
@@ -1237,14 +1237,21 @@ _TOO_BIG = "is beyond the int64 range of numeric ids; it would wrap or be rounde
 _NEGATIVE = "is a negative id; ids must be >= 0 (or strings)"
 
 
-def _refuse_ids(
-    raw: _Raw, canon: str, col: pd.Series, mask: npt.NDArray[np.bool_], problem: str
+def _refuse_rows(
+    raw: _Raw,
+    canon: str,
+    col: pd.Series,
+    mask: npt.NDArray[np.bool_],
+    problem: str,
+    fix: str = "",
 ) -> None:
-    """DataError at the first row where ``mask`` holds: ``<file>, line N, column: 'v' problem``."""
+    """DataError at the first row where ``mask`` holds:
+    ``<file>, line N, column: 'v' problem (n more rows like it); fix``."""
     if mask.any():
         pos, n = _first(mask)
         raise DataError(
             f"{raw.where(col.index[pos], canon)}: {_shown(col.iloc[pos])} {problem}{_more(n)}"
+            + (f"; {fix}" if fix else "")
         )
 
 
@@ -1262,7 +1269,7 @@ def _integer_ids(raw: _Raw, canon: str, col: pd.Series, text: pd.Series) -> pd.S
     sci = text.str.fullmatch(_SCI_TEXT).to_numpy(bool)
     if not (intlike | sci).all():
         return None  # string ids: left exactly as written
-    _refuse_ids(
+    _refuse_rows(
         raw,
         canon,
         col,
@@ -1272,14 +1279,14 @@ def _integer_ids(raw: _Raw, canon: str, col: pd.Series, text: pd.Series) -> pd.S
     )
     digits = text.str.replace(r"\.0*$", "", regex=True)
     magnitude = digits.str.lstrip("+-").str.lstrip("0")
-    _refuse_ids(
+    _refuse_rows(
         raw, canon, col, (digits.str.startswith("-") & (magnitude != "")).to_numpy(bool), _NEGATIVE
     )
     lengths = magnitude.str.len()
     too_big = (lengths > len(_INT64_MAX)) | (
         (lengths == len(_INT64_MAX)) & (magnitude > _INT64_MAX)
     )
-    _refuse_ids(raw, canon, col, too_big.to_numpy(bool), _TOO_BIG)
+    _refuse_rows(raw, canon, col, too_big.to_numpy(bool), _TOO_BIG)
     return pd.Series(digits.astype(np.int64).to_numpy())
 
 
@@ -1361,13 +1368,8 @@ def _refuse_out_of_range(
     """DataError at the first time before year 1 or after year 9999 (``1e25`` as epoch
     nanoseconds is the year 316889355): ``describe`` and the exports could not show it."""
     beyond = (secs < _FIRST_SECOND) | (secs > _LAST_SECOND)
-    if beyond.any():
-        pos, n = _first(beyond)
-        col = raw.columns["timestamp"]
-        raise DataError(
-            f"{raw.where(col.index[pos], 'timestamp')}: {_shown(col.iloc[pos])} is outside "
-            f"the years 1 to 9999 (read as {read_as}){_more(n)}; {_TIME_FIX}"
-        )
+    problem = f"is outside the years 1 to 9999 (read as {read_as})"
+    _refuse_rows(raw, "timestamp", raw.columns["timestamp"], beyond, problem, _TIME_FIX)
 
 
 #: Spreadsheet serial dates (Excel's and LibreOffice's default 1900 system) count days from
@@ -1383,13 +1385,11 @@ _SERIAL_RANGE = (20_000.0, 80_000.0)
 def _from_serial_days(raw: _Raw, values: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
     """Epoch seconds of spreadsheet serial dates (``--time-format excel``)."""
     beyond = np.abs(values) > _SERIAL_LAST
-    if beyond.any():
-        pos, n = _first(beyond)
-        col = raw.columns["timestamp"]
-        raise DataError(
-            f"{raw.where(col.index[pos], 'timestamp')}: {_shown(col.iloc[pos])} is past "
-            f"9999-12-31 as a spreadsheet serial date{_more(n)}; fix it or drop the time column"
-        )
+    problem, fix = (
+        "is past 9999-12-31 as a spreadsheet serial date",
+        "fix it or drop the time column",
+    )
+    _refuse_rows(raw, "timestamp", raw.columns["timestamp"], beyond, problem, fix)
     secs: npt.NDArray[np.int64] = np.round((values - _SERIAL_EPOCH_DAY) * 86_400).astype(np.int64)
     return secs
 
