@@ -330,7 +330,11 @@ def _evaluate_timed(
     thresholds: tuple[float | None, float | None],
     timings: dict[str, float],
 ) -> dict[str, Any]:
-    """:func:`evaluate_model` on the fitted model, timed; the metrics carry all ``timings``."""
+    """:func:`evaluate_model` on the fitted model, timed; the metrics carry all ``timings``.
+
+    A run on all the data (``--split none``) has nothing to evaluate: its metrics are the
+    protocol line and the note saying so, and ``timings`` gets no ``evaluate_s``.
+    """
     from recforge.progress import line
 
     held = getattr(sp, "test", None)  # None when trained on all the data
@@ -339,7 +343,8 @@ def _evaluate_timed(
     t0 = time.perf_counter()
     like, relevance = thresholds
     metrics = evaluate_model(model, sp, ks, like_threshold=like, relevance_threshold=relevance)
-    timings["evaluate_s"] = time.perf_counter() - t0
+    if held is not None:
+        timings["evaluate_s"] = time.perf_counter() - t0
     metrics["timings"] = timings
     return metrics
 

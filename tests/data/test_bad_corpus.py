@@ -153,6 +153,75 @@ def test_dates_outside_the_nanosecond_range_do_not_crash(tmp_path: Path) -> None
     assert read_ratings(path)["timestamp"].tolist() == [-59011459200, 16725225601]
 
 
+def test_year_last_dates_outside_the_nanosecond_range_read_like_iso(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A fuzzing find: a year-last date of year 100 (``12/31/0100 23:35:09``) crashed with
+    pandas' OutOfBoundsDatetime; it reads as the same second as its ISO spelling."""
+    iso = tmp_path / "iso.csv"
+    iso.write_text("user,item,rating,time\n1,2,3,2020-12-31T23:35:09\n1,3,4,0100-12-31T23:35:09\n")
+    expected = read_ratings(iso)["timestamp"].tolist()
+    assert expected == [1609457709, -58979924691]
+    path = tmp_path / "old.csv"
+    for body in ("12/31/2020 23:35:09\n1,3,4,12/31/0100 23:35:09", "12/31/0100 23:35:09\n"):
+        path.write_text(f"user,item,rating,time\n1,2,3,{body}\n".replace("\n\n", "\n"))
+        got = read_ratings(path)["timestamp"].tolist()
+        assert got == (expected if len(got) == 2 else expected[1:])
+    # Pieces parsed apart (the first value's format, the rest one by one, ISO beside them)
+    # in units of their own: years 100 and 2500 beside a nanosecond fraction.
+    path.write_text(
+        "user;item;rating;time\n1;2;3;31.12.2020 23:35\n1;3;4;1.2.0100\n"
+        "1;4;5;2500-01-01T00:00:01Z\n1;5;1;2020-01-01T00:00:00.123456789Z\n"
+    )
+    frame = read_ratings(path)
+    assert frame["timestamp"].tolist() == [1609457700, -59008780800, 16725225601, 1577836800]
+    assert frame.attrs["time_format"] == "day-first dates"
+    code, out, err = run_cli(capsys, "data", "describe", str(path))
+    assert code == 0 and "2500-01-01T00:00:01" in out, err
+
+
+@pytest.mark.parametrize(
+    ("time", "kwargs", "shown"),
+    [
+        ("1e25", {}, "1e+25 is outside the years 1 to 9999 (read as epoch-ns)"),
+        ("-1e30", {}, "-1e+30 is outside the years 1 to 9999 (read as epoch-ns)"),
+        ("-70000000000", {}, "-70000000000 is outside the years 1 to 9999 (read as epoch-s)"),
+        ("1e30", {"time_format": "s"}, "1e+30 is outside the years 1 to 9999 (read as epoch-s)"),
+        ("-2958465", {"time_format": "excel"}, "-2958465 is outside the years 1 to 9999"),
+    ],
+)
+def test_times_outside_years_1_to_9999_are_one_line_errors(
+    time: str, kwargs: dict[str, str], shown: str, tmp_path: Path
+) -> None:
+    """Epoch numbers far out of range were read as years nobody can show (``1e25`` as the
+    year 316889355 crashed ``describe``; ``1e30`` overflowed int64 into garbage)."""
+    path = tmp_path / "far.csv"
+    path.write_text(f"user,item,rating,time\n1,2,3,1\n1,3,4,{time}\n")
+    with pytest.raises(DataError) as exc:
+        read_ratings(path, **kwargs)  # type: ignore[arg-type]
+    text = str(exc.value)
+    assert "\n" not in text and f"{path}, line 3, column 'time' (timestamp): {shown}" in text
+    assert "--time-format" in text
+
+
+def test_far_times_exit_2_with_one_line_and_datetime_columns_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "far.csv"
+    path.write_text("user,item,rating,time\n1,2,3,1600000000\n1,3,4,1e25\n")
+    code, out, err = run_cli(capsys, "data", "describe", str(path))
+    assert code == 2 and out == "" and err.count("\n") == 1 and "Traceback" not in err, err
+    assert f"{path}, line 3, column 'time' (timestamp): 1e+25 is outside the years" in err
+    # A datetime column (DataFrame, Parquet) past 9999 is refused the same way.
+    frame = pd.DataFrame(
+        {"user": [1, 2], "item": [2, 3], "time": pd.array(["2020-01-01", "20000-01-01"])}
+    )
+    frame["time"] = frame["time"].to_numpy().astype("datetime64[s]")
+    frame.to_parquet(tmp_path / "far.parquet")
+    with pytest.raises(DataError, match=r"far\.parquet, row 2, column 'time' .*outside the years"):
+        read_ratings(tmp_path / "far.parquet")
+
+
 @pytest.mark.parametrize("name", GOOD_FILES)
 def test_accepted_variants_load_like_the_reference(name: str) -> None:
     """CRLF/CR endings, BOM, trailing comma on every line, '4e0' ratings, ISO dates, quotes..."""
@@ -167,6 +236,7 @@ def test_accepted_variants_load_like_the_reference(name: str) -> None:
 # ------------------------------------------------------------------------ fuzzing
 _TOKENS = [b",", b"\t", b";", b":", b"::", b'"', b"\r", b"\n", b"\x00", b"\xef\xbb\xbf", b"\xe9"]
 _TOKENS += [b"nan", b"inf", b"-", b"1e400", b"99999999999999999999", b" ", b"userId", b"0100-01-01"]
+_TOKENS += [b"/0100", b"1e25"]  # year-last year-100 dates, epoch numbers past year 9999
 _SEEDS = sorted(p.name for p in GOOD.iterdir())
 
 
@@ -199,6 +269,7 @@ def test_mutated_files_load_or_raise_data_error(
         else:
             assert list(frame.columns) == ["user_id", "item_id", "rating", "timestamp"]
             assert frame["rating"].notna().all()
+            assert frame["timestamp"].between(-62_135_596_800, 253_402_300_799).all()  # 1..9999
 
 
 # ------------------------------------------------------------------------ MovieLens zips

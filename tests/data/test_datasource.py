@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from pathlib import Path
 
@@ -65,6 +66,32 @@ def test_bad_separator_and_scale_are_config_errors() -> None:
         parse_rating_scale("5:1")
     with pytest.raises(ConfigError, match="LOW:HIGH"):
         parse_rating_scale("ten")
+
+
+@pytest.mark.parametrize(
+    ("text", "scale"),
+    [
+        ("0,5:5", (0.5, 5.0)),  # a decimal comma, as a German user types the scale
+        ("0,5..5", (0.5, 5.0)),
+        ("0,5-5", (0.5, 5.0)),
+        ("1,5:10,5", (1.5, 10.5)),
+        ("0.5:4,5", (0.5, 4.5)),
+        ("-2,5:2,5", (-2.5, 2.5)),
+        ("1,5", (1.0, 5.0)),  # a comma alone still separates: 1 to 5, as before
+        ("1,10", (1.0, 10.0)),
+        (" 0,5 : 5 ", (0.5, 5.0)),
+    ],
+)
+def test_rating_scale_accepts_a_decimal_comma_beside_another_separator(
+    text: str, scale: tuple[float, float]
+) -> None:
+    assert parse_rating_scale(text) == scale
+
+
+@pytest.mark.parametrize("text", ["0,5,5", "0,5:5,", "1,2,3:5", "0,5:"])
+def test_rating_scale_with_ambiguous_commas_is_refused_with_the_fix(text: str) -> None:
+    with pytest.raises(ConfigError, match=r"e\.g\. 1:5 or 0\.5:5 \(or 0,5:5\)"):
+        parse_rating_scale(text)
 
 
 def test_digit_column_is_a_position_and_bad_combinations_refused(tmp_path: Path) -> None:
@@ -165,6 +192,90 @@ def test_item_file_gives_titles_and_categories(tmp_path: Path) -> None:
     wrong = src.replace(item_title_col="label")
     with pytest.raises(DataError, match=r"missing column 'label'.*id, name, cat.*--item-title-col"):
         wrong.load()
+
+
+@pytest.mark.parametrize("infer_string", [True, False])
+def test_missing_titles_and_categories_in_an_item_file_stay_missing(
+    tmp_path: Path, infer_string: bool
+) -> None:
+    """Parquet nulls and empty CSV cells are no title (None), never the text 'None' or 'nan'
+    (``astype(str)`` wrote those with pandas 2's object strings, which ``infer_string=False``
+    brings back; with pandas 3's str a null category crashed the '|' split)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ratings = write(tmp_path, "r.csv", "user,item\n1,10\n2,11\n3,12\n")
+    csv = write(tmp_path, "items.csv", "id,name,cat\n10,Lamp,home|light\n11,,\n12,  ,kitchen\n")
+    table = {"id": [10, 11, 12], "name": ["Lamp", None, "  "], "cat": ["home|light", None, "x"]}
+    pq.write_table(pa.table(table), tmp_path / "items.parquet")
+    with contextlib.ExitStack() as stack:
+        if not infer_string:
+            stack.enter_context(warnings.catch_warnings())
+            warnings.simplefilter("ignore")  # pandas 3 deprecates turning the option off
+            try:
+                stack.enter_context(pd.option_context("future.infer_string", False))
+            except pd.errors.OptionError:
+                pytest.skip("this pandas has no object strings to fall back to")
+        for items in (csv, tmp_path / "items.parquet"):
+            src = DataSource.of(ratings, items=str(items), item_title_col="name")
+            meta = src.replace(item_feature_cols=("cat",)).load().item_meta
+            assert meta["title"].tolist() == ["Lamp", None, None], items
+            assert meta["genres"].tolist()[:2] == [["home", "light"], []], items
+
+
+def test_missing_titles_in_a_dataframe_item_table_show_as_null() -> None:
+    """Item metadata given as a DataFrame with NaN titles: the CLI's item info says None."""
+    from recforge.cli.render import item_info
+    from recforge.data.frames import frame_to_interactions
+
+    frame = pd.DataFrame({"user": ["a", "b", "b"], "item": [1, 2, 3], "rating": [4, 3, 5]})
+    meta = pd.DataFrame({"title": ["Lamp", np.nan, None]}, index=pd.Index([1, 2, 3]))
+    data = frame_to_interactions(frame, item_meta=meta)
+    assert [item_info(data.item_meta, i).get("title") for i in (1, 2, 3)] == ["Lamp", None, None]
+
+
+def test_an_item_column_of_titles_titles_its_items(tmp_path: Path) -> None:
+    """A German export ``Benutzer;Titel;Bewertung``: the films' names are the ids and titles."""
+    ratings = write(tmp_path, "r.csv", "Benutzer;Titel;Bewertung\na;Das Boot;4\nb;M;3,5\n")
+    src = DataSource.of(ratings, user_col="Benutzer", item_col="Titel", rating_col="Bewertung")
+    data, info = load_with_info(src)
+    assert data.item_meta is not None
+    assert data.item_meta["title"].to_dict() == {"Das Boot": "Das Boot", "M": "M"}
+    assert info["titles_from"] == "Titel"
+    # Other names that say titles: the same (movie is also found by alias, unmapped).
+    assert (
+        DataSource.of(write(tmp_path, "a.csv", "user,movie\na,Heat\n")).load().item_meta is not None
+    )
+    for header in ("movie", "Movie Title", "book_name", "Song (original)", "films"):
+        path = write(tmp_path, "h.csv", f"user,{header},rating\na,Alien,4\nb,Heat,3\n")
+        meta = DataSource.of(path, item_col=header).load().item_meta
+        assert meta is not None and meta.loc["Heat", "title"] == "Heat", header
+    # Not for id-like column names, integer ids, codes (every id one word with a digit), or
+    # a file without a header.
+    codes = (("product", "Alien"), ("movie", "12"), ("movie_id", "Alien"), ("movie", "tt0111161"))
+    for header, ids in codes:
+        path = write(tmp_path, "n.csv", f"user,{header},rating\na,{ids},4\n")
+        assert DataSource.of(path, item_col=header).load().item_meta is None, header
+    bare = write(tmp_path, "b.csv", "a,Alien,4\nb,Heat,3\n")
+    assert load_dataset(bare).item_meta is None
+
+
+def test_titles_from_ids_fill_what_the_item_file_leaves_out(tmp_path: Path) -> None:
+    ratings = write(tmp_path, "r.csv", "user,title\n1,Alien\n2,Heat\n3,Ran\n")
+    items = write(tmp_path, "i.csv", "id,name,genre\nAlien,Alien (1979),scifi\nHeat,,crime\n")
+    src = DataSource.of(ratings, item_col="title", items=str(items), item_feature_cols=("genre",))
+    meta = src.load().item_meta
+    # The item file's title first; an empty one, or an item it lacks, falls back to the id.
+    assert meta["title"].to_dict() == {"Alien": "Alien (1979)", "Heat": "Heat", "Ran": "Ran"}
+    assert meta.loc["Heat", "genres"] == ["crime"]
+
+
+def test_a_dataframe_with_a_title_column_of_ids_is_titled_too() -> None:
+    from recforge.data.frames import frame_to_interactions
+
+    frame = pd.DataFrame({"user": ["a", "b"], "Titel": ["Das Boot", "M"], "rating": [4, 3]})
+    data = frame_to_interactions(frame, columns={"item": "Titel"})
+    assert data.item_meta is not None and data.item_meta.loc["M", "title"] == "M"
 
 
 # ------------------------------------------------------------------------------ thresholds

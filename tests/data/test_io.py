@@ -264,6 +264,10 @@ def test_round_trip_any_delimiter(
     lines += [sep.join(str(v) for v in row) for row in rows]
     path = tmp_path_factory.mktemp("rt") / "r.txt"
     path.write_text("\n".join(lines) + "\n")
+    if all(20_000 <= r[3] <= 80_000 for r in rows):  # read as spreadsheet dates: refused
+        with pytest.raises(DataError, match="spreadsheet serial date"):
+            read_ratings(path)
+        return
     df = read_ratings(path)
     assert df.values.tolist() == [list(r) for r in rows]
 
@@ -571,6 +575,37 @@ def test_year_last_dates_read_in_one_order_for_the_whole_column(tmp_path: Path) 
         time_format="%d/%m/%Y",
     )
     assert pd.to_datetime(frame["timestamp"], unit="s").dt.month.tolist() == [2]
+
+
+def test_spreadsheet_serial_dates_are_refused_unless_named(tmp_path: Path) -> None:
+    # 45292 is 2024-01-01 in a spreadsheet; read as epoch seconds it was 1970-01-01 12:34:52.
+    path = write(tmp_path, "r.csv", "user,item,rating,date\na,x,4,45292\na,y,3,45301.75\n")
+    with pytest.raises(DataError) as exc:
+        read_ratings(path)
+    text = one_line(exc)
+    assert f"{path}, line 2, column 'date' (timestamp): 45292 looks like a spreadsheet" in text
+    assert "2024-01-01" in text and "--time-format excel" in text and "as dates" in text
+    # The same through a DataFrame (an integer column) and a Parquet file.
+    frame = pd.DataFrame({"user": ["a", "b"], "item": ["x", "y"], "time": [45292, 45300]})
+    with pytest.raises(DataError, match="spreadsheet serial date"):
+        read_frame(frame)
+    frame.to_parquet(tmp_path / "r.parquet")
+    with pytest.raises(DataError, match=r"row 1, column 'time' \(timestamp\): 45292 looks like"):
+        read_ratings(tmp_path / "r.parquet")
+    # --time-format excel reads them as days since 1899-12-30, the fraction as the time of day.
+    got = read_ratings(path, time_format="excel")
+    assert pd.to_datetime(got["timestamp"], unit="s").astype(str).tolist() == [
+        "2024-01-01 00:00:00",
+        "2024-01-10 18:00:00",
+    ]
+    assert got.attrs["time_format"] == "excel-days"
+    # Seconds, when they really are seconds; one value outside the range reads as before.
+    assert read_ratings(path, time_format="s")["timestamp"].tolist() == [45292, 45301]
+    mixed = write(tmp_path, "m.csv", "user,item,rating,ts\na,x,4,45292\na,y,3,90000\n")
+    assert read_ratings(mixed)["timestamp"].tolist() == [45292, 90000]
+    far = write(tmp_path, "f.csv", "user,item,rating,ts\na,x,4,45292\na,y,3,3000000\n")
+    with pytest.raises(DataError, match=r"line 3, .*: 3000000 is past 9999-12-31"):
+        read_ratings(far, time_format="excel")
 
 
 def test_decimal_commas_in_ratings(tmp_path: Path) -> None:

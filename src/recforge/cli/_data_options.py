@@ -39,7 +39,14 @@ _OPTIONS: dict[str, Any] = {
     "user_col": Annotated[
         str | None, _opt("--user-col", help="User id column (header name or 0-based position).")
     ],
-    "item_col": Annotated[str | None, _opt("--item-col", help="Item id column.")],
+    "item_col": Annotated[
+        str | None,
+        _opt(
+            "--item-col",
+            help="Item id column; one named like titles (Titel, title, movie, book...) holding "
+            "text also gives each item its id as title, unless --items names one.",
+        ),
+    ],
     "rating_col": Annotated[str | None, _opt("--rating-col", help="Rating column.")],
     "time_col": Annotated[str | None, _opt("--time-col", help="Time column (epoch or dates).")],
     "implicit": Annotated[
@@ -62,13 +69,18 @@ _OPTIONS: dict[str, Any] = {
     ],
     "rating_scale": Annotated[
         str | None,
-        _opt("--rating-scale", help="LOW:HIGH of the ratings, e.g. 1:10 (default: min:max)."),
+        _opt(
+            "--rating-scale",
+            help="LOW:HIGH of the ratings, e.g. 1:10 or 0.5:5 (a decimal comma works: 0,5:5) "
+            "(default: min:max).",
+        ),
     ],
     "time_format": Annotated[
         str | None,
         _opt(
             "--time-format",
-            help="auto | s | ms | iso | a strftime pattern like %d/%m/%Y (default auto).",
+            help="auto | s | ms | us | ns | excel (spreadsheet serial dates, days since "
+            "1899-12-30) | iso | a strftime pattern like %d/%m/%Y (default auto).",
         ),
     ],
     "duplicates": Annotated[

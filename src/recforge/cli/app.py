@@ -365,7 +365,7 @@ def similar(
     item_id = coerce_ids([item], model.items_.ids)[0]
     rec = model.similar_items(item_id, k)
     if json_out:
-        emit_json(_reclist_json(rec, model))
+        emit_json(_reclist_json(rec, model, key="item_id"))
         return
     from recforge.data.domain import nouns_for
 
@@ -373,11 +373,13 @@ def similar(
     render_reclist(console(), heading, rec, model.item_meta_, score_label="cosine")
 
 
-def _reclist_json(rec: Any, model: Any) -> dict[str, Any]:
+def _reclist_json(rec: Any, model: Any, key: str = "user_id") -> dict[str, Any]:
+    """JSON of one RecList: the queried id under ``key`` (``user_id`` for recommend,
+    ``item_id`` for similar, whose RecList holds the item in ``user_id``) and the ranked items."""
     from recforge.cli.render import item_info
 
     return {
-        "user_id": rec.user_id,
+        key: rec.user_id,
         "items": [
             {"item_id": iid, "score": float(s), **item_info(model.item_meta_, iid)}
             for iid, s in zip(rec.item_ids.tolist(), rec.scores.tolist(), strict=True)

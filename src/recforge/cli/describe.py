@@ -55,6 +55,8 @@ def render_describe(con: Any, stats: dict[str, Any]) -> None:
         )
     if read.get("items"):
         con.print(f"items from {read['items']}")
+    if read.get("titles_from"):
+        con.print(f"titles   the item ids (column {read['titles_from']!r} holds titles)")
     q = stats["ratings_per_user"]
     con.print(
         "events per user: "

@@ -26,13 +26,15 @@ def coerce_ids(raw: list[str], known: np.ndarray[Any, Any]) -> list[Any]:
 
 
 def item_info(meta: pd.DataFrame | None, item_id: Any) -> dict[str, Any]:
-    """Title/year/genres of one item, when metadata knows it."""
+    """Title/year/genres of one item, when metadata knows it (``title`` None where the
+    metadata has a title column but no title for this item: null in JSON, not 'nan')."""
     if meta is None or item_id not in meta.index:
         return {}
     row = meta.loc[item_id]
     info: dict[str, Any] = {}
     if "title" in row.index:
-        info["title"] = str(row["title"])
+        title = row["title"]
+        info["title"] = None if title is None or pd.isna(title) else str(title)
     if "year" in row.index and pd.notna(row["year"]):
         info["year"] = int(row["year"])
     if "genres" in row.index and row["genres"] is not None:
@@ -49,8 +51,14 @@ def render_reclist(
     from recforge.data.domain import nouns_for
 
     words = nouns_for(meta)
-    # Columns the data can fill: a file without an item file has ids and scores only.
-    has_title = meta is not None and "title" in meta.columns
+    infos = [item_info(meta, iid) for iid in rec.item_ids.tolist()]
+    # Columns the data can fill: a file without an item file has ids and scores only, and a
+    # title column that repeats the ids (an item column of titles, data.items.id_titles) is left
+    # out of the table; --json still carries the titles.
+    has_title = any(
+        info.get("title") not in (None, str(iid)) or "year" in info
+        for iid, info in zip(rec.item_ids.tolist(), infos, strict=True)
+    )
     has_categories = meta is not None and "genres" in meta.columns
     table = Table(title=heading, title_justify="left")
     table.add_column("#", justify="right")
@@ -60,11 +68,10 @@ def render_reclist(
     if has_categories:
         table.add_column(words.categories)
     table.add_column(score_label, justify="right")
-    for rank, (iid, score) in enumerate(
-        zip(rec.item_ids.tolist(), rec.scores.tolist(), strict=True), 1
+    for rank, (iid, score, info) in enumerate(
+        zip(rec.item_ids.tolist(), rec.scores.tolist(), infos, strict=True), 1
     ):
-        info = item_info(meta, iid)
-        title = info.get("title", "")
+        title = info.get("title") or ""
         if "year" in info:
             title = f"{title} ({info['year']})"
         cells = [str(rank), str(iid)]
@@ -116,10 +123,18 @@ def render_train_result(result: Any) -> None:
         for _, row in shown[cols].iterrows():
             con.print("  " + "  ".join(f"{c}={_fmt(row[c])}" for c in cols))
     render_metrics(con, result.metrics)
-    t = result.timings
-    con.print(f"fit {t.get('fit_s', 0):.2f}s, evaluate {t.get('evaluate_s', 0):.2f}s")
+    con.print(_timing_line(result.timings))
     if result.run_dir is not None:
         con.print(f"saved run -> {result.run_dir}")
+
+
+def _timing_line(timings: dict[str, float]) -> str:
+    """``fit 1.20s, evaluate 0.30s``; the fit alone when nothing was evaluated (a run on all
+    the data has no held-out part, so it has no evaluate step)."""
+    text = f"fit {timings.get('fit_s', 0):.2f}s"
+    if "evaluate_s" in timings:
+        text += f", evaluate {timings['evaluate_s']:.2f}s"
+    return text
 
 
 def _fmt(value: Any) -> str:

@@ -25,7 +25,7 @@ SplitOpt = Annotated[
         "--split",
         "-s",
         help="Split spec, e.g. random:0.2, temporal-user:0.2, ml100k:u1; 'none' trains on "
-        "all the data (production; no test metrics).",
+        "all the data (production; nothing held out, so no evaluate step and no test metrics).",
     ),
 ]
 TrainFileOpt = Annotated[

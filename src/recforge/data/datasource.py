@@ -44,7 +44,7 @@ SEPARATORS: dict[str, str] = {
 }
 
 #: ``time_format`` values besides a strftime pattern (anything holding ``%``).
-TIME_FORMATS = ("auto", "s", "ms", "us", "ns", "iso")
+TIME_FORMATS = ("auto", "s", "ms", "us", "ns", "excel", "iso")
 
 
 def parse_sep(text: str) -> str:
@@ -57,17 +57,42 @@ def parse_sep(text: str) -> str:
     return sep
 
 
-def parse_rating_scale(text: str) -> tuple[float, float]:
-    """``"1:10"`` (or ``"1-10"``, ``"1..10"``) → ``(1.0, 10.0)``."""
-    match = re.fullmatch(r"\s*([-+]?[\d.]+)\s*(?::|\.\.|-|,)\s*([-+]?[\d.]+)\s*", text)
+#: ``LOW:HIGH`` with ``.`` decimals; ``:``, ``..``, ``-`` or ``,`` between (``1,5`` is 1 to 5).
+_SCALE_DOT = re.compile(r"\s*([-+]?[\d.]+)\s*(?::|\.\.|-|,)\s*([-+]?[\d.]+)\s*")
+#: ``LOW:HIGH`` where a side may have a decimal comma (``0,5:5``, as a German user types it):
+#: only beside ``:``, ``..`` or ``-``, never beside a ``,`` separator.
+_SCALE_COMMA = re.compile(r"\s*([-+]?\d+(?:[.,]\d+)?)\s*(?::|\.\.|-)\s*([-+]?\d+(?:[.,]\d+)?)\s*")
+
+_SCALE_READINGS = (_SCALE_DOT, _SCALE_COMMA)
+
+
+def _scale_numbers(match: re.Match[str] | None) -> tuple[float, float] | None:
+    """The two numbers of a scale match (a decimal comma read as a point); None when there is
+    no match or a side is no number (``5..5`` fits ``[\\d.]+``)."""
+    if match is None:
+        return None
     try:
-        if match is None:
-            raise ValueError
-        lo, hi = float(match.group(1)), float(match.group(2))
+        return float(match.group(1).replace(",", ".")), float(match.group(2).replace(",", "."))
     except ValueError:
+        return None
+
+
+def parse_rating_scale(text: str) -> tuple[float, float]:
+    """``"1:10"`` (or ``"1-10"``, ``"1..10"``, ``"1,10"``) → ``(1.0, 10.0)``.
+
+    A decimal comma is read as a decimal point when the sides are split by ``:``, ``..`` or
+    ``-`` (``"0,5:5"`` → ``(0.5, 5.0)``, as ratings files with decimal commas are read); with a
+    comma as the only separator (``"1,5"``), the comma separates (1 to 5), as before.
+
+    Raises:
+        ConfigError: not two numbers, or LOW is not below HIGH.
+    """
+    bounds = next(filter(None, (_scale_numbers(p.fullmatch(text)) for p in _SCALE_READINGS)), None)
+    if bounds is None:
         raise ConfigError(
-            f"--rating-scale {text!r}: expected LOW:HIGH, e.g. 1:5 or 0.5:5"
-        ) from None
+            f"--rating-scale {text!r}: expected LOW:HIGH, e.g. 1:5 or 0.5:5 (or 0,5:5)"
+        )
+    lo, hi = bounds
     if not lo < hi:
         raise ConfigError(f"--rating-scale {text!r}: LOW must be below HIGH")
     return lo, hi
@@ -116,8 +141,9 @@ class DataSource(BaseModel):
         rating_scale: declared ``(low, high)`` of explicit ratings; None infers it from the
             data's minimum and maximum. Evaluation thresholds follow it.
         time_format: ``"auto"`` (epoch seconds or milliseconds by magnitude, or ISO-8601 text),
-            ``"s"``, ``"ms"``, ``"us"``, ``"ns"`` (epoch units), ``"iso"`` (ISO-8601 dates or
-            times) or a strftime pattern such as ``"%d/%m/%Y"``.
+            ``"s"``, ``"ms"``, ``"us"``, ``"ns"`` (epoch units), ``"excel"`` (spreadsheet serial
+            dates, days since 1899-12-30), ``"iso"`` (ISO-8601 dates or times) or a strftime
+            pattern such as ``"%d/%m/%Y"``.
         duplicates: repeated (user, item) rows: ``"count"`` (implicit: the number of repeats
             becomes the event's weight; the default for implicit data), ``"last"`` (the default
             for explicit data), ``"mean"`` or ``"error"``.

@@ -74,7 +74,10 @@ def frame_to_interactions(
         duplicates: repeated (user, item) pairs, as in :func:`~recforge.data.io.read_ratings`
             (default: repeats counted as weights on implicit data, the last rating otherwise).
         time_format: how to read the time column, as in :func:`~recforge.data.io.read_ratings`.
-        item_meta: optional item metadata indexed by raw item id (``title``, ``genres``...).
+        item_meta: optional item metadata indexed by raw item id (``title``, ``genres``...);
+            when the item column is named like titles (``title``, ``movie``...) and holds text,
+            each id is also the title of its item unless ``item_meta`` gives one
+            (:func:`recforge.data.items.id_titles`).
         source: name used in error messages and reports.
     """
     from recforge.data.io import read_frame
@@ -96,6 +99,9 @@ def frame_to_interactions(
         scale = (lo, hi) if lo < hi else None  # a column of 1.0s is implicit, not a scale
     if not frame.attrs.get("has_timestamps", True):
         frame = frame.drop(columns="timestamp")
+    from recforge.data.items import id_titles
+
+    item_meta = id_titles(frame, item_meta)  # a column of titles as item ids gives the titles
     return Interactions.from_frame(frame, item_meta=item_meta, rating_scale=scale, source=source)
 
 

@@ -56,10 +56,17 @@ import numpy.typing as npt
 import pandas as pd
 
 from recforge.data._stream import TextSource, max_input_bytes
-from recforge.data.datasource import DataSource
+from recforge.data.datasource import TIME_FORMATS, DataSource
 from recforge.errors import ConfigError, DataError, DataWarning
 
-__all__ = ["CANONICAL_COLUMNS", "COLUMN_ALIASES", "DuplicatePolicy", "read_frame", "read_ratings"]
+__all__ = [
+    "CANONICAL_COLUMNS",
+    "COLUMN_ALIASES",
+    "DuplicatePolicy",
+    "names_titles",
+    "read_frame",
+    "read_ratings",
+]
 
 CANONICAL_COLUMNS = ("user_id", "item_id", "rating", "timestamp")
 DuplicatePolicy = Literal["error", "last", "mean", "count"]
@@ -137,6 +144,13 @@ _RATING_NAME = re.compile(
     r"puntuaci|avis|voto)",
     re.I,
 )
+#: Header names of an item column that holds titles, compared after :func:`_norm` (``Titel``,
+#: ``movie_title``, ``Filmname``, ``Book``): its text ids are the items' titles when nothing else
+#: names them (:func:`recforge.data.items.id_titles`).
+_TITLE_NAME = re.compile(
+    r"(title|titel|titre|t[ií]tulo|titolo|name|nombre|movie|film|pel[ií]cula|book|buch|libro|"
+    r"song|album)s?$"
+)
 #: Spreadsheet workbooks (zip or OLE2 files) by extension: say "save as CSV", not "extract".
 _WORKBOOKS = (".xlsx", ".xlsm", ".xlsb", ".xls", ".ods", ".numbers")
 
@@ -150,6 +164,14 @@ def _norm(name: str) -> str:
 
 _ALIAS_LOOKUP = {canon: {_norm(a) for a in aliases} for canon, aliases in COLUMN_ALIASES.items()}
 _ALL_ALIASES = set().union(*_ALIAS_LOOKUP.values())
+
+
+def names_titles(column: object) -> bool:
+    """Whether a header name says the column holds titles: it ends in ``title``, ``name``,
+    ``movie``, ``film``, ``book``, ``song`` or ``album`` (or ``Titel``, ``titre``, ``título``,
+    ``titolo``, ``nombre``, ``película``, ``Buch``, ``libro``), optionally plural, with case,
+    separators and a bracketed note ignored. A position (a file without a header) never does."""
+    return isinstance(column, str) and bool(_TITLE_NAME.search(_norm(column)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -196,9 +218,9 @@ def read_ratings(
             honoured transparently.
         implicit: ignore any rating column and set every rating to 1.0 (also the behaviour when
             the file has no rating column).
-        time_format: ``"auto"`` (numbers are epoch seconds, or milli/micro/nanoseconds when
-            their magnitude says so; text is parsed as ISO-8601 dates/times), ``"s"``, ``"ms"``,
-            ``"us"``, ``"ns"``, ``"iso"``, or a strftime pattern (``"%d/%m/%Y %H:%M"``).
+        time_format: ``"auto"`` (epoch s/ms/us/ns by magnitude, spreadsheet serial dates
+            refused; ISO-8601 text), ``"s"``, ``"ms"``, ``"us"``, ``"ns"``, ``"excel"`` (days
+            since 1899-12-30), ``"iso"``, or a strftime pattern (``"%d/%m/%Y %H:%M"``).
         max_input_bytes: cap on the bytes a compressed file may expand to (a decompression
             bomb stops there with a DataError); None reads ``RECFORGE_MAX_INPUT_BYTES``, else
             32 times the compressed size within [64 MiB, 2 GiB]. See
@@ -391,9 +413,9 @@ def _check_arguments(
         raise ConfigError(
             f"duplicates must be 'error', 'last', 'mean' or 'count', got {duplicates!r}"
         )
-    if time_format not in ("auto", "s", "ms", "us", "ns", "iso") and "%" not in time_format:
+    if time_format not in TIME_FORMATS and "%" not in time_format:
         raise ConfigError(
-            f"time_format must be auto, s, ms, us, ns, iso or a strftime pattern, "
+            f"time_format must be {', '.join(TIME_FORMATS)} or a strftime pattern, "
             f"got {time_format!r}"
         )
     if columns is not None:
@@ -1165,15 +1187,15 @@ def _ids(raw: _Raw, canon: str) -> pd.Series:
     _check_missing(raw, canon, col)
     values = col.to_numpy()
     if values.dtype.kind == "u" and len(values):
-        _refuse_ids(raw, canon, col, values > np.iinfo(np.int64).max, _TOO_BIG)
+        _refuse_rows(raw, canon, col, values > np.iinfo(np.int64).max, _TOO_BIG)
     if values.dtype.kind in "iu":
         ints = values.astype(np.int64, copy=False)
-        _refuse_ids(raw, canon, col, ints < 0, _NEGATIVE)
+        _refuse_rows(raw, canon, col, ints < 0, _NEGATIVE)
         return pd.Series(ints)
     if values.dtype.kind == "f":  # Parquet floats; text files re-read float ids as text
         if np.all(np.isfinite(values)) and np.all(values == np.round(values)):
-            _refuse_ids(raw, canon, col, np.abs(values) >= 2.0**63, _TOO_BIG)
-            _refuse_ids(raw, canon, col, values < 0, _NEGATIVE)
+            _refuse_rows(raw, canon, col, np.abs(values) >= 2.0**63, _TOO_BIG)
+            _refuse_rows(raw, canon, col, values < 0, _NEGATIVE)
             return pd.Series(values.astype(np.int64))
         return pd.Series(col.astype(str).to_numpy(), dtype="str")
     if values.dtype.kind == "b":
@@ -1181,14 +1203,14 @@ def _ids(raw: _Raw, canon: str) -> pd.Series:
     text = col.astype(str).str.strip()
     header = raw.header.get(canon)
     if header is not None:
-        _refuse_ids(
+        _refuse_rows(
             raw,
             canon,
             col,
             (text == header).to_numpy(bool),
             "repeats the header row (were files concatenated?); remove the extra header line",
         )
-    _refuse_ids(
+    _refuse_rows(
         raw,
         canon,
         col,
@@ -1196,7 +1218,7 @@ def _ids(raw: _Raw, canon: str) -> pd.Series:
         "holds a byte-order mark (U+FEFF), so files were concatenated; re-save them as one "
         "UTF-8 file",
     )
-    _refuse_ids(
+    _refuse_rows(
         raw,
         canon,
         col,
@@ -1215,14 +1237,21 @@ _TOO_BIG = "is beyond the int64 range of numeric ids; it would wrap or be rounde
 _NEGATIVE = "is a negative id; ids must be >= 0 (or strings)"
 
 
-def _refuse_ids(
-    raw: _Raw, canon: str, col: pd.Series, mask: npt.NDArray[np.bool_], problem: str
+def _refuse_rows(
+    raw: _Raw,
+    canon: str,
+    col: pd.Series,
+    mask: npt.NDArray[np.bool_],
+    problem: str,
+    fix: str = "",
 ) -> None:
-    """DataError at the first row where ``mask`` holds: ``<file>, line N, column: 'v' problem``."""
+    """DataError at the first row where ``mask`` holds:
+    ``<file>, line N, column: 'v' problem (n more rows like it); fix``."""
     if mask.any():
         pos, n = _first(mask)
         raise DataError(
             f"{raw.where(col.index[pos], canon)}: {_shown(col.iloc[pos])} {problem}{_more(n)}"
+            + (f"; {fix}" if fix else "")
         )
 
 
@@ -1240,7 +1269,7 @@ def _integer_ids(raw: _Raw, canon: str, col: pd.Series, text: pd.Series) -> pd.S
     sci = text.str.fullmatch(_SCI_TEXT).to_numpy(bool)
     if not (intlike | sci).all():
         return None  # string ids: left exactly as written
-    _refuse_ids(
+    _refuse_rows(
         raw,
         canon,
         col,
@@ -1250,14 +1279,14 @@ def _integer_ids(raw: _Raw, canon: str, col: pd.Series, text: pd.Series) -> pd.S
     )
     digits = text.str.replace(r"\.0*$", "", regex=True)
     magnitude = digits.str.lstrip("+-").str.lstrip("0")
-    _refuse_ids(
+    _refuse_rows(
         raw, canon, col, (digits.str.startswith("-") & (magnitude != "")).to_numpy(bool), _NEGATIVE
     )
     lengths = magnitude.str.len()
     too_big = (lengths > len(_INT64_MAX)) | (
         (lengths == len(_INT64_MAX)) & (magnitude > _INT64_MAX)
     )
-    _refuse_ids(raw, canon, col, too_big.to_numpy(bool), _TOO_BIG)
+    _refuse_rows(raw, canon, col, too_big.to_numpy(bool), _TOO_BIG)
     return pd.Series(digits.astype(np.int64).to_numpy())
 
 
@@ -1321,13 +1350,78 @@ def _epoch_unit(values: npt.NDArray[np.float64]) -> str:
     return "s"
 
 
-def _from_epoch(values: npt.NDArray[np.float64], unit: str) -> npt.NDArray[np.int64]:
-    secs: npt.NDArray[np.int64] = np.floor(values / _UNIT_DIVISOR[unit]).astype(np.int64)
+def _from_epoch(values: npt.NDArray[np.float64], unit: str) -> npt.NDArray[np.float64]:
+    """Whole epoch seconds, still as floats: :func:`_refuse_out_of_range` checks them before
+    the cast to int64, which would turn ``1e30`` into garbage instead of an error."""
+    secs: npt.NDArray[np.float64] = np.floor(values / _UNIT_DIVISOR[unit])
     return secs
 
 
+#: Times recforge can show as dates (Python's datetime, ISO-8601): years 1 to 9999, UTC.
+_FIRST_SECOND = -62_135_596_800  # 0001-01-01T00:00:00Z
+_LAST_SECOND = 253_402_300_799  # 9999-12-31T23:59:59Z
+
+
+def _refuse_out_of_range(
+    raw: _Raw, secs: npt.NDArray[np.float64] | npt.NDArray[np.int64], read_as: str
+) -> None:
+    """DataError at the first time before year 1 or after year 9999 (``1e25`` as epoch
+    nanoseconds is the year 316889355): ``describe`` and the exports could not show it."""
+    beyond = (secs < _FIRST_SECOND) | (secs > _LAST_SECOND)
+    problem = f"is outside the years 1 to 9999 (read as {read_as})"
+    _refuse_rows(raw, "timestamp", raw.columns["timestamp"], beyond, problem, _TIME_FIX)
+
+
+#: Spreadsheet serial dates (Excel's and LibreOffice's default 1900 system) count days from
+#: 1899-12-30, the time of day as the fraction; 1970-01-01 is day 25569.
+_SERIAL_EPOCH_DAY = 25_569
+_SERIAL_START = pd.Timestamp("1899-12-30")
+_SERIAL_LAST = 2_958_465  # 9999-12-31, the last date a spreadsheet shows
+#: Numeric times all in this range are spreadsheet dates from 1954 to 2119; read as epoch
+#: seconds they would all fall within the first day of 1970, which no real log does.
+_SERIAL_RANGE = (20_000.0, 80_000.0)
+
+
+def _from_serial_days(raw: _Raw, values: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+    """Epoch seconds of spreadsheet serial dates (``--time-format excel``)."""
+    beyond = np.abs(values) > _SERIAL_LAST
+    problem, fix = (
+        "is past 9999-12-31 as a spreadsheet serial date",
+        "fix it or drop the time column",
+    )
+    _refuse_rows(raw, "timestamp", raw.columns["timestamp"], beyond, problem, fix)
+    secs: npt.NDArray[np.int64] = np.round((values - _SERIAL_EPOCH_DAY) * 86_400).astype(np.int64)
+    return secs
+
+
+def _refuse_serial_dates(raw: _Raw, values: npt.NDArray[np.float64]) -> None:
+    """Numeric times that are all spreadsheet serial dates (45292 is 2024-01-01) are refused
+    under ``--time-format auto`` instead of being read as seconds after 1970-01-01 00:00."""
+    lo, hi = _SERIAL_RANGE
+    if not len(values) or values.min() < lo or values.max() > hi:
+        return
+    col = raw.columns["timestamp"]
+    day = (_SERIAL_START + pd.Timedelta(days=float(values[0]))).strftime("%Y-%m-%d")
+    raise DataError(
+        f"{raw.where(col.index[0], 'timestamp')}: {values[0]:.10g} looks like a "
+        f"spreadsheet serial date (days since 1899-12-30: {day}), as do all the column's times, "
+        "which as epoch seconds would all fall on 1970-01-01; pass --time-format excel, or "
+        "format the column as dates before saving the CSV (--time-format s if they are seconds)"
+    )
+
+
 def _timestamps(raw: _Raw, time_format: str) -> tuple[npt.NDArray[np.int64], str]:
-    """Epoch seconds of the time column, and how they were read (``epoch-ms``, ``iso``...)."""
+    """Epoch seconds of the time column, and how they were read (``epoch-ms``, ``iso``...);
+    a time outside the years 1 to 9999 is a DataError, however it was written."""
+    secs, read_as = _read_times(raw, time_format)
+    _refuse_out_of_range(raw, secs, read_as)
+    return secs.astype(np.int64, copy=False), read_as
+
+
+def _read_times(
+    raw: _Raw, time_format: str
+) -> tuple[npt.NDArray[np.float64] | npt.NDArray[np.int64], str]:
+    """Epoch seconds of the time column (floats from epoch numbers), and how they were read."""
     col = raw.columns["timestamp"]
     _check_missing(raw, "timestamp", col)
     if isinstance(col.dtype, pd.DatetimeTZDtype) or col.dtype.kind == "M":
@@ -1335,8 +1429,13 @@ def _timestamps(raw: _Raw, time_format: str) -> tuple[npt.NDArray[np.int64], str
     numeric_kind = col.dtype.kind in "iuf"
     text = None if numeric_kind else col.astype(str).str.strip()
     is_text_time = text is not None and not _is_number(str(text.iloc[0]))
-    if time_format in _UNIT_DIVISOR or (time_format == "auto" and not is_text_time):
+    numeric_format = time_format in _UNIT_DIVISOR or time_format == "excel"
+    if numeric_format or (time_format == "auto" and not is_text_time):
         values = _numeric(raw, "timestamp", f"times must be epoch numbers or dates; {_TIME_FIX}")
+        if time_format == "excel":
+            return _from_serial_days(raw, values), "excel-days"
+        if time_format == "auto":
+            _refuse_serial_dates(raw, values)
         unit = _epoch_unit(values) if time_format == "auto" else time_format
         return _from_epoch(values, unit), f"epoch-{unit}"
     # Text times: ISO-8601 (auto/iso) or an explicit strftime pattern.
@@ -1376,15 +1475,15 @@ def _parse_text_times(raw: _Raw, text: pd.Series) -> tuple[pd.Series, str]:
     # A strided sample first: an ISO column of millions of rows skips the regex pass.
     sample = text.iloc[:: max(1, len(text) // _TIME_SAMPLE)]
     if not sample.str.match(_YEAR_LAST).any():
-        return pd.to_datetime(text, errors="coerce", utc=True, format="mixed"), "iso"
+        return _parse_mixed(text), "iso"
     parts = text.str.extract(_YEAR_LAST)
     year_last = parts[0].notna().to_numpy()
     day_first = _day_first(raw, text, parts, year_last)
-    parsed = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns, UTC]")
+    # Pieces parsed apart come back in units of their own (nanoseconds, or seconds for a
+    # year-100 date outside the nanosecond range), so both are brought to whole seconds.
+    parsed = pd.Series(pd.NaT, index=text.index, dtype="datetime64[s, UTC]")
     if (~year_last).any():
-        parsed[~year_last] = pd.to_datetime(
-            text[~year_last], errors="coerce", utc=True, format="mixed"
-        )
+        parsed[~year_last] = _whole_seconds(_parse_mixed(text[~year_last]))
     parsed[year_last] = _parse_year_last(text[year_last], day_first)
     return parsed, "day-first dates" if day_first else "month-first dates"
 
@@ -1406,14 +1505,38 @@ def _parse_year_last(text: pd.Series, day_first: bool) -> pd.Series:
     if rest is not None:
         fmt += rest.group(1) + ("%H:%M:%S" if rest.group(2) else "%H:%M")
     elif head.end() != len(first):
-        fmt = "mixed"
-    parsed = pd.to_datetime(text, errors="coerce", utc=True, format=fmt)
+        return _whole_seconds(_parse_mixed(text, day_first))
+    parsed = _whole_seconds(pd.to_datetime(text, errors="coerce", utc=True, format=fmt))
     missed = parsed.isna().to_numpy()
-    if fmt != "mixed" and missed.any():
-        parsed[missed] = pd.to_datetime(
-            text[missed], errors="coerce", utc=True, format="mixed", dayfirst=day_first
-        )
+    if missed.any():
+        parsed[missed] = _whole_seconds(_parse_mixed(text[missed], day_first))
     return parsed
+
+
+def _parse_mixed(text: pd.Series, day_first: bool = False) -> pd.Series:
+    """pandas' per-value parse (NaT where a value is no time), with the values it missed
+    parsed again on their own: one value with nanoseconds puts the whole parse in that unit,
+    where a date before 1677 or after 2262 (``2500-01-01``) does not fit and came back NaT."""
+    parsed = pd.to_datetime(text, errors="coerce", utc=True, format="mixed", dayfirst=day_first)
+    missed = parsed.isna().to_numpy()
+    if not missed.any() or missed.all():
+        return parsed
+    again = pd.to_datetime(
+        text[missed], errors="coerce", utc=True, format="mixed", dayfirst=day_first
+    )
+    if again.isna().all():
+        return parsed
+    parsed = _whole_seconds(parsed)
+    parsed[missed] = _whole_seconds(again)
+    return parsed
+
+
+def _whole_seconds(parsed: pd.Series) -> pd.Series:
+    """``parsed`` (datetimes in any unit) floored to whole seconds, in unit seconds: pieces of
+    one column can then be put together whatever their years (pandas' nanosecond unit ends in
+    1677 and 2262) and their fractions of a second (a lossy unit cast is an error)."""
+    seconds: pd.Series = parsed.dt.floor("s").dt.as_unit("s")
+    return seconds
 
 
 def _day_first(raw: _Raw, text: pd.Series, parts: pd.DataFrame, year_last: Any) -> bool:

@@ -1,4 +1,4 @@
-"""Item metadata from a user's own item file (``--items FILE``).
+"""Item metadata from a user's own item file (``--items FILE``), and titles from the item ids.
 
 The result is the frame every consumer of ``Interactions.item_meta`` reads: indexed by raw
 ``item_id`` (same dtype as the ratings' ids), with ``title`` when a title column is known and
@@ -6,6 +6,13 @@ The result is the frame every consumer of ``Interactions.item_meta`` reads: inde
 split, as MovieLens writes genres). Feature-aware models (two-tower ``use_features``, content
 models), CLI tables, reports and the service all use those two columns. The feature columns are
 also kept under their own names.
+
+When the ratings' item column itself holds titles (``--item-col Titel``, a column named
+``title``, ``movie``, ``book``..., see :func:`recforge.data.io.names_titles`) and its ids are
+text, :func:`id_titles` makes each id the title of its item wherever no item file gives one.
+That one rule, applied where the data is read, is what ``recommend``, ``similar``, the run's
+``items.parquet``, the service (live and store mode) and ``RecList.to_frame`` show; integer ids
+and columns named like ids (``product``, ``sku``) keep no title (``null`` in JSON).
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ from recforge.data.datasource import DataSource
 from recforge.errors import DataError
 
 _TITLE_NAMES = ("title", "name", "item_name", "product_name", "label")
+#: An id that is a code, not a title: one word holding a digit (``tt0111161``, ``SKU-0003``).
+_CODE = r"\S*\d\S*"
 _ID_NAMES = ("item_id", "itemid", "item", "id", "product_id", "productid", "movieid")
 
 
@@ -110,13 +119,64 @@ def read_items(source: DataSource, rating_ids: pd.Series) -> pd.DataFrame:
         raise DataError(f"{path}: item id {dup!r} appears twice in column {id_col!r}; dedupe it")
     meta = pd.DataFrame(index=index)
     if title_col is not None:
-        meta["title"] = table[title_col].astype(str).to_numpy()
+        # object, not str: a missing title stays None on every pandas (str would make it NaN)
+        meta["title"] = pd.Series(_texts(table[title_col]), index=index, dtype=object)
     if features:
         lists: list[list[str]] = [[] for _ in range(len(table))]
         for col in features:
             assert col is not None
             meta[col] = table[col].to_numpy()
-            for k, cell in enumerate(table[col].astype(str)):
-                lists[k].extend(v.strip() for v in cell.split("|") if v.strip())
+            for k, cell in enumerate(_texts(table[col])):
+                if cell is not None:
+                    lists[k].extend(v.strip() for v in cell.split("|") if v.strip())
         meta["genres"] = lists
     return meta
+
+
+def _texts(column: pd.Series) -> list[str | None]:
+    """The column's cells as text, None where a cell is missing (None, NaN, NA: a Parquet null)
+    or blank (an empty CSV cell): ``astype(str)`` wrote them as the titles or genres 'None' and
+    'nan' (pandas 2), or kept a float NaN that ``str.split`` cannot take (pandas 3)."""
+    out: list[str | None] = []
+    for cell in column.astype(object).tolist():
+        missing = cell is None or (pd.api.types.is_scalar(cell) and pd.isna(cell))
+        text = None if missing else str(cell)
+        out.append(text if text is not None and text.strip() else None)
+    return out
+
+
+def id_titles(frame: pd.DataFrame, meta: pd.DataFrame | None) -> pd.DataFrame | None:
+    """``meta`` with each item's id as its title where no title is known, when the ratings'
+    item column holds titles.
+
+    Args:
+        frame: the canonical ratings frame (``attrs["mapping"]["item_id"]`` names the file's
+            item column, as :func:`recforge.data.io.read_ratings` records it).
+        meta: item metadata from an item file, or None.
+
+    Returns:
+        ``meta`` unchanged when the item column is not named like titles
+        (:func:`recforge.data.io.names_titles`), or its ids are integers or all codes (one
+        word with a digit, such as ``tt0111161`` or ``SKU-0003``); otherwise a frame
+        indexed by ``item_id`` whose ``title`` is the item file's title, else the id (rows
+        added for items the item file lacks; its other columns and ``attrs`` kept).
+    """
+    from recforge.data.io import names_titles
+
+    column = frame.attrs.get("mapping", {}).get("item_id")
+    ids = frame["item_id"]
+    if not len(ids) or ids.dtype.kind in "iu" or not names_titles(column):
+        return meta
+    index = pd.Index(pd.unique(ids), name="item_id")
+    if index.astype(str).str.fullmatch(_CODE).all():
+        return meta  # tt0111161, SKU-0003: codes in a column named like titles
+    if meta is None:
+        return pd.DataFrame({"title": index.astype(str)}, index=index)
+    missing_rows = pd.DataFrame(index=index[~index.isin(meta.index)])
+    out: pd.DataFrame = pd.concat([meta, missing_rows])
+    out.index.name = "item_id"
+    titles = out["title"] if "title" in out.columns else pd.Series(None, out.index, object)
+    missing = titles.isna() | (titles.astype(str).str.strip() == "")
+    out["title"] = titles.astype(object).mask(missing, out.index.astype(str).to_numpy(object))
+    out.attrs = dict(meta.attrs)
+    return out

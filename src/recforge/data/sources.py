@@ -56,8 +56,9 @@ def load_with_info(source: DataSource) -> tuple[Interactions, dict[str, Any]]:
     """Interactions plus how the file was read (what ``recforge data describe`` prints).
 
     The info holds ``path``, ``mapping`` (canonical column → file column), ``implicit``,
-    ``time_format`` (how times were parsed, None without a time column), ``duplicates`` and
-    ``items`` (the item file, or None).
+    ``time_format`` (how times were parsed, None without a time column), ``duplicates``,
+    ``items`` (the item file, or None) and ``titles_from`` (the item column whose ids are the
+    items' titles, :func:`recforge.data.items.id_titles`; None when they are not).
     """
     if source.is_movielens:
         from recforge.data.movielens import load_movielens
@@ -86,11 +87,10 @@ def load_with_info(source: DataSource) -> tuple[Interactions, dict[str, Any]]:
             scale = None
     if not frame.attrs.get("has_timestamps", True):
         frame = frame.drop(columns="timestamp")
-    item_meta = None
-    if source.items is not None:
-        from recforge.data.items import read_items
+    from recforge.data.items import id_titles, read_items
 
-        item_meta = read_items(source, frame["item_id"])
+    from_file = read_items(source, frame["item_id"]) if source.items is not None else None
+    item_meta = id_titles(frame, from_file)  # an item column of titles gives the titles
     inter = Interactions.from_frame(
         frame, rating_scale=scale, source=path.name, item_meta=item_meta
     )
@@ -101,5 +101,7 @@ def load_with_info(source: DataSource) -> tuple[Interactions, dict[str, Any]]:
         "time_format": frame.attrs.get("time_format"),
         "duplicates": frame.attrs.get("duplicates"),
         "items": source.items,
+        # The item column whose ids are also the items' titles (None when they are not).
+        "titles_from": frame.attrs["mapping"]["item_id"] if item_meta is not from_file else None,
     }
     return inter, info

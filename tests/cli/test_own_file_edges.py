@@ -1,0 +1,122 @@
+"""Rough edges a person meets training on their own small file (not MovieLens).
+
+One hand-made German spreadsheet CSV (``Benutzer;Titel;Bewertung;Datum``: film titles as item
+ids, decimal-comma half stars, day-first dotted dates) goes through ``train --split none``,
+``recommend``, ``similar``, ``export`` and the HTTP service; the checks are the ones each edge
+needs, not a full journey (that is ``test_own_data_journey.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from recforge.cli import main
+
+FILMS = ("Der Pate", "Casablanca", "Metropolis", "Das Boot", "Lola rennt", "M", "Nosferatu")
+
+
+def _german_csv(folder: Path, item_col: str = "Titel") -> Path:
+    """Eight users, each rating five of seven films (who rated what follows a fixed pattern)."""
+    rows = [f"Benutzer;{item_col};Bewertung;Datum"]
+    for u in range(8):
+        for k in range(5):
+            film = FILMS[(u + k) % len(FILMS)]
+            stars = f"{1 + (u + 2 * k) % 9 / 2:g}".replace(".", ",")
+            rows.append(f"nutzer{u};{film};{stars};{1 + k:02d}.0{1 + u % 9}.2023")
+    path = folder / "bewertungen.csv"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *args: str | Path) -> str:
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return captured.out
+
+
+def _flags(item_col: str = "Titel") -> list[str]:
+    return ["--user-col", "Benutzer", "--item-col", item_col, "--rating-col", "Bewertung"]
+
+
+def test_training_on_all_data_prints_no_evaluate_time(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = _german_csv(tmp_path)
+    train = ["train", "-m", "biases", "--data", data, *_flags()]
+    out = _cli(capsys, *train, "--split", "none")
+    timing = [ln for ln in out.splitlines() if ln.startswith("fit ")]
+    assert len(timing) == 1 and "evaluate" not in timing[0], out
+    assert "nothing held out" in out
+    result = json.loads(_cli(capsys, *train, "--split", "none", "--json"))
+    assert "evaluate_s" not in result["timings"] and "fit_s" in result["timings"]
+    # With a held-out part the evaluate step is there and timed.
+    out = _cli(capsys, *train, "--split", "random:0.2")
+    timing = [ln for ln in out.splitlines() if ln.startswith("fit ")]
+    assert len(timing) == 1 and ", evaluate " in timing[0], out
+
+
+def test_rating_scale_flag_takes_a_decimal_comma(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = _german_csv(tmp_path)
+    stats = json.loads(
+        _cli(capsys, "data", "describe", data, *_flags(), "--rating-scale", "0,5:5", "--json")
+    )
+    assert stats["rating_scale"] == [0.5, 5.0]
+
+
+def test_spreadsheet_serial_dates_are_refused_and_read_with_time_format_excel(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "serial.csv"
+    data.write_text("user,item,rating,date\na,x,4,45292\na,y,3,45293\nb,x,5,45310\n")
+    out = tmp_path / "run"
+    code = main(["train", "-m", "popularity", "--data", str(data), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert f"{data}, line 2, column 'date' (timestamp): 45292 looks like a spreadsheet" in err
+    assert "--time-format excel" in err and not out.exists()
+    stats = json.loads(_cli(capsys, "data", "describe", data, "--time-format", "excel", "--json"))
+    assert stats["read"]["time_format"] == "excel-days"
+    assert stats["timestamp_range"] == [1_704_067_200, 1_705_622_400]  # 2024-01-01, -01-19
+
+
+def test_an_item_column_of_titles_shows_them_everywhere(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--item-col Titel``: recommend, similar, the export and the service (live and store
+    mode) all show each film's name as its title, from the run's one item table."""
+    from fastapi.testclient import TestClient
+
+    from recforge.artifacts import load_run
+    from recforge.serve import Settings, create_app
+
+    data = _german_csv(tmp_path)
+    stats = _cli(capsys, "data", "describe", data, *_flags())
+    assert "titles   the item ids (column 'Titel' holds titles)" in stats
+    run = tmp_path / "run"
+    _cli(capsys, "train", "-m", "ease", "--data", data, *_flags(), "--split", "none", "--out", run)
+    recs = json.loads(_cli(capsys, "recommend", run, "--user", "nutzer0", "-k", "2", "--json"))
+    assert [i["title"] for i in recs[0]["items"]] == [i["item_id"] for i in recs[0]["items"]]
+    assert recs[0]["user_id"] == "nutzer0"
+    table = _cli(capsys, "recommend", run, "--user", "nutzer0", "-k", "2")
+    assert "title" not in table  # the table does not repeat the ids as a title column
+    sim = json.loads(_cli(capsys, "similar", run, "--item", "Casablanca", "-k", "2", "--json"))
+    assert all(i["title"] == i["item_id"] for i in sim["items"])
+    # The queried item is named for what it is (it was under "user_id").
+    assert sim["item_id"] == "Casablanca" and "user_id" not in sim
+    frame = load_run(run).model.recommend(["nutzer0"], 2)[0].to_frame()
+    assert frame["title"].tolist() == frame["item_id"].tolist()
+    db = f"sqlite:///{tmp_path / 'recs.db'}"
+    _cli(capsys, "export", run, "--db", db, "-k", "2")
+    for settings in (Settings(run=str(run)), Settings(store=db)):
+        with TestClient(create_app(settings)) as client:
+            got = client.get("/users/nutzer0/recommendations", params={"k": 2})
+            assert got.status_code == 200, got.text
+            assert all(i["title"] == i["item_id"] for i in got.json()["items"]), got.text
+            found = client.get("/items", params={"query": "metro"}).json()
+            assert [i["title"] for i in found["items"]] == ["Metropolis"], found
