@@ -174,6 +174,27 @@ def test_conflicting_titles_are_counted_and_the_most_frequent_kept(
     assert titles[20] == "Heat", titles  # 5 rows say Heat, 1 says Heat (1995)
 
 
+def test_split_files_keep_the_titles_for_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``data split`` writes each row's title beside it (and split.json says which column), so
+    ``train --train/--test`` gives the run the same titles; here from a column that only
+    ``--item-title-col`` names (``Bezeichnung``, German for a product's name)."""
+    data = _titled_csv(tmp_path, title_col="Bezeichnung")
+    split = tmp_path / "split"
+    flags = ["--item-title-col", "Bezeichnung"]
+    _cli(capsys, "data", "split", data, *flags, "-p", "random:0.2", "-o", split)
+    assert json.loads((split / "split.json").read_text())["item_title_col"] == "title"
+    header = (split / "train.csv").read_text().splitlines()[0]
+    assert header == "user_id,item_id,rating,title"
+    run = tmp_path / "run"
+    parts = ["--train", split / "train.csv", "--test", split / "test.csv"]
+    _cli(capsys, "train", "-m", "ease", *parts, "--out", run)
+    recs = json.loads(_cli(capsys, "recommend", run, "--user", "u0", "-k", "1", "--json"))
+    items = recs[0]["items"]
+    assert items and all(i["title"] == MOVIES[i["item_id"]] for i in items), items
+
+
 def test_a_missing_title_column_is_one_line_naming_the_columns(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -546,3 +546,21 @@ def test_a_dataframe_and_a_parquet_file_with_a_title_column(tmp_path: Path) -> N
     frame.to_parquet(tmp_path / "r.parquet")
     meta = DataSource.of(tmp_path / "r.parquet", user_col="customer").load().item_meta
     assert meta is not None and meta["title"].to_dict() == {"A-1": "Lamp", "B-2": "Mug"}
+
+
+def test_split_parts_keep_titles_that_look_like_codes(tmp_path: Path) -> None:
+    """Model names such as ``XR-200`` are not taken for titles by their look alone; the parts
+    ``write_split`` writes say in split.json which column holds titles, so they come back."""
+    from recforge.data.split_io import write_split
+    from recforge.pipeline import files_split, resolve_split
+
+    models = {"a1": "XR-200", "b2": "S24", "c3": "T-1000", "d4": "K9"}
+    rows = [f"u{u},{sku},{models[sku]}" for u in range(6) for sku in list(models)[u % 2 :][:3]]
+    ratings = write(tmp_path, "r.csv", "customer,sku,model\n" + "\n".join(rows) + "\n")
+    data = DataSource.of(ratings, item_title_col="model").load()
+    write_split(resolve_split(data, "random:0.3"), tmp_path / "split")
+    parts = [DataSource.of(tmp_path / "split" / f"{p}.csv") for p in ("train", "test")]
+    assert DataSource.of(parts[0].path).load().item_meta is None  # by its look: codes
+    train = files_split(*parts).train
+    assert train.item_meta is not None
+    assert train.item_meta["title"].to_dict() == {s: models[s] for s in train.items.ids}
