@@ -83,7 +83,9 @@ def files_split(train: DataSource, test: DataSource) -> Any:
     """The split two files give (what ``recforge data split`` writes), read with one mapping.
 
     Without a declared scale, the scale recorded in the ``split.json`` beside the files is used,
-    else the (min, max) over both parts, so train and test are judged on the same scale.
+    else the (min, max) over both parts, so train and test are judged on the same scale; the
+    title column it records gives the items' titles unless ``--items``/``--item-title-col``
+    say otherwise.
     """
     from recforge.data import split as splits
     from recforge.data.split_io import read_split_meta
@@ -97,6 +99,9 @@ def files_split(train: DataSource, test: DataSource) -> Any:
             test = test.replace(rating_scale=tuple(stored))
         elif meta.get("implicit"):
             train, test = train.replace(implicit=True), test.replace(implicit=True)
+    titles = meta.get("item_title_col") if meta is not None else None
+    if isinstance(titles, str) and train.items is None and train.item_title_col is None:
+        train, test = train.replace(item_title_col=titles), test.replace(item_title_col=titles)
     tr, _ = resolve_data(train)
     te, _ = resolve_data(test)
     scale = train.rating_scale

@@ -120,3 +120,92 @@ def test_an_item_column_of_titles_shows_them_everywhere(
             assert all(i["title"] == i["item_id"] for i in got.json()["items"]), got.text
             found = client.get("/items", params={"query": "metro"}).json()
             assert [i["title"] for i in found["items"]] == ["Metropolis"], found
+
+
+MOVIES = {10: "Alien", 20: "Heat", 30: "Ran", 40: "Metropolis", 50: "Casablanca"}
+
+
+def _titled_csv(folder: Path, *, conflict: bool = False, title_col: str = "title") -> Path:
+    """``user,movie_id,title,rating``: eight users, each rating four of five movies, every row
+    with its movie's title (with ``conflict``, one row of movie 20 says ``Heat (1995)``)."""
+    rows = [f"user,movie_id,{title_col},rating"]
+    movies = list(MOVIES.items())
+    for u in range(8):
+        for k in range(4):
+            movie, title = movies[(u + k) % len(movies)]
+            if conflict and (u, movie) == (0, 20):
+                title = "Heat (1995)"
+            rows.append(f"u{u},{movie},{title},{1 + (u + 2 * k) % 5}")
+    path = folder / "ratings.csv"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+def test_a_title_column_of_the_ratings_file_titles_recommendations(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No flag: the ``title`` column is found by its name, said by ``data describe`` (and not
+    warned about), and ``recommend``/``similar`` show the titles."""
+    data = _titled_csv(tmp_path)
+    assert main(["data", "describe", str(data)]) == 0
+    described = capsys.readouterr()
+    assert "titles   column 'title'\n" in described.out and "warning" not in described.err
+    run = tmp_path / "run"
+    _cli(capsys, "train", "-m", "ease", "--data", data, "--split", "none", "--out", run)
+    recs = json.loads(_cli(capsys, "recommend", run, "--user", "u0", "-k", "1", "--json"))
+    items = recs[0]["items"]
+    assert items and all(i["title"] == MOVIES[i["item_id"]] for i in items), items
+    sim = json.loads(_cli(capsys, "similar", run, "--item", "10", "-k", "2", "--json"))
+    assert all(i["title"] == MOVIES[i["item_id"]] for i in sim["items"]), sim
+
+
+def test_conflicting_titles_are_counted_and_the_most_frequent_kept(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = _titled_csv(tmp_path, conflict=True)
+    stats = json.loads(_cli(capsys, "data", "describe", data, "--json"))
+    assert stats["read"]["titles_column"] == "title" and stats["read"]["title_conflicts"] == 1
+    text = _cli(capsys, "data", "describe", data)
+    assert "titles   column 'title'  (1 item had conflicting titles" in text
+    run = tmp_path / "run"
+    _cli(capsys, "train", "-m", "ease", "--data", data, "--split", "none", "--out", run)
+    sim = json.loads(_cli(capsys, "similar", run, "--item", "10", "-k", "4", "--json"))
+    titles = {i["item_id"]: i["title"] for i in sim["items"]}
+    assert titles[20] == "Heat", titles  # 5 rows say Heat, 1 says Heat (1995)
+
+
+def test_split_files_keep_the_titles_for_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``data split`` writes each row's title beside it (and split.json says which column), so
+    ``train --train/--test`` gives the run the same titles; here from a column that only
+    ``--item-title-col`` names (``Bezeichnung``, German for a product's name)."""
+    data = _titled_csv(tmp_path, title_col="Bezeichnung")
+    split = tmp_path / "split"
+    flags = ["--item-title-col", "Bezeichnung"]
+    _cli(capsys, "data", "split", data, *flags, "-p", "random:0.2", "-o", split)
+    assert json.loads((split / "split.json").read_text())["item_title_col"] == "title"
+    header = (split / "train.csv").read_text().splitlines()[0]
+    assert header == "user_id,item_id,rating,title"
+    run = tmp_path / "run"
+    parts = ["--train", split / "train.csv", "--test", split / "test.csv"]
+    _cli(capsys, "train", "-m", "ease", *parts, "--out", run)
+    recs = json.loads(_cli(capsys, "recommend", run, "--user", "u0", "-k", "1", "--json"))
+    items = recs[0]["items"]
+    assert items and all(i["title"] == MOVIES[i["item_id"]] for i in items), items
+
+
+def test_a_missing_title_column_is_one_line_naming_the_columns(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = _titled_csv(tmp_path)
+    run = tmp_path / "run"
+    for args in (["data", "describe"], ["train", "-m", "popularity", "--out", str(run), "--data"]):
+        code = main([*args, str(data), "--item-title-col", "film"])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+        assert (
+            f"{data.resolve()}, line 1: missing column 'film' for title; the file has columns: "
+            "user, movie_id, title, rating; fix --item-title-col" in err
+        )
+    assert not run.exists()

@@ -100,7 +100,11 @@ def test_digit_column_is_a_position_and_bad_combinations_refused(tmp_path: Path)
     with pytest.raises(ConfigError, match="implicit"):
         DataSource.of(path, implicit=True, rating_scale=(1, 5))
     with pytest.raises(ConfigError, match="--items"):
-        DataSource.of(path, item_title_col="name")
+        DataSource.of(path, item_id_col="id")
+    with pytest.raises(ConfigError, match="--items"):
+        DataSource.of(path, item_feature_cols=("genre",))
+    # --item-title-col alone names the ratings file's own title column (digits: a position).
+    assert DataSource.of(path, item_title_col="2").columns() == {"title": 2}
 
 
 # ------------------------------------------------------------------------------ reading
@@ -372,3 +376,191 @@ def test_file_options_on_a_movielens_name_are_refused_not_ignored() -> None:
         DataSource.of("ml-100k", user_col="u", sep=",")
     with pytest.raises(ConfigError, match="--rating-scale: options for files only"):
         DataSource.of("ml-latest-small", rating_scale=(1, 10))
+
+
+# ------------------------------------------------------------------ a title column of the ratings
+#: A ratings export that carries each movie's title on every row (items 10, 20, 30).
+TITLED = (
+    "user,movie_id,title,rating\n"
+    "a,10,Alien,4\nb,10,Alien,5\na,20,Heat,3\nc,20,Heat,4\nb,30,Ran,2\nc,30,Ran,5\n"
+)
+
+
+def test_a_title_column_of_the_ratings_titles_the_items(tmp_path: Path) -> None:
+    """``user,movie_id,title,rating``: named (--item-title-col) or found by its name, the
+    title column gives the item table its titles; it is no rating or time column."""
+    path = write(tmp_path, "r.csv", TITLED)
+    for src in (DataSource.of(path, item_title_col="title"), DataSource.of(path)):
+        data, info = load_with_info(src)
+        assert data.item_meta is not None
+        assert data.item_meta["title"].to_dict() == {10: "Alien", 20: "Heat", 30: "Ran"}
+        assert info["titles_column"] == "title" and info["title_conflicts"] == 0
+        assert info["titles_from"] is None  # the ids are integers, not titles
+        assert info["mapping"] == {"user_id": "user", "item_id": "movie_id", "rating": "rating"}
+    frame = read_ratings(path)
+    assert frame["title"].tolist() == ["Alien", "Alien", "Heat", "Heat", "Ran", "Ran"]
+    assert frame.attrs["title_column"] == "title"
+    # By position in a file without a header, as the other columns.
+    bare = write(tmp_path, "b.csv", "a,10,4,Alien\nb,20,3,Heat\n")
+    meta = DataSource.of(bare, item_title_col="3").load().item_meta
+    assert meta is not None and meta["title"].to_dict() == {10: "Alien", 20: "Heat"}
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "title",
+        "name",
+        "item_name",
+        "product_name",
+        "movie_title",
+        "Titel",
+        "Filmtitel",
+        "Product Name",
+        "Titles",
+        "título",
+        "recipe_name",  # beside recipe_id: the item column's own noun
+    ],
+)
+def test_a_column_named_like_titles_that_holds_text_is_the_title_column(
+    tmp_path: Path, header: str
+) -> None:
+    path = write(
+        tmp_path, "r.csv", f"user,recipe_id,{header},rating\na,1,Pho,4\nb,2,Ramen,3\nc,1,Pho,5\n"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no unmapped-column warning about it either
+        data, info = load_with_info(DataSource.of(path, item_col="recipe_id"))
+    assert info["titles_column"] == header
+    assert data.item_meta is not None and data.item_meta.loc[2, "title"] == "Ramen"
+
+
+@pytest.mark.parametrize(
+    ("header", "values"),
+    [
+        ("username", ("alice", "bob", "carol")),  # a person, not the item
+        ("artist_name", ("Bach", "Bach", "Satie")),
+        ("title", ("1", "2", "1")),  # numbers
+        ("title", ("tt01", "tt02", "tt01")),  # codes
+        ("year", ("Pho", "Ramen", "Pho")),
+    ],
+)
+def test_other_columns_give_no_titles(
+    tmp_path: Path, header: str, values: tuple[str, str, str]
+) -> None:
+    a, b, c = values
+    path = write(tmp_path, "r.csv", f"user,item,{header},rating\nu,1,{a},4\nv,2,{b},3\nw,1,{c},5\n")
+    data, info = load_with_info(DataSource.of(path))
+    assert data.item_meta is None and info["titles_column"] is None, header
+    assert "title" not in read_ratings(path).columns
+
+
+def test_a_name_column_that_varies_within_items_is_no_title_column(tmp_path: Path) -> None:
+    """``name`` holding who rated (it differs on most items' rows): not read as titles, with a
+    warning naming the flag that reads it anyway."""
+    path = write(
+        tmp_path,
+        "r.csv",
+        "user,name,item,rating\n"
+        "u1,Ann,1,4\nu2,Bo,1,4\nu3,Ann,2,4\nu4,Bo,2,4\nu5,Ann,3,4\nu6,Bo,3,4\n",
+    )
+    with pytest.warns(DataWarning, match=r"column 'name' is named like titles, but 3 of the 3"):
+        data, info = load_with_info(DataSource.of(path))
+    assert data.item_meta is None and info["titles_column"] is None
+    # Named, it is read: the most frequent name, a tie going to the later row.
+    meta = DataSource.of(path, item_title_col="name").load().item_meta
+    assert meta is not None and meta["title"].to_dict() == {1: "Bo", 2: "Bo", 3: "Bo"}
+
+
+def test_conflicting_titles_take_the_most_frequent_then_the_latest_row(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "r.csv",
+        "user,item,title,rating,time\n"
+        "a,1,Heat,4,100\nb,1,Heat (1995),4,300\nc,1,Heat,4,200\n"  # 2 against 1
+        "a,2,Ran (1985),3,500\nb,2,Ran,3,400\n"  # a tie: the latest time wins
+        "a,3,Alien,5,0\nb,3,,5,0\n",  # an empty cell is no title (and no conflict)
+    )
+    data, info = load_with_info(DataSource.of(path, item_title_col="title"))
+    assert data.item_meta is not None
+    assert data.item_meta["title"].to_dict() == {1: "Heat", 2: "Ran (1985)", 3: "Alien"}
+    assert info["title_conflicts"] == 2
+    # Without times, a tie goes to the later row in the file.
+    flat = write(tmp_path, "f.csv", "user,item,title\na,1,Ran (1985)\nb,1,Ran\nc,2,M\n")
+    data, info = load_with_info(DataSource.of(flat, item_title_col="title"))
+    assert data.item_meta is not None and data.item_meta.loc[1, "title"] == "Ran"
+    assert info["title_conflicts"] == 1
+
+
+def test_an_item_file_wins_where_it_gives_a_title(tmp_path: Path) -> None:
+    ratings = write(tmp_path, "r.csv", TITLED)
+    items = write(tmp_path, "i.csv", "id,name,genre\n10,Alien (1979),scifi\n20,,crime\n")
+    src = DataSource.of(ratings, items=str(items), item_feature_cols=("genre",))
+    meta = src.load().item_meta
+    assert meta is not None
+    # The item file's title first; an empty one, or an item it lacks, from the ratings' column.
+    assert meta["title"].to_dict() == {10: "Alien (1979)", 20: "Heat", 30: "Ran"}
+    assert meta.loc[20, "genres"] == ["crime"]
+
+
+def test_a_missing_title_column_is_one_line_naming_the_file_and_its_columns(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, "r.csv", TITLED)
+    with pytest.raises(DataError) as exc:
+        DataSource.of(path, item_title_col="film").load()
+    text = str(exc.value)
+    assert "\n" not in text
+    assert text == (
+        f"{path.resolve()}, line 1: missing column 'film' for title; the file has columns: user, "
+        "movie_id, title, rating; fix --item-title-col (columns['title'])"
+    )
+
+
+def test_an_explicit_title_column_is_not_also_warned_about(tmp_path: Path) -> None:
+    """A magazine's name in ``Zeitschrift`` (German; 'Zeit' reads like a time): named as the
+    title column, no 'looks like a time' warning about it."""
+    path = write(tmp_path, "r.csv", "user,item,Zeitschrift\na,1,Die Zeit\nb,2,Stern\n")
+    with pytest.warns(DataWarning, match="column 'Zeitschrift' looks like a time"):
+        load_dataset(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        meta = DataSource.of(path, item_title_col="Zeitschrift").load().item_meta
+    assert meta is not None and meta.loc[1, "title"] == "Die Zeit"
+
+
+def test_a_dataframe_and_a_parquet_file_with_a_title_column(tmp_path: Path) -> None:
+    from recforge.data.frames import frame_to_interactions
+
+    frame = pd.DataFrame(
+        {
+            "customer": ["c1", "c2", "c1"],
+            "sku": ["A-1", "B-2", "C-3"],
+            "product_name": ["Lamp", "Mug", None],
+        }
+    )
+    for columns in ({"user": "customer", "item": "sku"}, {"user": "customer", "title": 2}):
+        data = frame_to_interactions(frame, columns=columns)
+        assert data.item_meta is not None, columns
+        assert data.item_meta["title"].to_dict() == {"A-1": "Lamp", "B-2": "Mug"}
+    frame.to_parquet(tmp_path / "r.parquet")
+    meta = DataSource.of(tmp_path / "r.parquet", user_col="customer").load().item_meta
+    assert meta is not None and meta["title"].to_dict() == {"A-1": "Lamp", "B-2": "Mug"}
+
+
+def test_split_parts_keep_titles_that_look_like_codes(tmp_path: Path) -> None:
+    """Model names such as ``XR-200`` are not taken for titles by their look alone; the parts
+    ``write_split`` writes say in split.json which column holds titles, so they come back."""
+    from recforge.data.split_io import write_split
+    from recforge.pipeline import files_split, resolve_split
+
+    models = {"a1": "XR-200", "b2": "S24", "c3": "T-1000", "d4": "K9"}
+    rows = [f"u{u},{sku},{models[sku]}" for u in range(6) for sku in list(models)[u % 2 :][:3]]
+    ratings = write(tmp_path, "r.csv", "customer,sku,model\n" + "\n".join(rows) + "\n")
+    data = DataSource.of(ratings, item_title_col="model").load()
+    write_split(resolve_split(data, "random:0.3"), tmp_path / "split")
+    parts = [DataSource.of(tmp_path / "split" / f"{p}.csv") for p in ("train", "test")]
+    assert DataSource.of(parts[0].path).load().item_meta is None  # by its look: codes
+    train = files_split(*parts).train
+    assert train.item_meta is not None
+    assert train.item_meta["title"].to_dict() == {s: models[s] for s in train.items.ids}

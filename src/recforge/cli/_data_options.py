@@ -98,7 +98,14 @@ _OPTIONS: dict[str, Any] = {
         str | None, _opt("--item-id-col", help="Item file's id column (default: first column).")
     ],
     "item_title_col": Annotated[
-        str | None, _opt("--item-title-col", help="Item file's title column (default: title).")
+        str | None,
+        _opt(
+            "--item-title-col",
+            help="Title column: the --items file's (default: title or name); without --items, "
+            "the ratings file's own, one title per row (default: an unmapped column named "
+            "title, name, product_name, movie_title, Titel... holding text). An item with "
+            "several titles gets its most frequent, a tie the latest row's.",
+        ),
     ],
     "item_feature_cols": Annotated[
         str | None,

@@ -103,6 +103,8 @@ def data_split(
     """Split a dataset with a named, seeded protocol and write its parts as CSV (atomically).
 
     `recforge train --train OUT/train.csv --test OUT/test.csv` reads them back.
+
+    Each row carries its item's title (a last `title` column) when the data has titles.
     """
     from recforge.cli._output import console, emit_json
     from recforge.data.split_io import write_split

@@ -10,6 +10,15 @@ def _when(ts: int) -> str:
     return _dt.datetime.fromtimestamp(ts, _dt.UTC).isoformat(timespec="seconds")
 
 
+def _conflicts(read: dict[str, Any]) -> str:
+    """What the title line says about items with several titles (nothing when none had)."""
+    n = int(read.get("title_conflicts") or 0)
+    if not n:
+        return ""
+    items = "1 item had" if n == 1 else f"{n} items had"
+    return f"  ({items} conflicting titles: each got its most frequent, a tie the latest row's)"
+
+
 def render_describe(con: Any, stats: dict[str, Any]) -> None:
     """Print what :func:`recforge.data.describe.describe` (plus ``read`` info) returned."""
     read = stats.get("read") or {}
@@ -55,6 +64,8 @@ def render_describe(con: Any, stats: dict[str, Any]) -> None:
         )
     if read.get("items"):
         con.print(f"items from {read['items']}")
+    if read.get("titles_column"):
+        con.print(f"titles   column {read['titles_column']!r}" + _conflicts(read))
     if read.get("titles_from"):
         con.print(f"titles   the item ids (column {read['titles_from']!r} holds titles)")
     q = stats["ratings_per_user"]

@@ -150,7 +150,13 @@ class DataSource(BaseModel):
         encoding: text encoding; None is UTF-8 (a byte-order mark is honoured).
         items: optional item file (absolute path) with metadata for the items.
         item_id_col: the item file's id column (None: the first column, or a known alias).
-        item_title_col: the item file's title column (None: a ``title``/``name`` column if any).
+        item_title_col: with ``items``, the item file's title column (None: a
+            ``title``/``name`` column if any). Without ``items``, a column of the ratings file
+            holding each row's item title (``user_id,movie_id,title,rating``; a header name,
+            or a 0-based position for a file without a header); None takes an unmapped column
+            named like titles that holds text (``title``, ``name``, ``product_name``,
+            ``movie_title``, ``Titel``..., see :func:`recforge.data.io.names_title_column`).
+            An item with several titles gets the most frequent (ties: the latest row's).
         item_feature_cols: item file columns holding categories (``|``-separated lists allowed);
             they become the items' ``genres`` list used by feature-aware models and the service.
     """
@@ -246,9 +252,9 @@ class DataSource(BaseModel):
                 "duplicates 'count' turns repeats into weights of implicit events; "
                 "add --implicit (the rating column is then ignored) or use last/mean"
             )
-        item_fields = (self.item_id_col, self.item_title_col, self.item_feature_cols)
-        if self.items is None and any(item_fields):
-            raise ValueError("--item-id-col/--item-title-col/--item-feature-cols need --items FILE")
+        # --item-title-col alone names the ratings file's own title column.
+        if self.items is None and (self.item_id_col or self.item_feature_cols):
+            raise ValueError("--item-id-col/--item-feature-cols need --items FILE")
         return self
 
     @classmethod
@@ -300,15 +306,25 @@ class DataSource(BaseModel):
         return self.path if self.is_movielens else Path(self.path).name
 
     def columns(self) -> dict[str, str | int] | None:
-        """The explicit column mapping, canonical name → file column (None when none is set)."""
+        """The explicit column mapping, canonical name → file column (None when none is set);
+        ``"title"`` is the ratings file's title column (``item_title_col`` without ``items``)."""
         pairs = {
             "user_id": self.user_col,
             "item_id": self.item_col,
             "rating": self.rating_col,
             "timestamp": self.time_col,
+            "title": self._ratings_title_col(),
         }
         mapping = {k: v for k, v in pairs.items() if v is not None}
         return mapping or None
+
+    def _ratings_title_col(self) -> str | int | None:
+        """``item_title_col`` when it names a column of the ratings file (no item file); digits
+        are a 0-based position, as for the other columns."""
+        col = self.item_title_col
+        if self.items is not None or col is None:
+            return None
+        return int(col.strip()) if col.strip().isdigit() else col
 
     def read_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :func:`recforge.data.io.read_ratings` for this source."""

@@ -6,7 +6,8 @@ rating, timestamp and duplicate rules that :func:`~recforge.data.io.read_ratings
 file, then encoded by :meth:`Interactions.from_frame`; there is no second parser.
 
 Column mappings accept the canonical names (``user_id``, ``item_id``, ``rating``,
-``timestamp``) and the short ones a person types (``user``, ``item``, ``rating``, ``time``).
+``timestamp``) and the short ones a person types (``user``, ``item``, ``rating``, ``time``),
+plus ``title``: a column of the items' titles (found by its name when not mapped, as in a file).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ _SHORT_KEYS = {
     "rating": "rating",
     "time": "timestamp",
     "timestamp": "timestamp",
+    "title": "title",
 }
 
 
@@ -41,7 +43,7 @@ def canonical_columns(columns: Mapping[str, str | int] | None) -> dict[str, str 
         canon = _SHORT_KEYS.get(str(key).lower())
         if canon is None:
             raise ConfigError(
-                f"columns: unknown key {key!r}; use user, item, rating, time "
+                f"columns: unknown key {key!r}; use user, item, rating, time, title "
                 "(or user_id, item_id, rating, timestamp)"
             )
         if canon in out:
@@ -67,7 +69,9 @@ def frame_to_interactions(
         df: one row per event; columns found by ``columns`` or by their usual names
             (``userId``, ``customer_id``, ``movieId``, ``stars``, ``timestamp``...).
         columns: role → column name (or 0-based position), e.g.
-            ``{"user": "customer", "item": "product", "rating": "stars", "time": "ts"}``.
+            ``{"user": "customer", "item": "product", "rating": "stars", "time": "ts"}``;
+            ``"title"`` names a column of the items' titles (unmapped, one named like titles
+            holding text is used, as in a file: :func:`recforge.data.io.read_ratings`).
         implicit: ignore any rating column (every event weighs 1.0).
         rating_scale: declared ``(low, high)``; inferred from the data's min and max otherwise
             (a constant column is implicit feedback, no scale).
@@ -75,9 +79,10 @@ def frame_to_interactions(
             (default: repeats counted as weights on implicit data, the last rating otherwise).
         time_format: how to read the time column, as in :func:`~recforge.data.io.read_ratings`.
         item_meta: optional item metadata indexed by raw item id (``title``, ``genres``...);
-            when the item column is named like titles (``title``, ``movie``...) and holds text,
-            each id is also the title of its item unless ``item_meta`` gives one
-            (:func:`recforge.data.items.id_titles`).
+            its titles come first, then the frame's title column
+            (:func:`recforge.data.items.with_row_titles`); when the item column is named like
+            titles (``title``, ``movie``...) and holds text, each id is also the title of its
+            item unless one of those gives one (:func:`recforge.data.items.id_titles`).
         source: name used in error messages and reports.
     """
     from recforge.data.io import read_frame
@@ -99,9 +104,10 @@ def frame_to_interactions(
         scale = (lo, hi) if lo < hi else None  # a column of 1.0s is implicit, not a scale
     if not frame.attrs.get("has_timestamps", True):
         frame = frame.drop(columns="timestamp")
-    from recforge.data.items import id_titles
+    from recforge.data.items import id_titles, with_row_titles
 
-    item_meta = id_titles(frame, item_meta)  # a column of titles as item ids gives the titles
+    # The given table's titles first, then the frame's title column, then ids that are titles.
+    item_meta = id_titles(frame, with_row_titles(frame, item_meta))
     return Interactions.from_frame(frame, item_meta=item_meta, rating_scale=scale, source=source)
 
 
@@ -145,7 +151,9 @@ def as_training_data(
         from recforge.data.io import read_frame
 
         opts = {k: v for k, v in read.items() if k in ("implicit", "duplicates", "time_format")}
-        canon = read_frame(valid, columns=canonical_columns(columns), label="valid", **opts)
+        mapping = {k: v for k, v in (canonical_columns(columns) or {}).items() if k != "title"}
+        # Titles come from the training data; the validation frame needs no title column.
+        canon = read_frame(valid, columns=mapping or None, label="valid", **opts)
         valid = Interactions.from_frame(
             canon,
             users=train.users,

@@ -57,12 +57,14 @@ import pandas as pd
 
 from recforge.data._stream import TextSource, max_input_bytes
 from recforge.data.datasource import TIME_FORMATS, DataSource
+from recforge.data.items import RowTitles, all_codes, resolve_titles
 from recforge.errors import ConfigError, DataError, DataWarning
 
 __all__ = [
     "CANONICAL_COLUMNS",
     "COLUMN_ALIASES",
     "DuplicatePolicy",
+    "names_title_column",
     "names_titles",
     "read_frame",
     "read_ratings",
@@ -77,7 +79,10 @@ COLUMN_FLAGS = {
     "item_id": "--item-col",
     "rating": "--rating-col",
     "timestamp": "--time-col",
+    "title": "--item-title-col",
 }
+#: Keys of a column mapping: the canonical columns and the ratings' own title column.
+_MAPPABLE = (*CANONICAL_COLUMNS, "title")
 #: Header names that look like a time (``clicked_at``, ``event_time``, ``when``, ``date``...).
 _TIME_NAME = re.compile(
     r"(time|date|when|day|_at$|ts$|^at$|created|updated|epoch|zeit|datum|fecha)", re.I
@@ -144,13 +149,24 @@ _RATING_NAME = re.compile(
     r"puntuaci|avis|voto)",
     re.I,
 )
+#: Words that say "title" (compared after :func:`_norm`), and nouns for works that name a work
+#: by its title (``movie``, ``Buch``...).
+_TITLE_WORDS = r"title|titel|titre|t[ií]tulo|titolo|name|nombre"
+_WORK_NOUNS = r"movie|film|pel[ií]cula|book|buch|libro|song|album"
 #: Header names of an item column that holds titles, compared after :func:`_norm` (``Titel``,
 #: ``movie_title``, ``Filmname``, ``Book``): its text ids are the items' titles when nothing else
 #: names them (:func:`recforge.data.items.id_titles`).
-_TITLE_NAME = re.compile(
-    r"(title|titel|titre|t[ií]tulo|titolo|name|nombre|movie|film|pel[ií]cula|book|buch|libro|"
-    r"song|album)s?$"
+_TITLE_NAME = re.compile(rf"({_TITLE_WORDS}|{_WORK_NOUNS})s?$")
+#: Header names of a column *beside* the item column that gives the items' titles (``title``,
+#: ``name``, ``item_name``, ``product_name``, ``movie_title``, ``Titel``, ``Filmtitel``): a title
+#: word, after nothing or a word naming the items; ``username`` or ``artist_name`` is no title.
+_TITLE_COLUMN = re.compile(
+    rf"(?:{_WORK_NOUNS}|item|product|produkt|producto|produit|article|artikel|track|video)?"
+    rf"(?:{_TITLE_WORDS})s?"
 )
+_TITLE_WORD = re.compile(rf"(?:{_TITLE_WORDS})s?")
+#: What an item id column's name ends in after the noun (``recipe_id`` → ``recipe``).
+_ID_SUFFIX = re.compile(r"(ids?|codes?|no|nr|numbers?|keys?)$")
 #: Spreadsheet workbooks (zip or OLE2 files) by extension: say "save as CSV", not "extract".
 _WORKBOOKS = (".xlsx", ".xlsm", ".xlsb", ".xls", ".ods", ".numbers")
 
@@ -172,6 +188,26 @@ def names_titles(column: object) -> bool:
     ``titolo``, ``nombre``, ``película``, ``Buch``, ``libro``), optionally plural, with case,
     separators and a bracketed note ignored. A position (a file without a header) never does."""
     return isinstance(column, str) and bool(_TITLE_NAME.search(_norm(column)))
+
+
+def names_title_column(column: object, item_column: object = None) -> bool:
+    """Whether a header name says the column holds the titles of the items in ``item_column``
+    (an unmapped column of a ratings file, taken as its title column when it holds text).
+
+    It is a title word (``title``, ``name``, ``Titel``, ``titre``, ``título``, ``titolo``,
+    ``nombre``, optionally plural), alone or after a word naming the items (``item``,
+    ``product``, ``movie``, ``film``, ``book``, ``song``, ``album``, ``track``, ``article``,
+    ``video``...) or after the item column's own noun (``recipe_name`` beside ``recipe_id``);
+    case, separators and a bracketed note are ignored. ``username``, ``artist_name`` and a
+    position (a file without a header) never are.
+    """
+    if not isinstance(column, str):
+        return False
+    name = _norm(column)
+    if _TITLE_COLUMN.fullmatch(name):
+        return True
+    noun = _ID_SUFFIX.sub("", _norm(item_column)) if isinstance(item_column, str) else ""
+    return bool(noun) and name.startswith(noun) and bool(_TITLE_WORD.fullmatch(name[len(noun) :]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -203,7 +239,8 @@ def read_ratings(
         columns: canonical name → source column name (files with a header) or 0-based position,
             e.g. ``{"user_id": "userId", "item_id": "movieId"}``. Unmapped canonical columns are
             found by :data:`COLUMN_ALIASES` (header) or by position 0..3 (no header: 2 columns are
-            user, item; 3 add rating; 4 or more add timestamp).
+            user, item; 3 add rating; 4 or more add timestamp). ``"title"``: the items' titles
+            (unmapped: a text column named like them, :func:`names_title_column`).
         header: whether the first non-blank line names the columns; ``None`` detects it (a first
             row with a known column name, or with text where the second row has numbers or
             dates). A mapping by column name requires a header: it is then assumed, and a first
@@ -214,8 +251,7 @@ def read_ratings(
             ``"count"``: implicit data only, one event per pair whose rating is the number of
             repeats (a confidence weight; latest timestamp). ``None``: ``"count"`` for implicit
             data (``implicit=True`` or no rating column), ``"last"`` for explicit ratings.
-        encoding: text encoding; ``None`` means UTF-8, with a UTF-8 or UTF-16 byte-order mark
-            honoured transparently.
+        encoding: text encoding; ``None`` is UTF-8 (a UTF-8 or UTF-16 byte-order mark honoured).
         implicit: ignore any rating column and set every rating to 1.0 (also the behaviour when
             the file has no rating column).
         time_format: ``"auto"`` (epoch s/ms/us/ns by magnitude, spreadsheet serial dates
@@ -223,13 +259,13 @@ def read_ratings(
             since 1899-12-30), ``"iso"``, or a strftime pattern (``"%d/%m/%Y %H:%M"``).
         max_input_bytes: cap on the bytes a compressed file may expand to (a decompression
             bomb stops there with a DataError); None reads ``RECFORGE_MAX_INPUT_BYTES``, else
-            32 times the compressed size within [64 MiB, 2 GiB]. See
-            :mod:`recforge.data._stream`.
+            32 times the compressed size within [64 MiB, 2 GiB] (:mod:`recforge.data._stream`).
 
     Returns:
         A frame with columns ``user_id`` and ``item_id`` (``int64`` when all integral, else
         strings), ``rating`` (``float32``) and ``timestamp`` (``int64`` seconds, 0 when absent),
-        in file order with a fresh ``RangeIndex``. ``attrs["source"]`` holds the path,
+        in file order with a fresh ``RangeIndex`` (and ``title``, each row its item's title,
+        with a title column: :func:`_attach_titles`). ``attrs["source"]`` holds the path,
         ``attrs["mapping"]`` the file column used for each canonical one, ``attrs["implicit"]``
         whether ratings were absent or ignored, ``attrs["has_timestamps"]`` whether a time
         column was read and ``attrs["time_format"]`` how it was parsed.
@@ -293,6 +329,8 @@ def _finish(
     frame, time_used = _canonicalize(
         raw, implicit=implicit, rating_scale=rating_scale, time_format=time_format
     )
+    # Before merging duplicates: every row's title counts (most frequent per item wins).
+    frame, title_column, title_conflicts = _attach_titles(raw, frame)
     is_implicit = implicit or "rating" not in raw.columns
     policy: DuplicatePolicy = duplicates or ("count" if is_implicit else "last")
     if policy == "count" and not is_implicit:
@@ -304,12 +342,16 @@ def _finish(
     frame = _apply_duplicates(frame, raw, policy)
     frame.attrs["source"] = label
     frame.attrs["mapping"] = {
-        c: col for c, col in raw.mapped.items() if not (implicit and c == "rating")
+        c: col
+        for c, col in raw.mapped.items()
+        if c in CANONICAL_COLUMNS and not (implicit and c == "rating")
     }
     frame.attrs["implicit"] = is_implicit
     frame.attrs["has_timestamps"] = "timestamp" in raw.columns
     frame.attrs["time_format"] = time_used
     frame.attrs["duplicates"] = policy
+    frame.attrs["title_column"] = title_column
+    frame.attrs["title_conflicts"] = title_conflicts
     return frame
 
 
@@ -356,6 +398,7 @@ def read_frame(
     )
     raw = _Raw(label, cols, shown, 0, {}, time_like, rating_like)
     raw.mapped = {c: names[pos] for c, pos in positions.items()}
+    raw.title_auto = _title_found(positions, columns)
     return _finish(
         raw,
         implicit=implicit,
@@ -384,6 +427,7 @@ class _Raw:
     # unmapped columns that look like ratings (name and a numeric value): name -> why
     rating_like: dict[str, str] = field(default_factory=dict)
     mapped: dict[str, str] = field(default_factory=dict)  # canonical -> file column, for reports
+    title_auto: bool = False  # the title column was found by its name, not mapped
 
     def __len__(self) -> int:
         return len(next(iter(self.columns.values())))
@@ -420,10 +464,8 @@ def _check_arguments(
         )
     if columns is not None:
         for key, value in columns.items():
-            if key not in CANONICAL_COLUMNS:
-                raise ConfigError(
-                    f"columns: unknown key {key!r}; use {', '.join(CANONICAL_COLUMNS)}"
-                )
+            if key not in _MAPPABLE:
+                raise ConfigError(f"columns: unknown key {key!r}; use {', '.join(_MAPPABLE)}")
             if isinstance(value, bool) or not isinstance(value, str | int):
                 raise ConfigError(f"columns[{key!r}] must be a column name or a 0-based position")
     if rating_scale is not None:
@@ -457,7 +499,27 @@ def _resolve_columns(
     if names is not None:
         _refuse_twins(where, names, positions, mapping)
     _require_ids(where, names, n_fields, positions)
+    if names is not None and "title" not in positions:
+        _add_title_position(positions, names)
     return positions, _shown_names(names, positions)
+
+
+def _add_title_position(positions: dict[str, int], names: list[str]) -> None:
+    """The first unmapped column named like the items' titles (:func:`names_title_column`) as
+    ``positions["title"]``; whether it holds titles is judged once it is read
+    (:func:`_attach_titles`)."""
+    item = names[positions["item_id"]]
+    used = set(positions.values())
+    hit = next(
+        (i for i, n in enumerate(names) if i not in used and names_title_column(n, item)), None
+    )
+    if hit is not None:
+        positions["title"] = hit
+
+
+def _title_found(positions: dict[str, int], columns: Mapping[str, str | int] | None) -> bool:
+    """Whether the title column was found by its name (:func:`_add_title_position`)."""
+    return "title" in positions and "title" not in (columns or {})
 
 
 def _mapped_position(
@@ -628,6 +690,7 @@ def _read_text_source(
     time_like, rating_like = _text_hints(names, positions, rows) if names is not None else ({}, {})
     raw = _Raw(label, cols, shown, data_line, header_names, time_like, rating_like)
     raw.mapped = header_names or {c: f"column {pos}" for c, pos in positions.items()}
+    raw.title_auto = _title_found(positions, columns)
     return raw
 
 
@@ -1122,6 +1185,10 @@ def _read_parquet(p: Path, label: str, columns: Mapping[str, str | int] | None) 
         pf = pq.ParquetFile(p)
         names = list(pf.schema_arrow.names)
         positions, shown = _resolve_columns(label, names, len(names), columns, 0)
+        if _title_found(positions, columns) and pa.types.is_nested(
+            pf.schema_arrow.field(names[positions["title"]]).type
+        ):
+            del positions["title"]  # lists named like titles: not a title column
         table = pf.read(columns=[names[i] for i in sorted(set(positions.values()))])
     except (pa.ArrowException, OSError) as exc:
         raise DataError(
@@ -1154,6 +1221,7 @@ def _read_parquet(p: Path, label: str, columns: Mapping[str, str | int] | None) 
     )
     raw = _Raw(label, cols, shown, 0, {}, time_like, rating_like)
     raw.mapped = {c: names[pos] for c, pos in positions.items()}
+    raw.title_auto = _title_found(positions, columns)
     return raw
 
 
@@ -1598,6 +1666,59 @@ def _warn_unmapped_columns(raw: _Raw, implicit: bool) -> None:
         so = "the events are read as implicit feedback"
         tail = ", or --implicit to keep clicks"
         _warn_unmapped(raw, "rating", raw.rating_like, "ratings", so, tail)
+
+
+def _attach_titles(raw: _Raw, frame: pd.DataFrame) -> tuple[pd.DataFrame, str | None, int]:
+    """``(frame, title column, items with conflicting titles)``: ``frame`` gains a ``title``
+    column (categorical, each row its item's one title,
+    :func:`recforge.data.items.resolve_titles`) when the data has a title column; the frame's
+    ``attrs["title_column"]`` and ``attrs["title_conflicts"]`` record the other two. One found
+    by its name is left out again when it holds no text, only codes (``tt0111161``), or values
+    that differ within most items (a person's ``name``, with a warning naming the flag that
+    reads it anyway)."""
+    col = raw.columns.get("title")
+    if col is None or (raw.title_auto and not _holds_text(col)):
+        return frame, None, 0
+    name = raw.mapped["title"]
+    try:
+        found = resolve_titles(frame["item_id"], col, frame["timestamp"].to_numpy())
+    except TypeError:  # unhashable cells (lists) in a DataFrame
+        if raw.title_auto:
+            return frame, None, 0
+        raise DataError(
+            f"{raw.label}: {raw.source_names['title']} holds lists or other containers, not "
+            f"titles; map a text column with {COLUMN_FLAGS['title']}"
+        ) from None
+    if raw.title_auto and not _titles_plausible(raw.label, name, found):
+        return frame, None, 0
+    return frame.assign(title=found.per_row), name, found.conflicts
+
+
+def _titles_plausible(label: str, name: str, found: RowTitles) -> bool:
+    """Whether a column found by its name holds titles: not only codes (``tt0111161``), and
+    one value per item for most items on several rows (else it is, say, a person's name: a
+    warning says which flag reads it anyway)."""
+    if all_codes(found.titles):
+        return False
+    if 2 * found.conflicts <= found.repeated:
+        return True
+    warnings.warn(
+        f"{label}: column {name!r} is named like titles, but {found.conflicts} of the "
+        f"{found.repeated} items on several rows have different values in it, so it is not "
+        f"read as their titles; pass {COLUMN_FLAGS['title']} {shlex.quote(name)} "
+        f"(columns={{'title': {name!r}}}) to use it",
+        DataWarning,
+        stacklevel=6,
+    )
+    return False
+
+
+def _holds_text(col: pd.Series) -> bool:
+    """Whether a column holds text (strings, or categories of strings), not numbers or dates."""
+    dtype = col.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        dtype = dtype.categories.dtype
+    return dtype.kind == "O" or isinstance(dtype, pd.StringDtype)
 
 
 def _canonicalize(

@@ -7,19 +7,32 @@ split, as MovieLens writes genres). Feature-aware models (two-tower ``use_featur
 models), CLI tables, reports and the service all use those two columns. The feature columns are
 also kept under their own names.
 
-When the ratings' item column itself holds titles (``--item-col Titel``, a column named
-``title``, ``movie``, ``book``..., see :func:`recforge.data.io.names_titles`) and its ids are
-text, :func:`id_titles` makes each id the title of its item wherever no item file gives one.
-That one rule, applied where the data is read, is what ``recommend``, ``similar``, the run's
-``items.parquet``, the service (live and store mode) and ``RecList.to_frame`` show; integer ids
-and columns named like ids (``product``, ``sku``) keep no title (``null`` in JSON).
+Titles also come from the ratings file itself, in this order after an item file's (which wins
+wherever it gives a title):
+
+1. a title column beside the item column (``user_id,movie_id,title,rating``;
+   ``--item-title-col`` without ``--items``, or found by its name, see
+   :func:`recforge.data.io.names_title_column`): :func:`resolve_titles` gives each item the
+   title written most often on its rows, a tie going to the latest row (by time, then file
+   order), and :func:`with_row_titles` puts them in the item table;
+2. the item column itself when it holds titles (``--item-col Titel``, a column named
+   ``title``, ``movie``, ``book``..., see :func:`recforge.data.io.names_titles`) and its ids
+   are text: :func:`id_titles` makes each id the title of its item wherever nothing else
+   gives one.
+
+That one table, built where the data is read (:func:`item_table`), is what ``recommend``,
+``similar``, the run's ``items.parquet``, the service (live and store mode) and
+``RecList.to_frame`` show; integer ids and columns named like ids (``product``, ``sku``) keep
+no title (``null`` in JSON).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from recforge.data.datasource import DataSource
@@ -152,7 +165,7 @@ def id_titles(frame: pd.DataFrame, meta: pd.DataFrame | None) -> pd.DataFrame | 
     Args:
         frame: the canonical ratings frame (``attrs["mapping"]["item_id"]`` names the file's
             item column, as :func:`recforge.data.io.read_ratings` records it).
-        meta: item metadata from an item file, or None.
+        meta: item metadata from an item file (and the ratings' title column), or None.
 
     Returns:
         ``meta`` unchanged when the item column is not named like titles
@@ -168,15 +181,134 @@ def id_titles(frame: pd.DataFrame, meta: pd.DataFrame | None) -> pd.DataFrame | 
     if not len(ids) or ids.dtype.kind in "iu" or not names_titles(column):
         return meta
     index = pd.Index(pd.unique(ids), name="item_id")
-    if index.astype(str).str.fullmatch(_CODE).all():
+    if all_codes(index):
         return meta  # tt0111161, SKU-0003: codes in a column named like titles
     if meta is None:
         return pd.DataFrame({"title": index.astype(str)}, index=index)
-    missing_rows = pd.DataFrame(index=index[~index.isin(meta.index)])
+    every = index.append(meta.index[~meta.index.isin(index)])
+    return _fill_titles(meta, pd.Series(every.astype(str).to_numpy(object), index=every))
+
+
+def all_codes(values: Any) -> bool:
+    """Whether every value is a code, not a title: one word holding a digit (``tt0111161``,
+    ``SKU-0003``); an empty collection is all codes (it holds no title)."""
+    text = pd.Index(values).astype(str)
+    return bool(text.str.fullmatch(_CODE).all())
+
+
+def _fill_titles(meta: pd.DataFrame, fill: pd.Series) -> pd.DataFrame:
+    """``meta`` with ``fill`` (item id → title) as the title of each item whose title is
+    missing or blank; rows are added for items ``meta`` lacks, its other columns and ``attrs``
+    kept, and a title ``fill`` does not know stays as it is."""
+    missing_rows = pd.DataFrame(index=fill.index[~fill.index.isin(meta.index)])
     out: pd.DataFrame = pd.concat([meta, missing_rows])
     out.index.name = "item_id"
     titles = out["title"] if "title" in out.columns else pd.Series(None, out.index, object)
-    missing = titles.isna() | (titles.astype(str).str.strip() == "")
-    out["title"] = titles.astype(object).mask(missing, out.index.astype(str).to_numpy(object))
+    given = fill.reindex(out.index)
+    missing = (titles.isna() | (titles.astype(str).str.strip() == "")) & given.notna()
+    out["title"] = titles.astype(object).mask(missing, given.to_numpy(object))
     out.attrs = dict(meta.attrs)
     return out
+
+
+@dataclass(frozen=True)
+class RowTitles:
+    """The titles a ratings file's title column gives its items (:func:`resolve_titles`).
+
+    Attributes:
+        per_row: each row's item's chosen title (categorical, NaN for an item without one).
+        titles: the distinct titles written in the column.
+        conflicts: items whose rows carry two or more different titles.
+        repeated: items with a title on two or more rows (those that could conflict).
+    """
+
+    per_row: pd.Categorical
+    titles: pd.Index
+    conflicts: int
+    repeated: int
+
+
+def resolve_titles(
+    item_ids: pd.Series, titles: pd.Series, times: npt.NDArray[np.int64]
+) -> RowTitles:
+    """One title per item from a title column of the ratings (one cell per event row).
+
+    The rule: an item's title is the one written on most of its rows; a tie goes to the title
+    of the latest of the tied rows, by ``times`` (0 everywhere without a time column), then by
+    file order (the later row wins). Empty, blank and missing cells are no title; an item
+    whose cells are all empty has none. Vectorised: no Python per row.
+
+    Args:
+        item_ids: the rows' raw item ids, in file order.
+        titles: the rows' title cells, in the same order (any dtype; non-text values are
+            written as text).
+        times: the rows' epoch seconds.
+
+    Raises:
+        TypeError: a cell is unhashable (a list in a DataFrame column).
+    """
+    items, _ = pd.factorize(item_ids)
+    n_items = int(items.max()) + 1 if len(items) else 0
+    codes, uniques = _title_codes(titles)
+    order = np.argsort(times, kind="stable")  # time order, equal times in file order
+    rows = order[codes[order] >= 0]  # titled rows, oldest first
+    pair = items[rows].astype(np.int64) * max(len(uniques), 1) + codes[rows]
+    # The latest row of each (item, title) pair: its first place in the reversed order.
+    kept, from_end, counts = np.unique(pair[::-1], return_index=True, return_counts=True)
+    latest = len(pair) - 1 - from_end
+    item, title = np.divmod(kept, max(len(uniques), 1))
+    ranked = np.lexsort((latest, counts, item))  # per item: most rows, then latest, last
+    top = ranked[np.append(item[ranked][1:] != item[ranked][:-1], True)] if len(kept) else ranked
+    best = np.full(n_items, -1, dtype=np.int64)
+    best[item[top]] = title[top]
+    return RowTitles(
+        per_row=pd.Categorical.from_codes(best[items], categories=uniques),
+        titles=uniques,
+        conflicts=int((np.bincount(item, minlength=n_items) > 1).sum()),
+        repeated=int((np.bincount(items[rows], minlength=n_items) > 1).sum()),
+    )
+
+
+def _title_codes(titles: pd.Series) -> tuple[npt.NDArray[np.int64], pd.Index]:
+    """Each cell's code into the distinct titles (-1 for an empty, blank or missing cell)."""
+    raw_codes, raw_uniques = pd.factorize(titles)
+    texts = _texts(pd.Series(raw_uniques, dtype=object))
+    remap, uniques = pd.factorize(pd.Series(texts, dtype=object))
+    # raw code -1 (a missing cell) takes the appended -1.
+    codes = np.append(remap, -1).astype(np.int64)[raw_codes]
+    return codes, pd.Index(uniques, dtype=object)
+
+
+def with_row_titles(frame: pd.DataFrame, meta: pd.DataFrame | None) -> pd.DataFrame | None:
+    """``meta`` with the titles of the ratings' own title column (``frame["title"]``, one title
+    per item, :func:`resolve_titles`) wherever ``meta`` (an item file's table) gives none.
+
+    Returns ``meta`` unchanged when ``frame`` has no title column, else a frame indexed by
+    ``item_id`` (rows added for items ``meta`` lacks; None when neither gives any title).
+    """
+    if "title" not in frame.columns:
+        return meta
+    first = ~frame["item_id"].duplicated().to_numpy()
+    titles = pd.Series(
+        frame["title"].to_numpy(dtype=object)[first],
+        index=pd.Index(frame["item_id"].to_numpy()[first], name="item_id"),
+        dtype=object,
+    ).dropna()
+    if meta is None:
+        return pd.DataFrame({"title": titles}) if len(titles) else None
+    return _fill_titles(meta, titles)
+
+
+def item_table(source: DataSource, frame: pd.DataFrame) -> tuple[pd.DataFrame | None, str | None]:
+    """The item table of a ratings file and its item file, and the item column whose ids are
+    titles (None when they are not used as titles).
+
+    Titles, first found first: the item file (``source.items``), the ratings' title column
+    (:func:`with_row_titles`), the item ids when the item column holds titles
+    (:func:`id_titles`).
+    """
+    from_file = read_items(source, frame["item_id"]) if source.items is not None else None
+    meta = with_row_titles(frame, from_file)
+    item_meta = id_titles(frame, meta)
+    from_ids = item_meta is not meta and frame.attrs.get("title_column") is None
+    return item_meta, frame.attrs["mapping"]["item_id"] if from_ids else None

@@ -29,9 +29,11 @@ def as_source(spec: str | Path | DataSource, **read_kwargs: Any) -> DataSource:
         ("item_id", "item_col"),
         ("rating", "rating_col"),
         ("timestamp", "time_col"),
+        ("title", "item_title_col"),
     ):
         if canon in columns:
-            fields[key] = columns[canon]
+            # item_title_col is text (an item file's column name); digits are a position.
+            fields[key] = str(columns[canon]) if canon == "title" else columns[canon]
     return DataSource.of(spec, **fields)
 
 
@@ -57,8 +59,11 @@ def load_with_info(source: DataSource) -> tuple[Interactions, dict[str, Any]]:
 
     The info holds ``path``, ``mapping`` (canonical column → file column), ``implicit``,
     ``time_format`` (how times were parsed, None without a time column), ``duplicates``,
-    ``items`` (the item file, or None) and ``titles_from`` (the item column whose ids are the
-    items' titles, :func:`recforge.data.items.id_titles`; None when they are not).
+    ``items`` (the item file, or None), ``titles_column`` (the ratings file's column of item
+    titles, named or found by its name; None without one), ``title_conflicts`` (how many items
+    had different titles in it; each got its most frequent) and ``titles_from`` (the item
+    column whose ids are the items' titles, :func:`recforge.data.items.id_titles`; None when
+    they are not).
     """
     if source.is_movielens:
         from recforge.data.movielens import load_movielens
@@ -87,10 +92,9 @@ def load_with_info(source: DataSource) -> tuple[Interactions, dict[str, Any]]:
             scale = None
     if not frame.attrs.get("has_timestamps", True):
         frame = frame.drop(columns="timestamp")
-    from recforge.data.items import id_titles, read_items
+    from recforge.data.items import item_table
 
-    from_file = read_items(source, frame["item_id"]) if source.items is not None else None
-    item_meta = id_titles(frame, from_file)  # an item column of titles gives the titles
+    item_meta, titles_from = item_table(source, frame)
     inter = Interactions.from_frame(
         frame, rating_scale=scale, source=path.name, item_meta=item_meta
     )
@@ -101,7 +105,9 @@ def load_with_info(source: DataSource) -> tuple[Interactions, dict[str, Any]]:
         "time_format": frame.attrs.get("time_format"),
         "duplicates": frame.attrs.get("duplicates"),
         "items": source.items,
+        "titles_column": frame.attrs.get("title_column"),
+        "title_conflicts": frame.attrs.get("title_conflicts", 0),
         # The item column whose ids are also the items' titles (None when they are not).
-        "titles_from": frame.attrs["mapping"]["item_id"] if item_meta is not from_file else None,
+        "titles_from": titles_from,
     }
     return inter, info

@@ -1,10 +1,17 @@
 """Write a Split's parts to disk as canonical CSV files (atomically), readable back as a split.
 
-Explicit data is written as ``user_id,item_id,rating[,timestamp]``. Implicit data has no rating
-column: an event whose weight is a repeat count ``c`` is written as ``c`` identical rows, so
-reading the file back with the default ``duplicates="count"`` restores the same weights. A
-``split.json`` beside the parts records the rating scale (``recforge train --train/--test``
+Explicit data is written as ``user_id,item_id,rating[,timestamp][,title]``. Implicit data has
+no rating column: an event whose weight is a repeat count ``c`` is written as ``c`` identical
+rows, so reading the file back with the default ``duplicates="count"`` restores the same weights.
+A ``split.json`` beside the parts records the rating scale (``recforge train --train/--test``
 uses it when no ``--rating-scale`` is given) and a ``protocol.txt`` how the split was made.
+
+Titles travel as a column of the parts, not as a second file: when the data's item table has
+titles, every row carries its item's title in a last ``title`` column (empty for an item
+without one), and ``split.json`` says so (``"item_title_col": "title"``), so reading the parts
+back (``--train``/``--test``) takes that column as the titles even where its name alone would
+not be trusted (titles that all look like codes). Each item has one title there, so the
+most-frequent rule has nothing to decide. Other item metadata (categories) does not travel.
 """
 
 from __future__ import annotations
@@ -14,15 +21,28 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from recforge._atomic import atomic_path
 
 #: The sidecar file :func:`write_split` writes and :func:`read_split_meta` reads.
 SPLIT_META = "split.json"
+#: The parts' column of item titles (recorded in ``split.json`` as ``item_title_col``).
+TITLE_COLUMN = "title"
+
+
+def _titles(item_meta: pd.DataFrame | None) -> pd.Series | None:
+    """Item id → title of an item table, or None when it gives no title at all."""
+    if item_meta is None or "title" not in item_meta.columns:
+        return None
+    titles = item_meta["title"]
+    titles = titles[~titles.index.duplicated()]
+    return titles if titles.notna().any() else None
 
 
 def write_split(split: Any, out: str | Path) -> dict[str, Path]:
-    """Write ``train.csv``, ``test.csv`` (and ``valid.csv``) with raw ids into ``out``.
+    """Write ``train.csv``, ``test.csv`` (and ``valid.csv``) with raw ids into ``out``, each
+    row with its item's title when the data's item table has titles.
 
     Each file is written to a temporary name and renamed, so an interrupted run never leaves a
     half-written part.
@@ -30,11 +50,14 @@ def write_split(split: Any, out: str | Path) -> dict[str, Path]:
     folder = Path(out)
     written: dict[str, Path] = {}
     scale = split.train.rating_scale
+    titles = _titles(split.train.item_meta)
     for name in ("train", "valid", "test"):
         part = getattr(split, name, None)
         if part is None:
             continue
         frame = part.to_frame()
+        if titles is not None:
+            frame["title"] = frame["item_id"].map(titles)
         if not part.has_timestamps:  # zeros would read back as real (1970) times
             frame = frame.drop(columns="timestamp")
         if scale is None:
@@ -50,6 +73,7 @@ def write_split(split: Any, out: str | Path) -> dict[str, Path]:
         "implicit": scale is None,
         "protocol": split.protocol.describe(),
         "source": split.train.source,
+        "item_title_col": TITLE_COLUMN if titles is not None else None,
     }
     with atomic_path(folder / SPLIT_META) as tmp:
         tmp.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
