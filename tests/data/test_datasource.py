@@ -356,6 +356,34 @@ def test_text_header_over_text_ids_is_detected(tmp_path: Path) -> None:
     assert read_ratings(plain)["user_id"].tolist() == ["u1", "u2"]
 
 
+def test_listening_logs_need_no_flags_and_aliases_go_by_priority(tmp_path: Path) -> None:
+    # A listening log's usual headers are aliases: no --user-col/--item-col/--time-col needed.
+    log = write(
+        tmp_path,
+        "l.csv",
+        "listener,track,listened_at\nl1,t9,2025-03-01T10:00:00Z\nl2,t3,2025-03-02T11:00:00Z\n",
+    )
+    mapping = read_ratings(log).attrs["mapping"]
+    assert mapping == {"user_id": "listener", "item_id": "track", "timestamp": "listened_at"}
+    # The earlier alias wins whatever the column order: sessions do not shadow users.
+    both = write(tmp_path, "b.csv", "session_id,user_id,song,artist\ns1,u1,t1,a1\ns2,u2,t2,a2\n")
+    assert read_ratings(both).attrs["mapping"] == {"user_id": "user_id", "item_id": "song"}
+
+
+def test_both_missing_id_columns_are_named_in_one_error(tmp_path: Path) -> None:
+    # One round trip, not two: the error lists both columns and both flags.
+    path = write(tmp_path, "f.csv", "fan,thing\nf1,x9\nf2,x3\n")
+    with pytest.raises(DataError) as err:
+        read_ratings(path)
+    msg = str(err.value)
+    assert "missing columns 'user_id' and 'item_id'" in msg
+    assert "pass --user-col <column> --item-col <column>" in msg
+    assert "the file has: fan, thing" in msg and "\n" not in msg
+    one = write(tmp_path, "o.csv", "user,thing\nu1,x9\nu2,x3\n")
+    with pytest.raises(DataError, match=r"missing column 'item_id' \(looked for item_id:"):
+        read_ratings(one)
+
+
 def test_no_header_flag_overrides_detection(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

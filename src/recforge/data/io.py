@@ -107,6 +107,19 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
         "visitor",
         "shopper",
         "reader_id",
+        # Listening, viewing, learning and session logs (a session stands for its user).
+        "listener_id",
+        "listener",
+        "viewer_id",
+        "viewer",
+        "subscriber_id",
+        "subscriber",
+        "player_id",
+        "student_id",
+        "learner_id",
+        "person_id",
+        "profile_id",
+        "session_id",
     ),
     "item_id": (
         "item_id",
@@ -127,9 +140,54 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
         "asin",
         "video_id",
         "content_id",
+        "track",
+        "song",
+        "episode_id",
+        "podcast_id",
+        "course_id",
+        "recipe_id",
+        "game_id",
+        "app_id",
+        "anime_id",
+        "business_id",
+        "restaurant_id",
+        "hotel_id",
+        "place_id",
+        "venue_id",
+        "post_id",
+        "news_id",
+        "job_id",
+        # Last: a listening log's item when it has no track column (Last.fm's user, artist, plays).
+        "artist_id",
+        "artist",
     ),
     "rating": ("rating", "ratings", "score", "stars", "preference"),
-    "timestamp": ("timestamp", "time", "ts", "datetime", "date", "unix_time"),
+    "timestamp": (
+        "timestamp",
+        "time",
+        "ts",
+        "datetime",
+        "date",
+        "unix_time",
+        # When the event happened, by its verb (a log's created_at / updated_at may be the
+        # record's, not the event's: those stay a warning with a --time-col hint).
+        "event_time",
+        "event_timestamp",
+        "event_date",
+        "interaction_time",
+        "clicked_at",
+        "viewed_at",
+        "watched_at",
+        "listened_at",
+        "played_at",
+        "rated_at",
+        "purchased_at",
+        "ordered_at",
+        "order_date",
+        "purchase_date",
+        "rating_date",
+        "review_date",
+    ),
 }
 
 _SAMPLE_BYTES = 1 << 16
@@ -559,20 +617,25 @@ def _add_default_positions(
         if canon in positions:
             continue
         if names is not None:
-            hit = next(
-                (
-                    i
-                    for i, n in enumerate(names)
-                    if i not in taken and _norm(n) in _ALIAS_LOOKUP[canon]
-                ),
-                None,
-            )
+            hit = _alias_hit(names, canon, taken)
         else:
             default = CANONICAL_COLUMNS.index(canon)
             hit = default if default < n_fields and default not in taken else None
         if hit is not None:
             positions[canon] = hit
             taken.add(hit)
+
+
+def _alias_hit(names: list[str], canon: str, taken: set[int]) -> int | None:
+    """The free column named by ``canon``'s earliest alias in :data:`COLUMN_ALIASES` (so a file
+    with ``session_id`` before ``user_id`` takes ``user_id`` as its users), or None."""
+    normed = [_norm(n) for n in names]
+    for alias in COLUMN_ALIASES[canon]:
+        key = _norm(alias)
+        hit = next((i for i, n in enumerate(normed) if i not in taken and n == key), None)
+        if hit is not None:
+            return hit
+    return None
 
 
 def _refuse_twins(
@@ -593,14 +656,19 @@ def _refuse_twins(
 def _require_ids(
     where: str, names: list[str] | None, n_fields: int, positions: dict[str, int]
 ) -> None:
-    for canon in ("user_id", "item_id"):
-        if canon not in positions:
-            found = ", ".join(names) if names is not None else f"{n_fields} unnamed columns"
-            raise DataError(
-                f"{where}: missing column {canon!r} (looked for "
-                f"{', '.join(COLUMN_ALIASES[canon][:5])}; the file has: {found}); "
-                f"pass {COLUMN_FLAGS[canon]} <column> (columns={{'{canon}': '<your column>'}})"
-            )
+    """Both id columns must be mapped; one error names every one that is not."""
+    missing = [c for c in ("user_id", "item_id") if c not in positions]
+    if not missing:
+        return
+    found = ", ".join(names) if names is not None else f"{n_fields} unnamed columns"
+    looked = "; ".join(f"{c}: {', '.join(COLUMN_ALIASES[c][:5])}, ..." for c in missing)
+    flags = " ".join(f"{COLUMN_FLAGS[c]} <column>" for c in missing)
+    mapping = ", ".join(f"'{c}': '<your column>'" for c in missing)
+    what = " and ".join(repr(c) for c in missing)
+    raise DataError(
+        f"{where}: missing column{'s' if len(missing) > 1 else ''} {what} (looked for "
+        f"{looked}; the file has: {found}); pass {flags} (columns={{{mapping}}})"
+    )
 
 
 def _shown_names(names: list[str] | None, positions: dict[str, int]) -> dict[str, str]:
