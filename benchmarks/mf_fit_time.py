@@ -7,7 +7,9 @@ biased_mf 2 1; done``. Models, as the speed suite pairs them:
 
 * ``biased_mf``: ``biased_mf`` at its defaults but the epochs, on ``random-80-20``; prints the
   test RMSE. Session 16: a 2-epoch fit at 1 thread took 34.0-38.8 s before lazy Adam stepped
-  its rows from a list, 19.9-22.4 s after, RMSE 0.690914 both.
+  its rows from a list, 19.9-22.4 s after, RMSE 0.690914 both. Session 17, the same hour:
+  34.8 / 32.4 / 41.3 s for session 16's tree, 27.1 / 33.5 / 25.7 s once ``_touch`` listed the
+  touched rows (this machine's times drift by 1.5x over a day: compare interleaved runs only).
 * ``bpr``: ``mf`` loss=bpr with 64 factors, on ``temporal-user-80-20``; prints the sum of the
   item vectors' absolute values. Session 16, 2 epochs at 2 threads, before / after: 54.8 /
   41.1 s, then 58.7 / 57.6 s, the same sum.
