@@ -273,7 +273,8 @@ def read_ratings(
             e.g. ``{"user_id": "userId", "item_id": "movieId"}``. Unmapped canonical columns are
             found by :data:`COLUMN_ALIASES` (header) or by position 0..3 (no header: 2 columns are
             user, item; 3 add rating; 4 or more add timestamp). ``"title"``: the items' titles
-            (unmapped: a text column named like them, :func:`names_title_column`).
+            (unmapped: a text column named like them, :func:`names_title_column`); ``"count"``:
+            each row's count, its weight (unmapped: a column named like counts, no rating).
         header: whether the first non-blank line names the columns; ``None`` detects it (a first
             row with a known column name, or with text where the second row has numbers or
             dates). A mapping by column name requires a header: it is then assumed, and a first
@@ -281,12 +282,11 @@ def read_ratings(
         rating_scale: declared ``(low, high)``; ratings outside it are a :class:`DataError`.
         duplicates: repeated (user, item) pairs: ``"error"``, keep the ``"last"`` in file order
             (warns with the count), ``"mean"`` of the ratings (latest timestamp; warns too), or
-            ``"count"``: implicit data only, one event per pair whose rating is the number of
-            repeats (a confidence weight; latest timestamp). ``None``: ``"count"`` for implicit
-            data (``implicit=True`` or no rating column), ``"last"`` for explicit ratings.
+            ``"count"``: implicit data only, one event per pair weighing its number of rows or
+            the sum of their counts (latest timestamp). ``None``: ``"count"`` if implicit.
         encoding: text encoding; ``None`` is UTF-8 (a UTF-8 or UTF-16 byte-order mark honoured).
-        implicit: ignore any rating column and set every rating to 1.0 (also the behaviour when
-            the file has no rating column).
+        implicit: ignore any rating column: every row weighs 1.0, or its count (the default
+            without a rating column, or with a count column).
         time_format: ``"auto"`` (epoch s/ms/us/ns by magnitude, spreadsheet serial dates
             refused; ISO-8601 text), ``"s"``, ``"ms"``, ``"us"``, ``"ns"``, ``"excel"`` (days
             since 1899-12-30), ``"iso"``, or a strftime pattern (``"%d/%m/%Y %H:%M"``).
@@ -311,8 +311,7 @@ def read_ratings(
     """
     if isinstance(path, DataSource):
         return _read_datasource(path)
-    _check_arguments(columns, rating_scale, duplicates, time_format)
-    _check_count_mapping(columns, implicit)
+    _check_arguments(columns, rating_scale, duplicates, time_format, implicit)
     p = Path(path)
     label = str(p)
     magic = _magic_bytes(p, label)
@@ -419,8 +418,7 @@ def read_frame(
         DataError: not a DataFrame, no rows, a missing column or a bad value.
         ConfigError: an argument is invalid.
     """
-    _check_arguments(columns, rating_scale, duplicates, time_format)
-    _check_count_mapping(columns, implicit)
+    _check_arguments(columns, rating_scale, duplicates, time_format, implicit)
     if not isinstance(df, pd.DataFrame):
         raise DataError(
             f"{label}: expected a pandas DataFrame, got {type(df).__name__}; for a file use "
@@ -498,6 +496,7 @@ def _check_arguments(
     rating_scale: tuple[float, float] | None,
     duplicates: str | None,
     time_format: str,
+    implicit: bool = False,
 ) -> None:
     if duplicates not in (None, "error", "last", "mean", "count"):
         raise ConfigError(
@@ -514,6 +513,7 @@ def _check_arguments(
                 raise ConfigError(f"columns: unknown key {key!r}; use {', '.join(_MAPPABLE)}")
             if isinstance(value, bool) or not isinstance(value, str | int):
                 raise ConfigError(f"columns[{key!r}] must be a column name or a 0-based position")
+    _check_count_mapping(columns, implicit)
     if rating_scale is not None:
         lo, hi = rating_scale
         if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
