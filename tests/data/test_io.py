@@ -815,3 +815,12 @@ def test_counts_from_parquet_and_from_a_dataframe(tmp_path: Path) -> None:
         assert _pairs(read_frame(renamed, columns={"count": "hours"})) == expected
     with pytest.raises(DataError, match=r"row 2, column 'hours' \(count\): -1"):
         read_frame(renamed.assign(hours=[3, -1, 1, 1]), columns={"count": "hours"})
+
+
+def test_counts_with_decimal_commas_or_thousands_separators(tmp_path: Path) -> None:
+    euro = write(tmp_path, "e.csv", "user;item;stunden\n1;10;2,5\n2;10;3\n")
+    assert read_ratings(euro, columns={"count": "stunden"})["rating"].tolist() == [2.5, 3.0]
+    grouped = write(tmp_path, "g.csv", 'user,item,plays\n1,10,"1,234"\n2,10,7\n')
+    with pytest.raises(DataError) as exc:
+        read_ratings(grouped, columns={"count": "plays"})
+    assert "line 2, column 'plays' (count): '1,234' could be a thousands separator" in one_line(exc)

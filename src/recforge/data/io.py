@@ -1914,11 +1914,33 @@ def _count_values(raw: _Raw) -> npt.NDArray[np.float64] | None:
     if "count" not in raw.columns:
         return None
     if raw.counts is None:
-        values = _numeric(raw, "count", _COUNT_FIX, comma_decimals=True)
         col = raw.columns["count"]
+        if col.dtype.kind not in "iufb":
+            _refuse_thousands(raw, col.astype(str).str.strip())
+        values = _numeric(raw, "count", _COUNT_FIX, comma_decimals=True)
         _refuse_rows(raw, "count", col, values < 0, "is a negative count", _COUNT_FIX)
         raw.counts = values
     return raw.counts
+
+
+#: A count written with thousands separators (``1,234``; ``12,345,678``).
+_THOUSANDS = re.compile(r"^\d{1,3}(?:,\d{3})+$")
+
+
+def _refuse_thousands(raw: _Raw, text: pd.Series) -> None:
+    """Counts whose every comma groups thousands (``1,234`` plays) could as well be decimal
+    commas (1.234 hours): refused rather than read one way by guess."""
+    comma = text.str.contains(",", regex=False)
+    if comma.any() and text[comma].str.match(_THOUSANDS).all():
+        col = raw.columns["count"]
+        _refuse_rows(
+            raw,
+            "count",
+            col,
+            comma.to_numpy(bool),
+            "could be a thousands separator or a decimal comma",
+            "re-save the column without thousands separators (1234, or 1.234 for a fraction)",
+        )
 
 
 def _settle_counts(raw: _Raw) -> None:
