@@ -85,7 +85,8 @@ def files_split(train: DataSource, test: DataSource) -> Any:
     Without a declared scale, the scale recorded in the ``split.json`` beside the files is used,
     else the (min, max) over both parts, so train and test are judged on the same scale; the
     title column it records gives the items' titles unless ``--items``/``--item-title-col``
-    say otherwise.
+    say otherwise, and the count column it records the events' weights unless
+    ``--count-col``/``--rating-col`` say otherwise.
     """
     from recforge.data import split as splits
     from recforge.data.split_io import read_split_meta
@@ -102,6 +103,9 @@ def files_split(train: DataSource, test: DataSource) -> Any:
     titles = meta.get("item_title_col") if meta is not None else None
     if isinstance(titles, str) and train.items is None and train.item_title_col is None:
         train, test = train.replace(item_title_col=titles), test.replace(item_title_col=titles)
+    counts = meta.get("count_col") if meta is not None else None
+    if isinstance(counts, str) and train.count_col is None and train.rating_col is None:
+        train, test = train.replace(count_col=counts), test.replace(count_col=counts)
     tr, _ = resolve_data(train)
     te, _ = resolve_data(test)
     scale = train.rating_scale

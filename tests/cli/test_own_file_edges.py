@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from recforge.cli import main
@@ -209,3 +210,65 @@ def test_a_missing_title_column_is_one_line_naming_the_columns(
             "user, movie_id, title, rating; fix --item-title-col" in err
         )
     assert not run.exists()
+
+
+def _plays_csv(folder: Path, counts: bool = True) -> Path:
+    """A Last.fm-style file, one row per (user, artist) with its plays (some fractional, one
+    zero); ``counts=False`` writes the same pairs without the plays column."""
+    rows = ["user,artist,plays" if counts else "user,artist"]
+    for u in range(10):
+        for k in range(5):
+            plays = (u * 7 + k * 3) % 11 * 1.5
+            rows.append(f"fan{u},band{(u + 2 * k) % 9}" + (f",{plays:g}" if counts else ""))
+    path = folder / ("plays.csv" if counts else "pairs.csv")
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+def test_describe_shows_the_count_column(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = _cli(capsys, "data", "describe", _plays_csv(tmp_path), "--item-col", "artist")
+    assert "count=plays" in next(ln for ln in out.splitlines() if ln.startswith("columns"))
+    assert "feedback implicit (counts from column 'plays' are confidence weights)" in out
+    assert "dropped  " in out and "with count 0 in column 'plays'" in out
+    bad = tmp_path / "neg.csv"
+    bad.write_text("user,artist,plays\nfan0,band1,3\nfan0,band2,-1\n", encoding="utf-8")
+    code = main(["data", "describe", str(bad), "--item-col", "artist", "--count-col", "plays"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "line 3, column 'plays' (count): -1 is a negative count" in err
+
+
+def test_als_on_a_plays_file_is_weighted_by_the_counts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from recforge.artifacts import load_run
+
+    factors = []
+    for counts in (True, False):
+        run = tmp_path / f"run-{counts}"
+        data = _plays_csv(tmp_path, counts)
+        args = ["train", "-m", "als", "--data", data, "--item-col", "artist"]
+        _cli(capsys, *args, "--split", "none", "--seed", "3", "--out", run)
+        model = load_run(run).model
+        rows = model.items_.index(np.array([f"band{i}" for i in range(9)]))
+        factors.append(np.asarray(model.item_factors_)[rows])
+    assert not np.allclose(factors[0], factors[1])  # the plays weighed the fit
+
+
+def test_split_files_keep_the_counts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    split = tmp_path / "split"
+    data = _plays_csv(tmp_path)
+    _cli(capsys, "data", "split", data, "--item-col", "artist", "-p", "random:0.2", "-o", split)
+    assert json.loads((split / "split.json").read_text())["count_col"] == "count"
+    header = (split / "train.csv").read_text().splitlines()[0]
+    assert header.split(",")[-1] == "count"
+    stats = json.loads(_cli(capsys, "data", "describe", split / "train.csv", "--json"))
+    whole = json.loads(_cli(capsys, "data", "describe", data, "--item-col", "artist", "--json"))
+    assert stats["read"]["count_column"] == "count"
+    assert set(stats["rating_histogram"]) <= set(whole["rating_histogram"])
+    assert "1.5" in stats["rating_histogram"]  # fractional plays, not rounded repeats
+    parts = ["--train", split / "train.csv", "--test", split / "test.csv"]
+    result = json.loads(_cli(capsys, "train", "-m", "als", *parts, "--json"))
+    assert "implicit" in result["protocol"]

@@ -592,3 +592,48 @@ def test_split_parts_keep_titles_that_look_like_codes(tmp_path: Path) -> None:
     train = files_split(*parts).train
     assert train.item_meta is not None
     assert train.item_meta["title"].to_dict() == {s: models[s] for s in train.items.ids}
+
+
+# ------------------------------------------------------------------------------ count column
+def test_count_col_maps_a_count_column_and_refuses_ratings_beside_it(tmp_path: Path) -> None:
+    path = write(tmp_path, "p.csv", "user,artist,hours\nu1,a,2.5\nu1,a,1\nu2,b,4\n")
+    src = DataSource.of(path, item_col="artist", count_col="hours")
+    assert src.columns() == {"item_id": "artist", "count": "hours"}
+    assert DataSource.of(path, count_col="2").count_col == 2  # digits: a position
+    data, info = load_with_info(src)
+    assert data.rating_scale is None  # counts make the data implicit
+    assert sorted(data.rating.tolist()) == [3.5, 4.0]  # 2.5 + 1 summed; fractional kept
+    assert info["count_column"] == "hours" and info["mapping"]["count"] == "hours"
+    again = DataSource(**src.to_json_dict())  # a run's manifest keeps the count column
+    assert again.count_col == "hours"
+    with pytest.raises(ConfigError, match="count column makes the data implicit"):
+        DataSource.of(path, count_col="hours", rating_col="stars")
+    with pytest.raises(ConfigError, match="count column"):
+        DataSource.of(path, count_col="hours", rating_scale=(1, 5))
+    assert DataSource.of(path, count_col="hours", rating_col="x", implicit=True).implicit
+    with pytest.raises(ConfigError, match="--count-col"):
+        DataSource.of("ml-100k", count_col="plays")
+
+
+def test_split_parts_keep_fractional_counts(tmp_path: Path) -> None:
+    """Implicit parts carry a count column (named in split.json), so weights that repeated
+    rows could not hold (2.5 hours) come back from the files as they were."""
+    from recforge.data.split_io import write_split
+    from recforge.pipeline import files_split, resolve_split
+
+    rows = [f"u{u},s{i},{(u + i) % 4 * 1.25}" for u in range(6) for i in range(5)]
+    path = write(tmp_path, "w.csv", "user,show,hours\n" + "\n".join(rows) + "\n")
+    with pytest.warns(DataWarning, match="count in column 'hours' is 0"):
+        data = DataSource.of(path, item_col="show", count_col="hours").load()
+    split = resolve_split(data, "random:0.3")
+    write_split(split, tmp_path / "split")
+    assert '"count_col": "count"' in (tmp_path / "split" / "split.json").read_text()
+    parts = [DataSource.of(tmp_path / "split" / f"{p}.csv") for p in ("train", "test")]
+    back = files_split(*parts)
+    for name in ("train", "test"):
+        want, got = getattr(split, name).to_frame(), getattr(back, name).to_frame()
+        key = ["user_id", "item_id"]
+        want, got = want.sort_values(key), got.sort_values(key)
+        assert want[key].values.tolist() == got[key].values.tolist()
+        assert np.allclose(want["rating"], got["rating"])
+    assert back.train.rating_scale is None and 1.25 in set(back.train.rating.tolist())

@@ -668,3 +668,159 @@ def test_spreadsheet_workbooks_are_refused_with_save_as_csv(
         read_ratings(write(tmp_path, name, content))
     assert f"{name}: is a spreadsheet workbook" in one_line(exc)
     assert "save the sheet as CSV" in str(exc.value)
+
+
+# ------------------------------------------------------------------------------- count column
+PLAYS = "user,artist,plays\nu1,a,3\nu1,b,2\nu2,a,1\nu2,c,4\nu3,b,2\n"
+
+
+def _expanded(plays: str) -> str:
+    """The same events as ``plays``, each (user, artist) written once per play."""
+    rows = [ln.split(",") for ln in plays.strip().splitlines()[1:]]
+    return "user,artist\n" + "".join(f"{u},{a}\n" * int(n) for u, a, n in rows)
+
+
+def _pairs(df: pd.DataFrame) -> dict[tuple[str, str], float]:
+    return {(u, i): float(r) for u, i, r in df[["user_id", "item_id", "rating"]].itertuples(False)}
+
+
+def test_a_count_column_gives_the_values_of_the_expanded_rows(tmp_path: Path) -> None:
+    plays = read_ratings(write(tmp_path, "plays.csv", PLAYS), columns={"item_id": "artist"})
+    rows = read_ratings(
+        write(tmp_path, "rows.csv", _expanded(PLAYS)), columns={"item_id": "artist"}
+    )
+    assert (
+        _pairs(plays)
+        == _pairs(rows)
+        == {
+            ("u1", "a"): 3.0,
+            ("u1", "b"): 2.0,
+            ("u2", "a"): 1.0,
+            ("u2", "c"): 4.0,
+            ("u3", "b"): 2.0,
+        }
+    )
+    assert plays.attrs["implicit"] and plays.attrs["duplicates"] == "count"
+    assert plays.attrs["count_column"] == "plays"
+    assert plays.attrs["mapping"]["count"] == "plays"
+    a = Interactions.from_frame(plays)
+    b = Interactions.from_frame(rows)
+    assert (
+        a.to_frame()
+        .sort_values(["user_id", "item_id"])
+        .reset_index(drop=True)
+        .equals(b.to_frame().sort_values(["user_id", "item_id"]).reset_index(drop=True))
+    )
+
+
+def test_a_count_column_is_found_by_its_name_without_warnings(tmp_path: Path) -> None:
+    for header in ("plays", "play_count", "PlayCount", "Views", "qty", "Listens (total)"):
+        path = write(tmp_path, "p.csv", PLAYS.replace("plays", header, 1))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no "looks like ratings" warning on counts
+            df = read_ratings(path, columns={"item_id": "artist"})
+        assert df.attrs["count_column"] == header
+        assert df["rating"].tolist() == [3.0, 2.0, 1.0, 4.0, 2.0]
+    # Not a count name: the column is unread, every event weighs 1.
+    other = read_ratings(
+        write(tmp_path, "o.csv", PLAYS.replace("plays", "amount", 1)), columns={"item_id": "artist"}
+    )
+    assert other.attrs["count_column"] is None and set(other["rating"]) == {1.0}
+
+
+def test_repeated_rows_with_counts_sum_under_count_and_keep_meaning_otherwise(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, "d.csv", "user,item,plays,ts\n1,10,2,100\n1,10,0.5,300\n2,10,4,200\n")
+    summed = read_ratings(path, columns={"timestamp": "ts"})
+    assert _pairs(summed) == {(1, 10): 2.5, (2, 10): 4.0}
+    assert summed["timestamp"].tolist() == [300, 200]
+    with pytest.warns(DataWarning, match="kept the last count"):
+        last = read_ratings(path, columns={"timestamp": "ts"}, duplicates="last")
+    assert _pairs(last) == {(1, 10): 0.5, (2, 10): 4.0}
+    with pytest.warns(DataWarning, match="averaged their counts"):
+        mean = read_ratings(path, duplicates="mean")
+    assert _pairs(mean) == {(1, 10): 1.25, (2, 10): 4.0}
+    with pytest.raises(DataError, match="line 3"):
+        read_ratings(path, duplicates="error")
+
+
+def test_zero_counts_are_dropped_with_a_warning(tmp_path: Path) -> None:
+    path = write(tmp_path, "z.csv", "user,item,plays\n1,10,0\n1,11,2\n2,10,0\n2,12,1\n")
+    with pytest.warns(DataWarning, match="dropped 2 rows whose count in column 'plays' is 0"):
+        df = read_ratings(path)
+    assert _pairs(df) == {(1, 11): 2.0, (2, 12): 1.0}
+    assert df.attrs["zero_counts"] == 2
+    # Later errors still name the right line after the zero rows are gone.
+    bad = write(tmp_path, "zb.csv", "user,item,plays\n1,10,0\n1,11,2\n1,11,1\n")
+    with pytest.warns(DataWarning), pytest.raises(DataError, match="line 4: duplicate"):
+        read_ratings(bad, duplicates="error")
+    with pytest.raises(DataError, match="every count in column 'plays' is 0"):
+        read_ratings(write(tmp_path, "zz.csv", "user,item,plays\n1,10,0\n"))
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"), [("-2", "-2 is a negative count"), ("lots", "'lots' is not a number")]
+)
+def test_a_bad_mapped_count_is_one_line_naming_file_line_column(
+    tmp_path: Path, value: str, problem: str
+) -> None:
+    path = write(tmp_path, "n.csv", f"user,artist,plays\nu1,a,3\nu1,b,{value}\n")
+    with pytest.raises(DataError) as exc:
+        read_ratings(path, columns={"item_id": "artist", "count": "plays"})
+    text = one_line(exc)
+    assert f"{path}, line 3, column 'plays' (count): {problem}" in text
+    assert "counts must be numbers >= 0" in text
+    # Found only by its name, such a column is not taken as counts (with a warning).
+    with pytest.warns(DataWarning, match="named like counts but is not read"):
+        df = read_ratings(path, columns={"item_id": "artist"})
+    assert df.attrs["count_column"] is None and set(df["rating"]) == {1.0}
+
+
+def test_a_count_column_by_position_in_a_file_without_header(tmp_path: Path) -> None:
+    path = write(tmp_path, "h.tsv", "1\t10\t2.5\n2\t10\t3\n")
+    df = read_ratings(path, columns={"count": 2})
+    assert _pairs(df) == {(1, 10): 2.5, (2, 10): 3.0} and df.attrs["implicit"]
+
+
+def test_counts_beside_ratings(tmp_path: Path) -> None:
+    path = write(tmp_path, "r.csv", "user,item,rating,plays\n1,10,4,3\n2,10,5,1\n")
+    with pytest.warns(DataWarning, match="column 'plays' looks like counts but is not read"):
+        rated = read_ratings(path)  # a rating column is mapped: counts are not guessed
+    assert rated["rating"].tolist() == [4.0, 5.0] and not rated.attrs["implicit"]
+    with pytest.warns(DataWarning, match="column 'rating' is not read"):
+        counted = read_ratings(path, columns={"count": "plays"})
+    assert counted["rating"].tolist() == [3.0, 1.0] and counted.attrs["implicit"]
+    with pytest.raises(ConfigError, match="count column"):
+        read_ratings(path, columns={"count": "plays", "rating": "rating"})
+    with pytest.warns(DataWarning), pytest.raises(DataError, match="make the data implicit"):
+        read_ratings(path, columns={"count": "plays"}, rating_scale=(1, 5))
+    with pytest.warns(DataWarning, match="pass --count-col plays .* instead of --rating-col"):
+        read_ratings(path, columns={"rating": "plays"}, implicit=True)
+
+
+def test_counts_from_parquet_and_from_a_dataframe(tmp_path: Path) -> None:
+    frame = pd.DataFrame(
+        {"user": ["u1", "u1", "u2", "u3"], "item": ["a", "b", "a", "b"], "plays": [3, 0, 1.5, 2]}
+    )
+    path = tmp_path / "plays.parquet"
+    frame.to_parquet(path)
+    expected = {("u1", "a"): 3.0, ("u2", "a"): 1.5, ("u3", "b"): 2.0}
+    with pytest.warns(DataWarning, match="dropped 1 rows"):
+        assert _pairs(read_ratings(path)) == expected
+    with pytest.warns(DataWarning, match="dropped 1 rows"):
+        assert _pairs(read_frame(frame)) == expected
+    renamed = frame.rename(columns={"plays": "hours"})
+    with pytest.warns(DataWarning, match="dropped 1 rows"):
+        assert _pairs(read_frame(renamed, columns={"count": "hours"})) == expected
+    with pytest.raises(DataError, match=r"row 2, column 'hours' \(count\): -1"):
+        read_frame(renamed.assign(hours=[3, -1, 1, 1]), columns={"count": "hours"})
+
+
+def test_counts_with_decimal_commas_or_thousands_separators(tmp_path: Path) -> None:
+    euro = write(tmp_path, "e.csv", "user;item;stunden\n1;10;2,5\n2;10;3\n")
+    assert read_ratings(euro, columns={"count": "stunden"})["rating"].tolist() == [2.5, 3.0]
+    grouped = write(tmp_path, "g.csv", 'user,item,plays\n1,10,"1,234"\n2,10,7\n')
+    with pytest.raises(DataError) as exc:
+        read_ratings(grouped, columns={"count": "plays"})
+    assert "line 2, column 'plays' (count): '1,234' could be a thousands separator" in one_line(exc)

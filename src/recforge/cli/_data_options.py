@@ -1,6 +1,7 @@
 """The data-source flags every command that reads data shares, defined once.
 
 ``@data_options`` adds ``--user-col``, ``--item-col``, ``--rating-col``, ``--time-col``,
+``--count-col``,
 ``--implicit``, ``--sep``, ``--header/--no-header``, ``--rating-scale``, ``--time-format``,
 ``--duplicates``, ``--items``, ``--item-id-col``, ``--item-title-col`` and
 ``--item-feature-cols`` to a typer command and hands the command one :class:`DataFlags`
@@ -49,6 +50,17 @@ _OPTIONS: dict[str, Any] = {
     ],
     "rating_col": Annotated[str | None, _opt("--rating-col", help="Rating column.")],
     "time_col": Annotated[str | None, _opt("--time-col", help="Time column (epoch or dates).")],
+    "count_col": Annotated[
+        str | None,
+        _opt(
+            "--count-col",
+            help="Count column (plays, views, qty: one row per user and item with a count): "
+            "the data is implicit and each row weighs its count, summed over repeated rows; "
+            "rows counting 0 are dropped (default: an unmapped column named plays, "
+            "play_count, views, clicks, qty, count... holding numbers >= 0, when no rating "
+            "column is mapped).",
+        ),
+    ],
     "implicit": Annotated[
         bool | None,
         _opt(
@@ -122,6 +134,7 @@ class DataFlags:
     item_col: str | None = None
     rating_col: str | None = None
     time_col: str | None = None
+    count_col: str | None = None
     implicit: bool | None = None
     sep: str | None = None
     header: bool | None = None

@@ -104,7 +104,9 @@ def data_split(
 
     `recforge train --train OUT/train.csv --test OUT/test.csv` reads them back.
 
-    Each row carries its item's title (a last `title` column) when the data has titles.
+    Each row carries its item's title (a `title` column) when the data has titles, and, for
+    implicit data whose events carry weights (repeats or a count column), its weight (a
+    `count` column, named in split.json).
     """
     from recforge.cli._output import console, emit_json
     from recforge.data.split_io import write_split

@@ -19,6 +19,20 @@ def _conflicts(read: dict[str, Any]) -> str:
     return f"  ({items} conflicting titles: each got its most frequent, a tie the latest row's)"
 
 
+def _counts_line(read: dict[str, Any]) -> str:
+    """The feedback line of data weighted by a count column (and rows dropped for count 0)."""
+    name = read["count_column"]
+    how = read.get("duplicates") or "count"
+    line = f"feedback implicit (counts from column {name!r} are confidence weights" + (
+        ")" if how == "count" else f"; duplicates: {how})"
+    )
+    zeros = int(read.get("zero_counts") or 0)
+    if zeros:
+        rows = "1 row" if zeros == 1 else f"{zeros} rows"
+        line += f"\ndropped  {rows} with count 0 in column {name!r} (no interaction)"
+    return line
+
+
 def render_describe(con: Any, stats: dict[str, Any]) -> None:
     """Print what :func:`recforge.data.describe.describe` (plus ``read`` info) returned."""
     read = stats.get("read") or {}
@@ -52,6 +66,8 @@ def render_describe(con: Any, stats: dict[str, Any]) -> None:
         for value, count in stats["rating_histogram"].items():
             bar = "█" * round(40 * count / total)
             con.print(f"  {value:>4} {count:>9}  {bar}")
+    elif read.get("count_column"):
+        con.print(_counts_line(read))
     else:
         weights = stats.get("rating_histogram") or {}
         repeated = sum(c for v, c in weights.items() if float(v) > 1)

@@ -112,6 +112,7 @@ _FILE_ONLY_FIELDS = (
     "item_col",
     "rating_col",
     "time_col",
+    "count_col",
     "implicit",
     "rating_scale",
     "time_format",
@@ -136,8 +137,14 @@ class DataSource(BaseModel):
             no number is a header; a mapping by column name requires one).
         user_col, item_col, rating_col, time_col: the file's column for each role, by header
             name or 0-based position; None finds it by the known aliases (``userId``, ...).
+        count_col: the file's column of per-row counts (``plays``, ``qty``, ``views``), by
+            header name or 0-based position: the data is then implicit and each row weighs its
+            count (summed over a pair's rows under ``duplicates="count"``; rows counting 0 are
+            dropped). None takes an unmapped column named like counts (``plays``,
+            ``play_count``, ``views``, ``qty``..., :data:`recforge.data.io.COUNT_ALIASES`)
+            holding numbers >= 0, when no rating column is mapped.
         implicit: ignore any rating column (every event is a positive); also implied when the
-            file has no rating column.
+            file has no rating column, or has a count column.
         rating_scale: declared ``(low, high)`` of explicit ratings; None infers it from the
             data's minimum and maximum. Evaluation thresholds follow it.
         time_format: ``"auto"`` (epoch seconds or milliseconds by magnitude, or ISO-8601 text),
@@ -170,6 +177,7 @@ class DataSource(BaseModel):
     item_col: str | int | None = None
     rating_col: str | int | None = None
     time_col: str | int | None = None
+    count_col: str | int | None = None
     implicit: bool = False
     rating_scale: tuple[float, float] | None = None
     time_format: str = "auto"
@@ -220,7 +228,7 @@ class DataSource(BaseModel):
     def _check_sep(cls, value: str | None) -> str | None:
         return None if value is None else parse_sep(value)
 
-    @field_validator("user_col", "item_col", "rating_col", "time_col", mode="before")
+    @field_validator("user_col", "item_col", "rating_col", "time_col", "count_col", mode="before")
     @classmethod
     def _position(cls, value: Any) -> Any:
         # "0" on the command line means the first column of a file without a header.
@@ -247,6 +255,16 @@ class DataSource(BaseModel):
                 raise ValueError(f"rating_scale {self.rating_scale}: low must be below high")
             if self.implicit:
                 raise ValueError("implicit data has no rating scale; drop one of the two")
+            if self.count_col is not None:
+                raise ValueError(
+                    "a count column makes the data implicit, which has no rating scale; drop "
+                    "--rating-scale or --count-col"
+                )
+        if self.count_col is not None and self.rating_col is not None and not self.implicit:
+            raise ValueError(
+                "a count column makes the data implicit, so the rating column would be ignored; "
+                "drop --rating-col or pass --implicit"
+            )
         if self.duplicates == "count" and self.rating_col is not None and not self.implicit:
             raise ValueError(
                 "duplicates 'count' turns repeats into weights of implicit events; "
@@ -307,13 +325,15 @@ class DataSource(BaseModel):
 
     def columns(self) -> dict[str, str | int] | None:
         """The explicit column mapping, canonical name → file column (None when none is set);
-        ``"title"`` is the ratings file's title column (``item_title_col`` without ``items``)."""
+        ``"title"`` is the ratings file's title column (``item_title_col`` without ``items``),
+        ``"count"`` its column of per-row counts."""
         pairs = {
             "user_id": self.user_col,
             "item_id": self.item_col,
             "rating": self.rating_col,
             "timestamp": self.time_col,
             "title": self._ratings_title_col(),
+            "count": self.count_col,
         }
         mapping = {k: v for k, v in pairs.items() if v is not None}
         return mapping or None

@@ -7,7 +7,9 @@ file, then encoded by :meth:`Interactions.from_frame`; there is no second parser
 
 Column mappings accept the canonical names (``user_id``, ``item_id``, ``rating``,
 ``timestamp``) and the short ones a person types (``user``, ``item``, ``rating``, ``time``),
-plus ``title``: a column of the items' titles (found by its name when not mapped, as in a file).
+plus ``title``: a column of the items' titles (found by its name when not mapped, as in a file),
+and ``count``: a column of per-row counts (``plays``, ``qty``; found by its name too), which
+makes the data implicit, each row weighing its count.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ _SHORT_KEYS = {
     "time": "timestamp",
     "timestamp": "timestamp",
     "title": "title",
+    "count": "count",
 }
 
 
@@ -43,7 +46,7 @@ def canonical_columns(columns: Mapping[str, str | int] | None) -> dict[str, str 
         canon = _SHORT_KEYS.get(str(key).lower())
         if canon is None:
             raise ConfigError(
-                f"columns: unknown key {key!r}; use user, item, rating, time, title "
+                f"columns: unknown key {key!r}; use user, item, rating, time, title, count "
                 "(or user_id, item_id, rating, timestamp)"
             )
         if canon in out:
@@ -121,12 +124,12 @@ def as_training_data(
     """What :meth:`Recommender.fit` trains on: Interactions as given, DataFrames encoded.
 
     Column roles may also come as keywords (``user="customer", item="product",
-    rating="stars", time="ts"``), merged into ``columns``. A validation frame is read with the
-    same mapping and encoded with the training vocabularies (rows with ids unseen in training
-    are dropped: they cannot be scored).
+    rating="stars", time="ts", count="plays"``), merged into ``columns``. A validation frame
+    is read with the same mapping and encoded with the training vocabularies (rows with ids
+    unseen in training are dropped: they cannot be scored).
     """
     roles: dict[str, str | int] = {
-        key: read.pop(key) for key in ("user", "item", "rating", "time") if key in read
+        key: read.pop(key) for key in ("user", "item", "rating", "time", "count") if key in read
     }
     if roles:
         mapped = canonical_columns(columns) or {}

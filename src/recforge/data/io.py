@@ -63,6 +63,7 @@ from recforge.errors import ConfigError, DataError, DataWarning
 __all__ = [
     "CANONICAL_COLUMNS",
     "COLUMN_ALIASES",
+    "COUNT_ALIASES",
     "DuplicatePolicy",
     "names_title_column",
     "names_titles",
@@ -80,9 +81,11 @@ COLUMN_FLAGS = {
     "rating": "--rating-col",
     "timestamp": "--time-col",
     "title": "--item-title-col",
+    "count": "--count-col",
 }
-#: Keys of a column mapping: the canonical columns and the ratings' own title column.
-_MAPPABLE = (*CANONICAL_COLUMNS, "title")
+#: Keys of a column mapping: the canonical columns, the ratings' own title column and a column
+#: of per-row counts (implicit data, each row's weight).
+_MAPPABLE = (*CANONICAL_COLUMNS, "title", "count")
 #: Header names that look like a time (``clicked_at``, ``event_time``, ``when``, ``date``...).
 _TIME_NAME = re.compile(
     r"(time|date|when|day|_at$|ts$|^at$|created|updated|epoch|zeit|datum|fecha)", re.I
@@ -236,6 +239,36 @@ def _norm(name: str) -> str:
     return re.sub(r"[\s_\-.]", "", bare if bare.strip() else name).lower()
 
 
+#: Header names of a column of per-row counts (``user, artist, plays``; ``customer, sku, qty``),
+#: compared after :func:`_norm`: unmapped, with no rating column, and holding numbers >= 0, such
+#: a column is read as each row's count (kept apart from :data:`COLUMN_ALIASES`: a count is no
+#: canonical column of the frame, it becomes the implicit event's weight).
+COUNT_ALIASES: tuple[str, ...] = (
+    "plays",
+    "play_count",
+    "playcount",
+    "count",
+    "counts",
+    "n",
+    "clicks",
+    "click_count",
+    "views",
+    "view_count",
+    "listens",
+    "quantity",
+    "qty",
+    "purchases",
+    "times",
+    "frequency",
+    "freq",
+    "visits",
+)
+_COUNT_NAMES = frozenset(_norm(a) for a in COUNT_ALIASES)
+_COUNT_FIX = (
+    "counts must be numbers >= 0 (fix the value or drop the row, or map another column with "
+    "--count-col)"
+)
+
 _ALIAS_LOOKUP = {canon: {_norm(a) for a in aliases} for canon, aliases in COLUMN_ALIASES.items()}
 _ALL_ALIASES = set().union(*_ALIAS_LOOKUP.values())
 
@@ -298,7 +331,8 @@ def read_ratings(
             e.g. ``{"user_id": "userId", "item_id": "movieId"}``. Unmapped canonical columns are
             found by :data:`COLUMN_ALIASES` (header) or by position 0..3 (no header: 2 columns are
             user, item; 3 add rating; 4 or more add timestamp). ``"title"``: the items' titles
-            (unmapped: a text column named like them, :func:`names_title_column`).
+            (unmapped: a text column named like them, :func:`names_title_column`); ``"count"``:
+            each row's count, its weight (unmapped: a column named like counts, no rating).
         header: whether the first non-blank line names the columns; ``None`` detects it (a first
             row with a known column name, or with text where the second row has numbers or
             dates). A mapping by column name requires a header: it is then assumed, and a first
@@ -306,12 +340,11 @@ def read_ratings(
         rating_scale: declared ``(low, high)``; ratings outside it are a :class:`DataError`.
         duplicates: repeated (user, item) pairs: ``"error"``, keep the ``"last"`` in file order
             (warns with the count), ``"mean"`` of the ratings (latest timestamp; warns too), or
-            ``"count"``: implicit data only, one event per pair whose rating is the number of
-            repeats (a confidence weight; latest timestamp). ``None``: ``"count"`` for implicit
-            data (``implicit=True`` or no rating column), ``"last"`` for explicit ratings.
+            ``"count"``: implicit data only, one event per pair weighing its number of rows or
+            the sum of their counts (latest timestamp). ``None``: ``"count"`` if implicit.
         encoding: text encoding; ``None`` is UTF-8 (a UTF-8 or UTF-16 byte-order mark honoured).
-        implicit: ignore any rating column and set every rating to 1.0 (also the behaviour when
-            the file has no rating column).
+        implicit: ignore any rating column: every row weighs 1.0, or its count (the default
+            without a rating column, or with a count column).
         time_format: ``"auto"`` (epoch s/ms/us/ns by magnitude, spreadsheet serial dates
             refused; ISO-8601 text), ``"s"``, ``"ms"``, ``"us"``, ``"ns"``, ``"excel"`` (days
             since 1899-12-30), ``"iso"``, or a strftime pattern (``"%d/%m/%Y %H:%M"``).
@@ -336,7 +369,7 @@ def read_ratings(
     """
     if isinstance(path, DataSource):
         return _read_datasource(path)
-    _check_arguments(columns, rating_scale, duplicates, time_format)
+    _check_arguments(columns, rating_scale, duplicates, time_format, implicit)
     p = Path(path)
     label = str(p)
     magic = _magic_bytes(p, label)
@@ -383,13 +416,16 @@ def _finish(
 ) -> pd.DataFrame:
     """Validate a parsed file or frame into the canonical frame (shared by both readers)."""
     label = raw.label
+    _settle_counts(raw)
     _warn_unmapped_columns(raw, implicit)
     frame, time_used = _canonicalize(
         raw, implicit=implicit, rating_scale=rating_scale, time_format=time_format
     )
     # Before merging duplicates: every row's title counts (most frequent per item wins).
     frame, title_column, title_conflicts = _attach_titles(raw, frame)
-    is_implicit = implicit or "rating" not in raw.columns
+    frame, zero_counts = _drop_zero_counts(raw, frame)
+    counted = "count" in raw.columns
+    is_implicit = implicit or "rating" not in raw.columns or counted
     policy: DuplicatePolicy = duplicates or ("count" if is_implicit else "last")
     if policy == "count" and not is_implicit:
         raise ConfigError(
@@ -402,7 +438,9 @@ def _finish(
     frame.attrs["mapping"] = {
         c: col
         for c, col in raw.mapped.items()
-        if c in CANONICAL_COLUMNS and not (implicit and c == "rating")
+        if c in (*CANONICAL_COLUMNS, "count")
+        and c in raw.columns
+        and not ((implicit or counted) and c == "rating")
     }
     frame.attrs["implicit"] = is_implicit
     frame.attrs["has_timestamps"] = "timestamp" in raw.columns
@@ -410,6 +448,8 @@ def _finish(
     frame.attrs["duplicates"] = policy
     frame.attrs["title_column"] = title_column
     frame.attrs["title_conflicts"] = title_conflicts
+    frame.attrs["count_column"] = raw.mapped["count"] if counted else None
+    frame.attrs["zero_counts"] = zero_counts
     return frame
 
 
@@ -436,7 +476,7 @@ def read_frame(
         DataError: not a DataFrame, no rows, a missing column or a bad value.
         ConfigError: an argument is invalid.
     """
-    _check_arguments(columns, rating_scale, duplicates, time_format)
+    _check_arguments(columns, rating_scale, duplicates, time_format, implicit)
     if not isinstance(df, pd.DataFrame):
         raise DataError(
             f"{label}: expected a pandas DataFrame, got {type(df).__name__}; for a file use "
@@ -457,6 +497,7 @@ def read_frame(
     raw = _Raw(label, cols, shown, 0, {}, time_like, rating_like)
     raw.mapped = {c: names[pos] for c, pos in positions.items()}
     raw.title_auto = _title_found(positions, columns)
+    _note_counts(raw, names, positions, columns)
     return _finish(
         raw,
         implicit=implicit,
@@ -486,6 +527,9 @@ class _Raw:
     rating_like: dict[str, str] = field(default_factory=dict)
     mapped: dict[str, str] = field(default_factory=dict)  # canonical -> file column, for reports
     title_auto: bool = False  # the title column was found by its name, not mapped
+    count_auto: bool = False  # the count column was found by its name, not mapped
+    count_like: list[str] = field(default_factory=list)  # unread columns named like counts
+    counts: npt.NDArray[np.float64] | None = None  # the count column's values, once read
 
     def __len__(self) -> int:
         return len(next(iter(self.columns.values())))
@@ -510,6 +554,7 @@ def _check_arguments(
     rating_scale: tuple[float, float] | None,
     duplicates: str | None,
     time_format: str,
+    implicit: bool = False,
 ) -> None:
     if duplicates not in (None, "error", "last", "mean", "count"):
         raise ConfigError(
@@ -526,12 +571,24 @@ def _check_arguments(
                 raise ConfigError(f"columns: unknown key {key!r}; use {', '.join(_MAPPABLE)}")
             if isinstance(value, bool) or not isinstance(value, str | int):
                 raise ConfigError(f"columns[{key!r}] must be a column name or a 0-based position")
+    _check_count_mapping(columns, implicit)
     if rating_scale is not None:
         lo, hi = rating_scale
         if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
             raise ConfigError(
                 f"rating_scale must be (low, high) with low < high, got {rating_scale}"
             )
+
+
+def _check_count_mapping(columns: Mapping[str, str | int] | None, implicit: bool) -> None:
+    """A count column makes the data implicit: a rating column mapped beside it would be
+    silently ignored, so that takes ``implicit=True`` (``--implicit``)."""
+    if columns and "count" in columns and "rating" in columns and not implicit:
+        raise ConfigError(
+            f"columns: a count column ({columns['count']!r}) makes the data implicit, so the "
+            f"rating column ({columns['rating']!r}) would be ignored; drop --rating-col "
+            "(columns['rating']) or pass --implicit (implicit=True)"
+        )
 
 
 def _shown(value: Any) -> str:
@@ -559,6 +616,8 @@ def _resolve_columns(
     _require_ids(where, names, n_fields, positions)
     if names is not None and "title" not in positions:
         _add_title_position(positions, names)
+    if names is not None and "count" not in positions and "rating" not in positions:
+        _add_count_position(positions, names)
     return positions, _shown_names(names, positions)
 
 
@@ -573,6 +632,33 @@ def _add_title_position(positions: dict[str, int], names: list[str]) -> None:
     )
     if hit is not None:
         positions["title"] = hit
+
+
+def names_counts(column: object) -> bool:
+    """Whether a header name says the column holds per-row counts (:data:`COUNT_ALIASES`:
+    ``plays``, ``play_count``, ``views``, ``qty``...; case, separators and a bracketed note
+    ignored). A position (a file without a header) never does."""
+    return isinstance(column, str) and _norm(column) in _COUNT_NAMES
+
+
+def _add_count_position(positions: dict[str, int], names: list[str]) -> None:
+    """The first unmapped column named like counts (:func:`names_counts`) as
+    ``positions["count"]`` (only while no rating column is mapped); whether it holds counts is
+    judged once it is read (:func:`_settle_counts`)."""
+    used = set(positions.values())
+    hit = next((i for i, n in enumerate(names) if i not in used and names_counts(n)), None)
+    if hit is not None:
+        positions["count"] = hit
+
+
+def _note_counts(
+    raw: _Raw, names: list[str] | None, positions: dict[str, int], columns: Mapping[str, Any] | None
+) -> None:
+    """Record on ``raw`` whether its count column was found by its name, and which unmapped
+    columns are named like counts but left unread (a rating column is mapped)."""
+    raw.count_auto = "count" in positions and "count" not in (columns or {})
+    used = set(positions.values())
+    raw.count_like = [n for i, n in enumerate(names or []) if i not in used and names_counts(n)]
 
 
 def _title_found(positions: dict[str, int], columns: Mapping[str, str | int] | None) -> bool:
@@ -759,6 +845,7 @@ def _read_text_source(
     raw = _Raw(label, cols, shown, data_line, header_names, time_like, rating_like)
     raw.mapped = header_names or {c: f"column {pos}" for c, pos in positions.items()}
     raw.title_auto = _title_found(positions, columns)
+    _note_counts(raw, names, positions, columns)
     return raw
 
 
@@ -1257,6 +1344,13 @@ def _read_parquet(p: Path, label: str, columns: Mapping[str, str | int] | None) 
             pf.schema_arrow.field(names[positions["title"]]).type
         ):
             del positions["title"]  # lists named like titles: not a title column
+        count = positions.get("count")
+        if (
+            count is not None
+            and "count" not in (columns or {})
+            and pa.types.is_nested(pf.schema_arrow.field(names[count]).type)
+        ):
+            del positions["count"]  # lists named like counts: not a count column
         table = pf.read(columns=[names[i] for i in sorted(set(positions.values()))])
     except (pa.ArrowException, OSError) as exc:
         raise DataError(
@@ -1290,6 +1384,7 @@ def _read_parquet(p: Path, label: str, columns: Mapping[str, str | int] | None) 
     raw = _Raw(label, cols, shown, 0, {}, time_like, rating_like)
     raw.mapped = {c: names[pos] for c, pos in positions.items()}
     raw.title_auto = _title_found(positions, columns)
+    _note_counts(raw, names, positions, columns)
     return raw
 
 
@@ -1734,6 +1829,35 @@ def _warn_unmapped_columns(raw: _Raw, implicit: bool) -> None:
         so = "the events are read as implicit feedback"
         tail = ", or --implicit to keep clicks"
         _warn_unmapped(raw, "rating", raw.rating_like, "ratings", so, tail)
+    _warn_unread_counts(raw, implicit)
+
+
+def _warn_unread_counts(raw: _Raw, implicit: bool) -> None:
+    """Counts and ratings side by side: say which one is not read, and the flag for counts."""
+    rating = raw.source_names.get("rating")
+    if "count" in raw.columns:
+        if rating is not None and not implicit:  # found by its name beside a mapped count
+            warnings.warn(
+                f"{raw.label}: {rating} is not read: counts from {raw.source_names['count']} "
+                "make the data implicit (pass --implicit to say so)",
+                DataWarning,
+                stacklevel=4,
+            )
+        return
+    unread = list(raw.count_like)
+    if implicit and rating is not None and names_counts(raw.mapped.get("rating")):
+        unread.insert(0, raw.mapped["rating"])  # --rating-col plays --implicit drops them
+    if unread and rating is not None:
+        name = unread[0]
+        warnings.warn(
+            f"{raw.label}: column {name!r} looks like counts but is not read "
+            f"({'--implicit ignores ratings' if implicit else f'ratings come from {rating}'}); "
+            f"pass {COLUMN_FLAGS['count']} {shlex.quote(name)} (columns={{'count': {name!r}}})"
+            f"{' instead of --rating-col' if name == raw.mapped['rating'] else ''} "
+            "to weight each implicit event by it",
+            DataWarning,
+            stacklevel=4,
+        )
 
 
 def _attach_titles(raw: _Raw, frame: pd.DataFrame) -> tuple[pd.DataFrame, str | None, int]:
@@ -1793,9 +1917,16 @@ def _canonicalize(
     raw: _Raw, *, implicit: bool, rating_scale: tuple[float, float] | None, time_format: str
 ) -> tuple[pd.DataFrame, str | None]:
     n = len(raw)
-    has_rating = "rating" in raw.columns and not implicit
+    counts = _count_values(raw)
+    has_rating = "rating" in raw.columns and not implicit and counts is None
     if rating_scale is not None and not has_rating:
-        reason = "implicit=True ignores ratings" if implicit else "no rating column was found"
+        reason = (
+            "implicit=True ignores ratings"
+            if implicit
+            else f"counts from {raw.source_names['count']} make the data implicit"
+            if counts is not None
+            else "no rating column was found"
+        )
         raise DataError(
             f"{raw.label}: missing column 'rating' but rating_scale={rating_scale} was declared "
             f"({reason}); pass columns={{'rating': '<your column>'}} or drop rating_scale"
@@ -1820,6 +1951,8 @@ def _canonicalize(
                     "--rating-scale (rating_scale)"
                 )
         rating = values.astype(np.float32)
+    elif counts is not None:
+        rating = counts.astype(np.float32)  # each row's count is its weight
     else:
         rating = np.ones(n, dtype=np.float32)
     time_used: str | None = None
@@ -1836,6 +1969,96 @@ def _canonicalize(
         }
     )
     return frame, time_used
+
+
+def _count_values(raw: _Raw) -> npt.NDArray[np.float64] | None:
+    """The count column's values (finite numbers >= 0), read once and kept on ``raw``; None
+    without a count column.
+
+    Raises:
+        DataError: an empty, non-numeric, non-finite or negative count (file, line, column,
+            value and the fix).
+    """
+    if "count" not in raw.columns:
+        return None
+    if raw.counts is None:
+        col = raw.columns["count"]
+        if col.dtype.kind not in "iufb":
+            _refuse_thousands(raw, col.astype(str).str.strip())
+        values = _numeric(raw, "count", _COUNT_FIX, comma_decimals=True)
+        _refuse_rows(raw, "count", col, values < 0, "is a negative count", _COUNT_FIX)
+        raw.counts = values
+    return raw.counts
+
+
+#: A count written with thousands separators (``1,234``; ``12,345,678``).
+_THOUSANDS = re.compile(r"^\d{1,3}(?:,\d{3})+$")
+
+
+def _refuse_thousands(raw: _Raw, text: pd.Series) -> None:
+    """Counts whose every comma groups thousands (``1,234`` plays) could as well be decimal
+    commas (1.234 hours): refused rather than read one way by guess."""
+    comma = text.str.contains(",", regex=False)
+    if comma.any() and text[comma].str.match(_THOUSANDS).all():
+        col = raw.columns["count"]
+        _refuse_rows(
+            raw,
+            "count",
+            col,
+            comma.to_numpy(bool),
+            "could be a thousands separator or a decimal comma",
+            "re-save the column without thousands separators (1234, or 1.234 for a fraction)",
+        )
+
+
+def _settle_counts(raw: _Raw) -> None:
+    """Keep a count column found by its name only when it holds counts (numbers >= 0); warn
+    and read the data without it otherwise. A mapped one is refused there by
+    :func:`_count_values`."""
+    if "count" not in raw.columns or not raw.count_auto:
+        return
+    try:
+        _count_values(raw)
+    except DataError as exc:
+        name = raw.mapped.pop("count")
+        del raw.columns["count"]
+        why = str(exc).split(": ", 1)[-1].split(";", 1)[0]
+        warnings.warn(
+            f"{raw.label}: column {name!r} is named like counts but is not read as them "
+            f"({why}); pass {COLUMN_FLAGS['count']} {shlex.quote(name)} "
+            f"(columns={{'count': {name!r}}}) to use it",
+            DataWarning,
+            stacklevel=4,
+        )
+
+
+def _drop_zero_counts(raw: _Raw, frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """``(frame, rows dropped)``: rows whose count is 0 carry no interaction ("0 plays" is no
+    play), so they go, with a warning; ``raw``'s columns follow, so later errors still name the
+    right lines.
+
+    Raises:
+        DataError: every count is 0.
+    """
+    counts = raw.counts if "count" in raw.columns else None
+    if counts is None or not (zero := counts == 0).any():
+        return frame, 0
+    n_zero = int(zero.sum())
+    name = raw.mapped["count"]
+    if n_zero == len(counts):
+        raise DataError(
+            f"{raw.label}: every count in column {name!r} is 0, so there is no interaction; "
+            f"map the right column with {COLUMN_FLAGS['count']}"
+        )
+    keep = ~zero
+    raw.columns = {c: col[keep] for c, col in raw.columns.items()}
+    raw.counts = counts[keep]
+    warnings.warn(
+        f"{raw.label}: dropped {n_zero} rows whose count in column {name!r} is 0 (no interaction)",
+        DataWarning,
+        stacklevel=4,
+    )
+    return _take(frame, keep), n_zero
 
 
 def _pair_keys(frame: pd.DataFrame) -> npt.NDArray[np.int64]:
@@ -1887,19 +2110,22 @@ def _apply_duplicates(frame: pd.DataFrame, raw: _Raw, policy: DuplicatePolicy) -
         )
     keep = np.ones(len(frame), dtype=bool)
     keep[order] = False
+    value = "count" if "count" in raw.columns else "rating"
     if policy == "count":
-        # One event per pair: its weight is the number of rows (the latest time kept).
+        # One event per pair: its weight is the sum of its rows' weights, each 1 or the row's
+        # count from a count column (the latest time kept).
         keep[first] = True
         group = np.cumsum(new_group) - 1
         rating = frame["rating"].to_numpy().copy()
-        rating[first] = np.bincount(group).astype(np.float32)
+        weights = rating[order].astype(np.float64)
+        rating[first] = np.bincount(group, weights=weights).astype(np.float32)
         ts = frame["timestamp"].to_numpy().copy()
         ts[first] = np.maximum.reduceat(ts[order], starts)
         return _take(frame.assign(rating=rating, timestamp=ts), keep)
     if policy == "last":
         keep[last] = True
         out = _take(frame, keep)
-        how = "kept the last rating of each pair"
+        how = f"kept the last {value} of each pair"
     else:
         keep[first] = True
         group = np.cumsum(new_group) - 1
@@ -1909,7 +2135,7 @@ def _apply_duplicates(frame: pd.DataFrame, raw: _Raw, policy: DuplicatePolicy) -
         ts = frame["timestamp"].to_numpy().copy()
         ts[first] = np.maximum.reduceat(ts[order], starts)
         out = _take(frame.assign(rating=rating, timestamp=ts), keep)
-        how = "averaged their ratings (latest timestamp kept)"
+        how = f"averaged their {value}s (latest timestamp kept)"
     warnings.warn(
         f"{raw.label}: merged {n_dup} duplicate (user_id, item_id) rows; {how} "
         "(pass duplicates='error' to reject them)",

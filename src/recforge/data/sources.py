@@ -30,6 +30,7 @@ def as_source(spec: str | Path | DataSource, **read_kwargs: Any) -> DataSource:
         ("rating", "rating_col"),
         ("timestamp", "time_col"),
         ("title", "item_title_col"),
+        ("count", "count_col"),
     ):
         if canon in columns:
             # item_title_col is text (an item file's column name); digits are a position.
@@ -60,7 +61,9 @@ def load_with_info(source: DataSource) -> tuple[Interactions, dict[str, Any]]:
     The info holds ``path``, ``mapping`` (canonical column → file column), ``implicit``,
     ``time_format`` (how times were parsed, None without a time column), ``duplicates``,
     ``items`` (the item file, or None), ``titles_column`` (the ratings file's column of item
-    titles, named or found by its name; None without one), ``title_conflicts`` (how many items
+    titles, named or found by its name; None without one), ``count_column`` (the column of
+    per-row counts that weigh the events, named or found by its name; None without one),
+    ``zero_counts`` (rows dropped for a count of 0), ``title_conflicts`` (how many items
     had different titles in it; each got its most frequent) and ``titles_from`` (the item
     column whose ids are the items' titles, :func:`recforge.data.items.id_titles`; None when
     they are not).
@@ -107,6 +110,8 @@ def load_with_info(source: DataSource) -> tuple[Interactions, dict[str, Any]]:
         "items": source.items,
         "titles_column": frame.attrs.get("title_column"),
         "title_conflicts": frame.attrs.get("title_conflicts", 0),
+        "count_column": frame.attrs.get("count_column"),
+        "zero_counts": frame.attrs.get("zero_counts", 0),
         # The item column whose ids are also the items' titles (None when they are not).
         "titles_from": titles_from,
     }

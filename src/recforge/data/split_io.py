@@ -1,9 +1,11 @@
 """Write a Split's parts to disk as canonical CSV files (atomically), readable back as a split.
 
 Explicit data is written as ``user_id,item_id,rating[,timestamp][,title]``. Implicit data has
-no rating column: an event whose weight is a repeat count ``c`` is written as ``c`` identical
-rows, so reading the file back with the default ``duplicates="count"`` restores the same weights.
-A ``split.json`` beside the parts records the rating scale (``recforge train --train/--test``
+no rating column; when some event weighs other than 1 (repeats counted, or a count column such
+as ``plays``, whose fractional counts rows could not repeat), every part gets a ``count`` column
+holding each event's weight, recorded in ``split.json`` as ``"count_col": "count"``, so reading
+the parts back gives the same weights (the name alone is also found as a count column). A
+``split.json`` beside the parts records the rating scale (``recforge train --train/--test``
 uses it when no ``--rating-scale`` is given) and a ``protocol.txt`` how the split was made.
 
 Titles travel as a column of the parts, not as a second file: when the data's item table has
@@ -29,6 +31,14 @@ from recforge._atomic import atomic_path
 SPLIT_META = "split.json"
 #: The parts' column of item titles (recorded in ``split.json`` as ``item_title_col``).
 TITLE_COLUMN = "title"
+#: The parts' column of implicit event weights (recorded in ``split.json`` as ``count_col``).
+COUNT_COLUMN = "count"
+
+
+def _weighted(split: Any) -> bool:
+    """Whether an implicit split's events carry weights other than 1 (so a count column)."""
+    parts = (getattr(split, name, None) for name in ("train", "valid", "test"))
+    return any(bool((p.rating != 1).any()) for p in parts if p is not None and len(p))
 
 
 def _titles(item_meta: pd.DataFrame | None) -> pd.Series | None:
@@ -51,6 +61,7 @@ def write_split(split: Any, out: str | Path) -> dict[str, Path]:
     written: dict[str, Path] = {}
     scale = split.train.rating_scale
     titles = _titles(split.train.item_meta)
+    counts = scale is None and _weighted(split)
     for name in ("train", "valid", "test"):
         part = getattr(split, name, None)
         if part is None:
@@ -61,9 +72,10 @@ def write_split(split: Any, out: str | Path) -> dict[str, Path]:
         if not part.has_timestamps:  # zeros would read back as real (1970) times
             frame = frame.drop(columns="timestamp")
         if scale is None:
-            counts = np.maximum(np.rint(frame.pop("rating").to_numpy()), 1).astype(np.int64)
-            if (counts > 1).any():
-                frame = frame.loc[frame.index.repeat(counts)]
+            weights = frame.pop("rating").to_numpy()
+            if counts:  # whole counts written as integers (3, not 3.0)
+                whole = bool(np.all(weights == np.round(weights)))
+                frame[COUNT_COLUMN] = weights.astype(np.int64) if whole else weights
         target = folder / f"{name}.csv"
         with atomic_path(target) as tmp:
             frame.to_csv(tmp, index=False)
@@ -74,6 +86,7 @@ def write_split(split: Any, out: str | Path) -> dict[str, Path]:
         "protocol": split.protocol.describe(),
         "source": split.train.source,
         "item_title_col": TITLE_COLUMN if titles is not None else None,
+        "count_col": COUNT_COLUMN if counts else None,
     }
     with atomic_path(folder / SPLIT_META) as tmp:
         tmp.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
