@@ -2054,7 +2054,8 @@ def _drop_zero_counts(raw: _Raw, frame: pd.DataFrame) -> tuple[pd.DataFrame, int
     raw.columns = {c: col[keep] for c, col in raw.columns.items()}
     raw.counts = counts[keep]
     warnings.warn(
-        f"{raw.label}: dropped {n_zero} rows whose count in column {name!r} is 0 (no interaction)",
+        f"{raw.label}: dropped {n_zero} row{'s' if n_zero != 1 else ''} whose count in column "
+        f"{name!r} is 0 (no interaction)",
         DataWarning,
         stacklevel=4,
     )
