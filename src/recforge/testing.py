@@ -631,6 +631,9 @@ class ModelContract:
         vecs = fitted.item_vectors()
         assert vecs is None or vecs.shape[0] == planted.train.n_items
         assert rec.user_id == item
+        # A similar-items list says so: its frame names the item as similar_to, not user_id.
+        assert rec.query == "item"
+        assert list(rec.to_frame().columns[:3]) == ["similar_to", "rank", "item_id"]
         assert 0 < len(rec) <= 5 and item not in set(rec.item_ids.tolist())
         assert np.all(np.diff(rec.scores) <= 0)
 

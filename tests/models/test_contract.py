@@ -172,7 +172,7 @@ class _StoredNeighbourSimilarItems:
         items = fitted.items_.ids
         assert fitted.item_vectors() is None
         rec = fitted.similar_items(items[0], k=5)
-        assert rec.user_id == items[0]
+        assert rec.user_id == items[0] and rec.query == "item"
         assert 0 < len(rec) <= 5 and items[0] not in set(rec.item_ids.tolist())
         assert np.all(np.diff(rec.scores) <= 0) and np.all(rec.scores > 0)
 

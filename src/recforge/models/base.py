@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -38,23 +38,29 @@ DEFAULT_SCORE_CHUNK = 1024
 
 @dataclass(frozen=True)
 class RecList:
-    """Ranked recommendations for one user: raw item ids and their scores, best first.
+    """Ranked recommendations for one user, or the items most similar to one item: raw item ids
+    and their scores, best first.
 
-    ``item_meta`` is the model's item metadata (a shared reference, not a copy), so
-    :meth:`to_frame` can add titles; it is None when the model knows no metadata.
+    ``user_id`` holds whom (or what) the list is for: the user's id, or with ``query="item"``
+    (:meth:`Recommender.similar_items`) the id of the item the others are similar to, which
+    :meth:`to_frame` then names ``similar_to``. ``item_meta`` is the model's item metadata (a
+    shared reference, not a copy), so :meth:`to_frame` can add titles; it is None when the
+    model knows no metadata.
     """
 
     user_id: Any
     item_ids: npt.NDArray[Any]
     scores: npt.NDArray[np.float32]
     item_meta: pd.DataFrame | None = field(default=None, repr=False, compare=False)
+    query: Literal["user", "item"] = "user"
 
     def __len__(self) -> int:
         return len(self.item_ids)
 
     def to_frame(self, explanations: Sequence[Explanation] | None = None) -> pd.DataFrame:
-        """Tidy frame: ``user_id, rank, item_id, score`` (rank from 1), plus ``title`` when the
-        model's item metadata has titles (None for items it does not describe).
+        """Tidy frame: ``user_id, rank, item_id, score`` (rank from 1; ``similar_to`` in place of
+        ``user_id`` for a similar-items list), plus ``title`` when the model's item metadata has
+        titles (None for items it does not describe).
 
         The id columns carry the names of the canonical ratings frame and of the store's
         ``recommendations`` table, so a frame can be joined with either directly. With
@@ -63,7 +69,7 @@ class RecList:
         """
         out = pd.DataFrame(
             {
-                "user_id": [self.user_id] * len(self),
+                ("user_id" if self.query == "user" else "similar_to"): [self.user_id] * len(self),
                 "rank": np.arange(1, len(self) + 1, dtype=np.int64),
                 "item_id": self.item_ids,
                 "score": self.scores,
@@ -592,10 +598,18 @@ class Recommender(ABC):
             for uid, row_i, row_v in zip(ids, idx, val, strict=True)
         ]
 
-    def _to_reclist(self, user_id: Any, idx: IndexArray, val: FloatArray) -> RecList:
+    def _to_reclist(
+        self,
+        user_id: Any,
+        idx: IndexArray,
+        val: FloatArray,
+        query: Literal["user", "item"] = "user",
+    ) -> RecList:
+        """The ranked ``idx`` (``-1``: none) and scores ``val`` as raw ids; ``query="item"``: a
+        similar-items list for the item ``user_id``."""
         ok = idx >= 0
         raw = user_id.item() if isinstance(user_id, np.generic) else user_id
-        return RecList(raw, self.items_.lookup(idx[ok]), val[ok], self.item_meta_)
+        return RecList(raw, self.items_.lookup(idx[ok]), val[ok], self.item_meta_, query)
 
     # ------------------------------------------------------------------ new users (fold-in)
     def fold_in_scores(self, item_idx: IndexArray, ratings: FloatArray) -> FloatArray:
@@ -755,7 +769,7 @@ class Recommender(ABC):
         norms[norms == 0] = 1.0
         sims = (vecs @ vecs[i]) / (norms * norms[i])
         idx, val = rank_scores(sims[None, :], k, exclude=_itself(i))
-        return self._to_reclist(item_id, idx[0], val[0])
+        return self._to_reclist(item_id, idx[0], val[0], query="item")
 
     # ------------------------------------------------------------------ persistence
     def get_state(self) -> dict[str, npt.NDArray[Any]]:

@@ -568,7 +568,7 @@ class ContentBased(Recommender):
         sims = np.asarray((self.features_ @ self.features_[i].T).toarray(), dtype=np.float64).T
         itself = np.arange(self.n_items) == i
         idx, val = rank_scores(sims, k, exclude_items=itself, dtype=np.float64)
-        return self._to_reclist(item_id, idx[0], val[0])
+        return self._to_reclist(item_id, idx[0], val[0], query="item")
 
     # ------------------------------------------------------------------ persistence
     def get_state(self) -> dict[str, npt.NDArray[Any]]:

@@ -502,7 +502,7 @@ class EASE(HistoryTerms, Recommender):
         i = self.items_.index_one(item_id)
         itself = np.arange(self.n_items) == i
         idx, val = rank_scores(self.weights_[i][None, :], k, exclude_items=itself)
-        return self._to_reclist(item_id, idx[0], val[0])
+        return self._to_reclist(item_id, idx[0], val[0], query="item")
 
     # ------------------------------------------------------------------ persistence
     def get_state(self) -> dict[str, npt.NDArray[Any]]:

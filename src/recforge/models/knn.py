@@ -926,7 +926,7 @@ class ItemKNN(HistoryTerms, _NeighbourhoodModel):
         cols = self.similarity_.indices[lo:hi].astype(np.int64)
         vals = np.asarray(self.similarity_.data[lo:hi], dtype=np.float32)
         order = np.lexsort((cols, -vals))[:k]
-        return self._to_reclist(item_id, cols[order], vals[order])
+        return self._to_reclist(item_id, cols[order], vals[order], query="item")
 
     def get_state(self) -> dict[str, npt.NDArray[Any]]:
         """Similarity and rating matrices (CSR arrays), biases and the scoring rule."""
