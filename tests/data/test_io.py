@@ -806,12 +806,12 @@ def test_counts_from_parquet_and_from_a_dataframe(tmp_path: Path) -> None:
     path = tmp_path / "plays.parquet"
     frame.to_parquet(path)
     expected = {("u1", "a"): 3.0, ("u2", "a"): 1.5, ("u3", "b"): 2.0}
-    with pytest.warns(DataWarning, match="dropped 1 rows"):
+    with pytest.warns(DataWarning, match="dropped 1 row whose"):
         assert _pairs(read_ratings(path)) == expected
-    with pytest.warns(DataWarning, match="dropped 1 rows"):
+    with pytest.warns(DataWarning, match="dropped 1 row whose"):
         assert _pairs(read_frame(frame)) == expected
     renamed = frame.rename(columns={"plays": "hours"})
-    with pytest.warns(DataWarning, match="dropped 1 rows"):
+    with pytest.warns(DataWarning, match="dropped 1 row whose"):
         assert _pairs(read_frame(renamed, columns={"count": "hours"})) == expected
     with pytest.raises(DataError, match=r"row 2, column 'hours' \(count\): -1"):
         read_frame(renamed.assign(hours=[3, -1, 1, 1]), columns={"count": "hours"})
