@@ -132,3 +132,52 @@ def test_one_star_and_five_stars_give_different_lists(page: Any) -> None:
     assert len(hated) == 10 and hated != loved and item not in hated
     # 1★ is no evidence for EASE, so no "because" line names it.
     assert not page.eval_on_selector_all("#recs li .because", "els => els.length")
+
+
+def test_a_list_without_because_says_what_the_model_read(page: Any) -> None:
+    """A sequential model may find no rated item that raised an item (occlusion: leaving any
+    one out raises the score); its answer then carries only ``attention``, and the page says
+    which of the person's items the model read most instead of showing no reason at all."""
+    page.click("#clear")
+    answer = {
+        "user_id": None,
+        "model_version": "seq",
+        "source": "fold_in",
+        "items": [
+            {
+                "item_id": "7",
+                "title": "Seven",
+                "rank": 1,
+                "score": 2.5,
+                "because": [],
+                "attention": [
+                    {"item_id": "1", "title": "Alpha", "weight": 0.6},
+                    {"item_id": "2", "title": "Beta", "weight": 0.3},
+                    {"item_id": "3", "title": None, "weight": 0.1},
+                ],
+            },
+            {"item_id": "8", "title": "Eight", "rank": 2, "score": 2.0, "because": []},
+        ],
+    }
+
+    def fulfil(route: Any) -> None:
+        if route.request.method == "POST":
+            route.fulfill(status=200, content_type="application/json", json=answer)
+        else:
+            route.continue_()
+
+    page.route("**/recommendations*", fulfil)
+    try:
+        _find_and_rate(page, "star wars" if _ml100k() else "toy story", 5)
+        lines = page.eval_on_selector_all(
+            "#recs li .because", "els => els.map(e => [e.textContent, e.title])"
+        )
+    finally:
+        page.unroute("**/recommendations*")
+    # Only the item with attention gets a line; one with neither stays without.
+    assert lines == [
+        [
+            "Following Alpha and Beta in your list",
+            "Alpha: attention 0.600\nBeta: attention 0.300\n3: attention 0.100",
+        ]
+    ]

@@ -111,13 +111,21 @@ function stars(item) {
 }
 
 // "Because you rated X and Y": the rated items that raised this item's score most (explain=true).
+// A sequential model may find none (leaving any one out raises the score: the item follows the
+// list as a whole); it then says which of the person's items it read most (its attention), so
+// every recommendation still carries a reason, labelled for what it is.
 function becauseLine(item) {
-  if (!item.because || !item.because.length) return null;
-  const names = item.because.slice(0, 2).map((b) => b.title || "item " + b.item_id);
+  const because = item.because && item.because.length ? item.because : null;
+  const read = !because && item.attention && item.attention.length ? item.attention : null;
+  if (!because && !read) return null;
+  const shown = because || read;
+  const names = shown.slice(0, 2).map((b) => b.title || "item " + b.item_id);
   const div = document.createElement("div");
   div.className = "because muted";
-  div.textContent = "Because you rated " + names.join(" and ");
-  div.title = item.because.map((b) => (b.title || b.item_id) + ": +" + b.weight.toFixed(3)).join("\n");
+  div.textContent = (because ? "Because you rated " : "Following ") + names.join(" and ") +
+    (because ? "" : " in your list");
+  const sign = because ? "+" : "attention ";
+  div.title = shown.map((b) => (b.title || b.item_id) + ": " + sign + b.weight.toFixed(3)).join("\n");
   return div;
 }
 
