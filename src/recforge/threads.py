@@ -44,6 +44,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from recforge._cgroup import CGROUP_ROOT, PROC_CGROUP, cgroup_entries, with_ancestors
+
 if TYPE_CHECKING:
     import numpy.typing as npt
 
@@ -80,8 +82,6 @@ __all__ = [
 #: Environment variable that sets the default thread count (below ``--threads`` and configs).
 ENV_VAR = "RECFORGE_NUM_THREADS"
 
-_PROC_CGROUP = Path("/proc/self/cgroup")
-_CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 # Set by ``recforge --threads`` / forced_threads: wins over every model config.
 _forced: int | None = None
@@ -104,11 +104,10 @@ def _read(path: Path) -> str | None:
         return None
 
 
-def _v2_limit(cgroup: str, root: Path) -> float | None:
+def _v2_limit(rel: Path, root: Path) -> float | None:
     """Smallest ``cpu.max`` quota / period along the cgroup's path up to the root (v2)."""
     best: float | None = None
-    rel = Path(cgroup.lstrip("/"))
-    for directory in [root / rel, *[root / p for p in rel.parents]]:
+    for directory in with_ancestors(root, rel):
         text = _read(directory / "cpu.max")
         if not text:
             continue
@@ -124,11 +123,10 @@ def _v2_limit(cgroup: str, root: Path) -> float | None:
     return best
 
 
-def _v1_limit(cgroup: str, mount: Path) -> float | None:
+def _v1_limit(rel: Path, mount: Path) -> float | None:
     """Smallest ``cfs_quota_us / cfs_period_us`` along the path up to the mount (v1)."""
     best: float | None = None
-    rel = Path(cgroup.lstrip("/"))
-    for directory in [mount / rel, *[mount / p for p in rel.parents]]:
+    for directory in with_ancestors(mount, rel):
         quota, period = (
             _read(directory / "cpu.cfs_quota_us"),
             _read(directory / "cpu.cfs_period_us"),
@@ -142,7 +140,7 @@ def _v1_limit(cgroup: str, mount: Path) -> float | None:
     return best
 
 
-def cgroup_cpu_limit(proc_cgroup: Path = _PROC_CGROUP, root: Path = _CGROUP_ROOT) -> float | None:
+def cgroup_cpu_limit(proc_cgroup: Path = PROC_CGROUP, root: Path = CGROUP_ROOT) -> float | None:
     """The CPU quota of this process's cgroup in CPUs (e.g. 1.5), or None when unlimited/unknown.
 
     Reads ``proc_cgroup`` (``/proc/self/cgroup``) for the process's cgroup paths, then the
@@ -150,21 +148,14 @@ def cgroup_cpu_limit(proc_cgroup: Path = _PROC_CGROUP, root: Path = _CGROUP_ROOT
     "150000 100000"), and v1 ``cpu[,cpuacct]/<path>/cpu.cfs_quota_us`` and
     ``cpu.cfs_period_us``. Ancestors are read too, since a parent's limit binds its children.
     """
-    text = _read(proc_cgroup)
-    if not text:
-        return None
     limits: list[float] = []
-    for line in text.splitlines():
-        parts = line.split(":", 2)
-        if len(parts) != 3:
-            continue
-        _, controllers, path = parts
-        if controllers == "":  # the v2 unified hierarchy: "0::/path"
-            limit = _v2_limit(path, root)
-        elif "cpu" in controllers.split(","):
-            mounts = [root / controllers, root / "cpu", root / "cpu,cpuacct"]
+    for controllers, rel in cgroup_entries(proc_cgroup):
+        if not controllers:  # the v2 unified hierarchy: "0::/path"
+            limit = _v2_limit(rel, root)
+        elif "cpu" in controllers:
+            mounts = [root / ",".join(controllers), root / "cpu", root / "cpu,cpuacct"]
             mount = next((m for m in mounts if m.is_dir()), None)
-            limit = _v1_limit(path, mount) if mount is not None else None
+            limit = _v1_limit(rel, mount) if mount is not None else None
         else:
             continue
         if limit is not None:

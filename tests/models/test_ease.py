@@ -361,50 +361,6 @@ def test_parse_and_format_bytes_edges() -> None:
     ]
 
 
-class _FakeFile:
-    def __init__(self, text: str) -> None:
-        self.lines = text.splitlines(keepends=True)
-
-    def __enter__(self) -> list[str]:
-        return self.lines
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-def test_available_memory_reads_memavailable_then_sysconf(monkeypatch: pytest.MonkeyPatch) -> None:
-    meminfo = "MemTotal:  9999 kB\nMemFree:  5 kB\nMemAvailable:   1234 kB\n"
-
-    def fake_open(path: str, *args: object, **kwargs: object) -> _FakeFile:
-        if path != "/proc/meminfo":
-            raise FileNotFoundError(path)
-        return _FakeFile(meminfo)
-
-    conf = {"SC_AVPHYS_PAGES": 10, "SC_PAGE_SIZE": 4096}
-
-    def fake_sysconf(name: str) -> int:
-        if name not in conf:
-            raise ValueError(f"unrecognized configuration name {name!r}")
-        return conf[name]
-
-    monkeypatch.setattr(ease_mod, "open", fake_open, raising=False)
-    monkeypatch.setattr(ease_mod.os, "sysconf", fake_sysconf)
-    assert ease_mod.available_memory_bytes() == 1234 * 1024
-    meminfo = "MemTotal:  9999 kB\n"  # no MemAvailable line: free pages instead
-    assert ease_mod.available_memory_bytes() == 10 * 4096
-
-    def no_proc(path: str, *args: object, **kwargs: object) -> _FakeFile:
-        raise FileNotFoundError(path)
-
-    monkeypatch.setattr(ease_mod, "open", no_proc, raising=False)
-    assert ease_mod.available_memory_bytes() == 10 * 4096
-    for pages, size, expected in [(0, 4096, None), (1, 4096, 4096), (5, 1, 5), (5, 0, None)]:
-        conf.update(SC_AVPHYS_PAGES=pages, SC_PAGE_SIZE=size)
-        assert ease_mod.available_memory_bytes() == expected
-    conf.clear()
-    assert ease_mod.available_memory_bytes() is None
-
-
 def test_largest_eigenvalue_is_deterministic_and_an_upper_bound() -> None:
     n = 500
     # λ_max = 1.3 along the all-ones vector, every other eigenvalue 1: a start vector with

@@ -4,14 +4,14 @@ The whole model is one dense ``n_items × n_items`` weight matrix, so its cost i
 catalogue, not by the number of users or events: ``O(n_items²)`` memory and ``O(n_items³)`` time
 for one matrix inverse. :class:`EASE` therefore estimates its peak memory before doing any work and
 refuses with a :class:`~recforge.errors.ConfigError` (stating the estimate) when it exceeds the
-``memory_budget`` (by default, 'auto', the memory the machine has available); a catalogue of
-20 000 items needs about 4.8 GB in float32 and 8 GB in float64.
+``memory_budget`` (by default, 'auto', the memory available to this process: the OS's, capped
+by its container's cgroup limit, :func:`recforge.memory.available_memory_bytes`); a catalogue
+of 20 000 items needs about 4.8 GB in float32 and 8 GB in float64.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal, Self
@@ -27,6 +27,7 @@ from recforge.config import ModelConfig
 from recforge.data.interactions import Interactions
 from recforge.errors import ConfigError, ModelFitError
 from recforge.explain import Attribution, HistoryTerms
+from recforge.memory import available_memory_bytes
 from recforge.models.base import FloatArray, IndexArray, RecList, Recommender, rank_scores
 from recforge.models.recency import recency_matrix, sequence_weights
 from recforge.threads import capped
@@ -88,22 +89,6 @@ def format_bytes(n: float) -> str:
     return f"{int(n)} B"
 
 
-def available_memory_bytes() -> int | None:
-    """Memory the OS can give this process now (``MemAvailable``, else free pages), or None."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:  # macOS and other POSIX systems without /proc
-        pages, size = os.sysconf("SC_AVPHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-    return pages * size if pages > 0 and size > 0 else None
-
-
 def ease_memory_bytes(n_items: int, dtype: str = "float64") -> int:
     """Peak memory of fitting EASE on ``n_items`` items.
 
@@ -153,7 +138,8 @@ class EASEConfig(ModelConfig):
     memory_budget: str = Field(
         "auto",
         description="Refuse to fit when the estimated peak memory exceeds this ('4GB', '512MB'); "
-        "'auto': the memory available on the machine when the fit starts.",
+        "'auto': the memory available when the fit starts (the machine's, capped by the "
+        "container's cgroup limit).",
     )
 
     @field_validator("memory_budget", mode="before")
