@@ -101,6 +101,14 @@ def test_column_roles_as_keywords() -> None:
         recforge.create("ease").fit(frame_to_interactions(df, columns=MAPPING), user="customer")
 
 
+def test_title_role_as_a_keyword() -> None:
+    # The title column of the frame itself, as fit(df, columns={"title": ...}) reads it.
+    df = clicks().assign(label=lambda d: "Film " + d["product"].astype(str))
+    model = recforge.create("ease").fit(df, user="customer", item="product", title="label")
+    top = model.recommend(["c1"], k=2)[0].to_frame()
+    assert top["title"].tolist() == ["Film " + str(i) for i in top["item_id"]]
+
+
 def test_canonical_columns_accepts_short_and_canonical_keys() -> None:
     assert canonical_columns({"user": "u", "item_id": "i", "time": "t"}) == {
         "user_id": "u",

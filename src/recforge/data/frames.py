@@ -124,12 +124,14 @@ def as_training_data(
     """What :meth:`Recommender.fit` trains on: Interactions as given, DataFrames encoded.
 
     Column roles may also come as keywords (``user="customer", item="product",
-    rating="stars", time="ts", count="plays"``), merged into ``columns``. A validation frame
-    is read with the same mapping and encoded with the training vocabularies (rows with ids
-    unseen in training are dropped: they cannot be scored).
+    rating="stars", time="ts", count="plays", title="name"``), merged into ``columns``. A
+    validation frame is read with the same mapping and encoded with the training vocabularies
+    (rows with ids unseen in training are dropped: they cannot be scored).
     """
     roles: dict[str, str | int] = {
-        key: read.pop(key) for key in ("user", "item", "rating", "time", "count") if key in read
+        key: read.pop(key)
+        for key in ("user", "item", "rating", "time", "count", "title")
+        if key in read
     }
     if roles:
         mapped = canonical_columns(columns) or {}
