@@ -372,9 +372,10 @@ def _sampled_l2(
 # rʲ⁻ˢ fell below 1e-20): 1.02 ms of a batch's CPU, now 0.76
 # (``python benchmarks/bpr_lazy_phases.py``).
 #
-# Rows are visited in ascending order, from a list of the batch's marks (:func:`_lazy_side`
-# says why a list), and updated by index in loops written out here: a helper called per row
-# with array arguments costs reference counting that took longer than the row's arithmetic.
+# Rows are visited in the order the batch first touches them, from :func:`_touch`'s list
+# (:func:`_lazy_side` says why a list), and updated by index in loops written out here: a
+# helper called per row with array arguments costs reference counting that took longer than
+# the row's arithmetic.
 #: ``mode`` of :func:`_lazy_tables`: catch the touched rows' weights up to step ``T``; Adam step
 #: ``T`` of the touched rows; catch every row up to ``T`` (the epoch's end), clocks back to 0.
 CATCH_UP, STEP, FLUSH = 0, 1, 2
@@ -577,8 +578,6 @@ def _lazy_side(
     # of a branch-free pass over all 138k user marks twice a batch, from 22.3-27.0 s to
     # 19.6-20.2 s (session 17).
     rows = touched if n_par == 1 else _rows_in(touched, lo, hi)
-    if mode == FLUSH:
-        rows = rows[:0]
     if mode == STEP:
         _lazy_step(p, m, v, g, U, rows, last, T, c, coefs, decoupled, not has_bias)
         if has_bias:
