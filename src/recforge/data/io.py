@@ -626,10 +626,7 @@ def _add_title_position(positions: dict[str, int], names: list[str]) -> None:
     ``positions["title"]``; whether it holds titles is judged once it is read
     (:func:`_attach_titles`)."""
     item = names[positions["item_id"]]
-    used = set(positions.values())
-    hit = next(
-        (i for i, n in enumerate(names) if i not in used and names_title_column(n, item)), None
-    )
+    hit = _first_free(names, set(positions.values()), lambda n: names_title_column(n, item))
     if hit is not None:
         positions["title"] = hit
 
@@ -645,8 +642,7 @@ def _add_count_position(positions: dict[str, int], names: list[str]) -> None:
     """The first unmapped column named like counts (:func:`names_counts`) as
     ``positions["count"]`` (only while no rating column is mapped); whether it holds counts is
     judged once it is read (:func:`_settle_counts`)."""
-    used = set(positions.values())
-    hit = next((i for i, n in enumerate(names) if i not in used and names_counts(n)), None)
+    hit = _first_free(names, set(positions.values()), names_counts)
     if hit is not None:
         positions["count"] = hit
 
@@ -715,13 +711,17 @@ def _add_default_positions(
 def _alias_hit(names: list[str], canon: str, taken: set[int]) -> int | None:
     """The free column named by ``canon``'s earliest alias in :data:`COLUMN_ALIASES` (so a file
     with ``session_id`` before ``user_id`` takes ``user_id`` as its users), or None."""
-    normed = [_norm(n) for n in names]
     for alias in COLUMN_ALIASES[canon]:
         key = _norm(alias)
-        hit = next((i for i, n in enumerate(normed) if i not in taken and n == key), None)
+        hit = _first_free(names, taken, lambda n: _norm(n) == key)  # noqa: B023 (called now)
         if hit is not None:
             return hit
     return None
+
+
+def _first_free(names: list[str], taken: set[int], wanted: Callable[[str], bool]) -> int | None:
+    """The first column not in ``taken`` whose header name is ``wanted``, or None."""
+    return next((i for i, n in enumerate(names) if i not in taken and wanted(n)), None)
 
 
 def _refuse_twins(
