@@ -1340,17 +1340,10 @@ def _read_parquet(p: Path, label: str, columns: Mapping[str, str | int] | None) 
         pf = pq.ParquetFile(p)
         names = list(pf.schema_arrow.names)
         positions, shown = _resolve_columns(label, names, len(names), columns, 0)
-        if _title_found(positions, columns) and pa.types.is_nested(
-            pf.schema_arrow.field(names[positions["title"]]).type
-        ):
-            del positions["title"]  # lists named like titles: not a title column
-        count = positions.get("count")
-        if (
-            count is not None
-            and "count" not in (columns or {})
-            and pa.types.is_nested(pf.schema_arrow.field(names[count]).type)
-        ):
-            del positions["count"]  # lists named like counts: not a count column
+        for role in ("title", "count"):  # lists named like titles or counts are neither
+            found = role in positions and role not in (columns or {})
+            if found and pa.types.is_nested(pf.schema_arrow.field(names[positions[role]]).type):
+                del positions[role]
         table = pf.read(columns=[names[i] for i in sorted(set(positions.values()))])
     except (pa.ArrowException, OSError) as exc:
         raise DataError(
