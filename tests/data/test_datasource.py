@@ -531,6 +531,34 @@ def test_an_item_file_wins_where_it_gives_a_title(tmp_path: Path) -> None:
     assert meta.loc[20, "genres"] == ["crime"]
 
 
+def test_a_dataframe_and_a_file_take_titles_in_the_same_order(tmp_path: Path) -> None:
+    """An item table's title first, then the ratings' title column, then the ids of an item
+    column of titles: alike for a file with ``--items`` and ``fit(df, item_meta=...)``."""
+    from recforge.data.frames import frame_to_interactions
+
+    ratings = write(
+        tmp_path,
+        "r.csv",
+        "user,movie,title\na,Alien,Alien (1979)\nb,Heat,Heat (1995)\nc,Ran,\nd,Jaws,\n",
+    )
+    items = write(tmp_path, "i.csv", "id,name\nAlien,Alien (Director's Cut)\nRan,Ran (1985)\n")
+    want = {
+        "Alien": "Alien (Director's Cut)",  # the item table wins over the title column
+        "Heat": "Heat (1995)",  # the title column fills what the item table lacks
+        "Ran": "Ran (1985)",
+        "Jaws": "Jaws",  # nothing gives one: the id, the item column holding titles
+    }
+    from_file = DataSource.of(ratings, items=str(items)).load().item_meta
+    assert from_file is not None and from_file["title"].to_dict() == want
+    table = pd.DataFrame(
+        {"title": ["Alien (Director's Cut)", "Ran (1985)"]},
+        index=pd.Index(["Alien", "Ran"], name="item_id"),
+    )
+    frame = pd.read_csv(ratings, dtype=str, keep_default_na=False)
+    from_frame = frame_to_interactions(frame, item_meta=table).item_meta
+    assert from_frame is not None and from_frame["title"].to_dict() == want
+
+
 def test_a_missing_title_column_is_one_line_naming_the_file_and_its_columns(
     tmp_path: Path,
 ) -> None:

@@ -82,10 +82,10 @@ def frame_to_interactions(
             (default: repeats counted as weights on implicit data, the last rating otherwise).
         time_format: how to read the time column, as in :func:`~recforge.data.io.read_ratings`.
         item_meta: optional item metadata indexed by raw item id (``title``, ``genres``...);
-            its titles come first, then the frame's title column
-            (:func:`recforge.data.items.with_row_titles`); when the item column is named like
-            titles (``title``, ``movie``...) and holds text, each id is also the title of its
-            item unless one of those gives one (:func:`recforge.data.items.id_titles`).
+            its titles come first, then the frame's title column; when the item column is
+            named like titles (``title``, ``movie``...) and holds text, each id is also the
+            title of its item unless one of those gives one
+            (:func:`recforge.data.items.titled_items`, as for a file).
         source: name used in error messages and reports.
     """
     from recforge.data.io import read_frame
@@ -107,10 +107,11 @@ def frame_to_interactions(
         scale = (lo, hi) if lo < hi else None  # a column of 1.0s is implicit, not a scale
     if not frame.attrs.get("has_timestamps", True):
         frame = frame.drop(columns="timestamp")
-    from recforge.data.items import id_titles, with_row_titles
+    from recforge.data.items import titled_items
 
-    # The given table's titles first, then the frame's title column, then ids that are titles.
-    item_meta = id_titles(frame, with_row_titles(frame, item_meta))
+    # The given table's titles first, then the frame's title column, then ids that are titles:
+    # the same order as a file's item table.
+    item_meta, _ = titled_items(frame, item_meta)
     return Interactions.from_frame(frame, item_meta=item_meta, rating_scale=scale, source=source)
 
 

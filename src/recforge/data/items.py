@@ -20,7 +20,9 @@ wherever it gives a title):
    are text: :func:`id_titles` makes each id the title of its item wherever nothing else
    gives one.
 
-That one table, built where the data is read (:func:`item_table`), is what ``recommend``,
+That one table, built where the data is read (:func:`titled_items`, for a file through
+:func:`item_table` and for a DataFrame through :func:`recforge.data.frames.frame_to_interactions`),
+is what ``recommend``,
 ``similar``, the run's ``items.parquet``, the service (live and store mode) and
 ``RecList.to_frame`` show; integer ids and columns named like ids (``product``, ``sku``) keep
 no title (``null`` in JSON).
@@ -301,14 +303,33 @@ def with_row_titles(frame: pd.DataFrame, meta: pd.DataFrame | None) -> pd.DataFr
 
 def item_table(source: DataSource, frame: pd.DataFrame) -> tuple[pd.DataFrame | None, str | None]:
     """The item table of a ratings file and its item file, and the item column whose ids are
-    titles (None when they are not used as titles).
-
-    Titles, first found first: the item file (``source.items``), the ratings' title column
-    (:func:`with_row_titles`), the item ids when the item column holds titles
-    (:func:`id_titles`).
+    titles (None when they are not used as titles): :func:`titled_items` of the item file's
+    table (``source.items``; None without one).
     """
     from_file = read_items(source, frame["item_id"]) if source.items is not None else None
-    meta = with_row_titles(frame, from_file)
-    item_meta = id_titles(frame, meta)
-    from_ids = item_meta is not meta and frame.attrs.get("title_column") is None
-    return item_meta, frame.attrs["mapping"]["item_id"] if from_ids else None
+    return titled_items(frame, from_file)
+
+
+def titled_items(
+    frame: pd.DataFrame, meta: pd.DataFrame | None
+) -> tuple[pd.DataFrame | None, str | None]:
+    """``meta`` (an item file's table, or a DataFrame given to ``fit``) with the titles the
+    ratings ``frame`` gives, and the item column whose ids are titles (None when they are not
+    used as titles).
+
+    Titles, first found first: ``meta``, the ratings' title column (:func:`with_row_titles`),
+    the item ids when the item column holds titles (:func:`id_titles`). Files
+    (:func:`item_table`) and DataFrames (:func:`recforge.data.frames.frame_to_interactions`)
+    both come here, so the two orders cannot drift apart.
+
+    Args:
+        frame: the canonical ratings frame (:func:`recforge.data.io.read_ratings` or
+            :func:`~recforge.data.io.read_frame`; its ``attrs`` name the item and title
+            columns).
+        meta: item metadata indexed by raw item id, or None.
+    """
+    with_rows = with_row_titles(frame, meta)
+    item_meta = id_titles(frame, with_rows)
+    # The ids count as the titles' source only where no title column gave any.
+    from_ids = item_meta is not with_rows and frame.attrs.get("title_column") is None
+    return item_meta, frame.attrs.get("mapping", {}).get("item_id") if from_ids else None
