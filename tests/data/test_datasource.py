@@ -520,6 +520,28 @@ def test_conflicting_titles_take_the_most_frequent_then_the_latest_row(tmp_path:
     assert info["title_conflicts"] == 1
 
 
+def test_every_row_carries_its_items_chosen_title_after_repeats_merge(tmp_path: Path) -> None:
+    """The title is chosen once, as the file is read, and written on every row of its item,
+    repeats merged or not; the item table reads it back from an item's first row, so the
+    first row in the file (a minority title here) must not be what it finds."""
+    path = write(
+        tmp_path,
+        "r.csv",
+        "user,item,title,rating,time\n"
+        "a,1,Heat (1995),4,100\na,1,Heat,5,300\nb,1,Heat,4,200\n"  # a's two rows merge
+        "a,2,Ran,3,500\nb,2,Ran (1985),3,400\nc,2,Ran (1985),2,600\n",
+    )
+    src = DataSource.of(path, item_title_col="title")
+    with pytest.warns(DataWarning, match="merged 1 duplicate"):
+        frame = read_ratings(path, **src.read_kwargs())
+    assert len(frame) == 5  # a's repeat of item 1 merged (the last rating kept)
+    rows = frame.groupby("item_id", observed=True)["title"].agg(lambda t: sorted(set(t)))
+    assert rows.to_dict() == {1: ["Heat"], 2: ["Ran (1985)"]}
+    with pytest.warns(DataWarning, match="merged 1 duplicate"):
+        meta = src.load().item_meta
+    assert meta is not None and meta["title"].to_dict() == {1: "Heat", 2: "Ran (1985)"}
+
+
 def test_an_item_file_wins_where_it_gives_a_title(tmp_path: Path) -> None:
     ratings = write(tmp_path, "r.csv", TITLED)
     items = write(tmp_path, "i.csv", "id,name,genre\n10,Alien (1979),scifi\n20,,crime\n")

@@ -14,7 +14,8 @@ wherever it gives a title):
    ``--item-title-col`` without ``--items``, or found by its name, see
    :func:`recforge.data.io.names_title_column`): :func:`resolve_titles` gives each item the
    title written most often on its rows, a tie going to the latest row (by time, then file
-   order), and :func:`with_row_titles` puts them in the item table;
+   order), once, while the file is read; the item table reads that choice back from the rows
+   (:func:`_with_row_titles`);
 2. the item column itself when it holds titles (``--item-col Titel``, a column named
    ``title``, ``movie``, ``book``..., see :func:`recforge.data.io.names_titles`) and its ids
    are text: :func:`id_titles` makes each id the title of its item wherever nothing else
@@ -281,9 +282,14 @@ def _title_codes(titles: pd.Series) -> tuple[npt.NDArray[np.int64], pd.Index]:
     return codes, pd.Index(uniques, dtype=object)
 
 
-def with_row_titles(frame: pd.DataFrame, meta: pd.DataFrame | None) -> pd.DataFrame | None:
-    """``meta`` with the titles of the ratings' own title column (``frame["title"]``, one title
-    per item, :func:`resolve_titles`) wherever ``meta`` (an item file's table) gives none.
+def _with_row_titles(frame: pd.DataFrame, meta: pd.DataFrame | None) -> pd.DataFrame | None:
+    """``meta`` with the titles of the ratings' own title column (``frame["title"]``) wherever
+    ``meta`` (an item file's table) gives none.
+
+    Nothing is chosen here: :func:`resolve_titles` chose each item's one title while the file
+    was read (before repeated rows were merged, so every row's title counted) and wrote it on
+    every row of the item, so an item's first row holds it. Choosing again from the merged rows
+    could only disagree with that choice.
 
     Returns ``meta`` unchanged when ``frame`` has no title column, else a frame indexed by
     ``item_id`` (rows added for items ``meta`` lacks; None when neither gives any title).
@@ -317,7 +323,7 @@ def titled_items(
     ratings ``frame`` gives, and the item column whose ids are titles (None when they are not
     used as titles).
 
-    Titles, first found first: ``meta``, the ratings' title column (:func:`with_row_titles`),
+    Titles, first found first: ``meta``, the ratings' title column (:func:`resolve_titles`),
     the item ids when the item column holds titles (:func:`id_titles`). Files
     (:func:`item_table`) and DataFrames (:func:`recforge.data.frames.frame_to_interactions`)
     both come here, so the two orders cannot drift apart.
@@ -328,7 +334,7 @@ def titled_items(
             columns).
         meta: item metadata indexed by raw item id, or None.
     """
-    with_rows = with_row_titles(frame, meta)
+    with_rows = _with_row_titles(frame, meta)
     item_meta = id_titles(frame, with_rows)
     # The ids count as the titles' source only where no title column gave any.
     from_ids = item_meta is not with_rows and frame.attrs.get("title_column") is None
