@@ -100,12 +100,10 @@ def files_split(train: DataSource, test: DataSource) -> Any:
             test = test.replace(rating_scale=tuple(stored))
         elif meta.get("implicit"):
             train, test = train.replace(implicit=True), test.replace(implicit=True)
-    titles = meta.get("item_title_col") if meta is not None else None
-    if isinstance(titles, str) and train.items is None and train.item_title_col is None:
-        train, test = train.replace(item_title_col=titles), test.replace(item_title_col=titles)
-    counts = meta.get("count_col") if meta is not None else None
-    if isinstance(counts, str) and train.count_col is None and train.rating_col is None:
-        train, test = train.replace(count_col=counts), test.replace(count_col=counts)
+    told_titles = train.items is not None or train.item_title_col is not None
+    train, test = _recorded_column(meta, "item_title_col", (train, test), told=told_titles)
+    told_counts = train.count_col is not None or train.rating_col is not None
+    train, test = _recorded_column(meta, "count_col", (train, test), told=told_counts)
     tr, _ = resolve_data(train)
     te, _ = resolve_data(test)
     scale = train.rating_scale
@@ -122,6 +120,23 @@ def files_split(train: DataSource, test: DataSource) -> Any:
         rating_scale=scale,
         source=train.name,
     )
+
+
+def _recorded_column(
+    meta: dict[str, Any] | None,
+    key: str,
+    parts: tuple[DataSource, DataSource],
+    *,
+    told: bool,
+) -> tuple[DataSource, DataSource]:
+    """Both parts with the column that ``split.json`` records under ``key`` (also the name of
+    the DataSource field it sets: ``item_title_col``, ``count_col``), unless the user's own
+    flags already ``told`` where that role comes from, or no column name is recorded."""
+    column = meta.get(key) if meta is not None else None
+    if told or not isinstance(column, str):
+        return parts
+    train, test = parts
+    return train.replace(**{key: column}), test.replace(**{key: column})
 
 
 def _check_time_needed(data: Interactions, what: str) -> None:

@@ -644,6 +644,29 @@ def test_split_parts_keep_titles_that_look_like_codes(tmp_path: Path) -> None:
     assert train.item_meta["title"].to_dict() == {s: models[s] for s in train.items.ids}
 
 
+def test_an_item_file_for_split_parts_overrides_their_recorded_title_column(
+    tmp_path: Path,
+) -> None:
+    """``--items`` for the parts says where titles come from, so split.json's title column is
+    not mapped: the item file's titles alone (the parts' code-like titles are not taken by
+    their look either)."""
+    from recforge.data.split_io import write_split
+    from recforge.pipeline import files_split, resolve_split
+
+    models = {"a1": "XR-200", "b2": "S24", "c3": "T-1000", "d4": "K9"}
+    rows = [f"u{u},{sku},{models[sku]}" for u in range(6) for sku in models]
+    ratings = write(tmp_path, "r.csv", "customer,sku,model\n" + "\n".join(rows) + "\n")
+    data = DataSource.of(ratings, item_title_col="model").load()
+    write_split(resolve_split(data, "random:0.3"), tmp_path / "split")
+    items = write(tmp_path, "i.csv", "sku,name\na1,Robot vacuum\n")
+    parts = [
+        DataSource.of(tmp_path / "split" / f"{p}.csv", items=str(items)) for p in ("train", "test")
+    ]
+    train = files_split(*parts).train
+    assert train.item_meta is not None
+    assert train.item_meta["title"].dropna().to_dict() == {"a1": "Robot vacuum"}
+
+
 # ------------------------------------------------------------------------------ count column
 def test_count_col_maps_a_count_column_and_refuses_ratings_beside_it(tmp_path: Path) -> None:
     path = write(tmp_path, "p.csv", "user,artist,hours\nu1,a,2.5\nu1,a,1\nu2,b,4\n")
