@@ -123,6 +123,28 @@ def test_an_item_column_of_titles_shows_them_everywhere(
             assert [i["title"] for i in found["items"]] == ["Metropolis"], found
 
 
+def test_titles_that_repeat_the_ids_stay_out_of_the_table_after_a_split_round_trip(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Parts of an item column of titles carry the ids again as a ``title`` column, so the run
+    trained from them reads its titles from a title column, not from the ids; the table still
+    leaves out a title column that only repeats the ids (it looks at the titles, not at where
+    they came from), and ``--json`` still carries them."""
+    data = _german_csv(tmp_path)
+    split = tmp_path / "split"
+    _cli(capsys, "data", "split", data, *_flags(), "-p", "random:0.2", "-o", split)
+    part = split / "train.csv"
+    read = json.loads(_cli(capsys, "data", "describe", part, "--json"))["read"]
+    assert read["titles_column"] == "title" and read["titles_from"] is None
+    run = tmp_path / "run"
+    parts = ["--train", part, "--test", split / "test.csv"]
+    _cli(capsys, "train", "-m", "ease", *parts, "--out", run)
+    table = _cli(capsys, "recommend", run, "--user", "nutzer0", "-k", "2")
+    assert "title" not in table
+    recs = json.loads(_cli(capsys, "recommend", run, "--user", "nutzer0", "-k", "2", "--json"))
+    assert [i["title"] for i in recs[0]["items"]] == [i["item_id"] for i in recs[0]["items"]]
+
+
 MOVIES = {10: "Alien", 20: "Heat", 30: "Ran", 40: "Metropolis", 50: "Casablanca"}
 
 

@@ -54,7 +54,10 @@ def render_reclist(
     infos = [item_info(meta, iid) for iid in rec.item_ids.tolist()]
     # Columns the data can fill: a file without an item file has ids and scores only, and a
     # title column that repeats the ids (an item column of titles, data.items.id_titles) is left
-    # out of the table; --json still carries the titles.
+    # out of the table; --json still carries the titles. The test is on the titles, not on
+    # where they came from: split parts write those ids again as a title column, so a run
+    # trained from them has no mark of ids-as-titles left, and a title equal to its id adds
+    # nothing to the table whatever gave it.
     has_title = any(
         info.get("title") not in (None, str(iid)) or "year" in info
         for iid, info in zip(rec.item_ids.tolist(), infos, strict=True)
