@@ -771,10 +771,12 @@ def test_a_bad_mapped_count_is_one_line_naming_file_line_column(
     text = one_line(exc)
     assert f"{path}, line 3, column 'plays' (count): {problem}" in text
     assert "counts must be numbers >= 0" in text
-    # Found only by its name, such a column is not taken as counts (with a warning).
-    with pytest.warns(DataWarning, match="named like counts but is not read"):
+    # Found only by its name, such a column is not taken as counts (with a warning that says
+    # why: the first bad value and its problem, whatever the path holds).
+    with pytest.warns(DataWarning, match="named like counts but is not read") as caught:
         df = read_ratings(path, columns={"item_id": "artist"})
     assert df.attrs["count_column"] is None and set(df["rating"]) == {1.0}
+    assert f"not read as them ({problem}); pass --count-col plays" in str(caught[0].message)
 
 
 def test_a_count_column_by_position_in_a_file_without_header(tmp_path: Path) -> None:

@@ -1384,6 +1384,23 @@ def _read_parquet(p: Path, label: str, columns: Mapping[str, str | int] | None) 
 # ---------------------------------------------------------------------------------------------
 # validation and canonical dtypes
 # ---------------------------------------------------------------------------------------------
+class _BadCells(DataError):
+    """A DataError about the cells of one column that also keeps its facts apart from the
+    message: ``problem`` is the first bad value and what is wrong with it (``'lots' is not a
+    number (2 more rows like it)``), for a caller that judges a column found by its name
+    rather than reporting it (:func:`_settle_counts`), so nothing parses message text."""
+
+    def __init__(self, message: str, problem: str = "") -> None:
+        # ``problem`` has a default so the error unpickles from its message alone.
+        super().__init__(message)
+        self.problem = problem
+
+
+def _bad_cells(where: str, problem: str, fix: str) -> _BadCells:
+    """``<where>: <problem>; <fix>`` (the fix left out when empty), with ``problem`` kept."""
+    return _BadCells(f"{where}: {problem}" + (f"; {fix}" if fix else ""), problem)
+
+
 def _first(mask: npt.NDArray[np.bool_]) -> tuple[int, int]:
     """Position of the first True and how many there are."""
     hits = np.flatnonzero(mask)
@@ -1400,9 +1417,10 @@ def _check_missing(raw: _Raw, canon: str, col: pd.Series) -> None:
         mask = mask | (col.astype(str).str.strip() == "").to_numpy()
     if mask.any():
         pos, n = _first(mask)
-        raise DataError(
-            f"{raw.where(col.index[pos], canon)}: empty or NaN cell{_more(n)}; "
-            "fill it in or drop the row"
+        raise _bad_cells(
+            raw.where(col.index[pos], canon),
+            f"empty or NaN cell{_more(n)}",
+            "fill it in or drop the row",
         )
 
 
@@ -1473,9 +1491,8 @@ def _refuse_rows(
     ``<file>, line N, column: 'v' problem (n more rows like it); fix``."""
     if mask.any():
         pos, n = _first(mask)
-        raise DataError(
-            f"{raw.where(col.index[pos], canon)}: {_shown(col.iloc[pos])} {problem}{_more(n)}"
-            + (f"; {fix}" if fix else "")
+        raise _bad_cells(
+            raw.where(col.index[pos], canon), f"{_shown(col.iloc[pos])} {problem}{_more(n)}", fix
         )
 
 
@@ -1543,17 +1560,19 @@ def _numeric(
         bad = coerced.isna().to_numpy()
         if bad.any():
             pos, n = _first(bad)
-            raise DataError(
-                f"{raw.where(col.index[pos], canon)}: {_shown(col.iloc[pos])} is not a "
-                f"number{_more(n)}; {what}"
+            raise _bad_cells(
+                raw.where(col.index[pos], canon),
+                f"{_shown(col.iloc[pos])} is not a number{_more(n)}",
+                what,
             )
         values = coerced.to_numpy(dtype=np.float64)
     nonfinite = ~np.isfinite(values)
     if nonfinite.any():
         pos, n = _first(nonfinite)
-        raise DataError(
-            f"{raw.where(col.index[pos], canon)}: {_shown(col.iloc[pos])} is not a finite "
-            f"number{_more(n)}; {what}"
+        raise _bad_cells(
+            raw.where(col.index[pos], canon),
+            f"{_shown(col.iloc[pos])} is not a finite number{_more(n)}",
+            what,
         )
     return values
 
@@ -2012,13 +2031,12 @@ def _settle_counts(raw: _Raw) -> None:
         return
     try:
         _count_values(raw)
-    except DataError as exc:
+    except _BadCells as exc:
         name = raw.mapped.pop("count")
         del raw.columns["count"]
-        why = str(exc).split(": ", 1)[-1].split(";", 1)[0]
         warnings.warn(
             f"{raw.label}: column {name!r} is named like counts but is not read as them "
-            f"({why}); pass {COLUMN_FLAGS['count']} {shlex.quote(name)} "
+            f"({exc.problem}); pass {COLUMN_FLAGS['count']} {shlex.quote(name)} "
             f"(columns={{'count': {name!r}}}) to use it",
             DataWarning,
             stacklevel=4,
