@@ -606,8 +606,8 @@ def test_count_col_maps_a_count_column_and_refuses_ratings_beside_it(tmp_path: P
     assert info["count_column"] == "hours" and info["mapping"]["count"] == "hours"
     again = DataSource(**src.to_json_dict())  # a run's manifest keeps the count column
     assert again.count_col == "hours"
-    with pytest.raises(ConfigError, match="count column makes the data implicit"):
-        DataSource.of(path, count_col="hours", rating_col="stars")
+    with pytest.raises(ConfigError, match=r"count column \('hours'\) makes the data implicit"):
+        DataSource.of(path, count_col="hours", rating_col="stars").load()
     with pytest.raises(ConfigError, match="count column"):
         DataSource.of(path, count_col="hours", rating_scale=(1, 5))
     assert DataSource.of(path, count_col="hours", rating_col="x", implicit=True).implicit

@@ -260,11 +260,8 @@ class DataSource(BaseModel):
                     "a count column makes the data implicit, which has no rating scale; drop "
                     "--rating-scale or --count-col"
                 )
-        if self.count_col is not None and self.rating_col is not None and not self.implicit:
-            raise ValueError(
-                "a count column makes the data implicit, so the rating column would be ignored; "
-                "drop --rating-col or pass --implicit"
-            )
+        # A count column beside a mapped rating column is refused by the reader
+        # (recforge.data.io._check_count_mapping), which every source goes through.
         if self.duplicates == "count" and self.rating_col is not None and not self.implicit:
             raise ValueError(
                 "duplicates 'count' turns repeats into weights of implicit events; "
