@@ -530,13 +530,17 @@ class _Raw:
     count_auto: bool = False  # the count column was found by its name, not mapped
     count_like: list[str] = field(default_factory=list)  # unread columns named like counts
     counts: npt.NDArray[np.float64] | None = None  # the count column's values, once read
+    # Parse row numbers of the frame's rows once some were dropped (zero counts): the frame is
+    # what is filtered, ``columns`` keep every parsed row. None: every parsed row is kept.
+    kept_rows: pd.Index | None = None
 
     def __len__(self) -> int:
         return len(next(iter(self.columns.values())))
 
     def row(self, pos: int) -> Any:
-        """Parse row number of the ``pos``-th kept row."""
-        return next(iter(self.columns.values())).index[pos]
+        """Parse row number of the ``pos``-th kept row (of the frame, once rows were dropped)."""
+        rows = self.kept_rows
+        return (next(iter(self.columns.values())).index if rows is None else rows)[pos]
 
     def position(self, row: Any) -> str:
         """``line N`` of a text file or ``row N`` of a Parquet file, for parse row ``row``."""
@@ -2045,8 +2049,8 @@ def _settle_counts(raw: _Raw) -> None:
 
 def _drop_zero_counts(raw: _Raw, frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     """``(frame, rows dropped)``: rows whose count is 0 carry no interaction ("0 plays" is no
-    play), so they go, with a warning; ``raw``'s columns follow, so later errors still name the
-    right lines.
+    play), so they go, with a warning; ``raw`` records the kept rows' numbers (``kept_rows``),
+    so later errors still name the right lines.
 
     Raises:
         DataError: every count is 0.
@@ -2062,7 +2066,8 @@ def _drop_zero_counts(raw: _Raw, frame: pd.DataFrame) -> tuple[pd.DataFrame, int
             f"map the right column with {COLUMN_FLAGS['count']}"
         )
     keep = ~zero
-    raw.columns = {c: col[keep] for c, col in raw.columns.items()}
+    # Only the frame is filtered; of the parsed columns, just their row numbers are needed now.
+    raw.kept_rows = next(iter(raw.columns.values())).index[keep]
     raw.counts = counts[keep]
     warnings.warn(
         f"{raw.label}: dropped {n_zero} row{'s' if n_zero != 1 else ''} whose count in column "
