@@ -637,3 +637,44 @@ def test_split_parts_keep_fractional_counts(tmp_path: Path) -> None:
         assert want[key].values.tolist() == got[key].values.tolist()
         assert np.allclose(want["rating"], got["rating"])
     assert back.train.rating_scale is None and 1.25 in set(back.train.rating.tolist())
+
+
+# ------------------------------------------------------------------------------ event column
+SHOP = "visitorid,itemid,event\nv1,a,view\nv1,a,transaction\nv2,b,addtocart\nv2,a,view\n"
+
+
+def test_event_settings_on_a_data_source_and_in_a_run_manifest(tmp_path: Path) -> None:
+    from recforge.cli._data_options import DataFlags
+
+    path = write(tmp_path, "events.csv", SHOP)
+    flags = DataFlags(event_col="event", event_weights=" view=1, addtocart=3,transaction=5")
+    src = flags.source(path)
+    assert src.event_weights == {"view": 1.0, "addtocart": 3.0, "transaction": 5.0}
+    assert src.columns() == {"event": "event"}
+    assert DataFlags(events="transaction, addtocart").source(path).events == (
+        "transaction",
+        "addtocart",
+    )
+    data, info = load_with_info(src)
+    assert sorted(data.rating.tolist()) == [1.0, 3.0, 6.0]
+    assert info["event_column"] == "event" and info["event_weights"] == src.event_weights
+    again = DataSource(**src.to_json_dict())  # a run's manifest keeps the event settings
+    assert again == src and sorted(again.load().rating.tolist()) == [1.0, 3.0, 6.0]
+    assert DataSource.of(path, event_col="2").event_col == 2  # digits: a position
+    for text, problem in (
+        ("view=x", "the weight 'x' of 'view' is not a number"),
+        ("view=-1", "the weight -1 of 'view' is not a number >= 0"),
+        ("view", "'view' has no weight"),
+        ("view=1,view=2", "'view' is given twice"),
+    ):
+        with pytest.raises(ConfigError, match=problem):
+            DataFlags(event_weights=text).source(path)
+    with pytest.raises(ConfigError, match="--events"):
+        DataFlags(events=" , ").source(path)
+    with pytest.raises(ConfigError, match="--event-weights"):
+        DataSource.of(path, event_weights={"view": -2})
+    with pytest.raises(ConfigError, match="--event-col, --event-weights"):
+        DataSource.of("ml-100k", event_col="event", event_weights={"view": 1})
+    with pytest.raises(ConfigError, match=r"event weights .* make the data implicit"):
+        DataSource.of(path, rating_col="event", event_weights={"view": 1}).load()
+
