@@ -678,3 +678,34 @@ def test_event_settings_on_a_data_source_and_in_a_run_manifest(tmp_path: Path) -
     with pytest.raises(ConfigError, match=r"event weights .* make the data implicit"):
         DataSource.of(path, rating_col="event", event_weights={"view": 1}).load()
 
+
+def test_split_parts_carry_the_event_weights_and_record_them(tmp_path: Path) -> None:
+    """The weights fold into the parts' count column; split.json records the event settings,
+    so the parts read back (also with the same flags given again) give the same weights, and
+    other flags are refused rather than applied twice."""
+    from recforge.data.split_io import read_split_meta, write_split
+    from recforge.pipeline import files_split, resolve_split
+
+    kinds = ("view", "view", "addtocart", "transaction")
+    rows = [f"v{u},i{(u + k) % 7},{kinds[(u * k) % 4]}" for u in range(12) for k in range(6)]
+    path = write(tmp_path, "events.csv", "visitorid,itemid,event\n" + "\n".join(rows) + "\n")
+    weights = {"view": 1.0, "addtocart": 3.0, "transaction": 5.0}
+    src = DataSource.of(path, event_weights=weights)
+    split = resolve_split(src.load(), "random:0.3")
+    write_split(split, tmp_path / "split", events=src.event_settings())
+    meta = read_split_meta(tmp_path / "split" / "train.csv")
+    assert meta is not None and meta["count_col"] == "count"
+    assert meta["events"] == {"event_col": None, "event_weights": weights, "events": None}
+    parts = [DataSource.of(tmp_path / "split" / f"{p}.csv") for p in ("train", "test")]
+    for given in ({}, {"event_weights": weights}):  # the same flags again are already applied
+        back = files_split(*(p.replace(**given) for p in parts))
+        for name in ("train", "test"):
+            key = ["user_id", "item_id"]
+            want = getattr(split, name).to_frame().sort_values(key)
+            got = getattr(back, name).to_frame().sort_values(key)
+            assert want[key].values.tolist() == got[key].values.tolist()
+            assert np.allclose(want["rating"], got["rating"])
+    assert {3.0, 5.0} <= set(back.train.rating.tolist())  # the weights, not repeat counts
+    other = [p.replace(event_weights={**weights, "view": 0}) for p in parts]
+    with pytest.raises(ConfigError, match="were written with --event-weights view=1"):
+        files_split(*other)

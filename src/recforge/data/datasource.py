@@ -374,6 +374,15 @@ class DataSource(BaseModel):
             return None
         return int(col.strip()) if col.strip().isdigit() else col
 
+    def event_settings(self) -> dict[str, Any] | None:
+        """The event settings applied when reading (``event_col``, ``event_weights``,
+        ``events``), JSON-able, as ``recforge data split`` records them in ``split.json``; None
+        when neither weights nor kinds to keep are given (every event weighs 1)."""
+        if self.event_weights is None and self.events is None:
+            return None
+        kept = list(self.events) if self.events is not None else None
+        return {"event_col": self.event_col, "event_weights": self.event_weights, "events": kept}
+
     def read_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :func:`recforge.data.io.read_ratings` for this source."""
         return {
