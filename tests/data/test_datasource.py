@@ -660,6 +660,7 @@ def test_event_settings_on_a_data_source_and_in_a_run_manifest(tmp_path: Path) -
     assert info["event_column"] == "event" and info["event_weights"] == src.event_weights
     again = DataSource(**src.to_json_dict())  # a run's manifest keeps the event settings
     assert again == src and sorted(again.load().rating.tolist()) == [1.0, 3.0, 6.0]
+    assert hash(again) == hash(src)  # still hashable with its dict of weights
     assert DataSource.of(path, event_col="2").event_col == 2  # digits: a position
     for text, problem in (
         ("view=x", "the weight 'x' of 'view' is not a number"),

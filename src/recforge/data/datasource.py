@@ -339,6 +339,12 @@ class DataSource(BaseModel):
         """A copy with some fields changed (validated again)."""
         return self._build(**(self.model_dump() | fields))
 
+    def __hash__(self) -> int:
+        # Frozen, so hashable as before event_weights: that one dict is hashed as its items.
+        return hash(
+            tuple(tuple(v.items()) if isinstance(v, dict) else v for v in self.__dict__.values())
+        )
+
     # ------------------------------------------------------------------ use
     @property
     def is_movielens(self) -> bool:
