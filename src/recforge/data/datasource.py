@@ -290,8 +290,8 @@ class DataSource(BaseModel):
                     "a count column makes the data implicit, which has no rating scale; drop "
                     "--rating-scale or --count-col"
                 )
-        # A count column beside a mapped rating column is refused by the reader
-        # (recforge.data.io._check_count_mapping), which every source goes through.
+        # A count column (or event weights) beside a mapped rating column is refused by the reader
+        # (recforge.data.io._check_implicit_weights), which every source goes through.
         if self.duplicates == "count" and self.rating_col is not None and not self.implicit:
             raise ValueError(
                 "duplicates 'count' turns repeats into weights of implicit events; "

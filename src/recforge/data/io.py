@@ -282,9 +282,9 @@ _COUNT_FIX = (
 #: Header names of a column of event kinds (``view``, ``addtocart``, ``transaction``), compared
 #: after :func:`_norm`: unmapped and holding text with few distinct values
 #: (:func:`recforge.data.events.why_not_events`), such a column is read as each row's kind.
+#: (``events`` and ``interaction`` alone are left out: as often a number of events or a 0/1.)
 EVENT_ALIASES: tuple[str, ...] = (
     "event",
-    "events",
     "event_type",
     "event_name",
     "event_kind",
@@ -294,7 +294,6 @@ EVENT_ALIASES: tuple[str, ...] = (
     "behaviour",
     "behavior_type",
     "behaviour_type",
-    "interaction",
     "interaction_type",
     "activity",
     "activity_type",
@@ -399,7 +398,8 @@ def read_ratings(
         with a title column: :func:`_attach_titles`). ``attrs["source"]`` holds the path,
         ``attrs["mapping"]`` the file column used for each canonical one, ``attrs["implicit"]``
         whether ratings were absent or ignored, ``attrs["has_timestamps"]`` whether a time
-        column was read and ``attrs["time_format"]`` how it was parsed.
+        column was read, ``attrs["time_format"]`` how it was parsed and ``attrs["event_*"]``
+        the event column, its kinds and rows, and the event settings applied.
 
     Raises:
         DataError: the file is missing, empty, binary, truncated, wrongly delimited or encoded,
@@ -637,7 +637,7 @@ def _check_arguments(
             if isinstance(value, bool) or not isinstance(value, str | int):
                 raise ConfigError(f"columns[{key!r}] must be a column name or a 0-based position")
     weights = None if event_weights is None else check_event_weights(event_weights)
-    _check_count_mapping(columns, implicit, weights is not None)
+    _check_implicit_weights(columns, implicit, weights is not None)
     if rating_scale is not None:
         lo, hi = rating_scale
         if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
@@ -654,7 +654,7 @@ def _check_arguments(
     )
 
 
-def _check_count_mapping(
+def _check_implicit_weights(
     columns: Mapping[str, str | int] | None, implicit: bool, weighted: bool = False
 ) -> None:
     """A count column or event weights make the data implicit: a rating column mapped beside
