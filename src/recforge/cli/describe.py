@@ -60,10 +60,10 @@ def _kinds_lines(read: dict[str, Any]) -> list[str]:
     lines = [f"{line}  ({'; '.join(how)})"]
     if weights is None and kept is None:
         names = list(kinds)
+        pairs = ",".join(f"{k}=1" for k in names) if more <= 0 else "KIND=W,... (every kind)"
         lines.append(
-            "         each kind weighs 1: weigh them with --event-weights "
-            + ",".join(f"{k}=1" for k in names[:_KINDS_SHOWN])
-            + f"\n         (raise the kinds that matter more, 0 drops one), or keep only some "
+            f"         each kind weighs 1: weigh them with --event-weights {pairs}"
+            f"\n         (raise the kinds that matter more, 0 drops one), or keep only some "
             f"with --events {names[-1]}"
         )
     return lines
