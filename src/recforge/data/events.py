@@ -19,12 +19,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-
-import numpy as np
-import numpy.typing as npt
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from recforge.errors import ConfigError
+
+if TYPE_CHECKING:  # numpy and pandas load only when a column is read: --help stays light
+    import numpy as np
+    import numpy.typing as npt
+    import pandas as pd
 
 __all__ = [
     "MAX_FOUND_KINDS",
@@ -139,6 +141,8 @@ class Kinds:
 
     def rows(self) -> npt.NDArray[np.int64]:
         """Rows of each kind (aligned with ``names``)."""
+        import numpy as np
+
         counted: npt.NDArray[np.int64] = np.bincount(
             self.codes[self.codes >= 0], minlength=len(self.names)
         )
@@ -152,6 +156,9 @@ def read_kinds(col: pd.Series) -> Kinds:
     The column is factorized first and only its distinct values are stripped, so a 20M-row log
     costs one hash pass, not 20M string operations.
     """
+    import numpy as np
+    import pandas as pd
+
     dtype = col.dtype
     if isinstance(dtype, pd.CategoricalDtype):
         dtype = dtype.categories.dtype
@@ -169,6 +176,8 @@ def why_not_events(found: Kinds) -> str | None:
     holds numbers, empty cells, or more than :data:`MAX_FOUND_KINDS` distinct values."""
     if not found.text:
         return f"it holds {found.dtype} values, not text"
+    import pandas as pd
+
     if (found.codes < 0).any():
         return "it has empty cells"
     if pd.to_numeric(pd.Series(found.names), errors="coerce").notna().all():
