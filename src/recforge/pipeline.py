@@ -86,7 +86,9 @@ def files_split(train: DataSource, test: DataSource) -> Any:
     else the (min, max) over both parts, so train and test are judged on the same scale; the
     title column it records gives the items' titles unless ``--items``/``--item-title-col``
     say otherwise, and the count column it records the events' weights unless
-    ``--count-col``/``--rating-col`` say otherwise.
+    ``--count-col``/``--rating-col`` say otherwise. Event settings it records were applied
+    when the parts were written: the same ones given again are not applied twice, others are
+    refused (:func:`_settled_events`).
     """
     from recforge.data import split as splits
     from recforge.data.split_io import read_split_meta
@@ -104,6 +106,8 @@ def files_split(train: DataSource, test: DataSource) -> Any:
     train, test = _recorded_column(meta, "item_title_col", (train, test), told=told_titles)
     told_counts = train.count_col is not None or train.rating_col is not None
     train, test = _recorded_column(meta, "count_col", (train, test), told=told_counts)
+    if meta is not None and isinstance(meta.get("events"), dict):
+        train, test = _settled_events(train, meta["events"]), _settled_events(test, meta["events"])
     tr, _ = resolve_data(train)
     te, _ = resolve_data(test)
     scale = train.rating_scale
@@ -137,6 +141,41 @@ def _recorded_column(
         return parts
     train, test = parts
     return train.replace(**{key: column}), test.replace(**{key: column})
+
+
+def _settled_events(part: DataSource, recorded: dict[str, Any]) -> DataSource:
+    """A split part read without the event settings its ``split.json`` records as applied (its
+    weights are in its count column, the dropped kinds gone): given again they would find no
+    event column.
+
+    Raises:
+        ConfigError: other event settings are given; they need a new split of the original.
+    """
+    given = part.event_settings()
+    if given is None:
+        return part
+    same = given["event_weights"] == recorded.get("event_weights") and given["events"] == (
+        recorded.get("events")
+    )
+    if not same:
+        flags = " ".join(
+            f"--{key.replace('_', '-')} {_flag_text(value)}"
+            for key, value in recorded.items()
+            if key != "event_col" and value is not None
+        )
+        raise ConfigError(
+            f"{part.path}: the split parts were written with {flags} already applied (the "
+            "weights are in their count column); drop --event-weights/--events, or split the "
+            "original file again with the new ones (recforge data split)"
+        )
+    return part.replace(event_col=None, event_weights=None, events=None)
+
+
+def _flag_text(value: Any) -> str:
+    """A recorded event setting as typed on the command line (``view=1,addtocart=3``)."""
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v:g}" for k, v in value.items())
+    return ",".join(str(v) for v in value)
 
 
 def _check_time_needed(data: Interactions, what: str) -> None:

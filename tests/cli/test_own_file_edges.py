@@ -294,3 +294,104 @@ def test_split_files_keep_the_counts(tmp_path: Path, capsys: pytest.CaptureFixtu
     parts = ["--train", split / "train.csv", "--test", split / "test.csv"]
     result = json.loads(_cli(capsys, "train", "-m", "als", *parts, "--json"))
     assert "implicit" in result["protocol"]
+
+
+def _shop_csv(folder: Path) -> Path:
+    """A RetailRocket-style log: many views, some add-to-carts, few purchases (epoch ms)."""
+    rows = ["timestamp,visitorid,event,itemid,transactionid"]
+    for u in range(12):
+        for k in range(8):
+            kind = ("view", "view", "view", "addtocart", "view", "transaction")[(u + 3 * k) % 6]
+            tid = f"t{u}{k}" if kind == "transaction" else ""
+            rows.append(f"{1_434_000_000_000 + 1000 * (8 * u + k)},{u},{kind},{(u * k) % 9},{tid}")
+    path = folder / "events.csv"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+WEIGHTS = "view=1,addtocart=3,transaction=5"
+
+
+def test_describe_shows_the_event_kinds_and_what_was_applied(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = _shop_csv(tmp_path)
+    out = _cli(capsys, "data", "describe", data)
+    assert "event=event" in next(ln for ln in out.splitlines() if ln.startswith("columns"))
+    kinds = next(ln for ln in out.splitlines() if ln.startswith("kinds"))
+    assert kinds.startswith("kinds    view ") and "(column 'event')" in kinds
+    assert "each kind weighs 1: weigh them with --event-weights view=1,addtocart=1," in out
+    assert "keep only some with --events transaction" in out  # the rarest kind
+    out = _cli(capsys, "data", "describe", data, "--event-weights", WEIGHTS)
+    assert "feedback implicit (event weights are confidence weights, summed per" in out
+    assert " x3  " in out and "(column 'event'; --event-weights)" in out
+    assert "each kind weighs 1" not in out
+    out = _cli(capsys, "data", "describe", data, "--events", "transaction")
+    kinds = next(ln for ln in out.splitlines() if ln.startswith("kinds"))
+    assert "view 64 dropped" in kinds and "--events; 80 rows dropped)" in kinds
+    stats = json.loads(_cli(capsys, "data", "describe", data, "--events", "transaction", "--json"))
+    assert stats["n_ratings"] == 16 and stats["read"]["events_kept"] == ["transaction"]
+    code = main(["data", "describe", str(data), "--event-weights", "view=1,transaction=5"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert f"{data}, line " in err and "column 'event': 'addtocart' has no weight" in err
+    assert "e.g. --event-weights view=1,addtocart=1,transaction=5" in err
+
+
+def test_als_on_an_event_log_is_weighted_by_the_event_weights(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from recforge.artifacts import load_run
+
+    data = _shop_csv(tmp_path)
+    factors = []
+    for flags in ([], ["--event-weights", WEIGHTS]):
+        run = tmp_path / f"run-{len(flags)}"
+        args = ["train", "-m", "als", "--data", data, *flags]
+        _cli(capsys, *args, "--split", "none", "--seed", "3", "--out", run)
+        loaded = load_run(run)
+        rows = loaded.model.items_.index(np.arange(9))
+        factors.append(np.asarray(loaded.model.item_factors_)[rows])
+        source = json.loads((run / "manifest.json").read_text())["data_source"]
+        assert source["event_weights"] == (
+            {"view": 1.0, "addtocart": 3.0, "transaction": 5.0} if flags else None
+        )
+        recs = json.loads(_cli(capsys, "recommend", run, "--user", "0", "-k", "2", "--json"))
+        assert len(recs[0]["items"]) == 2, recs
+    assert not np.allclose(factors[0], factors[1])  # the weights weighed the fit
+    run = tmp_path / "bought"
+    _cli(capsys, "train", "-m", "als", "--data", data, "--events", "transaction", "--out", run)
+    assert json.loads((run / "manifest.json").read_text())["data_source"]["events"] == [
+        "transaction"
+    ]
+
+
+def test_split_files_carry_the_event_weights(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    split = tmp_path / "split"
+    data = _shop_csv(tmp_path)
+    _cli(capsys, "data", "split", data, "--event-weights", WEIGHTS, "-p", "random:0.2", "-o", split)
+    meta = json.loads((split / "split.json").read_text())
+    assert meta["count_col"] == "count" and meta["events"]["event_weights"]["addtocart"] == 3
+    header = (split / "train.csv").read_text().splitlines()[0]
+    assert header == "user_id,item_id,timestamp,count"  # no event column: weights folded in
+    parts = ["--train", split / "train.csv", "--test", split / "test.csv"]
+    result = json.loads(_cli(capsys, "train", "-m", "als", *parts, "--json"))
+    again = json.loads(
+        _cli(capsys, "train", "-m", "als", *parts, "--event-weights", WEIGHTS, "--json")
+    )
+    # The same flags are not applied twice (the scores, timings aside, are the same).
+    assert result["ranking"]["summary"] == again["ranking"]["summary"]
+    code = main(
+        [
+            "train",
+            "-m",
+            "als",
+            *map(str, parts),
+            "--event-weights",
+            "view=0,addtocart=3,transaction=5",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "were written with --event-weights view=1,addtocart=3,transaction=5" in err

@@ -679,8 +679,8 @@ def test_count_col_maps_a_count_column_and_refuses_ratings_beside_it(tmp_path: P
     assert info["count_column"] == "hours" and info["mapping"]["count"] == "hours"
     again = DataSource(**src.to_json_dict())  # a run's manifest keeps the count column
     assert again.count_col == "hours"
-    with pytest.raises(ConfigError, match="count column makes the data implicit"):
-        DataSource.of(path, count_col="hours", rating_col="stars")
+    with pytest.raises(ConfigError, match=r"count column \('hours'\) makes the data implicit"):
+        DataSource.of(path, count_col="hours", rating_col="stars").load()
     with pytest.raises(ConfigError, match="count column"):
         DataSource.of(path, count_col="hours", rating_scale=(1, 5))
     assert DataSource.of(path, count_col="hours", rating_col="x", implicit=True).implicit
@@ -710,3 +710,76 @@ def test_split_parts_keep_fractional_counts(tmp_path: Path) -> None:
         assert want[key].values.tolist() == got[key].values.tolist()
         assert np.allclose(want["rating"], got["rating"])
     assert back.train.rating_scale is None and 1.25 in set(back.train.rating.tolist())
+
+
+# ------------------------------------------------------------------------------ event column
+SHOP = "visitorid,itemid,event\nv1,a,view\nv1,a,transaction\nv2,b,addtocart\nv2,a,view\n"
+
+
+def test_event_settings_on_a_data_source_and_in_a_run_manifest(tmp_path: Path) -> None:
+    from recforge.cli._data_options import DataFlags
+
+    path = write(tmp_path, "events.csv", SHOP)
+    flags = DataFlags(event_col="event", event_weights=" view=1, addtocart=3,transaction=5")
+    src = flags.source(path)
+    assert src.event_weights == {"view": 1.0, "addtocart": 3.0, "transaction": 5.0}
+    assert src.columns() == {"event": "event"}
+    assert DataFlags(events="transaction, addtocart").source(path).events == (
+        "transaction",
+        "addtocart",
+    )
+    data, info = load_with_info(src)
+    assert sorted(data.rating.tolist()) == [1.0, 3.0, 6.0]
+    assert info["event_column"] == "event" and info["event_weights"] == src.event_weights
+    again = DataSource(**src.to_json_dict())  # a run's manifest keeps the event settings
+    assert again == src and sorted(again.load().rating.tolist()) == [1.0, 3.0, 6.0]
+    assert hash(again) == hash(src)  # still hashable with its dict of weights
+    assert DataSource.of(path, event_col="2").event_col == 2  # digits: a position
+    for text, problem in (
+        ("view=x", "the weight 'x' of 'view' is not a number"),
+        ("view=-1", "the weight -1 of 'view' is not a number >= 0"),
+        ("view", "'view' has no weight"),
+        ("view=1,view=2", "'view' is given twice"),
+    ):
+        with pytest.raises(ConfigError, match=problem):
+            DataFlags(event_weights=text).source(path)
+    with pytest.raises(ConfigError, match="--events"):
+        DataFlags(events=" , ").source(path)
+    with pytest.raises(ConfigError, match="--event-weights"):
+        DataSource.of(path, event_weights={"view": -2})
+    with pytest.raises(ConfigError, match="--event-col, --event-weights"):
+        DataSource.of("ml-100k", event_col="event", event_weights={"view": 1})
+    with pytest.raises(ConfigError, match=r"event weights .* make the data implicit"):
+        DataSource.of(path, rating_col="event", event_weights={"view": 1}).load()
+
+
+def test_split_parts_carry_the_event_weights_and_record_them(tmp_path: Path) -> None:
+    """The weights fold into the parts' count column; split.json records the event settings,
+    so the parts read back (also with the same flags given again) give the same weights, and
+    other flags are refused rather than applied twice."""
+    from recforge.data.split_io import read_split_meta, write_split
+    from recforge.pipeline import files_split, resolve_split
+
+    kinds = ("view", "view", "addtocart", "transaction")
+    rows = [f"v{u},i{(u + k) % 7},{kinds[(u * k) % 4]}" for u in range(12) for k in range(6)]
+    path = write(tmp_path, "events.csv", "visitorid,itemid,event\n" + "\n".join(rows) + "\n")
+    weights = {"view": 1.0, "addtocart": 3.0, "transaction": 5.0}
+    src = DataSource.of(path, event_weights=weights)
+    split = resolve_split(src.load(), "random:0.3")
+    write_split(split, tmp_path / "split", events=src.event_settings())
+    meta = read_split_meta(tmp_path / "split" / "train.csv")
+    assert meta is not None and meta["count_col"] == "count"
+    assert meta["events"] == {"event_col": None, "event_weights": weights, "events": None}
+    parts = [DataSource.of(tmp_path / "split" / f"{p}.csv") for p in ("train", "test")]
+    for given in ({}, {"event_weights": weights}):  # the same flags again are already applied
+        back = files_split(*(p.replace(**given) for p in parts))
+        for name in ("train", "test"):
+            key = ["user_id", "item_id"]
+            want = getattr(split, name).to_frame().sort_values(key)
+            got = getattr(back, name).to_frame().sort_values(key)
+            assert want[key].values.tolist() == got[key].values.tolist()
+            assert np.allclose(want["rating"], got["rating"])
+    assert {3.0, 5.0} <= set(back.train.rating.tolist())  # the weights, not repeat counts
+    other = [p.replace(event_weights={**weights, "view": 0}) for p in parts]
+    with pytest.raises(ConfigError, match="were written with --event-weights view=1"):
+        files_split(*other)

@@ -230,3 +230,26 @@ def test_repeated_clicks_in_a_frame_are_counted_like_a_file() -> None:
         ["b", "x", 1.0],
     ]
     assert data.rating_scale is None and not data.has_timestamps
+
+
+def test_fit_takes_the_event_column_as_a_keyword_role_with_weights_or_kinds() -> None:
+    df = pd.DataFrame(
+        {
+            "customer": ["a", "a", "a", "b", "b"],
+            "product": ["x", "x", "y", "x", "y"],
+            "what": ["view", "purchase", "view", "view", "cart"],
+        }
+    )
+    weights = {"view": 1, "cart": 2, "purchase": 10}
+    read = {"user": "customer", "item": "product"}
+    keyword, _ = as_training_data(df, **read, event="what", event_weights=weights)
+    mapped, _ = as_training_data(df, columns={**read, "event": "what"}, event_weights=weights)
+    for data in (keyword, mapped):
+        frame = data.to_frame().sort_values(["user_id", "item_id"])
+        assert frame["rating"].tolist() == [11.0, 1.0, 1.0, 2.0]
+    bought, _ = as_training_data(df, **read, event="what", events=["purchase"])
+    assert bought.to_frame()[["user_id", "item_id"]].values.tolist() == [["a", "x"]]
+    with pytest.raises(ConfigError, match="event given both as a keyword and in columns"):
+        as_training_data(df, columns={"event": "what"}, event="what")
+    model = recforge.create("popularity").fit(df, **read, event="what", events=["view"])
+    assert model is not None

@@ -771,10 +771,12 @@ def test_a_bad_mapped_count_is_one_line_naming_file_line_column(
     text = one_line(exc)
     assert f"{path}, line 3, column 'plays' (count): {problem}" in text
     assert "counts must be numbers >= 0" in text
-    # Found only by its name, such a column is not taken as counts (with a warning).
-    with pytest.warns(DataWarning, match="named like counts but is not read"):
+    # Found only by its name, such a column is not taken as counts (with a warning that says
+    # why: the first bad value and its problem, whatever the path holds).
+    with pytest.warns(DataWarning, match="named like counts but is not read") as caught:
         df = read_ratings(path, columns={"item_id": "artist"})
     assert df.attrs["count_column"] is None and set(df["rating"]) == {1.0}
+    assert f"not read as them ({problem}); pass --count-col plays" in str(caught[0].message)
 
 
 def test_a_count_column_by_position_in_a_file_without_header(tmp_path: Path) -> None:
@@ -824,3 +826,168 @@ def test_counts_with_decimal_commas_or_thousands_separators(tmp_path: Path) -> N
     with pytest.raises(DataError) as exc:
         read_ratings(grouped, columns={"count": "plays"})
     assert "line 2, column 'plays' (count): '1,234' could be a thousands separator" in one_line(exc)
+
+
+# ------------------------------------------------------------------------------- event column
+#: A RetailRocket-style log: u1 viewed a twice, carted it and bought it; u2 viewed b and bought c.
+SHOP = (
+    "timestamp,visitorid,event,itemid,transactionid\n"
+    "1000,u1,view,a,\n"
+    "1001,u1,view,a,\n"
+    "1002,u1,addtocart,a,\n"
+    "1003,u1,transaction,a,t1\n"
+    "1004,u2,view,b,\n"
+    "1005,u2, transaction ,c,t2\n"
+)
+WEIGHTS = {"view": 1, "addtocart": 3, "transaction": 5}
+
+
+def test_an_event_column_is_found_by_its_name_and_each_event_weighs_1(tmp_path: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the kinds are noted, nothing to warn about
+        df = read_ratings(write(tmp_path, "shop.csv", SHOP))
+    assert df.attrs["mapping"]["event"] == "event" and df.attrs["event_column"] == "event"
+    # Kinds stripped (" transaction " is transaction), most rows first.
+    assert df.attrs["event_kinds"] == {"view": 3, "transaction": 2, "addtocart": 1}
+    assert _pairs(df) == {("u1", "a"): 4.0, ("u2", "b"): 1.0, ("u2", "c"): 1.0}  # as before
+    assert df.attrs["event_weights"] is None and df.attrs["event_dropped"] == 0
+    for header in ("event_type", "EventType", "action", "behavior", "Behaviour", "activity"):
+        renamed = SHOP.replace(",event,", f",{header},", 1)
+        found = read_ratings(write(tmp_path, "r.csv", renamed)).attrs
+        assert found["event_column"] == header, header
+
+
+def test_event_weights_are_summed_per_pair_and_0_drops_a_kind(tmp_path: Path) -> None:
+    path = write(tmp_path, "shop.csv", SHOP)
+    df = read_ratings(path, event_weights=WEIGHTS)
+    assert _pairs(df) == {("u1", "a"): 1 + 1 + 3 + 5, ("u2", "b"): 1.0, ("u2", "c"): 5.0}
+    assert df.attrs["implicit"] and df.attrs["event_weights"] == WEIGHTS
+    no_views = read_ratings(path, event_weights={**WEIGHTS, "view": 0})
+    assert _pairs(no_views) == {("u1", "a"): 8.0, ("u2", "c"): 5.0}  # b was only viewed
+    assert no_views.attrs["event_dropped"] == 3
+    # Under 'last' the last row's weight stands, as a count's does.
+    with pytest.warns(DataWarning, match="kept the last"):
+        last = read_ratings(path, event_weights=WEIGHTS, duplicates="last")
+    assert _pairs(last)[("u1", "a")] == 5.0
+
+
+def test_event_weights_multiply_a_count_column(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, "q.csv", "user,item,event,qty\n1,10,view,2\n1,10,purchase,3\n2,10,view,4\n"
+    )
+    df = read_ratings(path, event_weights={"view": 0.5, "purchase": 10})
+    assert df.attrs["count_column"] == "qty"
+    assert _pairs(df) == {(1, 10): 0.5 * 2 + 10 * 3, (2, 10): 0.5 * 4}
+
+
+def test_events_keeps_only_the_kinds_named_with_ratings_too(tmp_path: Path) -> None:
+    path = write(tmp_path, "shop.csv", SHOP)
+    bought = read_ratings(path, events=["transaction"])
+    assert _pairs(bought) == {("u1", "a"): 1.0, ("u2", "c"): 1.0}
+    assert bought.attrs["events_kept"] == ("transaction",) and bought.attrs["event_dropped"] == 4
+    # With weights, only the kept kinds need one.
+    both = read_ratings(
+        path, events=["transaction", "addtocart"], event_weights={"transaction": 5, "addtocart": 2}
+    )
+    assert _pairs(both) == {("u1", "a"): 7.0, ("u2", "c"): 5.0}
+    rated = write(
+        tmp_path, "rated.csv", "user,item,rating,action\n1,10,4,rate\n1,11,2,skip\n2,10,5,rate\n"
+    )
+    kept = read_ratings(rated, events=["rate"])
+    assert _pairs(kept) == {(1, 10): 4.0, (2, 10): 5.0} and not kept.attrs["implicit"]
+
+
+def test_event_errors_are_one_line_naming_the_file_column_and_fix(tmp_path: Path) -> None:
+    path = write(tmp_path, "shop.csv", SHOP)
+    with pytest.raises(DataError) as exc:
+        read_ratings(path, event_weights={"view": 1, "Transaction": 5})
+    text = one_line(exc)
+    assert f"{path}, line 4, column 'event': 'addtocart' has no weight in --event-weights" in text
+    assert "kinds without one: transaction (2 rows), addtocart (1 row)" in text
+    assert "'transaction' is not 'Transaction'" in text  # kinds are case-sensitive
+    assert "0 drops it), e.g. --event-weights view=1,transaction=1,addtocart=1" in text
+    with pytest.raises(DataError) as exc:
+        read_ratings(path, events=["transaction", "purchase"])
+    text = one_line(exc)
+    assert f"{path}, column 'event': --events names 'purchase', which the column does not" in text
+    assert "its kinds: view (3 rows), transaction (2 rows), addtocart (1 row)" in text
+    with pytest.raises(DataError, match=r"no row is left .*gives view, addtocart, transaction a"):
+        read_ratings(path, event_weights=dict.fromkeys(WEIGHTS, 0))
+    with pytest.raises(DataError, match=r"no row is left .--events keeps only view; --event-w"):
+        read_ratings(path, events=["view"], event_weights={"view": 0})
+    with pytest.warns(DataWarning, match="gives a weight to 'purchase', which the column does"):
+        read_ratings(path, event_weights={**WEIGHTS, "purchase": 9})
+    for bad in ({"view": -1}, {"view": "lots"}, {"view": float("nan")}, {}, {" ": 1}):
+        with pytest.raises(ConfigError, match="event_weights"):
+            read_ratings(path, event_weights=bad)
+    blank = write(tmp_path, "blank.csv", "user,item,kind\n1,10,view\n1,11,\n")
+    with pytest.raises(DataError, match=r"line 3, column 'kind' \(event\): empty or NaN cell"):
+        read_ratings(blank, columns={"event": "kind"})
+
+
+def test_weights_need_implicit_feedback_as_counts_do(tmp_path: Path) -> None:
+    path = write(tmp_path, "r.csv", "user,item,rating,event\n1,10,4,view\n2,10,5,buy\n")
+    with pytest.raises(ConfigError, match=r"event weights .* make the data implicit, so the rat"):
+        read_ratings(path, columns={"rating": "rating"}, event_weights={"view": 1, "buy": 2})
+    with pytest.warns(DataWarning, match="column 'rating' is not read: event weights make"):
+        df = read_ratings(path, event_weights={"view": 1, "buy": 2})
+    assert _pairs(df) == {(1, 10): 1.0, (2, 10): 2.0} and df.attrs["implicit"]
+    both = read_ratings(
+        path, columns={"rating": "rating"}, event_weights={"view": 1, "buy": 2}, implicit=True
+    )
+    assert _pairs(both) == _pairs(df)
+    with pytest.warns(DataWarning), pytest.raises(DataError, match="event weights make the"):
+        read_ratings(path, event_weights={"view": 1, "buy": 2}, rating_scale=(1, 5))
+
+
+def test_a_column_named_like_events_is_not_taken_when_numeric_or_not_kinds(tmp_path: Path) -> None:
+    numeric = write(tmp_path, "n.csv", "user,item,action\n1,10,3\n2,10,7\n")
+    with pytest.warns(
+        DataWarning,
+        match="'action' is named like event kinds but is not read as them .it holds int64",
+    ):
+        df = read_ratings(numeric)
+    assert df.attrs["event_column"] is None and "event" not in df.attrs["mapping"]
+    quoted = write(tmp_path, "q.csv", 'user,item,event\n1,10,"3"\n2,10,"7"\n')
+    with pytest.warns(DataWarning, match="not read as them"):
+        assert read_ratings(quoted).attrs["event_column"] is None
+    many = "user,item,event\n" + "".join(f"{i},10,kind{i}\n" for i in range(51))
+    with pytest.warns(DataWarning, match="51 distinct values, more than 50 kinds"):
+        assert read_ratings(write(tmp_path, "m.csv", many)).attrs["event_column"] is None
+    # Mapped, a numeric column is read as kinds all the same.
+    assert read_ratings(numeric, columns={"event": "action"}).attrs["event_kinds"] == {
+        "3": 1,
+        "7": 1,
+    }
+    # Asked to weigh without any column of kinds: say which flag names one.
+    with pytest.warns(DataWarning), pytest.raises(DataError) as exc:
+        read_ratings(numeric, event_weights={"3": 1})
+    text = one_line(exc)
+    assert "--event-weights need a column of event kinds, but none was found" in text
+    assert "column 'action' is named like them but it holds int64 values" in text
+    assert "pass --event-col <column>" in text
+
+
+def test_events_from_parquet_and_from_a_dataframe(tmp_path: Path) -> None:
+    frame = pd.DataFrame(
+        {
+            "user_id": [1, 1, 2],
+            "product_id": [10, 10, 11],
+            "event_type": ["view", "cart", "purchase"],
+        }
+    )
+    expected = {(1, 10): 4.0, (2, 11): 5.0}
+    kw = {"event_weights": {"view": 1, "cart": 3, "purchase": 5}}
+    assert _pairs(read_frame(frame, **kw)) == expected
+    frame.to_parquet(tmp_path / "e.parquet")
+    assert _pairs(read_ratings(tmp_path / "e.parquet", **kw)) == expected
+    cats = frame.assign(event_type=frame["event_type"].astype("category"))
+    assert _pairs(read_frame(cats, **kw)) == expected
+    assert (
+        _pairs(
+            read_frame(
+                frame.rename(columns={"event_type": "what"}), columns={"event": "what"}, **kw
+            )
+        )
+        == expected
+    )

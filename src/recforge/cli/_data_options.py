@@ -1,7 +1,7 @@
 """The data-source flags every command that reads data shares, defined once.
 
 ``@data_options`` adds ``--user-col``, ``--item-col``, ``--rating-col``, ``--time-col``,
-``--count-col``,
+``--count-col``, ``--event-col``, ``--event-weights``, ``--events``,
 ``--implicit``, ``--sep``, ``--header/--no-header``, ``--rating-scale``, ``--time-format``,
 ``--duplicates``, ``--items``, ``--item-id-col``, ``--item-title-col`` and
 ``--item-feature-cols`` to a typer command and hands the command one :class:`DataFlags`
@@ -26,6 +26,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from recforge.data.datasource import DataSource, parse_rating_scale
+from recforge.data.events import parse_event_weights, parse_events
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 _PANEL = "Data source (your own files)"
@@ -59,6 +60,34 @@ _OPTIONS: dict[str, Any] = {
             "rows counting 0 are dropped (default: an unmapped column named plays, "
             "play_count, views, clicks, qty, count... holding numbers >= 0, when no rating "
             "column is mapped).",
+        ),
+    ],
+    "event_col": Annotated[
+        str | None,
+        _opt(
+            "--event-col",
+            help="Event kind column of a shop log (view, addtocart, transaction; RetailRocket's "
+            "event, Kaggle's event_type) (default: an unmapped column named event, event_type, "
+            "action, behavior, activity... holding text with at most 50 kinds). Alone it only "
+            "shows the kinds (data describe); --event-weights or --events use them.",
+        ),
+    ],
+    "event_weights": Annotated[
+        str | None,
+        _opt(
+            "--event-weights",
+            help="Weigh each event kind, e.g. view=1,addtocart=3,transaction=5: each row counts "
+            "its kind's weight as a confidence weight, summed per user and item (times the "
+            "count with --count-col); 0 drops a kind. Every kind in the column needs a weight; "
+            "implicit feedback only.",
+        ),
+    ],
+    "events": Annotated[
+        str | None,
+        _opt(
+            "--events",
+            help="Keep only these event kinds, e.g. transaction or transaction,addtocart "
+            "(other rows are dropped; works with ratings too).",
         ),
     ],
     "implicit": Annotated[
@@ -135,6 +164,9 @@ class DataFlags:
     rating_col: str | None = None
     time_col: str | None = None
     count_col: str | None = None
+    event_col: str | None = None
+    event_weights: str | None = None
+    events: str | None = None
     implicit: bool | None = None
     sep: str | None = None
     header: bool | None = None
@@ -159,6 +191,10 @@ class DataFlags:
                 value = tuple(v.strip() for v in value.split(",") if v.strip())
             elif f.name == "items":
                 value = str(value)
+            elif f.name == "event_weights":
+                value = parse_event_weights(value)
+            elif f.name == "events":
+                value = parse_events(value)
             out[f.name] = value
         return out
 

@@ -105,19 +105,19 @@ def data_split(
     `recforge train --train OUT/train.csv --test OUT/test.csv` reads them back.
 
     Each row carries its item's title (a `title` column) when the data has titles, and, for
-    implicit data whose events carry weights (repeats or a count column), its weight (a
-    `count` column, named in split.json).
+    implicit data whose events carry weights (repeats, a count column or --event-weights), its
+    weight (a `count` column, named in split.json, which also records --event-weights/--events).
     """
     from recforge.cli._output import console, emit_json
     from recforge.data.split_io import write_split
     from recforge.errors import ConfigError
     from recforge.pipeline import AllDataSplit, resolve_data, resolve_split
 
-    inter, _ = resolve_data(data_flags.source(source))
+    inter, read = resolve_data(data_flags.source(source))
     split = resolve_split(inter, protocol)
     if isinstance(split, AllDataSplit):
         raise ConfigError("--protocol none writes no split; pick e.g. random:0.2")
-    written = write_split(split, out)
+    written = write_split(split, out, events=read.event_settings() if read else None)
     summary = {
         "protocol": split.protocol.describe(),
         "files": {k: str(v) for k, v in written.items()},

@@ -23,7 +23,8 @@ def _counts_line(read: dict[str, Any]) -> str:
     """The feedback line of data weighted by a count column (and rows dropped for count 0)."""
     name = read["count_column"]
     how = read.get("duplicates") or "count"
-    line = f"feedback implicit (counts from column {name!r} are confidence weights" + (
+    times = " times the event weights" if read.get("event_weights") else ""
+    line = f"feedback implicit (counts from column {name!r}{times} are confidence weights" + (
         ")" if how == "count" else f"; duplicates: {how})"
     )
     zeros = int(read.get("zero_counts") or 0)
@@ -31,6 +32,41 @@ def _counts_line(read: dict[str, Any]) -> str:
         rows = "1 row" if zeros == 1 else f"{zeros} rows"
         line += f"\ndropped  {rows} with count 0 in column {name!r} (no interaction)"
     return line
+
+
+#: Most event kinds listed on the ``kinds`` line (a mapped column may hold many).
+_KINDS_SHOWN = 12
+
+
+def _kinds_lines(read: dict[str, Any]) -> list[str]:
+    """The event kinds line (each kind's rows, weight, whether dropped) and, when no event
+    setting was given, a hint naming the flags that use them."""
+    kinds: dict[str, int] = read["event_kinds"]
+    weights: dict[str, float] | None = read.get("event_weights")
+    kept = read.get("events_kept")
+    parts = []
+    for kind, rows in list(kinds.items())[:_KINDS_SHOWN]:
+        weight = 1.0 if weights is None else weights.get(kind, 0.0)
+        dropped = (kept is not None and kind not in kept) or weight == 0
+        mark = " dropped" if dropped else f" x{weight:g}" if weights is not None else ""
+        parts.append(f"{kind} {rows}{mark}")
+    more = len(kinds) - _KINDS_SHOWN
+    how = [f"column {read['event_column']!r}"]
+    how += ["--event-weights"] if weights is not None else []
+    how += ["--events"] if kept is not None else []
+    dropped_rows = int(read.get("event_dropped") or 0)
+    how += [f"{dropped_rows} rows dropped"] if dropped_rows else []
+    line = "kinds    " + "  ".join(parts) + (f"  ... {more} more" if more > 0 else "")
+    lines = [f"{line}  ({'; '.join(how)})"]
+    if weights is None and kept is None:
+        names = list(kinds)
+        pairs = ",".join(f"{k}=1" for k in names) if more <= 0 else "KIND=W,... (every kind)"
+        lines.append(
+            f"         each kind weighs 1: weigh them with --event-weights {pairs}"
+            f"\n         (raise the kinds that matter more, 0 drops one), or keep only some "
+            f"with --events {names[-1]}"
+        )
+    return lines
 
 
 def render_describe(con: Any, stats: dict[str, Any]) -> None:
@@ -68,6 +104,12 @@ def render_describe(con: Any, stats: dict[str, Any]) -> None:
             con.print(f"  {value:>4} {count:>9}  {bar}")
     elif read.get("count_column"):
         con.print(_counts_line(read))
+    elif read.get("event_weights"):
+        how = read.get("duplicates") or "count"
+        con.print(
+            "feedback implicit (event weights are confidence weights"
+            + (", summed per user and item)" if how == "count" else f"; duplicates: {how})")
+        )
     else:
         weights = stats.get("rating_histogram") or {}
         repeated = sum(c for v, c in weights.items() if float(v) > 1)
@@ -78,6 +120,9 @@ def render_describe(con: Any, stats: dict[str, Any]) -> None:
             if how == "count"
             else f"feedback implicit (duplicates: {how})"
         )
+    if read.get("event_kinds"):
+        for line in _kinds_lines(read):
+            con.print(line)
     if read.get("items"):
         con.print(f"items from {read['items']}")
     if read.get("titles_column"):

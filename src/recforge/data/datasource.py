@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
+from recforge.data.events import check_event_weights, check_events
 from recforge.errors import ConfigError, DataError
 
 __all__ = ["SEPARATORS", "DataSource", "DuplicatePolicy", "parse_rating_scale", "parse_sep"]
@@ -113,6 +114,9 @@ _FILE_ONLY_FIELDS = (
     "rating_col",
     "time_col",
     "count_col",
+    "event_col",
+    "event_weights",
+    "events",
     "implicit",
     "rating_scale",
     "time_format",
@@ -143,8 +147,18 @@ class DataSource(BaseModel):
             dropped). None takes an unmapped column named like counts (``plays``,
             ``play_count``, ``views``, ``qty``..., :data:`recforge.data.io.COUNT_ALIASES`)
             holding numbers >= 0, when no rating column is mapped.
+        event_col: the file's column of event kinds (``view``, ``addtocart``, ``transaction``),
+            by header name or 0-based position. None takes an unmapped column named like them
+            (``event``, ``event_type``, ``action``, ``behavior``...,
+            :data:`recforge.data.io.EVENT_ALIASES`) holding text with at most 50 kinds.
+            Without ``event_weights``/``events`` every event still weighs 1.
+        event_weights: kind -> weight >= 0 for every kind in the event column: each row
+            weighs its kind's weight, a confidence weight as a count is (summed over a pair's
+            rows; times the count with a count column); 0 drops the kind. Implicit data only
+            (a mapped rating column then needs ``implicit``). See :mod:`recforge.data.events`.
+        events: the event kinds to keep (other rows are dropped); explicit data too.
         implicit: ignore any rating column (every event is a positive); also implied when the
-            file has no rating column, or has a count column.
+            file has no rating column, or has a count column or event weights.
         rating_scale: declared ``(low, high)`` of explicit ratings; None infers it from the
             data's minimum and maximum. Evaluation thresholds follow it.
         time_format: ``"auto"`` (epoch seconds or milliseconds by magnitude, or ISO-8601 text),
@@ -178,6 +192,9 @@ class DataSource(BaseModel):
     rating_col: str | int | None = None
     time_col: str | int | None = None
     count_col: str | int | None = None
+    event_col: str | int | None = None
+    event_weights: dict[str, float] | None = None
+    events: tuple[str, ...] | None = None
     implicit: bool = False
     rating_scale: tuple[float, float] | None = None
     time_format: str = "auto"
@@ -228,7 +245,9 @@ class DataSource(BaseModel):
     def _check_sep(cls, value: str | None) -> str | None:
         return None if value is None else parse_sep(value)
 
-    @field_validator("user_col", "item_col", "rating_col", "time_col", "count_col", mode="before")
+    @field_validator(
+        "user_col", "item_col", "rating_col", "time_col", "count_col", "event_col", mode="before"
+    )
     @classmethod
     def _position(cls, value: Any) -> Any:
         # "0" on the command line means the first column of a file without a header.
@@ -237,6 +256,17 @@ class DataSource(BaseModel):
         if isinstance(value, str) and not value.strip():
             raise ValueError("column name is empty")
         return value
+
+    @field_validator("event_weights", mode="before")
+    @classmethod
+    def _check_event_weights(cls, value: Any) -> Any:
+        # Kinds stripped, weights finite numbers >= 0 (the reader checks the same for Python).
+        return None if value is None else check_event_weights(value, flag="--event-weights")
+
+    @field_validator("events", mode="before")
+    @classmethod
+    def _check_events(cls, value: Any) -> Any:
+        return None if value is None else check_events(value, flag="--events")
 
     @field_validator("time_format")
     @classmethod
@@ -260,11 +290,8 @@ class DataSource(BaseModel):
                     "a count column makes the data implicit, which has no rating scale; drop "
                     "--rating-scale or --count-col"
                 )
-        if self.count_col is not None and self.rating_col is not None and not self.implicit:
-            raise ValueError(
-                "a count column makes the data implicit, so the rating column would be ignored; "
-                "drop --rating-col or pass --implicit"
-            )
+        # A count column (or event weights) beside a mapped rating column is refused by the reader
+        # (recforge.data.io._check_implicit_weights), which every source goes through.
         if self.duplicates == "count" and self.rating_col is not None and not self.implicit:
             raise ValueError(
                 "duplicates 'count' turns repeats into weights of implicit events; "
@@ -312,6 +339,12 @@ class DataSource(BaseModel):
         """A copy with some fields changed (validated again)."""
         return self._build(**(self.model_dump() | fields))
 
+    def __hash__(self) -> int:
+        # Frozen, so hashable as before event_weights: that one dict is hashed as its items.
+        return hash(
+            tuple(tuple(v.items()) if isinstance(v, dict) else v for v in self.__dict__.values())
+        )
+
     # ------------------------------------------------------------------ use
     @property
     def is_movielens(self) -> bool:
@@ -326,7 +359,7 @@ class DataSource(BaseModel):
     def columns(self) -> dict[str, str | int] | None:
         """The explicit column mapping, canonical name → file column (None when none is set);
         ``"title"`` is the ratings file's title column (``item_title_col`` without ``items``),
-        ``"count"`` its column of per-row counts."""
+        ``"count"`` its column of per-row counts, ``"event"`` its column of event kinds."""
         pairs = {
             "user_id": self.user_col,
             "item_id": self.item_col,
@@ -334,6 +367,7 @@ class DataSource(BaseModel):
             "timestamp": self.time_col,
             "title": self._ratings_title_col(),
             "count": self.count_col,
+            "event": self.event_col,
         }
         mapping = {k: v for k, v in pairs.items() if v is not None}
         return mapping or None
@@ -346,6 +380,15 @@ class DataSource(BaseModel):
             return None
         return int(col.strip()) if col.strip().isdigit() else col
 
+    def event_settings(self) -> dict[str, Any] | None:
+        """The event settings applied when reading (``event_col``, ``event_weights``,
+        ``events``), JSON-able, as ``recforge data split`` records them in ``split.json``; None
+        when neither weights nor kinds to keep are given (every event weighs 1)."""
+        if self.event_weights is None and self.events is None:
+            return None
+        kept = list(self.events) if self.events is not None else None
+        return {"event_col": self.event_col, "event_weights": self.event_weights, "events": kept}
+
     def read_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :func:`recforge.data.io.read_ratings` for this source."""
         return {
@@ -357,6 +400,8 @@ class DataSource(BaseModel):
             "encoding": self.encoding,
             "implicit": self.implicit,
             "time_format": self.time_format,
+            "event_weights": self.event_weights,
+            "events": self.events,
         }
 
     def load(self) -> Any:

@@ -8,13 +8,15 @@ file, then encoded by :meth:`Interactions.from_frame`; there is no second parser
 Column mappings accept the canonical names (``user_id``, ``item_id``, ``rating``,
 ``timestamp``) and the short ones a person types (``user``, ``item``, ``rating``, ``time``),
 plus ``title``: a column of the items' titles (found by its name when not mapped, as in a file),
-and ``count``: a column of per-row counts (``plays``, ``qty``; found by its name too), which
-makes the data implicit, each row weighing its count.
+``count``: a column of per-row counts (``plays``, ``qty``; found by its name too), which
+makes the data implicit, each row weighing its count, and ``event``: a column of event kinds
+(``view``, ``transaction``; found by its name too), weighed by ``event_weights=`` or filtered by
+``events=`` (:mod:`recforge.data.events`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import pandas as pd
@@ -34,6 +36,7 @@ _SHORT_KEYS = {
     "timestamp": "timestamp",
     "title": "title",
     "count": "count",
+    "event": "event",
 }
 
 
@@ -46,7 +49,7 @@ def canonical_columns(columns: Mapping[str, str | int] | None) -> dict[str, str 
         canon = _SHORT_KEYS.get(str(key).lower())
         if canon is None:
             raise ConfigError(
-                f"columns: unknown key {key!r}; use user, item, rating, time, title, count "
+                f"columns: unknown key {key!r}; use user, item, rating, time, title, count, event "
                 "(or user_id, item_id, rating, timestamp)"
             )
         if canon in out:
@@ -65,6 +68,8 @@ def frame_to_interactions(
     time_format: str = "auto",
     item_meta: pd.DataFrame | None = None,
     source: str = "DataFrame",
+    event_weights: Mapping[str, float] | None = None,
+    events: Collection[str] | None = None,
 ) -> Interactions:
     """Validate and encode a DataFrame of events.
 
@@ -87,6 +92,9 @@ def frame_to_interactions(
             title of its item unless one of those gives one
             (:func:`recforge.data.items.titled_items`, as for a file).
         source: name used in error messages and reports.
+        event_weights: kind -> weight of each event kind in the ``event`` column (implicit
+            data; 0 drops a kind), as ``--event-weights`` (:mod:`recforge.data.events`).
+        events: the event kinds to keep, as ``--events``.
     """
     from recforge.data.io import read_frame
 
@@ -98,6 +106,8 @@ def frame_to_interactions(
         implicit=implicit,
         time_format=time_format,
         label=source,
+        event_weights=event_weights,
+        events=events,
     )
     # As for files (recforge.data.sources): implicit data (no rating column, or implicit=True)
     # has no scale, even when repeats were counted into weights; no time column, no timestamps.
@@ -125,13 +135,14 @@ def as_training_data(
     """What :meth:`Recommender.fit` trains on: Interactions as given, DataFrames encoded.
 
     Column roles may also come as keywords (``user="customer", item="product",
-    rating="stars", time="ts", count="plays", title="name"``), merged into ``columns``. A
+    rating="stars", time="ts", count="plays", title="name", event="event_type"``), merged into
+    ``columns`` (with ``event_weights={"view": 1, "purchase": 5}`` or ``events=[...]``). A
     validation frame is read with the same mapping and encoded with the training vocabularies
     (rows with ids unseen in training are dropped: they cannot be scored).
     """
     roles: dict[str, str | int] = {
         key: read.pop(key)
-        for key in ("user", "item", "rating", "time", "count", "title")
+        for key in ("user", "item", "rating", "time", "count", "title", "event")
         if key in read
     }
     if roles:

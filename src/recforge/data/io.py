@@ -46,7 +46,7 @@ import re
 import shlex
 import warnings
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -57,6 +57,13 @@ import pandas as pd
 
 from recforge.data._stream import TextSource, max_input_bytes
 from recforge.data.datasource import TIME_FORMATS, DataSource
+from recforge.data.events import (
+    Kinds,
+    check_event_weights,
+    check_events,
+    read_kinds,
+    why_not_events,
+)
 from recforge.data.items import RowTitles, all_codes, resolve_titles
 from recforge.errors import ConfigError, DataError, DataWarning
 
@@ -64,6 +71,7 @@ __all__ = [
     "CANONICAL_COLUMNS",
     "COLUMN_ALIASES",
     "COUNT_ALIASES",
+    "EVENT_ALIASES",
     "DuplicatePolicy",
     "names_title_column",
     "names_titles",
@@ -82,10 +90,12 @@ COLUMN_FLAGS = {
     "timestamp": "--time-col",
     "title": "--item-title-col",
     "count": "--count-col",
+    "event": "--event-col",
 }
-#: Keys of a column mapping: the canonical columns, the ratings' own title column and a column
-#: of per-row counts (implicit data, each row's weight).
-_MAPPABLE = (*CANONICAL_COLUMNS, "title", "count")
+#: Keys of a column mapping: the canonical columns, the ratings' own title column, a column
+#: of per-row counts (implicit data, each row's weight) and a column of event kinds (``view``,
+#: ``transaction``: :mod:`recforge.data.events`).
+_MAPPABLE = (*CANONICAL_COLUMNS, "title", "count", "event")
 #: Header names that look like a time (``clicked_at``, ``event_time``, ``when``, ``date``...).
 _TIME_NAME = re.compile(
     r"(time|date|when|day|_at$|ts$|^at$|created|updated|epoch|zeit|datum|fecha)", re.I
@@ -269,6 +279,28 @@ _COUNT_FIX = (
     "--count-col)"
 )
 
+#: Header names of a column of event kinds (``view``, ``addtocart``, ``transaction``), compared
+#: after :func:`_norm`: unmapped and holding text with few distinct values
+#: (:func:`recforge.data.events.why_not_events`), such a column is read as each row's kind.
+#: (``events`` and ``interaction`` alone are left out: as often a number of events or a 0/1.)
+EVENT_ALIASES: tuple[str, ...] = (
+    "event",
+    "event_type",
+    "event_name",
+    "event_kind",
+    "action",
+    "action_type",
+    "behavior",
+    "behaviour",
+    "behavior_type",
+    "behaviour_type",
+    "interaction_type",
+    "activity",
+    "activity_type",
+)
+_EVENT_NAMES = frozenset(_norm(a) for a in EVENT_ALIASES)
+_EVENT_FIX = "give each kind a weight (0 drops it)"
+
 _ALIAS_LOOKUP = {canon: {_norm(a) for a in aliases} for canon, aliases in COLUMN_ALIASES.items()}
 _ALL_ALIASES = set().union(*_ALIAS_LOOKUP.values())
 
@@ -316,6 +348,8 @@ def read_ratings(
     implicit: bool = False,
     time_format: str = "auto",
     max_input_bytes: int | None = None,
+    event_weights: Mapping[str, float] | None = None,
+    events: Collection[str] | None = None,
 ) -> pd.DataFrame:
     """Read a ratings file into the canonical frame.
 
@@ -332,7 +366,9 @@ def read_ratings(
             found by :data:`COLUMN_ALIASES` (header) or by position 0..3 (no header: 2 columns are
             user, item; 3 add rating; 4 or more add timestamp). ``"title"``: the items' titles
             (unmapped: a text column named like them, :func:`names_title_column`); ``"count"``:
-            each row's count, its weight (unmapped: a column named like counts, no rating).
+            each row's count, its weight (unmapped: a column named like counts, no rating);
+            ``"event"``: each row's kind (unmapped: a text column named like :data:`EVENT_ALIASES`
+            with at most 50 kinds).
         header: whether the first non-blank line names the columns; ``None`` detects it (a first
             row with a known column name, or with text where the second row has numbers or
             dates). A mapping by column name requires a header: it is then assumed, and a first
@@ -351,6 +387,9 @@ def read_ratings(
         max_input_bytes: cap on the bytes a compressed file may expand to (a decompression
             bomb stops there with a DataError); None reads ``RECFORGE_MAX_INPUT_BYTES``, else
             32 times the compressed size within [64 MiB, 2 GiB] (:mod:`recforge.data._stream`).
+        event_weights: kind -> weight >= 0 of every event kind in the event column: each row
+            weighs its kind's weight (times its count), 0 drops the kind; implicit data only.
+        events: the event kinds to keep (other rows dropped); :mod:`recforge.data.events`.
 
     Returns:
         A frame with columns ``user_id`` and ``item_id`` (``int64`` when all integral, else
@@ -359,7 +398,8 @@ def read_ratings(
         with a title column: :func:`_attach_titles`). ``attrs["source"]`` holds the path,
         ``attrs["mapping"]`` the file column used for each canonical one, ``attrs["implicit"]``
         whether ratings were absent or ignored, ``attrs["has_timestamps"]`` whether a time
-        column was read and ``attrs["time_format"]`` how it was parsed.
+        column was read, ``attrs["time_format"]`` how it was parsed and ``attrs["event_*"]``
+        the event column, its kinds and rows, and the event settings applied.
 
     Raises:
         DataError: the file is missing, empty, binary, truncated, wrongly delimited or encoded,
@@ -369,21 +409,26 @@ def read_ratings(
     """
     if isinstance(path, DataSource):
         return _read_datasource(path)
-    _check_arguments(columns, rating_scale, duplicates, time_format, implicit)
-    p = Path(path)
+    options = _check_arguments(
+        columns, rating_scale, duplicates, time_format, implicit, event_weights, events
+    )
+    return _finish(_read_raw(Path(path), sep, columns, header, encoding, max_input_bytes), options)
+
+
+def _read_raw(
+    p: Path,
+    sep: str | None,
+    columns: Mapping[str, str | int] | None,
+    header: bool | None,
+    encoding: str | None,
+    max_bytes: int | None,
+) -> _Raw:
+    """The parsed file, Parquet (by its magic bytes or suffix) or text."""
     label = str(p)
     magic = _magic_bytes(p, label)
     if magic[:4] == b"PAR1" or p.suffix.lower() in (".parquet", ".pq"):
-        raw = _read_parquet(p, label, columns)
-    else:
-        raw = _read_text(p, label, magic, sep, columns, header, encoding, max_input_bytes)
-    return _finish(
-        raw,
-        implicit=implicit,
-        rating_scale=rating_scale,
-        duplicates=duplicates,
-        time_format=time_format,
-    )
+        return _read_parquet(p, label, columns)
+    return _read_text(p, label, magic, sep, columns, header, encoding, max_bytes)
 
 
 def _read_datasource(source: DataSource) -> pd.DataFrame:
@@ -406,27 +451,22 @@ def _magic_bytes(p: Path, label: str) -> bytes:
     return magic
 
 
-def _finish(
-    raw: _Raw,
-    *,
-    implicit: bool,
-    rating_scale: tuple[float, float] | None,
-    duplicates: DuplicatePolicy | None,
-    time_format: str,
-) -> pd.DataFrame:
+def _finish(raw: _Raw, opts: _Options) -> pd.DataFrame:
     """Validate a parsed file or frame into the canonical frame (shared by both readers)."""
     label = raw.label
     _settle_counts(raw)
-    _warn_unmapped_columns(raw, implicit)
-    frame, time_used = _canonicalize(
-        raw, implicit=implicit, rating_scale=rating_scale, time_format=time_format
-    )
+    _settle_events(raw)
+    _warn_unmapped_columns(raw, opts)
+    frame, time_used = _canonicalize(raw, opts)
     # Before merging duplicates: every row's title counts (most frequent per item wins).
     frame, title_column, title_conflicts = _attach_titles(raw, frame)
+    frame, events_read = _apply_events(raw, frame, opts)
     frame, zero_counts = _drop_zero_counts(raw, frame)
     counted = "count" in raw.columns
-    is_implicit = implicit or "rating" not in raw.columns or counted
-    policy: DuplicatePolicy = duplicates or ("count" if is_implicit else "last")
+    # Counts and event weights are weights of implicit events: ratings beside them are unread.
+    unrated = opts.implicit or counted or opts.weighted
+    is_implicit = unrated or "rating" not in raw.columns
+    policy: DuplicatePolicy = opts.duplicates or ("count" if is_implicit else "last")
     if policy == "count" and not is_implicit:
         raise ConfigError(
             f"{label}: duplicates='count' turns repeats into weights of implicit events, but "
@@ -438,9 +478,9 @@ def _finish(
     frame.attrs["mapping"] = {
         c: col
         for c, col in raw.mapped.items()
-        if c in (*CANONICAL_COLUMNS, "count")
+        if c in (*CANONICAL_COLUMNS, "count", "event")
         and c in raw.columns
-        and not ((implicit or counted) and c == "rating")
+        and not (unrated and c == "rating")
     }
     frame.attrs["implicit"] = is_implicit
     frame.attrs["has_timestamps"] = "timestamp" in raw.columns
@@ -450,6 +490,7 @@ def _finish(
     frame.attrs["title_conflicts"] = title_conflicts
     frame.attrs["count_column"] = raw.mapped["count"] if counted else None
     frame.attrs["zero_counts"] = zero_counts
+    frame.attrs.update(events_read)
     return frame
 
 
@@ -462,21 +503,25 @@ def read_frame(
     implicit: bool = False,
     time_format: str = "auto",
     label: str = "DataFrame",
+    event_weights: Mapping[str, float] | None = None,
+    events: Collection[str] | None = None,
 ) -> pd.DataFrame:
     """Validate an in-memory frame into the canonical frame, exactly as :func:`read_ratings`.
 
     The frame's columns go through the same mapping (``columns``, else
     :data:`COLUMN_ALIASES`), id, rating, timestamp (numbers, ISO strings or ``datetime64``;
     ``time_format`` as in :func:`read_ratings`), duplicate (``None``: counts for implicit data,
-    last rating otherwise) and unmapped-time-column rules as a file's, so a DataFrame and the
-    CSV written from it load identically.
+    last rating otherwise), event (``event_weights``, ``events``) and unmapped-time-column rules
+    as a file's, so a DataFrame and the CSV written from it load identically.
     Errors name ``label`` and the 1-based row.
 
     Raises:
         DataError: not a DataFrame, no rows, a missing column or a bad value.
         ConfigError: an argument is invalid.
     """
-    _check_arguments(columns, rating_scale, duplicates, time_format, implicit)
+    options = _check_arguments(
+        columns, rating_scale, duplicates, time_format, implicit, event_weights, events
+    )
     if not isinstance(df, pd.DataFrame):
         raise DataError(
             f"{label}: expected a pandas DataFrame, got {type(df).__name__}; for a file use "
@@ -498,13 +543,7 @@ def read_frame(
     raw.mapped = {c: names[pos] for c, pos in positions.items()}
     raw.title_auto = _title_found(positions, columns)
     _note_counts(raw, names, positions, columns)
-    return _finish(
-        raw,
-        implicit=implicit,
-        rating_scale=rating_scale,
-        duplicates=duplicates,
-        time_format=time_format,
-    )
+    return _finish(raw, options)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -528,15 +567,22 @@ class _Raw:
     mapped: dict[str, str] = field(default_factory=dict)  # canonical -> file column, for reports
     title_auto: bool = False  # the title column was found by its name, not mapped
     count_auto: bool = False  # the count column was found by its name, not mapped
+    event_auto: bool = False  # the event column was found by its name, not mapped
+    event_unread: str = ""  # why a column named like event kinds was not read as them
+    kinds: Kinds | None = None  # the event column's kinds, once read
     count_like: list[str] = field(default_factory=list)  # unread columns named like counts
     counts: npt.NDArray[np.float64] | None = None  # the count column's values, once read
+    # Parse row numbers of the frame's rows once some were dropped (event kinds, zero counts):
+    # the frame is what is filtered, ``columns`` keep every parsed row. None: all are kept.
+    kept_rows: pd.Index | None = None
 
     def __len__(self) -> int:
         return len(next(iter(self.columns.values())))
 
     def row(self, pos: int) -> Any:
-        """Parse row number of the ``pos``-th kept row."""
-        return next(iter(self.columns.values())).index[pos]
+        """Parse row number of the ``pos``-th kept row (of the frame, once rows were dropped)."""
+        rows = self.kept_rows
+        return (next(iter(self.columns.values())).index if rows is None else rows)[pos]
 
     def position(self, row: Any) -> str:
         """``line N`` of a text file or ``row N`` of a Parquet file, for parse row ``row``."""
@@ -549,13 +595,32 @@ class _Raw:
         return f"{self.label}, {pos}, {self.source_names.get(canon, f'column {canon!r}')}"
 
 
+@dataclass(frozen=True)
+class _Options:
+    """The reader's checked settings (:func:`_check_arguments`), the same for both readers."""
+
+    implicit: bool
+    rating_scale: tuple[float, float] | None
+    duplicates: DuplicatePolicy | None
+    time_format: str
+    event_weights: dict[str, float] | None = None  # kind -> weight, kinds stripped
+    events: tuple[str, ...] | None = None  # the kinds to keep
+
+    @property
+    def weighted(self) -> bool:
+        """Whether event weights are given (they make the data implicit, as counts do)."""
+        return self.event_weights is not None
+
+
 def _check_arguments(
     columns: Mapping[str, str | int] | None,
     rating_scale: tuple[float, float] | None,
     duplicates: str | None,
     time_format: str,
     implicit: bool = False,
-) -> None:
+    event_weights: Mapping[str, float] | None = None,
+    events: Collection[str] | None = None,
+) -> _Options:
     if duplicates not in (None, "error", "last", "mean", "count"):
         raise ConfigError(
             f"duplicates must be 'error', 'last', 'mean' or 'count', got {duplicates!r}"
@@ -571,24 +636,42 @@ def _check_arguments(
                 raise ConfigError(f"columns: unknown key {key!r}; use {', '.join(_MAPPABLE)}")
             if isinstance(value, bool) or not isinstance(value, str | int):
                 raise ConfigError(f"columns[{key!r}] must be a column name or a 0-based position")
-    _check_count_mapping(columns, implicit)
+    weights = None if event_weights is None else check_event_weights(event_weights)
+    _check_implicit_weights(columns, implicit, weights is not None)
     if rating_scale is not None:
         lo, hi = rating_scale
         if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
             raise ConfigError(
                 f"rating_scale must be (low, high) with low < high, got {rating_scale}"
             )
+    return _Options(
+        implicit,
+        rating_scale,
+        cast(DuplicatePolicy | None, duplicates),
+        time_format,
+        weights,
+        None if events is None else check_events(events),
+    )
 
 
-def _check_count_mapping(columns: Mapping[str, str | int] | None, implicit: bool) -> None:
-    """A count column makes the data implicit: a rating column mapped beside it would be
-    silently ignored, so that takes ``implicit=True`` (``--implicit``)."""
-    if columns and "count" in columns and "rating" in columns and not implicit:
-        raise ConfigError(
-            f"columns: a count column ({columns['count']!r}) makes the data implicit, so the "
-            f"rating column ({columns['rating']!r}) would be ignored; drop --rating-col "
-            "(columns['rating']) or pass --implicit (implicit=True)"
-        )
+def _check_implicit_weights(
+    columns: Mapping[str, str | int] | None, implicit: bool, weighted: bool = False
+) -> None:
+    """A count column or event weights make the data implicit: a rating column mapped beside
+    them would be silently ignored, so that takes ``implicit=True`` (``--implicit``)."""
+    if not columns or "rating" not in columns or implicit:
+        return
+    if "count" in columns:
+        what = f"a count column ({columns['count']!r}) makes"
+    elif weighted:
+        what = "event weights (--event-weights, event_weights=) make"
+    else:
+        return
+    raise ConfigError(
+        f"columns: {what} the data implicit, so the rating column ({columns['rating']!r}) "
+        "would be ignored; drop --rating-col (columns['rating']) or pass --implicit "
+        "(implicit=True)"
+    )
 
 
 def _shown(value: Any) -> str:
@@ -618,6 +701,10 @@ def _resolve_columns(
         _add_title_position(positions, names)
     if names is not None and "count" not in positions and "rating" not in positions:
         _add_count_position(positions, names)
+    if names is not None and "event" not in positions:
+        hit = _first_free(names, set(positions.values()), names_events)
+        if hit is not None:  # whether it holds kinds is judged once read (_settle_events)
+            positions["event"] = hit
     return positions, _shown_names(names, positions)
 
 
@@ -638,6 +725,13 @@ def names_counts(column: object) -> bool:
     return isinstance(column, str) and _norm(column) in _COUNT_NAMES
 
 
+def names_events(column: object) -> bool:
+    """Whether a header name says the column holds event kinds (:data:`EVENT_ALIASES`:
+    ``event``, ``event_type``, ``action``, ``behavior``...; case, separators and a bracketed
+    note ignored). A position (a file without a header) never does."""
+    return isinstance(column, str) and _norm(column) in _EVENT_NAMES
+
+
 def _add_count_position(positions: dict[str, int], names: list[str]) -> None:
     """The first unmapped column named like counts (:func:`names_counts`) as
     ``positions["count"]`` (only while no rating column is mapped); whether it holds counts is
@@ -650,9 +744,10 @@ def _add_count_position(positions: dict[str, int], names: list[str]) -> None:
 def _note_counts(
     raw: _Raw, names: list[str] | None, positions: dict[str, int], columns: Mapping[str, Any] | None
 ) -> None:
-    """Record on ``raw`` whether its count column was found by its name, and which unmapped
-    columns are named like counts but left unread (a rating column is mapped)."""
+    """Record on ``raw`` whether its count and event columns were found by their names, and
+    which unmapped columns are named like counts but left unread (a rating column is mapped)."""
     raw.count_auto = "count" in positions and "count" not in (columns or {})
+    raw.event_auto = "event" in positions and "event" not in (columns or {})
     used = set(positions.values())
     raw.count_like = [n for i, n in enumerate(names or []) if i not in used and names_counts(n)]
 
@@ -1340,7 +1435,7 @@ def _read_parquet(p: Path, label: str, columns: Mapping[str, str | int] | None) 
         pf = pq.ParquetFile(p)
         names = list(pf.schema_arrow.names)
         positions, shown = _resolve_columns(label, names, len(names), columns, 0)
-        for role in ("title", "count"):  # lists named like titles or counts are neither
+        for role in ("title", "count", "event"):  # lists named like these are none of them
             found = role in positions and role not in (columns or {})
             if found and pa.types.is_nested(pf.schema_arrow.field(names[positions[role]]).type):
                 del positions[role]
@@ -1384,6 +1479,23 @@ def _read_parquet(p: Path, label: str, columns: Mapping[str, str | int] | None) 
 # ---------------------------------------------------------------------------------------------
 # validation and canonical dtypes
 # ---------------------------------------------------------------------------------------------
+class _BadCells(DataError):
+    """A DataError about the cells of one column that also keeps its facts apart from the
+    message: ``problem`` is the first bad value and what is wrong with it (``'lots' is not a
+    number (2 more rows like it)``), for a caller that judges a column found by its name
+    rather than reporting it (:func:`_settle_counts`), so nothing parses message text."""
+
+    def __init__(self, message: str, problem: str = "") -> None:
+        # ``problem`` has a default so the error unpickles from its message alone.
+        super().__init__(message)
+        self.problem = problem
+
+
+def _bad_cells(where: str, problem: str, fix: str) -> _BadCells:
+    """``<where>: <problem>; <fix>`` (the fix left out when empty), with ``problem`` kept."""
+    return _BadCells(f"{where}: {problem}" + (f"; {fix}" if fix else ""), problem)
+
+
 def _first(mask: npt.NDArray[np.bool_]) -> tuple[int, int]:
     """Position of the first True and how many there are."""
     hits = np.flatnonzero(mask)
@@ -1400,9 +1512,10 @@ def _check_missing(raw: _Raw, canon: str, col: pd.Series) -> None:
         mask = mask | (col.astype(str).str.strip() == "").to_numpy()
     if mask.any():
         pos, n = _first(mask)
-        raise DataError(
-            f"{raw.where(col.index[pos], canon)}: empty or NaN cell{_more(n)}; "
-            "fill it in or drop the row"
+        raise _bad_cells(
+            raw.where(col.index[pos], canon),
+            f"empty or NaN cell{_more(n)}",
+            "fill it in or drop the row",
         )
 
 
@@ -1473,9 +1586,8 @@ def _refuse_rows(
     ``<file>, line N, column: 'v' problem (n more rows like it); fix``."""
     if mask.any():
         pos, n = _first(mask)
-        raise DataError(
-            f"{raw.where(col.index[pos], canon)}: {_shown(col.iloc[pos])} {problem}{_more(n)}"
-            + (f"; {fix}" if fix else "")
+        raise _bad_cells(
+            raw.where(col.index[pos], canon), f"{_shown(col.iloc[pos])} {problem}{_more(n)}", fix
         )
 
 
@@ -1543,17 +1655,19 @@ def _numeric(
         bad = coerced.isna().to_numpy()
         if bad.any():
             pos, n = _first(bad)
-            raise DataError(
-                f"{raw.where(col.index[pos], canon)}: {_shown(col.iloc[pos])} is not a "
-                f"number{_more(n)}; {what}"
+            raise _bad_cells(
+                raw.where(col.index[pos], canon),
+                f"{_shown(col.iloc[pos])} is not a number{_more(n)}",
+                what,
             )
         values = coerced.to_numpy(dtype=np.float64)
     nonfinite = ~np.isfinite(values)
     if nonfinite.any():
         pos, n = _first(nonfinite)
-        raise DataError(
-            f"{raw.where(col.index[pos], canon)}: {_shown(col.iloc[pos])} is not a finite "
-            f"number{_more(n)}; {what}"
+        raise _bad_cells(
+            raw.where(col.index[pos], canon),
+            f"{_shown(col.iloc[pos])} is not a finite number{_more(n)}",
+            what,
         )
     return values
 
@@ -1814,25 +1928,31 @@ def _warn_unmapped(
         return
 
 
-def _warn_unmapped_columns(raw: _Raw, implicit: bool) -> None:
+def _warn_unmapped_columns(raw: _Raw, opts: _Options) -> None:
     """A time or rating column left unread: say which flag reads it (ratings only when nobody
     asked for implicit data, as the events would otherwise silently become clicks)."""
     _warn_unmapped(raw, "timestamp", raw.time_like, "a time", "the events have no timestamps")
-    if not implicit and "rating" not in raw.columns:
+    if not (opts.implicit or opts.weighted) and "rating" not in raw.columns:
         so = "the events are read as implicit feedback"
         tail = ", or --implicit to keep clicks"
         _warn_unmapped(raw, "rating", raw.rating_like, "ratings", so, tail)
-    _warn_unread_counts(raw, implicit)
+    _warn_unread_counts(raw, opts.implicit, opts.weighted)
 
 
-def _warn_unread_counts(raw: _Raw, implicit: bool) -> None:
-    """Counts and ratings side by side: say which one is not read, and the flag for counts."""
+def _warn_unread_counts(raw: _Raw, implicit: bool, weighted: bool = False) -> None:
+    """Counts (or event weights) and ratings side by side: say which one is not read, and the
+    flag for counts."""
     rating = raw.source_names.get("rating")
-    if "count" in raw.columns:
-        if rating is not None and not implicit:  # found by its name beside a mapped count
+    if "count" in raw.columns or weighted:
+        if rating is not None and not implicit:  # found by its name beside counts or weights
+            weights = (
+                f"counts from {raw.source_names['count']}"
+                if "count" in raw.columns
+                else "event weights"
+            )
             warnings.warn(
-                f"{raw.label}: {rating} is not read: counts from {raw.source_names['count']} "
-                "make the data implicit (pass --implicit to say so)",
+                f"{raw.label}: {rating} is not read: {weights} make the data implicit (pass "
+                "--implicit to say so)",
                 DataWarning,
                 stacklevel=4,
             )
@@ -1906,18 +2026,20 @@ def _holds_text(col: pd.Series) -> bool:
     return dtype.kind == "O" or isinstance(dtype, pd.StringDtype)
 
 
-def _canonicalize(
-    raw: _Raw, *, implicit: bool, rating_scale: tuple[float, float] | None, time_format: str
-) -> tuple[pd.DataFrame, str | None]:
+def _canonicalize(raw: _Raw, opts: _Options) -> tuple[pd.DataFrame, str | None]:
     n = len(raw)
     counts = _count_values(raw)
-    has_rating = "rating" in raw.columns and not implicit and counts is None
+    rating_scale = opts.rating_scale
+    has_rating = "rating" in raw.columns and not opts.implicit and counts is None
+    has_rating = has_rating and not opts.weighted
     if rating_scale is not None and not has_rating:
         reason = (
             "implicit=True ignores ratings"
-            if implicit
+            if opts.implicit
             else f"counts from {raw.source_names['count']} make the data implicit"
             if counts is not None
+            else "event weights make the data implicit"
+            if opts.weighted
             else "no rating column was found"
         )
         raise DataError(
@@ -1950,7 +2072,7 @@ def _canonicalize(
         rating = np.ones(n, dtype=np.float32)
     time_used: str | None = None
     if "timestamp" in raw.columns:
-        ts, time_used = _timestamps(raw, time_format)
+        ts, time_used = _timestamps(raw, opts.time_format)
     else:
         ts = np.zeros(n, dtype=np.int64)
     frame = pd.DataFrame(
@@ -2012,13 +2134,12 @@ def _settle_counts(raw: _Raw) -> None:
         return
     try:
         _count_values(raw)
-    except DataError as exc:
+    except _BadCells as exc:
         name = raw.mapped.pop("count")
         del raw.columns["count"]
-        why = str(exc).split(": ", 1)[-1].split(";", 1)[0]
         warnings.warn(
             f"{raw.label}: column {name!r} is named like counts but is not read as them "
-            f"({why}); pass {COLUMN_FLAGS['count']} {shlex.quote(name)} "
+            f"({exc.problem}); pass {COLUMN_FLAGS['count']} {shlex.quote(name)} "
             f"(columns={{'count': {name!r}}}) to use it",
             DataWarning,
             stacklevel=4,
@@ -2027,8 +2148,8 @@ def _settle_counts(raw: _Raw) -> None:
 
 def _drop_zero_counts(raw: _Raw, frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     """``(frame, rows dropped)``: rows whose count is 0 carry no interaction ("0 plays" is no
-    play), so they go, with a warning; ``raw``'s columns follow, so later errors still name the
-    right lines.
+    play), so they go, with a warning; ``raw`` records the kept rows' numbers (``kept_rows``),
+    so later errors still name the right lines.
 
     Raises:
         DataError: every count is 0.
@@ -2044,15 +2165,163 @@ def _drop_zero_counts(raw: _Raw, frame: pd.DataFrame) -> tuple[pd.DataFrame, int
             f"map the right column with {COLUMN_FLAGS['count']}"
         )
     keep = ~zero
-    raw.columns = {c: col[keep] for c, col in raw.columns.items()}
-    raw.counts = counts[keep]
+    frame = _keep_rows(raw, frame, keep)
     warnings.warn(
         f"{raw.label}: dropped {n_zero} row{'s' if n_zero != 1 else ''} whose count in column "
         f"{name!r} is 0 (no interaction)",
         DataWarning,
         stacklevel=4,
     )
-    return _take(frame, keep), n_zero
+    return frame, n_zero
+
+
+def _keep_rows(raw: _Raw, frame: pd.DataFrame, keep: npt.NDArray[np.bool_]) -> pd.DataFrame:
+    """``frame``'s rows where ``keep``. Only the frame is filtered: ``raw`` records the kept
+    rows' parse numbers (``kept_rows``, which later errors name) and keeps its counts aligned
+    with the frame; its parsed columns stay whole."""
+    rows = raw.kept_rows if raw.kept_rows is not None else next(iter(raw.columns.values())).index
+    raw.kept_rows = rows[keep]
+    if raw.counts is not None:
+        raw.counts = raw.counts[keep]
+    return _take(frame, keep)
+
+
+# ---------------------------------------------------------------------------------------------
+# event kinds (recforge.data.events)
+# ---------------------------------------------------------------------------------------------
+def _settle_events(raw: _Raw) -> None:
+    """Read the event column's kinds once; keep a column found by its name only when it holds
+    text with at most :data:`~recforge.data.events.MAX_FOUND_KINDS` kinds and no empty cell
+    (warn and read the data without it otherwise, so a numeric ``action`` is never events)."""
+    if "event" not in raw.columns:
+        return
+    raw.kinds = read_kinds(raw.columns["event"])
+    why = why_not_events(raw.kinds) if raw.event_auto else None
+    if why is None:
+        return
+    name = raw.mapped.pop("event")
+    del raw.columns["event"]
+    raw.kinds = None
+    raw.event_unread = f"column {name!r} is named like them but {why}"
+    warnings.warn(
+        f"{raw.label}: column {name!r} is named like event kinds but is not read as them "
+        f"({why}); pass {COLUMN_FLAGS['event']} {shlex.quote(name)} "
+        f"(columns={{'event': {name!r}}}) to use it",
+        DataWarning,
+        stacklevel=4,
+    )
+
+
+def _apply_events(
+    raw: _Raw, frame: pd.DataFrame, opts: _Options
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """``(frame, what was read)``: with event weights each row's value (1, its count) is
+    multiplied by its kind's weight; rows of kinds weighing 0 or left out by ``events`` go.
+    Runs before any other row is dropped, so the kinds align with the frame.
+
+    Raises:
+        DataError: weights or kinds asked for without an event column, an empty kind in a
+            mapped one, a kind without a weight, an unknown kind to keep, or no row left.
+    """
+    read: dict[str, Any] = {"event_column": None, "event_kinds": None, "event_dropped": 0}
+    read |= {"event_weights": opts.event_weights, "events_kept": opts.events}
+    if raw.kinds is None:
+        if opts.weighted or opts.events is not None:
+            raise _no_event_column(raw, opts)
+        return frame, read
+    kinds, rows = raw.kinds, raw.kinds.rows()
+    if not raw.event_auto:
+        _check_missing(raw, "event", raw.columns["event"])
+    order = np.argsort(-rows, kind="stable")  # most rows first
+    read["event_column"] = raw.mapped["event"]
+    read["event_kinds"] = {kinds.names[i]: int(rows[i]) for i in order}
+    if not opts.weighted and opts.events is None:
+        return frame, read
+    weight = _kind_weights(raw, opts, [int(i) for i in order])
+    keep = weight[kinds.codes] > 0
+    if not keep.any():
+        raise _nothing_left(raw, opts)
+    if opts.weighted:  # a confidence weight, exactly as a count (times the count, if any)
+        factor = weight[kinds.codes].astype(np.float32)
+        frame = frame.assign(rating=frame["rating"].to_numpy() * factor)
+    read["event_dropped"] = int(len(keep) - keep.sum())
+    return (_keep_rows(raw, frame, keep) if read["event_dropped"] else frame), read
+
+
+def _kind_weights(raw: _Raw, opts: _Options, order: list[int]) -> npt.NDArray[np.float64]:
+    """Each kind's weight (aligned with the kinds' names): its ``event_weights`` entry (1
+    without weights), 0 for a kind ``events`` leaves out.
+
+    Raises:
+        DataError: ``events`` names a kind the column lacks, or a kept kind has no weight.
+    """
+    assert raw.kinds is not None
+    names, rows = raw.kinds.names, raw.kinds.rows()
+    listing = ", ".join(f"{names[i]} ({_n_rows(rows[i])})" for i in order)
+    where = f"{raw.label}, {raw.source_names['event']}"
+    kept = set(names) if opts.events is None else set(opts.events)
+    unknown = sorted(kept - set(names))
+    if unknown:
+        raise DataError(
+            f"{where}: --events names {', '.join(map(repr, unknown))}, which the column does "
+            f"not hold{_case_hint(unknown, names)}; its kinds: {listing}; fix --events (events=)"
+        )
+    weights = opts.event_weights if opts.event_weights is not None else dict.fromkeys(names, 1.0)
+    missing = [i for i in order if names[i] in kept and names[i] not in weights]
+    if missing:
+        pos, _ = _first(np.isin(raw.kinds.codes, missing))
+        suggest = ",".join(f"{names[i]}={weights.get(names[i], 1):g}" for i in order)
+        unweighted = [names[i] for i in missing]
+        raise DataError(
+            f"{raw.where(raw.row(pos), 'event')}: {_shown(names[raw.kinds.codes[pos]])} has no "
+            "weight in "
+            f"--event-weights (event_weights); kinds without one: "
+            f"{', '.join(f'{names[i]} ({_n_rows(rows[i])})' for i in missing)}"
+            f"{_case_hint(unweighted, list(weights))}; {_EVENT_FIX}, e.g. --event-weights "
+            f"{suggest}"
+        )
+    absent = [k for k in weights if k not in names]
+    if absent and opts.event_weights is not None:
+        warnings.warn(
+            f"{where}: --event-weights gives a weight to {', '.join(map(repr, absent))}, which "
+            f"the column does not hold{_case_hint(absent, names)} (its kinds: {listing})",
+            DataWarning,
+            stacklevel=5,
+        )
+    return np.array([weights[n] if n in kept else 0.0 for n in names], dtype=np.float64)
+
+
+def _n_rows(n: int) -> str:
+    return "1 row" if n == 1 else f"{n} rows"
+
+
+def _case_hint(asked: list[str], known: list[str]) -> str:
+    """`` (kinds are case-sensitive: 'Buy' is not 'buy')`` where a name differs only in case."""
+    folded = {k.casefold(): k for k in known}
+    pairs = [f"{a!r} is not {folded[a.casefold()]!r}" for a in asked if a.casefold() in folded]
+    return f" (kinds are case-sensitive: {', '.join(pairs)})" if pairs else ""
+
+
+def _no_event_column(raw: _Raw, opts: _Options) -> DataError:
+    """The error for event weights or kinds asked of data without a column of event kinds."""
+    flags = [f for f, on in (("--event-weights", opts.weighted), ("--events", opts.events)) if on]
+    why = f"; {raw.event_unread}" if raw.event_unread else ""
+    return DataError(
+        f"{raw.label}: {' and '.join(flags)} need a column of event kinds, but none was found "
+        f"(looked for a text column named {', '.join(EVENT_ALIASES[:6])}...{why}); pass "
+        f"{COLUMN_FLAGS['event']} <column> (columns={{'event': '<column>'}})"
+    )
+
+
+def _nothing_left(raw: _Raw, opts: _Options) -> DataError:
+    """The error for event settings that drop every row."""
+    zero = [k for k, w in (opts.event_weights or {}).items() if w == 0]
+    why = [f"--events keeps only {', '.join(opts.events)}"] if opts.events is not None else []
+    why += [f"--event-weights gives {', '.join(zero)} a weight of 0"] if zero else []
+    return DataError(
+        f"{raw.label}, {raw.source_names['event']}: no row is left ({'; '.join(why)}); keep a "
+        "kind whose weight is above 0"
+    )
 
 
 def _pair_keys(frame: pd.DataFrame) -> npt.NDArray[np.int64]:

@@ -31,6 +31,7 @@ def as_source(spec: str | Path | DataSource, **read_kwargs: Any) -> DataSource:
         ("timestamp", "time_col"),
         ("title", "item_title_col"),
         ("count", "count_col"),
+        ("event", "event_col"),
     ):
         if canon in columns:
             # item_title_col is text (an item file's column name); digits are a position.
@@ -63,7 +64,11 @@ def load_with_info(source: DataSource) -> tuple[Interactions, dict[str, Any]]:
     ``items`` (the item file, or None), ``titles_column`` (the ratings file's column of item
     titles, named or found by its name; None without one), ``count_column`` (the column of
     per-row counts that weigh the events, named or found by its name; None without one),
-    ``zero_counts`` (rows dropped for a count of 0), ``title_conflicts`` (how many items
+    ``zero_counts`` (rows dropped for a count of 0), ``event_column`` (the column of event
+    kinds, named or found by its name; None without one), ``event_kinds`` (kind -> rows in
+    the file, most rows first), ``event_weights`` and ``events_kept`` (the event settings
+    applied, None when not given), ``event_dropped`` (rows dropped by them),
+    ``title_conflicts`` (how many items
     had different titles in it; each got its most frequent) and ``titles_from`` (the item
     column whose ids are the items' titles, :func:`recforge.data.items.id_titles`; None when
     they are not).
@@ -112,6 +117,11 @@ def load_with_info(source: DataSource) -> tuple[Interactions, dict[str, Any]]:
         "title_conflicts": frame.attrs.get("title_conflicts", 0),
         "count_column": frame.attrs.get("count_column"),
         "zero_counts": frame.attrs.get("zero_counts", 0),
+        "event_column": frame.attrs.get("event_column"),
+        "event_kinds": frame.attrs.get("event_kinds"),
+        "event_weights": frame.attrs.get("event_weights"),
+        "events_kept": frame.attrs.get("events_kept"),
+        "event_dropped": frame.attrs.get("event_dropped", 0),
         # The item column whose ids are also the items' titles (None when they are not).
         "titles_from": titles_from,
     }

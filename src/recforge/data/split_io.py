@@ -8,6 +8,12 @@ the parts back gives the same weights (the name alone is also found as a count c
 ``split.json`` beside the parts records the rating scale (``recforge train --train/--test``
 uses it when no ``--rating-scale`` is given) and a ``protocol.txt`` how the split was made.
 
+Event settings (``--event-weights``, ``--events``) are applied before the split: the parts hold
+no event column, the weights are in their ``count`` column and the dropped kinds are gone.
+``split.json`` records the settings (``"events"``), so reading the parts back with the same
+flags again does not apply them twice, and other flags are refused
+(:func:`recforge.pipeline.files_split`).
+
 Titles travel as a column of the parts, not as a second file: when the data's item table has
 titles, every row carries its item's title in a last ``title`` column (empty for an item
 without one), and ``split.json`` says so (``"item_title_col": "title"``), so reading the parts
@@ -50,9 +56,12 @@ def _titles(item_meta: pd.DataFrame | None) -> pd.Series | None:
     return titles if titles.notna().any() else None
 
 
-def write_split(split: Any, out: str | Path) -> dict[str, Path]:
+def write_split(
+    split: Any, out: str | Path, *, events: dict[str, Any] | None = None
+) -> dict[str, Path]:
     """Write ``train.csv``, ``test.csv`` (and ``valid.csv``) with raw ids into ``out``, each
-    row with its item's title when the data's item table has titles.
+    row with its item's title when the data's item table has titles; ``events`` (the source's
+    :meth:`~recforge.data.datasource.DataSource.event_settings`) goes into ``split.json``.
 
     Each file is written to a temporary name and renamed, so an interrupted run never leaves a
     half-written part.
@@ -87,6 +96,7 @@ def write_split(split: Any, out: str | Path) -> dict[str, Path]:
         "source": split.train.source,
         "item_title_col": TITLE_COLUMN if titles is not None else None,
         "count_col": COUNT_COLUMN if counts else None,
+        "events": events,
     }
     with atomic_path(folder / SPLIT_META) as tmp:
         tmp.write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
