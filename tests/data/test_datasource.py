@@ -522,8 +522,8 @@ def test_conflicting_titles_take_the_most_frequent_then_the_latest_row(tmp_path:
 
 def test_every_row_carries_its_items_chosen_title_after_repeats_merge(tmp_path: Path) -> None:
     """The title is chosen once, as the file is read, and written on every row of its item,
-    repeats merged or not; the item table reads it back from an item's first row, so the
-    first row in the file (a minority title here) must not be what it finds."""
+    repeats merged or not; the item table takes the same choice (the reader hands it on per
+    item), so the first row in the file (a minority title here) is not what it shows."""
     path = write(
         tmp_path,
         "r.csv",
@@ -540,6 +540,44 @@ def test_every_row_carries_its_items_chosen_title_after_repeats_merge(tmp_path: 
     with pytest.warns(DataWarning, match="merged 1 duplicate"):
         meta = src.load().item_meta
     assert meta is not None and meta["title"].to_dict() == {1: "Heat", 2: "Ran (1985)"}
+
+
+def test_each_items_title_is_chosen_once_as_the_rows_are_read() -> None:
+    """:func:`resolve_titles` gives each item's one title twice over, per row (the frame's
+    public ``title``) and once per item (``by_item``, what the item table is built from):
+    the same choice, an item without any title left out of ``by_item``."""
+    from recforge.data.items import resolve_titles
+
+    ids = pd.Series([2, 1, 2, 1, 3])
+    found = resolve_titles(ids, pd.Series(["B", "A", "B2", "A", None]), np.zeros(5, np.int64))
+    assert found.by_item.to_dict() == {2: "B2", 1: "A"}  # a tie goes to the later row
+    assert found.by_item.index.name == "item_id"
+    per_row = pd.Series(found.per_row, dtype=object)
+    assert per_row[:4].tolist() == found.by_item.reindex(ids[:4]).tolist()
+    assert per_row.isna().tolist() == [False] * 4 + [True]
+
+
+def test_items_whose_rows_are_all_dropped_get_no_title(tmp_path: Path) -> None:
+    """Titles are chosen from every row; then rows counting 0, and rows of kinds ``events``
+    leaves out, go. An item with no row left is no item of the data: the item table gives no
+    title for it (a file and a DataFrame alike)."""
+    from recforge.data.frames import frame_to_interactions
+
+    path = write(
+        tmp_path,
+        "r.csv",
+        "user,item,title,plays,event\n"
+        "a,1,Heat,3,view\nb,2,Ran,0,view\nc,3,Alien,2,buy\nc,1,Heat,1,buy\nd,4,Jaws,1,view\n",
+    )
+    frame = pd.read_csv(path)
+    for events, want in ((None, [1, 3, 4]), (("view",), [1, 4])):
+        titles = {i: t for i, t in {1: "Heat", 3: "Alien", 4: "Jaws"}.items() if i in want}
+        with pytest.warns(DataWarning, match="dropped 1 row whose count"):
+            meta = DataSource.of(path, events=events).load().item_meta
+        assert meta is not None and meta["title"].to_dict() == titles, events
+        with pytest.warns(DataWarning, match="dropped 1 row whose count"):
+            meta = frame_to_interactions(frame, events=events).item_meta
+        assert meta is not None and meta["title"].to_dict() == titles, events
 
 
 def test_an_item_file_wins_where_it_gives_a_title(tmp_path: Path) -> None:

@@ -96,9 +96,10 @@ def frame_to_interactions(
             data; 0 drops a kind), as ``--event-weights`` (:mod:`recforge.data.events`).
         events: the event kinds to keep, as ``--events``.
     """
-    from recforge.data.io import read_frame
+    from recforge.data.io import _read_frame
 
-    frame = read_frame(
+    # The frame and each item's one title from its title column, chosen once while reading.
+    frame, by_item = _read_frame(
         df,
         columns=canonical_columns(columns),
         rating_scale=rating_scale,
@@ -121,7 +122,7 @@ def frame_to_interactions(
 
     # The given table's titles first, then the frame's title column, then ids that are titles:
     # the same order as a file's item table.
-    item_meta, _ = titled_items(frame, item_meta)
+    item_meta, _ = titled_items(frame, item_meta, by_item)
     return Interactions.from_frame(frame, item_meta=item_meta, rating_scale=scale, source=source)
 
 

@@ -408,11 +408,12 @@ def read_ratings(
         ConfigError: an argument is invalid (unknown policy, bad mapping key, bad scale).
     """
     if isinstance(path, DataSource):
-        return _read_datasource(path)
+        return _read_source(path)[0]
     options = _check_arguments(
         columns, rating_scale, duplicates, time_format, implicit, event_weights, events
     )
-    return _finish(_read_raw(Path(path), sep, columns, header, encoding, max_input_bytes), options)
+    raw = _read_raw(Path(path), sep, columns, header, encoding, max_input_bytes)
+    return _finish(raw, options)[0]
 
 
 def _read_raw(
@@ -431,11 +432,18 @@ def _read_raw(
     return _read_text(p, label, magic, sep, columns, header, encoding, max_bytes)
 
 
-def _read_datasource(source: DataSource) -> pd.DataFrame:
-    # The DataSource's own settings; explicit keyword arguments are not mixed in.
+def _read_source(source: DataSource) -> tuple[pd.DataFrame, pd.Series | None]:
+    """:func:`read_ratings` of a DataSource (its own settings; no keyword arguments mixed in),
+    and the title each item got from the file's title column (:func:`_finish`): what
+    :func:`recforge.data.sources.load_with_info` builds the item table from."""
     if source.is_movielens:
         raise ConfigError(f"{source.path} is a MovieLens release; use load_dataset for it")
-    return read_ratings(Path(source.path), **source.read_kwargs())
+    read = source.read_kwargs()
+    sep, header, encoding = read.pop("sep"), read.pop("header"), read.pop("encoding")
+    # The settings are checked before the file is opened, as read_ratings does.
+    options = _check_arguments(**read)
+    raw = _read_raw(Path(source.path), sep, read["columns"], header, encoding, None)
+    return _finish(raw, options)
 
 
 def _magic_bytes(p: Path, label: str) -> bytes:
@@ -451,17 +459,27 @@ def _magic_bytes(p: Path, label: str) -> bytes:
     return magic
 
 
-def _finish(raw: _Raw, opts: _Options) -> pd.DataFrame:
-    """Validate a parsed file or frame into the canonical frame (shared by both readers)."""
+def _finish(raw: _Raw, opts: _Options) -> tuple[pd.DataFrame, pd.Series | None]:
+    """Validate a parsed file or frame into the canonical frame (shared by both readers), and
+    the one title each of its items got from the data's title column (item id → title, items
+    without one left out; None without a title column).
+
+    The titles travel beside the frame, not in its ``attrs``: pandas deep-copies ``attrs`` on
+    every operation, and the frame already carries them per row (its public ``title``)."""
     label = raw.label
     _settle_counts(raw)
     _settle_events(raw)
     _warn_unmapped_columns(raw, opts)
     frame, time_used = _canonicalize(raw, opts)
     # Before merging duplicates: every row's title counts (most frequent per item wins).
-    frame, title_column, title_conflicts = _attach_titles(raw, frame)
+    frame, title_column, found = _attach_titles(raw, frame)
     frame, events_read = _apply_events(raw, frame, opts)
     frame, zero_counts = _drop_zero_counts(raw, frame)
+    by_item = None if found is None else found.by_item
+    if by_item is not None and (zero_counts or events_read["event_dropped"]):
+        # Items whose every row was dropped are no items of the data: no title for them.
+        # (Merging repeats below keeps a row of every pair, so no item goes there.)
+        by_item = by_item[by_item.index.isin(frame["item_id"])]
     counted = "count" in raw.columns
     # Counts and event weights are weights of implicit events: ratings beside them are unread.
     unrated = opts.implicit or counted or opts.weighted
@@ -487,11 +505,11 @@ def _finish(raw: _Raw, opts: _Options) -> pd.DataFrame:
     frame.attrs["time_format"] = time_used
     frame.attrs["duplicates"] = policy
     frame.attrs["title_column"] = title_column
-    frame.attrs["title_conflicts"] = title_conflicts
+    frame.attrs["title_conflicts"] = 0 if found is None else found.conflicts
     frame.attrs["count_column"] = raw.mapped["count"] if counted else None
     frame.attrs["zero_counts"] = zero_counts
     frame.attrs.update(events_read)
-    return frame
+    return frame, by_item
 
 
 def read_frame(
@@ -519,9 +537,30 @@ def read_frame(
         DataError: not a DataFrame, no rows, a missing column or a bad value.
         ConfigError: an argument is invalid.
     """
-    options = _check_arguments(
-        columns, rating_scale, duplicates, time_format, implicit, event_weights, events
-    )
+    return _read_frame(
+        df,
+        columns=columns,
+        label=label,
+        rating_scale=rating_scale,
+        duplicates=duplicates,
+        implicit=implicit,
+        time_format=time_format,
+        event_weights=event_weights,
+        events=events,
+    )[0]
+
+
+def _read_frame(
+    df: pd.DataFrame,
+    *,
+    columns: Mapping[str, str | int] | None = None,
+    label: str = "DataFrame",
+    **settings: Any,
+) -> tuple[pd.DataFrame, pd.Series | None]:
+    """:func:`read_frame` (``settings``: its other keywords), and the title each item got from
+    the frame's title column (:func:`_finish`): what
+    :func:`recforge.data.frames.frame_to_interactions` builds the item table from."""
+    options = _check_arguments(columns, **settings)
     if not isinstance(df, pd.DataFrame):
         raise DataError(
             f"{label}: expected a pandas DataFrame, got {type(df).__name__}; for a file use "
@@ -1973,30 +2012,31 @@ def _warn_unread_counts(raw: _Raw, implicit: bool, weighted: bool = False) -> No
         )
 
 
-def _attach_titles(raw: _Raw, frame: pd.DataFrame) -> tuple[pd.DataFrame, str | None, int]:
-    """``(frame, title column, items with conflicting titles)``: ``frame`` gains a ``title``
-    column (categorical, each row its item's one title,
-    :func:`recforge.data.items.resolve_titles`) when the data has a title column; the frame's
-    ``attrs["title_column"]`` and ``attrs["title_conflicts"]`` record the other two. One found
-    by its name is left out again when it holds no text, only codes (``tt0111161``), or values
-    that differ within most items (a person's ``name``, with a warning naming the flag that
-    reads it anyway)."""
+def _attach_titles(
+    raw: _Raw, frame: pd.DataFrame
+) -> tuple[pd.DataFrame, str | None, RowTitles | None]:
+    """``(frame, title column, the titles chosen)``: ``frame`` gains a ``title`` column
+    (categorical, each row its item's one title, :func:`recforge.data.items.resolve_titles`)
+    when the data has a title column (None and None without one); the frame's
+    ``attrs["title_column"]`` records its name. One found by its name is left out again when
+    it holds no text, only codes (``tt0111161``), or values that differ within most items (a
+    person's ``name``, with a warning naming the flag that reads it anyway)."""
     col = raw.columns.get("title")
     if col is None or (raw.title_auto and not _holds_text(col)):
-        return frame, None, 0
+        return frame, None, None
     name = raw.mapped["title"]
     try:
         found = resolve_titles(frame["item_id"], col, frame["timestamp"].to_numpy())
     except TypeError:  # unhashable cells (lists) in a DataFrame
         if raw.title_auto:
-            return frame, None, 0
+            return frame, None, None
         raise DataError(
             f"{raw.label}: {raw.source_names['title']} holds lists or other containers, not "
             f"titles; map a text column with {COLUMN_FLAGS['title']}"
         ) from None
     if raw.title_auto and not _titles_plausible(raw.label, name, found):
-        return frame, None, 0
-    return frame.assign(title=found.per_row), name, found.conflicts
+        return frame, None, None
+    return frame.assign(title=found.per_row), name, found
 
 
 def _titles_plausible(label: str, name: str, found: RowTitles) -> bool:

@@ -14,8 +14,8 @@ wherever it gives a title):
    ``--item-title-col`` without ``--items``, or found by its name, see
    :func:`recforge.data.io.names_title_column`): :func:`resolve_titles` gives each item the
    title written most often on its rows, a tie going to the latest row (by time, then file
-   order), once, while the file is read; the item table reads that choice back from the rows
-   (:func:`_with_row_titles`);
+   order), once, while the file is read; the reader hands that choice on, one title per item
+   (:attr:`RowTitles.by_item`), to :func:`titled_items`;
 2. the item column itself when it holds titles (``--item-col Titel``, a column named
    ``title``, ``movie``, ``book``..., see :func:`recforge.data.io.names_titles`) and its ids
    are text: :func:`id_titles` makes each id the title of its item wherever nothing else
@@ -220,12 +220,16 @@ class RowTitles:
 
     Attributes:
         per_row: each row's item's chosen title (categorical, NaN for an item without one).
+        by_item: the same choice once per item: item id → title (index ``item_id``, in order
+            of first row; an item without a title is left out). The item table is built from
+            it (:func:`titled_items`), so nothing reads the choice back from the rows.
         titles: the distinct titles written in the column.
         conflicts: items whose rows carry two or more different titles.
         repeated: items with a title on two or more rows (those that could conflict).
     """
 
     per_row: pd.Categorical
+    by_item: pd.Series
     titles: pd.Index
     conflicts: int
     repeated: int
@@ -250,7 +254,7 @@ def resolve_titles(
     Raises:
         TypeError: a cell is unhashable (a list in a DataFrame column).
     """
-    items, _ = pd.factorize(item_ids)
+    items, item_uniques = pd.factorize(item_ids)
     n_items = int(items.max()) + 1 if len(items) else 0
     codes, uniques = _title_codes(titles)
     order = np.argsort(times, kind="stable")  # time order, equal times in file order
@@ -264,8 +268,15 @@ def resolve_titles(
     top = ranked[np.append(item[ranked][1:] != item[ranked][:-1], True)] if len(kept) else ranked
     best = np.full(n_items, -1, dtype=np.int64)
     best[item[top]] = title[top]
+    titled = np.flatnonzero(best >= 0)
+    by_item = pd.Series(
+        uniques.to_numpy(dtype=object)[best[titled]],
+        index=pd.Index(np.asarray(item_uniques)[titled], name="item_id"),
+        dtype=object,
+    )
     return RowTitles(
         per_row=pd.Categorical.from_codes(best[items], categories=uniques),
+        by_item=by_item,
         titles=uniques,
         conflicts=int((np.bincount(item, minlength=n_items) > 1).sum()),
         repeated=int((np.bincount(items[rows], minlength=n_items) > 1).sum()),
@@ -282,59 +293,44 @@ def _title_codes(titles: pd.Series) -> tuple[npt.NDArray[np.int64], pd.Index]:
     return codes, pd.Index(uniques, dtype=object)
 
 
-def _with_row_titles(frame: pd.DataFrame, meta: pd.DataFrame | None) -> pd.DataFrame | None:
-    """``meta`` with the titles of the ratings' own title column (``frame["title"]``) wherever
-    ``meta`` (an item file's table) gives none.
-
-    Nothing is chosen here: :func:`resolve_titles` chose each item's one title while the file
-    was read (before repeated rows were merged, so every row's title counted) and wrote it on
-    every row of the item, so an item's first row holds it. Choosing again from the merged rows
-    could only disagree with that choice.
-
-    Returns ``meta`` unchanged when ``frame`` has no title column, else a frame indexed by
-    ``item_id`` (rows added for items ``meta`` lacks; None when neither gives any title).
-    """
-    if "title" not in frame.columns:
-        return meta
-    first = ~frame["item_id"].duplicated().to_numpy()
-    titles = pd.Series(
-        frame["title"].to_numpy(dtype=object)[first],
-        index=pd.Index(frame["item_id"].to_numpy()[first], name="item_id"),
-        dtype=object,
-    ).dropna()
-    if meta is None:
-        return pd.DataFrame({"title": titles}) if len(titles) else None
-    return _fill_titles(meta, titles)
-
-
-def item_table(source: DataSource, frame: pd.DataFrame) -> tuple[pd.DataFrame | None, str | None]:
+def item_table(
+    source: DataSource, frame: pd.DataFrame, by_item: pd.Series | None
+) -> tuple[pd.DataFrame | None, str | None]:
     """The item table of a ratings file and its item file, and the item column whose ids are
     titles (None when they are not used as titles): :func:`titled_items` of the item file's
-    table (``source.items``; None without one).
+    table (``source.items``; None without one) and the ratings' own titles ``by_item``.
     """
     from_file = read_items(source, frame["item_id"]) if source.items is not None else None
-    return titled_items(frame, from_file)
+    return titled_items(frame, from_file, by_item)
 
 
 def titled_items(
-    frame: pd.DataFrame, meta: pd.DataFrame | None
+    frame: pd.DataFrame, meta: pd.DataFrame | None, by_item: pd.Series | None
 ) -> tuple[pd.DataFrame | None, str | None]:
     """``meta`` (an item file's table, or a DataFrame given to ``fit``) with the titles the
     ratings ``frame`` gives, and the item column whose ids are titles (None when they are not
     used as titles).
 
-    Titles, first found first: ``meta``, the ratings' title column (:func:`resolve_titles`),
-    the item ids when the item column holds titles (:func:`id_titles`). Files
-    (:func:`item_table`) and DataFrames (:func:`recforge.data.frames.frame_to_interactions`)
-    both come here, so the two orders cannot drift apart.
+    Titles, first found first: ``meta``, the ratings' title column (``by_item``), the item ids
+    when the item column holds titles (:func:`id_titles`). Files (:func:`item_table`) and
+    DataFrames (:func:`recforge.data.frames.frame_to_interactions`) both come here, so the two
+    orders cannot drift apart.
 
     Args:
         frame: the canonical ratings frame (:func:`recforge.data.io.read_ratings` or
             :func:`~recforge.data.io.read_frame`; its ``attrs`` name the item and title
             columns).
         meta: item metadata indexed by raw item id, or None.
+        by_item: the title :func:`resolve_titles` chose for each item of ``frame`` from the
+            ratings' title column (:attr:`RowTitles.by_item`, as the reader returns it), or
+            None without a title column. Nothing is chosen here: it was chosen once, while the
+            data was read, before repeated rows were merged, so every row's title counted.
     """
-    with_rows = _with_row_titles(frame, meta)
+    with_rows = meta
+    if by_item is not None and meta is not None:
+        with_rows = _fill_titles(meta, by_item)
+    elif by_item is not None and len(by_item):
+        with_rows = pd.DataFrame({"title": by_item})
     item_meta = id_titles(frame, with_rows)
     # The ids count as the titles' source only where no title column gave any.
     from_ids = item_meta is not with_rows and frame.attrs.get("title_column") is None

@@ -88,10 +88,11 @@ def load_with_info(source: DataSource) -> tuple[Interactions, dict[str, Any]]:
             "items": "MovieLens item file",
         }
         return inter, info
-    from recforge.data.io import read_ratings
+    from recforge.data.io import _read_source
 
     path = Path(source.path)
-    frame = read_ratings(path, **source.read_kwargs())
+    # The frame and each item's one title from its title column, chosen once while reading.
+    frame, by_item = _read_source(source)
     implicit = bool(frame.attrs.get("implicit", source.implicit))
     scale = source.rating_scale
     if scale is None and not implicit and len(frame):
@@ -102,7 +103,7 @@ def load_with_info(source: DataSource) -> tuple[Interactions, dict[str, Any]]:
         frame = frame.drop(columns="timestamp")
     from recforge.data.items import item_table
 
-    item_meta, titles_from = item_table(source, frame)
+    item_meta, titles_from = item_table(source, frame, by_item)
     inter = Interactions.from_frame(
         frame, rating_scale=scale, source=path.name, item_meta=item_meta
     )
