@@ -84,8 +84,8 @@ def files_split(train: DataSource, test: DataSource) -> Any:
 
     Without a declared scale, the scale recorded in the ``split.json`` beside the files is used,
     else the (min, max) over both parts, so train and test are judged on the same scale; the
-    title column it records gives the items' titles unless ``--items``/``--item-title-col``
-    say otherwise, and the count column it records the events' weights unless
+    title column it records gives the items' titles unless ``--items``, ``--title-col`` or
+    ``--item-title-col`` say otherwise, and the count column it records the events' weights unless
     ``--count-col``/``--rating-col`` say otherwise. Event settings it records were applied
     when the parts were written: the same ones given again are not applied twice, others are
     refused (:func:`_settled_events`).
@@ -102,10 +102,12 @@ def files_split(train: DataSource, test: DataSource) -> Any:
             test = test.replace(rating_scale=tuple(stored))
         elif meta.get("implicit"):
             train, test = train.replace(implicit=True), test.replace(implicit=True)
-    told_titles = train.items is not None or train.item_title_col is not None
-    train, test = _recorded_column(meta, "item_title_col", (train, test), told=told_titles)
+    told_titles = any(v is not None for v in (train.items, train.title_col, train.item_title_col))
+    # "item_title_col": how split folders written before --title-col record the column.
+    titled = ("title_col", "item_title_col")
+    train, test = _recorded_column(meta, titled, (train, test), told=told_titles)
     told_counts = train.count_col is not None or train.rating_col is not None
-    train, test = _recorded_column(meta, "count_col", (train, test), told=told_counts)
+    train, test = _recorded_column(meta, ("count_col",), (train, test), told=told_counts)
     if meta is not None and isinstance(meta.get("events"), dict):
         train, test = _settled_events(train, meta["events"]), _settled_events(test, meta["events"])
     tr, _ = resolve_data(train)
@@ -128,19 +130,21 @@ def files_split(train: DataSource, test: DataSource) -> Any:
 
 def _recorded_column(
     meta: dict[str, Any] | None,
-    key: str,
+    keys: tuple[str, ...],
     parts: tuple[DataSource, DataSource],
     *,
     told: bool,
 ) -> tuple[DataSource, DataSource]:
-    """Both parts with the column that ``split.json`` records under ``key`` (also the name of
-    the DataSource field it sets: ``item_title_col``, ``count_col``), unless the user's own
-    flags already ``told`` where that role comes from, or no column name is recorded."""
-    column = meta.get(key) if meta is not None else None
+    """Both parts with the column that ``split.json`` records under the first of ``keys`` it
+    holds (the first key is also the name of the DataSource field it sets: ``title_col``,
+    ``count_col``; later ones are older names of it), unless the user's own flags already
+    ``told`` where that role comes from, or no column name is recorded."""
+    recorded = (meta.get(key) for key in keys) if meta is not None else iter(())
+    column = next((c for c in recorded if c is not None), None)
     if told or not isinstance(column, str):
         return parts
-    train, test = parts
-    return train.replace(**{key: column}), test.replace(**{key: column})
+    field = keys[0]
+    return parts[0].replace(**{field: column}), parts[1].replace(**{field: column})
 
 
 def _settled_events(part: DataSource, recorded: dict[str, Any]) -> DataSource:

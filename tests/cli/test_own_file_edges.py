@@ -202,14 +202,15 @@ def test_split_files_keep_the_titles_for_training(
 ) -> None:
     """``data split`` writes each row's title beside it (and split.json says which column), so
     ``train --train/--test`` gives the run the same titles; here from a column that only
-    ``--item-title-col`` names (``Bezeichnung``, German for a product's name)."""
+    ``--title-col`` names (``Bezeichnung``, German for a product's name), or its older
+    spelling ``--item-title-col``."""
     data = _titled_csv(tmp_path, title_col="Bezeichnung")
     split = tmp_path / "split"
-    flags = ["--item-title-col", "Bezeichnung"]
-    _cli(capsys, "data", "split", data, *flags, "-p", "random:0.2", "-o", split)
-    assert json.loads((split / "split.json").read_text())["item_title_col"] == "title"
-    header = (split / "train.csv").read_text().splitlines()[0]
-    assert header == "user_id,item_id,rating,title"
+    for flag in ("--item-title-col", "--title-col"):
+        _cli(capsys, "data", "split", data, flag, "Bezeichnung", "-p", "random:0.2", "-o", split)
+        assert json.loads((split / "split.json").read_text())["title_col"] == "title"
+        header = (split / "train.csv").read_text().splitlines()[0]
+        assert header == "user_id,item_id,rating,title"
     run = tmp_path / "run"
     parts = ["--train", split / "train.csv", "--test", split / "test.csv"]
     _cli(capsys, "train", "-m", "ease", *parts, "--out", run)
@@ -223,14 +224,16 @@ def test_a_missing_title_column_is_one_line_naming_the_columns(
 ) -> None:
     data = _titled_csv(tmp_path)
     run = tmp_path / "run"
-    for args in (["data", "describe"], ["train", "-m", "popularity", "--out", str(run), "--data"]):
-        code = main([*args, str(data), "--item-title-col", "film"])
-        err = capsys.readouterr().err
-        assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
-        assert (
-            f"{data.resolve()}, line 1: missing column 'film' for title; the file has columns: "
-            "user, movie_id, title, rating; fix --item-title-col" in err
-        )
+    commands = (["data", "describe"], ["train", "-m", "popularity", "--out", str(run), "--data"])
+    for args in commands:
+        for flag in ("--title-col", "--item-title-col"):  # the older spelling: the same error
+            code = main([*args, str(data), flag, "film"])
+            err = capsys.readouterr().err
+            assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+            assert (
+                f"{data.resolve()}, line 1: missing column 'film' for title; the file has "
+                "columns: user, movie_id, title, rating; fix --title-col" in err
+            )
     assert not run.exists()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import warnings
 from pathlib import Path
 
@@ -105,6 +106,33 @@ def test_digit_column_is_a_position_and_bad_combinations_refused(tmp_path: Path)
         DataSource.of(path, item_feature_cols=("genre",))
     # --item-title-col alone names the ratings file's own title column (digits: a position).
     assert DataSource.of(path, item_title_col="2").columns() == {"title": 2}
+
+
+def test_title_col_names_the_ratings_title_column(tmp_path: Path) -> None:
+    """``title_col`` (``--title-col``) maps the title role as the other ``*_col`` fields map
+    theirs (digits: a position); ``item_title_col`` alone stays its older spelling, and the
+    two together without ``items`` are one line naming both flags."""
+    path = write(tmp_path, "r.csv", "7,8,3,Alien\n")
+    assert DataSource.of(path, title_col="3").title_col == 3
+    assert DataSource.of(path, title_col="3").columns() == {"title": 3}
+    assert DataSource.of(path, title_col="name").columns() == {"title": "name"}
+    with pytest.raises(ConfigError) as exc:
+        DataSource.of(path, title_col="name", item_title_col="name")
+    assert "\n" not in str(exc.value)
+    assert "--title-col and --item-title-col" in str(exc.value)
+    # With an item file, item_title_col is that file's column: the two name different files.
+    items = write(tmp_path, "i.csv", "id,name\n8,Alien\n")
+    both = DataSource.of(path, title_col="3", items=str(items), item_title_col="name")
+    assert both.columns() == {"title": 3}
+    again = DataSource(**both.to_json_dict())  # what a run's manifest holds, read back
+    assert again == both and again.title_col == 3
+    assert DataSource.from_manifest({"data_source": both.to_json_dict()}) == both
+    with pytest.raises(ConfigError, match="--title-col: options for files only"):
+        DataSource.of("ml-100k", title_col="title")
+    # columns={"title": ...} of load_dataset names the ratings' title column, as read_ratings'.
+    from recforge.data.sources import as_source
+
+    assert as_source(path, columns={"title": "name"}).title_col == "name"
 
 
 # ------------------------------------------------------------------------------ reading
@@ -589,6 +617,16 @@ def test_an_item_file_wins_where_it_gives_a_title(tmp_path: Path) -> None:
     # The item file's title first; an empty one, or an item it lacks, from the ratings' column.
     assert meta["title"].to_dict() == {10: "Alien (1979)", 20: "Heat", 30: "Ran"}
     assert meta.loc[20, "genres"] == ["crime"]
+    # The same with a ratings' title column only --title-col names (not found by its name).
+    renamed = write(tmp_path, "b.csv", TITLED.replace(",title,", ",Bezeichnung,"))
+    assert DataSource.of(renamed, items=str(items)).load().item_meta["title"].to_dict() == {
+        10: "Alien (1979)",
+        20: None,
+    }
+    src = DataSource.of(renamed, items=str(items), title_col="Bezeichnung", item_title_col="name")
+    meta = src.load().item_meta
+    assert meta is not None
+    assert meta["title"].to_dict() == {10: "Alien (1979)", 20: "Heat", 30: "Ran"}
 
 
 def test_a_dataframe_and_a_file_take_titles_in_the_same_order(tmp_path: Path) -> None:
@@ -623,14 +661,15 @@ def test_a_missing_title_column_is_one_line_naming_the_file_and_its_columns(
     tmp_path: Path,
 ) -> None:
     path = write(tmp_path, "r.csv", TITLED)
-    with pytest.raises(DataError) as exc:
-        DataSource.of(path, item_title_col="film").load()
-    text = str(exc.value)
-    assert "\n" not in text
-    assert text == (
-        f"{path.resolve()}, line 1: missing column 'film' for title; the file has columns: user, "
-        "movie_id, title, rating; fix --item-title-col (columns['title'])"
-    )
+    for given in ({"title_col": "film"}, {"item_title_col": "film"}):  # the older spelling too
+        with pytest.raises(DataError) as exc:
+            DataSource.of(path, **given).load()
+        text = str(exc.value)
+        assert "\n" not in text
+        assert text == (
+            f"{path.resolve()}, line 1: missing column 'film' for title; the file has columns: "
+            "user, movie_id, title, rating; fix --title-col (columns['title'])"
+        )
 
 
 def test_an_explicit_title_column_is_not_also_warned_about(tmp_path: Path) -> None:
@@ -673,10 +712,18 @@ def test_split_parts_keep_titles_that_look_like_codes(tmp_path: Path) -> None:
     models = {"a1": "XR-200", "b2": "S24", "c3": "T-1000", "d4": "K9"}
     rows = [f"u{u},{sku},{models[sku]}" for u in range(6) for sku in list(models)[u % 2 :][:3]]
     ratings = write(tmp_path, "r.csv", "customer,sku,model\n" + "\n".join(rows) + "\n")
-    data = DataSource.of(ratings, item_title_col="model").load()
+    data = DataSource.of(ratings, title_col="model").load()
     write_split(resolve_split(data, "random:0.3"), tmp_path / "split")
     parts = [DataSource.of(tmp_path / "split" / f"{p}.csv") for p in ("train", "test")]
     assert DataSource.of(parts[0].path).load().item_meta is None  # by its look: codes
+    train = files_split(*parts).train
+    assert train.item_meta is not None
+    assert train.item_meta["title"].to_dict() == {s: models[s] for s in train.items.ids}
+    # A folder split before --title-col records the column as item_title_col: still read.
+    sidecar = tmp_path / "split" / "split.json"
+    meta = json.loads(sidecar.read_text())
+    meta["item_title_col"] = meta.pop("title_col")
+    sidecar.write_text(json.dumps(meta))
     train = files_split(*parts).train
     assert train.item_meta is not None
     assert train.item_meta["title"].to_dict() == {s: models[s] for s in train.items.ids}

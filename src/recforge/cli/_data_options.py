@@ -1,7 +1,7 @@
 """The data-source flags every command that reads data shares, defined once.
 
 ``@data_options`` adds ``--user-col``, ``--item-col``, ``--rating-col``, ``--time-col``,
-``--count-col``, ``--event-col``, ``--event-weights``, ``--events``,
+``--title-col``, ``--count-col``, ``--event-col``, ``--event-weights``, ``--events``,
 ``--implicit``, ``--sep``, ``--header/--no-header``, ``--rating-scale``, ``--time-format``,
 ``--duplicates``, ``--items``, ``--item-id-col``, ``--item-title-col`` and
 ``--item-feature-cols`` to a typer command and hands the command one :class:`DataFlags`
@@ -51,6 +51,17 @@ _OPTIONS: dict[str, Any] = {
     ],
     "rating_col": Annotated[str | None, _opt("--rating-col", help="Rating column.")],
     "time_col": Annotated[str | None, _opt("--time-col", help="Time column (epoch or dates).")],
+    "title_col": Annotated[
+        str | None,
+        _opt(
+            "--title-col",
+            help="Title column of the ratings file, each row its item's title (default: an "
+            "unmapped column named title, name, product_name, movie_title, Titel... holding "
+            "text). An item with several titles gets its most frequent, a tie the latest "
+            "row's; with --items, the item file's titles come first and this column fills the "
+            "rest.",
+        ),
+    ],
     "count_col": Annotated[
         str | None,
         _opt(
@@ -142,10 +153,8 @@ _OPTIONS: dict[str, Any] = {
         str | None,
         _opt(
             "--item-title-col",
-            help="Title column: the --items file's (default: title or name); without --items, "
-            "the ratings file's own, one title per row (default: an unmapped column named "
-            "title, name, product_name, movie_title, Titel... holding text). An item with "
-            "several titles gets its most frequent, a tie the latest row's.",
+            help="The --items file's title column (default: title or name); alone, the older "
+            "spelling of --title-col.",
         ),
     ],
     "item_feature_cols": Annotated[
@@ -163,6 +172,7 @@ class DataFlags:
     item_col: str | None = None
     rating_col: str | None = None
     time_col: str | None = None
+    title_col: str | None = None
     count_col: str | None = None
     event_col: str | None = None
     event_weights: str | None = None

@@ -113,6 +113,7 @@ _FILE_ONLY_FIELDS = (
     "item_col",
     "rating_col",
     "time_col",
+    "title_col",
     "count_col",
     "event_col",
     "event_weights",
@@ -141,6 +142,13 @@ class DataSource(BaseModel):
             no number is a header; a mapping by column name requires one).
         user_col, item_col, rating_col, time_col: the file's column for each role, by header
             name or 0-based position; None finds it by the known aliases (``userId``, ...).
+        title_col: the file's column of item titles, one title per row
+            (``user_id,movie_id,title,rating``), by header name or 0-based position. None takes
+            ``item_title_col`` without ``items`` (its older spelling), else an unmapped column
+            named like titles that holds text (``title``, ``name``, ``product_name``,
+            ``movie_title``, ``Titel``..., see :func:`recforge.data.io.names_title_column`).
+            An item with several titles gets the most frequent (ties: the latest row's). With
+            ``items`` too, the item file's titles win and this column fills the rest.
         count_col: the file's column of per-row counts (``plays``, ``qty``, ``views``), by
             header name or 0-based position: the data is then implicit and each row weighs its
             count (summed over a pair's rows under ``duplicates="count"``; rows counting 0 are
@@ -172,12 +180,9 @@ class DataSource(BaseModel):
         items: optional item file (absolute path) with metadata for the items.
         item_id_col: the item file's id column (None: the first column, or a known alias).
         item_title_col: with ``items``, the item file's title column (None: a
-            ``title``/``name`` column if any). Without ``items``, a column of the ratings file
-            holding each row's item title (``user_id,movie_id,title,rating``; a header name,
-            or a 0-based position for a file without a header); None takes an unmapped column
-            named like titles that holds text (``title``, ``name``, ``product_name``,
-            ``movie_title``, ``Titel``..., see :func:`recforge.data.io.names_title_column`).
-            An item with several titles gets the most frequent (ties: the latest row's).
+            ``title``/``name`` column if any). Without ``items``, the older spelling of
+            ``title_col`` (kept as it was: the ratings file's title column, digits a 0-based
+            position); it cannot be given beside ``title_col`` then.
         item_feature_cols: item file columns holding categories (``|``-separated lists allowed);
             they become the items' ``genres`` list used by feature-aware models and the service.
     """
@@ -191,6 +196,7 @@ class DataSource(BaseModel):
     item_col: str | int | None = None
     rating_col: str | int | None = None
     time_col: str | int | None = None
+    title_col: str | int | None = None
     count_col: str | int | None = None
     event_col: str | int | None = None
     event_weights: dict[str, float] | None = None
@@ -246,7 +252,14 @@ class DataSource(BaseModel):
         return None if value is None else parse_sep(value)
 
     @field_validator(
-        "user_col", "item_col", "rating_col", "time_col", "count_col", "event_col", mode="before"
+        "user_col",
+        "item_col",
+        "rating_col",
+        "time_col",
+        "title_col",
+        "count_col",
+        "event_col",
+        mode="before",
     )
     @classmethod
     def _position(cls, value: Any) -> Any:
@@ -297,7 +310,14 @@ class DataSource(BaseModel):
                 "duplicates 'count' turns repeats into weights of implicit events; "
                 "add --implicit (the rating column is then ignored) or use last/mean"
             )
-        # --item-title-col alone names the ratings file's own title column.
+        # --item-title-col alone names the ratings file's own title column (the older
+        # spelling of --title-col): two names for one column would leave one of them unread.
+        if self.items is None and self.title_col is not None and self.item_title_col is not None:
+            raise ValueError(
+                "--title-col and --item-title-col (without --items, its older spelling) both "
+                "name the ratings file's title column; drop --item-title-col, or add --items "
+                "FILE whose title column it names"
+            )
         if self.items is None and (self.item_id_col or self.item_feature_cols):
             raise ValueError("--item-id-col/--item-feature-cols need --items FILE")
         return self
@@ -358,14 +378,15 @@ class DataSource(BaseModel):
 
     def columns(self) -> dict[str, str | int] | None:
         """The explicit column mapping, canonical name → file column (None when none is set);
-        ``"title"`` is the ratings file's title column (``item_title_col`` without ``items``),
-        ``"count"`` its column of per-row counts, ``"event"`` its column of event kinds."""
+        ``"title"`` is the ratings file's title column (``title_col``, else ``item_title_col``
+        without ``items``), ``"count"`` its column of per-row counts, ``"event"`` its column of
+        event kinds."""
         pairs = {
             "user_id": self.user_col,
             "item_id": self.item_col,
             "rating": self.rating_col,
             "timestamp": self.time_col,
-            "title": self._ratings_title_col(),
+            "title": self.title_col if self.title_col is not None else self._ratings_title_col(),
             "count": self.count_col,
             "event": self.event_col,
         }
@@ -373,8 +394,9 @@ class DataSource(BaseModel):
         return mapping or None
 
     def _ratings_title_col(self) -> str | int | None:
-        """``item_title_col`` when it names a column of the ratings file (no item file); digits
-        are a 0-based position, as for the other columns."""
+        """``item_title_col`` when it names a column of the ratings file (no item file: the
+        older spelling of ``title_col``); digits are a 0-based position, as for the other
+        columns."""
         col = self.item_title_col
         if self.items is not None or col is None:
             return None

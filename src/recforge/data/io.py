@@ -88,7 +88,7 @@ COLUMN_FLAGS = {
     "item_id": "--item-col",
     "rating": "--rating-col",
     "timestamp": "--time-col",
-    "title": "--item-title-col",
+    "title": "--title-col",
     "count": "--count-col",
     "event": "--event-col",
 }

@@ -10,9 +10,10 @@ also kept under their own names.
 Titles also come from the ratings file itself, in this order after an item file's (which wins
 wherever it gives a title):
 
-1. a title column beside the item column (``user_id,movie_id,title,rating``;
-   ``--item-title-col`` without ``--items``, or found by its name, see
-   :func:`recforge.data.io.names_title_column`): :func:`resolve_titles` gives each item the
+1. a title column beside the item column (``user_id,movie_id,title,rating``; named by
+   ``--title-col``, or by its older spelling ``--item-title-col`` without ``--items``, or
+   found by its name, see :func:`recforge.data.io.names_title_column`): :func:`resolve_titles`
+   gives each item the
    title written most often on its rows, a tie going to the latest row (by time, then file
    order), once, while the file is read; the reader hands that choice on, one title per item
    (:attr:`RowTitles.by_item`), to :func:`titled_items`;

@@ -29,13 +29,12 @@ def as_source(spec: str | Path | DataSource, **read_kwargs: Any) -> DataSource:
         ("item_id", "item_col"),
         ("rating", "rating_col"),
         ("timestamp", "time_col"),
-        ("title", "item_title_col"),
+        ("title", "title_col"),
         ("count", "count_col"),
         ("event", "event_col"),
     ):
         if canon in columns:
-            # item_title_col is text (an item file's column name); digits are a position.
-            fields[key] = str(columns[canon]) if canon == "title" else columns[canon]
+            fields[key] = columns[canon]
     return DataSource.of(spec, **fields)
 
 

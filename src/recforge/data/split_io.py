@@ -16,9 +16,10 @@ flags again does not apply them twice, and other flags are refused
 
 Titles travel as a column of the parts, not as a second file: when the data's item table has
 titles, every row carries its item's title in a last ``title`` column (empty for an item
-without one), and ``split.json`` says so (``"item_title_col": "title"``), so reading the parts
-back (``--train``/``--test``) takes that column as the titles even where its name alone would
-not be trusted (titles that all look like codes). Each item has one title there, so the
+without one), and ``split.json`` says so (``"title_col": "title"``; folders written before
+``--title-col`` say ``"item_title_col"``, still read), so reading the parts back
+(``--train``/``--test``) takes that column as the titles even where its name alone would not
+be trusted (titles that all look like codes). Each item has one title there, so the
 most-frequent rule has nothing to decide. Other item metadata (categories) does not travel.
 """
 
@@ -35,7 +36,8 @@ from recforge._atomic import atomic_path
 
 #: The sidecar file :func:`write_split` writes and :func:`read_split_meta` reads.
 SPLIT_META = "split.json"
-#: The parts' column of item titles (recorded in ``split.json`` as ``item_title_col``).
+#: The parts' column of item titles (recorded in ``split.json`` as ``title_col``, the
+#: DataSource field that reads it back; older folders record ``item_title_col``).
 TITLE_COLUMN = "title"
 #: The parts' column of implicit event weights (recorded in ``split.json`` as ``count_col``).
 COUNT_COLUMN = "count"
@@ -94,7 +96,7 @@ def write_split(
         "implicit": scale is None,
         "protocol": split.protocol.describe(),
         "source": split.train.source,
-        "item_title_col": TITLE_COLUMN if titles is not None else None,
+        "title_col": TITLE_COLUMN if titles is not None else None,
         "count_col": COUNT_COLUMN if counts else None,
         "events": events,
     }
