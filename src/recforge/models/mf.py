@@ -48,9 +48,10 @@ it touches many (a BPR batch touches ~45% of ml-latest-small's items: 1.4x slowe
 models default to ``"auto"``, lazy on a side only when a batch is expected to touch < 10% of its
 rows (not on the MovieLens training splits, whose fits are unchanged to the last bit;
 docs/benchmarks/speed_bpr16.md). For ``biased_mf`` on a 10M-rating log with 138k users it
-cuts a fit from 546 s to 215 s at the same RMSE, 0.6455, and to 101 s since its rows are stepped
-from a list (docs/benchmarks/speed_biased_mf_10m_s15, speed_biased_mf_10m_s15_lazy and
-speed_biased_mf_10m_s16, the speed suite's command in each).
+cuts a fit from 546 s to 215 s at the same RMSE, 0.6455, to 101 s since its rows are stepped
+from a list, and to 85 s since they are prefetched (docs/benchmarks/speed_biased_mf_10m_s15,
+speed_biased_mf_10m_s15_lazy, speed_biased_mf_10m_s16 and speed_biased_mf_10m_s18, the speed
+suite's command in each).
 
 ``funk_svd`` is ``biased_mf`` trained as Surprise's ``SVD`` trains it: plain SGD, one rating a
 step, a constant rate, the per-rating L2 ``reg`` and no weight decay, linear output, 100 factors
