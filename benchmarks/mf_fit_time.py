@@ -47,6 +47,8 @@ MODELS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "mf_mse": ("random-80-20", "mf", {"loss": "mse", "n_factors": 50}),
     "biased_mf_32": ("random-80-20", "biased_mf", {"n_factors": 32}),
     "biased_mf_64": ("random-80-20", "biased_mf", {"n_factors": 64}),
+    # Surprise's SVD algorithm (per-rating SGD, 100 factors), the speed suite's funk_svd pair.
+    "funk_svd": ("random-80-20", "funk_svd", {}),
 }
 
 

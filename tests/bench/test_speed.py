@@ -176,3 +176,15 @@ def test_ease_pair_is_skipped_where_its_reference_crashes(
     assert "--threads 1" in row["skipped"] and "ratio" not in row
     one = speed.run_speed([("tiny", _data())], threads=[1], reps=1, pairs=["ease"])
     assert "skipped" not in one["rows"][0]
+
+
+def test_funk_svd_pair_is_surprises_algorithm_at_its_quality() -> None:
+    """funk_svd at its defaults is Surprise SVD's per-rating SGD at Surprise's defaults: on the
+    same training part the two reach the same RMSE up to the order of the ratings."""
+    pytest.importorskip("surprise")
+    data = make_interactions(n_users=300, n_items=200, density=0.1, seed=2).interactions
+    result = speed.run_speed([("tiny", data)], threads=[1], reps=2, pairs=["funk_svd"])
+    (row,) = result["rows"]
+    assert row["pair"] == "funk_svd" and row["metric"] == "rmse"
+    cell = row["by_threads"]["1"]
+    assert cell["ours"]["metric_median"] == pytest.approx(cell["peer"]["metric_median"], abs=0.02)

@@ -260,6 +260,12 @@ class TestBiasedMF(ModelContract):
     explicit = True
 
 
+class TestFunkSVD(ModelContract):
+    model_name = "funk_svd"
+    config = {"n_factors": 16, "epochs": 10}
+    explicit = True
+
+
 class TestBiasedMFImplicit(ModelContract):
     model_name = "biased_mf"
     config = {"loss": "bce"}

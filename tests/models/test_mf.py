@@ -299,3 +299,46 @@ def test_biased_mf_defaults_on_ml100k_u1(data_dir: Path) -> None:
     rmse = float(np.sqrt(np.mean((pred - test["rating"].to_numpy()) ** 2)))
     # Surprise's BaselineOnly gets 0.962 on u1 (its hardest fold); the defaults reach ~0.915.
     assert rmse < 0.93
+
+
+# ---------------------------------------------------------------------------------- funk_svd
+def test_funk_epoch_is_surprises_per_rating_update() -> None:
+    """One compiled epoch at one rating a batch is Surprise SVD's update, rating by rating:
+    ``e = r − (μ + b_u + b_i + p·q)``, ``b ← b + γ(e − λb)``, ``p ← p + γ(e·q − λp)``, ``q`` alike,
+    with γ = 2η (recforge's loss is ``(ŷ − r)²``, Surprise's update uses ``e`` itself)."""
+    from recforge.train._mf_kernels import mse_sgd_epoch
+
+    rng = np.random.default_rng(0)
+    n_u, n_i, k, n = 5, 4, 3, 30
+    P = rng.normal(0, 0.1, (n_u, k)).astype(np.float32)
+    Q = rng.normal(0, 0.1, (n_i, k)).astype(np.float32)
+    BU, BI = np.zeros((n_u, 1), np.float32), np.zeros((n_i, 1), np.float32)
+    users, items = rng.integers(0, n_u, n), rng.integers(0, n_i, n)
+    ratings = rng.integers(1, 6, n).astype(np.float64)
+    mu, eta, lam = 3.2, 0.01, 0.05
+    p, q, bu, bi = (a.astype(np.float64) for a in (P, Q, BU[:, 0], BI[:, 0]))
+    for u, i, r in zip(users, items, ratings, strict=True):  # Surprise's SVD.sgd loop
+        e = r - (mu + bu[u] + bi[i] + p[u] @ q[i])
+        bu[u] += 2 * eta * (e - lam * bu[u])
+        bi[i] += 2 * eta * (e - lam * bi[i])
+        p[u], q[i] = (
+            p[u] + 2 * eta * (e * q[i] - lam * p[u]),
+            q[i] + 2 * eta * (e * p[u] - lam * q[i]),
+        )
+    grads = [np.zeros_like(a) for a in (P, Q, BU, BI)]
+    mse_sgd_epoch(P, Q, BU, BI, True, *grads, users, items, ratings, np.arange(n), 1,
+                  np.full(n, eta), mu, 0.0, 1.0, False, lam)  # fmt: skip
+    for got, want in ((P, p), (Q, q), (BU[:, 0], bu), (BI[:, 0], bi)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_funk_svd_beats_biases_and_refuses_implicit_data(
+    explicit: object, implicit: object
+) -> None:
+    model = create("funk_svd", {**FAST, "epochs": 30, "n_factors": 16})
+    assert rating_rmse(model.fit(explicit.train), explicit.test) < rating_rmse(  # type: ignore[attr-defined]
+        create("biases").fit(explicit.train),
+        explicit.test,  # type: ignore[attr-defined]
+    )
+    with pytest.raises(ConfigError, match="funk_svd fits explicit ratings"):
+        create("funk_svd", FAST).fit(implicit.train)  # type: ignore[attr-defined]

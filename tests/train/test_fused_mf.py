@@ -80,6 +80,20 @@ def _assert_same_fit(a: NeuralRecommender, b: NeuralRecommender, skip: str = "")
         ("mf", False, {"loss": "bpr", "n_factors": 8}),
         ("mf", False, {"loss": "bce", "n_factors": 8, "reg": 0.01, "n_negatives": 2}),
         ("biased_mf", False, {"loss": "bpr", "n_factors": 4, "reg": 0.02}),
+        # Plain SGD (mse_sgd_epoch): mini-batches, then one rating a batch (Funk's update).
+        (
+            "biased_mf",
+            True,
+            {
+                "optimizer": "sgd",
+                "momentum": 0.0,
+                "weight_decay": 0.0,
+                "lr": 0.05,
+                "schedule": "one_cycle",
+            },
+        ),
+        ("funk_svd", True, {"batch_size": 1, "n_factors": 8}),
+        ("funk_svd", True, {"batch_size": 1, "n_factors": 8, "y_range": "auto", "reg": 0.0}),
     ],
 )
 def test_fused_epoch_equals_the_torch_loop(name: str, explicit: bool, cfg: dict[str, Any]) -> None:
@@ -126,7 +140,23 @@ def test_auto_backend_uses_the_fused_epoch_and_torch_when_unsupported(
 
 def test_numba_backend_refuses_an_unsupported_setup() -> None:
     with pytest.raises(ConfigError, match="backend 'numba'"):
-        _fit("biased_mf", True, "numba", optimizer="sgd")
+        _fit("biased_mf", True, "numba", optimizer="sgd")  # momentum 0.9, weight decay 0.1
+    with pytest.raises(ConfigError, match="backend 'numba'"):
+        _fit("funk_svd", True, "numba", momentum=0.5)
+
+
+def test_funk_svd_runs_the_sgd_kernel_and_touches_only_rated_rows() -> None:
+    """Plain SGD without decay moves only the rows that have ratings: an item nobody rated in
+    training keeps its initial factors (AdamW's decay would shrink them)."""
+    split = planted_explicit(1, **SMALL)
+    model = create("funk_svd", {"epochs": 2, "verbose": False, "seed": 3, "backend": "numba"})
+    assert isinstance(model, NeuralRecommender)
+    model.fit(split.train)
+    init = model._new_module().inner.item_emb.weight.detach().numpy()  # seeded: the fit's start
+    after = model.get_state()["module.inner.item_emb.weight"]
+    rated = np.bincount(split.train.item_idx, minlength=split.train.n_items) > 0
+    assert not np.allclose(after[rated], init[rated])
+    assert np.array_equal(after[~rated], init[~rated]) or rated.all()
 
 
 def test_fused_fit_checkpoint_resume_continues_identically(tmp_path: Path) -> None:

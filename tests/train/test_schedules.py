@@ -73,3 +73,12 @@ def test_from_config_and_bad_sizes() -> None:
     assert s.total_steps == 15 and s(5) == pytest.approx(0.1)
     with pytest.raises(ConfigError):
         Schedule("constant", 0.1, steps_per_epoch=0, epochs=1)
+
+
+@pytest.mark.parametrize("kind", ["constant", "step", "sgdr", "one_cycle"])
+def test_rates_are_the_scalar_rates(kind: str) -> None:
+    """A compiled epoch's batch rates (``rates``) are the per-step rates to the last bit."""
+    s = Schedule(kind, 0.3, steps_per_epoch=7, epochs=5, step_size=2, min_lr=0.01)
+    got = s.rates(10, 30)  # past the end too: the last rate is kept
+    assert got.dtype == np.float64 and got.shape == (30,)
+    assert got.tolist() == [s(t) for t in range(10, 40)]

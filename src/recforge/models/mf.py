@@ -48,9 +48,17 @@ it touches many (a BPR batch touches ~45% of ml-latest-small's items: 1.4x slowe
 models default to ``"auto"``, lazy on a side only when a batch is expected to touch < 10% of its
 rows (not on the MovieLens training splits, whose fits are unchanged to the last bit;
 docs/benchmarks/speed_bpr16.md). For ``biased_mf`` on a 10M-rating log with 138k users it
-cuts a fit from 546 s to 215 s at the same RMSE, 0.6455, and to 101 s since its rows are stepped
-from a list (docs/benchmarks/speed_biased_mf_10m_s15, speed_biased_mf_10m_s15_lazy and
-speed_biased_mf_10m_s16, the speed suite's command in each).
+cuts a fit from 546 s to 215 s at the same RMSE, 0.6455, to 101 s since its rows are stepped
+from a list, and to 85 s since they are prefetched (docs/benchmarks/speed_biased_mf_10m_s15,
+speed_biased_mf_10m_s15_lazy, speed_biased_mf_10m_s16 and speed_biased_mf_10m_s18, the speed
+suite's command in each).
+
+``funk_svd`` is ``biased_mf`` trained as Surprise's ``SVD`` trains it: plain SGD, one rating a
+step, a constant rate, the per-rating L2 ``reg`` and no weight decay, linear output, 100 factors
+and 20 epochs (:class:`FunkSVD`). The compiled SGD epoch reads and writes only each rating's two
+rows and two biases, where AdamW keeps four more tables a row, so it is the fast choice on large
+logs at a higher RMSE than ``biased_mf``'s at equal epochs
+(docs/benchmarks/speed_funk_svd_10m.md).
 """
 
 from __future__ import annotations
@@ -67,6 +75,7 @@ from pydantic import Field
 from torch import nn
 
 from recforge.config import ModelConfig, OptimizerName, ScheduleName
+from recforge.data.interactions import Interactions
 from recforge.errors import ConfigError
 from recforge.explain import Attribution, rows_by_history
 from recforge.models.base import FloatArray, IndexArray
@@ -219,6 +228,32 @@ class BiasedMFConfig(PairConfig):
     # made a fit 8.6x Surprise's time (docs/benchmarks/speed_biased_mf_10m_s15); MovieLens fits
     # stay dense, to the last bit.
     lazy_adam: bool | Literal["auto"] = Field("auto", description=_LAZY_HELP)
+
+
+class FunkSVDConfig(BiasedMFConfig):
+    """Hyper-parameters of ``funk_svd``: Surprise ``SVD``'s defaults in recforge's units.
+
+    recforge's loss is ``(ŷ − r)² + reg·(‖p_u‖² + ‖q_i‖² + b_u² + b_i²)``, whose gradient is
+    twice Surprise's update direction, so ``lr = 0.0025`` with ``reg = 0.02`` is Surprise's
+    ``lr_all = 0.005``, ``reg_all = 0.02``: the same update, rating by rating.
+    """
+
+    loss: Literal["auto", "mse"] = Field("auto", description="Always MSE on explicit ratings.")
+    n_factors: int = Field(100, ge=1, le=4096, description="Embedding width (Surprise: 100).")
+    y_range: YRange = "none"
+    epochs: int = Field(20, ge=1, le=10_000)
+    batch_size: int = Field(
+        1, ge=1, le=10_000_000, description="Ratings per SGD step (1: Funk's per-rating update)."
+    )
+    lr: float = Field(2.5e-3, gt=0, le=10, description="Step size (Surprise's lr_all / 2).")
+    optimizer: OptimizerName = "sgd"
+    momentum: float = Field(0.0, ge=0, lt=1, description="SGD momentum (0: Funk's SGD).")
+    weight_decay: float = Field(0.0, ge=0)
+    schedule: ScheduleName = "constant"
+    init_std: float = Field(0.1, gt=0, description="Std of the normal factor initialisation.")
+    reg: float | None = Field(
+        0.02, ge=0, description="L2 on each rating's rows and biases (Surprise's reg_all)."
+    )
 
 
 # ====================================================================== closed-form fold-in
@@ -399,8 +434,9 @@ class _RidgeFoldIn(NeuralRecommender):
                 fused = fused_mf_epoch(*args, lazy=lazy)
                 if fused is None:
                     raise ConfigError(
-                        f"model {self.name}: backend 'numba' runs on CPU with optimizer adam or "
-                        "adamw, fp32 and no grad_clip; use backend = 'auto' or 'torch'"
+                        f"model {self.name}: backend 'numba' runs on CPU with optimizer adam, "
+                        "adamw, or sgd (mse, no momentum or weight decay), fp32 and no "
+                        "grad_clip; use backend = 'auto' or 'torch'"
                     )
                 return fused
 
@@ -544,3 +580,37 @@ class BiasedMF(_RidgeFoldIn):
         """User factors ``p_u`` without the biases: ``(n_users, n_factors)``."""
         out: FloatArray = self._network()[1].user_emb.weight.detach().float().cpu().numpy()
         return out
+
+
+class FunkSVD(BiasedMF):
+    """Funk SVD: ``ŷ = μ + b_u + b_i + p_u · q_i`` by per-rating SGD (Surprise's ``SVD``).
+
+    For each training rating in a shuffled order, with ``e = ŷ − r`` from the current weights:
+    ``b_u ← b_u − η(2e + 2λb_u)``, ``b_i ← b_i − η(2e + 2λb_i)``, ``p_u ← p_u − η(2e·q_i + 2λp_u)``,
+    ``q_i ← q_i − η(2e·p_u + 2λq_i)``: SGD on ``(ŷ − r)² + λ(‖p_u‖² + ‖q_i‖² + b_u² + b_i²)`` with a
+    constant step ``η``. The defaults are Surprise's (100 factors, 20 epochs, ``η = 0.0025`` and
+    ``λ = 0.02``, i.e. its ``lr_all = 0.005``, ``reg_all = 0.02``; factors drawn from N(0, 0.1²)),
+    so the two fit the same model by the same algorithm (Surprise walks the ratings in a fixed
+    order, recforge reshuffles them every epoch). The compiled epoch
+    (:func:`recforge.train._mf_kernels.mse_sgd_epoch`) touches only each rating's two rows and two
+    biases, which is what makes it the fast choice on large logs; ``biased_mf``'s AdamW reads and
+    writes five tables a row and reaches a lower RMSE at the same epochs
+    (docs/benchmarks/speed_biased_mf_10m.md). Fold-in, explanations and save/load are
+    ``biased_mf``'s. Explicit ratings only.
+
+    References: Funk, "Netflix Update: Try This at Home" (2006); Koren, Bell and Volinsky,
+    "Matrix Factorization Techniques for Recommender Systems", IEEE Computer 2009; Hug,
+    "Surprise: A Python library for recommender systems", JOSS 2020.
+    """
+
+    name: ClassVar[str] = "funk_svd"
+    Config: ClassVar[type[ModelConfig]] = FunkSVDConfig
+    explicit_reg: ClassVar[float] = 0.02
+
+    def _fit(self, train: Interactions, valid: Interactions | None) -> None:
+        if self.rating_scale_ is None:
+            raise ConfigError(
+                f"{train.source}: funk_svd fits explicit ratings but the data is implicit (no "
+                "rating column); use biased_mf with loss = 'bpr', als or ease for clicks"
+            )
+        super()._fit(train, valid)

@@ -37,6 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from recforge.train._numba_sync import ABORT, barrier
+from recforge.train._prefetch import prefetch as _prefetch
 
 MSE, BCE, BPR = 0, 1, 2
 
@@ -421,6 +422,28 @@ def lazy_directions(m: Any, v: Any, U: Any, step: int, b2: float, eps: float) ->
         U[k] = m[k] / (math.sqrt(v[k]) + e)
 
 
+#: Steps ahead whose rows the kernels prefetch (:mod:`recforge.train._prefetch`): ratings in
+#: :func:`_funk_epoch`, listed rows in the lazy step and catch-up (DRAM latency over a step's work).
+PREFETCH_AHEAD = 8
+
+
+@_jit
+def _prefetch_row(t: Any, r: int) -> None:
+    """:func:`_prefetch` every cache line of the float32 row ``t[r]`` (16 cells a line)."""
+    for f in range(0, t.shape[1], 16):
+        _prefetch(t, r, f)
+
+
+@_jit
+def _prefetch_rows(P: Any, Q: Any, BU: Any, BI: Any, has_bias: bool, u: int, i: int) -> None:
+    """:func:`_prefetch_row` of ``P[u]`` and ``Q[i]`` and the two biases."""
+    _prefetch_row(P, u)
+    _prefetch_row(Q, i)
+    if has_bias:
+        _prefetch(BU, u, 0)
+        _prefetch(BI, i, 0)
+
+
 @_jit
 def _rows_in(rows: Any, lo: int, hi: int) -> Any:
     """The ``rows`` with ``lo ≤ r < hi``, in list order (int64): one branch-free pass (every
@@ -443,7 +466,12 @@ def _lazy_step(
     the skipped steps (factors 1 when none: the dense step to the last bit); each row's
     direction kept in ``U``; ``set_last``: their clocks set to ``T``."""
     step, inv_bc2, one_b1, b2f, one_b2, epsf, decay, wdf = c
-    for j in range(rows.shape[0]):
+    n = rows.shape[0]
+    for j in range(n):
+        if j + PREFETCH_AHEAD < n:  # the row a few ahead: its DRAM misses overlap this row's work
+            ahead = rows[j + PREFETCH_AHEAD]
+            for t in (p, m, v, g, U):
+                _prefetch_row(t, ahead)
         r = rows[j]
         gap = T - 1 - last[r]
         f1, f2 = np.float32(coefs[3, gap]), np.float32(coefs[4, gap])
@@ -480,7 +508,11 @@ def _catch_up_coefs(coefs: Any, s: int, T: int) -> tuple[float, float]:
 def _lazy_catch_up(p: Any, U: Any, rows: Any, last: Any, T: int, coefs: Any) -> None:
     """The ``rows`` weights caught up to step ``T``: ``p ← D·p − β·u`` (the section comment;
     their moments are decayed by their step)."""
-    for j in range(rows.shape[0]):
+    n = rows.shape[0]
+    for j in range(n):
+        if j + PREFETCH_AHEAD < n:
+            _prefetch_row(p, rows[j + PREFETCH_AHEAD])
+            _prefetch_row(U, rows[j + PREFETCH_AHEAD])
         r = rows[j]
         s = last[r]
         if s < T:
@@ -663,6 +695,105 @@ def mf_epoch(
                 continue
             p, m, v, g = tables[ti]
             _adam_cells(p.reshape(-1), m.reshape(-1), v.reshape(-1), g.reshape(-1), c, decoupled)
+    return total
+
+
+@_jit
+def _funk_epoch(
+    P: Any, Q: Any, BU: Any, BI: Any, has_bias: bool, users: Any, items: Any, ratings: Any,
+    perm: Any, lrs: Any, offset: float, lo: float, hi: float, use_range: bool, reg: float,
+) -> float:  # fmt: skip
+    """:func:`mse_sgd_epoch` at one rating a batch, each row updated in place: the gradient of
+    :func:`_mse_batch` and the step ``p − η·g`` in one expression, the same floats as the
+    buffered path without its second pass over the rows (a batch of one touches each row once).
+    """
+    n_f = P.shape[1]
+    c2 = 2.0 * reg
+    cr = np.float32(c2)
+    total = 0.0
+    n = perm.shape[0]
+    for k in range(n):
+        if k + PREFETCH_AHEAD < n:
+            ahead = perm[k + PREFETCH_AHEAD]
+            _prefetch_rows(P, Q, BU, BI, has_bias, users[ahead], items[ahead])
+        r = perm[k]
+        u, i = users[r], items[r]
+        if reg > 0.0:
+            z, sq = _dot_sq(P[u], Q[i])
+        else:
+            z, sq = _dot(P[u], Q[i]), 0.0
+        z += offset
+        if has_bias:
+            z += BU[u, 0] + BI[i, 0]
+            sq += BU[u, 0] * BU[u, 0] + BI[i, 0] * BI[i, 0]
+        if use_range:
+            s = _sigmoid(z)
+            err = lo + (hi - lo) * s - ratings[r]
+            dz = 2.0 * err * (hi - lo) * s * (1.0 - s)
+        else:
+            err = z - ratings[r]
+            dz = 2.0 * err
+        total += err * err + reg * sq
+        c1 = np.float32(dz)
+        lr = np.float32(lrs[k])
+        for f in range(n_f):
+            x, y = P[u, f], Q[i, f]
+            P[u, f] = x - lr * (c1 * y + cr * x)
+            Q[i, f] = y - lr * (c1 * x + cr * y)
+        if has_bias:
+            BU[u, 0] -= lr * np.float32(dz + c2 * BU[u, 0])
+            BI[i, 0] -= lr * np.float32(dz + c2 * BI[i, 0])
+    return total
+
+
+@_jit
+def mse_sgd_epoch(
+    P: Any, Q: Any, BU: Any, BI: Any, has_bias: bool, gP: Any, gQ: Any, gBU: Any, gBI: Any,
+    users: Any, items: Any, ratings: Any, perm: Any, batch_size: int, lrs: Any, offset: float,
+    lo: float, hi: float, use_range: bool, reg: float,
+) -> float:  # fmt: skip
+    """An MSE epoch of plain SGD (``torch.optim.SGD``, no momentum, no weight decay) over ``perm``.
+
+    Per batch ``b``: its gradient into the ``g*`` buffers (:func:`_mse_batch`, the batch L2
+    ``reg`` on its rows), then each touched row stepped ``p ← p − lrs[b] · g`` and its buffer
+    zeroed (a row met twice in a batch finds a zero buffer the second time). Rows no batch
+    touches do not move, as with torch's SGD without decay, so there is no sweep over the
+    tables: with ``batch_size`` 1 this is Funk's per-rating update, at the cost of the two rows
+    and two biases a rating reads and writes. The ``g*`` buffers must be zero on entry (left
+    zero). Returns ``Σ loss · rows``, the batch losses as :func:`mf_epoch` sums them.
+    """
+    if batch_size == 1:
+        funk: float = _funk_epoch(
+            P, Q, BU, BI, has_bias, users, items, ratings, perm, lrs, offset, lo, hi,
+            use_range, reg,
+        )  # fmt: skip
+        return funk
+    n = perm.shape[0]
+    n_f = P.shape[1]
+    total = 0.0
+    for b in range(lrs.shape[0]):
+        start = b * batch_size
+        end = min(n, start + batch_size)
+        loss, l2 = _mse_batch(
+            P, Q, BU, BI, has_bias, gP, gQ, gBU, gBI, users, items, ratings, perm,
+            start, end, offset, lo, hi, use_range, reg,
+        )  # fmt: skip
+        total += (loss + reg * l2 / (end - start)) * (end - start)
+        lr = np.float32(lrs[b])
+        for k in range(start, end):
+            r = perm[k]
+            u, i = users[r], items[r]
+            for f in range(n_f):
+                P[u, f] -= lr * gP[u, f]
+                gP[u, f] = 0.0
+            for f in range(n_f):
+                Q[i, f] -= lr * gQ[i, f]
+                gQ[i, f] = 0.0
+            if has_bias:
+                BU[u, 0] -= lr * gBU[u, 0]
+                gBU[u, 0] = 0.0
+                BI[i, 0] -= lr * gBI[i, 0]
+                gBI[i, 0] = 0.0
     return total
 
 

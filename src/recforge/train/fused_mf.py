@@ -11,6 +11,8 @@ compiled call per epoch (:mod:`recforge.train._mf_kernels`, numba):
   epoch in batch order: for the uniform sampler the very same draws),
 * the same loss (MSE through the optional scaled sigmoid, sampled BCE or BPR, with the batch L2
   ``reg`` of :func:`~recforge.train.losses.embedding_l2`), the same schedule,
+* torch's plain SGD (no momentum or weight decay; MSE only): each batch's rows stepped by their
+  gradient and nothing else touched (``funk_svd``: one rating a batch, Funk's update), or
 * torch's Adam/AdamW update with dense semantics, on the **optimizer's own state tensors**
   (``exp_avg``, ``exp_avg_sq``, ``step``), so history, validation, early stopping, callbacks,
   checkpoints and resume are the Trainer's, unchanged; or, with ``lazy`` (``lazy_adam``), the
@@ -83,6 +85,8 @@ class _EpochArgs:
 
     #: ``P, Q, BU, BI, has_bias``, the moments ``m, v`` of each table, the gradient buffers.
     tables: list[Any]
+    #: The epoch's users, items and ratings in its order (:meth:`FusedMFEpoch._in_order`).
+    data: tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[np.float64]]
     negs: npt.NDArray[np.int64]
     order: npt.NDArray[np.int64]
     batch_size: int
@@ -109,6 +113,7 @@ class FusedMFEpoch:
         overlap: bool = False,
         n_threads: int = 1,
         lazy: int = 0,
+        sgd: bool = False,
     ) -> None:
         from recforge.models.mf import BiasedDotModule, DotModule
 
@@ -134,6 +139,8 @@ class FusedMFEpoch:
             self.ratings = np.zeros(1)
         self.reg = float(getattr(objective, "reg", 0.0))
         self.decoupled = decoupled
+        #: Plain SGD (MSE, no momentum or decay: :func:`_sgd_usable`) instead of Adam(W).
+        self.sgd = sgd
         #: Draw each epoch's negatives in a worker thread beside the kernel (see _negatives).
         self.overlap = overlap
         self.grads = [np.zeros(t.shape, dtype=np.float32) for t in self.tables]
@@ -177,8 +184,10 @@ class FusedMFEpoch:
             out.append((_arr(st["exp_avg"]), _arr(st["exp_avg_sq"]), st["step"]))
         return out
 
-    def run(self, perm: torch.Tensor, batch_size: int, lrs: list[float]) -> float:
+    def run(self, perm: torch.Tensor, batch_size: int, lrs: npt.NDArray[np.float64]) -> float:
         """One epoch over ``perm`` with the per-batch rates ``lrs``; the summed batch losses."""
+        if self.sgd:
+            return self._run_sgd(perm, batch_size, lrs)
         order = _arr(perm).astype(np.int64, copy=False)
         n_batches = len(lrs)
         # Batch ranges run in order, each once its negatives are there (see _negatives).
@@ -201,7 +210,8 @@ class FusedMFEpoch:
         tables = [p[0], p[1], p[2], p[3], self.has_bias, m[0], v[0], m[1], v[1], m[2], v[2]]
         tables += [m[3], v[3], g[0], g[1], g[2], g[3]]
         rates = np.asarray(lrs, dtype=np.float64)
-        epoch = _EpochArgs(tables, negs, order, int(batch_size), rates, step0)
+        data, order = self._in_order(order)
+        epoch = _EpochArgs(tables, data, negs, order, int(batch_size), rates, step0)
         total = 0.0
         with torch.no_grad():
             for b_lo, b_hi, ready in self._chunked(ranges):
@@ -230,6 +240,39 @@ class FusedMFEpoch:
                 _bump_version(t)
         return float(total)
 
+    def _in_order(
+        self, order: npt.NDArray[np.int64]
+    ) -> tuple[
+        tuple[npt.NDArray[Any], npt.NDArray[Any], npt.NDArray[np.float64]], npt.NDArray[np.int64]
+    ]:
+        """The epoch's users, items and ratings gathered in its ``order`` (numpy's vectorised
+        take), and the identity order the kernels then walk: the same values in the same order,
+        so the same fit to the last bit. Read through the permutation, each rating cost the
+        kernels three dependent cache misses (its user, item and rating) before its rows' own."""
+        ratings = self.ratings[order] if self.kind == 0 else self.ratings
+        data = (self.users[order], self.items[order], ratings)
+        return data, np.arange(len(order), dtype=np.int64)
+
+    def _run_sgd(self, perm: torch.Tensor, batch_size: int, lrs: npt.NDArray[np.float64]) -> float:
+        """:meth:`run` for plain SGD: one serial kernel call (SGD keeps no optimizer state)."""
+        from recforge.train import _mf_kernels as kernels
+
+        (users, items, ratings), order = self._in_order(_arr(perm).astype(np.int64, copy=False))
+        p = [_arr(t) for t in self.tables]
+        g = list(self.grads)
+        if not self.has_bias:  # placeholders for the bias arguments
+            p += [np.zeros((1, 1), dtype=np.float32)] * 2
+            g += [np.zeros((1, 1), dtype=np.float32) for _ in range(2)]
+        rates = np.asarray(lrs, dtype=np.float64)
+        with torch.no_grad():
+            total = kernels.mse_sgd_epoch(
+                *p[:4], self.has_bias, *g[:4], users, items, ratings, order,
+                int(batch_size), rates, self.offset, self.lo, self.hi, self.use_range, self.reg,
+            )  # fmt: skip
+            for t in self.tables:
+                _bump_version(t)
+        return float(total)
+
     def _kernel(self, engine: str, e: _EpochArgs, b_lo: int, b_hi: int, total: float) -> float:
         """Batches ``b_lo ≤ b < b_hi`` of the epoch ``e`` on ``engine``; the new running total."""
         from recforge.train import _mf_kernels as kernels
@@ -248,7 +291,7 @@ class FusedMFEpoch:
                 )
         coefs = e.coefs if e.coefs is not None else np.zeros((3, 1))
         lazy = (self.lazy, coefs, self.last[0], self.last[1], self.directions)
-        data = (self.users, self.items)
+        data = e.data[:2]
         adam = (b1, b2, eps, wd, self.decoupled, b_lo, b_hi, total)
         if engine == "threaded":
             args = [*e.tables, *data, e.negs, e.order, e.batch_size, e.rates, e.step0]
@@ -256,7 +299,7 @@ class FusedMFEpoch:
             out = kernels.sampled_epoch_threaded(*args)
         else:
             out = kernels.mf_epoch(
-                *e.tables, *data, self.ratings, e.negs, e.order, e.batch_size, e.rates,
+                *e.tables, *data, e.data[2], e.negs, e.order, e.batch_size, e.rates,
                 e.step0, self.kind, self.offset, self.lo, self.hi, self.use_range, self.reg,
                 *adam, *lazy,
             )  # fmt: skip
@@ -446,9 +489,14 @@ def fused_mf_epoch(
     if config.grad_clip is not None or config.precision != "fp32" or len(optimizers) != 1:
         return None
     opt = optimizers[0]
-    if type(opt) not in (torch.optim.Adam, torch.optim.AdamW) or len(opt.param_groups) != 1:
+    if len(opt.param_groups) != 1:
         return None
     group = opt.param_groups[0]
+    sgd = type(opt) is torch.optim.SGD
+    if sgd and not _sgd_usable(group, objective):
+        return None
+    if not sgd and type(opt) not in (torch.optim.Adam, torch.optim.AdamW):
+        return None
     if group.get("amsgrad") or group.get("maximize") or group.get("capturable"):
         return None
     params = list(module.parameters())
@@ -461,6 +509,8 @@ def fused_mf_epoch(
     sparse = any(isinstance(m, nn.Embedding) and m.sparse for m in module.modules())
     if sparse:
         return None
+    if sgd:
+        return FusedMFEpoch(module, opt, objective, tensors, decoupled=False, sgd=True)
     decoupled = bool(group.get("decoupled_weight_decay", isinstance(opt, torch.optim.AdamW)))
     # The fit's thread count, read now (the Trainer then holds torch's own ops of a fused fit to
     # what they need): with two or more, an epoch's negatives are drawn beside the kernel.
@@ -484,4 +534,22 @@ def fused_mf_epoch(
         overlap=overlap,
         n_threads=threaded,
         lazy=mask,
+    )
+
+
+def _sgd_usable(group: Mapping[str, Any], objective: Objective) -> bool:
+    """Whether the SGD kernel (:func:`~recforge.train._mf_kernels.mse_sgd_epoch`) runs this fit.
+
+    It implements torch's SGD without momentum, weight decay, Nesterov or maximisation, on the
+    MSE loss: the rows a batch does not touch do not move, so nothing but the batch's rows is
+    read or written. With decay every row would shrink every step (a sweep of the tables per
+    rating at batch size 1); the per-row ``reg`` of the loss is the Funk/Surprise regulariser.
+    """
+    plain = not group.get("nesterov") and not group.get("maximize")
+    no_memory = float(group.get("momentum", 0.0)) == 0.0
+    return (
+        plain
+        and no_memory
+        and float(group["weight_decay"]) == 0.0
+        and (isinstance(objective, RatingMSE))
     )

@@ -60,6 +60,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import torch
 from torch import nn
@@ -88,7 +89,7 @@ Validator = Callable[[nn.Module], Mapping[str, float]]
 class FusedEpoch(Protocol):
     """A compiled replacement of one epoch's batch loop (e.g. :mod:`recforge.train.fused_mf`)."""
 
-    def run(self, perm: torch.Tensor, batch_size: int, lrs: list[float]) -> float:
+    def run(self, perm: torch.Tensor, batch_size: int, lrs: npt.NDArray[np.float64]) -> float:
         """Train on ``perm`` in batches at rates ``lrs``; the sum of batch loss × batch rows."""
 
 
@@ -535,7 +536,7 @@ class _Epoch:
             self.n_rows, epoch, self.generator, self.device, self.objective.reseed
         )
         if self.fused is not None:
-            lrs = [self.schedule(loop.step + b) for b in range(self.steps_per_epoch)]
+            lrs = self.schedule.rates(loop.step, self.steps_per_epoch)
             fused_total = self.fused.run(perm, self.batch_size, lrs)
             loop.step += self.steps_per_epoch
             lr = self.schedule.apply(self.optimizers, loop.step - 1)
