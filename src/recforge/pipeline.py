@@ -690,6 +690,14 @@ def _check_distributed(model: Recommender, model_name: str) -> int:
             f"model {model_name!r} is not trained by recforge's Trainer (closed-form or "
             "neighbourhood model); drop --distributed and run it in one process"
         )
+    if getattr(model.config, "batch_size", 0) == 1:
+        # DDP all-reduces every step's gradient: one rating a step (funk_svd) would spend the
+        # fit on communication, far slower than the compiled one-process epoch.
+        raise ConfigError(
+            f"model {model_name!r} takes one SGD step per rating (batch_size 1), which "
+            "data-parallel training would all-reduce rating by rating; drop --distributed (its "
+            "compiled epoch runs in one process), or set batch_size to 256 or more"
+        )
     require_torchrun()
     return int(os.environ["RANK"])
 

@@ -231,6 +231,9 @@ def test_non_trainer_models_refuse_distributed() -> None:
     inter = make_interactions(n_users=20, n_items=10, seed=0).interactions
     with pytest.raises(ConfigError, match="drop --distributed"):
         train_run("ease", inter, distributed=True)
+    rated = make_interactions(n_users=20, n_items=10, seed=0).interactions
+    with pytest.raises(ConfigError, match="one SGD step per rating"):
+        train_run("funk_svd", rated, distributed=True)  # Funk's SGD: a batch of one rating
 
 
 def test_distributed_outside_torchrun_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
