@@ -11,7 +11,8 @@ momentum, exactly as with torch's optimizer, so the fused fit is the same algori
 fit (same row order, negatives and schedule), equal up to float rounding. With ``lazy`` (the
 model option ``lazy_adam``) only the rows a batch touches are stepped and the others are brought
 up to date in closed form (the lazy Adam section): the dense update up to ε, cheaper when a
-batch touches a small share of the rows (large user / item tables).
+batch touches a small share of the rows (large user / item tables). :func:`mse_sgd_epoch` runs
+plain SGD instead (``funk_svd``): only the batch's rows move, so there is no sweep at all.
 
 Rows are read and written by index (``gQ[i, f]``) in loops written out in the kernels: a row
 view written to, or a helper called per row with array arguments, costs reference counting
