@@ -301,34 +301,37 @@ def speed_pairs() -> list[Pair]:
 
 
 def _rating_pairs() -> list[Pair]:
-    """The pairs of rating models, against Surprise (RMSE on ``random-80-20``)."""
+    """The pairs of rating models, against Surprise SVD at its defaults (RMSE, ``random-80-20``)."""
     return [
-        Pair(
+        _surprise_pair(
             "biased_mf",
             "recforge biased_mf (defaults)",
-            "Surprise SVD (defaults)",
-            lambda t, s: _create("biased_mf", seed=s, num_threads=t, verbose=False),
-            lambda t, s: _peer("surprise-svd", seed=s),
-            "random-80-20",
-            "rmse",
             "Surprise is single-threaded whatever the thread count; so is recforge's compiled "
             "(numba) epoch.",
-            ("surprise",),
         ),
-        Pair(
+        _surprise_pair(
             "funk_svd",
             "recforge funk_svd (defaults: 100 f, 20 ep, per-rating SGD)",
-            "Surprise SVD (defaults)",
-            lambda t, s: _create("funk_svd", seed=s, num_threads=t, verbose=False),
-            lambda t, s: _peer("surprise-svd", seed=s),
-            "random-80-20",
-            "rmse",
             "the same algorithm and settings (Surprise's lr_all 0.005 and reg_all 0.02 are "
             "funk_svd's lr 0.0025 and reg 0.02 on its (ŷ − r)² loss); recforge reshuffles the "
             "ratings every epoch, Surprise walks them in a fixed order; both single-threaded.",
-            ("surprise",),
         ),
     ]
+
+
+def _surprise_pair(model: str, label: str, note: str) -> Pair:
+    """recforge ``model`` at its defaults against Surprise ``SVD`` at its defaults."""
+    return Pair(
+        model,
+        label,
+        "Surprise SVD (defaults)",
+        lambda t, s: _create(model, seed=s, num_threads=t, verbose=False),
+        lambda t, s: _peer("surprise-svd", seed=s),
+        "random-80-20",
+        "rmse",
+        note,
+        ("surprise",),
+    )
 
 
 # ---------------------------------------------------------------------------- synthetic logs

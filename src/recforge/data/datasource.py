@@ -105,10 +105,8 @@ def _is_movielens_name(text: str) -> bool:
     return text in MOVIELENS
 
 
-#: Fields that describe how to read a file: meaningless (and refused) for a MovieLens name.
-_FILE_ONLY_FIELDS = (
-    "sep",
-    "header",
+#: The ratings file's column fields (a header name, or digits for a 0-based position).
+_COLUMN_FIELDS = (
     "user_col",
     "item_col",
     "rating_col",
@@ -116,6 +114,13 @@ _FILE_ONLY_FIELDS = (
     "title_col",
     "count_col",
     "event_col",
+)
+
+#: Fields that describe how to read a file: meaningless (and refused) for a MovieLens name.
+_FILE_ONLY_FIELDS = (
+    "sep",
+    "header",
+    *_COLUMN_FIELDS,
     "event_weights",
     "events",
     "implicit",
@@ -251,16 +256,7 @@ class DataSource(BaseModel):
     def _check_sep(cls, value: str | None) -> str | None:
         return None if value is None else parse_sep(value)
 
-    @field_validator(
-        "user_col",
-        "item_col",
-        "rating_col",
-        "time_col",
-        "title_col",
-        "count_col",
-        "event_col",
-        mode="before",
-    )
+    @field_validator(*_COLUMN_FIELDS, mode="before")
     @classmethod
     def _position(cls, value: Any) -> Any:
         # "0" on the command line means the first column of a file without a header.
