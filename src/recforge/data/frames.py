@@ -96,7 +96,7 @@ def frame_to_interactions(
             data; 0 drops a kind), as ``--event-weights`` (:mod:`recforge.data.events`).
         events: the event kinds to keep, as ``--events``.
     """
-    from recforge.data.io import _read_frame
+    from recforge.data.io import _read_frame, ready_for_interactions
 
     # The frame and each item's one title from its title column, chosen once while reading.
     frame, by_item = _read_frame(
@@ -110,14 +110,7 @@ def frame_to_interactions(
         event_weights=event_weights,
         events=events,
     )
-    # As for files (recforge.data.sources): implicit data (no rating column, or implicit=True)
-    # has no scale, even when repeats were counted into weights; no time column, no timestamps.
-    scale = rating_scale
-    if scale is None and not frame.attrs.get("implicit", implicit):
-        lo, hi = float(frame["rating"].min()), float(frame["rating"].max())
-        scale = (lo, hi) if lo < hi else None  # a column of 1.0s is implicit, not a scale
-    if not frame.attrs.get("has_timestamps", True):
-        frame = frame.drop(columns="timestamp")
+    frame, scale = ready_for_interactions(frame, rating_scale, implicit)
     from recforge.data.items import titled_items
 
     # The given table's titles first, then the frame's title column, then ids that are titles:

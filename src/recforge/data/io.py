@@ -585,6 +585,28 @@ def _read_frame(
     return _finish(raw, options)
 
 
+def ready_for_interactions(
+    frame: pd.DataFrame, rating_scale: tuple[float, float] | None, implicit: bool
+) -> tuple[pd.DataFrame, tuple[float, float] | None]:
+    """A canonical frame (:func:`read_ratings`, :func:`read_frame`) ready for
+    :meth:`~recforge.data.interactions.Interactions.from_frame`, and its rating scale.
+
+    The scale is ``rating_scale`` when given; else, for explicit data, the ratings' min..max.
+    Implicit data (no rating column, ``implicit=True``, counts or event weights) has none,
+    even when repeats were counted into weights, and neither has a column of one value (a
+    log of 1.0s is implicit feedback). A frame read without a time column loses its
+    placeholder ``timestamp`` column. Files (:mod:`recforge.data.sources`) and DataFrames
+    (:mod:`recforge.data.frames`) both come here, so the two cannot drift apart.
+    """
+    scale = rating_scale
+    if scale is None and not frame.attrs.get("implicit", implicit) and len(frame):
+        lo, hi = float(frame["rating"].min()), float(frame["rating"].max())
+        scale = (lo, hi) if lo < hi else None
+    if not frame.attrs.get("has_timestamps", True):
+        frame = frame.drop(columns="timestamp")
+    return frame, scale
+
+
 # ---------------------------------------------------------------------------------------------
 # shared plumbing
 # ---------------------------------------------------------------------------------------------

@@ -87,19 +87,13 @@ def load_with_info(source: DataSource) -> tuple[Interactions, dict[str, Any]]:
             "items": "MovieLens item file",
         }
         return inter, info
-    from recforge.data.io import _read_source
+    from recforge.data.io import _read_source, ready_for_interactions
 
     path = Path(source.path)
     # The frame and each item's one title from its title column, chosen once while reading.
     frame, by_item = _read_source(source)
     implicit = bool(frame.attrs.get("implicit", source.implicit))
-    scale = source.rating_scale
-    if scale is None and not implicit and len(frame):
-        scale = (float(frame["rating"].min()), float(frame["rating"].max()))
-        if scale[0] == scale[1]:  # a log of 1.0s is implicit feedback, not a rating scale
-            scale = None
-    if not frame.attrs.get("has_timestamps", True):
-        frame = frame.drop(columns="timestamp")
+    frame, scale = ready_for_interactions(frame, source.rating_scale, implicit)
     from recforge.data.items import item_table
 
     item_meta, titles_from = item_table(source, frame, by_item)
