@@ -35,6 +35,12 @@ Peak memory:
 Rows that cannot run (a peer library missing, a model that does not predict ratings on a rating
 protocol, a model without fold-in on ``heldout-users``, an error while fitting) are kept in the
 tables with the reason, never dropped.
+
+Per-user values:
+    Each cell's per-user values of the protocol's metrics (those that exist per user) are kept and
+    written next to ``benchmark.json`` as ``per_user.parquet`` (``dataset, protocol, fold, row,
+    user_id`` + one float32 column per metric), so two rows can be compared user by user
+    (:mod:`recforge.bench.paired`, ``recforge compare-rows``) without rerunning.
 """
 
 from __future__ import annotations
@@ -53,12 +59,22 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from recforge.data.interactions import Interactions
 from recforge.errors import ConfigError
 from recforge.eval.protocols import Protocol, ProtocolSplit, get_protocol
 from recforge.models.base import Recommender
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from recforge.eval.evaluate import EvalReport
+
+#: File of the per-user metric values, next to ``benchmark.json``.
+PER_USER_FILE = "per_user.parquet"
+#: The columns that identify a per-user value; every other column of the file is a metric.
+PER_USER_KEYS = ("dataset", "protocol", "fold", "row", "user_id")
 
 SUITES: dict[str, tuple[str, ...]] = {
     # Each protocol runs where it applies: the ml100k/ml1m ones skip other data with a reason.
@@ -423,6 +439,8 @@ class BenchmarkResult:
     created_at: str
     finished_at: str | None = None
     skipped_protocols: dict[str, str] = field(default_factory=dict)
+    #: One frame per finished cell (see :func:`per_user_frame`); not part of benchmark.json.
+    per_user: list[pd.DataFrame] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -595,7 +613,10 @@ def run_benchmark(
         on_total(sum(len(split_cache[j.proto.name]) for j in jobs))
     for job in jobs:
         result.rows.append(job.row)
-        _run_row(job, split_cache[job.proto.name], progress)
+        for fold, report in _run_row(job, split_cache[job.proto.name], progress):
+            frame = per_user_frame(report, job.proto, dataset, fold, job.row.label)
+            if frame is not None:
+                result.per_user.append(frame)
         if out is not None:
             write_reports(result, out)
     result.finished_at = _now()
@@ -605,23 +626,33 @@ def run_benchmark(
     return result
 
 
-def _run_row(job: _Job, splits: list[ProtocolSplit], progress: ProgressHook | None) -> None:
+def _run_row(
+    job: _Job, splits: list[ProtocolSplit], progress: ProgressHook | None
+) -> list[tuple[str, EvalReport]]:
+    """Run the row's cells; return ``(fold, report)`` of each cell that evaluated."""
     row, proto = job.row, job.proto
+    reports: list[tuple[str, EvalReport]] = []
     for ps in splits:
         desc = f"{row.label} · {proto.label} {ps.fold}"
         if progress is not None:
             progress(desc, 0)
         if row.status == "ok" and job.spec is not None:
-            cell = _run_cell(job.spec, proto, ps)
+            cell, report = _run_cell(job.spec, proto, ps)
             row.cells.append(cell)
+            if report is not None:
+                reports.append((ps.fold, report))
             if cell.error is not None:
                 row.status, row.reason = "error", f"fold {ps.fold}: {cell.error}"
         if progress is not None:
             progress(desc, 1)
+    return reports
 
 
-def _run_cell(spec: ModelSpec, proto: Protocol, ps: ProtocolSplit) -> Cell:
+def _run_cell(
+    spec: ModelSpec, proto: Protocol, ps: ProtocolSplit
+) -> tuple[Cell, EvalReport | None]:
     cell = Cell(ps.fold)
+    report: EvalReport | None = None
     gc.collect()
     cell.baseline_rss_mib = current_memory_mib()
     reset_peak_memory()
@@ -631,15 +662,74 @@ def _run_cell(spec: ModelSpec, proto: Protocol, ps: ProtocolSplit) -> Cell:
         model.fit(ps.train)
         cell.fit_seconds = time.perf_counter() - t0
         t0 = time.perf_counter()
-        res = proto.evaluate(model, ps)
+        res, report = proto.evaluate_with_report(model, ps)
         cell.evaluate_seconds = time.perf_counter() - t0
         cell.metrics = dict(res["metrics"])
-        report = res.get("rating") or res.get("ranking") or {}
-        cell.counts = {k: v for k, v in report.get("summary", {}).items() if k.startswith("n_")}
+        summary = (res.get("rating") or res.get("ranking") or {}).get("summary", {})
+        cell.counts = {k: v for k, v in summary.items() if k.startswith("n_")}
     except Exception as exc:  # one failing model must not sink a long benchmark; it is reported
         cell.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
     cell.peak_rss_mib = peak_memory_mib()
-    return cell
+    return cell, report
+
+
+def per_user_frame(
+    report: EvalReport, proto: Protocol, dataset: str, fold: str, row: str
+) -> pd.DataFrame | None:
+    """One cell's per-user values: the key columns + the protocol's metrics that exist per user.
+
+    Only metrics the protocol reports are kept (not counts, not the extra per-user columns of
+    the evaluation), as float32: a long benchmark holds one frame per cell in memory. None when
+    the report has no per-user column of the protocol's metrics (e.g. only ``coverage@k``).
+    """
+    import pandas as pd
+
+    src = report.per_user
+    metrics = [m for m in proto.metrics if m in src.columns]
+    if not metrics or "user_id" not in src.columns:
+        return None
+    n = len(src)
+    # Raw ids as text: a file mixing datasets whose ids are ints in one and strings in another
+    # must still have one user_id type, and joins between rows compare like with like.
+    frame = pd.DataFrame(
+        {
+            "dataset": [dataset] * n,
+            "protocol": [proto.name] * n,
+            "fold": [fold] * n,
+            "row": [row] * n,
+            "user_id": src["user_id"].astype(str).to_numpy(),
+        }
+    )
+    for m in metrics:
+        frame[m] = src[m].to_numpy(dtype="float32")
+    return frame
+
+
+def write_per_user(frames: Sequence[pd.DataFrame], out: Path) -> Path | None:
+    """Write the cells' per-user frames as ``out/per_user.parquet`` (atomically); None if none.
+
+    With no frames yet, a ``per_user.parquet`` left by an earlier run in ``out`` is removed: it
+    would otherwise sit beside a ``benchmark.json`` it does not belong to.
+
+    Metrics a protocol does not have are NaN in its rows (the rating and ranking protocols of
+    ``--suite all`` share one file).
+    """
+    import pandas as pd
+
+    from recforge._atomic import atomic_path
+
+    path = out / PER_USER_FILE
+    if not frames:
+        path.unlink(missing_ok=True)
+        return None
+    table = pd.concat(frames, ignore_index=True, sort=False)
+    for key in PER_USER_KEYS[:4]:  # few distinct values repeated per user: store them once
+        table[key] = table[key].astype("category")
+    for col in table.columns.difference(list(PER_USER_KEYS)):
+        table[col] = table[col].astype("float32")
+    with atomic_path(path) as tmp:
+        table.to_parquet(tmp, index=False)
+    return path
 
 
 def _now() -> str:
@@ -654,7 +744,8 @@ def _loadavg() -> list[float] | None:
 
 
 def write_reports(result: BenchmarkResult, out: Path) -> tuple[Path, Path]:
-    """Write ``benchmark.json`` and ``benchmark.md`` into ``out`` (atomically)."""
+    """Write ``benchmark.json``, ``benchmark.md`` and ``per_user.parquet`` into ``out``
+    (each atomically)."""
     from recforge._atomic import atomic_write_text
     from recforge.bench.report_md import to_markdown
 
@@ -665,4 +756,5 @@ def write_reports(result: BenchmarkResult, out: Path) -> tuple[Path, Path]:
     # written as text rather than crashing a long run at its first report.
     atomic_write_text(jpath, json.dumps(payload, indent=2, default=str) + "\n")
     atomic_write_text(mpath, to_markdown(payload))
+    write_per_user(result.per_user, out)
     return jpath, mpath

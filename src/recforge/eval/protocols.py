@@ -42,7 +42,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
@@ -51,6 +51,9 @@ from recforge.data.interactions import Interactions
 from recforge.data.split import HeldOutSplit, Split
 from recforge.errors import ConfigError
 from recforge.models.base import Recommender
+
+if TYPE_CHECKING:
+    from recforge.eval.evaluate import EvalReport
 
 Part = Literal["test", "valid"]
 
@@ -239,6 +242,16 @@ class Protocol:
             protocol's metrics}, "record": {protocol description + split + evaluation details},
             "rating"|"ranking": the full EvalReport dict}``.
         """
+        return self.evaluate_with_report(model, ps)[0]
+
+    def evaluate_with_report(
+        self, model: Recommender, ps: ProtocolSplit
+    ) -> tuple[dict[str, Any], EvalReport]:
+        """:meth:`evaluate`'s dict plus the :class:`EvalReport` behind it.
+
+        The report carries ``per_user`` (one row per test user), which the JSON-able dict leaves
+        out; the benchmark keeps it for paired comparisons between rows.
+        """
         if ps.protocol != self.name:
             raise ConfigError(f"split of protocol {ps.protocol} given to protocol {self.name}")
         problem = self.model_problem(model)
@@ -271,7 +284,7 @@ class Protocol:
             "metrics": metrics,
             "record": record,
             ("rating" if self.kind == "rating" else "ranking"): report.to_dict(),
-        }
+        }, report
 
     def _evaluate(self, model: Recommender, ps: ProtocolSplit) -> Any:
         raise NotImplementedError
