@@ -495,6 +495,30 @@ def benchmark_cmd(
     )
 
 
+@app.command("compare-rows")
+def compare_rows_cmd(
+    directory: Annotated[
+        Path, typer.Argument(help="A `recforge benchmark` output folder (with per_user.parquet).")
+    ],
+    a: Annotated[str, typer.Option("--a", help="Row label of model A (as in benchmark.md).")],
+    b: Annotated[str, typer.Option("--b", help="Row label of model B.")],
+    metric: Annotated[
+        str | None,
+        typer.Option("--metric", help="Metric column (default ndcg@10, else the file's first)."),
+    ] = None,
+    boot: Annotated[int, typer.Option("--boot", min=1, help="Bootstrap resamples.")] = 10_000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the resampling.")] = 0,
+    json_out: JsonOpt = False,
+) -> None:
+    """Compare two benchmark rows user by user: mean difference A - B with a paired bootstrap
+    95% CI, per fold and pooled (see docs/benchmarks.md)."""
+    from recforge.cli.benchmark import compare_rows_command
+
+    compare_rows_command(
+        directory, a=a, b=b, metric=metric, n_boot=boot, seed=seed, json_out=json_out
+    )
+
+
 # ---------------------------------------------------------------------------- export
 @app.command("export")
 def export_cmd(

@@ -255,3 +255,82 @@ def speed_command(
     )
     jpath, mpath = write_speed(result, out_dir)
     console().print(f"wrote {mpath} and {jpath}")
+
+
+def compare_rows_command(
+    directory: Path,
+    *,
+    a: str,
+    b: str,
+    metric: str | None,
+    n_boot: int,
+    seed: int,
+    json_out: bool,
+) -> None:
+    """``recforge compare-rows DIR --a ROW --b ROW``: paired bootstrap of two benchmark rows."""
+    import pandas as pd
+
+    from recforge.bench.paired import metric_columns, paired_comparison
+    from recforge.bench.runner import PER_USER_FILE
+    from recforge.cli._output import emit_json
+    from recforge.errors import ConfigError
+
+    path = directory / PER_USER_FILE
+    if not path.is_file():
+        raise ConfigError(
+            f"{path} not found: rerun recforge benchmark: runs before session 18 kept no "
+            "per-user values"
+        )
+    per_user = pd.read_parquet(path)
+    if metric is None:  # the ranking headline where there is one, else the file's first metric
+        metrics = metric_columns(per_user)
+        metric = "ndcg@10" if "ndcg@10" in metrics or not metrics else metrics[0]
+    result = paired_comparison(per_user, a, b, metric, n_boot=n_boot, seed=seed)
+    if json_out:
+        emit_json(result | {"dir": str(directory)})
+        return
+    render_comparison(result)
+
+
+def render_comparison(result: dict[str, Any]) -> None:
+    """One rich table per dataset/protocol: a line per fold, then the pooled line."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from recforge.cli._output import console
+
+    con = console()
+    if not con.is_terminal:  # files and pipes: no wrapping of the CI column
+        con = Console(highlight=False, width=160)
+    pct = f"{result['confidence']:.0%}"
+    for res in result["results"]:
+        table = Table(
+            title=escape(
+                f"{result['metric']}, {res['protocol']} on {res['dataset']}: "
+                f"A = {result['a']}, B = {result['b']}"
+            ),
+            caption=f"paired bootstrap, {result['n_boot']} resamples of users",
+            title_justify="left",
+            caption_justify="left",
+        )
+        for i, col in enumerate(
+            ("fold", "users", "mean A", "mean B", "A − B", f"{pct} CI", "P(A > B)")
+        ):
+            table.add_column(col, justify="left" if i == 0 else "right")
+        lines = res["folds"] + ([res["pooled"]] if len(res["folds"]) > 1 else [])
+        for s in lines:
+            table.add_row(
+                escape(s["fold"]),
+                str(s["n_users"]),
+                f"{s['mean_a']:.4f}",
+                f"{s['mean_b']:.4f}",
+                f"{s['difference']:+.4f}",
+                f"[{s['ci_low']:+.4f}, {s['ci_high']:+.4f}]",
+                f"{s['p_a_gt_b']:.3f}",
+            )
+        con.print(table)
+    con.print(
+        "[dim]P(A > B): share of resampled mean differences above 0 (not a p-value); "
+        "pooled: every (fold, user) resampled as one unit.[/dim]"
+    )
