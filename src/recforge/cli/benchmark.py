@@ -330,7 +330,7 @@ def render_comparison(result: dict[str, Any]) -> None:
                 f"{s['p_a_gt_b']:.3f}",
             )
         con.print(table)
-    con.print(
-        "[dim]P(A > B): share of resampled mean differences above 0 (not a p-value); "
-        "pooled: every (fold, user) resampled as one unit.[/dim]"
-    )
+    note = "P(A > B): share of resampled mean differences above 0 (not a p-value)"
+    if any(len(res["folds"]) > 1 for res in result["results"]):
+        note += "; pooled: every (fold, user) resampled as one independent unit"
+    con.print(f"[dim]{note}.[/dim]")
