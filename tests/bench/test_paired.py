@@ -178,4 +178,4 @@ def test_compare_rows_without_per_user_file(
     (tmp_path / "benchmark.json").write_text("{}", encoding="utf-8")
     code, _, err = run_cli(capsys, "compare-rows", str(tmp_path), "--a", "x", "--b", "y")
     assert code == 2 and err.count("\n") == 1
-    assert "rerun recforge benchmark: runs before session 18 kept no per-user values" in err
+    assert "keeps no per-user values (older recforge versions did not write them)" in err

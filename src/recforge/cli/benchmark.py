@@ -278,8 +278,8 @@ def compare_rows_command(
     path = directory / PER_USER_FILE
     if not path.is_file():
         raise ConfigError(
-            f"{path} not found: rerun recforge benchmark: runs before session 18 kept no "
-            "per-user values"
+            f"{path} not found: this benchmark folder keeps no per-user values (older recforge "
+            "versions did not write them); rerun recforge benchmark into it"
         )
     per_user = pd.read_parquet(path)
     if metric is None:  # the ranking headline where there is one, else the file's first metric
