@@ -188,15 +188,22 @@ def _sigmoid(x: float) -> float:
 def _mse_batch(
     P: Any, Q: Any, BU: Any, BI: Any, has_bias: bool, gP: Any, gQ: Any, gBU: Any, gBI: Any,
     users: Any, items: Any, ratings: Any, perm: Any, start: int, end: int, offset: float,
-    lo: float, hi: float, use_range: bool, reg: float,
+    lo: float, hi: float, use_range: bool, reg: float, prefetch: bool,
 ) -> tuple[float, float]:  # fmt: skip
-    """Gradient of one MSE batch into the buffers; returns ``(mean squared error, Σ‖rows‖²)``."""
+    """Gradient of one MSE batch into the buffers; returns ``(mean squared error, Σ‖rows‖²)``.
+
+    ``prefetch``: ask for the gradient rows of the rating :data:`PREFETCH_AHEAD` places ahead
+    (tables far larger than the caches: a 2-epoch biased_mf fit on the 10M log 15.2-16.9 s ->
+    13.6-15.5 s; on ml-latest-small's cached tables it cost ~10%, so the lazy epochs ask)."""
     inv_b = 1.0 / (end - start)
     c2 = 2.0 * reg * inv_b  # gradient of reg·‖row‖²/B (embedding_l2)
     loss = 0.0
     l2 = 0.0
     n_f = P.shape[1]
     for k in range(start, end):
+        if prefetch and k + PREFETCH_AHEAD < end:
+            ahead = perm[k + PREFETCH_AHEAD]
+            _prefetch_rows(gP, gQ, gBU, gBI, has_bias, users[ahead], items[ahead])
         r = perm[k]
         u, i = users[r], items[r]
         pu, qi = P[u], Q[i]
@@ -672,7 +679,7 @@ def mf_epoch(
         if loss_kind == MSE:
             loss, l2 = _mse_batch(
                 P, Q, BU, BI, has_bias, gP, gQ, gBU, gBI, users, items, ratings, perm,
-                start, end, offset, lo, hi, use_range, reg,
+                start, end, offset, lo, hi, use_range, reg, lazy != 0,
             )  # fmt: skip
         else:
             loss = _sampled_batch(
@@ -777,7 +784,7 @@ def mse_sgd_epoch(
         end = min(n, start + batch_size)
         loss, l2 = _mse_batch(
             P, Q, BU, BI, has_bias, gP, gQ, gBU, gBI, users, items, ratings, perm,
-            start, end, offset, lo, hi, use_range, reg,
+            start, end, offset, lo, hi, use_range, reg, False,
         )  # fmt: skip
         total += (loss + reg * l2 / (end - start)) * (end - start)
         lr = np.float32(lrs[b])
