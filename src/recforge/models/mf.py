@@ -49,9 +49,9 @@ models default to ``"auto"``, lazy on a side only when a batch is expected to to
 rows (not on the MovieLens training splits, whose fits are unchanged to the last bit;
 docs/benchmarks/speed_bpr16.md). For ``biased_mf`` on a 10M-rating log with 138k users it
 cuts a fit from 546 s to 215 s at the same RMSE, 0.6455, to 101 s since its rows are stepped
-from a list, and to 85 s since they are prefetched (docs/benchmarks/speed_biased_mf_10m_s15,
-speed_biased_mf_10m_s15_lazy, speed_biased_mf_10m_s16 and speed_biased_mf_10m_s18, the speed
-suite's command in each).
+from a list, and to 73-85 s since they are prefetched (docs/benchmarks/speed_biased_mf_10m_s15,
+speed_biased_mf_10m_s15_lazy, speed_biased_mf_10m_s16, speed_biased_mf_10m_s18 and
+speed_biased_mf_10m_s18b, the speed suite's command in each).
 
 ``funk_svd`` is ``biased_mf`` trained as Surprise's ``SVD`` trains it: plain SGD, one rating a
 step, a constant rate, the per-rating L2 ``reg`` and no weight decay, linear output, 100 factors
