@@ -186,10 +186,14 @@ def test_window_ce_decay_hand_computed() -> None:
     assert float(got) == pytest.approx(float(want), rel=1e-6)
 
 
-def test_mask_seen_drops_history_keeps_targets() -> None:
+def test_seen_items_drops_history_keeps_targets() -> None:
     import torch
 
-    from recforge.models.sequential import _mask_seen
+    from recforge.models.sequential import _seen_items
+
+    def _mask_seen(logits, inputs, target, keep, window, prior=None):  # type: ignore[no-untyped-def]
+        blocked = _seen_items(*logits.shape, inputs, target, keep, window, prior)
+        return logits.masked_fill(blocked, float("-inf"))
 
     # One row, items encoded +1: inputs 0, 1, 2 (pad, item 0, item 1); targets items 0, 1, 3.
     inputs = torch.tensor([[0, 1, 2]])
@@ -280,10 +284,14 @@ def test_cli_and_api_show_attention(
     assert all(it["attention"] is None for it in plain["items"])
 
 
-def test_mask_seen_with_prior_drops_earlier_windows_items() -> None:
+def test_seen_items_with_prior_drops_earlier_windows_items() -> None:
     import torch
 
-    from recforge.models.sequential import _mask_seen
+    from recforge.models.sequential import _seen_items
+
+    def _mask_seen(logits, inputs, target, keep, window, prior=None):  # type: ignore[no-untyped-def]
+        blocked = _seen_items(*logits.shape, inputs, target, keep, window, prior)
+        return logits.masked_fill(blocked, float("-inf"))
 
     # Two rows; row 0's user read items 2 and 3 before this window, row 1's user nothing.
     inputs = torch.tensor([[0, 1], [1, 2]])

@@ -103,6 +103,7 @@ from recforge.models.neural import NeuralRecommender
 from recforge.train.heldout import HeldOutRanking
 from recforge.train.losses import Batch, Objective
 from recforge.train.rows import CSRRows
+from recforge.train.softmax_ce import full_softmax_ce
 from recforge.train.trainer import Validator, seeded
 
 SequenceLoss = Literal["ce", "sampled_ce", "gbce"]
@@ -361,13 +362,18 @@ class NextItemLoss(Objective):
         y = target[keep] - 1
         table = module.item_table()
         if self.kind == "ce":
-            logits = h @ table.T
+            blocked = None
             if self.exclude_seen:
                 prior = batch.get("prior")  # present with exclude_seen_scope = "history"
-                logits = _mask_seen(logits, batch["input"], target, keep, self.window, prior)
-            if self.window > 1:
-                return _window_ce(logits, target, keep, self.window, self.decay)
-            return F.cross_entropy(logits, y)
+                blocked = _seen_items(
+                    len(y), self.n_items, batch["input"], target, keep, self.window, prior
+                )
+            if self.window == 1:
+                return full_softmax_ce(h, table, y, blocked)
+            logits = h @ table.T
+            if blocked is not None:
+                logits = logits.masked_fill(blocked, -math.inf)
+            return _window_ce(logits, target, keep, self.window, self.decay)
         neg = torch.randint(0, self.n_items, (self.n_negatives,), device=h.device)
         pos_s = (h * table[y]).sum(-1)
         neg_s = h @ table[neg].T
@@ -415,15 +421,16 @@ def _window_ce(
     return per.mean()
 
 
-def _mask_seen(
-    logits: torch.Tensor,
+def _seen_items(
+    n_rows: int,
+    n_items: int,
     inputs: torch.Tensor,
     target: torch.Tensor,
     keep: torch.Tensor,
     window: int,
     prior: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``logits`` with each kept position's history items set to ``−inf``, its targets kept.
+    """``(n_rows, n_items)`` bool: each kept position's history items, its targets left out.
 
     Position ``(r, c)``'s history is ``inputs[r, :c + 1]`` (the inputs are the events before
     each target) plus, when given, ``prior[r]`` (``(B, P)``, the items of the user's events
@@ -434,7 +441,7 @@ def _mask_seen(
     upto = torch.ones(length, length, dtype=torch.bool, device=inputs.device).tril()
     history = (inputs[:, None, :] * upto[None]).expand(-1, length, -1)[keep]  # (N, L)
     # Column 0 collects the padding (index 0) so every scatter writes one value per call.
-    seen = torch.zeros(logits.shape[0], logits.shape[1] + 1, dtype=torch.bool, device=logits.device)
+    seen = torch.zeros(n_rows, n_items + 1, dtype=torch.bool, device=inputs.device)
     seen.scatter_(1, history, True)
     if prior is not None:
         # One row per window, then copied to its kept positions: (B, I+1) -> (N, I+1).
@@ -443,7 +450,7 @@ def _mask_seen(
         rows = torch.arange(inputs.shape[0], device=inputs.device)[:, None].expand(-1, length)
         seen |= earlier[rows[keep]]
     seen.scatter_(1, _ahead(target, keep, window), False)
-    return logits.masked_fill(seen[:, 1:], -math.inf)
+    return seen[:, 1:]
 
 
 class MaskedItemLoss(Objective):
@@ -469,8 +476,7 @@ class MaskedItemLoss(Objective):
             masked = torch.zeros_like(real)
             masked[:, -1] = real[:, -1]
         states = module.encode(seq.masked_fill(masked, self.mask_token))
-        logits = states[masked] @ module.item_table().T
-        return F.cross_entropy(logits, seq[masked] - 1)
+        return full_softmax_ce(states[masked], module.item_table(), seq[masked] - 1)
 
 
 def sequence_validator(
