@@ -398,3 +398,42 @@ def test_split_files_carry_the_event_weights(
     )
     err = capsys.readouterr().err
     assert code == 2 and "were written with --event-weights view=1,addtocart=3,transaction=5" in err
+
+
+def test_ids_spelled_like_missing_values_survive_train_recommend_and_a_split(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A user called ``NA`` and items called ``null``/``None`` (pandas' missing-value words)
+    are those ids from the file to the run and back out of ``recommend``, through the item
+    file and through the parts ``data split`` writes."""
+    users, items = ("NA", "None", "bob", "carl", "n/a", "dana"), ("null", "NA", "x1", "x2", "x3")
+    rows = [
+        f"{u},{items[(k + j) % 5]},{1 + (k + 2 * j) % 5},{10 * k + j}"
+        for k, u in enumerate(users)
+        for j in range(4)
+    ]
+    data = tmp_path / "na.csv"
+    data.write_text("user,item,rating,time\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    catalog = tmp_path / "items.csv"
+    catalog.write_text("item,name\nnull,The Null Film\nNA,Not Applicable\nx1,One\n")
+    stats = json.loads(_cli(capsys, "data", "describe", data, "--json"))
+    assert (stats["n_users"], stats["n_items"]) == (6, 5), stats
+    run = tmp_path / "run"
+    flags = ["--items", catalog, "--split", "none", "--out", run]
+    _cli(capsys, "train", "-m", "popularity", "--data", data, *flags)
+    recs = json.loads(_cli(capsys, "recommend", run, "--user", "NA", "-k", "5", "--json"))
+    assert recs[0]["user_id"] == "NA", recs
+    # NA rated null, NA, x1 and x2: x3 is left, untitled.
+    assert [(i["item_id"], i.get("title")) for i in recs[0]["items"]] == [("x3", None)], recs
+    recs = json.loads(_cli(capsys, "recommend", run, "--user", "None", "-k", "5", "--json"))
+    assert [(i["item_id"], i.get("title")) for i in recs[0]["items"]] == [
+        ("null", "The Null Film")
+    ], recs
+    split = tmp_path / "split"
+    _cli(capsys, "data", "split", data, "-p", "temporal-user:0.25:min_events=2", "-o", split)
+    parts = ["--train", split / "train.csv", "--test", split / "test.csv"]
+    _cli(capsys, "train", "-m", "popularity", *parts, "--out", tmp_path / "parts_run")
+    recs = json.loads(
+        _cli(capsys, "recommend", tmp_path / "parts_run", "--user", "n/a", "-k", "1", "--json")
+    )
+    assert recs[0]["user_id"] == "n/a" and len(recs[0]["items"]) == 1, recs

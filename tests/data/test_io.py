@@ -368,19 +368,69 @@ def test_non_numeric_rating_headerless_names_position(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "where"),
     [
-        ("user,item,rating\n1,2,4\n1,,3\n", "line 3, column 'item'"),
-        ("user,item,rating\n1,2,4\n1,3,NaN\n", "line 3, column 'rating'"),
-        ("user,item,rating\n1,2,4\n,3,2\n", "line 3, column 'user'"),
-        ("1\t2\t4\t5\n1\t3\t\t6\n", "line 2, column 2 (rating)"),
-        ("user,item,rating\n1,2\n", "line 2, column 'rating'"),
+        ("user,item,rating\n1,2,4\n1,,3\n", "line 3, column 'item' (item_id): empty cell"),
+        ("user,item,rating\n1,2,4\n1,3,NaN\n", "line 3, column 'rating': empty or NaN cell"),
+        ("user,item,rating\n1,2,4\n1,3,NA\n", "line 3, column 'rating': empty or NaN cell"),
+        ("user,item,rating\n1,2,4\n,3,2\n", "line 3, column 'user' (user_id): empty cell"),
+        ("user,item,rating\na,b,4\n  ,c,2\n", "line 3, column 'user' (user_id): empty cell"),
+        ("1\t2\t4\t5\n1\t3\t\t6\n", "line 2, column 2 (rating): empty or NaN cell"),
+        ("user,item,rating\n1,2\n", "line 2, column 'rating': empty or NaN cell"),
+        (
+            "user,item,rating,time\na,b,4,5\na,c,3,null\n",
+            "line 3, column 'time' (timestamp): empty or NaN cell",
+        ),
     ],
 )
 def test_nan_or_empty_cells(tmp_path: Path, text: str, where: str) -> None:
+    """Numbers keep pandas' missing-value words (``NA``, ``null``...) as missing; an id cell
+    is missing only when empty, and the message says so."""
     with pytest.raises(DataError) as exc:
         read_ratings(write(tmp_path, "r.csv", text))
-    msg = one_line(exc)
-    assert where in msg
-    assert "empty or NaN cell" in msg
+    assert where in one_line(exc)
+
+
+def test_the_missing_value_words_are_pandas_defaults() -> None:
+    """The reader's copy of pandas' private default list (kept for the numeric columns)."""
+    from pandas._libs.parsers import STR_NA_VALUES
+
+    from recforge.data.io import _NA_WORDS
+
+    assert set(_NA_WORDS) == STR_NA_VALUES
+
+
+#: Ids a person may have, each one of pandas' default missing-value words.
+NA_IDS = ["NA", "null", "None", "NaN", "N/A", "nan", "NULL", "#N/A", "-nan", "<NA>", "n/a", "#NA"]
+
+
+@pytest.mark.parametrize("sep", [",", "\t", ";", "::", " | "])
+def test_ids_spelled_like_missing_values_are_those_ids(tmp_path: Path, sep: str) -> None:
+    """``NA``, ``null``, ``None``... in an id column are ids, as written, in every format."""
+    rows = [f"{w}{sep}{NA_IDS[-1 - k]}{sep}{1 + k % 5}" for k, w in enumerate(NA_IDS)]
+    rows.append(f"bob{sep}NA{sep}3")
+    text = "\n".join(rows) + "\n"
+    if sep != "::":  # .dat files have no header
+        text = f"user{sep}item{sep}rating\n" + text
+    df = read_ratings(write(tmp_path, "r.dat" if sep == "::" else "r.csv", text), sep=sep)
+    assert df["user_id"].tolist() == [*NA_IDS, "bob"]
+    assert df["item_id"].tolist() == [*NA_IDS[::-1], "NA"]
+    assert df["rating"].notna().all()
+
+
+def test_titles_and_event_kinds_spelled_like_missing_values_are_text(tmp_path: Path) -> None:
+    """Titles and event kinds are text too: ``None`` is a title, ``null`` a kind; an empty
+    title cell is still an item without a title."""
+    path = write(
+        tmp_path,
+        "r.csv",
+        "user,item,title,kind\na,1,None,null\nb,2,,view\nc,1,None,view\n",
+    )
+    df = read_ratings(path, columns={"event": "kind"}, event_weights={"null": 2, "view": 1})
+    assert df["title"].astype(object).where(df["title"].notna(), None).tolist() == [
+        "None",
+        None,
+        "None",
+    ]
+    assert sorted(df["rating"].tolist()) == [1.0, 1.0, 2.0]
 
 
 def test_rating_outside_declared_scale(tmp_path: Path) -> None:
@@ -921,7 +971,7 @@ def test_event_errors_are_one_line_naming_the_file_column_and_fix(tmp_path: Path
         with pytest.raises(ConfigError, match="event_weights"):
             read_ratings(path, event_weights=bad)
     blank = write(tmp_path, "blank.csv", "user,item,kind\n1,10,view\n1,11,\n")
-    with pytest.raises(DataError, match=r"line 3, column 'kind' \(event\): empty or NaN cell"):
+    with pytest.raises(DataError, match=r"line 3, column 'kind' \(event\): empty cell"):
         read_ratings(blank, columns={"event": "kind"})
 
 

@@ -26,11 +26,13 @@ How it works, and why:
   match the ids a user types.
 * **Ids.** Ids are ``int64`` when every value is integral, else strings (so ``"007"`` and ``7``
   are the same id only in files where all ids are numbers; pass string ids through Parquet to keep
-  them exact). Numeric ids that cannot be kept exactly are refused rather than silently changed:
-  negative ids, ids beyond ``int64`` (they would wrap or round), and ids in scientific notation
-  (``1.23457E+11`` is how spreadsheets print a rounded 12-digit id). String ids longer than
-  1,000 characters, ids holding a byte-order mark (two files concatenated) and a data row that
-  repeats the header are refused too.
+  them exact). An id written like one of pandas' missing-value words (``NA``, ``null``,
+  ``None``) is that id: only an empty cell is missing in an id, title or event column. Numeric
+  ids that cannot be kept exactly are refused rather than silently changed: negative ids, ids
+  beyond ``int64`` (they would wrap or round), and ids in scientific notation (``1.23457E+11``
+  is how spreadsheets print a rounded 12-digit id). String ids longer than 1,000 characters,
+  ids holding a byte-order mark (two files concatenated) and a data row that repeats the header
+  are refused too.
 * **What is accepted.** CRLF and CR line endings, a UTF-8/UTF-16 BOM at the start, a trailing
   separator on *every* line (an empty extra column), ISO dates as timestamps, and ratings in
   scientific notation (``4e0`` is exactly 4; only ids are refused in that form) load normally.
@@ -1327,7 +1329,8 @@ def _parse(
     Every field is parsed (no ``usecols``) so that a line with more fields than the first one is
     an error rather than silently cut: extra fields mean a separator inside a value.
     """
-    reader = _CsvReader(src, skiprows, enc, _csv_options(sep, n_fields, enc))
+    text = [pos for canon, pos in positions.items() if canon in _TEXT_COLUMNS]
+    reader = _CsvReader(src, skiprows, enc, _csv_options(sep, n_fields, enc, text))
     df = _read_or_explain(reader, label, sep, compression)
     if df is None:  # nothing after the header/skipped lines
         return {c: pd.Series([], dtype=float) for c in positions}
@@ -1340,11 +1343,38 @@ def _parse(
     return {canon: df[pos] for canon, pos in positions.items()}
 
 
-def _csv_options(sep: str, n_fields: int, enc: str) -> dict[str, Any]:
-    """``pandas.read_csv`` options for a file of ``n_fields`` fields split by ``sep``."""
+#: Canonical columns of text a user typed (ids, titles, event kinds): only an empty cell is
+#: missing there, so an id spelled like one of pandas' missing-value words (``NA``, ``null``,
+#: ``None``, ``n/a``...) stays that id. The other columns keep pandas' default words, so a
+#: rating or time of ``NA`` is still a missing cell, named with its line.
+_TEXT_COLUMNS = ("user_id", "item_id", "title", "event")
+
+
+#: pandas' default missing-value words (``pandas._libs.parsers.STR_NA_VALUES``, private and
+#: untyped, so copied; a test checks the copy against pandas).
+_NA_WORDS = (
+    *("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND"),
+    *("1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"),
+)
+
+
+def _na_values(names: list[int], text: Collection[int]) -> dict[int, list[str]]:
+    """Per parsed column, the cell texts read as missing: only ``""`` in the ``text`` fields,
+    pandas' defaults elsewhere (unmapped and ``::`` gap columns included, so blank rows and
+    gap checks still see NaN)."""
+    return {c: [""] if c in text else list(_NA_WORDS) for c in names}
+
+
+def _csv_options(sep: str, n_fields: int, enc: str, text: Collection[int] = ()) -> dict[str, Any]:
+    """``pandas.read_csv`` options for a file of ``n_fields`` fields split by ``sep``; ``text``
+    are the fields (0-based) of :data:`_TEXT_COLUMNS`, whose cells are kept as written."""
+    names = list(range(2 * n_fields - 1 if sep == "::" else n_fields))
+    parsed = {2 * f if sep == "::" else f for f in text}  # field k of "a::b" is field 2k on ":"
     kwargs: dict[str, Any] = {
         "header": None,
-        "names": list(range(2 * n_fields - 1 if sep == "::" else n_fields)),
+        "names": names,
+        "keep_default_na": False,
+        "na_values": _na_values(names, parsed),
         "index_col": False,
         "skip_blank_lines": False,
         "engine": "c",
@@ -1568,14 +1598,18 @@ def _more(n: int) -> str:
 
 
 def _check_missing(raw: _Raw, canon: str, col: pd.Series) -> None:
+    """Refuse missing cells of a column that needs a value in every row."""
     mask = col.isna().to_numpy()
     if col.dtype.kind in "OUT" or isinstance(col.dtype, pd.StringDtype):
         mask = mask | (col.astype(str).str.strip() == "").to_numpy()
     if mask.any():
         pos, n = _first(mask)
+        # A text file's text columns keep NA, null... as written (_na_values): only an empty
+        # cell is missing there; elsewhere pandas' words (or a Parquet/DataFrame null) are too.
+        empty = raw.first_line and canon in _TEXT_COLUMNS
         raise _bad_cells(
             raw.where(col.index[pos], canon),
-            f"empty or NaN cell{_more(n)}",
+            f"{'empty' if empty else 'empty or NaN'} cell{_more(n)}",
             "fill it in or drop the row",
         )
 
