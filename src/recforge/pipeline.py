@@ -85,10 +85,11 @@ def files_split(train: DataSource, test: DataSource) -> Any:
     Without a declared scale, the scale recorded in the ``split.json`` beside the files is used,
     else the (min, max) over both parts, so train and test are judged on the same scale; the
     title column it records gives the items' titles unless ``--items``, ``--title-col`` or
-    ``--item-title-col`` say otherwise, and the count column it records the events' weights unless
-    ``--count-col``/``--rating-col`` say otherwise. Event settings it records were applied
-    when the parts were written: the same ones given again are not applied twice, others are
-    refused (:func:`_settled_events`).
+    ``--item-title-col`` say otherwise (the original's title column given again is the parts'
+    ``title`` column, :func:`recforge.data.split_io.part_title_source`), and the count column
+    it records the events' weights unless ``--count-col``/``--rating-col`` say otherwise. Event
+    settings it records were applied when the parts were written: the same ones given again are
+    not applied twice, others are refused (:func:`_settled_events`).
     """
     from recforge.data import split as splits
     from recforge.data.split_io import read_split_meta

@@ -219,6 +219,50 @@ def test_split_files_keep_the_titles_for_training(
     assert items and all(i["title"] == MOVIES[i["item_id"]] for i in items), items
 
 
+def test_the_split_title_col_given_again_for_the_parts_reads_their_title_column(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The parts have a ``title`` column, not the original's ``Bezeichnung``: the same
+    ``--title-col Bezeichnung`` (or ``--item-title-col``) given again for them, as to the split,
+    reads it (``--data`` and ``--train/--test``; evaluate re-reads them too); another column
+    is one line naming the fix, as in a folder split before the column was recorded."""
+    data = _titled_csv(tmp_path, title_col="Bezeichnung")
+    split = tmp_path / "split"
+    _cli(
+        capsys, "data", "split", data, "--title-col", "Bezeichnung", "-p", "random:0.2", "-o", split
+    )
+    assert json.loads((split / "split.json").read_text())["source_title_col"] == "Bezeichnung"
+    train, test = split / "train.csv", split / "test.csv"
+    runs = {
+        "data": ["--data", train, "--split", "none", "--title-col", "Bezeichnung"],
+        "parts": ["--train", train, "--test", test, "--item-title-col", "Bezeichnung"],
+    }
+    for name, flags in runs.items():
+        run = tmp_path / name
+        _cli(capsys, "train", "-m", "popularity", *flags, "--out", run)
+        recs = json.loads(_cli(capsys, "recommend", run, "--user", "u0", "-k", "2", "--json"))
+        items = recs[0]["items"]
+        assert items and all(i["title"] == MOVIES[i["item_id"]] for i in items), (name, items)
+    _cli(capsys, "evaluate", tmp_path / "parts")
+    described = _cli(capsys, "data", "describe", train, "--title-col", "Bezeichnung")
+    assert "titles   column 'title'\n" in described
+    for flag in ("--title-col", "--item-title-col"):
+        code = main(["train", "-m", "popularity", "--data", str(train), flag, "Name"])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+        assert (
+            f"{train.resolve()}: split.json says this part's 'title' column holds the titles "
+            f"read from column 'Bezeichnung', not from 'Name'; drop {flag} (the part's titles "
+            f"are read anyway), or split the original file again with {flag} Name" in err
+        )
+    sidecar = split / "split.json"  # as a folder split before the column was recorded
+    sidecar.write_text(sidecar.read_text().replace('"source_title_col"', '"unknown"'))
+    code = main(["data", "describe", str(train), "--title-col", "Bezeichnung"])
+    err = capsys.readouterr().err
+    assert code == 2 and "records no column of the original they came from; drop" in err, err
+    _cli(capsys, "data", "describe", train)  # without the flag the parts' titles are read
+
+
 def test_a_missing_title_column_is_one_line_naming_the_columns(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -729,6 +729,39 @@ def test_split_parts_keep_titles_that_look_like_codes(tmp_path: Path) -> None:
     assert train.item_meta["title"].to_dict() == {s: models[s] for s in train.items.ids}
 
 
+def test_split_parts_given_the_original_title_column_read_their_own(tmp_path: Path) -> None:
+    """``write_split(title_from=...)`` records the original's title column; a part read with
+    it (``title_col``, or ``item_title_col`` without an item file) reads its ``title``
+    column, alone or beside an item file. A file that is no part is read as it is."""
+    import shutil
+
+    from recforge.data.split_io import write_split
+    from recforge.pipeline import files_split, resolve_split
+
+    models = {"a1": "Lamp", "b2": "Mug", "c3": "Vase", "d4": "Rug"}
+    rows = [f"u{u},{sku},{models[sku]}" for u in range(6) for sku in list(models)[u % 2 :][:3]]
+    ratings = write(tmp_path, "r.csv", "customer,sku,model\n" + "\n".join(rows) + "\n")
+    data = DataSource.of(ratings, title_col="model").load()
+    write_split(resolve_split(data, "random:0.3"), tmp_path / "split", title_from="model")
+    items = write(tmp_path, "i.csv", "sku,name\na1,Desk lamp\n")
+    for given in ({"title_col": "model"}, {"item_title_col": "model"}):
+        parts = [DataSource.of(tmp_path / "split" / f"{p}.csv", **given) for p in ("train", "test")]
+        train = files_split(*parts).train
+        assert train.item_meta is not None
+        assert train.item_meta["title"].to_dict() == {s: models[s] for s in train.items.ids}
+        assert read_ratings(parts[1])["title"].notna().all()
+    part = DataSource.of(tmp_path / "split" / "train.csv", title_col="model", items=str(items))
+    meta = part.replace(item_title_col="name").load().item_meta
+    assert meta is not None and meta["title"].to_dict() == {
+        s: "Desk lamp" if s == "a1" else models[s] for s in meta.index
+    }
+    shutil.copy(tmp_path / "split" / "train.csv", tmp_path / "split" / "mine.csv")
+    with pytest.raises(DataError, match="missing column 'model' for title"):
+        DataSource.of(tmp_path / "split" / "mine.csv", title_col="model").load()
+    with pytest.raises(ConfigError, match="holds the titles read from column 'model', not from 2"):
+        DataSource.of(tmp_path / "split" / "train.csv", title_col=2).load()
+
+
 def test_an_item_file_for_split_parts_overrides_their_recorded_title_column(
     tmp_path: Path,
 ) -> None:

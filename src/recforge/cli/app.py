@@ -109,15 +109,20 @@ def data_split(
     weight (a `count` column, named in split.json, which also records --event-weights/--events).
     """
     from recforge.cli._output import console, emit_json
+    from recforge.data.sources import load_with_info
     from recforge.data.split_io import write_split
     from recforge.errors import ConfigError
-    from recforge.pipeline import AllDataSplit, resolve_data, resolve_split
+    from recforge.pipeline import AllDataSplit, resolve_split
 
-    inter, read = resolve_data(data_flags.source(source))
+    read = data_flags.source(source)
+    inter, info = load_with_info(read)
     split = resolve_split(inter, protocol)
     if isinstance(split, AllDataSplit):
         raise ConfigError("--protocol none writes no split; pick e.g. random:0.2")
-    written = write_split(split, out, events=read.event_settings() if read else None)
+    # The title column as given (else as found by its name), so that flag given again for the
+    # parts reads their 'title' column (split_io.part_title_source).
+    title_from = (read.columns() or {}).get("title", info.get("titles_column"))
+    written = write_split(split, out, events=read.event_settings(), title_from=title_from)
     summary = {
         "protocol": split.protocol.describe(),
         "files": {k: str(v) for k, v in written.items()},

@@ -21,18 +21,27 @@ without one), and ``split.json`` says so (``"title_col": "title"``; folders writ
 (``--train``/``--test``) takes that column as the titles even where its name alone would not
 be trusted (titles that all look like codes). Each item has one title there, so the
 most-frequent rule has nothing to decide. Other item metadata (categories) does not travel.
+``split.json`` also records the title column the original was read with (``"source_title_col"``,
+as given to ``--title-col``, else as found by its name), so the same flag given again for the
+parts reads their ``title`` column (:func:`part_title_source`) rather than failing on a column
+the parts do not have.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from recforge._atomic import atomic_path
+from recforge.errors import ConfigError
+
+if TYPE_CHECKING:
+    from recforge.data.datasource import DataSource
 
 #: The sidecar file :func:`write_split` writes and :func:`read_split_meta` reads.
 SPLIT_META = "split.json"
@@ -41,6 +50,8 @@ SPLIT_META = "split.json"
 TITLE_COLUMN = "title"
 #: The parts' column of implicit event weights (recorded in ``split.json`` as ``count_col``).
 COUNT_COLUMN = "count"
+#: The files :func:`write_split` writes beside its ``split.json`` (which says nothing of others).
+PART_FILES = ("train.csv", "valid.csv", "test.csv")
 
 
 def _weighted(split: Any) -> bool:
@@ -59,11 +70,16 @@ def _titles(item_meta: pd.DataFrame | None) -> pd.Series | None:
 
 
 def write_split(
-    split: Any, out: str | Path, *, events: dict[str, Any] | None = None
+    split: Any,
+    out: str | Path,
+    *,
+    events: dict[str, Any] | None = None,
+    title_from: str | int | None = None,
 ) -> dict[str, Path]:
     """Write ``train.csv``, ``test.csv`` (and ``valid.csv``) with raw ids into ``out``, each
     row with its item's title when the data's item table has titles; ``events`` (the source's
-    :meth:`~recforge.data.datasource.DataSource.event_settings`) goes into ``split.json``.
+    :meth:`~recforge.data.datasource.DataSource.event_settings`) and ``title_from`` (the
+    ratings file's title column it was read with, ``--title-col``) go into ``split.json``.
 
     Each file is written to a temporary name and renamed, so an interrupted run never leaves a
     half-written part.
@@ -97,6 +113,7 @@ def write_split(
         "protocol": split.protocol.describe(),
         "source": split.train.source,
         "title_col": TITLE_COLUMN if titles is not None else None,
+        "source_title_col": title_from if titles is not None else None,
         "count_col": COUNT_COLUMN if counts else None,
         "events": events,
     }
@@ -115,3 +132,40 @@ def read_split_meta(part: str | Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return meta if isinstance(meta, dict) else None
+
+
+def part_title_source(source: DataSource) -> DataSource:
+    """``source`` reading its titles from the part's ``title`` column when it is a part
+    :func:`write_split` wrote and its ratings-file title column (``--title-col X``, or
+    ``--item-title-col X`` alone) is the one ``split.json`` records the original was read
+    with: the flags given to ``data split``, given again for its parts, are not a column the
+    parts lack. Any other source comes back as it is.
+
+    Raises:
+        ConfigError: the part's titles came from another column than the one given, or
+            ``split.json`` records none (an item file's titles, or a folder split before it
+            recorded the column).
+    """
+    given = (source.columns() or {}).get("title")
+    if given is None or given == TITLE_COLUMN or Path(source.path).name not in PART_FILES:
+        return source
+    meta = read_split_meta(source.path)
+    # "item_title_col": how folders split before --title-col record the parts' column.
+    if meta is None or TITLE_COLUMN not in (meta.get("title_col"), meta.get("item_title_col")):
+        return source  # no titles in the parts: the reader names the missing column itself
+    recorded = meta.get("source_title_col")
+    if given != recorded:
+        flag = "--title-col" if source.title_col is not None else "--item-title-col"
+        was = (
+            f"the titles read from column {recorded!r}, not from {given!r}"
+            if recorded is not None
+            else "the titles, and records no column of the original they came from"
+        )
+        raise ConfigError(
+            f"{source.path}: split.json says this part's {TITLE_COLUMN!r} column holds {was}; "
+            f"drop {flag} (the part's titles are read anyway), or split the original file again "
+            f"with {flag} {shlex.quote(str(given))}"
+        )
+    # --item-title-col alone is the same column; kept beside title_col it would be refused.
+    item_title_col = source.item_title_col if source.items is not None else None
+    return source.replace(title_col=TITLE_COLUMN, item_title_col=item_title_col)
