@@ -9,7 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recforge.bench.paired import bootstrap_means, paired_comparison
+from recforge.bench.paired import (
+    bootstrap_means,
+    paired_comparison,
+    read_per_user,
+    seed_mean_row,
+)
 from recforge.bench.runner import PER_USER_FILE, run_benchmark, write_per_user
 from recforge.cli import main
 from recforge.data.synthetic import make_interactions
@@ -179,3 +184,51 @@ def test_compare_rows_without_per_user_file(
     code, _, err = run_cli(capsys, "compare-rows", str(tmp_path), "--a", "x", "--b", "y")
     assert code == 2 and err.count("\n") == 1
     assert "keeps no per-user values (older recforge versions did not write them)" in err
+
+
+def test_seed_rows_are_averaged_per_user_before_pairing() -> None:
+    # Seeds s0, s1 of config A; user u2 lacks s1's value and leaves the comparison.
+    frame = _frame({"s0": np.array([0.2, 0.4, 0.6]), "s1": np.array([0.4, 0.0, 0.6])})
+    frame = frame[~((frame["row"] == "s1") & (frame["user_id"] == "u2"))]
+    frame = pd.concat([frame, _frame({"b": np.array([0.1, 0.1, 0.1])})], ignore_index=True)
+    with_mean, label = seed_mean_row(frame, ["s0", "s1"])
+    assert label == "mean(s0, s1)"
+    mean = with_mean[with_mean["row"] == label].set_index("user_id")["ndcg@10"]
+    assert mean.to_dict() == pytest.approx({"u0": 0.3, "u1": 0.2})
+    res = paired_comparison(frame, ["s0", "s1"], "b", "ndcg@10", n_boot=200)
+    pooled = res["results"][0]["pooled"]
+    assert res["a"] == label and pooled["n_users"] == 2
+    assert pooled["difference"] == pytest.approx(0.25 - 0.1)
+    # One row listed: the row itself, under its own label.
+    assert paired_comparison(frame, ["s0"], "b", "ndcg@10", n_boot=50)["a"] == "s0"
+
+
+def test_folders_are_read_as_one_set(tmp_path: Path) -> None:
+    ref = _frame({"ease": np.array([0.5, 0.25])})
+    for name, seed_vals in (("one", [0.0, 1.0]), ("two", [1.0, 1.0])):
+        (tmp_path / name).mkdir()
+        part = pd.concat([ref, _frame({f"m-{name}": np.array(seed_vals)})], ignore_index=True)
+        part.to_parquet(tmp_path / name / PER_USER_FILE)
+    both = read_per_user([tmp_path / "one", tmp_path / "two"], PER_USER_FILE)
+    # The reference row run in both folders is kept once.
+    assert sorted(both["row"].astype(str).unique()) == ["ease", "m-one", "m-two"]
+    assert (both["row"] == "ease").sum() == 2
+    res = paired_comparison(both, ["m-one", "m-two"], "ease", "ndcg@10", n_boot=50)
+    assert res["results"][0]["pooled"]["difference"] == pytest.approx(0.75 - 0.375)
+    # The same label with other values in another folder is refused, not silently merged.
+    (tmp_path / "three").mkdir()
+    _frame({"ease": np.array([0.0, 0.0])}).to_parquet(tmp_path / "three" / PER_USER_FILE)
+    with pytest.raises(ConfigError, match="row 'ease' appears in several folders"):
+        read_per_user([tmp_path / "one", tmp_path / "three"], PER_USER_FILE)
+
+
+def test_compare_rows_takes_folders_and_seed_rows(
+    capsys: pytest.CaptureFixture[str], bench_dir: Path
+) -> None:
+    code, out, err = run_cli(
+        capsys, "compare-rows", str(bench_dir), str(bench_dir), "--a", "ease", "--a", "popularity",
+        "--b", "popularity", "--boot", "200", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["a"] == "mean(ease, popularity)" and res["dir"] == [str(bench_dir)] * 2

@@ -8,6 +8,8 @@ such as ``loo-latest`` (one test event per user) judgeable at all.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,16 +35,70 @@ def row_labels(per_user: pd.DataFrame) -> list[str]:
     return [str(r) for r in pd.unique(per_user["row"].astype(str))]
 
 
+def read_per_user(directories: Sequence[Path], file_name: str) -> pd.DataFrame:
+    """The ``file_name`` (``per_user.parquet``) frames of several benchmark folders, as one.
+
+    A row present in two folders with the same values for the same users (a deterministic
+    reference such as EASE run beside each batch of seeds) is kept once; the same row with
+    different values is a ConfigError (two different models under one label).
+    """
+    frames = []
+    for directory in directories:
+        path = Path(directory) / file_name
+        if not path.is_file():
+            raise ConfigError(
+                f"{path} not found: this benchmark folder keeps no per-user values (older "
+                "recforge versions did not write them); rerun recforge benchmark into it"
+            )
+        frames.append(pd.read_parquet(path))
+    per_user = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    keys = list(_KEYS)
+    once = per_user.drop_duplicates()
+    clash = once.duplicated(subset=keys, keep=False)
+    if clash.any():
+        row = once.loc[clash, "row"].iloc[0]
+        raise ConfigError(
+            f"row {row!r} appears in several folders with different per-user values; "
+            "give the folders one row each under that label (rename a config), or compare "
+            "them one folder at a time"
+        )
+    return once.reset_index(drop=True)
+
+
+def seed_mean_row(per_user: pd.DataFrame, rows: Sequence[str]) -> tuple[pd.DataFrame, str]:
+    """``per_user`` with one more row: each user's mean over ``rows`` (a config's seeds).
+
+    Only users every one of ``rows`` scored are kept (per dataset, protocol and fold), so the
+    mean is over the same seeds for everyone. One row: returned unchanged with its own label.
+    Comparing the seed mean user by user takes the seeds' noise down with the users' before
+    the bootstrap, which then resamples users only (:func:`paired_comparison`).
+    """
+    if len(rows) == 1:
+        return per_user, rows[0]
+    label = "mean(" + ", ".join(rows) + ")"
+    part = per_user[per_user["row"].astype(str).isin(rows)]
+    groups = ["dataset", "protocol", "fold", "user_id"]
+    metrics = metric_columns(per_user)
+    grouped = part.groupby(groups, sort=False, observed=True)
+    mean = grouped[metrics].mean()
+    mean = mean[grouped.size() == len(set(rows))].reset_index()
+    mean["row"] = label
+    return pd.concat([per_user, mean[per_user.columns]], ignore_index=True), label
+
+
 def paired_comparison(
     per_user: pd.DataFrame,
-    a: str,
-    b: str,
+    a: str | Sequence[str],
+    b: str | Sequence[str],
     metric: str,
     *,
     n_boot: int = 10_000,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Compare rows ``a`` and ``b`` on ``metric`` user by user, with a paired bootstrap.
+
+    ``a`` (or ``b``) may list several rows, the seeds of one config: each user's value is then
+    their mean over those rows (:func:`seed_mean_row`), labelled ``mean(row, row, ...)``.
 
     Per (dataset, protocol, fold), A's and B's users are inner-joined on ``user_id`` and users
     where either value is NaN are dropped, leaving ``n`` paired differences
@@ -83,7 +139,13 @@ def paired_comparison(
     Raises:
         ConfigError: unknown row or metric (listing the valid ones), no common users at all.
     """
-    _check(per_user, a, b, metric)
+    a_rows, b_rows = (
+        ([a] if isinstance(a, str) else list(a)),
+        ([b] if isinstance(b, str) else list(b)),
+    )
+    _check(per_user, [*a_rows, *b_rows], metric)
+    per_user, a = seed_mean_row(per_user, a_rows)
+    per_user, b = seed_mean_row(per_user, b_rows)
     if n_boot < 1:
         raise ConfigError(f"n_boot must be at least 1, got {n_boot}")
     results = []
@@ -106,10 +168,10 @@ def paired_comparison(
     }
 
 
-def _check(per_user: pd.DataFrame, a: str, b: str, metric: str) -> None:
+def _check(per_user: pd.DataFrame, labels: Sequence[str], metric: str) -> None:
     """ConfigError naming the valid choices for an unknown row or metric."""
     rows = row_labels(per_user)
-    for label in (a, b):
+    for label in labels:
         if label not in rows:
             raise ConfigError(f"unknown row {label!r}; rows: {', '.join(rows)}")
     metrics = metric_columns(per_user)

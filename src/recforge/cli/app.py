@@ -502,11 +502,22 @@ def benchmark_cmd(
 
 @app.command("compare-rows")
 def compare_rows_cmd(
-    directory: Annotated[
-        Path, typer.Argument(help="A `recforge benchmark` output folder (with per_user.parquet).")
+    directories: Annotated[
+        list[Path],
+        typer.Argument(
+            help="`recforge benchmark` output folders (with per_user.parquet); rows of several "
+            "folders are compared as one set."
+        ),
     ],
-    a: Annotated[str, typer.Option("--a", help="Row label of model A (as in benchmark.md).")],
-    b: Annotated[str, typer.Option("--b", help="Row label of model B.")],
+    a: Annotated[
+        list[str],
+        typer.Option(
+            "--a",
+            help="Row label of model A (as in benchmark.md); repeat it for a config's seeds: "
+            "each user's mean over them.",
+        ),
+    ],
+    b: Annotated[list[str], typer.Option("--b", help="Row label of model B (repeatable too).")],
     metric: Annotated[
         str | None,
         typer.Option("--metric", help="Metric column (default ndcg@10, else the file's first)."),
@@ -520,7 +531,7 @@ def compare_rows_cmd(
     from recforge.cli.benchmark import compare_rows_command
 
     compare_rows_command(
-        directory, a=a, b=b, metric=metric, n_boot=boot, seed=seed, json_out=json_out
+        directories, a=a, b=b, metric=metric, n_boot=boot, seed=seed, json_out=json_out
     )
 
 

@@ -258,36 +258,29 @@ def speed_command(
 
 
 def compare_rows_command(
-    directory: Path,
+    directories: list[Path],
     *,
-    a: str,
-    b: str,
+    a: list[str],
+    b: list[str],
     metric: str | None,
     n_boot: int,
     seed: int,
     json_out: bool,
 ) -> None:
-    """``recforge compare-rows DIR --a ROW --b ROW``: paired bootstrap of two benchmark rows."""
-    import pandas as pd
-
-    from recforge.bench.paired import metric_columns, paired_comparison
+    """``recforge compare-rows DIR... --a ROW --b ROW``: paired bootstrap of two benchmark rows
+    (each ``--a``/``--b`` given more than once: the per-user mean over those rows, a config's
+    seeds)."""
+    from recforge.bench.paired import metric_columns, paired_comparison, read_per_user
     from recforge.bench.runner import PER_USER_FILE
     from recforge.cli._output import emit_json
-    from recforge.errors import ConfigError
 
-    path = directory / PER_USER_FILE
-    if not path.is_file():
-        raise ConfigError(
-            f"{path} not found: this benchmark folder keeps no per-user values (older recforge "
-            "versions did not write them); rerun recforge benchmark into it"
-        )
-    per_user = pd.read_parquet(path)
+    per_user = read_per_user(directories, PER_USER_FILE)
     if metric is None:  # the ranking headline where there is one, else the file's first metric
         metrics = metric_columns(per_user)
         metric = "ndcg@10" if "ndcg@10" in metrics or not metrics else metrics[0]
     result = paired_comparison(per_user, a, b, metric, n_boot=n_boot, seed=seed)
     if json_out:
-        emit_json(result | {"dir": str(directory)})
+        emit_json(result | {"dir": [str(d) for d in directories]})
         return
     render_comparison(result)
 
