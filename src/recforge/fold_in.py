@@ -82,18 +82,12 @@ def read_history(model: Recommender, ratings: Mapping[str, float]) -> NewUserHis
     from recforge.explain import liked_only
 
     kind = model.items_.ids.dtype.kind
-    coerced: dict[Any, float] = {}
-    text_of: dict[Any, str] = {}
-    unknown: list[str] = []
-    for key, value in ratings.items():
-        raw = coerce_id(key, kind)
-        if raw is None:
-            unknown.append(key)
-        else:
-            coerced[raw], text_of[raw] = value, key
+    raws = [coerce_id(key, kind) for key in ratings]
+    coerced = {raw: v for raw, v in zip(raws, ratings.values(), strict=True) if raw is not None}
     rated = model.items_.index(list(coerced), missing="negative").tolist()
     known = {r: v for r, v, i in zip(coerced, coerced.values(), rated, strict=True) if i >= 0}
-    unknown += [text_of[r] for r, i in zip(coerced, rated, strict=True) if i < 0]
+    # In the order given; None (not an id of the vocabulary's type) is never a known key.
+    unknown = [key for key, raw in zip(ratings, raws, strict=True) if raw not in known]
     if not known:
         raise DataError(NO_KNOWN_ITEMS)
     liked = liked_only(model, known)
