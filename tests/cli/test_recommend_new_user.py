@@ -118,6 +118,20 @@ def test_unknown_ids_are_ignored_with_a_note(
     assert json.loads(out)[0]["ignored"] == ["999", "x"]
 
 
+def test_no_liked_rating_gives_the_popular_items_as_the_service_does(
+    capsys: pytest.CaptureFixture[str], run_dir: Path, model: Recommender
+) -> None:
+    import numpy as np
+
+    code, out, err = _cli(capsys, "recommend", str(run_dir), "-r", "3=1", "-r", "7=2", "--json")
+    counts = np.asarray(model.seen_.sum(axis=0)).ravel()
+    rated = model.items_.index([3, 7]).tolist()
+    order = [i for i in np.argsort(-counts, kind="stable").tolist() if i not in rated]
+    assert code == 0 and "no given rating is a like" in err
+    assert json.loads(out)[0]["source"] == "popular"
+    assert _json_ids(out) == model.items_.lookup(np.asarray(order[:10])).tolist()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -142,6 +142,7 @@ def recommend_new_user(
     n = len(history.known)
     noun = ("item" if as_items else "rating") + "s" * (n != 1)
     con = console()
-    render_reclist(con, f"Top {k} for a new user ({n} {noun})", rec, model.item_meta_)
+    label = "score" if source == "fold_in" else "count"  # popular: training interactions
+    render_reclist(con, f"Top {k} for a new user ({n} {noun})", rec, model.item_meta_, label)
     if why:
         render_because(con, rec, why)
