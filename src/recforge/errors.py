@@ -21,6 +21,10 @@ class ConfigError(RecError, ValueError):
     """A configuration value or combination is invalid; raised before any work starts."""
 
 
+class NoFoldInError(ConfigError):
+    """The model cannot fold in a new user (no per-user parameters to fit from a history)."""
+
+
 class NotFittedError(RecError, ValueError, AttributeError):
     """A model method that needs learned state was called before ``fit``."""
 

@@ -310,32 +310,59 @@ def evaluate_cmd(
 @app.command("recommend")
 def recommend(
     run: Annotated[Path, typer.Argument(help="Run directory.")],
-    user: Annotated[list[str], typer.Option("--user", "-u", help="Raw user id (repeatable).")],
+    user: Annotated[
+        list[str] | None, typer.Option("--user", "-u", help="Raw user id (repeatable).")
+    ] = None,
+    item: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--item",
+            "-i",
+            help="A new user's item, oldest first (repeatable; sequential models read the order).",
+        ),
+    ] = None,
+    rating: Annotated[
+        list[str] | None,
+        typer.Option("--rating", "-r", help="A new user's rating ID=VALUE (repeatable)."),
+    ] = None,
     k: Annotated[int, typer.Option("-k", "--k", min=1, max=100000, help="How many items.")] = 10,
     include_seen: Annotated[
-        bool, typer.Option(help="Also recommend items the user already rated.")
+        bool, typer.Option(help="Also recommend items the user already rated (or gave).")
     ] = False,
     explain: Annotated[
         bool, typer.Option("--explain", help="Say which rated items led to each item.")
     ] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Top-k recommendations for existing users, with titles and categories when known."""
+    """Top-k recommendations for existing users (--user), or for a new user from their items
+    (--item, repeated) or ratings (--rating ID=VALUE, repeated) without retraining, with titles
+    and categories when known."""
+    from recforge.cli import newuser
+
+    newuser.check_one_form(user, item, rating)
+    if not user:
+        # Ratings are checked before the run loads (a typo should not wait for torch).
+        ratings = None if item else newuser.parse_ratings(rating or [])
+        newuser.recommend_new_user(run, item, ratings, k, include_seen, explain, json_out)
+        return
+    _recommend_known(run, user, k, include_seen, explain, json_out)
+
+
+def _recommend_known(
+    run: Path, user: list[str], k: int, include_seen: bool, explain: bool, json_out: bool
+) -> None:
+    """``recommend --user``: the top ``k`` of each known user."""
     from recforge.artifacts import load_run
     from recforge.cli._output import console, emit_json
     from recforge.cli.explain import render_because
-    from recforge.cli.render import coerce_ids, render_reclist
+    from recforge.cli.render import coerce_ids, reclist_json, render_reclist
 
     model = load_run(run).model
     ids = coerce_ids(user, model.users_.ids)
     recs = model.recommend(ids, k, exclude_seen=not include_seen)
     why = [model.explain_batch(r.user_id, list(r.item_ids)) if explain else [] for r in recs]
     if json_out:
-        out = [_reclist_json(r, model) for r in recs]
-        for entry, exps in zip(out, why, strict=True):
-            for item, exp in zip(entry["items"], exps, strict=False):
-                item["explanation"] = exp.to_dict()
-        emit_json(out)
+        emit_json([reclist_json(r, model, explanations=e) for r, e in zip(recs, why, strict=True)])
         return
     con = console()
     for rec, exps in zip(recs, why, strict=True):
@@ -368,32 +395,18 @@ def similar(
     """Items most similar to one item (cosine over the model's item vectors)."""
     from recforge.artifacts import load_run
     from recforge.cli._output import console, emit_json
-    from recforge.cli.render import coerce_ids, render_reclist
+    from recforge.cli.render import coerce_ids, reclist_json, render_reclist
 
     model = load_run(run).model
     item_id = coerce_ids([item], model.items_.ids)[0]
     rec = model.similar_items(item_id, k)
     if json_out:
-        emit_json(_reclist_json(rec, model, key="item_id"))
+        emit_json(reclist_json(rec, model, key="item_id"))
         return
     from recforge.data.domain import nouns_for
 
     heading = f"{nouns_for(model.item_meta_).items.capitalize()} similar to {item_id}"
     render_reclist(console(), heading, rec, model.item_meta_, score_label="cosine")
-
-
-def _reclist_json(rec: Any, model: Any, key: str = "user_id") -> dict[str, Any]:
-    """JSON of one RecList: the queried id under ``key`` (``user_id`` for recommend,
-    ``item_id`` for similar, whose RecList holds the item in ``user_id``) and the ranked items."""
-    from recforge.cli.render import item_info
-
-    return {
-        key: rec.user_id,
-        "items": [
-            {"item_id": iid, "score": float(s), **item_info(model.item_meta_, iid)}
-            for iid, s in zip(rec.item_ids.tolist(), rec.scores.tolist(), strict=True)
-        ],
-    }
 
 
 # ---------------------------------------------------------------------------- report

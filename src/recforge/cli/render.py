@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -40,6 +41,21 @@ def item_info(meta: pd.DataFrame | None, item_id: Any) -> dict[str, Any]:
     if "genres" in row.index and row["genres"] is not None:
         info["genres"] = [str(g) for g in row["genres"]]
     return info
+
+
+def reclist_json(
+    rec: Any, model: Any, key: str = "user_id", explanations: Sequence[Any] = ()
+) -> dict[str, Any]:
+    """JSON of one RecList: the queried id under ``key`` (``user_id`` for recommend,
+    ``item_id`` for similar, whose RecList holds the item in ``user_id``) and the ranked items,
+    each with its :class:`~recforge.explain.Explanation` when ``explanations`` are given."""
+    items = [
+        {"item_id": iid, "score": float(s), **item_info(model.item_meta_, iid)}
+        for iid, s in zip(rec.item_ids.tolist(), rec.scores.tolist(), strict=True)
+    ]
+    for item, exp in zip(items, explanations, strict=False):
+        item["explanation"] = exp.to_dict()
+    return {key: rec.user_id, "items": items}
 
 
 def render_reclist(

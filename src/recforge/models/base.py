@@ -23,7 +23,7 @@ import scipy.sparse as sp
 from recforge.config import ModelConfig, config_from_mapping
 from recforge.data.interactions import Interactions
 from recforge.data.vocab import IdVocab
-from recforge.errors import ConfigError, DataError, NotFittedError
+from recforge.errors import ConfigError, DataError, NoFoldInError, NotFittedError
 from recforge.threads import blas_capped
 
 if TYPE_CHECKING:
@@ -617,7 +617,8 @@ class Recommender(ABC):
 
         Families override this (least squares for MF, encoding for autoencoders, ...).
         """
-        raise ConfigError(f"model {self.name} does not support recommendations for new users")
+        # A subclass of ConfigError, so callers can tell "no fold-in" from a bad argument.
+        raise NoFoldInError(f"model {self.name} does not support recommendations for new users")
 
     def fold_in_scores_batch(self, rows: sp.csr_matrix) -> FloatArray:
         """Fold-in scores for several new users at once: one CSR row (over item indices) each.

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +28,8 @@ import numpy as np
 import numpy.typing as npt
 
 from recforge.errors import ConfigError, RecError, UnknownIdError
+from recforge.fold_in import coerce_id as _coerce
+from recforge.fold_in import items_as_ratings, popular_top, popularity, rank_liked, read_history
 from recforge.index import ItemIndex
 from recforge.serve.catalog import Catalog
 from recforge.serve.schemas import Because, Item, ScoredItem
@@ -166,27 +167,6 @@ def retrieval_vectors(model: Any) -> tuple[np.ndarray, np.ndarray, Transform] | 
     return users, items, transform
 
 
-_CANONICAL_INT = re.compile(r"-?(0|[1-9][0-9]{0,18})")
-
-
-def _coerce(raw: str, kind: str) -> Any:
-    """A URL/JSON id string in the vocabulary's type; None when it cannot be one of its ids.
-
-    Integer ids must be written the way ``str(id)`` writes them: ``int()`` alone would also take
-    ``"1_0"``, ``" 10"`` or Arabic-Indic digits and answer for user 10 under another name. At
-    most 19 digits, so the value fits the vocabulary's int64.
-    """
-    if kind in "iu":
-        return int(raw) if _CANONICAL_INT.fullmatch(raw) else None
-    if kind == "f":
-        try:
-            value = float(raw)
-        except ValueError:
-            return None
-        return value if np.isfinite(value) else None
-    return raw
-
-
 class LiveBackend:
     """A loaded run: recommendations, fold-in, similar items, history and popularity.
 
@@ -217,8 +197,7 @@ class LiveBackend:
         self._item_text = np.asarray([str(i) for i in model.items_.ids.tolist()], dtype=object)
         seen = model.seen_.tocsr()
         self._seen_indptr, self._seen_indices = seen.indptr, seen.indices
-        pop = np.asarray(seen.sum(axis=0), dtype=np.float64).ravel()
-        self._popular = np.argsort(-pop, kind="stable")
+        self._popular, pop = self._popular_counts = popularity(model)
         self._popularity = pop
         self.catalog = Catalog(
             model.item_meta_,
@@ -359,25 +338,11 @@ class LiveBackend:
         that the user wants similar items. They are still excluded from the answer; with no
         liked item left, the answer is the most popular items the user has not rated.
         """
-        from recforge.errors import DataError
-        from recforge.explain import liked_only
-
-        coerced = {}
-        for key, value in ratings.items():
-            raw = _coerce(key, self._item_kind)
-            if raw is not None:
-                coerced[raw] = value
-        rated = self.model.items_.index(list(coerced), missing="negative").tolist()
-        known = {r: v for r, v, i in zip(coerced, coerced.values(), rated, strict=True) if i >= 0}
-        if not known:
-            raise DataError("none of the rated items is known to the model")
-        liked = liked_only(self.model, known)
-        disliked = [r for r in known if r not in liked]
+        history = read_history(self.model, ratings)
+        known, liked = history.known, history.liked
         if not liked:
-            rated_idx = self.model.items_.index(list(known))
-            order = self._popular[~np.isin(self._popular, rated_idx)] if exclude_rated else None
-            top = (self._popular if order is None else order)[:k]
-            popular = self._scored(top, self._popularity[top].astype(np.float32))
+            top, counts = popular_top(self.model, history, self._popular_counts, k, exclude_rated)
+            popular = self._scored(top, counts)
             for item in popular if explain else []:
                 item.because = []  # nothing the user rated raised these: they are just popular
             return popular
@@ -392,14 +357,7 @@ class LiveBackend:
             got = fused(hist_items, hist_ratings, k, exclude, 3, new_user=True)
             if got is not None:
                 return self._explained(got, hist_items.astype(np.int64), 3)
-        extra = len(disliked) if exclude_rated else 0
-        rec = self.model.recommend_for_ratings(liked, k + extra, exclude_rated=exclude_rated)
-        keep = ~np.isin(rec.item_ids, np.asarray(disliked)) if disliked and exclude_rated else None
-        item_ids = rec.item_ids if keep is None else rec.item_ids[keep]
-        scores = rec.scores if keep is None else rec.scores[keep]
-        # A list: the vocabulary's dict lookup (an array takes pandas' ~0.1 ms get_indexer).
-        idx = self.model.items_.index(item_ids[:k].tolist(), missing="negative")
-        items = self._scored(idx, scores[:k])
+        items = self._scored(*rank_liked(self.model, history, k, exclude_rated))
         if explain:
             self.add_because(liked, items)
         return items
@@ -502,15 +460,8 @@ class LiveBackend:
         return Because(item_id=found[0], title=found[1], weight=round(weight, 6))
 
     def items_as_ratings(self, item_ids: Sequence[str]) -> dict[str, float]:
-        """Ordered item ids as implicit positives ``{item_id: value}``, in the order given.
-
-        ``value`` is 1 for implicit models and the top of the scale (a "like") for explicit
-        ones, as :meth:`Recommender.recommend_for_items` does; a repeated id keeps its first
-        position.
-        """
-        scale = self.model.rating_scale_
-        value = 1.0 if scale is None else float(scale[1])
-        return dict.fromkeys(item_ids, value)
+        """Ordered item ids as implicit positives (:func:`recforge.fold_in.items_as_ratings`)."""
+        return items_as_ratings(self.model, item_ids)
 
     def similar(self, item_id: str, k: int) -> list[ScoredItem]:
         """The ``k`` items most cosine-similar to ``item_id`` (UnknownIdError when unknown)."""
