@@ -89,10 +89,11 @@ def files_split(train: DataSource, test: DataSource) -> Any:
     ``title`` column, :func:`recforge.data.split_io.part_title_source`), and the count column
     it records the events' weights unless ``--count-col``/``--rating-col`` say otherwise. Event
     settings it records were applied when the parts were written: the same ones given again are
-    not applied twice, others are refused (:func:`_settled_events`).
+    not applied twice, others are refused
+    (:func:`recforge.data.split_io.settled_events`).
     """
     from recforge.data import split as splits
-    from recforge.data.split_io import read_split_meta
+    from recforge.data.split_io import read_split_meta, settled_events
 
     meta = read_split_meta(train.path) if not train.is_movielens else None
     if meta is not None and train.rating_scale is None and not train.implicit:
@@ -110,7 +111,7 @@ def files_split(train: DataSource, test: DataSource) -> Any:
     told_counts = train.count_col is not None or train.rating_col is not None
     train, test = _recorded_column(meta, ("count_col",), (train, test), told=told_counts)
     if meta is not None and isinstance(meta.get("events"), dict):
-        train, test = _settled_events(train, meta["events"]), _settled_events(test, meta["events"])
+        train, test = settled_events(train, meta["events"]), settled_events(test, meta["events"])
     tr, _ = resolve_data(train)
     te, _ = resolve_data(test)
     scale = train.rating_scale
@@ -146,41 +147,6 @@ def _recorded_column(
         return parts
     field = keys[0]
     return parts[0].replace(**{field: column}), parts[1].replace(**{field: column})
-
-
-def _settled_events(part: DataSource, recorded: dict[str, Any]) -> DataSource:
-    """A split part read without the event settings its ``split.json`` records as applied (its
-    weights are in its count column, the dropped kinds gone): given again they would find no
-    event column.
-
-    Raises:
-        ConfigError: other event settings are given; they need a new split of the original.
-    """
-    given = part.event_settings()
-    if given is None:
-        return part
-    same = given["event_weights"] == recorded.get("event_weights") and given["events"] == (
-        recorded.get("events")
-    )
-    if not same:
-        flags = " ".join(
-            f"--{key.replace('_', '-')} {_flag_text(value)}"
-            for key, value in recorded.items()
-            if key != "event_col" and value is not None
-        )
-        raise ConfigError(
-            f"{part.path}: the split parts were written with {flags} already applied (the "
-            "weights are in their count column); drop --event-weights/--events, or split the "
-            "original file again with the new ones (recforge data split)"
-        )
-    return part.replace(event_col=None, event_weights=None, events=None)
-
-
-def _flag_text(value: Any) -> str:
-    """A recorded event setting as typed on the command line (``view=1,addtocart=3``)."""
-    if isinstance(value, dict):
-        return ",".join(f"{k}={v:g}" for k, v in value.items())
-    return ",".join(str(v) for v in value)
 
 
 def _check_time_needed(data: Interactions, what: str) -> None:

@@ -901,3 +901,8 @@ def test_split_parts_carry_the_event_weights_and_record_them(tmp_path: Path) -> 
     other = [p.replace(event_weights={**weights, "view": 0}) for p in parts]
     with pytest.raises(ConfigError, match="were written with --event-weights view=1"):
         files_split(*other)
+    # One part read alone (train --data <part>) follows the same rule.
+    alone = parts[0].replace(event_weights=weights).load()
+    assert np.allclose(np.sort(alone.rating), np.sort(back.train.rating))
+    with pytest.raises(ConfigError, match="were written with --event-weights view=1"):
+        other[0].load()

@@ -67,7 +67,7 @@ from recforge.data.events import (
     why_not_events,
 )
 from recforge.data.items import RowTitles, all_codes, resolve_titles
-from recforge.data.split_io import part_title_source
+from recforge.data.split_io import part_source
 from recforge.errors import ConfigError, DataError, DataWarning
 
 __all__ = [
@@ -441,8 +441,9 @@ def _read_source(source: DataSource) -> tuple[pd.DataFrame, pd.Series | None]:
     :func:`recforge.data.sources.load_with_info` builds the item table from."""
     if source.is_movielens:
         raise ConfigError(f"{source.path} is a MovieLens release; use load_dataset for it")
-    # A split part given the original's --title-col again reads its own 'title' column.
-    source = part_title_source(source)
+    # A split part given the original's --title-col or event flags again reads its own
+    # 'title' column and does not weigh its events twice.
+    source = part_source(source)
     read = source.read_kwargs()
     sep, header, encoding = read.pop("sep"), read.pop("header"), read.pop("encoding")
     # The settings are checked before the file is opened, as read_ratings does.

@@ -11,8 +11,8 @@ uses it when no ``--rating-scale`` is given) and a ``protocol.txt`` how the spli
 Event settings (``--event-weights``, ``--events``) are applied before the split: the parts hold
 no event column, the weights are in their ``count`` column and the dropped kinds are gone.
 ``split.json`` records the settings (``"events"``), so reading the parts back with the same
-flags again does not apply them twice, and other flags are refused
-(:func:`recforge.pipeline.files_split`).
+flags again does not apply them twice, and other flags are refused (:func:`settled_events`,
+for ``--train/--test`` and ``--data <part>`` alike).
 
 Titles travel as a column of the parts, not as a second file: when the data's item table has
 titles, every row carries its item's title in a last ``title`` column (empty for an item
@@ -169,3 +169,52 @@ def part_title_source(source: DataSource) -> DataSource:
     # --item-title-col alone is the same column; kept beside title_col it would be refused.
     item_title_col = source.item_title_col if source.items is not None else None
     return source.replace(title_col=TITLE_COLUMN, item_title_col=item_title_col)
+
+
+def settled_events(part: DataSource, recorded: dict[str, Any]) -> DataSource:
+    """A split part read without the event settings its ``split.json`` records as applied (its
+    weights are in its count column, the dropped kinds gone): given again they would find no
+    event column.
+
+    Raises:
+        ConfigError: other event settings are given; they need a new split of the original.
+    """
+    given = part.event_settings()
+    if given is None:
+        return part
+    same = given["event_weights"] == recorded.get("event_weights") and given["events"] == (
+        recorded.get("events")
+    )
+    if not same:
+        flags = " ".join(
+            f"--{key.replace('_', '-')} {_flag_text(value)}"
+            for key, value in recorded.items()
+            if key != "event_col" and value is not None
+        )
+        raise ConfigError(
+            f"{part.path}: the split parts were written with {flags} already applied (the "
+            "weights are in their count column); drop --event-weights/--events, or split the "
+            "original file again with the new ones (recforge data split)"
+        )
+    return part.replace(event_col=None, event_weights=None, events=None)
+
+
+def _flag_text(value: Any) -> str:
+    """A recorded event setting as typed on the command line (``view=1,addtocart=3``)."""
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v:g}" for k, v in value.items())
+    return ",".join(str(v) for v in value)
+
+
+def part_source(source: DataSource) -> DataSource:
+    """``source`` read as the flags given to ``data split`` mean for one of its parts: the
+    original's title column is the part's ``title`` column (:func:`part_title_source`) and the
+    event settings recorded as applied are not applied again (:func:`settled_events`). What
+    ``recforge train --data <part>`` reads; any other source comes back as it is."""
+    source = part_title_source(source)
+    if source.event_settings() is None or Path(source.path).name not in PART_FILES:
+        return source
+    meta = read_split_meta(source.path)
+    if meta is None or not isinstance(meta.get("events"), dict):
+        return source
+    return settled_events(source, meta["events"])
