@@ -43,6 +43,13 @@ def test_numpy_reference_equals_ease_weights() -> None:
     np.testing.assert_allclose(ref.weights_, ours.weights_, atol=1e-5)
 
 
+def test_dense_gram_in_column_blocks_equals_the_sparse_product() -> None:
+    x = _data().csr("binary").astype(np.float32)
+    want = (x.T @ x).toarray()
+    for block in (3, x.shape[1], 4096):  # several blocks, one exact, one wider than the items
+        np.testing.assert_array_equal(speed._dense_gram(x, block=block), want)
+
+
 def test_unknown_pair_and_bad_reps_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="unknown speed pair"):
         speed.run_speed([("tiny", _data())], threads=[1], pairs=["warp"])
